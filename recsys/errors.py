@@ -1,0 +1,27 @@
+"""Exceptions the project raises on purpose."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class RecsysError(Exception):
+    """Base class of every error the project raises on purpose."""
+
+
+class DataFileError(RecsysError, ValueError):
+    """A data file is unreadable or breaks its schema.
+
+    Args:
+        path: The file that was read.
+        problem: What is wrong, in words a user can act on.
+        line: The 1-based line of the file where the problem is, when known
+            (line 1 is the header of a CSV file).
+    """
+
+    def __init__(self, path: str | Path, problem: str, line: int | None = None):
+        self.path = str(path)
+        self.problem = problem
+        self.line = line
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{where}: {problem}")

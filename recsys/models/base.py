@@ -1,0 +1,266 @@
+"""The interface every recommender implements, and the ranking they share.
+
+A model learns from a *feedback frame*: one row per (user, product) pair with
+the columns ``user_id``, ``product_id`` (positive integers), ``clicks``
+(how many times the user touched the product), ``engagement`` (a non-negative
+strength of interest, used as implicit confidence) and ``rating`` (1-5, used by
+rating models); an optional ``timestamp`` is ignored by models.
+``recsys.data.derive_ratings`` makes one from an interaction log; the
+MovieLens loader makes one from explicit ratings.
+
+Models do no I/O. Their learned state is a dict of numpy arrays plus a dict of
+JSON-able parameters (``get_state`` / ``from_state``), so an artifact store can
+save it without pickling code.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Self
+
+import numpy as np
+import pandas as pd
+
+FEEDBACK_COLUMNS = ("user_id", "product_id", "clicks", "engagement", "rating")
+
+# Users are scored in chunks so a large catalog never needs a
+# users x items matrix bigger than this many cells at once.
+_SCORE_CHUNK_CELLS = 8_000_000
+
+
+@dataclass(frozen=True)
+class RankedList:
+    """One user's (or one product's) recommendations, best first.
+
+    Attributes:
+        product_ids: Raw product ids, best first.
+        scores: The model's score for each id (higher is better).
+    """
+
+    product_ids: np.ndarray
+    scores: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.product_ids)
+
+
+@dataclass(frozen=True)
+class RecommendationBatch:
+    """The answer of ``Recommender.recommend`` for several users.
+
+    Attributes:
+        lists: Ranked list per known user id.
+        unknown_users: Requested user ids the model has never seen (no list).
+    """
+
+    lists: dict[int, RankedList]
+    unknown_users: list[int] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ModelState:
+    """A fitted model as plain data: numeric arrays and JSON-able parameters."""
+
+    arrays: dict[str, np.ndarray]
+    params: dict[str, Any]
+
+
+class NotFittedError(RuntimeError):
+    """A model was asked to recommend before ``fit``."""
+
+
+def validate_feedback(feedback: pd.DataFrame) -> None:
+    """Raise ``ValueError`` when a frame is not a usable feedback frame.
+
+    Args:
+        feedback: The frame to check.
+    """
+    missing = [c for c in FEEDBACK_COLUMNS if c not in feedback.columns]
+    if missing:
+        raise ValueError(
+            f"feedback frame lacks column(s) {missing}; expected {list(FEEDBACK_COLUMNS)}"
+        )
+    if feedback.empty:
+        raise ValueError("feedback frame is empty: a model needs at least one interaction")
+
+
+class Recommender(ABC):
+    """Base class: id mapping, unknown users, exclusions and top-n ranking.
+
+    A subclass sets ``name``, learns in ``_fit`` and scores in ``_score``; the
+    base class turns scores into ranked lists. Ties are broken by ascending
+    product id, because inner item indices follow ascending raw ids.
+    """
+
+    name: ClassVar[str]
+    predicts_ratings: ClassVar[bool] = False
+
+    def __init__(self) -> None:
+        self.user_ids: np.ndarray | None = None  # sorted raw user ids
+        self.product_ids: np.ndarray | None = None  # sorted raw product ids
+
+    # -- learning -----------------------------------------------------------
+
+    def fit(self, feedback: pd.DataFrame) -> Self:
+        """Learn from a feedback frame and return self.
+
+        Args:
+            feedback: One row per (user, product); see the module docstring.
+        """
+        validate_feedback(feedback)
+        self.user_ids = np.unique(feedback["user_id"].to_numpy(dtype=np.int64))
+        self.product_ids = np.unique(feedback["product_id"].to_numpy(dtype=np.int64))
+        users = np.searchsorted(self.user_ids, feedback["user_id"].to_numpy(dtype=np.int64))
+        items = np.searchsorted(self.product_ids, feedback["product_id"].to_numpy(dtype=np.int64))
+        self._fit(feedback, users, items)
+        return self
+
+    @abstractmethod
+    def _fit(self, feedback: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> None:
+        """Learn; ``users`` and ``items`` are the rows' inner indices."""
+
+    @abstractmethod
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        """Return a (len(users), n_items) score matrix for inner user indices."""
+
+    def _item_vectors(self) -> np.ndarray | None:
+        """Return item embeddings for ``similar_items``, or None if the model has none."""
+        return None
+
+    # -- state ----------------------------------------------------------------
+
+    def params(self) -> dict[str, Any]:
+        """Return the hyper-parameters as a JSON-able dict."""
+        return {}
+
+    def get_state(self) -> ModelState:
+        """Return the fitted model as arrays and parameters (no code, no pickle)."""
+        self._require_fitted()
+        arrays = {"user_ids": self.user_ids, "product_ids": self.product_ids}
+        arrays.update(self._learned_arrays())
+        return ModelState(arrays=arrays, params={"model": self.name, **self.params()})
+
+    @classmethod
+    def from_state(cls, state: ModelState) -> Self:
+        """Rebuild a fitted model from ``get_state``'s output."""
+        params = {k: v for k, v in state.params.items() if k != "model"}
+        model = cls(**params)
+        model.user_ids = np.asarray(state.arrays["user_ids"], dtype=np.int64)
+        model.product_ids = np.asarray(state.arrays["product_ids"], dtype=np.int64)
+        model._load_learned_arrays(state.arrays)
+        return model
+
+    @abstractmethod
+    def _learned_arrays(self) -> dict[str, np.ndarray]:
+        """Return the learned arrays (besides the id maps)."""
+
+    @abstractmethod
+    def _load_learned_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        """Restore what ``_learned_arrays`` returned."""
+
+    # -- answering ------------------------------------------------------------
+
+    @property
+    def is_fitted(self) -> bool:
+        return self.user_ids is not None
+
+    def knows_user(self, user_id: int) -> bool:
+        """Return whether the model learned anything about this user."""
+        self._require_fitted()
+        i = np.searchsorted(self.user_ids, user_id)
+        return bool(i < len(self.user_ids) and self.user_ids[i] == user_id)
+
+    def recommend(
+        self,
+        user_ids: Iterable[int],
+        n: int,
+        exclude: Mapping[int, Collection[int]] | None = None,
+    ) -> RecommendationBatch:
+        """Rank the n best products for each user.
+
+        Args:
+            user_ids: Raw user ids.
+            n: How many products per user (fewer when fewer remain).
+            exclude: Raw product ids to leave out, per raw user id (for
+                example what the user already bought, or the training items
+                when evaluating).
+
+        Returns:
+            Ranked lists for the known users; unknown users are listed, not raised.
+        """
+        self._require_fitted()
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        requested = np.asarray(list(user_ids), dtype=np.int64)
+        inner = np.searchsorted(self.user_ids, requested)
+        inner_clipped = np.minimum(inner, len(self.user_ids) - 1)
+        known = (inner < len(self.user_ids)) & (self.user_ids[inner_clipped] == requested)
+        unknown = [int(u) for u in requested[~known]]
+        known_raw, known_inner = requested[known], inner[known]
+
+        lists: dict[int, RankedList] = {}
+        chunk = max(1, _SCORE_CHUNK_CELLS // max(1, len(self.product_ids)))
+        for start in range(0, len(known_raw), chunk):
+            raw = known_raw[start : start + chunk]
+            scores = np.array(self._score(known_inner[start : start + chunk]), dtype=np.float64)
+            if exclude:
+                self._mask_excluded(scores, raw, exclude)
+            for row, user in enumerate(raw):
+                lists[int(user)] = self._top_n(scores[row], n)
+        return RecommendationBatch(lists=lists, unknown_users=unknown)
+
+    def similar_items(self, product_id: int, n: int) -> RankedList:
+        """Rank the n products most similar to one product (cosine of item vectors).
+
+        Args:
+            product_id: A raw product id the model knows.
+            n: How many products (the product itself is left out).
+
+        Raises:
+            KeyError: The model does not know the product.
+            NotImplementedError: The model has no item vectors.
+        """
+        self._require_fitted()
+        vectors = self._item_vectors()
+        if vectors is None:
+            raise NotImplementedError(f"model {self.name!r} has no item vectors")
+        i = np.searchsorted(self.product_ids, product_id)
+        if i >= len(self.product_ids) or self.product_ids[i] != product_id:
+            raise KeyError(product_id)
+        norms = np.linalg.norm(vectors, axis=1)
+        norms[norms == 0] = 1.0
+        scores = (vectors @ vectors[i]) / (norms * norms[i])
+        scores[i] = -np.inf
+        return self._top_n(scores, n)
+
+    # -- helpers --------------------------------------------------------------
+
+    def _require_fitted(self) -> None:
+        if not self.is_fitted:
+            raise NotFittedError(f"model {self.name!r} is not fitted; call fit() first")
+
+    def _mask_excluded(
+        self, scores: np.ndarray, users: np.ndarray, exclude: Mapping[int, Collection[int]]
+    ) -> None:
+        for row, user in enumerate(users):
+            banned = exclude.get(int(user))
+            if not banned:
+                continue
+            banned = np.fromiter(banned, dtype=np.int64, count=len(banned))
+            pos = np.searchsorted(self.product_ids, banned)
+            pos_clipped = np.minimum(pos, len(self.product_ids) - 1)
+            hit = (pos < len(self.product_ids)) & (self.product_ids[pos_clipped] == banned)
+            scores[row, pos[hit]] = -np.inf
+
+    def _top_n(self, scores: np.ndarray, n: int) -> RankedList:
+        """Return the n best finite scores, ties by ascending product id."""
+        allowed = np.flatnonzero(np.isfinite(scores))
+        if len(allowed) > n:
+            # Keep every item tied with the n-th best so the id tie-break is exact.
+            nth_best = np.partition(scores[allowed], len(allowed) - n)[len(allowed) - n]
+            allowed = allowed[scores[allowed] >= nth_best]
+        # lexsort: last key is primary; inner index order equals product id order.
+        order = allowed[np.lexsort((allowed, -scores[allowed]))][:n]
+        return RankedList(product_ids=self.product_ids[order].copy(), scores=scores[order].copy())
