@@ -1,0 +1,222 @@
+"""Offline quality metrics: rating errors, ranking quality and catalog coverage.
+
+Every function is pure: it takes predictions or ranked lists and returns one
+number. Ranking metrics take two mappings keyed by user id:
+
+- ``recommended``: the user's ranked product ids, best first;
+- ``relevant``: the user's relevant held-out product ids (for example the test
+  items the user rated 4 or more).
+
+Conventions (they differ between libraries, so they are stated here once):
+
+- A ranking metric is the mean over the users that have at least one relevant
+  item; users with no relevant item are left out of the mean (as in Microsoft
+  Recommenders and LensKit), and a user with relevant items but no list scores 0.
+- Only the first ``k`` entries of a list count; a shorter list is not padded
+  with relevant items, it simply has fewer chances.
+- precision@k divides by k; recall@k divides by the number of relevant items;
+  NDCG@k and MAP@k normalise by ``min(k, number of relevant items)`` ideal
+  hits, the convention of ``implicit.evaluation.ranking_metrics_at_k``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+
+import numpy as np
+
+RankedLists = Mapping[int, Sequence[int]]
+RelevantSets = Mapping[int, Collection[int]]
+
+
+def rmse(predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """Return the root mean squared error, sqrt(sum((p - a)^2) / n).
+
+    The denominator n is the number of (prediction, rating) pairs, as in
+    ``surprise.accuracy.rmse``.
+
+    Args:
+        predicted: Predicted ratings.
+        actual: True ratings, in the same order.
+
+    Raises:
+        ValueError: The inputs are empty or of different lengths.
+    """
+    errors = _rating_errors(predicted, actual)
+    return float(np.sqrt(np.mean(errors**2)))
+
+
+def mae(predicted: Sequence[float], actual: Sequence[float]) -> float:
+    """Return the mean absolute error, sum(|p - a|) / n.
+
+    The denominator n is the number of (prediction, rating) pairs, as in
+    ``surprise.accuracy.mae``.
+
+    Args:
+        predicted: Predicted ratings.
+        actual: True ratings, in the same order.
+
+    Raises:
+        ValueError: The inputs are empty or of different lengths.
+    """
+    errors = _rating_errors(predicted, actual)
+    return float(np.mean(np.abs(errors)))
+
+
+def precision_at_k(recommended: RankedLists, relevant: RelevantSets, k: int) -> float:
+    """Return the mean over users of (relevant items in the top k) / k.
+
+    The denominator is k for every user, even when the list is shorter or the
+    user has fewer than k relevant items (Microsoft Recommenders' and
+    LensKit's convention; ``implicit`` divides by min(k, relevant) instead).
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        relevant: Relevant held-out product ids per user.
+        k: The cut-off.
+
+    Raises:
+        ValueError: k < 1, or no user has a relevant item.
+    """
+    return _mean_over_users(recommended, relevant, k, lambda hits, n_rel: hits.sum() / k)
+
+
+def recall_at_k(recommended: RankedLists, relevant: RelevantSets, k: int) -> float:
+    """Return the mean over users of (relevant items in the top k) / (relevant items).
+
+    The denominator is the user's number of relevant held-out items; users with
+    none are excluded from the mean (Microsoft Recommenders' and LensKit's
+    convention).
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        relevant: Relevant held-out product ids per user.
+        k: The cut-off.
+
+    Raises:
+        ValueError: k < 1, or no user has a relevant item.
+    """
+    return _mean_over_users(recommended, relevant, k, lambda hits, n_rel: hits.sum() / n_rel)
+
+
+def ndcg_at_k(recommended: RankedLists, relevant: RelevantSets, k: int) -> float:
+    """Return the mean over users of DCG@k / ideal DCG@k with binary relevance.
+
+    DCG@k = sum over ranks r = 1..k of rel_r / log2(r + 1), where rel_r is 1
+    when the item at rank r is relevant, else 0. The ideal DCG places
+    min(k, relevant items) hits at the top ranks. This is the convention of
+    ``implicit`` and Microsoft Recommenders (binary relevance).
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        relevant: Relevant held-out product ids per user.
+        k: The cut-off.
+
+    Raises:
+        ValueError: k < 1, or no user has a relevant item.
+    """
+    discounts = 1.0 / np.log2(np.arange(2, k + 2))
+    ideal_dcg = np.cumsum(discounts)
+
+    def ndcg(hits: np.ndarray, n_rel: int) -> float:
+        dcg = discounts[: len(hits)][hits].sum()
+        return dcg / ideal_dcg[min(k, n_rel) - 1]
+
+    return _mean_over_users(recommended, relevant, k, ndcg)
+
+
+def map_at_k(recommended: RankedLists, relevant: RelevantSets, k: int) -> float:
+    """Return the mean over users of average precision at k.
+
+    AP@k = sum over ranks r = 1..k with a relevant item of precision@r,
+    divided by min(k, relevant items). That denominator is the one of
+    ``implicit`` and of the classic ``ml_metrics.apk``: a user with more than k
+    relevant items can still reach 1.
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        relevant: Relevant held-out product ids per user.
+        k: The cut-off.
+
+    Raises:
+        ValueError: k < 1, or no user has a relevant item.
+    """
+
+    def average_precision(hits: np.ndarray, n_rel: int) -> float:
+        ranks = np.flatnonzero(hits) + 1
+        precisions = np.arange(1, len(ranks) + 1) / ranks
+        return precisions.sum() / min(k, n_rel)
+
+    return _mean_over_users(recommended, relevant, k, average_precision)
+
+
+def hit_rate_at_k(recommended: RankedLists, relevant: RelevantSets, k: int) -> float:
+    """Return the share of users with at least one relevant item in their top k.
+
+    The denominator is the number of users with at least one relevant item.
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        relevant: Relevant held-out product ids per user.
+        k: The cut-off.
+
+    Raises:
+        ValueError: k < 1, or no user has a relevant item.
+    """
+    return _mean_over_users(recommended, relevant, k, lambda hits, n_rel: float(hits.any()))
+
+
+def catalog_coverage(recommended: RankedLists, catalog_size: int, k: int | None = None) -> float:
+    """Return distinct recommended products / catalog size.
+
+    Counts every product that appears in at least one user's list (its first k
+    entries when k is given), divided by the number of products in the catalog
+    (for offline evaluation: the products the model was trained on).
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        catalog_size: How many products could have been recommended.
+        k: Only count each list's first k entries; None counts whole lists.
+
+    Raises:
+        ValueError: No lists, or catalog_size < 1.
+    """
+    if catalog_size < 1:
+        raise ValueError(f"catalog_size must be at least 1, got {catalog_size}")
+    if not recommended:
+        raise ValueError("catalog_coverage needs at least one recommendation list, got none")
+    lists = [np.asarray(items[:k], dtype=np.int64) for items in recommended.values()]
+    return len(np.unique(np.concatenate(lists))) / catalog_size
+
+
+def _rating_errors(predicted: Sequence[float], actual: Sequence[float]) -> np.ndarray:
+    predicted = np.asarray(predicted, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if predicted.size == 0:
+        raise ValueError("cannot compute a rating error on zero predictions")
+    if predicted.shape != actual.shape:
+        raise ValueError(
+            f"predicted and actual differ in length: {predicted.size} vs {actual.size}"
+        )
+    return predicted - actual
+
+
+def _user_hits(
+    recommended: RankedLists, relevant: RelevantSets, k: int
+) -> Iterator[tuple[np.ndarray, int]]:
+    """Yield (is each of the top-k items relevant, number of relevant) per scored user."""
+    for user, targets in relevant.items():
+        if not targets:
+            continue
+        top = np.asarray(recommended.get(user, ())[:k], dtype=np.int64)
+        targets = np.fromiter(targets, dtype=np.int64, count=len(targets))
+        yield np.isin(top, targets), len(targets)
+
+
+def _mean_over_users(recommended: RankedLists, relevant: RelevantSets, k: int, per_user) -> float:
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    values = [per_user(hits, n_rel) for hits, n_rel in _user_hits(recommended, relevant, k)]
+    if not values:
+        raise ValueError("no user has a relevant item: ranking metrics are undefined")
+    return float(np.mean(values))
