@@ -54,7 +54,9 @@ def test_ndcg_ideal_is_capped_at_k_hits():
 
 def test_map_averages_precision_at_each_hit_over_min_k_relevant():
     # hits at ranks 2 and 4: precision 1/2 and 2/4, divided by min(4, 3) = 3
-    assert metrics.map_at_k(ONE_USER_LIST, ONE_USER_RELEVANT, 4) == pytest.approx((1 / 2 + 2 / 4) / 3)
+    assert metrics.map_at_k(ONE_USER_LIST, ONE_USER_RELEVANT, 4) == pytest.approx(
+        (1 / 2 + 2 / 4) / 3
+    )
 
 
 def test_map_of_a_perfect_list_with_more_relevant_than_k_is_one():

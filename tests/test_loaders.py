@@ -1,0 +1,166 @@
+"""MovieLens loading: both layouts, autodetection, and bad files named by line."""
+
+import numpy as np
+import pytest
+
+from recsys.errors import DataFileError
+from recsys.loaders import load_dataset, relevant_mask
+
+RATINGS_CSV = "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,2.5,200\n2,10,5.0,150\n"
+U_DATA = "1\t10\t4\t100\n1\t20\t2\t200\n2\t10\t5\t150\n"
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_ratings_csv_becomes_one_feedback_row_per_rating(tmp_path):
+    dataset = load_dataset(write(tmp_path, "ratings.csv", RATINGS_CSV))
+    feedback = dataset.feedback
+    assert feedback["user_id"].tolist() == [1, 1, 2]
+    assert feedback["product_id"].tolist() == [10, 20, 10]
+    assert feedback["rating"].tolist() == [4.0, 2.5, 5.0]
+    assert feedback["engagement"].tolist() == [4.0, 2.5, 5.0]
+    assert feedback["clicks"].tolist() == [1, 1, 1]
+    assert feedback["timestamp"].tolist() == [100, 200, 150]
+
+
+def test_ratings_csv_is_detected_as_explicit_movielens(tmp_path):
+    dataset = load_dataset(write(tmp_path, "ratings.csv", RATINGS_CSV))
+    assert dataset.source_format == "movielens-csv"
+    assert dataset.explicit_ratings
+    assert dataset.rating_scale == (0.5, 5.0)
+    assert dataset.has_timestamps
+
+
+def test_u_data_is_detected_and_read_without_a_header(tmp_path):
+    dataset = load_dataset(write(tmp_path, "u.data", U_DATA), "movielens")
+    assert dataset.source_format == "movielens-udata"
+    assert dataset.feedback[["user_id", "product_id", "rating"]].to_numpy().tolist() == [
+        [1, 10, 4],
+        [1, 20, 2],
+        [2, 10, 5],
+    ]
+
+
+def test_blank_lines_are_skipped(tmp_path):
+    dataset = load_dataset(write(tmp_path, "u.data", "1\t10\t4\t100\n\n2\t10\t5\t150\n"))
+    assert len(dataset.feedback) == 2
+
+
+def test_feedback_columns_have_numeric_types(tmp_path):
+    feedback = load_dataset(write(tmp_path, "ratings.csv", RATINGS_CSV)).feedback
+    assert feedback["user_id"].dtype == np.int64
+    assert feedback["rating"].dtype == np.float64
+    assert feedback["timestamp"].dtype == np.int64
+
+
+def test_summary_counts_rows_users_and_products(tmp_path):
+    summary = load_dataset(write(tmp_path, "ratings.csv", RATINGS_CSV)).summary()
+    assert (summary["rows"], summary["users"], summary["products"]) == (3, 2, 2)
+
+
+@pytest.mark.parametrize(
+    ("threshold", "expected"), [(4, [True, False, True]), (5, [False] * 2 + [True])]
+)
+def test_relevance_is_a_rating_at_or_above_the_threshold(tmp_path, threshold, expected):
+    feedback = load_dataset(write(tmp_path, "ratings.csv", RATINGS_CSV)).feedback
+    assert relevant_mask(feedback, threshold).tolist() == expected
+
+
+HEADER = "userId,movieId,rating,timestamp\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line", "problem"),
+    [
+        ("ratings.csv", "", None, "the file is empty"),
+        ("ratings.csv", HEADER, None, "header but no ratings"),
+        ("ratings.csv", "userId,itemId,rating,timestamp\n1,2,3,4\n", 1, "expected the header"),
+        ("ratings.csv", "user,movie\n1,2\n", 1, "cannot tell the format"),
+        (
+            "ratings.csv",
+            HEADER + "1,10,4,100\n1,20,4,100,7\n",
+            3,
+            "expected 4 comma-separated fields, found 5",
+        ),
+        (
+            "ratings.csv",
+            HEADER + "1,10,4,100\n1,20\n",
+            3,
+            "expected 4 comma-separated fields, found 2",
+        ),
+        ("u.data", "1\t10\t4\t100\n\n1\t20\t4\n", 3, "expected 4 tab-separated fields, found 3"),
+        (
+            "ratings.csv",
+            HEADER + "1,10,4,100\nabc,20,4,100\n",
+            3,
+            "userId 'abc' is not a positive integer",
+        ),
+        (
+            "ratings.csv",
+            HEADER + "1,10,4,100\n0,20,4,100\n",
+            3,
+            "userId '0' is not a positive integer",
+        ),
+        ("ratings.csv", HEADER + "1,1.5,4,100\n", 2, "movieId '1.5' is not a positive integer"),
+        (
+            "ratings.csv",
+            HEADER + "1,10,four,100\n",
+            2,
+            "rating 'four' is not a number from 0.5 to 5",
+        ),
+        (
+            "ratings.csv",
+            HEADER + "1,10,4,100\n1,20,7,100\n",
+            3,
+            "rating '7' is not a number from 0.5 to 5",
+        ),
+        ("ratings.csv", HEADER + "1,10,0,100\n", 2, "rating '0' is not a number"),
+        ("ratings.csv", HEADER + "1,10,4,-5\n", 2, "timestamp '-5' is not a non-negative integer"),
+        ("ratings.csv", HEADER + "1,10,4,\n", 2, "timestamp '' is not a non-negative integer"),
+        # the earliest bad line wins, whichever column is wrong on it
+        ("ratings.csv", HEADER + "1,10,4,x\n1,y,4,100\n", 2, "timestamp 'x'"),
+        (
+            "ratings.csv",
+            HEADER + "1,10,4,100\n2,10,4,100\n1,10,3,100\n",
+            4,
+            "user 1 rated movie 10 again (first on line 2)",
+        ),
+        ("u.data", "1\t10\t9\t100\n", 1, "rating '9' is not a number"),
+    ],
+)
+def test_bad_files_raise_an_error_naming_file_line_and_problem(tmp_path, name, text, line, problem):
+    path = write(tmp_path, name, text)
+    with pytest.raises(DataFileError) as raised:
+        load_dataset(path)
+    error = raised.value
+    assert error.path == str(path)
+    assert error.line == line
+    assert problem in error.problem
+    assert str(path) in str(error)
+
+
+def test_a_missing_file_is_reported_as_unreadable(tmp_path):
+    with pytest.raises(DataFileError, match="cannot read the file"):
+        load_dataset(tmp_path / "nope.csv")
+
+
+def test_a_binary_file_is_reported_as_unreadable(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_bytes(b"\xff\xfe\x00\x01")
+    with pytest.raises(DataFileError, match="cannot read the file"):
+        load_dataset(path)
+
+
+def test_an_interactions_file_is_refused_when_movielens_is_asked_for(tmp_path):
+    path = write(tmp_path, "interactions.csv", "user_id,product_clicked,purchased\n1,2,0\n")
+    with pytest.raises(DataFileError, match="expected a MovieLens file"):
+        load_dataset(path, "movielens")
+
+
+def test_an_unknown_format_name_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="expected one of auto, interactions, movielens"):
+        load_dataset(write(tmp_path, "ratings.csv", RATINGS_CSV), "parquet")
