@@ -206,7 +206,7 @@ def _user_hits(
 ) -> Iterator[tuple[np.ndarray, int]]:
     """Yield (is each of the top-k items relevant, number of relevant) per scored user."""
     for user, targets in relevant.items():
-        if not targets:
+        if len(targets) == 0:
             continue
         top = np.asarray(recommended.get(user, ())[:k], dtype=np.int64)
         targets = np.fromiter(targets, dtype=np.int64, count=len(targets))
