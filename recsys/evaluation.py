@@ -358,7 +358,7 @@ def _format_value(value: Any) -> str:
 def _mean_scores(runs: Sequence[Mapping[str, float | int]]) -> dict[str, float]:
     names = [name for name in runs[0] if all(name in run for run in runs)]
     means = {name: float(np.mean([run[name] for run in runs])) for name in names}
-    means["ranked_users"] = int(round(means["ranked_users"]))
+    means["ranked_users"] = round(means["ranked_users"])
     return means
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.data import RATING_SCALE, RatingWeights, derive_ratings, load_interactions
 from recsys.errors import DataFileError
 
 FORMATS = ("auto", "interactions", "movielens")
@@ -89,8 +90,7 @@ def relevant_mask(feedback: pd.DataFrame, threshold: float = DEFAULT_RELEVANCE_T
 def load_dataset(
     path: str | Path,
     file_format: str = "auto",
-    click_weight: float = 1.0,
-    purchase_weight: float = 2.0,
+    weights: RatingWeights | None = None,
 ) -> Dataset:
     """Read a feedback log in one of the supported formats.
 
@@ -98,9 +98,9 @@ def load_dataset(
         path: The file to read.
         file_format: "auto" (detect from the first line), "interactions" or
             "movielens" (either MovieLens layout, detected).
-        click_weight: For interactions files: the weight of a click in the
-            derived rating and engagement (see ``recsys.data.derive_ratings``).
-        purchase_weight: For interactions files: the weight of a purchase.
+        weights: For interactions files: the points per click and per purchase
+            that make the derived rating and the engagement ALS uses (see
+            ``recsys.data.RatingWeights``); ignored for MovieLens.
 
     Returns:
         The dataset.
@@ -120,8 +120,24 @@ def load_dataset(
             path, "expected a MovieLens file but line 1 is an interactions header", line=1
         )
     if file_format == "interactions" or detected == "interactions":
-        return _load_interactions(path, click_weight, purchase_weight)
+        return _load_interactions(path, weights)
     return _load_movielens(path, text, detected)
+
+
+def simulated_dataset(feedback: pd.DataFrame, name: str = "simulated") -> Dataset:
+    """Wrap the feedback frame derived from a simulated click log as a ``Dataset``.
+
+    Args:
+        feedback: Output of ``recsys.data.derive_ratings``.
+        name: A label for reports.
+    """
+    return Dataset(
+        name=name,
+        feedback=feedback,
+        explicit_ratings=False,
+        rating_scale=RATING_SCALE,
+        source_format="simulated",
+    )
 
 
 def detect_format(path: str | Path, first_line: str) -> str:
@@ -161,19 +177,13 @@ def _read_text(path: Path) -> str:
     return text
 
 
-def _load_interactions(path: Path, click_weight: float, purchase_weight: float) -> Dataset:
-    # Imported here: the interactions schema belongs to recsys.data.
-    from recsys.data import derive_ratings, load_interactions
-
-    interactions = load_interactions(path)
-    feedback = derive_ratings(
-        interactions, click_weight=click_weight, purchase_weight=purchase_weight
-    )
+def _load_interactions(path: Path, weights: RatingWeights | None) -> Dataset:
+    feedback = derive_ratings(load_interactions(path), weights)
     return Dataset(
         name=path.name,
         feedback=feedback,
         explicit_ratings=False,
-        rating_scale=(1.0, 5.0),
+        rating_scale=RATING_SCALE,
         source_format="interactions",
         path=str(path),
     )
