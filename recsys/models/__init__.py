@@ -1,5 +1,6 @@
 """Recommenders behind one interface; ``MODELS`` maps each name to its class."""
 
+from recsys.models.als import ALSRecommender
 from recsys.models.base import Recommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.svd import SVDRecommender
@@ -7,4 +8,5 @@ from recsys.models.svd import SVDRecommender
 MODELS: dict[str, type[Recommender]] = {
     PopularityRecommender.name: PopularityRecommender,
     SVDRecommender.name: SVDRecommender,
+    ALSRecommender.name: ALSRecommender,
 }

@@ -19,9 +19,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse
-from implicit.cpu.als import AlternatingLeastSquares
-from threadpoolctl import threadpool_limits
-
 from recsys.models.base import Recommender
 
 
@@ -31,6 +28,12 @@ class ALSRecommender(Recommender):
     Training runs on one thread (``implicit`` and BLAS alike), so the same
     ``random_state`` and data give the same factors on every run and machine
     thread count; ALS on data of this size takes well under a few seconds anyway.
+
+    The defaults won a seeded search on ml-latest-small (holdout NDCG@10,
+    engagement = rating) and also rank best among the tried settings on the
+    simulated shop (engagement = weighted clicks and purchases): strong
+    regularisation and a small alpha, because engagement already spans 1-5
+    (MovieLens) or more (shop), and a large alpha lets a few heavy pairs dominate.
 
     Args:
         factors: Size of the latent vectors.
@@ -46,8 +49,8 @@ class ALSRecommender(Recommender):
     def __init__(
         self,
         factors: int = 64,
-        regularization: float = 0.05,
-        alpha: float = 2.0,
+        regularization: float = 20.0,
+        alpha: float = 1.0,
         iterations: int = 15,
         random_state: int = 42,
     ) -> None:
@@ -96,6 +99,11 @@ class ALSRecommender(Recommender):
         return scipy.sparse.csr_matrix((confidence, (users, items)), shape=shape)
 
     def _fit(self, feedback: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> None:
+        # Imported here: only training needs implicit, so serving a saved model
+        # (and importing the package) does not pay for it.
+        from implicit.cpu.als import AlternatingLeastSquares
+        from threadpoolctl import threadpool_limits
+
         matrix = self.confidence_matrix(feedback, users, items)
         # One BLAS thread: the implicit authors advise it for speed, and it
         # keeps floating-point sums in a fixed order (deterministic factors).
