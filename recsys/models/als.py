@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import scipy.sparse
+
 from recsys.models.base import Recommender
 
 
