@@ -1,0 +1,176 @@
+"""The contract every model in MODELS keeps, checked once for all of them."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.models import MODELS
+from recsys.models.base import NotFittedError, Recommender
+
+ALL_MODELS = sorted(MODELS)
+PERSONAL_MODELS = [name for name in ALL_MODELS if name != "popular"]
+
+
+def random_feedback(n_users=25, n_items=30, density=0.3, seed=0):
+    """Return a feedback frame of random pairs with ratings 1-5."""
+    rng = np.random.default_rng(seed)
+    users, items = np.nonzero(rng.random((n_users, n_items)) < density)
+    ratings = rng.integers(1, 6, len(users)).astype(float)
+    return pd.DataFrame(
+        {
+            # Gaps in the ids, so inner indices and raw ids differ.
+            "user_id": users * 3 + 7,
+            "product_id": items * 2 + 100,
+            "clicks": rng.integers(1, 4, len(users)),
+            "engagement": ratings,
+            "rating": ratings,
+        }
+    )
+
+
+def two_taste_groups(users_per_group=30, seed=0):
+    """Return feedback where the first group of users loves products 1-6, the other 7-12.
+
+    Each user rated 4 of their group's 6 products 5 stars and one product of
+    the other group 1 star; the right answer for a user is the 2 products of
+    their group they have not seen.
+    """
+    rng = np.random.default_rng(seed)
+    first, second = list(range(1, 7)), list(range(7, 13))
+    rows = []
+    for user in range(1, 2 * users_per_group + 1):
+        own, other = (first, second) if user <= users_per_group else (second, first)
+        rows += [(user, int(p), 5.0) for p in rng.choice(own, 4, replace=False)]
+        rows.append((user, int(rng.choice(other)), 1.0))
+    frame = pd.DataFrame(rows, columns=["user_id", "product_id", "rating"])
+    return frame.assign(clicks=1, engagement=frame["rating"])
+
+
+def taste_group(user, users_per_group=30):
+    return set(range(1, 7)) if user <= users_per_group else set(range(7, 13))
+
+
+FEEDBACK = random_feedback()
+
+
+@pytest.fixture(params=ALL_MODELS)
+def model_class(request) -> type[Recommender]:
+    return MODELS[request.param]
+
+
+@pytest.fixture
+def fitted(model_class) -> Recommender:
+    return model_class().fit(FEEDBACK)
+
+
+def some_users(model, count=8):
+    return model.user_ids[:count].tolist()
+
+
+def test_fit_returns_the_model_itself(model_class):
+    model = model_class()
+    assert model.fit(FEEDBACK) is model
+
+
+def test_recommending_before_fit_raises_not_fitted(model_class):
+    with pytest.raises(NotFittedError):
+        model_class().recommend([7], 3)
+
+
+def test_recommend_returns_n_distinct_known_products_per_user(fitted):
+    batch = fitted.recommend(some_users(fitted), 5)
+    assert sorted(batch.lists) == sorted(some_users(fitted))
+    for ranked in batch.lists.values():
+        assert len(ranked) == 5
+        assert len(set(ranked.product_ids.tolist())) == 5
+        assert set(ranked.product_ids.tolist()) <= set(FEEDBACK["product_id"])
+
+
+def test_lists_are_ordered_by_score_then_ascending_product_id(fitted):
+    for ranked in fitted.recommend(some_users(fitted), 12).lists.values():
+        keys = list(zip((-ranked.scores).tolist(), ranked.product_ids.tolist(), strict=True))
+        assert keys == sorted(keys)
+
+
+def test_excluded_products_never_appear(fitted):
+    user = some_users(fitted)[0]
+    first_list = fitted.recommend([user], 5).lists[user].product_ids.tolist()
+    banned = set(first_list[:3])
+    again = fitted.recommend([user], 5, exclude={user: banned}).lists[user].product_ids.tolist()
+    assert not banned & set(again)
+    assert again[:2] == first_list[3:5]
+
+
+def test_a_list_is_shorter_only_when_fewer_products_remain(fitted):
+    user = some_users(fitted)[0]
+    catalog = fitted.product_ids.tolist()
+    ranked = fitted.recommend([user], 100, exclude={user: set(catalog[:-4])}).lists[user]
+    assert sorted(ranked.product_ids.tolist()) == catalog[-4:]
+
+
+def test_unknown_users_are_reported_not_raised(fitted):
+    known = some_users(fitted, 2)
+    batch = fitted.recommend([known[0], 999_999, known[1], 1], 3)
+    assert batch.unknown_users == [999_999, 1]
+    assert sorted(batch.lists) == sorted(known)
+
+
+def test_fitting_twice_gives_identical_recommendations(model_class):
+    first = model_class().fit(FEEDBACK)
+    second = model_class().fit(FEEDBACK)
+    users = some_users(first)
+    for user, ranked in first.recommend(users, 10).lists.items():
+        other = second.recommend(users, 10).lists[user]
+        np.testing.assert_array_equal(ranked.product_ids, other.product_ids)
+        np.testing.assert_array_equal(ranked.scores, other.scores)
+
+
+def test_state_round_trip_through_npz_and_json_gives_identical_recommendations(fitted, tmp_path):
+    state = fitted.get_state()
+    np.savez(tmp_path / "arrays.npz", **state.arrays)
+    (tmp_path / "params.json").write_text(json.dumps(state.params))
+    with np.load(tmp_path / "arrays.npz", allow_pickle=False) as stored:
+        arrays = {name: stored[name] for name in stored.files}
+    params = json.loads((tmp_path / "params.json").read_text())
+    restored = type(fitted).from_state(type(state)(arrays=arrays, params=params))
+
+    users = some_users(fitted)
+    for user, ranked in fitted.recommend(users, 10).lists.items():
+        other = restored.recommend(users, 10).lists[user]
+        np.testing.assert_array_equal(ranked.product_ids, other.product_ids)
+        np.testing.assert_array_equal(ranked.scores, other.scores)
+
+
+def test_state_arrays_are_numeric(fitted):
+    for name, array in fitted.get_state().arrays.items():
+        assert np.asarray(array).dtype.kind in "iuf", name
+
+
+def test_similar_items_leave_out_the_product_itself_or_say_they_cannot(fitted):
+    product = int(fitted.product_ids[0])
+    try:
+        ranked = fitted.similar_items(product, 5)
+    except NotImplementedError:
+        assert fitted._item_vectors() is None
+        return
+    assert len(ranked) == 5
+    assert product not in ranked.product_ids.tolist()
+
+
+@pytest.mark.parametrize("name", PERSONAL_MODELS)
+def test_personal_models_rank_the_users_unseen_group_products_first(name):
+    feedback = two_taste_groups()
+    model = MODELS[name]().fit(feedback)
+    seen = feedback.groupby("user_id")["product_id"].apply(set).to_dict()
+    batch = model.recommend(seen, 2, exclude=seen)
+    assert len(batch.lists) == len(seen)
+    for user, ranked in batch.lists.items():
+        assert set(ranked.product_ids.tolist()) == taste_group(user) - seen[user], user
+
+
+@pytest.mark.parametrize("name", PERSONAL_MODELS)
+def test_personal_models_find_similar_products_in_the_same_group(name):
+    model = MODELS[name]().fit(two_taste_groups())
+    assert set(model.similar_items(1, 5).product_ids.tolist()) == taste_group(1) - {1}
