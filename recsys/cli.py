@@ -1,4 +1,4 @@
-"""Command line of ``recommendation_system.py``: rmse (default), generate, eda."""
+"""Command line of ``recommendation_system.py``: rmse (default), generate, eda, evaluate, tune."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 from recsys.data import load_interactions, write_interactions
 from recsys.eda import eda_report
 from recsys.errors import RecsysError
+from recsys.evaluation_cli import add_evaluation_commands
 from recsys.pipeline import PipelineResult, run_pipeline
 from recsys.simulate import (
     DEFAULT_PRODUCTS,
@@ -64,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--data", type=Path, default=None, help="interactions CSV (default: the simulated log)"
     )
     eda.set_defaults(handler=cmd_eda)
+
+    add_evaluation_commands(commands)
     return parser
 
 

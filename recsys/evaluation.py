@@ -313,6 +313,7 @@ def format_report(report: Mapping[str, Any]) -> str:
     columns: list[str] = []
     for scores in report["models"].values():
         columns += [c for c in scores if c not in columns and c != "ranked_users"]
+    columns.sort(key=_column_position)
     header = ["model", *columns]
     rows = [
         [name, *(_format_value(scores.get(c)) for c in columns)]
@@ -356,10 +357,19 @@ def _format_value(value: Any) -> str:
 
 
 def _mean_scores(runs: Sequence[Mapping[str, float | int]]) -> dict[str, float]:
+    """Average each figure over the runs (folds), in the report's column order."""
     names = [name for name in runs[0] if all(name in run for run in runs)]
+    names.sort(key=_column_position)
     means = {name: float(np.mean([run[name] for run in runs])) for name in names}
     means["ranked_users"] = round(means["ranked_users"])
     return means
+
+
+def _column_position(name: str) -> int:
+    # Rating errors, then ranking metrics, then coverage and timings.
+    prefix = name.split("@", 1)[0]
+    order = ["rmse", "mae", *RANKING_METRICS, "coverage", "fit_seconds", "recommend_seconds"]
+    return order.index(prefix) if prefix in order else len(order)
 
 
 def _rank_within_groups(sorted_groups: np.ndarray) -> np.ndarray:
