@@ -208,9 +208,9 @@ def score_split(
         scores["mae"] = metrics.mae(predicted, test["rating"].to_numpy())
 
     relevant_rows = test[relevant_mask(test, threshold)]
-    relevant = _products_by_user(relevant_rows)
+    relevant = products_by_user(relevant_rows)
     start = time.perf_counter()
-    batch = model.recommend(relevant, k, exclude=_products_by_user(split.train))
+    batch = model.recommend(relevant, k, exclude=products_by_user(split.train))
     scores["recommend_seconds"] = time.perf_counter() - start
     lists = {user: ranked.product_ids for user, ranked in batch.lists.items()}
     known = {user: relevant[user] for user in lists}
@@ -380,7 +380,7 @@ def _rank_within_groups(sorted_groups: np.ndarray) -> np.ndarray:
     return np.arange(n) - np.repeat(starts, lengths)
 
 
-def _products_by_user(frame: pd.DataFrame) -> dict[int, list[int]]:
+def products_by_user(frame: pd.DataFrame) -> dict[int, list[int]]:
     """Return raw product ids per raw user id."""
     if frame.empty:
         return {}
