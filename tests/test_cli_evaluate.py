@@ -1,0 +1,181 @@
+"""The evaluate and tune subcommands of recommendation_system.py."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recsys.cli import main
+from recsys.model_params import load_model_params
+from recsys.pipeline import run_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+RANKING_KEYS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10", "coverage")
+
+
+@pytest.fixture(scope="module")
+def pipeline():
+    result = run_pipeline()
+    return lambda: result
+
+
+@pytest.fixture
+def run(pipeline, capsys):
+    """Run the CLI; return (exit status, stdout, stderr)."""
+
+    def run_cli(*argv):
+        try:
+            status = main(list(argv), pipeline=pipeline)
+        except SystemExit as exit_:
+            status = exit_.code
+        out, err = capsys.readouterr()
+        return status, out, err
+
+    return run_cli
+
+
+@pytest.fixture
+def ratings_csv(tmp_path):
+    """A small MovieLens ratings.csv: 12 users who each rate 6 of 10 movies over time."""
+    lines = ["userId,movieId,rating,timestamp"]
+    for user in range(1, 13):
+        for step in range(6):
+            movie = (user + step) % 10 + 1
+            rating = 5.0 if movie <= 5 else 2.0
+            lines.append(f"{user},{movie},{rating},{1000 * user + step}")
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_evaluate_json_on_the_simulated_data_reports_every_model_and_metric(run, pipeline):
+    status, out, _ = run("evaluate", "--json")
+    report = json.loads(out)
+    assert status == 0
+    assert report["dataset"]["name"] == "simulated"
+    assert report["dataset"]["rows"] == len(pipeline().feedback)
+    assert report["protocol"]["name"] == "holdout"
+    assert list(report["models"]) == ["popular", "svd", "als"]
+    for scores in report["models"].values():
+        assert all(0 <= scores[key] <= 1 for key in RANKING_KEYS)
+        assert scores["fit_seconds"] > 0
+
+
+def test_only_rating_models_report_rmse_and_mae(run):
+    models = json.loads(run("evaluate", "--json")[1])["models"]
+    assert {"rmse", "mae"} <= set(models["svd"])
+    assert not {"rmse", "mae"} & set(models["popular"])
+    assert not {"rmse", "mae"} & set(models["als"])
+
+
+def test_personal_models_beat_popularity_on_the_simulated_data(run):
+    models = json.loads(run("evaluate", "--json")[1])["models"]
+    assert models["als"]["ndcg@10"] > models["popular"]["ndcg@10"]
+    assert models["svd"]["ndcg@10"] > models["popular"]["ndcg@10"]
+
+
+def test_popularity_and_popular_name_the_same_model(run):
+    status, out, _ = run("evaluate", "--models", "popularity,popular", "--json")
+    assert status == 0
+    assert list(json.loads(out)["models"]) == ["popular"]
+
+
+def test_the_table_has_one_row_per_model_with_every_metric(run):
+    status, out, _ = run("evaluate", "--models", "popular,als", "--k", "5")
+    lines = out.splitlines()
+    assert status == 0
+    assert lines[2].split() == [
+        "model",
+        "precision@5",
+        "recall@5",
+        "ndcg@5",
+        "map@5",
+        "hit_rate@5",
+        "coverage",
+        "fit_seconds",
+        "recommend_seconds",
+    ]
+    assert [line.split()[0] for line in lines[3:]] == ["popular", "als"]
+
+
+def test_evaluate_reads_movielens_and_splits_by_time(run, ratings_csv):
+    status, out, _ = run(
+        "evaluate", "--data", str(ratings_csv), "--protocol", "time", "--leave-last", "2", "--json"
+    )
+    report = json.loads(out)
+    assert status == 0
+    assert report["dataset"]["format"] == "movielens-csv"
+    assert report["protocol"]["leave_last"] == 2
+    assert report["protocol"]["splits"][0]["test_rows"] == 12 * 2
+
+
+def test_kfold_reports_the_number_of_folds(run, ratings_csv):
+    status, out, _ = run(
+        "evaluate", "--data", str(ratings_csv), "--protocol", "kfold", "--folds", "3", "--json"
+    )
+    report = json.loads(out)
+    assert status == 0
+    assert report["protocol"]["folds"] == 3
+    assert len(report["protocol"]["splits"]) == 3
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["evaluate", "--models", "svd,knn"], "unknown model 'knn'; expected one of"),
+        (["evaluate", "--folds", "1"], "expected an integer >= 2, got '1'"),
+        (["evaluate", "--k", "zero"], "expected an integer >= 1, got 'zero'"),
+        (["evaluate", "--protocol", "time"], "the time protocol needs timestamps"),
+        (["evaluate", "--data", "missing.csv"], "missing.csv: cannot read the file"),
+        (["tune", "--model", "als", "--metric", "rmse"], "als predicts no ratings"),
+        (["tune", "--model", "svd", "--metric", "auc"], "unknown metric 'auc'"),
+    ],
+)
+def test_bad_arguments_exit_with_status_2_and_say_why(run, argv, message):
+    status, _, err = run(*argv)
+    assert status == 2
+    assert message in err
+
+
+def test_a_bad_data_file_is_named_with_its_line(run, tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_text("userId,movieId,rating,timestamp\n1,2,4,5\n1,3,9,5\n")
+    status, _, err = run("evaluate", "--data", str(path))
+    assert status == 2
+    assert f"{path}, line 3: rating '9' is not a number from 0.5 to 5" in err
+
+
+def test_tune_saves_the_best_parameters_where_evaluate_can_use_them(run, tmp_path):
+    params_path = tmp_path / "instance" / "model_params.json"
+    status, out, _ = run(
+        "tune", "--model", "als", "--trials", "2", "--save", str(params_path), "--json"
+    )
+    result = json.loads(out)
+    assert status == 0
+    assert load_model_params(params_path) == {"als": result["best_params"]}
+    status, out, _ = run("evaluate", "--models", "als", "--params", str(params_path), "--json")
+    assert status == 0
+    assert "ndcg@10" in json.loads(out)["models"]["als"]
+
+
+def test_tune_svd_on_rmse_prints_the_best_parameters(run):
+    status, out, _ = run("tune", "--model", "svd", "--trials", "2", "--folds", "2")
+    assert status == 0
+    assert out.startswith("tuned svd on rmse (Surprise RandomizedSearchCV, 2-fold CV, seed 0)")
+    assert "best rmse:" in out
+
+
+@pytest.mark.slow
+def test_the_entry_point_prints_the_evaluate_json():
+    completed = subprocess.run(
+        [sys.executable, "recommendation_system.py", "evaluate", "--models", "popular", "--json"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert list(json.loads(completed.stdout)["models"]) == ["popular"]
