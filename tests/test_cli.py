@@ -64,7 +64,9 @@ def test_every_command_has_help(command):
 
 def test_generate_writes_the_requested_log(tmp_path):
     out = tmp_path / "small.csv"
-    result = run_cli("generate", "--users", "7", "--products", "4", "--seed", "3", "--out", str(out))
+    result = run_cli(
+        "generate", "--users", "7", "--products", "4", "--seed", "3", "--out", str(out)
+    )
     assert result.returncode == 0, result.stderr
     log = pd.read_csv(out)
     assert list(log.columns) == ["user_id", "product_clicked", "purchased"]

@@ -61,7 +61,7 @@ def test_a_bad_file_is_reported_with_file_line_and_problem(write_csv, content, l
 
 
 def test_a_missing_file_is_reported_by_name(tmp_path):
-    with pytest.raises(DataFileError, match="nowhere.csv: file not found"):
+    with pytest.raises(DataFileError, match=r"nowhere\.csv: file not found"):
         load_interactions(tmp_path / "nowhere.csv")
 
 
@@ -78,7 +78,8 @@ def _log(rows):
 
 def test_ratings_count_clicks_and_purchases_per_pair():
     feedback = derive_ratings(_log([(1, 5, 0), (1, 5, 1), (1, 6, 0), (2, 5, 0)]))
-    assert feedback[["user_id", "product_id", "clicks", "purchases", "rating"]].to_numpy().tolist() == [
+    columns = ["user_id", "product_id", "clicks", "purchases", "rating"]
+    assert feedback[columns].to_numpy().tolist() == [
         [1, 5, 2, 1, 4.0],
         [1, 6, 1, 0, 1.0],
         [2, 5, 1, 0, 1.0],

@@ -84,9 +84,7 @@ def test_purchase_rate_rises_with_taste(shop):
 
 def test_dearer_products_convert_less_within_a_category():
     shop = simulate_shop(SimulationConfig(users=2000, seed=3))
-    clicks = shop.interactions.merge(
-        shop.catalog, left_on="product_clicked", right_on="product_id"
-    )
+    clicks = shop.interactions.merge(shop.catalog, left_on="product_clicked", right_on="product_id")
     per_product = clicks.groupby(["category", "product_id"]).agg(
         price=("price", "first"), conversion=("purchased", "mean")
     )
