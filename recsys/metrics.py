@@ -68,7 +68,8 @@ def precision_at_k(recommended: RankedLists, relevant: RelevantSets, k: int) -> 
 
     The denominator is k for every user, even when the list is shorter or the
     user has fewer than k relevant items (Microsoft Recommenders' and
-    LensKit's convention; ``implicit`` divides by min(k, relevant) instead).
+    LensKit's convention; ``implicit`` instead divides all users' hits by the
+    sum over users of min(k, relevant)).
 
     Args:
         recommended: Ranked product ids per user, best first.
