@@ -326,7 +326,11 @@ def format_report(report: Mapping[str, Any]) -> str:
         _describe_protocol(protocol),
         "  ".join(h.ljust(w) for h, w in zip(header, widths, strict=True)),
     ]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    ndcg = f"ndcg@{protocol['k']}"
+    if any(ndcg in scores for scores in report["models"].values()):
+        ranking = ", ".join(f"{name} {value:.4f}" for name, value in rank_models(report, ndcg))
+        lines.append(f"by {ndcg}, best first: {ranking}")
     return "\n".join(lines)
 
 

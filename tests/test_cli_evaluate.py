@@ -97,7 +97,8 @@ def test_the_table_has_one_row_per_model_with_every_metric(run):
         "fit_seconds",
         "recommend_seconds",
     ]
-    assert [line.split()[0] for line in lines[3:]] == ["popular", "als"]
+    assert [line.split()[0] for line in lines[3:-1]] == ["popular", "als"]
+    assert lines[-1].startswith("by ndcg@5, best first: als ")
 
 
 def test_evaluate_reads_movielens_and_splits_by_time(run, ratings_csv):

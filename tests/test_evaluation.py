@@ -246,4 +246,5 @@ def test_format_report_has_one_row_per_model_and_names_the_cold_counts():
     report = evaluate({"popular": PopularityRecommender}, as_dataset(leave_last_feedback()), "time")
     table = format_report(report)
     assert "cold: 0 users, 1 products, 1 rows" in table
-    assert [line.split()[0] for line in table.splitlines()[3:]] == ["popular"]
+    assert [line.split()[0] for line in table.splitlines()[3:-1]] == ["popular"]
+    assert table.splitlines()[-1].startswith("by ndcg@10, best first: popular")
