@@ -8,8 +8,10 @@ share a (user, product) pair, because a feedback frame has one row per pair):
 - ``kfold``: K-fold cross-validation over rows with Surprise's exact
   ``KFold(n_splits, random_state=seed)`` partition and row order, so an SVD
   trained on our folds sees exactly what Surprise's ``cross_validate`` sees.
-- ``time``: per user, the latest ``leave_last`` rows by timestamp (ties by
-  product id) are held out; needs timestamps.
+- ``time``: per user, the latest ``leave_last`` rows by timestamp (on equal
+  timestamps the larger product id counts as later) are held out; needs
+  timestamps. It is the usual per-user leave-last-n-out, not a global time
+  cut: other users' later rows may be in training.
 
 Users or products of the test set that training never saw are counted in
 each split's report, never dropped silently: rating errors include them (the
@@ -77,8 +79,9 @@ class Split:
 def holdout_split(feedback: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0) -> Split:
     """Hold out a seeded random share of each user's rows.
 
-    A user with n >= 2 rows gets round(test_fraction * n) test rows, at least 1
-    and at most n - 1; a user with one row stays in training only.
+    A user with n >= 2 rows gets round(test_fraction * n) test rows (numpy's
+    round half to even), at least 1 and at most n - 1; a user with one row
+    stays in training only.
 
     Args:
         feedback: The feedback frame.
@@ -129,7 +132,7 @@ def kfold_splits(feedback: pd.DataFrame, folds: int = 5, seed: int = 0) -> Itera
 
 
 def time_split(feedback: pd.DataFrame, leave_last: int = 1) -> Split:
-    """Hold out each user's latest rows by timestamp (ties by product id).
+    """Hold out each user's latest rows by timestamp (ties: larger product id is later).
 
     A user with n rows gets min(leave_last, n - 1) test rows, so every user
     keeps at least one training row.
