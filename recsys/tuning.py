@@ -1,10 +1,14 @@
 """Hyper-parameter search for SVD and ALS.
 
+Both searches see only the training part of ``evaluate``'s holdout split for
+the same seed, so the rows ``evaluate --seed S`` tests on never pick the
+parameters that are then evaluated on them:
+
 - SVD on RMSE: Surprise's own ``RandomizedSearchCV`` over ``SVD_SEARCH_SPACE``
   with K-fold cross-validation (``KFold(folds, random_state=seed)``).
 - Any model on NDCG@k (and ALS always, since it predicts no ratings): a
   seeded random search over the model's space, each candidate scored by
-  ``recsys.evaluation.evaluate`` on the per-user holdout split of ``seed``.
+  ``recsys.evaluation.evaluate`` on a per-user holdout validation split.
 
 The best parameters can be saved with ``recsys.model_params.save_model_params``
 as the configuration the service trains with.
@@ -16,7 +20,7 @@ import inspect
 import itertools
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -24,7 +28,7 @@ from surprise import SVD, Reader
 from surprise import Dataset as SurpriseDataset
 from surprise.model_selection import KFold, RandomizedSearchCV
 
-from recsys.evaluation import evaluate
+from recsys.evaluation import evaluate, holdout_split
 from recsys.loaders import Dataset
 from recsys.model_params import canonical_model_name, model_factory
 from recsys.models import MODELS
@@ -58,6 +62,7 @@ class TuningResult:
         best_params: The winning keyword arguments of the model's class.
         best_score: The winner's score.
         trials: Every candidate tried, as {"params": ..., "score": ...}, best first.
+        rows: How many feedback rows the search used (the holdout training part).
     """
 
     model: str
@@ -66,6 +71,7 @@ class TuningResult:
     best_params: dict[str, Any]
     best_score: float
     trials: list[dict[str, Any]]
+    rows: int
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-able data."""
@@ -74,7 +80,7 @@ class TuningResult:
     def report(self) -> str:
         """Return a short human-readable summary, best candidates first."""
         lines = [
-            f"tuned {self.model} on {self.metric} ({self.method})",
+            f"tuned {self.model} on {self.metric} ({self.method}; {self.rows} rows)",
             f"best {self.metric}: {self.best_score:.4f} with {self.best_params}",
             f"{len(self.trials)} candidates, best first:",
         ]
@@ -100,7 +106,8 @@ def tune(
         metric: "rmse" (SVD only) or "ndcg@k" such as "ndcg@10".
         n_trials: How many distinct candidates to try (fewer if the space is smaller).
         folds: For RMSE: cross-validation folds.
-        seed: Seed of the candidate sampling, the folds or split, and the models.
+        seed: Seed of the held-back holdout split, the candidate sampling, the
+            folds or validation split, and the models.
         threshold: For NDCG: relevance threshold on ratings (default 4).
         space: Values to try per parameter (default: the model's built-in space).
 
@@ -124,11 +131,19 @@ def tune(
             )
         if name != "svd":
             raise ValueError(f"rmse tuning uses Surprise's SVD search; {name!r} is not svd")
-        return _tune_svd_rmse(dataset, space, n_trials, folds, seed)
+        return _tune_svd_rmse(_training_part(dataset, seed), space, n_trials, folds, seed)
     match = _NDCG.match(metric)
     if not match:
         raise ValueError(f"unknown metric {metric!r}; expected rmse or ndcg@K such as ndcg@10")
-    return _tune_ranking(dataset, name, space, int(match.group(1)), n_trials, seed, threshold)
+    return _tune_ranking(
+        _training_part(dataset, seed), name, space, int(match.group(1)), n_trials, seed, threshold
+    )
+
+
+def _training_part(dataset: Dataset, seed: int) -> Dataset:
+    """Return the dataset without the rows ``evaluate``'s holdout of this seed tests on."""
+    train = holdout_split(dataset.feedback, seed=seed).train
+    return replace(dataset, feedback=train, name=f"{dataset.name} (training part)")
 
 
 def _tune_svd_rmse(
@@ -160,10 +175,12 @@ def _tune_svd_rmse(
     return TuningResult(
         model="svd",
         metric="rmse",
-        method=f"Surprise RandomizedSearchCV, {folds}-fold CV, seed {seed}",
+        method=f"Surprise RandomizedSearchCV, {folds}-fold CV on the holdout training part, "
+        f"seed {seed}",
         best_params=_plain(search.best_params["rmse"]),
         best_score=float(search.best_score["rmse"]),
         trials=trials,
+        rows=len(dataset.feedback),
     )
 
 
@@ -194,10 +211,11 @@ def _tune_ranking(
     return TuningResult(
         model=name,
         metric=metric,
-        method=f"seeded random search, per-user holdout split of seed {seed}",
+        method=f"seeded random search, validation split of the holdout training part, seed {seed}",
         best_params=trials[0]["params"],
         best_score=trials[0]["score"],
         trials=trials,
+        rows=len(dataset.feedback),
     )
 
 
