@@ -169,7 +169,7 @@ def detect_format(path: str | Path, first_line: str) -> str:
 
 def _read_text(path: Path) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise DataFileError(path, f"cannot read the file: {exc}") from None
     if not text.strip():

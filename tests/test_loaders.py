@@ -50,6 +50,12 @@ def test_blank_lines_are_skipped(tmp_path):
     assert len(dataset.feedback) == 2
 
 
+def test_windows_line_endings_and_a_byte_order_mark_are_accepted(tmp_path):
+    path = tmp_path / "ratings.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + RATINGS_CSV.replace("\n", "\r\n").encode())
+    assert load_dataset(path).feedback["rating"].tolist() == [4.0, 2.5, 5.0]
+
+
 def test_feedback_columns_have_numeric_types(tmp_path):
     feedback = load_dataset(write(tmp_path, "ratings.csv", RATINGS_CSV)).feedback
     assert feedback["user_id"].dtype == np.int64
