@@ -351,7 +351,8 @@ def _describe_protocol(protocol: Mapping[str, Any]) -> str:
     return (
         f"protocol: {protocol['name']}, {detail}, seed {protocol['seed']}, k {protocol['k']}, "
         f"relevant = rating >= {protocol['relevance_threshold']:g}; test rows {test_rows}, "
-        f"cold: {cold_users} users, {cold_items} products, {cold_rows} rows"
+        f"cold{' (summed over folds)' if len(splits) > 1 else ''}: "
+        f"{cold_users} users, {cold_items} products, {cold_rows} rows"
     )
 
 
