@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from recsys import metrics
 from recsys.data import RatingWeights, derive_ratings
 from recsys.models.popularity import top_popular
 from recsys.models.svd import SVDRecommender
@@ -36,16 +37,8 @@ def rating_accuracy(predicted: np.ndarray, actual: np.ndarray) -> RatingAccuracy
     Raises:
         ValueError: No ratings, or lengths differ.
     """
-    predicted, actual = np.asarray(predicted, float), np.asarray(actual, float)
-    if len(actual) == 0:
-        raise ValueError("cannot compute RMSE/MAE of zero ratings")
-    if len(predicted) != len(actual):
-        raise ValueError(f"{len(predicted)} predictions for {len(actual)} ratings")
-    error = predicted - actual
     return RatingAccuracy(
-        rmse=float(np.sqrt(np.mean(error**2))),
-        mae=float(np.mean(np.abs(error))),
-        n_test=len(actual),
+        rmse=metrics.rmse(predicted, actual), mae=metrics.mae(predicted, actual), n_test=len(actual)
     )
 
 

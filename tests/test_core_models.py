@@ -84,7 +84,7 @@ def test_svd_ranks_unseen_products_of_the_users_taste_first():
 
 
 def test_rating_accuracy_of_nothing_is_an_error():
-    with pytest.raises(ValueError, match="zero ratings"):
+    with pytest.raises(ValueError, match="zero predictions"):
         rating_accuracy(np.array([]), np.array([]))
 
 

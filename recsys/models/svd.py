@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from surprise import SVD, Dataset, Reader
+from surprise import SVD
 
 from recsys.models.base import Recommender, lookup_ids
+from recsys.surprise_trainset import trainset_from_arrays
 
 
 class SVDRecommender(Recommender):
@@ -86,11 +87,9 @@ class SVDRecommender(Recommender):
         ratings = feedback["rating"].to_numpy(dtype=np.float64)
         if self.rating_scale is None:
             self.rating_scale = (float(ratings.min()), float(ratings.max()))
-        frame = pd.DataFrame({"u": users, "i": items, "r": ratings})
         # Inner indices go in as Surprise's raw ids, so its factors can be
         # re-ordered into ours with one lookup per id.
-        trainset = Dataset.load_from_df(frame, Reader(rating_scale=self.rating_scale))
-        trainset = trainset.build_full_trainset()
+        trainset = trainset_from_arrays(users, items, ratings, self.rating_scale)
         algo = self.surprise_algorithm().fit(trainset)
         self.load_surprise_factors(algo, trainset)
 
