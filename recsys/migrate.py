@@ -1,0 +1,50 @@
+"""Bring the event store's schema up to date with Alembic, from code.
+
+The service calls ``upgrade_to_head`` at every start: Alembic records the
+applied revision in the database, so a start on an up-to-date schema does
+nothing and an upgrade runs only the new revisions, each altering tables in
+place (never dropping and recreating them), so no recorded event is lost.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+# Alembic's context is module-global state: two upgrades in one process at
+# once (tests that start two apps in threads) must not interleave.
+_upgrade_lock = threading.Lock()
+
+
+def alembic_config() -> Config:
+    """Return an Alembic configuration pointing at the project's migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    return config
+
+
+def upgrade_to_head(engine: Engine) -> None:
+    """Apply every migration the database has not seen yet.
+
+    Args:
+        engine: The store's engine (SQLite or PostgreSQL).
+    """
+    config = alembic_config()
+    with _upgrade_lock, engine.connect() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+        conn.commit()
+
+
+def current_revision(engine: Engine) -> str | None:
+    """Return the revision the database is at, or None before the first migration."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
