@@ -1,0 +1,69 @@
+"""The web service: ``create_app`` builds it; ``python app.py`` serves it.
+
+Configuration comes, in order, from the defaults below, ``RECSYS_*``
+environment variables (``RECSYS_MODEL=popular`` sets ``MODEL``), and the
+``config`` mapping passed to ``create_app`` (tests use it).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from flask import Flask
+
+from recsys import api
+from recsys.data import RatingWeights, load_interactions
+from recsys.models import MODELS
+from recsys.service import service_from_log
+from recsys.simulate import default_catalog
+
+ROOT = Path(__file__).resolve().parent
+
+DEFAULTS: dict[str, Any] = {
+    "DATA_PATH": str(ROOT / "interactions.csv"),
+    "MODEL": "svd",
+    "CLICK_WEIGHT": 1.0,
+    "PURCHASE_WEIGHT": 2.0,
+    "HOST": "127.0.0.1",
+    "PORT": 5000,
+}
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Build the Flask app and the model it serves.
+
+    Args:
+        config: Settings that override the defaults and the environment.
+    """
+    app = Flask(__name__, instance_relative_config=True)
+    app.config.from_mapping(DEFAULTS)
+    app.config.from_prefixed_env("RECSYS")
+    if config:
+        app.config.update(config)
+    app.json.sort_keys = False
+
+    model_name = app.config["MODEL"]
+    if model_name not in MODELS:
+        raise ValueError(f"MODEL must be one of {sorted(MODELS)}, got {model_name!r}")
+    weights = RatingWeights(app.config["CLICK_WEIGHT"], app.config["PURCHASE_WEIGHT"])
+    service = service_from_log(
+        load_interactions(app.config["DATA_PATH"]), default_catalog(), MODELS[model_name](), weights
+    )
+    api.init_app(app, service)
+    return app
+
+
+def main() -> None:
+    """Serve with Flask's development server (use gunicorn in production)."""
+    parser = argparse.ArgumentParser(description="Serve the recommendation API.")
+    parser.add_argument("--host", default=None, help="default 127.0.0.1 or RECSYS_HOST")
+    parser.add_argument("--port", type=int, default=None, help="default 5000 or RECSYS_PORT")
+    args = parser.parse_args()
+    app = create_app()
+    app.run(host=args.host or app.config["HOST"], port=args.port or int(app.config["PORT"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,30 @@
+"""The default recommendation pipeline, built at import; run it for the RMSE.
+
+``import recommendation_system`` simulates the shop (100 users, 20 products,
+Faker), ranks the top-5 most-clicked products, trains Surprise's SVD and
+measures its RMSE on a seeded 80/20 split. Nothing is written to disk.
+
+``python recommendation_system.py`` prints the RMSE block; ``--help`` lists
+the other commands (generate, eda, ...).
+"""
+
+import sys
+
+from recsys.cli import main
+from recsys.pipeline import run_pipeline
+
+pipeline = run_pipeline()
+
+catalog = pipeline.shop.catalog
+users = pipeline.shop.users
+interactions = pipeline.shop.interactions
+ratings = pipeline.feedback
+top5 = pipeline.top5
+model = pipeline.model
+evaluation = pipeline.evaluation
+rmse = evaluation.svd.rmse
+mae = evaluation.svd.mae
+baseline_rmse = evaluation.baseline.rmse
+
+if __name__ == "__main__":
+    sys.exit(main(pipeline=lambda: pipeline))

@@ -1,0 +1,179 @@
+"""The interaction log: its schema, loading with validation, and ratings from it.
+
+The log has one row per click: ``user_id, product_clicked, purchased`` with
+positive integer ids and ``purchased`` 0 or 1. ``load_interactions`` checks a
+file against that schema and raises ``DataFileError`` naming the file, the line
+and the problem. ``derive_ratings`` turns the log into a feedback frame (one
+row per user-product pair) that the models learn from.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import DataFileError
+
+INTERACTION_COLUMNS = ("user_id", "product_clicked", "purchased")
+MAX_ID = 2**63 - 1
+
+
+def load_interactions(path: str | Path) -> pd.DataFrame:
+    """Read and validate an interactions CSV.
+
+    Args:
+        path: A CSV file with the header ``user_id,product_clicked,purchased``.
+
+    Returns:
+        A frame with those three int64 columns, in file order.
+
+    Raises:
+        DataFileError: The file is missing, unreadable, empty, or breaks the
+            schema; the message names the file, the line and the problem.
+    """
+    path = Path(path)
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            header = next(csv.reader(handle), None)
+    except FileNotFoundError:
+        raise DataFileError(path, "file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataFileError(path, f"cannot read file ({exc})") from None
+    if header is None:
+        raise DataFileError(path, "file is empty; expected a header line", line=1)
+    _check_header(path, [h.strip() for h in header])
+
+    # Every cell is read as text so the checks below see exactly what the file says.
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found:
+            expected, line, saw = (int(g) for g in found.groups())
+            raise DataFileError(
+                path, f"expected {expected} fields, found {saw}", line=line
+            ) from None
+        raise DataFileError(path, f"malformed CSV: {str(exc).strip()}") from None
+    if raw.empty:
+        raise DataFileError(path, "file has a header but no interactions", line=2)
+    raw.columns = [c.strip() for c in raw.columns]
+    text = {c: raw[c].str.strip() for c in INTERACTION_COLUMNS}
+    _raise_first_bad_row(path, text)
+    return pd.DataFrame({c: text[c].astype(np.int64) for c in INTERACTION_COLUMNS})
+
+
+def _raise_first_bad_row(path: Path, text: dict[str, pd.Series]) -> None:
+    """Raise a DataFileError for the earliest line that breaks the schema."""
+    bad = {c: ~text[c].str.fullmatch(r"\d{1,19}") for c in INTERACTION_COLUMNS}
+    bad["purchased"] = ~text["purchased"].isin(["0", "1"])
+    for c in ("user_id", "product_clicked"):
+        # 19 digits pass the regex; compare as Python ints to catch 0 and > 2^63-1.
+        candidates = np.flatnonzero(~bad[c].to_numpy())
+        values = text[c].to_numpy()
+        out_of_range = [i for i in candidates if not 1 <= int(values[i]) <= MAX_ID]
+        bad[c].iloc[out_of_range] = True
+    any_bad = np.logical_or.reduce([bad[c].to_numpy() for c in INTERACTION_COLUMNS])
+    if not any_bad.any():
+        return
+    i = int(np.flatnonzero(any_bad)[0])
+    line = i + 2  # data row 0 is file line 2: line 1 is the header
+    if all(text[c].iloc[i] == "" for c in INTERACTION_COLUMNS):
+        raise DataFileError(path, "blank line; expected user_id,product_clicked,purchased", line)
+    for c in INTERACTION_COLUMNS:
+        if not bad[c].iloc[i]:
+            continue
+        value = text[c].iloc[i]
+        if value == "":
+            raise DataFileError(path, f"{c} is missing", line)
+        if c == "purchased":
+            raise DataFileError(path, f"purchased must be 0 or 1, got {value!r}", line)
+        raise DataFileError(path, f"{c} must be an integer from 1 to 2^63-1, got {value!r}", line)
+
+
+def _check_header(path: Path, header: list[str]) -> None:
+    expected = list(INTERACTION_COLUMNS)
+    if header == expected:
+        return
+    missing = [c for c in expected if c not in header]
+    extra = [c for c in header if c not in expected]
+    if missing:
+        problem = f"missing column(s) {missing}"
+    elif extra:
+        problem = f"unexpected column(s) {extra}"
+    else:
+        problem = f"columns out of order: {header}"
+    raise DataFileError(path, f"{problem}; expected header {','.join(expected)}", line=1)
+
+
+def write_interactions(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write an interactions frame as CSV with Unix line endings."""
+    frame.loc[:, list(INTERACTION_COLUMNS)].to_csv(path, index=False, lineterminator="\n")
+
+
+@dataclass(frozen=True)
+class RatingWeights:
+    """How clicks and purchases of a product become one 1-5 rating.
+
+    ``rating = clip(click_weight * clicks + purchase_weight * purchases, 1, 5)``
+    where ``clicks`` counts the user's clicks on the product and ``purchases``
+    how many of those clicks ended in a purchase. With non-negative weights,
+    more engagement never lowers the rating.
+
+    Attributes:
+        click_weight: Rating points per click.
+        purchase_weight: Extra rating points per purchase.
+    """
+
+    click_weight: float = 1.0
+    purchase_weight: float = 2.0
+
+    def __post_init__(self) -> None:
+        for name in ("click_weight", "purchase_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+
+
+RATING_SCALE = (1.0, 5.0)
+
+
+def derive_ratings(
+    interactions: pd.DataFrame, weights: RatingWeights | None = None
+) -> pd.DataFrame:
+    """Aggregate a click log into a feedback frame with one rating per pair.
+
+    Args:
+        interactions: ``user_id, product_clicked, purchased`` (and an optional
+            ``timestamp``, of which the latest per pair is kept).
+        weights: Points per click and per purchase; see ``RatingWeights``.
+
+    Returns:
+        ``user_id, product_id, clicks, purchases, engagement, rating``, sorted
+        by user then product. ``engagement`` is the unclipped weighted sum, the
+        confidence implicit-feedback models use.
+    """
+    weights = weights or RatingWeights()
+    grouped = interactions.groupby(["user_id", "product_clicked"], sort=True)
+    feedback = grouped.agg(clicks=("purchased", "size"), purchases=("purchased", "sum"))
+    if "timestamp" in interactions.columns:
+        feedback["timestamp"] = grouped["timestamp"].max()
+    feedback = feedback.reset_index().rename(columns={"product_clicked": "product_id"})
+    feedback["engagement"] = (
+        weights.click_weight * feedback["clicks"] + weights.purchase_weight * feedback["purchases"]
+    ).astype(np.float64)
+    feedback["rating"] = feedback["engagement"].clip(*RATING_SCALE)
+    return feedback
+
+
+def purchases_by_user(interactions: pd.DataFrame) -> dict[int, set[int]]:
+    """Return the set of purchased product ids per user id."""
+    bought = interactions.loc[interactions["purchased"] == 1, ["user_id", "product_clicked"]]
+    return {
+        int(user): set(products.astype(int))
+        for user, products in bought.groupby("user_id")["product_clicked"]
+    }

@@ -1,0 +1,66 @@
+"""The rule-based recommender: the most-clicked products for everyone."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from recsys.models.base import Recommender
+
+
+class PopularityRecommender(Recommender):
+    """Rank products by total clicks across all users, ties by product id.
+
+    Every user gets the same list (less their exclusions), so unknown users
+    can be served too: use ``top(n)`` for them.
+    """
+
+    name = "popular"
+
+    def _fit(self, feedback: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> None:
+        self.item_clicks = np.bincount(
+            items,
+            weights=feedback["clicks"].to_numpy(dtype=np.float64),
+            minlength=len(self.product_ids),
+        )
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return np.broadcast_to(self.item_clicks, (len(users), len(self.item_clicks)))
+
+    def top(self, n: int, exclude: set[int] | frozenset[int] = frozenset()):
+        """Return the n most-clicked products for anyone, known user or not.
+
+        Args:
+            n: How many products.
+            exclude: Raw product ids to leave out.
+        """
+        self._require_fitted()
+        scores = self.item_clicks.astype(np.float64).copy()
+        if exclude:
+            scores[np.isin(self.product_ids, list(exclude))] = -np.inf
+        return self._top_n(scores, n)
+
+    def _learned_arrays(self) -> dict[str, np.ndarray]:
+        return {"item_clicks": self.item_clicks}
+
+    def _load_learned_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.item_clicks = np.asarray(arrays["item_clicks"], dtype=np.float64)
+
+
+def top_popular(interactions: pd.DataFrame, n: int = 5) -> pd.DataFrame:
+    """Return the n most-clicked products of a click log, ties by product id.
+
+    Args:
+        interactions: ``user_id, product_clicked, purchased``, one row per click.
+        n: How many products.
+
+    Returns:
+        ``product_id, clicks`` for the top n, most clicked first.
+    """
+    counts = interactions["product_clicked"].value_counts().rename_axis("product_id")
+    ranked = counts.reset_index(name="clicks").sort_values(
+        ["clicks", "product_id"], ascending=[False, True], kind="stable"
+    )
+    return ranked.head(n).reset_index(drop=True)

@@ -1,0 +1,177 @@
+"""Collaborative filtering with Surprise's SVD, served from its learned factors.
+
+Surprise trains the model; ranking uses the learned biases and factors with
+numpy (``mu + b_u + b_i + p_u . q_i`` for all items at once), because calling
+Surprise's ``predict`` for every user-item pair is slow and memory-hungry on
+real catalogs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from surprise import SVD, Dataset, Reader
+
+from recsys.models.base import Recommender
+
+
+class SVDRecommender(Recommender):
+    """Biased matrix factorisation (Funk SVD) trained by Surprise on 1-5 ratings.
+
+    The defaults suit small logs such as the simulated shop's ~1,000 pairs:
+    few factors and strong regularisation, since Surprise's default of 100
+    factors with ``reg_all=0.02`` overfits them. They were picked by a grid
+    over factors, regularisation, learning rate and epochs for the smallest
+    gain over the global-mean baseline across ten simulator seeds.
+
+    Args:
+        n_factors: Number of latent factors.
+        n_epochs: Passes of stochastic gradient descent.
+        lr_all: Learning rate of every parameter.
+        reg_all: L2 regularisation of every parameter.
+        init_std_dev: Standard deviation of the initial factors.
+        random_state: Seed of the initial factors.
+        rating_scale: (lowest, highest) rating; predictions are clipped to it.
+            None takes the lowest and highest rating seen in training.
+    """
+
+    name = "svd"
+    predicts_ratings = True
+
+    def __init__(
+        self,
+        n_factors: int = 5,
+        n_epochs: int = 100,
+        lr_all: float = 0.01,
+        reg_all: float = 0.2,
+        init_std_dev: float = 0.1,
+        random_state: int | None = 0,
+        rating_scale: tuple[float, float] | list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        self.n_factors = n_factors
+        self.n_epochs = n_epochs
+        self.lr_all = lr_all
+        self.reg_all = reg_all
+        self.init_std_dev = init_std_dev
+        self.random_state = random_state
+        self.rating_scale = tuple(rating_scale) if rating_scale is not None else None
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "n_factors": self.n_factors,
+            "n_epochs": self.n_epochs,
+            "lr_all": self.lr_all,
+            "reg_all": self.reg_all,
+            "init_std_dev": self.init_std_dev,
+            "random_state": self.random_state,
+            "rating_scale": list(self.rating_scale) if self.rating_scale else None,
+        }
+
+    def surprise_algorithm(self) -> SVD:
+        """Return an unfitted Surprise SVD with this model's hyper-parameters."""
+        return SVD(
+            n_factors=self.n_factors,
+            n_epochs=self.n_epochs,
+            lr_all=self.lr_all,
+            reg_all=self.reg_all,
+            init_std_dev=self.init_std_dev,
+            random_state=self.random_state,
+        )
+
+    def _fit(self, feedback: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> None:
+        ratings = feedback["rating"].to_numpy(dtype=np.float64)
+        if self.rating_scale is None:
+            self.rating_scale = (float(ratings.min()), float(ratings.max()))
+        frame = pd.DataFrame({"u": users, "i": items, "r": ratings})
+        # Inner indices go in as Surprise's raw ids, so its factors can be
+        # re-ordered into ours with one lookup per id.
+        trainset = Dataset.load_from_df(frame, Reader(rating_scale=self.rating_scale))
+        trainset = trainset.build_full_trainset()
+        algo = self.surprise_algorithm().fit(trainset)
+        self.load_surprise_factors(algo, trainset)
+
+    def load_surprise_factors(self, algo: SVD, trainset) -> None:
+        """Copy a fitted Surprise SVD's parameters into our inner-index order.
+
+        Args:
+            algo: A Surprise SVD fitted on ``trainset``.
+            trainset: Its trainset, whose raw ids are our inner indices.
+        """
+        user_order = np.array(
+            [trainset.to_inner_uid(u) for u in range(len(self.user_ids))], dtype=np.int64
+        )
+        item_order = np.array(
+            [trainset.to_inner_iid(i) for i in range(len(self.product_ids))], dtype=np.int64
+        )
+        self.global_mean = np.float64(trainset.global_mean)
+        self.user_bias = np.asarray(algo.bu, dtype=np.float64)[user_order]
+        self.item_bias = np.asarray(algo.bi, dtype=np.float64)[item_order]
+        self.user_factors = np.asarray(algo.pu, dtype=np.float64)[user_order]
+        self.item_factors = np.asarray(algo.qi, dtype=np.float64)[item_order]
+
+    def _score(self, users: np.ndarray) -> np.ndarray:
+        return (
+            self.global_mean
+            + self.user_bias[users, None]
+            + self.item_bias[None, :]
+            + self.user_factors[users] @ self.item_factors.T
+        )
+
+    def predict(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+        """Predict ratings for (user, product) pairs as Surprise's SVD would.
+
+        Unknown users or products get only the parts that are known (the
+        global mean plus any known bias), and every estimate is clipped to the
+        rating scale, like ``surprise.SVD.predict``.
+
+        Args:
+            user_ids: Raw user ids.
+            product_ids: Raw product ids, same length.
+
+        Returns:
+            One predicted rating per pair.
+        """
+        self._require_fitted()
+        user_ids = np.asarray(user_ids, dtype=np.int64)
+        product_ids = np.asarray(product_ids, dtype=np.int64)
+        u, known_u = _lookup(self.user_ids, user_ids)
+        i, known_i = _lookup(self.product_ids, product_ids)
+        estimate = np.full(len(user_ids), self.global_mean, dtype=np.float64)
+        estimate[known_u] += self.user_bias[u[known_u]]
+        estimate[known_i] += self.item_bias[i[known_i]]
+        both = known_u & known_i
+        estimate[both] += np.einsum(
+            "ij,ij->i", self.user_factors[u[both]], self.item_factors[i[both]]
+        )
+        return np.clip(estimate, *self.rating_scale)
+
+    def _item_vectors(self) -> np.ndarray:
+        return self.item_factors
+
+    def _learned_arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "global_mean": np.array([self.global_mean]),
+            "user_bias": self.user_bias,
+            "item_bias": self.item_bias,
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+        }
+
+    def _load_learned_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
+        self.global_mean = np.float64(np.asarray(arrays["global_mean"])[0])
+        self.user_bias = np.asarray(arrays["user_bias"], dtype=np.float64)
+        self.item_bias = np.asarray(arrays["item_bias"], dtype=np.float64)
+        self.user_factors = np.asarray(arrays["user_factors"], dtype=np.float64)
+        self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float64)
+
+
+def _lookup(sorted_ids: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return inner positions of raw ids in a sorted id array, and which exist."""
+    pos = np.searchsorted(sorted_ids, raw)
+    clipped = np.minimum(pos, len(sorted_ids) - 1)
+    known = (pos < len(sorted_ids)) & (sorted_ids[clipped] == raw)
+    return clipped, known

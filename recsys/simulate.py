@@ -1,0 +1,199 @@
+"""Simulate a shop: a Faker catalog and users, and their clicks and purchases.
+
+Behaviour is meant to be learnable, like a real shop's:
+
+- each user has a latent taste over categories (a Dirichlet draw, so most
+  users love one or two categories) and a price sensitivity;
+- product popularity is long-tailed (Zipf weights over a random order);
+- a user discovers products with probability proportional to popularity x
+  taste for their category, and comes back to them more often the more they
+  like the category;
+- a click becomes a purchase with a probability that rises with the user's
+  taste for the category and falls with price x price sensitivity.
+
+The same seed gives byte-identical output for the pinned Faker and numpy
+versions; ``interactions.csv`` is the output for ``DEFAULT_SEED``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+from faker import Faker
+
+DEFAULT_SEED = 42
+DEFAULT_USERS = 100
+DEFAULT_PRODUCTS = 20
+
+CATEGORY_NOUNS = {
+    "Electronics": ("Headphones", "Speaker", "Charger", "Keyboard", "Webcam", "Smartwatch"),
+    "Books": ("Novel", "Cookbook", "Atlas", "Biography", "Poetry Book", "Travel Guide"),
+    "Home": ("Lamp", "Cushion", "Kettle", "Vase", "Blanket", "Clock"),
+    "Sports": ("Yoga Mat", "Dumbbell", "Water Bottle", "Running Cap", "Jump Rope", "Backpack"),
+    "Beauty": ("Face Cream", "Perfume", "Lip Balm", "Shampoo", "Hand Soap", "Nail Polish"),
+}
+CATEGORIES = tuple(CATEGORY_NOUNS)
+
+# Median price per category, in the shop's currency.
+_CATEGORY_PRICE = {"Electronics": 60.0, "Books": 15.0, "Home": 30.0, "Sports": 25.0, "Beauty": 18.0}
+
+
+@dataclass(frozen=True)
+class SimulationConfig:
+    """Knobs of the simulated shop.
+
+    Attributes:
+        users: Number of users.
+        products: Number of products in the catalog.
+        seed: Seed of every random draw (Faker and numpy).
+        mean_products_per_user: Average number of distinct products a user clicks.
+        revisit_rate: Mean extra clicks on a product of the user's favourite
+            category (scaled down by taste for other categories).
+        taste_concentration: Dirichlet concentration of category taste;
+            lower means more focused users.
+        popularity_exponent: Zipf exponent of product popularity.
+        taste_strength: How strongly taste steers clicks (exponent on taste).
+    """
+
+    users: int = DEFAULT_USERS
+    products: int = DEFAULT_PRODUCTS
+    seed: int = DEFAULT_SEED
+    mean_products_per_user: float = 10.0
+    revisit_rate: float = 4.0
+    taste_concentration: float = 0.3
+    popularity_exponent: float = 2.0
+    taste_strength: float = 1.5
+
+    def __post_init__(self) -> None:
+        if self.users < 1:
+            raise ValueError(f"users must be at least 1, got {self.users}")
+        if self.products < 1:
+            raise ValueError(f"products must be at least 1, got {self.products}")
+        if self.seed < 0:
+            raise ValueError(f"seed must be a non-negative integer, got {self.seed}")
+
+
+@dataclass(frozen=True)
+class SimulatedShop:
+    """Everything the simulator makes.
+
+    Attributes:
+        catalog: ``product_id, name, category, price``.
+        users: ``user_id, name, email, city``.
+        interactions: ``user_id, product_clicked, purchased``, one row per click.
+        taste: Users x categories matrix of latent taste (rows sum to 1),
+            rows in ``users`` order, columns in ``CATEGORIES`` order.
+        popularity: Latent popularity weight per product, in catalog order.
+    """
+
+    catalog: pd.DataFrame
+    users: pd.DataFrame
+    interactions: pd.DataFrame
+    taste: np.ndarray
+    popularity: np.ndarray
+
+
+def make_catalog(config: SimulationConfig, fake: Faker, rng: np.random.Generator) -> pd.DataFrame:
+    """Return a catalog of product-like names, categories and prices."""
+    categories = [CATEGORIES[i % len(CATEGORIES)] for i in range(config.products)]
+    rng.shuffle(categories)
+    names: list[str] = []
+    seen: set[str] = set()
+    for category in categories:
+        name = _unique_product_name(category, fake, seen)
+        seen.add(name)
+        names.append(name)
+    medians = np.array([_CATEGORY_PRICE[c] for c in categories])
+    prices = np.round(medians * rng.lognormal(mean=0.0, sigma=0.5, size=config.products), 2)
+    return pd.DataFrame(
+        {
+            "product_id": np.arange(1, config.products + 1, dtype=np.int64),
+            "name": names,
+            "category": categories,
+            "price": prices,
+        }
+    )
+
+
+def _unique_product_name(category: str, fake: Faker, taken: set[str]) -> str:
+    # Colour x noun gives 6 nouns x ~140 colours per category; retrying on a
+    # clash keeps names unique without Faker's global unique-state.
+    while True:
+        name = f"{fake.safe_color_name().title()} {fake.random_element(CATEGORY_NOUNS[category])}"
+        if name not in taken:
+            return name
+
+
+def make_users(config: SimulationConfig, fake: Faker) -> pd.DataFrame:
+    """Return Faker profiles: name, email and city per user."""
+    rows = [
+        {"user_id": i, "name": fake.name(), "email": fake.email(), "city": fake.city()}
+        for i in range(1, config.users + 1)
+    ]
+    return pd.DataFrame(rows, columns=["user_id", "name", "email", "city"])
+
+
+def simulate_shop(config: SimulationConfig | None = None) -> SimulatedShop:
+    """Simulate a catalog, users and their click/purchase log.
+
+    Args:
+        config: The shop's knobs; defaults to 100 users, 20 products, seed 42.
+
+    Returns:
+        The catalog, users, interactions and the latent truth behind them.
+    """
+    config = config or SimulationConfig()
+    fake = Faker("en_US")
+    fake.seed_instance(config.seed)
+    rng = np.random.default_rng(config.seed)
+
+    catalog = make_catalog(config, fake, rng)
+    users = make_users(config, fake)
+
+    category_index = {c: i for i, c in enumerate(CATEGORIES)}
+    product_category = catalog["category"].map(category_index).to_numpy()
+    popularity = 1.0 / np.arange(1, config.products + 1) ** config.popularity_exponent
+    popularity = rng.permutation(popularity)
+    taste = rng.dirichlet(np.full(len(CATEGORIES), config.taste_concentration), size=config.users)
+    price_sensitivity = rng.uniform(0.3, 1.5, size=config.users)
+    # Price relative to the catalog median: > 0 for dearer products.
+    log_price = np.log(catalog["price"].to_numpy() / np.median(catalog["price"].to_numpy()))
+
+    visits_per_user = np.minimum(
+        config.products, 1 + rng.poisson(config.mean_products_per_user - 1, size=config.users)
+    )
+    rows_user, rows_product, rows_purchased = [], [], []
+    for u in range(config.users):
+        affinity = taste[u, product_category] / taste[u].max()
+        weights = popularity * (affinity + 0.05) ** config.taste_strength
+        # Discovery: popular products and liked categories are found first.
+        visited = rng.choice(
+            config.products, size=visits_per_user[u], replace=False, p=weights / weights.sum()
+        )
+        # Users come back to products they like: repeat clicks grow with taste.
+        clicks = 1 + rng.poisson(config.revisit_rate * affinity[visited])
+        clicked = np.repeat(visited, clicks)
+        # Logistic purchase model: taste raises, price x sensitivity lowers.
+        logit = -2.5 + 3.5 * affinity[clicked] - 1.2 * price_sensitivity[u] * log_price[clicked]
+        bought = rng.random(len(clicked)) < 1.0 / (1.0 + np.exp(-logit))
+        rows_user.append(np.full(len(clicked), u + 1))
+        rows_product.append(clicked + 1)
+        rows_purchased.append(bought.astype(np.int64))
+
+    interactions = pd.DataFrame(
+        {
+            "user_id": np.concatenate(rows_user).astype(np.int64),
+            "product_clicked": np.concatenate(rows_product).astype(np.int64),
+            "purchased": np.concatenate(rows_purchased).astype(np.int64),
+        }
+    )
+    return SimulatedShop(
+        catalog=catalog, users=users, interactions=interactions, taste=taste, popularity=popularity
+    )
+
+
+def default_catalog() -> pd.DataFrame:
+    """Return the catalog of the default simulated shop (the bundled data's products)."""
+    return simulate_shop(SimulationConfig()).catalog
