@@ -40,6 +40,9 @@ logger = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT = 1
 ARRAYS_FILE = "arrays.npz"
+# Array names in the archive are prefixed by the role of the model they belong to.
+_MODEL_PREFIX = "model."
+_FALLBACK_PREFIX = "fallback."
 METADATA_FILE = "metadata.json"
 _VERSION_RE = re.compile(r"^v(\d{5,})-\d{8}T\d{6}Z$")
 _TMP_PREFIX = ".tmp-"
@@ -65,6 +68,9 @@ class ArtifactMetadata:
         data_fingerprint: A digest of the training interactions.
         metrics: Offline metrics measured at training time.
         training: Facts about the training run (row counts, seconds).
+        fallback_type: The model type of the cold-start fallback stored
+            alongside, if any.
+        fallback_params: Its hyper-parameters.
         arrays_sha256: Checksum of ``arrays.npz``.
         format: The artifact layout version.
     """
@@ -76,6 +82,8 @@ class ArtifactMetadata:
     data_fingerprint: str
     metrics: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
+    fallback_type: str | None = None
+    fallback_params: dict[str, Any] = field(default_factory=dict)
     arrays_sha256: str = ""
     format: int = ARTIFACT_FORMAT
 
@@ -101,11 +109,12 @@ class ArtifactMetadata:
 
 @dataclass(frozen=True)
 class LoadedArtifact:
-    """A model rebuilt from an artifact, with its metadata."""
+    """A model (and its fallback, if stored) rebuilt from an artifact, with its metadata."""
 
     model: Recommender
     metadata: ArtifactMetadata
     path: Path
+    fallback: Recommender | None = None
 
 
 def _default_model_classes() -> Mapping[str, type[Recommender]]:
@@ -181,6 +190,7 @@ class ModelRegistry:
         metrics: Mapping[str, Any] | None = None,
         training: Mapping[str, Any] | None = None,
         trained_at: datetime | None = None,
+        fallback: ModelState | None = None,
     ) -> ArtifactMetadata:
         """Write a fitted model as the newest version, atomically.
 
@@ -190,19 +200,25 @@ class ModelRegistry:
             metrics: Offline metrics to record.
             training: Facts about the run to record (row counts, seconds).
             trained_at: When training finished (default: now).
+            fallback: A second model trained on the same data (the cold-start
+                fallback), stored in the same version so both always match.
 
         Returns:
             The published version's metadata.
         """
         model_type = state.params.get("model")
-        if model_type is None:
+        if model_type is None or (fallback is not None and "model" not in fallback.params):
             raise ArtifactError("model state has no params['model'] naming its type")
         self.root.mkdir(parents=True, exist_ok=True)
         self._remove_stale_temporaries()
         finished = (trained_at or datetime.now(UTC)).astimezone(UTC)
 
         buffer = io.BytesIO()
-        arrays = {k: np.ascontiguousarray(v) for k, v in state.arrays.items()}
+        arrays = {_MODEL_PREFIX + k: np.ascontiguousarray(v) for k, v in state.arrays.items()}
+        if fallback is not None:
+            arrays.update(
+                {_FALLBACK_PREFIX + k: np.ascontiguousarray(v) for k, v in fallback.arrays.items()}
+            )
         for name, array in arrays.items():
             if array.dtype.hasobject:
                 raise ArtifactError(f"array {name!r} holds Python objects; artifacts store numbers")
@@ -224,6 +240,11 @@ class ModelRegistry:
                     data_fingerprint=data_fingerprint,
                     metrics=dict(metrics or {}),
                     training=dict(training or {}),
+                    fallback_type=str(fallback.params["model"]) if fallback else None,
+                    fallback_params=(
+                        {k: v for k, v in fallback.params.items() if k != "model"}
+                        if fallback else {}
+                    ),
                     arrays_sha256=hashlib.sha256(payload).hexdigest(),
                 )
                 text = json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -304,16 +325,25 @@ class ModelRegistry:
             raise ArtifactError(f"{directory / ARRAYS_FILE}: unreadable ({exc})") from None
         if hashlib.sha256(payload).hexdigest() != meta.arrays_sha256:
             raise ArtifactError(f"{directory / ARRAYS_FILE}: checksum mismatch (damaged file)")
-        cls = self._model_class(meta.model_type)
         try:
             with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-            model = cls.from_state(
-                ModelState(arrays=arrays, params={"model": meta.model_type, **meta.params})
-            )
+            model = self._rebuild(meta.model_type, meta.params, arrays, _MODEL_PREFIX)
+            fallback = None
+            if meta.fallback_type is not None:
+                fallback = self._rebuild(
+                    meta.fallback_type, meta.fallback_params, arrays, _FALLBACK_PREFIX
+                )
         except (ValueError, KeyError, TypeError, OSError) as exc:
             raise ArtifactError(f"{directory}: cannot rebuild the model ({exc})") from None
-        return LoadedArtifact(model=model, metadata=meta, path=directory)
+        return LoadedArtifact(model=model, metadata=meta, path=directory, fallback=fallback)
+
+    def _rebuild(
+        self, model_type: str, params: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str
+    ) -> Recommender:
+        cls = self._model_class(model_type)
+        own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        return cls.from_state(ModelState(arrays=own, params={"model": model_type, **params}))
 
     def load_latest(self) -> LoadedArtifact | None:
         """Return the newest version that loads, skipping damaged ones with a warning.

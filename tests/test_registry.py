@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -83,6 +84,20 @@ def test_published_model_loads_back_with_identical_factors_and_metadata(registry
     )
 
 
+def test_a_fallback_model_is_stored_and_loaded_with_the_main_one(registry):
+    main, fallback = fitted_model(factors=2), fitted_model(n_users=3, factors=4)
+    meta = publish(registry, main, fallback=fallback.get_state())
+    assert (meta.fallback_type, meta.fallback_params) == ("dot", {"factors": 4})
+    loaded = registry.load_latest()
+    np.testing.assert_array_equal(loaded.fallback.item_factors, fallback.item_factors)
+    np.testing.assert_array_equal(loaded.model.item_factors, main.item_factors)
+
+
+def test_an_artifact_without_fallback_loads_none(registry):
+    publish(registry)
+    assert registry.load_latest().fallback is None
+
+
 def test_versions_are_numbered_in_publish_order_newest_first(registry):
     first = publish(registry).version
     second = publish(registry).version
@@ -135,15 +150,13 @@ def test_an_artifact_holding_a_pickle_is_refused(registry):
     directory = registry.root / bad
     # Forge a consistent artifact whose array needs unpickling to load.
     forged = directory / "forged.npz"
-    np.savez(forged, user_ids=np.array([{"evil": 1}], dtype=object),
-             product_ids=np.arange(1, 3), user_factors=np.zeros((1, 2)),
-             item_factors=np.zeros((2, 2)))
+    arrays = {"user_ids": np.array([{"evil": 1}], dtype=object), "product_ids": np.arange(1, 3),
+              "user_factors": np.zeros((1, 2)), "item_factors": np.zeros((2, 2))}
+    np.savez(forged, **{f"model.{name}": value for name, value in arrays.items()})
     payload = forged.read_bytes()
     forged.unlink()
     (directory / "arrays.npz").write_bytes(payload)
     meta = json.loads((directory / "metadata.json").read_text())
-    import hashlib
-
     meta["arrays_sha256"] = hashlib.sha256(payload).hexdigest()
     (directory / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(ArtifactError):
