@@ -24,7 +24,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.data import RatingWeights, derive_ratings
 from recsys.errors import RecsysError
+from recsys.models import MODELS
+from recsys.models.popularity import PopularityRecommender
+from recsys.pipeline import rating_accuracy
 from recsys.registry import ArtifactMetadata, ModelRegistry
 from recsys.store import EventStore
 
@@ -54,8 +58,7 @@ class TrainingSettings:
     Attributes:
         model: A key of ``recsys.models.MODELS``.
         model_params: Keyword arguments for the model's constructor.
-        rating_params: Keyword arguments for ``recsys.data.derive_ratings``
-            (the click and purchase weights).
+        weights: How clicks and purchases become ratings.
         holdout_fraction: Share of each user's products held out to measure
             the model before the final fit on all data.
         metrics_k: Cut-off for the ranking metrics.
@@ -64,7 +67,7 @@ class TrainingSettings:
 
     model: str = "svd"
     model_params: Mapping[str, Any] = field(default_factory=dict)
-    rating_params: Mapping[str, Any] = field(default_factory=dict)
+    weights: RatingWeights = field(default_factory=RatingWeights)
     holdout_fraction: float = 0.2
     metrics_k: int = 5
     seed: int = 42
@@ -126,7 +129,8 @@ def holdout_metrics(model, train: pd.DataFrame, test: pd.DataFrame, k: int) -> d
         in their top k), ``precision@k`` (held-out hits / k, averaged over
         test users), ``recall@k`` (hits / held-out products, averaged),
         ``test_users`` and ``test_users_unknown`` (test users absent from
-        training, who get no list and count as misses).
+        training, who get no list and count as misses); for models that
+        predict ratings also ``rmse`` and ``mae`` over the held-out pairs.
     """
     if test.empty:
         return {"test_users": 0}
@@ -141,19 +145,29 @@ def holdout_metrics(model, train: pd.DataFrame, test: pd.DataFrame, k: int) -> d
         precision += found / k
         recall += found / len(wanted)
     users = len(relevant)
-    return {
+    metrics: dict[str, Any] = {}
+    if getattr(model, "predicts_ratings", False):
+        predicted = model.predict(test["user_id"].to_numpy(), test["product_id"].to_numpy())
+        accuracy = rating_accuracy(predicted, test["rating"].to_numpy())
+        metrics.update(rmse=round(accuracy.rmse, 4), mae=round(accuracy.mae, 4))
+    metrics.update({
         f"hit_rate@{k}": round(hits / users, 4),
         f"precision@{k}": round(precision / users, 4),
         f"recall@{k}": round(recall / users, 4),
+        "test_pairs": len(test),
         "test_users": users,
         "test_users_unknown": len(batch.unknown_users),
-    }
+    })
+    return metrics
 
 
 def train_and_publish(
     store: EventStore, registry: ModelRegistry, settings: TrainingSettings | None = None
 ) -> ArtifactMetadata:
     """Train a model on every interaction in the store and publish it.
+
+    The artifact also holds a popularity model fitted on the same data, the
+    fallback for users the main model does not know.
 
     Args:
         store: Where the interactions are.
@@ -166,9 +180,6 @@ def train_and_publish(
     Raises:
         NoTrainingDataError: The store has no interaction.
     """
-    from recsys.data import derive_ratings  # pandas-heavy; only training needs it
-    from recsys.models import MODELS
-
     settings = settings or TrainingSettings()
     if settings.model not in MODELS:
         raise ValueError(f"unknown model {settings.model!r}; known: {sorted(MODELS)}")
@@ -176,7 +187,7 @@ def train_and_publish(
     log = store.interactions_frame()
     if log.empty:
         raise NoTrainingDataError("the event store has no interactions to train on")
-    feedback = derive_ratings(log, **dict(settings.rating_params))
+    feedback = derive_ratings(log, settings.weights)
     model_cls = MODELS[settings.model]
 
     train, test = split_holdout(feedback, settings.holdout_fraction, settings.seed)
@@ -184,9 +195,13 @@ def train_and_publish(
         model_cls(**dict(settings.model_params)).fit(train), train, test, settings.metrics_k
     )
     model = model_cls(**dict(settings.model_params)).fit(feedback)
+    fallback = None
+    if not isinstance(model, PopularityRecommender):
+        fallback = PopularityRecommender().fit(feedback).get_state()
     seconds = time.perf_counter() - started
     return registry.publish(
         model.get_state(),
+        fallback=fallback,
         data_fingerprint=fingerprint_interactions(log),
         metrics=metrics,
         training={
@@ -194,6 +209,8 @@ def train_and_publish(
             "users": int(feedback["user_id"].nunique()),
             "products": int(feedback["product_id"].nunique()),
             "seconds": round(seconds, 3),
+            "click_weight": settings.weights.click_weight,
+            "purchase_weight": settings.weights.purchase_weight,
         },
     )
 
