@@ -13,10 +13,13 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
+# Any fixed number: the advisory lock that serialises migrations on PostgreSQL.
+_MIGRATION_LOCK_KEY = 727_401_000
 # Alembic's context is module-global state: two upgrades in one process at
 # once (tests that start two apps in threads) must not interleave.
 _upgrade_lock = threading.Lock()
@@ -37,6 +40,10 @@ def upgrade_to_head(engine: Engine) -> None:
     """
     config = alembic_config()
     with _upgrade_lock, engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            # Servers starting together must not run the same migration twice;
+            # released with the transaction that Alembic commits.
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
         conn.commit()

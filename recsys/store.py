@@ -30,6 +30,8 @@ MAX_ID = 2**63 - 1
 # SQLite caps bound parameters per statement; chunks keep IN (...) lists and
 # multi-row inserts below that cap on every version.
 _CHUNK_ROWS = 900
+# Any fixed number: the advisory lock that serialises server start-ups on PostgreSQL.
+_STARTUP_LOCK_KEY = 727_401_001
 # How long an SQLite writer waits for the lock before giving up, in ms.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
@@ -311,7 +313,7 @@ class EventStore:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         return _WriteTransaction(conn)
 
-    # -- catalog -----------------------------------------------------------
+    # -- catalog ---------------------------------------------------------------
 
     def add_products(self, catalog: pd.DataFrame) -> int:
         """Insert catalog rows, skipping product ids already present.
@@ -322,14 +324,8 @@ class EventStore:
         Returns:
             How many rows were offered.
         """
-        rows = [
-            {"id": int(r.product_id), "name": str(r.name), "category": str(r.category),
-             "price": float(r.price)}
-            for r in catalog.itertuples(index=False)
-        ]
         with self._write() as conn:
-            _insert_ignoring_duplicates(conn, products, rows)
-        return len(rows)
+            return _insert_products(conn, catalog)
 
     def add_users(self, profiles: pd.DataFrame) -> int:
         """Insert user profiles, skipping user ids already present.
@@ -340,19 +336,8 @@ class EventStore:
         Returns:
             How many rows were offered.
         """
-        now = utc_now()
-        rows = []
-        for r in profiles.to_dict("records"):
-            rows.append({
-                "id": int(r["user_id"]),
-                "name": r.get("name"),
-                "email": r.get("email"),
-                "city": r.get("city"),
-                "created_at": now,
-            })
         with self._write() as conn:
-            _insert_ignoring_duplicates(conn, users, rows)
-        return len(rows)
+            return _insert_profiles(conn, profiles)
 
     def products_frame(self) -> pd.DataFrame:
         """Return the catalog: ``product_id, name, category, price`` by id."""
@@ -365,7 +350,7 @@ class EventStore:
         frame = pd.DataFrame(rows, columns=["product_id", "name", "category", "price"])
         return frame.astype({"product_id": "int64", "price": "float64"})
 
-    # -- interactions ------------------------------------------------------
+    # -- interactions ----------------------------------------------------------
 
     def add_interactions(self, events: Sequence[Event]) -> int:
         """Record a batch of events in one transaction, or none of them.
@@ -385,26 +370,8 @@ class EventStore:
         """
         if not events:
             return 0
-        now = utc_now()
-        wanted = sorted({e.product_id for e in events})
         with self._write() as conn:
-            known: set[int] = set()
-            for chunk in _chunks(wanted):
-                found = conn.execute(sa.select(products.c.id).where(products.c.id.in_(chunk)))
-                known.update(found.scalars())
-            for index, e in enumerate(events):
-                if e.product_id not in known:
-                    raise UnknownProductError(index, e.product_id)
-            new_users = [{"id": u, "created_at": now} for u in sorted({e.user_id for e in events})]
-            _insert_ignoring_duplicates(conn, users, new_users)
-            rows = [
-                {"user_id": e.user_id, "product_id": e.product_id, "purchased": e.purchased,
-                 "created_at": e.created_at or now}
-                for e in events
-            ]
-            for chunk in _chunks(rows):
-                conn.execute(interactions.insert(), list(chunk))
-        return len(events)
+            return _insert_events(conn, events)
 
     def purchased_products(self, user_id: int) -> set[int]:
         """Return the ids of the products this user has bought, as recorded now."""
@@ -462,7 +429,8 @@ class EventStore:
     ) -> bool:
         """Fill an empty store with a catalog, user profiles and an interaction log.
 
-        Does nothing when the store already has data, so it is safe at every start.
+        One transaction, under a lock, so servers starting together fill the
+        store once; a store that already has data is left alone.
 
         Args:
             catalog: ``product_id, name, category, price``.
@@ -472,17 +440,22 @@ class EventStore:
         Returns:
             Whether anything was written.
         """
-        if not self.is_empty():
-            return False
-        self.add_products(catalog)
-        self.add_users(profiles)
         events = [
             Event(int(u), int(p), bool(b))
             for u, p, b in log[["user_id", "product_clicked", "purchased"]].itertuples(
                 index=False
             )
         ]
-        self.add_interactions(events)
+        with self._write() as conn:
+            lock_for_startup(conn)
+            has_rows = conn.execute(sa.select(products.c.id).limit(1)).first() or conn.execute(
+                sa.select(interactions.c.id).limit(1)
+            ).first()
+            if has_rows:
+                return False
+            _insert_products(conn, catalog)
+            _insert_profiles(conn, profiles)
+            _insert_events(conn, events)
         return True
 
     # -- files -------------------------------------------------------------
@@ -545,6 +518,59 @@ class EventStore:
                 path, f"unknown product_id {exc.product_id}: not in the catalog",
                 line=exc.index + 2,
             ) from None
+
+
+def lock_for_startup(conn: Connection) -> None:
+    """Serialise start-up work (migrations, bootstrap) across server processes.
+
+    On PostgreSQL this takes a transaction-scoped advisory lock; SQLite write
+    transactions already begin IMMEDIATE, which locks the whole file.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _STARTUP_LOCK_KEY})
+
+
+def _insert_products(conn: Connection, catalog: pd.DataFrame) -> int:
+    rows = [
+        {"id": int(r.product_id), "name": str(r.name), "category": str(r.category),
+         "price": float(r.price)}
+        for r in catalog.itertuples(index=False)
+    ]
+    _insert_ignoring_duplicates(conn, products, rows)
+    return len(rows)
+
+
+def _insert_profiles(conn: Connection, profiles: pd.DataFrame) -> int:
+    now = utc_now()
+    rows = [
+        {"id": int(r["user_id"]), "name": r.get("name"), "email": r.get("email"),
+         "city": r.get("city"), "created_at": now}
+        for r in profiles.to_dict("records")
+    ]
+    _insert_ignoring_duplicates(conn, users, rows)
+    return len(rows)
+
+
+def _insert_events(conn: Connection, events: Sequence[Event]) -> int:
+    """Check every product exists, create missing users, insert the events."""
+    now = utc_now()
+    known: set[int] = set()
+    for chunk in _chunks(sorted({e.product_id for e in events})):
+        found = conn.execute(sa.select(products.c.id).where(products.c.id.in_(chunk)))
+        known.update(found.scalars())
+    for index, e in enumerate(events):
+        if e.product_id not in known:
+            raise UnknownProductError(index, e.product_id)
+    new_users = [{"id": u, "created_at": now} for u in sorted({e.user_id for e in events})]
+    _insert_ignoring_duplicates(conn, users, new_users)
+    rows = [
+        {"user_id": e.user_id, "product_id": e.product_id, "purchased": e.purchased,
+         "created_at": e.created_at or now}
+        for e in events
+    ]
+    for chunk in _chunks(rows):
+        conn.execute(interactions.insert(), list(chunk))
+    return len(events)
 
 
 class _WriteTransaction:
