@@ -68,7 +68,10 @@ class ServingRuntime:
         self.store = EventStore.from_url(settings.database_url)
         self.registry = ModelRegistry(settings.model_dir, keep=settings.keep_versions)
         self.service = LiveRecommendationService(self.store)
-        self.jobs = TrainingJobRunner(train=self.train, on_published=self._serve_published)
+        # Late-bound so the job always runs the runtime's current ``train``.
+        self.jobs = TrainingJobRunner(
+            train=lambda: self.train(), on_published=self._serve_published
+        )
         self.auto_retrain = AutoRetrainer(
             self.jobs, settings.retrain_every_events, settings.retrain_every_minutes
         )

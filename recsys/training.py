@@ -338,6 +338,11 @@ class TrainingJobRunner:
         with self._lock:
             return self._jobs.get(job_id)
 
+    def history(self) -> list[TrainingJob]:
+        """Return the kept job snapshots, newest first."""
+        with self._lock:
+            return list(reversed(self._jobs.values()))
+
     def active_job(self) -> TrainingJob | None:
         """Return the queued or running job, if any."""
         with self._lock:

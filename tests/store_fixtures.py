@@ -110,3 +110,51 @@ def catalog_store(store):
     """Yield an event store whose catalog holds products 1-5."""
     store.add_products(SMALL_CATALOG)
     return store
+
+
+class AppFactory:
+    """Makes apps over one database and one artifact directory, like restarts of a server."""
+
+    def __init__(self, database_url: str, model_dir, **config):
+        self.database_url = database_url
+        self.model_dir = model_dir
+        self.config = config
+        self.apps = []
+
+    def __call__(self, **overrides):
+        from app import create_app
+
+        config = {"TESTING": True, "DATABASE_URL": self.database_url,
+                  "MODEL_DIR": str(self.model_dir), **self.config, **overrides}
+        app = create_app(config)
+        self.apps.append(app)
+        return app
+
+    def close(self) -> None:
+        for app in self.apps:
+            runtime = app.extensions["recsys.runtime"]
+            for job in [runtime.jobs.active_job()]:
+                if job is not None:
+                    runtime.jobs.wait(job.id, timeout=30)
+            runtime.close()
+
+
+@pytest.fixture
+def app_factory(sqlite_url, tmp_path):
+    """Yield a factory of apps over one SQLite store and artifact directory."""
+    factory = AppFactory(sqlite_url, tmp_path / "models")
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def any_app_factory(database_url, tmp_path):
+    """Yield a factory of apps over one store, once per database back-end."""
+    factory = AppFactory(database_url, tmp_path / "models")
+    yield factory
+    factory.close()
+
+
+def runtime_of(app):
+    """Return the app's ServingRuntime."""
+    return app.extensions["recsys.runtime"]
