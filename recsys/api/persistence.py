@@ -21,6 +21,7 @@ from pathlib import Path
 
 import click
 from flask import Flask, current_app
+from flask.cli import with_appcontext
 
 from recsys.api import admin, interactions
 from recsys.data import RatingWeights
@@ -97,6 +98,7 @@ def _runtime() -> ServingRuntime:
 
 
 @click.command("train")
+@with_appcontext
 def train_command():
     """Train a model on the event store and publish it as the newest version."""
     meta = _runtime().train()
@@ -107,6 +109,7 @@ def train_command():
 
 
 @click.command("import-interactions")
+@with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def import_command(file: Path):
     """Load FILE (user_id,product_clicked,purchased[,timestamp]) into the store, all or nothing."""
@@ -118,6 +121,7 @@ def import_command(file: Path):
 
 
 @click.command("export-interactions")
+@with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--with-timestamps", is_flag=True, help="add a fourth column, timestamp (UTC)")
 def export_command(file: Path, with_timestamps: bool):
