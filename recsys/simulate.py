@@ -176,7 +176,7 @@ def simulate_shop(config: SimulationConfig | None = None) -> SimulatedShop:
         clicks = 1 + rng.poisson(config.revisit_rate * affinity[visited])
         clicked = np.repeat(visited, clicks)
         # Logistic purchase model: taste raises, price x sensitivity lowers.
-        logit = -2.5 + 3.5 * affinity[clicked] - 1.2 * price_sensitivity[u] * log_price[clicked]
+        logit = -4.0 + 3.5 * affinity[clicked] - 1.2 * price_sensitivity[u] * log_price[clicked]
         bought = rng.random(len(clicked)) < 1.0 / (1.0 + np.exp(-logit))
         rows_user.append(np.full(len(clicked), u + 1))
         rows_product.append(clicked + 1)

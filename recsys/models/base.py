@@ -71,6 +71,21 @@ class NotFittedError(RuntimeError):
     """A model was asked to recommend before ``fit``."""
 
 
+def lookup_ids(sorted_ids: np.ndarray, raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Return each raw id's position in a sorted id array, and whether it is there.
+
+    Args:
+        sorted_ids: Ascending unique ids (a model's ``user_ids`` or ``product_ids``).
+        raw_ids: Ids to look up.
+
+    Returns:
+        (positions, found): positions are only meaningful where ``found``.
+    """
+    raw_ids = np.asarray(raw_ids, dtype=np.int64)
+    positions = np.minimum(np.searchsorted(sorted_ids, raw_ids), len(sorted_ids) - 1)
+    return positions, sorted_ids[positions] == raw_ids
+
+
 def validate_feedback(feedback: pd.DataFrame) -> None:
     """Raise ``ValueError`` when a frame is not a usable feedback frame.
 
@@ -169,8 +184,7 @@ class Recommender(ABC):
     def knows_user(self, user_id: int) -> bool:
         """Return whether the model learned anything about this user."""
         self._require_fitted()
-        i = np.searchsorted(self.user_ids, user_id)
-        return bool(i < len(self.user_ids) and self.user_ids[i] == user_id)
+        return bool(lookup_ids(self.user_ids, np.array([user_id]))[1][0])
 
     def recommend(
         self,
@@ -194,9 +208,7 @@ class Recommender(ABC):
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
         requested = np.asarray(list(user_ids), dtype=np.int64)
-        inner = np.searchsorted(self.user_ids, requested)
-        inner_clipped = np.minimum(inner, len(self.user_ids) - 1)
-        known = (inner < len(self.user_ids)) & (self.user_ids[inner_clipped] == requested)
+        inner, known = lookup_ids(self.user_ids, requested)
         unknown = [int(u) for u in requested[~known]]
         known_raw, known_inner = requested[known], inner[known]
 
@@ -226,8 +238,8 @@ class Recommender(ABC):
         vectors = self._item_vectors()
         if vectors is None:
             raise NotImplementedError(f"model {self.name!r} has no item vectors")
-        i = np.searchsorted(self.product_ids, product_id)
-        if i >= len(self.product_ids) or self.product_ids[i] != product_id:
+        (i,), (found,) = lookup_ids(self.product_ids, np.array([product_id]))
+        if not found:
             raise KeyError(product_id)
         norms = np.linalg.norm(vectors, axis=1)
         norms[norms == 0] = 1.0
@@ -249,9 +261,7 @@ class Recommender(ABC):
             if not banned:
                 continue
             banned = np.fromiter(banned, dtype=np.int64, count=len(banned))
-            pos = np.searchsorted(self.product_ids, banned)
-            pos_clipped = np.minimum(pos, len(self.product_ids) - 1)
-            hit = (pos < len(self.product_ids)) & (self.product_ids[pos_clipped] == banned)
+            pos, hit = lookup_ids(self.product_ids, banned)
             scores[row, pos[hit]] = -np.inf
 
     def _top_n(self, scores: np.ndarray, n: int) -> RankedList:

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from surprise import SVD, Dataset, Reader
 
-from recsys.models.base import Recommender
+from recsys.models.base import Recommender, lookup_ids
 
 
 class SVDRecommender(Recommender):
@@ -138,8 +138,8 @@ class SVDRecommender(Recommender):
         self._require_fitted()
         user_ids = np.asarray(user_ids, dtype=np.int64)
         product_ids = np.asarray(product_ids, dtype=np.int64)
-        u, known_u = _lookup(self.user_ids, user_ids)
-        i, known_i = _lookup(self.product_ids, product_ids)
+        u, known_u = lookup_ids(self.user_ids, user_ids)
+        i, known_i = lookup_ids(self.product_ids, product_ids)
         estimate = np.full(len(user_ids), self.global_mean, dtype=np.float64)
         estimate[known_u] += self.user_bias[u[known_u]]
         estimate[known_i] += self.item_bias[i[known_i]]
@@ -167,11 +167,3 @@ class SVDRecommender(Recommender):
         self.item_bias = np.asarray(arrays["item_bias"], dtype=np.float64)
         self.user_factors = np.asarray(arrays["user_factors"], dtype=np.float64)
         self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float64)
-
-
-def _lookup(sorted_ids: np.ndarray, raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return inner positions of raw ids in a sorted id array, and which exist."""
-    pos = np.searchsorted(sorted_ids, raw)
-    clipped = np.minimum(pos, len(sorted_ids) - 1)
-    known = (pos < len(sorted_ids)) & (sorted_ids[clipped] == raw)
-    return clipped, known

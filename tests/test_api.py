@@ -1,0 +1,155 @@
+"""The HTTP contract of /recommend, /popular and /healthz, errors included."""
+
+from __future__ import annotations
+
+import pytest
+
+from app import create_app
+from recsys.data import load_interactions
+from tests.conftest import BUNDLED_LOG
+
+
+@pytest.fixture(scope="module")
+def bundled_log():
+    return load_interactions(BUNDLED_LOG)
+
+
+def test_a_known_user_gets_five_named_svd_recommendations(client):
+    body = client.get("/recommend?user_id=1").get_json()
+    assert body["user_id"] == 1 and body["strategy"] == "svd"
+    assert "fallback_reason" not in body
+    items = body["recommendations"]
+    assert len(items) == 5
+    assert all(item["name"] and item["category"] for item in items)
+    assert set(items[0]) == {"product_id", "name", "category", "score"}
+
+
+def test_recommendations_are_sorted_by_score_then_product_id(client):
+    for user in range(1, 30):
+        items = client.get(f"/recommend?user_id={user}&n=20").get_json()["recommendations"]
+        keys = [(-i["score"], i["product_id"]) for i in items]
+        assert keys == sorted(keys)
+
+
+def test_products_the_user_bought_are_never_recommended(client, bundled_log):
+    bought = bundled_log[bundled_log["purchased"] == 1].groupby("user_id")["product_clicked"]
+    for user, products in list(bought)[:30]:
+        body = client.get(f"/recommend?user_id={user}&n=100").get_json()
+        listed = {i["product_id"] for i in body["recommendations"]}
+        assert not listed & set(products)
+        # Everything not bought is still a candidate: fewer only when fewer remain.
+        assert len(listed) == 20 - len(set(products))
+
+
+@pytest.mark.parametrize("n", [1, 3, 7])
+def test_n_sets_the_list_length(client, n):
+    assert len(client.get(f"/recommend?user_id=2&n={n}").get_json()["recommendations"]) == n
+
+
+def test_an_unknown_user_gets_popular_products_with_a_reason(client, bundled_log):
+    body = client.get("/recommend?user_id=100000").get_json()
+    assert body["strategy"] == "popular"
+    assert body["fallback_reason"] == "unknown_user"
+    counts = bundled_log["product_clicked"].value_counts()
+    expected = sorted(counts.index, key=lambda p: (-counts[p], p))[:5]
+    assert [i["product_id"] for i in body["recommendations"]] == expected
+
+
+def test_popular_lists_the_most_clicked_products(client):
+    response = client.get("/popular?n=3")
+    assert response.status_code == 200
+    body = response.get_json()
+    assert body["strategy"] == "popular"
+    clicks = [i["score"] for i in body["recommendations"]]
+    assert len(clicks) == 3 and clicks == sorted(clicks, reverse=True)
+
+
+def test_health_says_ok(client):
+    assert client.get("/healthz").get_json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize(
+    ("query", "code", "message"),
+    [
+        ("", "missing_parameter", "user_id is required"),
+        ("?user_id=", "invalid_parameter", "user_id must not be empty"),
+        ("?user_id=abc", "invalid_parameter", "user_id must be an integer from 1 to"),
+        ("?user_id=1.5", "invalid_parameter", "user_id must be an integer from 1 to"),
+        ("?user_id=-3", "invalid_parameter", "user_id must be an integer from 1 to"),
+        ("?user_id=0", "invalid_parameter", "user_id must be an integer from 1 to"),
+        ("?user_id=%201", "invalid_parameter", "user_id must be an integer from 1 to"),
+        ("?user_id=9223372036854775808", "invalid_parameter", "9223372036854775807"),
+        ("?user_id=1&user_id=2", "duplicate_parameter", "user_id must be given once"),
+        ("?user_id=1&n=0", "invalid_parameter", "n must be an integer from 1 to 100"),
+        ("?user_id=1&n=101", "invalid_parameter", "n must be an integer from 1 to 100"),
+        ("?user_id=1&n=two", "invalid_parameter", "n must be an integer from 1 to 100"),
+        ("?user_id=1&n=", "invalid_parameter", "n must not be empty"),
+        ("?user_id=1&n=2&n=3", "duplicate_parameter", "n must be given once"),
+    ],
+)
+def test_bad_recommend_parameters_get_a_400_naming_the_problem(client, query, code, message):
+    response = client.get(f"/recommend{query}")
+    assert response.status_code == 400
+    assert response.is_json
+    error = response.get_json()["error"]
+    assert error["code"] == code
+    assert message in error["message"]
+
+
+def test_the_largest_64_bit_user_id_is_a_valid_unknown_user(client):
+    response = client.get("/recommend?user_id=9223372036854775807")
+    assert response.status_code == 200
+    assert response.get_json()["fallback_reason"] == "unknown_user"
+
+
+@pytest.mark.parametrize("query", ["?n=0", "?n=101", "?n=x"])
+def test_bad_popular_parameters_get_a_400(client, query):
+    response = client.get(f"/popular{query}")
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_parameter"
+
+
+def test_an_unknown_route_is_a_json_404(client):
+    response = client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_a_wrong_method_is_a_json_405_listing_the_allowed_ones(client):
+    response = client.post("/recommend?user_id=1")
+    assert response.status_code == 405
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+    assert "GET" in response.headers["Allow"]
+
+
+def test_a_crash_is_a_json_500_not_an_html_page():
+    app = create_app({"DATA_PATH": str(BUNDLED_LOG)})
+
+    @app.get("/test-crash")
+    def crash():
+        raise RuntimeError("boom")
+
+    response = app.test_client().get("/test-crash")
+    assert response.status_code == 500
+    assert response.get_json() == {
+        "error": {"code": "internal_error", "message": "internal server error"}
+    }
+
+
+def test_the_model_behind_recommend_is_configurable(tmp_path):
+    app = create_app({"TESTING": True, "MODEL": "popular", "DATA_PATH": str(BUNDLED_LOG)})
+    body = app.test_client().get("/recommend?user_id=1").get_json()
+    assert body["strategy"] == "popular" and "fallback_reason" not in body
+
+
+def test_an_unknown_model_name_is_refused_at_start_up():
+    with pytest.raises(ValueError, match="MODEL must be one of"):
+        create_app({"MODEL": "magic", "DATA_PATH": str(BUNDLED_LOG)})
+
+
+def test_the_service_serves_any_valid_log(write_csv):
+    path = write_csv("user_id,product_clicked,purchased\n1,2,1\n1,3,0\n2,3,0\n2,4,0\n")
+    app = create_app({"TESTING": True, "DATA_PATH": str(path)})
+    body = app.test_client().get("/recommend?user_id=1").get_json()
+    # Product 2 was bought, so only 3 and 4 remain.
+    assert sorted(i["product_id"] for i in body["recommendations"]) == [3, 4]

@@ -1,0 +1,129 @@
+"""Loading interaction logs, and deriving ratings from them."""
+
+from __future__ import annotations
+
+import itertools
+
+import pandas as pd
+import pytest
+
+from recsys.data import RatingWeights, derive_ratings, load_interactions, purchases_by_user
+from recsys.errors import DataFileError
+
+HEADER = "user_id,product_clicked,purchased\n"
+
+
+def test_a_valid_log_loads_as_integer_columns_in_file_order(write_csv):
+    frame = load_interactions(write_csv(HEADER + "3,7,0\n1,2,1\n"))
+    assert list(frame.columns) == ["user_id", "product_clicked", "purchased"]
+    assert frame.to_numpy().tolist() == [[3, 7, 0], [1, 2, 1]]
+    assert all(str(t) == "int64" for t in frame.dtypes)
+
+
+def test_the_largest_64_bit_id_is_accepted(write_csv):
+    frame = load_interactions(write_csv(HEADER + "9223372036854775807,1,0\n"))
+    assert frame["user_id"].iloc[0] == 2**63 - 1
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "problem"),
+    [
+        ("", 1, "file is empty"),
+        (HEADER, 2, "header but no interactions"),
+        ("user_id,product_clicked\n1,2\n", 1, "missing column(s) ['purchased']"),
+        (
+            "user_id,product_clicked,purchased,price\n1,2,0,3\n",
+            1,
+            "unexpected column(s) ['price']",
+        ),
+        ("product_clicked,user_id,purchased\n1,2,0\n", 1, "columns out of order"),
+        (HEADER + "1,2,0\nx,2,0\n", 3, "user_id must be an integer from 1 to 2^63-1, got 'x'"),
+        (HEADER + "1,2.5,0\n", 2, "product_clicked must be an integer from 1 to 2^63-1"),
+        (HEADER + "0,2,0\n", 2, "user_id must be an integer from 1 to 2^63-1, got '0'"),
+        (HEADER + "-4,2,0\n", 2, "user_id must be an integer from 1 to 2^63-1, got '-4'"),
+        (HEADER + "9223372036854775808,2,0\n", 2, "user_id must be an integer from 1 to 2^63-1"),
+        (HEADER + "1,2,2\n", 2, "purchased must be 0 or 1, got '2'"),
+        (HEADER + "1,2,yes\n", 2, "purchased must be 0 or 1, got 'yes'"),
+        (HEADER + "1,2,0\n1,2\n", 3, "purchased is missing"),
+        (HEADER + "1,2,0\n\n1,2,0\n", 3, "blank line"),
+        (HEADER + "1,2,0\n1,2,0,9\n", 3, "expected 3 fields, found 4"),
+        (HEADER + "1,2,0\n5,x,0\n0,2,0\n", 3, "product_clicked must be an integer"),
+    ],
+)
+def test_a_bad_file_is_reported_with_file_line_and_problem(write_csv, content, line, problem):
+    path = write_csv(content)
+    with pytest.raises(DataFileError) as caught:
+        load_interactions(path)
+    assert caught.value.line == line
+    assert caught.value.path == str(path)
+    assert str(caught.value).startswith(f"{path}, line {line}: ")
+    assert problem in str(caught.value)
+
+
+def test_a_missing_file_is_reported_by_name(tmp_path):
+    with pytest.raises(DataFileError, match=r"nowhere\.csv: file not found"):
+        load_interactions(tmp_path / "nowhere.csv")
+
+
+def test_a_binary_file_is_reported_as_unreadable(tmp_path):
+    path = tmp_path / "binary.csv"
+    path.write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DataFileError, match="cannot read file"):
+        load_interactions(path)
+
+
+def _log(rows):
+    return pd.DataFrame(rows, columns=["user_id", "product_clicked", "purchased"])
+
+
+def test_ratings_count_clicks_and_purchases_per_pair():
+    feedback = derive_ratings(_log([(1, 5, 0), (1, 5, 1), (1, 6, 0), (2, 5, 0)]))
+    columns = ["user_id", "product_id", "clicks", "purchases", "rating"]
+    assert feedback[columns].to_numpy().tolist() == [
+        [1, 5, 2, 1, 4.0],
+        [1, 6, 1, 0, 1.0],
+        [2, 5, 1, 0, 1.0],
+    ]
+
+
+def test_ratings_are_clipped_to_one_to_five():
+    feedback = derive_ratings(_log([(1, 5, 1)] * 4))
+    assert feedback["engagement"].iloc[0] == 12.0
+    assert feedback["rating"].iloc[0] == 5.0
+
+
+def test_click_and_purchase_weights_are_configurable():
+    feedback = derive_ratings(_log([(1, 5, 0), (1, 5, 1)]), RatingWeights(0.5, 1.5))
+    assert feedback["rating"].iloc[0] == pytest.approx(2.5)
+
+
+@pytest.mark.parametrize("weights", [RatingWeights(), RatingWeights(0.5, 3.0), RatingWeights(2, 0)])
+def test_more_engagement_never_lowers_the_rating(weights):
+    def rating(clicks: int, purchases: int) -> float:
+        rows = [(1, 1, 1)] * purchases + [(1, 1, 0)] * (clicks - purchases)
+        return derive_ratings(_log(rows), weights)["rating"].iloc[0]
+
+    grid = [(c, p) for c, p in itertools.product(range(1, 7), range(0, 7)) if p <= c]
+    for clicks, purchases in grid:
+        if clicks + 1 <= 6:
+            assert rating(clicks + 1, purchases) >= rating(clicks, purchases)
+        if purchases + 1 <= clicks:
+            assert rating(clicks, purchases + 1) >= rating(clicks, purchases)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"click_weight": -1}, "click_weight must be a finite number >= 0"),
+        ({"purchase_weight": float("nan")}, "purchase_weight must be a finite number >= 0"),
+        ({"purchase_weight": "2"}, "purchase_weight must be a finite number >= 0"),
+    ],
+)
+def test_bad_weights_are_refused(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        RatingWeights(**kwargs)
+
+
+def test_purchases_are_grouped_per_user():
+    bought = purchases_by_user(_log([(1, 5, 1), (1, 6, 0), (1, 7, 1), (2, 5, 0)]))
+    assert bought == {1: {5, 7}}
