@@ -345,14 +345,19 @@ class ModelRegistry:
         own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
         return cls.from_state(ModelState(arrays=own, params={"model": model_type, **params}))
 
-    def load_latest(self) -> LoadedArtifact | None:
+    def load_latest(self, model_type: str | None = None) -> LoadedArtifact | None:
         """Return the newest version that loads, skipping damaged ones with a warning.
 
+        Args:
+            model_type: Only consider versions of this model type (None: any).
+
         Returns:
-            The newest valid artifact, or None when no version is valid.
+            The newest valid artifact, or None when no version qualifies.
         """
         for version in self.versions():
             try:
+                if model_type is not None and self.read_metadata(version).model_type != model_type:
+                    continue
                 return self.load(version)
             except ArtifactError as exc:
                 logger.warning("skipping model artifact %s: %s", version, exc)

@@ -117,10 +117,11 @@ class ServingRuntime:
         return train_and_publish(self.store, self.registry, self.settings.training)
 
     def load_or_train(self) -> ServingModel:
-        """Serve the newest valid artifact; train and publish one only when none exists."""
-        artifact = self.registry.load_latest()
+        """Serve the newest valid artifact of the configured model type; train only if none."""
+        model_type = self.settings.training.model
+        artifact = self.registry.load_latest(model_type=model_type)
         if artifact is None:
-            logger.info("no valid model artifact in %s: training one", self.registry.root)
+            logger.info("no valid %s artifact in %s: training one", model_type, self.registry.root)
             artifact = self.registry.load(self.train().version)
             self.trained_at_start = True
         return self.service.serve(artifact)

@@ -50,12 +50,21 @@ class DotProductModel(Recommender):
         self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float64)
 
 
-def fitted_model(n_users: int = 4, n_items: int = 5, factors: int = 2) -> DotProductModel:
+class OtherModel(DotProductModel):
+    """A second model type."""
+
+    name = "other"
+
+
+def fitted_model_feedback(n_users: int = 4, n_items: int = 5) -> pd.DataFrame:
     rows = [(u, p) for u in range(1, n_users + 1) for p in range(1, n_items + 1)]
-    feedback = pd.DataFrame(rows, columns=["user_id", "product_id"]).assign(
+    return pd.DataFrame(rows, columns=["user_id", "product_id"]).assign(
         clicks=1, engagement=1.0, rating=3.0
     )
-    return DotProductModel(factors=factors).fit(feedback)
+
+
+def fitted_model(n_users: int = 4, n_items: int = 5, factors: int = 2) -> DotProductModel:
+    return DotProductModel(factors=factors).fit(fitted_model_feedback(n_users, n_items))
 
 
 @pytest.fixture
@@ -114,6 +123,16 @@ def test_only_the_last_n_versions_are_kept(registry):
 def test_publish_leaves_no_temporary_directory(registry):
     publish(registry)
     assert [p.name for p in registry.root.iterdir() if p.name.startswith(".")] == []
+
+
+def test_latest_of_a_model_type_skips_newer_versions_of_other_types(tmp_path):
+    registry = ModelRegistry(tmp_path, model_classes={"dot": DotProductModel, "other": OtherModel})
+    dot = publish(registry).version
+    other_state = OtherModel().fit(fitted_model_feedback()).get_state()
+    other = registry.publish(other_state, data_fingerprint="x").version
+    assert registry.load_latest().metadata.version == other
+    assert registry.load_latest(model_type="dot").metadata.version == dot
+    assert registry.load_latest(model_type="missing") is None
 
 
 def test_empty_registry_loads_nothing(registry):

@@ -292,3 +292,13 @@ def test_a_trainer_killed_mid_write_leaves_the_previous_model_served(app_factory
     answer = restarted.test_client().get("/recommend?user_id=1").get_json()
     assert answer["model_version"] == previous[0]
     assert len(answer["recommendations"]) == 5
+
+
+def test_changing_the_configured_model_serves_its_own_newest_artifact(app_factory):
+    svd_version = app_factory().test_client().get("/model").get_json()["version"]
+    popular_app = app_factory(MODEL="popular")
+    assert runtime_of(popular_app).trained_at_start, "no popular artifact existed yet"
+    assert popular_app.test_client().get("/model").get_json()["model_type"] == "popular"
+    back = app_factory(MODEL="svd")
+    assert not runtime_of(back).trained_at_start
+    assert back.test_client().get("/model").get_json()["version"] == svd_version
