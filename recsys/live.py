@@ -22,7 +22,7 @@ import threading
 from dataclasses import dataclass
 
 from recsys.models.popularity import PopularityRecommender
-from recsys.registry import ArtifactMetadata, LoadedArtifact, ModelRegistry
+from recsys.registry import ArtifactMetadata, LoadedArtifact, ModelRegistry, version_number
 from recsys.service import (
     UNKNOWN_USER,
     RecommendationAnswer,
@@ -72,10 +72,21 @@ class LiveModel:
             raise NoLiveModelError("no model is live yet")
         return bundle
 
-    def swap(self, bundle: ServingModel) -> ServingModel | None:
-        """Make a fully built bundle the live one and return the one it replaced."""
+    def swap(self, bundle: ServingModel, only_if_newer: bool = False) -> ServingModel | None:
+        """Make a fully built bundle the live one and return the one it replaced.
+
+        Args:
+            bundle: The new bundle.
+            only_if_newer: Keep the live bundle when it is the same or a later
+                version (a slow poller must not undo a fresher swap).
+        """
         with self._swap_lock:
-            previous, self._current = self._current, bundle
+            previous = self._current
+            if only_if_newer and previous is not None and (
+                (version_number(bundle.version) or 0) <= (version_number(previous.version) or 0)
+            ):
+                return previous
+            self._current = bundle
         logger.info("serving model %s (was %s)", bundle.version,
                     previous.version if previous else None)
         return previous
@@ -108,10 +119,10 @@ class LiveRecommendationService:
         )
         return ServingModel(service=service, metadata=artifact.metadata)
 
-    def serve(self, artifact: LoadedArtifact) -> ServingModel:
+    def serve(self, artifact: LoadedArtifact, only_if_newer: bool = False) -> ServingModel:
         """Build a bundle from an artifact and make it live in one step."""
         bundle = self.build(artifact)
-        self.live.swap(bundle)
+        self.live.swap(bundle, only_if_newer=only_if_newer)
         return bundle
 
     def serve_version(self, registry: ModelRegistry, version: str) -> ServingModel:

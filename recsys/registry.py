@@ -138,7 +138,8 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _version_number(name: str) -> int | None:
+def version_number(name: str) -> int | None:
+    """Return the publish sequence number of a version id, or None if it is not one."""
     match = _VERSION_RE.match(name)
     return int(match.group(1)) if match else None
 
@@ -178,7 +179,7 @@ class ModelRegistry:
         if not self.root.is_dir():
             return []
         named = [(n, p.name) for p in self.root.iterdir()
-                 if p.is_dir() and (n := _version_number(p.name)) is not None]
+                 if p.is_dir() and (n := version_number(p.name)) is not None]
         return [name for _, name in sorted(named, reverse=True)]
 
     # -- publishing ----------------------------------------------------------
@@ -268,7 +269,7 @@ class ModelRegistry:
 
     def _next_version(self, when: datetime) -> str:
         existing = self.versions()
-        number = (_version_number(existing[0]) + 1) if existing else 1
+        number = (version_number(existing[0]) + 1) if existing else 1
         return f"v{number:05d}-{when.strftime('%Y%m%dT%H%M%SZ')}"
 
     def _prune(self) -> None:
@@ -310,6 +311,23 @@ class ModelRegistry:
         if meta.version != version:
             raise ArtifactError(f"{path}: metadata names version {meta.version!r}")
         return meta
+
+    def newer_than(self, version: str, model_type: str | None = None) -> str | None:
+        """Return the newest published version after ``version`` (of a type), if any.
+
+        Reads only directory names and small metadata files, so it is cheap
+        enough to poll.
+        """
+        current = version_number(version) or 0
+        for candidate in self.versions():
+            if (version_number(candidate) or 0) <= current:
+                return None
+            try:
+                if model_type is None or self.read_metadata(candidate).model_type == model_type:
+                    return candidate
+            except ArtifactError:
+                continue  # load_latest logs damaged versions; polling stays quiet
+        return None
 
     def load(self, version: str) -> LoadedArtifact:
         """Rebuild the model of one version.

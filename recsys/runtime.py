@@ -9,6 +9,7 @@ Flask; ``recsys.api.persistence`` builds a runtime from the app's config.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -45,6 +46,8 @@ class RuntimeSettings:
             the simulator's default log).
         retrain_every_events: Retrain automatically after this many new events.
         retrain_every_minutes: Retrain automatically on this period.
+        refresh_seconds: How often to look for a version published by another
+            process (another server worker, ``flask train``); 0 turns it off.
     """
 
     database_url: str
@@ -54,6 +57,7 @@ class RuntimeSettings:
     bootstrap_log: Path | None = None
     retrain_every_events: int | None = None
     retrain_every_minutes: float | None = None
+    refresh_seconds: float = 0
 
 
 class ServingRuntime:
@@ -76,6 +80,7 @@ class ServingRuntime:
             self.jobs, settings.retrain_every_events, settings.retrain_every_minutes
         )
         self.trained_at_start = False
+        self._stop_refresh = threading.Event()
 
     def start(self) -> ServingModel:
         """Prepare everything a server needs and make a model live.
@@ -87,12 +92,37 @@ class ServingRuntime:
         self.bootstrap_if_empty()
         bundle = self.load_or_train()
         self.auto_retrain.start()
+        if self.settings.refresh_seconds > 0:
+            threading.Thread(target=self._refresh_periodically, daemon=True,
+                             name="model-refresh").start()
         return bundle
 
     def close(self) -> None:
-        """Stop the periodic retrain and release database connections."""
+        """Stop the background threads and release database connections."""
         self.auto_retrain.stop()
+        self._stop_refresh.set()
         self.store.dispose()
+
+    def refresh(self) -> bool:
+        """Serve a version another process published after the live one, if any.
+
+        Returns:
+            Whether a newer version was made live.
+        """
+        live = self.service.metadata.version
+        newer = self.registry.newer_than(live, model_type=self.settings.training.model)
+        if newer is None:
+            return False
+        self.service.serve(self.registry.load(newer), only_if_newer=True)
+        return True
+
+    def _refresh_periodically(self) -> None:
+        while not self._stop_refresh.wait(self.settings.refresh_seconds):
+            try:
+                self.refresh()
+            except Exception:
+                # A damaged new version must not stop the poller; the live one stays.
+                logger.exception("could not refresh the live model")
 
     def bootstrap_if_empty(self) -> bool:
         """Load the simulated catalog, users and the bundled log into an empty store.

@@ -135,6 +135,18 @@ def test_latest_of_a_model_type_skips_newer_versions_of_other_types(tmp_path):
     assert registry.load_latest(model_type="missing") is None
 
 
+def test_newer_than_finds_the_next_published_version_of_a_type(tmp_path):
+    registry = ModelRegistry(tmp_path, model_classes={"dot": DotProductModel, "other": OtherModel})
+    first = publish(registry).version
+    assert registry.newer_than(first) is None
+    second = publish(registry).version
+    other = registry.publish(OtherModel().fit(fitted_model_feedback()).get_state(),
+                             data_fingerprint="x").version
+    assert registry.newer_than(first) == other
+    assert registry.newer_than(first, model_type="dot") == second
+    assert registry.newer_than(second, model_type="dot") is None
+
+
 def test_empty_registry_loads_nothing(registry):
     assert registry.load_latest() is None
     assert registry.versions() == []

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 from pathlib import Path
 
 from store_fixtures import (  # noqa: F401 - fixtures
@@ -302,3 +303,35 @@ def test_changing_the_configured_model_serves_its_own_newest_artifact(app_factor
     back = app_factory(MODEL="svd")
     assert not runtime_of(back).trained_at_start
     assert back.test_client().get("/model").get_json()["version"] == svd_version
+
+
+def test_a_server_picks_up_a_version_another_process_published(app_factory):
+    worker_a, worker_b = app_factory(), app_factory()
+    job = retrain(worker_a.test_client())
+    assert worker_b.test_client().get("/model").get_json()["version"] != job["version"]
+    assert runtime_of(worker_b).refresh() is True
+    assert worker_b.test_client().get("/model").get_json()["version"] == job["version"]
+    assert runtime_of(worker_b).refresh() is False
+
+
+def test_the_refresh_poller_serves_a_version_published_by_flask_train(app_factory):
+    server = app_factory(MODEL_REFRESH_SECONDS=0.05)
+    cli_app = app_factory(MODEL_REFRESH_SECONDS=0)
+    result = cli_app.test_cli_runner().invoke(args=["train"])
+    assert result.exit_code == 0, result.output
+    published = runtime_of(cli_app).registry.versions()[0]
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if server.test_client().get("/model").get_json()["version"] == published:
+            break
+        time.sleep(0.05)
+    assert server.test_client().get("/model").get_json()["version"] == published
+
+
+def test_a_slow_refresh_never_replaces_a_newer_live_version(app_factory):
+    app = app_factory()
+    runtime = runtime_of(app)
+    older = runtime.registry.versions()[0]
+    newest = retrain(app.test_client())["version"]
+    runtime.service.serve(runtime.registry.load(older), only_if_newer=True)
+    assert runtime.service.metadata.version == newest

@@ -11,6 +11,8 @@ Config keys (``RECSYS_``-prefixed in the environment):
     MODEL_DIR: Artifact directory (default ``models`` in the instance folder).
     KEEP_MODEL_VERSIONS: Published versions kept (default 5).
     RETRAIN_EVERY_EVENTS / RETRAIN_EVERY_MINUTES: Automatic retrain (off).
+    MODEL_REFRESH_SECONDS: How often a server looks for a version another
+        process published (default 10; 0 turns it off).
     INGEST_MAX_BYTES: Largest POST /interactions body.
 """
 
@@ -35,6 +37,7 @@ DEFAULTS = {
     "KEEP_MODEL_VERSIONS": 5,
     "RETRAIN_EVERY_EVENTS": None,
     "RETRAIN_EVERY_MINUTES": None,
+    "MODEL_REFRESH_SECONDS": 10,
     # 10,000 events of about 80 bytes each, with room for whitespace.
     "INGEST_MAX_BYTES": 4 * 1024 * 1024,
 }
@@ -68,6 +71,7 @@ def settings_from_config(app: Flask) -> RuntimeSettings:
         bootstrap_log=Path(data_path) if data_path else None,
         retrain_every_events=optional("RETRAIN_EVERY_EVENTS", int),
         retrain_every_minutes=optional("RETRAIN_EVERY_MINUTES", float),
+        refresh_seconds=float(config["MODEL_REFRESH_SECONDS"] or 0),
     )
 
 
