@@ -9,6 +9,7 @@ import json
 import threading
 
 import pytest
+import sqlalchemy as sa
 from store_fixtures import (  # noqa: F401 - fixtures
     any_app_factory,
     app_factory,
@@ -239,3 +240,14 @@ def test_auto_retrain_after_n_events_serves_a_new_version(app_factory):
     answer = client.get("/recommend?user_id=424242").get_json()
     assert answer["model_version"] != old
     assert answer["strategy"] == "svd"
+
+
+def test_an_unreachable_store_is_a_json_503_not_a_500(app, client, monkeypatch):
+    def database_down(events):
+        raise sa.exc.OperationalError("INSERT", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(runtime_of(app).store, "add_interactions", database_down)
+    response = client.post("/interactions", json=GOOD)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "store_unavailable"
+    assert response.headers["Retry-After"] == "1"

@@ -22,10 +22,12 @@ import os
 from pathlib import Path
 
 import click
+import sqlalchemy as sa
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from recsys.api import admin, interactions
+from recsys.api.errors import error_response
 from recsys.data import RatingWeights
 from recsys.errors import DataFileError
 from recsys.runtime import RuntimeSettings, ServingRuntime
@@ -91,10 +93,22 @@ def init_app(app: Flask) -> ServingRuntime:
     app.extensions["recsys.runtime"] = runtime
     app.register_blueprint(interactions.bp)
     app.register_blueprint(admin.bp)
+    app.register_error_handler(sa.exc.OperationalError, _store_unavailable)
     app.cli.add_command(train_command)
     app.cli.add_command(import_command)
     app.cli.add_command(export_command)
     return runtime
+
+
+def _store_unavailable(exc: sa.exc.OperationalError):
+    # The database is down or locked for too long: the caller may retry, so
+    # this is a 503 rather than the 500 that marks a bug.
+    current_app.logger.warning("event store unavailable: %s", exc.orig or exc)
+    response = error_response(
+        503, "store_unavailable", "the event store is unavailable; retry shortly"
+    )
+    response.headers["Retry-After"] = "1"
+    return response
 
 
 def _runtime() -> ServingRuntime:
