@@ -12,7 +12,7 @@ one transaction, so a rejected batch leaves no row behind.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -511,7 +511,8 @@ class EventStore:
         """
         events = read_interactions_csv(path, progress=progress)
         try:
-            return self.add_interactions(events)
+            with self._write() as conn, _progress_bar(progress, len(events), "writing") as bar:
+                return _insert_events(conn, events, on_chunk=bar.update)
         except UnknownProductError as exc:
             # Data lines start at line 2 (line 1 is the header).
             raise DataFileError(
@@ -551,8 +552,16 @@ def _insert_profiles(conn: Connection, profiles: pd.DataFrame) -> int:
     return len(rows)
 
 
-def _insert_events(conn: Connection, events: Sequence[Event]) -> int:
-    """Check every product exists, create missing users, insert the events."""
+def _insert_events(
+    conn: Connection, events: Sequence[Event], on_chunk: Callable[[int], object] | None = None
+) -> int:
+    """Check every product exists, create missing users, insert the events.
+
+    Args:
+        conn: A connection inside a write transaction.
+        events: The events.
+        on_chunk: Called with the number of rows after each inserted chunk.
+    """
     now = utc_now()
     known: set[int] = set()
     for chunk in _chunks(sorted({e.product_id for e in events})):
@@ -570,6 +579,8 @@ def _insert_events(conn: Connection, events: Sequence[Event]) -> int:
     ]
     for chunk in _chunks(rows):
         conn.execute(interactions.insert(), list(chunk))
+        if on_chunk is not None:
+            on_chunk(len(chunk))
     return len(events)
 
 
@@ -594,6 +605,13 @@ class _WriteTransaction:
 
 
 _CSV_COLUMNS = ["user_id", "product_clicked", "purchased"]
+
+
+def _progress_bar(enabled: bool, total: int, description: str):
+    """Return a tqdm bar on stderr, or a silent one when disabled."""
+    from tqdm import tqdm  # only the import command shows progress
+
+    return tqdm(total=total, unit="rows", desc=description, disable=not enabled)
 
 
 def _count_lines(path: Path) -> int:
