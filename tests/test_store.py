@@ -190,3 +190,14 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):
 def test_unsupported_database_url_is_refused():
     with pytest.raises(ValueError, match="unsupported database URL"):
         EventStore.from_url("mysql://localhost/shop")
+
+
+def test_the_migrations_create_exactly_the_schema_the_store_describes(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from recsys.store import metadata
+
+    with store.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []
