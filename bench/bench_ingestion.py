@@ -63,6 +63,18 @@ def ingestion_rates(app, single: int, batches: int) -> tuple[float, float]:
     return single_rate, batch_rate
 
 
+def recommend_latency_ms(app, requests: int) -> float:
+    """Return the median /recommend time; each request reads purchases from the store."""
+    client = app.test_client()
+    times = []
+    for i in range(requests):
+        started = time.perf_counter()
+        response = client.get(f"/recommend?user_id={1 + i % 100}")
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 200
+    return statistics.median(times) * 1000
+
+
 def postgres_schema_url() -> tuple[str, sa.Engine, str] | None:
     """Create a scratch schema; return its URL, an admin engine and its name (or None)."""
     admin = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
@@ -109,7 +121,8 @@ def main() -> None:
 
     print(f"Ingestion through the Flask test client: {args.single} single-event posts, "
           f"{args.batches} posts of 1,000 events (one transaction per post)")
-    print(f"  {'backend':<12}{'single (events/s)':>20}{'batch of 1,000 (events/s)':>28}")
+    print(f"  {'backend':<12}{'single (events/s)':>20}{'batch of 1,000 (events/s)':>28}"
+          f"{'/recommend median (ms)':>25}")
     with tempfile.TemporaryDirectory() as tmp:
         backends = [("SQLite", f"sqlite:///{tmp}/bench.db", None)]
         pg = postgres_schema_url()
@@ -119,13 +132,14 @@ def main() -> None:
             app = create_app({"DATABASE_URL": url, "MODEL_DIR": f"{tmp}/models-{name}"})
             try:
                 single_rate, batch_rate = ingestion_rates(app, args.single, args.batches)
+                latency = recommend_latency_ms(app, 500)
             finally:
                 app.extensions["recsys.runtime"].close()
                 if cleanup:
                     with cleanup[1].begin() as conn:
                         conn.exec_driver_sql(f'DROP SCHEMA "{cleanup[2]}" CASCADE')
                     cleanup[1].dispose()
-            print(f"  {name:<12}{single_rate:>20,.0f}{batch_rate:>28,.0f}")
+            print(f"  {name:<12}{single_rate:>20,.0f}{batch_rate:>28,.0f}{latency:>25.2f}")
 
         print("\nArtifact load time (registry.load_latest: read, checksum, np.load, rebuild)")
         served = ModelRegistry(f"{tmp}/models-SQLite")
