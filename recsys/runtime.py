@@ -23,7 +23,9 @@ from recsys.simulate import SimulationConfig, simulate_shop
 from recsys.store import EventStore
 from recsys.training import (
     AutoRetrainer,
+    RetrainInProgressError,
     TrainingJobRunner,
+    TrainingLock,
     TrainingSettings,
     train_and_publish,
 )
@@ -72,9 +74,11 @@ class ServingRuntime:
         self.store = EventStore.from_url(settings.database_url)
         self.registry = ModelRegistry(settings.model_dir, keep=settings.keep_versions)
         self.service = LiveRecommendationService(self.store)
+        self.training_lock = TrainingLock(Path(settings.model_dir) / ".training.lock")
         # Late-bound so the job always runs the runtime's current ``train``.
         self.jobs = TrainingJobRunner(
-            train=lambda: self.train(), on_published=self._serve_published
+            train=lambda: self.train(), on_published=self._serve_published,
+            lock=self.training_lock,
         )
         self.auto_retrain = AutoRetrainer(
             self.jobs, settings.retrain_every_events, settings.retrain_every_minutes
@@ -145,6 +149,19 @@ class ServingRuntime:
     def train(self) -> ArtifactMetadata:
         """Train on the store's interactions and publish (does not change the live model)."""
         return train_and_publish(self.store, self.registry, self.settings.training)
+
+    def train_exclusively(self) -> ArtifactMetadata:
+        """Train and publish now, unless another process or job is training.
+
+        Raises:
+            RetrainInProgressError: The training lock is held.
+        """
+        if not self.training_lock.try_acquire():
+            raise RetrainInProgressError(None)
+        try:
+            return self.train()
+        finally:
+            self.training_lock.release()
 
     def load_or_train(self) -> ServingModel:
         """Serve the newest valid artifact of the configured model type; train only if none."""

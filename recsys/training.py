@@ -9,8 +9,10 @@ job; ``AutoRetrainer`` submits jobs after N new events or every T minutes.
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import hashlib
 import logging
+import os
 import threading
 import time
 import uuid
@@ -19,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -40,15 +43,57 @@ class NoTrainingDataError(RecsysError):
 
 
 class RetrainInProgressError(RecsysError):
-    """A training job is already queued or running.
+    """A training job is already queued or running, here or in another process.
 
     Args:
-        job_id: The id of the job that is running.
+        job_id: The id of this process's running job; None when another
+            process (a server worker, ``flask train``) holds the training lock.
     """
 
-    def __init__(self, job_id: str):
+    def __init__(self, job_id: str | None):
         self.job_id = job_id
-        super().__init__(f"training job {job_id} is still running; one retrain at a time")
+        who = f"training job {job_id} is" if job_id else "another process is"
+        super().__init__(f"{who} still training; one retrain at a time")
+
+
+class TrainingLock:
+    """An exclusive, non-blocking lock on a file, held by one process at a time.
+
+    Server workers and ``flask train`` share one artifact directory; taking
+    this lock before training keeps them to one retrain at a time. The
+    operating system releases it when the holder exits, even on SIGKILL.
+
+    Args:
+        path: The lock file (created when missing).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._mutex = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; return whether it was taken."""
+        with self._mutex:
+            if self._fd is not None:
+                return False
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._fd = fd
+            return True
+
+    def release(self) -> None:
+        """Give the lock back (a no-op when it is not held)."""
+        with self._mutex:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                self._fd = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +335,7 @@ class TrainingJobRunner:
         on_published: Called with the metadata after a successful job (to
             swap the live model) before the job is marked succeeded.
         history: How many finished job records to keep.
+        lock: Held while a job runs, so other processes do not train at once.
     """
 
     def __init__(
@@ -297,8 +343,10 @@ class TrainingJobRunner:
         train: Callable[[], ArtifactMetadata],
         on_published: Callable[[ArtifactMetadata], None] | None = None,
         history: int = 100,
+        lock: TrainingLock | None = None,
     ):
         self._train = train
+        self._process_lock = lock
         self._on_published = on_published
         self._history = history
         self._lock = threading.Lock()
@@ -316,11 +364,14 @@ class TrainingJobRunner:
             The queued job.
 
         Raises:
-            RetrainInProgressError: A job is already queued or running.
+            RetrainInProgressError: A job is already queued or running, here
+                or in another process.
         """
         with self._lock:
             if self._active is not None:
                 raise RetrainInProgressError(self._active)
+            if self._process_lock is not None and not self._process_lock.try_acquire():
+                raise RetrainInProgressError(None)
             job = TrainingJob(id=uuid.uuid4().hex, state=JobState.QUEUED, trigger=trigger,
                               requested_at=_utc_now())
             self._jobs[job.id] = job
@@ -377,6 +428,8 @@ class TrainingJobRunner:
         finally:
             with self._lock:
                 self._active = None
+                if self._process_lock is not None:
+                    self._process_lock.release()
 
 
 class AutoRetrainer:

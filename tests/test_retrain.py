@@ -335,3 +335,18 @@ def test_a_slow_refresh_never_replaces_a_newer_live_version(app_factory):
     newest = retrain(app.test_client())["version"]
     runtime.service.serve(runtime.registry.load(older), only_if_newer=True)
     assert runtime.service.metadata.version == newest
+
+
+def test_one_retrain_at_a_time_across_processes_sharing_the_artifacts(app_factory, monkeypatch):
+    worker_a, worker_b = app_factory(), app_factory()
+    gate = gate_training(monkeypatch, worker_a)
+    job_id = worker_a.test_client().post("/admin/retrain").get_json()["job_id"]
+    refused = worker_b.test_client().post("/admin/retrain")
+    assert refused.status_code == 409
+    assert "another process is still training" in refused.get_json()["error"]["message"]
+    cli = worker_b.test_cli_runner().invoke(args=["train"])
+    assert cli.exit_code == 1
+    assert "another process is still training" in cli.output
+    gate.set()
+    runtime_of(worker_a).jobs.wait(job_id, timeout=60)
+    assert worker_b.test_client().post("/admin/retrain").status_code == 202

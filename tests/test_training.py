@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 
@@ -16,6 +19,7 @@ from recsys.training import (
     JobState,
     RetrainInProgressError,
     TrainingJobRunner,
+    TrainingLock,
     fingerprint_interactions,
     holdout_metrics,
     split_holdout,
@@ -190,3 +194,48 @@ def test_rmse_is_reported_for_rating_models():
     metrics = holdout_metrics(SVDRecommender(n_epochs=5).fit(train), train, test, k=3)
     assert metrics["rmse"] > 0 and metrics["mae"] > 0
     assert metrics["rmse"] >= metrics["mae"]
+
+
+def test_the_training_lock_is_held_by_one_holder_at_a_time(tmp_path):
+    first, second = TrainingLock(tmp_path / "t.lock"), TrainingLock(tmp_path / "t.lock")
+    assert first.try_acquire()
+    assert not first.try_acquire(), "not re-entrant"
+    assert not second.try_acquire()
+    first.release()
+    assert second.try_acquire()
+    second.release()
+
+
+def test_a_killed_holder_releases_the_training_lock(tmp_path):
+    path = tmp_path / "t.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import fcntl, os, time
+            fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            print("held", flush=True)
+            time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = TrainingLock(path)
+        assert not lock.try_acquire()
+        holder.kill()
+    finally:
+        holder.wait(timeout=30)
+    assert lock.try_acquire()
+    lock.release()
+
+
+def test_a_job_is_refused_while_another_process_holds_the_lock(tmp_path):
+    other_process = TrainingLock(tmp_path / "t.lock")
+    assert other_process.try_acquire()
+    runner = TrainingJobRunner(train=fake_metadata, lock=TrainingLock(tmp_path / "t.lock"))
+    with pytest.raises(RetrainInProgressError, match="another process is still training"):
+        runner.submit()
+    other_process.release()
+    job = runner.wait(runner.submit().id, timeout=10)
+    assert job.state is JobState.SUCCEEDED
+    assert other_process.try_acquire(), "the runner released the lock after its job"

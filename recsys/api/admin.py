@@ -19,10 +19,7 @@ def retrain():
     try:
         job = _runtime().jobs.submit(trigger="api")
     except RetrainInProgressError as exc:
-        raise ApiError(
-            409, "retrain_in_progress",
-            f"training job {exc.job_id} is still running; one retrain at a time",
-        ) from None
+        raise ApiError(409, "retrain_in_progress", str(exc)) from None
     body = {"job_id": job.id, "state": job.state.value,
             "status_url": url_for("admin.job_status", job_id=job.id)}
     return jsonify(body), 202, {"Location": body["status_url"]}

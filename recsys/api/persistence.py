@@ -31,7 +31,7 @@ from recsys.api.errors import error_response
 from recsys.data import RatingWeights
 from recsys.errors import DataFileError
 from recsys.runtime import RuntimeSettings, ServingRuntime
-from recsys.training import TrainingSettings
+from recsys.training import RetrainInProgressError, TrainingSettings
 
 DEFAULTS = {
     "DATABASE_URL": None,
@@ -119,7 +119,10 @@ def _runtime() -> ServingRuntime:
 @with_appcontext
 def train_command():
     """Train a model on the event store and publish it as the newest version."""
-    meta = _runtime().train()
+    try:
+        meta = _runtime().train_exclusively()
+    except RetrainInProgressError as exc:
+        raise click.ClickException(f"{exc}; try again when it has finished") from None
     click.echo(f"published {meta.version} ({meta.model_type}) trained on "
                f"{meta.training.get('interactions')} interactions")
     for name, value in meta.metrics.items():
