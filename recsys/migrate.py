@@ -38,6 +38,16 @@ def upgrade_to_head(engine: Engine) -> None:
     Args:
         engine: The store's engine (SQLite or PostgreSQL).
     """
+    upgrade_to(engine, "head")
+
+
+def upgrade_to(engine: Engine, revision: str) -> None:
+    """Apply the migrations up to one revision (tests use it to build an old schema).
+
+    Args:
+        engine: The store's engine.
+        revision: An Alembic revision id, or ``head``.
+    """
     config = alembic_config()
     with _upgrade_lock, engine.connect() as conn:
         if conn.dialect.name == "postgresql":
@@ -45,8 +55,15 @@ def upgrade_to_head(engine: Engine) -> None:
             # released with the transaction that Alembic commits.
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK_KEY})
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)
         conn.commit()
+
+
+def head_revision() -> str:
+    """Return the newest revision in the migrations folder."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def current_revision(engine: Engine) -> str | None:

@@ -78,7 +78,7 @@ class ServingRuntime:
         # Late-bound so the job always runs the runtime's current ``train``.
         self.jobs = TrainingJobRunner(
             train=lambda: self.train(), on_published=self._serve_published,
-            lock=self.training_lock,
+            lock=self.training_lock, recorder=self.store,
         )
         self.auto_retrain = AutoRetrainer(
             self.jobs, settings.retrain_every_events, settings.retrain_every_minutes
@@ -94,6 +94,7 @@ class ServingRuntime:
         """
         upgrade_to_head(self.store.engine)
         self.bootstrap_if_empty()
+        self.close_orphaned_jobs()
         bundle = self.load_or_train()
         self.auto_retrain.start()
         if self.settings.refresh_seconds > 0:
@@ -145,6 +146,22 @@ class ServingRuntime:
         if filled:
             logger.info("filled the empty event store from %s", path or "the simulator")
         return filled
+
+    def close_orphaned_jobs(self) -> int:
+        """Mark jobs failed whose process died mid-training.
+
+        Only when no process holds the training lock: then no job can really
+        be running, whatever its record says.
+
+        Returns:
+            How many job records were closed.
+        """
+        if not self.training_lock.try_acquire():
+            return 0
+        try:
+            return self.store.fail_unfinished_jobs("interrupted: the training process ended")
+        finally:
+            self.training_lock.release()
 
     def train(self) -> ArtifactMetadata:
         """Train on the store's interactions and publish (does not change the live model)."""

@@ -73,6 +73,22 @@ interactions = sa.Table(
     sa.Index("ix_interactions_user_id", "user_id"),
 )
 
+# Records of training jobs, so every server process (and a restarted one) can
+# report on a job another process ran.
+training_jobs = sa.Table(
+    "training_jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("requested_at", sa.DateTime, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=True),
+    sa.Column("finished_at", sa.DateTime, nullable=True),
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("metrics", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)
+
 
 class InvalidEventError(RecsysError, ValueError):
     """One event of a batch is malformed (a 400 for the API).
@@ -131,6 +147,10 @@ class StoreCounts:
 def utc_now() -> datetime:
     """Return the current time as naive UTC (the store's time convention)."""
     return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _naive_utc(value: datetime) -> datetime:
+    return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
 def parse_timestamp(value: str) -> datetime:
@@ -403,6 +423,48 @@ class EventStore:
             rows = conn.execute(query).all()
         frame = pd.DataFrame(rows, columns=["user_id", "product_clicked", "purchased"])
         return frame.astype("int64")
+
+    # -- training jobs -------------------------------------------------------
+
+    def save_training_job(self, record: Mapping[str, Any]) -> None:
+        """Insert or replace one training job record.
+
+        Args:
+            record: Values for every column of ``training_jobs``; datetimes
+                are stored as naive UTC.
+        """
+        values = {k: _naive_utc(v) if isinstance(v, datetime) else v for k, v in record.items()}
+        with self._write() as conn:
+            updated = conn.execute(
+                training_jobs.update().where(training_jobs.c.id == values["id"]), values
+            )
+            if updated.rowcount == 0:
+                conn.execute(training_jobs.insert(), values)
+
+    def fail_unfinished_jobs(self, reason: str) -> int:
+        """Mark every queued or running job record failed (their process is gone).
+
+        Returns:
+            How many records were changed.
+        """
+        with self._write() as conn:
+            result = conn.execute(
+                training_jobs.update()
+                .where(training_jobs.c.state.in_(["queued", "running"]))
+                .values(state="failed", error=reason, finished_at=utc_now())
+            )
+            return result.rowcount
+
+    def training_job(self, job_id: str) -> dict[str, Any] | None:
+        """Return one training job record (datetimes as aware UTC), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(training_jobs).where(training_jobs.c.id == job_id)
+            ).mappings().first()
+        if row is None:
+            return None
+        return {k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v
+                for k, v in row.items()}
 
     def count_interactions(self) -> int:
         """Return how many interactions are recorded."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
@@ -307,6 +307,19 @@ class TrainingJob:
         end = self.finished_at or _utc_now()
         return round((end - self.started_at).total_seconds(), 3)
 
+    def to_record(self) -> dict[str, Any]:
+        """Return the job as a row of the ``training_jobs`` table."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        record["state"] = self.state.value
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TrainingJob:
+        """Rebuild a job from ``to_record``'s output (as read back from the table)."""
+        values = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
+        values["state"] = JobState(values["state"])
+        return cls(**values)
+
     def to_dict(self) -> dict[str, Any]:
         """Return the job as JSON-able data."""
 
@@ -327,6 +340,14 @@ class TrainingJob:
         }
 
 
+class JobRecorder(Protocol):
+    """Where job records are shared between processes (``EventStore`` is one)."""
+
+    def save_training_job(self, record: Mapping[str, Any]) -> None: ...
+
+    def training_job(self, job_id: str) -> Mapping[str, Any] | None: ...
+
+
 class TrainingJobRunner:
     """Runs training jobs on a background thread, one at a time.
 
@@ -334,8 +355,10 @@ class TrainingJobRunner:
         train: Trains and publishes a model, returning its metadata.
         on_published: Called with the metadata after a successful job (to
             swap the live model) before the job is marked succeeded.
-        history: How many finished job records to keep.
+        history: How many finished job records to keep in memory.
         lock: Held while a job runs, so other processes do not train at once.
+        recorder: Where job records are also written, so other processes can
+            report on them; a failure to write is logged, never raised.
     """
 
     def __init__(
@@ -344,9 +367,11 @@ class TrainingJobRunner:
         on_published: Callable[[ArtifactMetadata], None] | None = None,
         history: int = 100,
         lock: TrainingLock | None = None,
+        recorder: JobRecorder | None = None,
     ):
         self._train = train
         self._process_lock = lock
+        self._recorder = recorder
         self._on_published = on_published
         self._history = history
         self._lock = threading.Lock()
@@ -381,13 +406,18 @@ class TrainingJobRunner:
             thread = threading.Thread(target=self._run, args=(job.id,), daemon=True,
                                       name=f"training-{job.id[:8]}")
             self._threads = {job.id: thread}
+        self._record(job)
         thread.start()
         return job
 
     def get(self, job_id: str) -> TrainingJob | None:
-        """Return a job's current snapshot, or None for an unknown id."""
+        """Return a job's current snapshot (this process's or a recorded one), or None."""
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+        if job is not None or self._recorder is None:
+            return job
+        record = self._recorder.training_job(job_id)
+        return TrainingJob.from_record(record) if record else None
 
     def history(self) -> list[TrainingJob]:
         """Return the kept job snapshots, newest first."""
@@ -409,8 +439,19 @@ class TrainingJobRunner:
 
     def _update(self, job_id: str, **changes: Any) -> None:
         with self._lock:
-            if job_id in self._jobs:
-                self._jobs[job_id] = dataclasses.replace(self._jobs[job_id], **changes)
+            if job_id not in self._jobs:
+                return
+            job = self._jobs[job_id] = dataclasses.replace(self._jobs[job_id], **changes)
+        self._record(job)
+
+    def _record(self, job: TrainingJob) -> None:
+        if self._recorder is None:
+            return
+        try:
+            self._recorder.save_training_job(job.to_record())
+        except Exception:
+            # The record is for other processes' eyes; this one keeps serving it.
+            logger.warning("could not record training job %s", job.id, exc_info=True)
 
     def _run(self, job_id: str) -> None:
         self._update(job_id, state=JobState.RUNNING, started_at=_utc_now())

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 from store_fixtures import (  # noqa: F401 - fixtures
@@ -350,3 +351,24 @@ def test_one_retrain_at_a_time_across_processes_sharing_the_artifacts(app_factor
     gate.set()
     runtime_of(worker_a).jobs.wait(job_id, timeout=60)
     assert worker_b.test_client().post("/admin/retrain").status_code == 202
+
+
+def test_another_worker_and_a_restarted_server_report_a_job(app_factory):
+    worker_a, worker_b = app_factory(), app_factory()
+    job = retrain(worker_a.test_client())
+    seen_by_b = worker_b.test_client().get(f"/admin/jobs/{job['job_id']}").get_json()
+    assert seen_by_b == job
+    restarted = app_factory()
+    assert restarted.test_client().get(f"/admin/jobs/{job['job_id']}").get_json() == job
+
+
+def test_a_job_left_running_by_a_dead_process_is_closed_at_start(app_factory):
+    app = app_factory()
+    runtime_of(app).store.save_training_job({
+        "id": "deadbeef", "state": "running", "trigger": "api",
+        "requested_at": datetime.now(UTC), "started_at": datetime.now(UTC),
+    })
+    restarted = app_factory()
+    job = restarted.test_client().get("/admin/jobs/deadbeef").get_json()
+    assert job["state"] == "failed"
+    assert job["error"] == "interrupted: the training process ended"

@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
@@ -21,7 +21,7 @@ from store_fixtures import (  # noqa: F401 - fixtures
 )
 
 from recsys.errors import DataFileError
-from recsys.migrate import current_revision, upgrade_to_head
+from recsys.migrate import current_revision, head_revision, upgrade_to, upgrade_to_head
 from recsys.store import Event, EventStore, UnknownProductError
 
 
@@ -171,11 +171,46 @@ def test_import_with_a_progress_bar_reports_on_stderr(catalog_store, tmp_path, c
     assert "200/200" in capsys.readouterr().err
 
 
-def test_migrating_again_keeps_every_row(catalog_store):
-    catalog_store.add_interactions([Event(7, 1, True)])
-    upgrade_to_head(catalog_store.engine)
-    assert current_revision(catalog_store.engine) == "0001"
-    assert catalog_store.counts().interactions == 1
+def test_upgrading_from_the_first_revision_keeps_every_event(database_url):
+    old = EventStore.from_url(database_url)
+    upgrade_to(old.engine, "0001")
+    assert current_revision(old.engine) == "0001"
+    old.add_products(SMALL_CATALOG)
+    old.add_interactions([Event(7, 1, True), Event(8, 2, False)])
+    before = (old.counts(), old.interactions_frame())
+
+    upgrade_to_head(old.engine)
+    assert current_revision(old.engine) == head_revision() != "0001"
+    assert old.counts() == before[0]
+    assert old.interactions_frame().equals(before[1])
+    upgrade_to_head(old.engine)  # a second start changes nothing
+    assert old.counts() == before[0]
+    old.dispose()
+
+
+def test_training_job_records_round_trip(store):
+    requested = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    record = {"id": "abc", "state": "running", "trigger": "api", "requested_at": requested,
+              "started_at": requested, "finished_at": None, "version": None, "metrics": None,
+              "error": None}
+    store.save_training_job(record)
+    store.save_training_job({**record, "state": "succeeded", "version": "v00002-x",
+                             "metrics": {"rmse": 0.9}})
+    saved = store.training_job("abc")
+    assert saved["state"] == "succeeded"
+    assert saved["metrics"] == {"rmse": 0.9}
+    assert saved["requested_at"] == requested
+    assert store.training_job("missing") is None
+
+
+def test_unfinished_job_records_can_be_closed(store):
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    for job_id, state in [("a", "queued"), ("b", "running"), ("c", "succeeded")]:
+        store.save_training_job({"id": job_id, "state": state, "trigger": "api",
+                                 "requested_at": now})
+    assert store.fail_unfinished_jobs("interrupted") == 2
+    assert [store.training_job(j)["state"] for j in "abc"] == ["failed", "failed", "succeeded"]
+    assert store.training_job("a")["error"] == "interrupted"
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):

@@ -29,8 +29,7 @@ def retrain():
 def job_status(job_id: str):
     job = _runtime().jobs.get(job_id)
     if job is None:
-        raise ApiError(404, "job_not_found", f"no training job {job_id!r} (ids are kept for the "
-                       "last 100 jobs of this server process)")
+        raise ApiError(404, "job_not_found", f"no training job {job_id!r}")
     return jsonify(job.to_dict())
 
 
