@@ -18,7 +18,7 @@ import pandas as pd
 from recsys.data import load_interactions
 from recsys.live import LiveRecommendationService, ServingModel
 from recsys.migrate import upgrade_to_head
-from recsys.registry import ArtifactMetadata, ModelRegistry
+from recsys.registry import ArtifactError, ArtifactMetadata, ModelRegistry
 from recsys.simulate import SimulationConfig, simulate_shop
 from recsys.store import EventStore
 from recsys.training import (
@@ -85,6 +85,7 @@ class ServingRuntime:
         )
         self.trained_at_start = False
         self._stop_refresh = threading.Event()
+        self._unloadable: set[str] = set()
 
     def start(self) -> ServingModel:
         """Prepare everything a server needs and make a model live.
@@ -116,9 +117,16 @@ class ServingRuntime:
         """
         live = self.service.metadata.version
         newer = self.registry.newer_than(live, model_type=self.settings.training.model)
-        if newer is None:
+        if newer is None or newer in self._unloadable:
             return False
-        self.service.serve(self.registry.load(newer), only_if_newer=True)
+        try:
+            artifact = self.registry.load(newer)
+        except ArtifactError as exc:
+            # Warn once per damaged version; the live model keeps serving.
+            self._unloadable.add(newer)
+            logger.warning("not serving model artifact %s: %s", newer, exc)
+            return False
+        self.service.serve(artifact, only_if_newer=True)
         return True
 
     def _refresh_periodically(self) -> None:

@@ -372,3 +372,15 @@ def test_a_job_left_running_by_a_dead_process_is_closed_at_start(app_factory):
     job = restarted.test_client().get("/admin/jobs/deadbeef").get_json()
     assert job["state"] == "failed"
     assert job["error"] == "interrupted: the training process ended"
+
+
+def test_refresh_ignores_a_damaged_new_version_and_keeps_serving(app_factory, caplog):
+    worker_a, worker_b = app_factory(), app_factory()
+    live = worker_b.test_client().get("/model").get_json()["version"]
+    damaged = retrain(worker_a.test_client())["version"]
+    (Path(runtime_of(worker_a).registry.root) / damaged / "arrays.npz").write_bytes(b"broken")
+    with caplog.at_level(logging.WARNING, logger="recsys.runtime"):
+        assert runtime_of(worker_b).refresh() is False
+        assert runtime_of(worker_b).refresh() is False
+    assert worker_b.test_client().get("/model").get_json()["version"] == live
+    assert sum(damaged in r.getMessage() for r in caplog.records) == 1
