@@ -14,10 +14,8 @@ from typing import Any
 from flask import Flask
 
 from recsys import api
-from recsys.data import RatingWeights, load_interactions
+from recsys.api import persistence
 from recsys.models import MODELS
-from recsys.service import service_from_log
-from recsys.simulate import default_catalog
 
 ROOT = Path(__file__).resolve().parent
 
@@ -47,11 +45,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     model_name = app.config["MODEL"]
     if model_name not in MODELS:
         raise ValueError(f"MODEL must be one of {sorted(MODELS)}, got {model_name!r}")
-    weights = RatingWeights(app.config["CLICK_WEIGHT"], app.config["PURCHASE_WEIGHT"])
-    service = service_from_log(
-        load_interactions(app.config["DATA_PATH"]), default_catalog(), MODELS[model_name](), weights
-    )
-    api.init_app(app, service)
+    # Event store, model artifacts and retraining: serves the newest published
+    # model, training one only when none exists (see recsys/api/persistence.py).
+    runtime = persistence.init_app(app)
+    api.init_app(app, runtime.service)
     return app
 
 

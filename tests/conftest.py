@@ -13,9 +13,22 @@ BUNDLED_LOG = ROOT / "interactions.csv"
 
 
 @pytest.fixture(scope="session")
-def bundled_app():
+def bundled_app(tmp_path_factory):
     """The service over the bundled log, built once: the read-only endpoints share it."""
-    return create_app({"TESTING": True, "DATA_PATH": str(BUNDLED_LOG)})
+    state = tmp_path_factory.mktemp("bundled_app")
+    return create_app({"TESTING": True, "DATA_PATH": str(BUNDLED_LOG),
+                       "DATABASE_URL": f"sqlite:///{state / 'events.db'}",
+                       "MODEL_DIR": str(state / "models")})
+
+
+@pytest.fixture(autouse=True)
+def isolated_event_store(tmp_path, monkeypatch):
+    """Give every app a test creates its own event store and artifact directory.
+
+    Without this, create_app would use (and fill) the repository's instance folder.
+    """
+    monkeypatch.setenv("RECSYS_DATABASE_URL", f"sqlite:///{tmp_path / 'events.db'}")
+    monkeypatch.setenv("RECSYS_MODEL_DIR", str(tmp_path / "models"))
 
 
 @pytest.fixture()

@@ -1,0 +1,162 @@
+"""Benchmark: ingestion throughput on SQLite and PostgreSQL, and artifact load time.
+
+Ingestion goes through the whole HTTP path (Flask test client -> JSON parsing
+and validation -> one database transaction per request), single events and
+1,000-event batches. Artifact load time is measured for the served model of
+the bundled data and for a larger synthetic SVD model.
+
+Usage: python bench/bench_ingestion.py [--single N] [--batches N]
+PostgreSQL comes from RECSYS_BENCH_POSTGRES_URL (default the local `test`
+database); it is skipped, with a note, when unreachable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from app import create_app
+from recsys.models.base import ModelState
+from recsys.models.svd import SVDRecommender
+from recsys.registry import ModelRegistry
+
+POSTGRES_URL = os.environ.get(
+    "RECSYS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def events(count: int, offset: int) -> list[dict]:
+    """Return synthetic events over the bundled catalog (products 1-20)."""
+    return [
+        {"user_id": 100_000 + (offset + i) % 5_000, "product_id": 1 + (offset + i) % 20,
+         "purchased": (offset + i) % 9 == 0}
+        for i in range(count)
+    ]
+
+
+def ingestion_rates(app, single: int, batches: int) -> tuple[float, float]:
+    """Return events/s for single-event posts and for 1,000-event batches."""
+    client = app.test_client()
+    started = time.perf_counter()
+    for i, event in enumerate(events(single, 0)):
+        response = client.post("/interactions", json=event)
+        assert response.status_code == 201, (i, response.get_data(as_text=True))
+    single_rate = single / (time.perf_counter() - started)
+
+    bodies = [events(1_000, single + b * 1_000) for b in range(batches)]
+    started = time.perf_counter()
+    for body in bodies:
+        response = client.post("/interactions", json=body)
+        assert response.status_code == 201, response.get_data(as_text=True)
+    batch_rate = batches * 1_000 / (time.perf_counter() - started)
+    return single_rate, batch_rate
+
+
+def recommend_latency_ms(app, requests: int) -> float:
+    """Return the median /recommend time; each request reads purchases from the store."""
+    client = app.test_client()
+    times = []
+    for i in range(requests):
+        started = time.perf_counter()
+        response = client.get(f"/recommend?user_id={1 + i % 100}")
+        times.append(time.perf_counter() - started)
+        assert response.status_code == 200
+    return statistics.median(times) * 1000
+
+
+def postgres_schema_url() -> tuple[str, sa.Engine, str] | None:
+    """Create a scratch schema; return its URL, an admin engine and its name (or None)."""
+    admin = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+    schema = f"recsys_bench_{uuid.uuid4().hex[:10]}"
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    except sa.exc.OperationalError as exc:
+        print(f"PostgreSQL skipped: {str(exc.orig).strip().splitlines()[0]}")
+        return None
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}", admin, schema
+
+
+def load_times(registry: ModelRegistry, repeats: int) -> list[float]:
+    times = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        assert registry.load_latest() is not None
+        times.append(time.perf_counter() - started)
+    return times
+
+
+def synthetic_svd_state(users: int, items: int, factors: int) -> ModelState:
+    rng = np.random.default_rng(0)
+    arrays = {
+        "user_ids": np.arange(1, users + 1, dtype=np.int64),
+        "product_ids": np.arange(1, items + 1, dtype=np.int64),
+        "global_mean": np.array([3.0]),
+        "user_bias": rng.normal(size=users),
+        "item_bias": rng.normal(size=items),
+        "user_factors": rng.normal(size=(users, factors)),
+        "item_factors": rng.normal(size=(items, factors)),
+    }
+    params = {"model": "svd", **SVDRecommender(n_factors=factors, rating_scale=(1, 5)).params()}
+    return ModelState(arrays=arrays, params=params)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--single", type=int, default=2_000, help="single-event posts")
+    parser.add_argument("--batches", type=int, default=20, help="1,000-event batch posts")
+    args = parser.parse_args()
+
+    print(f"Ingestion through the Flask test client: {args.single} single-event posts, "
+          f"{args.batches} posts of 1,000 events (one transaction per post)")
+    print(f"  {'backend':<12}{'single (events/s)':>20}{'batch of 1,000 (events/s)':>28}"
+          f"{'/recommend median (ms)':>25}")
+    with tempfile.TemporaryDirectory() as tmp:
+        backends = [("SQLite", f"sqlite:///{tmp}/bench.db", None)]
+        pg = postgres_schema_url()
+        if pg:
+            backends.append(("PostgreSQL", pg[0], pg))
+        for name, url, cleanup in backends:
+            app = create_app({"DATABASE_URL": url, "MODEL_DIR": f"{tmp}/models-{name}"})
+            try:
+                single_rate, batch_rate = ingestion_rates(app, args.single, args.batches)
+                latency = recommend_latency_ms(app, 500)
+            finally:
+                app.extensions["recsys.runtime"].close()
+                if cleanup:
+                    with cleanup[1].begin() as conn:
+                        conn.exec_driver_sql(f'DROP SCHEMA "{cleanup[2]}" CASCADE')
+                    cleanup[1].dispose()
+            print(f"  {name:<12}{single_rate:>20,.0f}{batch_rate:>28,.0f}{latency:>25.2f}")
+
+        print("\nArtifact load time (registry.load_latest: read, checksum, np.load, rebuild)")
+        served = ModelRegistry(f"{tmp}/models-SQLite")
+        small = load_times(served, 50)
+        meta = served.load_latest().metadata
+        size = sum(p.stat().st_size for p in (served.root / meta.version).iterdir())
+        print(f"  bundled data's SVD + fallback ({size / 1024:,.0f} KiB): "
+              f"median {statistics.median(small) * 1000:.2f} ms over {len(small)} loads")
+        large = ModelRegistry(f"{tmp}/large")
+        large.publish(synthetic_svd_state(50_000, 5_000, 32), data_fingerprint="synthetic")
+        big = load_times(large, 5)
+        meta = large.load_latest().metadata
+        size = sum(p.stat().st_size for p in (large.root / meta.version).iterdir())
+        print(f"  synthetic SVD, 50,000 users x 5,000 items x 32 factors "
+              f"({size / 2**20:,.1f} MiB): median {statistics.median(big) * 1000:.1f} ms "
+              f"over {len(big)} loads")
+
+
+if __name__ == "__main__":
+    main()

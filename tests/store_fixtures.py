@@ -1,0 +1,160 @@
+"""Database fixtures shared by the store, ingestion and retraining tests.
+
+``database_url`` is parametrised over SQLite (a temporary file) and
+PostgreSQL (a fresh schema per test on the server named by
+``RECSYS_TEST_POSTGRES_URL``, default the local ``test`` database). When that
+server cannot be reached the PostgreSQL cases skip, unless
+``RECSYS_REQUIRE_POSTGRES=1`` (set by .ci/run), which makes them fail.
+
+Test modules import the fixtures they use from here.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+
+from recsys.migrate import upgrade_to_head
+from recsys.store import EventStore
+
+POSTGRES_URL = os.environ.get(
+    "RECSYS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+_postgres_problem: list[str | None] = []
+
+
+def postgres_unavailable_reason() -> str | None:
+    """Return why PostgreSQL cannot be used for tests, or None when it can (cached)."""
+    if not _postgres_problem:
+        engine = sa.create_engine(POSTGRES_URL, connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SELECT 1")
+            _postgres_problem.append(None)
+        except sa.exc.OperationalError as exc:
+            first_line = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+            _postgres_problem.append(f"PostgreSQL at {POSTGRES_URL} unreachable: {first_line}")
+        finally:
+            engine.dispose()
+    return _postgres_problem[0]
+
+
+def require_postgres() -> None:
+    """Skip (or, with RECSYS_REQUIRE_POSTGRES=1, fail) when PostgreSQL is unreachable."""
+    reason = postgres_unavailable_reason()
+    if reason is None:
+        return
+    if os.environ.get("RECSYS_REQUIRE_POSTGRES") == "1":
+        pytest.fail(f"{reason} (RECSYS_REQUIRE_POSTGRES=1 makes PostgreSQL mandatory)")
+    pytest.skip(f"{reason}; set RECSYS_REQUIRE_POSTGRES=1 to make this a failure")
+
+
+@pytest.fixture
+def postgres_url():
+    """Yield a URL to a fresh, empty PostgreSQL schema, dropped afterwards."""
+    require_postgres()
+    schema = f"recsys_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(POSTGRES_URL)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'CREATE SCHEMA "{schema}"')
+    # search_path puts every table (and Alembic's version table) in the schema,
+    # so parallel test runs and other users of the database never collide.
+    separator = "&" if "?" in POSTGRES_URL else "?"
+    yield f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
+    admin.dispose()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path):
+    """Return a URL to a new SQLite file."""
+    return f"sqlite:///{tmp_path / 'events.db'}"
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("sqlite"),
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request):
+    """Yield an empty database URL, once per back-end."""
+    name = "sqlite_url" if request.param == "sqlite" else "postgres_url"
+    return request.getfixturevalue(name)
+
+
+@pytest.fixture
+def store(database_url):
+    """Yield a migrated, empty event store on each back-end."""
+    event_store = EventStore.from_url(database_url)
+    upgrade_to_head(event_store.engine)
+    yield event_store
+    event_store.dispose()
+
+
+SMALL_CATALOG = pd.DataFrame({
+    "product_id": [1, 2, 3, 4, 5],
+    "name": ["Desk Lamp", "Kettle", "Mug", "Notebook", "Pen"],
+    "category": ["home", "kitchen", "kitchen", "office", "office"],
+    "price": [25.0, 30.0, 8.5, 4.0, 1.5],
+})
+
+
+@pytest.fixture
+def catalog_store(store):
+    """Yield an event store whose catalog holds products 1-5."""
+    store.add_products(SMALL_CATALOG)
+    return store
+
+
+class AppFactory:
+    """Makes apps over one database and one artifact directory, like restarts of a server."""
+
+    def __init__(self, database_url: str, model_dir, **config):
+        self.database_url = database_url
+        self.model_dir = model_dir
+        self.config = config
+        self.apps = []
+
+    def __call__(self, **overrides):
+        from app import create_app
+
+        config = {"TESTING": True, "DATABASE_URL": self.database_url,
+                  "MODEL_DIR": str(self.model_dir), **self.config, **overrides}
+        app = create_app(config)
+        self.apps.append(app)
+        return app
+
+    def close(self) -> None:
+        for app in self.apps:
+            runtime = app.extensions["recsys.runtime"]
+            for job in [runtime.jobs.active_job()]:
+                if job is not None:
+                    runtime.jobs.wait(job.id, timeout=30)
+            runtime.close()
+
+
+@pytest.fixture
+def app_factory(sqlite_url, tmp_path):
+    """Yield a factory of apps over one SQLite store and artifact directory."""
+    factory = AppFactory(sqlite_url, tmp_path / "models")
+    yield factory
+    factory.close()
+
+
+@pytest.fixture
+def any_app_factory(database_url, tmp_path):
+    """Yield a factory of apps over one store, once per database back-end."""
+    factory = AppFactory(database_url, tmp_path / "models")
+    yield factory
+    factory.close()
+
+
+def runtime_of(app):
+    """Return the app's ServingRuntime."""
+    return app.extensions["recsys.runtime"]

@@ -1,0 +1,253 @@
+"""POST /interactions: all-or-nothing batches, JSON errors, and their immediate effects."""
+
+# Fixtures are imported from store_fixtures, which pyflakes reads as redefinitions.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pytest
+import sqlalchemy as sa
+from store_fixtures import (  # noqa: F401 - fixtures
+    any_app_factory,
+    app_factory,
+    database_url,
+    postgres_url,
+    runtime_of,
+    sqlite_url,
+)
+
+GOOD = {"user_id": 7, "product_id": 3, "purchased": 0}
+
+
+@pytest.fixture
+def app(app_factory):
+    return app_factory()
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()
+
+
+def interaction_count(app) -> int:
+    return runtime_of(app).store.count_interactions()
+
+
+def test_one_event_is_accepted(any_app_factory):
+    app = any_app_factory()
+    before = interaction_count(app)
+    response = app.test_client().post("/interactions", json=GOOD)
+    assert response.status_code == 201
+    assert response.get_json() == {"accepted": 1}
+    assert interaction_count(app) == before + 1
+
+
+def test_a_batch_with_timestamps_and_boolean_purchases_is_accepted(any_app_factory):
+    app = any_app_factory()
+    before = interaction_count(app)
+    batch = [
+        {"user_id": 9001, "product_id": 1, "purchased": True, "timestamp": "2026-11-29T10:00:00Z"},
+        {"user_id": 9001, "product_id": 2, "purchased": False,
+         "timestamp": "2026-11-29T11:00:00+01:00"},
+        {"user_id": 9002, "product_id": 2, "purchased": 1},
+    ]
+    response = app.test_client().post("/interactions", json=batch)
+    assert (response.status_code, response.get_json()) == (201, {"accepted": 3})
+    assert interaction_count(app) == before + 3
+    assert runtime_of(app).store.purchased_products(9001) == {1}
+
+
+def test_a_batch_with_one_unknown_product_writes_nothing(any_app_factory):
+    app = any_app_factory()
+    before = runtime_of(app).store.counts()
+    batch = [dict(GOOD, user_id=8000 + i) for i in range(5)] + [dict(GOOD, product_id=999)]
+    response = app.test_client().post("/interactions", json=batch)
+    assert response.status_code == 422
+    assert response.get_json()["error"]["code"] == "unknown_product"
+    assert "event 5" in response.get_json()["error"]["message"]
+    assert runtime_of(app).store.counts() == before
+
+
+def test_eight_clients_posting_500_events_each_record_exactly_4000(any_app_factory):
+    app = any_app_factory()
+    before = interaction_count(app)
+    failures: list[tuple[int, str]] = []
+    start = threading.Barrier(8)
+
+    def post_events(thread: int) -> None:
+        client = app.test_client()
+        start.wait()
+        for i in range(500):
+            event = {"user_id": 20_000 + thread * 1000 + i % 10, "product_id": 1 + i % 20,
+                     "purchased": i % 3 == 0}
+            response = client.post("/interactions", json=event)
+            if response.status_code != 201:
+                failures.append((response.status_code, response.get_data(as_text=True)))
+
+    threads = [threading.Thread(target=post_events, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+    assert interaction_count(app) - before == 4000
+
+
+def _too_many():
+    return [GOOD] * 10_001
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "code", "message"),
+    [
+        pytest.param([], 400, "empty_batch", "no events", id="empty-array"),
+        pytest.param("hello", 400, "invalid_body", "event object", id="json-string"),
+        pytest.param(42, 400, "invalid_body", "event object", id="json-number"),
+        pytest.param([1], 400, "invalid_event", "event 0: an event must be a JSON object",
+                     id="array-of-numbers"),
+        pytest.param({"user_id": 1, "product_id": 1}, 400, "invalid_event",
+                     "missing field(s) ['purchased']", id="missing-purchased"),
+        pytest.param(dict(GOOD, colour="red"), 400, "invalid_event", "unexpected field(s)",
+                     id="extra-field"),
+        pytest.param(dict(GOOD, user_id="7"), 400, "invalid_event", "user_id must be a positive",
+                     id="user-id-string"),
+        pytest.param(dict(GOOD, user_id=0), 400, "invalid_event", "user_id must be between",
+                     id="user-id-zero"),
+        pytest.param(dict(GOOD, user_id=-3), 400, "invalid_event", "user_id must be between",
+                     id="user-id-negative"),
+        pytest.param(dict(GOOD, user_id=2**63), 400, "invalid_event", "user_id must be between",
+                     id="user-id-too-large"),
+        pytest.param(dict(GOOD, user_id=1.5), 400, "invalid_event", "user_id must be a positive",
+                     id="user-id-float"),
+        pytest.param(dict(GOOD, user_id=True), 400, "invalid_event", "user_id must be a positive",
+                     id="user-id-bool"),
+        pytest.param(dict(GOOD, product_id=None), 400, "invalid_event",
+                     "product_id must be a positive", id="product-id-null"),
+        pytest.param(dict(GOOD, purchased=2), 400, "invalid_event", "purchased must be 0, 1",
+                     id="purchased-two"),
+        pytest.param(dict(GOOD, purchased="yes"), 400, "invalid_event", "purchased must be 0, 1",
+                     id="purchased-text"),
+        pytest.param(dict(GOOD, timestamp="yesterday"), 400, "invalid_event", "ISO-8601",
+                     id="timestamp-text"),
+        pytest.param(dict(GOOD, timestamp=1764410000), 400, "invalid_event", "ISO-8601",
+                     id="timestamp-number"),
+        pytest.param([GOOD, GOOD, dict(GOOD, purchased=None)], 400, "invalid_event", "event 2:",
+                     id="third-row-bad"),
+        pytest.param(dict(GOOD, product_id=999), 422, "unknown_product",
+                     "product_id 999 is not in the catalog", id="unknown-product"),
+        pytest.param(_too_many(), 413, "batch_too_large", "at most 10000", id="10001-events"),
+    ],
+)
+def test_a_bad_payload_is_rejected_with_a_json_error_and_writes_nothing(
+    app, client, body, status, code, message
+):
+    before = runtime_of(app).store.counts()
+    response = client.post("/interactions", json=body)
+    assert response.status_code == status
+    assert response.is_json
+    error = response.get_json()["error"]
+    assert error["code"] == code
+    assert message in error["message"]
+    assert runtime_of(app).store.counts() == before
+
+
+@pytest.mark.parametrize(
+    ("data", "content_type", "status", "code"),
+    [
+        pytest.param("{not json", "application/json", 400, "invalid_json", id="broken-json"),
+        pytest.param(json.dumps(GOOD), "text/plain", 415, "unsupported_media_type",
+                     id="not-json-content-type"),
+        pytest.param("", "application/json", 400, "invalid_json", id="empty-body"),
+    ],
+)
+def test_a_body_that_is_not_json_is_rejected(app, client, data, content_type, status, code):
+    before = interaction_count(app)
+    response = client.post("/interactions", data=data, content_type=content_type)
+    assert (response.status_code, response.get_json()["error"]["code"]) == (status, code)
+    assert interaction_count(app) == before
+
+
+def test_an_oversized_body_is_rejected_before_parsing(app_factory):
+    app = app_factory(INGEST_MAX_BYTES=100)
+    response = app.test_client().post("/interactions", json=[GOOD] * 10)
+    assert response.status_code == 413
+    assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_get_on_interactions_is_a_json_405(client):
+    response = client.get("/interactions")
+    assert response.status_code == 405
+    assert response.get_json()["error"]["code"] == "method_not_allowed"
+
+
+def test_a_purchase_posted_now_is_excluded_from_the_next_answer_without_retraining(
+    any_app_factory,
+):
+    app = any_app_factory()
+    client = app.test_client()
+    first = client.get("/recommend?user_id=1&n=5").get_json()
+    top = first["recommendations"][0]["product_id"]
+    assert client.post("/interactions", json={"user_id": 1, "product_id": top,
+                                              "purchased": 1}).status_code == 201
+    second = client.get("/recommend?user_id=1&n=5").get_json()
+    assert top not in [item["product_id"] for item in second["recommendations"]]
+    assert second["model_version"] == first["model_version"]
+    # The rest of the list moves up by one: same model, one exclusion more.
+    assert [i["product_id"] for i in second["recommendations"][:4]] == [
+        i["product_id"] for i in first["recommendations"][1:]
+    ]
+
+
+def test_a_clicked_but_not_bought_product_is_still_recommended(client):
+    first = client.get("/recommend?user_id=1&n=5").get_json()
+    top = first["recommendations"][0]["product_id"]
+    client.post("/interactions", json={"user_id": 1, "product_id": top, "purchased": 0})
+    second = client.get("/recommend?user_id=1&n=5").get_json()
+    assert second["recommendations"][0]["product_id"] == top
+
+
+def test_a_new_user_with_events_gets_popular_products_marked_not_in_model(client):
+    client.post("/interactions", json=[{"user_id": 555_555, "product_id": p, "purchased": 1}
+                                       for p in (1, 2)])
+    answer = client.get("/recommend?user_id=555555&n=3").get_json()
+    assert answer["strategy"] == "popular"
+    assert answer["fallback_reason"] == "not_in_model"
+    popular = client.get("/popular?n=5").get_json()["recommendations"]
+    expected = [i["product_id"] for i in popular if i["product_id"] not in (1, 2)][:3]
+    assert [i["product_id"] for i in answer["recommendations"]] == expected
+
+
+def test_a_user_without_events_is_still_an_unknown_user(client):
+    answer = client.get("/recommend?user_id=777777").get_json()
+    assert (answer["strategy"], answer["fallback_reason"]) == ("popular", "unknown_user")
+    assert answer["model_version"] == client.get("/model").get_json()["version"]
+
+
+def test_auto_retrain_after_n_events_serves_a_new_version(app_factory):
+    app = app_factory(RETRAIN_EVERY_EVENTS=3)
+    client = app.test_client()
+    old = client.get("/model").get_json()["version"]
+    client.post("/interactions", json=[{"user_id": 424_242, "product_id": 1, "purchased": 1},
+                                       {"user_id": 424_242, "product_id": 2, "purchased": 0}])
+    assert runtime_of(app).jobs.history() == [], "2 events are below the threshold"
+    client.post("/interactions", json={"user_id": 424_242, "product_id": 3, "purchased": 0})
+    [job] = runtime_of(app).jobs.history()
+    assert job.trigger == "auto"
+    assert runtime_of(app).jobs.wait(job.id, timeout=60).state == "succeeded"
+    answer = client.get("/recommend?user_id=424242").get_json()
+    assert answer["model_version"] != old
+    assert answer["strategy"] == "svd"
+
+
+def test_an_unreachable_store_is_a_json_503_not_a_500(app, client, monkeypatch):
+    def database_down(events):
+        raise sa.exc.OperationalError("INSERT", {}, ConnectionRefusedError("connection refused"))
+
+    monkeypatch.setattr(runtime_of(app).store, "add_interactions", database_down)
+    response = client.post("/interactions", json=GOOD)
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "store_unavailable"
+    assert response.headers["Retry-After"] == "1"

@@ -1,0 +1,238 @@
+"""The event store behaves the same on SQLite and PostgreSQL."""
+
+# Fixtures are imported from store_fixtures, which pyflakes reads as redefinitions.
+# ruff: noqa: F811
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+
+import pandas as pd
+import pytest
+import sqlalchemy as sa
+from store_fixtures import (  # noqa: F401 - fixtures
+    SMALL_CATALOG,
+    catalog_store,
+    database_url,
+    postgres_url,
+    sqlite_url,
+    store,
+)
+
+from recsys.errors import DataFileError
+from recsys.migrate import current_revision, head_revision, upgrade_to, upgrade_to_head
+from recsys.store import Event, EventStore, UnknownProductError
+
+
+def test_events_are_recorded_and_unknown_users_created(catalog_store):
+    written = catalog_store.add_interactions([Event(7, 1, False), Event(7, 2, True),
+                                              Event(8, 2, False)])
+    assert written == 3
+    counts = catalog_store.counts()
+    assert (counts.products, counts.users, counts.interactions) == (5, 2, 3)
+
+
+def test_interactions_frame_has_the_log_schema_in_insertion_order(catalog_store):
+    catalog_store.add_interactions([Event(9, 3, True), Event(7, 1, False)])
+    frame = catalog_store.interactions_frame()
+    assert list(frame.columns) == ["user_id", "product_clicked", "purchased"]
+    assert frame.values.tolist() == [[9, 3, 1], [7, 1, 0]]
+    assert all(dtype == "int64" for dtype in frame.dtypes)
+
+
+def test_a_purchase_is_visible_at_once(catalog_store):
+    catalog_store.add_interactions([Event(7, 1, False)])
+    assert catalog_store.purchased_products(7) == set()
+    catalog_store.add_interactions([Event(7, 4, True), Event(7, 4, True)])
+    assert catalog_store.purchased_products(7) == {4}
+    assert catalog_store.purchased_products(99) == set()
+
+
+def test_has_user_events(catalog_store):
+    catalog_store.add_interactions([Event(7, 1, False)])
+    assert catalog_store.has_user_events(7)
+    assert not catalog_store.has_user_events(8)
+
+
+def test_an_unknown_product_rejects_the_whole_batch(catalog_store):
+    catalog_store.add_interactions([Event(7, 1, False)])
+    batch = [Event(7, 2, True), Event(50, 3, False), Event(51, 99, True), Event(52, 98, True)]
+    with pytest.raises(UnknownProductError) as caught:
+        catalog_store.add_interactions(batch)
+    assert (caught.value.index, caught.value.product_id) == (2, 99)
+    counts = catalog_store.counts()
+    assert (counts.users, counts.interactions) == (1, 1), "nothing of the batch may be written"
+
+
+def test_timestamps_are_stored_as_given_in_utc(catalog_store):
+    stamp = datetime(2026, 1, 31, 12, 30, 5)
+    catalog_store.add_interactions([Event(7, 1, False, stamp)])
+    with catalog_store.engine.connect() as conn:
+        stored = conn.exec_driver_sql("SELECT created_at FROM interactions").scalar_one()
+    if isinstance(stored, str):  # SQLite hands back text on a raw query
+        stored = datetime.fromisoformat(stored)
+    assert stored == stamp
+
+
+def test_eight_threads_posting_500_events_each_store_exactly_4000(catalog_store):
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def post_events(thread: int) -> None:
+        try:
+            start.wait()
+            for i in range(500):
+                # Every thread touches new and shared users, so user creation races too.
+                catalog_store.add_interactions([Event(1000 + i % 50, 1 + i % 5, i % 7 == 0)])
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=post_events, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    counts = catalog_store.counts()
+    assert counts.interactions == 4000
+    assert counts.users == 50
+
+
+def test_bootstrap_fills_an_empty_store_once(store):
+    profiles = pd.DataFrame({"user_id": [1, 2], "name": ["Ann", "Bo"],
+                             "email": ["a@x.org", "b@x.org"], "city": ["Oslo", "Rome"]})
+    log = pd.DataFrame({"user_id": [1, 2, 2], "product_clicked": [1, 1, 3],
+                        "purchased": [0, 1, 0]})
+    assert store.bootstrap(SMALL_CATALOG, profiles, log) is True
+    assert store.bootstrap(SMALL_CATALOG, profiles, log) is False
+    counts = store.counts()
+    assert (counts.products, counts.users, counts.interactions) == (5, 2, 3)
+    assert store.products_frame().equals(SMALL_CATALOG)
+
+
+@pytest.mark.parametrize("with_timestamps", [False, True])
+def test_export_then_import_round_trips(catalog_store, tmp_path, with_timestamps):
+    events = [Event(7, 1, False, datetime(2026, 3, 1, 8, 0)), Event(8, 5, True,
+                                                                    datetime(2026, 3, 2, 9, 0))]
+    catalog_store.add_interactions(events)
+    path = tmp_path / "export.csv"
+    assert catalog_store.export_interactions(path, include_timestamps=with_timestamps) == 2
+    header = path.read_text().splitlines()[0]
+    expected_header = "user_id,product_clicked,purchased" + (",timestamp" if with_timestamps
+                                                             else "")
+    assert header == expected_header
+    assert catalog_store.import_interactions(path) == 2
+    frame = catalog_store.interactions_frame()
+    assert frame.values.tolist() == [[7, 1, 0], [8, 5, 1], [7, 1, 0], [8, 5, 1]]
+    if with_timestamps:
+        with catalog_store.engine.connect() as conn:
+            stamps = conn.execute(sa.text("SELECT created_at FROM interactions ORDER BY id"))
+            values = [v if isinstance(v, datetime) else datetime.fromisoformat(v)
+                      for v in stamps.scalars()]
+        assert values[2:] == values[:2]
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "message"),
+    [
+        ("", None, "empty"),
+        ("user,product,purchased\n1,1,0\n", 1, "header"),
+        ("user_id,product_clicked,purchased\n", None, "no interactions"),
+        ("user_id,product_clicked,purchased\n1,1,0\n1,x,0\n", 3, "product_clicked must be"),
+        ("user_id,product_clicked,purchased\n1,1,0\n0,1,0\n", 3, "user_id must be between"),
+        ("user_id,product_clicked,purchased\n1,1,2\n", 2, "purchased must be 0 or 1"),
+        ("user_id,product_clicked,purchased\n1,1,0\n1,1\n", 3, "expected 3 fields"),
+        ("user_id,product_clicked,purchased\n1,1,0\n2,42,1\n", 3, "unknown product_id 42"),
+        ("user_id,product_clicked,purchased,timestamp\n1,1,0,yesterday\n", 2, "ISO-8601"),
+    ],
+)
+def test_a_bad_import_file_names_the_line_and_writes_nothing(
+    catalog_store, tmp_path, content, line, message
+):
+    path = tmp_path / "bad.csv"
+    path.write_text(content)
+    with pytest.raises(DataFileError, match=message) as caught:
+        catalog_store.import_interactions(path)
+    assert caught.value.line == line
+    assert caught.value.path == str(path)
+    assert catalog_store.counts().interactions == 0
+
+
+def test_importing_a_missing_file_is_a_data_file_error(catalog_store, tmp_path):
+    with pytest.raises(DataFileError, match="cannot read"):
+        catalog_store.import_interactions(tmp_path / "absent.csv")
+
+
+def test_import_with_a_progress_bar_reports_on_stderr(catalog_store, tmp_path, capsys):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,product_clicked,purchased\n" + "3,2,1\n" * 200)
+    assert catalog_store.import_interactions(path, progress=True) == 200
+    assert "200/200" in capsys.readouterr().err
+
+
+def test_upgrading_from_the_first_revision_keeps_every_event(database_url):
+    old = EventStore.from_url(database_url)
+    upgrade_to(old.engine, "0001")
+    assert current_revision(old.engine) == "0001"
+    old.add_products(SMALL_CATALOG)
+    old.add_interactions([Event(7, 1, True), Event(8, 2, False)])
+    before = (old.counts(), old.interactions_frame())
+
+    upgrade_to_head(old.engine)
+    assert current_revision(old.engine) == head_revision() != "0001"
+    assert old.counts() == before[0]
+    assert old.interactions_frame().equals(before[1])
+    upgrade_to_head(old.engine)  # a second start changes nothing
+    assert old.counts() == before[0]
+    old.dispose()
+
+
+def test_training_job_records_round_trip(store):
+    requested = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    record = {"id": "abc", "state": "running", "trigger": "api", "requested_at": requested,
+              "started_at": requested, "finished_at": None, "version": None, "metrics": None,
+              "error": None}
+    store.save_training_job(record)
+    store.save_training_job({**record, "state": "succeeded", "version": "v00002-x",
+                             "metrics": {"rmse": 0.9}})
+    saved = store.training_job("abc")
+    assert saved["state"] == "succeeded"
+    assert saved["metrics"] == {"rmse": 0.9}
+    assert saved["requested_at"] == requested
+    assert store.training_job("missing") is None
+
+
+def test_unfinished_job_records_can_be_closed(store):
+    now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
+    for job_id, state in [("a", "queued"), ("b", "running"), ("c", "succeeded")]:
+        store.save_training_job({"id": job_id, "state": state, "trigger": "api",
+                                 "requested_at": now})
+    assert store.fail_unfinished_jobs("interrupted") == 2
+    assert [store.training_job(j)["state"] for j in "abc"] == ["failed", "failed", "succeeded"]
+    assert store.training_job("a")["error"] == "interrupted"
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):
+    sqlite_store = EventStore.from_url(sqlite_url)
+    with sqlite_store.engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+        assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() >= 1000
+    sqlite_store.dispose()
+
+
+def test_unsupported_database_url_is_refused():
+    with pytest.raises(ValueError, match="unsupported database URL"):
+        EventStore.from_url("mysql://localhost/shop")
+
+
+def test_the_migrations_create_exactly_the_schema_the_store_describes(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.runtime.migration import MigrationContext
+
+    from recsys.store import metadata
+
+    with store.engine.connect() as conn:
+        differences = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert differences == []

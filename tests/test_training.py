@@ -1,0 +1,241 @@
+"""Training pieces without HTTP: holdout split, metrics, fingerprint, jobs, auto retrain."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.models.popularity import PopularityRecommender
+from recsys.registry import ArtifactMetadata
+from recsys.training import (
+    AutoRetrainer,
+    JobState,
+    RetrainInProgressError,
+    TrainingJobRunner,
+    TrainingLock,
+    fingerprint_interactions,
+    holdout_metrics,
+    split_holdout,
+)
+
+
+def feedback_frame(pairs: list[tuple[int, int]], clicks: list[int] | None = None) -> pd.DataFrame:
+    frame = pd.DataFrame(pairs, columns=["user_id", "product_id"])
+    frame["clicks"] = clicks if clicks is not None else 1
+    frame["engagement"] = frame["clicks"].astype(float)
+    frame["rating"] = frame["engagement"].clip(1, 5)
+    return frame
+
+
+def fake_metadata(version: str = "v00001-20260101T000000Z") -> ArtifactMetadata:
+    return ArtifactMetadata(version=version, model_type="svd", params={},
+                            trained_at="2026-01-01T00:00:00Z", data_fingerprint="x",
+                            metrics={"rmse": 1.0})
+
+
+def test_holdout_keeps_every_user_in_training_and_splits_each_pair_once():
+    pairs = [(u, p) for u in range(1, 21) for p in range(1, 1 + u % 6 + 1)]
+    feedback = feedback_frame(pairs)
+    train, test = split_holdout(feedback, fraction=0.3, seed=1)
+    assert len(train) + len(test) == len(feedback)
+    assert set(map(tuple, train[["user_id", "product_id"]].values)).isdisjoint(
+        map(tuple, test[["user_id", "product_id"]].values)
+    )
+    assert set(train["user_id"]) == set(feedback["user_id"]), "no user loses all its rows"
+    single_row_users = feedback.groupby("user_id").size().loc[lambda s: s == 1].index
+    assert not set(test["user_id"]) & set(single_row_users)
+
+
+def test_holdout_is_reproducible_for_a_seed():
+    feedback = feedback_frame([(u, p) for u in range(1, 11) for p in range(1, 8)])
+    first = split_holdout(feedback, 0.2, seed=7)[1]
+    assert first.equals(split_holdout(feedback, 0.2, seed=7)[1])
+    assert not first.equals(split_holdout(feedback, 0.2, seed=8)[1])
+
+
+def test_holdout_metrics_count_hits_against_held_out_products():
+    # Product clicks: 1 > 2 > 3 > 4, so popularity ranks 1, 2, 3, 4.
+    train = feedback_frame([(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (3, 1)],
+                           clicks=[9, 5, 9, 5, 2, 9])
+    test = feedback_frame([(1, 3), (2, 4), (3, 2), (3, 4)])
+    model = PopularityRecommender().fit(train)
+    metrics = holdout_metrics(model, train, test, k=1)
+    # Top-1 after excluding training items: user 1 -> 3 (hit), user 2 -> nothing
+    # left but product 4 is unknown to the model (miss), user 3 -> 2 (hit).
+    assert metrics["hit_rate@1"] == round(2 / 3, 4)
+    assert metrics["precision@1"] == round(2 / 3, 4)
+    assert metrics["recall@1"] == round((1 + 0 + 0.5) / 3, 4)
+    assert metrics["test_users"] == 3
+    assert "rmse" not in metrics, "popularity predicts no ratings"
+
+
+def test_the_fingerprint_changes_with_any_interaction():
+    log = pd.DataFrame({"user_id": [1, 2], "product_clicked": [3, 4], "purchased": [0, 1]})
+    same = log.copy()
+    changed = log.assign(purchased=[1, 1])
+    longer = pd.concat([log, log.iloc[:1]], ignore_index=True)
+    assert fingerprint_interactions(log) == fingerprint_interactions(same)
+    assert len({fingerprint_interactions(x) for x in (log, changed, longer)}) == 3
+
+
+def test_a_job_runs_in_the_background_and_records_its_result():
+    published: list[str] = []
+    runner = TrainingJobRunner(train=fake_metadata, on_published=lambda m: published.append(
+        m.version))
+    job = runner.submit(trigger="cli")
+    assert job.state is JobState.QUEUED
+    done = runner.wait(job.id, timeout=10)
+    assert done.state is JobState.SUCCEEDED
+    assert (done.version, done.metrics, done.trigger) == (fake_metadata().version,
+                                                          {"rmse": 1.0}, "cli")
+    assert done.finished_at >= done.started_at >= done.requested_at
+    assert published == [done.version]
+    assert runner.active_job() is None
+
+
+def test_one_job_at_a_time():
+    gate = threading.Event()
+    runner = TrainingJobRunner(train=lambda: (gate.wait(10), fake_metadata())[1])
+    first = runner.submit()
+    with pytest.raises(RetrainInProgressError) as caught:
+        runner.submit()
+    assert caught.value.job_id == first.id
+    gate.set()
+    runner.wait(first.id, timeout=10)
+    assert runner.submit().id != first.id
+
+
+def test_a_failing_publish_callback_fails_the_job():
+    def refuse(meta):
+        raise ValueError("artifact unreadable")
+
+    runner = TrainingJobRunner(train=fake_metadata, on_published=refuse)
+    job = runner.wait(runner.submit().id, timeout=10)
+    assert job.state is JobState.FAILED
+    assert job.error == "ValueError: artifact unreadable"
+
+
+def test_job_history_is_bounded():
+    runner = TrainingJobRunner(train=fake_metadata, history=3)
+    ids = []
+    for _ in range(5):
+        ids.append(runner.submit().id)
+        runner.wait(ids[-1], timeout=10)
+    assert [job.id for job in runner.history()] == ids[::-1][:3]
+    assert runner.get(ids[0]) is None
+
+
+class CountingRunner:
+    """Stands in for TrainingJobRunner: counts submissions."""
+
+    def __init__(self, busy: bool = False):
+        self.triggers: list[str] = []
+        self.busy = busy
+
+    def submit(self, trigger: str = "api"):
+        if self.busy:
+            raise RetrainInProgressError("running")
+        self.triggers.append(trigger)
+        return trigger
+
+
+def test_auto_retrain_fires_each_time_n_events_accumulate():
+    runner = CountingRunner()
+    auto = AutoRetrainer(runner, every_events=10)
+    assert [auto.record_events(n) for n in (4, 5)] == [None, None]
+    assert auto.record_events(1) == "auto"
+    assert auto.record_events(9) is None
+    assert auto.record_events(30) == "auto"
+    assert runner.triggers == ["auto", "auto"]
+
+
+def test_auto_retrain_is_off_by_default_and_drops_triggers_while_busy():
+    assert AutoRetrainer(CountingRunner()).record_events(10**6) is None
+    assert AutoRetrainer(CountingRunner(busy=True), every_events=1).record_events(5) is None
+
+
+def test_periodic_retrain_fires_on_schedule_until_stopped():
+    runner = CountingRunner()
+    auto = AutoRetrainer(runner, every_minutes=0.05 / 60)  # every 50 ms
+    auto.start()
+    deadline = time.monotonic() + 5
+    while len(runner.triggers) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    auto.stop()
+    assert runner.triggers[:2] == ["schedule", "schedule"]
+    settled = len(runner.triggers)
+    time.sleep(0.2)
+    assert len(runner.triggers) <= settled + 1, "stop() ends the schedule"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [({"every_events": 0}, "every_events"), ({"every_minutes": -1}, "every_minutes")],
+)
+def test_auto_retrain_settings_are_validated(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        AutoRetrainer(CountingRunner(), **kwargs)
+
+
+def test_rmse_is_reported_for_rating_models():
+    from recsys.models.svd import SVDRecommender
+
+    rng = np.random.default_rng(0)
+    pairs = [(u, p) for u in range(1, 31) for p in range(1, 11) if rng.random() < 0.6]
+    feedback = feedback_frame(pairs, clicks=list(rng.integers(1, 5, len(pairs))))
+    train, test = split_holdout(feedback, 0.2, seed=0)
+    metrics = holdout_metrics(SVDRecommender(n_epochs=5).fit(train), train, test, k=3)
+    assert metrics["rmse"] > 0 and metrics["mae"] > 0
+    assert metrics["rmse"] >= metrics["mae"]
+
+
+def test_the_training_lock_is_held_by_one_holder_at_a_time(tmp_path):
+    first, second = TrainingLock(tmp_path / "t.lock"), TrainingLock(tmp_path / "t.lock")
+    assert first.try_acquire()
+    assert not first.try_acquire(), "not re-entrant"
+    assert not second.try_acquire()
+    first.release()
+    assert second.try_acquire()
+    second.release()
+
+
+def test_a_killed_holder_releases_the_training_lock(tmp_path):
+    path = tmp_path / "t.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(f"""
+            import fcntl, os, time
+            fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            print("held", flush=True)
+            time.sleep(60)
+        """)],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        lock = TrainingLock(path)
+        assert not lock.try_acquire()
+        holder.kill()
+    finally:
+        holder.wait(timeout=30)
+    assert lock.try_acquire()
+    lock.release()
+
+
+def test_a_job_is_refused_while_another_process_holds_the_lock(tmp_path):
+    other_process = TrainingLock(tmp_path / "t.lock")
+    assert other_process.try_acquire()
+    runner = TrainingJobRunner(train=fake_metadata, lock=TrainingLock(tmp_path / "t.lock"))
+    with pytest.raises(RetrainInProgressError, match="another process is still training"):
+        runner.submit()
+    other_process.release()
+    job = runner.wait(runner.submit().id, timeout=10)
+    assert job.state is JobState.SUCCEEDED
+    assert other_process.try_acquire(), "the runner released the lock after its job"
