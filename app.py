@@ -15,7 +15,7 @@ from flask import Flask
 
 from recsys import api
 from recsys.api import persistence
-from recsys.models import MODELS
+from recsys.model_params import canonical_model_name
 
 ROOT = Path(__file__).resolve().parent
 
@@ -42,9 +42,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
     app.json.sort_keys = False
 
-    model_name = app.config["MODEL"]
-    if model_name not in MODELS:
-        raise ValueError(f"MODEL must be one of {sorted(MODELS)}, got {model_name!r}")
+    try:
+        app.config["MODEL"] = canonical_model_name(str(app.config["MODEL"]))
+    except ValueError as exc:
+        raise ValueError(f"MODEL: {exc}") from None
     # Event store, model artifacts and retraining: serves the newest published
     # model, training one only when none exists (see recsys/api/persistence.py).
     runtime = persistence.init_app(app)

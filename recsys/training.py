@@ -29,9 +29,9 @@ import pandas as pd
 
 from recsys.data import RatingWeights, derive_ratings
 from recsys.errors import RecsysError
+from recsys.evaluation import holdout_split, score_split
 from recsys.models import MODELS
 from recsys.models.popularity import PopularityRecommender
-from recsys.pipeline import rating_accuracy
 from recsys.registry import ArtifactMetadata, ModelRegistry
 from recsys.store import EventStore
 
@@ -107,6 +107,7 @@ class TrainingSettings:
         holdout_fraction: Share of each user's products held out to measure
             the model before the final fit on all data.
         metrics_k: Cut-off for the ranking metrics.
+        relevance_threshold: A held-out rating at least this counts as relevant.
         seed: Seed of the holdout split.
     """
 
@@ -114,7 +115,8 @@ class TrainingSettings:
     model_params: Mapping[str, Any] = field(default_factory=dict)
     weights: RatingWeights = field(default_factory=RatingWeights)
     holdout_fraction: float = 0.2
-    metrics_k: int = 5
+    metrics_k: int = 10
+    relevance_threshold: float = 4.0
     seed: int = 42
 
 
@@ -129,81 +131,6 @@ def fingerprint_interactions(log: pd.DataFrame) -> str:
     for column in ("user_id", "product_clicked", "purchased"):
         digest.update(np.ascontiguousarray(log[column].to_numpy(dtype=np.int64)).tobytes())
     return f"sha256:{digest.hexdigest()}"
-
-
-def split_holdout(
-    feedback: pd.DataFrame, fraction: float, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Hold out a share of each user's (user, product) rows; users with one row stay whole.
-
-    Args:
-        feedback: One row per (user, product).
-        fraction: Share of each user's rows to hold out (at least one for
-            users with two or more rows, never all of them).
-        seed: Seed of the random choice.
-
-    Returns:
-        The training rows and the held-out rows.
-    """
-    rng = np.random.default_rng(seed)
-    held: list[int] = []
-    for positions in feedback.groupby("user_id").indices.values():
-        if len(positions) < 2:
-            continue
-        count = min(len(positions) - 1, max(1, round(len(positions) * fraction)))
-        held.extend(rng.choice(positions, size=count, replace=False).tolist())
-    mask = np.zeros(len(feedback), dtype=bool)
-    mask[held] = True
-    return feedback[~mask], feedback[mask]
-
-
-def holdout_metrics(model, train: pd.DataFrame, test: pd.DataFrame, k: int) -> dict[str, Any]:
-    """Measure a model fitted on ``train`` against the held-out rows.
-
-    Relevant items are a user's held-out products; the training products are
-    excluded from the ranking, as they would be when serving.
-
-    Args:
-        model: A model fitted on ``train``.
-        train: The rows it learned from.
-        test: The held-out rows.
-        k: Length of each ranked list.
-
-    Returns:
-        ``hit_rate@k`` (share of test users with at least one held-out product
-        in their top k), ``precision@k`` (held-out hits / k, averaged over
-        test users), ``recall@k`` (hits / held-out products, averaged),
-        ``test_users`` and ``test_users_unknown`` (test users absent from
-        training, who get no list and count as misses); for models that
-        predict ratings also ``rmse`` and ``mae`` over the held-out pairs.
-    """
-    if test.empty:
-        return {"test_users": 0}
-    seen = train.groupby("user_id")["product_id"].agg(set).to_dict()
-    relevant = test.groupby("user_id")["product_id"].agg(set).to_dict()
-    batch = model.recommend(list(relevant), k, exclude=seen)
-    hits, precision, recall = 0, 0.0, 0.0
-    for user, wanted in relevant.items():
-        ranked = batch.lists.get(user)
-        found = len(wanted & set(ranked.product_ids.tolist())) if ranked is not None else 0
-        hits += found > 0
-        precision += found / k
-        recall += found / len(wanted)
-    users = len(relevant)
-    metrics: dict[str, Any] = {}
-    if getattr(model, "predicts_ratings", False):
-        predicted = model.predict(test["user_id"].to_numpy(), test["product_id"].to_numpy())
-        accuracy = rating_accuracy(predicted, test["rating"].to_numpy())
-        metrics.update(rmse=round(accuracy.rmse, 4), mae=round(accuracy.mae, 4))
-    metrics.update({
-        f"hit_rate@{k}": round(hits / users, 4),
-        f"precision@{k}": round(precision / users, 4),
-        f"recall@{k}": round(recall / users, 4),
-        "test_pairs": len(test),
-        "test_users": users,
-        "test_users_unknown": len(batch.unknown_users),
-    })
-    return metrics
 
 
 def train_and_publish(
@@ -235,10 +162,13 @@ def train_and_publish(
     feedback = derive_ratings(log, settings.weights)
     model_cls = MODELS[settings.model]
 
-    train, test = split_holdout(feedback, settings.holdout_fraction, settings.seed)
-    metrics = holdout_metrics(
-        model_cls(**dict(settings.model_params)).fit(train), train, test, settings.metrics_k
-    )
+    # The same protocol and metrics as `recommendation_system.py evaluate`.
+    split = holdout_split(feedback, settings.holdout_fraction, settings.seed)
+    checked = model_cls(**dict(settings.model_params)).fit(split.train)
+    scores = score_split(checked, split, settings.metrics_k, settings.relevance_threshold)
+    scores.pop("recommend_seconds", None)  # a timing, not a property of the model
+    metrics = {name: round(float(value), 4) for name, value in scores.items()}
+    metrics.update(split.cold_counts())
     model = model_cls(**dict(settings.model_params)).fit(feedback)
     fallback = None
     if not isinstance(model, PopularityRecommender):

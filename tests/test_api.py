@@ -6,6 +6,7 @@ import pytest
 
 from app import create_app
 from recsys.data import load_interactions
+from recsys.errors import DataFileError
 from tests.conftest import BUNDLED_LOG
 
 
@@ -136,15 +137,41 @@ def test_a_crash_is_a_json_500_not_an_html_page():
     }
 
 
-def test_the_model_behind_recommend_is_configurable(tmp_path):
-    app = create_app({"TESTING": True, "MODEL": "popular", "DATA_PATH": str(BUNDLED_LOG)})
+@pytest.mark.parametrize(("model", "strategy"), [("popularity", "popular"), ("als", "als")])
+def test_the_model_behind_recommend_is_configurable(model, strategy):
+    app = create_app({"TESTING": True, "MODEL": model, "DATA_PATH": str(BUNDLED_LOG)})
     body = app.test_client().get("/recommend?user_id=1").get_json()
-    assert body["strategy"] == "popular" and "fallback_reason" not in body
+    assert body["strategy"] == strategy and "fallback_reason" not in body
+    assert len(body["recommendations"]) == 5
 
 
 def test_an_unknown_model_name_is_refused_at_start_up():
-    with pytest.raises(ValueError, match="MODEL must be one of"):
+    with pytest.raises(ValueError, match="MODEL: unknown model 'magic'; expected one of"):
         create_app({"MODEL": "magic", "DATA_PATH": str(BUNDLED_LOG)})
+
+
+def test_the_service_trains_with_the_tuned_parameters_file(tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text('{"svd": {"n_factors": 3, "n_epochs": 7}}')
+    app = create_app({"TESTING": True, "MODEL_PARAMS_PATH": str(params)})
+    model = app.test_client().get("/model").get_json()
+    assert model["params"]["n_factors"] == 3 and model["params"]["n_epochs"] == 7
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "does not exist"),
+        ("{not json", "not valid JSON"),
+        ('{"svd": {"n_factorz": 3}}', "bad parameters for 'svd'"),
+    ],
+)
+def test_a_bad_parameters_file_is_refused_at_start_up(tmp_path, content, message):
+    params = tmp_path / "params.json"
+    if content is not None:
+        params.write_text(content)
+    with pytest.raises(DataFileError, match=message):
+        create_app({"TESTING": True, "MODEL_PARAMS_PATH": str(params)})
 
 
 def test_the_service_serves_any_valid_log(write_csv):

@@ -97,7 +97,7 @@ def test_retrain_returns_202_and_the_job_reports_its_new_version(app_factory, mo
     assert done["state"] == "succeeded"
     assert done["version"] != old_version
     assert done["duration_seconds"] >= 0
-    assert {"rmse", "mae", "hit_rate@5"} <= set(done["metrics"])
+    assert {"rmse", "mae", "ndcg@10", "hit_rate@10", "coverage"} <= set(done["metrics"])
     assert client.get("/model").get_json()["version"] == done["version"]
 
 

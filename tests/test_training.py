@@ -1,4 +1,4 @@
-"""Training pieces without HTTP: holdout split, metrics, fingerprint, jobs, auto retrain."""
+"""Training pieces without HTTP: fingerprint, jobs, lock, auto retrain."""
 
 from __future__ import annotations
 
@@ -8,11 +8,9 @@ import textwrap
 import threading
 import time
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.models.popularity import PopularityRecommender
 from recsys.registry import ArtifactMetadata
 from recsys.training import (
     AutoRetrainer,
@@ -21,8 +19,6 @@ from recsys.training import (
     TrainingJobRunner,
     TrainingLock,
     fingerprint_interactions,
-    holdout_metrics,
-    split_holdout,
 )
 
 
@@ -38,42 +34,6 @@ def fake_metadata(version: str = "v00001-20260101T000000Z") -> ArtifactMetadata:
     return ArtifactMetadata(version=version, model_type="svd", params={},
                             trained_at="2026-01-01T00:00:00Z", data_fingerprint="x",
                             metrics={"rmse": 1.0})
-
-
-def test_holdout_keeps_every_user_in_training_and_splits_each_pair_once():
-    pairs = [(u, p) for u in range(1, 21) for p in range(1, 1 + u % 6 + 1)]
-    feedback = feedback_frame(pairs)
-    train, test = split_holdout(feedback, fraction=0.3, seed=1)
-    assert len(train) + len(test) == len(feedback)
-    assert set(map(tuple, train[["user_id", "product_id"]].values)).isdisjoint(
-        map(tuple, test[["user_id", "product_id"]].values)
-    )
-    assert set(train["user_id"]) == set(feedback["user_id"]), "no user loses all its rows"
-    single_row_users = feedback.groupby("user_id").size().loc[lambda s: s == 1].index
-    assert not set(test["user_id"]) & set(single_row_users)
-
-
-def test_holdout_is_reproducible_for_a_seed():
-    feedback = feedback_frame([(u, p) for u in range(1, 11) for p in range(1, 8)])
-    first = split_holdout(feedback, 0.2, seed=7)[1]
-    assert first.equals(split_holdout(feedback, 0.2, seed=7)[1])
-    assert not first.equals(split_holdout(feedback, 0.2, seed=8)[1])
-
-
-def test_holdout_metrics_count_hits_against_held_out_products():
-    # Product clicks: 1 > 2 > 3 > 4, so popularity ranks 1, 2, 3, 4.
-    train = feedback_frame([(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (3, 1)],
-                           clicks=[9, 5, 9, 5, 2, 9])
-    test = feedback_frame([(1, 3), (2, 4), (3, 2), (3, 4)])
-    model = PopularityRecommender().fit(train)
-    metrics = holdout_metrics(model, train, test, k=1)
-    # Top-1 after excluding training items: user 1 -> 3 (hit), user 2 -> nothing
-    # left but product 4 is unknown to the model (miss), user 3 -> 2 (hit).
-    assert metrics["hit_rate@1"] == round(2 / 3, 4)
-    assert metrics["precision@1"] == round(2 / 3, 4)
-    assert metrics["recall@1"] == round((1 + 0 + 0.5) / 3, 4)
-    assert metrics["test_users"] == 3
-    assert "rmse" not in metrics, "popularity predicts no ratings"
 
 
 def test_the_fingerprint_changes_with_any_interaction():
@@ -182,18 +142,6 @@ def test_periodic_retrain_fires_on_schedule_until_stopped():
 def test_auto_retrain_settings_are_validated(kwargs, message):
     with pytest.raises(ValueError, match=message):
         AutoRetrainer(CountingRunner(), **kwargs)
-
-
-def test_rmse_is_reported_for_rating_models():
-    from recsys.models.svd import SVDRecommender
-
-    rng = np.random.default_rng(0)
-    pairs = [(u, p) for u in range(1, 31) for p in range(1, 11) if rng.random() < 0.6]
-    feedback = feedback_frame(pairs, clicks=list(rng.integers(1, 5, len(pairs))))
-    train, test = split_holdout(feedback, 0.2, seed=0)
-    metrics = holdout_metrics(SVDRecommender(n_epochs=5).fit(train), train, test, k=3)
-    assert metrics["rmse"] > 0 and metrics["mae"] > 0
-    assert metrics["rmse"] >= metrics["mae"]
 
 
 def test_the_training_lock_is_held_by_one_holder_at_a_time(tmp_path):

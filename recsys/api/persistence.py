@@ -9,6 +9,8 @@ Config keys (``RECSYS_``-prefixed in the environment):
     DATABASE_URL: The event store; else the ``DATABASE_URL`` environment
         variable; else ``recsys.db`` (SQLite) in the instance folder.
     MODEL_DIR: Artifact directory (default ``models`` in the instance folder).
+    MODEL_PARAMS_PATH: Hyper-parameters per model, as ``tune --save`` writes
+        them (default ``model_params.json`` in the instance folder, if present).
     KEEP_MODEL_VERSIONS: Published versions kept (default 5).
     RETRAIN_EVERY_EVENTS / RETRAIN_EVERY_MINUTES: Automatic retrain (off).
     MODEL_REFRESH_SECONDS: How often a server looks for a version another
@@ -30,6 +32,7 @@ from recsys.api import admin, interactions
 from recsys.api.errors import error_response
 from recsys.data import RatingWeights
 from recsys.errors import DataFileError
+from recsys.model_params import canonical_model_name, load_model_params
 from recsys.runtime import RuntimeSettings, ServingRuntime
 from recsys.training import RetrainInProgressError, TrainingSettings
 
@@ -55,6 +58,7 @@ def settings_from_config(app: Flask) -> RuntimeSettings:
         url = f"sqlite:///{instance / 'recsys.db'}"
     model_dir = Path(config.get("MODEL_DIR") or instance / "models")
     data_path = config.get("DATA_PATH")
+    model = canonical_model_name(config.get("MODEL", "svd"))
 
     def optional(key: str, kind):
         value = config.get(key)
@@ -65,7 +69,8 @@ def settings_from_config(app: Flask) -> RuntimeSettings:
         model_dir=model_dir,
         keep_versions=int(config["KEEP_MODEL_VERSIONS"]),
         training=TrainingSettings(
-            model=config.get("MODEL", "svd"),
+            model=model,
+            model_params=_model_params(config.get("MODEL_PARAMS_PATH"), instance, model),
             weights=RatingWeights(
                 float(config.get("CLICK_WEIGHT", 1.0)), float(config.get("PURCHASE_WEIGHT", 2.0))
             ),
@@ -75,6 +80,20 @@ def settings_from_config(app: Flask) -> RuntimeSettings:
         retrain_every_minutes=optional("RETRAIN_EVERY_MINUTES", float),
         refresh_seconds=float(config["MODEL_REFRESH_SECONDS"] or 0),
     )
+
+
+def _model_params(configured: str | None, instance: Path, model: str) -> dict:
+    """Return the hyper-parameters ``tune --save`` wrote for a model, or none.
+
+    An explicitly configured file must exist; the default one
+    (``model_params.json`` in the instance folder) is used only if it does.
+    """
+    path = Path(configured) if configured else instance / "model_params.json"
+    if not path.exists():
+        if configured:
+            raise DataFileError(path, "MODEL_PARAMS_PATH names a file that does not exist")
+        return {}
+    return dict(load_model_params(path).get(model, {}))
 
 
 def init_app(app: Flask) -> ServingRuntime:
