@@ -23,3 +23,5 @@ test: install
 
 bench: install
 	$(PY) bench/bench_import.py
+	$(PY) bench/bench_movielens.py
+	$(PY) bench/bench_ingestion.py

@@ -169,11 +169,3 @@ def derive_ratings(
     feedback["rating"] = feedback["engagement"].clip(*RATING_SCALE)
     return feedback
 
-
-def purchases_by_user(interactions: pd.DataFrame) -> dict[int, set[int]]:
-    """Return the set of purchased product ids per user id."""
-    bought = interactions.loc[interactions["purchased"] == 1, ["user_id", "product_clicked"]]
-    return {
-        int(user): set(products.astype(int))
-        for user, products in bought.groupby("user_id")["product_clicked"]
-    }

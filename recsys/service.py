@@ -12,7 +12,6 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.data import RatingWeights, derive_ratings, purchases_by_user
 from recsys.models.base import RankedList, Recommender
 from recsys.models.popularity import PopularityRecommender
 
@@ -114,24 +113,3 @@ class RecommendationService:
             )
         return items
 
-
-def service_from_log(
-    interactions: pd.DataFrame,
-    catalog: pd.DataFrame,
-    model: Recommender,
-    weights: RatingWeights | None = None,
-) -> RecommendationService:
-    """Fit ``model`` and a popularity fallback on a click log and serve them.
-
-    Args:
-        interactions: ``user_id, product_clicked, purchased``.
-        catalog: ``product_id, name, category``.
-        model: An unfitted model; fitted here on the derived ratings.
-        weights: How clicks and purchases become ratings.
-    """
-    feedback = derive_ratings(interactions, weights)
-    popularity = model if isinstance(model, PopularityRecommender) else PopularityRecommender()
-    popularity.fit(feedback)
-    if model is not popularity:
-        model.fit(feedback)
-    return RecommendationService(model, popularity, catalog, purchases_by_user(interactions))

@@ -167,7 +167,10 @@ def train_and_publish(
     checked = model_cls(**dict(settings.model_params)).fit(split.train)
     scores = score_split(checked, split, settings.metrics_k, settings.relevance_threshold)
     scores.pop("recommend_seconds", None)  # a timing, not a property of the model
-    metrics = {name: round(float(value), 4) for name, value in scores.items()}
+    metrics = {
+        name: value if isinstance(value, int) else round(float(value), 4)
+        for name, value in scores.items()
+    }
     metrics.update(split.cold_counts())
     model = model_cls(**dict(settings.model_params)).fit(feedback)
     fallback = None

@@ -7,7 +7,7 @@ import itertools
 import pandas as pd
 import pytest
 
-from recsys.data import RatingWeights, derive_ratings, load_interactions, purchases_by_user
+from recsys.data import RatingWeights, derive_ratings, load_interactions
 from recsys.errors import DataFileError
 
 HEADER = "user_id,product_clicked,purchased\n"
@@ -123,7 +123,3 @@ def test_bad_weights_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RatingWeights(**kwargs)
 
-
-def test_purchases_are_grouped_per_user():
-    bought = purchases_by_user(_log([(1, 5, 1), (1, 6, 0), (1, 7, 1), (2, 5, 0)]))
-    assert bought == {1: {5, 7}}

@@ -12,7 +12,7 @@ def init_app(app: Flask, service) -> None:
 
     Args:
         app: The Flask application.
-        service: The ``RecommendationService`` the views call.
+        service: The service the views call (``recommend``, ``popular``).
     """
     app.extensions["recsys.service"] = service
     errors.init_app(app)
