@@ -6,7 +6,7 @@ Cold start is an answer with a reason, never an exception.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -71,7 +71,7 @@ class RecommendationService:
         model: Recommender,
         popularity: PopularityRecommender,
         catalog: pd.DataFrame,
-        purchased: Callable[[int], set[int]] | Mapping[int, set[int]],
+        purchased: Callable[[int], set[int]],
     ) -> None:
         self.model = model
         self.popularity = popularity
@@ -79,11 +79,7 @@ class RecommendationService:
             int(row.product_id): (row.name, row.category)
             for row in catalog[["product_id", "name", "category"]].itertuples(index=False)
         }
-        if isinstance(purchased, Mapping):
-            bought = purchased
-            self._purchased = lambda user_id: bought.get(user_id, set())
-        else:
-            self._purchased = purchased
+        self._purchased = purchased
 
     def recommend(self, user_id: int, n: int) -> RecommendationAnswer:
         """Return the n best products for a user, excluding what they bought.
