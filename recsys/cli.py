@@ -10,7 +10,7 @@ from pathlib import Path
 from recsys.data import load_interactions, write_interactions
 from recsys.eda import eda_report
 from recsys.errors import RecsysError
-from recsys.evaluation_cli import add_evaluation_commands
+from recsys.evaluation_cli import add_evaluation_commands, int_at_least
 from recsys.pipeline import PipelineResult, run_pipeline
 from recsys.simulate import (
     DEFAULT_PRODUCTS,
@@ -20,26 +20,6 @@ from recsys.simulate import (
     default_catalog,
     simulate_shop,
 )
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
-
-
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,9 +34,9 @@ def build_parser() -> argparse.ArgumentParser:
     rmse.set_defaults(handler=cmd_rmse)
 
     generate = commands.add_parser("generate", help="simulate an interaction log and write it")
-    generate.add_argument("--users", type=_positive_int, default=DEFAULT_USERS)
-    generate.add_argument("--products", type=_positive_int, default=DEFAULT_PRODUCTS)
-    generate.add_argument("--seed", type=_seed, default=DEFAULT_SEED)
+    generate.add_argument("--users", type=int_at_least(1), default=DEFAULT_USERS)
+    generate.add_argument("--products", type=int_at_least(1), default=DEFAULT_PRODUCTS)
+    generate.add_argument("--seed", type=int_at_least(0), default=DEFAULT_SEED)
     generate.add_argument("--out", type=Path, default=Path("interactions.csv"))
     generate.set_defaults(handler=cmd_generate)
 

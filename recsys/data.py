@@ -20,6 +20,8 @@ import pandas as pd
 from recsys.errors import DataFileError
 
 INTERACTION_COLUMNS = ("user_id", "product_clicked", "purchased")
+# An optional fourth column: when the click happened (ISO-8601; UTC if no offset).
+TIMESTAMP_COLUMN = "timestamp"
 MAX_ID = 2**63 - 1
 
 
@@ -27,10 +29,12 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
     """Read and validate an interactions CSV.
 
     Args:
-        path: A CSV file with the header ``user_id,product_clicked,purchased``.
+        path: A CSV file with the header ``user_id,product_clicked,purchased``,
+            optionally followed by ``timestamp`` (ISO-8601; empty allowed).
 
     Returns:
-        A frame with those three int64 columns, in file order.
+        A frame with those three int64 columns in file order, plus a
+        ``timestamp`` column (naive UTC, NaT where empty) when the file has one.
 
     Raises:
         DataFileError: The file is missing, unreadable, empty, or breaks the
@@ -62,12 +66,22 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
     if raw.empty:
         raise DataFileError(path, "file has a header but no interactions", line=2)
     raw.columns = [c.strip() for c in raw.columns]
-    text = {c: raw[c].str.strip() for c in INTERACTION_COLUMNS}
-    _raise_first_bad_row(path, text)
-    return pd.DataFrame({c: text[c].astype(np.int64) for c in INTERACTION_COLUMNS})
+    text = {c: raw[c].str.strip() for c in raw.columns}
+    timestamps = None
+    if TIMESTAMP_COLUMN in text:
+        timestamps = pd.to_datetime(
+            text[TIMESTAMP_COLUMN], utc=True, format="ISO8601", errors="coerce"
+        ).dt.tz_convert(None)
+    _raise_first_bad_row(path, text, timestamps)
+    frame = pd.DataFrame({c: text[c].astype(np.int64) for c in INTERACTION_COLUMNS})
+    if timestamps is not None:
+        frame[TIMESTAMP_COLUMN] = timestamps
+    return frame
 
 
-def _raise_first_bad_row(path: Path, text: dict[str, pd.Series]) -> None:
+def _raise_first_bad_row(
+    path: Path, text: dict[str, pd.Series], timestamps: pd.Series | None
+) -> None:
     """Raise a DataFileError for the earliest line that breaks the schema."""
     bad = {c: ~text[c].str.fullmatch(r"\d{1,19}") for c in INTERACTION_COLUMNS}
     bad["purchased"] = ~text["purchased"].isin(["0", "1"])
@@ -77,14 +91,16 @@ def _raise_first_bad_row(path: Path, text: dict[str, pd.Series]) -> None:
         values = text[c].to_numpy()
         out_of_range = [i for i in candidates if not 1 <= int(values[i]) <= MAX_ID]
         bad[c].iloc[out_of_range] = True
-    any_bad = np.logical_or.reduce([bad[c].to_numpy() for c in INTERACTION_COLUMNS])
+    if timestamps is not None:
+        bad[TIMESTAMP_COLUMN] = timestamps.isna() & (text[TIMESTAMP_COLUMN] != "")
+    any_bad = np.logical_or.reduce([mask.to_numpy() for mask in bad.values()])
     if not any_bad.any():
         return
     i = int(np.flatnonzero(any_bad)[0])
     line = i + 2  # data row 0 is file line 2: line 1 is the header
-    if all(text[c].iloc[i] == "" for c in INTERACTION_COLUMNS):
+    if all(column.iloc[i] == "" for column in text.values()):
         raise DataFileError(path, "blank line; expected user_id,product_clicked,purchased", line)
-    for c in INTERACTION_COLUMNS:
+    for c in bad:
         if not bad[c].iloc[i]:
             continue
         value = text[c].iloc[i]
@@ -92,22 +108,28 @@ def _raise_first_bad_row(path: Path, text: dict[str, pd.Series]) -> None:
             raise DataFileError(path, f"{c} is missing", line)
         if c == "purchased":
             raise DataFileError(path, f"purchased must be 0 or 1, got {value!r}", line)
+        if c == TIMESTAMP_COLUMN:
+            raise DataFileError(path, f"timestamp must be ISO-8601, got {value!r}", line)
         raise DataFileError(path, f"{c} must be an integer from 1 to 2^63-1, got {value!r}", line)
 
 
 def _check_header(path: Path, header: list[str]) -> None:
     expected = list(INTERACTION_COLUMNS)
-    if header == expected:
+    if header in (expected, [*expected, TIMESTAMP_COLUMN]):
         return
     missing = [c for c in expected if c not in header]
-    extra = [c for c in header if c not in expected]
+    extra = [c for c in header if c not in (*expected, TIMESTAMP_COLUMN)]
     if missing:
         problem = f"missing column(s) {missing}"
     elif extra:
         problem = f"unexpected column(s) {extra}"
     else:
         problem = f"columns out of order: {header}"
-    raise DataFileError(path, f"{problem}; expected header {','.join(expected)}", line=1)
+    raise DataFileError(
+        path,
+        f"{problem}; expected header {','.join(expected)} (optionally ,{TIMESTAMP_COLUMN})",
+        line=1,
+    )
 
 
 def write_interactions(frame: pd.DataFrame, path: str | Path) -> None:

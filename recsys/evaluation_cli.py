@@ -50,16 +50,16 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     )
     evaluate_parser.add_argument("--protocol", choices=PROTOCOLS, default="holdout")
     evaluate_parser.add_argument(
-        "--folds", type=_int_at_least(2), default=5, help="folds of --protocol kfold (default 5)"
+        "--folds", type=int_at_least(2), default=5, help="folds of --protocol kfold (default 5)"
     )
     evaluate_parser.add_argument(
         "--leave-last",
-        type=_int_at_least(1),
+        type=int_at_least(1),
         default=1,
         help="rows per user held out by --protocol time (default 1)",
     )
     evaluate_parser.add_argument(
-        "--k", type=_int_at_least(1), default=10, help="ranking cut-off (default 10)"
+        "--k", type=int_at_least(1), default=10, help="ranking cut-off (default 10)"
     )
     evaluate_parser.add_argument(
         "--params", type=Path, default=None, help="JSON hyper-parameters per model (from tune)"
@@ -79,10 +79,10 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
         "--metric", default=None, help="rmse or ndcg@K (default: rmse for svd, ndcg@10 for als)"
     )
     tune_parser.add_argument(
-        "--trials", type=_int_at_least(1), default=10, help="candidates to try (default 10)"
+        "--trials", type=int_at_least(1), default=10, help="candidates to try (default 10)"
     )
     tune_parser.add_argument(
-        "--folds", type=_int_at_least(2), default=3, help="CV folds for rmse (default 3)"
+        "--folds", type=int_at_least(2), default=3, help="CV folds for rmse (default 3)"
     )
     tune_parser.add_argument(
         "--save",
@@ -159,7 +159,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         help="a held-out item is relevant when its rating is at least this (default 4)",
     )
     parser.add_argument(
-        "--seed", type=_int_at_least(0), default=0, help="seed of splits and search (default 0)"
+        "--seed", type=int_at_least(0), default=0, help="seed of splits and search (default 0)"
     )
 
 
@@ -181,7 +181,9 @@ def _model_list(text: str) -> list[str]:
     return names
 
 
-def _int_at_least(low: int) -> Callable[[str], int]:
+def int_at_least(low: int) -> Callable[[str], int]:
+    """Return an argparse type that accepts integers >= low."""
+
     def parse(text: str) -> int:
         try:
             value = int(text)

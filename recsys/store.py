@@ -12,7 +12,7 @@ one transaction, so a rejected batch leaves no row behind.
 from __future__ import annotations
 
 import csv
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -24,6 +24,7 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
+from recsys.data import INTERACTION_COLUMNS, TIMESTAMP_COLUMN, load_interactions
 from recsys.errors import DataFileError, RecsysError
 
 MAX_ID = 2**63 - 1
@@ -535,9 +536,9 @@ class EventStore:
         """
         columns = [interactions.c.user_id, interactions.c.product_id, interactions.c.purchased,
                    interactions.c.created_at]
-        header = ["user_id", "product_clicked", "purchased"]
+        header = list(INTERACTION_COLUMNS)
         if include_timestamps:
-            header.append("timestamp")
+            header.append(TIMESTAMP_COLUMN)
         written = 0
         with self.engine.connect() as conn, open(path, "w", newline="", encoding="utf-8") as out:
             writer = csv.writer(out, lineterminator="\n")
@@ -571,7 +572,7 @@ class EventStore:
             DataFileError: The file is unreadable or a line is bad (named by
                 its 1-based line number, header = line 1); nothing is written.
         """
-        events = read_interactions_csv(path, progress=progress)
+        events = read_interactions_csv(path)
         try:
             with self._write() as conn, _progress_bar(progress, len(events), "writing") as bar:
                 return _insert_events(conn, events, on_chunk=bar.update)
@@ -666,9 +667,6 @@ class _WriteTransaction:
             self._conn.close()
 
 
-_CSV_COLUMNS = ["user_id", "product_clicked", "purchased"]
-
-
 def _progress_bar(enabled: bool, total: int, description: str):
     """Return a tqdm bar on stderr, or a silent one when disabled."""
     from tqdm import tqdm  # only the import command shows progress
@@ -676,86 +674,28 @@ def _progress_bar(enabled: bool, total: int, description: str):
     return tqdm(total=total, unit="rows", desc=description, disable=not enabled)
 
 
-def _count_lines(path: Path) -> int:
-    with open(path, "rb") as f:
-        return sum(1 for _ in f)
-
-
-def read_interactions_csv(path: str | Path, progress: bool = False) -> list[Event]:
+def read_interactions_csv(path: str | Path) -> list[Event]:
     """Read and validate an interactions CSV into events.
 
     Args:
         path: A file with header ``user_id,product_clicked,purchased[,timestamp]``.
-        progress: Show a tqdm progress bar on stderr.
 
     Raises:
         DataFileError: The file is missing, empty, or has a bad header or line.
     """
-    from tqdm import tqdm  # only the import command needs it
-
-    path = Path(path)
-    try:
-        total = _count_lines(path) - 1 if progress else None
-        with open(path, newline="", encoding="utf-8") as handle:
-            return _read_events(path, handle, total, tqdm if progress else None)
-    except OSError as exc:
-        raise DataFileError(path, f"cannot read the file: {exc.strerror}") from None
-
-
-def _read_events(path: Path, handle, total: int | None, progress_bar) -> list[Event]:
-    reader = csv.reader(handle)
-    try:
-        header = next(reader)
-    except StopIteration:
-        raise DataFileError(path, "the file is empty; expected a header line") from None
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise DataFileError(path, f"not a readable CSV file: {exc}", line=1) from None
-    header = [h.strip() for h in header]
-    if header not in (_CSV_COLUMNS, [*_CSV_COLUMNS, "timestamp"]):
-        raise DataFileError(
-            path,
-            f"header is {header}; expected {_CSV_COLUMNS} optionally followed by 'timestamp'",
-            line=1,
+    frame = load_interactions(path)
+    if TIMESTAMP_COLUMN in frame:
+        stamps = [None if pd.isna(t) else t.to_pydatetime() for t in frame[TIMESTAMP_COLUMN]]
+    else:
+        stamps = [None] * len(frame)
+    return [
+        Event(user_id, product_id, bool(purchased), created_at)
+        for user_id, product_id, purchased, created_at in zip(
+            frame["user_id"].tolist(),
+            frame["product_clicked"].tolist(),
+            frame["purchased"].tolist(),
+            stamps,
+            strict=True,
         )
-    width = len(header)
-    rows: Iterable[list[str]] = reader
-    if progress_bar is not None:
-        rows = progress_bar(reader, total=total, unit="rows", desc=f"reading {path.name}")
-    events: list[Event] = []
-    try:
-        for fields in rows:
-            events.append(_event_from_csv_fields(path, reader.line_num, fields, width))
-    except (csv.Error, UnicodeDecodeError) as exc:
-        raise DataFileError(
-            path, f"not a readable CSV line: {exc}", line=reader.line_num + 1
-        ) from None
-    if not events:
-        raise DataFileError(path, "the file has a header but no interactions")
-    return events
+    ]
 
-
-def _event_from_csv_fields(path: Path, line: int, fields: list[str], width: int) -> Event:
-    if len(fields) != width:
-        raise DataFileError(path, f"expected {width} fields, found {len(fields)}", line=line)
-    values = [f.strip() for f in fields]
-    try:
-        user_id = _positive_id(_csv_int(values[0], "user_id"), "user_id")
-        product_id = _positive_id(_csv_int(values[1], "product_clicked"), "product_clicked")
-        if values[2] not in ("0", "1"):
-            raise ValueError(f"purchased must be 0 or 1, got {values[2]!r}")
-        created_at = None
-        if width == 4 and values[3]:
-            try:
-                created_at = parse_timestamp(values[3])
-            except ValueError:
-                raise ValueError(f"timestamp must be ISO-8601, got {values[3]!r}") from None
-    except (TypeError, ValueError) as exc:
-        raise DataFileError(path, str(exc), line=line) from None
-    return Event(user_id, product_id, values[2] == "1", created_at)
-
-
-def _csv_int(text: str, field: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ValueError(f"{field} must be a positive integer, got {text!r}") from None

@@ -8,6 +8,9 @@ import pytest
 
 from app import create_app
 
+# Event store fixtures (SQLite and PostgreSQL) for the store and API tests.
+pytest_plugins = ["tests.store_fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_LOG = ROOT / "interactions.csv"
 

@@ -82,7 +82,7 @@ def test_generate_with_the_default_seed_reproduces_the_bundled_log(tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["generate", "--users", "0"], "expected a positive integer, got '0'"),
+        (["generate", "--users", "0"], "expected an integer >= 1, got '0'"),
         (["generate", "--seed", "x"], "expected an integer >= 0, got 'x'"),
         (["frobnicate"], "invalid choice"),
     ],

@@ -20,6 +20,14 @@ def test_a_valid_log_loads_as_integer_columns_in_file_order(write_csv):
     assert all(str(t) == "int64" for t in frame.dtypes)
 
 
+def test_an_optional_timestamp_column_is_read_as_utc(write_csv):
+    frame = load_interactions(
+        write_csv(HEADER.strip() + ",timestamp\n1,2,0,2026-01-01T10:00:00+01:00\n1,3,1,\n")
+    )
+    assert frame["timestamp"].iloc[0] == pd.Timestamp("2026-01-01T09:00:00")
+    assert pd.isna(frame["timestamp"].iloc[1])
+
+
 def test_the_largest_64_bit_id_is_accepted(write_csv):
     frame = load_interactions(write_csv(HEADER + "9223372036854775807,1,0\n"))
     assert frame["user_id"].iloc[0] == 2**63 - 1
@@ -48,6 +56,11 @@ def test_the_largest_64_bit_id_is_accepted(write_csv):
         (HEADER + "1,2,0\n\n1,2,0\n", 3, "blank line"),
         (HEADER + "1,2,0\n1,2,0,9\n", 3, "expected 3 fields, found 4"),
         (HEADER + "1,2,0\n5,x,0\n0,2,0\n", 3, "product_clicked must be an integer"),
+        (
+            "user_id,product_clicked,purchased,timestamp\n1,2,0,\n1,2,0,soon\n",
+            3,
+            "timestamp must be ISO-8601, got 'soon'",
+        ),
     ],
 )
 def test_a_bad_file_is_reported_with_file_line_and_problem(write_csv, content, line, problem):

@@ -1,8 +1,5 @@
 """POST /interactions: all-or-nothing batches, JSON errors, and their immediate effects."""
 
-# Fixtures are imported from store_fixtures, which pyflakes reads as redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import json
@@ -10,14 +7,8 @@ import threading
 
 import pytest
 import sqlalchemy as sa
-from store_fixtures import (  # noqa: F401 - fixtures
-    any_app_factory,
-    app_factory,
-    database_url,
-    postgres_url,
-    runtime_of,
-    sqlite_url,
-)
+
+from tests.store_fixtures import runtime_of
 
 GOOD = {"user_id": 7, "product_id": 3, "purchased": 0}
 

@@ -1,8 +1,5 @@
 """Retraining and model persistence as a running service sees them."""
 
-# Fixtures are imported from store_fixtures, which pyflakes reads as redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import logging
@@ -15,14 +12,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from store_fixtures import (  # noqa: F401 - fixtures
-    any_app_factory,
-    app_factory,
-    database_url,
-    postgres_url,
-    runtime_of,
-    sqlite_url,
-)
+from tests.store_fixtures import runtime_of
 
 PROJECT = Path(__file__).resolve().parent.parent
 

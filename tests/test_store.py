@@ -1,8 +1,5 @@
 """The event store behaves the same on SQLite and PostgreSQL."""
 
-# Fixtures are imported from store_fixtures, which pyflakes reads as redefinitions.
-# ruff: noqa: F811
-
 from __future__ import annotations
 
 import threading
@@ -11,18 +8,11 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from store_fixtures import (  # noqa: F401 - fixtures
-    SMALL_CATALOG,
-    catalog_store,
-    database_url,
-    postgres_url,
-    sqlite_url,
-    store,
-)
 
 from recsys.errors import DataFileError
 from recsys.migrate import current_revision, head_revision, upgrade_to, upgrade_to_head
 from recsys.store import Event, EventStore, UnknownProductError
+from tests.store_fixtures import SMALL_CATALOG
 
 
 def test_events_are_recorded_and_unknown_users_created(catalog_store):
@@ -136,13 +126,14 @@ def test_export_then_import_round_trips(catalog_store, tmp_path, with_timestamps
 @pytest.mark.parametrize(
     ("content", "line", "message"),
     [
-        ("", None, "empty"),
+        ("", 1, "empty"),
         ("user,product,purchased\n1,1,0\n", 1, "header"),
-        ("user_id,product_clicked,purchased\n", None, "no interactions"),
+        ("user_id,product_clicked,purchased\n", 2, "no interactions"),
         ("user_id,product_clicked,purchased\n1,1,0\n1,x,0\n", 3, "product_clicked must be"),
-        ("user_id,product_clicked,purchased\n1,1,0\n0,1,0\n", 3, "user_id must be between"),
+        ("user_id,product_clicked,purchased\n1,1,0\n0,1,0\n", 3, "user_id must be an integer"),
         ("user_id,product_clicked,purchased\n1,1,2\n", 2, "purchased must be 0 or 1"),
-        ("user_id,product_clicked,purchased\n1,1,0\n1,1\n", 3, "expected 3 fields"),
+        ("user_id,product_clicked,purchased\n1,1,0\n1,1\n", 3, "purchased is missing"),
+        ("user_id,product_clicked,purchased\n1,1,0\n1,1,0,9\n", 3, "expected 3 fields, found 4"),
         ("user_id,product_clicked,purchased\n1,1,0\n2,42,1\n", 3, "unknown product_id 42"),
         ("user_id,product_clicked,purchased,timestamp\n1,1,0,yesterday\n", 2, "ISO-8601"),
     ],
@@ -160,7 +151,7 @@ def test_a_bad_import_file_names_the_line_and_writes_nothing(
 
 
 def test_importing_a_missing_file_is_a_data_file_error(catalog_store, tmp_path):
-    with pytest.raises(DataFileError, match="cannot read"):
+    with pytest.raises(DataFileError, match="file not found"):
         catalog_store.import_interactions(tmp_path / "absent.csv")
 
 
