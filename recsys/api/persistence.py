@@ -39,6 +39,7 @@ from recsys.training import RetrainInProgressError, TrainingSettings
 DEFAULTS = {
     "DATABASE_URL": None,
     "MODEL_DIR": None,
+    "MODEL_PARAMS_PATH": None,
     "KEEP_MODEL_VERSIONS": 5,
     "RETRAIN_EVERY_EVENTS": None,
     "RETRAIN_EVERY_MINUTES": None,
