@@ -158,7 +158,7 @@ class LiveRecommendationService:
         return dataclasses.replace(
             answer,
             fallback_reason=reason,
-            extra={**answer.extra, "model_version": bundle.version},
+            model_version=bundle.version,
         )
 
     def popular(self, n: int) -> list[RecommendedProduct]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -121,7 +121,6 @@ class PipelineResult:
     top5: pd.DataFrame
     model: SVDRecommender
     evaluation: RatingEvaluation
-    weights: RatingWeights = field(default_factory=RatingWeights)
 
 
 def run_pipeline(
@@ -138,5 +137,5 @@ def run_pipeline(
     evaluation = evaluate_svd_rmse(feedback, SVDRecommender(), seed=config.seed)
     model = SVDRecommender().fit(feedback)
     return PipelineResult(
-        shop=shop, feedback=feedback, top5=top5, model=model, evaluation=evaluation, weights=weights
+        shop=shop, feedback=feedback, top5=top5, model=model, evaluation=evaluation
     )

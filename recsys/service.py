@@ -7,7 +7,7 @@ Cold start is an answer with a reason, never an exception.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import pandas as pd
@@ -37,20 +37,22 @@ class RecommendationAnswer:
         strategy: The model that made the list (``svd``, ``popular``, ...).
         recommendations: Best first.
         fallback_reason: Why a personal list was not possible, if it was not.
+        model_version: The published model version that answered, when known.
     """
 
     user_id: int
     strategy: str
     recommendations: list[RecommendedProduct]
     fallback_reason: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    model_version: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""
         body: dict[str, Any] = {"user_id": self.user_id, "strategy": self.strategy}
         if self.fallback_reason is not None:
             body["fallback_reason"] = self.fallback_reason
-        body.update(self.extra)
+        if self.model_version is not None:
+            body["model_version"] = self.model_version
         body["recommendations"] = [asdict(item) for item in self.recommendations]
         return body
 
@@ -108,4 +110,3 @@ class RecommendationService:
                 RecommendedProduct(int(product_id), name, category, round(float(score), 4))
             )
         return items
-

@@ -24,10 +24,9 @@ from sqlalchemy import event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
-from recsys.data import INTERACTION_COLUMNS, TIMESTAMP_COLUMN, load_interactions
+from recsys.data import INTERACTION_COLUMNS, MAX_ID, TIMESTAMP_COLUMN, load_interactions
 from recsys.errors import DataFileError, RecsysError
 
-MAX_ID = 2**63 - 1
 # SQLite caps bound parameters per statement; chunks keep IN (...) lists and
 # multi-row inserts below that cap on every version.
 _CHUNK_ROWS = 900
@@ -165,10 +164,7 @@ def parse_timestamp(value: str) -> datetime:
     Raises:
         ValueError: The text is not an ISO-8601 date-time.
     """
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is not None:
-        parsed = parsed.astimezone(UTC).replace(tzinfo=None)
-    return parsed
+    return _naive_utc(datetime.fromisoformat(value))
 
 
 def _positive_id(value: Any, field: str) -> int:
@@ -348,18 +344,6 @@ class EventStore:
         with self._write() as conn:
             return _insert_products(conn, catalog)
 
-    def add_users(self, profiles: pd.DataFrame) -> int:
-        """Insert user profiles, skipping user ids already present.
-
-        Args:
-            profiles: Column ``user_id`` and optionally ``name, email, city``.
-
-        Returns:
-            How many rows were offered.
-        """
-        with self._write() as conn:
-            return _insert_profiles(conn, profiles)
-
     def products_frame(self) -> pd.DataFrame:
         """Return the catalog: ``product_id, name, category, price`` by id."""
         query = sa.select(
@@ -422,8 +406,7 @@ class EventStore:
         ).order_by(interactions.c.id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        frame = pd.DataFrame(rows, columns=["user_id", "product_clicked", "purchased"])
-        return frame.astype("int64")
+        return pd.DataFrame(rows, columns=list(INTERACTION_COLUMNS)).astype("int64")
 
     # -- training jobs -------------------------------------------------------
 

@@ -7,8 +7,8 @@ import re
 from werkzeug.datastructures import MultiDict
 
 from recsys.api.errors import ApiError
+from recsys.data import MAX_ID
 
-MAX_ID = 2**63 - 1
 _DIGITS = re.compile(r"\d+")
 
 
