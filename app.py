@@ -1,67 +1,82 @@
-"""The web service: ``create_app`` builds it; ``python app.py`` serves it.
+"""The web service: ``create_app`` builds it; ``python app.py`` prepares and serves it.
 
-Configuration comes, in order, from the defaults below, ``RECSYS_*``
-environment variables (``RECSYS_MODEL=popular`` sets ``MODEL``), and the
-``config`` mapping passed to ``create_app`` (tests use it).
+``create_app`` has no side effects: it reads the settings (``recsys.serving.
+settings``: the ``config`` mapping, then ``RECSYS_*`` environment variables,
+then the defaults), and wires the runtime into Flask. It opens no database,
+writes no file and trains nothing. Start-up work is ``flask --app app init``.
 """
 
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
+import logging
+import os
+import sys
 from typing import Any
 
 from flask import Flask
 
-from recsys import api
-from recsys.api import persistence
-from recsys.model_params import canonical_model_name
-
-ROOT = Path(__file__).resolve().parent
-
-DEFAULTS: dict[str, Any] = {
-    "DATA_PATH": str(ROOT / "interactions.csv"),
-    "MODEL": "svd",
-    "CLICK_WEIGHT": 1.0,
-    "PURCHASE_WEIGHT": 2.0,
-    "HOST": "127.0.0.1",
-    "PORT": 5000,
-}
+from recsys import web
+from recsys.errors import RecsysError
+from recsys.serving.runtime import ServingRuntime
+from recsys.serving.settings import Settings
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
-    """Build the Flask app and the model it serves.
+    """Build the Flask app and its (not yet started) runtime.
 
     Args:
-        config: Settings that override the defaults and the environment.
+        config: Settings that override the environment and the defaults.
+
+    Raises:
+        SettingsError: A setting is unusable (one line naming it).
     """
     app = Flask(__name__, instance_relative_config=True)
-    app.config.from_mapping(DEFAULTS)
-    app.config.from_prefixed_env("RECSYS")
-    if config:
-        app.config.update(config)
+    settings = Settings.load(os.environ, config, app.instance_path)
+    app.config.from_mapping(settings.as_flask_config())
+    # Werkzeug enforces this on every body, chunked ones included.
+    app.config["MAX_CONTENT_LENGTH"] = settings["INGEST_MAX_BYTES"]
     app.json.sort_keys = False
-
-    try:
-        app.config["MODEL"] = canonical_model_name(str(app.config["MODEL"]))
-    except ValueError as exc:
-        raise ValueError(f"MODEL: {exc}") from None
-    # Event store, model artifacts and retraining: serves the newest published
-    # model, training one only when none exists (see recsys/api/persistence.py).
-    runtime = persistence.init_app(app)
-    api.init_app(app, runtime.service)
+    configure_logging(settings["LOG_LEVEL"])
+    web.init_app(app, ServingRuntime(settings))
     return app
 
 
-def main() -> None:
-    """Serve with Flask's development server (use gunicorn in production)."""
-    parser = argparse.ArgumentParser(description="Serve the recommendation API.")
-    parser.add_argument("--host", default=None, help="default 127.0.0.1 or RECSYS_HOST")
-    parser.add_argument("--port", type=int, default=None, help="default 5000 or RECSYS_PORT")
-    args = parser.parse_args()
-    app = create_app()
-    app.run(host=args.host or app.config["HOST"], port=args.port or int(app.config["PORT"]))
+def configure_logging(level: str) -> None:
+    """Send the service's own messages to stderr (once per process)."""
+    logger = logging.getLogger("recsys")
+    if logger.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logger.addHandler(handler)
+    logger.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Prepare the store and model (``init``), then serve with Flask's development server."""
+    parser = argparse.ArgumentParser(
+        description="Serve the recommendation API (development server; see the README "
+        "for gunicorn).")
+    parser.add_argument("--host", default=None, help="default: RECSYS_HOST or 127.0.0.1")
+    parser.add_argument("--port", default=None, help="default: RECSYS_PORT or 5000")
+    args = parser.parse_args(argv)
+    overrides = {k: v for k, v in (("HOST", args.host), ("PORT", args.port)) if v is not None}
+    try:
+        app = create_app(overrides)
+        app.extensions[web.RUNTIME_KEY].init()
+    except RecsysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # an unreachable database, say: one line, not a traceback
+        print(f"error: cannot start: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+              file=sys.stderr)
+        return 2
+    host, port = app.config["HOST"], app.config["PORT"]
+    logging.getLogger("recsys").info("listening on http://%s:%s", host, port)
+    app.run(host=host, port=port)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -10,8 +10,8 @@ the other commands (generate, eda, ...).
 
 import sys
 
-from recsys.cli import main
-from recsys.pipeline import run_pipeline
+from recsys.cli.main import main
+from recsys.evaluation.pipeline import run_pipeline
 
 pipeline = run_pipeline()
 

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app import create_app
 from recsys.models.base import ModelState
 from recsys.models.svd import SVDRecommender
-from recsys.registry import ModelRegistry
+from recsys.serving.artifacts import ModelRegistry
 
 POSTGRES_URL = os.environ.get(
     "RECSYS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

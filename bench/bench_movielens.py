@@ -35,10 +35,11 @@ from surprise import SVD, Reader, accuracy  # noqa: E402
 from surprise import Dataset as SurpriseDataset  # noqa: E402
 from surprise.model_selection import KFold  # noqa: E402
 
-from recsys import metrics  # noqa: E402
-from recsys.evaluation import evaluate, kfold_splits, products_by_user  # noqa: E402
-from recsys.loaders import load_dataset  # noqa: E402
-from recsys.model_params import model_factory  # noqa: E402
+from recsys.data.loaders import load_dataset  # noqa: E402
+from recsys.evaluation import metrics  # noqa: E402
+from recsys.evaluation.evaluate import evaluate  # noqa: E402
+from recsys.evaluation.params import model_factory  # noqa: E402
+from recsys.evaluation.splits import kfold_splits, products_by_user  # noqa: E402
 from recsys.models.svd import SVDRecommender  # noqa: E402
 
 DEFAULT_PATH = REPO / ".." / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"

@@ -1,6 +1,6 @@
 """Alembic environment: migrates the event store's schema.
 
-Run programmatically by ``recsys.migrate.upgrade_to_head`` (which hands over an
+Run programmatically by ``recsys.store.migrate.upgrade_to_head`` (which hands over an
 open connection), or from the command line as ``alembic upgrade head`` with
 ``DATABASE_URL`` set.
 """
@@ -11,7 +11,8 @@ import os
 
 from alembic import context
 
-from recsys.store import create_store_engine, metadata
+from recsys.store.engine import create_store_engine
+from recsys.store.tables import metadata
 
 config = context.config
 target_metadata = metadata

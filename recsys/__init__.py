@@ -1,4 +1,4 @@
 """Recommendation library: simulation, data, models, evaluation and serving.
 
-Nothing in this package imports Flask except ``recsys.api``.
+Nothing in this package imports Flask except ``recsys.web``.
 """

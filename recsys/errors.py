@@ -1,4 +1,4 @@
-"""Exceptions the project raises on purpose."""
+"""Exceptions the project raises on purpose, and how their messages quote input."""
 
 from __future__ import annotations
 
@@ -25,3 +25,16 @@ class DataFileError(RecsysError, ValueError):
         self.line = line
         where = f"{self.path}, line {line}" if line is not None else self.path
         super().__init__(f"{where}: {problem}")
+
+
+# Error messages echo what the caller sent; a cap keeps a megabyte of junk out
+# of responses and logs.
+MAX_ECHO_CHARS = 100
+
+
+def quote(value: object) -> str:
+    """Return ``repr(value)`` capped at ``MAX_ECHO_CHARS`` characters, for error messages."""
+    text = repr(value)
+    if len(text) <= MAX_ECHO_CHARS:
+        return text
+    return f"{text[: MAX_ECHO_CHARS - 3]}... ({len(text)} characters)"

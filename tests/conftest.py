@@ -19,9 +19,13 @@ BUNDLED_LOG = ROOT / "interactions.csv"
 def bundled_app(tmp_path_factory):
     """The service over the bundled log, built once: the read-only endpoints share it."""
     state = tmp_path_factory.mktemp("bundled_app")
-    return create_app({"TESTING": True, "DATA_PATH": str(BUNDLED_LOG),
-                       "DATABASE_URL": f"sqlite:///{state / 'events.db'}",
-                       "MODEL_DIR": str(state / "models")})
+    app = create_app({"TESTING": True, "DATA_PATH": str(BUNDLED_LOG),
+                      "DATABASE_URL": f"sqlite:///{state / 'events.db'}",
+                      "MODEL_DIR": str(state / "models")})
+    runtime = app.extensions["recsys.runtime"]
+    runtime.init()
+    yield app
+    runtime.close()
 
 
 @pytest.fixture(autouse=True)
@@ -32,6 +36,28 @@ def isolated_event_store(tmp_path, monkeypatch):
     """
     monkeypatch.setenv("RECSYS_DATABASE_URL", f"sqlite:///{tmp_path / 'events.db'}")
     monkeypatch.setenv("RECSYS_MODEL_DIR", str(tmp_path / "models"))
+
+
+@pytest.fixture()
+def make_app():
+    """Return a function that builds an app from a config and runs its init step.
+
+    Every app made is closed at the end of the test (threads, connection pools).
+    """
+    made = []
+
+    def make(config: dict | None = None, init: bool = True):
+        app = create_app({"TESTING": True, **(config or {})})
+        made.append(app)
+        if init:
+            app.extensions["recsys.runtime"].init()
+        return app
+
+    yield make
+    for app in made:
+        runtime = app.extensions["recsys.runtime"]
+        runtime.jobs.wait_all(timeout=30)
+        runtime.close()
 
 
 @pytest.fixture()

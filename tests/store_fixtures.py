@@ -18,8 +18,8 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
-from recsys.migrate import upgrade_to_head
-from recsys.store import EventStore
+from recsys.store.events import EventStore
+from recsys.store.migrate import upgrade_to_head
 
 POSTGRES_URL = os.environ.get(
     "RECSYS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -108,7 +108,7 @@ SMALL_CATALOG = pd.DataFrame({
 @pytest.fixture
 def catalog_store(store):
     """Yield an event store whose catalog holds products 1-5."""
-    store.add_products(SMALL_CATALOG)
+    store.upsert_products(SMALL_CATALOG)
     return store
 
 
@@ -128,14 +128,14 @@ class AppFactory:
                   "MODEL_DIR": str(self.model_dir), **self.config, **overrides}
         app = create_app(config)
         self.apps.append(app)
+        # What `flask --app app init` does before a server starts.
+        runtime_of(app).init()
         return app
 
     def close(self) -> None:
         for app in self.apps:
             runtime = app.extensions["recsys.runtime"]
-            for job in [runtime.jobs.active_job()]:
-                if job is not None:
-                    runtime.jobs.wait(job.id, timeout=30)
+            runtime.jobs.wait_all(timeout=30)
             runtime.close()
 
 

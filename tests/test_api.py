@@ -5,8 +5,9 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
-from recsys.data import load_interactions
+from recsys.data.interactions import load_interactions
 from recsys.errors import DataFileError
+from recsys.serving.settings import SettingsError
 from tests.conftest import BUNDLED_LOG
 
 
@@ -123,8 +124,8 @@ def test_a_wrong_method_is_a_json_405_listing_the_allowed_ones(client):
     assert "GET" in response.headers["Allow"]
 
 
-def test_a_crash_is_a_json_500_not_an_html_page():
-    app = create_app({"DATA_PATH": str(BUNDLED_LOG)})
+def test_a_crash_is_a_json_500_not_an_html_page(make_app):
+    app = make_app({"DATA_PATH": str(BUNDLED_LOG)}, init=False)
 
     @app.get("/test-crash")
     def crash():
@@ -138,22 +139,22 @@ def test_a_crash_is_a_json_500_not_an_html_page():
 
 
 @pytest.mark.parametrize(("model", "strategy"), [("popularity", "popular"), ("als", "als")])
-def test_the_model_behind_recommend_is_configurable(model, strategy):
-    app = create_app({"TESTING": True, "MODEL": model, "DATA_PATH": str(BUNDLED_LOG)})
+def test_the_model_behind_recommend_is_configurable(make_app, model, strategy):
+    app = make_app({"MODEL": model, "DATA_PATH": str(BUNDLED_LOG)})
     body = app.test_client().get("/recommend?user_id=1").get_json()
     assert body["strategy"] == strategy and "fallback_reason" not in body
     assert len(body["recommendations"]) == 5
 
 
 def test_an_unknown_model_name_is_refused_at_start_up():
-    with pytest.raises(ValueError, match="MODEL: unknown model 'magic'; expected one of"):
+    with pytest.raises(SettingsError, match="MODEL: unknown model 'magic'; expected one of"):
         create_app({"MODEL": "magic", "DATA_PATH": str(BUNDLED_LOG)})
 
 
-def test_the_service_trains_with_the_tuned_parameters_file(tmp_path):
+def test_the_service_trains_with_the_tuned_parameters_file(make_app, tmp_path):
     params = tmp_path / "params.json"
     params.write_text('{"svd": {"n_factors": 3, "n_epochs": 7}}')
-    app = create_app({"TESTING": True, "MODEL_PARAMS_PATH": str(params)})
+    app = make_app({"MODEL_PARAMS_PATH": str(params)})
     model = app.test_client().get("/model").get_json()
     assert model["params"]["n_factors"] == 3 and model["params"]["n_epochs"] == 7
 
@@ -161,7 +162,7 @@ def test_the_service_trains_with_the_tuned_parameters_file(tmp_path):
 @pytest.mark.parametrize(
     ("content", "message"),
     [
-        (None, "does not exist"),
+        (None, "file not found"),
         ("{not json", "not valid JSON"),
         ('{"svd": {"n_factorz": 3}}', "bad parameters for 'svd'"),
     ],
@@ -174,9 +175,9 @@ def test_a_bad_parameters_file_is_refused_at_start_up(tmp_path, content, message
         create_app({"TESTING": True, "MODEL_PARAMS_PATH": str(params)})
 
 
-def test_the_service_serves_any_valid_log(write_csv):
+def test_the_service_serves_any_valid_log(make_app, write_csv):
     path = write_csv("user_id,product_clicked,purchased\n1,2,1\n1,3,0\n2,3,0\n2,4,0\n")
-    app = create_app({"TESTING": True, "DATA_PATH": str(path)})
+    app = make_app({"DATA_PATH": str(path)})
     body = app.test_client().get("/recommend?user_id=1").get_json()
     # Product 2 was bought, so only 3 and 4 remain.
     assert sorted(i["product_id"] for i in body["recommendations"]) == [3, 4]

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from recsys.cli import main
-from recsys.model_params import load_model_params
-from recsys.pipeline import run_pipeline
+from recsys.cli.main import main
+from recsys.evaluation.params import load_model_params
+from recsys.evaluation.pipeline import run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
 RANKING_KEYS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10", "coverage")

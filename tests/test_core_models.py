@@ -7,11 +7,16 @@ import pandas as pd
 import pytest
 from surprise import Dataset, Reader
 
-from recsys.data import derive_ratings
+from recsys.data.ratings import derive_ratings
+from recsys.data.simulate import SimulationConfig, simulate_shop
+from recsys.evaluation.pipeline import (
+    evaluate_svd_rmse,
+    rating_accuracy,
+    run_pipeline,
+    split_ratings,
+)
 from recsys.models.popularity import PopularityRecommender, top_popular
 from recsys.models.svd import SVDRecommender
-from recsys.pipeline import evaluate_svd_rmse, rating_accuracy, run_pipeline, split_ratings
-from recsys.simulate import SimulationConfig, simulate_shop
 
 
 def _log(rows):

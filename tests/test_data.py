@@ -7,7 +7,8 @@ import itertools
 import pandas as pd
 import pytest
 
-from recsys.data import RatingWeights, derive_ratings, load_interactions
+from recsys.data.interactions import load_interactions
+from recsys.data.ratings import RatingWeights, derive_ratings
 from recsys.errors import DataFileError
 
 HEADER = "user_id,product_clicked,purchased\n"

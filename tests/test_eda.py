@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from recsys.eda import (
+from recsys.data.eda import (
     conversion_by_product,
     most_clicked,
     overall_conversion,

@@ -7,17 +7,10 @@ from surprise import Dataset as SurpriseDataset
 from surprise import Reader
 from surprise.model_selection import KFold
 
-from recsys.evaluation import (
-    Split,
-    evaluate,
-    format_report,
-    holdout_split,
-    kfold_splits,
-    make_splits,
-    rank_models,
-    time_split,
-)
-from recsys.loaders import Dataset
+from recsys.data.loaders import Dataset
+from recsys.evaluation.evaluate import evaluate, rank_models
+from recsys.evaluation.report import format_report
+from recsys.evaluation.splits import Split, holdout_split, kfold_splits, make_splits, time_split
 from recsys.models.als import ALSRecommender
 from recsys.models.popularity import PopularityRecommender
 

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
+from recsys.data.loaders import load_dataset, relevant_mask
 from recsys.errors import DataFileError
-from recsys.loaders import load_dataset, relevant_mask
 
 RATINGS_CSV = "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,2.5,200\n2,10,5.0,150\n"
 U_DATA = "1\t10\t4\t100\n1\t20\t2\t200\n2\t10\t5\t150\n"

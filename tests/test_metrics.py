@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from recsys import metrics
+from recsys.evaluation import metrics
 
 # One user: ranks 2 and 4 of the top 4 are relevant; 3 relevant items in all.
 ONE_USER_LIST = {1: [10, 20, 30, 40]}

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from recsys.models.base import Recommender
-from recsys.registry import ArtifactError, ModelRegistry
+from recsys.serving.artifacts import ArtifactError, ModelRegistry
 
 
 class DotProductModel(Recommender):
@@ -169,7 +169,7 @@ def test_corrupt_newest_version_is_skipped_with_a_warning(registry, caplog, dama
     good = publish(registry).version
     bad = publish(registry).version
     damage(registry.root / bad)
-    with caplog.at_level(logging.WARNING, logger="recsys.registry"):
+    with caplog.at_level(logging.WARNING, logger="recsys.serving.artifacts"):
         loaded = registry.load_latest()
     assert loaded.metadata.version == good
     assert any(bad in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
@@ -208,7 +208,7 @@ _CRASHING_PUBLISHER = textwrap.dedent(
     import os, sys, time
     sys.path[:0] = [{tests!r}, {project!r}]
     from test_registry import fitted_model
-    from recsys.registry import ModelRegistry
+    from recsys.serving.artifacts import ModelRegistry
 
     real_fsync = os.fsync
 

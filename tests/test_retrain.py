@@ -42,12 +42,12 @@ def gate_training(monkeypatch, app) -> threading.Event:
 
 def test_a_restarted_app_serves_the_same_version_without_training(any_app_factory):
     first = any_app_factory()
-    assert runtime_of(first).trained_at_start, "an empty artifact directory means one training"
+    assert runtime_of(first).init_report.trained, "an empty artifact directory means one training"
     version = first.test_client().get("/model").get_json()["version"]
     answer = first.test_client().get("/recommend?user_id=1").get_json()
 
     second = any_app_factory()
-    assert not runtime_of(second).trained_at_start
+    assert not runtime_of(second).init_report.trained
     assert runtime_of(second).registry.versions() == [version]
     assert second.test_client().get("/recommend?user_id=1").get_json() == answer
 
@@ -56,7 +56,7 @@ def test_a_restart_after_a_retrain_serves_the_retrained_version(app_factory):
     job = retrain(app_factory().test_client())
     assert job["state"] == "succeeded"
     restarted = app_factory()
-    assert not runtime_of(restarted).trained_at_start
+    assert not runtime_of(restarted).init_report.trained
     assert restarted.test_client().get("/model").get_json()["version"] == job["version"]
 
 
@@ -138,7 +138,7 @@ def test_model_reports_the_live_version_and_how_it_was_made(app_factory):
     assert body["trained_at"].endswith("Z")
     assert body["data_fingerprint"].startswith("sha256:")
     assert body["metrics"]["test_users"] > 0
-    assert body["training"]["interactions"] == runtime_of(app).store.count_interactions()
+    assert body["training"]["interactions"] == runtime_of(app).store.counts().interactions
 
 
 def test_requests_during_retrains_see_no_error_and_only_whole_versions(app_factory):
@@ -171,7 +171,7 @@ def test_requests_during_retrains_see_no_error_and_only_whole_versions(app_facto
     assert [status for status, _ in seen if status != 200] == []
     versions = {body["model_version"] for _, body in seen}
     assert len(versions) >= 2, "the reader should have seen at least one swap"
-    bought = {1: runtime.store.purchased_products(1)}
+    bought = {1: runtime.store.user_history(1).purchased}
     for version in versions:
         model = runtime.registry.load(version).model
         ranked = model.recommend([1], 5, exclude=bought).lists[1]
@@ -197,7 +197,7 @@ def test_cli_train_publishes_a_new_version(app_factory):
 def test_cli_export_then_import_doubles_the_log(app_factory, tmp_path):
     app = app_factory()
     store = runtime_of(app).store
-    rows = store.count_interactions()
+    rows = store.counts().interactions
     path = tmp_path / "export.csv"
     runner = app.test_cli_runner()
     exported = runner.invoke(args=["export-interactions", str(path)])
@@ -206,19 +206,19 @@ def test_cli_export_then_import_doubles_the_log(app_factory, tmp_path):
     imported = runner.invoke(args=["import-interactions", str(path)])
     assert imported.exit_code == 0, imported.output
     assert f"imported {rows} interactions" in imported.output
-    assert store.count_interactions() == 2 * rows
+    assert store.counts().interactions == 2 * rows
 
 
 def test_cli_import_of_a_bad_file_names_the_line_and_imports_nothing(app_factory, tmp_path):
     app = app_factory()
-    rows = runtime_of(app).store.count_interactions()
+    rows = runtime_of(app).store.counts().interactions
     path = tmp_path / "bad.csv"
     path.write_text("user_id,product_clicked,purchased\n1,2,0\n1,2,maybe\n")
     result = app.test_cli_runner().invoke(args=["import-interactions", str(path)])
     assert result.exit_code == 1
     assert f"{path}, line 3: purchased must be 0 or 1" in result.output
     assert "nothing was imported" in result.output
-    assert runtime_of(app).store.count_interactions() == rows
+    assert runtime_of(app).store.counts().interactions == rows
 
 
 def test_only_the_last_n_versions_are_kept(app_factory):
@@ -233,10 +233,10 @@ def test_a_corrupt_newest_artifact_is_skipped_at_start_with_a_warning(app_factor
     good = runtime_of(app).registry.versions()[0]
     bad = retrain(app.test_client())["version"]
     (Path(runtime_of(app).registry.root) / bad / "arrays.npz").write_bytes(b"\0" * 100)
-    with caplog.at_level(logging.WARNING, logger="recsys.registry"):
+    with caplog.at_level(logging.WARNING, logger="recsys.serving.artifacts"):
         restarted = app_factory()
     assert restarted.test_client().get("/model").get_json()["version"] == good
-    assert not runtime_of(restarted).trained_at_start
+    assert not runtime_of(restarted).init_report.trained
     assert any(bad in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
@@ -280,7 +280,7 @@ def test_a_trainer_killed_mid_write_leaves_the_previous_model_served(app_factory
 
     restarted = app_factory()
     assert runtime_of(restarted).registry.versions() == previous
-    assert not runtime_of(restarted).trained_at_start
+    assert not runtime_of(restarted).init_report.trained
     answer = restarted.test_client().get("/recommend?user_id=1").get_json()
     assert answer["model_version"] == previous[0]
     assert len(answer["recommendations"]) == 5
@@ -289,17 +289,18 @@ def test_a_trainer_killed_mid_write_leaves_the_previous_model_served(app_factory
 def test_changing_the_configured_model_serves_its_own_newest_artifact(app_factory):
     svd_version = app_factory().test_client().get("/model").get_json()["version"]
     popular_app = app_factory(MODEL="popular")
-    assert runtime_of(popular_app).trained_at_start, "no popular artifact existed yet"
+    assert runtime_of(popular_app).init_report.trained, "no popular artifact existed yet"
     assert popular_app.test_client().get("/model").get_json()["model_type"] == "popular"
     back = app_factory(MODEL="svd")
-    assert not runtime_of(back).trained_at_start
+    assert not runtime_of(back).init_report.trained
     assert back.test_client().get("/model").get_json()["version"] == svd_version
 
 
 def test_a_server_picks_up_a_version_another_process_published(app_factory):
     worker_a, worker_b = app_factory(), app_factory()
+    before = worker_b.test_client().get("/model").get_json()["version"]
     job = retrain(worker_a.test_client())
-    assert worker_b.test_client().get("/model").get_json()["version"] != job["version"]
+    assert worker_b.test_client().get("/model").get_json()["version"] == before
     assert runtime_of(worker_b).refresh() is True
     assert worker_b.test_client().get("/model").get_json()["version"] == job["version"]
     assert runtime_of(worker_b).refresh() is False
@@ -369,8 +370,9 @@ def test_refresh_ignores_a_damaged_new_version_and_keeps_serving(app_factory, ca
     live = worker_b.test_client().get("/model").get_json()["version"]
     damaged = retrain(worker_a.test_client())["version"]
     (Path(runtime_of(worker_a).registry.root) / damaged / "arrays.npz").write_bytes(b"broken")
-    with caplog.at_level(logging.WARNING, logger="recsys.runtime"):
+    with caplog.at_level(logging.WARNING, logger="recsys.serving.runtime"):
         assert runtime_of(worker_b).refresh() is False
         assert runtime_of(worker_b).refresh() is False
     assert worker_b.test_client().get("/model").get_json()["version"] == live
-    assert sum(damaged in r.getMessage() for r in caplog.records) == 1
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert sum(damaged in r.getMessage() for r in warnings) == 1

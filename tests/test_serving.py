@@ -34,7 +34,9 @@ def _get(url: str) -> tuple[int, dict]:
     "command",
     [
         [sys.executable, "app.py", "--port", "{port}"],
-        [sys.executable, "-m", "flask", "--app", "app", "run", "--port", "{port}"],
+        # What the README says for Flask's own runner: init, then run.
+        ["sh", "-c", f"{sys.executable} -m flask --app app init && "
+                     f"exec {sys.executable} -m flask --app app run --port {{port}}"],
     ],
     ids=["python app.py", "flask run"],
 )

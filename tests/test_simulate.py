@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.data import write_interactions
-from recsys.simulate import CATEGORIES, SimulationConfig, simulate_shop
+from recsys.data.interactions import write_interactions
+from recsys.data.simulate import CATEGORIES, SimulationConfig, simulate_shop
 from tests.conftest import BUNDLED_LOG
 
 

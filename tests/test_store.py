@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 import sqlalchemy as sa
 
+from recsys.data.events import Event
 from recsys.errors import DataFileError
-from recsys.migrate import current_revision, head_revision, upgrade_to, upgrade_to_head
-from recsys.store import Event, EventStore, UnknownProductError
+from recsys.store.events import EventStore, UnknownProductError, UserHistory
+from recsys.store.migrate import alembic_config, upgrade_to, upgrade_to_head
 from tests.store_fixtures import SMALL_CATALOG
 
 
@@ -31,18 +32,16 @@ def test_interactions_frame_has_the_log_schema_in_insertion_order(catalog_store)
     assert all(dtype == "int64" for dtype in frame.dtypes)
 
 
-def test_a_purchase_is_visible_at_once(catalog_store):
+def test_a_purchase_is_visible_in_the_users_history_at_once(catalog_store):
     catalog_store.add_interactions([Event(7, 1, False)])
-    assert catalog_store.purchased_products(7) == set()
+    assert catalog_store.user_history(7) == UserHistory(has_events=True, purchased=frozenset())
     catalog_store.add_interactions([Event(7, 4, True), Event(7, 4, True)])
-    assert catalog_store.purchased_products(7) == {4}
-    assert catalog_store.purchased_products(99) == set()
+    assert catalog_store.user_history(7).purchased == {4}
 
 
-def test_has_user_events(catalog_store):
+def test_a_user_without_events_has_an_empty_history(catalog_store):
     catalog_store.add_interactions([Event(7, 1, False)])
-    assert catalog_store.has_user_events(7)
-    assert not catalog_store.has_user_events(8)
+    assert catalog_store.user_history(8) == UserHistory(has_events=False, purchased=frozenset())
 
 
 def test_an_unknown_product_rejects_the_whole_batch(catalog_store):
@@ -90,12 +89,10 @@ def test_eight_threads_posting_500_events_each_store_exactly_4000(catalog_store)
 
 
 def test_bootstrap_fills_an_empty_store_once(store):
-    profiles = pd.DataFrame({"user_id": [1, 2], "name": ["Ann", "Bo"],
-                             "email": ["a@x.org", "b@x.org"], "city": ["Oslo", "Rome"]})
     log = pd.DataFrame({"user_id": [1, 2, 2], "product_clicked": [1, 1, 3],
                         "purchased": [0, 1, 0]})
-    assert store.bootstrap(SMALL_CATALOG, profiles, log) is True
-    assert store.bootstrap(SMALL_CATALOG, profiles, log) is False
+    assert store.bootstrap(SMALL_CATALOG, log) is True
+    assert store.bootstrap(SMALL_CATALOG, log) is False
     counts = store.counts()
     assert (counts.products, counts.users, counts.interactions) == (5, 2, 3)
     assert store.products_frame().equals(SMALL_CATALOG)
@@ -166,7 +163,7 @@ def test_upgrading_from_the_first_revision_keeps_every_event(database_url):
     old = EventStore.from_url(database_url)
     upgrade_to(old.engine, "0001")
     assert current_revision(old.engine) == "0001"
-    old.add_products(SMALL_CATALOG)
+    old.upsert_products(SMALL_CATALOG)
     old.add_interactions([Event(7, 1, True), Event(8, 2, False)])
     before = (old.counts(), old.interactions_frame())
 
@@ -222,8 +219,23 @@ def test_the_migrations_create_exactly_the_schema_the_store_describes(store):
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
 
-    from recsys.store import metadata
+    from recsys.store.tables import metadata
 
     with store.engine.connect() as conn:
         differences = compare_metadata(MigrationContext.configure(conn), metadata)
     assert differences == []
+
+
+def current_revision(engine) -> str | None:
+    """Return the revision the database is at (None before the first migration)."""
+    from alembic.runtime.migration import MigrationContext
+
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision() -> str:
+    """Return the newest revision in the migrations folder."""
+    from alembic.script import ScriptDirectory
+
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()

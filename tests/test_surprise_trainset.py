@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 from surprise import SVD, Dataset, Reader
 
-from recsys.surprise_trainset import trainset_from_arrays
+from recsys.models.surprise_trainset import trainset_from_arrays
 
 
 @pytest.fixture(scope="module")

@@ -6,19 +6,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.data.loaders import simulated_dataset
 from recsys.errors import DataFileError
-from recsys.evaluation import holdout_split
-from recsys.loaders import simulated_dataset
-from recsys.model_params import (
-    build_model,
-    canonical_model_name,
+from recsys.evaluation.params import (
     load_model_params,
     model_factory,
     save_model_params,
 )
+from recsys.evaluation.splits import holdout_split
+from recsys.evaluation.tuning import tune
+from recsys.models import canonical_model_name
 from recsys.models.als import ALSRecommender
 from recsys.models.svd import SVDRecommender
-from recsys.tuning import tune
 
 
 def taste_feedback(seed=0):
@@ -104,13 +103,13 @@ def test_saved_parameters_round_trip_and_keep_other_models(tmp_path):
     }
 
 
-def test_build_model_trains_with_the_files_parameters(tmp_path):
+def test_model_factory_builds_models_with_the_files_parameters(tmp_path):
     path = tmp_path / "params.json"
     save_model_params(path, "als", {"factors": 8})
-    model = build_model("als", load_model_params(path))
+    model = model_factory("als", load_model_params(path))()
     assert isinstance(model, ALSRecommender)
     assert model.factors == 8
-    assert build_model("svd", load_model_params(path)).n_factors == SVDRecommender().n_factors
+    assert model_factory("svd", load_model_params(path))().n_factors == SVDRecommender().n_factors
 
 
 def test_model_factory_gives_the_datas_rating_scale_only_to_models_that_take_one():

@@ -16,7 +16,7 @@ import pandas as pd
 from surprise import SVD
 
 from recsys.models.base import Recommender, lookup_ids
-from recsys.surprise_trainset import trainset_from_arrays
+from recsys.models.surprise_trainset import trainset_from_arrays
 
 
 class SVDRecommender(Recommender):

@@ -1,0 +1,200 @@
+"""The ``evaluate`` and ``tune`` subcommands of ``recommendation_system.py``.
+
+``recsys.cli`` adds them with ``add_evaluation_commands(commands)``; each
+handler takes the parsed arguments and the default pipeline (whose simulated
+log is the data when ``--data`` is not given) and returns an exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from recsys.data.loaders import (
+    DEFAULT_RELEVANCE_THRESHOLD,
+    FORMATS,
+    Dataset,
+    load_dataset,
+    simulated_dataset,
+)
+from recsys.evaluation.evaluate import evaluate
+from recsys.evaluation.params import (
+    load_model_params,
+    model_factory,
+    save_model_params,
+)
+from recsys.evaluation.report import format_report
+from recsys.evaluation.splits import PROTOCOLS
+from recsys.evaluation.tuning import SEARCH_SPACES, tune
+from recsys.models import canonical_model_name
+
+DEFAULT_MODELS = "popularity,svd,als"
+
+
+def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
+    """Add the ``evaluate`` and ``tune`` subcommands to a subparsers object."""
+    evaluate_parser = commands.add_parser(
+        "evaluate",
+        help="compare models offline (ranking metrics, RMSE, fit time)",
+        description="Train each model on the same splits and print one row of metrics per model.",
+    )
+    _add_data_options(evaluate_parser)
+    evaluate_parser.add_argument(
+        "--models",
+        type=_model_list,
+        default=_model_list(DEFAULT_MODELS),
+        help=f"comma-separated model names (default: {DEFAULT_MODELS}; "
+        "'popular' and 'popularity' are the same model)",
+    )
+    evaluate_parser.add_argument("--protocol", choices=PROTOCOLS, default="holdout")
+    evaluate_parser.add_argument(
+        "--folds", type=int_at_least(2), default=5, help="folds of --protocol kfold (default 5)"
+    )
+    evaluate_parser.add_argument(
+        "--leave-last",
+        type=int_at_least(1),
+        default=1,
+        help="rows per user held out by --protocol time (default 1)",
+    )
+    evaluate_parser.add_argument(
+        "--k", type=int_at_least(1), default=10, help="ranking cut-off (default 10)"
+    )
+    evaluate_parser.add_argument(
+        "--params", type=Path, default=None, help="JSON hyper-parameters per model (from tune)"
+    )
+    evaluate_parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate_parser.set_defaults(handler=cmd_evaluate)
+
+    tune_parser = commands.add_parser(
+        "tune",
+        help="search a model's hyper-parameters",
+        description="Search SVD (Surprise RandomizedSearchCV on rmse) or ALS (seeded random "
+        "search on ndcg@K) and print the best parameters.",
+    )
+    _add_data_options(tune_parser)
+    tune_parser.add_argument("--model", choices=sorted(SEARCH_SPACES), required=True)
+    tune_parser.add_argument(
+        "--metric", default=None, help="rmse or ndcg@K (default: rmse for svd, ndcg@10 for als)"
+    )
+    tune_parser.add_argument(
+        "--trials", type=int_at_least(1), default=10, help="candidates to try (default 10)"
+    )
+    tune_parser.add_argument(
+        "--folds", type=int_at_least(2), default=3, help="CV folds for rmse (default 3)"
+    )
+    tune_parser.add_argument(
+        "--save",
+        type=Path,
+        default=None,
+        help="write the best parameters into this JSON file (e.g. instance/model_params.json)",
+    )
+    tune_parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    tune_parser.set_defaults(handler=cmd_tune)
+
+
+def cmd_evaluate(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
+    """Run ``evaluate`` and print its table or JSON."""
+    try:
+        dataset = _dataset(args, pipeline)
+        params = load_model_params(args.params) if args.params else None
+        factories = {
+            name: model_factory(name, params, dataset.rating_scale) for name in args.models
+        }
+        report = evaluate(
+            factories,
+            dataset,
+            protocol=args.protocol,
+            k=args.k,
+            threshold=args.relevance_threshold,
+            seed=args.seed,
+            folds=args.folds,
+            leave_last=args.leave_last,
+        )
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
+    return 0
+
+
+def cmd_tune(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
+    """Run ``tune``, print the best parameters and optionally save them."""
+    metric = args.metric or ("rmse" if args.model == "svd" else "ndcg@10")
+    try:
+        dataset = _dataset(args, pipeline)
+        result = tune(
+            dataset,
+            args.model,
+            metric,
+            n_trials=args.trials,
+            folds=args.folds,
+            seed=args.seed,
+            threshold=args.relevance_threshold,
+        )
+        if args.save:
+            save_model_params(args.save, result.model, result.best_params)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result.report())
+    if args.save and not args.json:
+        print(f"saved the {result.model} parameters to {args.save}")
+    return 0
+
+
+def _add_data_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        type=Path,
+        default=None,
+        help="ratings or interactions file (default: the simulated shop log)",
+    )
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="default: auto")
+    parser.add_argument(
+        "--relevance-threshold",
+        type=float,
+        default=DEFAULT_RELEVANCE_THRESHOLD,
+        help="a held-out item is relevant when its rating is at least this (default 4)",
+    )
+    parser.add_argument(
+        "--seed", type=int_at_least(0), default=0, help="seed of splits and search (default 0)"
+    )
+
+
+def _dataset(args: argparse.Namespace, pipeline: Callable[[], Any]) -> Dataset:
+    if args.data is None:
+        return simulated_dataset(pipeline().feedback)
+    return load_dataset(args.data, args.format)
+
+
+def _model_list(text: str) -> list[str]:
+    names: list[str] = []
+    try:
+        for part in text.split(","):
+            name = canonical_model_name(part)
+            if name not in names:
+                names.append(name)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return names
+
+
+def int_at_least(low: int) -> Callable[[str], int]:
+    """Return an argparse type that accepts integers >= low."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer >= {low}, got {text!r}"
+            ) from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    return parse

@@ -1,0 +1,1 @@
+"""Stage 1: the interaction log, its validation, catalogs, the simulator and EDA."""

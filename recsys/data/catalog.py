@@ -1,0 +1,113 @@
+"""Catalog files: ``product_id,name,category,price``, one product a line.
+
+A log comes with its catalog: ``generate`` writes ``products.csv`` beside the
+interactions it makes, and the bundled ``interactions.csv`` has its own. Every
+reader of a log (eda, the service's first start, ``import-catalog``) looks for
+it; without one, products are shown by id, never with invented names.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.interactions import MAX_ID
+from recsys.errors import DataFileError, quote
+
+CATALOG_COLUMNS = ("product_id", "name", "category", "price")
+CATALOG_FILE = "products.csv"
+
+
+def catalog_beside(log_path: str | Path) -> Path | None:
+    """Return the ``products.csv`` next to a log file, if there is one."""
+    candidate = Path(log_path).with_name(CATALOG_FILE)
+    return candidate if candidate.is_file() else None
+
+
+def load_catalog(path: str | Path) -> pd.DataFrame:
+    """Read and validate a catalog file.
+
+    Args:
+        path: A CSV with the header ``product_id,name,category,price``.
+
+    Returns:
+        The catalog, one row per product, in file order.
+
+    Raises:
+        DataFileError: The file is missing, unreadable, or a line breaks the
+            schema (ids positive and unique, names non-empty, prices >= 0).
+    """
+    path = Path(path)
+    try:
+        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
+    except FileNotFoundError:
+        raise DataFileError(path, "file not found") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise DataFileError(path, f"cannot read the file: {str(exc).strip()}") from None
+    header = [c.strip() for c in raw.columns]
+    if header != list(CATALOG_COLUMNS):
+        raise DataFileError(
+            path, f"expected header {','.join(CATALOG_COLUMNS)}, got {quote(','.join(header))}",
+            line=1,
+        )
+    raw.columns = header
+    seen: dict[int, int] = {}
+    rows = []
+    for index, record in enumerate(raw.itertuples(index=False)):
+        line = index + 2  # line 1 is the header
+        text_id, name, category, text_price = (str(v).strip() for v in record)
+        if not (text_id.isascii() and text_id.isdigit() and 1 <= int(text_id) <= MAX_ID):
+            raise DataFileError(
+                path, f"product_id must be an integer from 1 to {MAX_ID}, got {quote(text_id)}",
+                line,
+            )
+        product_id = int(text_id)
+        if product_id in seen:
+            raise DataFileError(
+                path, f"product_id {product_id} repeats line {seen[product_id]}", line
+            )
+        seen[product_id] = line
+        if not name or not category:
+            raise DataFileError(path, "name and category must not be empty", line)
+        try:
+            price = float(text_price)
+        except ValueError:
+            price = float("nan")
+        if not np.isfinite(price) or price < 0:
+            raise DataFileError(path, f"price must be a number >= 0, got {quote(text_price)}", line)
+        rows.append((product_id, name, category, price))
+    if not rows:
+        raise DataFileError(path, "the file names no product", line=2)
+    return pd.DataFrame(rows, columns=list(CATALOG_COLUMNS)).astype(
+        {"product_id": "int64", "price": "float64"}
+    )
+
+
+def write_catalog(catalog: pd.DataFrame, path: str | Path) -> None:
+    """Write a catalog as CSV with Unix line endings."""
+    catalog.loc[:, list(CATALOG_COLUMNS)].to_csv(path, index=False, lineterminator="\n")
+
+
+def catalog_for_log(log: pd.DataFrame, catalog_path: str | Path | None) -> pd.DataFrame:
+    """Return a catalog that covers every product of a log.
+
+    Args:
+        log: An interactions frame (``product_clicked`` column).
+        catalog_path: Its catalog file, or None.
+
+    Returns:
+        The file's products plus, for any product of the log it lacks, a row
+        with no name, category or price (shown by id).
+    """
+    known = load_catalog(catalog_path) if catalog_path is not None else None
+    ids = np.unique(log["product_clicked"].to_numpy(dtype=np.int64))
+    if known is not None:
+        ids = np.setdiff1d(ids, known["product_id"].to_numpy())
+    unnamed = pd.DataFrame(
+        {"product_id": ids, "name": None, "category": None, "price": np.nan}
+    ).astype({"product_id": "int64", "price": "float64"})
+    if known is None:
+        return unnamed
+    return pd.concat([known, unnamed], ignore_index=True) if len(unnamed) else known

@@ -1,0 +1,1 @@
+"""Stage 3: splits, metrics, evaluate, tune and the user's offline pipeline."""

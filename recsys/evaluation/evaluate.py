@@ -1,0 +1,161 @@
+"""Score fitted models on splits, and compare several models on the same splits."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD, Dataset, relevant_mask
+from recsys.evaluation import metrics
+from recsys.evaluation.splits import Split, make_splits, products_by_user
+from recsys.models.base import Recommender
+
+RANKING_METRICS = {
+    "precision": metrics.precision_at_k,
+    "recall": metrics.recall_at_k,
+    "ndcg": metrics.ndcg_at_k,
+    "map": metrics.map_at_k,
+    "hit_rate": metrics.hit_rate_at_k,
+}
+
+ModelFactory = Callable[[], Recommender]
+
+
+def score_split(
+    model: Recommender, split: Split, k: int, threshold: float
+) -> dict[str, float | int]:
+    """Measure one fitted model on one split's test rows.
+
+    Rating errors (for models that predict ratings) cover every test row.
+    Ranking metrics cover the test users the model knows, with their training
+    products excluded from the ranking; relevant = test rating >= threshold.
+
+    Args:
+        model: A model fitted on ``split.train``.
+        split: The split.
+        k: The ranking cut-off.
+        threshold: The relevance threshold on ratings.
+
+    Returns:
+        Metric name -> value, plus ``ranked_users`` and ``recommend_seconds``.
+    """
+    scores: dict[str, float | int] = {}
+    test = split.test
+    if model.predicts_ratings:
+        predicted = model.predict(test["user_id"].to_numpy(), test["product_id"].to_numpy())
+        scores["rmse"] = metrics.rmse(predicted, test["rating"].to_numpy())
+        scores["mae"] = metrics.mae(predicted, test["rating"].to_numpy())
+
+    relevant_rows = test[relevant_mask(test, threshold)]
+    relevant = products_by_user(relevant_rows)
+    start = time.perf_counter()
+    batch = model.recommend(relevant, k, exclude=products_by_user(split.train))
+    scores["recommend_seconds"] = time.perf_counter() - start
+    lists = {user: ranked.product_ids for user, ranked in batch.lists.items()}
+    known = {user: relevant[user] for user in lists}
+    scores["ranked_users"] = len(known)
+    if known:
+        for metric_name, metric in RANKING_METRICS.items():
+            scores[f"{metric_name}@{k}"] = metric(lists, known, k)
+        scores["coverage"] = metrics.catalog_coverage(lists, len(model.product_ids), k)
+    return scores
+
+
+def evaluate(
+    models: Mapping[str, ModelFactory],
+    dataset: Dataset,
+    protocol: str = "holdout",
+    k: int = 10,
+    threshold: float | None = None,
+    seed: int = 0,
+    folds: int = 5,
+    test_fraction: float = 0.2,
+    leave_last: int = 1,
+) -> dict[str, Any]:
+    """Train and measure several models on the same splits.
+
+    Args:
+        models: Report name -> a function returning a fresh, unfitted model.
+        dataset: The data.
+        protocol: "holdout", "kfold" or "time".
+        k: The ranking cut-off.
+        threshold: Relevance threshold on ratings (default 4).
+        seed: Seed of the split (models keep their own seeds).
+        folds: For kfold: the number of folds.
+        test_fraction: For holdout: the share of each user's rows held out.
+        leave_last: For time: the number of each user's latest rows held out.
+
+    Returns:
+        ``{"dataset": {...}, "protocol": {...}, "models": {name: {metric: value}}}``;
+        with several folds, each figure is the mean over folds (as Surprise's
+        ``cross_validate`` reports it) and the split counts are per fold.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if not models:
+        raise ValueError("no models to evaluate")
+    threshold = DEFAULT_RELEVANCE_THRESHOLD if threshold is None else float(threshold)
+    splits = make_splits(dataset.feedback, protocol, seed, folds, test_fraction, leave_last)
+    per_model: dict[str, list[dict[str, float | int]]] = {name: [] for name in models}
+    for split in splits:
+        for name, factory in models.items():
+            start = time.perf_counter()
+            model = factory().fit(split.train)
+            fit_seconds = time.perf_counter() - start
+            scores = score_split(model, split, k, threshold)
+            scores["fit_seconds"] = fit_seconds
+            per_model[name].append(scores)
+
+    protocol_facts: dict[str, Any] = {
+        "name": protocol,
+        "seed": seed,
+        "k": k,
+        "relevance_threshold": threshold,
+        "splits": [split.cold_counts() for split in splits],
+    }
+    if protocol == "kfold":
+        protocol_facts["folds"] = folds
+    elif protocol == "holdout":
+        protocol_facts["test_fraction"] = test_fraction
+    else:
+        protocol_facts["leave_last"] = leave_last
+    return {
+        "dataset": dataset.summary(),
+        "protocol": protocol_facts,
+        "models": {name: _mean_scores(runs) for name, runs in per_model.items()},
+    }
+
+
+def rank_models(report: Mapping[str, Any], metric: str) -> list[tuple[str, float]]:
+    """Return (model, value) pairs from a report, best first for the metric.
+
+    Lower is better for rmse, mae and seconds; higher for everything else.
+
+    Args:
+        report: The output of ``evaluate``.
+        metric: A metric present in the report, e.g. "ndcg@10".
+    """
+    rows = [(name, scores[metric]) for name, scores in report["models"].items() if metric in scores]
+    if not rows:
+        raise ValueError(f"no model in the report has the metric {metric!r}")
+    lower_is_better = metric in ("rmse", "mae") or metric.endswith("seconds")
+    return sorted(rows, key=lambda row: (row[1] if lower_is_better else -row[1], row[0]))
+
+
+def _mean_scores(runs: Sequence[Mapping[str, float | int]]) -> dict[str, float]:
+    """Average each figure over the runs (folds), in the report's column order."""
+    names = [name for name in runs[0] if all(name in run for run in runs)]
+    names.sort(key=column_position)
+    means = {name: float(np.mean([run[name] for run in runs])) for name in names}
+    means["ranked_users"] = round(means["ranked_users"])
+    return means
+
+
+def column_position(name: str) -> int:
+    # Rating errors, then ranking metrics, then coverage and timings.
+    prefix = name.split("@", 1)[0]
+    order = ["rmse", "mae", *RANKING_METRICS, "coverage", "fit_seconds", "recommend_seconds"]
+    return order.index(prefix) if prefix in order else len(order)

@@ -1,0 +1,422 @@
+"""Model artifacts on disk: publish atomically, keep the last N, load the newest valid.
+
+An artifact is one directory per published version::
+
+    <root>/v00007-20261129T103100Z/
+        arrays.npz      the model's learned arrays and id maps (no pickles)
+        metadata.json   model type, parameters, version, trained_at, data
+                        fingerprint, offline metrics, the arrays' SHA-256
+
+A version is written under a temporary name, every file and the directory are
+fsynced, and only then is it renamed into place: a reader sees a whole version
+or none, and a crash mid-write leaves only a temporary directory that loading
+ignores. Arrays are read with ``np.load(..., allow_pickle=False)`` and checked
+against their recorded checksum, so an artifact can never run code and a
+damaged one is detected and skipped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import RecsysError
+from recsys.models.base import ModelState, Recommender
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_FORMAT = 1
+ARRAYS_FILE = "arrays.npz"
+# Array names in the archive are prefixed by the role of the model they belong to.
+_MODEL_PREFIX = "model."
+_FALLBACK_PREFIX = "fallback."
+# The catalog at training time, so a server can name products while its
+# database is down: numbers and fixed-width text arrays, no pickles.
+_CATALOG_PREFIX = "catalog."
+_CATALOG_COLUMNS = ("product_id", "name", "category")
+METADATA_FILE = "metadata.json"
+_VERSION_RE = re.compile(r"^v(\d{5,})-\d{8}T\d{6}Z$")
+_TMP_PREFIX = ".tmp-"
+_TRASH_PREFIX = ".trash-"
+# A temporary directory this old is a crashed publisher's leftover, not a
+# publish in progress (publishing takes well under a second).
+_STALE_TMP_SECONDS = 600
+
+
+class ArtifactError(RecsysError):
+    """An artifact is missing, incomplete, damaged or of an unknown model type."""
+
+
+@dataclass(frozen=True)
+class ArtifactMetadata:
+    """What a published model is and how it was made.
+
+    Attributes:
+        version: The version id, for example ``v00007-20261129T103100Z``.
+        model_type: The model's name, a key of the model classes.
+        params: The model's hyper-parameters.
+        trained_at: ISO-8601 UTC time training finished.
+        data_fingerprint: A digest of the training interactions.
+        metrics: Offline metrics measured at training time.
+        training: Facts about the training run (row counts, seconds).
+        fallback_type: The model type of the cold-start fallback stored
+            alongside, if any.
+        fallback_params: Its hyper-parameters.
+        arrays_sha256: Checksum of ``arrays.npz``.
+        format: The artifact layout version.
+    """
+
+    version: str
+    model_type: str
+    params: dict[str, Any]
+    trained_at: str
+    data_fingerprint: str
+    metrics: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    fallback_type: str | None = None
+    fallback_params: dict[str, Any] = field(default_factory=dict)
+    arrays_sha256: str = ""
+    format: int = ARTIFACT_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the metadata as a JSON-able dict."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ArtifactMetadata:
+        """Rebuild metadata from ``to_dict``'s output.
+
+        Raises:
+            ArtifactError: A required field is missing or the format is unknown.
+        """
+        try:
+            meta = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
+        except TypeError as exc:
+            raise ArtifactError(f"metadata is incomplete: {exc}") from None
+        if meta.format != ARTIFACT_FORMAT:
+            raise ArtifactError(f"artifact format {meta.format} is not {ARTIFACT_FORMAT}")
+        return meta
+
+
+@dataclass(frozen=True)
+class LoadedArtifact:
+    """A model (and its fallback, if stored) rebuilt from an artifact, with its metadata."""
+
+    model: Recommender
+    metadata: ArtifactMetadata
+    path: Path
+    fallback: Recommender | None = None
+    catalog: pd.DataFrame | None = None
+
+
+def _default_model_classes() -> Mapping[str, type[Recommender]]:
+    from recsys.models import MODELS  # the models package imports heavy libraries
+
+    return MODELS
+
+
+def _catalog_from_arrays(arrays: Mapping[str, np.ndarray]) -> pd.DataFrame | None:
+    if _CATALOG_PREFIX + "product_id" not in arrays:
+        return None
+    columns = {c: arrays[_CATALOG_PREFIX + c] for c in _CATALOG_COLUMNS}
+    if len({len(v) for v in columns.values()}) != 1 or any(v.ndim != 1 for v in columns.values()):
+        raise ValueError("the saved catalog's columns differ in length")
+    frame = pd.DataFrame({c: v.tolist() for c, v in columns.items()})
+    frame[["name", "category"]] = frame[["name", "category"]].replace("", None)
+    return frame
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_synced(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def version_number(name: str) -> int | None:
+    """Return the publish sequence number of a version id, or None if it is not one."""
+    match = _VERSION_RE.match(name)
+    return int(match.group(1)) if match else None
+
+
+class ModelRegistry:
+    """Publishes and loads model artifacts under one directory.
+
+    Args:
+        root: The artifact directory (created when missing).
+        keep: How many published versions to keep (older ones are deleted).
+        model_classes: Model name -> class, to rebuild models; defaults to
+            ``recsys.models.MODELS``.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        keep: int = 5,
+        model_classes: Mapping[str, type[Recommender]] | None = None,
+    ):
+        if keep < 1:
+            raise ValueError(f"keep must be at least 1, got {keep}")
+        self.root = Path(root)
+        self.keep = keep
+        self._model_classes = model_classes
+
+    @property
+    def model_classes(self) -> Mapping[str, type[Recommender]]:
+        if self._model_classes is None:
+            self._model_classes = _default_model_classes()
+        return self._model_classes
+
+    # -- listing -------------------------------------------------------------
+
+    def versions(self) -> list[str]:
+        """Return the published version ids, newest first."""
+        if not self.root.is_dir():
+            return []
+        named = [(n, p.name) for p in self.root.iterdir()
+                 if p.is_dir() and (n := version_number(p.name)) is not None]
+        return [name for _, name in sorted(named, reverse=True)]
+
+    # -- publishing ----------------------------------------------------------
+
+    def publish(
+        self,
+        state: ModelState,
+        data_fingerprint: str,
+        metrics: Mapping[str, Any] | None = None,
+        training: Mapping[str, Any] | None = None,
+        trained_at: datetime | None = None,
+        fallback: ModelState | None = None,
+        catalog: pd.DataFrame | None = None,
+    ) -> ArtifactMetadata:
+        """Write a fitted model as the newest version, atomically.
+
+        Args:
+            state: ``model.get_state()``; ``params["model"]`` names the model type.
+            data_fingerprint: Digest of the training data.
+            metrics: Offline metrics to record.
+            training: Facts about the run to record (row counts, seconds).
+            trained_at: When training finished (default: now).
+            fallback: A second model trained on the same data (the cold-start
+                fallback), stored in the same version so both always match.
+            catalog: ``product_id, name, category`` at training time (missing
+                names are stored as empty text).
+
+        Returns:
+            The published version's metadata.
+        """
+        model_type = state.params.get("model")
+        if model_type is None or (fallback is not None and "model" not in fallback.params):
+            raise ArtifactError("model state has no params['model'] naming its type")
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._remove_stale_temporaries()
+        finished = (trained_at or datetime.now(UTC)).astimezone(UTC)
+
+        buffer = io.BytesIO()
+        arrays = {_MODEL_PREFIX + k: np.ascontiguousarray(v) for k, v in state.arrays.items()}
+        if fallback is not None:
+            arrays.update(
+                {_FALLBACK_PREFIX + k: np.ascontiguousarray(v) for k, v in fallback.arrays.items()}
+            )
+        if catalog is not None:
+            arrays[_CATALOG_PREFIX + "product_id"] = catalog["product_id"].to_numpy(np.int64)
+            for column in ("name", "category"):
+                arrays[_CATALOG_PREFIX + column] = np.array(
+                    catalog[column].fillna("").astype(str).tolist(), dtype=str
+                )
+        for name, array in arrays.items():
+            if array.dtype.hasobject:
+                raise ArtifactError(f"array {name!r} holds Python objects; artifacts store numbers")
+        np.savez(buffer, **arrays)
+        payload = buffer.getvalue()
+        params = {k: v for k, v in state.params.items() if k != "model"}
+
+        tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
+        tmp.mkdir()
+        try:
+            _write_synced(tmp / ARRAYS_FILE, payload)
+            while True:
+                version = self._next_version(finished)
+                meta = ArtifactMetadata(
+                    version=version,
+                    model_type=str(model_type),
+                    params=params,
+                    trained_at=finished.isoformat().replace("+00:00", "Z"),
+                    data_fingerprint=data_fingerprint,
+                    metrics=dict(metrics or {}),
+                    training=dict(training or {}),
+                    fallback_type=str(fallback.params["model"]) if fallback else None,
+                    fallback_params=(
+                        {k: v for k, v in fallback.params.items() if k != "model"}
+                        if fallback else {}
+                    ),
+                    arrays_sha256=hashlib.sha256(payload).hexdigest(),
+                )
+                text = json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
+                _write_synced(tmp / METADATA_FILE, text.encode("utf-8"))
+                _fsync_path(tmp)
+                try:
+                    # Renaming a directory onto an existing non-empty one fails,
+                    # so two publishers racing for a number never overwrite.
+                    os.rename(tmp, self.root / version)
+                    break
+                except OSError:
+                    if not (self.root / version).exists():
+                        raise
+            _fsync_path(self.root)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._prune()
+        logger.info("published model %s (%s)", version, model_type)
+        return meta
+
+    def _next_version(self, when: datetime) -> str:
+        existing = self.versions()
+        number = (version_number(existing[0]) + 1) if existing else 1
+        return f"v{number:05d}-{when.strftime('%Y%m%dT%H%M%SZ')}"
+
+    def _prune(self) -> None:
+        for version in self.versions()[self.keep :]:
+            doomed = self.root / f"{_TRASH_PREFIX}{version}-{time.monotonic_ns()}"
+            try:
+                # Rename first: the version disappears in one step, then is deleted.
+                os.rename(self.root / version, doomed)
+            except OSError:
+                continue  # another process pruned it already
+            shutil.rmtree(doomed, ignore_errors=True)
+
+    def _remove_stale_temporaries(self) -> None:
+        cutoff = time.time() - _STALE_TMP_SECONDS
+        for path in self.root.iterdir():
+            if path.name.startswith((_TMP_PREFIX, _TRASH_PREFIX)) and path.is_dir():
+                try:
+                    if path.stat().st_mtime < cutoff:
+                        shutil.rmtree(path, ignore_errors=True)
+                except OSError:
+                    continue
+
+    # -- loading -------------------------------------------------------------
+
+    def read_metadata(self, version: str) -> ArtifactMetadata:
+        """Return one version's metadata.
+
+        Raises:
+            ArtifactError: The metadata is missing or unreadable.
+        """
+        path = self.root / version / METADATA_FILE
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise ArtifactError(f"{path}: unreadable metadata ({exc})") from None
+        if not isinstance(data, dict):
+            raise ArtifactError(f"{path}: metadata is not a JSON object")
+        meta = ArtifactMetadata.from_dict(data)
+        if meta.version != version:
+            raise ArtifactError(f"{path}: metadata names version {meta.version!r}")
+        return meta
+
+    def newer_than(self, version: str, model_type: str | None = None) -> str | None:
+        """Return the newest published version after ``version`` (of a type), if any.
+
+        Reads only directory names and small metadata files, so it is cheap
+        enough to poll.
+        """
+        current = version_number(version) or 0
+        for candidate in self.versions():
+            if (version_number(candidate) or 0) <= current:
+                return None
+            try:
+                if model_type is None or self.read_metadata(candidate).model_type == model_type:
+                    return candidate
+            except ArtifactError:
+                continue  # load_latest logs damaged versions; polling stays quiet
+        return None
+
+    def load(self, version: str) -> LoadedArtifact:
+        """Rebuild the model of one version.
+
+        Raises:
+            ArtifactError: The artifact is incomplete, damaged or of an unknown type.
+        """
+        meta = self.read_metadata(version)
+        directory = self.root / version
+        try:
+            payload = (directory / ARRAYS_FILE).read_bytes()
+        except OSError as exc:
+            raise ArtifactError(f"{directory / ARRAYS_FILE}: unreadable ({exc})") from None
+        if hashlib.sha256(payload).hexdigest() != meta.arrays_sha256:
+            raise ArtifactError(f"{directory / ARRAYS_FILE}: checksum mismatch (damaged file)")
+        try:
+            with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+            model = self._rebuild(meta.model_type, meta.params, arrays, _MODEL_PREFIX)
+            fallback = None
+            if meta.fallback_type is not None:
+                fallback = self._rebuild(
+                    meta.fallback_type, meta.fallback_params, arrays, _FALLBACK_PREFIX
+                )
+            catalog = _catalog_from_arrays(arrays)
+        except (ValueError, KeyError, TypeError, OSError, IndexError) as exc:
+            raise ArtifactError(f"{directory}: cannot rebuild the model ({exc})") from None
+        return LoadedArtifact(
+            model=model, metadata=meta, path=directory, fallback=fallback, catalog=catalog
+        )
+
+    def _rebuild(
+        self, model_type: str, params: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str
+    ) -> Recommender:
+        cls = self._model_class(model_type)
+        own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
+        return cls.from_state(ModelState(arrays=own, params={"model": model_type, **params}))
+
+    def load_latest(self, model_type: str | None = None) -> LoadedArtifact | None:
+        """Return the newest version that loads, skipping damaged ones with a warning.
+
+        Args:
+            model_type: Only consider versions of this model type (None: any).
+
+        Returns:
+            The newest valid artifact, or None when no version qualifies.
+        """
+        for version in self.versions():
+            try:
+                if model_type is not None and self.read_metadata(version).model_type != model_type:
+                    continue
+                return self.load(version)
+            except ArtifactError as exc:
+                logger.warning("skipping model artifact %s: %s", version, exc)
+        return None
+
+    def _model_class(self, model_type: str) -> type[Recommender]:
+        classes = self.model_classes
+        if model_type in classes:
+            return classes[model_type]
+        for cls in classes.values():
+            if getattr(cls, "name", None) == model_type:
+                return cls
+        raise ArtifactError(
+            f"unknown model type {model_type!r}; known: {sorted(classes)}"
+        )

@@ -1,0 +1,353 @@
+"""Training jobs: one at a time across processes, on a background thread, with records.
+
+``TrainingJobRunner`` runs a training function on a background thread, one
+job at a time (``TrainingLock`` extends that to other processes), and keeps a
+record of each job in memory and in the database; ``AutoRetrainer`` submits
+jobs after N new events or every T minutes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import fcntl
+import logging
+import os
+import threading
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+from recsys.data.timestamps import format_utc
+from recsys.errors import RecsysError
+from recsys.serving.artifacts import ArtifactMetadata
+
+logger = logging.getLogger(__name__)
+
+
+class RetrainInProgressError(RecsysError):
+    """A training job is already queued or running, here or in another process.
+
+    Args:
+        job_id: The id of this process's running job; None when another
+            process (a server worker, ``flask train``) holds the training lock.
+    """
+
+    def __init__(self, job_id: str | None):
+        self.job_id = job_id
+        who = f"training job {job_id} is" if job_id else "another process is"
+        super().__init__(f"{who} still training; one retrain at a time")
+
+
+class TrainingLock:
+    """An exclusive, non-blocking lock on a file, held by one process at a time.
+
+    Server workers and ``flask train`` share one artifact directory; taking
+    this lock before training keeps them to one retrain at a time. The
+    operating system releases it when the holder exits, even on SIGKILL.
+
+    Args:
+        path: The lock file (created when missing).
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self._fd: int | None = None
+        self._mutex = threading.Lock()
+
+    def try_acquire(self) -> bool:
+        """Take the lock if it is free; return whether it was taken."""
+        with self._mutex:
+            if self._fd is not None:
+                return False
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return False
+            self._fd = fd
+            return True
+
+    def release(self) -> None:
+        """Give the lock back (a no-op when it is not held)."""
+        with self._mutex:
+            if self._fd is not None:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+                self._fd = None
+
+
+class JobState(StrEnum):
+    """Where a training job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """A snapshot of one training job.
+
+    Attributes:
+        id: The job id.
+        state: queued, running, succeeded or failed.
+        trigger: Who asked for it (``api``, ``auto``, ``cli``, ``startup``).
+        requested_at: When it was submitted.
+        started_at: When training began.
+        finished_at: When it ended.
+        version: The model version it published.
+        metrics: The published model's offline metrics.
+        error: Why it failed.
+    """
+
+    id: str
+    state: JobState
+    trigger: str
+    requested_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    version: str | None = None
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Return how long it ran (so far, while running)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now(UTC)
+        return round((end - self.started_at).total_seconds(), 3)
+
+    def to_record(self) -> dict[str, Any]:
+        """Return the job as a row of the ``training_jobs`` table."""
+        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        record["state"] = self.state.value
+        return record
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> TrainingJob:
+        """Rebuild a job from ``to_record``'s output (as read back from the table)."""
+        values = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
+        values["state"] = JobState(values["state"])
+        return cls(**values)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the job as JSON-able data."""
+
+        return {
+            "job_id": self.id,
+            "state": self.state.value,
+            "trigger": self.trigger,
+            "requested_at": format_utc(self.requested_at),
+            "started_at": format_utc(self.started_at),
+            "finished_at": format_utc(self.finished_at),
+            "duration_seconds": self.duration_seconds,
+            "version": self.version,
+            "metrics": self.metrics,
+            "error": self.error,
+        }
+
+
+class JobRecorder(Protocol):
+    """Where job records are shared between processes (``EventStore`` is one)."""
+
+    def save_training_job(self, record: Mapping[str, Any]) -> None: ...
+
+    def training_job(self, job_id: str) -> Mapping[str, Any] | None: ...
+
+
+class TrainingJobRunner:
+    """Runs training jobs on a background thread, one at a time.
+
+    Args:
+        train: Trains and publishes a model, returning its metadata.
+        on_published: Called with the metadata after a successful job (to
+            swap the live model) before the job is marked succeeded.
+        history: How many finished job records to keep in memory.
+        lock: Held while a job runs, so other processes do not train at once.
+        recorder: Where job records are also written, so other processes can
+            report on them; a failure to write is logged, never raised.
+    """
+
+    def __init__(
+        self,
+        train: Callable[[], ArtifactMetadata],
+        on_published: Callable[[ArtifactMetadata], None] | None = None,
+        history: int = 100,
+        lock: TrainingLock | None = None,
+        recorder: JobRecorder | None = None,
+    ):
+        self._train = train
+        self._process_lock = lock
+        self._recorder = recorder
+        self._on_published = on_published
+        self._history = history
+        self._lock = threading.Lock()
+        self._jobs: OrderedDict[str, TrainingJob] = OrderedDict()
+        self._active: str | None = None
+        self._threads: dict[str, threading.Thread] = {}
+
+    def submit(self, trigger: str = "api") -> TrainingJob:
+        """Start a training job in the background.
+
+        Args:
+            trigger: Who asked, recorded on the job.
+
+        Returns:
+            The queued job.
+
+        Raises:
+            RetrainInProgressError: A job is already queued or running, here
+                or in another process.
+        """
+        with self._lock:
+            if self._active is not None:
+                raise RetrainInProgressError(self._active)
+            if self._process_lock is not None and not self._process_lock.try_acquire():
+                raise RetrainInProgressError(None)
+            job = TrainingJob(id=uuid.uuid4().hex, state=JobState.QUEUED, trigger=trigger,
+                              requested_at=datetime.now(UTC))
+            self._jobs[job.id] = job
+            self._active = job.id
+            while len(self._jobs) > self._history:
+                self._jobs.popitem(last=False)
+            thread = threading.Thread(target=self._run, args=(job.id,), daemon=True,
+                                      name=f"training-{job.id[:8]}")
+            self._threads = {job.id: thread}
+        self._record(job)
+        thread.start()
+        return job
+
+    def get(self, job_id: str) -> TrainingJob | None:
+        """Return a job's current snapshot (this process's or a recorded one), or None."""
+        with self._lock:
+            job = self._jobs.get(job_id)
+        if job is not None or self._recorder is None:
+            return job
+        record = self._recorder.training_job(job_id)
+        return TrainingJob.from_record(record) if record else None
+
+    def wait_all(self, timeout: float | None = None) -> None:
+        """Block until every job this runner started has finished (or the timeout passes)."""
+        with self._lock:
+            threads = list(self._threads.values())
+        for thread in threads:
+            thread.join(timeout)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> TrainingJob | None:
+        """Block until a job has finished (or the timeout passes) and return it."""
+        with self._lock:
+            thread = self._threads.get(job_id)
+        if thread is not None:
+            thread.join(timeout)
+        return self.get(job_id)
+
+    def _update(self, job_id: str, **changes: Any) -> None:
+        with self._lock:
+            if job_id not in self._jobs:
+                return
+            job = self._jobs[job_id] = dataclasses.replace(self._jobs[job_id], **changes)
+        self._record(job)
+
+    def _record(self, job: TrainingJob) -> None:
+        if self._recorder is None:
+            return
+        try:
+            self._recorder.save_training_job(job.to_record())
+        except Exception:
+            # The record is for other processes' eyes; this one keeps serving it.
+            logger.warning("could not record training job %s", job.id, exc_info=True)
+
+    def _run(self, job_id: str) -> None:
+        self._update(job_id, state=JobState.RUNNING, started_at=datetime.now(UTC))
+        try:
+            meta = self._train()
+            if self._on_published is not None:
+                self._on_published(meta)
+        except Exception as exc:  # a failed job is recorded, not raised
+            logger.exception("training job %s failed", job_id)
+            self._update(job_id, state=JobState.FAILED, finished_at=datetime.now(UTC),
+                         error=f"{type(exc).__name__}: {exc}")
+        else:
+            self._update(job_id, state=JobState.SUCCEEDED, finished_at=datetime.now(UTC),
+                         version=meta.version, metrics=dict(meta.metrics))
+        finally:
+            with self._lock:
+                self._active = None
+                if self._process_lock is not None:
+                    self._process_lock.release()
+
+
+class AutoRetrainer:
+    """Submits a training job after N new events, or every T minutes.
+
+    Both triggers are off unless configured. A trigger that fires while a job
+    runs is dropped (the running job will include most of the new events).
+
+    Args:
+        runner: The job runner to submit to.
+        every_events: Retrain after this many newly recorded events (None: off).
+        every_minutes: Retrain on this period (None: off).
+    """
+
+    def __init__(
+        self,
+        runner: TrainingJobRunner,
+        every_events: int | None = None,
+        every_minutes: float | None = None,
+    ):
+        if every_events is not None and every_events < 1:
+            raise ValueError(f"every_events must be at least 1, got {every_events}")
+        if every_minutes is not None and every_minutes <= 0:
+            raise ValueError(f"every_minutes must be positive, got {every_minutes}")
+        self._runner = runner
+        self._every_events = every_events
+        self._every_minutes = every_minutes
+        self._pending = 0
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._timer: threading.Thread | None = None
+
+    def start(self) -> None:
+        """Start the periodic trigger, when one is configured."""
+        if self._every_minutes is None or self._timer is not None:
+            return
+        self._timer = threading.Thread(target=self._tick, daemon=True, name="auto-retrain")
+        self._timer.start()
+
+    def stop(self) -> None:
+        """Stop the periodic trigger."""
+        self._stop.set()
+
+    def record_events(self, count: int) -> TrainingJob | None:
+        """Count newly recorded events; submit a job when the threshold is reached.
+
+        Returns:
+            The submitted job, if this call triggered one.
+        """
+        if self._every_events is None:
+            return None
+        with self._lock:
+            self._pending += count
+            if self._pending < self._every_events:
+                return None
+            self._pending = 0
+        return self._submit("auto")
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self._every_minutes * 60):
+            self._submit("schedule")
+
+    def _submit(self, trigger: str) -> TrainingJob | None:
+        try:
+            return self._runner.submit(trigger=trigger)
+        except RetrainInProgressError:
+            return None

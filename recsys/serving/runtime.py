@@ -1,0 +1,305 @@
+"""The serving process's moving parts, wired together: store, artifacts, live model, jobs.
+
+Three moments, kept apart:
+
+- ``ServingRuntime(settings)`` opens nothing: it connects to no database,
+  creates no file and trains nothing (``flask --app app routes`` stays free).
+- ``init()`` is the explicit, idempotent start-up step (``flask --app app
+  init``, the gunicorn configuration's ``on_starting`` hook, ``python app.py``):
+  migrate the schema, fill an empty store from the bundled log, close jobs a
+  dead process left open, and train a first model when none is published. It
+  runs under an exclusive file lock, so processes starting together do it
+  once: the first does the work, the others wait and find it done.
+- ``start()`` runs once per serving process, at its first request: serve the
+  newest valid published model and start the refresh and auto-retrain
+  threads. It needs no database: the artifact carries the model, its fallback
+  and the catalog, so a server whose database is down still answers.
+
+Nothing here imports Flask; ``recsys.web`` calls these from the app.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from recsys.data.catalog import catalog_for_log
+from recsys.data.interactions import load_interactions
+from recsys.data.ratings import RatingWeights
+from recsys.evaluation.params import load_model_params
+from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
+from recsys.serving.jobs import (
+    AutoRetrainer,
+    RetrainInProgressError,
+    TrainingJobRunner,
+    TrainingLock,
+)
+from recsys.serving.service import RecommendationService
+from recsys.serving.settings import Settings
+from recsys.serving.training import TrainingSettings, train_and_publish
+from recsys.store.engine import STORE_OUTAGES
+from recsys.store.events import EventStore
+from recsys.store.migrate import upgrade_to_head
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InitReport:
+    """What ``ServingRuntime.init`` did.
+
+    Attributes:
+        filled: Whether the empty store was filled from the bundled log.
+        closed_jobs: Job records a dead process had left open.
+        trained: The version trained because none was published, if any.
+        version: The newest published version of the configured model type.
+        seconds: How long it took.
+    """
+
+    filled: bool
+    closed_jobs: int
+    trained: str | None
+    version: str
+    seconds: float
+
+
+def training_settings(settings: Settings) -> TrainingSettings:
+    """Return what to train, from the service settings (and the parameter file they name)."""
+    model = settings["MODEL"]
+    params_path = settings.model_params_path
+    params = dict(load_model_params(params_path).get(model, {})) if params_path else {}
+    return TrainingSettings(
+        model=model,
+        model_params=params,
+        weights=RatingWeights(settings["CLICK_WEIGHT"], settings["PURCHASE_WEIGHT"]),
+    )
+
+
+class ServingRuntime:
+    """Owns the store, the registry, the live model and the training jobs.
+
+    Args:
+        settings: The service settings.
+
+    Raises:
+        DataFileError: The parameter file the settings name is unusable.
+    """
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.training = training_settings(settings)
+        self.store = EventStore.from_url(settings.database_url, settings["DB_TIMEOUT_SECONDS"])
+        self.registry = ModelRegistry(settings.model_dir, keep=settings["KEEP_MODEL_VERSIONS"])
+        self.service = RecommendationService(self.store)
+        self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
+        # Late-bound so the job always runs the runtime's current ``train``.
+        self.jobs = TrainingJobRunner(
+            train=lambda: self.train(), on_published=self._serve_published,
+            lock=self.training_lock, recorder=self.store,
+        )
+        self.auto_retrain = AutoRetrainer(
+            self.jobs, settings["RETRAIN_EVERY_EVENTS"], settings["RETRAIN_EVERY_MINUTES"]
+        )
+        self.init_report: InitReport | None = None
+        self._started = False
+        self._start_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._unloadable: set[str] = set()
+
+    @property
+    def model_type(self) -> str:
+        return self.training.model
+
+    # -- the start-up step -----------------------------------------------------
+
+    def init(self) -> InitReport:
+        """Prepare the store and the first model; safe to run by many processes at once.
+
+        Raises:
+            One of ``STORE_OUTAGES`` when the database is unreachable,
+            ``DataFileError`` when the bootstrap log is unusable.
+        """
+        started = time.perf_counter()
+        with _exclusive_file_lock(self.settings.model_dir / ".init.lock"):
+            upgrade_to_head(self.store.engine)
+            logger.info("event store ready: %s", _safe_url(self.settings.database_url))
+            filled = self.bootstrap_if_empty()
+            closed = self.close_orphaned_jobs()
+            trained = None
+            latest = self.registry.load_latest(model_type=self.model_type)
+            if latest is None:
+                logger.info("no valid %s model in %s: training the first one",
+                            self.model_type, self.registry.root)
+                trained = self.train_exclusively().version
+                version = trained
+            else:
+                version = latest.metadata.version
+        seconds = time.perf_counter() - started
+        logger.info("ready in %.1f s: model %s%s", seconds, version,
+                    " (trained now)" if trained else "")
+        self.init_report = InitReport(filled, closed, trained, version, round(seconds, 3))
+        return self.init_report
+
+    def bootstrap_if_empty(self) -> bool:
+        """Load the bundled log (and its catalog, if it has one) into an empty store.
+
+        Returns:
+            Whether the store was filled.
+        """
+        log_path = self.settings["DATA_PATH"]
+        if log_path is None or not self.store.is_empty():
+            return False
+        log = load_interactions(log_path)
+        catalog = catalog_for_log(log, self.settings.catalog_path)
+        filled = self.store.bootstrap(catalog, log)
+        if filled:
+            logger.info("filled the empty event store: %d interactions from %s, %d products%s",
+                        len(log), log_path, len(catalog),
+                        f" named by {self.settings.catalog_path}" if self.settings.catalog_path
+                        else " (no catalog file: shown by id)")
+        return filled
+
+    def close_orphaned_jobs(self) -> int:
+        """Mark jobs failed whose process died mid-training.
+
+        Only when no process holds the training lock: then no job can really
+        be running, whatever its record says.
+
+        Returns:
+            How many job records were closed.
+        """
+        if not self.training_lock.try_acquire():
+            return 0
+        try:
+            return self.store.fail_unfinished_jobs("interrupted: the training process ended")
+        finally:
+            self.training_lock.release()
+
+    # -- serving -----------------------------------------------------------------
+
+    def start(self) -> bool:
+        """Serve the newest published model and start the background threads (once).
+
+        Called at a process's first request. Without a published model the
+        service answers 503 and the refresh thread keeps looking for one.
+
+        Returns:
+            Whether a model is live.
+        """
+        if self._started:
+            return self.service.live.is_live
+        with self._start_lock:
+            if not self._started:
+                artifact = self.registry.load_latest(model_type=self.model_type)
+                if artifact is None:
+                    logger.warning("no published %s model in %s: run `flask --app app init`",
+                                   self.model_type, self.registry.root)
+                else:
+                    self.service.serve(artifact)
+                self.auto_retrain.start()
+                if self.settings["MODEL_REFRESH_SECONDS"] > 0:
+                    threading.Thread(target=self._refresh_periodically, daemon=True,
+                                     name="model-refresh").start()
+                self._started = True
+        return self.service.live.is_live
+
+    def close(self) -> None:
+        """Stop the background threads and release database connections."""
+        self.auto_retrain.stop()
+        self._stop.set()
+        self.store.dispose()
+
+    def refresh(self) -> bool:
+        """Serve a version another process published after the live one, if any.
+
+        Returns:
+            Whether a newer version was made live.
+        """
+        live = self.service.live
+        current = live.current().version if live.is_live else ""
+        newer = self.registry.newer_than(current, model_type=self.model_type)
+        if newer is None or newer in self._unloadable:
+            return False
+        try:
+            artifact = self.registry.load(newer)
+        except ArtifactError as exc:
+            # Warn once per damaged version; the live model keeps serving.
+            self._unloadable.add(newer)
+            logger.warning("not serving model artifact %s: %s", newer, exc)
+            return False
+        self.service.serve(artifact, only_if_newer=True)
+        return True
+
+    def _refresh_periodically(self) -> None:
+        while not self._stop.wait(self.settings["MODEL_REFRESH_SECONDS"]):
+            try:
+                self.refresh()
+            except Exception:
+                # A damaged new version must not stop the poller; the live one stays.
+                logger.exception("could not refresh the live model")
+
+    def check_ready(self) -> list[str]:
+        """Return what keeps this process from answering fully (empty: ready)."""
+        missing = []
+        if not self.start():
+            missing.append("model")
+        try:
+            self.store.ping()
+        except STORE_OUTAGES:
+            missing.append("database")
+        return missing
+
+    # -- training ----------------------------------------------------------------
+
+    def train(self) -> ArtifactMetadata:
+        """Train on the store's interactions and publish (does not change the live model)."""
+        return train_and_publish(self.store, self.registry, self.training)
+
+    def train_exclusively(self) -> ArtifactMetadata:
+        """Train and publish now, unless another process or job is training.
+
+        Raises:
+            RetrainInProgressError: The training lock is held.
+        """
+        if not self.training_lock.try_acquire():
+            raise RetrainInProgressError(None)
+        try:
+            return self.train()
+        finally:
+            self.training_lock.release()
+
+    def record_events(self, count: int) -> None:
+        """Tell the automatic retrain how many events were just recorded."""
+        self.auto_retrain.record_events(count)
+
+    def _serve_published(self, meta: ArtifactMetadata) -> None:
+        # Serve what was loaded back from disk, not the object training built
+        # in memory: the live model is then exactly what a restart would serve.
+        self.service.serve(self.registry.load(meta.version))
+
+
+class _exclusive_file_lock:  # noqa: N801 - used as a context manager, like open()
+    """Hold an exclusive lock on a file, waiting for it; released on exit or process death."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def __enter__(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc_info: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+        os.close(self._fd)
+
+
+def _safe_url(url: str) -> str:
+    import sqlalchemy as sa
+
+    return sa.make_url(url).render_as_string(hide_password=True)

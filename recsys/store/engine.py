@@ -1,0 +1,194 @@
+"""Database engines for the event store: SQLite (the default) or PostgreSQL.
+
+SQLite runs in WAL mode so readers never wait for the writer, with a busy
+timeout, foreign keys on and eager write locks; PostgreSQL through psycopg 3
+with a bounded pool. Both get connect and statement timeouts, so a database
+that is down or never answers is an error within seconds, not a hung worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+
+logger = logging.getLogger(__name__)
+
+# What a database that is down, unreachable, locked or too slow raises: the
+# service answers these with a 503 (retry shortly), never a 500.
+STORE_OUTAGES: tuple[type[Exception], ...] = (
+    sa.exc.OperationalError,
+    sa.exc.InterfaceError,
+    sa.exc.TimeoutError,
+)
+
+# Any fixed number: the advisory lock that serialises server start-ups on PostgreSQL.
+_STARTUP_LOCK_KEY = 727_401_001
+
+
+def _configure_sqlite(engine: Engine, busy_timeout_ms: int) -> None:
+    """Give every SQLite connection WAL, a busy timeout, foreign keys and real BEGINs."""
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # pragma: no cover - trivial wiring
+        # pysqlite's own transaction handling delays BEGIN until the first
+        # write, which breaks isolation; SQLAlchemy's documented fix is to
+        # switch it off and emit BEGIN ourselves (see _on_begin).
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")  # durable in WAL mode, much faster
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # pragma: no cover - trivial wiring
+        # Writers take the lock up front: a deferred transaction that reads
+        # and then writes fails at once with SQLITE_BUSY under contention
+        # instead of waiting for busy_timeout.
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+def create_store_engine(url: str, timeout_seconds: float = 5.0) -> Engine:
+    """Create an engine for an SQLite or PostgreSQL (psycopg 3) URL, with timeouts.
+
+    Args:
+        url: ``sqlite:///path/to/file.db`` or ``postgresql+psycopg://...``.
+        timeout_seconds: The longest wait for the database: connecting, one
+            statement (PostgreSQL's ``statement_timeout`` and a client-side
+            deadline for a server that never answers), a pooled connection,
+            and SQLite's write lock.
+
+    Raises:
+        ValueError: Any other kind of URL.
+    """
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("sqlite", "sqlite+pysqlite"):
+        engine = sa.create_engine(
+            url, connect_args={"check_same_thread": False, "timeout": timeout_seconds}
+        )
+        _configure_sqlite(engine, busy_timeout_ms=round(timeout_seconds * 1000))
+        return engine
+    if parsed.drivername == "postgresql+psycopg":
+        millis = round(timeout_seconds * 1000)
+        # Server side: a statement that runs too long is cancelled. Options
+        # the URL already carries (a search_path, say) are kept.
+        options = f"-c statement_timeout={millis} -c lock_timeout={millis}"
+        if "options" in parsed.query:
+            options = f"{parsed.query['options']} {options}"
+            parsed = parsed.difference_update_query(["options"])
+        engine = sa.create_engine(
+            parsed,
+            connect_args={
+                "connect_timeout": max(1, math.ceil(timeout_seconds)),
+                "options": options,
+                # Kernel side: data the server never acknowledges ends the connection.
+                "tcp_user_timeout": millis,
+                "keepalives": 1,
+                "keepalives_idle": max(1, math.ceil(timeout_seconds)),
+                "keepalives_interval": 1,
+                "keepalives_count": 3,
+            },
+            # No ping on checkout: a ping to a server that never answers would
+            # hang outside any deadline; a dead connection fails its statement
+            # instead, and SQLAlchemy then discards the whole pool.
+            pool_pre_ping=False,
+            pool_size=10,
+            max_overflow=10,
+            pool_timeout=timeout_seconds,
+        )
+        StatementDeadline(timeout_seconds).attach(engine)
+        return engine
+    raise ValueError(
+        f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "
+        "use sqlite:///FILE or postgresql+psycopg://..."
+    )
+
+
+class StatementDeadline:
+    """Ends a PostgreSQL connection whose statement has waited too long for an answer.
+
+    ``statement_timeout`` needs a server that answers; a network partition or
+    a proxy that accepts and never forwards leaves the client waiting forever.
+    This watchdog notes when each statement starts and, past the deadline,
+    shuts the connection's socket down: psycopg then raises ``OperationalError``
+    in the waiting thread, SQLAlchemy discards the connection, and the caller
+    answers 503 like for any outage.
+
+    Args:
+        seconds: How long a statement (and the commit after it) may wait.
+    """
+
+    def __init__(self, seconds: float):
+        # A little after the server's own statement_timeout, which answers more politely.
+        self.seconds = seconds + 0.5
+        self._deadlines: dict[int, tuple[float, Any]] = {}
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    def attach(self, engine: Engine) -> None:
+        """Watch every statement on the engine's connections."""
+        event.listen(engine, "before_cursor_execute", self._arm)
+        event.listen(engine, "commit", self._arm_connection)
+        event.listen(engine.pool, "checkin", self._disarm)
+        event.listen(engine.pool, "close", self._disarm)
+
+    def _arm(self, conn, _cursor, _statement, _parameters, _context, _executemany) -> None:
+        self._arm_connection(conn)
+
+    def _arm_connection(self, conn) -> None:
+        dbapi = conn.connection.dbapi_connection
+        with self._lock:
+            self._deadlines[id(dbapi)] = (time.monotonic() + self.seconds, dbapi)
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._watch, daemon=True, name="db-statement-deadline"
+                )
+                self._thread.start()
+
+    def _disarm(self, dbapi, _record) -> None:
+        with self._lock:
+            self._deadlines.pop(id(dbapi), None)
+
+    def _watch(self) -> None:
+        while True:
+            time.sleep(0.1)
+            now = time.monotonic()
+            with self._lock:
+                expired = [d for deadline, d in self._deadlines.values() if deadline < now]
+                for dbapi in expired:
+                    self._deadlines.pop(id(dbapi), None)
+            for dbapi in expired:
+                _shut_down_socket(dbapi)
+
+
+def _shut_down_socket(dbapi_connection: Any) -> None:
+    try:
+        fd = dbapi_connection.pgconn.socket
+        # shutdown() acts on the socket itself, so a duplicate descriptor
+        # reaches the one psycopg waits on without racing its close().
+        with socket.socket(fileno=os.dup(fd)) as sock:
+            sock.shutdown(socket.SHUT_RDWR)
+        logger.warning("a database statement waited too long: connection closed")
+    except Exception:  # the connection may have finished or closed meanwhile
+        logger.debug("could not shut down a late connection", exc_info=True)
+
+
+def lock_for_startup(conn: Connection) -> None:
+    """Serialise start-up work (migrations, bootstrap) across server processes.
+
+    On PostgreSQL this takes a transaction-scoped advisory lock; SQLite write
+    transactions already begin IMMEDIATE, which locks the whole file.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _STARTUP_LOCK_KEY})

@@ -1,0 +1,436 @@
+"""The event store: products, users, interactions and training-job records.
+
+SQLAlchemy Core over SQLite or PostgreSQL (``recsys.store.engine``). Every
+write is all-or-nothing: a batch is validated as a whole, then written in one
+transaction, so a rejected batch leaves no row behind.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
+
+from recsys.data.events import Event, events_from_log, read_interactions_csv
+from recsys.data.interactions import INTERACTION_COLUMNS, TIMESTAMP_COLUMN
+from recsys.data.timestamps import format_utc, to_naive_utc, utc_now
+from recsys.errors import DataFileError, RecsysError
+from recsys.store.engine import create_store_engine, lock_for_startup
+from recsys.store.tables import interactions, products, training_jobs, users
+
+# SQLite caps bound parameters per statement; chunks keep IN (...) lists and
+# multi-row inserts below that cap on every version.
+_CHUNK_ROWS = 900
+
+
+class UnknownProductError(RecsysError, LookupError):
+    """An event names a product the catalog does not have (a 422 for the API).
+
+    Args:
+        index: 0-based position of the first such event in its batch.
+        product_id: The unknown product id.
+    """
+
+    def __init__(self, index: int, product_id: int):
+        self.index = index
+        self.product_id = product_id
+        super().__init__(f"event {index}: unknown product_id {product_id}")
+
+
+@dataclass(frozen=True)
+class UserHistory:
+    """What serving needs to know of one user.
+
+    Attributes:
+        has_events: Whether any interaction of the user is recorded.
+        purchased: The products the user bought.
+    """
+
+    has_events: bool
+    purchased: frozenset[int]
+
+
+@dataclass(frozen=True)
+class StoreCounts:
+    """How many rows each table holds."""
+
+    products: int
+    users: int
+    interactions: int
+
+
+def _chunks(items: Sequence[Any], size: int = _CHUNK_ROWS) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: list[dict]) -> None:
+    """Insert rows, skipping those whose primary key exists (a concurrent writer's)."""
+    if not rows:
+        return
+    dialect = conn.dialect.name
+    if dialect == "postgresql":
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
+    elif dialect == "sqlite":
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
+    else:  # pragma: no cover - create_store_engine allows only the two
+        raise ValueError(f"unsupported dialect {dialect}")
+    for chunk in _chunks(rows):
+        conn.execute(stmt, list(chunk))
+
+
+class EventStore:
+    """Reads and writes products, users and interactions.
+
+    Args:
+        engine: From ``create_store_engine``; the schema must exist
+            (``recsys.store.migrate.upgrade_to_head``).
+    """
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    @classmethod
+    def from_url(cls, url: str, timeout_seconds: float = 5.0) -> EventStore:
+        """Open the store at a database URL (nothing connects yet; no schema is created).
+
+        Args:
+            url: ``sqlite:///FILE`` or ``postgresql+psycopg://...``.
+            timeout_seconds: The longest wait for the database (see ``create_store_engine``).
+        """
+        return cls(create_store_engine(url, timeout_seconds))
+
+    def ping(self) -> None:
+        """Run a trivial query; raise one of ``STORE_OUTAGES`` if the database does not answer."""
+        with self.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+    def _write(self):
+        """Begin a write transaction (eagerly locked on SQLite)."""
+        conn = self.engine.connect()
+        if self.engine.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        return _WriteTransaction(conn)
+
+    # -- catalog ---------------------------------------------------------------
+
+    def upsert_products(self, catalog: pd.DataFrame) -> int:
+        """Add new products and update the name, category and price of known ones, in one go.
+
+        Args:
+            catalog: Columns ``product_id, name, category, price``.
+
+        Returns:
+            How many products were written.
+        """
+        rows = _product_rows(catalog)
+        with self._write() as conn:
+            for chunk in _chunks(rows):
+                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+                insert = dialect.insert(products)
+                conn.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=[products.c.id],
+                        set_={c: insert.excluded[c] for c in ("name", "category", "price")},
+                    ),
+                    list(chunk),
+                )
+        return len(rows)
+
+    def products_frame(self) -> pd.DataFrame:
+        """Return the catalog: ``product_id, name, category, price`` by id."""
+        query = sa.select(
+            products.c.id.label("product_id"), products.c.name, products.c.category,
+            products.c.price,
+        ).order_by(products.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        frame = pd.DataFrame(rows, columns=["product_id", "name", "category", "price"])
+        return frame.astype({"product_id": "int64", "price": "float64"})
+
+    # -- interactions ----------------------------------------------------------
+
+    def add_interactions(self, events: Sequence[Event]) -> int:
+        """Record a batch of events in one transaction, or none of them.
+
+        Unknown users are created on the fly; an unknown product rejects the
+        whole batch.
+
+        Args:
+            events: Validated events (``events_from_json`` makes them from JSON).
+
+        Returns:
+            How many events were written.
+
+        Raises:
+            UnknownProductError: An event names a product not in the catalog;
+                nothing is written.
+        """
+        if not events:
+            return 0
+        with self._write() as conn:
+            return _insert_events(conn, events)
+
+    def user_history(self, user_id: int) -> UserHistory:
+        """Return, in one query, whether the user has events and which products they bought."""
+        query = (
+            sa.select(interactions.c.product_id, interactions.c.purchased)
+            .where(interactions.c.user_id == user_id)
+            .distinct()
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return UserHistory(
+            has_events=bool(rows),
+            purchased=frozenset(int(product) for product, bought in rows if bought),
+        )
+
+    def interactions_frame(self) -> pd.DataFrame:
+        """Return every interaction in insertion order, in the log's schema.
+
+        Returns:
+            Columns ``user_id, product_clicked, purchased`` (int64; purchased 0/1),
+            the shape ``recsys.data.load_interactions`` returns.
+        """
+        query = sa.select(
+            interactions.c.user_id, interactions.c.product_id, interactions.c.purchased
+        ).order_by(interactions.c.id)
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return pd.DataFrame(rows, columns=list(INTERACTION_COLUMNS)).astype("int64")
+
+    # -- training jobs -------------------------------------------------------
+
+    def save_training_job(self, record: Mapping[str, Any]) -> None:
+        """Insert or replace one training job record.
+
+        Args:
+            record: Values for every column of ``training_jobs``; datetimes
+                are stored as naive UTC.
+        """
+        values = {k: to_naive_utc(v) if isinstance(v, datetime) else v for k, v in record.items()}
+        with self._write() as conn:
+            updated = conn.execute(
+                training_jobs.update().where(training_jobs.c.id == values["id"]), values
+            )
+            if updated.rowcount == 0:
+                conn.execute(training_jobs.insert(), values)
+
+    def fail_unfinished_jobs(self, reason: str) -> int:
+        """Mark every queued or running job record failed (their process is gone).
+
+        Returns:
+            How many records were changed.
+        """
+        with self._write() as conn:
+            result = conn.execute(
+                training_jobs.update()
+                .where(training_jobs.c.state.in_(["queued", "running"]))
+                .values(state="failed", error=reason, finished_at=utc_now())
+            )
+            return result.rowcount
+
+    def training_job(self, job_id: str) -> dict[str, Any] | None:
+        """Return one training job record (datetimes as aware UTC), or None."""
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(training_jobs).where(training_jobs.c.id == job_id)
+            ).mappings().first()
+        if row is None:
+            return None
+        return {k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v
+                for k, v in row.items()}
+
+    def counts(self) -> StoreCounts:
+        """Return the row count of every table."""
+        with self.engine.connect() as conn:
+            def count(table: sa.Table) -> int:
+                return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+
+            return StoreCounts(count(products), count(users), count(interactions))
+
+    # -- bootstrap ---------------------------------------------------------
+
+    def is_empty(self) -> bool:
+        """Return whether the store holds no product and no interaction."""
+        c = self.counts()
+        return c.products == 0 and c.interactions == 0
+
+    def bootstrap(self, catalog: pd.DataFrame, log: pd.DataFrame) -> bool:
+        """Fill an empty store with a catalog and an interaction log.
+
+        One transaction, under a lock, so servers starting together fill the
+        store once; a store that already has data is left alone.
+
+        Args:
+            catalog: ``product_id, name, category, price`` (name, category and
+                price may be missing).
+            log: ``user_id, product_clicked, purchased[, timestamp]`` (the
+                interactions.csv schema); users are created from it.
+
+        Returns:
+            Whether anything was written.
+        """
+        events = events_from_log(log)
+        with self._write() as conn:
+            lock_for_startup(conn)
+            has_rows = conn.execute(sa.select(products.c.id).limit(1)).first() or conn.execute(
+                sa.select(interactions.c.id).limit(1)
+            ).first()
+            if has_rows:
+                return False
+            _insert_products(conn, catalog)
+            _insert_events(conn, events)
+        return True
+
+    # -- files -------------------------------------------------------------
+
+    def export_interactions(self, path: str | Path, include_timestamps: bool = False) -> int:
+        """Write every interaction to a CSV file in the interactions.csv schema.
+
+        Args:
+            path: Where to write (overwritten).
+            include_timestamps: Add a fourth column ``timestamp`` (ISO-8601 UTC),
+                which ``import_interactions`` reads back.
+
+        Returns:
+            How many rows were written.
+        """
+        columns = [interactions.c.user_id, interactions.c.product_id, interactions.c.purchased,
+                   interactions.c.created_at]
+        header = list(INTERACTION_COLUMNS)
+        if include_timestamps:
+            header.append(TIMESTAMP_COLUMN)
+        written = 0
+        with self.engine.connect() as conn, open(path, "w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(header)
+            result = conn.execution_options(yield_per=10_000).execute(
+                sa.select(*columns).order_by(interactions.c.id)
+            )
+            for user_id, product_id, purchased, created_at in result:
+                row = [user_id, product_id, int(purchased)]
+                if include_timestamps:
+                    row.append(format_utc(created_at))
+                writer.writerow(row)
+                written += 1
+        return written
+
+    def import_interactions(self, path: str | Path, progress: bool = False) -> int:
+        """Load an interactions CSV into the store in one transaction.
+
+        The file must have the header ``user_id,product_clicked,purchased``,
+        optionally followed by ``timestamp``. Every line is checked before
+        anything is written.
+
+        Args:
+            path: The CSV file.
+            progress: Show a tqdm progress bar on stderr.
+
+        Returns:
+            How many interactions were written.
+
+        Raises:
+            DataFileError: The file is unreadable or a line is bad (named by
+                its 1-based line number, header = line 1); nothing is written.
+        """
+        events = read_interactions_csv(path)
+        try:
+            with self._write() as conn, _progress_bar(progress, len(events), "writing") as bar:
+                return _insert_events(conn, events, on_chunk=bar.update)
+        except UnknownProductError as exc:
+            # Data lines start at line 2 (line 1 is the header).
+            raise DataFileError(
+                path, f"unknown product_id {exc.product_id}: not in the catalog",
+                line=exc.index + 2,
+            ) from None
+
+
+def _insert_products(conn: Connection, catalog: pd.DataFrame) -> int:
+    rows = _product_rows(catalog)
+    _insert_ignoring_duplicates(conn, products, rows)
+    return len(rows)
+
+
+def _product_rows(catalog: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {"id": int(r.product_id), "name": _text_or_none(r.name),
+         "category": _text_or_none(r.category),
+         "price": None if pd.isna(r.price) else float(r.price)}
+        for r in catalog.itertuples(index=False)
+    ]
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
+
+
+def _insert_events(
+    conn: Connection, events: Sequence[Event], on_chunk: Callable[[int], object] | None = None
+) -> int:
+    """Check every product exists, create missing users, insert the events.
+
+    Args:
+        conn: A connection inside a write transaction.
+        events: The events.
+        on_chunk: Called with the number of rows after each inserted chunk.
+    """
+    now = utc_now()
+    known: set[int] = set()
+    for chunk in _chunks(sorted({e.product_id for e in events})):
+        found = conn.execute(sa.select(products.c.id).where(products.c.id.in_(chunk)))
+        known.update(found.scalars())
+    for index, e in enumerate(events):
+        if e.product_id not in known:
+            raise UnknownProductError(index, e.product_id)
+    new_users = [{"id": u, "created_at": now} for u in sorted({e.user_id for e in events})]
+    _insert_ignoring_duplicates(conn, users, new_users)
+    rows = [
+        {"user_id": e.user_id, "product_id": e.product_id, "purchased": e.purchased,
+         "created_at": e.created_at or now}
+        for e in events
+    ]
+    for chunk in _chunks(rows):
+        conn.execute(interactions.insert(), list(chunk))
+        if on_chunk is not None:
+            on_chunk(len(chunk))
+    return len(events)
+
+
+class _WriteTransaction:
+    """Context manager: a connection in one transaction, committed on success."""
+
+    def __init__(self, conn: Connection):
+        self._conn = conn
+
+    def __enter__(self) -> Connection:
+        self._tx = self._conn.begin()
+        return self._conn
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        try:
+            if exc_type is None:
+                self._tx.commit()
+            else:
+                self._tx.rollback()
+        finally:
+            self._conn.close()
+
+
+def _progress_bar(enabled: bool, total: int, description: str):
+    """Return a tqdm bar on stderr, or a silent one when disabled."""
+    from tqdm import tqdm  # only the import command shows progress
+
+    return tqdm(total=total, unit="rows", desc=description, disable=not enabled)

@@ -1,0 +1,64 @@
+"""The event store's tables, described once for SQLAlchemy Core and Alembic.
+
+The schema itself is created and upgraded by Alembic migrations
+(``recsys.store.migrate``); a test checks that they agree with this module.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+products = sa.Table(
+    "products",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    # Null when the log came without its catalog: the product is shown by id.
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("category", sa.String(100), nullable=True),
+    sa.Column("price", sa.Float, nullable=True),
+)
+
+users = sa.Table(
+    "users",
+    metadata,
+    sa.Column("id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("name", sa.String(200), nullable=True),
+    sa.Column("email", sa.String(320), nullable=True),
+    sa.Column("city", sa.String(200), nullable=True),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+
+interactions = sa.Table(
+    "interactions",
+    metadata,
+    # BigInteger on PostgreSQL; SQLite only auto-increments INTEGER PRIMARY KEY.
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id"), nullable=False),
+    sa.Column("product_id", sa.BigInteger, sa.ForeignKey("products.id"), nullable=False),
+    sa.Column("purchased", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_interactions_user_id", "user_id"),
+)
+
+# Records of training jobs, so every server process (and a restarted one) can
+# report on a job another process ran.
+training_jobs = sa.Table(
+    "training_jobs",
+    metadata,
+    sa.Column("id", sa.String(32), primary_key=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("trigger", sa.String(16), nullable=False),
+    sa.Column("requested_at", sa.DateTime, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=True),
+    sa.Column("finished_at", sa.DateTime, nullable=True),
+    sa.Column("version", sa.String(64), nullable=True),
+    sa.Column("metrics", sa.JSON, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+)

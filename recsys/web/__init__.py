@@ -1,0 +1,29 @@
+"""Stage 6: the HTTP layer (the only Flask code): blueprints, parameters, errors, commands.
+
+``init_app`` wires one ``ServingRuntime`` into an app the flaskr way: it
+registers blueprints, error handlers and ``flask`` commands, and starts
+nothing. The runtime starts serving at the process's first request.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from recsys.serving.runtime import ServingRuntime
+from recsys.web import admin, commands, errors, health, interactions, recommend
+
+RUNTIME_KEY = "recsys.runtime"
+
+
+def init_app(app: Flask, runtime: ServingRuntime) -> None:
+    """Attach the runtime and register everything the service answers.
+
+    Args:
+        app: The Flask application, its config already set.
+        runtime: The runtime the views call (not started).
+    """
+    app.extensions[RUNTIME_KEY] = runtime
+    errors.init_app(app)
+    for blueprint in (health.bp, recommend.bp, interactions.bp, admin.bp):
+        app.register_blueprint(blueprint)
+    commands.init_app(app)

@@ -1,0 +1,46 @@
+"""Model operations: start a retrain, follow its job, and describe the live model."""
+
+from __future__ import annotations
+
+from flask import Blueprint, jsonify, url_for
+
+from recsys.errors import quote
+from recsys.serving.jobs import RetrainInProgressError
+from recsys.web.context import runtime
+from recsys.web.errors import ApiError
+
+bp = Blueprint("admin", __name__)
+
+
+@bp.post("/admin/retrain")
+def retrain():
+    try:
+        job = runtime().jobs.submit(trigger="api")
+    except RetrainInProgressError as exc:
+        raise ApiError(409, "retrain_in_progress", str(exc)) from None
+    body = {"job_id": job.id, "state": job.state.value,
+            "status_url": url_for("admin.job_status", job_id=job.id)}
+    return jsonify(body), 202, {"Location": body["status_url"]}
+
+
+@bp.get("/admin/jobs/<job_id>")
+def job_status(job_id: str):
+    job = runtime().jobs.get(job_id)
+    if job is None:
+        raise ApiError(404, "job_not_found", f"no training job {quote(job_id)}")
+    return jsonify(job.to_dict())
+
+
+@bp.get("/model")
+def live_model():
+    meta = runtime().service.metadata
+    return jsonify({
+        "version": meta.version,
+        "model_type": meta.model_type,
+        "params": meta.params,
+        "trained_at": meta.trained_at,
+        "data_fingerprint": meta.data_fingerprint,
+        "metrics": meta.metrics,
+        "training": meta.training,
+        "fallback_type": meta.fallback_type,
+    })

@@ -1,0 +1,108 @@
+"""The ``flask`` commands: init, train, import-interactions, import-catalog, export-interactions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+from flask.cli import with_appcontext
+
+from recsys.data.catalog import load_catalog
+from recsys.errors import DataFileError
+from recsys.serving.jobs import RetrainInProgressError
+from recsys.serving.runtime import ServingRuntime
+from recsys.store.engine import STORE_OUTAGES
+
+
+def init_app(app: Flask) -> None:
+    """Register the commands on the app's CLI group."""
+    for command in (init_command, train_command, import_command, import_catalog_command,
+                    export_command):
+        app.cli.add_command(command)
+
+
+def _runtime() -> ServingRuntime:
+    # Commands work on the store and artifacts; they never start serving.
+    return current_app.extensions["recsys.runtime"]
+
+
+def _store_outage(exc: Exception) -> click.ClickException:
+    return click.ClickException(
+        f"the event store is unavailable ({type(exc).__name__}); check DATABASE_URL"
+    )
+
+
+@click.command("init")
+@with_appcontext
+def init_command():
+    """Migrate the store, fill it from DATA_PATH if empty, and train a first model if none.
+
+    Idempotent, and safe when several processes run it at once.
+    """
+    try:
+        report = _runtime().init()
+    except STORE_OUTAGES as exc:
+        raise _store_outage(exc) from None
+    except DataFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"ready: model {report.version}"
+               + (" (trained now)" if report.trained else "")
+               + (", store filled from the bundled log" if report.filled else ""))
+
+
+@click.command("train")
+@with_appcontext
+def train_command():
+    """Train a model on the event store and publish it as the newest version."""
+    try:
+        meta = _runtime().train_exclusively()
+    except RetrainInProgressError as exc:
+        raise click.ClickException(f"{exc}; try again when it has finished") from None
+    except STORE_OUTAGES as exc:
+        raise _store_outage(exc) from None
+    click.echo(f"published {meta.version} ({meta.model_type}) trained on "
+               f"{meta.training.get('interactions')} interactions")
+    for name, value in meta.metrics.items():
+        click.echo(f"  {name}: {value}")
+
+
+@click.command("import-interactions")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def import_command(file: Path):
+    """Load FILE (user_id,product_clicked,purchased[,timestamp]) into the store, all or nothing."""
+    try:
+        count = _runtime().store.import_interactions(file, progress=True)
+    except DataFileError as exc:
+        raise click.ClickException(f"{exc} (nothing was imported)") from None
+    except STORE_OUTAGES as exc:
+        raise _store_outage(exc) from None
+    click.echo(f"imported {count} interactions from {file}")
+
+
+@click.command("import-catalog")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+def import_catalog_command(file: Path):
+    """Add or update the products of FILE (product_id,name,category,price), all or nothing."""
+    try:
+        count = _runtime().store.upsert_products(load_catalog(file))
+    except DataFileError as exc:
+        raise click.ClickException(f"{exc} (nothing was imported)") from None
+    except STORE_OUTAGES as exc:
+        raise _store_outage(exc) from None
+    click.echo(f"imported {count} products from {file}")
+
+
+@click.command("export-interactions")
+@with_appcontext
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--with-timestamps", is_flag=True, help="add a fourth column, timestamp (UTC)")
+def export_command(file: Path, with_timestamps: bool):
+    """Write every interaction in the store to FILE in the interactions.csv schema."""
+    try:
+        count = _runtime().store.export_interactions(file, include_timestamps=with_timestamps)
+    except STORE_OUTAGES as exc:
+        raise _store_outage(exc) from None
+    click.echo(f"exported {count} interactions to {file}")

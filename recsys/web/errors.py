@@ -1,0 +1,95 @@
+"""JSON errors: every failure answers ``{"error": {"code", "message"}}``."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, current_app, jsonify
+from werkzeug.exceptions import HTTPException
+
+from recsys.serving.service import NoLiveModelError
+from recsys.store.engine import STORE_OUTAGES
+
+log = logging.getLogger(__name__)
+
+# Machine-readable codes for the HTTP errors Flask raises itself.
+_HTTP_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class ApiError(Exception):
+    """An error answer: HTTP status, machine-readable code and message."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+def error_response(status: int, code: str, message: str):
+    """Return a Flask response carrying one JSON error."""
+    response = jsonify({"error": {"code": code, "message": message}})
+    response.status_code = status
+    return response
+
+
+def unavailable(code: str, message: str, retry_after_seconds: int):
+    """Return a 503 the caller should retry after a while."""
+    response = error_response(503, code, message)
+    response.headers["Retry-After"] = str(retry_after_seconds)
+    return response
+
+
+def init_app(app: Flask) -> None:
+    """Register JSON handlers for API errors, HTTP errors, outages and crashes."""
+
+    @app.after_request
+    def no_sniffing(response):
+        # Every answer is JSON; browsers must never guess otherwise.
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+    def handle_store_outage(exc: Exception):
+        # The database is down, unreachable, locked or too slow: the caller
+        # may retry, so this is a 503 rather than the 500 that marks a bug.
+        log.warning("event store unavailable: %s", getattr(exc, "orig", None) or exc)
+        return unavailable("store_unavailable", "the event store is unavailable; retry shortly", 1)
+
+    for outage in STORE_OUTAGES:
+        app.register_error_handler(outage, handle_store_outage)
+
+    @app.errorhandler(NoLiveModelError)
+    def handle_no_model(exc: NoLiveModelError):
+        return unavailable(
+            "model_unavailable",
+            "no model is published yet; run `flask --app app init` (or wait for it to finish)",
+            5,
+        )
+
+    @app.errorhandler(ApiError)
+    def handle_api_error(exc: ApiError):
+        return error_response(exc.status, exc.code, exc.message)
+
+    @app.errorhandler(HTTPException)
+    def handle_http_error(exc: HTTPException):
+        code = _HTTP_CODES.get(exc.code or 500, "http_error")
+        message = exc.description or exc.name
+        if exc.code == 413:
+            limit = current_app.config["INGEST_MAX_BYTES"]
+            message = f"the body may be at most {limit} bytes"
+        response = error_response(exc.code or 500, code, message)
+        if exc.code == 405 and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        return response
+
+    @app.errorhandler(Exception)
+    def handle_crash(exc: Exception):
+        # A 5xx is always a bug: log it whole, tell the caller little.
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")

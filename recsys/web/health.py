@@ -1,0 +1,22 @@
+"""Liveness and readiness: /healthz (the process answers) and /readyz (it can serve)."""
+
+from __future__ import annotations
+
+from flask import Blueprint, current_app, jsonify
+
+bp = Blueprint("health", __name__)
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/readyz")
+def readyz():
+    missing = current_app.extensions["recsys.runtime"].check_ready()
+    if not missing:
+        return jsonify({"status": "ready"})
+    body = {"status": "not_ready", "missing": missing,
+            "error": {"code": "not_ready", "message": f"not ready: no {' and no '.join(missing)}"}}
+    return jsonify(body), 503, {"Retry-After": "5"}

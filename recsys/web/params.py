@@ -1,0 +1,58 @@
+"""Strict parsing of query parameters, with errors that name what is accepted."""
+
+from __future__ import annotations
+
+import re
+
+from werkzeug.datastructures import MultiDict
+
+from recsys.data.interactions import MAX_ID
+from recsys.errors import quote
+from recsys.web.errors import ApiError
+
+# ASCII digits only: str.isdigit and \d also accept Arabic-Indic or fullwidth digits.
+_DIGITS = re.compile(r"[0-9]{1,40}")
+
+
+def single_value(args: MultiDict, name: str, required: bool) -> str | None:
+    """Return a parameter's only value; reject it missing (if required), twice, or empty."""
+    values = args.getlist(name)
+    if not values:
+        if required:
+            raise ApiError(400, "missing_parameter", f"{name} is required")
+        return None
+    if len(values) > 1:
+        raise ApiError(400, "duplicate_parameter", f"{name} must be given once, got {len(values)}")
+    if values[0] == "":
+        raise ApiError(400, "invalid_parameter", f"{name} must not be empty")
+    return values[0]
+
+
+def bounded_int(args: MultiDict, name: str, low: int, high: int, default: int | None = None) -> int:
+    """Return an integer parameter within [low, high], or the default when absent.
+
+    Raises:
+        ApiError: 400 naming the parameter and the accepted range.
+    """
+    text = single_value(args, name, required=default is None)
+    if text is None:
+        return default
+    accepted = f"{name} must be an integer from {low} to {high}"
+    # The length cap comes first: int() of thousands of digits is slow, and
+    # past 4,300 digits Python refuses it outright.
+    if not _DIGITS.fullmatch(text):
+        raise ApiError(400, "invalid_parameter", f"{accepted}, got {quote(text)}")
+    value = int(text)
+    if not low <= value <= high:
+        raise ApiError(400, "invalid_parameter", f"{accepted}, got {quote(text)}")
+    return value
+
+
+def user_id(args: MultiDict) -> int:
+    """Return the required ``user_id``: a positive 64-bit integer."""
+    return bounded_int(args, "user_id", 1, MAX_ID)
+
+
+def list_length(args: MultiDict, default: int = 5, high: int = 100) -> int:
+    """Return ``n``, how many products to list (1..high, default 5)."""
+    return bounded_int(args, "n", 1, high, default)
