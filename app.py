@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     """Prepare the store and model (``init``), then serve with Flask's development server."""
     parser = argparse.ArgumentParser(
         description="Serve the recommendation API (development server; see the README "
-        "for gunicorn).")
+        "for gunicorn)."
+    )
     parser.add_argument("--host", default=None, help="default: RECSYS_HOST or 127.0.0.1")
     parser.add_argument("--port", default=None, help="default: RECSYS_PORT or 5000")
     args = parser.parse_args(argv)
@@ -69,8 +70,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:  # an unreachable database, say: one line, not a traceback
-        print(f"error: cannot start: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-              file=sys.stderr)
+        print(
+            f"error: cannot start: {type(exc).__name__}: {str(exc).splitlines()[0]}",
+            file=sys.stderr,
+        )
         return 2
     host, port = app.config["HOST"], app.config["PORT"]
     logging.getLogger("recsys").info("listening on http://%s:%s", host, port)

@@ -39,8 +39,11 @@ POSTGRES_URL = os.environ.get(
 def events(count: int, offset: int) -> list[dict]:
     """Return synthetic events over the bundled catalog (products 1-20)."""
     return [
-        {"user_id": 100_000 + (offset + i) % 5_000, "product_id": 1 + (offset + i) % 20,
-         "purchased": (offset + i) % 9 == 0}
+        {
+            "user_id": 100_000 + (offset + i) % 5_000,
+            "product_id": 1 + (offset + i) % 20,
+            "purchased": (offset + i) % 9 == 0,
+        }
         for i in range(count)
     ]
 
@@ -119,10 +122,14 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=20, help="1,000-event batch posts")
     args = parser.parse_args()
 
-    print(f"Ingestion through the Flask test client: {args.single} single-event posts, "
-          f"{args.batches} posts of 1,000 events (one transaction per post)")
-    print(f"  {'backend':<12}{'single (events/s)':>20}{'batch of 1,000 (events/s)':>28}"
-          f"{'/recommend median (ms)':>25}")
+    print(
+        f"Ingestion through the Flask test client: {args.single} single-event posts, "
+        f"{args.batches} posts of 1,000 events (one transaction per post)"
+    )
+    print(
+        f"  {'backend':<12}{'single (events/s)':>20}{'batch of 1,000 (events/s)':>28}"
+        f"{'/recommend median (ms)':>25}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         backends = [("SQLite", f"sqlite:///{tmp}/bench.db", None)]
         pg = postgres_schema_url()
@@ -146,16 +153,20 @@ def main() -> None:
         small = load_times(served, 50)
         meta = served.load_latest().metadata
         size = sum(p.stat().st_size for p in (served.root / meta.version).iterdir())
-        print(f"  bundled data's SVD + fallback ({size / 1024:,.0f} KiB): "
-              f"median {statistics.median(small) * 1000:.2f} ms over {len(small)} loads")
+        print(
+            f"  bundled data's SVD + fallback ({size / 1024:,.0f} KiB): "
+            f"median {statistics.median(small) * 1000:.2f} ms over {len(small)} loads"
+        )
         large = ModelRegistry(f"{tmp}/large")
         large.publish(synthetic_svd_state(50_000, 5_000, 32), data_fingerprint="synthetic")
         big = load_times(large, 5)
         meta = large.load_latest().metadata
         size = sum(p.stat().st_size for p in (large.root / meta.version).iterdir())
-        print(f"  synthetic SVD, 50,000 users x 5,000 items x 32 factors "
-              f"({size / 2**20:,.1f} MiB): median {statistics.median(big) * 1000:.1f} ms "
-              f"over {len(big)} loads")
+        print(
+            f"  synthetic SVD, 50,000 users x 5,000 items x 32 factors "
+            f"({size / 2**20:,.1f} MiB): median {statistics.median(big) * 1000:.1f} ms "
+            f"over {len(big)} loads"
+        )
 
 
 if __name__ == "__main__":

@@ -19,9 +19,14 @@ BUNDLED_LOG = ROOT / "interactions.csv"
 def bundled_app(tmp_path_factory):
     """The service over the bundled log, built once: the read-only endpoints share it."""
     state = tmp_path_factory.mktemp("bundled_app")
-    app = create_app({"TESTING": True, "DATA_PATH": str(BUNDLED_LOG),
-                      "DATABASE_URL": f"sqlite:///{state / 'events.db'}",
-                      "MODEL_DIR": str(state / "models")})
+    app = create_app(
+        {
+            "TESTING": True,
+            "DATA_PATH": str(BUNDLED_LOG),
+            "DATABASE_URL": f"sqlite:///{state / 'events.db'}",
+            "MODEL_DIR": str(state / "models"),
+        }
+    )
     runtime = app.extensions["recsys.runtime"]
     runtime.init()
     yield app

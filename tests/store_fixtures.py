@@ -97,12 +97,14 @@ def store(database_url):
     event_store.dispose()
 
 
-SMALL_CATALOG = pd.DataFrame({
-    "product_id": [1, 2, 3, 4, 5],
-    "name": ["Desk Lamp", "Kettle", "Mug", "Notebook", "Pen"],
-    "category": ["home", "kitchen", "kitchen", "office", "office"],
-    "price": [25.0, 30.0, 8.5, 4.0, 1.5],
-})
+SMALL_CATALOG = pd.DataFrame(
+    {
+        "product_id": [1, 2, 3, 4, 5],
+        "name": ["Desk Lamp", "Kettle", "Mug", "Notebook", "Pen"],
+        "category": ["home", "kitchen", "kitchen", "office", "office"],
+        "price": [25.0, 30.0, 8.5, 4.0, 1.5],
+    }
+)
 
 
 @pytest.fixture
@@ -124,8 +126,13 @@ class AppFactory:
     def __call__(self, **overrides):
         from app import create_app
 
-        config = {"TESTING": True, "DATABASE_URL": self.database_url,
-                  "MODEL_DIR": str(self.model_dir), **self.config, **overrides}
+        config = {
+            "TESTING": True,
+            "DATABASE_URL": self.database_url,
+            "MODEL_DIR": str(self.model_dir),
+            **self.config,
+            **overrides,
+        }
         app = create_app(config)
         self.apps.append(app)
         # What `flask --app app init` does before a server starts.

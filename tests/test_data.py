@@ -136,4 +136,3 @@ def test_more_engagement_never_lowers_the_rating(weights):
 def test_bad_weights_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
         RatingWeights(**kwargs)
-

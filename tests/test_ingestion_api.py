@@ -41,8 +41,12 @@ def test_a_batch_with_timestamps_and_boolean_purchases_is_accepted(any_app_facto
     before = interaction_count(app)
     batch = [
         {"user_id": 9001, "product_id": 1, "purchased": True, "timestamp": "2026-11-29T10:00:00Z"},
-        {"user_id": 9001, "product_id": 2, "purchased": False,
-         "timestamp": "2026-11-29T11:00:00+01:00"},
+        {
+            "user_id": 9001,
+            "product_id": 2,
+            "purchased": False,
+            "timestamp": "2026-11-29T11:00:00+01:00",
+        },
         {"user_id": 9002, "product_id": 2, "purchased": 1},
     ]
     response = app.test_client().post("/interactions", json=batch)
@@ -72,8 +76,11 @@ def test_eight_clients_posting_500_events_each_record_exactly_4000(any_app_facto
         client = app.test_client()
         start.wait()
         for i in range(500):
-            event = {"user_id": 20_000 + thread * 1000 + i % 10, "product_id": 1 + i % 20,
-                     "purchased": i % 3 == 0}
+            event = {
+                "user_id": 20_000 + thread * 1000 + i % 10,
+                "product_id": 1 + i % 20,
+                "purchased": i % 3 == 0,
+            }
             response = client.post("/interactions", json=event)
             if response.status_code != 201:
                 failures.append((response.status_code, response.get_data(as_text=True)))
@@ -97,38 +104,110 @@ def _too_many():
         pytest.param([], 400, "empty_batch", "no events", id="empty-array"),
         pytest.param("hello", 400, "invalid_body", "event object", id="json-string"),
         pytest.param(42, 400, "invalid_body", "event object", id="json-number"),
-        pytest.param([1], 400, "invalid_event", "event 0: an event must be a JSON object",
-                     id="array-of-numbers"),
-        pytest.param({"user_id": 1, "product_id": 1}, 400, "invalid_event",
-                     "missing field(s) ['purchased']", id="missing-purchased"),
-        pytest.param(dict(GOOD, colour="red"), 400, "invalid_event", "unexpected field(s)",
-                     id="extra-field"),
-        pytest.param(dict(GOOD, user_id="7"), 400, "invalid_event", "user_id must be an integer from 1 to",
-                     id="user-id-string"),
-        pytest.param(dict(GOOD, user_id=0), 400, "invalid_event", "user_id must be an integer from 1 to",
-                     id="user-id-zero"),
-        pytest.param(dict(GOOD, user_id=-3), 400, "invalid_event", "user_id must be an integer from 1 to",
-                     id="user-id-negative"),
-        pytest.param(dict(GOOD, user_id=2**63), 400, "invalid_event", "user_id must be an integer from 1 to",
-                     id="user-id-too-large"),
-        pytest.param(dict(GOOD, user_id=1.5), 400, "invalid_event", "user_id must be an integer from 1 to",
-                     id="user-id-float"),
-        pytest.param(dict(GOOD, user_id=True), 400, "invalid_event", "user_id must be an integer from 1 to",
-                     id="user-id-bool"),
-        pytest.param(dict(GOOD, product_id=None), 400, "invalid_event",
-                     "product_id must be an integer from 1 to", id="product-id-null"),
-        pytest.param(dict(GOOD, purchased=2), 400, "invalid_event", "purchased must be 0, 1",
-                     id="purchased-two"),
-        pytest.param(dict(GOOD, purchased="yes"), 400, "invalid_event", "purchased must be 0, 1",
-                     id="purchased-text"),
-        pytest.param(dict(GOOD, timestamp="yesterday"), 400, "invalid_event", "ISO-8601",
-                     id="timestamp-text"),
-        pytest.param(dict(GOOD, timestamp=1764410000), 400, "invalid_event", "ISO-8601",
-                     id="timestamp-number"),
-        pytest.param([GOOD, GOOD, dict(GOOD, purchased=None)], 400, "invalid_event", "event 2:",
-                     id="third-row-bad"),
-        pytest.param(dict(GOOD, product_id=999), 422, "unknown_product",
-                     "product_id 999 is not in the catalog", id="unknown-product"),
+        pytest.param(
+            [1],
+            400,
+            "invalid_event",
+            "event 0: an event must be a JSON object",
+            id="array-of-numbers",
+        ),
+        pytest.param(
+            {"user_id": 1, "product_id": 1},
+            400,
+            "invalid_event",
+            "missing field(s) ['purchased']",
+            id="missing-purchased",
+        ),
+        pytest.param(
+            dict(GOOD, colour="red"), 400, "invalid_event", "unexpected field(s)", id="extra-field"
+        ),
+        pytest.param(
+            dict(GOOD, user_id="7"),
+            400,
+            "invalid_event",
+            "user_id must be an integer from 1 to",
+            id="user-id-string",
+        ),
+        pytest.param(
+            dict(GOOD, user_id=0),
+            400,
+            "invalid_event",
+            "user_id must be an integer from 1 to",
+            id="user-id-zero",
+        ),
+        pytest.param(
+            dict(GOOD, user_id=-3),
+            400,
+            "invalid_event",
+            "user_id must be an integer from 1 to",
+            id="user-id-negative",
+        ),
+        pytest.param(
+            dict(GOOD, user_id=2**63),
+            400,
+            "invalid_event",
+            "user_id must be an integer from 1 to",
+            id="user-id-too-large",
+        ),
+        pytest.param(
+            dict(GOOD, user_id=1.5),
+            400,
+            "invalid_event",
+            "user_id must be an integer from 1 to",
+            id="user-id-float",
+        ),
+        pytest.param(
+            dict(GOOD, user_id=True),
+            400,
+            "invalid_event",
+            "user_id must be an integer from 1 to",
+            id="user-id-bool",
+        ),
+        pytest.param(
+            dict(GOOD, product_id=None),
+            400,
+            "invalid_event",
+            "product_id must be an integer from 1 to",
+            id="product-id-null",
+        ),
+        pytest.param(
+            dict(GOOD, purchased=2),
+            400,
+            "invalid_event",
+            "purchased must be 0, 1",
+            id="purchased-two",
+        ),
+        pytest.param(
+            dict(GOOD, purchased="yes"),
+            400,
+            "invalid_event",
+            "purchased must be 0, 1",
+            id="purchased-text",
+        ),
+        pytest.param(
+            dict(GOOD, timestamp="yesterday"), 400, "invalid_event", "ISO-8601", id="timestamp-text"
+        ),
+        pytest.param(
+            dict(GOOD, timestamp=1764410000),
+            400,
+            "invalid_event",
+            "ISO-8601",
+            id="timestamp-number",
+        ),
+        pytest.param(
+            [GOOD, GOOD, dict(GOOD, purchased=None)],
+            400,
+            "invalid_event",
+            "event 2:",
+            id="third-row-bad",
+        ),
+        pytest.param(
+            dict(GOOD, product_id=999),
+            422,
+            "unknown_product",
+            "product_id 999 is not in the catalog",
+            id="unknown-product",
+        ),
         pytest.param(_too_many(), 413, "batch_too_large", "at most 10000", id="10001-events"),
     ],
 )
@@ -149,8 +228,13 @@ def test_a_bad_payload_is_rejected_with_a_json_error_and_writes_nothing(
     ("data", "content_type", "status", "code"),
     [
         pytest.param("{not json", "application/json", 400, "invalid_json", id="broken-json"),
-        pytest.param(json.dumps(GOOD), "text/plain", 415, "unsupported_media_type",
-                     id="not-json-content-type"),
+        pytest.param(
+            json.dumps(GOOD),
+            "text/plain",
+            415,
+            "unsupported_media_type",
+            id="not-json-content-type",
+        ),
         pytest.param("", "application/json", 400, "invalid_json", id="empty-body"),
     ],
 )
@@ -181,8 +265,12 @@ def test_a_purchase_posted_now_is_excluded_from_the_next_answer_without_retraini
     client = app.test_client()
     first = client.get("/recommend?user_id=1&n=5").get_json()
     top = first["recommendations"][0]["product_id"]
-    assert client.post("/interactions", json={"user_id": 1, "product_id": top,
-                                              "purchased": 1}).status_code == 201
+    assert (
+        client.post(
+            "/interactions", json={"user_id": 1, "product_id": top, "purchased": 1}
+        ).status_code
+        == 201
+    )
     second = client.get("/recommend?user_id=1&n=5").get_json()
     assert top not in [item["product_id"] for item in second["recommendations"]]
     assert second["model_version"] == first["model_version"]
@@ -201,8 +289,10 @@ def test_a_clicked_but_not_bought_product_is_still_recommended(client):
 
 
 def test_a_new_user_with_events_gets_popular_products_marked_not_in_model(client):
-    client.post("/interactions", json=[{"user_id": 555_555, "product_id": p, "purchased": 1}
-                                       for p in (1, 2)])
+    client.post(
+        "/interactions",
+        json=[{"user_id": 555_555, "product_id": p, "purchased": 1} for p in (1, 2)],
+    )
     answer = client.get("/recommend?user_id=555555&n=3").get_json()
     assert answer["strategy"] == "popular"
     assert answer["fallback_reason"] == "not_in_model"
@@ -221,8 +311,13 @@ def test_auto_retrain_after_n_events_serves_a_new_version(app_factory):
     app = app_factory(RETRAIN_EVERY_EVENTS=3)
     client = app.test_client()
     old = client.get("/model").get_json()["version"]
-    client.post("/interactions", json=[{"user_id": 424_242, "product_id": 1, "purchased": 1},
-                                       {"user_id": 424_242, "product_id": 2, "purchased": 0}])
+    client.post(
+        "/interactions",
+        json=[
+            {"user_id": 424_242, "product_id": 1, "purchased": 1},
+            {"user_id": 424_242, "product_id": 2, "purchased": 0},
+        ],
+    )
     runtime_of(app).jobs.wait_all(timeout=60)
     assert client.get("/model").get_json()["version"] == old, "2 events are below the threshold"
     client.post("/interactions", json={"user_id": 424_242, "product_id": 3, "purchased": 0})

@@ -140,8 +140,9 @@ def test_newer_than_finds_the_next_published_version_of_a_type(tmp_path):
     first = publish(registry).version
     assert registry.newer_than(first) is None
     second = publish(registry).version
-    other = registry.publish(OtherModel().fit(fitted_model_feedback()).get_state(),
-                             data_fingerprint="x").version
+    other = registry.publish(
+        OtherModel().fit(fitted_model_feedback()).get_state(), data_fingerprint="x"
+    ).version
     assert registry.newer_than(first) == other
     assert registry.newer_than(first, model_type="dot") == second
     assert registry.newer_than(second, model_type="dot") is None
@@ -181,8 +182,12 @@ def test_an_artifact_holding_a_pickle_is_refused(registry):
     directory = registry.root / bad
     # Forge a consistent artifact whose array needs unpickling to load.
     forged = directory / "forged.npz"
-    arrays = {"user_ids": np.array([{"evil": 1}], dtype=object), "product_ids": np.arange(1, 3),
-              "user_factors": np.zeros((1, 2)), "item_factors": np.zeros((2, 2))}
+    arrays = {
+        "user_ids": np.array([{"evil": 1}], dtype=object),
+        "product_ids": np.arange(1, 3),
+        "user_factors": np.zeros((1, 2)),
+        "item_factors": np.zeros((2, 2)),
+    }
     np.savez(forged, **{f"model.{name}": value for name, value in arrays.items()})
     payload = forged.read_bytes()
     forged.unlink()
@@ -229,7 +234,8 @@ _CRASHING_PUBLISHER = textwrap.dedent(
 def test_publisher_killed_mid_write_leaves_the_previous_version_loadable(registry, tmp_path):
     previous = publish(registry).version
     script = _CRASHING_PUBLISHER.format(
-        tests=str(Path(__file__).parent), project=str(Path(__file__).parent.parent),
+        tests=str(Path(__file__).parent),
+        project=str(Path(__file__).parent.parent),
         root=str(registry.root),
     )
     child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)

@@ -159,8 +159,10 @@ def test_requests_during_retrains_see_no_error_and_only_whole_versions(app_facto
     try:
         for round_ in range(3):
             # Other users' clicks change the model; user 1's purchases stay as they are.
-            clicks = [{"user_id": 60 + u, "product_id": 1 + (u + round_ * 7) % 20,
-                       "purchased": 0} for u in range(40)]
+            clicks = [
+                {"user_id": 60 + u, "product_id": 1 + (u + round_ * 7) % 20, "purchased": 0}
+                for u in range(40)
+            ]
             assert client.post("/interactions", json=clicks).status_code == 201
             assert retrain(client)["state"] == "succeeded"
     finally:
@@ -175,8 +177,10 @@ def test_requests_during_retrains_see_no_error_and_only_whole_versions(app_facto
     for version in versions:
         model = runtime.registry.load(version).model
         ranked = model.recommend([1], 5, exclude=bought).lists[1]
-        expected = [[int(p), round(float(s), 4)] for p, s in zip(ranked.product_ids,
-                                                                  ranked.scores, strict=True)]
+        expected = [
+            [int(p), round(float(s), 4)]
+            for p, s in zip(ranked.product_ids, ranked.scores, strict=True)
+        ]
         answers = [body for _, body in seen if body["model_version"] == version]
         for body in answers:
             got = [[i["product_id"], i["score"]] for i in body["recommendations"]]
@@ -263,11 +267,17 @@ _KILLED_TRAINER = textwrap.dedent(
 def test_a_trainer_killed_mid_write_leaves_the_previous_model_served(app_factory, tmp_path):
     app = app_factory()
     previous = runtime_of(app).registry.versions()
-    env = dict(os.environ, RECSYS_DATABASE_URL=app_factory.database_url,
-               RECSYS_MODEL_DIR=str(app_factory.model_dir))
+    env = dict(
+        os.environ,
+        RECSYS_DATABASE_URL=app_factory.database_url,
+        RECSYS_MODEL_DIR=str(app_factory.model_dir),
+    )
     child = subprocess.Popen(
         [sys.executable, "-c", _KILLED_TRAINER.format(project=str(PROJECT))],
-        cwd=PROJECT, env=env, stdout=subprocess.PIPE, text=True,
+        cwd=PROJECT,
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert child.stdout.readline().strip() == "writing"
@@ -355,10 +365,15 @@ def test_another_worker_and_a_restarted_server_report_a_job(app_factory):
 
 def test_a_job_left_running_by_a_dead_process_is_closed_at_start(app_factory):
     app = app_factory()
-    runtime_of(app).store.save_training_job({
-        "id": "deadbeef", "state": "running", "trigger": "api",
-        "requested_at": datetime.now(UTC), "started_at": datetime.now(UTC),
-    })
+    runtime_of(app).store.save_training_job(
+        {
+            "id": "deadbeef",
+            "state": "running",
+            "trigger": "api",
+            "requested_at": datetime.now(UTC),
+            "started_at": datetime.now(UTC),
+        }
+    )
     restarted = app_factory()
     job = restarted.test_client().get("/admin/jobs/deadbeef").get_json()
     assert job["state"] == "failed"

@@ -35,8 +35,12 @@ def _get(url: str) -> tuple[int, dict]:
     [
         [sys.executable, "app.py", "--port", "{port}"],
         # What the README says for Flask's own runner: init, then run.
-        ["sh", "-c", f"{sys.executable} -m flask --app app init && "
-                     f"exec {sys.executable} -m flask --app app run --port {{port}}"],
+        [
+            "sh",
+            "-c",
+            f"{sys.executable} -m flask --app app init && "
+            f"exec {sys.executable} -m flask --app app run --port {{port}}",
+        ],
     ],
     ids=["python app.py", "flask run"],
 )

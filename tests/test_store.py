@@ -17,8 +17,9 @@ from tests.store_fixtures import SMALL_CATALOG
 
 
 def test_events_are_recorded_and_unknown_users_created(catalog_store):
-    written = catalog_store.add_interactions([Event(7, 1, False), Event(7, 2, True),
-                                              Event(8, 2, False)])
+    written = catalog_store.add_interactions(
+        [Event(7, 1, False), Event(7, 2, True), Event(8, 2, False)]
+    )
     assert written == 3
     counts = catalog_store.counts()
     assert (counts.products, counts.users, counts.interactions) == (5, 2, 3)
@@ -89,8 +90,7 @@ def test_eight_threads_posting_500_events_each_store_exactly_4000(catalog_store)
 
 
 def test_bootstrap_fills_an_empty_store_once(store):
-    log = pd.DataFrame({"user_id": [1, 2, 2], "product_clicked": [1, 1, 3],
-                        "purchased": [0, 1, 0]})
+    log = pd.DataFrame({"user_id": [1, 2, 2], "product_clicked": [1, 1, 3], "purchased": [0, 1, 0]})
     assert store.bootstrap(SMALL_CATALOG, log) is True
     assert store.bootstrap(SMALL_CATALOG, log) is False
     counts = store.counts()
@@ -100,14 +100,17 @@ def test_bootstrap_fills_an_empty_store_once(store):
 
 @pytest.mark.parametrize("with_timestamps", [False, True])
 def test_export_then_import_round_trips(catalog_store, tmp_path, with_timestamps):
-    events = [Event(7, 1, False, datetime(2026, 3, 1, 8, 0)), Event(8, 5, True,
-                                                                    datetime(2026, 3, 2, 9, 0))]
+    events = [
+        Event(7, 1, False, datetime(2026, 3, 1, 8, 0)),
+        Event(8, 5, True, datetime(2026, 3, 2, 9, 0)),
+    ]
     catalog_store.add_interactions(events)
     path = tmp_path / "export.csv"
     assert catalog_store.export_interactions(path, include_timestamps=with_timestamps) == 2
     header = path.read_text().splitlines()[0]
-    expected_header = "user_id,product_clicked,purchased" + (",timestamp" if with_timestamps
-                                                             else "")
+    expected_header = "user_id,product_clicked,purchased" + (
+        ",timestamp" if with_timestamps else ""
+    )
     assert header == expected_header
     assert catalog_store.import_interactions(path) == 2
     frame = catalog_store.interactions_frame()
@@ -115,8 +118,10 @@ def test_export_then_import_round_trips(catalog_store, tmp_path, with_timestamps
     if with_timestamps:
         with catalog_store.engine.connect() as conn:
             stamps = conn.execute(sa.text("SELECT created_at FROM interactions ORDER BY id"))
-            values = [v if isinstance(v, datetime) else datetime.fromisoformat(v)
-                      for v in stamps.scalars()]
+            values = [
+                v if isinstance(v, datetime) else datetime.fromisoformat(v)
+                for v in stamps.scalars()
+            ]
         assert values[2:] == values[:2]
 
 
@@ -178,12 +183,21 @@ def test_upgrading_from_the_first_revision_keeps_every_event(database_url):
 
 def test_training_job_records_round_trip(store):
     requested = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
-    record = {"id": "abc", "state": "running", "trigger": "api", "requested_at": requested,
-              "started_at": requested, "finished_at": None, "version": None, "metrics": None,
-              "error": None}
+    record = {
+        "id": "abc",
+        "state": "running",
+        "trigger": "api",
+        "requested_at": requested,
+        "started_at": requested,
+        "finished_at": None,
+        "version": None,
+        "metrics": None,
+        "error": None,
+    }
     store.save_training_job(record)
-    store.save_training_job({**record, "state": "succeeded", "version": "v00002-x",
-                             "metrics": {"rmse": 0.9}})
+    store.save_training_job(
+        {**record, "state": "succeeded", "version": "v00002-x", "metrics": {"rmse": 0.9}}
+    )
     saved = store.training_job("abc")
     assert saved["state"] == "succeeded"
     assert saved["metrics"] == {"rmse": 0.9}
@@ -194,8 +208,9 @@ def test_training_job_records_round_trip(store):
 def test_unfinished_job_records_can_be_closed(store):
     now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
     for job_id, state in [("a", "queued"), ("b", "running"), ("c", "succeeded")]:
-        store.save_training_job({"id": job_id, "state": state, "trigger": "api",
-                                 "requested_at": now})
+        store.save_training_job(
+            {"id": job_id, "state": state, "trigger": "api", "requested_at": now}
+        )
     assert store.fail_unfinished_jobs("interrupted") == 2
     assert [store.training_job(j)["state"] for j in "abc"] == ["failed", "failed", "succeeded"]
     assert store.training_job("a")["error"] == "interrupted"

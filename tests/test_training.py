@@ -31,9 +31,14 @@ def feedback_frame(pairs: list[tuple[int, int]], clicks: list[int] | None = None
 
 
 def fake_metadata(version: str = "v00001-20260101T000000Z") -> ArtifactMetadata:
-    return ArtifactMetadata(version=version, model_type="svd", params={},
-                            trained_at="2026-01-01T00:00:00Z", data_fingerprint="x",
-                            metrics={"rmse": 1.0})
+    return ArtifactMetadata(
+        version=version,
+        model_type="svd",
+        params={},
+        trained_at="2026-01-01T00:00:00Z",
+        data_fingerprint="x",
+        metrics={"rmse": 1.0},
+    )
 
 
 def test_the_fingerprint_changes_with_any_interaction():
@@ -47,17 +52,21 @@ def test_the_fingerprint_changes_with_any_interaction():
 
 def test_a_job_runs_in_the_background_and_records_its_result():
     published: list[str] = []
-    runner = TrainingJobRunner(train=fake_metadata, on_published=lambda m: published.append(
-        m.version))
+    runner = TrainingJobRunner(
+        train=fake_metadata, on_published=lambda m: published.append(m.version)
+    )
     job = runner.submit(trigger="cli")
     assert job.state is JobState.QUEUED
     done = runner.wait(job.id, timeout=10)
     assert done.state is JobState.SUCCEEDED
-    assert (done.version, done.metrics, done.trigger) == (fake_metadata().version,
-                                                          {"rmse": 1.0}, "cli")
+    assert (done.version, done.metrics, done.trigger) == (
+        fake_metadata().version,
+        {"rmse": 1.0},
+        "cli",
+    )
     assert done.finished_at >= done.started_at >= done.requested_at
     assert published == [done.version]
-    assert runner.submit(trigger='cli').id != job.id, 'the runner is free for the next job'
+    assert runner.submit(trigger="cli").id != job.id, "the runner is free for the next job"
 
 
 def test_one_job_at_a_time():
@@ -156,14 +165,19 @@ def test_the_training_lock_is_held_by_one_holder_at_a_time(tmp_path):
 def test_a_killed_holder_releases_the_training_lock(tmp_path):
     path = tmp_path / "t.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c", textwrap.dedent(f"""
+        [
+            sys.executable,
+            "-c",
+            textwrap.dedent(f"""
             import fcntl, os, time
             fd = os.open({str(path)!r}, os.O_RDWR | os.O_CREAT)
             fcntl.flock(fd, fcntl.LOCK_EX)
             print("held", flush=True)
             time.sleep(60)
-        """)],
-        stdout=subprocess.PIPE, text=True,
+        """),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"

@@ -49,7 +49,8 @@ def load_catalog(path: str | Path) -> pd.DataFrame:
     header = [c.strip() for c in raw.columns]
     if header != list(CATALOG_COLUMNS):
         raise DataFileError(
-            path, f"expected header {','.join(CATALOG_COLUMNS)}, got {quote(','.join(header))}",
+            path,
+            f"expected header {','.join(CATALOG_COLUMNS)}, got {quote(','.join(header))}",
             line=1,
         )
     raw.columns = header
@@ -60,7 +61,8 @@ def load_catalog(path: str | Path) -> pd.DataFrame:
         text_id, name, category, text_price = (str(v).strip() for v in record)
         if not (text_id.isascii() and text_id.isdigit() and 1 <= int(text_id) <= MAX_ID):
             raise DataFileError(
-                path, f"product_id must be an integer from 1 to {MAX_ID}, got {quote(text_id)}",
+                path,
+                f"product_id must be an integer from 1 to {MAX_ID}, got {quote(text_id)}",
                 line,
             )
         product_id = int(text_id)

@@ -66,4 +66,3 @@ def derive_ratings(
     ).astype(np.float64)
     feedback["rating"] = feedback["engagement"].clip(*RATING_SCALE)
     return feedback
-

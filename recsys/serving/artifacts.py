@@ -195,8 +195,11 @@ class ModelRegistry:
         """Return the published version ids, newest first."""
         if not self.root.is_dir():
             return []
-        named = [(n, p.name) for p in self.root.iterdir()
-                 if p.is_dir() and (n := version_number(p.name)) is not None]
+        named = [
+            (n, p.name)
+            for p in self.root.iterdir()
+            if p.is_dir() and (n := version_number(p.name)) is not None
+        ]
         return [name for _, name in sorted(named, reverse=True)]
 
     # -- publishing ----------------------------------------------------------
@@ -270,7 +273,8 @@ class ModelRegistry:
                     fallback_type=str(fallback.params["model"]) if fallback else None,
                     fallback_params=(
                         {k: v for k, v in fallback.params.items() if k != "model"}
-                        if fallback else {}
+                        if fallback
+                        else {}
                     ),
                     arrays_sha256=hashlib.sha256(payload).hexdigest(),
                 )
@@ -417,6 +421,4 @@ class ModelRegistry:
         for cls in classes.values():
             if getattr(cls, "name", None) == model_type:
                 return cls
-        raise ArtifactError(
-            f"unknown model type {model_type!r}; known: {sorted(classes)}"
-        )
+        raise ArtifactError(f"unknown model type {model_type!r}; known: {sorted(classes)}")

@@ -213,14 +213,19 @@ class TrainingJobRunner:
                 raise RetrainInProgressError(self._active)
             if self._process_lock is not None and not self._process_lock.try_acquire():
                 raise RetrainInProgressError(None)
-            job = TrainingJob(id=uuid.uuid4().hex, state=JobState.QUEUED, trigger=trigger,
-                              requested_at=datetime.now(UTC))
+            job = TrainingJob(
+                id=uuid.uuid4().hex,
+                state=JobState.QUEUED,
+                trigger=trigger,
+                requested_at=datetime.now(UTC),
+            )
             self._jobs[job.id] = job
             self._active = job.id
             while len(self._jobs) > self._history:
                 self._jobs.popitem(last=False)
-            thread = threading.Thread(target=self._run, args=(job.id,), daemon=True,
-                                      name=f"training-{job.id[:8]}")
+            thread = threading.Thread(
+                target=self._run, args=(job.id,), daemon=True, name=f"training-{job.id[:8]}"
+            )
             self._threads = {job.id: thread}
         self._record(job)
         thread.start()
@@ -274,11 +279,20 @@ class TrainingJobRunner:
                 self._on_published(meta)
         except Exception as exc:  # a failed job is recorded, not raised
             logger.exception("training job %s failed", job_id)
-            self._update(job_id, state=JobState.FAILED, finished_at=datetime.now(UTC),
-                         error=f"{type(exc).__name__}: {exc}")
+            self._update(
+                job_id,
+                state=JobState.FAILED,
+                finished_at=datetime.now(UTC),
+                error=f"{type(exc).__name__}: {exc}",
+            )
         else:
-            self._update(job_id, state=JobState.SUCCEEDED, finished_at=datetime.now(UTC),
-                         version=meta.version, metrics=dict(meta.metrics))
+            self._update(
+                job_id,
+                state=JobState.SUCCEEDED,
+                finished_at=datetime.now(UTC),
+                version=meta.version,
+                metrics=dict(meta.metrics),
+            )
         finally:
             with self._lock:
                 self._active = None

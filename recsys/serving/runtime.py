@@ -99,8 +99,10 @@ class ServingRuntime:
         self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
         # Late-bound so the job always runs the runtime's current ``train``.
         self.jobs = TrainingJobRunner(
-            train=lambda: self.train(), on_published=self._serve_published,
-            lock=self.training_lock, recorder=self.store,
+            train=lambda: self.train(),
+            on_published=self._serve_published,
+            lock=self.training_lock,
+            recorder=self.store,
         )
         self.auto_retrain = AutoRetrainer(
             self.jobs, settings["RETRAIN_EVERY_EVENTS"], settings["RETRAIN_EVERY_MINUTES"]
@@ -133,15 +135,19 @@ class ServingRuntime:
             trained = None
             latest = self.registry.load_latest(model_type=self.model_type)
             if latest is None:
-                logger.info("no valid %s model in %s: training the first one",
-                            self.model_type, self.registry.root)
+                logger.info(
+                    "no valid %s model in %s: training the first one",
+                    self.model_type,
+                    self.registry.root,
+                )
                 trained = self.train_exclusively().version
                 version = trained
             else:
                 version = latest.metadata.version
         seconds = time.perf_counter() - started
-        logger.info("ready in %.1f s: model %s%s", seconds, version,
-                    " (trained now)" if trained else "")
+        logger.info(
+            "ready in %.1f s: model %s%s", seconds, version, " (trained now)" if trained else ""
+        )
         self.init_report = InitReport(filled, closed, trained, version, round(seconds, 3))
         return self.init_report
 
@@ -158,10 +164,15 @@ class ServingRuntime:
         catalog = catalog_for_log(log, self.settings.catalog_path)
         filled = self.store.bootstrap(catalog, log)
         if filled:
-            logger.info("filled the empty event store: %d interactions from %s, %d products%s",
-                        len(log), log_path, len(catalog),
-                        f" named by {self.settings.catalog_path}" if self.settings.catalog_path
-                        else " (no catalog file: shown by id)")
+            logger.info(
+                "filled the empty event store: %d interactions from %s, %d products%s",
+                len(log),
+                log_path,
+                len(catalog),
+                f" named by {self.settings.catalog_path}"
+                if self.settings.catalog_path
+                else " (no catalog file: shown by id)",
+            )
         return filled
 
     def close_orphaned_jobs(self) -> int:
@@ -197,14 +208,18 @@ class ServingRuntime:
             if not self._started:
                 artifact = self.registry.load_latest(model_type=self.model_type)
                 if artifact is None:
-                    logger.warning("no published %s model in %s: run `flask --app app init`",
-                                   self.model_type, self.registry.root)
+                    logger.warning(
+                        "no published %s model in %s: run `flask --app app init`",
+                        self.model_type,
+                        self.registry.root,
+                    )
                 else:
                     self.service.serve(artifact)
                 self.auto_retrain.start()
                 if self.settings["MODEL_REFRESH_SECONDS"] > 0:
-                    threading.Thread(target=self._refresh_periodically, daemon=True,
-                                     name="model-refresh").start()
+                    threading.Thread(
+                        target=self._refresh_periodically, daemon=True, name="model-refresh"
+                    ).start()
                 self._started = True
         return self.service.live.is_live
 

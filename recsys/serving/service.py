@@ -179,13 +179,18 @@ class LiveModel:
         """
         with self._swap_lock:
             previous = self._current
-            if only_if_newer and previous is not None and (
-                (version_number(bundle.version) or 0) <= (version_number(previous.version) or 0)
+            if (
+                only_if_newer
+                and previous is not None
+                and (
+                    (version_number(bundle.version) or 0) <= (version_number(previous.version) or 0)
+                )
             ):
                 return previous
             self._current = bundle
-        logger.info("serving model %s (was %s)", bundle.version,
-                    previous.version if previous else None)
+        logger.info(
+            "serving model %s (was %s)", bundle.version, previous.version if previous else None
+        )
         return previous
 
 
@@ -205,8 +210,10 @@ class RecommendationService:
         try:
             catalog = self.store.products_frame()
         except STORE_OUTAGES:
-            logger.warning("event store unavailable: serving the catalog saved with %s",
-                           artifact.metadata.version)
+            logger.warning(
+                "event store unavailable: serving the catalog saved with %s",
+                artifact.metadata.version,
+            )
             catalog = None
         bundle = ServingModel.from_artifact(artifact, catalog)
         self.live.swap(bundle, only_if_newer=only_if_newer)
@@ -240,14 +247,21 @@ class RecommendationService:
             exclude = {user_id: history.purchased}
             ranked = bundle.model.recommend([user_id], n, exclude=exclude).lists[user_id]
             return RecommendationAnswer(
-                user_id, bundle.model.name, bundle.describe(ranked), bundle.version,
+                user_id,
+                bundle.model.name,
+                bundle.describe(ranked),
+                bundle.version,
                 degraded=degraded,
             )
         reason = NOT_IN_MODEL if history.has_events else UNKNOWN_USER
         ranked = bundle.popularity.top(n, exclude=history.purchased)
         return RecommendationAnswer(
-            user_id, bundle.popularity.name, bundle.describe(ranked), bundle.version,
-            fallback_reason=reason, degraded=degraded,
+            user_id,
+            bundle.popularity.name,
+            bundle.describe(ranked),
+            bundle.version,
+            fallback_reason=reason,
+            degraded=degraded,
         )
 
     def popular(self, n: int) -> list[RecommendedProduct]:

@@ -160,37 +160,79 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("MODEL", "svd", _model_name,
-            "model behind `/recommend`: `svd`, `als` or `popular` (`popularity`)"),
-    Setting("MODEL_PARAMS_PATH", None, _optional_path,
-            "hyper-parameters per model, as `tune --save` writes them",
-            default_text="`instance/model_params.json` if present"),
+    Setting(
+        "MODEL",
+        "svd",
+        _model_name,
+        "model behind `/recommend`: `svd`, `als` or `popular` (`popularity`)",
+    ),
+    Setting(
+        "MODEL_PARAMS_PATH",
+        None,
+        _optional_path,
+        "hyper-parameters per model, as `tune --save` writes them",
+        default_text="`instance/model_params.json` if present",
+    ),
     Setting("CLICK_WEIGHT", 1.0, _number(0), "rating points per click"),
     Setting("PURCHASE_WEIGHT", 2.0, _number(0), "extra rating points per purchase"),
-    Setting("DATABASE_URL", None, database_url,
-            "the event store: `sqlite:///FILE` or `postgresql://...` (`postgres://` too)",
-            default_text="`sqlite:///instance/recsys.db`", also_env=("DATABASE_URL",)),
-    Setting("DB_TIMEOUT_SECONDS", 5.0, _number(0, low_open=True),
-            "longest wait for the database: connecting, one statement, SQLite's write lock "
-            "(keep it well under the server's worker timeout)"),
-    Setting("DATA_PATH", BUNDLED_LOG, _optional_path,
-            "the interactions log loaded into an empty store by `flask --app app init`",
-            default_text="`interactions.csv`"),
-    Setting("CATALOG_PATH", None, _optional_path,
-            "its catalog (`product_id,name,category,price`); products without one are named by id",
-            default_text="`products.csv` beside `DATA_PATH` if present"),
-    Setting("MODEL_DIR", None, _optional_path, "artifact directory",
-            default_text="`instance/models`"),
+    Setting(
+        "DATABASE_URL",
+        None,
+        database_url,
+        "the event store: `sqlite:///FILE` or `postgresql://...` (`postgres://` too)",
+        default_text="`sqlite:///instance/recsys.db`",
+        also_env=("DATABASE_URL",),
+    ),
+    Setting(
+        "DB_TIMEOUT_SECONDS",
+        5.0,
+        _number(0, low_open=True),
+        "longest wait for the database: connecting, one statement, SQLite's write lock "
+        "(keep it well under the server's worker timeout)",
+    ),
+    Setting(
+        "DATA_PATH",
+        BUNDLED_LOG,
+        _optional_path,
+        "the interactions log loaded into an empty store by `flask --app app init`",
+        default_text="`interactions.csv`",
+    ),
+    Setting(
+        "CATALOG_PATH",
+        None,
+        _optional_path,
+        "its catalog (`product_id,name,category,price`); products without one are named by id",
+        default_text="`products.csv` beside `DATA_PATH` if present",
+    ),
+    Setting(
+        "MODEL_DIR", None, _optional_path, "artifact directory", default_text="`instance/models`"
+    ),
     Setting("KEEP_MODEL_VERSIONS", 5, _integer(1), "published versions kept"),
-    Setting("RETRAIN_EVERY_EVENTS", None, _optional(_integer(1)),
-            "automatic retrain after this many new events"),
-    Setting("RETRAIN_EVERY_MINUTES", None, _optional(_number(0, low_open=True)),
-            "automatic retrain on this period"),
-    Setting("MODEL_REFRESH_SECONDS", 10.0, _number(0),
-            "how often a worker looks for a version another process published (0: never)"),
-    Setting("INGEST_MAX_BYTES", 4 * 1024 * 1024, _integer(1),
-            "largest `POST /interactions` body, whatever its transfer encoding",
-            default_text="4194304 (4 MiB)"),
+    Setting(
+        "RETRAIN_EVERY_EVENTS",
+        None,
+        _optional(_integer(1)),
+        "automatic retrain after this many new events",
+    ),
+    Setting(
+        "RETRAIN_EVERY_MINUTES",
+        None,
+        _optional(_number(0, low_open=True)),
+        "automatic retrain on this period",
+    ),
+    Setting(
+        "MODEL_REFRESH_SECONDS",
+        10.0,
+        _number(0),
+        "how often a worker looks for a version another process published (0: never)",
+    ),
+    Setting(
+        "INGEST_MAX_BYTES",
+        4 * 1024 * 1024,
+        _integer(1),
+        "largest `POST /interactions` body, whatever its transfer encoding",
+        default_text="4194304 (4 MiB)",
+    ),
     Setting("HOST", "127.0.0.1", _text, "where `python app.py` listens (also `--host`)"),
     Setting("PORT", 5000, _integer(1, 65535), "its port (also `--port`)", also_env=("PORT",)),
     Setting("LOG_LEVEL", "INFO", _text, "logging level of the service's messages (on stderr)"),
@@ -297,8 +339,10 @@ def _lookup(
 
 def settings_table() -> str:
     """Return the README's configuration table (Markdown)."""
-    lines = ["| setting (`RECSYS_` + name in the environment) | default | meaning |",
-             "| --- | --- | --- |"]
+    lines = [
+        "| setting (`RECSYS_` + name in the environment) | default | meaning |",
+        "| --- | --- | --- |",
+    ]
     for s in SETTINGS:
         also = "".join(f", `{e}`" for e in s.also_env)
         default = s.shown_default()

@@ -152,7 +152,9 @@ class EventStore:
     def products_frame(self) -> pd.DataFrame:
         """Return the catalog: ``product_id, name, category, price`` by id."""
         query = sa.select(
-            products.c.id.label("product_id"), products.c.name, products.c.category,
+            products.c.id.label("product_id"),
+            products.c.name,
+            products.c.category,
             products.c.price,
         ).order_by(products.c.id)
         with self.engine.connect() as conn:
@@ -245,17 +247,19 @@ class EventStore:
     def training_job(self, job_id: str) -> dict[str, Any] | None:
         """Return one training job record (datetimes as aware UTC), or None."""
         with self.engine.connect() as conn:
-            row = conn.execute(
-                sa.select(training_jobs).where(training_jobs.c.id == job_id)
-            ).mappings().first()
+            row = (
+                conn.execute(sa.select(training_jobs).where(training_jobs.c.id == job_id))
+                .mappings()
+                .first()
+            )
         if row is None:
             return None
-        return {k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v
-                for k, v in row.items()}
+        return {k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v for k, v in row.items()}
 
     def counts(self) -> StoreCounts:
         """Return the row count of every table."""
         with self.engine.connect() as conn:
+
             def count(table: sa.Table) -> int:
                 return conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
 
@@ -286,9 +290,10 @@ class EventStore:
         events = events_from_log(log)
         with self._write() as conn:
             lock_for_startup(conn)
-            has_rows = conn.execute(sa.select(products.c.id).limit(1)).first() or conn.execute(
-                sa.select(interactions.c.id).limit(1)
-            ).first()
+            has_rows = (
+                conn.execute(sa.select(products.c.id).limit(1)).first()
+                or conn.execute(sa.select(interactions.c.id).limit(1)).first()
+            )
             if has_rows:
                 return False
             _insert_products(conn, catalog)
@@ -308,8 +313,12 @@ class EventStore:
         Returns:
             How many rows were written.
         """
-        columns = [interactions.c.user_id, interactions.c.product_id, interactions.c.purchased,
-                   interactions.c.created_at]
+        columns = [
+            interactions.c.user_id,
+            interactions.c.product_id,
+            interactions.c.purchased,
+            interactions.c.created_at,
+        ]
         header = list(INTERACTION_COLUMNS)
         if include_timestamps:
             header.append(TIMESTAMP_COLUMN)
@@ -353,7 +362,8 @@ class EventStore:
         except UnknownProductError as exc:
             # Data lines start at line 2 (line 1 is the header).
             raise DataFileError(
-                path, f"unknown product_id {exc.product_id}: not in the catalog",
+                path,
+                f"unknown product_id {exc.product_id}: not in the catalog",
                 line=exc.index + 2,
             ) from None
 
@@ -366,9 +376,12 @@ def _insert_products(conn: Connection, catalog: pd.DataFrame) -> int:
 
 def _product_rows(catalog: pd.DataFrame) -> list[dict[str, Any]]:
     return [
-        {"id": int(r.product_id), "name": _text_or_none(r.name),
-         "category": _text_or_none(r.category),
-         "price": None if pd.isna(r.price) else float(r.price)}
+        {
+            "id": int(r.product_id),
+            "name": _text_or_none(r.name),
+            "category": _text_or_none(r.category),
+            "price": None if pd.isna(r.price) else float(r.price),
+        }
         for r in catalog.itertuples(index=False)
     ]
 
@@ -398,8 +411,12 @@ def _insert_events(
     new_users = [{"id": u, "created_at": now} for u in sorted({e.user_id for e in events})]
     _insert_ignoring_duplicates(conn, users, new_users)
     rows = [
-        {"user_id": e.user_id, "product_id": e.product_id, "purchased": e.purchased,
-         "created_at": e.created_at or now}
+        {
+            "user_id": e.user_id,
+            "product_id": e.product_id,
+            "purchased": e.purchased,
+            "created_at": e.created_at or now,
+        }
         for e in events
     ]
     for chunk in _chunks(rows):

@@ -18,8 +18,11 @@ def retrain():
         job = runtime().jobs.submit(trigger="api")
     except RetrainInProgressError as exc:
         raise ApiError(409, "retrain_in_progress", str(exc)) from None
-    body = {"job_id": job.id, "state": job.state.value,
-            "status_url": url_for("admin.job_status", job_id=job.id)}
+    body = {
+        "job_id": job.id,
+        "state": job.state.value,
+        "status_url": url_for("admin.job_status", job_id=job.id),
+    }
     return jsonify(body), 202, {"Location": body["status_url"]}
 
 
@@ -34,13 +37,15 @@ def job_status(job_id: str):
 @bp.get("/model")
 def live_model():
     meta = runtime().service.metadata
-    return jsonify({
-        "version": meta.version,
-        "model_type": meta.model_type,
-        "params": meta.params,
-        "trained_at": meta.trained_at,
-        "data_fingerprint": meta.data_fingerprint,
-        "metrics": meta.metrics,
-        "training": meta.training,
-        "fallback_type": meta.fallback_type,
-    })
+    return jsonify(
+        {
+            "version": meta.version,
+            "model_type": meta.model_type,
+            "params": meta.params,
+            "trained_at": meta.trained_at,
+            "data_fingerprint": meta.data_fingerprint,
+            "metrics": meta.metrics,
+            "training": meta.training,
+            "fallback_type": meta.fallback_type,
+        }
+    )

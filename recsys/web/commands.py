@@ -17,8 +17,13 @@ from recsys.store.engine import STORE_OUTAGES
 
 def init_app(app: Flask) -> None:
     """Register the commands on the app's CLI group."""
-    for command in (init_command, train_command, import_command, import_catalog_command,
-                    export_command):
+    for command in (
+        init_command,
+        train_command,
+        import_command,
+        import_catalog_command,
+        export_command,
+    ):
         app.cli.add_command(command)
 
 
@@ -46,9 +51,11 @@ def init_command():
         raise _store_outage(exc) from None
     except DataFileError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"ready: model {report.version}"
-               + (" (trained now)" if report.trained else "")
-               + (", store filled from the bundled log" if report.filled else ""))
+    click.echo(
+        f"ready: model {report.version}"
+        + (" (trained now)" if report.trained else "")
+        + (", store filled from the bundled log" if report.filled else "")
+    )
 
 
 @click.command("train")
@@ -61,8 +68,10 @@ def train_command():
         raise click.ClickException(f"{exc}; try again when it has finished") from None
     except STORE_OUTAGES as exc:
         raise _store_outage(exc) from None
-    click.echo(f"published {meta.version} ({meta.model_type}) trained on "
-               f"{meta.training.get('interactions')} interactions")
+    click.echo(
+        f"published {meta.version} ({meta.model_type}) trained on "
+        f"{meta.training.get('interactions')} interactions"
+    )
     for name, value in meta.metrics.items():
         click.echo(f"  {name}: {value}")
 

@@ -17,6 +17,9 @@ def readyz():
     missing = current_app.extensions["recsys.runtime"].check_ready()
     if not missing:
         return jsonify({"status": "ready"})
-    body = {"status": "not_ready", "missing": missing,
-            "error": {"code": "not_ready", "message": f"not ready: no {' and no '.join(missing)}"}}
+    body = {
+        "status": "not_ready",
+        "missing": missing,
+        "error": {"code": "not_ready", "message": f"not ready: no {' and no '.join(missing)}"},
+    }
     return jsonify(body), 503, {"Retry-After": "5"}

@@ -35,7 +35,8 @@ def _refuse_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 def _json_body() -> Any:
     if not request.is_json:
         raise ApiError(
-            415, "unsupported_media_type",
+            415,
+            "unsupported_media_type",
             "send the events as JSON (Content-Type: application/json)",
         )
     # MAX_CONTENT_LENGTH (= INGEST_MAX_BYTES) bounds this read for every
@@ -72,7 +73,8 @@ def record_interactions():
         accepted = serving.store.add_interactions(events)
     except UnknownProductError as exc:
         raise ApiError(
-            422, "unknown_product",
+            422,
+            "unknown_product",
             f"event {exc.index}: product_id {exc.product_id} is not in the catalog",
         ) from None
     serving.record_events(accepted)
