@@ -34,8 +34,9 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     app = Flask(__name__, instance_relative_config=True)
     settings = Settings.load(os.environ, config, app.instance_path)
     app.config.from_mapping(settings.as_flask_config())
-    # Werkzeug enforces this on every body, chunked ones included.
-    app.config["MAX_CONTENT_LENGTH"] = settings["INGEST_MAX_BYTES"]
+    # Werkzeug enforces this on every body, chunked ones included; the one
+    # extra byte tells a streamed body that reached the limit from one past it.
+    app.config["MAX_CONTENT_LENGTH"] = settings["INGEST_MAX_BYTES"] + 1
     app.json.sort_keys = False
     configure_logging(settings["LOG_LEVEL"])
     web.init_app(app, ServingRuntime(settings))

@@ -87,6 +87,11 @@ def test_health_says_ok(client):
         ("?user_id=1&n=two", "invalid_parameter", "n must be an integer from 1 to 100"),
         ("?user_id=1&n=", "invalid_parameter", "n must not be empty"),
         ("?user_id=1&n=2&n=3", "duplicate_parameter", "n must be given once"),
+        ("?user_id=" + "1" * 4301, "invalid_parameter", "... (4303 characters)"),
+        ("?user_id=1&n=" + "5" * 5000, "invalid_parameter", "n must be an integer from 1 to 100"),
+        ("?user_id=\u0661\u0662", "invalid_parameter", "user_id must be an integer"),
+        ("?user_id=\uff11\uff12", "invalid_parameter", "user_id must be an integer"),
+        ("?user_id=1&n=\u096b", "invalid_parameter", "n must be an integer from 1 to 100"),
     ],
 )
 def test_bad_recommend_parameters_get_a_400_naming_the_problem(client, query, code, message):
@@ -96,6 +101,28 @@ def test_bad_recommend_parameters_get_a_400_naming_the_problem(client, query, co
     error = response.get_json()["error"]
     assert error["code"] == code
     assert message in error["message"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/recommend?user_id=1"),
+        ("GET", "/recommend?user_id=x"),
+        ("GET", "/nowhere"),
+        ("POST", "/popular"),
+        ("GET", "/healthz"),
+        ("POST", "/interactions"),
+    ],
+)
+def test_every_answer_forbids_content_sniffing(client, method, path):
+    response = client.open(path, method=method)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+
+
+def test_an_error_message_echoes_at_most_about_100_characters_of_input(client):
+    response = client.get("/recommend?user_id=" + "x" * 10_000)
+    assert response.status_code == 400
+    assert len(response.get_json()["error"]["message"]) < 250
 
 
 def test_the_largest_64_bit_user_id_is_a_valid_unknown_user(client):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
+from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 from tests.store_fixtures import runtime_of
 
@@ -195,6 +197,76 @@ def _too_many():
             id="timestamp-number",
         ),
         pytest.param(
+            dict(GOOD, purchased=1.0),
+            400,
+            "invalid_event",
+            "purchased must be 0, 1",
+            id="purchased-float",
+        ),
+        pytest.param(
+            dict(GOOD, timestamp="9999-12-31T23:59:59-14:00"),
+            400,
+            "invalid_event",
+            "from 1970-01-01 to one day after now",
+            id="timestamp-overflows-utc",
+        ),
+        pytest.param(
+            dict(GOOD, timestamp="0001-01-01T00:00:00+14:00"),
+            400,
+            "invalid_event",
+            "from 1970-01-01 to one day after now",
+            id="timestamp-underflows-utc",
+        ),
+        pytest.param(
+            dict(GOOD, timestamp="9999-01-01T00:00:00Z"),
+            400,
+            "invalid_event",
+            "from 1970-01-01 to one day after now",
+            id="timestamp-year-9999",
+        ),
+        pytest.param(
+            dict(GOOD, timestamp="0001-01-01T00:00:00Z"),
+            400,
+            "invalid_event",
+            "from 1970-01-01 to one day after now",
+            id="timestamp-year-1",
+        ),
+        pytest.param(
+            dict(GOOD, timestamp="1969-12-31T23:59:59Z"),
+            400,
+            "invalid_event",
+            "from 1970-01-01",
+            id="timestamp-before-1970",
+        ),
+        pytest.param(
+            dict(GOOD, timestamp=(datetime.now(UTC) + timedelta(days=2)).isoformat()),
+            400,
+            "invalid_event",
+            "one day after now",
+            id="timestamp-two-days-ahead",
+        ),
+        pytest.param(
+            dict(GOOD, timestamp="2026-11-29"),
+            400,
+            "invalid_event",
+            "with a UTC offset",
+            id="timestamp-date-only",
+        ),
+        pytest.param(
+            dict(GOOD, timestamp="2026-11-29T10:00:00"),
+            400,
+            "invalid_event",
+            "with a UTC offset",
+            id="timestamp-without-offset",
+        ),
+        pytest.param(
+            dict(GOOD, user_id="9" * 5000),
+            400,
+            "invalid_event",
+            "... (5002 characters)",
+            id="long-value-echo-capped",
+        ),
+        pytest.param(
             [GOOD, GOOD, dict(GOOD, purchased=None)],
             400,
             "invalid_event",
@@ -236,6 +308,21 @@ def test_a_bad_payload_is_rejected_with_a_json_error_and_writes_nothing(
             id="not-json-content-type",
         ),
         pytest.param("", "application/json", 400, "invalid_json", id="empty-body"),
+        pytest.param(
+            "[" * 10_000 + "]" * 10_000,
+            "application/json",
+            400,
+            "invalid_json",
+            id="nested-10000-levels",
+        ),
+        pytest.param(
+            '{"user_id": 7, "product_id": 3, "purchased": 0, "purchased": 1}',
+            "application/json",
+            400,
+            "invalid_json",
+            id="duplicate-key",
+        ),
+        pytest.param(b"\xff\xfe[1]", "application/json", 400, "invalid_json", id="not-utf-8"),
     ],
 )
 def test_a_body_that_is_not_json_is_rejected(app, client, data, content_type, status, code):
@@ -250,6 +337,48 @@ def test_an_oversized_body_is_rejected_before_parsing(app_factory):
     response = app.test_client().post("/interactions", json=[GOOD] * 10)
     assert response.status_code == 413
     assert response.get_json()["error"]["code"] == "payload_too_large"
+
+
+def test_a_chunked_body_over_the_limit_is_refused_with_bounded_memory(app_factory):
+    app = app_factory(INGEST_MAX_BYTES=1000)
+
+    class EndlessBody:
+        """A body with no Content-Length that never ends, as a chunked upload arrives."""
+
+        read_bytes = 0
+
+        def read(self, size=-1):
+            size = 65536 if size is None or size < 0 else size
+            self.read_bytes += size
+            return b" " * size
+
+        def readline(self, size=-1):
+            return self.read(size)
+
+
+    body = EndlessBody()
+    environ = EnvironBuilder(
+        path="/interactions", method="POST", content_type="application/json"
+    ).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    # What a server sets for a chunked request: the stream ends on its own.
+    environ.update({"wsgi.input": body, "wsgi.input_terminated": True})
+    chunks, status, _ = run_wsgi_app(app, environ)
+    assert status.startswith("413")
+    assert json.loads(b"".join(chunks))["error"]["code"] == "payload_too_large"
+    assert body.read_bytes < 1_000_000, "the body was read well past the limit"
+
+
+def test_a_timestamp_with_an_offset_is_stored_in_utc(app, client):
+    response = client.post(
+        "/interactions", json=dict(GOOD, user_id=5150, timestamp="2026-01-31T13:00:00+01:00")
+    )
+    assert response.status_code == 201
+    with runtime_of(app).store.engine.connect() as conn:
+        stamp = conn.execute(
+            sa.text("SELECT created_at FROM interactions WHERE user_id = 5150")
+        ).scalar_one()
+    assert str(stamp).startswith("2026-01-31 12:00:00")
 
 
 def test_get_on_interactions_is_a_json_405(client):

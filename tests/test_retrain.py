@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from tests.store_fixtures import runtime_of
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -105,6 +107,21 @@ def test_a_second_retrain_while_one_runs_is_a_409(app_factory, monkeypatch):
     assert client.post("/admin/retrain").status_code == 202, "free again once the job ended"
 
 
+def test_a_job_failed_by_the_database_tells_no_sql_and_no_host(app_factory, monkeypatch, caplog):
+    app = app_factory()
+    client = app.test_client()
+    secret = "SELECT * FROM interactions -- host db.internal.example port 5432"
+
+    def database_down():
+        raise sa.exc.OperationalError(secret, {}, Exception("connection to db.internal refused"))
+
+    monkeypatch.setattr(runtime_of(app), "train", database_down)
+    job = retrain(client)
+    assert job["error"]["code"] == "store_unavailable"
+    assert "db.internal" not in str(job) and "SELECT" not in str(job)
+    assert any("db.internal" in r.getMessage() or r.exc_info for r in caplog.records)
+
+
 def test_a_failed_retrain_is_reported_and_the_live_model_stays(app_factory, monkeypatch):
     app = app_factory()
     client = app.test_client()
@@ -116,7 +133,8 @@ def test_a_failed_retrain_is_reported_and_the_live_model_stays(app_factory, monk
     monkeypatch.setattr(runtime_of(app), "train", broken_train)
     job = retrain(client)
     assert job["state"] == "failed"
-    assert job["error"] == "RuntimeError: disk full"
+    assert job["error"]["code"] == "training_failed"
+    assert "disk full" not in job["error"]["message"], "details go to the log only"
     assert job["version"] is None
     assert client.get("/model").get_json()["version"] == live
     assert client.post("/admin/retrain").status_code == 202
@@ -377,7 +395,7 @@ def test_a_job_left_running_by_a_dead_process_is_closed_at_start(app_factory):
     restarted = app_factory()
     job = restarted.test_client().get("/admin/jobs/deadbeef").get_json()
     assert job["state"] == "failed"
-    assert job["error"] == "interrupted: the training process ended"
+    assert job["error"] == {"code": "interrupted", "message": "the training process ended"}
 
 
 def test_refresh_ignores_a_damaged_new_version_and_keeps_serving(app_factory, caplog):

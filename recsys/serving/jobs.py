@@ -25,6 +25,8 @@ from typing import Any, Protocol
 from recsys.data.timestamps import format_utc
 from recsys.errors import RecsysError
 from recsys.serving.artifacts import ArtifactMetadata
+from recsys.serving.training import NoTrainingDataError
+from recsys.store.engine import STORE_OUTAGES
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +43,25 @@ class RetrainInProgressError(RecsysError):
         self.job_id = job_id
         who = f"training job {job_id} is" if job_id else "another process is"
         super().__init__(f"{who} still training; one retrain at a time")
+
+
+def public_failure(exc: Exception, job_id: str) -> str:
+    """Return what a job record says about a failure: ``"<code>: <short message>"``."""
+    if isinstance(exc, STORE_OUTAGES):
+        return "store_unavailable: the event store was unavailable; retry later"
+    if isinstance(exc, NoTrainingDataError):
+        return f"no_training_data: {exc}"
+    return f"training_failed: training failed; the server log has the details (job {job_id})"
+
+
+def split_failure(error: str | None) -> dict[str, str] | None:
+    """Return a recorded failure as ``{"code", "message"}`` (the API's error shape)."""
+    if error is None:
+        return None
+    code, _, message = error.partition(": ")
+    if not message or not code.replace("_", "").isalpha():
+        return {"code": "training_failed", "message": error}
+    return {"code": code, "message": message}
 
 
 class TrainingLock:
@@ -152,7 +173,7 @@ class TrainingJob:
             "duration_seconds": self.duration_seconds,
             "version": self.version,
             "metrics": self.metrics,
-            "error": self.error,
+            "error": split_failure(self.error),
         }
 
 
@@ -278,12 +299,14 @@ class TrainingJobRunner:
             if self._on_published is not None:
                 self._on_published(meta)
         except Exception as exc:  # a failed job is recorded, not raised
+            # The details (driver messages with SQL and hosts) go to the log;
+            # the job record, readable over HTTP, gets a code and a short message.
             logger.exception("training job %s failed", job_id)
             self._update(
                 job_id,
                 state=JobState.FAILED,
                 finished_at=datetime.now(UTC),
-                error=f"{type(exc).__name__}: {exc}",
+                error=public_failure(exc, job_id),
             )
         else:
             self._update(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from recsys.data.events import InvalidEventError, events_from_json
 from recsys.errors import quote
@@ -39,9 +39,13 @@ def _json_body() -> Any:
             "unsupported_media_type",
             "send the events as JSON (Content-Type: application/json)",
         )
-    # MAX_CONTENT_LENGTH (= INGEST_MAX_BYTES) bounds this read for every
-    # transfer encoding, chunked included: past it Werkzeug raises a 413.
+    # MAX_CONTENT_LENGTH (INGEST_MAX_BYTES + 1) bounds this read for every
+    # transfer encoding, chunked included. Werkzeug stops a streamed body at
+    # the limit without an error, so one byte more than allowed means "too large".
+    limit = current_app.config["INGEST_MAX_BYTES"]
     data = request.get_data(cache=False)
+    if len(data) > limit:
+        raise ApiError(413, "payload_too_large", f"the body may be at most {limit} bytes")
     try:
         return json.loads(data, object_pairs_hook=_refuse_duplicate_keys)
     except _DuplicateKeyError as exc:
