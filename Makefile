@@ -3,10 +3,19 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+# MovieLens ml-latest-small ratings (GroupLens, https://grouplens.org/datasets/movielens/).
+MOVIELENS ?= ../shared/datasets/ml-latest-small/ratings.csv
 
-.PHONY: run test lint bench install
+# `make run MODEL=als PORT=5201` (or `MODEL=als make run`): the documented names work.
+ifdef MODEL
+export RECSYS_MODEL := $(MODEL)
+endif
+RUN_ARGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
+.PHONY: run serve test test-fast lint bench install readme
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
+	@echo "installing the pinned requirements into $(VENV) (about a minute, first time only)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -r requirements-dev.txt
@@ -14,14 +23,37 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
+# Development server: init (migrate, load the bundled log, train once), then serve.
 run: install
-	$(PY) app.py
+	$(PY) app.py $(RUN_ARGS)
 
-test: install
+# Production server: gunicorn with gunicorn.conf.py (init runs once in its master).
+serve: install
+	$(VENV)/bin/gunicorn 'app:create_app()'
+
+lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports --no-cache
+	$(VENV)/bin/mypy
+
+test: lint
 	$(PY) -m pytest
+
+# The core only: no slow, fault-injection or PostgreSQL tests.
+test-fast: install
+	$(PY) -m pytest -m "not slow and not faults and not postgres"
 
 bench: install
 	$(PY) bench/bench_import.py
-	$(PY) bench/bench_movielens.py
 	$(PY) bench/bench_ingestion.py
+	@if [ -f "$(MOVIELENS)" ]; then \
+		$(PY) bench/bench_movielens.py "$(MOVIELENS)"; \
+	else \
+		echo "skipped bench_movielens.py: no MovieLens ratings at $(MOVIELENS);" \
+		     "download ml-latest-small from GroupLens and run: make bench MOVIELENS=PATH/ratings.csv"; \
+	fi
+
+# Regenerate the README's example session against a fresh server.
+readme: install
+	$(PY) tools/readme_examples.py

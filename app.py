@@ -20,6 +20,7 @@ from recsys import web
 from recsys.errors import RecsysError
 from recsys.serving.runtime import ServingRuntime
 from recsys.serving.settings import Settings
+from recsys.store.engine import STORE_OUTAGES, describe_outage
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -29,17 +30,28 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         config: Settings that override the environment and the defaults.
 
     Raises:
-        SettingsError: A setting is unusable (one line naming it).
+        SettingsError: A setting is unusable (one line naming it). Without a
+            ``config`` mapping (``flask``, gunicorn) it prints that line and
+            exits with status 2 instead.
     """
     app = Flask(__name__, instance_relative_config=True)
-    settings = Settings.load(os.environ, config, app.instance_path)
+    try:
+        settings = Settings.load(os.environ, config, app.instance_path)
+        runtime = ServingRuntime(settings)
+    except RecsysError as exc:
+        if config is not None:
+            raise
+        # Called by `flask --app app ...` or gunicorn: an operator reads one
+        # line naming the setting, not a traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
     app.config.from_mapping(settings.as_flask_config())
     # Werkzeug enforces this on every body, chunked ones included; the one
     # extra byte tells a streamed body that reached the limit from one past it.
     app.config["MAX_CONTENT_LENGTH"] = settings["INGEST_MAX_BYTES"] + 1
     app.json.sort_keys = False
     configure_logging(settings["LOG_LEVEL"])
-    web.init_app(app, ServingRuntime(settings))
+    web.init_app(app, runtime)
     return app
 
 
@@ -70,11 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     except RecsysError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except Exception as exc:  # an unreachable database, say: one line, not a traceback
-        print(
-            f"error: cannot start: {type(exc).__name__}: {str(exc).splitlines()[0]}",
-            file=sys.stderr,
-        )
+    except STORE_OUTAGES as exc:
+        print(f"error: {describe_outage(exc)}", file=sys.stderr)
         return 2
     host, port = app.config["HOST"], app.config["PORT"]
     logging.getLogger("recsys").info("listening on http://%s:%s", host, port)

@@ -355,7 +355,6 @@ def test_a_chunked_body_over_the_limit_is_refused_with_bounded_memory(app_factor
         def readline(self, size=-1):
             return self.read(size)
 
-
     body = EndlessBody()
     environ = EnvironBuilder(
         path="/interactions", method="POST", content_type="application/json"

@@ -285,8 +285,9 @@ class Settings:
                 values[setting.name] = setting.parse(raw)
             except ValueError as exc:
                 accepted = getattr(setting.parse, "accepted", str(exc))
-                detail = str(exc) if setting.parse is _model_name else f"expected {accepted}"
-                raise SettingsError(f"{source}: {detail}, got {quote(raw)}") from None
+                if setting.parse is _model_name:
+                    raise SettingsError(f"{source}: {exc}") from None
+                raise SettingsError(f"{source}: expected {accepted}, got {quote(raw)}") from None
         extra = {k: v for k, v in config.items() if k not in _BY_NAME}
         return cls(values=values, instance_path=Path(instance_path), extra=extra)
 

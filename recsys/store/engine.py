@@ -30,6 +30,14 @@ STORE_OUTAGES: tuple[type[Exception], ...] = (
     sa.exc.TimeoutError,
 )
 
+
+def describe_outage(exc: Exception) -> str:
+    """Return one line saying why the database could not be used (no SQL, no password)."""
+    orig = getattr(exc, "orig", None) or exc
+    first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    return f"the event store is unavailable: {first_line} (check RECSYS_DATABASE_URL)"
+
+
 # Any fixed number: the advisory lock that serialises server start-ups on PostgreSQL.
 _STARTUP_LOCK_KEY = 727_401_001
 

@@ -12,7 +12,7 @@ from recsys.data.catalog import load_catalog
 from recsys.errors import DataFileError
 from recsys.serving.jobs import RetrainInProgressError
 from recsys.serving.runtime import ServingRuntime
-from recsys.store.engine import STORE_OUTAGES
+from recsys.store.engine import STORE_OUTAGES, describe_outage
 
 
 def init_app(app: Flask) -> None:
@@ -32,10 +32,14 @@ def _runtime() -> ServingRuntime:
     return current_app.extensions["recsys.runtime"]
 
 
+class StartupError(click.ClickException):
+    """A command could not run because of the set-up: one line, exit status 2."""
+
+    exit_code = 2
+
+
 def _store_outage(exc: Exception) -> click.ClickException:
-    return click.ClickException(
-        f"the event store is unavailable ({type(exc).__name__}); check DATABASE_URL"
-    )
+    return StartupError(describe_outage(exc))
 
 
 @click.command("init")

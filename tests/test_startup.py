@@ -1,0 +1,115 @@
+"""Start-up as an operator meets it: no side effects before init, one-line errors, make."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from recsys.serving.settings import Settings, SettingsError, database_url
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        args, cwd=cwd, env={**os.environ, **env}, capture_output=True, text=True, timeout=120
+    )
+
+
+def test_listing_routes_on_an_empty_instance_creates_no_file_and_trains_nothing(tmp_path):
+    # A copy of the entry point, so that its instance folder is inside tmp_path.
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "app.py").symlink_to(ROOT / "app.py")
+    env = {"PYTHONPATH": str(ROOT)}
+    for name in list(os.environ):
+        if name.startswith("RECSYS_"):
+            env[name] = ""
+    result = run([sys.executable, "-m", "flask", "--app", "app", "routes"], env, cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "/recommend" in result.stdout
+    assert sorted(p.name for p in project.iterdir()) == ["__pycache__", "app.py"] or sorted(
+        p.name for p in project.iterdir()
+    ) == ["app.py"]
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"RECSYS_MODEL": "magic"}, "RECSYS_MODEL: unknown model 'magic'; expected one of"),
+        ({"RECSYS_PORT": "abc"}, "RECSYS_PORT: expected an integer from 1 to 65535, got 'abc'"),
+        ({"RECSYS_DATABASE_URL": "mysql://x/y"}, "RECSYS_DATABASE_URL: expected sqlite:///FILE"),
+        ({"RECSYS_DB_TIMEOUT_SECONDS": "-1"}, "RECSYS_DB_TIMEOUT_SECONDS: expected a number > 0"),
+        ({"RECSYS_MODEL_PARAMS_PATH": "/nonexistent.json"}, "/nonexistent.json: file not found"),
+        (
+            {"RECSYS_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/test"},
+            "the event store is unavailable: connection failed",
+        ),
+    ],
+)
+@pytest.mark.parametrize("command", [["-m", "flask", "--app", "app", "init"], ["app.py"]])
+def test_a_bad_setting_is_one_line_and_exit_status_2(tmp_path, env, message, command):
+    env = {"RECSYS_MODEL_DIR": str(tmp_path / "models"), **env}
+    result = run([sys.executable, *command], env)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("postgres://u:p@db:5432/shop", "postgresql+psycopg://u:p@db:5432/shop"),
+        ("postgresql://u@db/shop", "postgresql+psycopg://u@db/shop"),
+        ("postgresql+psycopg://u@db/shop", "postgresql+psycopg://u@db/shop"),
+        ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+    ],
+)
+def test_the_database_url_forms_hosts_hand_out_are_accepted(given, expected):
+    assert database_url(given) == expected
+
+
+def test_an_environment_setting_is_overridden_by_the_config_mapping(tmp_path):
+    settings = Settings.load({"RECSYS_MODEL": "als"}, {"MODEL": "popularity"}, tmp_path)
+    assert settings["MODEL"] == "popular"
+
+
+def test_hosting_platforms_port_and_database_url_are_read_without_the_prefix(tmp_path):
+    settings = Settings.load({"PORT": "8080", "DATABASE_URL": "postgres://h/db"}, None, tmp_path)
+    assert settings["PORT"] == 8080
+    assert settings.database_url == "postgresql+psycopg://h/db"
+
+
+def test_a_settings_error_names_the_config_key_when_it_came_from_the_mapping(tmp_path):
+    with pytest.raises(SettingsError, match=r"^KEEP_MODEL_VERSIONS: expected an integer from 1"):
+        Settings.load({}, {"KEEP_MODEL_VERSIONS": 0}, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("make_args", "expected"),
+    [
+        (["PORT=5201"], "app.py  --port 5201"),
+        (["HOST=0.0.0.0", "PORT=8001"], "app.py --host 0.0.0.0 --port 8001"),
+    ],
+)
+def test_make_run_passes_host_and_port_to_the_server(make_args, expected):
+    # -n prints the commands without running them; -W skips the install step.
+    result = run(["make", "-n", "-W", ".venv/.installed", "run", *make_args], {"MAKEFLAGS": ""})
+    assert expected in result.stdout
+
+
+@pytest.mark.parametrize("how", ["variable", "environment"])
+def test_make_run_exports_model_as_the_service_setting(how):
+    show = "show: ; @echo RECSYS_MODEL=$$RECSYS_MODEL"
+    args = ["make", "-s", "--eval", show, "show"]
+    env = {"MAKEFLAGS": "", "RECSYS_MODEL": ""}
+    if how == "variable":
+        args.append("MODEL=als")
+    else:
+        env["MODEL"] = "als"
+    assert run(args, env).stdout.strip() == "RECSYS_MODEL=als"
