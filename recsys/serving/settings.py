@@ -341,15 +341,15 @@ def _lookup(
 def settings_table() -> str:
     """Return the README's configuration table (Markdown)."""
     lines = [
-        "| setting (`RECSYS_` + name in the environment) | default | meaning |",
+        "| environment variable (config key: without `RECSYS_`) | default | meaning |",
         "| --- | --- | --- |",
     ]
     for s in SETTINGS:
-        also = "".join(f", `{e}`" for e in s.also_env)
+        also = "".join(f" (or `{e}`)" for e in s.also_env)
         default = s.shown_default()
         if not default.startswith("`") and default != "off":
             default = f"`{default}`"
-        lines.append(f"| `{s.name}`{also} | {default} | {s.meaning} |")
+        lines.append(f"| `{s.env_name}`{also} | {default} | {s.meaning} |")
     return "\n".join(lines)
 
 

@@ -1,0 +1,196 @@
+"""Regenerate the README's example session against a fresh server, so it stays true.
+
+Usage: python tools/readme_examples.py [--check]
+
+Starts ``python app.py`` on a free port with a new store and artifact
+directory, plays a fixed session of requests (shown as the curl commands a
+user would type against the default port), and writes the answers between the
+``<!-- examples:start -->`` and ``<!-- examples:end -->`` markers of README.md.
+With ``--check`` it writes nothing and exits 1 when the README differs from a
+fresh run in anything but what changes on every run (version times, job ids,
+clock times, durations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+START, END = "<!-- examples:start -->", "<!-- examples:end -->"
+SHOWN_BASE = "localhost:5000"
+
+
+class Session:
+    """Sends requests to the server and records them as a shell transcript."""
+
+    def __init__(self, base: str):
+        self.base = base
+        self.lines: list[str] = []
+
+    def call(self, method: str, path: str, body=None, comment: str = "") -> dict:
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.base + path, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as error:
+            text = error.read().decode()
+        self.lines.append(_command(method, path, body, comment))
+        self.lines.append(text.strip())
+        self.lines.append("")
+        return json.loads(text)
+
+
+def _command(method: str, path: str, body, comment: str) -> str:
+    url = f"'{SHOWN_BASE}{path}'" if "?" in path else f"{SHOWN_BASE}{path}"
+    parts = ["$ curl"]
+    if method != "GET":
+        parts.append(f"-X {method}")
+    parts.append(url)
+    if body is not None:
+        parts.append("-H 'Content-Type: application/json' \\\n    -d '" + json.dumps(body) + "'")
+    line = " ".join(parts)
+    return f"{line}      # {comment}" if comment else line
+
+
+def play(session: Session) -> None:
+    """The session the README shows."""
+    first = session.call("GET", "/recommend?user_id=17&n=3")
+    bought = first["recommendations"][0]["product_id"]
+    session.call(
+        "POST",
+        "/interactions",
+        [
+            {"user_id": 17, "product_id": bought, "purchased": 1},
+            {"user_id": 501, "product_id": 4, "purchased": 0, "timestamp": "2026-11-29T10:00:00Z"},
+        ],
+    )
+    session.call(
+        "GET",
+        "/recommend?user_id=17&n=3",
+        comment=f"{bought} was just bought: gone, no retrain needed",
+    )
+    session.call("GET", "/recommend?user_id=501&n=3", comment="has events, not in the model yet")
+    job = session.call("POST", "/admin/retrain")
+    deadline = time.monotonic() + 120
+    status = {}
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(session.base + job["status_url"], timeout=30) as response:
+            status = json.loads(response.read())
+        if status["state"] in ("succeeded", "failed"):
+            break
+        time.sleep(0.2)
+    session.call("GET", job["status_url"])
+    session.call("GET", "/recommend?user_id=501&n=3", comment="now personal, from the new version")
+    session.call("GET", "/recommend?user_id=abc")
+    session.call(
+        "POST",
+        "/interactions",
+        [
+            {"user_id": 1, "product_id": 4, "purchased": 0},
+            {"user_id": 1, "product_id": 999, "purchased": 0},
+        ],
+    )
+    session.call("GET", "/readyz")
+
+
+def run_session() -> str:
+    """Start a fresh server, play the session, and return the transcript."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with tempfile.TemporaryDirectory() as state:
+        env = {
+            **os.environ,
+            "RECSYS_DATABASE_URL": f"sqlite:///{state}/recsys.db",
+            "RECSYS_MODEL_DIR": f"{state}/models",
+            "RECSYS_MODEL_REFRESH_SECONDS": "0",
+        }
+        env.pop("RECSYS_MODEL", None)
+        server = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        base = f"http://127.0.0.1:{port}"
+        try:
+            _wait_ready(base, server)
+            session = Session(base)
+            play(session)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    return "\n".join(session.lines).rstrip() + "\n"
+
+
+def _wait_ready(base: str, server: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise RuntimeError(f"the server exited with status {server.returncode}")
+        try:
+            with urllib.request.urlopen(base + "/readyz", timeout=5):
+                return
+        except (urllib.error.URLError, ConnectionError):
+            time.sleep(0.2)
+    raise RuntimeError("the server did not become ready within 120 s")
+
+
+_VOLATILE = [
+    (re.compile(r"v(\d{5})-\d{8}T\d{6}Z"), r"v\1-TIME"),
+    (re.compile(r"[0-9a-f]{32}"), "JOB"),
+    (re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z"), "TIME"),
+    (re.compile(r'"(duration_seconds|seconds)":[0-9.]+'), r'"\1":N'),
+]
+
+
+def normalise(text: str) -> str:
+    """Blank out what changes on every run."""
+    for pattern, replacement in _VOLATILE:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def readme_block(readme: str) -> str:
+    start, end = readme.index(START), readme.index(END)
+    block = readme[start + len(START) : end]
+    return block.strip().removeprefix("```sh").removesuffix("```").strip() + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare, do not write")
+    args = parser.parse_args(argv)
+    transcript = run_session()
+    readme = README.read_text(encoding="utf-8")
+    if args.check:
+        if normalise(readme_block(readme)) != normalise(transcript):
+            print("README.md's examples differ from a fresh run; run `make readme`")
+            return 1
+        print("README.md's examples match a fresh run")
+        return 0
+    start, end = readme.index(START), readme.index(END)
+    new = readme[: start + len(START)] + "\n```sh\n" + transcript + "```\n" + readme[end:]
+    README.write_text(new, encoding="utf-8")
+    print("updated README.md's examples")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
