@@ -1,4 +1,10 @@
-"""Shared fixtures: the app over the bundled data, its client, CSV helpers."""
+"""Fixtures in flaskr's shape: app -> client and runner; the shared read-only app; CSV files.
+
+Every app a test makes gets its own event store and artifact directory and is
+closed afterwards (its threads and connection pools). Builders several
+modules share live in tests/builders.py; database fixtures in
+tests/store_fixtures.py.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from app import create_app
+from tests.builders import BUNDLED_LOG, ROOT, AppFactory
 
 # Event store fixtures (SQLite and PostgreSQL) for the store and API tests.
 pytest_plugins = ["tests.store_fixtures"]
 
-ROOT = Path(__file__).resolve().parent.parent
-BUNDLED_LOG = ROOT / "interactions.csv"
-
-
-@pytest.fixture(scope="session")
-def bundled_app(tmp_path_factory):
-    """The service over the bundled log, built once: the read-only endpoints share it."""
-    state = tmp_path_factory.mktemp("bundled_app")
-    app = create_app(
-        {
-            "TESTING": True,
-            "DATA_PATH": str(BUNDLED_LOG),
-            "DATABASE_URL": f"sqlite:///{state / 'events.db'}",
-            "MODEL_DIR": str(state / "models"),
-        }
-    )
-    runtime = app.extensions["recsys.runtime"]
-    runtime.init()
-    yield app
-    runtime.close()
+__all__ = ["BUNDLED_LOG", "ROOT"]
 
 
 @pytest.fixture(autouse=True)
 def isolated_event_store(tmp_path, monkeypatch):
-    """Give every app a test creates its own event store and artifact directory.
+    """Point every app a test creates at a store and artifact directory of its own.
 
     Without this, create_app would use (and fill) the repository's instance folder.
     """
@@ -43,31 +30,37 @@ def isolated_event_store(tmp_path, monkeypatch):
     monkeypatch.setenv("RECSYS_MODEL_DIR", str(tmp_path / "models"))
 
 
-@pytest.fixture()
-def make_app():
-    """Return a function that builds an app from a config and runs its init step.
-
-    Every app made is closed at the end of the test (threads, connection pools).
-    """
-    made = []
-
-    def make(config: dict | None = None, init: bool = True):
-        app = create_app({"TESTING": True, **(config or {})})
-        made.append(app)
-        if init:
-            app.extensions["recsys.runtime"].init()
-        return app
-
-    yield make
-    for app in made:
-        runtime = app.extensions["recsys.runtime"]
-        runtime.jobs.wait_all(timeout=30)
-        runtime.close()
+@pytest.fixture(scope="session")
+def bundled_app(tmp_path_factory):
+    """The service over the bundled log, built once: the read-only tests share it."""
+    state = tmp_path_factory.mktemp("bundled_app")
+    factory = AppFactory(
+        f"sqlite:///{state / 'events.db'}", state / "models", DATA_PATH=str(BUNDLED_LOG)
+    )
+    yield factory()
+    factory.close()
 
 
 @pytest.fixture()
-def client(bundled_app):
+def bundled_client(bundled_app):
+    """A client of the shared app: for requests that change nothing."""
     return bundled_app.test_client()
+
+
+@pytest.fixture()
+def app(app_factory):
+    """A fresh service over the bundled log, its store and artifacts its own."""
+    return app_factory()
+
+
+@pytest.fixture()
+def client(app):
+    return app.test_client()
+
+
+@pytest.fixture()
+def runner(app):
+    return app.test_cli_runner()
 
 
 @pytest.fixture()

@@ -6,7 +6,8 @@ PostgreSQL (a fresh schema per test on the server named by
 server cannot be reached the PostgreSQL cases skip, unless
 ``RECSYS_REQUIRE_POSTGRES=1`` (set by .ci/run), which makes them fail.
 
-Test modules import the fixtures they use from here.
+pytest loads this module as a plugin (see conftest.py): tests name the
+fixtures, never import them.
 """
 
 from __future__ import annotations
@@ -14,12 +15,12 @@ from __future__ import annotations
 import os
 import uuid
 
-import pandas as pd
 import pytest
 import sqlalchemy as sa
 
 from recsys.store.events import EventStore
 from recsys.store.migrate import upgrade_to_head
+from tests.builders import SMALL_CATALOG, AppFactory
 
 POSTGRES_URL = os.environ.get(
     "RECSYS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -97,53 +98,11 @@ def store(database_url):
     event_store.dispose()
 
 
-SMALL_CATALOG = pd.DataFrame(
-    {
-        "product_id": [1, 2, 3, 4, 5],
-        "name": ["Desk Lamp", "Kettle", "Mug", "Notebook", "Pen"],
-        "category": ["home", "kitchen", "kitchen", "office", "office"],
-        "price": [25.0, 30.0, 8.5, 4.0, 1.5],
-    }
-)
-
-
 @pytest.fixture
 def catalog_store(store):
     """Yield an event store whose catalog holds products 1-5."""
     store.upsert_products(SMALL_CATALOG)
     return store
-
-
-class AppFactory:
-    """Makes apps over one database and one artifact directory, like restarts of a server."""
-
-    def __init__(self, database_url: str, model_dir, **config):
-        self.database_url = database_url
-        self.model_dir = model_dir
-        self.config = config
-        self.apps = []
-
-    def __call__(self, **overrides):
-        from app import create_app
-
-        config = {
-            "TESTING": True,
-            "DATABASE_URL": self.database_url,
-            "MODEL_DIR": str(self.model_dir),
-            **self.config,
-            **overrides,
-        }
-        app = create_app(config)
-        self.apps.append(app)
-        # What `flask --app app init` does before a server starts.
-        runtime_of(app).init()
-        return app
-
-    def close(self) -> None:
-        for app in self.apps:
-            runtime = app.extensions["recsys.runtime"]
-            runtime.jobs.wait_all(timeout=30)
-            runtime.close()
 
 
 @pytest.fixture
@@ -160,8 +119,3 @@ def any_app_factory(database_url, tmp_path):
     factory = AppFactory(database_url, tmp_path / "models")
     yield factory
     factory.close()
-
-
-def runtime_of(app):
-    """Return the app's ServingRuntime."""
-    return app.extensions["recsys.runtime"]

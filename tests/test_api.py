@@ -8,7 +8,7 @@ from app import create_app
 from recsys.data.interactions import load_interactions
 from recsys.errors import DataFileError
 from recsys.serving.settings import SettingsError
-from tests.conftest import BUNDLED_LOG
+from tests.builders import BUNDLED_LOG
 
 
 @pytest.fixture(scope="module")
@@ -16,8 +16,8 @@ def bundled_log():
     return load_interactions(BUNDLED_LOG)
 
 
-def test_a_known_user_gets_five_named_svd_recommendations(client):
-    body = client.get("/recommend?user_id=1").get_json()
+def test_a_known_user_gets_five_named_svd_recommendations(bundled_client):
+    body = bundled_client.get("/recommend?user_id=1").get_json()
     assert body["user_id"] == 1 and body["strategy"] == "svd"
     assert "fallback_reason" not in body
     items = body["recommendations"]
@@ -26,17 +26,17 @@ def test_a_known_user_gets_five_named_svd_recommendations(client):
     assert set(items[0]) == {"product_id", "name", "category", "score"}
 
 
-def test_recommendations_are_sorted_by_score_then_product_id(client):
+def test_recommendations_are_sorted_by_score_then_product_id(bundled_client):
     for user in range(1, 30):
-        items = client.get(f"/recommend?user_id={user}&n=20").get_json()["recommendations"]
+        items = bundled_client.get(f"/recommend?user_id={user}&n=20").get_json()["recommendations"]
         keys = [(-i["score"], i["product_id"]) for i in items]
         assert keys == sorted(keys)
 
 
-def test_products_the_user_bought_are_never_recommended(client, bundled_log):
+def test_products_the_user_bought_are_never_recommended(bundled_client, bundled_log):
     bought = bundled_log[bundled_log["purchased"] == 1].groupby("user_id")["product_clicked"]
     for user, products in list(bought)[:30]:
-        body = client.get(f"/recommend?user_id={user}&n=100").get_json()
+        body = bundled_client.get(f"/recommend?user_id={user}&n=100").get_json()
         listed = {i["product_id"] for i in body["recommendations"]}
         assert not listed & set(products)
         # Everything not bought is still a candidate: fewer only when fewer remain.
@@ -44,12 +44,12 @@ def test_products_the_user_bought_are_never_recommended(client, bundled_log):
 
 
 @pytest.mark.parametrize("n", [1, 3, 7])
-def test_n_sets_the_list_length(client, n):
-    assert len(client.get(f"/recommend?user_id=2&n={n}").get_json()["recommendations"]) == n
+def test_n_sets_the_list_length(bundled_client, n):
+    assert len(bundled_client.get(f"/recommend?user_id=2&n={n}").get_json()["recommendations"]) == n
 
 
-def test_an_unknown_user_gets_popular_products_with_a_reason(client, bundled_log):
-    body = client.get("/recommend?user_id=100000").get_json()
+def test_an_unknown_user_gets_popular_products_with_a_reason(bundled_client, bundled_log):
+    body = bundled_client.get("/recommend?user_id=100000").get_json()
     assert body["strategy"] == "popular"
     assert body["fallback_reason"] == "unknown_user"
     counts = bundled_log["product_clicked"].value_counts()
@@ -57,8 +57,8 @@ def test_an_unknown_user_gets_popular_products_with_a_reason(client, bundled_log
     assert [i["product_id"] for i in body["recommendations"]] == expected
 
 
-def test_popular_lists_the_most_clicked_products(client):
-    response = client.get("/popular?n=3")
+def test_popular_lists_the_most_clicked_products(bundled_client):
+    response = bundled_client.get("/popular?n=3")
     assert response.status_code == 200
     body = response.get_json()
     assert body["strategy"] == "popular"
@@ -66,8 +66,8 @@ def test_popular_lists_the_most_clicked_products(client):
     assert len(clicks) == 3 and clicks == sorted(clicks, reverse=True)
 
 
-def test_health_says_ok(client):
-    assert client.get("/healthz").get_json() == {"status": "ok"}
+def test_health_says_ok(bundled_client):
+    assert bundled_client.get("/healthz").get_json() == {"status": "ok"}
 
 
 @pytest.mark.parametrize(
@@ -94,8 +94,10 @@ def test_health_says_ok(client):
         ("?user_id=1&n=\u096b", "invalid_parameter", "n must be an integer from 1 to 100"),
     ],
 )
-def test_bad_recommend_parameters_get_a_400_naming_the_problem(client, query, code, message):
-    response = client.get(f"/recommend{query}")
+def test_bad_recommend_parameters_get_a_400_naming_the_problem(
+    bundled_client, query, code, message
+):
+    response = bundled_client.get(f"/recommend{query}")
     assert response.status_code == 400
     assert response.is_json
     error = response.get_json()["error"]
@@ -114,45 +116,45 @@ def test_bad_recommend_parameters_get_a_400_naming_the_problem(client, query, co
         ("POST", "/interactions"),
     ],
 )
-def test_every_answer_forbids_content_sniffing(client, method, path):
-    response = client.open(path, method=method)
+def test_every_answer_forbids_content_sniffing(bundled_client, method, path):
+    response = bundled_client.open(path, method=method)
     assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_an_error_message_echoes_at_most_about_100_characters_of_input(client):
-    response = client.get("/recommend?user_id=" + "x" * 10_000)
+def test_an_error_message_echoes_at_most_about_100_characters_of_input(bundled_client):
+    response = bundled_client.get("/recommend?user_id=" + "x" * 10_000)
     assert response.status_code == 400
     assert len(response.get_json()["error"]["message"]) < 250
 
 
-def test_the_largest_64_bit_user_id_is_a_valid_unknown_user(client):
-    response = client.get("/recommend?user_id=9223372036854775807")
+def test_the_largest_64_bit_user_id_is_a_valid_unknown_user(bundled_client):
+    response = bundled_client.get("/recommend?user_id=9223372036854775807")
     assert response.status_code == 200
     assert response.get_json()["fallback_reason"] == "unknown_user"
 
 
 @pytest.mark.parametrize("query", ["?n=0", "?n=101", "?n=x"])
-def test_bad_popular_parameters_get_a_400(client, query):
-    response = client.get(f"/popular{query}")
+def test_bad_popular_parameters_get_a_400(bundled_client, query):
+    response = bundled_client.get(f"/popular{query}")
     assert response.status_code == 400
     assert response.get_json()["error"]["code"] == "invalid_parameter"
 
 
-def test_an_unknown_route_is_a_json_404(client):
-    response = client.get("/nowhere")
+def test_an_unknown_route_is_a_json_404(bundled_client):
+    response = bundled_client.get("/nowhere")
     assert response.status_code == 404
     assert response.get_json()["error"]["code"] == "not_found"
 
 
-def test_a_wrong_method_is_a_json_405_listing_the_allowed_ones(client):
-    response = client.post("/recommend?user_id=1")
+def test_a_wrong_method_is_a_json_405_listing_the_allowed_ones(bundled_client):
+    response = bundled_client.post("/recommend?user_id=1")
     assert response.status_code == 405
     assert response.get_json()["error"]["code"] == "method_not_allowed"
     assert "GET" in response.headers["Allow"]
 
 
-def test_a_crash_is_a_json_500_not_an_html_page(make_app):
-    app = make_app({"DATA_PATH": str(BUNDLED_LOG)}, init=False)
+def test_a_crash_is_a_json_500_not_an_html_page(app_factory):
+    app = app_factory(init=False, DATA_PATH=str(BUNDLED_LOG))
 
     @app.get("/test-crash")
     def crash():
@@ -166,8 +168,8 @@ def test_a_crash_is_a_json_500_not_an_html_page(make_app):
 
 
 @pytest.mark.parametrize(("model", "strategy"), [("popularity", "popular"), ("als", "als")])
-def test_the_model_behind_recommend_is_configurable(make_app, model, strategy):
-    app = make_app({"MODEL": model, "DATA_PATH": str(BUNDLED_LOG)})
+def test_the_model_behind_recommend_is_configurable(app_factory, model, strategy):
+    app = app_factory(MODEL=model, DATA_PATH=str(BUNDLED_LOG))
     body = app.test_client().get("/recommend?user_id=1").get_json()
     assert body["strategy"] == strategy and "fallback_reason" not in body
     assert len(body["recommendations"]) == 5
@@ -178,10 +180,10 @@ def test_an_unknown_model_name_is_refused_at_start_up():
         create_app({"MODEL": "magic", "DATA_PATH": str(BUNDLED_LOG)})
 
 
-def test_the_service_trains_with_the_tuned_parameters_file(make_app, tmp_path):
+def test_the_service_trains_with_the_tuned_parameters_file(app_factory, tmp_path):
     params = tmp_path / "params.json"
     params.write_text('{"svd": {"n_factors": 3, "n_epochs": 7}}')
-    app = make_app({"MODEL_PARAMS_PATH": str(params)})
+    app = app_factory(MODEL_PARAMS_PATH=str(params))
     model = app.test_client().get("/model").get_json()
     assert model["params"]["n_factors"] == 3 and model["params"]["n_epochs"] == 7
 
@@ -202,9 +204,9 @@ def test_a_bad_parameters_file_is_refused_at_start_up(tmp_path, content, message
         create_app({"TESTING": True, "MODEL_PARAMS_PATH": str(params)})
 
 
-def test_the_service_serves_any_valid_log(make_app, write_csv):
+def test_the_service_serves_any_valid_log(app_factory, write_csv):
     path = write_csv("user_id,product_clicked,purchased\n1,2,1\n1,3,0\n2,3,0\n2,4,0\n")
-    app = make_app({"DATA_PATH": str(path)})
+    app = app_factory(DATA_PATH=str(path))
     body = app.test_client().get("/recommend?user_id=1").get_json()
     # Product 2 was bought, so only 3 and 4 remain.
     assert sorted(i["product_id"] for i in body["recommendations"]) == [3, 4]

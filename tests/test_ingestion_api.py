@@ -10,19 +10,9 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from tests.store_fixtures import runtime_of
+from tests.builders import runtime_of
 
 GOOD = {"user_id": 7, "product_id": 3, "purchased": 0}
-
-
-@pytest.fixture
-def app(app_factory):
-    return app_factory()
-
-
-@pytest.fixture
-def client(app):
-    return app.test_client()
 
 
 def interaction_count(app) -> int:

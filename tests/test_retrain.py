@@ -14,7 +14,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.store_fixtures import runtime_of
+from tests.builders import runtime_of
 
 PROJECT = Path(__file__).resolve().parent.parent
 

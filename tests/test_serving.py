@@ -13,7 +13,7 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.builders import ROOT
 
 
 def _free_port() -> int:

@@ -13,7 +13,7 @@ from recsys.data.events import Event
 from recsys.errors import DataFileError
 from recsys.store.events import EventStore, UnknownProductError, UserHistory
 from recsys.store.migrate import alembic_config, upgrade_to, upgrade_to_head
-from tests.store_fixtures import SMALL_CATALOG
+from tests.builders import SMALL_CATALOG
 
 
 def test_events_are_recorded_and_unknown_users_created(catalog_store):
