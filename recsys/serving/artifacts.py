@@ -12,7 +12,10 @@ fsynced, and only then is it renamed into place: a reader sees a whole version
 or none, and a crash mid-write leaves only a temporary directory that loading
 ignores. Arrays are read with ``np.load(..., allow_pickle=False)`` and checked
 against their recorded checksum, so an artifact can never run code and a
-damaged one is detected and skipped.
+damaged one is detected and skipped. Arrays that pass the checksum are still
+checked before a model is built from them (``Recommender.validate_state`` and
+the catalog's columns): a version whose arrays could not be served is skipped
+like a damaged one.
 """
 
 from __future__ import annotations
@@ -47,7 +50,12 @@ _FALLBACK_PREFIX = "fallback."
 # The catalog at training time, so a server can name products while its
 # database is down: numbers and fixed-width text arrays, no pickles.
 _CATALOG_PREFIX = "catalog."
-_CATALOG_COLUMNS = ("product_id", "name", "category")
+# Column -> accepted numpy dtype kinds, and what they are in words.
+_CATALOG_COLUMNS = {
+    "product_id": ("iu", "integers"),
+    "name": ("U", "text"),
+    "category": ("U", "text"),
+}
 METADATA_FILE = "metadata.json"
 _VERSION_RE = re.compile(r"^v(\d{5,})-\d{8}T\d{6}Z$")
 _TMP_PREFIX = ".tmp-"
@@ -130,11 +138,28 @@ def _default_model_classes() -> Mapping[str, type[Recommender]]:
 
 
 def _catalog_from_arrays(arrays: Mapping[str, np.ndarray]) -> pd.DataFrame | None:
-    if _CATALOG_PREFIX + "product_id" not in arrays:
+    """Return the catalog saved with an artifact, or None when it holds none.
+
+    Raises:
+        ValueError: A column is missing, of the wrong type or not 1-D, or the
+            columns differ in length.
+    """
+    if not any(name.startswith(_CATALOG_PREFIX) for name in arrays):
         return None
-    columns = {c: arrays[_CATALOG_PREFIX + c] for c in _CATALOG_COLUMNS}
-    if len({len(v) for v in columns.values()}) != 1 or any(v.ndim != 1 for v in columns.values()):
-        raise ValueError("the saved catalog's columns differ in length")
+    columns = {}
+    for column, (kinds, described) in _CATALOG_COLUMNS.items():
+        key = _CATALOG_PREFIX + column
+        if key not in arrays:
+            raise ValueError(f"{key} is missing")
+        values = arrays[key]
+        if values.dtype.kind not in kinds:
+            raise ValueError(f"{key} has dtype {values.dtype}; expected {described}")
+        if values.ndim != 1:
+            raise ValueError(f"{key} must be 1-D, got shape {values.shape}")
+        columns[column] = values
+    lengths = {column: len(values) for column, values in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"catalog columns differ in length: {lengths}")
     frame = pd.DataFrame({c: v.tolist() for c, v in columns.items()})
     frame[["name", "category"]] = frame[["name", "category"]].replace("", None)
     return frame
@@ -182,6 +207,10 @@ class ModelRegistry:
         self.root = Path(root)
         self.keep = keep
         self._model_classes = model_classes
+        # Version -> the arrays checksum its metadata recorded when it failed
+        # to load. Published versions do not change, so newer_than can pass
+        # over them until their metadata records other arrays.
+        self._rejected: dict[str, str] = {}
 
     @property
     def model_classes(self) -> Mapping[str, type[Recommender]]:
@@ -346,24 +375,29 @@ class ModelRegistry:
         """Return the newest published version after ``version`` (of a type), if any.
 
         Reads only directory names and small metadata files, so it is cheap
-        enough to poll.
+        enough to poll. Versions with unreadable metadata are passed over, and
+        so are versions that already failed to ``load`` in this registry.
         """
         current = version_number(version) or 0
         for candidate in self.versions():
             if (version_number(candidate) or 0) <= current:
                 return None
             try:
-                if model_type is None or self.read_metadata(candidate).model_type == model_type:
-                    return candidate
+                meta = self.read_metadata(candidate)
             except ArtifactError:
                 continue  # load_latest logs damaged versions; polling stays quiet
+            if self._rejected.get(candidate) == meta.arrays_sha256:
+                continue
+            if model_type is None or meta.model_type == model_type:
+                return candidate
         return None
 
     def load(self, version: str) -> LoadedArtifact:
         """Rebuild the model of one version.
 
         Raises:
-            ArtifactError: The artifact is incomplete, damaged or of an unknown type.
+            ArtifactError: The artifact is incomplete, damaged, of an unknown
+                type or holds arrays that fail validation.
         """
         meta = self.read_metadata(version)
         directory = self.root / version
@@ -371,16 +405,31 @@ class ModelRegistry:
             payload = (directory / ARRAYS_FILE).read_bytes()
         except OSError as exc:
             raise ArtifactError(f"{directory / ARRAYS_FILE}: unreadable ({exc})") from None
+        try:
+            artifact = self._rebuild_artifact(meta, directory, payload)
+        except ArtifactError:
+            self._rejected[version] = meta.arrays_sha256
+            raise
+        self._rejected.pop(version, None)
+        return artifact
+
+    def _rebuild_artifact(
+        self, meta: ArtifactMetadata, directory: Path, payload: bytes
+    ) -> LoadedArtifact:
         if hashlib.sha256(payload).hexdigest() != meta.arrays_sha256:
             raise ArtifactError(f"{directory / ARRAYS_FILE}: checksum mismatch (damaged file)")
         try:
             with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-            model = self._rebuild(meta.model_type, meta.params, arrays, _MODEL_PREFIX)
+            model = self._rebuild("model", meta.model_type, meta.params, arrays, _MODEL_PREFIX)
             fallback = None
             if meta.fallback_type is not None:
                 fallback = self._rebuild(
-                    meta.fallback_type, meta.fallback_params, arrays, _FALLBACK_PREFIX
+                    "fallback model",
+                    meta.fallback_type,
+                    meta.fallback_params,
+                    arrays,
+                    _FALLBACK_PREFIX,
                 )
             catalog = _catalog_from_arrays(arrays)
         except (ValueError, KeyError, TypeError, OSError, IndexError) as exc:
@@ -390,11 +439,20 @@ class ModelRegistry:
         )
 
     def _rebuild(
-        self, model_type: str, params: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str
+        self,
+        role: str,
+        model_type: str,
+        params: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        prefix: str,
     ) -> Recommender:
         cls = self._model_class(model_type)
         own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-        return cls.from_state(ModelState(arrays=own, params={"model": model_type, **params}))
+        try:
+            return cls.from_state(ModelState(arrays=own, params={"model": model_type, **params}))
+        except ValueError as exc:
+            # Name the model: the main one and the fallback hold arrays of the same names.
+            raise ValueError(f"{role} {model_type!r}: {exc}") from None
 
     def load_latest(self, model_type: str | None = None) -> LoadedArtifact | None:
         """Return the newest version that loads, skipping damaged ones with a warning.
