@@ -6,6 +6,9 @@ import hashlib
 import io
 import json
 import logging
+import os
+import re
+import shutil
 from collections.abc import Callable
 
 import numpy as np
@@ -259,6 +262,78 @@ def test_a_rejected_version_is_tried_again_once_its_arrays_are_replaced(registry
     meta["arrays_sha256"] = hashlib.sha256(original).hexdigest()
     (directory / "metadata.json").write_text(json.dumps(meta))
     assert registry.newer_than(live) == bad
+
+
+# -- links out of the model directory -------------------------------------------
+
+
+def outside_copy_linked_as_newest(registry: ModelRegistry, tmp_path) -> str:
+    """Copy the newest version out of the root and link it back in under the next number."""
+    newest = registry.versions()[0]
+    outside = tmp_path / "elsewhere" / "v00099-20300101T000000Z"
+    shutil.copytree(registry.root / newest, outside)
+    meta = json.loads((outside / "metadata.json").read_text())
+    meta["version"] = outside.name
+    (outside / "metadata.json").write_text(json.dumps(meta))
+    (registry.root / outside.name).symlink_to(outside, target_is_directory=True)
+    return outside.name
+
+
+def test_a_symlinked_version_directory_is_not_listed(registry, tmp_path):
+    real = publish(registry)
+    outside_copy_linked_as_newest(registry, tmp_path)
+    assert registry.versions() == [real]
+
+
+def test_a_symlinked_version_directory_is_not_loaded(registry, tmp_path):
+    real = publish(registry)
+    linked = outside_copy_linked_as_newest(registry, tmp_path)
+    with pytest.raises(ArtifactError, match="symbolic link"):
+        registry.load(linked)
+    with pytest.raises(ArtifactError, match="symbolic link"):
+        registry.read_metadata(linked)
+    assert registry.load_latest().metadata.version == real
+    assert registry.newer_than(real) is None
+
+
+def test_publishing_numbers_past_a_symlinked_version_entry(registry, tmp_path):
+    publish(registry)
+    linked = outside_copy_linked_as_newest(registry, tmp_path)
+    published = publish(registry)
+    assert published.startswith("v00100-")
+    assert (registry.root / linked).is_symlink()
+
+
+@pytest.mark.parametrize("file_name", ["metadata.json", "arrays.npz"])
+def test_a_symlinked_file_inside_a_version_is_refused(registry, tmp_path, file_name):
+    good = publish(registry)
+    bad = publish(registry)
+    outside = tmp_path / file_name
+    shutil.move(registry.root / bad / file_name, outside)
+    os.symlink(outside, registry.root / bad / file_name)
+    with pytest.raises(ArtifactError, match=rf"{re.escape(file_name)}: is a symbolic link"):
+        registry.load(bad)
+    assert registry.load_latest().metadata.version == good
+
+
+def test_a_fifo_in_place_of_the_arrays_is_refused_without_blocking(registry):
+    good = publish(registry)
+    bad = publish(registry)
+    (registry.root / bad / "arrays.npz").unlink()
+    os.mkfifo(registry.root / bad / "arrays.npz")
+    with pytest.raises(ArtifactError, match=r"arrays\.npz: not a regular file"):
+        registry.load(bad)
+    assert registry.load_latest().metadata.version == good
+
+
+@pytest.mark.parametrize(
+    "version",
+    ["../elsewhere", "v00001-20300101T000000Z/../../x", "v00001-20300101T000000Z\n", ""],
+)
+def test_a_name_that_is_not_a_version_id_is_refused(registry, version):
+    publish(registry)
+    with pytest.raises(ArtifactError, match="not a version id"):
+        registry.load(version)
 
 
 # -- as a running service sees it ---------------------------------------------------

@@ -15,7 +15,8 @@ against their recorded checksum, so an artifact can never run code and a
 damaged one is detected and skipped. Arrays that pass the checksum are still
 checked before a model is built from them (``Recommender.validate_state`` and
 the catalog's columns): a version whose arrays could not be served is skipped
-like a damaged one.
+like a damaged one. Only real directories and files directly inside the root
+are read, never symbolic links, so a version cannot be loaded from elsewhere.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -57,7 +59,7 @@ _CATALOG_COLUMNS = {
     "category": ("U", "text"),
 }
 METADATA_FILE = "metadata.json"
-_VERSION_RE = re.compile(r"^v(\d{5,})-\d{8}T\d{6}Z$")
+_VERSION_RE = re.compile(r"v(\d{5,})-\d{8}T\d{6}Z")  # matched whole (fullmatch)
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 # A temporary directory this old is a crashed publisher's leftover, not a
@@ -180,9 +182,29 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _read_regular_file(path: Path) -> bytes:
+    """Return a file's bytes, refusing symbolic links and anything but a regular file.
+
+    Raises:
+        ArtifactError: The file is a link, not a regular file, or unreadable.
+    """
+    if path.is_symlink():
+        raise ArtifactError(f"{path}: is a symbolic link; artifact files must be regular files")
+    try:
+        # O_NOFOLLOW refuses a link swapped in after the check; O_NONBLOCK
+        # keeps a FIFO planted under the name from blocking the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ArtifactError(f"{path}: not a regular file")
+            return f.read()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: unreadable ({exc})") from None
+
+
 def version_number(name: str) -> int | None:
     """Return the publish sequence number of a version id, or None if it is not one."""
-    match = _VERSION_RE.match(name)
+    match = _VERSION_RE.fullmatch(name)
     return int(match.group(1)) if match else None
 
 
@@ -221,15 +243,43 @@ class ModelRegistry:
     # -- listing -------------------------------------------------------------
 
     def versions(self) -> list[str]:
-        """Return the published version ids, newest first."""
-        if not self.root.is_dir():
-            return []
+        """Return the published version ids, newest first.
+
+        Only real directories directly inside the root count: an entry named
+        like a version that is a symbolic link (or a file) is ignored.
+        """
+        root = self.root.resolve()
         named = [
-            (n, p.name)
-            for p in self.root.iterdir()
-            if p.is_dir() and (n := version_number(p.name)) is not None
+            (n, path.name)
+            for n, path in self._version_entries()
+            if not path.is_symlink() and path.is_dir() and path.resolve().parent == root
         ]
         return [name for _, name in sorted(named, reverse=True)]
+
+    def _version_entries(self) -> list[tuple[int, Path]]:
+        """Return (number, path) of every entry named like a version, whatever it is."""
+        if not self.root.is_dir():
+            return []
+        return [(n, p) for p in self.root.iterdir() if (n := version_number(p.name)) is not None]
+
+    def _version_dir(self, version: str) -> Path:
+        """Return a version's directory, if it is a real one directly inside the root.
+
+        Raises:
+            ArtifactError: ``version`` is not a version id, or its entry is a
+                symbolic link or resolves outside the root.
+        """
+        if version_number(version) is None:
+            raise ArtifactError(f"{version!r} is not a version id")
+        directory = self.root / version
+        if directory.is_symlink():
+            raise ArtifactError(
+                f"{directory}: is a symbolic link; versions are read only from "
+                f"directories inside {self.root}"
+            )
+        if directory.resolve().parent != self.root.resolve():
+            raise ArtifactError(f"{directory}: resolves outside {self.root}")
+        return directory
 
     # -- publishing ----------------------------------------------------------
 
@@ -316,7 +366,7 @@ class ModelRegistry:
                     os.rename(tmp, self.root / version)
                     break
                 except OSError:
-                    if not (self.root / version).exists():
+                    if not os.path.lexists(self.root / version):
                         raise
             _fsync_path(self.root)
         except BaseException:
@@ -327,8 +377,9 @@ class ModelRegistry:
         return meta
 
     def _next_version(self, when: datetime) -> str:
-        existing = self.versions()
-        number = (version_number(existing[0]) + 1) if existing else 1
+        # Past every entry named like a version, links included, so a new
+        # version never takes the name of something already there.
+        number = max((n for n, _ in self._version_entries()), default=0) + 1
         return f"v{number:05d}-{when.strftime('%Y%m%dT%H%M%SZ')}"
 
     def _prune(self) -> None:
@@ -357,12 +408,13 @@ class ModelRegistry:
         """Return one version's metadata.
 
         Raises:
-            ArtifactError: The metadata is missing or unreadable.
+            ArtifactError: The metadata is missing, unreadable or a symbolic
+                link, or the version's directory is a link or outside the root.
         """
-        path = self.root / version / METADATA_FILE
+        path = self._version_dir(version) / METADATA_FILE
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = json.loads(_read_regular_file(path).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{path}: unreadable metadata ({exc})") from None
         if not isinstance(data, dict):
             raise ArtifactError(f"{path}: metadata is not a JSON object")
@@ -397,14 +449,12 @@ class ModelRegistry:
 
         Raises:
             ArtifactError: The artifact is incomplete, damaged, of an unknown
-                type or holds arrays that fail validation.
+                type, holds arrays that fail validation, or is reached through
+                a symbolic link.
         """
         meta = self.read_metadata(version)
-        directory = self.root / version
-        try:
-            payload = (directory / ARRAYS_FILE).read_bytes()
-        except OSError as exc:
-            raise ArtifactError(f"{directory / ARRAYS_FILE}: unreadable ({exc})") from None
+        directory = self._version_dir(version)
+        payload = _read_regular_file(directory / ARRAYS_FILE)
         try:
             artifact = self._rebuild_artifact(meta, directory, payload)
         except ArtifactError:
