@@ -1,5 +1,6 @@
 """The contract every model in MODELS keeps, checked once for all of them."""
 
+import functools
 import json
 
 import numpy as np
@@ -7,7 +8,7 @@ import pandas as pd
 import pytest
 
 from recsys.models import MODELS
-from recsys.models.base import NotFittedError, Recommender
+from recsys.models.base import ModelState, NotFittedError, Recommender
 
 ALL_MODELS = sorted(MODELS)
 PERSONAL_MODELS = [name for name in ALL_MODELS if name != "popular"]
@@ -141,6 +142,61 @@ def test_state_round_trip_through_npz_and_json_gives_identical_recommendations(f
         other = restored.recommend(users, 10).lists[user]
         np.testing.assert_array_equal(ranked.product_ids, other.product_ids)
         np.testing.assert_array_equal(ranked.scores, other.scores)
+
+
+def test_state_shapes_declare_exactly_the_learned_arrays(fitted):
+    learned = set(fitted.get_state().arrays) - {"user_ids", "product_ids"}
+    assert learned == set(type(fitted).state_shapes)
+
+
+def test_get_state_passes_validation_and_from_state_restores_every_array(fitted):
+    state = fitted.get_state()
+    restored = type(fitted).from_state(state)
+    for name, array in restored.get_state().arrays.items():
+        np.testing.assert_array_equal(array, state.arrays[name], err_msg=name)
+
+
+# Every (model, learned array) pair, so each check names the array it covers.
+LEARNED_ARRAYS = [
+    pytest.param(model, array, id=f"{model}-{array}")
+    for model in ALL_MODELS
+    for array in MODELS[model].state_shapes
+]
+
+
+@functools.cache
+def fitted_state(model: str) -> ModelState:
+    return MODELS[model]().fit(FEEDBACK).get_state()
+
+
+def state_with(model: str, array: str, value: np.ndarray | None) -> ModelState:
+    """Return a model's state with one array replaced (None: left out)."""
+    state = fitted_state(model)
+    arrays = {k: v for k, v in state.arrays.items() if k != array}
+    if value is not None:
+        arrays[array] = value
+    return ModelState(arrays=arrays, params=state.params)
+
+
+@pytest.mark.parametrize(("model", "array"), LEARNED_ARRAYS)
+def test_from_state_refuses_a_state_without_a_learned_array(model, array):
+    with pytest.raises(ValueError, match=f"{array} is missing"):
+        MODELS[model].from_state(state_with(model, array, None))
+
+
+@pytest.mark.parametrize(("model", "array"), LEARNED_ARRAYS)
+def test_from_state_refuses_a_learned_array_one_row_short(model, array):
+    short = fitted_state(model).arrays[array][:-1]
+    with pytest.raises(ValueError, match=f"{array} has shape"):
+        MODELS[model].from_state(state_with(model, array, short))
+
+
+@pytest.mark.parametrize(("model", "array"), LEARNED_ARRAYS)
+def test_from_state_refuses_a_nan_in_a_learned_array(model, array):
+    poisoned = fitted_state(model).arrays[array].astype(np.float64)
+    poisoned.flat[-1] = np.nan
+    with pytest.raises(ValueError, match=f"{array} holds 1 NaN"):
+        MODELS[model].from_state(state_with(model, array, poisoned))
 
 
 def test_state_arrays_are_numeric(fitted):

@@ -11,12 +11,13 @@ import sys
 import textwrap
 from collections.abc import Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.models.base import Recommender
+from recsys.models.base import ArrayShape, Recommender
 from recsys.serving.artifacts import ArtifactError, ModelRegistry
 
 
@@ -24,6 +25,10 @@ class DotProductModel(Recommender):
     """A minimal factor model: enough to exercise the registry without training."""
 
     name = "dot"
+    state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
+        "user_factors": ("n_users", "k"),
+        "item_factors": ("n_items", "k"),
+    }
 
     def __init__(self, factors: int = 2):
         super().__init__()

@@ -14,13 +14,13 @@ item_factors.T`` in numpy, so a saved model loads without ``implicit``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from recsys.models.base import Recommender
+from recsys.models.base import ArrayShape, Recommender
 
 
 class ALSRecommender(Recommender):
@@ -50,6 +50,10 @@ class ALSRecommender(Recommender):
 
     name = "als"
     predicts_ratings = False
+    state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
+        "user_factors": ("n_users", "k"),
+        "item_factors": ("n_items", "k"),
+    }
 
     def __init__(
         self,

@@ -10,7 +10,9 @@ MovieLens loader makes one from explicit ratings.
 
 Models do no I/O. Their learned state is a dict of numpy arrays plus a dict of
 JSON-able parameters (``get_state`` / ``from_state``), so an artifact store can
-save it without pickling code.
+save it without pickling code. ``from_state`` checks the arrays first (names,
+shapes, finiteness, id maps), so a state that would break or silently empty
+every answer is refused before it can be served.
 """
 
 from __future__ import annotations
@@ -28,6 +30,16 @@ FEEDBACK_COLUMNS = ("user_id", "product_id", "clicks", "engagement", "rating")
 # Users are scored in chunks so a large catalog never needs a
 # users x items matrix bigger than this many cells at once.
 _SCORE_CHUNK_CELLS = 8_000_000
+
+# The id maps every state holds, and the size each one defines for the shapes
+# of the learned arrays.
+_ID_MAP_SIZES = {"user_ids": "n_users", "product_ids": "n_items"}
+_MAX_INT64 = np.iinfo(np.int64).max
+
+# A learned array's expected shape: per axis a fixed length or a size's name.
+# "n_users" and "n_items" are the lengths of the id maps; any other name (such
+# as "k") is taken from the first array that uses it and must match in the rest.
+ArrayShape = tuple[int | str, ...]
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,61 @@ class NotFittedError(RuntimeError):
     """A model was asked to recommend before ``fit``."""
 
 
+def _state_array(arrays: Mapping[str, np.ndarray], name: str) -> np.ndarray:
+    if name not in arrays:
+        raise ValueError(f"{name} is missing")
+    return np.asarray(arrays[name])
+
+
+def _check_id_map(name: str, ids: np.ndarray) -> None:
+    """Raise ``ValueError`` unless ``ids`` can serve as a sorted id map for ``lookup_ids``."""
+    if ids.dtype.kind not in "iu":
+        raise ValueError(f"{name} has dtype {ids.dtype}; expected integers")
+    if ids.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {ids.shape}")
+    if len(ids) == 0:
+        # lookup_ids indexes the map, so an empty one fails on every request.
+        raise ValueError(f"{name} is empty")
+    if ids.min() < 1:
+        raise ValueError(f"{name} holds ids below 1 (smallest {ids.min()})")
+    if ids.max() > _MAX_INT64:
+        raise ValueError(f"{name} holds ids above the int64 range (largest {ids.max()})")
+    # Binary search needs strictly increasing ids: unsorted ones find the
+    # wrong rows, duplicates leave rows unreachable.
+    steps = np.flatnonzero(ids[1:] <= ids[:-1])
+    if len(steps):
+        at = int(steps[0]) + 1
+        raise ValueError(
+            f"{name} is not strictly increasing (sorted, unique): "
+            f"position {at} holds {ids[at]} after {ids[at - 1]}"
+        )
+
+
+def _check_learned_array(
+    name: str, array: np.ndarray, shape: ArrayShape, sizes: dict[str, int]
+) -> None:
+    """Raise ``ValueError`` unless ``array`` is finite numbers of the declared shape.
+
+    Binds each named size not yet in ``sizes`` to this array's length on that axis.
+    """
+    if array.dtype.kind not in "iuf":
+        raise ValueError(f"{name} has dtype {array.dtype}; expected numbers")
+    if array.ndim == len(shape):
+        for axis, size in zip(array.shape, shape, strict=True):
+            if isinstance(size, str):
+                sizes.setdefault(size, axis)
+    expected = tuple(sizes.get(s, s) if isinstance(s, str) else s for s in shape)
+    if array.shape != expected:
+        declared = ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "")
+        raise ValueError(f"{name} has shape {array.shape}, expected ({declared}) = {expected}")
+    if array.dtype.kind == "f":
+        counts = {"NaN": int(np.isnan(array).sum()), "infinite": int(np.isinf(array).sum())}
+        # Ranking drops NaN and infinite scores, so such a model answers empty lists.
+        if any(counts.values()):
+            found = " and ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+            raise ValueError(f"{name} holds {found} value(s); expected finite numbers")
+
+
 def lookup_ids(sorted_ids: np.ndarray, raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return each raw id's position in a sorted id array, and whether it is there.
 
@@ -104,12 +171,15 @@ def validate_feedback(feedback: pd.DataFrame) -> None:
 class Recommender(ABC):
     """Base class: id mapping, unknown users, exclusions and top-n ranking.
 
-    A subclass sets ``name``, learns in ``_fit`` and scores in ``_score``; the
-    base class turns scores into ranked lists. Ties are broken by ascending
+    A subclass sets ``name``, declares its learned arrays in ``state_shapes``,
+    learns in ``_fit`` and scores in ``_score``; the base class turns scores
+    into ranked lists and checks saved states. Ties are broken by ascending
     product id, because inner item indices follow ascending raw ids.
     """
 
     name: ClassVar[str]
+    # Name -> expected shape of each array ``_learned_arrays`` returns.
+    state_shapes: ClassVar[Mapping[str, ArrayShape]]
     predicts_ratings: ClassVar[bool] = False
 
     def __init__(self) -> None:
@@ -158,8 +228,36 @@ class Recommender(ABC):
         return ModelState(arrays=arrays, params={"model": self.name, **self.params()})
 
     @classmethod
+    def validate_state(cls, state: ModelState) -> None:
+        """Check that a state's arrays can be served before a model is built from them.
+
+        The id maps must be non-empty 1-D integer arrays of strictly
+        increasing ids from 1; every array named in ``state_shapes`` must be
+        present, numeric, finite and of its declared shape. Arrays not
+        declared are ignored.
+
+        Args:
+            state: A state as ``get_state`` returns it, for example read from disk.
+
+        Raises:
+            ValueError: Naming the first array at fault and what is wrong with it.
+        """
+        sizes: dict[str, int] = {}
+        for name, size in _ID_MAP_SIZES.items():
+            ids = _state_array(state.arrays, name)
+            _check_id_map(name, ids)
+            sizes[size] = len(ids)
+        for name, shape in cls.state_shapes.items():
+            _check_learned_array(name, _state_array(state.arrays, name), shape, sizes)
+
+    @classmethod
     def from_state(cls, state: ModelState) -> Self:
-        """Rebuild a fitted model from ``get_state``'s output."""
+        """Rebuild a fitted model from ``get_state``'s output.
+
+        Raises:
+            ValueError: The arrays fail ``validate_state``.
+        """
+        cls.validate_state(state)
         params = {k: v for k, v in state.params.items() if k != "model"}
         model = cls(**params)
         model.user_ids = np.asarray(state.arrays["user_ids"], dtype=np.int64)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from recsys.models.base import Recommender
+from recsys.models.base import ArrayShape, Recommender
 
 
 class PopularityRecommender(Recommender):
@@ -18,6 +19,7 @@ class PopularityRecommender(Recommender):
     """
 
     name = "popular"
+    state_shapes: ClassVar[Mapping[str, ArrayShape]] = {"item_clicks": ("n_items",)}
 
     def _fit(self, feedback: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> None:
         self.item_clicks = np.bincount(

@@ -9,13 +9,13 @@ real catalogs.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from surprise import SVD
 
-from recsys.models.base import Recommender, lookup_ids
+from recsys.models.base import ArrayShape, Recommender, lookup_ids
 from recsys.models.surprise_trainset import trainset_from_arrays
 
 
@@ -41,6 +41,13 @@ class SVDRecommender(Recommender):
 
     name = "svd"
     predicts_ratings = True
+    state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
+        "global_mean": (1,),
+        "user_bias": ("n_users",),
+        "item_bias": ("n_items",),
+        "user_factors": ("n_users", "k"),
+        "item_factors": ("n_items", "k"),
+    }
 
     def __init__(
         self,

@@ -12,7 +12,11 @@ fsynced, and only then is it renamed into place: a reader sees a whole version
 or none, and a crash mid-write leaves only a temporary directory that loading
 ignores. Arrays are read with ``np.load(..., allow_pickle=False)`` and checked
 against their recorded checksum, so an artifact can never run code and a
-damaged one is detected and skipped.
+damaged one is detected and skipped. Arrays that pass the checksum are still
+checked before a model is built from them (``Recommender.validate_state`` and
+the catalog's columns): a version whose arrays could not be served is skipped
+like a damaged one. Only real directories and files directly inside the root
+are read, never symbolic links, so a version cannot be loaded from elsewhere.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import logging
 import os
 import re
 import shutil
+import stat
 import time
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -47,9 +52,14 @@ _FALLBACK_PREFIX = "fallback."
 # The catalog at training time, so a server can name products while its
 # database is down: numbers and fixed-width text arrays, no pickles.
 _CATALOG_PREFIX = "catalog."
-_CATALOG_COLUMNS = ("product_id", "name", "category")
+# Column -> accepted numpy dtype kinds, and what they are in words.
+_CATALOG_COLUMNS = {
+    "product_id": ("iu", "integers"),
+    "name": ("U", "text"),
+    "category": ("U", "text"),
+}
 METADATA_FILE = "metadata.json"
-_VERSION_RE = re.compile(r"^v(\d{5,})-\d{8}T\d{6}Z$")
+_VERSION_RE = re.compile(r"v(\d{5,})-\d{8}T\d{6}Z")  # matched whole (fullmatch)
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 # A temporary directory this old is a crashed publisher's leftover, not a
@@ -130,11 +140,28 @@ def _default_model_classes() -> Mapping[str, type[Recommender]]:
 
 
 def _catalog_from_arrays(arrays: Mapping[str, np.ndarray]) -> pd.DataFrame | None:
-    if _CATALOG_PREFIX + "product_id" not in arrays:
+    """Return the catalog saved with an artifact, or None when it holds none.
+
+    Raises:
+        ValueError: A column is missing, of the wrong type or not 1-D, or the
+            columns differ in length.
+    """
+    if not any(name.startswith(_CATALOG_PREFIX) for name in arrays):
         return None
-    columns = {c: arrays[_CATALOG_PREFIX + c] for c in _CATALOG_COLUMNS}
-    if len({len(v) for v in columns.values()}) != 1 or any(v.ndim != 1 for v in columns.values()):
-        raise ValueError("the saved catalog's columns differ in length")
+    columns = {}
+    for column, (kinds, described) in _CATALOG_COLUMNS.items():
+        key = _CATALOG_PREFIX + column
+        if key not in arrays:
+            raise ValueError(f"{key} is missing")
+        values = arrays[key]
+        if values.dtype.kind not in kinds:
+            raise ValueError(f"{key} has dtype {values.dtype}; expected {described}")
+        if values.ndim != 1:
+            raise ValueError(f"{key} must be 1-D, got shape {values.shape}")
+        columns[column] = values
+    lengths = {column: len(values) for column, values in columns.items()}
+    if len(set(lengths.values())) != 1:
+        raise ValueError(f"catalog columns differ in length: {lengths}")
     frame = pd.DataFrame({c: v.tolist() for c, v in columns.items()})
     frame[["name", "category"]] = frame[["name", "category"]].replace("", None)
     return frame
@@ -155,9 +182,29 @@ def _write_synced(path: Path, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
+def _read_regular_file(path: Path) -> bytes:
+    """Return a file's bytes, refusing symbolic links and anything but a regular file.
+
+    Raises:
+        ArtifactError: The file is a link, not a regular file, or unreadable.
+    """
+    if path.is_symlink():
+        raise ArtifactError(f"{path}: is a symbolic link; artifact files must be regular files")
+    try:
+        # O_NOFOLLOW refuses a link swapped in after the check; O_NONBLOCK
+        # keeps a FIFO planted under the name from blocking the open.
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ArtifactError(f"{path}: not a regular file")
+            return f.read()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: unreadable ({exc})") from None
+
+
 def version_number(name: str) -> int | None:
     """Return the publish sequence number of a version id, or None if it is not one."""
-    match = _VERSION_RE.match(name)
+    match = _VERSION_RE.fullmatch(name)
     return int(match.group(1)) if match else None
 
 
@@ -182,6 +229,10 @@ class ModelRegistry:
         self.root = Path(root)
         self.keep = keep
         self._model_classes = model_classes
+        # Version -> the arrays checksum its metadata recorded when it failed
+        # to load. Published versions do not change, so newer_than can pass
+        # over them until their metadata records other arrays.
+        self._rejected: dict[str, str] = {}
 
     @property
     def model_classes(self) -> Mapping[str, type[Recommender]]:
@@ -192,15 +243,43 @@ class ModelRegistry:
     # -- listing -------------------------------------------------------------
 
     def versions(self) -> list[str]:
-        """Return the published version ids, newest first."""
-        if not self.root.is_dir():
-            return []
+        """Return the published version ids, newest first.
+
+        Only real directories directly inside the root count: an entry named
+        like a version that is a symbolic link (or a file) is ignored.
+        """
+        root = self.root.resolve()
         named = [
-            (n, p.name)
-            for p in self.root.iterdir()
-            if p.is_dir() and (n := version_number(p.name)) is not None
+            (n, path.name)
+            for n, path in self._version_entries()
+            if not path.is_symlink() and path.is_dir() and path.resolve().parent == root
         ]
         return [name for _, name in sorted(named, reverse=True)]
+
+    def _version_entries(self) -> list[tuple[int, Path]]:
+        """Return (number, path) of every entry named like a version, whatever it is."""
+        if not self.root.is_dir():
+            return []
+        return [(n, p) for p in self.root.iterdir() if (n := version_number(p.name)) is not None]
+
+    def _version_dir(self, version: str) -> Path:
+        """Return a version's directory, if it is a real one directly inside the root.
+
+        Raises:
+            ArtifactError: ``version`` is not a version id, or its entry is a
+                symbolic link or resolves outside the root.
+        """
+        if version_number(version) is None:
+            raise ArtifactError(f"{version!r} is not a version id")
+        directory = self.root / version
+        if directory.is_symlink():
+            raise ArtifactError(
+                f"{directory}: is a symbolic link; versions are read only from "
+                f"directories inside {self.root}"
+            )
+        if directory.resolve().parent != self.root.resolve():
+            raise ArtifactError(f"{directory}: resolves outside {self.root}")
+        return directory
 
     # -- publishing ----------------------------------------------------------
 
@@ -287,7 +366,7 @@ class ModelRegistry:
                     os.rename(tmp, self.root / version)
                     break
                 except OSError:
-                    if not (self.root / version).exists():
+                    if not os.path.lexists(self.root / version):
                         raise
             _fsync_path(self.root)
         except BaseException:
@@ -298,8 +377,9 @@ class ModelRegistry:
         return meta
 
     def _next_version(self, when: datetime) -> str:
-        existing = self.versions()
-        number = (version_number(existing[0]) + 1) if existing else 1
+        # Past every entry named like a version, links included, so a new
+        # version never takes the name of something already there.
+        number = max((n for n, _ in self._version_entries()), default=0) + 1
         return f"v{number:05d}-{when.strftime('%Y%m%dT%H%M%SZ')}"
 
     def _prune(self) -> None:
@@ -328,12 +408,13 @@ class ModelRegistry:
         """Return one version's metadata.
 
         Raises:
-            ArtifactError: The metadata is missing or unreadable.
+            ArtifactError: The metadata is missing, unreadable or a symbolic
+                link, or the version's directory is a link or outside the root.
         """
-        path = self.root / version / METADATA_FILE
+        path = self._version_dir(version) / METADATA_FILE
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+            data = json.loads(_read_regular_file(path).decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{path}: unreadable metadata ({exc})") from None
         if not isinstance(data, dict):
             raise ArtifactError(f"{path}: metadata is not a JSON object")
@@ -346,41 +427,59 @@ class ModelRegistry:
         """Return the newest published version after ``version`` (of a type), if any.
 
         Reads only directory names and small metadata files, so it is cheap
-        enough to poll.
+        enough to poll. Versions with unreadable metadata are passed over, and
+        so are versions that already failed to ``load`` in this registry.
         """
         current = version_number(version) or 0
         for candidate in self.versions():
             if (version_number(candidate) or 0) <= current:
                 return None
             try:
-                if model_type is None or self.read_metadata(candidate).model_type == model_type:
-                    return candidate
+                meta = self.read_metadata(candidate)
             except ArtifactError:
                 continue  # load_latest logs damaged versions; polling stays quiet
+            if self._rejected.get(candidate) == meta.arrays_sha256:
+                continue
+            if model_type is None or meta.model_type == model_type:
+                return candidate
         return None
 
     def load(self, version: str) -> LoadedArtifact:
         """Rebuild the model of one version.
 
         Raises:
-            ArtifactError: The artifact is incomplete, damaged or of an unknown type.
+            ArtifactError: The artifact is incomplete, damaged, of an unknown
+                type, holds arrays that fail validation, or is reached through
+                a symbolic link.
         """
         meta = self.read_metadata(version)
-        directory = self.root / version
+        directory = self._version_dir(version)
+        payload = _read_regular_file(directory / ARRAYS_FILE)
         try:
-            payload = (directory / ARRAYS_FILE).read_bytes()
-        except OSError as exc:
-            raise ArtifactError(f"{directory / ARRAYS_FILE}: unreadable ({exc})") from None
+            artifact = self._rebuild_artifact(meta, directory, payload)
+        except ArtifactError:
+            self._rejected[version] = meta.arrays_sha256
+            raise
+        self._rejected.pop(version, None)
+        return artifact
+
+    def _rebuild_artifact(
+        self, meta: ArtifactMetadata, directory: Path, payload: bytes
+    ) -> LoadedArtifact:
         if hashlib.sha256(payload).hexdigest() != meta.arrays_sha256:
             raise ArtifactError(f"{directory / ARRAYS_FILE}: checksum mismatch (damaged file)")
         try:
             with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-            model = self._rebuild(meta.model_type, meta.params, arrays, _MODEL_PREFIX)
+            model = self._rebuild("model", meta.model_type, meta.params, arrays, _MODEL_PREFIX)
             fallback = None
             if meta.fallback_type is not None:
                 fallback = self._rebuild(
-                    meta.fallback_type, meta.fallback_params, arrays, _FALLBACK_PREFIX
+                    "fallback model",
+                    meta.fallback_type,
+                    meta.fallback_params,
+                    arrays,
+                    _FALLBACK_PREFIX,
                 )
             catalog = _catalog_from_arrays(arrays)
         except (ValueError, KeyError, TypeError, OSError, IndexError) as exc:
@@ -390,11 +489,20 @@ class ModelRegistry:
         )
 
     def _rebuild(
-        self, model_type: str, params: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str
+        self,
+        role: str,
+        model_type: str,
+        params: dict[str, Any],
+        arrays: dict[str, np.ndarray],
+        prefix: str,
     ) -> Recommender:
         cls = self._model_class(model_type)
         own = {k[len(prefix) :]: v for k, v in arrays.items() if k.startswith(prefix)}
-        return cls.from_state(ModelState(arrays=own, params={"model": model_type, **params}))
+        try:
+            return cls.from_state(ModelState(arrays=own, params={"model": model_type, **params}))
+        except ValueError as exc:
+            # Name the model: the main one and the fallback hold arrays of the same names.
+            raise ValueError(f"{role} {model_type!r}: {exc}") from None
 
     def load_latest(self, model_type: str | None = None) -> LoadedArtifact | None:
         """Return the newest version that loads, skipping damaged ones with a warning.
