@@ -109,8 +109,12 @@ def train_and_publish(
     if not isinstance(model, PopularityRecommender):
         fallback = PopularityRecommender().fit(feedback).get_state()
     seconds = time.perf_counter() - started
+    # A model whose arrays every server would refuse (NaN factors, say) fails
+    # the job here instead of being published and skipped by every worker.
+    state = model.get_state()
+    model_cls.validate_state(state)
     return registry.publish(
-        model.get_state(),
+        state,
         fallback=fallback,
         catalog=store.products_frame(),
         data_fingerprint=fingerprint_interactions(log),
