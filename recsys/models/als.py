@@ -77,8 +77,8 @@ class ALSRecommender(Recommender):
         self.alpha = float(alpha)
         self.iterations = int(iterations)
         self.random_state = int(random_state)
-        self.user_factors: np.ndarray | None = None
-        self.item_factors: np.ndarray | None = None
+        self.user_factors: np.ndarray = np.empty((0, self.factors), dtype=np.float32)
+        self.item_factors: np.ndarray = np.empty((0, self.factors), dtype=np.float32)
 
     def params(self) -> dict[str, Any]:
         """Return the hyper-parameters as a JSON-able dict."""

@@ -183,8 +183,9 @@ class Recommender(ABC):
     predicts_ratings: ClassVar[bool] = False
 
     def __init__(self) -> None:
-        self.user_ids: np.ndarray | None = None  # sorted raw user ids
-        self.product_ids: np.ndarray | None = None  # sorted raw product ids
+        # Sorted raw ids; empty until fitted (a fitted model knows at least one of each).
+        self.user_ids: np.ndarray = np.empty(0, dtype=np.int64)
+        self.product_ids: np.ndarray = np.empty(0, dtype=np.int64)
 
     # -- learning -----------------------------------------------------------
 
@@ -277,7 +278,7 @@ class Recommender(ABC):
 
     @property
     def is_fitted(self) -> bool:
-        return self.user_ids is not None
+        return self.user_ids.size > 0
 
     def knows_user(self, user_id: int) -> bool:
         """Return whether the model learned anything about this user."""

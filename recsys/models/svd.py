@@ -66,7 +66,9 @@ class SVDRecommender(Recommender):
         self.reg_all = reg_all
         self.init_std_dev = init_std_dev
         self.random_state = random_state
-        self.rating_scale = tuple(rating_scale) if rating_scale is not None else None
+        self.rating_scale: tuple[float, float] | None = (
+            (float(rating_scale[0]), float(rating_scale[1])) if rating_scale is not None else None
+        )
 
     def params(self) -> dict[str, Any]:
         return {
@@ -153,7 +155,8 @@ class SVDRecommender(Recommender):
         estimate[both] += np.einsum(
             "ij,ij->i", self.user_factors[u[both]], self.item_factors[i[both]]
         )
-        return np.clip(estimate, *self.rating_scale)
+        low, high = self.rating_scale if self.rating_scale is not None else (-np.inf, np.inf)
+        return np.clip(estimate, low, high)
 
     def _item_vectors(self) -> np.ndarray:
         return self.item_factors

@@ -331,7 +331,7 @@ class ModelRegistry:
         for name, array in arrays.items():
             if array.dtype.hasobject:
                 raise ArtifactError(f"array {name!r} holds Python objects; artifacts store numbers")
-        np.savez(buffer, **arrays)
+        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds badly
         payload = buffer.getvalue()
         params = {k: v for k, v in state.params.items() if k != "model"}
 

@@ -156,7 +156,7 @@ class TrainingJob:
     @classmethod
     def from_record(cls, record: Mapping[str, Any]) -> TrainingJob:
         """Rebuild a job from ``to_record``'s output (as read back from the table)."""
-        values = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
+        values: dict[str, Any] = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
         values["state"] = JobState(values["state"])
         return cls(**values)
 
@@ -380,7 +380,8 @@ class AutoRetrainer:
         return self._submit("auto")
 
     def _tick(self) -> None:
-        while not self._stop.wait(self._every_minutes * 60):
+        period = (self._every_minutes or 0.0) * 60
+        while not self._stop.wait(period):
             self._submit("schedule")
 
     def _submit(self, trigger: str) -> TrainingJob | None:

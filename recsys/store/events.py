@@ -77,6 +77,7 @@ def _insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: list[di
     if not rows:
         return
     dialect = conn.dialect.name
+    stmt: sa.Executable
     if dialect == "postgresql":
         stmt = postgresql.insert(table).on_conflict_do_nothing()
     elif dialect == "sqlite":
@@ -138,8 +139,11 @@ class EventStore:
         rows = _product_rows(catalog)
         with self._write() as conn:
             for chunk in _chunks(rows):
-                dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-                insert = dialect.insert(products)
+                insert = (
+                    postgresql.insert(products)
+                    if conn.dialect.name == "postgresql"
+                    else sqlite.insert(products)
+                )
                 conn.execute(
                     insert.on_conflict_do_update(
                         index_elements=[products.c.id],

@@ -14,7 +14,7 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
@@ -55,7 +55,7 @@ def upgrade_to(engine: Engine, revision: str) -> None:
             # SQLite alters a table by copying it (Alembic's batch mode), which
             # foreign keys would block; the pragma only works outside a
             # transaction, so it goes to the driver before Alembic begins one.
-            conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=OFF")
+            _driver_execute(conn, "PRAGMA foreign_keys=OFF")
         if conn.dialect.name == "postgresql":
             # Servers starting together must not run the same migration twice;
             # released with the transaction that Alembic commits.
@@ -67,4 +67,11 @@ def upgrade_to(engine: Engine, revision: str) -> None:
         finally:
             if sqlite:
                 conn.rollback()
-                conn.connection.dbapi_connection.execute("PRAGMA foreign_keys=ON")
+                _driver_execute(conn, "PRAGMA foreign_keys=ON")
+
+
+def _driver_execute(conn: Connection, statement: str) -> None:
+    """Run a statement on the driver's connection, outside SQLAlchemy's transaction."""
+    driver = conn.connection.dbapi_connection
+    assert driver is not None, "a checked-out connection has a driver connection"
+    driver.cursor().execute(statement)

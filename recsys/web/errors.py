@@ -84,8 +84,9 @@ def init_app(app: Flask) -> None:
             limit = current_app.config["INGEST_MAX_BYTES"]
             message = f"the body may be at most {limit} bytes"
         response = error_response(exc.code or 500, code, message)
-        if exc.code == 405 and exc.valid_methods:
-            response.headers["Allow"] = ", ".join(exc.valid_methods)
+        allowed = getattr(exc, "valid_methods", None)  # set on MethodNotAllowed
+        if exc.code == 405 and allowed:
+            response.headers["Allow"] = ", ".join(allowed)
         return response
 
     @app.errorhandler(Exception)

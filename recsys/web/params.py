@@ -36,6 +36,7 @@ def bounded_int(args: MultiDict, name: str, low: int, high: int, default: int | 
     """
     text = single_value(args, name, required=default is None)
     if text is None:
+        assert default is not None, "single_value raised for a required parameter"
         return default
     accepted = f"{name} must be an integer from {low} to {high}"
     # The length cap comes first: int() of thousands of digits is slow, and
