@@ -18,7 +18,7 @@ import pytest
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.svd import SVDRecommender
 from recsys.serving.artifacts import ArtifactError, ModelRegistry
-from tests.store_fixtures import runtime_of
+from tests.builders import runtime_of
 
 
 def tiny_feedback() -> pd.DataFrame:
