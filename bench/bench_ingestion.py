@@ -138,6 +138,7 @@ def main() -> None:
         for name, url, cleanup in backends:
             app = create_app({"DATABASE_URL": url, "MODEL_DIR": f"{tmp}/models-{name}"})
             try:
+                app.extensions["recsys.runtime"].init()
                 single_rate, batch_rate = ingestion_rates(app, args.single, args.batches)
                 latency = recommend_latency_ms(app, 500)
             finally:
