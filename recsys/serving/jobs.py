@@ -120,7 +120,8 @@ class TrainingJob:
     Attributes:
         id: The job id.
         state: queued, running, succeeded or failed.
-        trigger: Who asked for it (``api``, ``auto``, ``cli``, ``startup``).
+        trigger: Who asked for it: ``api`` (POST /admin/retrain), ``auto`` (after N new
+            events) or ``schedule`` (every T minutes).
         requested_at: When it was submitted.
         started_at: When training began.
         finished_at: When it ended.
