@@ -113,3 +113,18 @@ def test_make_run_exports_model_as_the_service_setting(how):
     else:
         env["MODEL"] = "als"
     assert run(args, env).stdout.strip() == "RECSYS_MODEL=als"
+
+
+def test_the_database_waits_well_under_the_production_worker_timeout(tmp_path):
+    import runpy
+
+    from recsys.store.engine import create_store_engine
+
+    gunicorn_settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    db_timeout = Settings.load({}, None, tmp_path)["DB_TIMEOUT_SECONDS"]
+    assert db_timeout * 3 <= gunicorn_settings["timeout"]
+    engine = create_store_engine(f"sqlite:///{tmp_path / 'x.db'}", db_timeout)
+    with engine.connect() as conn:
+        busy_ms = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
+    engine.dispose()
+    assert busy_ms == db_timeout * 1000
