@@ -112,6 +112,20 @@ def test_evaluate_reads_movielens_and_splits_by_time(run, ratings_csv):
     assert report["protocol"]["splits"][0]["test_rows"] == 12 * 2
 
 
+def test_evaluate_splits_an_exported_interactions_log_by_its_iso_timestamps(run, tmp_path):
+    # The shape of `flask export-interactions --with-timestamps`: UTC with a Z.
+    lines = ["user_id,product_clicked,purchased,timestamp"]
+    for user in range(1, 9):
+        for step, product in enumerate((user % 4 + 1, user % 4 + 2, user % 4 + 3)):
+            lines.append(f"{user},{product},{step % 2},2026-11-{10 + step}T10:0{user}:00Z")
+    path = tmp_path / "export.csv"
+    path.write_text("\n".join(lines) + "\n")
+    status, out, err = run("evaluate", "--data", str(path), "--protocol", "time", "--json")
+    assert status == 0, err
+    split = json.loads(out)["protocol"]["splits"][0]
+    assert (split["train_rows"], split["test_rows"]) == (8 * 2, 8)
+
+
 def test_kfold_reports_the_number_of_folds(run, ratings_csv):
     status, out, _ = run(
         "evaluate", "--data", str(ratings_csv), "--protocol", "kfold", "--folds", "3", "--json"
