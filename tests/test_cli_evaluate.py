@@ -143,7 +143,7 @@ def test_kfold_reports_the_number_of_folds(run, ratings_csv):
         (["evaluate", "--folds", "1"], "expected an integer >= 2, got '1'"),
         (["evaluate", "--k", "zero"], "expected an integer >= 1, got 'zero'"),
         (["evaluate", "--protocol", "time"], "the time protocol needs timestamps"),
-        (["evaluate", "--data", "missing.csv"], "missing.csv: cannot read the file"),
+        (["evaluate", "--data", "missing.csv"], "missing.csv: file not found"),
         (["tune", "--model", "als", "--metric", "rmse"], "als predicts no ratings"),
         (["tune", "--model", "svd", "--metric", "auc"], "unknown metric 'auc'"),
     ],
@@ -159,7 +159,7 @@ def test_a_bad_data_file_is_named_with_its_line(run, tmp_path):
     path.write_text("userId,movieId,rating,timestamp\n1,2,4,5\n1,3,9,5\n")
     status, _, err = run("evaluate", "--data", str(path))
     assert status == 2
-    assert f"{path}, line 3: rating '9' is not a number from 0.5 to 5" in err
+    assert f"{path}, line 3: rating must be a number from 0.5 to 5, got '9'" in err
 
 
 def test_tune_saves_the_best_parameters_where_evaluate_can_use_them(run, tmp_path):
