@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recsys.cli.arguments import add_command, int_at_least
 from recsys.data.loaders import (
     DEFAULT_RELEVANCE_THRESHOLD,
     FORMATS,
@@ -37,62 +38,73 @@ DEFAULT_MODELS = "popularity,svd,als"
 
 def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` and ``tune`` subcommands to a subparsers object."""
-    evaluate_parser = commands.add_parser(
+    evaluate_parser = add_command(
+        commands,
         "evaluate",
-        help="compare models offline (ranking metrics, RMSE, fit time)",
-        description="Train each model on the same splits and print one row of metrics per model.",
+        "compare models offline (ranking metrics, RMSE, fit time)",
+        "Train each model on the same splits and print one row of metrics per model.",
     )
     _add_data_options(evaluate_parser)
     evaluate_parser.add_argument(
         "--models",
         type=_model_list,
         default=_model_list(DEFAULT_MODELS),
-        help=f"comma-separated model names (default: {DEFAULT_MODELS}; "
-        "'popular' and 'popularity' are the same model)",
+        help=f"comma-separated model names; 'popular' and 'popularity' are the same model "
+        f"(default: {DEFAULT_MODELS})",
     )
-    evaluate_parser.add_argument("--protocol", choices=PROTOCOLS, default="holdout")
     evaluate_parser.add_argument(
-        "--folds", type=int_at_least(2), default=5, help="folds of --protocol kfold (default 5)"
+        "--protocol", choices=PROTOCOLS, default="holdout", help="how to split train and test"
+    )
+    evaluate_parser.add_argument(
+        "--folds", type=int_at_least(2), default=5, help="folds of --protocol kfold"
     )
     evaluate_parser.add_argument(
         "--leave-last",
         type=int_at_least(1),
         default=1,
-        help="rows per user held out by --protocol time (default 1)",
+        help="rows per user held out by --protocol time",
+    )
+    evaluate_parser.add_argument("--k", type=int_at_least(1), default=10, help="ranking cut-off")
+    evaluate_parser.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="JSON hyper-parameters per model, as tune --save writes them "
+        "(default: each model's class defaults)",
     )
     evaluate_parser.add_argument(
-        "--k", type=int_at_least(1), default=10, help="ranking cut-off (default 10)"
+        "--json", action="store_true", help="print the report as JSON (default: a table)"
     )
-    evaluate_parser.add_argument(
-        "--params", type=Path, default=None, help="JSON hyper-parameters per model (from tune)"
-    )
-    evaluate_parser.add_argument("--json", action="store_true", help="print the report as JSON")
     evaluate_parser.set_defaults(handler=cmd_evaluate)
 
-    tune_parser = commands.add_parser(
+    tune_parser = add_command(
+        commands,
         "tune",
-        help="search a model's hyper-parameters",
-        description="Search SVD (Surprise RandomizedSearchCV on rmse) or ALS (seeded random "
+        "search a model's hyper-parameters",
+        "Search SVD (Surprise RandomizedSearchCV on rmse) or ALS (seeded random "
         "search on ndcg@K) and print the best parameters.",
     )
     _add_data_options(tune_parser)
-    tune_parser.add_argument("--model", choices=sorted(SEARCH_SPACES), required=True)
+    tune_parser.add_argument(
+        "--model", choices=sorted(SEARCH_SPACES), required=True, help="model to tune (required)"
+    )
     tune_parser.add_argument(
         "--metric", default=None, help="rmse or ndcg@K (default: rmse for svd, ndcg@10 for als)"
     )
-    tune_parser.add_argument(
-        "--trials", type=int_at_least(1), default=10, help="candidates to try (default 10)"
-    )
-    tune_parser.add_argument(
-        "--folds", type=int_at_least(2), default=3, help="CV folds for rmse (default 3)"
-    )
+    tune_parser.add_argument("--trials", type=int_at_least(1), default=10, help="candidates to try")
+    tune_parser.add_argument("--folds", type=int_at_least(2), default=3, help="CV folds for rmse")
     tune_parser.add_argument(
         "--save",
         type=Path,
         default=None,
-        help="write the best parameters into this JSON file (e.g. instance/model_params.json)",
+        metavar="PATH",
+        help="merge the best parameters into this JSON file, e.g. instance/model_params.json "
+        "(default: do not save)",
     )
-    tune_parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    tune_parser.add_argument(
+        "--json", action="store_true", help="print the result as JSON (default: a summary)"
+    )
     tune_parser.set_defaults(handler=cmd_tune)
 
 
@@ -151,17 +163,18 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         default=None,
-        help="ratings or interactions file (default: the simulated shop log)",
+        metavar="PATH",
+        help="ratings or interactions file (default: the simulated shop's log)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="auto", help="default: auto")
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="layout of --data")
     parser.add_argument(
         "--relevance-threshold",
         type=float,
         default=DEFAULT_RELEVANCE_THRESHOLD,
-        help="a held-out item is relevant when its rating is at least this (default 4)",
+        help="a held-out item is relevant when its rating is at least this",
     )
     parser.add_argument(
-        "--seed", type=int_at_least(0), default=0, help="seed of splits and search (default 0)"
+        "--seed", type=int_at_least(0), default=0, help="seed of the splits and the search"
     )
 
 
@@ -181,20 +194,3 @@ def _model_list(text: str) -> list[str]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return names
-
-
-def int_at_least(low: int) -> Callable[[str], int]:
-    """Return an argparse type that accepts integers >= low."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer >= {low}, got {text!r}"
-            ) from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
-        return value
-
-    return parse
