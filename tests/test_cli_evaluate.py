@@ -63,6 +63,17 @@ def test_evaluate_json_on_the_simulated_data_reports_every_model_and_metric(run,
         assert scores["fit_seconds"] > 0
 
 
+def test_the_pipeline_prints_the_svd_rmse_and_mae_that_evaluate_reports(run, pipeline):
+    svd = json.loads(run("evaluate", "--models", "svd", "--json")[1])["models"]["svd"]
+    status, out, _ = run("rmse")
+    assert status == 0
+    assert f"SVD (Surprise)          {svd['rmse']:.4f}  {svd['mae']:.4f}" in out
+    assert (pipeline().evaluation.svd.rmse, pipeline().evaluation.svd.mae) == (
+        svd["rmse"],
+        svd["mae"],
+    )
+
+
 def test_only_rating_models_report_rmse_and_mae(run):
     models = json.loads(run("evaluate", "--json")[1])["models"]
     assert {"rmse", "mae"} <= set(models["svd"])

@@ -22,14 +22,14 @@ from recsys.data.loaders import (
     load_dataset,
     simulated_dataset,
 )
-from recsys.evaluation.evaluate import evaluate
+from recsys.evaluation.evaluate import DEFAULT_K, evaluate
 from recsys.evaluation.params import (
     load_model_params,
     model_factory,
     save_model_params,
 )
 from recsys.evaluation.report import format_report
-from recsys.evaluation.splits import PROTOCOLS
+from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, PROTOCOLS
 from recsys.evaluation.tuning import SEARCH_SPACES, tune
 from recsys.models import canonical_model_name
 
@@ -64,7 +64,9 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
         default=1,
         help="rows per user held out by --protocol time",
     )
-    evaluate_parser.add_argument("--k", type=int_at_least(1), default=10, help="ranking cut-off")
+    evaluate_parser.add_argument(
+        "--k", type=int_at_least(1), default=DEFAULT_K, help="ranking cut-off"
+    )
     evaluate_parser.add_argument(
         "--params",
         type=Path,
@@ -125,6 +127,7 @@ def cmd_evaluate(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
             seed=args.seed,
             folds=args.folds,
             leave_last=args.leave_last,
+            progress=True,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -174,7 +177,10 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         help="a held-out item is relevant when its rating is at least this",
     )
     parser.add_argument(
-        "--seed", type=int_at_least(0), default=0, help="seed of the splits and the search"
+        "--seed",
+        type=int_at_least(0),
+        default=DEFAULT_SPLIT_SEED,
+        help="seed of the splits and the search",
     )
 
 
