@@ -187,10 +187,30 @@ def test_tune_saves_the_best_parameters_where_evaluate_can_use_them(run, tmp_pat
 
 
 def test_tune_svd_on_rmse_prints_the_best_parameters(run):
-    status, out, _ = run("tune", "--model", "svd", "--trials", "2", "--folds", "2")
+    status, out, _ = run("tune", "--model", "svd", "--trials", "2")
     assert status == 0
-    assert out.startswith("tuned svd on rmse (Surprise RandomizedSearchCV, 2-fold CV")
+    assert out.startswith("tuned svd on rmse (2 candidates, the defaults first")
     assert "best rmse:" in out
+
+
+def test_tune_twice_with_the_same_seed_prints_the_same_result(run):
+    first = run("tune", "--model", "svd", "--trials", "4", "--seed", "2", "--json")
+    assert first[0] == 0
+    assert run("tune", "--model", "svd", "--trials", "4", "--seed", "2", "--json") == first
+
+
+def test_tune_save_never_makes_evaluate_worse_than_the_defaults(run, tmp_path):
+    params_path = tmp_path / "model_params.json"
+    status, out, _ = run(
+        "tune", "--model", "svd", "--trials", "4", "--save", str(params_path), "--json"
+    )
+    result = json.loads(out)
+    defaults = json.loads(run("evaluate", "--models", "svd", "--json")[1])["models"]["svd"]
+    tuned = json.loads(
+        run("evaluate", "--models", "svd", "--params", str(params_path), "--json")[1]
+    )["models"]["svd"]
+    assert status == 0
+    assert tuned["rmse"] == result["best_score"] <= defaults["rmse"] == result["defaults_score"]
 
 
 @pytest.mark.slow

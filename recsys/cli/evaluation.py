@@ -83,9 +83,14 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     tune_parser = add_command(
         commands,
         "tune",
-        "search a model's hyper-parameters",
-        "Search SVD (Surprise RandomizedSearchCV on rmse) or ALS (seeded random "
-        "search on ndcg@K) and print the best parameters.",
+        "search a model's hyper-parameters on evaluate's split and metric",
+        "Score the model's current defaults and up to --trials - 1 other candidates drawn "
+        "(seeded by --seed) from its search space, each fitted and scored exactly as "
+        "evaluate --protocol holdout --seed SEED scores a model, with rmse or ndcg@K; print "
+        "the best. Ties go to the earlier candidate, so the defaults stay unless something "
+        "is strictly better, and tune --save never makes the model worse than its defaults "
+        "on that split. The winner is picked on evaluate's test rows, so evaluate's figure "
+        "for it is optimistic: evaluate with another --seed for an unbiased check.",
     )
     _add_data_options(tune_parser)
     tune_parser.add_argument(
@@ -94,8 +99,12 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     tune_parser.add_argument(
         "--metric", default=None, help="rmse or ndcg@K (default: rmse for svd, ndcg@10 for als)"
     )
-    tune_parser.add_argument("--trials", type=int_at_least(1), default=10, help="candidates to try")
-    tune_parser.add_argument("--folds", type=int_at_least(2), default=3, help="CV folds for rmse")
+    tune_parser.add_argument(
+        "--trials",
+        type=int_at_least(1),
+        default=10,
+        help="candidates to score, the model's defaults included",
+    )
     tune_parser.add_argument(
         "--save",
         type=Path,
@@ -146,9 +155,9 @@ def cmd_tune(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
             args.model,
             metric,
             n_trials=args.trials,
-            folds=args.folds,
             seed=args.seed,
             threshold=args.relevance_threshold,
+            progress=True,
         )
         if args.save:
             save_model_params(args.save, result.model, result.best_params)
@@ -180,7 +189,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         "--seed",
         type=int_at_least(0),
         default=DEFAULT_SPLIT_SEED,
-        help="seed of the splits and the search",
+        help="seed of the holdout and k-fold splits (and of tune's candidate draw)",
     )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -200,3 +201,8 @@ def main(
         return handler(args, pipeline)
     except RecsysError as exc:
         return _fail(str(exc))
+    except BrokenPipeError:
+        # The reader left (`... | head`): stop quietly, and keep Python's final
+        # flush of stdout from failing again (the recipe of the signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -112,7 +112,7 @@ def evaluate(
     splits = make_splits(dataset.feedback, protocol, seed, folds, test_fraction, leave_last)
     per_model: dict[str, list[dict[str, float | int]]] = {name: [] for name in models}
     runs = [(split, name) for split in splits for name in models]
-    for split, name in _progress(runs, progress, "evaluating", "fit"):
+    for split, name in with_progress(runs, progress, "evaluating", "fit"):
         start = time.perf_counter()
         model = models[name]().fit(split.train)
         fit_seconds = time.perf_counter() - start
@@ -140,8 +140,15 @@ def evaluate(
     }
 
 
-def _progress(items: Sequence[Any], enabled: bool, description: str, unit: str):
-    """Return the items, wrapped in a tqdm bar on stderr when enabled and a terminal."""
+def with_progress(items: Sequence[Any], enabled: bool, description: str, unit: str = "fit"):
+    """Return the items, wrapped in a tqdm bar on stderr when enabled and a terminal.
+
+    Args:
+        items: What a loop goes over.
+        enabled: Whether to show a bar at all.
+        description: The bar's label.
+        unit: What one item is, for the rate.
+    """
     if not enabled:
         return items
     from tqdm import tqdm  # only the command line shows progress
