@@ -1,6 +1,6 @@
 """The ``evaluate`` and ``tune`` subcommands of ``recommendation_system.py``.
 
-``recsys.cli`` adds them with ``add_evaluation_commands(commands)``; each
+``recsys.cli.main`` adds them with ``add_evaluation_commands(commands)``; each
 handler takes the parsed arguments and the default pipeline (whose simulated
 log is the data when ``--data`` is not given) and returns an exit status.
 """
@@ -147,7 +147,7 @@ def cmd_evaluate(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
 
 def cmd_tune(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
     """Run ``tune``, print the best parameters and optionally save them."""
-    metric = args.metric or ("rmse" if args.model == "svd" else "ndcg@10")
+    metric = args.metric or ("rmse" if args.model == "svd" else f"ndcg@{DEFAULT_K}")
     try:
         dataset = _dataset(args, pipeline)
         result = tune(

@@ -107,7 +107,7 @@ def load_dataset(
             "movielens" (either MovieLens layout, detected).
         weights: For interactions files: the points per click and per purchase
             that make the derived rating and the engagement ALS uses (see
-            ``recsys.data.RatingWeights``); ignored for MovieLens.
+            ``recsys.data.ratings.RatingWeights``); ignored for MovieLens.
 
     Returns:
         The dataset.
@@ -135,7 +135,7 @@ def simulated_dataset(feedback: pd.DataFrame, name: str = "simulated") -> Datase
     """Wrap the feedback frame derived from a simulated click log as a ``Dataset``.
 
     Args:
-        feedback: Output of ``recsys.data.derive_ratings``.
+        feedback: Output of ``recsys.data.ratings.derive_ratings``.
         name: A label for reports.
     """
     return Dataset(

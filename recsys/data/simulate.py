@@ -12,7 +12,8 @@ Behaviour is meant to be learnable, like a real shop's:
   taste for the category and falls with price x price sensitivity.
 
 The same seed gives byte-identical output for the pinned Faker and numpy
-versions; ``interactions.csv`` is the output for ``DEFAULT_SEED``.
+versions; the bundled ``interactions.csv`` and ``products.csv`` are the output
+for ``DEFAULT_SEED`` (``recommendation_system.py generate --out interactions.csv``).
 """
 
 from __future__ import annotations
