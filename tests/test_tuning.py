@@ -147,6 +147,17 @@ def test_impossible_searches_are_refused(model, metric, message):
         tune(DATASET, model, metric)
 
 
+def test_a_space_naming_a_parameter_the_model_lacks_is_refused():
+    with pytest.raises(ValueError, match=r"svd takes no parameter\(s\) \['depth'\]"):
+        tune(DATASET, "svd", "rmse", space={"depth": [1, 2]})
+
+
+def test_one_trial_scores_only_the_defaults():
+    result = tune(DATASET, "svd", "rmse", n_trials=1)
+    assert [trial["defaults"] for trial in result.trials] == [True]
+    assert result.best_score == result.defaults_score
+
+
 def test_saved_parameters_round_trip_and_keep_other_models(tmp_path):
     path = tmp_path / "instance" / "model_params.json"
     save_model_params(path, "als", {"factors": 8, "regularization": 2.0})

@@ -48,6 +48,7 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     evaluate_parser.add_argument(
         "--models",
         type=_model_list,
+        metavar="LIST",
         default=_model_list(DEFAULT_MODELS),
         help=f"comma-separated model names; 'popular' and 'popularity' are the same model "
         f"(default: {DEFAULT_MODELS})",
@@ -56,11 +57,12 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
         "--protocol", choices=PROTOCOLS, default="holdout", help="how to split train and test"
     )
     evaluate_parser.add_argument(
-        "--folds", type=int_at_least(2), default=5, help="folds of --protocol kfold"
+        "--folds", type=int_at_least(2), default=5, metavar="N", help="folds of --protocol kfold"
     )
     evaluate_parser.add_argument(
         "--leave-last",
         type=int_at_least(1),
+        metavar="N",
         default=1,
         help="rows per user held out by --protocol time",
     )
@@ -102,6 +104,7 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     tune_parser.add_argument(
         "--trials",
         type=int_at_least(1),
+        metavar="N",
         default=10,
         help="candidates to score, the model's defaults included",
     )
@@ -182,6 +185,7 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--relevance-threshold",
         type=float,
+        metavar="RATING",
         default=DEFAULT_RELEVANCE_THRESHOLD,
         help="a held-out item is relevant when its rating is at least this",
     )
