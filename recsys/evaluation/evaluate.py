@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -140,7 +140,9 @@ def evaluate(
     }
 
 
-def with_progress(items: Sequence[Any], enabled: bool, description: str, unit: str = "fit"):
+def with_progress(
+    items: Sequence[Any], enabled: bool, description: str, unit: str = "fit"
+) -> Iterable[Any]:
     """Return the items, wrapped in a tqdm bar on stderr when enabled and a terminal.
 
     Args:

@@ -65,7 +65,11 @@ class Split:
         }
 
 
-def holdout_split(feedback: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0) -> Split:
+def holdout_split(
+    feedback: pd.DataFrame,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    seed: int = DEFAULT_SPLIT_SEED,
+) -> Split:
     """Hold out a seeded random share of each user's rows.
 
     A user with n >= 2 rows gets round(test_fraction * n) test rows (numpy's
@@ -174,9 +178,9 @@ def _sortable_times(timestamps: pd.Series) -> np.ndarray:
 def make_splits(
     feedback: pd.DataFrame,
     protocol: str,
-    seed: int = 0,
+    seed: int = DEFAULT_SPLIT_SEED,
     folds: int = 5,
-    test_fraction: float = 0.2,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     leave_last: int = 1,
 ) -> list[Split]:
     """Return the splits of a protocol.
