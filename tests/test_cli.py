@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pandas as pd
 import pytest
 
+from recsys.cli.main import build_parser
+from recsys.data.catalog import load_catalog
 from tests.conftest import BUNDLED_LOG, ROOT
 
 
@@ -56,10 +59,31 @@ def test_running_the_script_prints_svd_and_baseline_rmse_with_svd_lower():
     assert svd_rmse < baseline_rmse
 
 
-@pytest.mark.parametrize("command", ["generate", "eda", "rmse"])
+COMMANDS = ["rmse", "generate", "eda", "evaluate", "tune"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
 def test_every_command_has_help(command):
     result = run_cli(command, "--help")
     assert result.returncode == 0 and "usage:" in result.stdout
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_option_of_every_command_shows_its_default_in_help(command, capsys):
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([command, "--help"])
+    options_text = capsys.readouterr().out.split("options:", 1)[1]
+    # One block per option: it starts at "  -" and runs until the next one.
+    blocks = [block.strip() for block in re.split(r"\n  (?=-)", options_text)]
+    without_default = [
+        " ".join(block.split())
+        for block in blocks
+        if block.startswith("-")
+        and not block.startswith("-h, --help")
+        and "(required)" not in block
+        and "default" not in block
+    ]
+    assert without_default == []
 
 
 def test_generate_writes_the_requested_log(tmp_path):
@@ -73,10 +97,58 @@ def test_generate_writes_the_requested_log(tmp_path):
     assert set(log["user_id"]) <= set(range(1, 8)) and set(log["product_clicked"]) <= {1, 2, 3, 4}
 
 
-def test_generate_with_the_default_seed_reproduces_the_bundled_log(tmp_path):
-    out = tmp_path / "again.csv"
+def test_generate_with_the_default_seed_reproduces_the_bundled_log_and_catalog(tmp_path):
+    out = tmp_path / "interactions.csv"
     assert run_cli("generate", "--out", str(out)).returncode == 0
     assert out.read_bytes() == BUNDLED_LOG.read_bytes()
+    assert (tmp_path / "products.csv").read_bytes() == (ROOT / "products.csv").read_bytes()
+
+
+def test_generate_without_out_is_refused_and_writes_nothing(tmp_path):
+    result = run_cli("generate", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "the following arguments are required: --out" in result.stderr
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_generate_writes_the_logs_catalog_beside_it(tmp_path):
+    out = tmp_path / "big.csv"
+    result = run_cli("generate", "--users", "30", "--products", "25", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    catalog = load_catalog(tmp_path / "products.csv")
+    assert list(catalog.columns) == ["product_id", "name", "category", "price"]
+    assert catalog["product_id"].tolist() == list(range(1, 26))
+    assert set(pd.read_csv(out)["product_clicked"]) <= set(catalog["product_id"])
+    assert f"to {out}" in result.stdout and "products.csv" in result.stdout
+
+
+@pytest.mark.parametrize("existing", ["big.csv", "products.csv"])
+def test_generate_refuses_to_overwrite_a_file_without_force(tmp_path, existing):
+    (tmp_path / existing).write_text("keep me\n")
+    result = run_cli("generate", "--out", str(tmp_path / "big.csv"))
+    assert result.returncode == 2
+    assert f"{tmp_path / existing} exists; pass --force to overwrite it" in result.stderr
+    assert [p.name for p in tmp_path.iterdir()] == [existing]
+    assert (tmp_path / existing).read_text() == "keep me\n"
+
+
+def test_generate_with_force_overwrites(tmp_path):
+    out = tmp_path / "big.csv"
+    out.write_text("old\n")
+    result = run_cli("generate", "--users", "3", "--out", str(out), "--force")
+    assert result.returncode == 0, result.stderr
+    assert out.read_text().startswith("user_id,product_clicked,purchased\n")
+
+
+def test_generate_to_standard_output_writes_no_catalog_unless_asked(tmp_path):
+    result = run_cli("generate", "--users", "3", "--out", "-", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("user_id,product_clicked,purchased\n")
+    assert list(tmp_path.iterdir()) == []
+    asked = run_cli("generate", "--users", "3", "--out", "-", "--catalog", "shop.csv", cwd=tmp_path)
+    assert asked.returncode == 0, asked.stderr
+    assert asked.stdout == result.stdout
+    assert len(load_catalog(tmp_path / "shop.csv")) == 20
 
 
 @pytest.mark.parametrize(
@@ -104,6 +176,37 @@ def test_eda_reports_products_conversion_and_preferences():
         "affinity",
     ):
         assert heading in result.stdout
+
+
+def test_eda_names_products_from_the_catalog_beside_the_log(tmp_path):
+    (tmp_path / "log.csv").write_text("user_id,product_clicked,purchased\n1,25,1\n2,25,0\n2,3,0\n")
+    (tmp_path / "products.csv").write_text(
+        "product_id,name,category,price\n3,Red Kite,Toys,4.5\n25,Blue Boat,Toys,9\n"
+    )
+    result = run_cli("eda", "--data", str(tmp_path / "log.csv"))
+    assert result.returncode == 0, result.stderr
+    assert "Blue Boat" in result.stdout and "Red Kite" in result.stdout
+
+
+def test_eda_without_a_catalog_shows_products_by_id_and_invents_no_names(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,product_clicked,purchased\n1,25,1\n2,25,0\n2,1,0\n")
+    result = run_cli("eda", "--data", str(log))
+    assert result.returncode == 0, result.stderr
+    assert "Gray Headphones" not in result.stdout  # product 1 of the default catalog
+    assert "NaN" not in result.stdout
+    assert "no catalog" in result.stdout
+
+
+def test_eda_takes_the_catalog_given_with_catalog(tmp_path):
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,product_clicked,purchased\n1,2,1\n")
+    (tmp_path / "products.csv").write_text("product_id,name,category,price\n2,Beside,Toys,1\n")
+    chosen = tmp_path / "chosen.csv"
+    chosen.write_text("product_id,name,category,price\n2,Chosen,Toys,1\n")
+    result = run_cli("eda", "--data", str(log), "--catalog", str(chosen))
+    assert result.returncode == 0, result.stderr
+    assert "Chosen" in result.stdout and "Beside" not in result.stdout
 
 
 def test_eda_on_a_bad_file_names_file_and_line(write_csv):

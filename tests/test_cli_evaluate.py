@@ -63,6 +63,17 @@ def test_evaluate_json_on_the_simulated_data_reports_every_model_and_metric(run,
         assert scores["fit_seconds"] > 0
 
 
+def test_the_pipeline_prints_the_svd_rmse_and_mae_that_evaluate_reports(run, pipeline):
+    svd = json.loads(run("evaluate", "--models", "svd", "--json")[1])["models"]["svd"]
+    status, out, _ = run("rmse")
+    assert status == 0
+    assert f"SVD (Surprise)          {svd['rmse']:.4f}  {svd['mae']:.4f}" in out
+    assert (pipeline().evaluation.svd.rmse, pipeline().evaluation.svd.mae) == (
+        svd["rmse"],
+        svd["mae"],
+    )
+
+
 def test_only_rating_models_report_rmse_and_mae(run):
     models = json.loads(run("evaluate", "--json")[1])["models"]
     assert {"rmse", "mae"} <= set(models["svd"])
@@ -112,6 +123,20 @@ def test_evaluate_reads_movielens_and_splits_by_time(run, ratings_csv):
     assert report["protocol"]["splits"][0]["test_rows"] == 12 * 2
 
 
+def test_evaluate_splits_an_exported_interactions_log_by_its_iso_timestamps(run, tmp_path):
+    # The shape of `flask export-interactions --with-timestamps`: UTC with a Z.
+    lines = ["user_id,product_clicked,purchased,timestamp"]
+    for user in range(1, 9):
+        for step, product in enumerate((user % 4 + 1, user % 4 + 2, user % 4 + 3)):
+            lines.append(f"{user},{product},{step % 2},2026-11-{10 + step}T10:0{user}:00Z")
+    path = tmp_path / "export.csv"
+    path.write_text("\n".join(lines) + "\n")
+    status, out, err = run("evaluate", "--data", str(path), "--protocol", "time", "--json")
+    assert status == 0, err
+    split = json.loads(out)["protocol"]["splits"][0]
+    assert (split["train_rows"], split["test_rows"]) == (8 * 2, 8)
+
+
 def test_kfold_reports_the_number_of_folds(run, ratings_csv):
     status, out, _ = run(
         "evaluate", "--data", str(ratings_csv), "--protocol", "kfold", "--folds", "3", "--json"
@@ -129,7 +154,7 @@ def test_kfold_reports_the_number_of_folds(run, ratings_csv):
         (["evaluate", "--folds", "1"], "expected an integer >= 2, got '1'"),
         (["evaluate", "--k", "zero"], "expected an integer >= 1, got 'zero'"),
         (["evaluate", "--protocol", "time"], "the time protocol needs timestamps"),
-        (["evaluate", "--data", "missing.csv"], "missing.csv: cannot read the file"),
+        (["evaluate", "--data", "missing.csv"], "missing.csv: file not found"),
         (["tune", "--model", "als", "--metric", "rmse"], "als predicts no ratings"),
         (["tune", "--model", "svd", "--metric", "auc"], "unknown metric 'auc'"),
     ],
@@ -145,7 +170,7 @@ def test_a_bad_data_file_is_named_with_its_line(run, tmp_path):
     path.write_text("userId,movieId,rating,timestamp\n1,2,4,5\n1,3,9,5\n")
     status, _, err = run("evaluate", "--data", str(path))
     assert status == 2
-    assert f"{path}, line 3: rating '9' is not a number from 0.5 to 5" in err
+    assert f"{path}, line 3: rating must be a number from 0.5 to 5, got '9'" in err
 
 
 def test_tune_saves_the_best_parameters_where_evaluate_can_use_them(run, tmp_path):
@@ -162,10 +187,30 @@ def test_tune_saves_the_best_parameters_where_evaluate_can_use_them(run, tmp_pat
 
 
 def test_tune_svd_on_rmse_prints_the_best_parameters(run):
-    status, out, _ = run("tune", "--model", "svd", "--trials", "2", "--folds", "2")
+    status, out, _ = run("tune", "--model", "svd", "--trials", "2")
     assert status == 0
-    assert out.startswith("tuned svd on rmse (Surprise RandomizedSearchCV, 2-fold CV")
+    assert out.startswith("tuned svd on rmse (2 candidates, the defaults first")
     assert "best rmse:" in out
+
+
+def test_tune_twice_with_the_same_seed_prints_the_same_result(run):
+    first = run("tune", "--model", "svd", "--trials", "4", "--seed", "2", "--json")
+    assert first[0] == 0
+    assert run("tune", "--model", "svd", "--trials", "4", "--seed", "2", "--json") == first
+
+
+def test_tune_save_never_makes_evaluate_worse_than_the_defaults(run, tmp_path):
+    params_path = tmp_path / "model_params.json"
+    status, out, _ = run(
+        "tune", "--model", "svd", "--trials", "4", "--save", str(params_path), "--json"
+    )
+    result = json.loads(out)
+    defaults = json.loads(run("evaluate", "--models", "svd", "--json")[1])["models"]["svd"]
+    tuned = json.loads(
+        run("evaluate", "--models", "svd", "--params", str(params_path), "--json")[1]
+    )["models"]["svd"]
+    assert status == 0
+    assert tuned["rmse"] == result["best_score"] <= defaults["rmse"] == result["defaults_score"]
 
 
 @pytest.mark.slow

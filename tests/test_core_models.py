@@ -1,4 +1,4 @@
-"""Popularity ranking, and SVD: better than the mean, faithful to Surprise."""
+"""Popularity ranking, SVD (better than the mean, faithful to Surprise) and the pipeline."""
 
 from __future__ import annotations
 
@@ -7,15 +7,13 @@ import pandas as pd
 import pytest
 from surprise import Dataset, Reader
 
+from recsys.data.eda import clicks_by_product
+from recsys.data.loaders import simulated_dataset
 from recsys.data.ratings import derive_ratings
 from recsys.data.simulate import SimulationConfig, simulate_shop
-from recsys.evaluation.pipeline import (
-    evaluate_svd_rmse,
-    rating_accuracy,
-    run_pipeline,
-    split_ratings,
-)
-from recsys.models.popularity import PopularityRecommender, top_popular
+from recsys.evaluation.pipeline import run_pipeline, svd_against_baseline
+from recsys.evaluation.splits import holdout_split
+from recsys.models.popularity import PopularityRecommender
 from recsys.models.svd import SVDRecommender
 
 
@@ -23,17 +21,24 @@ def _log(rows):
     return pd.DataFrame(rows, columns=["user_id", "product_clicked", "purchased"])
 
 
-def test_top_popular_ranks_by_clicks_and_breaks_ties_by_product_id():
-    log = _log([(1, 9, 0), (2, 9, 0), (1, 4, 0), (2, 4, 1), (3, 7, 0), (1, 2, 0), (3, 3, 0)])
-    ranked = top_popular(log, n=4)
-    assert ranked["product_id"].tolist() == [4, 9, 2, 3]
-    assert ranked["clicks"].tolist() == [2, 2, 1, 1]
+@pytest.fixture(scope="module")
+def pipeline():
+    return run_pipeline()
 
 
-def test_the_popularity_model_agrees_with_top_popular_on_the_simulated_log():
+def test_the_popularity_model_ranks_as_the_click_ranking_of_the_log():
     log = simulate_shop().interactions
     model = PopularityRecommender().fit(derive_ratings(log))
-    assert model.top(5).product_ids.tolist() == top_popular(log, 5)["product_id"].tolist()
+    ranked = clicks_by_product(log)
+    assert model.top(20).product_ids.tolist() == ranked["product_id"].tolist()
+    assert model.top(20).scores.tolist() == ranked["clicks"].tolist()
+
+
+def test_the_pipelines_top5_is_the_head_of_the_click_ranking_with_names(pipeline):
+    ranked = clicks_by_product(pipeline.shop.interactions).head(5)
+    assert pipeline.top5["product_id"].tolist() == ranked["product_id"].tolist()
+    assert pipeline.top5["clicks"].tolist() == ranked["clicks"].tolist()
+    assert pipeline.top5["name"].notna().all()
 
 
 def test_popular_products_skip_what_is_excluded():
@@ -41,8 +46,8 @@ def test_popular_products_skip_what_is_excluded():
     assert model.top(5, exclude={1}).product_ids.tolist() == [2]
 
 
-def test_svd_beats_the_global_mean_on_the_default_data():
-    evaluation = run_pipeline().evaluation
+def test_svd_beats_the_global_mean_on_the_default_data(pipeline):
+    evaluation = pipeline.evaluation
     assert evaluation.svd.rmse < evaluation.baseline.rmse * 0.9
     assert evaluation.svd.mae < evaluation.baseline.mae
 
@@ -50,13 +55,26 @@ def test_svd_beats_the_global_mean_on_the_default_data():
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_svd_beats_the_global_mean_for_other_seeds(seed):
     feedback = derive_ratings(simulate_shop(SimulationConfig(seed=seed)).interactions)
-    evaluation = evaluate_svd_rmse(feedback, SVDRecommender(), seed=seed)
+    evaluation = svd_against_baseline(simulated_dataset(feedback))
     assert evaluation.svd.rmse < evaluation.baseline.rmse * 0.9
+
+
+def test_the_pipeline_measures_on_evaluates_holdout_split(pipeline):
+    split = holdout_split(pipeline.feedback)
+    assert (pipeline.evaluation.n_train, pipeline.evaluation.svd.n_test) == (
+        len(split.train),
+        len(split.test),
+    )
+
+
+def test_the_pipelines_model_clips_to_the_rating_scale_evaluate_gives_it(pipeline):
+    assert pipeline.model.rating_scale == simulated_dataset(pipeline.feedback).rating_scale
 
 
 def test_svd_predicts_exactly_what_surprise_predicts():
     feedback = derive_ratings(simulate_shop().interactions)
-    train, test = split_ratings(feedback, seed=0)
+    split = holdout_split(feedback)
+    train, test = split.train, split.test
     ours = SVDRecommender(random_state=3).fit(train)
     reader = Reader(rating_scale=ours.rating_scale)
     trainset = Dataset.load_from_df(train[["user_id", "product_id", "rating"]], reader)
@@ -86,17 +104,3 @@ def test_svd_ranks_unseen_products_of_the_users_taste_first():
         batch.lists[u].product_ids[0] in ((1, 2, 3) if u <= 20 else (4, 5, 6)) for u in range(1, 41)
     )
     assert hits >= 36
-
-
-def test_rating_accuracy_of_nothing_is_an_error():
-    with pytest.raises(ValueError, match="zero predictions"):
-        rating_accuracy(np.array([]), np.array([]))
-
-
-def test_split_puts_every_pair_in_exactly_one_side():
-    feedback = derive_ratings(simulate_shop().interactions)
-    train, test = split_ratings(feedback, seed=5)
-    assert len(train) + len(test) == len(feedback)
-    assert len(test) == round(0.2 * len(feedback))
-    pairs = lambda f: set(zip(f["user_id"], f["product_id"], strict=True))  # noqa: E731
-    assert not pairs(train) & pairs(test)

@@ -6,8 +6,9 @@ import pandas as pd
 import pytest
 
 from recsys.data.eda import (
+    clicks_by_product,
     conversion_by_product,
-    most_clicked,
+    eda_report,
     overall_conversion,
     top_category_per_user,
     user_category_affinity,
@@ -26,13 +27,41 @@ LOG = pd.DataFrame(
 )
 
 
-def test_most_clicked_lists_names_clicks_and_conversion():
-    table = most_clicked(LOG, CATALOG, n=2)
+def test_clicks_by_product_ranks_the_most_clicked_first_and_ties_by_product_id():
+    log = pd.DataFrame(
+        [(1, 9, 0), (2, 9, 0), (1, 4, 0), (2, 4, 1), (3, 7, 0), (1, 2, 0), (3, 3, 0)],
+        columns=["user_id", "product_clicked", "purchased"],
+    )
+    ranked = clicks_by_product(log)
+    assert ranked.values.tolist() == [[4, 2, 1], [9, 2, 0], [2, 1, 0], [3, 1, 0], [7, 1, 0]]
+    assert list(ranked.columns) == ["product_id", "clicks", "purchases"]
+
+
+def test_conversion_lists_names_clicks_and_conversion_most_clicked_first():
+    table = conversion_by_product(LOG, CATALOG)
     assert table[["product_id", "name", "clicks", "purchases"]].values.tolist() == [
         [1, "Lamp", 3, 1],
         [2, "Novel", 2, 2],
+        [3, "Kettle", 1, 0],
     ]
-    assert table["conversion"].tolist() == pytest.approx([1 / 3, 1.0])
+    assert table["conversion"].tolist() == pytest.approx([1 / 3, 1.0, 0.0])
+
+
+def test_without_a_catalog_products_are_listed_by_id_only():
+    table = conversion_by_product(LOG)
+    assert list(table.columns) == ["product_id", "clicks", "purchases", "conversion"]
+
+
+def test_the_report_without_a_catalog_says_so_instead_of_naming_products():
+    report = eda_report(LOG)
+    assert "no catalog" in report
+    assert "Lamp" not in report and "NaN" not in report
+
+
+def test_the_report_shows_products_missing_from_the_catalog_by_id():
+    report = eda_report(LOG, CATALOG[CATALOG["product_id"] != 3])
+    assert "Lamp" in report
+    assert "NaN" not in report and "None" not in report
 
 
 def test_conversion_covers_every_clicked_product():

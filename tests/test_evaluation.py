@@ -134,6 +134,19 @@ def test_time_split_needs_timestamps():
         time_split(FEEDBACK.drop(columns="timestamp"))
 
 
+def test_time_split_orders_datetime_timestamps_like_numbers():
+    # Interactions files carry ISO-8601 datetimes, MovieLens carries seconds.
+    as_datetimes = FEEDBACK.assign(timestamp=pd.to_datetime(FEEDBACK["timestamp"], unit="s"))
+    assert pairs(time_split(as_datetimes, 2).test) == pairs(time_split(FEEDBACK, 2).test)
+
+
+def test_time_split_refuses_rows_without_a_timestamp():
+    feedback = FEEDBACK.assign(timestamp=pd.to_datetime(FEEDBACK["timestamp"], unit="s"))
+    feedback.loc[feedback.index[[3, 5]], "timestamp"] = pd.NaT
+    with pytest.raises(ValueError, match="needs a timestamp on every row; 2 of"):
+        time_split(feedback)
+
+
 @pytest.mark.parametrize(
     ("protocol", "options", "message"),
     [

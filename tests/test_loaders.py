@@ -3,8 +3,11 @@
 import numpy as np
 import pytest
 
+from recsys.data.catalog import load_catalog
+from recsys.data.interactions import load_interactions
 from recsys.data.loaders import load_dataset, relevant_mask
-from recsys.errors import DataFileError
+from recsys.errors import DataFileError, quote
+from recsys.evaluation.params import load_model_params
 
 RATINGS_CSV = "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,2.5,200\n2,10,5.0,150\n"
 U_DATA = "1\t10\t4\t100\n1\t20\t2\t200\n2\t10\t5\t150\n"
@@ -77,13 +80,14 @@ def test_relevance_is_a_rating_at_or_above_the_threshold(tmp_path, threshold, ex
 
 
 HEADER = "userId,movieId,rating,timestamp\n"
+ID_RULE = "must be an integer from 1 to 9223372036854775807"
 
 
 @pytest.mark.parametrize(
     ("name", "text", "line", "problem"),
     [
-        ("ratings.csv", "", None, "the file is empty"),
-        ("ratings.csv", HEADER, None, "header but no ratings"),
+        ("ratings.csv", "", 1, "the file is empty"),
+        ("ratings.csv", HEADER, 2, "the file has a header but no ratings"),
         ("ratings.csv", "userId,itemId,rating,timestamp\n1,2,3,4\n", 1, "expected the header"),
         ("ratings.csv", "user,movie\n1,2\n", 1, "cannot tell the format"),
         (
@@ -103,39 +107,54 @@ HEADER = "userId,movieId,rating,timestamp\n"
             "ratings.csv",
             HEADER + "1,10,4,100\nabc,20,4,100\n",
             3,
-            "userId 'abc' is not a positive integer",
+            f"userId {ID_RULE}, got 'abc'",
         ),
         (
             "ratings.csv",
             HEADER + "1,10,4,100\n0,20,4,100\n",
             3,
-            "userId '0' is not a positive integer",
+            f"userId {ID_RULE}, got '0'",
         ),
-        ("ratings.csv", HEADER + "1,1.5,4,100\n", 2, "movieId '1.5' is not a positive integer"),
+        ("ratings.csv", HEADER + "1,1.5,4,100\n", 2, f"movieId {ID_RULE}, got '1.5'"),
         (
             "ratings.csv",
             HEADER + "1,10,four,100\n",
             2,
-            "rating 'four' is not a number from 0.5 to 5",
+            "rating must be a number from 0.5 to 5, got 'four'",
         ),
         (
             "ratings.csv",
             HEADER + "1,10,4,100\n1,20,7,100\n",
             3,
-            "rating '7' is not a number from 0.5 to 5",
+            "rating must be a number from 0.5 to 5, got '7'",
         ),
-        ("ratings.csv", HEADER + "1,10,0,100\n", 2, "rating '0' is not a number"),
-        ("ratings.csv", HEADER + "1,10,4,-5\n", 2, "timestamp '-5' is not a non-negative integer"),
-        ("ratings.csv", HEADER + "1,10,4,\n", 2, "timestamp '' is not a non-negative integer"),
+        (
+            "ratings.csv",
+            HEADER + "1,10,0,100\n",
+            2,
+            "rating must be a number from 0.5 to 5, got '0'",
+        ),
+        (
+            "ratings.csv",
+            HEADER + "1,10,4,-5\n",
+            2,
+            "timestamp must be a non-negative integer, got '-5'",
+        ),
+        (
+            "ratings.csv",
+            HEADER + "1,10,4,\n",
+            2,
+            "timestamp must be a non-negative integer, got ''",
+        ),
         # the earliest bad line wins, whichever column is wrong on it
-        ("ratings.csv", HEADER + "1,10,4,x\n1,y,4,100\n", 2, "timestamp 'x'"),
+        ("ratings.csv", HEADER + "1,10,4,x\n1,y,4,100\n", 2, "timestamp must be"),
         (
             "ratings.csv",
             HEADER + "1,10,4,100\n2,10,4,100\n1,10,3,100\n",
             4,
             "user 1 rated movie 10 again (first on line 2)",
         ),
-        ("u.data", "1\t10\t9\t100\n", 1, "rating '9' is not a number"),
+        ("u.data", "1\t10\t9\t100\n", 1, "rating must be a number from 1 to 5, got '9'"),
     ],
 )
 def test_bad_files_raise_an_error_naming_file_line_and_problem(tmp_path, name, text, line, problem):
@@ -149,16 +168,79 @@ def test_bad_files_raise_an_error_naming_file_line_and_problem(tmp_path, name, t
     assert str(path) in str(error)
 
 
-def test_a_missing_file_is_reported_as_unreadable(tmp_path):
-    with pytest.raises(DataFileError, match="cannot read the file"):
-        load_dataset(tmp_path / "nope.csv")
+LOADERS = {
+    "interactions": load_interactions,
+    "dataset": load_dataset,
+    "catalog": load_catalog,
+    "model params": load_model_params,
+}
 
 
-def test_a_binary_file_is_reported_as_unreadable(tmp_path):
-    path = tmp_path / "ratings.csv"
-    path.write_bytes(b"\xff\xfe\x00\x01")
-    with pytest.raises(DataFileError, match="cannot read the file"):
-        load_dataset(path)
+def _missing(tmp_path):
+    return tmp_path / "absent.csv"
+
+
+def _directory(tmp_path):
+    return tmp_path
+
+
+def _latin1(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes("user_id,product_clicked,purchased\n1,2,0 # café\n".encode("latin-1"))
+    return path
+
+
+def _blank(tmp_path):
+    path = tmp_path / "blank.csv"
+    path.write_text(" \n\n")
+    return path
+
+
+@pytest.mark.parametrize("loader", LOADERS.values(), ids=LOADERS.keys())
+@pytest.mark.parametrize(
+    ("make_file", "problem", "line"),
+    [
+        (_missing, "file not found", None),
+        (_directory, "cannot read the file: Is a directory", None),
+        (_latin1, "not UTF-8 text", 2),
+        (_blank, "the file is empty", 1),
+    ],
+    ids=["missing", "directory", "latin-1", "blank"],
+)
+def test_every_loader_words_a_file_problem_the_same_way(tmp_path, loader, make_file, problem, line):
+    path = make_file(tmp_path)
+    with pytest.raises(DataFileError) as raised:
+        loader(path)
+    assert (raised.value.path, raised.value.problem, raised.value.line) == (
+        str(path),
+        problem,
+        line,
+    )
+
+
+LONG = "x" * 300
+
+
+@pytest.mark.parametrize("value", ["-1", LONG])
+@pytest.mark.parametrize(
+    ("loader", "content", "expected"),
+    [
+        (load_interactions, "user_id,product_clicked,purchased\n{},2,0\n", f"user_id {ID_RULE}"),
+        (load_dataset, "userId,movieId,rating,timestamp\n{},2,4,100\n", f"userId {ID_RULE}"),
+        (load_catalog, "product_id,name,category,price\n{},Lamp,Home,3\n", f"product_id {ID_RULE}"),
+        (load_model_params, '{{"{}": {{}}}}', "unknown model"),
+    ],
+    ids=["interactions", "dataset", "catalog", "model params"],
+)
+def test_every_loader_quotes_an_offending_value_the_same_way(
+    tmp_path, loader, content, expected, value
+):
+    path = tmp_path / "data.csv"
+    path.write_text(content.format(value))
+    with pytest.raises(DataFileError) as raised:
+        loader(path)
+    assert raised.value.problem.startswith(expected)
+    assert quote(value) in raised.value.problem  # repr, capped at 100 characters
 
 
 def test_an_interactions_file_is_refused_when_movielens_is_asked_for(tmp_path):

@@ -8,14 +8,15 @@ import pytest
 
 from recsys.data.loaders import simulated_dataset
 from recsys.errors import DataFileError
+from recsys.evaluation.evaluate import evaluate
 from recsys.evaluation.params import (
     load_model_params,
     model_factory,
     save_model_params,
 )
 from recsys.evaluation.splits import holdout_split
-from recsys.evaluation.tuning import tune
-from recsys.models import canonical_model_name
+from recsys.evaluation.tuning import SEARCH_SPACES, rank_trials, tune
+from recsys.models import MODELS, canonical_model_name
 from recsys.models.als import ALSRecommender
 from recsys.models.svd import SVDRecommender
 
@@ -51,25 +52,78 @@ def test_each_candidate_is_trained_with_its_own_parameters():
     assert len({trial["score"] for trial in result.trials}) > 1
 
 
-def test_the_same_seed_gives_the_same_search():
-    first = tune(DATASET, "als", "ndcg@5", n_trials=2, space=SMALL_ALS_SPACE, seed=3)
-    again = tune(DATASET, "als", "ndcg@5", n_trials=2, space=SMALL_ALS_SPACE, seed=3)
-    assert first.trials == again.trials
+SEARCHES = [("svd", "rmse"), ("als", "ndcg@5")]
 
 
-def test_svd_rmse_search_uses_surprise_and_returns_svd_parameters():
+@pytest.mark.parametrize(("model", "metric"), SEARCHES)
+def test_the_same_seed_gives_the_same_search(model, metric):
+    first = tune(DATASET, model, metric, n_trials=4, seed=3)
+    again = tune(DATASET, model, metric, n_trials=4, seed=3)
+    assert first.to_dict() == again.to_dict()
+
+
+@pytest.mark.parametrize(("model", "metric"), SEARCHES)
+def test_the_models_defaults_are_always_a_candidate(model, metric):
+    defaults = MODELS[model]()
+    expected = {key: getattr(defaults, key) for key in SEARCH_SPACES[model]}
+    result = tune(DATASET, model, metric, n_trials=3)
+    marked = [trial for trial in result.trials if trial["defaults"]]
+    assert [trial["params"] for trial in marked] == [expected]
+    assert marked[0]["score"] == result.defaults_score
+
+
+def _evaluated(model, metric, params=None, seed=0):
+    report = evaluate(
+        {model: model_factory(model, params, DATASET.rating_scale)}, DATASET, k=5, seed=seed
+    )
+    return report["models"][model][metric]
+
+
+@pytest.mark.parametrize(("model", "metric"), SEARCHES)
+@pytest.mark.parametrize("seed", [0, 4])
+def test_the_best_score_is_what_evaluate_reports_for_the_best_parameters(model, metric, seed):
+    result = tune(DATASET, model, metric, n_trials=4, seed=seed)
+    assert result.best_score == _evaluated(model, metric, {model: result.best_params}, seed)
+    assert result.defaults_score == _evaluated(model, metric, seed=seed)
+
+
+@pytest.mark.parametrize(("model", "metric"), SEARCHES)
+def test_the_best_is_never_worse_than_the_defaults_on_evaluates_split(model, metric):
+    result = tune(DATASET, model, metric, n_trials=6)
+    tuned, defaults = (
+        _evaluated(model, metric, {model: result.best_params}),
+        _evaluated(model, metric),
+    )
+    assert tuned <= defaults if metric == "rmse" else tuned >= defaults
+
+
+@pytest.mark.parametrize(
+    ("metric", "scores", "best_index"),
+    [
+        ("rmse", [1.0, 0.9, 0.9], 1),
+        ("rmse", [0.9, 0.9, 1.0], 0),
+        ("ndcg@5", [0.5, 0.7, 0.7], 1),
+        ("ndcg@5", [0.7, 0.7, 0.5], 0),
+    ],
+)
+def test_ties_go_to_the_earlier_candidate_so_the_defaults_win_ties(metric, scores, best_index):
+    trials = [{"params": {"n": i}, "score": score} for i, score in enumerate(scores)]
+    assert rank_trials(trials, metric)[0]["params"] == {"n": best_index}
+
+
+def test_svd_rmse_search_scores_the_whole_space_when_it_is_smaller_than_asked():
     space = {"n_factors": [2, 10], "n_epochs": [5], "lr_all": [0.01], "reg_all": [0.1]}
-    result = tune(DATASET, "svd", "rmse", n_trials=5, folds=2, space=space)
-    assert len(result.trials) == 2  # the whole space, though 5 were asked for
+    result = tune(DATASET, "svd", "rmse", n_trials=5, space=space)
+    assert len(result.trials) == 3  # the defaults, then the two points of the space
     assert result.best_score == min(trial["score"] for trial in result.trials)
-    assert SVDRecommender(**result.best_params).n_epochs == 5
+    assert SVDRecommender(**result.best_params).n_epochs in (5, SVDRecommender().n_epochs)
 
 
-@pytest.mark.parametrize(("model", "metric"), [("als", "ndcg@5"), ("svd", "rmse")])
-def test_searches_never_see_the_rows_evaluate_tests_on_for_the_same_seed(model, metric):
-    result = tune(DATASET, model, metric, n_trials=1, folds=2, seed=7)
-    assert result.rows == len(holdout_split(DATASET.feedback, seed=7).train)
-    assert result.rows < len(DATASET.feedback)
+@pytest.mark.parametrize("seed", [0, 7])
+def test_the_search_fits_on_evaluates_holdout_training_part(seed):
+    result = tune(DATASET, "als", "ndcg@5", n_trials=1, seed=seed)
+    split = holdout_split(DATASET.feedback, seed=seed)
+    assert (result.train_rows, result.test_rows) == (len(split.train), len(split.test))
 
 
 def test_svd_can_be_tuned_on_ndcg():
@@ -91,6 +145,17 @@ def test_svd_can_be_tuned_on_ndcg():
 def test_impossible_searches_are_refused(model, metric, message):
     with pytest.raises(ValueError, match=message):
         tune(DATASET, model, metric)
+
+
+def test_a_space_naming_a_parameter_the_model_lacks_is_refused():
+    with pytest.raises(ValueError, match=r"svd takes no parameter\(s\) \['depth'\]"):
+        tune(DATASET, "svd", "rmse", space={"depth": [1, 2]})
+
+
+def test_one_trial_scores_only_the_defaults():
+    result = tune(DATASET, "svd", "rmse", n_trials=1)
+    assert [trial["defaults"] for trial in result.trials] == [True]
+    assert result.best_score == result.defaults_score
 
 
 def test_saved_parameters_round_trip_and_keep_other_models(tmp_path):

@@ -1,6 +1,6 @@
 """The ``evaluate`` and ``tune`` subcommands of ``recommendation_system.py``.
 
-``recsys.cli`` adds them with ``add_evaluation_commands(commands)``; each
+``recsys.cli.main`` adds them with ``add_evaluation_commands(commands)``; each
 handler takes the parsed arguments and the default pipeline (whose simulated
 log is the data when ``--data`` is not given) and returns an exit status.
 """
@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from recsys.cli.arguments import add_command, int_at_least
 from recsys.data.loaders import (
     DEFAULT_RELEVANCE_THRESHOLD,
     FORMATS,
@@ -21,14 +22,14 @@ from recsys.data.loaders import (
     load_dataset,
     simulated_dataset,
 )
-from recsys.evaluation.evaluate import evaluate
+from recsys.evaluation.evaluate import DEFAULT_K, evaluate
 from recsys.evaluation.params import (
     load_model_params,
     model_factory,
     save_model_params,
 )
 from recsys.evaluation.report import format_report
-from recsys.evaluation.splits import PROTOCOLS
+from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, PROTOCOLS
 from recsys.evaluation.tuning import SEARCH_SPACES, tune
 from recsys.models import canonical_model_name
 
@@ -37,62 +38,87 @@ DEFAULT_MODELS = "popularity,svd,als"
 
 def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     """Add the ``evaluate`` and ``tune`` subcommands to a subparsers object."""
-    evaluate_parser = commands.add_parser(
+    evaluate_parser = add_command(
+        commands,
         "evaluate",
-        help="compare models offline (ranking metrics, RMSE, fit time)",
-        description="Train each model on the same splits and print one row of metrics per model.",
+        "compare models offline (ranking metrics, RMSE, fit time)",
+        "Train each model on the same splits and print one row of metrics per model.",
     )
     _add_data_options(evaluate_parser)
     evaluate_parser.add_argument(
         "--models",
         type=_model_list,
+        metavar="LIST",
         default=_model_list(DEFAULT_MODELS),
-        help=f"comma-separated model names (default: {DEFAULT_MODELS}; "
-        "'popular' and 'popularity' are the same model)",
+        help=f"comma-separated model names; 'popular' and 'popularity' are the same model "
+        f"(default: {DEFAULT_MODELS})",
     )
-    evaluate_parser.add_argument("--protocol", choices=PROTOCOLS, default="holdout")
     evaluate_parser.add_argument(
-        "--folds", type=int_at_least(2), default=5, help="folds of --protocol kfold (default 5)"
+        "--protocol", choices=PROTOCOLS, default="holdout", help="how to split train and test"
+    )
+    evaluate_parser.add_argument(
+        "--folds", type=int_at_least(2), default=5, metavar="N", help="folds of --protocol kfold"
     )
     evaluate_parser.add_argument(
         "--leave-last",
         type=int_at_least(1),
+        metavar="N",
         default=1,
-        help="rows per user held out by --protocol time (default 1)",
+        help="rows per user held out by --protocol time",
     )
     evaluate_parser.add_argument(
-        "--k", type=int_at_least(1), default=10, help="ranking cut-off (default 10)"
+        "--k", type=int_at_least(1), default=DEFAULT_K, help="ranking cut-off"
     )
     evaluate_parser.add_argument(
-        "--params", type=Path, default=None, help="JSON hyper-parameters per model (from tune)"
+        "--params",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="JSON hyper-parameters per model, as tune --save writes them "
+        "(default: each model's class defaults)",
     )
-    evaluate_parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    evaluate_parser.add_argument(
+        "--json", action="store_true", help="print the report as JSON (default: a table)"
+    )
     evaluate_parser.set_defaults(handler=cmd_evaluate)
 
-    tune_parser = commands.add_parser(
+    tune_parser = add_command(
+        commands,
         "tune",
-        help="search a model's hyper-parameters",
-        description="Search SVD (Surprise RandomizedSearchCV on rmse) or ALS (seeded random "
-        "search on ndcg@K) and print the best parameters.",
+        "search a model's hyper-parameters on evaluate's split and metric",
+        "Score the model's current defaults and up to --trials - 1 other candidates drawn "
+        "(seeded by --seed) from its search space, each fitted and scored exactly as "
+        "evaluate --protocol holdout --seed SEED scores a model, with rmse or ndcg@K; print "
+        "the best. Ties go to the earlier candidate, so the defaults stay unless something "
+        "is strictly better, and tune --save never makes the model worse than its defaults "
+        "on that split. The winner is picked on evaluate's test rows, so evaluate's figure "
+        "for it is optimistic: evaluate with another --seed for an unbiased check.",
     )
     _add_data_options(tune_parser)
-    tune_parser.add_argument("--model", choices=sorted(SEARCH_SPACES), required=True)
+    tune_parser.add_argument(
+        "--model", choices=sorted(SEARCH_SPACES), required=True, help="model to tune (required)"
+    )
     tune_parser.add_argument(
         "--metric", default=None, help="rmse or ndcg@K (default: rmse for svd, ndcg@10 for als)"
     )
     tune_parser.add_argument(
-        "--trials", type=int_at_least(1), default=10, help="candidates to try (default 10)"
-    )
-    tune_parser.add_argument(
-        "--folds", type=int_at_least(2), default=3, help="CV folds for rmse (default 3)"
+        "--trials",
+        type=int_at_least(1),
+        metavar="N",
+        default=10,
+        help="candidates to score, the model's defaults included",
     )
     tune_parser.add_argument(
         "--save",
         type=Path,
         default=None,
-        help="write the best parameters into this JSON file (e.g. instance/model_params.json)",
+        metavar="PATH",
+        help="merge the best parameters into this JSON file, e.g. instance/model_params.json "
+        "(default: do not save)",
     )
-    tune_parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    tune_parser.add_argument(
+        "--json", action="store_true", help="print the result as JSON (default: a summary)"
+    )
     tune_parser.set_defaults(handler=cmd_tune)
 
 
@@ -113,6 +139,7 @@ def cmd_evaluate(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
             seed=args.seed,
             folds=args.folds,
             leave_last=args.leave_last,
+            progress=True,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -123,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
 
 def cmd_tune(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
     """Run ``tune``, print the best parameters and optionally save them."""
-    metric = args.metric or ("rmse" if args.model == "svd" else "ndcg@10")
+    metric = args.metric or ("rmse" if args.model == "svd" else f"ndcg@{DEFAULT_K}")
     try:
         dataset = _dataset(args, pipeline)
         result = tune(
@@ -131,9 +158,9 @@ def cmd_tune(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
             args.model,
             metric,
             n_trials=args.trials,
-            folds=args.folds,
             seed=args.seed,
             threshold=args.relevance_threshold,
+            progress=True,
         )
         if args.save:
             save_model_params(args.save, result.model, result.best_params)
@@ -151,17 +178,22 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         "--data",
         type=Path,
         default=None,
-        help="ratings or interactions file (default: the simulated shop log)",
+        metavar="PATH",
+        help="ratings or interactions file (default: the simulated shop's log)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="auto", help="default: auto")
+    parser.add_argument("--format", choices=FORMATS, default="auto", help="layout of --data")
     parser.add_argument(
         "--relevance-threshold",
         type=float,
+        metavar="RATING",
         default=DEFAULT_RELEVANCE_THRESHOLD,
-        help="a held-out item is relevant when its rating is at least this (default 4)",
+        help="a held-out item is relevant when its rating is at least this",
     )
     parser.add_argument(
-        "--seed", type=int_at_least(0), default=0, help="seed of splits and search (default 0)"
+        "--seed",
+        type=int_at_least(0),
+        default=DEFAULT_SPLIT_SEED,
+        help="seed of the holdout and k-fold splits (and of tune's candidate draw)",
     )
 
 
@@ -181,20 +213,3 @@ def _model_list(text: str) -> list[str]:
     except ValueError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
     return names
-
-
-def int_at_least(low: int) -> Callable[[str], int]:
-    """Return an argparse type that accepts integers >= low."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer >= {low}, got {text!r}"
-            ) from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
-        return value
-
-    return parse

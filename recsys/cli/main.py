@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from recsys.cli.evaluation import add_evaluation_commands, int_at_least
+from recsys.cli.arguments import HelpFormatter, add_command, int_at_least
+from recsys.cli.evaluation import add_evaluation_commands
+from recsys.data.catalog import CATALOG_FILE, catalog_beside, load_catalog, write_catalog
 from recsys.data.eda import eda_report
 from recsys.data.interactions import load_interactions, write_interactions
 from recsys.data.simulate import (
@@ -15,11 +18,15 @@ from recsys.data.simulate import (
     DEFAULT_SEED,
     DEFAULT_USERS,
     SimulationConfig,
-    default_catalog,
     simulate_shop,
 )
 from recsys.errors import RecsysError
 from recsys.evaluation.pipeline import PipelineResult, run_pipeline
+
+# ``--out -`` writes the log to standard output.
+STDOUT = "-"
+# Smaller shops simulate in well under a second: no progress bar.
+PROGRESS_MIN_USERS = 5_000
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,22 +34,88 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="recommendation_system.py",
         description="Simulated shop recommender. With no command, print the SVD RMSE block.",
+        formatter_class=HelpFormatter,
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
 
-    rmse = commands.add_parser("rmse", help="print SVD and baseline RMSE (the default)")
+    rmse = add_command(
+        commands,
+        "rmse",
+        "print SVD and baseline RMSE (the default)",
+        "Print RMSE and MAE of SVD and of a global-mean baseline on the simulated shop, "
+        "measured on evaluate's holdout split.",
+    )
     rmse.set_defaults(handler=cmd_rmse)
 
-    generate = commands.add_parser("generate", help="simulate an interaction log and write it")
-    generate.add_argument("--users", type=int_at_least(1), default=DEFAULT_USERS)
-    generate.add_argument("--products", type=int_at_least(1), default=DEFAULT_PRODUCTS)
-    generate.add_argument("--seed", type=int_at_least(0), default=DEFAULT_SEED)
-    generate.add_argument("--out", type=Path, default=Path("interactions.csv"))
+    generate = add_command(
+        commands,
+        "generate",
+        "simulate a shop and write its interaction log and catalog",
+        "Simulate a shop and write its click log (user_id,product_clicked,purchased) and "
+        f"its catalog (product_id,name,category,price, as {CATALOG_FILE} beside the log), "
+        "so that eda and the service name the products. Existing files are kept unless "
+        "--force is given.",
+    )
+    generate.add_argument(
+        "--users", type=int_at_least(1), default=DEFAULT_USERS, metavar="N", help="simulated users"
+    )
+    generate.add_argument(
+        "--products",
+        type=int_at_least(1),
+        default=DEFAULT_PRODUCTS,
+        metavar="N",
+        help="products in the catalog",
+    )
+    generate.add_argument(
+        "--seed",
+        type=int_at_least(0),
+        default=DEFAULT_SEED,
+        help="seed of every random draw; the default with the default sizes reproduces the "
+        "bundled interactions.csv and products.csv",
+    )
+    generate.add_argument(
+        "--out",
+        required=True,
+        metavar="PATH",
+        help="where to write the log: a CSV file, or - for standard output (required)",
+    )
+    generate.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"where to write the catalog (default: {CATALOG_FILE} beside --out; "
+        "with --out -, no catalog unless this is given)",
+    )
+    generate.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite the log or catalog if they exist (default: refuse)",
+    )
     generate.set_defaults(handler=cmd_generate)
 
-    eda = commands.add_parser("eda", help="print an exploratory report of a log")
+    eda = add_command(
+        commands,
+        "eda",
+        "print an exploratory report of a log",
+        "Print conversion, the most-clicked products, clicks per user and category tastes "
+        f"of an interaction log. Products are named by the log's catalog ({CATALOG_FILE} "
+        "beside it, or --catalog); without one they are shown by id.",
+    )
     eda.add_argument(
-        "--data", type=Path, default=None, help="interactions CSV (default: the simulated log)"
+        "--data",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="interactions CSV (default: the simulated shop's log)",
+    )
+    eda.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help=f"catalog CSV (default: {CATALOG_FILE} beside --data if there is one; "
+        "the simulated shop's catalog without --data)",
     )
     eda.set_defaults(handler=cmd_eda)
 
@@ -51,26 +124,61 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_rmse(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) -> int:
+    """Print the pipeline's RMSE block."""
     print(pipeline().evaluation.report())
     return 0
 
 
 def cmd_generate(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) -> int:
+    """Simulate a shop and write its log and catalog, refusing to overwrite without --force."""
+    to_stdout = args.out == STDOUT
+    out = None if to_stdout else Path(args.out)
+    catalog_path = args.catalog
+    if catalog_path is None and out is not None:
+        catalog_path = out.with_name(CATALOG_FILE)
+    targets = [path for path in (out, catalog_path) if path is not None]
+    if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
+        return _fail(f"--out and --catalog name the same file {out}")
+    # Check every target first, so a refusal leaves nothing half written.
+    for target in targets:
+        if target.exists() and not args.force:
+            return _fail(f"{target} exists; pass --force to overwrite it")
+        if not target.parent.is_dir():
+            return _fail(f"cannot write {target}: no folder {target.parent}")
+
     config = SimulationConfig(users=args.users, products=args.products, seed=args.seed)
-    shop = simulate_shop(config)
-    write_interactions(shop.interactions, args.out)
-    print(f"wrote {len(shop.interactions)} interactions of {args.users} users to {args.out}")
+    shop = simulate_shop(config, progress=args.users >= PROGRESS_MIN_USERS)
+    try:
+        write_interactions(shop.interactions, sys.stdout if out is None else out)
+        if catalog_path is not None:
+            write_catalog(shop.catalog, catalog_path)
+    except OSError as exc:
+        return _fail(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}")
+    written = f"wrote {len(shop.interactions)} interactions of {args.users} users to "
+    written += "standard output" if out is None else str(out)
+    if catalog_path is not None:
+        written += f" and the catalog of {args.products} products to {catalog_path}"
+    # With the log on standard output, the summary must not end up in it.
+    print(written, file=sys.stderr if to_stdout else sys.stdout)
     return 0
 
 
 def cmd_eda(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) -> int:
+    """Print the EDA report of a log, naming products only from its own catalog."""
     if args.data is None:
-        shop = pipeline().shop
-        interactions, catalog = shop.interactions, shop.catalog
+        interactions = pipeline().shop.interactions
+        catalog = load_catalog(args.catalog) if args.catalog else pipeline().shop.catalog
     else:
-        interactions, catalog = load_interactions(args.data), default_catalog()
+        interactions = load_interactions(args.data)
+        catalog_path = args.catalog or catalog_beside(args.data)
+        catalog = load_catalog(catalog_path) if catalog_path else None
     print(eda_report(interactions, catalog))
     return 0
+
+
+def _fail(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return 2
 
 
 def main(
@@ -82,6 +190,9 @@ def main(
         argv: Arguments after the program name (default: ``sys.argv[1:]``).
         pipeline: Returns the default pipeline's result (already built when
             called from ``recommendation_system.py``).
+
+    Returns:
+        0 on success, 2 for a usage or data error (the message is on stderr).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -89,5 +200,9 @@ def main(
     try:
         return handler(args, pipeline)
     except RecsysError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
+    except BrokenPipeError:
+        # The reader left (`... | head`): stop quietly, and keep Python's final
+        # flush of stdout from failing again (the recipe of the signal docs).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

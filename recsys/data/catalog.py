@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from recsys.data.interactions import MAX_ID
+from recsys.data.interactions import (
+    ID_RULE,
+    MAX_ID,
+    csv_header,
+    read_csv_cells,
+    read_data_file,
+)
 from recsys.errors import DataFileError, quote
 
 CATALOG_COLUMNS = ("product_id", "name", "category", "price")
@@ -40,31 +46,26 @@ def load_catalog(path: str | Path) -> pd.DataFrame:
             schema (ids positive and unique, names non-empty, prices >= 0).
     """
     path = Path(path)
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8")
-    except FileNotFoundError:
-        raise DataFileError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise DataFileError(path, f"cannot read the file: {str(exc).strip()}") from None
-    header = [c.strip() for c in raw.columns]
+    text = read_data_file(path)
+    header = csv_header(text)
     if header != list(CATALOG_COLUMNS):
         raise DataFileError(
             path,
-            f"expected header {','.join(CATALOG_COLUMNS)}, got {quote(','.join(header))}",
+            f"expected the header {','.join(CATALOG_COLUMNS)}, got {quote(','.join(header))}",
             line=1,
         )
-    raw.columns = header
+    raw = read_csv_cells(path, text)
+    if raw.empty:
+        raise DataFileError(path, "the file has a header but no products", line=2)
     seen: dict[int, int] = {}
     rows = []
     for index, record in enumerate(raw.itertuples(index=False)):
         line = index + 2  # line 1 is the header
-        text_id, name, category, text_price = (str(v).strip() for v in record)
+        text_id, name, category, text_price = record
+        if not any(record):
+            raise DataFileError(path, f"blank line; expected {','.join(CATALOG_COLUMNS)}", line)
         if not (text_id.isascii() and text_id.isdigit() and 1 <= int(text_id) <= MAX_ID):
-            raise DataFileError(
-                path,
-                f"product_id must be an integer from 1 to {MAX_ID}, got {quote(text_id)}",
-                line,
-            )
+            raise DataFileError(path, f"product_id must be {ID_RULE}, got {quote(text_id)}", line)
         product_id = int(text_id)
         if product_id in seen:
             raise DataFileError(
@@ -80,8 +81,6 @@ def load_catalog(path: str | Path) -> pd.DataFrame:
         if not np.isfinite(price) or price < 0:
             raise DataFileError(path, f"price must be a number >= 0, got {quote(text_price)}", line)
         rows.append((product_id, name, category, price))
-    if not rows:
-        raise DataFileError(path, "the file names no product", line=2)
     return pd.DataFrame(rows, columns=list(CATALOG_COLUMNS)).astype(
         {"product_id": "int64", "price": "float64"}
     )

@@ -1,26 +1,114 @@
-"""The interaction log: its schema, and loading it with validation.
+"""The interaction log: its schema, loading it with validation, and reading data files.
 
 The log has one row per click: ``user_id, product_clicked, purchased`` with
-positive integer ids and ``purchased`` 0 or 1. ``load_interactions`` checks a
-file against that schema and raises ``DataFileError`` naming the file, the line
-and the problem.
+positive integer ids and ``purchased`` 0 or 1, optionally followed by a
+``timestamp`` that follows ``recsys.data.timestamps.TIMESTAMP_RULE`` (the
+rule of the API). ``load_interactions`` checks a file against that schema and
+raises ``DataFileError`` naming the file, the line and the problem.
+
+Every data file of the project (logs, MovieLens ratings, catalogs, parameter
+files) is read through ``read_data_file``, so one problem is worded one way
+everywhere: "file not found", "cannot read the file: <reason>", "not UTF-8
+text", "the file is empty"; offending values are quoted with
+``recsys.errors.quote``.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from recsys.errors import DataFileError
+from recsys.data.timestamps import (
+    _ISO_WITH_OFFSET,
+    EARLIEST,
+    MAX_AHEAD,
+    TIMESTAMP_RULE,
+    utc_now,
+)
+from recsys.errors import DataFileError, quote
 
 INTERACTION_COLUMNS = ("user_id", "product_clicked", "purchased")
-# An optional fourth column: when the click happened (ISO-8601; UTC if no offset).
+# An optional fourth column: when the click happened (TIMESTAMP_RULE; empty = unknown).
 TIMESTAMP_COLUMN = "timestamp"
 MAX_ID = 2**63 - 1
+# What every id column of every data file accepts, in the words of the errors.
+ID_RULE = f"an integer from 1 to {MAX_ID}"
+
+
+def read_data_file(path: Path) -> str:
+    """Return the text of a data file (UTF-8, a byte-order mark allowed).
+
+    Args:
+        path: The file.
+
+    Returns:
+        Its text, with at least one non-blank character.
+
+    Raises:
+        DataFileError: "file not found", "cannot read the file: <reason>",
+            "not UTF-8 text" (with the line of the first bad byte) or "the
+            file is empty" (nothing but white space).
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFileError(path, "file not found") from None
+    except OSError as exc:
+        # strerror ("Is a directory") without the errno and the path the message already names.
+        raise DataFileError(path, f"cannot read the file: {exc.strerror or exc}") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise DataFileError(path, "not UTF-8 text", line=line) from None
+    if not text.strip():
+        raise DataFileError(path, "the file is empty", line=1)
+    return text
+
+
+def csv_header(text: str) -> list[str]:
+    """Return the first line of CSV text as stripped column names."""
+    return [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
+
+
+def read_csv_cells(path: Path, text: str) -> pd.DataFrame:
+    """Parse CSV text into stripped text cells, so checks see what the file says.
+
+    Blank lines are kept as rows of empty cells, so data row i is file line
+    i + 2 (line 1 is the header); a short line has empty cells at its end.
+
+    Args:
+        path: The file the text came from (for errors).
+        text: Its text, as ``read_data_file`` returns it.
+
+    Raises:
+        DataFileError: A line has more fields than the header.
+    """
+    try:
+        raw = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False
+        )
+    except pd.errors.ParserError as exc:
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found:
+            expected, line, saw = (int(g) for g in found.groups())
+            raise DataFileError(
+                path, f"expected {expected} fields, found {saw}", line=line
+            ) from None
+        raise DataFileError(path, f"malformed CSV: {str(exc).strip()}") from None
+    if not isinstance(raw.index, pd.RangeIndex):
+        # pandas takes the extra leading fields of line 2 as an index rather than failing.
+        fields = len(raw.columns)
+        raise DataFileError(
+            path, f"expected {fields} fields, found {fields + raw.index.nlevels}", line=2
+        )
+    raw.columns = [name.strip() for name in raw.columns]
+    return pd.DataFrame({name: raw[name].str.strip() for name in raw.columns})
 
 
 def load_interactions(path: str | Path) -> pd.DataFrame:
@@ -28,7 +116,8 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
 
     Args:
         path: A CSV file with the header ``user_id,product_clicked,purchased``,
-            optionally followed by ``timestamp`` (ISO-8601; empty allowed).
+            optionally followed by ``timestamp`` (``TIMESTAMP_RULE``; empty
+            allowed, meaning unknown).
 
     Returns:
         A frame with those three int64 columns in file order, plus a
@@ -39,42 +128,36 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
             schema; the message names the file, the line and the problem.
     """
     path = Path(path)
-    try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            header = next(csv.reader(handle), None)
-    except FileNotFoundError:
-        raise DataFileError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(path, f"cannot read file ({exc})") from None
-    if header is None:
-        raise DataFileError(path, "file is empty; expected a header line", line=1)
-    _check_header(path, [h.strip() for h in header])
-
-    # Every cell is read as text so the checks below see exactly what the file says.
-    try:
-        raw = pd.read_csv(path, dtype=str, keep_default_na=False, skip_blank_lines=False)
-    except pd.errors.ParserError as exc:
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        if found:
-            expected, line, saw = (int(g) for g in found.groups())
-            raise DataFileError(
-                path, f"expected {expected} fields, found {saw}", line=line
-            ) from None
-        raise DataFileError(path, f"malformed CSV: {str(exc).strip()}") from None
-    if raw.empty:
-        raise DataFileError(path, "file has a header but no interactions", line=2)
-    raw.columns = [c.strip() for c in raw.columns]
-    text = {c: raw[c].str.strip() for c in raw.columns}
+    text = read_data_file(path)
+    _check_header(path, csv_header(text))
+    cells = read_csv_cells(path, text)
+    if cells.empty:
+        raise DataFileError(path, "the file has a header but no interactions", line=2)
+    columns = {name: cells[name] for name in cells.columns}
     timestamps = None
-    if TIMESTAMP_COLUMN in text:
-        timestamps = pd.to_datetime(
-            text[TIMESTAMP_COLUMN], utc=True, format="ISO8601", errors="coerce"
-        ).dt.tz_convert(None)
-    _raise_first_bad_row(path, text, timestamps)
-    frame = pd.DataFrame({c: text[c].astype(np.int64) for c in INTERACTION_COLUMNS})
+    if TIMESTAMP_COLUMN in columns:
+        timestamps = _parse_timestamps(columns[TIMESTAMP_COLUMN])
+    _raise_first_bad_row(path, columns, timestamps)
+    frame = pd.DataFrame({c: columns[c].astype(np.int64) for c in INTERACTION_COLUMNS})
     if timestamps is not None:
         frame[TIMESTAMP_COLUMN] = timestamps
     return frame
+
+
+def _parse_timestamps(text: pd.Series) -> pd.Series:
+    """Return naive-UTC datetimes where a cell follows TIMESTAMP_RULE, NaT elsewhere.
+
+    The vectorised twin of ``recsys.data.timestamps.parse_timestamp``: the same
+    pattern (a date, a time and an offset), the same conversion to UTC and the
+    same range, so a file and the API accept the same values.
+    """
+    well_formed = text.str.fullmatch(_ISO_WITH_OFFSET.pattern).fillna(False).astype(bool)
+    # pandas reads "Z" but not "z"; nothing else the pattern allows changes case.
+    parsed = pd.to_datetime(
+        text.where(well_formed).str.upper(), utc=True, format="ISO8601", errors="coerce"
+    ).dt.tz_convert(None)
+    in_range = parsed.between(pd.Timestamp(EARLIEST), pd.Timestamp(utc_now() + MAX_AHEAD))
+    return parsed.where(in_range).astype("datetime64[ns]")
 
 
 def _raise_first_bad_row(
@@ -105,10 +188,12 @@ def _raise_first_bad_row(
         if value == "":
             raise DataFileError(path, f"{c} is missing", line)
         if c == "purchased":
-            raise DataFileError(path, f"purchased must be 0 or 1, got {value!r}", line)
+            raise DataFileError(path, f"purchased must be 0 or 1, got {quote(value)}", line)
         if c == TIMESTAMP_COLUMN:
-            raise DataFileError(path, f"timestamp must be ISO-8601, got {value!r}", line)
-        raise DataFileError(path, f"{c} must be an integer from 1 to 2^63-1, got {value!r}", line)
+            raise DataFileError(
+                path, f"timestamp must be {TIMESTAMP_RULE}, got {quote(value)}", line
+            )
+        raise DataFileError(path, f"{c} must be {ID_RULE}, got {quote(value)}", line)
 
 
 def _check_header(path: Path, header: list[str]) -> None:
@@ -118,14 +203,14 @@ def _check_header(path: Path, header: list[str]) -> None:
     missing = [c for c in expected if c not in header]
     extra = [c for c in header if c not in (*expected, TIMESTAMP_COLUMN)]
     if missing:
-        problem = f"missing column(s) {missing}"
+        problem = f"missing column(s) {quote(missing)}"
     elif extra:
-        problem = f"unexpected column(s) {extra}"
+        problem = f"unexpected column(s) {quote(extra)}"
     else:
-        problem = f"columns out of order: {header}"
+        problem = f"columns out of order: {quote(header)}"
     raise DataFileError(
         path,
-        f"{problem}; expected header {','.join(expected)} (optionally ,{TIMESTAMP_COLUMN})",
+        f"{problem}; expected the header {','.join(expected)} (optionally ,{TIMESTAMP_COLUMN})",
         line=1,
     )
 

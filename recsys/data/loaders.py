@@ -4,14 +4,16 @@ Supported formats:
 
 - MovieLens ``u.data``: tab-separated ``user item rating timestamp``, no header.
 - MovieLens ``ratings.csv``: ``userId,movieId,rating,timestamp`` with that header.
-- Our interactions CSV (``user_id,product_clicked,purchased``), read by
-  ``recsys.data.load_interactions`` and turned into ratings by
-  ``recsys.data.derive_ratings``.
+- Our interactions CSV (``user_id,product_clicked,purchased[,timestamp]``),
+  read by ``recsys.data.interactions.load_interactions`` and turned into
+  ratings by ``recsys.data.ratings.derive_ratings``.
 
 MovieLens ratings are explicit: each becomes one feedback row with
 ``clicks = 1``, ``engagement = rating`` and ``rating = rating``, timestamp kept.
-Files are read with pandas and validated with vectorised checks; the first bad
-line is reported as a ``DataFileError`` naming the file, the line and the problem.
+Files are read with ``recsys.data.interactions.read_data_file`` (the shared
+words for unreadable files), parsed with pandas and validated with vectorised
+checks; the first bad line is reported as a ``DataFileError`` naming the file,
+the line and the problem.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.data.interactions import load_interactions
+from recsys.data.interactions import ID_RULE, load_interactions, read_data_file
 from recsys.data.ratings import RATING_SCALE, RatingWeights, derive_ratings
-from recsys.errors import DataFileError
+from recsys.errors import DataFileError, quote
 
 FORMATS = ("auto", "interactions", "movielens")
 DEFAULT_RELEVANCE_THRESHOLD = 4.0
 
 MOVIELENS_CSV_HEADER = ("userId", "movieId", "rating", "timestamp")
 MOVIELENS_RATING_RANGE = (0.5, 5.0)
+# u.data (ml-100k) has whole stars only.
+UDATA_RATING_RANGE = (1.0, 5.0)
 INTERACTIONS_FIRST_COLUMN = "user_id"
 
 
@@ -61,7 +65,9 @@ class Dataset:
     @property
     def has_timestamps(self) -> bool:
         """Return whether every row carries a timestamp."""
-        return "timestamp" in self.feedback.columns
+        return "timestamp" in self.feedback.columns and bool(
+            self.feedback["timestamp"].notna().all()
+        )
 
     def summary(self) -> dict[str, Any]:
         """Return JSON-able facts about the data (for reports)."""
@@ -101,7 +107,7 @@ def load_dataset(
             "movielens" (either MovieLens layout, detected).
         weights: For interactions files: the points per click and per purchase
             that make the derived rating and the engagement ALS uses (see
-            ``recsys.data.RatingWeights``); ignored for MovieLens.
+            ``recsys.data.ratings.RatingWeights``); ignored for MovieLens.
 
     Returns:
         The dataset.
@@ -114,7 +120,7 @@ def load_dataset(
     if file_format not in FORMATS:
         raise ValueError(f"unknown format {file_format!r}; expected one of {', '.join(FORMATS)}")
     path = Path(path)
-    text = _read_text(path)
+    text = read_data_file(path)
     detected = detect_format(path, text.partition("\n")[0])
     if file_format == "movielens" and detected == "interactions":
         raise DataFileError(
@@ -129,7 +135,7 @@ def simulated_dataset(feedback: pd.DataFrame, name: str = "simulated") -> Datase
     """Wrap the feedback frame derived from a simulated click log as a ``Dataset``.
 
     Args:
-        feedback: Output of ``recsys.data.derive_ratings``.
+        feedback: Output of ``recsys.data.ratings.derive_ratings``.
         name: A label for reports.
     """
     return Dataset(
@@ -161,21 +167,11 @@ def detect_format(path: str | Path, first_line: str) -> str:
         return "interactions"
     raise DataFileError(
         path,
-        f"cannot tell the format from line 1 {first_line[:60]!r}: expected a tab-separated "
-        f"MovieLens u.data line, the header {','.join(MOVIELENS_CSV_HEADER)} or an "
-        "interactions header starting with user_id",
+        "cannot tell the format: expected a tab-separated MovieLens u.data line, the "
+        f"header {','.join(MOVIELENS_CSV_HEADER)} or an interactions header starting with "
+        f"user_id, got {quote(first_line)}",
         line=1,
     )
-
-
-def _read_text(path: Path) -> str:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(path, f"cannot read the file: {exc}") from None
-    if not text.strip():
-        raise DataFileError(path, "the file is empty")
-    return text
 
 
 def _load_interactions(path: Path, weights: RatingWeights | None) -> Dataset:
@@ -192,18 +188,19 @@ def _load_interactions(path: Path, weights: RatingWeights | None) -> Dataset:
 
 def _load_movielens(path: Path, text: str, layout: str) -> Dataset:
     has_header = layout == "movielens-csv"
+    scale = MOVIELENS_RATING_RANGE if has_header else UDATA_RATING_RANGE
     if has_header:
         _check_csv_header(path, text.partition("\n")[0].rstrip("\r"))
     # Fast path: let pandas parse numbers directly; only when something is
     # wrong is the file re-read as text to find and name the first bad line.
-    feedback = _parse_clean_movielens(text, has_header)
+    feedback = _parse_clean_movielens(text, has_header, scale)
     if feedback is None:
-        _raise_first_problem(path, text, has_header)
+        _raise_first_problem(path, text, has_header, scale)
     return Dataset(
         name=path.name,
         feedback=feedback,
         explicit_ratings=True,
-        rating_scale=MOVIELENS_RATING_RANGE if has_header else (1.0, 5.0),
+        rating_scale=scale,
         source_format=layout,
         path=str(path),
     )
@@ -214,7 +211,7 @@ def _check_csv_header(path: Path, header: str) -> None:
     if fields != MOVIELENS_CSV_HEADER:
         raise DataFileError(
             path,
-            f"expected the header {','.join(MOVIELENS_CSV_HEADER)}, found {header[:80]!r}",
+            f"expected the header {','.join(MOVIELENS_CSV_HEADER)}, got {quote(header)}",
             line=1,
         )
 
@@ -230,7 +227,9 @@ def _read_movielens_csv(text: str, has_header: bool, **options: Any) -> pd.DataF
     )
 
 
-def _parse_clean_movielens(text: str, has_header: bool) -> pd.DataFrame | None:
+def _parse_clean_movielens(
+    text: str, has_header: bool, scale: tuple[float, float]
+) -> pd.DataFrame | None:
     """Return the feedback frame of a well-formed file, or None if anything is off."""
     try:
         raw = _read_movielens_csv(text, has_header)
@@ -238,7 +237,7 @@ def _parse_clean_movielens(text: str, has_header: bool) -> pd.DataFrame | None:
         return None
     if raw.empty or not all(pd.api.types.is_numeric_dtype(raw[c]) for c in MOVIELENS_CSV_HEADER):
         return None
-    if any(mask.any() for mask, _, _ in _value_checks(raw)):
+    if any(mask.any() for mask, _, _ in _value_checks(raw, scale)):
         return None
     feedback = _feedback_from_columns(raw)
     if feedback.duplicated(["user_id", "product_id"]).any():
@@ -246,7 +245,9 @@ def _parse_clean_movielens(text: str, has_header: bool) -> pd.DataFrame | None:
     return feedback
 
 
-def _raise_first_problem(path: Path, text: str, has_header: bool) -> None:
+def _raise_first_problem(
+    path: Path, text: str, has_header: bool, scale: tuple[float, float]
+) -> None:
     """Find the first bad line of a file the fast path rejected, and raise for it."""
     sep = "," if has_header else "\t"
     lines = pd.Series(text.split("\n")).str.rstrip("\r")
@@ -268,32 +269,34 @@ def _raise_first_problem(path: Path, text: str, has_header: bool) -> None:
     # Line numbers are 1-based; the index of ``lines`` is 0-based and counts the header.
     line_numbers = body.index[~blank].to_numpy() + 1
     if len(line_numbers) == 0:
-        raise DataFileError(path, "the file has a header but no ratings")
+        raise DataFileError(path, "the file has a header but no ratings", line=2)
     raw = _read_movielens_csv(text, has_header, dtype=str, na_filter=False)
     columns = pd.DataFrame(
         {name: pd.to_numeric(raw[name], errors="coerce") for name in MOVIELENS_CSV_HEADER}
     )
-    bad = np.logical_or.reduce([mask.to_numpy() for mask, _, _ in _value_checks(columns)])
+    bad = np.logical_or.reduce([mask.to_numpy() for mask, _, _ in _value_checks(columns, scale)])
     if bad.any():
         row = int(np.argmax(bad))
         # Report the first problem on the earliest bad line, in column order.
-        for mask, column, accepted in _value_checks(columns.iloc[[row]]):
+        for mask, column, accepted in _value_checks(columns.iloc[[row]], scale):
             if mask.iloc[0]:
                 raise DataFileError(
                     path,
-                    f"{column} {raw[column].iloc[row]!r} is not {accepted}",
+                    f"{column} must be {accepted}, got {quote(raw[column].iloc[row])}",
                     line=int(line_numbers[row]),
                 )
     _raise_first_repeat(path, _feedback_from_columns(columns), line_numbers)
 
 
-def _value_checks(columns: pd.DataFrame) -> list[tuple[pd.Series, str, str]]:
+def _value_checks(
+    columns: pd.DataFrame, rating_range: tuple[float, float]
+) -> list[tuple[pd.Series, str, str]]:
     """Return (mask of bad rows, column, what is accepted) for each value rule."""
-    low, high = MOVIELENS_RATING_RANGE
+    low, high = rating_range
     rating = columns["rating"]
     return [
-        (_not_positive_integer(columns["userId"]), "userId", "a positive integer"),
-        (_not_positive_integer(columns["movieId"]), "movieId", "a positive integer"),
+        (_not_positive_integer(columns["userId"]), "userId", ID_RULE),
+        (_not_positive_integer(columns["movieId"]), "movieId", ID_RULE),
         (~rating.between(low, high), "rating", f"a number from {low:g} to {high:g}"),
         (_not_timestamp(columns["timestamp"]), "timestamp", "a non-negative integer"),
     ]

@@ -12,11 +12,13 @@ Behaviour is meant to be learnable, like a real shop's:
   taste for the category and falls with price x price sensitivity.
 
 The same seed gives byte-identical output for the pinned Faker and numpy
-versions; ``interactions.csv`` is the output for ``DEFAULT_SEED``.
+versions; the bundled ``interactions.csv`` and ``products.csv`` are the output
+for ``DEFAULT_SEED`` (``recommendation_system.py generate --out interactions.csv``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -135,11 +137,12 @@ def make_users(config: SimulationConfig, fake: Faker) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "name", "email", "city"])
 
 
-def simulate_shop(config: SimulationConfig | None = None) -> SimulatedShop:
+def simulate_shop(config: SimulationConfig | None = None, progress: bool = False) -> SimulatedShop:
     """Simulate a catalog, users and their click/purchase log.
 
     Args:
         config: The shop's knobs; defaults to 100 users, 20 products, seed 42.
+        progress: Show a progress bar over users on stderr (when it is a terminal).
 
     Returns:
         The catalog, users, interactions and the latent truth behind them.
@@ -165,7 +168,7 @@ def simulate_shop(config: SimulationConfig | None = None) -> SimulatedShop:
         config.products, 1 + rng.poisson(config.mean_products_per_user - 1, size=config.users)
     )
     rows_user, rows_product, rows_purchased = [], [], []
-    for u in range(config.users):
+    for u in _users_loop(config.users, progress):
         affinity = taste[u, product_category] / taste[u].max()
         weights = popularity * (affinity + 0.05) ** config.taste_strength
         # Discovery: popular products and liked categories are found first.
@@ -194,6 +197,11 @@ def simulate_shop(config: SimulationConfig | None = None) -> SimulatedShop:
     )
 
 
-def default_catalog() -> pd.DataFrame:
-    """Return the catalog of the default simulated shop (the bundled data's products)."""
-    return simulate_shop(SimulationConfig()).catalog
+def _users_loop(users: int, progress: bool) -> Iterable[int]:
+    if not progress:
+        return range(users)
+    # Imported here: importing the pipeline should not pay for tqdm.
+    from tqdm import tqdm
+
+    # disable=None: no bar when stderr is not a terminal (logs, pipes, tests).
+    return tqdm(range(users), desc="simulating", unit="user", disable=None)

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD, Dataset, relevant_mask
 from recsys.evaluation import metrics
-from recsys.evaluation.splits import Split, make_splits, products_by_user
+from recsys.evaluation.splits import (
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_TEST_FRACTION,
+    Split,
+    make_splits,
+    products_by_user,
+)
 from recsys.models.base import Recommender
 
 RANKING_METRICS = {
@@ -22,6 +28,8 @@ RANKING_METRICS = {
 }
 
 ModelFactory = Callable[[], Recommender]
+# The ranking cut-off of evaluate, tune on ndcg and the pipeline.
+DEFAULT_K = 10
 
 
 def score_split(
@@ -68,12 +76,13 @@ def evaluate(
     models: Mapping[str, ModelFactory],
     dataset: Dataset,
     protocol: str = "holdout",
-    k: int = 10,
+    k: int = DEFAULT_K,
     threshold: float | None = None,
-    seed: int = 0,
+    seed: int = DEFAULT_SPLIT_SEED,
     folds: int = 5,
-    test_fraction: float = 0.2,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     leave_last: int = 1,
+    progress: bool = False,
 ) -> dict[str, Any]:
     """Train and measure several models on the same splits.
 
@@ -87,6 +96,8 @@ def evaluate(
         folds: For kfold: the number of folds.
         test_fraction: For holdout: the share of each user's rows held out.
         leave_last: For time: the number of each user's latest rows held out.
+        progress: Show a progress bar over (split, model) fits on stderr
+            (when it is a terminal).
 
     Returns:
         ``{"dataset": {...}, "protocol": {...}, "models": {name: {metric: value}}}``;
@@ -100,14 +111,14 @@ def evaluate(
     threshold = DEFAULT_RELEVANCE_THRESHOLD if threshold is None else float(threshold)
     splits = make_splits(dataset.feedback, protocol, seed, folds, test_fraction, leave_last)
     per_model: dict[str, list[dict[str, float | int]]] = {name: [] for name in models}
-    for split in splits:
-        for name, factory in models.items():
-            start = time.perf_counter()
-            model = factory().fit(split.train)
-            fit_seconds = time.perf_counter() - start
-            scores = score_split(model, split, k, threshold)
-            scores["fit_seconds"] = fit_seconds
-            per_model[name].append(scores)
+    runs = [(split, name) for split in splits for name in models]
+    for split, name in with_progress(runs, progress, "evaluating", "fit"):
+        start = time.perf_counter()
+        model = models[name]().fit(split.train)
+        fit_seconds = time.perf_counter() - start
+        scores = score_split(model, split, k, threshold)
+        scores["fit_seconds"] = fit_seconds
+        per_model[name].append(scores)
 
     protocol_facts: dict[str, Any] = {
         "name": protocol,
@@ -127,6 +138,25 @@ def evaluate(
         "protocol": protocol_facts,
         "models": {name: _mean_scores(runs) for name, runs in per_model.items()},
     }
+
+
+def with_progress(
+    items: Sequence[Any], enabled: bool, description: str, unit: str = "fit"
+) -> Iterable[Any]:
+    """Return the items, wrapped in a tqdm bar on stderr when enabled and a terminal.
+
+    Args:
+        items: What a loop goes over.
+        enabled: Whether to show a bar at all.
+        description: The bar's label.
+        unit: What one item is, for the rate.
+    """
+    if not enabled:
+        return items
+    from tqdm import tqdm  # only the command line shows progress
+
+    # disable=None: no bar when stderr is not a terminal (logs, pipes, tests).
+    return tqdm(items, desc=description, unit=unit, disable=None)
 
 
 def rank_models(report: Mapping[str, Any], metric: str) -> list[tuple[str, float]]:

@@ -1,4 +1,4 @@
-"""Hyper-parameter files: which settings each model trains with.
+"""Which settings each model trains with: parameter files, and building models from them.
 
 A parameter file is JSON mapping model names to keyword arguments of the
 model's class, for example::
@@ -6,10 +6,15 @@ model's class, for example::
     {"svd": {"n_factors": 20, "n_epochs": 50, "lr_all": 0.01, "reg_all": 0.1},
      "als": {"factors": 32, "regularization": 15.0, "alpha": 1.0, "iterations": 15}}
 
-``recommendation_system.py tune --save PATH`` writes it (merging with what the
-file already holds); ``load_model_params(PATH)`` is how the service and ``evaluate --params``
-read it. Models absent from the file
-keep their class defaults.
+Models absent from the file keep their class defaults.
+
+- ``save_model_params`` writes one model's entry, keeping the others (what
+  ``recommendation_system.py tune --save PATH`` does).
+- ``load_model_params`` reads and checks a file (``evaluate --params PATH``
+  and the service's ``MODEL_PARAMS_PATH``).
+- ``model_factory`` turns a model name, such parameters and the data's rating
+  scale into a function that builds fresh models: the one way ``evaluate``,
+  ``tune`` and the default pipeline construct a model.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from recsys.errors import DataFileError
+from recsys.data.interactions import read_data_file
+from recsys.errors import DataFileError, quote
 from recsys.models import MODELS, canonical_model_name
 from recsys.models.base import Recommender
 
@@ -54,17 +60,20 @@ def load_model_params(path: str | Path) -> dict[str, dict[str, Any]]:
     Every model named must be registered, and its parameters must be accepted
     by its class (checked by building one).
 
+    Args:
+        path: The JSON file.
+
+    Returns:
+        Model name -> keyword arguments, as the file holds them.
+
     Raises:
-        DataFileError: The file is unreadable, not JSON, or names unknown
-            models or parameters.
+        DataFileError: The file is missing, unreadable, empty, not JSON, or
+            names unknown models or parameters.
     """
     path = Path(path)
+    text = read_data_file(path)
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise DataFileError(path, "file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataFileError(path, f"cannot read the file: {exc}") from None
+        content = json.loads(text)
     except json.JSONDecodeError as exc:
         raise DataFileError(path, f"not valid JSON: {exc.msg}", line=exc.lineno) from None
     if not isinstance(content, dict) or not all(isinstance(v, dict) for v in content.values()):
@@ -72,12 +81,12 @@ def load_model_params(path: str | Path) -> dict[str, dict[str, Any]]:
     for name, params in content.items():
         if name not in MODELS:
             raise DataFileError(
-                path, f"unknown model {name!r}; expected one of {', '.join(sorted(MODELS))}"
+                path, f"unknown model {quote(name)}; expected one of {', '.join(sorted(MODELS))}"
             )
         try:
             MODELS[name](**params)
         except (TypeError, ValueError) as exc:
-            raise DataFileError(path, f"bad parameters for {name!r}: {exc}") from None
+            raise DataFileError(path, f"bad parameters for {quote(name)}: {exc}") from None
     return content
 
 

@@ -1,19 +1,30 @@
-"""The default pipeline: simulate -> popularity top-5 -> SVD -> RMSE on a split."""
+"""The default pipeline: simulate -> top-5 by clicks -> SVD -> RMSE on evaluate's split.
+
+The RMSE is measured exactly as ``recommendation_system.py evaluate`` measures
+SVD: the same holdout split (``holdout_split`` with ``DEFAULT_TEST_FRACTION``
+and ``DEFAULT_SPLIT_SEED``), the same model construction (``model_factory``
+with the data's rating scale) and the same scoring (``score_split``), so one
+data set gives one RMSE.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from recsys.data.eda import clicks_by_product
+from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD, Dataset, simulated_dataset
 from recsys.data.ratings import RatingWeights, derive_ratings
 from recsys.data.simulate import SimulatedShop, SimulationConfig, simulate_shop
 from recsys.evaluation import metrics
-from recsys.models.popularity import top_popular
+from recsys.evaluation.evaluate import DEFAULT_K, score_split
+from recsys.evaluation.params import model_factory
+from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, holdout_split
 from recsys.models.svd import SVDRecommender
-
-TEST_FRACTION = 0.2
 
 
 @dataclass(frozen=True)
@@ -29,39 +40,6 @@ class RatingAccuracy:
     rmse: float
     mae: float
     n_test: int
-
-
-def rating_accuracy(predicted: np.ndarray, actual: np.ndarray) -> RatingAccuracy:
-    """Return RMSE and MAE of predictions against true ratings.
-
-    Raises:
-        ValueError: No ratings, or lengths differ.
-    """
-    return RatingAccuracy(
-        rmse=metrics.rmse(predicted, actual), mae=metrics.mae(predicted, actual), n_test=len(actual)
-    )
-
-
-def split_ratings(
-    feedback: pd.DataFrame, test_fraction: float = TEST_FRACTION, seed: int = 0
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split rated pairs at random into train and test, reproducibly.
-
-    Args:
-        feedback: One row per (user, product).
-        test_fraction: Share of pairs held out, between 0 and 1.
-        seed: Seed of the shuffle.
-
-    Returns:
-        (train, test) frames; each pair lands in exactly one.
-    """
-    if not 0 < test_fraction < 1:
-        raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
-    order = np.random.default_rng(seed).permutation(len(feedback))
-    n_test = max(1, round(test_fraction * len(feedback)))
-    test_rows = np.zeros(len(feedback), dtype=bool)
-    test_rows[order[:n_test]] = True
-    return feedback[~test_rows].reset_index(drop=True), feedback[test_rows].reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -88,19 +66,35 @@ class RatingEvaluation:
         )
 
 
-def evaluate_svd_rmse(
-    feedback: pd.DataFrame, model: SVDRecommender, seed: int = 0
+def svd_against_baseline(
+    dataset: Dataset,
+    params: Mapping[str, Mapping[str, Any]] | None = None,
+    seed: int = DEFAULT_SPLIT_SEED,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> RatingEvaluation:
-    """Fit ``model`` on 80% of the pairs and score it and the global mean on the rest."""
-    train, test = split_ratings(feedback, seed=seed)
-    model.fit(train)
-    predicted = model.predict(test["user_id"].to_numpy(), test["product_id"].to_numpy())
-    mean = np.full(len(test), train["rating"].mean())
-    actual = test["rating"].to_numpy()
+    """Measure SVD and the training mean on evaluate's holdout split.
+
+    Args:
+        dataset: The data.
+        params: Model name -> keyword arguments (default: SVD's class defaults).
+        seed: Seed of the holdout split.
+        test_fraction: Share of each user's rows held out.
+
+    Returns:
+        RMSE and MAE of SVD (fitted on the training part, as ``evaluate``
+        fits it) and of predicting the training part's mean rating.
+    """
+    split = holdout_split(dataset.feedback, test_fraction, seed)
+    model = model_factory("svd", params, dataset.rating_scale)().fit(split.train)
+    scores = score_split(model, split, DEFAULT_K, DEFAULT_RELEVANCE_THRESHOLD)
+    actual = split.test["rating"].to_numpy()
+    mean = np.full(len(actual), split.train["rating"].mean())
     return RatingEvaluation(
-        svd=rating_accuracy(predicted, actual),
-        baseline=rating_accuracy(mean, actual),
-        n_train=len(train),
+        svd=RatingAccuracy(rmse=scores["rmse"], mae=scores["mae"], n_test=len(actual)),
+        baseline=RatingAccuracy(
+            rmse=metrics.rmse(mean, actual), mae=metrics.mae(mean, actual), n_test=len(actual)
+        ),
+        n_train=len(split.train),
     )
 
 
@@ -113,7 +107,7 @@ class PipelineResult:
         feedback: One rating per (user, product).
         top5: The five most-clicked products with names and click counts.
         model: SVD trained on all ratings (the one to serve).
-        evaluation: SVD vs baseline RMSE/MAE on a seeded 80/20 split.
+        evaluation: SVD vs baseline RMSE/MAE on evaluate's holdout split.
     """
 
     shop: SimulatedShop
@@ -126,16 +120,23 @@ class PipelineResult:
 def run_pipeline(
     config: SimulationConfig | None = None, weights: RatingWeights | None = None
 ) -> PipelineResult:
-    """Simulate the shop, rank the top 5, train SVD and measure its RMSE."""
+    """Simulate the shop, rank the top 5, train SVD and measure its RMSE.
+
+    Args:
+        config: The simulated shop (default: 100 users, 20 products, seed 42).
+        weights: How clicks and purchases become ratings.
+    """
     config = config or SimulationConfig()
-    weights = weights or RatingWeights()
     shop = simulate_shop(config)
-    feedback = derive_ratings(shop.interactions, weights)
-    top5 = top_popular(shop.interactions, n=5).merge(
-        shop.catalog[["product_id", "name", "category"]], on="product_id", how="left"
+    feedback = derive_ratings(shop.interactions, weights or RatingWeights())
+    dataset = simulated_dataset(feedback)
+    top5 = (
+        clicks_by_product(shop.interactions)
+        .head(5)[["product_id", "clicks"]]
+        .merge(shop.catalog[["product_id", "name", "category"]], on="product_id", how="left")
     )
-    evaluation = evaluate_svd_rmse(feedback, SVDRecommender(), seed=config.seed)
-    model = SVDRecommender().fit(feedback)
+    evaluation = svd_against_baseline(dataset)
+    model = model_factory("svd", rating_scale=dataset.rating_scale)().fit(feedback)
     return PipelineResult(
         shop=shop, feedback=feedback, top5=top5, model=model, evaluation=evaluation
     )

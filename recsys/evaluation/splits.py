@@ -65,7 +65,11 @@ class Split:
         }
 
 
-def holdout_split(feedback: pd.DataFrame, test_fraction: float = 0.2, seed: int = 0) -> Split:
+def holdout_split(
+    feedback: pd.DataFrame,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
+    seed: int = DEFAULT_SPLIT_SEED,
+) -> Split:
     """Hold out a seeded random share of each user's rows.
 
     A user with n >= 2 rows gets round(test_fraction * n) test rows (numpy's
@@ -127,18 +131,22 @@ def time_split(feedback: pd.DataFrame, leave_last: int = 1) -> Split:
     keeps at least one training row.
 
     Args:
-        feedback: A feedback frame with a ``timestamp`` column.
+        feedback: A feedback frame with a ``timestamp`` column (integers such
+            as MovieLens seconds, or datetimes as interactions files give).
         leave_last: How many of each user's latest rows to hold out.
+
+    Raises:
+        ValueError: No timestamp column, a row without a timestamp, or
+            leave_last < 1.
     """
     if "timestamp" not in feedback.columns:
         raise ValueError("the time protocol needs timestamps, and this data has none")
     if leave_last < 1:
         raise ValueError(f"leave_last must be at least 1, got {leave_last}")
     users = feedback["user_id"].to_numpy()
+    times = _sortable_times(feedback["timestamp"])
     # Newest first within each user; lexsort's last key is the primary one.
-    order = np.lexsort(
-        (-feedback["product_id"].to_numpy(), -feedback["timestamp"].to_numpy(), users)
-    )
+    order = np.lexsort((-feedback["product_id"].to_numpy(), -times, users))
     counts = feedback["user_id"].map(feedback["user_id"].value_counts()).to_numpy()
     n_test = np.minimum(leave_last, counts - 1)
     rank = np.empty(len(feedback), dtype=np.int64)
@@ -147,12 +155,32 @@ def time_split(feedback: pd.DataFrame, leave_last: int = 1) -> Split:
     return Split(train=feedback[~in_test], test=feedback[in_test])
 
 
+def _sortable_times(timestamps: pd.Series) -> np.ndarray:
+    """Return timestamps as int64 (nanoseconds for datetimes), which can be negated.
+
+    Interactions files give datetimes (numpy has no negative of a datetime64),
+    MovieLens gives integer seconds; either way the order is kept.
+
+    Raises:
+        ValueError: Some rows have no timestamp.
+    """
+    missing = int(timestamps.isna().sum())
+    if missing:
+        raise ValueError(
+            f"the time protocol needs a timestamp on every row; {missing} of "
+            f"{len(timestamps)} rows have none"
+        )
+    if pd.api.types.is_datetime64_any_dtype(timestamps):
+        return timestamps.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+    return timestamps.to_numpy(dtype=np.int64)
+
+
 def make_splits(
     feedback: pd.DataFrame,
     protocol: str,
-    seed: int = 0,
+    seed: int = DEFAULT_SPLIT_SEED,
     folds: int = 5,
-    test_fraction: float = 0.2,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     leave_last: int = 1,
 ) -> list[Split]:
     """Return the splits of a protocol.

@@ -15,7 +15,9 @@ class PopularityRecommender(Recommender):
     """Rank products by total clicks across all users, ties by product id.
 
     Every user gets the same list (less their exclusions), so unknown users
-    can be served too: use ``top(n)`` for them.
+    can be served too: use ``top(n)`` for them. The model only counts clicks;
+    the ordering is the base class's (score descending, ties by product id),
+    the same order as ``recsys.data.eda.clicks_by_product`` gives a log.
     """
 
     name = "popular"
@@ -49,20 +51,3 @@ class PopularityRecommender(Recommender):
 
     def _load_learned_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         self.item_clicks = np.asarray(arrays["item_clicks"], dtype=np.float64)
-
-
-def top_popular(interactions: pd.DataFrame, n: int = 5) -> pd.DataFrame:
-    """Return the n most-clicked products of a click log, ties by product id.
-
-    Args:
-        interactions: ``user_id, product_clicked, purchased``, one row per click.
-        n: How many products.
-
-    Returns:
-        ``product_id, clicks`` for the top n, most clicked first.
-    """
-    counts = interactions["product_clicked"].value_counts().rename_axis("product_id")
-    ranked = counts.reset_index(name="clicks").sort_values(
-        ["clicks", "product_id"], ascending=[False, True], kind="stable"
-    )
-    return ranked.head(n).reset_index(drop=True)
