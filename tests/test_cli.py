@@ -13,7 +13,7 @@ import pytest
 
 from recsys.cli.main import build_parser
 from recsys.data.catalog import load_catalog
-from tests.conftest import BUNDLED_LOG, ROOT
+from tests.builders import BUNDLED_LOG, ROOT
 
 
 def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:

@@ -8,7 +8,7 @@ import pytest
 
 from recsys.data.interactions import write_interactions
 from recsys.data.simulate import CATEGORIES, SimulationConfig, simulate_shop
-from tests.conftest import BUNDLED_LOG
+from tests.builders import BUNDLED_LOG
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ import csv
 import io
 import re
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 import pandas as pd
@@ -215,6 +216,6 @@ def _check_header(path: Path, header: list[str]) -> None:
     )
 
 
-def write_interactions(frame: pd.DataFrame, path: str | Path) -> None:
+def write_interactions(frame: pd.DataFrame, path: str | Path | TextIO) -> None:
     """Write an interactions frame as CSV with Unix line endings."""
     frame.loc[:, list(INTERACTION_COLUMNS)].to_csv(path, index=False, lineterminator="\n")

@@ -17,7 +17,7 @@ from recsys.evaluation.splits import (
     make_splits,
     products_by_user,
 )
-from recsys.models.base import Recommender
+from recsys.models.base import PREDICT, Recommender
 
 RANKING_METRICS = {
     "precision": metrics.precision_at_k,
@@ -52,7 +52,7 @@ def score_split(
     """
     scores: dict[str, float | int] = {}
     test = split.test
-    if model.predicts_ratings:
+    if PREDICT in model.capabilities:
         predicted = model.predict(test["user_id"].to_numpy(), test["product_id"].to_numpy())
         scores["rmse"] = metrics.rmse(predicted, test["rating"].to_numpy())
         scores["mae"] = metrics.mae(predicted, test["rating"].to_numpy())

@@ -24,12 +24,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping, Sequence
 
 import numpy as np
+from numpy.typing import ArrayLike
 
-RankedLists = Mapping[int, Sequence[int]]
+RankedLists = Mapping[int, Sequence[int] | np.ndarray]
 RelevantSets = Mapping[int, Collection[int]]
 
 
-def rmse(predicted: Sequence[float], actual: Sequence[float]) -> float:
+def rmse(predicted: ArrayLike, actual: ArrayLike) -> float:
     """Return the root mean squared error, sqrt(sum((p - a)^2) / n).
 
     The denominator n is the number of (prediction, rating) pairs, as in
@@ -46,7 +47,7 @@ def rmse(predicted: Sequence[float], actual: Sequence[float]) -> float:
     return float(np.sqrt(np.mean(errors**2)))
 
 
-def mae(predicted: Sequence[float], actual: Sequence[float]) -> float:
+def mae(predicted: ArrayLike, actual: ArrayLike) -> float:
     """Return the mean absolute error, sum(|p - a|) / n.
 
     The denominator n is the number of (prediction, rating) pairs, as in
@@ -190,16 +191,14 @@ def catalog_coverage(recommended: RankedLists, catalog_size: int, k: int | None 
     return len(np.unique(np.concatenate(lists))) / catalog_size
 
 
-def _rating_errors(predicted: Sequence[float], actual: Sequence[float]) -> np.ndarray:
-    predicted = np.asarray(predicted, dtype=np.float64)
-    actual = np.asarray(actual, dtype=np.float64)
-    if predicted.size == 0:
+def _rating_errors(predicted: ArrayLike, actual: ArrayLike) -> np.ndarray:
+    guesses = np.asarray(predicted, dtype=np.float64)
+    truths = np.asarray(actual, dtype=np.float64)
+    if guesses.size == 0:
         raise ValueError("cannot compute a rating error on zero predictions")
-    if predicted.shape != actual.shape:
-        raise ValueError(
-            f"predicted and actual differ in length: {predicted.size} vs {actual.size}"
-        )
-    return predicted - actual
+    if guesses.shape != truths.shape:
+        raise ValueError(f"predicted and actual differ in length: {guesses.size} vs {truths.size}")
+    return guesses - truths
 
 
 def _user_hits(

@@ -24,7 +24,7 @@ from recsys.evaluation import metrics
 from recsys.evaluation.evaluate import DEFAULT_K, score_split
 from recsys.evaluation.params import model_factory
 from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, holdout_split
-from recsys.models.svd import SVDRecommender
+from recsys.models.base import Recommender
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ class PipelineResult:
     shop: SimulatedShop
     feedback: pd.DataFrame
     top5: pd.DataFrame
-    model: SVDRecommender
+    model: Recommender
     evaluation: RatingEvaluation
 
 

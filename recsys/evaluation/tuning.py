@@ -36,6 +36,7 @@ from recsys.evaluation.evaluate import DEFAULT_K, score_split, with_progress
 from recsys.evaluation.params import model_factory
 from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, holdout_split
 from recsys.models import MODELS, canonical_model_name
+from recsys.models.base import PREDICT
 
 # Values to search, per model; keys are the model class's keyword arguments.
 SVD_SEARCH_SPACE: dict[str, list[Any]] = {
@@ -208,7 +209,7 @@ def class_defaults(name: str, space: Mapping[str, Sequence[Any]]) -> dict[str, A
 def _check_metric(name: str, metric: str) -> int:
     """Return the ranking cut-off scores need for the metric, after checking it."""
     if metric == "rmse":
-        if not MODELS[name].predicts_ratings:
+        if PREDICT not in MODELS[name].capabilities:
             raise ValueError(
                 f"{name} predicts no ratings, so it cannot be tuned on rmse; use ndcg@10"
             )

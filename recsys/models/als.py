@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from recsys.models.base import ArrayShape, Recommender
+from recsys.models.base import SIMILAR_ITEMS, ArrayShape, Recommender
 
 
 class ALSRecommender(Recommender):
@@ -49,7 +49,7 @@ class ALSRecommender(Recommender):
     """
 
     name = "als"
-    predicts_ratings = False
+    capabilities = frozenset({SIMILAR_ITEMS})
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "user_factors": ("n_users", "k"),
         "item_factors": ("n_items", "k"),
@@ -133,7 +133,7 @@ class ALSRecommender(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
 
-    def _item_vectors(self) -> np.ndarray | None:
+    def _item_vectors(self) -> np.ndarray:
         return self.item_factors
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:

@@ -25,6 +25,10 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
+# Capabilities a model may declare (``Recommender.capabilities``).
+PREDICT = "predict"
+SIMILAR_ITEMS = "similar_items"
+
 FEEDBACK_COLUMNS = ("user_id", "product_id", "clicks", "engagement", "rating")
 
 # Users are scored in chunks so a large catalog never needs a
@@ -180,7 +184,10 @@ class Recommender(ABC):
     name: ClassVar[str]
     # Name -> expected shape of each array ``_learned_arrays`` returns.
     state_shapes: ClassVar[Mapping[str, ArrayShape]]
-    predicts_ratings: ClassVar[bool] = False
+    # What the model can do besides ranking, declared once per class and
+    # checked by callers before they ask: PREDICT (ratings for pairs),
+    # SIMILAR_ITEMS (neighbours of a product).
+    capabilities: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self) -> None:
         # Sorted raw ids; empty until fitted (a fitted model knows at least one of each).
@@ -211,9 +218,21 @@ class Recommender(ABC):
     def _score(self, users: np.ndarray) -> np.ndarray:
         """Return a (len(users), n_items) score matrix for inner user indices."""
 
-    def _item_vectors(self) -> np.ndarray | None:
-        """Return item embeddings for ``similar_items``, or None if the model has none."""
-        return None
+    def _item_vectors(self) -> np.ndarray:
+        """Return item embeddings for ``similar_items`` (models with SIMILAR_ITEMS)."""
+        raise NotImplementedError(f"model {self.name!r} cannot list similar items")
+
+    def predict(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
+        """Predict ratings for (user, product) pairs (models with PREDICT).
+
+        Args:
+            user_ids: Raw user ids.
+            product_ids: Raw product ids, same length.
+
+        Raises:
+            NotImplementedError: The model does not predict ratings.
+        """
+        raise NotImplementedError(f"model {self.name!r} does not predict ratings")
 
     # -- state ----------------------------------------------------------------
 
@@ -331,12 +350,12 @@ class Recommender(ABC):
 
         Raises:
             KeyError: The model does not know the product.
-            NotImplementedError: The model has no item vectors.
+            NotImplementedError: The model lacks the SIMILAR_ITEMS capability.
         """
+        if SIMILAR_ITEMS not in self.capabilities:
+            raise NotImplementedError(f"model {self.name!r} cannot list similar items")
         self._require_fitted()
         vectors = self._item_vectors()
-        if vectors is None:
-            raise NotImplementedError(f"model {self.name!r} has no item vectors")
         (i,), (found,) = lookup_ids(self.product_ids, np.array([product_id]))
         if not found:
             raise KeyError(product_id)

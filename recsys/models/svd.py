@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 from surprise import SVD
 
-from recsys.models.base import ArrayShape, Recommender, lookup_ids
+from recsys.models.base import PREDICT, SIMILAR_ITEMS, ArrayShape, Recommender, lookup_ids
 from recsys.models.surprise_trainset import trainset_from_arrays
 
 
@@ -40,7 +40,7 @@ class SVDRecommender(Recommender):
     """
 
     name = "svd"
-    predicts_ratings = True
+    capabilities = frozenset({PREDICT, SIMILAR_ITEMS})
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "global_mean": (1,),
         "user_bias": ("n_users",),
