@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.timestamps import (
-    _ISO_WITH_OFFSET,
     EARLIEST,
+    ISO_WITH_OFFSET,
     MAX_AHEAD,
     TIMESTAMP_RULE,
     utc_now,
@@ -152,7 +152,7 @@ def _parse_timestamps(text: pd.Series) -> pd.Series:
     pattern (a date, a time and an offset), the same conversion to UTC and the
     same range, so a file and the API accept the same values.
     """
-    well_formed = text.str.fullmatch(_ISO_WITH_OFFSET.pattern).fillna(False).astype(bool)
+    well_formed = text.str.fullmatch(ISO_WITH_OFFSET.pattern).fillna(False).astype(bool)
     # pandas reads "Z" but not "z"; nothing else the pattern allows changes case.
     parsed = pd.to_datetime(
         text.where(well_formed).str.upper(), utc=True, format="ISO8601", errors="coerce"

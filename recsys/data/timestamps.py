@@ -20,7 +20,7 @@ EARLIEST = datetime(1970, 1, 1)
 # Clocks of event senders drift; a day ahead allows for that and for time zones.
 MAX_AHEAD = timedelta(days=1)
 # A date, a time, and an offset: 2026-11-29T10:00:00Z, 2026-11-29 10:00:00.5+01:00.
-_ISO_WITH_OFFSET = re.compile(
+ISO_WITH_OFFSET = re.compile(
     r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?(Z|z|[+-]\d{2}:?\d{2})"
 )
 TIMESTAMP_RULE = (
@@ -56,7 +56,7 @@ def parse_timestamp(text: str, now: datetime | None = None) -> datetime:
     Raises:
         ValueError: The text breaks ``TIMESTAMP_RULE``; the message says how.
     """
-    if not _ISO_WITH_OFFSET.fullmatch(text):
+    if not ISO_WITH_OFFSET.fullmatch(text):
         raise ValueError(f"timestamp must be {TIMESTAMP_RULE}, got {quote(text)}")
     try:
         # Offsets such as -14:00 on 9999-12-31 overflow while converting to UTC.

@@ -4,7 +4,7 @@ Training uses ``implicit``'s CPU ALS (Hu, Koren and Volinsky, "Collaborative
 Filtering for Implicit Feedback Datasets"). Every observed (user, product) pair
 is a positive preference with confidence ``1 + alpha * engagement``; unobserved
 pairs are negatives with confidence 1. ``engagement`` comes from the feedback
-frame: for our click logs ``recsys.data.derive_ratings`` builds it from clicks
+frame: for our click logs ``recsys.data.ratings.derive_ratings`` builds it from clicks
 and purchases with configurable weights, for MovieLens it is the rating.
 
 Serving needs only the two factor matrices: scores are ``user_factors @

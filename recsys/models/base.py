@@ -5,7 +5,7 @@ the columns ``user_id``, ``product_id`` (positive integers), ``clicks``
 (how many times the user touched the product), ``engagement`` (a non-negative
 strength of interest, used as implicit confidence) and ``rating`` (1-5, used by
 rating models); an optional ``timestamp`` is ignored by models.
-``recsys.data.derive_ratings`` makes one from an interaction log; the
+``recsys.data.ratings.derive_ratings`` makes one from an interaction log; the
 MovieLens loader makes one from explicit ratings.
 
 Models do no I/O. Their learned state is a dict of numpy arrays plus a dict of

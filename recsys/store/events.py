@@ -208,7 +208,7 @@ class EventStore:
 
         Returns:
             Columns ``user_id, product_clicked, purchased`` (int64; purchased 0/1),
-            the shape ``recsys.data.load_interactions`` returns.
+            the shape ``recsys.data.interactions.load_interactions`` returns.
         """
         query = sa.select(
             interactions.c.user_id, interactions.c.product_id, interactions.c.purchased
