@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 START, END = "<!-- examples:start -->", "<!-- examples:end -->"
+PIPELINE_START, PIPELINE_END = "<!-- pipeline:start -->", "<!-- pipeline:end -->"
 SHOWN_BASE = "localhost:5000"
 
 
@@ -167,27 +168,49 @@ def normalise(text: str) -> str:
     return text
 
 
-def readme_block(readme: str) -> str:
-    start, end = readme.index(START), readme.index(END)
-    block = readme[start + len(START) : end]
+def pipeline_transcript() -> str:
+    """Return what `python recommendation_system.py` prints, as a shell transcript."""
+    result = subprocess.run(
+        [sys.executable, "recommendation_system.py"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=300,
+    )
+    return "$ .venv/bin/python recommendation_system.py\n" + result.stdout.rstrip() + "\n"
+
+
+def readme_block(readme: str, start_marker: str = START, end_marker: str = END) -> str:
+    start, end = readme.index(start_marker), readme.index(end_marker)
+    block = readme[start + len(start_marker) : end]
     return block.strip().removeprefix("```sh").removesuffix("```").strip() + "\n"
+
+
+def replace_block(readme: str, start_marker: str, end_marker: str, body: str) -> str:
+    start, end = readme.index(start_marker), readme.index(end_marker)
+    return readme[: start + len(start_marker)] + "\n```sh\n" + body + "```\n" + readme[end:]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare, do not write")
     args = parser.parse_args(argv)
-    transcript = run_session()
+    transcript, pipeline = run_session(), pipeline_transcript()
     readme = README.read_text(encoding="utf-8")
     if args.check:
-        if normalise(readme_block(readme)) != normalise(transcript):
+        same = (
+            normalise(readme_block(readme)) == normalise(transcript)
+            and readme_block(readme, PIPELINE_START, PIPELINE_END) == pipeline
+        )
+        if not same:
             print("README.md's examples differ from a fresh run; run `make readme`")
             return 1
         print("README.md's examples match a fresh run")
         return 0
-    start, end = readme.index(START), readme.index(END)
-    new = readme[: start + len(START)] + "\n```sh\n" + transcript + "```\n" + readme[end:]
-    README.write_text(new, encoding="utf-8")
+    readme = replace_block(readme, START, END, transcript)
+    readme = replace_block(readme, PIPELINE_START, PIPELINE_END, pipeline)
+    README.write_text(readme, encoding="utf-8")
     print("updated README.md's examples")
     return 0
 
