@@ -409,3 +409,12 @@ def test_refresh_ignores_a_damaged_new_version_and_keeps_serving(app_factory, ca
     assert worker_b.test_client().get("/model").get_json()["version"] == live
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
     assert sum(damaged in r.getMessage() for r in warnings) == 1
+
+
+def test_the_first_model_reports_the_pipelines_rmse_for_the_bundled_data(app_factory):
+    from recsys.evaluation.pipeline import run_pipeline
+
+    metrics = app_factory().test_client().get("/model").get_json()["metrics"]
+    evaluation = run_pipeline().evaluation
+    assert metrics["rmse"] == round(evaluation.svd.rmse, 4)
+    assert metrics["mae"] == round(evaluation.svd.mae, 4)
