@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pandas as pd
@@ -58,3 +62,49 @@ class AppFactory:
             runtime = runtime_of(app)
             runtime.jobs.wait_all(timeout=30)
             runtime.close()
+
+
+# Prepended to a child's script: its first fsync prints "writing" and hangs,
+# so the parent can SIGKILL it with a file written and nothing renamed yet.
+_HANG_AFTER_FIRST_FSYNC = textwrap.dedent(
+    """
+    import os, sys, time
+    sys.path[:0] = {paths!r}
+    real_fsync = os.fsync
+
+    def fsync_then_hang(fd):
+        real_fsync(fd)
+        print("writing", flush=True)
+        time.sleep(60)
+
+    os.fsync = fsync_then_hang
+    """
+)
+
+
+def kill_mid_write(script: str, paths: list[str], env: dict[str, str] | None = None) -> int:
+    """Run a script in a child that is SIGKILLed right after its first fsync.
+
+    Args:
+        script: Python code whose first fsync comes while publishing a model.
+        paths: Prepended to the child's sys.path.
+        env: Extra environment variables for the child.
+
+    Returns:
+        The child's exit status (-9 when it was killed mid-write).
+    """
+    code = _HANG_AFTER_FIRST_FSYNC.format(paths=paths) + textwrap.dedent(script)
+    child = subprocess.Popen(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None
+        assert child.stdout.readline().strip() == "writing"
+        child.kill()  # SIGKILL: no cleanup handler runs
+    finally:
+        child.wait(timeout=30)
+    return child.returncode

@@ -6,9 +6,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
-import sys
-import textwrap
 from collections.abc import Mapping
 from pathlib import Path
 from typing import ClassVar
@@ -19,6 +16,7 @@ import pytest
 
 from recsys.models.base import ArrayShape, Recommender
 from recsys.serving.artifacts import ArtifactError, ModelRegistry
+from tests.builders import ROOT, kill_mid_write
 
 
 class DotProductModel(Recommender):
@@ -213,43 +211,21 @@ def test_unknown_model_type_is_an_artifact_error(tmp_path):
         reader.load(version)
 
 
-_CRASHING_PUBLISHER = textwrap.dedent(
-    """
-    import os, sys, time
-    sys.path[:0] = [{tests!r}, {project!r}]
-    from test_registry import fitted_model
-    from recsys.serving.artifacts import ModelRegistry
-
-    real_fsync = os.fsync
-
-    def fsync_then_hang(fd):
-        real_fsync(fd)
-        # The arrays file is on disk, nothing is renamed yet: tell the parent,
-        # then wait to be killed mid-publish.
-        print("writing", flush=True)
-        time.sleep(60)
-
-    os.fsync = fsync_then_hang
-    ModelRegistry({root!r}, model_classes={{}}).publish(
-        fitted_model(n_users=50, n_items=40).get_state(), data_fingerprint="x")
-    """
-)
+_PUBLISH_A_MODEL = """
+from test_registry import fitted_model
+from recsys.serving.artifacts import ModelRegistry
+ModelRegistry({root!r}, model_classes={{}}).publish(
+    fitted_model(n_users=50, n_items=40).get_state(), data_fingerprint="x")
+"""
 
 
 def test_publisher_killed_mid_write_leaves_the_previous_version_loadable(registry, tmp_path):
     previous = publish(registry).version
-    script = _CRASHING_PUBLISHER.format(
-        tests=str(Path(__file__).parent),
-        project=str(Path(__file__).parent.parent),
-        root=str(registry.root),
+    status = kill_mid_write(
+        _PUBLISH_A_MODEL.format(root=str(registry.root)),
+        paths=[str(Path(__file__).parent), str(ROOT)],
     )
-    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout.readline().strip() == "writing"
-        child.kill()  # SIGKILL: no cleanup handler runs
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -9
+    assert status == -9
     leftovers = [p for p in registry.root.iterdir() if p.name.startswith(".tmp-")]
     assert leftovers, "the child should have died with its temporary directory in place"
     assert registry.versions() == [previous]

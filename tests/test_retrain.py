@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 from datetime import UTC, datetime
@@ -14,7 +10,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from tests.builders import runtime_of
+from tests.builders import ROOT, kill_mid_write, runtime_of
 
 PROJECT = Path(__file__).resolve().parent.parent
 
@@ -262,47 +258,18 @@ def test_a_corrupt_newest_artifact_is_skipped_at_start_with_a_warning(app_factor
     assert any(bad in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
-_KILLED_TRAINER = textwrap.dedent(
-    """
-    import os, sys, time
-    sys.path.insert(0, {project!r})
-    real_fsync = os.fsync
-
-    def fsync_then_hang(fd):
-        real_fsync(fd)
-        # The new arrays file is written; nothing is renamed into place yet.
-        print("writing", flush=True)
-        time.sleep(60)
-
-    os.fsync = fsync_then_hang
-    from flask.cli import main
-    sys.argv = ["flask", "--app", "app", "train"]
-    main()
-    """
-)
-
-
 def test_a_trainer_killed_mid_write_leaves_the_previous_model_served(app_factory, tmp_path):
     app = app_factory()
     previous = runtime_of(app).registry.versions()
-    env = dict(
-        os.environ,
-        RECSYS_DATABASE_URL=app_factory.database_url,
-        RECSYS_MODEL_DIR=str(app_factory.model_dir),
+    status = kill_mid_write(
+        'from flask.cli import main\nsys.argv = ["flask", "--app", "app", "train"]\nmain()\n',
+        paths=[str(ROOT)],
+        env={
+            "RECSYS_DATABASE_URL": app_factory.database_url,
+            "RECSYS_MODEL_DIR": str(app_factory.model_dir),
+        },
     )
-    child = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_TRAINER.format(project=str(PROJECT))],
-        cwd=PROJECT,
-        env=env,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "writing"
-        child.kill()
-    finally:
-        child.wait(timeout=30)
-    assert child.returncode == -9
+    assert status == -9
     model_dir = Path(app_factory.model_dir)
     assert any(p.name.startswith(".tmp-") for p in model_dir.iterdir()), "killed mid-write"
 

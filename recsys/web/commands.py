@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -38,8 +39,24 @@ class StartupError(click.ClickException):
     exit_code = 2
 
 
-def _store_outage(exc: Exception) -> click.ClickException:
-    return StartupError(describe_outage(exc))
+@contextmanager
+def _reported(file_problem_suffix: str = "", startup: bool = False):
+    """Turn the set-up's failures into one-line command errors.
+
+    Args:
+        file_problem_suffix: Said after a bad file's error.
+        startup: A bad file is a start-up error too (exit status 2), as an
+            unreachable database always is.
+    """
+    try:
+        yield
+    except DataFileError as exc:
+        error = StartupError if startup else click.ClickException
+        raise error(f"{exc}{file_problem_suffix}") from None
+    except STORE_OUTAGES as exc:
+        raise StartupError(describe_outage(exc)) from None
+    except RetrainInProgressError as exc:
+        raise click.ClickException(f"{exc}; try again when it has finished") from None
 
 
 @click.command("init")
@@ -49,12 +66,8 @@ def init_command():
 
     Idempotent, and safe when several processes run it at once.
     """
-    try:
+    with _reported(startup=True):
         report = _runtime().init()
-    except STORE_OUTAGES as exc:
-        raise _store_outage(exc) from None
-    except DataFileError as exc:
-        raise click.ClickException(str(exc)) from None
     click.echo(
         f"ready: model {report.version}"
         + (" (trained now)" if report.trained else "")
@@ -66,12 +79,8 @@ def init_command():
 @with_appcontext
 def train_command():
     """Train a model on the event store and publish it as the newest version."""
-    try:
+    with _reported():
         meta = _runtime().train_exclusively()
-    except RetrainInProgressError as exc:
-        raise click.ClickException(f"{exc}; try again when it has finished") from None
-    except STORE_OUTAGES as exc:
-        raise _store_outage(exc) from None
     click.echo(
         f"published {meta.version} ({meta.model_type}) trained on "
         f"{meta.training.get('interactions')} interactions"
@@ -85,12 +94,8 @@ def train_command():
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def import_command(file: Path):
     """Load FILE (user_id,product_clicked,purchased[,timestamp]) into the store, all or nothing."""
-    try:
+    with _reported(" (nothing was imported)"):
         count = _runtime().store.import_interactions(file, progress=True)
-    except DataFileError as exc:
-        raise click.ClickException(f"{exc} (nothing was imported)") from None
-    except STORE_OUTAGES as exc:
-        raise _store_outage(exc) from None
     click.echo(f"imported {count} interactions from {file}")
 
 
@@ -99,12 +104,8 @@ def import_command(file: Path):
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def import_catalog_command(file: Path):
     """Add or update the products of FILE (product_id,name,category,price), all or nothing."""
-    try:
+    with _reported(" (nothing was imported)"):
         count = _runtime().store.upsert_products(load_catalog(file))
-    except DataFileError as exc:
-        raise click.ClickException(f"{exc} (nothing was imported)") from None
-    except STORE_OUTAGES as exc:
-        raise _store_outage(exc) from None
     click.echo(f"imported {count} products from {file}")
 
 
@@ -114,8 +115,6 @@ def import_catalog_command(file: Path):
 @click.option("--with-timestamps", is_flag=True, help="add a fourth column, timestamp (UTC)")
 def export_command(file: Path, with_timestamps: bool):
     """Write every interaction in the store to FILE in the interactions.csv schema."""
-    try:
+    with _reported():
         count = _runtime().store.export_interactions(file, include_timestamps=with_timestamps)
-    except STORE_OUTAGES as exc:
-        raise _store_outage(exc) from None
     click.echo(f"exported {count} interactions to {file}")
