@@ -32,6 +32,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from recsys.store.events import EventStore
 from tests.store_fixtures import POSTGRES_URL
 from tests.tcp_proxy import TcpProxy
 
@@ -606,3 +607,20 @@ def test_writes_succeed_once_the_sqlite_write_lock_is_released(tmp_path, serve, 
     assert server.request(*POST_EVENT).status == 503
     release()
     assert server.request(*POST_EVENT).status == 201
+
+
+# -- the statement deadline's own false alarm ---------------------------------------
+
+
+@pytest.mark.postgres
+def test_the_statement_deadline_spares_a_connection_idle_between_statements(postgres_url):
+    store = EventStore.from_url(postgres_url, timeout_seconds=0.5)
+    try:
+        with store.engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+            # Work between statements (a streamed export writing its file,
+            # say) is not a statement waiting for the server.
+            time.sleep(1.5)
+            assert conn.execute(sa.text("SELECT 2")).scalar_one() == 2
+    finally:
+        store.dispose()
