@@ -128,13 +128,15 @@ class StatementDeadline:
 
     ``statement_timeout`` needs a server that answers; a network partition or
     a proxy that accepts and never forwards leaves the client waiting forever.
-    This watchdog notes when each statement starts and, past the deadline,
-    shuts the connection's socket down: psycopg then raises ``OperationalError``
-    in the waiting thread, SQLAlchemy discards the connection, and the caller
-    answers 503 like for any outage.
+    This watchdog notes when each statement, commit or rollback starts and,
+    past the deadline, shuts the connection's socket down: psycopg then
+    raises ``OperationalError`` in the waiting thread, SQLAlchemy discards the
+    connection, and the caller answers 503 like for any outage. Only waiting
+    counts: a statement that has returned is disarmed, so a connection idle
+    between statements (a streamed export writing its file, say) is spared.
 
     Args:
-        seconds: How long a statement (and the commit after it) may wait.
+        seconds: How long a statement (or a commit or rollback) may wait.
     """
 
     def __init__(self, seconds: float):
@@ -145,16 +147,30 @@ class StatementDeadline:
         self._thread: threading.Thread | None = None
 
     def attach(self, engine: Engine) -> None:
-        """Watch every statement on the engine's connections."""
-        event.listen(engine, "before_cursor_execute", self._arm)
+        """Watch every statement, commit and rollback on the engine's connections."""
+        event.listen(engine, "before_cursor_execute", self._arm_statement)
+        event.listen(engine, "after_cursor_execute", self._disarm_statement)
+        event.listen(engine, "handle_error", self._disarm_failed)
+        # No event follows a commit or rollback; the checkin after it disarms.
         event.listen(engine, "commit", self._arm_connection)
+        event.listen(engine, "rollback", self._arm_connection)
         event.listen(engine.pool, "checkin", self._disarm)
         event.listen(engine.pool, "close", self._disarm)
 
-    def _arm(self, conn, _cursor, _statement, _parameters, _context, _executemany) -> None:
+    def _arm_statement(self, conn, _cursor, _statement, _params, _context, _many) -> None:
         self._arm_connection(conn)
 
+    def _disarm_statement(self, conn, _cursor, _statement, _params, _context, _many) -> None:
+        self._disarm(conn.connection.dbapi_connection, None)
+
+    def _disarm_failed(self, context) -> None:
+        conn = context.connection
+        if conn is not None and not (conn.closed or conn.invalidated):
+            self._disarm(conn.connection.dbapi_connection, None)
+
     def _arm_connection(self, conn) -> None:
+        if conn.closed or conn.invalidated:
+            return  # a rollback of a discarded connection waits for nothing
         dbapi = conn.connection.dbapi_connection
         with self._lock:
             self._deadlines[id(dbapi)] = (time.monotonic() + self.seconds, dbapi)
