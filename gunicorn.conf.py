@@ -21,6 +21,9 @@ keepalive = 5
 # Bounded request lines and headers: junk is refused before it reaches Flask.
 limit_request_line = 8190
 limit_request_fields = 100
+# gunicorn's control socket is one path per user for every server on the host;
+# the service does not use it, and two servers must not share it.
+control_socket_disable = True
 
 
 def on_starting(server):
