@@ -40,9 +40,10 @@ lint: install
 test: lint
 	$(PY) -m pytest
 
-# The core only: no slow, fault-injection or PostgreSQL tests.
+# The core only, in about a minute: no slow (real servers, subprocesses,
+# concurrency, fault injection) tests.
 test-fast: install
-	$(PY) -m pytest -m "not slow and not faults and not postgres"
+	$(PY) -m pytest -m "not slow"
 
 bench: install
 	$(PY) bench/bench_import.py

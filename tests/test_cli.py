@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import io
 import json
 import os
 import re
@@ -11,21 +14,26 @@ import sys
 import pandas as pd
 import pytest
 
-from recsys.cli.main import build_parser
+from recsys.cli.main import build_parser, main
 from recsys.data.catalog import load_catalog
+from recsys.evaluation.pipeline import PipelineResult, run_pipeline
 from tests.builders import BUNDLED_LOG, ROOT
 
 
+@functools.cache
+def default_pipeline() -> PipelineResult:
+    return run_pipeline()
+
+
 def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, str(ROOT / "recommendation_system.py"), *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env,
-        timeout=120,
-    )
+    """Run recommendation_system.py's command line in this process, as the script would."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.chdir(cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            status = main(list(args), pipeline=default_pipeline)
+        except SystemExit as exit_:
+            status = exit_.code if isinstance(exit_.code, int) else 2
+    return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
 
 
 def test_importing_builds_the_pipeline_in_memory_without_writing_files(tmp_path):
@@ -51,7 +59,12 @@ def test_importing_builds_the_pipeline_in_memory_without_writing_files(tmp_path)
 
 
 def test_running_the_script_prints_svd_and_baseline_rmse_with_svd_lower():
-    result = run_cli()
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "recommendation_system.py")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     rows = {line[:24].strip(): line[24:].split() for line in result.stdout.splitlines()}
     svd_rmse = float(rows["SVD (Surprise)"][0])

@@ -58,6 +58,7 @@ def test_a_batch_with_one_unknown_product_writes_nothing(any_app_factory):
     assert runtime_of(app).store.counts() == before
 
 
+@pytest.mark.slow
 def test_eight_clients_posting_500_events_each_record_exactly_4000(any_app_factory):
     app = any_app_factory()
     before = interaction_count(app)

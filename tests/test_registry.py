@@ -219,6 +219,7 @@ ModelRegistry({root!r}, model_classes={{}}).publish(
 """
 
 
+@pytest.mark.slow
 def test_publisher_killed_mid_write_leaves_the_previous_version_loadable(registry, tmp_path):
     previous = publish(registry).version
     status = kill_mid_write(

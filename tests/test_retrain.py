@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
 import sqlalchemy as sa
 
 from tests.builders import ROOT, kill_mid_write, runtime_of
@@ -155,6 +156,7 @@ def test_model_reports_the_live_version_and_how_it_was_made(app_factory):
     assert body["training"]["interactions"] == runtime_of(app).store.counts().interactions
 
 
+@pytest.mark.slow
 def test_requests_during_retrains_see_no_error_and_only_whole_versions(app_factory):
     app = app_factory()
     runtime = runtime_of(app)
@@ -258,6 +260,7 @@ def test_a_corrupt_newest_artifact_is_skipped_at_start_with_a_warning(app_factor
     assert any(bad in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
+@pytest.mark.slow
 def test_a_trainer_killed_mid_write_leaves_the_previous_model_served(app_factory, tmp_path):
     app = app_factory()
     previous = runtime_of(app).registry.versions()

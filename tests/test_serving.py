@@ -15,6 +15,9 @@ import pytest
 
 from tests.builders import ROOT
 
+# Real servers in subprocesses: seconds each.
+pytestmark = pytest.mark.slow
+
 
 def _free_port() -> int:
     with socket.socket() as probe:

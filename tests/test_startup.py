@@ -37,6 +37,7 @@ def test_listing_routes_on_an_empty_instance_creates_no_file_and_trains_nothing(
     ) == ["app.py"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("env", "message"),
     [

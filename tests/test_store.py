@@ -65,6 +65,7 @@ def test_timestamps_are_stored_as_given_in_utc(catalog_store):
     assert stored == stamp
 
 
+@pytest.mark.slow
 def test_eight_threads_posting_500_events_each_store_exactly_4000(catalog_store):
     errors: list[BaseException] = []
     start = threading.Barrier(8)
