@@ -204,9 +204,40 @@ def test_a_bad_parameters_file_is_refused_at_start_up(tmp_path, content, message
         create_app({"TESTING": True, "MODEL_PARAMS_PATH": str(params)})
 
 
-def test_the_service_serves_any_valid_log(app_factory, write_csv):
+def test_the_service_serves_any_valid_log_naming_products_only_by_id(app_factory, write_csv):
     path = write_csv("user_id,product_clicked,purchased\n1,2,1\n1,3,0\n2,3,0\n2,4,0\n")
     app = app_factory(DATA_PATH=str(path))
     body = app.test_client().get("/recommend?user_id=1").get_json()
-    # Product 2 was bought, so only 3 and 4 remain.
+    # Product 2 was bought, so only 3 and 4 remain; no catalog, so no invented names.
     assert sorted(i["product_id"] for i in body["recommendations"]) == [3, 4]
+    assert {(i["name"], i["category"]) for i in body["recommendations"]} == {(None, None)}
+
+
+def test_the_service_names_products_from_the_catalog_beside_the_log(app_factory, write_csv):
+    path = write_csv("user_id,product_clicked,purchased\n1,2,1\n1,3,0\n2,3,0\n2,4,0\n")
+    write_csv("product_id,name,category,price\n3,Teal Mug,Kitchen,9.5\n", name="products.csv")
+    app = app_factory(DATA_PATH=str(path))
+    body = app.test_client().get("/recommend?user_id=1").get_json()
+    names = {i["product_id"]: i["name"] for i in body["recommendations"]}
+    assert names == {3: "Teal Mug", 4: None}
+
+
+def test_readyz_names_the_missing_model_before_init(app_factory):
+    app = app_factory(init=False)
+    response = app.test_client().get("/readyz")
+    assert response.status_code == 503
+    assert response.get_json()["missing"] == ["model"]
+    assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_readyz_is_200_when_a_model_is_loaded_and_the_database_answers(bundled_client):
+    response = bundled_client.get("/readyz")
+    assert (response.status_code, response.get_json()) == (200, {"status": "ready"})
+
+
+def test_a_request_before_init_is_a_503_saying_what_to_run(app_factory):
+    app = app_factory(init=False)
+    response = app.test_client().get("/recommend?user_id=1")
+    assert response.status_code == 503
+    assert response.get_json()["error"]["code"] == "model_unavailable"
+    assert "flask --app app init" in response.get_json()["error"]["message"]

@@ -82,3 +82,12 @@ def test_the_entry_point_serves_recommendations_over_http(command, tmp_path):
     finally:
         server.terminate()
         server.wait(timeout=10)
+    # What an operator sees on the first start, instead of silence.
+    log = server.stderr.read()
+    for message in (
+        "event store ready",
+        "filled the empty event store",
+        "published model",
+        "ready in",
+    ):
+        assert message in log, log
