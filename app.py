@@ -35,7 +35,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             ``config`` mapping (``flask``, gunicorn) it prints that line and
             exits with status 2 instead.
     """
-    app = Flask(__name__, instance_relative_config=True)
+    # No static folder: the service answers JSON only, and every route needs a declared role.
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
     try:
         settings = Settings.load(os.environ, config, app.instance_path)
         runtime = ServingRuntime(settings)

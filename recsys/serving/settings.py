@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from recsys.errors import RecsysError, quote
 from recsys.models import MODEL_ALIASES, canonical_model_name
+from recsys.serving.api_keys import KeyRing
 
 ENV_PREFIX = "RECSYS_"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +87,32 @@ def _model_name(value: Any) -> str:
 
 
 _model_name.accepted = "svd, als or popular (popularity)"  # type: ignore[attr-defined]
+_model_name.own_message = True  # type: ignore[attr-defined]
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(_boolean.accepted)  # type: ignore[attr-defined]
+
+
+_boolean.accepted = "1 or 0 (true/false, yes/no, on/off)"  # type: ignore[attr-defined]
+
+
+def _api_keys(value: Any) -> KeyRing:
+    if isinstance(value, KeyRing):
+        return value
+    return KeyRing.parse("" if value is None else str(value))
+
+
+_api_keys.accepted = "comma-separated ROLES:SHA256HEX entries"  # type: ignore[attr-defined]
+# Its messages name the bad entry without repeating it: it may be a key pasted by mistake.
+_api_keys.own_message = True  # type: ignore[attr-defined]
 
 
 def _text(value: Any) -> str:
@@ -236,6 +263,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HOST", "127.0.0.1", _text, "where `python app.py` listens (also `--host`)"),
     Setting("PORT", 5000, _integer(1, 65535), "its port (also `--port`)", also_env=("PORT",)),
     Setting("LOG_LEVEL", "INFO", _text, "logging level of the service's messages (on stderr)"),
+    Setting(
+        "API_KEYS",
+        KeyRing(),
+        _api_keys,
+        "API keys: comma-separated `ROLES:SHA256HEX` entries (`flask --app app create-key` "
+        "prints one), roles `read`, `ingest`, `admin` joined by `+`; none: every endpoint open",
+        default_text="none",
+    ),
+    Setting(
+        "METRICS_OPEN",
+        True,
+        _boolean,
+        "`/metrics` answers without a key (when false it needs an `admin` key)",
+        default_text="1",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -285,7 +327,7 @@ class Settings:
                 values[setting.name] = setting.parse(raw)
             except ValueError as exc:
                 accepted = getattr(setting.parse, "accepted", str(exc))
-                if setting.parse is _model_name:
+                if getattr(setting.parse, "own_message", False):
                     raise SettingsError(f"{source}: {exc}") from None
                 raise SettingsError(f"{source}: expected {accepted}, got {quote(raw)}") from None
         extra = {k: v for k, v in config.items() if k not in _BY_NAME}
