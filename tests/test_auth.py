@@ -6,17 +6,20 @@ import hashlib
 import hmac
 import logging
 import os
+import runpy
 import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
+from types import SimpleNamespace
 
 import pytest
 
 from recsys.serving import api_keys
 from recsys.serving.api_keys import KeyRing
+from recsys.serving.exposure import open_bind_refusal
 from recsys.serving.settings import Settings, SettingsError
 from recsys.web.auth import OPEN_PATHS, declared_role, requires
 from tests.builders import ROOT, AppFactory
@@ -398,3 +401,109 @@ def test_the_servers_access_and_error_logs_hold_no_key(tmp_path, command):
     text = log.read_text()
     assert "GET /popular" in text, text  # the access log was written
     assert wrong not in text and KEYS["read"] not in text
+
+
+# -- no keys: loopback only, unless allowed ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("addresses", "refused"),
+    [
+        (["127.0.0.1"], False),
+        (["localhost:5000"], False),
+        (["127.0.0.2:8000"], False),
+        (["[::1]:8000"], False),
+        (["::1"], False),
+        (["unix:/run/recsys.sock"], False),
+        (["0.0.0.0"], True),
+        (["0.0.0.0:8000"], True),
+        ([":8000"], True),  # an empty host listens on every interface
+        (["[::]:8000"], True),
+        (["192.168.1.5:8000"], True),
+        (["shop.example:8000"], True),  # a name may resolve anywhere
+        (["fd://3"], True),
+        (["127.0.0.1:8000", "0.0.0.0:8001"], True),
+    ],
+)
+def test_an_open_service_may_listen_on_loopback_only(addresses, refused):
+    refusal = open_bind_refusal(False, False, addresses)
+    assert (refusal is not None) == refused
+    if refused:
+        assert "RECSYS_API_KEYS" in refusal and "RECSYS_ALLOW_OPEN=1" in refusal
+
+
+def test_keys_or_allow_open_let_the_service_listen_anywhere():
+    assert open_bind_refusal(True, False, ["0.0.0.0:8000"]) is None
+    assert open_bind_refusal(False, True, ["0.0.0.0:8000"]) is None
+
+
+def _open_env() -> dict[str, str]:
+    """Return the environment without keys and without ALLOW_OPEN."""
+    return {
+        k: v for k, v in os.environ.items() if k not in ("RECSYS_API_KEYS", "RECSYS_ALLOW_OPEN")
+    }
+
+
+def test_python_app_py_refuses_a_public_address_without_keys():
+    result = subprocess.run(
+        [sys.executable, "app.py", "--host", "0.0.0.0"],
+        cwd=ROOT,
+        env=_open_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: no API keys are configured (RECSYS_API_KEYS)")
+    assert "0.0.0.0" in lines[0]
+
+
+def test_gunicorn_refuses_a_public_bind_without_keys():
+    result = subprocess.run(
+        [sys.executable, "-m", "gunicorn", "--bind", f"0.0.0.0:{_free_port()}", "app:create_app()"],
+        cwd=ROOT,
+        env=_open_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, result.stderr
+    assert errors[0].startswith("error: no API keys are configured (RECSYS_API_KEYS)")
+
+
+def _gunicorn_hook():
+    return runpy.run_path(str(ROOT / "gunicorn.conf.py"))["refuse_open_public_bind"]
+
+
+def _server(*binds: str) -> SimpleNamespace:
+    return SimpleNamespace(cfg=SimpleNamespace(bind=list(binds)))
+
+
+def test_gunicorn_serves_openly_on_a_public_bind_when_allowed(monkeypatch, caplog):
+    monkeypatch.delenv("RECSYS_API_KEYS", raising=False)
+    monkeypatch.setenv("RECSYS_ALLOW_OPEN", "1")
+    with caplog.at_level(logging.WARNING, logger="recsys"):
+        _gunicorn_hook()(_server("0.0.0.0:8000"))  # returns: no SystemExit
+    assert [r.getMessage() for r in caplog.records] == [
+        "no API keys are configured (RECSYS_API_KEYS): every endpoint is open to anyone "
+        "who can reach 0.0.0.0:8000"
+    ]
+
+
+def test_an_open_service_on_loopback_warns_once_at_start(monkeypatch, caplog):
+    monkeypatch.delenv("RECSYS_API_KEYS", raising=False)
+    with caplog.at_level(logging.WARNING, logger="recsys"):
+        _gunicorn_hook()(_server("127.0.0.1:8000"))
+    assert len(caplog.records) == 1
+    assert "every endpoint is open" in caplog.records[0].getMessage()
+
+
+def test_a_service_with_keys_does_not_warn(monkeypatch, caplog):
+    monkeypatch.setenv("RECSYS_API_KEYS", API_KEYS)
+    with caplog.at_level(logging.WARNING, logger="recsys"):
+        _gunicorn_hook()(_server("0.0.0.0:8000"))
+    assert caplog.records == []

@@ -272,6 +272,13 @@ SETTINGS: tuple[Setting, ...] = (
         default_text="none",
     ),
     Setting(
+        "ALLOW_OPEN",
+        False,
+        _boolean,
+        "serve without API keys on a non-loopback address too (`python app.py`, gunicorn)",
+        default_text="0",
+    ),
+    Setting(
         "METRICS_OPEN",
         True,
         _boolean,
