@@ -507,3 +507,21 @@ def test_a_service_with_keys_does_not_warn(monkeypatch, caplog):
     with caplog.at_level(logging.WARNING, logger="recsys"):
         _gunicorn_hook()(_server("0.0.0.0:8000"))
     assert caplog.records == []
+
+
+# -- cross-site form posts ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x", "text/plain"],
+)
+@pytest.mark.parametrize("path", ["/interactions", "/admin/retrain"])
+def test_a_browser_form_cannot_post_even_to_an_open_service(app, client, path, content_type):
+    before = app.extensions["recsys.runtime"].store.counts()
+    response = client.post(
+        path, data="user_id=7&product_id=3&purchased=0", content_type=content_type
+    )
+    assert response.status_code == 415
+    assert response.get_json()["error"]["code"] == "unsupported_media_type"
+    assert app.extensions["recsys.runtime"].store.counts() == before

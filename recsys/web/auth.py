@@ -28,6 +28,10 @@ API_KEY_HEADER = "X-API-Key"
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
 # ... except /metrics when RECSYS_METRICS_OPEN is off.
 METRICS_PATH = "/metrics"
+# Content types a browser form (or a no-CORS fetch) can send cross-site.
+FORM_MIMETYPES = frozenset(
+    {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
+)
 
 _ROLE_ATTRIBUTE = "required_role"
 View = TypeVar("View", bound=Callable[..., Any])
@@ -83,8 +87,9 @@ def authenticated_key() -> ApiKey | None:
 
 
 def init_app(app: Flask) -> None:
-    """Check the API key before every request."""
+    """Check the API key, then refuse cross-site form posts, before every request."""
     app.before_request(check_api_key)
+    app.before_request(refuse_form_posts)
 
 
 def check_api_key() -> None:
@@ -121,3 +126,21 @@ def check_api_key() -> None:
             f"this key has {', '.join(key.roles)}",
         )
     g.api_key = key
+
+
+def refuse_form_posts() -> None:
+    """Refuse bodies a cross-site HTML form could send: every endpoint takes JSON or nothing.
+
+    A page on another site can make a browser POST a form (or text/plain)
+    here without asking; any other content type needs a CORS preflight,
+    which this service never grants. So refusing these three types keeps
+    other sites from triggering writes, even when the service runs open.
+    """
+    if request.url_rule is None:
+        return
+    if request.method == "POST" and request.mimetype in FORM_MIMETYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send JSON (Content-Type: application/json); form and text bodies are refused",
+        )
