@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from limits import parse_many
 
 from recsys.errors import RecsysError, quote
 from recsys.models import MODEL_ALIASES, canonical_model_name
@@ -113,6 +114,42 @@ def _api_keys(value: Any) -> KeyRing:
 _api_keys.accepted = "comma-separated ROLES:SHA256HEX entries"  # type: ignore[attr-defined]
 # Its messages name the bad entry without repeating it: it may be a key pasted by mistake.
 _api_keys.own_message = True  # type: ignore[attr-defined]
+
+
+def _rate_limit(value: Any) -> str | None:
+    """Return a limit in the syntax of the ``limits`` library, or None for no limit."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        items = parse_many(text)
+    except ValueError:
+        raise ValueError(_rate_limit.accepted) from None  # type: ignore[attr-defined]
+    if any(item.amount < 1 for item in items):
+        raise ValueError(_rate_limit.accepted)  # type: ignore[attr-defined]
+    return text
+
+
+_rate_limit.accepted = (  # type: ignore[attr-defined]
+    "a limit such as '50 per second' or '50/second;1000/hour' (amounts from 1), or '' for none"
+)
+
+REDIS_URL_ACCEPTED = "redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... or redis+unix://PATH"
+
+
+def _redis_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    scheme, separator, rest = text.partition("://")
+    if not separator or scheme not in ("redis", "rediss", "redis+unix") or not rest:
+        # Never echo the value: it may hold a password.
+        raise ValueError(f"expected {REDIS_URL_ACCEPTED} (the value given is not shown)")
+    return text
+
+
+_redis_url.accepted = REDIS_URL_ACCEPTED  # type: ignore[attr-defined]
+_redis_url.own_message = True  # type: ignore[attr-defined]
 
 
 def _text(value: Any) -> str:
@@ -284,6 +321,27 @@ SETTINGS: tuple[Setting, ...] = (
         _boolean,
         "`/metrics` answers without a key (when false it needs an `admin` key)",
         default_text="1",
+    ),
+    Setting(
+        "RATE_LIMIT",
+        "50 per second",
+        _rate_limit,
+        "requests per API key (per client address without keys) to the `read` and `admin` "
+        "endpoints; `''` for none",
+    ),
+    Setting(
+        "RATE_LIMIT_INGEST",
+        "10 per second",
+        _rate_limit,
+        "the same for `POST /interactions` (`ingest`)",
+    ),
+    Setting(
+        "REDIS_URL",
+        None,
+        _redis_url,
+        "where rate-limit counters are shared by every worker and server (in memory, "
+        "per process, without it)",
+        also_env=("REDIS_URL",),
     ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
