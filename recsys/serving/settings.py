@@ -3,10 +3,12 @@
 A setting is read, in order of precedence, from the ``config`` mapping given
 to ``create_app`` (tests), the environment variable ``RECSYS_<NAME>``, an
 unprefixed environment variable for the few names hosting platforms set
-themselves (``DATABASE_URL``, ``PORT``), and the default. Each value is parsed
-once, here; a bad one raises ``SettingsError`` whose message is one line naming
-the variable, what it accepts and what it got. The README's configuration
-table is generated from ``SETTINGS`` (a test keeps the two equal).
+themselves (``DATABASE_URL``, ``PORT``, ``REDIS_URL``), and the default. Each
+value is parsed once, here; a bad one raises ``SettingsError`` whose message is
+one line naming the variable, what it accepts and what it got (or, for values
+that may hold a secret, what is wrong with it without repeating it). The
+README's configuration table is generated from ``SETTINGS`` (a test keeps the
+two equal).
 """
 
 from __future__ import annotations
