@@ -19,6 +19,7 @@ from flask.json.provider import DefaultJSONProvider
 
 from recsys import web
 from recsys.errors import RecsysError
+from recsys.serving.exposure import open_bind_refusal, warn_if_open
 from recsys.serving.runtime import ServingRuntime
 from recsys.serving.settings import Settings
 from recsys.store.engine import STORE_OUTAGES, describe_outage
@@ -35,7 +36,8 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             ``config`` mapping (``flask``, gunicorn) it prints that line and
             exits with status 2 instead.
     """
-    app = Flask(__name__, instance_relative_config=True)
+    # No static folder: the service answers JSON only, and every route needs a declared role.
+    app = Flask(__name__, instance_relative_config=True, static_folder=None)
     try:
         settings = Settings.load(os.environ, config, app.instance_path)
         runtime = ServingRuntime(settings)
@@ -68,7 +70,10 @@ def configure_logging(level: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Prepare the store and model (``init``), then serve with Flask's development server."""
+    """Prepare the store and model (``init``), then serve with Flask's development server.
+
+    Without API keys it listens only on a loopback address, unless ``ALLOW_OPEN`` is set.
+    """
     parser = argparse.ArgumentParser(
         description="Serve the recommendation API (development server; see the README "
         "for gunicorn)."
@@ -79,6 +84,15 @@ def main(argv: list[str] | None = None) -> int:
     overrides = {k: v for k, v in (("HOST", args.host), ("PORT", args.port)) if v is not None}
     try:
         app = create_app(overrides)
+    except RecsysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    keys_configured = bool(app.config["API_KEYS"])
+    refusal = open_bind_refusal(keys_configured, app.config["ALLOW_OPEN"], [app.config["HOST"]])
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 2
+    try:
         app.extensions[web.RUNTIME_KEY].init()
     except RecsysError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -87,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {describe_outage(exc)}", file=sys.stderr)
         return 2
     host, port = app.config["HOST"], app.config["PORT"]
+    warn_if_open(keys_configured, [f"{host}:{port}"])
     logging.getLogger("recsys").info("listening on http://%s:%s", host, port)
     app.run(host=host, port=port)
     return 0

@@ -9,6 +9,7 @@ which buffers slow clients entirely.
 
 import logging
 import os
+import sys
 
 bind = os.environ.get("RECSYS_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("RECSYS_WORKERS", "2"))
@@ -28,6 +29,7 @@ control_socket_disable = True
 
 def on_starting(server):
     """Run `flask --app app init` once, in the master, before the workers start."""
+    refuse_open_public_bind(server)
     from app import create_app
     from recsys.store.engine import STORE_OUTAGES
     from recsys.web import RUNTIME_KEY
@@ -44,6 +46,25 @@ def on_starting(server):
         )
     finally:
         runtime.close()
+
+
+def refuse_open_public_bind(server):
+    """Stop (one line, exit 2) before listening when no key is configured and a bind is public.
+
+    RECSYS_ALLOW_OPEN=1 allows it; a service without keys is logged once as a warning.
+    """
+    from app import create_app
+    from recsys.serving.exposure import open_bind_refusal, warn_if_open
+    from recsys.web import RUNTIME_KEY
+
+    app = create_app()
+    app.extensions[RUNTIME_KEY].close()
+    keys_configured = bool(app.config["API_KEYS"])
+    refusal = open_bind_refusal(keys_configured, app.config["ALLOW_OPEN"], server.cfg.bind)
+    if refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        sys.exit(2)
+    warn_if_open(keys_configured, server.cfg.bind)
 
 
 def worker_exit(server, worker):

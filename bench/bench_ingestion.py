@@ -136,7 +136,15 @@ def main() -> None:
         if pg:
             backends.append(("PostgreSQL", pg[0], pg))
         for name, url, cleanup in backends:
-            app = create_app({"DATABASE_URL": url, "MODEL_DIR": f"{tmp}/models-{name}"})
+            # Rate limits off: this measures the service, not the limiter.
+            app = create_app(
+                {
+                    "DATABASE_URL": url,
+                    "MODEL_DIR": f"{tmp}/models-{name}",
+                    "RATE_LIMIT": "",
+                    "RATE_LIMIT_INGEST": "",
+                }
+            )
             try:
                 app.extensions["recsys.runtime"].init()
                 single_rate, batch_rate = ingestion_rates(app, args.single, args.batches)

@@ -33,6 +33,8 @@ class AppFactory:
 
     Each app is initialised as `flask --app app init` would (unless asked not
     to); ``close`` waits for their training jobs and closes their runtimes.
+    Rate limits are off unless a test sets them: tests send bursts no client
+    would, and tests/test_rate_limits.py checks the limits themselves.
     """
 
     def __init__(self, database_url: str, model_dir: Path, **config):
@@ -48,6 +50,8 @@ class AppFactory:
             "TESTING": True,
             "DATABASE_URL": self.database_url,
             "MODEL_DIR": str(self.model_dir),
+            "RATE_LIMIT": "",
+            "RATE_LIMIT_INGEST": "",
             **self.config,
             **overrides,
         }

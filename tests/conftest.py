@@ -14,8 +14,9 @@ import pytest
 
 from tests.builders import BUNDLED_LOG, ROOT, AppFactory
 
-# Event store fixtures (SQLite and PostgreSQL) for the store and API tests.
-pytest_plugins = ["tests.store_fixtures"]
+# Event store fixtures (SQLite and PostgreSQL) for the store and API tests;
+# Redis fixtures for the rate-limit tests.
+pytest_plugins = ["tests.store_fixtures", "tests.redis_fixtures"]
 
 __all__ = ["BUNDLED_LOG", "ROOT"]
 

@@ -3,10 +3,12 @@
 A setting is read, in order of precedence, from the ``config`` mapping given
 to ``create_app`` (tests), the environment variable ``RECSYS_<NAME>``, an
 unprefixed environment variable for the few names hosting platforms set
-themselves (``DATABASE_URL``, ``PORT``), and the default. Each value is parsed
-once, here; a bad one raises ``SettingsError`` whose message is one line naming
-the variable, what it accepts and what it got. The README's configuration
-table is generated from ``SETTINGS`` (a test keeps the two equal).
+themselves (``DATABASE_URL``, ``PORT``, ``REDIS_URL``), and the default. Each
+value is parsed once, here; a bad one raises ``SettingsError`` whose message is
+one line naming the variable, what it accepts and what it got (or, for values
+that may hold a secret, what is wrong with it without repeating it). The
+README's configuration table is generated from ``SETTINGS`` (a test keeps the
+two equal).
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from limits import parse_many
 
 from recsys.errors import RecsysError, quote
 from recsys.models import MODEL_ALIASES, canonical_model_name
+from recsys.serving.api_keys import KeyRing
 
 ENV_PREFIX = "RECSYS_"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -86,6 +90,68 @@ def _model_name(value: Any) -> str:
 
 
 _model_name.accepted = "svd, als or popular (popularity)"  # type: ignore[attr-defined]
+_model_name.own_message = True  # type: ignore[attr-defined]
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(_boolean.accepted)  # type: ignore[attr-defined]
+
+
+_boolean.accepted = "1 or 0 (true/false, yes/no, on/off)"  # type: ignore[attr-defined]
+
+
+def _api_keys(value: Any) -> KeyRing:
+    if isinstance(value, KeyRing):
+        return value
+    return KeyRing.parse("" if value is None else str(value))
+
+
+_api_keys.accepted = "comma-separated ROLES:SHA256HEX entries"  # type: ignore[attr-defined]
+# Its messages name the bad entry without repeating it: it may be a key pasted by mistake.
+_api_keys.own_message = True  # type: ignore[attr-defined]
+
+
+def _rate_limit(value: Any) -> str | None:
+    """Return a limit in the syntax of the ``limits`` library, or None for no limit."""
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    try:
+        items = parse_many(text)
+    except ValueError:
+        raise ValueError(_rate_limit.accepted) from None  # type: ignore[attr-defined]
+    if any(item.amount < 1 for item in items):
+        raise ValueError(_rate_limit.accepted)  # type: ignore[attr-defined]
+    return text
+
+
+_rate_limit.accepted = (  # type: ignore[attr-defined]
+    "a limit such as '50 per second' or '50/second;1000/hour' (amounts from 1), or '' for none"
+)
+
+REDIS_URL_ACCEPTED = "redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... or redis+unix://PATH"
+
+
+def _redis_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    scheme, separator, rest = text.partition("://")
+    if not separator or scheme not in ("redis", "rediss", "redis+unix") or not rest:
+        # Never echo the value: it may hold a password.
+        raise ValueError(f"expected {REDIS_URL_ACCEPTED} (the value given is not shown)")
+    return text
+
+
+_redis_url.accepted = REDIS_URL_ACCEPTED  # type: ignore[attr-defined]
+_redis_url.own_message = True  # type: ignore[attr-defined]
 
 
 def _text(value: Any) -> str:
@@ -236,6 +302,49 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HOST", "127.0.0.1", _text, "where `python app.py` listens (also `--host`)"),
     Setting("PORT", 5000, _integer(1, 65535), "its port (also `--port`)", also_env=("PORT",)),
     Setting("LOG_LEVEL", "INFO", _text, "logging level of the service's messages (on stderr)"),
+    Setting(
+        "API_KEYS",
+        KeyRing(),
+        _api_keys,
+        "API keys: comma-separated `ROLES:SHA256HEX` entries (`flask --app app create-key` "
+        "prints one), roles `read`, `ingest`, `admin` joined by `+`; none: every endpoint open",
+        default_text="none",
+    ),
+    Setting(
+        "ALLOW_OPEN",
+        False,
+        _boolean,
+        "serve without API keys on a non-loopback address too (`python app.py`, gunicorn)",
+        default_text="0",
+    ),
+    Setting(
+        "METRICS_OPEN",
+        True,
+        _boolean,
+        "`/metrics` answers without a key (when false it needs an `admin` key)",
+        default_text="1",
+    ),
+    Setting(
+        "RATE_LIMIT",
+        "50 per second",
+        _rate_limit,
+        "requests per API key (per client address without keys) to the `read` and `admin` "
+        "endpoints; `''` for none",
+    ),
+    Setting(
+        "RATE_LIMIT_INGEST",
+        "10 per second",
+        _rate_limit,
+        "the same for `POST /interactions` (`ingest`)",
+    ),
+    Setting(
+        "REDIS_URL",
+        None,
+        _redis_url,
+        "where rate-limit counters are shared by every worker and server (in memory, "
+        "per process, without it)",
+        also_env=("REDIS_URL",),
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -285,7 +394,7 @@ class Settings:
                 values[setting.name] = setting.parse(raw)
             except ValueError as exc:
                 accepted = getattr(setting.parse, "accepted", str(exc))
-                if setting.parse is _model_name:
+                if getattr(setting.parse, "own_message", False):
                     raise SettingsError(f"{source}: {exc}") from None
                 raise SettingsError(f"{source}: expected {accepted}, got {quote(raw)}") from None
         extra = {k: v for k, v in config.items() if k not in _BY_NAME}

@@ -1,8 +1,9 @@
-"""Stage 6: the HTTP layer (the only Flask code): blueprints, parameters, errors, commands.
+"""Stage 6: the HTTP layer (the only Flask code): blueprints, parameters, errors, auth, commands.
 
 ``init_app`` wires one ``ServingRuntime`` into an app the flaskr way: it
-registers blueprints, error handlers and ``flask`` commands, and starts
-nothing. The runtime starts serving at the process's first request.
+registers blueprints, error handlers, the API-key check, rate limits and
+``flask`` commands, and starts nothing. The runtime starts serving at the
+process's first request.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from flask import Flask
 
 from recsys.serving.runtime import ServingRuntime
-from recsys.web import admin, commands, errors, health, interactions, recommend
+from recsys.web import admin, auth, commands, errors, health, interactions, limits, recommend
 
 RUNTIME_KEY = "recsys.runtime"
 
@@ -24,6 +25,9 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     """
     app.extensions[RUNTIME_KEY] = runtime
     errors.init_app(app)
+    # The key check runs first, so that the limiter counts a request against its key.
+    auth.init_app(app)
+    limits.init_app(app)
     for blueprint in (health.bp, recommend.bp, interactions.bp, admin.bp):
         app.register_blueprint(blueprint)
     commands.init_app(app)

@@ -1,4 +1,4 @@
-"""Model operations: start a retrain, follow its job, and describe the live model."""
+"""Model operations (the admin role): start a retrain, follow its job, describe the live model."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from flask import Blueprint, jsonify, url_for
 
 from recsys.errors import quote
 from recsys.serving.jobs import RetrainInProgressError
+from recsys.web.auth import requires
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError
 
@@ -13,6 +14,7 @@ bp = Blueprint("admin", __name__)
 
 
 @bp.post("/admin/retrain")
+@requires("admin")
 def retrain():
     try:
         job = runtime().jobs.submit(trigger="api")
@@ -27,6 +29,7 @@ def retrain():
 
 
 @bp.get("/admin/jobs/<job_id>")
+@requires("admin")
 def job_status(job_id: str):
     job = runtime().jobs.get(job_id)
     if job is None:
@@ -35,6 +38,7 @@ def job_status(job_id: str):
 
 
 @bp.get("/model")
+@requires("admin")
 def live_model():
     meta = runtime().service.metadata
     return jsonify(

@@ -1,4 +1,4 @@
-"""The ``flask`` commands: init, train, import-interactions, import-catalog, export-interactions."""
+"""The ``flask`` commands: init, train, import and export, create-key."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from flask.cli import with_appcontext
 
 from recsys.data.catalog import load_catalog
 from recsys.errors import DataFileError
+from recsys.serving.api_keys import ROLES, new_key
 from recsys.serving.jobs import RetrainInProgressError
 from recsys.serving.runtime import ServingRuntime
 from recsys.store.engine import STORE_OUTAGES, describe_outage
@@ -24,6 +25,7 @@ def init_app(app: Flask) -> None:
         import_command,
         import_catalog_command,
         export_command,
+        create_key_command,
     ):
         app.cli.add_command(command)
 
@@ -118,3 +120,24 @@ def export_command(file: Path, with_timestamps: bool):
     with _reported():
         count = _runtime().store.export_interactions(file, include_timestamps=with_timestamps)
     click.echo(f"exported {count} interactions to {file}")
+
+
+@click.command("create-key")
+@click.option(
+    "--role",
+    "roles",
+    type=click.Choice(ROLES),
+    multiple=True,
+    required=True,
+    help="a role of the key (repeat for several; admin implies read and ingest)",
+)
+def create_key_command(roles: tuple[str, ...]):
+    """Print a new random API key once, and the RECSYS_API_KEYS entry that configures it.
+
+    The service keeps only the key's SHA-256: store the key now, it cannot be shown again.
+    """
+    key, configured = new_key(roles)
+    click.echo("New API key, shown only now (the service keeps its SHA-256, never the key):")
+    click.echo(f"  {key}")
+    click.echo("Append this entry to RECSYS_API_KEYS (comma-separated), then restart:")
+    click.echo(f"  {configured.config_entry()}")

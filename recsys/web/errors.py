@@ -23,13 +23,16 @@ _HTTP_CODES = {
 
 
 class ApiError(Exception):
-    """An error answer: HTTP status, machine-readable code and message."""
+    """An error answer: HTTP status, machine-readable code, message and extra headers."""
 
-    def __init__(self, status: int, code: str, message: str) -> None:
+    def __init__(
+        self, status: int, code: str, message: str, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
+        self.headers = headers or {}
 
 
 def error_response(status: int, code: str, message: str):
@@ -74,7 +77,9 @@ def init_app(app: Flask) -> None:
 
     @app.errorhandler(ApiError)
     def handle_api_error(exc: ApiError):
-        return error_response(exc.status, exc.code, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+        response.headers.update(exc.headers)
+        return response
 
     @app.errorhandler(HTTPException)
     def handle_http_error(exc: HTTPException):

@@ -10,6 +10,7 @@ from flask import Blueprint, current_app, jsonify, request
 from recsys.data.events import InvalidEventError, events_from_json
 from recsys.errors import quote
 from recsys.store.events import UnknownProductError
+from recsys.web.auth import requires
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError
 
@@ -57,6 +58,7 @@ def _json_body() -> Any:
 
 
 @bp.post("/interactions")
+@requires("ingest")
 def record_interactions():
     body = _json_body()
     rows = [body] if isinstance(body, dict) else body

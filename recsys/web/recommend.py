@@ -7,12 +7,14 @@ from dataclasses import asdict
 from flask import Blueprint, jsonify, request
 
 from recsys.web import params
+from recsys.web.auth import requires
 from recsys.web.context import runtime
 
 bp = Blueprint("recommend", __name__)
 
 
 @bp.get("/recommend")
+@requires("read")
 def recommend():
     user_id = params.user_id(request.args)
     n = params.list_length(request.args)
@@ -20,6 +22,7 @@ def recommend():
 
 
 @bp.get("/popular")
+@requires("read")
 def popular():
     n = params.list_length(request.args)
     items = runtime().service.popular(n)

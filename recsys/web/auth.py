@@ -1,0 +1,146 @@
+"""Who may call what: API keys and roles, checked before every request.
+
+Each view declares the role it needs with ``@requires(ROLE)``; the few
+endpoints that answer anyone are listed in ``OPEN_PATHS``. One
+``before_request`` hook applies both: a missing key is 401
+``missing_api_key``, an unknown one 401 ``invalid_api_key`` (both with
+``WWW-Authenticate: ApiKey``), a key without the role 403 ``forbidden``. With
+no key configured the service is open and the hook lets everything through.
+An endpoint that declares nothing needs ``admin`` (and a test walks the URL
+map so that none is left undeclared).
+
+Keys travel only in the ``X-API-Key`` header, never in the URL, so access logs
+never see them; no message here repeats what was presented.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from flask import Flask, current_app, g, request
+
+from recsys.serving.api_keys import ADMIN, ROLES, ApiKey, KeyRing
+from recsys.web.errors import ApiError
+
+API_KEY_HEADER = "X-API-Key"
+# Answer without a key: probes, and the documentation and metrics to come.
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+# ... except /metrics when RECSYS_METRICS_OPEN is off.
+METRICS_PATH = "/metrics"
+# Content types a browser form (or a no-CORS fetch) can send cross-site.
+FORM_MIMETYPES = frozenset(
+    {"application/x-www-form-urlencoded", "multipart/form-data", "text/plain"}
+)
+
+_ROLE_ATTRIBUTE = "required_role"
+View = TypeVar("View", bound=Callable[..., Any])
+
+
+def requires(role: str) -> Callable[[View], View]:
+    """Declare the role a view needs; the view itself is returned unchanged.
+
+    Args:
+        role: One of ``read``, ``ingest``, ``admin``.
+    """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+
+    def declare(view: View) -> View:
+        setattr(view, _ROLE_ATTRIBUTE, role)
+        return view
+
+    return declare
+
+
+def declared_role(view: Callable[..., Any] | None) -> str | None:
+    """Return the role a view declared with ``@requires``, or None."""
+    return getattr(view, _ROLE_ATTRIBUTE, None)
+
+
+def required_role(path: str, view: Callable[..., Any] | None, metrics_open: bool) -> str | None:
+    """Return the role a request to this route needs, or None when it is open.
+
+    Args:
+        path: The route's rule (``/admin/jobs/<job_id>``), as in ``OPEN_PATHS``.
+        view: Its view function.
+        metrics_open: ``RECSYS_METRICS_OPEN``.
+    """
+    if path in OPEN_PATHS:
+        return ADMIN if path == METRICS_PATH and not metrics_open else None
+    # Undeclared means admin: a forgotten decorator closes an endpoint, never opens it.
+    return declared_role(view) or ADMIN
+
+
+def endpoint_role() -> str | None:
+    """Return the role the current request's route needs (None: open or no route)."""
+    rule = request.url_rule
+    if rule is None:
+        return None
+    view = current_app.view_functions.get(request.endpoint or "")
+    return required_role(rule.rule, view, current_app.config["METRICS_OPEN"])
+
+
+def authenticated_key() -> ApiKey | None:
+    """Return the key the current request was let in with, if it needed one."""
+    return g.get("api_key")
+
+
+def init_app(app: Flask) -> None:
+    """Check the API key, then refuse cross-site form posts, before every request."""
+    app.before_request(check_api_key)
+    app.before_request(refuse_form_posts)
+
+
+def check_api_key() -> None:
+    """Let the request through or raise the 401/403 ``ApiError`` that refuses it."""
+    if request.url_rule is None:
+        return  # an unknown path or method: the routing error answers
+    keys: KeyRing = current_app.config["API_KEYS"]
+    if not keys:
+        return  # no keys configured: the service is open
+    role = endpoint_role()
+    if role is None:
+        return
+    presented = request.headers.get(API_KEY_HEADER, "")
+    if not presented:
+        raise ApiError(
+            401,
+            "missing_api_key",
+            f"this endpoint needs an API key in the {API_KEY_HEADER} header",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    key = keys.authenticate(presented)
+    if key is None:
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            f"the key in the {API_KEY_HEADER} header is not a configured API key",
+            headers={"WWW-Authenticate": "ApiKey"},
+        )
+    if not key.allows(role):
+        raise ApiError(
+            403,
+            "forbidden",
+            f"{request.method} {request.url_rule.rule} needs an API key with the {role!r} role; "
+            f"this key has {', '.join(key.roles)}",
+        )
+    g.api_key = key
+
+
+def refuse_form_posts() -> None:
+    """Refuse bodies a cross-site HTML form could send: every endpoint takes JSON or nothing.
+
+    A page on another site can make a browser POST a form (or text/plain)
+    here without asking; any other content type needs a CORS preflight,
+    which this service never grants. So refusing these three types keeps
+    other sites from triggering writes, even when the service runs open.
+    """
+    if request.url_rule is None:
+        return
+    if request.method == "POST" and request.mimetype in FORM_MIMETYPES:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            "send JSON (Content-Type: application/json); form and text bodies are refused",
+        )

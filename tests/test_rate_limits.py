@@ -1,0 +1,201 @@
+"""Rate limits: per key or per address, per kind of endpoint, in memory or shared in Redis."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+
+import pytest
+
+from recsys.serving.settings import Settings, SettingsError
+
+KEYS = {"read": "limits-read-key-0123456789", "ingest": "limits-ingest-key-0123456789"}
+API_KEYS = ",".join(f"{r}:{hashlib.sha256(k.encode()).hexdigest()}" for r, k in KEYS.items())
+EVENT = {"user_id": 7, "product_id": 3, "purchased": 0}
+
+
+def key(who: str) -> dict[str, str]:
+    return {"X-API-Key": KEYS[who]}
+
+
+@pytest.fixture()
+def limited(app_factory):
+    """Make an app with keys and these limits (already initialised)."""
+
+    def make(**settings):
+        return app_factory(**{"API_KEYS": API_KEYS, **settings})
+
+    return make
+
+
+# -- in memory ---------------------------------------------------------------------------------
+
+
+def test_past_the_limit_a_request_is_429_with_retry_after(limited):
+    client = limited(RATE_LIMIT="2 per minute").test_client()
+    assert [client.get("/popular", headers=key("read")).status_code for _ in range(2)] == [200, 200]
+    response = client.get("/popular", headers=key("read"))
+    assert response.status_code == 429
+    retry_after = int(response.headers["Retry-After"])
+    assert 1 <= retry_after <= 60
+    assert response.get_json() == {
+        "error": {
+            "code": "rate_limited",
+            "message": "too many requests: at most 2 per 1 minute per API key; "
+            f"retry in {retry_after} s",
+        }
+    }
+
+
+def test_an_answer_within_the_limit_carries_no_retry_after(limited):
+    client = limited(RATE_LIMIT="2 per minute").test_client()
+    assert "Retry-After" not in client.get("/popular", headers=key("read")).headers
+
+
+def test_the_read_endpoints_share_one_counter_per_key(limited):
+    client = limited(RATE_LIMIT="2 per minute").test_client()
+    assert client.get("/recommend?user_id=1", headers=key("read")).status_code == 200
+    assert client.get("/popular", headers=key("read")).status_code == 200
+    assert client.get("/recommend?user_id=2", headers=key("read")).status_code == 429
+
+
+def test_each_key_has_its_own_counter(limited):
+    other = "another-read-key-0123456789"
+    app = limited(
+        RATE_LIMIT="1 per minute",
+        API_KEYS=f"{API_KEYS},read:{hashlib.sha256(other.encode()).hexdigest()}",
+    )
+    client = app.test_client()
+    assert client.get("/popular", headers=key("read")).status_code == 200
+    assert client.get("/popular", headers=key("read")).status_code == 429
+    assert client.get("/popular", headers={"X-API-Key": other}).status_code == 200
+
+
+def test_ingest_has_its_own_limit(limited):
+    client = limited(RATE_LIMIT="1 per minute", RATE_LIMIT_INGEST="2 per minute").test_client()
+    assert client.get("/popular", headers=key("read")).status_code == 200
+    statuses = [
+        client.post("/interactions", json=EVENT, headers=key("ingest")).status_code
+        for _ in range(3)
+    ]
+    assert statuses == [201, 201, 429]
+
+
+def test_an_open_service_limits_each_client_address(app_factory):
+    client = app_factory(RATE_LIMIT="1 per minute").test_client()
+
+    def get(address: str) -> int:
+        return client.get("/popular", environ_base={"REMOTE_ADDR": address}).status_code
+
+    assert [get("10.0.0.1"), get("10.0.0.1"), get("10.0.0.2")] == [200, 429, 200]
+    response = client.get("/popular", environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    assert "per client address" in response.get_json()["error"]["message"]
+
+
+def test_the_health_probes_are_never_limited(limited):
+    client = limited(RATE_LIMIT="1 per minute").test_client()
+    assert {client.get(path).status_code for path in ["/healthz", "/readyz"] * 5} == {200}
+
+
+def test_an_empty_limit_means_none(limited):
+    client = limited(RATE_LIMIT="", RATE_LIMIT_INGEST="").test_client()
+    assert {client.get("/popular", headers=key("read")).status_code for _ in range(60)} == {200}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("RATE_LIMIT", "fast"),
+        ("RATE_LIMIT", "50"),
+        ("RATE_LIMIT", "0 per second"),
+        ("RATE_LIMIT_INGEST", "10 per fortnight"),
+    ],
+)
+def test_a_bad_limit_is_one_line_naming_the_variable(tmp_path, name, value):
+    with pytest.raises(SettingsError, match=rf"^RECSYS_{name}: expected a limit such as"):
+        Settings.load({f"RECSYS_{name}": value}, None, tmp_path)
+
+
+def test_limits_and_redis_have_defaults_and_read_the_unprefixed_redis_url(tmp_path):
+    defaults = Settings.load({}, None, tmp_path)
+    assert (defaults["RATE_LIMIT"], defaults["RATE_LIMIT_INGEST"]) == (
+        "50 per second",
+        "10 per second",
+    )
+    assert defaults["REDIS_URL"] is None
+    hosted = Settings.load({"REDIS_URL": "redis://cache:6379/2"}, None, tmp_path)
+    assert hosted["REDIS_URL"] == "redis://cache:6379/2"
+
+
+def test_a_bad_redis_url_is_refused_without_showing_it(tmp_path):
+    with pytest.raises(SettingsError) as raised:
+        Settings.load({"RECSYS_REDIS_URL": "http://user:s3cret@cache"}, None, tmp_path)
+    assert str(raised.value).startswith("RECSYS_REDIS_URL: expected redis://")
+    assert "s3cret" not in str(raised.value)
+
+
+# -- in Redis ----------------------------------------------------------------------------------
+
+
+@pytest.mark.redis
+def test_two_apps_on_one_redis_share_the_counters(limited, redis_url):
+    settings = {
+        "RATE_LIMIT": "3 per minute",
+        "REDIS_URL": redis_url.url,
+        "RATELIMIT_KEY_PREFIX": redis_url.prefix,
+    }
+    first, second = limited(**settings).test_client(), limited(**settings).test_client()
+    assert first.get("/popular", headers=key("read")).status_code == 200
+    assert second.get("/popular", headers=key("read")).status_code == 200
+    assert first.get("/popular", headers=key("read")).status_code == 200
+    response = second.get("/popular", headers=key("read"))
+    assert response.status_code == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 60
+
+
+@pytest.mark.redis
+def test_redis_counters_are_named_by_digest_prefix_never_by_key(limited, redis_url):
+    app = limited(
+        RATE_LIMIT="5 per minute", REDIS_URL=redis_url.url, RATELIMIT_KEY_PREFIX=redis_url.prefix
+    )
+    client = app.test_client()
+    assert client.get("/popular", headers=key("read")).status_code == 200
+    digest = hashlib.sha256(KEYS["read"].encode()).hexdigest()
+    stored = redis_url.keys()
+    assert len(stored) == 1
+    assert f"key-{digest[:16]}" in stored[0] and "/read/" in stored[0]
+    assert KEYS["read"] not in stored[0] and digest not in stored[0]
+
+
+@pytest.mark.redis
+def test_a_redis_outage_falls_back_to_memory_and_recovers(limited, own_redis, caplog):
+    client = limited(RATE_LIMIT="3 per minute", REDIS_URL=own_redis.url).test_client()
+
+    def popular() -> int:
+        return client.get("/popular", headers=key("read")).status_code
+
+    assert popular() == 200
+    assert own_redis.client().dbsize() == 1  # counted in Redis
+
+    own_redis.stop()
+    with caplog.at_level(logging.WARNING, logger="flask-limiter"):
+        # Still limited, now in memory (which starts counting afresh): never a 500.
+        assert [popular() for _ in range(4)] == [200, 200, 200, 429]
+    assert any("falling back to in-memory" in r.getMessage() for r in caplog.records)
+
+    own_redis.start()  # the same port, empty
+    deadline = time.monotonic() + 15
+    while own_redis.client().dbsize() == 0:
+        # The limiter probes Redis again after 1, 2, 4... seconds.
+        assert popular() in (200, 429)
+        assert time.monotonic() < deadline, "the limiter did not return to Redis within 15 s"
+        time.sleep(0.25)
+
+
+@pytest.mark.redis
+def test_a_redis_that_never_answered_still_lets_requests_through(limited, own_redis):
+    own_redis.stop()
+    client = limited(RATE_LIMIT="2 per minute", REDIS_URL=own_redis.url).test_client()
+    statuses = [client.get("/popular", headers=key("read")).status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
