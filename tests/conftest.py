@@ -14,8 +14,8 @@ import pytest
 
 from tests.builders import BUNDLED_LOG, ROOT, AppFactory
 
-# Event store fixtures (SQLite and PostgreSQL) for the store and API tests.
-pytest_plugins = ["tests.store_fixtures"]
+# Event store fixtures (SQLite and PostgreSQL) and Redis fixtures for the cache tests.
+pytest_plugins = ["tests.store_fixtures", "tests.redis_fixtures"]
 
 __all__ = ["BUNDLED_LOG", "ROOT"]
 

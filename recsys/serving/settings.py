@@ -25,6 +25,8 @@ from recsys.models import MODEL_ALIASES, canonical_model_name
 ENV_PREFIX = "RECSYS_"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_LOG = PROJECT_ROOT / "interactions.csv"
+# prometheus-client's own variable (unprefixed: the library reads it at import).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class SettingsError(RecsysError, ValueError):
@@ -86,6 +88,38 @@ def _model_name(value: Any) -> str:
 
 
 _model_name.accepted = "svd, als or popular (popularity)"  # type: ignore[attr-defined]
+_model_name.own_message = True  # type: ignore[attr-defined]
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(_boolean.accepted)  # type: ignore[attr-defined]
+
+
+_boolean.accepted = "1 or 0 (true/false, yes/no, on/off)"  # type: ignore[attr-defined]
+
+REDIS_URL_ACCEPTED = "redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... or redis+unix://PATH"
+
+
+def _redis_url(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    text = str(value).strip()
+    scheme, separator, rest = text.partition("://")
+    if not separator or scheme not in ("redis", "rediss", "redis+unix") or not rest:
+        # Never echo the value: it may hold a password.
+        raise ValueError(f"expected {REDIS_URL_ACCEPTED} (the value given is not shown)")
+    return text
+
+
+_redis_url.accepted = REDIS_URL_ACCEPTED  # type: ignore[attr-defined]
+_redis_url.own_message = True  # type: ignore[attr-defined]
 
 
 def _text(value: Any) -> str:
@@ -236,6 +270,42 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("HOST", "127.0.0.1", _text, "where `python app.py` listens (also `--host`)"),
     Setting("PORT", 5000, _integer(1, 65535), "its port (also `--port`)", also_env=("PORT",)),
     Setting("LOG_LEVEL", "INFO", _text, "logging level of the service's messages (on stderr)"),
+    Setting(
+        "REDIS_URL",
+        None,
+        _redis_url,
+        "the Redis every worker and server shares: users' histories are cached there "
+        "(without it, read from the store on every request)",
+        also_env=("REDIS_URL",),
+    ),
+    Setting(
+        "CACHE",
+        True,
+        _boolean,
+        "cache answers: each user's ranked candidates per model version (in each process) "
+        "and, with `REDIS_URL`, users' histories (in Redis)",
+        default_text="1",
+    ),
+    Setting(
+        "CACHE_TTL_SECONDS",
+        600,
+        _integer(1),
+        "how long a cached ranking or history is kept at most",
+    ),
+    Setting(
+        "CACHE_MAX_ENTRIES",
+        10_000,
+        _integer(1),
+        "ranked candidate lists kept in each process (about 2 KiB each); past it the oldest "
+        "go, at the cost of a sort of the cache per new entry: size it above the active users",
+    ),
+    Setting(
+        "CACHE_KEY_PREFIX",
+        "recsys:",
+        _text,
+        "prefix of the service's keys in Redis (services or environments sharing one Redis "
+        "need different ones)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -248,11 +318,17 @@ class Settings:
         values: Name -> parsed value.
         instance_path: The Flask instance folder (default places of the store
             and the artifacts).
+        extra: Config keys that are not settings (Flask's own, such as ``TESTING``).
+        metrics_dir: Where the processes of one server share their metrics
+            (prometheus-client's multiprocess mode): ``PROMETHEUS_MULTIPROC_DIR``,
+            which gunicorn.conf.py sets and prometheus-client itself reads; None
+            for a single process.
     """
 
     values: Mapping[str, Any]
     instance_path: Path
     extra: Mapping[str, Any] = field(default_factory=dict)
+    metrics_dir: Path | None = None
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -285,11 +361,17 @@ class Settings:
                 values[setting.name] = setting.parse(raw)
             except ValueError as exc:
                 accepted = getattr(setting.parse, "accepted", str(exc))
-                if setting.parse is _model_name:
+                if getattr(setting.parse, "own_message", False):
                     raise SettingsError(f"{source}: {exc}") from None
                 raise SettingsError(f"{source}: expected {accepted}, got {quote(raw)}") from None
         extra = {k: v for k, v in config.items() if k not in _BY_NAME}
-        return cls(values=values, instance_path=Path(instance_path), extra=extra)
+        metrics_dir = environ.get(METRICS_DIR_ENV) or None
+        return cls(
+            values=values,
+            instance_path=Path(instance_path),
+            extra=extra,
+            metrics_dir=Path(metrics_dir) if metrics_dir else None,
+        )
 
     # -- derived places --------------------------------------------------------
 
