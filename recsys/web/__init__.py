@@ -10,7 +10,16 @@ from __future__ import annotations
 from flask import Flask
 
 from recsys.serving.runtime import ServingRuntime
-from recsys.web import admin, commands, errors, health, interactions, recommend
+from recsys.web import (
+    admin,
+    commands,
+    errors,
+    health,
+    interactions,
+    metrics,
+    recommend,
+    request_id,
+)
 
 RUNTIME_KEY = "recsys.runtime"
 
@@ -23,6 +32,8 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
         runtime: The runtime the views call (not started).
     """
     app.extensions[RUNTIME_KEY] = runtime
+    request_id.init_app(app)
+    metrics.init_app(app)
     errors.init_app(app)
     for blueprint in (health.bp, recommend.bp, interactions.bp, admin.bp):
         app.register_blueprint(blueprint)
