@@ -240,8 +240,9 @@ class HistoryCache:
     def _cache(self) -> _JSONRedisCache:
         cache = getattr(self._local, "cache", None)
         if cache is None:
+            client = self._local.client = redis_client(self._url)
             cache = self._local.cache = _JSONRedisCache(
-                redis_client(self._url), key_prefix=self._key_prefix, default_timeout=self._ttl
+                client, key_prefix=self._key_prefix, default_timeout=self._ttl
             )
         return cache
 
@@ -258,7 +259,7 @@ class HistoryCache:
             # Every answer makes this read, so it goes straight to the thread's
             # connection: redis-py's client layers (pool, retries, events)
             # cost more CPU than the round trip itself.
-            connection = cache._read_client.connection
+            connection = self._local.client.connection
             connection.send_command(
                 "MGET", f"{prefix}epoch", f"{prefix}gen:{user_id}", f"{prefix}user:{user_id}"
             )
@@ -272,10 +273,13 @@ class HistoryCache:
         epoch, generation, entry = loads(raw[0]), loads(raw[1]), loads(raw[2])
         stamp = (epoch, generation)
         if isinstance(entry, dict) and entry.get("stamp") == [epoch, generation]:
-            _HISTORY_HIT.inc()
-            return HistoryLookup(
-                UserHistory(bool(entry["events"]), frozenset(entry["purchased"])), stamp
-            )
+            try:
+                history = UserHistory(bool(entry["events"]), frozenset(entry["purchased"]))
+            except (KeyError, TypeError):
+                pass  # not an entry this service wrote: a miss
+            else:
+                _HISTORY_HIT.inc()
+                return HistoryLookup(history, stamp)
         _HISTORY_MISS.inc()
         return HistoryLookup(None, stamp)
 
