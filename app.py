@@ -16,6 +16,7 @@ from typing import Any, cast
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
+from pythonjsonlogger.json import JsonFormatter
 
 from recsys import web
 from recsys.errors import RecsysError
@@ -23,6 +24,7 @@ from recsys.serving.exposure import open_bind_refusal, warn_if_open
 from recsys.serving.runtime import ServingRuntime
 from recsys.serving.settings import Settings
 from recsys.store.engine import STORE_OUTAGES, describe_outage
+from recsys.web.request_id import RequestIdFilter
 
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
@@ -59,12 +61,22 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
 
 def configure_logging(level: str) -> None:
-    """Send the service's own messages to stderr (once per process)."""
+    """Send the service's own messages to stderr as JSON lines (once per process).
+
+    Each record names the request it was written for (``request_id``, the
+    answer's ``X-Request-ID``), or null outside a request.
+    """
     logger = logging.getLogger("recsys")
     if logger.handlers:
         return
     handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(
+        JsonFormatter(
+            "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s",
+            rename_fields={"asctime": "time", "levelname": "level", "name": "logger"},
+        )
+    )
     logger.addHandler(handler)
     logger.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
 

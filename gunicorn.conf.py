@@ -9,7 +9,10 @@ which buffers slow clients entirely.
 
 import logging
 import os
+import shutil
 import sys
+import tempfile
+from pathlib import Path
 
 bind = os.environ.get("RECSYS_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("RECSYS_WORKERS", "2"))
@@ -27,8 +30,29 @@ limit_request_fields = 100
 control_socket_disable = True
 
 
+_OWN_METRICS_DIR = "recsys-metrics-"
+
+
+def prepare_metrics_dir() -> Path:
+    """Give the workers an empty directory to share their metrics in (prometheus-client).
+
+    Called first thing in the master (on_starting): PROMETHEUS_MULTIPROC_DIR
+    must be set before prometheus-client is imported. An operator's own
+    directory is kept, emptied of the series files of a previous run (they
+    would be added to this run's); otherwise a new temporary one, removed on exit.
+    """
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    path = Path(given) if given else Path(tempfile.mkdtemp(prefix=_OWN_METRICS_DIR))
+    path.mkdir(parents=True, exist_ok=True)
+    for series in path.glob("*.db"):
+        series.unlink()
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
+    return path
+
+
 def on_starting(server):
     """Run `flask --app app init` once, in the master, before the workers start."""
+    prepare_metrics_dir()
     refuse_open_public_bind(server)
     from app import create_app
     from recsys.store.engine import STORE_OUTAGES
@@ -73,3 +97,17 @@ def worker_exit(server, worker):
     runtime = getattr(app, "extensions", {}).get("recsys.runtime") if app else None
     if runtime is not None:
         runtime.close()
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges from /metrics (its counters still count)."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid, os.environ["PROMETHEUS_MULTIPROC_DIR"])
+
+
+def on_exit(server):
+    """Remove the metrics directory made for this run (an operator's own stays)."""
+    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    if path.name.startswith(_OWN_METRICS_DIR):
+        shutil.rmtree(path, ignore_errors=True)

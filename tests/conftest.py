@@ -14,8 +14,8 @@ import pytest
 
 from tests.builders import BUNDLED_LOG, ROOT, AppFactory
 
-# Event store fixtures (SQLite and PostgreSQL) for the store and API tests;
-# Redis fixtures for the rate-limit tests.
+# Event store fixtures (SQLite and PostgreSQL); Redis fixtures for the rate-limit
+# and cache tests.
 pytest_plugins = ["tests.store_fixtures", "tests.redis_fixtures"]
 
 __all__ = ["BUNDLED_LOG", "ROOT"]

@@ -1,4 +1,4 @@
-"""Redis fixtures for the rate-limit tests: the shared server, and one a test owns and kills.
+"""Redis fixtures for the rate-limit and cache tests: the shared server, and one a test kills.
 
 ``redis_url`` points at the Redis named by ``RECSYS_TEST_REDIS_URL`` (default
 the local ``redis://127.0.0.1:6379/0``) and gives each test a key prefix of its
@@ -149,3 +149,12 @@ def own_redis():
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def cache_prefix(redis_url):
+    """Return a key prefix of this test's own for the service's cache (CACHE_KEY_PREFIX).
+
+    It contains ``redis_url``'s prefix, so its keys are deleted with the others.
+    """
+    return f"{redis_url.prefix}:"

@@ -75,6 +75,7 @@ ENDPOINTS = {
     "/model": ("GET", "/model", None),
     "/healthz": ("GET", "/healthz", None),
     "/readyz": ("GET", "/readyz", None),
+    "/metrics": ("GET", "/metrics", None),
 }
 # fmt: off
 ROLE_MATRIX = [
@@ -87,6 +88,7 @@ ROLE_MATRIX = [
     ("/model",                 401,  403,   403,   200),
     ("/healthz",               200,  200,   200,   200),
     ("/readyz",                200,  200,   200,   200),
+    ("/metrics",               200,  200,   200,   200),  # RECSYS_METRICS_OPEN=1, the default
 ]
 # fmt: on
 CALLERS = (None, "read", "ingest", "admin")

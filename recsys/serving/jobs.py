@@ -13,6 +13,7 @@ import fcntl
 import logging
 import os
 import threading
+import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
@@ -22,6 +23,8 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+from prometheus_client import Counter, Histogram
+
 from recsys.data.timestamps import format_utc
 from recsys.errors import RecsysError
 from recsys.serving.artifacts import ArtifactMetadata
@@ -29,6 +32,14 @@ from recsys.serving.training import NoTrainingDataError
 from recsys.store.engine import STORE_OUTAGES
 
 logger = logging.getLogger(__name__)
+
+RETRAIN_SECONDS = Histogram(
+    "recsys_retrain_duration_seconds",
+    "How long training jobs took, from start to the new version served (or the failure)",
+    ["outcome"],
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600),
+)
+RETRAIN_FAILURES = Counter("recsys_retrain_failures", "Training jobs that failed")
 
 
 class RetrainInProgressError(RecsysError):
@@ -295,6 +306,7 @@ class TrainingJobRunner:
 
     def _run(self, job_id: str) -> None:
         self._update(job_id, state=JobState.RUNNING, started_at=datetime.now(UTC))
+        started = time.perf_counter()
         try:
             meta = self._train()
             if self._on_published is not None:
@@ -303,6 +315,8 @@ class TrainingJobRunner:
             # The details (driver messages with SQL and hosts) go to the log;
             # the job record, readable over HTTP, gets a code and a short message.
             logger.exception("training job %s failed", job_id)
+            RETRAIN_FAILURES.inc()
+            RETRAIN_SECONDS.labels("failed").observe(time.perf_counter() - started)
             self._update(
                 job_id,
                 state=JobState.FAILED,
@@ -310,6 +324,7 @@ class TrainingJobRunner:
                 error=public_failure(exc, job_id),
             )
         else:
+            RETRAIN_SECONDS.labels("succeeded").observe(time.perf_counter() - started)
             self._update(
                 job_id,
                 state=JobState.SUCCEEDED,

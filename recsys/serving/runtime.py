@@ -25,14 +25,19 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from prometheus_client import Counter
+
 from recsys.data.catalog import catalog_for_log
+from recsys.data.events import Event
 from recsys.data.interactions import load_interactions
 from recsys.data.ratings import RatingWeights
 from recsys.evaluation.params import load_model_params
 from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
+from recsys.serving.cache import HistoryCache, RankingCache
 from recsys.serving.jobs import (
     AutoRetrainer,
     RetrainInProgressError,
@@ -47,6 +52,10 @@ from recsys.store.events import EventStore
 from recsys.store.migrate import upgrade_to_head
 
 logger = logging.getLogger(__name__)
+
+EVENTS_INGESTED = Counter(
+    "recsys_events_ingested", "Interactions recorded in the event store", ["purchased"]
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +75,17 @@ class InitReport:
     trained: str | None
     version: str
     seconds: float
+
+
+def answer_caches(settings: Settings) -> tuple[RankingCache | None, HistoryCache | None]:
+    """Return the caches the settings ask for: rankings in-process, histories in Redis."""
+    if not settings["CACHE"]:
+        return None, None
+    ttl = settings["CACHE_TTL_SECONDS"]
+    rankings = RankingCache(ttl, max_entries=settings["CACHE_MAX_ENTRIES"])
+    url = settings["REDIS_URL"]
+    histories = HistoryCache(url, settings["CACHE_KEY_PREFIX"], ttl) if url else None
+    return rankings, histories
 
 
 def training_settings(settings: Settings) -> TrainingSettings:
@@ -95,7 +115,7 @@ class ServingRuntime:
         self.training = training_settings(settings)
         self.store = EventStore.from_url(settings.database_url, settings["DB_TIMEOUT_SECONDS"])
         self.registry = ModelRegistry(settings.model_dir, keep=settings["KEEP_MODEL_VERSIONS"])
-        self.service = RecommendationService(self.store)
+        self.service = RecommendationService(self.store, *answer_caches(settings))
         self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
         # Late-bound so the job always runs the runtime's current ``train``.
         self.jobs = TrainingJobRunner(
@@ -291,6 +311,27 @@ class ServingRuntime:
     def record_events(self, count: int) -> None:
         """Tell the automatic retrain how many events were just recorded."""
         self.auto_retrain.record_events(count)
+
+    def add_interactions(self, events: Sequence[Event]) -> int:
+        """Record a batch of events, all or nothing, and make every answer see them.
+
+        Once this returns, the users' purchases are left out of their next
+        answer by every worker and server: their cached histories are stale.
+
+        Returns:
+            How many events were written.
+
+        Raises:
+            UnknownProductError: An event names a product not in the catalog;
+                nothing is written.
+        """
+        accepted = self.store.add_interactions(events)
+        self.service.forget_histories(event.user_id for event in events)
+        purchases = sum(1 for event in events if event.purchased)
+        EVENTS_INGESTED.labels("1").inc(purchases)
+        EVENTS_INGESTED.labels("0").inc(accepted - purchases)
+        self.record_events(accepted)
+        return accepted
 
     def _serve_published(self, meta: ArtifactMetadata) -> None:
         # Serve what was loaded back from disk, not the object training built

@@ -8,29 +8,46 @@ reads the reference once and uses that version throughout, so it sees one
 whole version, never a mix or a half-built model.
 
 ``RecommendationService.recommend`` decides the strategy and the fallback
-reason in one place, with one read of the event store: the user's history
-(whether they have events at all, and what they bought, so that a purchase
-posted a moment ago is already excluded). When the store is unreachable the
-answer still comes from the model, marked ``degraded``. Cold start is an
-answer with a reason, never an exception.
+reason in one place, with one read of the user's history (whether they have
+events at all, and what they bought, so that a purchase posted a moment ago
+is already excluded): from the event store, or from the shared Redis that
+``forget_histories`` keeps current (``recsys.serving.cache``). With the cache
+on, the model's part of an answer (the user's ranked candidates for the live
+version) is computed once per version and reused; purchases are left out of
+it per request. When the store is unreachable the answer still comes from the
+model, marked ``degraded``. Cold start is an answer with a reason, never an
+exception.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+from prometheus_client import Gauge
 
 from recsys.models.base import RankedList, Recommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact, version_number
+from recsys.serving.cache import CANDIDATES, Candidates, HistoryCache, RankingCache
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore, UserHistory
 
 logger = logging.getLogger(__name__)
+
+# 1 for the version a process serves, 0 for the one it replaced; under
+# gunicorn the maximum over the live workers, so during a swap both show 1.
+LIVE_MODEL = Gauge(
+    "recsys_model_live",
+    "The model version this server answers with (1) and the ones it replaced (0)",
+    ["version", "model_type"],
+    multiprocess_mode="livemax",
+)
+_POPULAR = "popular"  # the ranking cache's key for the popularity list
 
 # Why a personal list was not possible.
 UNKNOWN_USER = "unknown_user"  # no event of this user was ever recorded
@@ -51,6 +68,15 @@ class RecommendedProduct:
     name: str | None
     category: str | None
     score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape (what ``dataclasses.asdict`` gives, without its deep copies)."""
+        return {
+            "product_id": self.product_id,
+            "name": self.name,
+            "category": self.category,
+            "score": self.score,
+        }
 
 
 @dataclass(frozen=True)
@@ -82,7 +108,7 @@ class RecommendationAnswer:
         if self.degraded is not None:
             body["degraded"] = self.degraded
         body["model_version"] = self.model_version
-        body["recommendations"] = [asdict(item) for item in self.recommendations]
+        body["recommendations"] = [item.to_dict() for item in self.recommendations]
         return body
 
 
@@ -133,12 +159,16 @@ class ServingModel:
 
     def describe(self, ranked: RankedList) -> list[RecommendedProduct]:
         """Return ranked ids as named products with rounded scores."""
+        pairs = zip(ranked.product_ids.tolist(), ranked.scores.tolist(), strict=True)
+        return self.describe_pairs(pairs)
+
+    def describe_pairs(self, pairs: Iterable[tuple[int, float]]) -> list[RecommendedProduct]:
+        """Return (product id, score) pairs, best first, as named products with rounded scores."""
+        names = self.names
         items = []
-        for product_id, score in zip(ranked.product_ids, ranked.scores, strict=True):
-            name, category = self.names.get(int(product_id), (None, None))
-            items.append(
-                RecommendedProduct(int(product_id), name, category, round(float(score), 4))
-            )
+        for product_id, score in pairs:
+            name, category = names.get(product_id, (None, None))
+            items.append(RecommendedProduct(product_id, name, category, round(score, 4)))
         return items
 
 
@@ -188,6 +218,9 @@ class LiveModel:
             ):
                 return previous
             self._current = bundle
+            if previous is not None and previous.version != bundle.version:
+                LIVE_MODEL.labels(previous.version, previous.metadata.model_type).set(0)
+            LIVE_MODEL.labels(bundle.version, bundle.metadata.model_type).set(1)
         logger.info(
             "serving model %s (was %s)", bundle.version, previous.version if previous else None
         )
@@ -195,14 +228,23 @@ class LiveModel:
 
 
 class RecommendationService:
-    """Answers recommendation requests from the live model and the event store.
+    """Answers recommendation requests from the live model and the users' histories.
 
     Args:
         store: Where users' histories and the catalog are read from.
+        rankings: Ranked candidates per (version, user) in this process; None: rank per request.
+        histories: Users' histories in the shared Redis; None: read from the store per request.
     """
 
-    def __init__(self, store: EventStore):
+    def __init__(
+        self,
+        store: EventStore,
+        rankings: RankingCache | None = None,
+        histories: HistoryCache | None = None,
+    ):
         self.store = store
+        self.rankings = rankings
+        self.histories = histories
         self.live = LiveModel()
 
     def serve(self, artifact: LoadedArtifact, only_if_newer: bool = False) -> ServingModel:
@@ -216,7 +258,11 @@ class RecommendationService:
             )
             catalog = None
         bundle = ServingModel.from_artifact(artifact, catalog)
-        self.live.swap(bundle, only_if_newer=only_if_newer)
+        previous = self.live.swap(bundle, only_if_newer=only_if_newer)
+        swapped = previous is not None and previous is not bundle and self.live.current() is bundle
+        if self.rankings is not None and swapped:
+            # The old version's entries can no longer be asked for: free them.
+            self.rankings.clear()
         return bundle
 
     @property
@@ -236,13 +282,97 @@ class RecommendationService:
             n: How many products.
         """
         bundle = self.live.current()
-        degraded = None
+        history, degraded = self._history(user_id)
+        if self.rankings is None:
+            return self._recommend_uncached(bundle, user_id, n, history, degraded)
+        candidates = self.rankings.get(bundle.version, user_id)
+        personal = candidates is not None or bundle.model.knows_user(user_id)
+        if candidates is None:
+            candidates = (
+                self._personal_candidates(bundle, user_id, history)
+                if personal
+                else self._popular_candidates(bundle)
+            )
+        picked = candidates.pick(n, history.purchased)
+        if picked is None:
+            # More purchases since the list was made than it has spare candidates.
+            return self._recommend_uncached(bundle, user_id, n, history, degraded)
+        if personal:
+            strategy, reason = bundle.model.name, None
+        else:
+            strategy = bundle.popularity.name
+            reason = NOT_IN_MODEL if history.has_events else UNKNOWN_USER
+        return RecommendationAnswer(
+            user_id,
+            strategy,
+            bundle.describe_pairs(picked),
+            bundle.version,
+            fallback_reason=reason,
+            degraded=degraded,
+        )
+
+    def popular(self, n: int) -> list[RecommendedProduct]:
+        """Return the n most-clicked products as of the live version's training."""
+        bundle = self.live.current()
+        if self.rankings is None:
+            return bundle.describe(bundle.popularity.top(n))
+        picked = self._popular_candidates(bundle).pick(n, frozenset())
+        assert picked is not None, "the popularity list is complete"
+        return bundle.describe_pairs(picked)
+
+    def forget_histories(self, user_ids: Iterable[int]) -> None:
+        """Make the users' cached histories stale for every worker and server.
+
+        Call it after their new events are committed, before answering: the
+        next request of any of them reads the store again.
+        """
+        if self.histories is not None:
+            self.histories.invalidate(user_ids)
+
+    # -- parts of an answer ------------------------------------------------------
+
+    def _history(self, user_id: int) -> tuple[UserHistory, str | None]:
+        """Return the user's history, and why it is incomplete if it is."""
+        lookup = self.histories.lookup(user_id) if self.histories is not None else None
+        if lookup is not None and lookup.history is not None:
+            return lookup.history, None
         try:
             history = self.store.user_history(user_id)
         except STORE_OUTAGES as exc:
             logger.warning("event store unavailable for a user's history: %s", type(exc).__name__)
-            history = UserHistory(has_events=False, purchased=frozenset())
-            degraded = STORE_UNAVAILABLE
+            return UserHistory(has_events=False, purchased=frozenset()), STORE_UNAVAILABLE
+        if lookup is not None and self.histories is not None:
+            self.histories.save(user_id, history, lookup.stamp)
+        return history, None
+
+    def _personal_candidates(
+        self, bundle: ServingModel, user_id: int, history: UserHistory
+    ) -> Candidates:
+        wanted = CANDIDATES + len(history.purchased)
+        ranked = bundle.model.recommend([user_id], wanted).lists[user_id]
+        candidates = Candidates.of(ranked.product_ids, ranked.scores, len(ranked) < wanted)
+        assert self.rankings is not None
+        self.rankings.put(bundle.version, user_id, candidates)
+        return candidates
+
+    def _popular_candidates(self, bundle: ServingModel) -> Candidates:
+        assert self.rankings is not None
+        found = self.rankings.get(bundle.version, _POPULAR)
+        if found is None:
+            popularity = bundle.popularity
+            ranked = popularity.top(len(popularity.product_ids))
+            found = Candidates.of(ranked.product_ids, ranked.scores, complete=True)
+            self.rankings.put(bundle.version, _POPULAR, found)
+        return found
+
+    def _recommend_uncached(
+        self,
+        bundle: ServingModel,
+        user_id: int,
+        n: int,
+        history: UserHistory,
+        degraded: str | None,
+    ) -> RecommendationAnswer:
         if bundle.model.knows_user(user_id):
             exclude = {user_id: history.purchased}
             ranked = bundle.model.recommend([user_id], n, exclude=exclude).lists[user_id]
@@ -263,8 +393,3 @@ class RecommendationService:
             fallback_reason=reason,
             degraded=degraded,
         )
-
-    def popular(self, n: int) -> list[RecommendedProduct]:
-        """Return the n most-clicked products as of the live version's training."""
-        bundle = self.live.current()
-        return bundle.describe(bundle.popularity.top(n))

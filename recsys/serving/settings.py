@@ -29,6 +29,8 @@ from recsys.serving.api_keys import KeyRing
 ENV_PREFIX = "RECSYS_"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_LOG = PROJECT_ROOT / "interactions.csv"
+# prometheus-client's own variable (unprefixed: the library reads it at import).
+METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 
 class SettingsError(RecsysError, ValueError):
@@ -341,9 +343,37 @@ SETTINGS: tuple[Setting, ...] = (
         "REDIS_URL",
         None,
         _redis_url,
-        "where rate-limit counters are shared by every worker and server (in memory, "
-        "per process, without it)",
+        "the Redis every worker and server shares: rate-limit counters and users' histories "
+        "(without it: counters per process, histories read from the store on every request)",
         also_env=("REDIS_URL",),
+    ),
+    Setting(
+        "CACHE",
+        True,
+        _boolean,
+        "cache answers: each user's ranked candidates per model version (in each process) "
+        "and, with `REDIS_URL`, users' histories (in Redis)",
+        default_text="1",
+    ),
+    Setting(
+        "CACHE_TTL_SECONDS",
+        600,
+        _integer(1),
+        "how long a cached ranking or history is kept at most",
+    ),
+    Setting(
+        "CACHE_MAX_ENTRIES",
+        10_000,
+        _integer(1),
+        "ranked candidate lists kept in each process (about 2 KiB each); past it the oldest "
+        "go, at the cost of a sort of the cache per new entry: size it above the active users",
+    ),
+    Setting(
+        "CACHE_KEY_PREFIX",
+        "recsys:",
+        _text,
+        "prefix of the service's keys in Redis (services or environments sharing one Redis "
+        "need different ones)",
     ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
@@ -357,11 +387,17 @@ class Settings:
         values: Name -> parsed value.
         instance_path: The Flask instance folder (default places of the store
             and the artifacts).
+        extra: Config keys that are not settings (Flask's own, such as ``TESTING``).
+        metrics_dir: Where the processes of one server share their metrics
+            (prometheus-client's multiprocess mode): ``PROMETHEUS_MULTIPROC_DIR``,
+            which gunicorn.conf.py sets and prometheus-client itself reads; None
+            for a single process.
     """
 
     values: Mapping[str, Any]
     instance_path: Path
     extra: Mapping[str, Any] = field(default_factory=dict)
+    metrics_dir: Path | None = None
 
     def __getitem__(self, name: str) -> Any:
         return self.values[name]
@@ -398,7 +434,13 @@ class Settings:
                     raise SettingsError(f"{source}: {exc}") from None
                 raise SettingsError(f"{source}: expected {accepted}, got {quote(raw)}") from None
         extra = {k: v for k, v in config.items() if k not in _BY_NAME}
-        return cls(values=values, instance_path=Path(instance_path), extra=extra)
+        metrics_dir = environ.get(METRICS_DIR_ENV) or None
+        return cls(
+            values=values,
+            instance_path=Path(instance_path),
+            extra=extra,
+            metrics_dir=Path(metrics_dir) if metrics_dir else None,
+        )
 
     # -- derived places --------------------------------------------------------
 

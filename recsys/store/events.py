@@ -67,6 +67,15 @@ class StoreCounts:
     interactions: int
 
 
+# Built once: the serving path runs it on every uncached answer, and building
+# and keying a statement costs about a fifth of running it.
+_USER_HISTORY = (
+    sa.select(interactions.c.product_id, interactions.c.purchased)
+    .where(interactions.c.user_id == sa.bindparam("user_id"))
+    .distinct()
+)
+
+
 def _chunks(items: Sequence[Any], size: int = _CHUNK_ROWS) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -191,13 +200,8 @@ class EventStore:
 
     def user_history(self, user_id: int) -> UserHistory:
         """Return, in one query, whether the user has events and which products they bought."""
-        query = (
-            sa.select(interactions.c.product_id, interactions.c.purchased)
-            .where(interactions.c.user_id == user_id)
-            .distinct()
-        )
         with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
+            rows = conn.execute(_USER_HISTORY, {"user_id": user_id}).all()
         return UserHistory(
             has_events=bool(rows),
             purchased=frozenset(int(product) for product, bought in rows if bought),

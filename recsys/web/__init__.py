@@ -11,7 +11,18 @@ from __future__ import annotations
 from flask import Flask
 
 from recsys.serving.runtime import ServingRuntime
-from recsys.web import admin, auth, commands, errors, health, interactions, limits, recommend
+from recsys.web import (
+    admin,
+    auth,
+    commands,
+    errors,
+    health,
+    interactions,
+    limits,
+    metrics,
+    recommend,
+    request_id,
+)
 
 RUNTIME_KEY = "recsys.runtime"
 
@@ -24,6 +35,8 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
         runtime: The runtime the views call (not started).
     """
     app.extensions[RUNTIME_KEY] = runtime
+    request_id.init_app(app)
+    metrics.init_app(app)
     errors.init_app(app)
     # The key check runs first, so that the limiter counts a request against its key.
     auth.init_app(app)

@@ -74,14 +74,12 @@ def record_interactions():
         events = events_from_json(rows)
     except InvalidEventError as exc:
         raise ApiError(400, "invalid_event", str(exc)) from None
-    serving = runtime()
     try:
-        accepted = serving.store.add_interactions(events)
+        accepted = runtime().add_interactions(events)
     except UnknownProductError as exc:
         raise ApiError(
             422,
             "unknown_product",
             f"event {exc.index}: product_id {exc.product_id} is not in the catalog",
         ) from None
-    serving.record_events(accepted)
     return jsonify({"accepted": accepted}), 201

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from flask import Blueprint, jsonify, request
 
 from recsys.web import params
@@ -26,4 +24,4 @@ def recommend():
 def popular():
     n = params.list_length(request.args)
     items = runtime().service.popular(n)
-    return jsonify({"strategy": "popular", "recommendations": [asdict(i) for i in items]})
+    return jsonify({"strategy": "popular", "recommendations": [i.to_dict() for i in items]})

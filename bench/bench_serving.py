@@ -1,0 +1,469 @@
+"""Benchmark: gunicorn's answer rate and latency for /recommend against /healthz, cache on and off.
+
+Starts gunicorn with the shipped configuration (gunicorn.conf.py: 2 threaded
+workers; ``flask --app app init`` runs in its on_starting hook) over a fresh
+temporary store and model directory, and drives it with wrk from this
+machine: /healthz, then /recommend for random known users (a small wrk Lua
+script), each for a bounded time with the same connections, in several
+rounds. Three configurations per data set: cache off; cache on without Redis
+(rankings cached in each worker, histories read from the store); cache on
+with Redis (histories cached in the shared Redis, by default the local one,
+under a key prefix of this run's own, deleted afterwards).
+
+Data sets: the bundled data (100 users x 20 products, trained by init), and a
+synthetic SVD of 10,000 users x 5,000 products x 32 factors published into
+the model directory before gunicorn starts. Its users exist in the store: 5
+clicks each, one of them a purchase, so /recommend takes the personal path
+with a real history read, never the unknown-user one.
+
+Usage: python bench/bench_serving.py [--duration 10] [--rounds 2] [--only default,synthetic]
+Needs wrk (apt-get install wrk).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_ingestion import synthetic_svd_state  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+
+from recsys.data.events import Event  # noqa: E402
+from recsys.models.base import ModelState  # noqa: E402
+from recsys.serving.artifacts import ModelRegistry  # noqa: E402
+from recsys.store.events import EventStore  # noqa: E402
+from recsys.store.migrate import upgrade_to_head  # noqa: E402
+
+# The result of one wrk run as one JSON line (latencies in microseconds).
+_DONE = """
+done = function(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    '{"requests": %d, "seconds": %.6f, "errors": %d, "non_2xx": %d, '
+      .. '"p50_us": %d, "p99_us": %d}\\n',
+    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout,
+    e.status, latency:percentile(50), latency:percentile(99)))
+end
+"""
+HEALTHZ_LUA = 'wrk.path = "/healthz"\n' + _DONE
+RECOMMEND_LUA = (
+    """
+local users = tonumber(os.getenv("BENCH_USERS"))
+init = function(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 1000) end
+request = function()
+  return wrk.format("GET", "/recommend?user_id=" .. math.random(1, users))
+end
+"""
+    + _DONE
+)
+
+# (label, cache setting, use Redis)
+CONFIGS = [
+    ("cache off", "0", False),
+    ("cache on, no Redis", "1", False),
+    ("cache on, Redis", "1", True),
+]
+
+
+@dataclass
+class Run:
+    rate: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    cpu_us: float = 0.0  # CPU time of the workers (and Redis) per request
+
+
+def process_cpu_seconds(pids: list[int]) -> float:
+    """Return the user + system CPU time the processes have used."""
+    ticks = 0
+    for pid in pids:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def redis_cpu_seconds(url: str | None) -> float:
+    if url is None:
+        return 0.0
+    import redis
+
+    info = redis.Redis.from_url(url).info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wrk(script: Path, port: int, seconds: float, connections: int, env: dict) -> Run:
+    result = subprocess.run(
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{round(seconds)}s",
+            "--timeout",
+            "5s",
+            "-s",
+            str(script),
+            f"http://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=seconds + 60,
+        env={**os.environ, **env},
+    )
+    line = [x for x in result.stdout.splitlines() if x.startswith("{")]
+    if result.returncode != 0 or not line:
+        raise RuntimeError(f"wrk failed: {result.stdout}\n{result.stderr}")
+    data = json.loads(line[-1])
+    return Run(
+        rate=data["requests"] / data["seconds"],
+        p50_ms=data["p50_us"] / 1000,
+        p99_ms=data["p99_us"] / 1000,
+        errors=data["errors"] + data["non_2xx"],
+    )
+
+
+def cache_counts(port: int) -> dict[tuple[str, str], float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    counts: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name == "recsys_cache_lookups":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    counts[(sample.labels["cache"], sample.labels["result"])] = sample.value
+    return counts
+
+
+def hit_ratio(before: dict, after: dict, cache: str) -> float | None:
+    hits = after.get((cache, "hit"), 0) - before.get((cache, "hit"), 0)
+    misses = after.get((cache, "miss"), 0) - before.get((cache, "miss"), 0)
+    return hits / (hits + misses) if hits + misses else None
+
+
+class Server:
+    """gunicorn with gunicorn.conf.py over one store and model directory."""
+
+    def __init__(self, state: Path, env: dict[str, str]):
+        self.port = free_port()
+        self.log = state / f"gunicorn-{self.port}.log"
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+        full_env.update(
+            {
+                "RECSYS_BIND": f"127.0.0.1:{self.port}",
+                "RECSYS_DATABASE_URL": f"sqlite:///{state / 'events.db'}",
+                "RECSYS_MODEL_DIR": str(state / "models"),
+                "RECSYS_LOG_LEVEL": "WARNING",
+                **env,
+            }
+        )
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+                cwd=ROOT,
+                env=full_env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        self._wait_ready()
+
+    def _wait_ready(self, seconds: float = 180) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:
+                with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/readyz", timeout=5
+                ) as response:
+                    if response.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.3)
+        self.stop()
+        raise RuntimeError(f"gunicorn did not become ready:\n{self.log.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=40)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+
+def prepare_synthetic(state: Path, users: int, products: int, factors: int) -> None:
+    """Fill a store with users' events and publish a synthetic SVD (with its fallback)."""
+    store = EventStore.from_url(f"sqlite:///{state / 'events.db'}")
+    upgrade_to_head(store.engine)
+    ids = np.arange(1, products + 1)
+    catalog = pd.DataFrame(
+        {
+            "product_id": ids,
+            "name": [f"Product {i}" for i in ids],
+            "category": [f"Category {i % 10}" for i in ids],
+            "price": 10.0,
+        }
+    )
+    store.upsert_products(catalog)
+    rng = np.random.default_rng(1)
+    clicked = rng.integers(1, products + 1, size=(users, 5))
+    events = [
+        Event(int(u), int(p), purchased=(k == 0))
+        for u, row in zip(range(1, users + 1), clicked, strict=True)
+        for k, p in enumerate(row)
+    ]
+    store.add_interactions(events)
+    store.dispose()
+    clicks = np.bincount(clicked.ravel() - 1, minlength=products).astype(np.float64)
+    fallback = ModelState(
+        arrays={
+            "user_ids": np.arange(1, users + 1, dtype=np.int64),
+            "product_ids": ids.astype(np.int64),
+            "item_clicks": clicks,
+        },
+        params={"model": "popular"},
+    )
+    ModelRegistry(state / "models").publish(
+        synthetic_svd_state(users, products, factors),
+        data_fingerprint="synthetic",
+        fallback=fallback,
+        catalog=catalog[["product_id", "name", "category"]],
+    )
+
+
+def delete_redis_keys(url: str, prefix: str) -> None:
+    import redis
+
+    client = redis.Redis.from_url(url)
+    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
+    for start in range(0, len(keys), 1000):
+        client.delete(*keys[start : start + 1000])
+
+
+def redis_answers(url: str) -> bool:
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except redis.RedisError:
+        return False
+
+
+def measure(
+    state: Path, env: dict, users: int, args: argparse.Namespace, scripts: dict[str, Path]
+) -> dict:
+    server = Server(state, env)
+    redis_url = env.get("RECSYS_REDIS_URL")
+    try:
+        wrk_env = {"BENCH_USERS": str(users)}
+        # Warm-up: every worker loads the model; with the cache on, rankings fill.
+        wrk(scripts["recommend"], server.port, args.warmup, args.connections, wrk_env)
+        workers = children(server.process.pid)
+
+        def timed(script: Path, extra_env: dict) -> Run:
+            cpu = process_cpu_seconds(workers) + redis_cpu_seconds(redis_url)
+            run = wrk(script, server.port, args.duration, args.connections, extra_env)
+            used = process_cpu_seconds(workers) + redis_cpu_seconds(redis_url) - cpu
+            run.cpu_us = used / max(1, run.rate * args.duration) * 1e6
+            return run
+
+        healthz, recommend, ratios = [], [], []
+        for _ in range(args.rounds):
+            healthz.append(timed(scripts["healthz"], {}))
+            before = cache_counts(server.port)
+            recommend.append(timed(scripts["recommend"], wrk_env))
+            after = cache_counts(server.port)
+            ratios.append(
+                (hit_ratio(before, after, "ranking"), hit_ratio(before, after, "history"))
+            )
+        return {"healthz": healthz, "recommend": recommend, "hits": ratios[-1]}
+    finally:
+        server.stop()
+
+
+def median_run(runs: list[Run]) -> Run:
+    return Run(
+        rate=statistics.median(r.rate for r in runs),
+        p50_ms=statistics.median(r.p50_ms for r in runs),
+        p99_ms=statistics.median(r.p99_ms for r in runs),
+        errors=sum(r.errors for r in runs),
+        cpu_us=statistics.median(r.cpu_us for r in runs),
+    )
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0%}"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--duration", type=float, default=10, help="seconds per wrk run")
+    parser.add_argument("--warmup", type=float, default=10, help="seconds of warm-up per server")
+    parser.add_argument("--rounds", type=int, default=2, help="healthz + recommend runs each")
+    parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--only", default="default,synthetic", help="data sets to run")
+    parser.add_argument("--configs", default="0,1,2", help="indexes of " + str(CONFIGS))
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    args = parser.parse_args()
+    if shutil.which("wrk") is None:
+        print("wrk not found: apt-get install wrk", file=sys.stderr)
+        return 2
+    datasets = [d for d in args.only.split(",") if d]
+    configs = [CONFIGS[int(i)] for i in args.configs.split(",")]
+    has_redis = redis_answers(args.redis_url)
+
+    print(
+        f"gunicorn (gunicorn.conf.py: 2 gthread workers x 8 threads) driven by wrk: 1 thread, "
+        f"{args.connections} connections, {args.duration:g} s per run, {args.rounds} round(s) of "
+        f"/healthz then /recommend after a {args.warmup:g} s warm-up; medians over rounds"
+    )
+    results: dict[tuple[str, str], dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-serving-") as tmp:
+        for dataset in datasets:
+            state = Path(tmp) / dataset
+            state.mkdir()
+            if dataset == "synthetic":
+                prepare_synthetic(state, users=10_000, products=5_000, factors=32)
+                users, title = 10_000, "synthetic SVD, 10,000 users x 5,000 products x 32 factors"
+            else:
+                users, title = 100, "bundled data, 100 users x 20 products (SVD trained by init)"
+            scripts = {}
+            for name, text in (("healthz", HEALTHZ_LUA), ("recommend", RECOMMEND_LUA)):
+                scripts[name] = state / f"{name}.lua"
+                scripts[name].write_text(text)
+            print(f"\n{title}")
+            print(
+                f"  {'configuration':<20}{'/healthz req/s':>15}{'p50 ms':>8}{'p99 ms':>8}"
+                f"{'/recommend req/s':>18}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}"
+                f"{'p99 ratio':>10}{'ranking hits':>14}{'history hits':>14}"
+            )
+            for label, cache, use_redis in configs:
+                env = {"RECSYS_CACHE": cache}
+                prefix = f"bench-{uuid.uuid4().hex[:12]}:"
+                if use_redis:
+                    if not has_redis:
+                        print(f"  {label:<20}skipped: no Redis answers at {args.redis_url}")
+                        continue
+                    env.update(
+                        {"RECSYS_REDIS_URL": args.redis_url, "RECSYS_CACHE_KEY_PREFIX": prefix}
+                    )
+                try:
+                    found = measure(state, env, users, args, scripts)
+                finally:
+                    if use_redis:
+                        delete_redis_keys(args.redis_url, prefix)
+                h, r = median_run(found["healthz"]), median_run(found["recommend"])
+                ratio, p99_ratio = r.rate / h.rate, r.p99_ms / h.p99_ms
+                cpu_ratio = h.cpu_us / r.cpu_us
+                results[(dataset, label)] = {
+                    "ratio": ratio,
+                    "p99_ratio": p99_ratio,
+                    "cpu_ratio": cpu_ratio,
+                }
+                ranking_hits, history_hits = found["hits"]
+                print(
+                    f"  {label:<20}{h.rate:>15,.0f}{h.p50_ms:>8.2f}{h.p99_ms:>8.2f}"
+                    f"{r.rate:>18,.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{ratio:>7.2f}"
+                    f"{p99_ratio:>10.2f}{percent(ranking_hits):>14}{percent(history_hits):>14}"
+                )
+                rounds = ", ".join(
+                    f"{a.rate:,.0f}/{b.rate:,.0f}"
+                    for a, b in zip(found["healthz"], found["recommend"], strict=True)
+                )
+                print(f"  {'':<20}rounds (healthz/recommend req/s): {rounds}")
+                print(
+                    f"  {'':<20}server CPU per request (workers{' + Redis' if use_redis else ''}): "
+                    f"/healthz {h.cpu_us:,.0f} us, /recommend {r.cpu_us:,.0f} us, "
+                    f"ratio {cpu_ratio:.2f}"
+                )
+                if h.errors or r.errors:
+                    print(f"  {'':<20}errors or non-2xx answers: {h.errors + r.errors}")
+
+    print(
+        "\nTargets (ratios of /recommend to /healthz in the same server and round; the CPU "
+        "ratio, /healthz's server CPU per request over /recommend's, is what the rate ratio "
+        "would be if the server had the cores to itself)"
+    )
+    targets = [
+        (
+            "default",
+            "cache on, Redis",
+            "ratio",
+            0.9,
+            "cache on (Redis), bundled data: rate >= 0.9x",
+        ),
+        (
+            "default",
+            "cache on, Redis",
+            "p99_ratio",
+            2.0,
+            "cache on (Redis), bundled data: p99 <= 2x",
+        ),
+        (
+            "synthetic",
+            "cache on, Redis",
+            "ratio",
+            0.75,
+            "cache on (Redis), 5,000 products: rate >= 0.75x",
+        ),
+        ("default", "cache off", "ratio", 0.6, "cache off, bundled data: rate >= 0.6x"),
+    ]
+    failed = 0
+    for dataset, label, key, bound, text in targets:
+        found = results.get((dataset, label))
+        if found is None:
+            print(f"  {text:<52} not run")
+            continue
+        value = found[key]
+        ok = value <= bound if key == "p99_ratio" else value >= bound
+        failed += not ok
+        line = f"  {text:<52} {value:5.2f}  {'PASS' if ok else 'FAIL'}"
+        if key == "ratio":
+            cpu = found["cpu_ratio"]
+            line += (
+                f"   (by server CPU per request: {cpu:.2f} {'PASS' if cpu >= bound else 'FAIL'})"
+            )
+        print(line)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

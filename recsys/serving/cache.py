@@ -1,0 +1,352 @@
+"""Answer caches: each user's ranked candidates (in each process), histories (in Redis).
+
+An answer has two parts, and they are cached differently:
+
+- The model's part, the ranked candidates of a (model version, user), is pure
+  model output: it never changes for a version, so every process keeps its
+  own (``RankingCache``, cachelib's ``SimpleCache``), with a TTL. The version
+  is in the key, so a new version never reuses an entry. It holds enough
+  candidates (``CANDIDATES`` plus the user's purchases when it was made) to
+  fill any ``n`` after leaving out what the user bought since.
+- The user's history (whether they have events, what they bought) changes
+  with every purchase, and every worker of every server must see a purchase
+  the moment ``POST /interactions`` answers. So it is cached only in the Redis
+  they share (``HistoryCache``, cachelib's ``RedisCache``), and an event
+  invalidates its user's entry after the store commits, before the answer.
+
+Invalidation gives the user a new random generation token instead of deleting
+the entry: a request that read the store just before the commit could
+otherwise write the old history back just after the delete. Each entry
+records the generation (and the global epoch) current when its request began,
+and counts only while both still match; both are read in the same round trip
+as the entry. A Redis that fails is skipped (histories come from the store)
+for ``REDIS_RETRY_SECONDS``, logged once per outage; invalidations lost in an
+outage are made good when Redis answers again by a new epoch, which drops
+every history cached before it.
+
+Entries in Redis are JSON, never pickles: whoever can write to Redis cannot
+make the service run code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import redis
+from cachelib import RedisCache, SimpleCache
+from cachelib.serializers import RedisSerializer, SimpleSerializer
+from prometheus_client import Counter
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from recsys.store.events import UserHistory
+
+logger = logging.getLogger(__name__)
+
+# n is at most 100 (``/recommend``'s limit), so this many candidates beyond
+# the purchases fill any answer.
+CANDIDATES = 100
+# A failing Redis is left alone this long before it is tried again.
+REDIS_RETRY_SECONDS = 2.0
+# The longest a Redis command may take before it counts as a failure.
+REDIS_TIMEOUT_SECONDS = 0.25
+
+CACHE_LOOKUPS = Counter(
+    "recsys_cache_lookups",
+    "Cache lookups of the answering path by cache and result",
+    ["cache", "result"],
+)
+_HISTORY_HIT = CACHE_LOOKUPS.labels("history", "hit")
+_HISTORY_MISS = CACHE_LOOKUPS.labels("history", "miss")
+_RANKING_HIT = CACHE_LOOKUPS.labels("ranking", "hit")
+_RANKING_MISS = CACHE_LOOKUPS.labels("ranking", "miss")
+REDIS_FAILURES = Counter(
+    "recsys_cache_redis_failures",
+    "Redis commands that failed (the answer then came from the store)",
+)
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A ranked candidate list, best first, as the model made it (nothing excluded).
+
+    Attributes:
+        product_ids: Raw product ids, best first (read-only).
+        scores: The model's scores (read-only).
+        complete: Whether the list holds every product the model can rank,
+            so that a shorter answer after exclusions is the right one.
+    """
+
+    product_ids: np.ndarray
+    scores: np.ndarray
+    complete: bool
+
+    @classmethod
+    def of(cls, product_ids: np.ndarray, scores: np.ndarray, complete: bool) -> Candidates:
+        """Wrap a model's ranked list, made read-only since requests share it."""
+        ids = np.array(product_ids, dtype=np.int64)
+        values = np.array(scores, dtype=np.float64)
+        ids.flags.writeable = False
+        values.flags.writeable = False
+        return cls(ids, values, complete)
+
+    def pick(self, n: int, exclude: frozenset[int]) -> list[tuple[int, float]] | None:
+        """Return the n best (product id, score) pairs not in ``exclude``.
+
+        Returns:
+            The pairs, or None when the list ran out before n were found and
+            products beyond it might have filled the answer.
+        """
+        picked: list[tuple[int, float]] = []
+        for product_id, score in zip(self.product_ids.tolist(), self.scores.tolist(), strict=True):
+            if product_id in exclude:
+                continue
+            picked.append((product_id, score))
+            if len(picked) == n:
+                return picked
+        return picked if self.complete else None
+
+
+class _AsIs(SimpleSerializer):
+    """Keep values as they are: ranked candidates are immutable, copies would only cost."""
+
+    def dumps(self, value: Any, protocol: int | None = None) -> Any:
+        return value
+
+    def loads(self, bvalue: Any) -> Any:
+        return bvalue
+
+
+class _InProcessCache(SimpleCache):
+    serializer = _AsIs()
+
+
+class RankingCache:
+    """Ranked candidates per (model version, user), in this process.
+
+    Args:
+        ttl_seconds: How long an entry is kept at most.
+        max_entries: How many entries at most (about 2 KiB each); past it
+            cachelib drops the oldest.
+    """
+
+    def __init__(self, ttl_seconds: int, max_entries: int):
+        self._cache = _InProcessCache(threshold=max_entries, default_timeout=ttl_seconds)
+
+    def get(self, version: str, user: int | str) -> Candidates | None:
+        """Return a version's candidates for a user (or ``"popular"``), or None."""
+        found = self._cache.get(f"{version}:{user}")
+        (_RANKING_MISS if found is None else _RANKING_HIT).inc()
+        return found
+
+    def put(self, version: str, user: int | str, candidates: Candidates) -> None:
+        self._cache.set(f"{version}:{user}", candidates)
+
+    def clear(self) -> None:
+        self._cache.clear()
+
+
+class _JSONRedisSerializer(RedisSerializer):
+    """Integers as Redis integers, everything else as JSON; never pickles."""
+
+    def dumps(self, value: Any, protocol: int | None = None) -> bytes:
+        if type(value) is int:
+            return str(value).encode("ascii")
+        return b"j" + json.dumps(value, separators=(",", ":")).encode()
+
+    def loads(self, bvalue: Any) -> Any:
+        if bvalue is None:
+            return None
+        try:
+            if bvalue.startswith(b"j"):
+                return json.loads(bvalue[1:])
+            return int(bvalue)
+        except ValueError:
+            return None  # not ours, or damaged: a miss
+
+
+class _JSONRedisCache(RedisCache):
+    serializer = _JSONRedisSerializer()
+
+
+@dataclass(frozen=True)
+class HistoryLookup:
+    """What ``HistoryCache.lookup`` found.
+
+    Attributes:
+        history: The cached history, or None on a miss.
+        stamp: The epoch and generation current when the lookup began; the
+            history read from the store after a miss is saved under it.
+    """
+
+    history: UserHistory | None
+    stamp: tuple[int | None, int | None] | None
+
+
+_MISS = HistoryLookup(None, None)
+
+
+def redis_client(url: str) -> redis.Redis:
+    """Return a one-connection client for a ``REDIS_URL`` that fails fast instead of retrying.
+
+    One connection per client, no pool: for one thread's commands that
+    halves redis-py's cost per command (it was a third of a cached answer).
+    ``redis+unix://PATH`` (the rate limiter's spelling) is redis-py's ``unix://PATH``.
+    """
+    if url.startswith("redis+unix://"):
+        url = "unix://" + url.removeprefix("redis+unix://")
+    return redis.Redis.from_url(
+        url,
+        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        retry=Retry(NoBackoff(), 0),
+        single_connection_client=True,
+    )
+
+
+class HistoryCache:
+    """Users' histories in the Redis all workers and servers share.
+
+    Each thread talks to Redis through a client (and connection) of its own.
+
+    Args:
+        url: ``REDIS_URL``.
+        key_prefix: Prefix of every key (``CACHE_KEY_PREFIX``).
+        ttl_seconds: How long a history is kept at most.
+    """
+
+    def __init__(self, url: str, key_prefix: str, ttl_seconds: int):
+        self._url = url
+        self._key_prefix = f"{key_prefix}history:"
+        self._ttl = ttl_seconds
+        self._local = threading.local()
+        # A generation token must outlive every entry stamped with the one it
+        # replaced (written at most a request's duration later).
+        self._generation_ttl = 2 * ttl_seconds + 60
+        self._state_lock = threading.Lock()
+        self._retry_at = 0.0  # while in the future, Redis is not tried
+        self._outage = False
+        self._lost_invalidations = False
+
+    @property
+    def _cache(self) -> _JSONRedisCache:
+        cache = getattr(self._local, "cache", None)
+        if cache is None:
+            client = self._local.client = redis_client(self._url)
+            cache = self._local.cache = _JSONRedisCache(
+                client, key_prefix=self._key_prefix, default_timeout=self._ttl
+            )
+        return cache
+
+    # -- the three operations ---------------------------------------------------
+
+    def lookup(self, user_id: int) -> HistoryLookup:
+        """Return the user's cached history, if Redis has a current one."""
+        if not self._usable():
+            return _MISS
+        cache = self._cache
+        prefix = self._key_prefix
+        try:
+            self._settle_lost_invalidations()
+            # Every answer makes this read, so it goes straight to the thread's
+            # connection: redis-py's client layers (pool, retries, events)
+            # cost more CPU than the round trip itself.
+            connection = self._local.client.connection
+            connection.send_command(
+                "MGET", f"{prefix}epoch", f"{prefix}gen:{user_id}", f"{prefix}user:{user_id}"
+            )
+            raw = connection.read_response()
+        except redis.RedisError as exc:
+            self._failed(exc)
+            return _MISS
+        if self._outage:
+            self._answered()
+        loads = cache.serializer.loads
+        epoch, generation, entry = loads(raw[0]), loads(raw[1]), loads(raw[2])
+        stamp = (epoch, generation)
+        if isinstance(entry, dict) and entry.get("stamp") == [epoch, generation]:
+            try:
+                history = UserHistory(bool(entry["events"]), frozenset(entry["purchased"]))
+            except (KeyError, TypeError):
+                pass  # not an entry this service wrote: a miss
+            else:
+                _HISTORY_HIT.inc()
+                return HistoryLookup(history, stamp)
+        _HISTORY_MISS.inc()
+        return HistoryLookup(None, stamp)
+
+    def save(self, user_id: int, history: UserHistory, stamp: tuple | None) -> None:
+        """Cache a history read from the store after ``lookup`` returned ``stamp``."""
+        if stamp is None or not self._usable():
+            return
+        entry = {
+            "stamp": list(stamp),
+            "events": history.has_events,
+            "purchased": sorted(history.purchased),
+        }
+        try:
+            self._cache.set(f"user:{user_id}", entry)
+        except redis.RedisError as exc:
+            self._failed(exc)
+
+    def invalidate(self, user_ids: Iterable[int]) -> None:
+        """Make the users' cached histories stale everywhere (call after the store commits)."""
+        tokens = {f"gen:{u}": secrets.randbits(62) for u in set(user_ids)}
+        if not tokens:
+            return
+        if not self._usable():
+            self._lost_invalidations = True
+            return
+        try:
+            self._settle_lost_invalidations()
+            # One round trip; the old entries expire with their TTL.
+            self._cache.set_many(tokens, timeout=self._generation_ttl)
+        except redis.RedisError as exc:
+            self._lost_invalidations = True
+            self._failed(exc)
+        else:
+            self._answered()
+
+    # -- outages ----------------------------------------------------------------
+
+    def _settle_lost_invalidations(self) -> None:
+        """Drop every cached history if some invalidations were lost (may raise RedisError)."""
+        if not self._lost_invalidations:
+            return
+        self._cache.set("epoch", secrets.randbits(62), timeout=0)
+        self._lost_invalidations = False
+        logger.info("Redis: histories cached before the outage dropped (new epoch)")
+
+    def _usable(self) -> bool:
+        return not self._outage or time.monotonic() >= self._retry_at
+
+    def _failed(self, exc: Exception) -> None:
+        REDIS_FAILURES.inc()
+        with self._state_lock:
+            self._retry_at = time.monotonic() + REDIS_RETRY_SECONDS
+            if self._outage:
+                return
+            self._outage = True
+        logger.warning(
+            "Redis unavailable (%s: %s): reading histories from the store, retrying every %g s",
+            type(exc).__name__,
+            exc,
+            REDIS_RETRY_SECONDS,
+        )
+
+    def _answered(self) -> None:
+        if not self._outage:
+            return
+        with self._state_lock:
+            if not self._outage:
+                return
+            self._outage = False
+        logger.info("Redis answers again: caching histories")

@@ -1,0 +1,75 @@
+"""``GET /metrics`` in Prometheus's text format, and the HTTP series: requests and latency.
+
+The other series are counted where their events happen: cache lookups and
+Redis failures in ``recsys.serving.cache``, the live model version in
+``recsys.serving.service``, ingested events in ``recsys.serving.runtime``,
+training jobs in ``recsys.serving.jobs``. Under gunicorn every worker writes
+its series to ``PROMETHEUS_MULTIPROC_DIR`` (gunicorn.conf.py prepares it) and
+``/metrics`` adds them up, so any worker answers for the whole server.
+"""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Flask, Response, current_app, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+)
+from prometheus_client.multiprocess import MultiProcessCollector
+
+bp = Blueprint("metrics", __name__)
+
+REQUESTS = Counter(
+    "recsys_http_requests",
+    "HTTP requests answered, by endpoint (the route, not the path), method and status",
+    ["endpoint", "method", "status"],
+)
+LATENCY = Histogram(
+    "recsys_http_request_duration_seconds",
+    "Time from the request reaching Flask to its answer, by endpoint",
+    ["endpoint"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+# Requests that match no route are counted under one name, so a scan of
+# random paths cannot create a series per path.
+UNMATCHED = "unmatched"
+
+
+@bp.get("/metrics")
+def metrics():
+    metrics_dir = current_app.extensions["recsys.runtime"].settings.metrics_dir
+    if metrics_dir is None:
+        registry = REGISTRY
+    else:
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry, path=str(metrics_dir))
+    return Response(generate_latest(registry), mimetype=CONTENT_TYPE_LATEST)
+
+
+def init_app(app: Flask) -> None:
+    """Serve ``/metrics`` and count every request's endpoint, status and duration."""
+    # The *_created series (a timestamp per series) only add noise; multiprocess
+    # mode has none, so without them one server looks the same either way.
+    disable_created_metrics()
+    app.register_blueprint(bp)
+
+    @app.before_request
+    def start_clock():
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def count_request(response):
+        rule = request.url_rule
+        endpoint = rule.rule if rule is not None else UNMATCHED
+        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        started = g.get("started")
+        if started is not None:
+            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+        return response

@@ -1,0 +1,57 @@
+"""Request ids: ``X-Request-ID`` taken from the caller (if sane) or made, echoed, logged.
+
+A caller's id is kept when it is 1 to 128 printable ASCII characters; any
+other value is replaced by a new one rather than refused, so that a proxy's
+odd ids never cost an answer. Every answer carries the id, and every log
+record written while the request is handled names it (``RequestIdFilter``).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+
+from flask import Flask, g, has_request_context, request
+
+HEADER = "X-Request-ID"
+MAX_LENGTH = 128
+_ACCEPTED = re.compile(rf"[\x20-\x7e]{{1,{MAX_LENGTH}}}")
+
+
+def accepted_id(given: str | None) -> str:
+    """Return the caller's id if it is acceptable, else a new one."""
+    if given is not None and _ACCEPTED.fullmatch(given):
+        return given
+    return uuid.uuid4().hex
+
+
+def current_id() -> str | None:
+    """Return the id of the request being handled, or None outside a request."""
+    if not has_request_context():
+        return None
+    return g.get("request_id")
+
+
+class RequestIdFilter(logging.Filter):
+    """Add ``request_id`` (None outside a request) to every record a handler writes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.request_id = current_id()
+        return True
+
+
+def init_app(app: Flask) -> None:
+    """Give every request an id and echo it on every answer."""
+
+    @app.before_request
+    def assign_request_id():
+        g.request_id = accepted_id(request.headers.get(HEADER))
+
+    @app.after_request
+    def echo_request_id(response):
+        request_id = g.get("request_id")
+        if request_id is None:  # answered before the hooks ran
+            request_id = g.request_id = accepted_id(request.headers.get(HEADER))
+        response.headers[HEADER] = request_id
+        return response

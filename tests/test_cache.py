@@ -1,0 +1,202 @@
+"""The answer cache: same answers as without it, purchases left out at once, Redis outages.
+
+Rankings are cached in each process per model version; histories only in
+Redis, which every app of a test shares under the test's own key prefix.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import pytest
+import redis
+from prometheus_client import REGISTRY
+
+from recsys.serving import cache as cache_module
+from recsys.serving.cache import HistoryCache
+from recsys.store.events import UserHistory
+from tests.builders import runtime_of
+
+
+def lookups(cache: str, result: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "recsys_cache_lookups_total", {"cache": cache, "result": result}
+    )
+    return value or 0.0
+
+
+def product_ids(response) -> list[int]:
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [item["product_id"] for item in response.get_json()["recommendations"]]
+
+
+def buy(client, user_id: int, product_id: int) -> None:
+    response = client.post(
+        "/interactions", json={"user_id": user_id, "product_id": product_id, "purchased": 1}
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+
+
+@pytest.fixture
+def redis_apps(app_factory, redis_url, cache_prefix):
+    """Make apps over one store, one artifact directory and one Redis key prefix."""
+
+    def make(**overrides):
+        return app_factory(REDIS_URL=redis_url.url, CACHE_KEY_PREFIX=cache_prefix, **overrides)
+
+    return make
+
+
+# -- without Redis: rankings cached, histories read from the store ---------------------
+
+
+def test_cached_answers_equal_uncached_ones_for_every_user_and_length(app_factory):
+    uncached = app_factory(CACHE="0").test_client()
+    cached = app_factory(init=False).test_client()
+    for user in [*range(1, 101), 501, 10**12]:
+        for n in (1, 5, 20, 100):
+            path = f"/recommend?user_id={user}&n={n}"
+            expected = uncached.get(path).get_json()
+            assert cached.get(path).get_json() == expected  # a miss
+            assert cached.get(path).get_json() == expected  # a hit
+    assert cached.get("/popular?n=7").get_json() == uncached.get("/popular?n=7").get_json()
+
+
+def test_the_first_request_of_a_user_misses_the_ranking_cache_and_the_next_hits(client):
+    misses, hits = lookups("ranking", "miss"), lookups("ranking", "hit")
+    client.get("/recommend?user_id=17")
+    assert (lookups("ranking", "miss"), lookups("ranking", "hit")) == (misses + 1, hits)
+    client.get("/recommend?user_id=17&n=3")
+    assert (lookups("ranking", "miss"), lookups("ranking", "hit")) == (misses + 1, hits + 1)
+
+
+def test_a_purchase_is_left_out_at_once_when_the_ranking_is_cached(client):
+    before = product_ids(client.get("/recommend?user_id=17&n=3"))
+    buy(client, 17, before[0])
+    after = product_ids(client.get("/recommend?user_id=17&n=3"))
+    assert before[0] not in after
+    assert after[:2] == before[1:]
+
+
+def test_purchases_beyond_the_cached_candidates_still_leave_a_full_answer(client, monkeypatch):
+    # Few spare candidates: buying them all forces the uncached path.
+    monkeypatch.setattr("recsys.serving.service.CANDIDATES", 3)
+    before = product_ids(client.get("/recommend?user_id=17&n=3"))
+    for product in before:
+        buy(client, 17, product)
+    after = product_ids(client.get("/recommend?user_id=17&n=3"))
+    assert len(after) == 3 and not set(after) & set(before)
+
+
+def test_a_new_model_version_is_never_answered_from_the_old_versions_entries(app_factory):
+    app = app_factory()
+    client = app.test_client()
+    before = client.get("/recommend?user_id=501").get_json()
+    assert before["fallback_reason"] == "unknown_user"
+    events = [{"user_id": 501, "product_id": p, "purchased": 0} for p in (2, 7, 7, 13)]
+    assert client.post("/interactions", json=events).status_code == 201
+    runtime = runtime_of(app)
+    published = runtime.train_exclusively()
+    assert runtime.refresh()
+
+    after = client.get("/recommend?user_id=501").get_json()
+    assert after["model_version"] == published.version != before["model_version"]
+    assert after["strategy"] == "svd"
+    uncached = app_factory(CACHE="0", init=False).test_client()
+    assert after == uncached.get("/recommend?user_id=501").get_json()
+
+
+# -- with Redis: histories cached where every worker and server sees them -------------
+
+
+@pytest.mark.redis
+def test_a_users_history_comes_from_redis_after_the_first_request(redis_apps, monkeypatch):
+    app = redis_apps()
+    client = app.test_client()
+    first = client.get("/recommend?user_id=17").get_json()
+
+    def no_store_read(user_id):
+        raise AssertionError("the history should have come from Redis")
+
+    monkeypatch.setattr(runtime_of(app).store, "user_history", no_store_read)
+    hits = lookups("history", "hit")
+    assert client.get("/recommend?user_id=17").get_json() == first
+    assert lookups("history", "hit") == hits + 1
+
+
+@pytest.mark.redis
+def test_a_purchase_is_left_out_at_once_even_when_the_history_is_cached(redis_apps):
+    client = redis_apps().test_client()
+    before = product_ids(client.get("/recommend?user_id=17&n=3"))
+    assert product_ids(client.get("/recommend?user_id=17&n=3")) == before  # history cached
+    buy(client, 17, before[0])
+    after = product_ids(client.get("/recommend?user_id=17&n=3"))
+    assert before[0] not in after
+    assert after[:2] == before[1:]
+
+
+@pytest.mark.redis
+def test_an_event_posted_through_one_app_is_left_out_by_another_sharing_redis(redis_apps):
+    posting, answering = redis_apps().test_client(), redis_apps(init=False).test_client()
+    before = product_ids(answering.get("/recommend?user_id=17&n=3"))
+    hits = lookups("history", "hit")
+    assert product_ids(answering.get("/recommend?user_id=17&n=3")) == before
+    assert lookups("history", "hit") == hits + 1  # app B answers from the cached history
+    buy(posting, 17, before[0])
+    assert before[0] not in product_ids(answering.get("/recommend?user_id=17&n=3"))
+
+
+@pytest.mark.redis
+def test_a_history_read_before_a_purchase_is_never_saved_over_it(redis_url, cache_prefix):
+    histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
+    slow_reader = histories.lookup(7)  # a request reads the store just before a purchase...
+    histories.invalidate([7])  # ... the purchase commits and invalidates ...
+    histories.save(7, UserHistory(True, frozenset()), slow_reader.stamp)  # ... then it saves
+    assert histories.lookup(7).history is None
+
+
+@pytest.mark.redis
+def test_invalidations_lost_in_an_outage_drop_every_cached_history_when_redis_returns(
+    redis_url, cache_prefix, monkeypatch, caplog
+):
+    monkeypatch.setattr(cache_module, "REDIS_RETRY_SECONDS", 0)
+    histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
+    stale = UserHistory(True, frozenset({3}))
+    histories.save(8, stale, histories.lookup(8).stamp)
+    assert histories.lookup(8).history == stale
+
+    def unreachable(*args, **kwargs):
+        raise redis.ConnectionError("Redis is down (test)")
+
+    monkeypatch.setattr(histories._cache, "set_many", unreachable)
+    with caplog.at_level(logging.WARNING, logger="recsys"):
+        histories.invalidate([8])  # user 8 buys: the invalidation is lost
+        histories.invalidate([9])
+    monkeypatch.undo()
+    assert histories.lookup(8).history is None  # Redis is back: a new epoch
+    assert [r.message for r in caplog.records].count(
+        "Redis unavailable (ConnectionError: Redis is down (test)): reading histories "
+        "from the store, retrying every 0 s"
+    ) == 1
+
+
+@pytest.mark.redis
+def test_a_redis_outage_degrades_to_answers_from_the_store(
+    app_factory, own_redis, cache_prefix, monkeypatch, caplog
+):
+    monkeypatch.setattr(cache_module, "REDIS_RETRY_SECONDS", 0.05)
+    url = own_redis.url
+    client = app_factory(REDIS_URL=url, CACHE_KEY_PREFIX=cache_prefix).test_client()
+    before = product_ids(client.get("/recommend?user_id=17&n=3"))
+    assert product_ids(client.get("/recommend?user_id=17&n=3")) == before  # history cached
+
+    own_redis.stop()
+    with caplog.at_level(logging.WARNING, logger="recsys"):
+        buy(client, 17, before[0])
+        for _ in range(3):
+            after = product_ids(client.get("/recommend?user_id=17&n=3"))
+            assert before[0] not in after and after[:2] == before[1:]
+            time.sleep(0.06)  # past the retry interval: Redis is tried (and fails) again
+    warnings = [r for r in caplog.records if r.message.startswith("Redis unavailable")]
+    assert len(warnings) == 1

@@ -1,0 +1,268 @@
+"""Observability: /metrics series, request ids on answers and in the JSON logs."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+from prometheus_client.multiprocess import MultiProcessCollector
+from prometheus_client.parser import text_string_to_metric_families
+from pythonjsonlogger.json import JsonFormatter
+
+from recsys.web.request_id import RequestIdFilter
+from tests.builders import ROOT, runtime_of
+
+
+def scrape(text: str) -> dict[tuple[str, tuple], float]:
+    """Return every sample of a /metrics answer: (name, sorted labels) -> value."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def metrics(client) -> dict[tuple[str, tuple], float]:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.mimetype == "text/plain"
+    return scrape(response.get_data(as_text=True))
+
+
+def value(samples, name: str, **labels) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def test_requests_are_counted_by_endpoint_and_status_with_their_latency(client):
+    before = metrics(client)
+    client.get("/recommend?user_id=17")
+    client.get("/recommend?user_id=abc")
+    client.get("/no/such/path/42")
+    after = metrics(client)
+    for endpoint, status in (("/recommend", "200"), ("/recommend", "400"), ("unmatched", "404")):
+        labels = {"endpoint": endpoint, "method": "GET", "status": status}
+        assert value(after, "recsys_http_requests_total", **labels) == (
+            value(before, "recsys_http_requests_total", **labels) + 1
+        )
+    count = "recsys_http_request_duration_seconds_count"
+    assert (
+        value(after, count, endpoint="/recommend")
+        == value(before, count, endpoint="/recommend") + 2
+    )
+
+
+def test_the_live_model_version_cache_lookups_and_ingested_events_are_series(client):
+    version = client.get("/recommend?user_id=17").get_json()["model_version"]
+    before = metrics(client)
+    client.get("/recommend?user_id=17")
+    events = [
+        {"user_id": 17, "product_id": 4, "purchased": 1},
+        {"user_id": 17, "product_id": 5, "purchased": 0},
+    ]
+    assert client.post("/interactions", json=events).status_code == 201
+    after = metrics(client)
+    assert value(after, "recsys_model_live", version=version, model_type="svd") == 1
+    hits = {"cache": "ranking", "result": "hit"}
+    assert value(after, "recsys_cache_lookups_total", **hits) == (
+        value(before, "recsys_cache_lookups_total", **hits) + 1
+    )
+    for purchased in ("0", "1"):
+        assert value(after, "recsys_events_ingested_total", purchased=purchased) == (
+            value(before, "recsys_events_ingested_total", purchased=purchased) + 1
+        )
+
+
+def test_retrain_durations_and_failures_are_series(app, client, monkeypatch):
+    before = metrics(client)
+    job = client.post("/admin/retrain").get_json()["job_id"]
+    runtime_of(app).jobs.wait(job, timeout=60)
+
+    def broken_training():
+        raise RuntimeError("training broke (test)")
+
+    monkeypatch.setattr(runtime_of(app), "train", broken_training)
+    job = client.post("/admin/retrain").get_json()["job_id"]
+    runtime_of(app).jobs.wait(job, timeout=60)
+    after = metrics(client)
+    count = "recsys_retrain_duration_seconds_count"
+    for outcome in ("succeeded", "failed"):
+        assert value(after, count, outcome=outcome) == value(before, count, outcome=outcome) + 1
+    failures = "recsys_retrain_failures_total"
+    assert value(after, failures) == value(before, failures) + 1
+    new_version = runtime_of(app).service.metadata.version
+    assert value(after, "recsys_model_live", version=new_version, model_type="svd") == 1
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ("trace-42", True),
+        ("a" * 128, True),
+        ("a" * 129, False),
+        ("", False),
+        ("caf\u00e9", False),
+        ("tab\there", False),
+    ],
+)
+def test_a_request_id_is_echoed_when_printable_and_short_else_replaced(bundled_client, given, kept):
+    answer = bundled_client.get("/healthz", headers={"X-Request-ID": given})
+    echoed = answer.headers["X-Request-ID"]
+    if kept:
+        assert echoed == given
+    else:
+        assert echoed != given and len(echoed) == 32
+
+
+def test_every_answer_carries_a_request_id_even_errors(bundled_client):
+    ids = {
+        bundled_client.get(path).headers["X-Request-ID"]
+        for path in ("/healthz", "/recommend?user_id=abc", "/nowhere")
+    }
+    assert len(ids) == 3
+
+
+def test_log_records_name_the_request_they_were_written_for(app):
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.addFilter(RequestIdFilter())
+    handler.setFormatter(JsonFormatter("%(levelname)s %(name)s %(message)s %(request_id)s"))
+    logger = logging.getLogger("recsys")
+    logger.addHandler(handler)
+    try:
+        # The first request serves the model, and says so in the log.
+        app.test_client().get("/recommend?user_id=17", headers={"X-Request-ID": "trace-42"})
+        logging.getLogger("recsys.test").warning("outside any request")
+    finally:
+        logger.removeHandler(handler)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    serving = [r for r in records if r["message"].startswith("serving model")]
+    assert serving and all(r["request_id"] == "trace-42" for r in serving)
+    assert records[-1]["message"] == "outside any request" and records[-1]["request_id"] is None
+
+
+# -- under gunicorn: one answer for all workers ----------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def _children(pid: int) -> list[int]:
+    """Return the ids of a process's children (gunicorn's workers)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def _recommend_requests(counter_file: Path) -> float:
+    """Return the /recommend answers one worker counted in its own series file."""
+    for metric in MultiProcessCollector.merge([str(counter_file)]):
+        for sample in metric.samples:
+            if sample.name == "recsys_http_requests_total" and sample.labels == {
+                "endpoint": "/recommend",
+                "method": "GET",
+                "status": "200",
+            }:
+                return sample.value
+    return 0.0
+
+
+def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
+    port = _free_port()
+    metrics_dir = tmp_path / "metrics"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")},
+        "RECSYS_BIND": f"127.0.0.1:{port}",
+        "RECSYS_WORKERS": "2",
+        # The test sends its requests in a burst; rate limits are not its subject.
+        "RECSYS_RATE_LIMIT": "",
+        "RECSYS_DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}",
+        "RECSYS_MODEL_DIR": str(tmp_path / "models"),
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                if _get(f"{base}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, server.stderr.read()
+            assert time.monotonic() < deadline, "gunicorn did not become ready within 90 s"
+            time.sleep(0.2)
+
+        # A new connection per request, many at once: both workers answer.
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(
+                pool.map(lambda i: _get(f"{base}/recommend?user_id={1 + i % 100}")[0], range(300))
+            )
+        assert statuses == [200] * 300
+        workers = _children(server.pid)
+        assert len(workers) == 2
+        served = [_recommend_requests(metrics_dir / f"counter_{pid}.db") for pid in workers]
+        assert all(count > 0 for count in served) and sum(served) == 300
+
+        samples = scrape(_get(f"{base}/metrics")[1])
+        recommended = {"endpoint": "/recommend", "method": "GET", "status": "200"}
+        assert value(samples, "recsys_http_requests_total", **recommended) == 300
+        lookups = sum(
+            value(samples, "recsys_cache_lookups_total", cache="ranking", result=result)
+            for result in ("hit", "miss")
+        )
+        assert lookups == 300
+
+        # A worker that dies keeps its counts; its replacement adds to them.
+        os.kill(workers[0], signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while len(_children(server.pid)) < 2 or workers[0] in _children(server.pid):
+            assert time.monotonic() < deadline, "gunicorn did not replace the worker"
+            time.sleep(0.1)
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(lambda i: _get(f"{base}/recommend?user_id=17"), range(20)))
+        samples = scrape(_get(f"{base}/metrics")[1])
+        assert value(samples, "recsys_http_requests_total", **recommended) == 320
+        # child_exit dropped the dead worker's live gauge; the others still say 1.
+        assert not (metrics_dir / f"gauge_livemax_{workers[0]}.db").exists()
+        live = [v for (name, _), v in samples.items() if name == "recsys_model_live"]
+        assert live == [1.0]
+    finally:
+        server.terminate()
+        server.wait(timeout=60)
