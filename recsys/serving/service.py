@@ -17,6 +17,7 @@ answer with a reason, never an exception.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import asdict, dataclass
@@ -125,10 +126,7 @@ class ServingModel:
                 "unknown users"
             )
         source = catalog if catalog is not None else artifact.catalog
-        names: dict[int, tuple[str | None, str | None]] = {}
-        if source is not None:
-            for row in source[["product_id", "name", "category"]].itertuples(index=False):
-                names[int(row.product_id)] = (_text_or_none(row.name), _text_or_none(row.category))
+        names = catalog_names(source) if source is not None else {}
         return cls(artifact.model, popularity, names, artifact.metadata)
 
     def describe(self, ranked: RankedList) -> list[RecommendedProduct]:
@@ -140,6 +138,14 @@ class ServingModel:
                 RecommendedProduct(int(product_id), name, category, round(float(score), 4))
             )
         return items
+
+
+def catalog_names(catalog: pd.DataFrame) -> dict[int, tuple[str | None, str | None]]:
+    """Return product id -> (name, category) from a ``product_id, name, category`` frame."""
+    return {
+        int(row.product_id): (_text_or_none(row.name), _text_or_none(row.category))
+        for row in catalog[["product_id", "name", "category"]].itertuples(index=False)
+    }
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -193,6 +199,12 @@ class LiveModel:
         )
         return previous
 
+    def rename(self, names: dict[int, tuple[str | None, str | None]]) -> None:
+        """Make the live version show these product names and categories (same model)."""
+        with self._swap_lock:
+            if self._current is not None:
+                self._current = dataclasses.replace(self._current, names=names)
+
 
 class RecommendationService:
     """Answers recommendation requests from the live model and the event store.
@@ -218,6 +230,18 @@ class RecommendationService:
         bundle = ServingModel.from_artifact(artifact, catalog)
         self.live.swap(bundle, only_if_newer=only_if_newer)
         return bundle
+
+    def refresh_names(self) -> None:
+        """Re-read the catalog so that the live version shows products as the store has them.
+
+        The serving catalog is built when a version goes live; ``PUT /products``
+        and the periodic refresh call this, so renamed and new products show
+        without a retrain.
+
+        Raises:
+            One of ``STORE_OUTAGES`` when the store is unavailable.
+        """
+        self.live.rename(catalog_names(self.store.products_frame()))
 
     @property
     def metadata(self) -> ArtifactMetadata:
