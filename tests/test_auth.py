@@ -65,7 +65,8 @@ def keyed_client(keyed_app):
 
 # -- which role each endpoint needs ------------------------------------------------------------
 
-# Every route of the service: how to call it (the body is JSON).
+# Every route of the service: how to call it (the body is JSON). A route with
+# several methods has one entry per method, "METHOD route" for the others.
 ENDPOINTS = {
     "/recommend": ("GET", "/recommend?user_id=1", None),
     "/popular": ("GET", "/popular", None),
@@ -75,6 +76,9 @@ ENDPOINTS = {
     "/model": ("GET", "/model", None),
     "/healthz": ("GET", "/healthz", None),
     "/readyz": ("GET", "/readyz", None),
+    "/openapi.json": ("GET", "/openapi.json", None),
+    "/docs": ("GET", "/docs", None),
+    "/docs/<asset>": ("GET", "/docs/swagger-ui.css", None),
 }
 # fmt: off
 ROLE_MATRIX = [
@@ -87,6 +91,9 @@ ROLE_MATRIX = [
     ("/model",                 401,  403,   403,   200),
     ("/healthz",               200,  200,   200,   200),
     ("/readyz",                200,  200,   200,   200),
+    ("/openapi.json",          200,  200,   200,   200),
+    ("/docs",                  200,  200,   200,   200),
+    ("/docs/<asset>",          200,  200,   200,   200),
 ]
 # fmt: on
 CALLERS = (None, "read", "ingest", "admin")
@@ -107,8 +114,14 @@ def test_each_endpoint_answers_each_role_as_the_matrix_says(keyed_client, route,
 
 
 def test_the_matrix_covers_every_route_of_the_service(keyed_app):
-    routes = {rule.rule for rule in keyed_app.url_map.iter_rules()}
-    assert routes == set(ENDPOINTS) == {row[0] for row in ROLE_MATRIX}
+    routes = {
+        (method, rule.rule)
+        for rule in keyed_app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    called = {(method, name[name.index("/") :]) for name, (method, _, _) in ENDPOINTS.items()}
+    assert routes == called
+    assert set(ENDPOINTS) == {row[0] for row in ROLE_MATRIX}
 
 
 def test_every_route_declares_a_role_or_is_in_the_open_list(keyed_app):

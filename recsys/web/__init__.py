@@ -11,7 +11,17 @@ from __future__ import annotations
 from flask import Flask
 
 from recsys.serving.runtime import ServingRuntime
-from recsys.web import admin, auth, commands, errors, health, interactions, limits, recommend
+from recsys.web import (
+    admin,
+    auth,
+    commands,
+    errors,
+    health,
+    interactions,
+    limits,
+    openapi,
+    recommend,
+)
 
 RUNTIME_KEY = "recsys.runtime"
 
@@ -30,4 +40,5 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     limits.init_app(app)
     for blueprint in (health.bp, recommend.bp, interactions.bp, admin.bp):
         app.register_blueprint(blueprint)
+    openapi.init_app(app)
     commands.init_app(app)
