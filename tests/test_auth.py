@@ -31,6 +31,9 @@ KEYS = {
     "admin": "test-admin-key-0123456789",
 }
 EVENT = {"user_id": 7, "product_id": 3, "purchased": 0}
+NEW_PRODUCT = {"product_id": 30, "name": "Grey Scarf", "category": "Fashion", "price": 12.0}
+PRODUCT_RULE = "/products/<int(min=1, max=9223372036854775807):product_id>"
+HISTORY_RULE = "/users/<int(min=1, max=9223372036854775807):user_id>/history"
 
 
 def sha256_hex(key: str) -> str:
@@ -76,6 +79,11 @@ ENDPOINTS = {
     "/model": ("GET", "/model", None),
     "/healthz": ("GET", "/healthz", None),
     "/readyz": ("GET", "/readyz", None),
+    "/similar": ("GET", "/similar?product_id=3", None),
+    "/products": ("GET", "/products", None),
+    "PUT /products": ("PUT", "/products", [NEW_PRODUCT]),
+    PRODUCT_RULE: ("GET", "/products/3", None),
+    HISTORY_RULE: ("GET", "/users/17/history", None),
     "/openapi.json": ("GET", "/openapi.json", None),
     "/docs": ("GET", "/docs", None),
     "/docs/<asset>": ("GET", "/docs/swagger-ui.css", None),
@@ -91,6 +99,11 @@ ROLE_MATRIX = [
     ("/model",                 401,  403,   403,   200),
     ("/healthz",               200,  200,   200,   200),
     ("/readyz",                200,  200,   200,   200),
+    ("/similar",               401,  200,   403,   200),
+    ("/products",              401,  200,   403,   200),
+    ("PUT /products",          401,  403,   200,   200),
+    (PRODUCT_RULE,             401,  200,   403,   200),
+    (HISTORY_RULE,             401,  200,   403,   200),
     ("/openapi.json",          200,  200,   200,   200),
     ("/docs",                  200,  200,   200,   200),
     ("/docs/<asset>",          200,  200,   200,   200),

@@ -71,6 +71,21 @@ def test_errors_are_documented_with_the_one_error_shape(spec):
     }
 
 
+def test_query_parameters_carry_their_ranges(spec):
+    params = {p["name"]: p for p in spec["paths"]["/products"]["get"]["parameters"]}
+    assert params["limit"]["schema"]["minimum"] == 1
+    assert params["limit"]["schema"]["maximum"] == 1000
+    assert params["limit"]["schema"]["default"] == 100
+    user = spec["paths"]["/users/{user_id}/history"]["get"]["parameters"][0]
+    assert user["in"] == "path"
+    assert user["schema"] == {
+        "type": "integer",
+        "format": "int64",
+        "minimum": 1,
+        "maximum": 2**63 - 1,
+    }
+
+
 def test_the_documentation_needs_no_key(keyed_documentation_client):
     assert keyed_documentation_client.get("/openapi.json").status_code == 200
     assert keyed_documentation_client.get("/docs").status_code == 200

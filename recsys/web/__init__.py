@@ -14,13 +14,16 @@ from recsys.serving.runtime import ServingRuntime
 from recsys.web import (
     admin,
     auth,
+    catalog,
     commands,
     errors,
     health,
+    history,
     interactions,
     limits,
     openapi,
     recommend,
+    similar,
 )
 
 RUNTIME_KEY = "recsys.runtime"
@@ -39,6 +42,8 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     auth.init_app(app)
     limits.init_app(app)
     for blueprint in (health.bp, recommend.bp, interactions.bp, admin.bp):
+        app.register_blueprint(blueprint)
+    for blueprint in (similar.bp, catalog.bp, history.bp):
         app.register_blueprint(blueprint)
     openapi.init_app(app)
     commands.init_app(app)
