@@ -16,7 +16,9 @@ bp = Blueprint("admin", __name__)
 
 
 @bp.post("/admin/retrain")
-@operation("Start a retrain in the background", (202, RetrainStarted), errors=[409], tags=["admin"])
+@operation(
+    "Start a retrain in the background", (202, RetrainStarted), errors=[409, 415], tags=["admin"]
+)
 @requires("admin")
 def retrain():
     try:

@@ -50,7 +50,8 @@ api = SpecTree(
         "Personal product lists, the catalog and users' histories. Errors are "
         '`{"error": {"code", "message"}}`. Every endpoint but the probes and this '
         f"documentation needs an API key in the `{API_KEY_HEADER}` header, with the role "
-        "each operation names (`admin` includes `read` and `ingest`)."
+        "each operation names (`admin` includes `read` and `ingest`). Query parameters an "
+        "operation does not name are ignored; one it names may be given once."
     ),
     # Components are named by their class (recsys.web.schemas keeps the names unique).
     naming_strategy=lambda model: model.__name__,

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
 from recsys.data.interactions import MAX_ID
+from recsys.data.timestamps import ISO_WITH_OFFSET
 
 MAX_PAGE = 1000
 MAX_PRODUCTS_PER_PUT = 10_000
@@ -201,6 +202,7 @@ class EventIn(BaseModel):
     purchased: Literal[0, 1] | bool
     timestamp: str | None = Field(
         None,
+        pattern=r"^" + ISO_WITH_OFFSET.pattern + "$",
         description="ISO-8601 with a UTC offset (2026-11-29T10:00:00Z), from 1970-01-01 "
         "to one day after now; default: when it arrives",
     )
