@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from tests.builders import runtime_of
@@ -137,6 +139,24 @@ def test_renamed_products_show_at_once_in_the_live_models_answers(client):
     after = client.get("/recommend?user_id=17&n=20").get_json()["recommendations"]
     item = next(i for i in after if i["product_id"] == 13)
     assert (item["name"], item["category"]) == ("Red Poetry Book", "Poetry")
+
+
+def test_another_process_shows_new_names_within_a_refresh_period(app_factory):
+    writer = app_factory().test_client()
+    reader = app_factory(MODEL_REFRESH_SECONDS=0.05).test_client()
+    assert reader.get("/similar?product_id=13").status_code == 200  # started: refreshing
+    writer.put(
+        "/products",
+        json=[{"product_id": 13, "name": "Red Poetry Book", "category": "Books", "price": 1}],
+    )
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        items = reader.get("/recommend?user_id=17&n=20").get_json()["recommendations"]
+        if next(i for i in items if i["product_id"] == 13)["name"] == "Red Poetry Book":
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the other app never showed the new name")
 
 
 def test_a_new_product_is_shown_by_similar_as_its_categorys_best_sellers(client):
