@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import pandas as pd
 from flask import Blueprint, jsonify
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from recsys.data.catalog import CATALOG_COLUMNS
 from recsys.data.interactions import MAX_ID
 from recsys.errors import quote
+from recsys.store.engine import STORE_OUTAGES
 from recsys.web.auth import requires
 from recsys.web.bodies import json_body
 from recsys.web.context import runtime
@@ -42,7 +44,7 @@ PRODUCT_ID = f"<int(min=1, max={MAX_ID}):product_id>"
 )
 @requires("read")
 def list_products(query: ProductPageQuery):
-    after = cursor_id(query.cursor, "cursor") if query.cursor else 0
+    after = cursor_id(query.cursor) if query.cursor else 0
     rows = runtime().store.products_page(query.limit + 1, after, query.category)
     page = rows[: query.limit]
     more = len(rows) > query.limit
@@ -87,8 +89,10 @@ def put_products():
     written = serving.store.upsert_products(
         pd.DataFrame([p.model_dump() for p in products], columns=list(CATALOG_COLUMNS))
     )
-    # The live version shows the new names now (other processes within a refresh period).
-    serving.service.refresh_names()
+    # The live version shows the new names now, other processes within a refresh
+    # period. The write is done: if the store fails just now, that period catches up.
+    with contextlib.suppress(*STORE_OUTAGES):
+        serving.service.refresh_names()
     return jsonify({"accepted": written})
 
 
@@ -131,22 +135,20 @@ def _validated_product(index: int, row: Any) -> ProductIn:
         return ProductIn.model_validate(row)
     except ValidationError as exc:
         name = str(exc.errors()[0]["loc"][0])
-        raise refuse(f"{_rule(ProductIn, name)}, got {quote(row[name])}") from None
+        raise refuse(f"{accepted(ProductIn, name)}, got {quote(row[name])}") from None
 
 
-def _rule(model: type[BaseModel], name: str) -> str:
-    if name == "price":
-        return "price must be a number >= 0"
-    return accepted(model, name)
+def cursor_id(cursor: str) -> int:
+    """Return the product id a ``cursor`` names (its digits already checked by the schema).
 
-
-def cursor_id(cursor: str, name: str) -> int:
-    """Return the product id a ``cursor`` names (digits already checked by the schema)."""
+    Raises:
+        ApiError: 400 ``invalid_parameter`` for an id past 2^63-1.
+    """
     value = int(cursor)
     if value > MAX_ID:
         raise ApiError(
             400,
             "invalid_parameter",
-            f"{name} must be the next value of a previous page, got {quote(cursor)}",
+            f"cursor must be the next value of a previous page, got {quote(cursor)}",
         )
     return value

@@ -170,6 +170,8 @@ def accepted(model: type[BaseModel], name: str) -> str:
     schema = next((s for s in schema.get("anyOf", []) if s.get("type") != "null"), schema)
     if schema.get("type") == "integer":
         return f"{name} must be an integer from {schema['minimum']} to {schema['maximum']}"
+    if schema.get("type") == "number":
+        return f"{name} must be a number >= {schema['minimum']}"
     if "pattern" in schema:
         return f"{name} must be the next value of a previous page"
     if "maxLength" in schema:

@@ -1,7 +1,7 @@
 """The API's shapes as pydantic models: the OpenAPI document and the new endpoints' validation.
 
 Query models describe parameters as the service parses them: ASCII decimal
-digits only for integers (``IntParam`` refuses ``+5``, ``5.0``, ``1_0`` and
+digits only for integers (``Digits`` refuses ``+5``, ``5.0``, ``1_0`` and
 non-ASCII digits, which pydantic's lax mode would take), each given at most
 once, never empty. Response models allow extra fields, so an answer may grow
 without breaking a client that validates against this document.
@@ -208,7 +208,9 @@ class EventIn(BaseModel):
     )
 
 
-class EventBatch(RootModel[EventIn | list[EventIn]]):
+class EventBatch(
+    RootModel[EventIn | Annotated[list[EventIn], Field(min_length=1, max_length=10_000)]]
+):
     """One event or an array of 1 to 10,000, recorded all or nothing."""
 
 
