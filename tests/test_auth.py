@@ -31,6 +31,9 @@ KEYS = {
     "admin": "test-admin-key-0123456789",
 }
 EVENT = {"user_id": 7, "product_id": 3, "purchased": 0}
+NEW_PRODUCT = {"product_id": 30, "name": "Grey Scarf", "category": "Fashion", "price": 12.0}
+PRODUCT_RULE = "/products/<int(min=1, max=9223372036854775807):product_id>"
+HISTORY_RULE = "/users/<int(min=1, max=9223372036854775807):user_id>/history"
 
 
 def sha256_hex(key: str) -> str:
@@ -65,7 +68,8 @@ def keyed_client(keyed_app):
 
 # -- which role each endpoint needs ------------------------------------------------------------
 
-# Every route of the service: how to call it (the body is JSON).
+# Every route of the service: how to call it (the body is JSON). A route with
+# several methods has one entry per method, "METHOD route" for the others.
 ENDPOINTS = {
     "/recommend": ("GET", "/recommend?user_id=1", None),
     "/popular": ("GET", "/popular", None),
@@ -76,6 +80,14 @@ ENDPOINTS = {
     "/healthz": ("GET", "/healthz", None),
     "/readyz": ("GET", "/readyz", None),
     "/metrics": ("GET", "/metrics", None),
+    "/similar": ("GET", "/similar?product_id=3", None),
+    "/products": ("GET", "/products", None),
+    "PUT /products": ("PUT", "/products", [NEW_PRODUCT]),
+    PRODUCT_RULE: ("GET", "/products/3", None),
+    HISTORY_RULE: ("GET", "/users/17/history", None),
+    "/openapi.json": ("GET", "/openapi.json", None),
+    "/docs": ("GET", "/docs", None),
+    "/docs/<asset>": ("GET", "/docs/swagger-ui.css", None),
 }
 # fmt: off
 ROLE_MATRIX = [
@@ -89,6 +101,14 @@ ROLE_MATRIX = [
     ("/healthz",               200,  200,   200,   200),
     ("/readyz",                200,  200,   200,   200),
     ("/metrics",               200,  200,   200,   200),  # RECSYS_METRICS_OPEN=1, the default
+    ("/similar",               401,  200,   403,   200),
+    ("/products",              401,  200,   403,   200),
+    ("PUT /products",          401,  403,   200,   200),
+    (PRODUCT_RULE,             401,  200,   403,   200),
+    (HISTORY_RULE,             401,  200,   403,   200),
+    ("/openapi.json",          200,  200,   200,   200),
+    ("/docs",                  200,  200,   200,   200),
+    ("/docs/<asset>",          200,  200,   200,   200),
 ]
 # fmt: on
 CALLERS = (None, "read", "ingest", "admin")
@@ -109,8 +129,14 @@ def test_each_endpoint_answers_each_role_as_the_matrix_says(keyed_client, route,
 
 
 def test_the_matrix_covers_every_route_of_the_service(keyed_app):
-    routes = {rule.rule for rule in keyed_app.url_map.iter_rules()}
-    assert routes == set(ENDPOINTS) == {row[0] for row in ROLE_MATRIX}
+    routes = {
+        (method, rule.rule)
+        for rule in keyed_app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+    }
+    called = {(method, name[name.index("/") :]) for name, (method, _, _) in ENDPOINTS.items()}
+    assert routes == called
+    assert set(ENDPOINTS) == {row[0] for row in ROLE_MATRIX}
 
 
 def test_every_route_declares_a_role_or_is_in_the_open_list(keyed_app):

@@ -55,6 +55,37 @@ def test_an_unknown_product_rejects_the_whole_batch(catalog_store):
     assert (counts.users, counts.interactions) == (1, 1), "nothing of the batch may be written"
 
 
+def test_a_users_interactions_are_paged_newest_first_by_time_then_row(catalog_store):
+    at = [datetime(2026, 1, day, 12) for day in (2, 3, 2, 1)]
+    catalog_store.add_interactions(
+        [Event(7, p, p == 2, t) for p, t in zip((1, 2, 3, 4), at, strict=True)]
+    )
+    catalog_store.add_interactions([Event(8, 5, False, at[0])])
+    first = catalog_store.user_interactions(7, 2)
+    assert [(e.product_id, e.purchased, e.created_at) for e in first] == [
+        (2, True, at[1]),
+        (3, False, at[2]),  # same time as product 1, a later row
+    ]
+    rest = catalog_store.user_interactions(7, 10, before=(first[-1].created_at, first[-1].id))
+    assert [e.product_id for e in rest] == [1, 4]
+    assert catalog_store.user_interactions(9, 10) == []
+    assert catalog_store.has_user(8) and not catalog_store.has_user(9)
+
+
+def test_products_are_paged_by_id_within_a_category(catalog_store):
+    assert [p["product_id"] for p in catalog_store.products_page(2)] == [1, 2]
+    assert [p["product_id"] for p in catalog_store.products_page(2, after=2)] == [3, 4]
+    kitchen = catalog_store.products_page(10, category="kitchen")
+    assert [p["product_id"] for p in kitchen] == [2, 3]
+    assert catalog_store.product(3) == {
+        "product_id": 3,
+        "name": "Mug",
+        "category": "kitchen",
+        "price": 8.5,
+    }
+    assert catalog_store.product(99) is None
+
+
 def test_timestamps_are_stored_as_given_in_utc(catalog_store):
     stamp = datetime(2026, 1, 31, 12, 30, 5)
     catalog_store.add_interactions([Event(7, 1, False, stamp)])

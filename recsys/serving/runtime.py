@@ -20,6 +20,7 @@ Nothing here imports Flask; ``recsys.web`` calls these from the app.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import logging
 import os
@@ -277,6 +278,13 @@ class ServingRuntime:
             except Exception:
                 # A damaged new version must not stop the poller; the live one stays.
                 logger.exception("could not refresh the live model")
+            self._refresh_names()
+
+    def _refresh_names(self) -> None:
+        # Products another process wrote (PUT /products) show here within a period.
+        # When the store is down the names already live stay; the next period tries again.
+        with contextlib.suppress(*STORE_OUTAGES):
+            self.service.refresh_names()
 
     def check_ready(self) -> list[str]:
         """Return what keeps this process from answering fully (empty: ready)."""

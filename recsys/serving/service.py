@@ -21,6 +21,7 @@ exception.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterable
@@ -151,10 +152,7 @@ class ServingModel:
                 "unknown users"
             )
         source = catalog if catalog is not None else artifact.catalog
-        names: dict[int, tuple[str | None, str | None]] = {}
-        if source is not None:
-            for row in source[["product_id", "name", "category"]].itertuples(index=False):
-                names[int(row.product_id)] = (_text_or_none(row.name), _text_or_none(row.category))
+        names = catalog_names(source) if source is not None else {}
         return cls(artifact.model, popularity, names, artifact.metadata)
 
     def describe(self, ranked: RankedList) -> list[RecommendedProduct]:
@@ -170,6 +168,14 @@ class ServingModel:
             name, category = names.get(product_id, (None, None))
             items.append(RecommendedProduct(product_id, name, category, round(score, 4)))
         return items
+
+
+def catalog_names(catalog: pd.DataFrame) -> dict[int, tuple[str | None, str | None]]:
+    """Return product id -> (name, category) from a ``product_id, name, category`` frame."""
+    return {
+        int(row.product_id): (_text_or_none(row.name), _text_or_none(row.category))
+        for row in catalog[["product_id", "name", "category"]].itertuples(index=False)
+    }
 
 
 def _text_or_none(value: Any) -> str | None:
@@ -226,6 +232,12 @@ class LiveModel:
         )
         return previous
 
+    def rename(self, names: dict[int, tuple[str | None, str | None]]) -> None:
+        """Make the live version show these product names and categories (same model)."""
+        with self._swap_lock:
+            if self._current is not None:
+                self._current = dataclasses.replace(self._current, names=names)
+
 
 class RecommendationService:
     """Answers recommendation requests from the live model and the users' histories.
@@ -264,6 +276,18 @@ class RecommendationService:
             # The old version's entries can no longer be asked for: free them.
             self.rankings.clear()
         return bundle
+
+    def refresh_names(self) -> None:
+        """Re-read the catalog so that the live version shows products as the store has them.
+
+        The serving catalog is built when a version goes live; ``PUT /products``
+        and the periodic refresh call this, so renamed and new products show
+        without a retrain.
+
+        Raises:
+            One of ``STORE_OUTAGES`` when the store is unavailable.
+        """
+        self.live.rename(catalog_names(self.store.products_frame()))
 
     @property
     def metadata(self) -> ArtifactMetadata:

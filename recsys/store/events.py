@@ -26,6 +26,12 @@ from recsys.errors import DataFileError, RecsysError
 from recsys.store.engine import create_store_engine, lock_for_startup
 from recsys.store.tables import interactions, products, training_jobs, users
 
+_PRODUCT_COLUMNS = (
+    products.c.id.label("product_id"),
+    products.c.name,
+    products.c.category,
+    products.c.price,
+)
 # SQLite caps bound parameters per statement; chunks keep IN (...) lists and
 # multi-row inserts below that cap on every version.
 _CHUNK_ROWS = 900
@@ -56,6 +62,23 @@ class UserHistory:
 
     has_events: bool
     purchased: frozenset[int]
+
+
+@dataclass(frozen=True)
+class HistoryEntry:
+    """One interaction of a user's history.
+
+    Attributes:
+        id: The interaction's row id (with ``created_at``, the paging key).
+        product_id: The product clicked.
+        purchased: Whether the click ended in a purchase.
+        created_at: When it happened, naive UTC.
+    """
+
+    id: int
+    product_id: int
+    purchased: bool
+    created_at: datetime
 
 
 @dataclass(frozen=True)
@@ -175,6 +198,30 @@ class EventStore:
         frame = pd.DataFrame(rows, columns=["product_id", "name", "category", "price"])
         return frame.astype({"product_id": "int64", "price": "float64"})
 
+    def product(self, product_id: int) -> dict[str, Any] | None:
+        """Return one product (``product_id, name, category, price``), or None."""
+        query = sa.select(*_PRODUCT_COLUMNS).where(products.c.id == product_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return None if row is None else dict(row)
+
+    def products_page(
+        self, limit: int, after: int = 0, category: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Return up to ``limit`` products by ascending id, after a given id (keyset paging).
+
+        Args:
+            limit: How many at most.
+            after: Only ids above this one (0: from the start).
+            category: Only this category, if given.
+        """
+        query = sa.select(*_PRODUCT_COLUMNS).where(products.c.id > after)
+        if category is not None:
+            query = query.where(products.c.category == category)
+        query = query.order_by(products.c.id).limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
+
     # -- interactions ----------------------------------------------------------
 
     def add_interactions(self, events: Sequence[Event]) -> int:
@@ -206,6 +253,46 @@ class EventStore:
             has_events=bool(rows),
             purchased=frozenset(int(product) for product, bought in rows if bought),
         )
+
+    def has_user(self, user_id: int) -> bool:
+        """Return whether the user exists (has been seen in an event)."""
+        query = sa.select(users.c.id).where(users.c.id == user_id)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first() is not None
+
+    def user_interactions(
+        self, user_id: int, limit: int, before: tuple[datetime, int] | None = None
+    ) -> list[HistoryEntry]:
+        """Return up to ``limit`` of a user's interactions, newest first.
+
+        Ordered by time, then row id, both descending; the index on
+        ``(user_id, created_at, id)`` serves both the filter and the order.
+
+        Args:
+            user_id: The user.
+            limit: How many at most.
+            before: ``(created_at, id)`` of the last entry of the previous
+                page: only older entries follow (keyset paging).
+        """
+        query = sa.select(
+            interactions.c.id,
+            interactions.c.product_id,
+            interactions.c.purchased,
+            interactions.c.created_at,
+        ).where(interactions.c.user_id == user_id)
+        if before is not None:
+            query = query.where(
+                sa.tuple_(interactions.c.created_at, interactions.c.id) < sa.tuple_(*before)
+            )
+        query = query.order_by(interactions.c.created_at.desc(), interactions.c.id.desc()).limit(
+            limit
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).all()
+        return [
+            HistoryEntry(int(r.id), int(r.product_id), bool(r.purchased), r.created_at)
+            for r in rows
+        ]
 
     def interactions_frame(self) -> pd.DataFrame:
         """Return every interaction in insertion order, in the log's schema.

@@ -45,6 +45,8 @@ interactions = sa.Table(
     sa.Column("purchased", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Index("ix_interactions_user_id", "user_id"),
+    # A user's history, newest first, paged by (created_at, id).
+    sa.Index("ix_interactions_user_created", "user_id", "created_at", "id"),
 )
 
 # Records of training jobs, so every server process (and a restarted one) can

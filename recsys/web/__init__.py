@@ -14,14 +14,18 @@ from recsys.serving.runtime import ServingRuntime
 from recsys.web import (
     admin,
     auth,
+    catalog,
     commands,
     errors,
     health,
+    history,
     interactions,
     limits,
     metrics,
+    openapi,
     recommend,
     request_id,
+    similar,
 )
 
 RUNTIME_KEY = "recsys.runtime"
@@ -43,4 +47,7 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     limits.init_app(app)
     for blueprint in (health.bp, recommend.bp, interactions.bp, admin.bp):
         app.register_blueprint(blueprint)
+    for blueprint in (similar.bp, catalog.bp, history.bp):
+        app.register_blueprint(blueprint)
+    openapi.init_app(app)
     commands.init_app(app)

@@ -9,11 +9,16 @@ from recsys.serving.jobs import RetrainInProgressError
 from recsys.web.auth import requires
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError
+from recsys.web.openapi import operation
+from recsys.web.schemas import Job, LiveModelInfo, RetrainStarted
 
 bp = Blueprint("admin", __name__)
 
 
 @bp.post("/admin/retrain")
+@operation(
+    "Start a retrain in the background", (202, RetrainStarted), errors=[409, 415], tags=["admin"]
+)
 @requires("admin")
 def retrain():
     try:
@@ -29,6 +34,7 @@ def retrain():
 
 
 @bp.get("/admin/jobs/<job_id>")
+@operation("A training job's state, times and metrics", (200, Job), errors=[404], tags=["admin"])
 @requires("admin")
 def job_status(job_id: str):
     job = runtime().jobs.get(job_id)
@@ -38,6 +44,7 @@ def job_status(job_id: str):
 
 
 @bp.get("/model")
+@operation("The live model version", (200, LiveModelInfo), tags=["admin"])
 @requires("admin")
 def live_model():
     meta = runtime().service.metadata

@@ -25,7 +25,9 @@ from recsys.web.errors import ApiError
 
 API_KEY_HEADER = "X-API-Key"
 # Answer without a key: probes, and the documentation and metrics to come.
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs"})
+OPEN_PATHS = frozenset(
+    {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/<asset>"}
+)
 # ... except /metrics when RECSYS_METRICS_OPEN is off.
 METRICS_PATH = "/metrics"
 # Content types a browser form (or a no-CORS fetch) can send cross-site.

@@ -4,15 +4,25 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, jsonify
 
+from recsys.web.openapi import operation
+from recsys.web.schemas import Health, Readiness
+
 bp = Blueprint("health", __name__)
 
 
 @bp.get("/healthz")
+@operation("Liveness: the process answers", (200, Health), tags=["probes"])
 def healthz():
     return jsonify({"status": "ok"})
 
 
 @bp.get("/readyz")
+@operation(
+    "Readiness: a model is loaded and the database answers",
+    (200, Readiness),
+    extra={503: Readiness},
+    tags=["probes"],
+)
 def readyz():
     missing = current_app.extensions["recsys.runtime"].check_ready()
     if not missing:

@@ -24,6 +24,8 @@ from prometheus_client import (
 )
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from recsys.web.openapi import operation
+
 bp = Blueprint("metrics", __name__)
 
 REQUESTS = Counter(
@@ -43,6 +45,7 @@ UNMATCHED = "unmatched"
 
 
 @bp.get("/metrics")
+@operation("Prometheus series in the text exposition format", (200, None), tags=["probes"])
 def metrics():
     metrics_dir = current_app.extensions["recsys.runtime"].settings.metrics_dir
     if metrics_dir is None:

@@ -7,11 +7,19 @@ from flask import Blueprint, jsonify, request
 from recsys.web import params
 from recsys.web.auth import requires
 from recsys.web.context import runtime
+from recsys.web.openapi import operation
+from recsys.web.schemas import ListLengthQuery, PopularProducts, Recommendations, RecommendQuery
 
 bp = Blueprint("recommend", __name__)
 
 
 @bp.get("/recommend")
+@operation(
+    "A user's personal product list",
+    (200, Recommendations),
+    query=RecommendQuery,
+    tags=["recommend"],
+)
 @requires("read")
 def recommend():
     user_id = params.user_id(request.args)
@@ -20,6 +28,9 @@ def recommend():
 
 
 @bp.get("/popular")
+@operation(
+    "The most-clicked products", (200, PopularProducts), query=ListLengthQuery, tags=["recommend"]
+)
 @requires("read")
 def popular():
     n = params.list_length(request.args)

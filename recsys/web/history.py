@@ -1,0 +1,78 @@
+"""GET /users/<id>/history: a user's interactions, newest first, a page at a time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from flask import Blueprint, jsonify
+
+from recsys.data.interactions import MAX_ID
+from recsys.data.timestamps import EARLIEST, format_utc
+from recsys.errors import quote
+from recsys.web.auth import requires
+from recsys.web.context import runtime
+from recsys.web.errors import ApiError
+from recsys.web.openapi import operation
+from recsys.web.schemas import History, HistoryPageQuery
+
+bp = Blueprint("history", __name__)
+
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@bp.get(f"/users/<int(min=1, max={MAX_ID}):user_id>/history")
+@operation(
+    "A user's interactions, newest first",
+    (200, History),
+    query=HistoryPageQuery,
+    errors=[404],
+    validate=True,
+    tags=["events"],
+)
+@requires("read")
+def user_history(user_id: int, query: HistoryPageQuery):
+    store = runtime().store
+    before = decode_cursor(query.cursor) if query.cursor else None
+    entries = store.user_interactions(user_id, query.limit + 1, before)
+    if not entries and not store.has_user(user_id):
+        raise ApiError(404, "unknown_user", f"user_id {user_id} has no recorded events")
+    page = entries[: query.limit]
+    more = len(entries) > query.limit
+    return jsonify(
+        {
+            "user_id": user_id,
+            "interactions": [
+                {
+                    "product_id": e.product_id,
+                    "purchased": e.purchased,
+                    "timestamp": format_utc(e.created_at),
+                }
+                for e in page
+            ],
+            "next": encode_cursor(page[-1].created_at, page[-1].id) if more else None,
+        }
+    )
+
+
+def encode_cursor(created_at: datetime, row_id: int) -> str:
+    """Return the cursor after an entry: its time in microseconds since 1970, a dot, its id."""
+    return f"{(created_at - EARLIEST) // _MICROSECOND}.{row_id}"
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, int]:
+    """Return ``(created_at, id)`` from ``encode_cursor``'s text (its shape already checked).
+
+    Raises:
+        ApiError: 400 ``invalid_parameter`` when the numbers are out of range.
+    """
+    micros, row_id = (int(part) for part in cursor.split("."))
+    try:
+        if row_id > MAX_ID:
+            raise OverflowError(row_id)
+        return EARLIEST + micros * _MICROSECOND, row_id
+    except OverflowError:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"cursor must be the next value of a previous page, got {quote(cursor)}",
+        ) from None

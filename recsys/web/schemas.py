@@ -1,0 +1,254 @@
+"""The API's shapes as pydantic models: the OpenAPI document and the new endpoints' validation.
+
+Query models describe parameters as the service parses them: ASCII decimal
+digits only for integers (``Digits`` refuses ``+5``, ``5.0``, ``1_0`` and
+non-ASCII digits, which pydantic's lax mode would take), each given at most
+once, never empty. Response models allow extra fields, so an answer may grow
+without breaking a client that validates against this document.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
+
+from recsys.data.interactions import MAX_ID
+from recsys.data.timestamps import ISO_WITH_OFFSET
+
+MAX_PAGE = 1000
+MAX_PRODUCTS_PER_PUT = 10_000
+NAME_CHARS = 200  # products.name
+# ASCII digits only, as recsys.web.params parses them.
+_DIGITS = re.compile(r"[0-9]{1,40}")
+CATEGORY_CHARS = 100  # products.category
+
+
+def _ascii_digits(value: Any) -> Any:
+    # Strings come from the query: only plain digits are numbers here.
+    if isinstance(value, str) and not _DIGITS.fullmatch(value):
+        raise ValueError("not ASCII decimal digits")
+    return value
+
+
+# Marks an integer query parameter: digits only, then pydantic's bounds.
+Digits = BeforeValidator(_ascii_digits)
+
+
+# -- errors --------------------------------------------------------------------------------------
+
+
+class ErrorDetail(BaseModel):
+    code: str = Field(description="machine-readable, e.g. invalid_parameter, unknown_product")
+    message: str = Field(description="what is wrong, naming the parameter and what it accepts")
+
+
+class ErrorBody(BaseModel):
+    """Every error answer."""
+
+    error: ErrorDetail
+
+
+# -- products in answers -------------------------------------------------------------------------
+
+
+class ScoredProduct(BaseModel):
+    product_id: int = Field(ge=1, le=MAX_ID)
+    name: str | None
+    category: str | None
+    score: float
+
+
+class Recommendations(BaseModel):
+    """A user's list (GET /recommend)."""
+
+    user_id: int = Field(ge=1, le=MAX_ID)
+    strategy: str = Field(description="svd, als, popular, ...")
+    fallback_reason: Literal["unknown_user", "not_in_model"] | None = None
+    degraded: Literal["store_unavailable"] | None = None
+    model_version: str
+    recommendations: list[ScoredProduct]
+
+
+class PopularProducts(BaseModel):
+    """The most-clicked products (GET /popular)."""
+
+    strategy: Literal["popular"]
+    recommendations: list[ScoredProduct]
+
+
+class SimilarProducts(BaseModel):
+    """A product's neighbours (GET /similar), never the product itself."""
+
+    product_id: int = Field(ge=1, le=MAX_ID)
+    strategy: str = Field(
+        description="the model that compared products, or popular for the category fallback"
+    )
+    fallback_reason: Literal["not_in_model", "no_item_similarity"] | None = Field(
+        None,
+        description="not_in_model: the model was trained before the product appeared; "
+        "no_item_similarity: the live model cannot compare products",
+    )
+    model_version: str
+    recommendations: list[ScoredProduct]
+
+
+# -- query parameters ------------------------------------------------------------------------
+
+
+class RecommendQuery(BaseModel):
+    user_id: Annotated[int, Field(ge=1, le=MAX_ID, description="the user"), Digits]
+    n: Annotated[int, Field(ge=1, le=100, description="how many products"), Digits] = 5
+
+
+class ListLengthQuery(BaseModel):
+    n: Annotated[int, Field(ge=1, le=100, description="how many products"), Digits] = 5
+
+
+class SimilarQuery(BaseModel):
+    product_id: Annotated[
+        int, Field(ge=1, le=MAX_ID, description="the product whose neighbours to list"), Digits
+    ]
+    n: Annotated[int, Field(ge=1, le=100, description="how many products"), Digits] = 5
+
+
+class ProductPageQuery(BaseModel):
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="products per page"), Digits] = 100
+    cursor: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,19}$",
+        description="the next value of the previous page (absent: the first page)",
+    )
+    category: str | None = Field(
+        None, min_length=1, max_length=CATEGORY_CHARS, description="only this category"
+    )
+
+
+class HistoryPageQuery(BaseModel):
+    limit: Annotated[int, Field(ge=1, le=MAX_PAGE, description="interactions per page"), Digits] = (
+        100
+    )
+    cursor: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,19}\.[0-9]{1,19}$",
+        description="the next value of the previous page (absent: the newest interactions)",
+    )
+
+
+# -- catalog and history -------------------------------------------------------------------------
+
+
+class Product(BaseModel):
+    """A catalog entry; name, category and price are null for a product known by id only."""
+
+    product_id: int = Field(ge=1, le=MAX_ID)
+    name: str | None
+    category: str | None
+    price: float | None
+
+
+class ProductPage(BaseModel):
+    products: list[Product]
+    next: str | None = Field(description="pass as cursor for the next page; null on the last")
+
+
+class ProductIn(BaseModel):
+    """A product to add or update (PUT /products)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    product_id: int = Field(ge=1, le=MAX_ID)
+    name: str = Field(min_length=1, max_length=NAME_CHARS)
+    category: str = Field(min_length=1, max_length=CATEGORY_CHARS)
+    # strict: a JSON number, never a string or a boolean; ints are taken as floats.
+    price: float = Field(ge=0, allow_inf_nan=False)
+
+
+class ProductBatch(RootModel[list[ProductIn]]):
+    """An array of 1 to 10,000 products, written all or nothing."""
+
+    root: list[ProductIn] = Field(min_length=1, max_length=MAX_PRODUCTS_PER_PUT)
+
+
+class Accepted(BaseModel):
+    accepted: int = Field(ge=1, description="how many were written")
+
+
+class HistoryEntry(BaseModel):
+    product_id: int = Field(ge=1, le=MAX_ID)
+    purchased: bool
+    timestamp: str = Field(description="UTC, like 2026-11-29T10:00:00Z")
+
+
+class History(BaseModel):
+    """A user's interactions, newest first (GET /users/<id>/history)."""
+
+    user_id: int = Field(ge=1, le=MAX_ID)
+    interactions: list[HistoryEntry]
+    next: str | None = Field(description="pass as cursor for the next page; null on the last")
+
+
+# -- the existing endpoints' shapes (documented; parsed by recsys.web.params) --------------------
+
+
+class EventIn(BaseModel):
+    """One click, and whether it ended in a purchase."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: int = Field(ge=1, le=MAX_ID)
+    product_id: int = Field(ge=1, le=MAX_ID)
+    purchased: Literal[0, 1] | bool
+    timestamp: str | None = Field(
+        None,
+        pattern=r"^" + ISO_WITH_OFFSET.pattern + "$",
+        description="ISO-8601 with a UTC offset (2026-11-29T10:00:00Z), from 1970-01-01 "
+        "to one day after now; default: when it arrives",
+    )
+
+
+class EventBatch(
+    RootModel[EventIn | Annotated[list[EventIn], Field(min_length=1, max_length=10_000)]]
+):
+    """One event or an array of 1 to 10,000, recorded all or nothing."""
+
+
+class RetrainStarted(BaseModel):
+    job_id: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    status_url: str
+
+
+class Job(BaseModel):
+    job_id: str
+    state: Literal["queued", "running", "succeeded", "failed"]
+    trigger: str
+    requested_at: str | None
+    started_at: str | None
+    finished_at: str | None
+    duration_seconds: float | None
+    version: str | None
+    metrics: dict[str, Any] | None
+    error: ErrorDetail | None
+
+
+class LiveModelInfo(BaseModel):
+    version: str
+    model_type: str
+    params: dict[str, Any]
+    trained_at: str
+    data_fingerprint: str
+    metrics: dict[str, Any]
+    training: dict[str, Any]
+    fallback_type: str | None
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready", "not_ready"]
+    missing: list[Literal["model", "database"]] | None = None
+    error: ErrorDetail | None = None
