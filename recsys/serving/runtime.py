@@ -32,6 +32,7 @@ from recsys.data.catalog import catalog_for_log
 from recsys.data.interactions import load_interactions
 from recsys.data.ratings import RatingWeights
 from recsys.evaluation.params import load_model_params
+from recsys.models import AUTO
 from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
 from recsys.serving.jobs import (
     AutoRetrainer,
@@ -72,7 +73,9 @@ def training_settings(settings: Settings) -> TrainingSettings:
     """Return what to train, from the service settings (and the parameter file they name)."""
     model = settings["MODEL"]
     params_path = settings.model_params_path
-    params = dict(load_model_params(params_path).get(model, {})) if params_path else {}
+    per_model = load_model_params(params_path) if params_path else {}
+    # "auto" trains every candidate, each with its own entry of the file.
+    params = dict(per_model) if model == AUTO else dict(per_model.get(model, {}))
     return TrainingSettings(
         model=model,
         model_params=params,
@@ -115,6 +118,7 @@ class ServingRuntime:
 
     @property
     def model_type(self) -> str:
+        """The configured model type; "auto" serves whatever the selection chose."""
         return self.training.model
 
     # -- the start-up step -----------------------------------------------------

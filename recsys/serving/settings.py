@@ -20,7 +20,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from recsys.errors import RecsysError, quote
-from recsys.models import MODEL_ALIASES, canonical_model_name
+from recsys.models import MODEL_ALIASES, accepted_model_names, canonical_model_name
 
 ENV_PREFIX = "RECSYS_"
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -82,10 +82,10 @@ def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _model_name(value: Any) -> str:
-    return canonical_model_name(str(value))
+    return canonical_model_name(str(value), allow_auto=True)
 
 
-_model_name.accepted = "svd, als or popular (popularity)"  # type: ignore[attr-defined]
+_model_name.accepted = accepted_model_names(allow_auto=True)  # type: ignore[attr-defined]
 
 
 def _text(value: Any) -> str:
@@ -164,7 +164,9 @@ SETTINGS: tuple[Setting, ...] = (
         "MODEL",
         "svd",
         _model_name,
-        "model behind `/recommend`: `svd`, `als` or `popular` (`popularity`)",
+        "model behind `/recommend`: "
+        + accepted_model_names(allow_auto=True, code=True)
+        + "; `auto` trains every model and serves the best by NDCG@10",
     ),
     Setting(
         "MODEL_PARAMS_PATH",
