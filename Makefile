@@ -48,6 +48,7 @@ test-fast: install
 bench: install
 	$(PY) bench/bench_import.py
 	$(PY) bench/bench_ingestion.py
+	$(PY) bench/bench_quality.py "$(MOVIELENS)"
 	@if [ -f "$(MOVIELENS)" ]; then \
 		$(PY) bench/bench_movielens.py "$(MOVIELENS)"; \
 	else \

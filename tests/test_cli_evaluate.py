@@ -10,6 +10,7 @@ import pytest
 from recsys.cli.main import main
 from recsys.evaluation.params import load_model_params
 from recsys.evaluation.pipeline import run_pipeline
+from recsys.models import MODELS
 
 REPO = Path(__file__).resolve().parents[1]
 RANKING_KEYS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10", "coverage")
@@ -105,11 +106,20 @@ def test_the_table_has_one_row_per_model_with_every_metric(run):
         "map@5",
         "hit_rate@5",
         "coverage",
+        "novelty",
+        "diversity",
+        "popularity_bias",
         "fit_seconds",
         "recommend_seconds",
     ]
     assert [line.split()[0] for line in lines[3:-1]] == ["popular", "als"]
     assert lines[-1].startswith("by ndcg@5, best first: als ")
+
+
+def test_all_models_compares_every_registered_model(run):
+    status, out, _ = run("evaluate", "--models", "all", "--json")
+    assert status == 0
+    assert list(json.loads(out)["models"]) == list(MODELS)
 
 
 def test_evaluate_reads_movielens_and_splits_by_time(run, ratings_csv):

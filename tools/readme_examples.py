@@ -71,6 +71,10 @@ def _command(method: str, path: str, body, comment: str) -> str:
 def play(session: Session) -> None:
     """The session the README shows."""
     first = session.call("GET", "/recommend?user_id=17&n=3")
+    session.call(
+        "GET", "/recommend?user_id=17&n=3&explain=true", comment="which past products led there"
+    )
+    session.call("GET", "/recommend?user_id=17&n=3&diversity=1", comment="one per category first")
     bought = first["recommendations"][0]["product_id"]
     session.call(
         "POST",

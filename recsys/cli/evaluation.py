@@ -31,7 +31,7 @@ from recsys.evaluation.params import (
 from recsys.evaluation.report import format_report
 from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, PROTOCOLS
 from recsys.evaluation.tuning import SEARCH_SPACES, tune
-from recsys.models import canonical_model_name
+from recsys.models import MODELS, canonical_model_name
 
 DEFAULT_MODELS = "popularity,svd,als"
 
@@ -50,8 +50,8 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
         type=_model_list,
         metavar="LIST",
         default=_model_list(DEFAULT_MODELS),
-        help=f"comma-separated model names; 'popular' and 'popularity' are the same model "
-        f"(default: {DEFAULT_MODELS})",
+        help=f"comma-separated model names, or 'all' ({', '.join(MODELS)}); 'popular' and "
+        f"'popularity' are the same model (default: {DEFAULT_MODELS})",
     )
     evaluate_parser.add_argument(
         "--protocol", choices=PROTOCOLS, default="holdout", help="how to split train and test"
@@ -204,6 +204,8 @@ def _dataset(args: argparse.Namespace, pipeline: Callable[[], Any]) -> Dataset:
 
 
 def _model_list(text: str) -> list[str]:
+    if text.strip() == "all":
+        return list(MODELS)
     names: list[str] = []
     try:
         for part in text.split(","):

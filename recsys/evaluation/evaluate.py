@@ -7,6 +7,8 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import pandas as pd
+import scipy.sparse
 
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD, Dataset, relevant_mask
 from recsys.evaluation import metrics
@@ -69,7 +71,44 @@ def score_split(
         for metric_name, metric in RANKING_METRICS.items():
             scores[f"{metric_name}@{k}"] = metric(lists, known, k)
         scores["coverage"] = metrics.catalog_coverage(lists, len(model.product_ids), k)
+        scores.update(beyond_accuracy(lists, split.train, k))
     return scores
+
+
+def beyond_accuracy(
+    lists: Mapping[int, np.ndarray], train: pd.DataFrame, k: int
+) -> dict[str, float]:
+    """Return novelty, intra-list diversity and popularity bias of ranked lists.
+
+    Popularity is each product's number of training users; diversity is the
+    distance of products' columns of the binary training users x products
+    matrix (``metrics.intra_list_diversity``), the same for every model.
+
+    Args:
+        lists: Ranked product ids per user.
+        train: The training feedback the lists were made from.
+        k: The cut-off.
+    """
+    counts = train.groupby("product_id")["user_id"].nunique()
+    item_counts = dict(zip(counts.index.tolist(), counts.to_numpy().tolist(), strict=True))
+    item_ids = np.unique(train["product_id"].to_numpy(dtype=np.int64))
+    user_ids = np.unique(train["user_id"].to_numpy(dtype=np.int64))
+    rows = np.searchsorted(item_ids, train["product_id"].to_numpy(dtype=np.int64))
+    cols = np.searchsorted(user_ids, train["user_id"].to_numpy(dtype=np.int64))
+    vectors = scipy.sparse.csr_matrix(
+        (np.ones(len(rows)), (rows, cols)), shape=(len(item_ids), len(user_ids))
+    )
+    vectors.data[:] = 1.0
+    result: dict[str, float] = {}
+    if any(len(items) for items in lists.values()):
+        result["novelty"] = metrics.novelty(lists, item_counts, len(user_ids), k)
+        if len(item_counts) >= 2:
+            result["popularity_bias"] = metrics.popularity_bias(lists, item_counts, k)
+    if any(len(items) >= 2 for items in lists.values()):
+        result["diversity"] = metrics.intra_list_diversity(
+            lists, k, item_ids=item_ids, item_vectors=vectors
+        )
+    return result
 
 
 def evaluate(
@@ -187,5 +226,15 @@ def _mean_scores(runs: Sequence[Mapping[str, float | int]]) -> dict[str, float]:
 def column_position(name: str) -> int:
     # Rating errors, then ranking metrics, then coverage and timings.
     prefix = name.split("@", 1)[0]
-    order = ["rmse", "mae", *RANKING_METRICS, "coverage", "fit_seconds", "recommend_seconds"]
+    order = [
+        "rmse",
+        "mae",
+        *RANKING_METRICS,
+        "coverage",
+        "novelty",
+        "diversity",
+        "popularity_bias",
+        "fit_seconds",
+        "recommend_seconds",
+    ]
     return order.index(prefix) if prefix in order else len(order)

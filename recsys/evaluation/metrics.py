@@ -1,4 +1,4 @@
-"""Offline quality metrics: rating errors, ranking quality and catalog coverage.
+"""Offline quality metrics: rating errors, ranking quality, and beyond accuracy.
 
 Every function is pure: it takes predictions or ranked lists and returns one
 number. Ranking metrics take two mappings keyed by user id:
@@ -189,6 +189,142 @@ def catalog_coverage(recommended: RankedLists, catalog_size: int, k: int | None 
         raise ValueError("catalog_coverage needs at least one recommendation list, got none")
     lists = [np.asarray(items[:k], dtype=np.int64) for items in recommended.values()]
     return len(np.unique(np.concatenate(lists))) / catalog_size
+
+
+def novelty(
+    recommended: RankedLists, item_counts: Mapping[int, float], n_users: int, k: int
+) -> float:
+    """Return the mean self-information of recommended items, -log2(popularity share).
+
+    An item's popularity share is the share of training users who interacted
+    with it, count(i) / n_users (at least 1 / n_users, so an item nobody
+    touched counts as touched once). Novelty is the mean of -log2(share) over
+    every entry of every list's first k (Zhou et al. 2010): a list of items
+    everyone knows scores near 0; each halving of the audience adds one bit.
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        item_counts: Product id -> training users who interacted with it
+            (products absent count as 0).
+        n_users: Number of training users.
+        k: The cut-off.
+
+    Raises:
+        ValueError: No recommended item, n_users < 1 or k < 1.
+    """
+    if n_users < 1 or k < 1:
+        raise ValueError(f"n_users and k must be at least 1, got {n_users} and {k}")
+    items = _top_entries(recommended, k)
+    counts = np.array([item_counts.get(int(i), 0) for i in items], dtype=np.float64)
+    share = np.maximum(counts, 1.0) / n_users
+    return float(np.mean(-np.log2(share)))
+
+
+def popularity_bias(recommended: RankedLists, item_counts: Mapping[int, float], k: int) -> float:
+    """Return the mean popularity percentile of recommended items (0 rarest, 1 most popular).
+
+    An item's percentile among the n catalog items (the keys of
+    ``item_counts``) is (#{j: count_j < count_i} + 0.5 #{j != i: count_j =
+    count_i}) / (n - 1), its mid-rank scaled to [0, 1]; the result is the
+    mean over every entry of every list's first k. Popularity scores about 1;
+    a recommender indifferent to popularity about 0.5.
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        item_counts: Product id -> training interactions, for every catalog item.
+        k: The cut-off.
+
+    Raises:
+        ValueError: No recommended item, a recommended item not in
+            ``item_counts``, fewer than 2 catalog items, or k < 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if len(item_counts) < 2:
+        raise ValueError("popularity_bias needs a catalog of at least 2 items")
+    ids = np.fromiter(item_counts.keys(), dtype=np.int64, count=len(item_counts))
+    counts = np.fromiter(item_counts.values(), dtype=np.float64, count=len(item_counts))
+    sorted_counts = np.sort(counts)
+    below = np.searchsorted(sorted_counts, counts, side="left")
+    equal_others = np.searchsorted(sorted_counts, counts, side="right") - below - 1
+    percentile = dict(zip(ids.tolist(), (below + 0.5 * equal_others) / (len(ids) - 1), strict=True))
+    items = _top_entries(recommended, k)
+    missing = [int(i) for i in items if int(i) not in percentile]
+    if missing:
+        raise ValueError(f"recommended item {missing[0]} is not in item_counts")
+    return float(np.mean([percentile[int(i)] for i in items]))
+
+
+def intra_list_diversity(
+    recommended: RankedLists,
+    k: int,
+    categories: Mapping[int, str] | None = None,
+    item_ids: np.ndarray | None = None,
+    item_vectors: np.ndarray | None = None,
+) -> float:
+    """Return the mean over lists of the mean pairwise distance of a list's first k items.
+
+    Distance of two items: with ``categories``, 0 when both have the same
+    category and 1 otherwise; else 1 - cosine of their vectors (rows of
+    ``item_vectors``, in the order of ``item_ids``; for offline evaluation
+    each item's column of the training users x items matrix, so the distance
+    is the same whichever model recommends). Lists with fewer than 2 items
+    are left out of the mean.
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        k: The cut-off.
+        categories: Product id -> category, covering every recommended item.
+        item_ids: Sorted product ids, the rows of ``item_vectors``.
+        item_vectors: One (dense or scipy sparse) row per product.
+
+    Raises:
+        ValueError: Neither categories nor vectors, an item not covered, no
+            list of 2 or more items, or k < 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    lists = [np.asarray(items[:k], dtype=np.int64) for items in recommended.values()]
+    lists = [items for items in lists if len(items) >= 2]
+    if not lists:
+        raise ValueError("intra_list_diversity needs a list of at least 2 items")
+    per_list = []
+    if categories is not None:
+        for items in lists:
+            missing = [int(i) for i in items if int(i) not in categories]
+            if missing:
+                raise ValueError(f"item {missing[0]} has no category")
+            labels = np.array([categories[int(i)] for i in items])
+            different = labels[:, None] != labels[None, :]
+            per_list.append(_mean_off_diagonal(different.astype(np.float64)))
+        return float(np.mean(per_list))
+    if item_ids is None or item_vectors is None:
+        raise ValueError("intra_list_diversity needs categories or item_ids with item_vectors")
+    for items in lists:
+        rows = np.searchsorted(item_ids, items)
+        rows = np.minimum(rows, len(item_ids) - 1)
+        if not np.array_equal(item_ids[rows], items):
+            raise ValueError("a recommended item has no vector")
+        block = item_vectors[rows]
+        vectors = np.asarray(block.todense() if hasattr(block, "todense") else block, dtype=float)
+        norms = np.linalg.norm(vectors, axis=1)
+        norms[norms == 0] = 1.0
+        unit = vectors / norms[:, None]
+        per_list.append(_mean_off_diagonal(1.0 - unit @ unit.T))
+    return float(np.mean(per_list))
+
+
+def _mean_off_diagonal(matrix: np.ndarray) -> float:
+    n = len(matrix)
+    return float((matrix.sum() - np.trace(matrix)) / (n * (n - 1)))
+
+
+def _top_entries(recommended: RankedLists, k: int) -> np.ndarray:
+    lists = [np.asarray(items[:k], dtype=np.int64) for items in recommended.values()]
+    items = np.concatenate(lists) if lists else np.empty(0, dtype=np.int64)
+    if items.size == 0:
+        raise ValueError("no recommended item: the metric is undefined")
+    return items
 
 
 def _rating_errors(predicted: ArrayLike, actual: ArrayLike) -> np.ndarray:

@@ -20,7 +20,8 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from recsys.models.base import SIMILAR_ITEMS, ArrayShape, Recommender
+from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, ArrayShape, Recommender
+from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
 
 
 class ALSRecommender(Recommender):
@@ -49,11 +50,14 @@ class ALSRecommender(Recommender):
     """
 
     name = "als"
-    capabilities = frozenset({SIMILAR_ITEMS})
+    capabilities = frozenset({SIMILAR_ITEMS, EXPLAIN})
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "user_factors": ("n_users", "k"),
         "item_factors": ("n_items", "k"),
+        **HISTORY_SHAPES,  # weights: the confidences, for explanations
     }
+    derived_sizes = HISTORY_SIZES
+    index_arrays = HISTORY_INDICES
 
     def __init__(
         self,
@@ -129,6 +133,25 @@ class ALSRecommender(Recommender):
             model.fit(matrix, show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+        coo = matrix.tocoo()
+        self.history = TrainingHistory.from_rows(coo.row, coo.col, coo.data, len(self.user_ids))
+
+    def _contributions(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """Split the item's score into one term per past product (as ``implicit``'s explain).
+
+        ALS solves the user's factors as x = W^-1 sum_j c_j y_j over their
+        past products j, with W = Y^T Y + sum_j (c_j - 1) y_j y_j^T + lambda I,
+        so the score y_i . x is the sum of c_j * y_i^T W^-1 y_j. Recomputed
+        from the stored factors, this is exact for the last user solve and
+        close to the stored user factors' score.
+        """
+        past, confidence = self.history.of(user)
+        items = self.item_factors.astype(np.float64)
+        mine = items[past]
+        weight = items.T @ items + (mine.T * (confidence - 1.0)) @ mine
+        weight[np.diag_indices_from(weight)] += self.regularization
+        solved = np.linalg.solve(weight, mine.T)  # k x len(past): W^-1 y_j
+        return past, confidence * (items[item] @ solved)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
@@ -137,8 +160,13 @@ class ALSRecommender(Recommender):
         return self.item_factors
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        return {
+            "user_factors": self.user_factors,
+            "item_factors": self.item_factors,
+            **self.history.arrays(),
+        }
 
     def _load_learned_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         self.user_factors = np.asarray(arrays["user_factors"], dtype=np.float32)
         self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float32)
+        self.history = TrainingHistory.from_arrays(arrays)

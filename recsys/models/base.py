@@ -28,6 +28,11 @@ import pandas as pd
 # Capabilities a model may declare (``Recommender.capabilities``).
 PREDICT = "predict"
 SIMILAR_ITEMS = "similar_items"
+EXPLAIN = "explain"
+
+# Not a model but a choice: train every candidate and serve the best
+# (``recsys.models.AUTO_CANDIDATES``; recorded as ``selected_by`` in artifacts).
+AUTO = "auto"
 
 FEEDBACK_COLUMNS = ("user_id", "product_id", "clicks", "engagement", "rating")
 
@@ -142,6 +147,16 @@ def _check_learned_array(
             raise ValueError(f"{name} holds {found} value(s); expected finite numbers")
 
 
+def _check_index_array(name: str, array: np.ndarray, size: int | None) -> None:
+    """Raise ``ValueError`` unless ``array`` holds integers from 0 (below ``size`` if given)."""
+    if array.dtype.kind not in "iu":
+        raise ValueError(f"{name} has dtype {array.dtype}; expected integers")
+    if array.size and array.min() < 0:
+        raise ValueError(f"{name} holds negative values (smallest {array.min()})")
+    if size is not None and array.size and array.max() >= size:
+        raise ValueError(f"{name} holds {array.max()}, past the last index {size - 1}")
+
+
 def lookup_ids(sorted_ids: np.ndarray, raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Return each raw id's position in a sorted id array, and whether it is there.
 
@@ -188,6 +203,12 @@ class Recommender(ABC):
     # checked by callers before they ask: PREDICT (ratings for pairs),
     # SIMILAR_ITEMS (neighbours of a product).
     capabilities: ClassVar[frozenset[str]] = frozenset()
+    # Sizes taken from another array's sum rather than from an array's length,
+    # e.g. {"nnz": "history_lengths"}: every "nnz" axis must equal that sum.
+    derived_sizes: ClassVar[Mapping[str, str]] = {}
+    # Arrays of inner indices -> the size they index ("n_users" or "n_items");
+    # checked to be integers in range, so a stored index can never point outside.
+    index_arrays: ClassVar[Mapping[str, str]] = {}
 
     def __init__(self) -> None:
         # Sorted raw ids; empty until fitted (a fitted model knows at least one of each).
@@ -267,8 +288,17 @@ class Recommender(ABC):
             ids = _state_array(state.arrays, name)
             _check_id_map(name, ids)
             sizes[size] = len(ids)
+        for size, source in cls.derived_sizes.items():
+            counts = state.arrays.get(source)
+            # An unusable source is reported by its own shape check below.
+            if counts is not None and counts.dtype.kind in "iu" and counts.ndim == 1:
+                sizes[size] = int(counts.sum())
         for name, shape in cls.state_shapes.items():
             _check_learned_array(name, _state_array(state.arrays, name), shape, sizes)
+        for name in cls.derived_sizes.values():
+            _check_index_array(name, state.arrays[name], None)
+        for name, size in cls.index_arrays.items():
+            _check_index_array(name, state.arrays[name], sizes[size])
 
     @classmethod
     def from_state(cls, state: ModelState) -> Self:
@@ -342,7 +372,10 @@ class Recommender(ABC):
         return RecommendationBatch(lists=lists, unknown_users=unknown)
 
     def similar_items(self, product_id: int, n: int) -> RankedList:
-        """Rank the n products most similar to one product (cosine of item vectors).
+        """Rank the n products most similar to one product.
+
+        Similarity is the cosine of item vectors, or a model's item-item
+        weights (EASE, item-kNN).
 
         Args:
             product_id: A raw product id the model knows.
@@ -355,15 +388,84 @@ class Recommender(ABC):
         if SIMILAR_ITEMS not in self.capabilities:
             raise NotImplementedError(f"model {self.name!r} cannot list similar items")
         self._require_fitted()
-        vectors = self._item_vectors()
         (i,), (found,) = lookup_ids(self.product_ids, np.array([product_id]))
         if not found:
             raise KeyError(product_id)
-        norms = np.linalg.norm(vectors, axis=1)
-        norms[norms == 0] = 1.0
-        scores = (vectors @ vectors[i]) / (norms * norms[i])
+        scores = np.array(self._similarity_to(int(i)), dtype=np.float64)
         scores[i] = -np.inf
         return self._top_n(scores, n)
+
+    def _similarity_to(self, item: int) -> np.ndarray:
+        """Return every item's similarity to one inner item (cosine of item vectors)."""
+        vectors = self._item_vectors()
+        norms = np.linalg.norm(vectors, axis=1)
+        norms[norms == 0] = 1.0
+        return (vectors @ vectors[item]) / (norms * norms[item])
+
+    def item_similarities(self, product_ids: np.ndarray) -> np.ndarray:
+        """Return the (m, m) similarity of known products to each other (SIMILAR_ITEMS).
+
+        The default is the cosine of the model's item vectors; models with
+        item-item weights use those. The diagonal is 1.
+
+        Args:
+            product_ids: Raw product ids the model knows.
+
+        Raises:
+            KeyError: A product is unknown.
+            NotImplementedError: The model lacks the SIMILAR_ITEMS capability.
+        """
+        if SIMILAR_ITEMS not in self.capabilities:
+            raise NotImplementedError(f"model {self.name!r} cannot list similar items")
+        self._require_fitted()
+        inner, found = lookup_ids(self.product_ids, np.asarray(product_ids, dtype=np.int64))
+        if not found.all():
+            raise KeyError(int(np.asarray(product_ids)[~found][0]))
+        similarity = self._pairwise_similarity(inner)
+        np.fill_diagonal(similarity, 1.0)
+        return similarity
+
+    def _pairwise_similarity(self, items: np.ndarray) -> np.ndarray:
+        """Return the cosine of the item vectors of inner items, pairwise."""
+        vectors = np.asarray(self._item_vectors()[items], dtype=np.float64)
+        norms = np.linalg.norm(vectors, axis=1)
+        norms[norms == 0] = 1.0
+        unit = vectors / norms[:, None]
+        return unit @ unit.T
+
+    def explain(self, user_id: int, product_id: int, n: int = 3) -> RankedList:
+        """Return the user's past products that raised a product's score most (EXPLAIN).
+
+        Only the user's own training products with a positive contribution
+        are listed, best first, ties by product id; what a contribution is
+        depends on the model (see its ``_contributions``).
+
+        Args:
+            user_id: A raw user id the model knows.
+            product_id: A raw product id the model knows (usually one it recommended).
+            n: At most this many past products.
+
+        Raises:
+            KeyError: The user or the product is unknown.
+            NotImplementedError: The model lacks the EXPLAIN capability.
+        """
+        if EXPLAIN not in self.capabilities:
+            raise NotImplementedError(f"model {self.name!r} cannot explain its scores")
+        self._require_fitted()
+        (u,), (user_known,) = lookup_ids(self.user_ids, np.array([user_id]))
+        (i,), (item_known,) = lookup_ids(self.product_ids, np.array([product_id]))
+        if not user_known:
+            raise KeyError(user_id)
+        if not item_known:
+            raise KeyError(product_id)
+        past, weights = self._contributions(int(u), int(i))
+        scores = np.full(len(self.product_ids), -np.inf)
+        scores[past] = np.where(weights > 0, weights, -np.inf)
+        return self._top_n(scores, n)
+
+    def _contributions(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
+        """Return (the user's past inner items, each one's contribution to the item's score)."""
+        raise NotImplementedError(f"model {self.name!r} cannot explain its scores")
 
     # -- helpers --------------------------------------------------------------
 

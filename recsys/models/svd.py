@@ -4,6 +4,18 @@ Surprise trains the model; ranking uses the learned biases and factors with
 numpy (``mu + b_u + b_i + p_u . q_i`` for all items at once), because calling
 Surprise's ``predict`` for every user-item pair is slow and memory-hungry on
 real catalogs.
+
+Ranking is not by the predicted rating alone: a predicted rating is the
+rating a user would give *if* they tried the product, and its highest values
+go to products rated by one or two enthusiasts (on ml-latest-small that ranks
+worse than popularity: NDCG@10 0.0004 against 0.1533). The ranking score adds
+the log of how many training users rated the product::
+
+    score = predicted rating + popularity_weight * ln(rating count)
+
+so a product rated by e times as many users ranks like one predicted
+``popularity_weight`` stars higher. Predictions (``predict``, RMSE) are
+unchanged.
 """
 
 from __future__ import annotations
@@ -15,7 +27,15 @@ import numpy as np
 import pandas as pd
 from surprise import SVD
 
-from recsys.models.base import PREDICT, SIMILAR_ITEMS, ArrayShape, Recommender, lookup_ids
+from recsys.models.base import (
+    EXPLAIN,
+    PREDICT,
+    SIMILAR_ITEMS,
+    ArrayShape,
+    Recommender,
+    lookup_ids,
+)
+from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
 from recsys.models.surprise_trainset import trainset_from_arrays
 
 
@@ -37,17 +57,24 @@ class SVDRecommender(Recommender):
         random_state: Seed of the initial factors.
         rating_scale: (lowest, highest) rating; predictions are clipped to it.
             None takes the lowest and highest rating seen in training.
+        popularity_weight: Weight of ln(rating count) in the ranking score
+            (0: rank by predicted rating alone). 1 was the best of 0-2 on
+            ml-latest-small and on the simulated shop (README, Models).
     """
 
     name = "svd"
-    capabilities = frozenset({PREDICT, SIMILAR_ITEMS})
+    capabilities = frozenset({PREDICT, SIMILAR_ITEMS, EXPLAIN})
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "global_mean": (1,),
         "user_bias": ("n_users",),
         "item_bias": ("n_items",),
         "user_factors": ("n_users", "k"),
         "item_factors": ("n_items", "k"),
+        "item_counts": ("n_items",),
+        **HISTORY_SHAPES,
     }
+    derived_sizes = HISTORY_SIZES
+    index_arrays = HISTORY_INDICES
 
     def __init__(
         self,
@@ -58,6 +85,7 @@ class SVDRecommender(Recommender):
         init_std_dev: float = 0.1,
         random_state: int | None = 0,
         rating_scale: tuple[float, float] | list[float] | None = None,
+        popularity_weight: float = 1.0,
     ) -> None:
         super().__init__()
         self.n_factors = n_factors
@@ -69,6 +97,9 @@ class SVDRecommender(Recommender):
         self.rating_scale: tuple[float, float] | None = (
             (float(rating_scale[0]), float(rating_scale[1])) if rating_scale is not None else None
         )
+        if popularity_weight < 0:
+            raise ValueError(f"popularity_weight must be non-negative, got {popularity_weight}")
+        self.popularity_weight = float(popularity_weight)
 
     def params(self) -> dict[str, Any]:
         return {
@@ -79,6 +110,7 @@ class SVDRecommender(Recommender):
             "init_std_dev": self.init_std_dev,
             "random_state": self.random_state,
             "rating_scale": list(self.rating_scale) if self.rating_scale else None,
+            "popularity_weight": self.popularity_weight,
         }
 
     def surprise_algorithm(self) -> SVD:
@@ -101,6 +133,8 @@ class SVDRecommender(Recommender):
         trainset = trainset_from_arrays(users, items, ratings, self.rating_scale)
         algo = self.surprise_algorithm().fit(trainset)
         self.load_surprise_factors(algo, trainset)
+        self.item_counts = np.bincount(items, minlength=len(self.product_ids)).astype(np.int64)
+        self.history = TrainingHistory.from_rows(users, items, ratings, len(self.user_ids))
 
     def load_surprise_factors(self, algo: SVD, trainset) -> None:
         """Copy a fitted Surprise SVD's parameters into our inner-index order.
@@ -122,12 +156,20 @@ class SVDRecommender(Recommender):
         self.item_factors = np.asarray(algo.qi, dtype=np.float64)[item_order]
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        return (
+        predicted = (
             self.global_mean
             + self.user_bias[users, None]
             + self.item_bias[None, :]
             + self.user_factors[users] @ self.item_factors.T
         )
+        # Every trained product has a count of at least 1, so the log is finite.
+        return predicted + self.popularity_weight * np.log(np.maximum(self.item_counts, 1))
+
+    def _contributions(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
+        # SVD's score is no sum over past products: name the past products
+        # nearest to the recommended one in factor space (cosine of factors).
+        past, _ = self.history.of(user)
+        return past, self._similarity_to(item)[past]
 
     def predict(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
         """Predict ratings for (user, product) pairs as Surprise's SVD would.
@@ -168,6 +210,8 @@ class SVDRecommender(Recommender):
             "item_bias": self.item_bias,
             "user_factors": self.user_factors,
             "item_factors": self.item_factors,
+            "item_counts": self.item_counts,
+            **self.history.arrays(),
         }
 
     def _load_learned_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
@@ -176,3 +220,5 @@ class SVDRecommender(Recommender):
         self.item_bias = np.asarray(arrays["item_bias"], dtype=np.float64)
         self.user_factors = np.asarray(arrays["user_factors"], dtype=np.float64)
         self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float64)
+        self.item_counts = np.asarray(arrays["item_counts"], dtype=np.int64)
+        self.history = TrainingHistory.from_arrays(arrays)

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import RecsysError
-from recsys.models.base import ModelState, Recommender
+from recsys.models.base import AUTO, ModelState, Recommender
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +88,10 @@ class ArtifactMetadata:
         fallback_params: Its hyper-parameters.
         arrays_sha256: Checksum of ``arrays.npz``.
         format: The artifact layout version.
+        selected_by: How the model type was chosen: None when it was
+            configured, "auto" when it won the automatic selection.
+        selection: For "auto": the metric, the reason the champion won and
+            every candidate's metrics (``{"metric", "reason", "candidates"}``).
     """
 
     version: str
@@ -101,6 +105,20 @@ class ArtifactMetadata:
     fallback_params: dict[str, Any] = field(default_factory=dict)
     arrays_sha256: str = ""
     format: int = ARTIFACT_FORMAT
+    selected_by: str | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
+
+    def serves(self, model_type: str | None) -> bool:
+        """Return whether this version answers for a configured model type.
+
+        None matches every version; "auto" matches versions the automatic
+        selection chose, whatever model won; any other name its model type.
+        """
+        if model_type is None:
+            return True
+        if model_type == AUTO:
+            return self.selected_by == AUTO
+        return self.model_type == model_type
 
     def to_dict(self) -> dict[str, Any]:
         """Return the metadata as a JSON-able dict."""
@@ -292,6 +310,8 @@ class ModelRegistry:
         trained_at: datetime | None = None,
         fallback: ModelState | None = None,
         catalog: pd.DataFrame | None = None,
+        selected_by: str | None = None,
+        selection: Mapping[str, Any] | None = None,
     ) -> ArtifactMetadata:
         """Write a fitted model as the newest version, atomically.
 
@@ -305,6 +325,8 @@ class ModelRegistry:
                 fallback), stored in the same version so both always match.
             catalog: ``product_id, name, category`` at training time (missing
                 names are stored as empty text).
+            selected_by: "auto" when the automatic selection chose the model.
+            selection: The selection's metric, reason and candidates' metrics.
 
         Returns:
             The published version's metadata.
@@ -356,6 +378,8 @@ class ModelRegistry:
                         else {}
                     ),
                     arrays_sha256=hashlib.sha256(payload).hexdigest(),
+                    selected_by=selected_by,
+                    selection=dict(selection or {}),
                 )
                 text = json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
                 _write_synced(tmp / METADATA_FILE, text.encode("utf-8"))
@@ -440,7 +464,7 @@ class ModelRegistry:
                 continue  # load_latest logs damaged versions; polling stays quiet
             if self._rejected.get(candidate) == meta.arrays_sha256:
                 continue
-            if model_type is None or meta.model_type == model_type:
+            if meta.serves(model_type):
                 return candidate
         return None
 
@@ -508,14 +532,15 @@ class ModelRegistry:
         """Return the newest version that loads, skipping damaged ones with a warning.
 
         Args:
-            model_type: Only consider versions of this model type (None: any).
+            model_type: Only consider versions that serve this configured model
+                type (None: any; "auto": those the automatic selection chose).
 
         Returns:
             The newest valid artifact, or None when no version qualifies.
         """
         for version in self.versions():
             try:
-                if model_type is not None and self.read_metadata(version).model_type != model_type:
+                if not self.read_metadata(version).serves(model_type):
                     continue
                 return self.load(version)
             except ArtifactError as exc:

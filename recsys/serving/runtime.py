@@ -37,6 +37,7 @@ from recsys.data.events import Event
 from recsys.data.interactions import load_interactions
 from recsys.data.ratings import RatingWeights
 from recsys.evaluation.params import load_model_params
+from recsys.models import AUTO
 from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
 from recsys.serving.cache import HistoryCache, RankingCache
 from recsys.serving.jobs import (
@@ -93,7 +94,9 @@ def training_settings(settings: Settings) -> TrainingSettings:
     """Return what to train, from the service settings (and the parameter file they name)."""
     model = settings["MODEL"]
     params_path = settings.model_params_path
-    params = dict(load_model_params(params_path).get(model, {})) if params_path else {}
+    per_model = load_model_params(params_path) if params_path else {}
+    # "auto" trains every candidate, each with its own entry of the file.
+    params = dict(per_model) if model == AUTO else dict(per_model.get(model, {}))
     return TrainingSettings(
         model=model,
         model_params=params,
@@ -136,6 +139,7 @@ class ServingRuntime:
 
     @property
     def model_type(self) -> str:
+        """The configured model type; "auto" serves whatever the selection chose."""
         return self.training.model
 
     # -- the start-up step -----------------------------------------------------

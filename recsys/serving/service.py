@@ -28,11 +28,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from prometheus_client import Gauge
 
-from recsys.models.base import RankedList, Recommender
+from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, RankedList, Recommender
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.rerank import mmr_order
 from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact, version_number
 from recsys.serving.cache import CANDIDATES, Candidates, HistoryCache, RankingCache
 from recsys.store.engine import STORE_OUTAGES
@@ -55,6 +57,12 @@ UNKNOWN_USER = "unknown_user"  # no event of this user was ever recorded
 NOT_IN_MODEL = "not_in_model"  # events exist, but the user joined after training
 # Why an answer is less than complete.
 STORE_UNAVAILABLE = "store_unavailable"  # purchases could not be read: none excluded
+
+# Past products named per recommended product when asked to explain.
+EXPLAIN_TOP = 3
+# Candidates MMR chooses from: the model's best max(n * 3, 30).
+_MMR_POOL_FACTOR = 3
+_MMR_POOL_MIN = 30
 
 
 class NoLiveModelError(RuntimeError):
@@ -81,6 +89,15 @@ class RecommendedProduct:
 
 
 @dataclass(frozen=True)
+class Reason:
+    """One of the user's past products behind a recommendation, and its weight."""
+
+    product_id: int
+    name: str | None
+    weight: float
+
+
+@dataclass(frozen=True)
 class RecommendationAnswer:
     """A ranked product list for one user, and how it was made.
 
@@ -92,6 +109,9 @@ class RecommendationAnswer:
         fallback_reason: Why a personal list was not possible, if it was not.
         degraded: Why the answer is incomplete (``store_unavailable``: the
             user's purchases could not be read, so none were excluded).
+        because: When explanations were asked for: per recommendation (same
+            order), the user's past products that contributed most (empty
+            when the model cannot explain, as for popularity).
     """
 
     user_id: int
@@ -100,6 +120,7 @@ class RecommendationAnswer:
     model_version: str
     fallback_reason: str | None = None
     degraded: str | None = None
+    because: list[list[Reason]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""
@@ -110,6 +131,9 @@ class RecommendationAnswer:
             body["degraded"] = self.degraded
         body["model_version"] = self.model_version
         body["recommendations"] = [item.to_dict() for item in self.recommendations]
+        if self.because is not None:
+            for item, reasons in zip(body["recommendations"], self.because, strict=True):
+                item["because"] = [dataclasses.asdict(reason) for reason in reasons]
         return body
 
 
@@ -168,6 +192,46 @@ class ServingModel:
             name, category = names.get(product_id, (None, None))
             items.append(RecommendedProduct(product_id, name, category, round(score, 4)))
         return items
+
+    def explain(self, user_id: int, ranked: RankedList) -> list[list[Reason]]:
+        """Return, per ranked product, the user's past products behind it (top EXPLAIN_TOP)."""
+        if EXPLAIN not in self.model.capabilities:
+            return [[] for _ in ranked.product_ids]
+        reasons = []
+        for product_id in ranked.product_ids.tolist():
+            because = self.model.explain(user_id, product_id, EXPLAIN_TOP)
+            reasons.append(
+                [
+                    Reason(int(past), self.names.get(int(past), (None, None))[0], round(w, 4))
+                    for past, w in zip(
+                        because.product_ids.tolist(), because.scores.tolist(), strict=True
+                    )
+                ]
+            )
+        return reasons
+
+    def diversify(
+        self, ranked: RankedList, model: Recommender, n: int, diversity: float
+    ) -> RankedList:
+        """Return the n products MMR picks from a ranked list (the first n at diversity 0).
+
+        Similarity is 1 for two products of the same category when the
+        catalog names every candidate's category, else the model's item
+        similarity; a model with neither keeps its plain ranking.
+        """
+        if diversity == 0 or len(ranked) <= 1:
+            return RankedList(ranked.product_ids[:n], ranked.scores[:n])
+        ids = ranked.product_ids
+        categories = [self.names.get(int(p), (None, None))[1] for p in ids.tolist()]
+        if all(category is not None for category in categories):
+            labels = np.array(categories)
+            similarity = (labels[:, None] == labels[None, :]).astype(np.float64)
+        elif SIMILAR_ITEMS in model.capabilities:
+            similarity = model.item_similarities(ids)
+        else:
+            return RankedList(ids[:n], ranked.scores[:n])
+        order = mmr_order(ranked.scores, similarity, n, diversity)
+        return RankedList(ids[order], ranked.scores[order])
 
 
 def catalog_names(catalog: pd.DataFrame) -> dict[int, tuple[str | None, str | None]]:
@@ -294,7 +358,9 @@ class RecommendationService:
         """Return the live version's metadata."""
         return self.live.current().metadata
 
-    def recommend(self, user_id: int, n: int) -> RecommendationAnswer:
+    def recommend(
+        self, user_id: int, n: int, *, explain: bool = False, diversity: float = 0.0
+    ) -> RecommendationAnswer:
         """Return the n best products for a user from the live model version.
 
         Products the user bought are left out. A user the model does not know
@@ -304,11 +370,20 @@ class RecommendationService:
         Args:
             user_id: The user.
             n: How many products.
+            explain: Also name, per product, the user's past products that
+                contributed most (``because``; models with EXPLAIN).
+            diversity: 0 (the plain ranking) to 1: re-rank the model's best
+                candidates by maximal marginal relevance, with category
+                similarity when the catalog names every candidate's category,
+                else the model's item similarity.
         """
         bundle = self.live.current()
         history, degraded = self._history(user_id)
-        if self.rankings is None:
-            return self._recommend_uncached(bundle, user_id, n, history, degraded)
+        if self.rankings is None or explain or diversity != 0:
+            # The cache holds plain rankings; explanations and re-ranking are computed.
+            return self._recommend_uncached(
+                bundle, user_id, n, history, degraded, explain=explain, diversity=diversity
+            )
         candidates = self.rankings.get(bundle.version, user_id)
         personal = candidates is not None or bundle.model.knows_user(user_id)
         if candidates is None:
@@ -396,19 +471,26 @@ class RecommendationService:
         n: int,
         history: UserHistory,
         degraded: str | None,
+        *,
+        explain: bool = False,
+        diversity: float = 0.0,
     ) -> RecommendationAnswer:
+        pool = n if diversity == 0 else max(n * _MMR_POOL_FACTOR, _MMR_POOL_MIN)
         if bundle.model.knows_user(user_id):
             exclude = {user_id: history.purchased}
-            ranked = bundle.model.recommend([user_id], n, exclude=exclude).lists[user_id]
+            ranked = bundle.model.recommend([user_id], pool, exclude=exclude).lists[user_id]
+            ranked = bundle.diversify(ranked, bundle.model, n, diversity)
             return RecommendationAnswer(
                 user_id,
                 bundle.model.name,
                 bundle.describe(ranked),
                 bundle.version,
                 degraded=degraded,
+                because=bundle.explain(user_id, ranked) if explain else None,
             )
         reason = NOT_IN_MODEL if history.has_events else UNKNOWN_USER
-        ranked = bundle.popularity.top(n, exclude=history.purchased)
+        ranked = bundle.popularity.top(pool, exclude=history.purchased)
+        ranked = bundle.diversify(ranked, bundle.popularity, n, diversity)
         return RecommendationAnswer(
             user_id,
             bundle.popularity.name,
@@ -416,4 +498,5 @@ class RecommendationService:
             bundle.version,
             fallback_reason=reason,
             degraded=degraded,
+            because=[[] for _ in ranked.product_ids] if explain else None,
         )

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from limits import parse_many
 
 from recsys.errors import RecsysError, quote
-from recsys.models import MODEL_ALIASES, canonical_model_name
+from recsys.models import MODEL_ALIASES, accepted_model_names, canonical_model_name
 from recsys.serving.api_keys import KeyRing
 
 ENV_PREFIX = "RECSYS_"
@@ -88,10 +88,10 @@ def _optional(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
 
 
 def _model_name(value: Any) -> str:
-    return canonical_model_name(str(value))
+    return canonical_model_name(str(value), allow_auto=True)
 
 
-_model_name.accepted = "svd, als or popular (popularity)"  # type: ignore[attr-defined]
+_model_name.accepted = accepted_model_names(allow_auto=True)  # type: ignore[attr-defined]
 _model_name.own_message = True  # type: ignore[attr-defined]
 
 
@@ -232,7 +232,9 @@ SETTINGS: tuple[Setting, ...] = (
         "MODEL",
         "svd",
         _model_name,
-        "model behind `/recommend`: `svd`, `als` or `popular` (`popularity`)",
+        "model behind `/recommend`: "
+        + accepted_model_names(allow_auto=True, code=True)
+        + "; `auto` trains every model and serves the best by NDCG@10",
     ),
     Setting(
         "MODEL_PARAMS_PATH",

@@ -18,9 +18,15 @@ import pandas as pd
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
 from recsys.data.ratings import RatingWeights, derive_ratings
 from recsys.errors import RecsysError
+from recsys.evaluation.champion import choose_champion
 from recsys.evaluation.evaluate import score_split
-from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, holdout_split
-from recsys.models import MODELS
+from recsys.evaluation.splits import (
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_TEST_FRACTION,
+    Split,
+    holdout_split,
+)
+from recsys.models import AUTO, AUTO_CANDIDATES, MODELS
 from recsys.models.popularity import PopularityRecommender
 from recsys.serving.artifacts import ArtifactMetadata, ModelRegistry
 from recsys.store.events import EventStore
@@ -35,8 +41,13 @@ class TrainingSettings:
     """What to train and how to check it.
 
     Attributes:
-        model: A key of ``recsys.models.MODELS`` (checked when the settings are read).
-        model_params: Keyword arguments for the model's constructor.
+        model: A key of ``recsys.models.MODELS`` (checked when the settings are
+            read), or "auto": fit every model of ``candidates`` on the holdout
+            and serve the one with the best NDCG@``metrics_k``.
+        model_params: Keyword arguments for the model's constructor; for
+            "auto", model name -> keyword arguments.
+        candidates: The models "auto" compares, cheapest first (a tie goes
+            to the cheaper).
         weights: How clicks and purchases become ratings.
         holdout_fraction: Share of each user's products held out to measure
             the model before the final fit on all data.
@@ -47,6 +58,7 @@ class TrainingSettings:
 
     model: str = "svd"
     model_params: Mapping[str, Any] = field(default_factory=dict)
+    candidates: tuple[str, ...] = AUTO_CANDIDATES
     weights: RatingWeights = field(default_factory=RatingWeights)
     holdout_fraction: float = DEFAULT_TEST_FRACTION
     metrics_k: int = 10
@@ -72,8 +84,12 @@ def train_and_publish(
 ) -> ArtifactMetadata:
     """Train a model on every interaction in the store and publish it.
 
-    The artifact also holds a popularity model fitted on the same data, the
-    fallback for users the main model does not know.
+    The model is measured on the evaluate holdout first, then refitted on all
+    data. With ``settings.model == "auto"`` every candidate is measured; the
+    best by NDCG@k (a tie to the cheaper) is refitted and published with
+    ``selected_by="auto"`` and every candidate's metrics. The artifact also
+    holds a popularity model fitted on the same data, the fallback for users
+    the main model does not know.
 
     Args:
         store: Where the interactions are.
@@ -92,19 +108,28 @@ def train_and_publish(
     if log.empty:
         raise NoTrainingDataError("the event store has no interactions to train on")
     feedback = derive_ratings(log, settings.weights)
-    model_cls = MODELS[settings.model]
 
     # The same protocol and metrics as `recommendation_system.py evaluate`.
     split = holdout_split(feedback, settings.holdout_fraction, settings.seed)
-    checked = model_cls(**dict(settings.model_params)).fit(split.train)
-    scores = score_split(checked, split, settings.metrics_k, settings.relevance_threshold)
-    scores.pop("recommend_seconds", None)  # a timing, not a property of the model
-    metrics = {
-        name: value if isinstance(value, int) else round(float(value), 4)
-        for name, value in scores.items()
-    }
+    selected_by = None
+    selection: dict[str, Any] = {}
+    if settings.model == AUTO:
+        candidates = {
+            name: holdout_metrics(name, settings.model_params.get(name, {}), split, settings)
+            for name in settings.candidates
+        }
+        choice = choose_champion(candidates, f"ndcg@{settings.metrics_k}", settings.candidates)
+        name, params = choice.champion, dict(settings.model_params.get(choice.champion, {}))
+        metrics = dict(candidates[name])
+        selected_by = AUTO
+        selection = {"metric": choice.metric, "reason": choice.reason, "candidates": candidates}
+    else:
+        name, params = settings.model, dict(settings.model_params)
+        metrics = holdout_metrics(name, params, split, settings)
+    metrics.pop("fit_seconds", None)
     metrics.update(split.cold_counts())
-    model = model_cls(**dict(settings.model_params)).fit(feedback)
+    model_cls = MODELS[name]
+    model = model_cls(**params).fit(feedback)
     fallback = None
     if not isinstance(model, PopularityRecommender):
         fallback = PopularityRecommender().fit(feedback).get_state()
@@ -127,4 +152,33 @@ def train_and_publish(
             "click_weight": settings.weights.click_weight,
             "purchase_weight": settings.weights.purchase_weight,
         },
+        selected_by=selected_by,
+        selection=selection,
     )
+
+
+def holdout_metrics(
+    name: str, params: Mapping[str, Any], split: Split, settings: TrainingSettings
+) -> dict[str, Any]:
+    """Fit one model on a split's training rows and return its rounded metrics.
+
+    Args:
+        name: A key of ``MODELS``.
+        params: Keyword arguments of its constructor.
+        split: The holdout split.
+        settings: The cut-off and relevance threshold.
+
+    Returns:
+        ``score_split``'s figures (rounded to 4 decimals) plus ``fit_seconds``.
+    """
+    start = time.perf_counter()
+    model = MODELS[name](**dict(params)).fit(split.train)
+    fit_seconds = time.perf_counter() - start
+    scores = score_split(model, split, settings.metrics_k, settings.relevance_threshold)
+    scores.pop("recommend_seconds", None)  # a timing, not a property of the model
+    metrics: dict[str, Any] = {
+        metric: value if isinstance(value, int) else round(float(value), 4)
+        for metric, value in scores.items()
+    }
+    metrics["fit_seconds"] = round(fit_seconds, 3)
+    return metrics

@@ -58,5 +58,7 @@ def live_model():
             "metrics": meta.metrics,
             "training": meta.training,
             "fallback_type": meta.fallback_type,
+            "selected_by": meta.selected_by,
+            **({"selection": meta.selection} if meta.selection else {}),
         }
     )

@@ -57,3 +57,31 @@ def user_id(args: MultiDict) -> int:
 def list_length(args: MultiDict, default: int = 5, high: int = 100) -> int:
     """Return ``n``, how many products to list (1..high, default 5)."""
     return bounded_int(args, "n", 1, high, default)
+
+
+# A fraction written plainly: 0, 1, 0.25, .5, 1.0 (no signs, exponents or spaces).
+_FRACTION = re.compile(r"(0|1)?(\.[0-9]{1,6})?")
+_FLAGS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def flag(args: MultiDict, name: str) -> bool:
+    """Return a yes/no parameter: true or 1, false or 0 (default false)."""
+    text = single_value(args, name, required=False)
+    if text is None:
+        return False
+    if text not in _FLAGS:
+        raise ApiError(
+            400, "invalid_parameter", f"{name} must be true, false, 1 or 0, got {quote(text)}"
+        )
+    return _FLAGS[text]
+
+
+def fraction(args: MultiDict, name: str) -> float:
+    """Return a number from 0 to 1 with at most 6 decimals (default 0)."""
+    text = single_value(args, name, required=False)
+    if text is None:
+        return 0.0
+    accepted = f"{name} must be a number from 0 to 1 (at most 6 decimals)"
+    if not _FRACTION.fullmatch(text) or text in ("", ".") or float(text) > 1:
+        raise ApiError(400, "invalid_parameter", f"{accepted}, got {quote(text)}")
+    return float(text)

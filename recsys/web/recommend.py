@@ -24,7 +24,10 @@ bp = Blueprint("recommend", __name__)
 def recommend():
     user_id = params.user_id(request.args)
     n = params.list_length(request.args)
-    return jsonify(runtime().service.recommend(user_id, n).to_dict())
+    explain = params.flag(request.args, "explain")
+    diversity = params.fraction(request.args, "diversity")
+    answer = runtime().service.recommend(user_id, n, explain=explain, diversity=diversity)
+    return jsonify(answer.to_dict())
 
 
 @bp.get("/popular")

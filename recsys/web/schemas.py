@@ -53,11 +53,20 @@ class ErrorBody(BaseModel):
 # -- products in answers -------------------------------------------------------------------------
 
 
+class Reason(BaseModel):
+    product_id: int = Field(ge=1, le=MAX_ID)
+    name: str | None
+    weight: float
+
+
 class ScoredProduct(BaseModel):
     product_id: int = Field(ge=1, le=MAX_ID)
     name: str | None
     category: str | None
     score: float
+    because: list[Reason] | None = Field(
+        None, description="with explain=true: the user's own past products behind it"
+    )
 
 
 class Recommendations(BaseModel):
@@ -100,6 +109,14 @@ class SimilarProducts(BaseModel):
 class RecommendQuery(BaseModel):
     user_id: Annotated[int, Field(ge=1, le=MAX_ID, description="the user"), Digits]
     n: Annotated[int, Field(ge=1, le=100, description="how many products"), Digits] = 5
+    explain: Literal["true", "false", "1", "0"] = Field(
+        "false", description="add `because`: the user's past products behind each one"
+    )
+    diversity: str = Field(
+        "0",
+        pattern=r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?|\.[0-9]{1,6})$",
+        description="0 (plain ranking) to 1: re-rank by maximal marginal relevance",
+    )
 
 
 class ListLengthQuery(BaseModel):

@@ -1,0 +1,87 @@
+"""MODEL=auto: the champion is the best candidate by NDCG@k, a tie goes to the cheaper."""
+
+import pytest
+
+from recsys.evaluation.champion import choose_champion
+from recsys.models import AUTO_CANDIDATES
+from recsys.serving.settings import Settings, SettingsError
+from recsys.serving.training import TrainingSettings, train_and_publish
+from tests.builders import runtime_of
+
+COST = ("popular", "itemknn", "svd", "als", "ease")
+
+
+def test_the_candidate_with_the_highest_ndcg_wins():
+    candidates = {"popular": {"ndcg@10": 0.15}, "als": {"ndcg@10": 0.27}, "ease": {"ndcg@10": 0.31}}
+    choice = choose_champion(candidates, "ndcg@10", COST)
+    assert choice.champion == "ease"
+    assert "0.3100 against 0.2700 for als" in choice.reason
+
+
+def test_a_tie_goes_to_the_cheaper_model():
+    candidates = {"ease": {"ndcg@10": 0.5}, "svd": {"ndcg@10": 0.5}, "popular": {"ndcg@10": 0.1}}
+    choice = choose_champion(candidates, "ndcg@10", COST)
+    assert choice.champion == "svd"
+    assert "tied ease" in choice.reason
+
+
+def test_figures_equal_once_rounded_as_reported_count_as_a_tie():
+    candidates = {"ease": {"ndcg@10": 0.50004}, "als": {"ndcg@10": 0.50001}}
+    assert choose_champion(candidates, "ndcg@10", COST).champion == "als"
+
+
+def test_a_candidate_without_the_metric_cannot_win():
+    candidates = {"ease": {}, "popular": {"ndcg@10": 0.1}}
+    assert choose_champion(candidates, "ndcg@10", COST).champion == "popular"
+
+
+def test_no_candidate_with_the_metric_is_an_error():
+    with pytest.raises(ValueError, match="no candidate has the metric 'ndcg@10'"):
+        choose_champion({"ease": {}}, "ndcg@10", COST)
+
+
+def test_auto_candidates_are_every_registered_model_cheapest_first():
+    assert AUTO_CANDIDATES[0] == "popular"
+    assert sorted(AUTO_CANDIDATES) == sorted(COST)
+
+
+def test_the_model_setting_accepts_auto_and_names_it_when_refusing():
+    assert Settings.load({}, {"MODEL": "auto"}, "instance")["MODEL"] == "auto"
+    with pytest.raises(SettingsError, match="ease, itemknn, popular, popularity, svd"):
+        Settings.load({}, {"MODEL": "best"}, "instance")
+
+
+def test_auto_training_serves_the_best_candidate_and_records_all(app_factory):
+    app = app_factory(MODEL="auto")
+    runtime = runtime_of(app)
+    meta = runtime.registry.load_latest(model_type="auto").metadata
+    candidates = meta.selection["candidates"]
+    assert meta.selected_by == "auto"
+    assert sorted(candidates) == sorted(AUTO_CANDIDATES)
+    best = max(candidates.values(), key=lambda m: m["ndcg@10"])["ndcg@10"]
+    assert candidates[meta.model_type]["ndcg@10"] == best
+    assert meta.metrics["ndcg@10"] == best
+    body = app.test_client().get("/model").get_json()
+    assert body["model_type"] == meta.model_type
+    assert body["selected_by"] == "auto"
+    assert body["selection"]["reason"].startswith(meta.model_type)
+
+
+def test_a_retrain_can_change_the_champion(app_factory):
+    app = app_factory(MODEL="auto")
+    runtime = runtime_of(app)
+    first = runtime.registry.load_latest(model_type="auto").metadata
+    # The same data with popularity made the only candidate: the champion changes.
+    settings = TrainingSettings(model="auto", candidates=("popular",))
+    second = train_and_publish(runtime.store, runtime.registry, settings)
+    assert second.model_type == "popular" != first.model_type
+    assert runtime.refresh()
+    assert app.test_client().get("/model").get_json()["model_type"] == "popular"
+
+
+def test_auto_artifacts_are_not_served_for_a_configured_model_and_back(app_factory):
+    runtime = runtime_of(app_factory(MODEL="auto"))
+    auto_version = runtime.registry.load_latest(model_type="auto").metadata.version
+    svd = train_and_publish(runtime.store, runtime.registry, TrainingSettings(model="svd"))
+    assert runtime.registry.load_latest(model_type="svd").metadata.version == svd.version
+    assert runtime.registry.load_latest(model_type="auto").metadata.version == auto_version
