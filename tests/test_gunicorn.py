@@ -201,9 +201,14 @@ def test_the_access_log_is_one_json_object_per_request_without_the_api_key(serve
         http_request(server.port, "GET", "/recommend?user_id=1", headers={"X-API-Key": "k-9"}),
         http_request(server.port, "GET", "/%22a%5Cb%0Ac?user_id=2"),
     ]
+
+    def logged() -> list[dict]:
+        return [r for r in server.access_entries() if r["path"] != "/readyz"]
+
+    # gunicorn writes the line just after the answer.
+    server.wait_until(lambda: len(logged()) == 2, within=5, what="both requests logged")
+    requests = logged()
     text = server.access_log.read_text()
-    records = [json.loads(line) for line in text.splitlines()]
-    requests = [r for r in records if r["path"] != "/readyz"]
     assert [a.status for a in answers] == [200, 404]
     assert [(r["method"], r["path"], r["query"], r["status"]) for r in requests] == [
         ("GET", "/recommend", "user_id=1", 200),
