@@ -7,7 +7,8 @@ running the shipped deploy/nginx.conf (tests/nginx_balancer.py). It checks
 that the servers act as one service: an event recorded by one is seen by the
 other, a model retrained on one goes live on both, and when one dies no
 acknowledged event is lost while the other keeps answering. Measured times
-are recorded as test properties (``--junitxml`` shows them).
+are recorded as test properties (``--junitxml`` shows them). A quick check
+(not slow) runs ``nginx -t`` on the shipped configuration.
 """
 
 from __future__ import annotations
@@ -24,10 +25,16 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from tests.nginx_balancer import Nginx, check_config, loopback_config, require_nginx
+from tests.nginx_balancer import (
+    SHIPPED_CONFIG,
+    Nginx,
+    check_config,
+    loopback_config,
+    require_nginx,
+)
 from tests.servers import Answer, Gunicorn, service_env
 
-pytestmark = [pytest.mark.slow, pytest.mark.nginx, pytest.mark.postgres]
+pytestmark = pytest.mark.nginx
 
 REDIS_ADDRESS = ("127.0.0.1", 6379)
 # A Redis database of these tests' own, emptied before each.
@@ -110,8 +117,7 @@ def topology(postgres_url, redis_url, tmp_path):
 def test_the_shipped_nginx_configuration_passes_nginx_t_with_loopback_upstreams(tmp_path):
     binary = require_nginx()
     config = tmp_path / "nginx.conf"
-    shipped = (Path(__file__).resolve().parent.parent / "deploy" / "nginx.conf").read_text()
-    config.write_text(loopback_config(shipped, [18001, 18002], 18080, tmp_path))
+    config.write_text(loopback_config(SHIPPED_CONFIG.read_text(), [18001, 18002], 18080, tmp_path))
     checked = check_config(binary, config, tmp_path)
     assert checked.returncode == 0, checked.stderr
     assert "test is successful" in checked.stderr
@@ -120,6 +126,8 @@ def test_the_shipped_nginx_configuration_passes_nginx_t_with_loopback_upstreams(
 # -- one service -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_an_event_posted_to_one_server_is_excluded_from_the_next_answer_of_the_other(topology):
     a, b, balancer = topology.a, topology.b, topology.balancer
     path = "/recommend?user_id=1&n=5"
@@ -134,6 +142,8 @@ def test_an_event_posted_to_one_server_is_excluded_from_the_next_answer_of_the_o
     assert all(bought not in ids for ids in through_balancer)
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_a_retrain_started_on_one_server_goes_live_on_both(topology, record_property):
     a, b, balancer = topology.a, topology.b, topology.balancer
     first = b.get("/model").body["version"]
@@ -159,6 +169,8 @@ def test_a_retrain_started_on_one_server_goes_live_on_both(topology, record_prop
     assert through_balancer == {job["version"]}
 
 
+@pytest.mark.slow
+@pytest.mark.postgres
 def test_killing_one_server_loses_no_acknowledged_event_and_the_other_keeps_answering(
     topology, record_property
 ):
