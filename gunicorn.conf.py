@@ -114,16 +114,17 @@ def init_once(runtime):
 def preload_live_model(runtime):
     """Load the newest model in the master, so that every worker is forked with it."""
     runtime.load_live_model()
-    # Objects the collector never moves or marks again: a collection in a
-    # worker then leaves the inherited pages shared instead of copying them.
+    # Everything so far goes to a generation the collector never scans: a
+    # collection in a worker then writes nothing into the inherited objects,
+    # so their pages stay shared instead of being copied.
     gc.freeze()
 
 
 def release_database(runtime):
     """Close the master's pooled connections: two processes must never share one.
 
-    Only the pool: ``runtime.close()`` would also stop the threads every
-    worker is about to start.
+    Only the pool: ``runtime.close()`` would also set the stop flag that
+    every worker inherits, and their threads would end at once.
     """
     runtime.store.dispose()
 
