@@ -1,18 +1,29 @@
 """gunicorn settings for production: `gunicorn 'app:create_app()'` reads this file.
 
 Start-up work (migrations, the first bootstrap and training) runs once in the
-master before any worker exists, so several workers never race for it. Threaded
-workers with bounded timeouts keep a few slow clients from freezing the service;
-on the internet, put a reverse proxy (nginx, a cloud load balancer) in front,
-which buffers slow clients entirely.
+master before any worker exists, so several workers never race for it. The
+app is preloaded: after that work the master loads the newest model, closes
+its database connections and then forks, so every worker starts serving at
+once and shares the model's arrays with the others (copy-on-write) instead of
+loading a copy of its own. Each worker then starts its own refresh and retrain
+threads. Threaded workers with bounded timeouts keep a few slow clients from
+freezing the service; on the internet, put a reverse proxy (nginx, a cloud
+load balancer) in front, which buffers slow clients entirely.
+
+The access log goes to standard output, one JSON object per line.
 """
 
+import gc
+import json
 import logging
 import os
 import shutil
 import sys
 import tempfile
+from datetime import UTC, datetime
 from pathlib import Path
+
+from gunicorn import glogging
 
 bind = os.environ.get("RECSYS_BIND", "127.0.0.1:8000")
 workers = int(os.environ.get("RECSYS_WORKERS", "2"))
@@ -28,6 +39,12 @@ limit_request_fields = 100
 # gunicorn's control socket is one path per user for every server on the host;
 # the service does not use it, and two servers must not share it.
 control_socket_disable = True
+# The master builds the app (create_app has no side effects) and, in
+# on_starting, loads the model its workers inherit.
+preload_app = True
+
+
+# -- metrics shared by the workers ---------------------------------------------------
 
 
 _OWN_METRICS_DIR = "recsys-metrics-"
@@ -36,10 +53,11 @@ _OWN_METRICS_DIR = "recsys-metrics-"
 def prepare_metrics_dir() -> Path:
     """Give the workers an empty directory to share their metrics in (prometheus-client).
 
-    Called first thing in the master (on_starting): PROMETHEUS_MULTIPROC_DIR
-    must be set before prometheus-client is imported. An operator's own
-    directory is kept, emptied of the series files of a previous run (they
-    would be added to this run's); otherwise a new temporary one, removed on exit.
+    Runs when gunicorn reads this file, before the preloaded app imports
+    prometheus-client, which reads PROMETHEUS_MULTIPROC_DIR at import. An
+    operator's own directory is kept, emptied of the series files of a previous
+    run (they would be added to this run's); otherwise a new temporary one,
+    removed on exit.
     """
     given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     path = Path(given) if given else Path(tempfile.mkdtemp(prefix=_OWN_METRICS_DIR))
@@ -50,26 +68,107 @@ def prepare_metrics_dir() -> Path:
     return path
 
 
-def on_starting(server):
-    """Run `flask --app app init` once, in the master, before the workers start."""
+# gunicorn loads this file as the module __config__; a test that only reads the
+# settings (runpy) must not switch its own process's metrics to files.
+if __name__ == "__config__":
     prepare_metrics_dir()
-    refuse_open_public_bind(server)
-    from app import create_app
-    from recsys.store.engine import STORE_OUTAGES
-    from recsys.web import RUNTIME_KEY
 
-    app = create_app()
-    runtime = app.extensions[RUNTIME_KEY]
+
+# -- the access log: one JSON object per line ------------------------------------
+
+
+class JsonSafeAtoms(glogging.SafeAtoms):
+    """gunicorn's log atoms with every text escaped as the inside of a JSON string.
+
+    gunicorn escapes only double quotes; a path may also hold backslashes and,
+    percent-decoded, control characters such as a line feed.
+    """
+
+    def __init__(self, atoms):
+        super().__init__({})
+        for key, value in atoms.items():
+            self[key] = json.dumps(value)[1:-1] if isinstance(value, str) else value
+
+
+class JsonAccessLogger(glogging.Logger):
+    """gunicorn's logger with JSON-safe access-log atoms, ISO 8601 times and ``pid``."""
+
+    atoms_wrapper_class = JsonSafeAtoms
+
+    def now(self):
+        return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+    def atoms(self, resp, req, environ, request_time):
+        atoms = super().atoms(resp, req, environ, request_time)
+        atoms["pid"] = os.getpid()  # which worker answered
+        return atoms
+
+
+logger_class = JsonAccessLogger
+accesslog = "-"
+# Texts are quoted here and escaped by JsonSafeAtoms; status, bytes, duration
+# (seconds) and pid are numbers. The only headers logged are X-Forwarded-For
+# and X-Request-ID (set by the proxy in front): never X-API-Key. The query
+# holds ids and paging only.
+access_log_format = (
+    '{"time": "%(t)s", "method": "%(m)s", "path": "%(U)s", "query": "%(q)s", '
+    '"status": %(s)s, "duration": %(L)s, "bytes": %(B)s, "remote_addr": "%(h)s", '
+    '"forwarded_for": "%({x-forwarded-for}i)s", "request_id": "%({x-request-id}i)s", '
+    '"pid": %(pid)s}'
+)
+
+
+# -- hooks ---------------------------------------------------------------------------
+
+
+def on_starting(server):
+    """In the master, before any worker exists: init, load the model, close connections."""
+    refuse_open_public_bind(server)
+    runtime = runtime_of(server.app.wsgi())
+    if init_once(runtime):
+        preload_live_model(runtime)
+    release_database(runtime)
+
+
+def init_once(runtime):
+    """Run `flask --app app init` (migrate, fill, first training); return whether it could."""
+    from recsys.store.engine import STORE_OUTAGES
+
     try:
         runtime.init()
     except STORE_OUTAGES as exc:
-        # Boot anyway: workers serve the published model and recover when
-        # the database returns.
+        # Boot anyway: each worker loads the published model at its first
+        # request and recovers when the database returns.
         logging.getLogger("recsys").warning(
             "database unavailable at start (%s): serving the published model", type(exc).__name__
         )
-    finally:
-        runtime.close()
+        return False
+    return True
+
+
+def preload_live_model(runtime):
+    """Load the newest model in the master, so that every worker is forked with it."""
+    runtime.load_live_model()
+    # Everything so far goes to a generation the collector never scans: a
+    # collection in a worker then writes nothing into the inherited objects,
+    # so their pages stay shared instead of being copied.
+    gc.freeze()
+
+
+def release_database(runtime):
+    """Close the master's pooled connections: two processes must never share one.
+
+    Only the pool: ``runtime.close()`` would also set the stop flag that
+    every worker inherits, and their threads would end at once.
+    """
+    runtime.store.dispose()
+
+
+def post_worker_init(worker):
+    """Start the worker's refresh poller and retrain timer (threads do not survive a fork)."""
+    runtime = runtime_of(getattr(worker, "wsgi", None))
+    if runtime is not None:
+        runtime.start_threads()
 
 
 def refuse_open_public_bind(server):
@@ -77,12 +176,9 @@ def refuse_open_public_bind(server):
 
     RECSYS_ALLOW_OPEN=1 allows it; a service without keys is logged once as a warning.
     """
-    from app import create_app
     from recsys.serving.exposure import open_bind_refusal, warn_if_open
-    from recsys.web import RUNTIME_KEY
 
-    app = create_app()
-    app.extensions[RUNTIME_KEY].close()
+    app = server.app.wsgi()  # preloaded: the app the workers will serve
     keys_configured = bool(app.config["API_KEYS"])
     refusal = open_bind_refusal(keys_configured, app.config["ALLOW_OPEN"], server.cfg.bind)
     if refusal:
@@ -93,8 +189,7 @@ def refuse_open_public_bind(server):
 
 def worker_exit(server, worker):
     """Release the worker's database connections and threads."""
-    app = getattr(worker, "wsgi", None)
-    runtime = getattr(app, "extensions", {}).get("recsys.runtime") if app else None
+    runtime = runtime_of(getattr(worker, "wsgi", None))
     if runtime is not None:
         runtime.close()
 
@@ -111,3 +206,8 @@ def on_exit(server):
     path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     if path.name.startswith(_OWN_METRICS_DIR):
         shutil.rmtree(path, ignore_errors=True)
+
+
+def runtime_of(app):
+    """Return the app's ServingRuntime, or None for anything else."""
+    return getattr(app, "extensions", {}).get("recsys.runtime")

@@ -430,7 +430,7 @@ def test_the_servers_access_and_error_logs_hold_no_key(tmp_path, command):
             server.terminate()
             server.wait(timeout=30)
     text = log.read_text()
-    assert "GET /popular" in text, text  # the access log was written
+    assert "/popular" in text, text  # the access log was written
     assert wrong not in text and KEYS["read"] not in text
 
 
@@ -511,7 +511,13 @@ def _gunicorn_hook():
 
 
 def _server(*binds: str) -> SimpleNamespace:
-    return SimpleNamespace(cfg=SimpleNamespace(bind=list(binds)))
+    """A stand-in for gunicorn's arbiter: its binds, and the app it preloaded."""
+    from app import create_app
+
+    app = create_app()
+    return SimpleNamespace(
+        cfg=SimpleNamespace(bind=list(binds)), app=SimpleNamespace(wsgi=lambda: app)
+    )
 
 
 def test_gunicorn_serves_openly_on_a_public_bind_when_allowed(monkeypatch, caplog):

@@ -1,8 +1,8 @@
 """Fault injection: real gunicorn servers meet a database that is down, hangs or is locked.
 
-Each test starts the service as production does (gunicorn reading
-gunicorn.conf.py in the project root, gthread workers) on its own port, store
-and artifact directory, and breaks one thing: PostgreSQL behind
+Each test starts the service as production does (``tests.servers.Gunicorn``:
+gunicorn reading gunicorn.conf.py in the project root, gthread workers) on its
+own port, store and artifact directory, and breaks one thing: PostgreSQL behind
 ``tests.tcp_proxy.TcpProxy`` refusing or swallowing connections, a worker
 killed, clients sending their bodies a byte at a time, an SQLite write lock
 held by another process. It checks what callers see (status, JSON error,
@@ -13,10 +13,7 @@ Measured times are recorded as test properties (``--junitxml`` shows them).
 from __future__ import annotations
 
 import contextlib
-import http.client
-import json
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -24,8 +21,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,18 +28,12 @@ import pytest
 import sqlalchemy as sa
 
 from recsys.store.events import EventStore
+from tests.servers import ROOT, Gunicorn, service_env
 from tests.store_fixtures import POSTGRES_URL
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow]
 
-ROOT = Path(__file__).resolve().parent.parent
-# The gunicorn of the environment running the tests.
-GUNICORN = str(Path(sys.executable).with_name("gunicorn"))
-# The pid of the worker that answered, for telling a replacement worker apart.
-ACCESS_FORMAT = "%(p)s %(m)s %(U)s %(s)s"
-# No request in these tests may take longer; a hang fails instead of blocking.
-HTTP_TIMEOUT = 20.0
 # The database timeout of the fault tests (RECSYS_DB_TIMEOUT_SECONDS).
 DB_TIMEOUT = 2.0
 
@@ -63,185 +52,7 @@ OUTAGES = [
 ]
 
 
-# -- a server under test ----------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One HTTP answer: status, headers (lower-case names), JSON body, and how long it took."""
-
-    status: int
-    headers: dict[str, str]
-    body: Any
-    seconds: float
-
-    @property
-    def error_code(self) -> str | None:
-        if isinstance(self.body, dict) and isinstance(self.body.get("error"), dict):
-            return self.body["error"].get("code")
-        return None
-
-    def summary(self) -> tuple[int, str | None, bool]:
-        """Return (status, error code, whether Retry-After holds a number of seconds)."""
-        return self.status, self.error_code, self.headers.get("retry-after", "").isdigit()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def service_env(database_url: str, model_dir: Path, **settings: Any) -> dict[str, str]:
-    """Return the environment of a service process: ours without any RECSYS_ setting, plus these.
-
-    Args:
-        database_url: RECSYS_DATABASE_URL.
-        model_dir: RECSYS_MODEL_DIR.
-        settings: More settings by name (``WORKERS=4`` sets RECSYS_WORKERS).
-    """
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if not name.startswith("RECSYS_") and name not in ("DATABASE_URL", "PORT")
-    }
-    env["RECSYS_DATABASE_URL"] = database_url
-    env["RECSYS_MODEL_DIR"] = str(model_dir)
-    env.update({f"RECSYS_{name}": str(value) for name, value in settings.items()})
-    return env
-
-
-class Gunicorn:
-    """A gunicorn master and its workers, in their own process group, on a free port.
-
-    Args:
-        env: The service's environment (``service_env``).
-        logs: A new directory for the error and access logs.
-    """
-
-    def __init__(self, env: dict[str, str], logs: Path):
-        self.port = free_port()
-        self.workers = int(env["RECSYS_WORKERS"])
-        logs.mkdir(parents=True)
-        self.error_log = logs / "gunicorn.log"
-        self.access_log = logs / "access.log"
-        command = [
-            GUNICORN,
-            "app:create_app()",
-            # Servers of parallel test runs must not share ~/.gunicorn/gunicorn.ctl.
-            "--no-control-socket",
-            "--access-logfile",
-            str(self.access_log),
-            "--access-logformat",
-            ACCESS_FORMAT,
-        ]
-        with open(self.error_log, "wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env={**env, "RECSYS_BIND": f"127.0.0.1:{self.port}"},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-
-    def request(self, method: str, path: str, body: Any = None) -> Answer:
-        """Send one request on a new connection and return the answer."""
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=HTTP_TIMEOUT)
-        data = None if body is None else json.dumps(body).encode()
-        headers = {} if body is None else {"Content-Type": "application/json"}
-        started = time.monotonic()
-        try:
-            conn.request(method, path, body=data, headers=headers)
-            response = conn.getresponse()
-            raw = response.read()
-        finally:
-            conn.close()
-        seconds = time.monotonic() - started
-        is_json = (response.getheader("Content-Type") or "").startswith("application/json")
-        return Answer(
-            response.status,
-            {name.lower(): value for name, value in response.getheaders()},
-            json.loads(raw) if is_json else None,
-            seconds,
-        )
-
-    def get(self, path: str) -> Answer:
-        return self.request("GET", path)
-
-    def requests_at_once(self, requests: list[tuple[str, str, Any]]) -> list[Answer]:
-        """Send the requests concurrently, each on its own connection; answers in order."""
-        with ThreadPoolExecutor(len(requests)) as pool:
-            return list(pool.map(lambda r: self.request(*r), requests))
-
-    def wait_until(
-        self, check: Callable[[], bool], within: float, what: str, consecutive: int = 1
-    ) -> float:
-        """Poll until ``check`` holds ``consecutive`` times in a row; return the seconds taken.
-
-        A server not listening yet counts as "not yet"; a master that exits
-        or a deadline that passes fails the test with the server's log.
-        """
-        started = time.monotonic()
-        streak = 0
-        while True:
-            try:
-                streak = streak + 1 if check() else 0
-            except (OSError, http.client.HTTPException):
-                streak = 0
-            if streak >= consecutive:
-                return time.monotonic() - started
-            assert self.process.poll() is None, f"gunicorn exited before {what}:\n{self.log()}"
-            assert time.monotonic() - started < within, (
-                f"not {what} within {within} s:\n{self.log()[-4000:]}"
-            )
-            time.sleep(0.1)
-
-    def wait_ready(self, within: float = 60) -> float:
-        """Wait until every worker is forked and /readyz answers 200 (model live, database up)."""
-        return self.wait_until(
-            lambda: self.all_workers_forked() and self.get("/readyz").status == 200,
-            within,
-            "ready",
-        )
-
-    def wait_live(self, within: float = 60) -> float:
-        """Wait until every worker is forked and /healthz answers 200."""
-        return self.wait_until(
-            lambda: self.all_workers_forked() and self.get("/healthz").status == 200,
-            within,
-            "live",
-        )
-
-    def all_workers_forked(self) -> bool:
-        return len(self.worker_pids()) == self.workers
-
-    def worker_pids(self) -> set[int]:
-        """Return the pids of the master's children (its workers)."""
-        pids: set[int] = set()
-        for children in Path(f"/proc/{self.process.pid}/task").glob("*/children"):
-            with contextlib.suppress(OSError):  # a thread that just ended
-                pids.update(int(pid) for pid in children.read_text().split())
-        return pids
-
-    def answered_by(self, pid: int, path: str) -> list[int]:
-        """Return the statuses worker ``pid`` answered for ``path``, from the access log."""
-        pattern = re.compile(rf"^<{pid}> \w+ {re.escape(path)} (\d+)$", re.MULTILINE)
-        return [int(status) for status in pattern.findall(self.access_log.read_text())]
-
-    def log(self) -> str:
-        return self.error_log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        """Kill the master and its workers at once.
-
-        No test here checks shutdown, and a graceful one costs seconds of
-        interpreter teardown per worker.
-        """
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait(timeout=10)
+# -- helpers ------------------------------------------------------------------------
 
 
 def service_recovered(server: Gunicorn) -> bool:
@@ -437,7 +248,8 @@ def test_a_worker_started_during_an_outage_recovers_when_the_database_returns(
     server.wait_ready()
     proxy.refuse()
     kill_one_worker(server)
-    # The replacement starts serving (loads the model) while the database is down.
+    # The replacement starts serving (with the model its master loaded) while
+    # the database is down.
     assert server.get("/recommend?user_id=1").body["degraded"] == "store_unavailable"
     proxy.forward()
     seconds = server.wait_until(

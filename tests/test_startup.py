@@ -116,8 +116,11 @@ def test_make_run_exports_model_as_the_service_setting(how):
     assert run(args, env).stdout.strip() == "RECSYS_MODEL=als"
 
 
-def test_the_database_waits_well_under_the_production_worker_timeout(tmp_path):
+def test_the_database_waits_well_under_the_production_worker_timeout(tmp_path, monkeypatch):
     import runpy
+
+    # Reading the configuration prepares a metrics directory: keep it in tmp_path.
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
 
     from recsys.store.engine import create_store_engine
 

@@ -1,6 +1,6 @@
 """The serving process's moving parts, wired together: store, artifacts, live model, jobs.
 
-Three moments, kept apart:
+Its moments, kept apart:
 
 - ``ServingRuntime(settings)`` opens nothing: it connects to no database,
   creates no file and trains nothing (``flask --app app routes`` stays free).
@@ -10,10 +10,17 @@ Three moments, kept apart:
   dead process left open, and train a first model when none is published. It
   runs under an exclusive file lock, so processes starting together do it
   once: the first does the work, the others wait and find it done.
-- ``start()`` runs once per serving process, at its first request: serve the
-  newest valid published model and start the refresh and auto-retrain
-  threads. It needs no database: the artifact carries the model, its fallback
-  and the catalog, so a server whose database is down still answers.
+- ``load_live_model()`` serves the newest valid published model. gunicorn's
+  master calls it after ``init`` and before forking, so every worker starts
+  with the model in memory pages they share (copy-on-write). It needs no
+  database: the artifact carries the model, its fallback and the catalog, so
+  a server whose database is down still answers.
+- ``start_threads()`` starts one process's refresh poller and auto-retrain
+  timer. Threads do not survive a fork, so they start in each worker after it
+  (gunicorn's ``post_worker_init`` hook), never in the master.
+- ``start()`` runs once per serving process, at its first request: it loads
+  the model when none is live yet (no master loaded one: ``flask run``, or a
+  master whose ``init`` met a database that was down) and starts the threads.
 
 Nothing here imports Flask; ``recsys.web`` calls these from the app.
 """
@@ -134,6 +141,8 @@ class ServingRuntime:
         self.init_report: InitReport | None = None
         self._started = False
         self._start_lock = threading.Lock()
+        self._threads_started = False
+        self._threads_lock = threading.Lock()
         self._stop = threading.Event()
         self._unloadable: set[str] = set()
 
@@ -218,10 +227,29 @@ class ServingRuntime:
 
     # -- serving -----------------------------------------------------------------
 
-    def start(self) -> bool:
-        """Serve the newest published model and start the background threads (once).
+    def load_live_model(self) -> bool:
+        """Serve the newest valid published model of the configured type.
 
-        Called at a process's first request. Without a published model the
+        Returns:
+            Whether a model is live.
+        """
+        artifact = self.registry.load_latest(model_type=self.model_type)
+        if artifact is None:
+            logger.warning(
+                "no published %s model in %s: run `flask --app app init`",
+                self.model_type,
+                self.registry.root,
+            )
+        else:
+            self.service.serve(artifact)
+        return self.service.live.is_live
+
+    def start(self) -> bool:
+        """Serve a model and start the background threads, once per process.
+
+        Called at a process's first request. A model already live (loaded by
+        the gunicorn master before it forked this worker) is kept; otherwise
+        the newest published one is loaded now. Without a published model the
         service answers 503 and the refresh thread keeps looking for one.
 
         Returns:
@@ -231,22 +259,23 @@ class ServingRuntime:
             return self.service.live.is_live
         with self._start_lock:
             if not self._started:
-                artifact = self.registry.load_latest(model_type=self.model_type)
-                if artifact is None:
-                    logger.warning(
-                        "no published %s model in %s: run `flask --app app init`",
-                        self.model_type,
-                        self.registry.root,
-                    )
-                else:
-                    self.service.serve(artifact)
-                self.auto_retrain.start()
-                if self.settings["MODEL_REFRESH_SECONDS"] > 0:
-                    threading.Thread(
-                        target=self._refresh_periodically, daemon=True, name="model-refresh"
-                    ).start()
+                if not self.service.live.is_live:
+                    self.load_live_model()
+                self.start_threads()
                 self._started = True
         return self.service.live.is_live
+
+    def start_threads(self) -> None:
+        """Start this process's refresh poller and auto-retrain timer (once per process)."""
+        with self._threads_lock:
+            if self._threads_started:
+                return
+            self.auto_retrain.start()
+            if self.settings["MODEL_REFRESH_SECONDS"] > 0:
+                threading.Thread(
+                    target=self._refresh_periodically, daemon=True, name="model-refresh"
+                ).start()
+            self._threads_started = True
 
     def close(self) -> None:
         """Stop the background threads and release database connections."""
@@ -276,13 +305,21 @@ class ServingRuntime:
         return True
 
     def _refresh_periodically(self) -> None:
+        # A worker forked long after its master loaded the model (a
+        # replacement for one that died, say) may hold an old version: look
+        # at once, then every period.
+        if self.service.live.is_live:
+            self._refresh_logging_errors()
         while not self._stop.wait(self.settings["MODEL_REFRESH_SECONDS"]):
-            try:
-                self.refresh()
-            except Exception:
-                # A damaged new version must not stop the poller; the live one stays.
-                logger.exception("could not refresh the live model")
+            self._refresh_logging_errors()
             self._refresh_names()
+
+    def _refresh_logging_errors(self) -> None:
+        try:
+            self.refresh()
+        except Exception:
+            # A damaged new version must not stop the poller; the live one stays.
+            logger.exception("could not refresh the live model")
 
     def _refresh_names(self) -> None:
         # Products another process wrote (PUT /products) show here within a period.

@@ -14,6 +14,7 @@ import os
 import socket
 import threading
 import time
+import weakref
 from typing import Any
 
 import sqlalchemy as sa
@@ -142,6 +143,11 @@ class StatementDeadline:
     def __init__(self, seconds: float):
         # A little after the server's own statement_timeout, which answers more politely.
         self.seconds = seconds + 0.5
+        self._forget_parent()
+        _DEADLINES.add(self)
+
+    def _forget_parent(self) -> None:
+        """Start empty: no deadlines, a free lock, no watcher thread (yet)."""
         self._deadlines: dict[int, tuple[float, Any]] = {}
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -194,6 +200,20 @@ class StatementDeadline:
                     self._deadlines.pop(id(dbapi), None)
             for dbapi in expired:
                 _shut_down_socket(dbapi)
+
+
+# A process forked from one that ran statements (a gunicorn worker of a master
+# that preloaded the app) inherits each watchdog but not its thread, and the
+# fork may have caught that thread holding the lock: the child starts afresh.
+_DEADLINES: weakref.WeakSet[StatementDeadline] = weakref.WeakSet()
+
+
+def _forget_parent_deadlines() -> None:
+    for deadline in list(_DEADLINES):
+        deadline._forget_parent()
+
+
+os.register_at_fork(after_in_child=_forget_parent_deadlines)
 
 
 def _shut_down_socket(dbapi_connection: Any) -> None:

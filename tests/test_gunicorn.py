@@ -1,0 +1,219 @@
+"""The production server (gunicorn.conf.py): one model load for all workers, a JSON access log.
+
+The master loads the newest model before it forks, so its workers answer
+with it without loading it again (and share its memory pages); each worker
+starts its own refresh thread after the fork, which looks at once for a
+version published since. The access log holds one JSON object per line,
+whatever a request's path holds, and never the API key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import runpy
+import signal
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from recsys.store.engine import StatementDeadline
+from tests.builders import runtime_of
+from tests.servers import ROOT, Gunicorn, http_request, service_env
+
+GUNICORN_SETTINGS = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+
+# What gunicorn's logger hands the format for one request (see glogging.Logger.atoms).
+ATOMS = {
+    "t": "2026-11-30T07:14:00.123+00:00",
+    "m": "GET",
+    "U": "/recommend",
+    "q": "user_id=1&n=3",
+    "s": "200",
+    "L": "0.001234",
+    "B": 321,
+    "h": "127.0.0.1",
+    "pid": 4242,
+    "{x-forwarded-for}i": "203.0.113.7",
+    "{x-request-id}i": "3f2a",
+    "{x-api-key}i": "secret-key-123",
+}
+
+
+def access_line(**atoms) -> str:
+    """Return the access-log line the shipped logger writes for these atoms."""
+    safe = GUNICORN_SETTINGS["JsonSafeAtoms"]({**ATOMS, **atoms})
+    return GUNICORN_SETTINGS["access_log_format"] % safe
+
+
+# -- the access log's format ---------------------------------------------------------
+
+
+def test_an_access_log_line_is_a_json_object_with_the_request_and_its_answer():
+    assert json.loads(access_line()) == {
+        "time": "2026-11-30T07:14:00.123+00:00",
+        "method": "GET",
+        "path": "/recommend",
+        "query": "user_id=1&n=3",
+        "status": 200,
+        "duration": 0.001234,
+        "bytes": 321,
+        "remote_addr": "127.0.0.1",
+        "forwarded_for": "203.0.113.7",
+        "request_id": "3f2a",
+        "pid": 4242,
+    }
+
+
+@pytest.mark.parametrize(
+    "path",
+    ['/"quoted"', "/back\\slash", "/line\nfeed", "/tab\tand\x00nul", "/caf\u00e9", "/\\u0041"],
+    ids=["quote", "backslash", "line-feed", "control", "non-ascii", "escape-lookalike"],
+)
+def test_a_path_of_any_characters_stays_on_one_line_and_reads_back_unchanged(path):
+    line = access_line(U=path)
+    assert "\n" not in line
+    assert json.loads(line)["path"] == path
+
+
+def test_the_api_key_header_is_never_in_the_access_log():
+    assert "secret-key-123" not in access_line()
+
+
+def test_missing_proxy_headers_are_logged_as_a_dash():
+    atoms = {k: v for k, v in ATOMS.items() if not k.startswith("{")}
+    line = GUNICORN_SETTINGS["access_log_format"] % GUNICORN_SETTINGS["JsonSafeAtoms"](atoms)
+    record = json.loads(line)
+    assert (record["forwarded_for"], record["request_id"]) == ("-", "-")
+
+
+# -- the runtime across a fork -----------------------------------------------------
+
+
+def test_a_process_whose_model_is_already_live_serves_without_loading_it_again(
+    app_factory, monkeypatch
+):
+    app = app_factory()
+    runtime = runtime_of(app)
+    runtime.load_live_model()  # what the gunicorn master does before forking
+
+    def no_second_load(*args, **kwargs):
+        raise AssertionError("the model was loaded again")
+
+    monkeypatch.setattr(runtime.registry, "load_latest", no_second_load)
+    answer = app.test_client().get("/recommend?user_id=1")
+    assert answer.status_code == 200
+    assert answer.json["model_version"].startswith("v00001-")
+
+
+def test_a_process_starts_its_background_threads_once(app_factory):
+    runtime = runtime_of(app_factory())
+    before = set(threading.enumerate())
+    runtime.start_threads()  # gunicorn's post_worker_init
+    runtime.start()  # the first request
+    runtime.start_threads()
+    started = [t.name for t in set(threading.enumerate()) - before]
+    assert started == ["model-refresh"]
+
+
+def test_a_forked_child_starts_with_a_free_statement_deadline():
+    deadline = StatementDeadline(1.0)
+    # As if the parent's watcher thread held the lock at the moment of the fork.
+    with deadline._lock:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - runs in the child
+            free = deadline._lock.acquire(timeout=2)
+            os._exit(0 if free and deadline._thread is None and not deadline._deadlines else 1)
+        _, status = os.waitpid(child, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+
+
+# -- a real server -------------------------------------------------------------------
+
+
+@pytest.fixture
+def serve(sqlite_url, tmp_path):
+    """Return a function that starts gunicorn on an SQLite store; every server is killed after."""
+    servers: list[Gunicorn] = []
+
+    def start(**settings) -> Gunicorn:
+        env = service_env(sqlite_url, tmp_path / "models", **{"WORKERS": 2, **settings})
+        server = Gunicorn(env, tmp_path / f"server-{len(servers)}")
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.mark.slow
+def test_both_workers_answer_with_the_model_their_master_loaded_once(serve):
+    server = serve()
+    server.wait_ready()
+    answers = server.ask_every_worker("/recommend?user_id=1")
+    log = server.log()
+    loads = log.count("serving model v")
+    versions = {a.body["model_version"] for a in answers}
+    answered = {entry["pid"] for entry in server.access_entries()}
+    assert {a.status for a in answers} == {200}
+    assert len(versions) == 1
+    # One load in the whole log, written before any worker existed: the master's.
+    assert loads == 1, log
+    assert log.index("serving model v") < log.index("Booting worker")
+    assert answered == server.worker_pids() and server.process.pid not in answered
+
+
+@pytest.mark.slow
+def test_a_replacement_worker_serves_a_version_published_after_its_master_loaded(
+    serve, tmp_path, sqlite_url, record_property
+):
+    # A refresh period far longer than the test: only the look at start can find it.
+    server = serve(WORKERS=1, MODEL_REFRESH_SECONDS=600)
+    server.wait_ready()
+    first = server.get("/model").body["version"]
+    trained = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", "train"],
+        cwd=ROOT,
+        env=service_env(sqlite_url, tmp_path / "models"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert server.get("/model").body["version"] == first  # the running worker has not looked
+    (worker,) = server.worker_pids()
+    os.kill(worker, signal.SIGKILL)
+    seconds = server.wait_until(
+        lambda: server.get("/model").body["version"] != first, within=20, what="caught up"
+    )
+    record_property("seconds_to_newer_version", round(seconds, 2))
+    assert server.get("/model").body["version"].startswith("v00002-")
+
+
+@pytest.mark.slow
+def test_the_access_log_is_one_json_object_per_request_without_the_api_key(serve):
+    server = serve(WORKERS=1)
+    server.wait_ready()
+    answers = [
+        http_request(server.port, "GET", "/recommend?user_id=1", headers={"X-API-Key": "k-9"}),
+        http_request(server.port, "GET", "/%22a%5Cb%0Ac?user_id=2"),
+    ]
+
+    def logged() -> list[dict]:
+        return [r for r in server.access_entries() if r["path"] != "/readyz"]
+
+    # gunicorn writes the line just after the answer.
+    server.wait_until(lambda: len(logged()) == 2, within=5, what="both requests logged")
+    requests = logged()
+    text = server.access_log.read_text()
+    assert [a.status for a in answers] == [200, 404]
+    # Sorted: each of the worker's threads writes its own line, in any order.
+    assert sorted((r["method"], r["path"], r["query"], r["status"]) for r in requests) == [
+        ("GET", '/"a\\b\nc', "user_id=2", 404),
+        ("GET", "/recommend", "user_id=1", 200),
+    ]
+    assert all(r["bytes"] > 0 and r["duration"] >= 0 for r in requests)
+    assert "k-9" not in text
