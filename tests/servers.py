@@ -90,7 +90,8 @@ def service_env(database_url: str, model_dir: Path, **settings: Any) -> dict[str
     Args:
         database_url: RECSYS_DATABASE_URL.
         model_dir: RECSYS_MODEL_DIR.
-        settings: More settings by name (``WORKERS=4`` sets RECSYS_WORKERS).
+        settings: More settings by name (``WORKERS=4`` sets RECSYS_WORKERS);
+            rate limits are off unless set here.
     """
     env = {
         name: value
@@ -99,6 +100,8 @@ def service_env(database_url: str, model_dir: Path, **settings: Any) -> dict[str
     }
     env["RECSYS_DATABASE_URL"] = database_url
     env["RECSYS_MODEL_DIR"] = str(model_dir)
+    # These tests send bursts on purpose; rate limits have tests of their own.
+    env["RECSYS_RATE_LIMIT"] = env["RECSYS_RATE_LIMIT_INGEST"] = ""
     env.update({f"RECSYS_{name}": str(value) for name, value in settings.items()})
     return env
 
