@@ -190,6 +190,9 @@ class Server:
                 "RECSYS_DATABASE_URL": f"sqlite:///{state / 'events.db'}",
                 "RECSYS_MODEL_DIR": str(state / "models"),
                 "RECSYS_LOG_LEVEL": "WARNING",
+                # The benchmark measures serving, not the limiter's 429s.
+                "RECSYS_RATE_LIMIT": "",
+                "RECSYS_RATE_LIMIT_INGEST": "",
                 **env,
             }
         )
