@@ -28,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import create_app
 from recsys.models.base import ModelState
+from recsys.models.history import TrainingHistory
 from recsys.models.svd import SVDRecommender
 from recsys.serving.artifacts import ModelRegistry
 
@@ -111,7 +112,16 @@ def synthetic_svd_state(users: int, items: int, factors: int) -> ModelState:
         "item_bias": rng.normal(size=items),
         "user_factors": rng.normal(size=(users, factors)),
         "item_factors": rng.normal(size=(items, factors)),
+        "item_counts": rng.integers(1, 100, size=items).astype(np.float64),
     }
+    # Five training products per user, as the SVD artifact records for explanations.
+    per_user = 5
+    users_of_rows = np.repeat(np.arange(users), per_user)
+    items_of_rows = (users_of_rows * 7 + np.tile(np.arange(per_user), users)) % items
+    history = TrainingHistory.from_rows(
+        users_of_rows, items_of_rows, np.ones(len(users_of_rows)), users
+    )
+    arrays.update(history.arrays())
     params = {"model": "svd", **SVDRecommender(n_factors=factors, rating_scale=(1, 5)).params()}
     return ModelState(arrays=arrays, params=params)
 
