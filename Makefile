@@ -43,7 +43,7 @@ test: lint
 # The core only, in about a minute: no slow (real servers, subprocesses,
 # concurrency, fault injection) tests.
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" -n 2
 
 bench: install
 	$(PY) bench/bench_import.py
