@@ -7,9 +7,6 @@ import json
 import logging
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -22,7 +19,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from pythonjsonlogger.json import JsonFormatter
 
 from recsys.web.request_id import RequestIdFilter
-from tests.builders import ROOT, runtime_of
+from tests.builders import runtime_of
+from tests.servers import Gunicorn, service_env
 
 
 def scrape(text: str) -> dict[tuple[str, tuple], float]:
@@ -155,31 +153,12 @@ def test_log_records_name_the_request_they_were_written_for(app):
 # -- under gunicorn: one answer for all workers ----------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=10) as response:
             return response.status, response.read().decode()
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode()
-
-
-def _children(pid: int) -> list[int]:
-    """Return the ids of a process's children (gunicorn's workers)."""
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return sorted(found)
 
 
 def _recommend_requests(counter_file: Path) -> float:
@@ -196,38 +175,13 @@ def _recommend_requests(counter_file: Path) -> float:
 
 
 def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
-    port = _free_port()
     metrics_dir = tmp_path / "metrics"
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")},
-        "RECSYS_BIND": f"127.0.0.1:{port}",
-        "RECSYS_WORKERS": "2",
-        # The test sends its requests in a burst; rate limits are not its subject.
-        "RECSYS_RATE_LIMIT": "",
-        "RECSYS_DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}",
-        "RECSYS_MODEL_DIR": str(tmp_path / "models"),
-        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
-    }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
+    env = service_env(f"sqlite:///{tmp_path / 'events.db'}", tmp_path / "models", WORKERS=2)
+    env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+    server = Gunicorn(env, tmp_path / "logs")
+    base = f"http://127.0.0.1:{server.port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            try:
-                if _get(f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert server.poll() is None, server.stderr.read()
-            assert time.monotonic() < deadline, "gunicorn did not become ready within 90 s"
-            time.sleep(0.2)
+        server.wait_ready(within=90)
 
         # A new connection per request, many at once: both workers answer.
         with ThreadPoolExecutor(16) as pool:
@@ -235,7 +189,7 @@ def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
                 pool.map(lambda i: _get(f"{base}/recommend?user_id={1 + i % 100}")[0], range(300))
             )
         assert statuses == [200] * 300
-        workers = _children(server.pid)
+        workers = sorted(server.worker_pids())
         assert len(workers) == 2
         served = [_recommend_requests(metrics_dir / f"counter_{pid}.db") for pid in workers]
         assert all(count > 0 for count in served) and sum(served) == 300
@@ -252,7 +206,7 @@ def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
         # A worker that dies keeps its counts; its replacement adds to them.
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
-        while len(_children(server.pid)) < 2 or workers[0] in _children(server.pid):
+        while len(server.worker_pids()) < 2 or workers[0] in server.worker_pids():
             assert time.monotonic() < deadline, "gunicorn did not replace the worker"
             time.sleep(0.1)
         with ThreadPoolExecutor(8) as pool:
@@ -264,5 +218,4 @@ def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
         live = [v for (name, _), v in samples.items() if name == "recsys_model_live"]
         assert live == [1.0]
     finally:
-        server.terminate()
-        server.wait(timeout=60)
+        server.stop()

@@ -144,7 +144,6 @@ class ServingRuntime:
         self._threads_started = False
         self._threads_lock = threading.Lock()
         self._stop = threading.Event()
-        self._unloadable: set[str] = set()
 
     @property
     def model_type(self) -> str:
@@ -292,13 +291,13 @@ class ServingRuntime:
         live = self.service.live
         current = live.current().version if live.is_live else ""
         newer = self.registry.newer_than(current, model_type=self.model_type)
-        if newer is None or newer in self._unloadable:
+        if newer is None:
             return False
         try:
             artifact = self.registry.load(newer)
         except ArtifactError as exc:
-            # Warn once per damaged version; the live model keeps serving.
-            self._unloadable.add(newer)
+            # The registry remembers the rejection, so newer_than passes over this
+            # version from now on: one warning, and the live model keeps serving.
             logger.warning("not serving model artifact %s: %s", newer, exc)
             return False
         self.service.serve(artifact, only_if_newer=True)
@@ -311,15 +310,17 @@ class ServingRuntime:
         if self.service.live.is_live:
             self._refresh_logging_errors()
         while not self._stop.wait(self.settings["MODEL_REFRESH_SECONDS"]):
-            self._refresh_logging_errors()
-            self._refresh_names()
+            # A new version read the catalog as it went live: no second read.
+            if not self._refresh_logging_errors():
+                self._refresh_names()
 
-    def _refresh_logging_errors(self) -> None:
+    def _refresh_logging_errors(self) -> bool:
         try:
-            self.refresh()
+            return self.refresh()
         except Exception:
             # A damaged new version must not stop the poller; the live one stays.
             logger.exception("could not refresh the live model")
+            return False
 
     def _refresh_names(self) -> None:
         # Products another process wrote (PUT /products) show here within a period.

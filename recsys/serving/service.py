@@ -242,6 +242,11 @@ def catalog_names(catalog: pd.DataFrame) -> dict[int, tuple[str | None, str | No
     }
 
 
+def _fallback_reason(history: UserHistory) -> str:
+    """Return why a user gets the popular list: events but not in the model, or none at all."""
+    return NOT_IN_MODEL if history.has_events else UNKNOWN_USER
+
+
 def _text_or_none(value: Any) -> str | None:
     return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
 
@@ -399,8 +404,7 @@ class RecommendationService:
         if personal:
             strategy, reason = bundle.model.name, None
         else:
-            strategy = bundle.popularity.name
-            reason = NOT_IN_MODEL if history.has_events else UNKNOWN_USER
+            strategy, reason = bundle.popularity.name, _fallback_reason(history)
         return RecommendationAnswer(
             user_id,
             strategy,
@@ -488,7 +492,7 @@ class RecommendationService:
                 degraded=degraded,
                 because=bundle.explain(user_id, ranked) if explain else None,
             )
-        reason = NOT_IN_MODEL if history.has_events else UNKNOWN_USER
+        reason = _fallback_reason(history)
         ranked = bundle.popularity.top(pool, exclude=history.purchased)
         ranked = bundle.diversify(ranked, bundle.popularity, n, diversity)
         return RecommendationAnswer(
