@@ -203,7 +203,10 @@ class Gunicorn:
 
     def access_entries(self) -> list[dict[str, Any]]:
         """Return the access log's records (one JSON object per line)."""
-        return [json.loads(line) for line in self.access_log.read_text().splitlines() if line]
+        text = self.access_log.read_text()
+        # gunicorn may be writing the last line right now: read complete lines only.
+        complete = text[: text.rfind("\n") + 1]
+        return [json.loads(line) for line in complete.splitlines() if line]
 
     def ask_every_worker(self, path: str, within: float = 20) -> list[Answer]:
         """GET ``path`` on new connections until every worker has answered; return the answers."""
