@@ -342,6 +342,8 @@ def main() -> int:
     parser.add_argument("--warmup", type=float, default=10, help="seconds of warm-up per server")
     parser.add_argument("--rounds", type=int, default=2, help="healthz + recommend runs each")
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker")
     parser.add_argument("--only", default="default,synthetic", help="data sets to run")
     parser.add_argument("--configs", default="0,1,2", help="indexes of " + str(CONFIGS))
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
@@ -354,7 +356,8 @@ def main() -> int:
     has_redis = redis_answers(args.redis_url)
 
     print(
-        f"gunicorn (gunicorn.conf.py: 2 gthread workers x 8 threads) driven by wrk: 1 thread, "
+        f"gunicorn (gunicorn.conf.py: {args.workers} gthread workers x {args.threads} threads) "
+        "driven by wrk: 1 thread, "
         f"{args.connections} connections, {args.duration:g} s per run, {args.rounds} round(s) of "
         f"/healthz then /recommend after a {args.warmup:g} s warm-up; medians over rounds"
     )
@@ -379,7 +382,11 @@ def main() -> int:
                 f"{'p99 ratio':>10}{'ranking hits':>14}{'history hits':>14}"
             )
             for label, cache, use_redis in configs:
-                env = {"RECSYS_CACHE": cache}
+                env = {
+                    "RECSYS_CACHE": cache,
+                    "RECSYS_WORKERS": str(args.workers),
+                    "RECSYS_THREADS": str(args.threads),
+                }
                 prefix = f"bench-{uuid.uuid4().hex[:12]}:"
                 if use_redis:
                     if not has_redis:

@@ -172,6 +172,13 @@ def lookup_ids(sorted_ids: np.ndarray, raw_ids: np.ndarray) -> tuple[np.ndarray,
     return positions, sorted_ids[positions] == raw_ids
 
 
+def id_array(ids: Collection[int] | np.ndarray) -> np.ndarray:
+    """Return product or user ids (a set, a list or an array) as an int64 array."""
+    if isinstance(ids, np.ndarray):
+        return ids.astype(np.int64, copy=False)
+    return np.fromiter(ids, dtype=np.int64, count=len(ids))
+
+
 def validate_feedback(feedback: pd.DataFrame) -> None:
     """Raise ``ValueError`` when a frame is not a usable feedback frame.
 
@@ -338,16 +345,16 @@ class Recommender(ABC):
         self,
         user_ids: Iterable[int],
         n: int,
-        exclude: Mapping[int, Collection[int]] | None = None,
+        exclude: Mapping[int, Collection[int] | np.ndarray] | None = None,
     ) -> RecommendationBatch:
         """Rank the n best products for each user.
 
         Args:
             user_ids: Raw user ids.
             n: How many products per user (fewer when fewer remain).
-            exclude: Raw product ids to leave out, per raw user id (for
-                example what the user already bought, or the training items
-                when evaluating).
+            exclude: Raw product ids to leave out (a set or an id array), per
+                raw user id (for example what the user already bought, or the
+                training items when evaluating).
 
         Returns:
             Ranked lists for the known users; unknown users are listed, not raised.
@@ -474,14 +481,16 @@ class Recommender(ABC):
             raise NotFittedError(f"model {self.name!r} is not fitted; call fit() first")
 
     def _mask_excluded(
-        self, scores: np.ndarray, users: np.ndarray, exclude: Mapping[int, Collection[int]]
+        self,
+        scores: np.ndarray,
+        users: np.ndarray,
+        exclude: Mapping[int, Collection[int] | np.ndarray],
     ) -> None:
         for row, user in enumerate(users):
             banned = exclude.get(int(user))
-            if not banned:
+            if banned is None or len(banned) == 0:
                 continue
-            banned = np.fromiter(banned, dtype=np.int64, count=len(banned))
-            pos, hit = lookup_ids(self.product_ids, banned)
+            pos, hit = lookup_ids(self.product_ids, id_array(banned))
             scores[row, pos[hit]] = -np.inf
 
     def _top_n(self, scores: np.ndarray, n: int) -> RankedList:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from recsys.models.base import ArrayShape, Recommender
+from recsys.models.base import ArrayShape, Recommender, id_array
 
 
 class PopularityRecommender(Recommender):
@@ -33,17 +33,17 @@ class PopularityRecommender(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_clicks, (len(users), len(self.item_clicks)))
 
-    def top(self, n: int, exclude: set[int] | frozenset[int] = frozenset()):
+    def top(self, n: int, exclude: Collection[int] | np.ndarray = frozenset()):
         """Return the n most-clicked products for anyone, known user or not.
 
         Args:
             n: How many products.
-            exclude: Raw product ids to leave out.
+            exclude: Raw product ids to leave out (a set or an id array).
         """
         self._require_fitted()
         scores = self.item_clicks.astype(np.float64).copy()
-        if exclude:
-            scores[np.isin(self.product_ids, list(exclude))] = -np.inf
+        if len(exclude):
+            scores[np.isin(self.product_ids, id_array(exclude))] = -np.inf
         return self._top_n(scores, n)
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:

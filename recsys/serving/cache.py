@@ -1,13 +1,15 @@
-"""Answer caches: each user's ranked candidates (in each process), histories (in Redis).
+"""Answer caches: ranked candidates and answers (in each process), histories (in Redis).
 
 An answer has two parts, and they are cached differently:
 
-- The model's part, the ranked candidates of a (model version, user), is pure
-  model output: it never changes for a version, so every process keeps its
-  own (``RankingCache``, cachelib's ``SimpleCache``), with a TTL. The version
-  is in the key, so a new version never reuses an entry. It holds enough
-  candidates (``CANDIDATES`` plus the user's purchases when it was made) to
-  fill any ``n`` after leaving out what the user bought since.
+- The model's part, the ranked candidates of a (model version, user,
+  categories), is pure model output: it never changes for a version, so every
+  process keeps its own (``RankingCache``, cachelib's ``SimpleCache``), with a
+  TTL. The version is in the key, so a new version never reuses an entry. It
+  holds enough candidates (at least ``CANDIDATES`` beyond what the request
+  that made it left out) to fill most later requests after leaving out what
+  they exclude. Finished answers are kept beside them, reused while the
+  version and the user's history match.
 - The user's history (whether they have events, what they bought) changes
   with every purchase, and every worker of every server must see a purchase
   the moment ``POST /interactions`` answers. So it is cached only in the Redis
@@ -35,7 +37,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,8 +53,9 @@ from recsys.store.events import UserHistory
 
 logger = logging.getLogger(__name__)
 
-# n is at most 100 (``/recommend``'s limit), so this many candidates beyond
-# the purchases fill any answer.
+# Candidates ranked at least, beyond what a request leaves out: a later request
+# for the same user with other exclusions or a small offset usually finds
+# enough in them. A request that needs more ranks deeper and replaces the entry.
 CANDIDATES = 100
 # A failing Redis is left alone this long before it is tried again.
 REDIS_RETRY_SECONDS = 2.0
@@ -68,6 +71,8 @@ _HISTORY_HIT = CACHE_LOOKUPS.labels("history", "hit")
 _HISTORY_MISS = CACHE_LOOKUPS.labels("history", "miss")
 _RANKING_HIT = CACHE_LOOKUPS.labels("ranking", "hit")
 _RANKING_MISS = CACHE_LOOKUPS.labels("ranking", "miss")
+_ANSWER_HIT = CACHE_LOOKUPS.labels("answer", "hit")
+_ANSWER_MISS = CACHE_LOOKUPS.labels("answer", "miss")
 REDIS_FAILURES = Counter(
     "recsys_cache_redis_failures",
     "Redis commands that failed (the answer then came from the store)",
@@ -130,28 +135,61 @@ class _InProcessCache(SimpleCache):
 
 
 class RankingCache:
-    """Ranked candidates per (model version, user), in this process.
+    """Ranked candidates per (model version, user, categories), and whole answers, in this process.
+
+    Both are pure functions of what their keys and checks name, so every
+    process keeps its own (cachelib's ``SimpleCache``), with a TTL:
+
+    - candidates: the model's ranking of a user (or ``"popular"``) within a
+      set of categories (empty: all), long enough for the request that made it;
+    - answers: the finished answer to one request, reused only while the model
+      version and the user's history are the ones it was made with (the caller
+      checks), so a repeated request costs a dictionary lookup.
 
     Args:
         ttl_seconds: How long an entry is kept at most.
-        max_entries: How many entries at most (about 2 KiB each); past it
-            cachelib drops the oldest.
+        max_entries: How many entries of each kind at most (a few KiB each);
+            past it cachelib drops the oldest.
     """
 
     def __init__(self, ttl_seconds: int, max_entries: int):
         self._cache = _InProcessCache(threshold=max_entries, default_timeout=ttl_seconds)
+        self._answers = _InProcessCache(threshold=max_entries, default_timeout=ttl_seconds)
 
-    def get(self, version: str, user: int | str) -> Candidates | None:
-        """Return a version's candidates for a user (or ``"popular"``), or None."""
-        found = self._cache.get(f"{version}:{user}")
+    def get(
+        self, version: str, user: int | str, categories: frozenset[str] = frozenset()
+    ) -> Candidates | None:
+        """Return a version's candidates for a user (or ``"popular"``) in categories, or None."""
+        found = self._cache.get(_candidates_key(version, user, categories))
         (_RANKING_MISS if found is None else _RANKING_HIT).inc()
         return found
 
-    def put(self, version: str, user: int | str, candidates: Candidates) -> None:
-        self._cache.set(f"{version}:{user}", candidates)
+    def put(
+        self,
+        version: str,
+        user: int | str,
+        candidates: Candidates,
+        categories: frozenset[str] = frozenset(),
+    ) -> None:
+        self._cache.set(_candidates_key(version, user, categories), candidates)
+
+    def answer(self, request: Hashable) -> Any:
+        """Return what ``keep_answer`` kept for an identical request, or None."""
+        found = self._answers.get(request)  # type: ignore[arg-type]  # any hashable key works
+        (_ANSWER_MISS if found is None else _ANSWER_HIT).inc()
+        return found
+
+    def keep_answer(self, request: Hashable, entry: Any) -> None:
+        self._answers.set(request, entry)  # type: ignore[arg-type]
 
     def clear(self) -> None:
         self._cache.clear()
+        self._answers.clear()
+
+
+def _candidates_key(version: str, user: int | str, categories: frozenset[str]) -> Any:
+    # A tuple, not a joined string: no category text can pose as another key.
+    return (version, user, categories)
 
 
 class _JSONRedisSerializer(RedisSerializer):

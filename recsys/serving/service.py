@@ -22,17 +22,19 @@ exception.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
 import logging
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from prometheus_client import Gauge
 
-from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, RankedList, Recommender
+from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, RankedList, Recommender, id_array
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.rerank import mmr_order
 from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact, version_number
@@ -58,6 +60,11 @@ NOT_IN_MODEL = "not_in_model"  # events exist, but the user joined after trainin
 # Why an answer is less than complete.
 STORE_UNAVAILABLE = "store_unavailable"  # purchases could not be read: none excluded
 
+_NO_IDS = np.empty(0, dtype=np.int64)
+_NO_IDS.flags.writeable = False
+# Sets of categories whose outside products each version remembers.
+_MAX_CATEGORY_SETS = 256
+
 # Past products named per recommended product when asked to explain.
 EXPLAIN_TOP = 3
 # Candidates MMR chooses from: the model's best max(n * 3, 30).
@@ -67,6 +74,31 @@ _MMR_POOL_MIN = 30
 
 class NoLiveModelError(RuntimeError):
     """No model version is live yet (``flask --app app init`` has not published one)."""
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Which products a list may hold, besides what the model ranks.
+
+    Attributes:
+        categories: Only products of these categories (empty: any category).
+            A product the catalog gives no category is in none.
+        exclude: Products never to list (a shop's own exclusion list).
+        include_purchased: List products the user bought too (left out by default).
+    """
+
+    categories: frozenset[str] = frozenset()
+    exclude: frozenset[int] = frozenset()
+    include_purchased: bool = False
+
+    def left_out(self, purchased: frozenset[int]) -> frozenset[int]:
+        """Return the products left out of a list for a user who bought ``purchased``."""
+        if self.include_purchased or not purchased:
+            return self.exclude
+        return self.exclude | purchased if self.exclude else purchased
+
+
+NO_FILTER = ListFilter()
 
 
 @dataclass(frozen=True)
@@ -122,6 +154,11 @@ class RecommendationAnswer:
     degraded: str | None = None
     because: list[list[Reason]] | None = None
 
+    @functools.cached_property
+    def json_body(self) -> bytes:
+        """Return the answer as compact JSON, encoded once however often it is served."""
+        return (json.dumps(self.to_dict(), separators=(",", ":")) + "\n").encode()
+
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""
         body: dict[str, Any] = {"user_id": self.user_id, "strategy": self.strategy}
@@ -152,10 +189,38 @@ class ServingModel:
     popularity: PopularityRecommender
     names: dict[int, tuple[str | None, str | None]]
     metadata: ArtifactMetadata
+    # Products outside each asked-for set of categories, computed once per
+    # version and catalog (``dataclasses.replace`` starts an empty one).
+    _outside: dict[frozenset[str], np.ndarray] = field(
+        init=False, default_factory=dict, repr=False, compare=False
+    )
 
     @property
     def version(self) -> str:
         return self.metadata.version
+
+    def outside(self, categories: frozenset[str]) -> np.ndarray:
+        """Return the ids of the products this version ranks that are in none of ``categories``.
+
+        An empty set of categories leaves nothing out.
+        """
+        if not categories:
+            return _NO_IDS
+        found = self._outside.get(categories)
+        if found is None:
+            ranked = np.union1d(self.model.product_ids, self.popularity.product_ids)
+            names = self.names
+            inside = np.fromiter(
+                (names.get(p, (None, None))[1] in categories for p in ranked.tolist()),
+                dtype=bool,
+                count=len(ranked),
+            )
+            found = ranked[~inside]
+            found.flags.writeable = False
+            if len(self._outside) >= _MAX_CATEGORY_SETS:
+                self._outside.clear()  # requests name arbitrary sets: keep a bounded few
+            self._outside[categories] = found
+        return found
 
     @classmethod
     def from_artifact(cls, artifact: LoadedArtifact, catalog: pd.DataFrame | None) -> ServingModel:
@@ -364,17 +429,31 @@ class RecommendationService:
         return self.live.current().metadata
 
     def recommend(
-        self, user_id: int, n: int, *, explain: bool = False, diversity: float = 0.0
+        self,
+        user_id: int,
+        n: int,
+        *,
+        offset: int = 0,
+        filters: ListFilter = NO_FILTER,
+        explain: bool = False,
+        diversity: float = 0.0,
     ) -> RecommendationAnswer:
         """Return the n best products for a user from the live model version.
 
-        Products the user bought are left out. A user the model does not know
-        gets the most popular products, with ``fallback_reason`` saying
-        whether they have events (``not_in_model``) or none (``unknown_user``).
+        Products the user bought are left out (unless ``filters`` include
+        them), and so is every product the filters rule out, before the list
+        is cut: it holds n products whenever n eligible ones exist. A user the
+        model does not know gets the most popular eligible products, with
+        ``fallback_reason`` saying whether they have events (``not_in_model``)
+        or none (``unknown_user``).
 
         Args:
             user_id: The user.
             n: How many products.
+            offset: How many of the best eligible products to skip (paging:
+                ``offset=10, n=10`` is the second page of ten).
+            filters: Categories to keep, products to exclude, and whether
+                purchases may be listed.
             explain: Also name, per product, the user's past products that
                 contributed most (``because``; models with EXPLAIN).
             diversity: 0 (the plain ranking) to 1: re-rank the model's best
@@ -384,42 +463,54 @@ class RecommendationService:
         """
         bundle = self.live.current()
         history, degraded = self._history(user_id)
+        left_out = filters.left_out(history.purchased)
         if self.rankings is None or explain or diversity != 0:
             # The cache holds plain rankings; explanations and re-ranking are computed.
             return self._recommend_uncached(
-                bundle, user_id, n, history, degraded, explain=explain, diversity=diversity
+                bundle,
+                user_id,
+                n,
+                offset,
+                filters.categories,
+                left_out,
+                history,
+                degraded,
+                explain=explain,
+                diversity=diversity,
             )
-        candidates = self.rankings.get(bundle.version, user_id)
-        personal = candidates is not None or bundle.model.knows_user(user_id)
-        if candidates is None:
-            candidates = (
-                self._personal_candidates(bundle, user_id, history)
-                if personal
-                else self._popular_candidates(bundle)
-            )
-        picked = candidates.pick(n, history.purchased)
-        if picked is None:
-            # More purchases since the list was made than it has spare candidates.
-            return self._recommend_uncached(bundle, user_id, n, history, degraded)
+        request = (user_id, n, offset, filters)
+        kept = self.rankings.answer(request)
+        if kept is not None and kept.bundle is bundle and kept.history == history:
+            return kept.answer
+        personal = bundle.model.knows_user(user_id)
+        candidates = self._candidates(
+            bundle, user_id if personal else _POPULAR, filters.categories, offset + n, left_out
+        )
+        picked = candidates.pick(offset + n, left_out)
+        assert picked is not None, "candidates are ranked deep enough for the request"
         if personal:
             strategy, reason = bundle.model.name, None
         else:
             strategy, reason = bundle.popularity.name, _fallback_reason(history)
-        return RecommendationAnswer(
+        answer = RecommendationAnswer(
             user_id,
             strategy,
-            bundle.describe_pairs(picked),
+            bundle.describe_pairs(picked[offset:]),
             bundle.version,
             fallback_reason=reason,
             degraded=degraded,
         )
+        if degraded is None:
+            self.rankings.keep_answer(request, _KeptAnswer(bundle, history, answer))
+        return answer
 
     def popular(self, n: int) -> list[RecommendedProduct]:
         """Return the n most-clicked products as of the live version's training."""
         bundle = self.live.current()
         if self.rankings is None:
             return bundle.describe(bundle.popularity.top(n))
-        picked = self._popular_candidates(bundle).pick(n, frozenset())
+        everything = self._candidates(bundle, _POPULAR, frozenset(), n, frozenset())
+        picked = everything.pick(n, frozenset())
         assert picked is not None, "the popularity list is complete"
         return bundle.describe_pairs(picked)
 
@@ -448,24 +539,41 @@ class RecommendationService:
             self.histories.save(user_id, history, lookup.stamp)
         return history, None
 
-    def _personal_candidates(
-        self, bundle: ServingModel, user_id: int, history: UserHistory
+    def _candidates(
+        self,
+        bundle: ServingModel,
+        user: int | str,
+        categories: frozenset[str],
+        wanted: int,
+        left_out: frozenset[int],
     ) -> Candidates:
-        wanted = CANDIDATES + len(history.purchased)
-        ranked = bundle.model.recommend([user_id], wanted).lists[user_id]
-        candidates = Candidates.of(ranked.product_ids, ranked.scores, len(ranked) < wanted)
-        assert self.rankings is not None
-        self.rankings.put(bundle.version, user_id, candidates)
-        return candidates
+        """Return ranked candidates of a user (or ``"popular"``) deep enough for one request.
 
-    def _popular_candidates(self, bundle: ServingModel) -> Candidates:
+        The cached ones serve when ``wanted`` products remain in them after
+        ``left_out`` (or they hold every product); otherwise the model ranks
+        ``wanted + len(left_out)`` (at least ``CANDIDATES`` more), which is
+        always enough, and the deeper list replaces the cached one.
+        """
         assert self.rankings is not None
-        found = self.rankings.get(bundle.version, _POPULAR)
-        if found is None:
+        found = self.rankings.get(bundle.version, user, categories)
+        if found is not None and (
+            found.complete or len(found.product_ids) >= wanted + len(left_out)
+        ):
+            return found
+        if found is not None and found.pick(wanted, left_out) is not None:
+            return found
+        depth = max(CANDIDATES, wanted) + len(left_out)
+        outside = bundle.outside(categories)
+        if user == _POPULAR:
             popularity = bundle.popularity
-            ranked = popularity.top(len(popularity.product_ids))
+            # The popularity list is short and shared by every unknown user: rank it whole.
+            ranked = popularity.top(len(popularity.product_ids), exclude=outside)
             found = Candidates.of(ranked.product_ids, ranked.scores, complete=True)
-            self.rankings.put(bundle.version, _POPULAR, found)
+        else:
+            exclude = {int(user): outside} if len(outside) else None
+            ranked = bundle.model.recommend([int(user)], depth, exclude=exclude).lists[int(user)]
+            found = Candidates.of(ranked.product_ids, ranked.scores, len(ranked) < depth)
+        self.rankings.put(bundle.version, user, found, categories)
         return found
 
     def _recommend_uncached(
@@ -473,17 +581,23 @@ class RecommendationService:
         bundle: ServingModel,
         user_id: int,
         n: int,
+        offset: int,
+        categories: frozenset[str],
+        left_out: frozenset[int],
         history: UserHistory,
         degraded: str | None,
         *,
         explain: bool = False,
         diversity: float = 0.0,
     ) -> RecommendationAnswer:
-        pool = n if diversity == 0 else max(n * _MMR_POOL_FACTOR, _MMR_POOL_MIN)
+        wanted = offset + n
+        pool = wanted if diversity == 0 else max(wanted * _MMR_POOL_FACTOR, _MMR_POOL_MIN)
+        outside = bundle.outside(categories)
+        banned = np.union1d(outside, id_array(left_out)) if left_out else outside
         if bundle.model.knows_user(user_id):
-            exclude = {user_id: history.purchased}
+            exclude = {user_id: banned} if len(banned) else None
             ranked = bundle.model.recommend([user_id], pool, exclude=exclude).lists[user_id]
-            ranked = bundle.diversify(ranked, bundle.model, n, diversity)
+            ranked = _page(bundle.diversify(ranked, bundle.model, wanted, diversity), offset)
             return RecommendationAnswer(
                 user_id,
                 bundle.model.name,
@@ -493,8 +607,8 @@ class RecommendationService:
                 because=bundle.explain(user_id, ranked) if explain else None,
             )
         reason = _fallback_reason(history)
-        ranked = bundle.popularity.top(pool, exclude=history.purchased)
-        ranked = bundle.diversify(ranked, bundle.popularity, n, diversity)
+        ranked = bundle.popularity.top(pool, exclude=banned)
+        ranked = _page(bundle.diversify(ranked, bundle.popularity, wanted, diversity), offset)
         return RecommendationAnswer(
             user_id,
             bundle.popularity.name,
@@ -504,3 +618,19 @@ class RecommendationService:
             degraded=degraded,
             because=[[] for _ in ranked.product_ids] if explain else None,
         )
+
+
+@dataclass(frozen=True)
+class _KeptAnswer:
+    """A finished answer, and the version and history it was made with."""
+
+    bundle: ServingModel
+    history: UserHistory
+    answer: RecommendationAnswer
+
+
+def _page(ranked: RankedList, offset: int) -> RankedList:
+    """Return a ranked list without its first ``offset`` products."""
+    if offset == 0:
+        return ranked
+    return RankedList(ranked.product_ids[offset:], ranked.scores[offset:])

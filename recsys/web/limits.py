@@ -76,6 +76,11 @@ def init_app(app: Flask) -> None:
         # Retry-After is set on 429 answers only (below), not on every answer.
         headers_enabled=False,
     )
+    # With no limit set there is nothing to count: the limiter's per-request
+    # work (it resolves its limits on every request) is skipped entirely.
+    app.config.setdefault(
+        "RATELIMIT_ENABLED", bool(app.config["RATE_LIMIT"] or app.config["RATE_LIMIT_INGEST"])
+    )
     limiter.init_app(app)
     limiter.exempt(health.bp)
     app.extensions[LIMITER_KEY] = limiter

@@ -6,9 +6,10 @@ import re
 
 from werkzeug.datastructures import MultiDict
 
-from recsys.data.interactions import MAX_ID
+from recsys.data.interactions import ID_RULE, MAX_ID
 from recsys.errors import quote
 from recsys.web.errors import ApiError
+from recsys.web.schemas import CATEGORY_CHARS, MAX_CATEGORIES, MAX_EXCLUDED, MAX_LIST_END
 
 # ASCII digits only: str.isdigit and \d also accept Arabic-Indic or fullwidth digits.
 _DIGITS = re.compile(r"[0-9]{1,40}")
@@ -85,3 +86,54 @@ def fraction(args: MultiDict, name: str) -> float:
     if not _FRACTION.fullmatch(text) or text in ("", ".") or float(text) > 1:
         raise ApiError(400, "invalid_parameter", f"{accepted}, got {quote(text)}")
     return float(text)
+
+
+def offset(args: MultiDict, n: int) -> int:
+    """Return ``offset``, how many of the best products to skip (offset + n at most 1,000)."""
+    value = bounded_int(args, "offset", 0, MAX_LIST_END - 1, default=0)
+    if value + n > MAX_LIST_END:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"offset + n must be at most {MAX_LIST_END}, got {value} + {n}",
+        )
+    return value
+
+
+def categories(args: MultiDict) -> frozenset[str]:
+    """Return the ``category`` values (repeatable): each 1 to 100 characters, at most 50."""
+    values = args.getlist("category")
+    if len(values) > MAX_CATEGORIES:
+        raise ApiError(
+            400,
+            "invalid_parameter",
+            f"category may be given at most {MAX_CATEGORIES} times, got {len(values)}",
+        )
+    for value in values:
+        if not value or len(value) > CATEGORY_CHARS or not value.isprintable():
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"category must be 1 to {CATEGORY_CHARS} printable characters, got {quote(value)}",
+            )
+    return frozenset(values)
+
+
+def product_id_list(args: MultiDict, name: str) -> frozenset[int]:
+    """Return a comma-separated list of product ids (at most 1,000), or none when absent."""
+    text = single_value(args, name, required=False)
+    if text is None:
+        return frozenset()
+    accepted = f"{name} must be up to {MAX_EXCLUDED:,} comma-separated product ids"
+    # Checked before splitting: a huge parameter costs nothing to refuse.
+    if len(text) > MAX_EXCLUDED * 20:
+        raise ApiError(400, "invalid_parameter", f"{accepted}, got {len(text):,} characters")
+    items = text.split(",")
+    if len(items) > MAX_EXCLUDED:
+        raise ApiError(400, "invalid_parameter", f"{accepted}, got {len(items):,}")
+    ids = []
+    for item in items:
+        if not _DIGITS.fullmatch(item) or not 1 <= int(item) <= MAX_ID:
+            raise ApiError(400, "invalid_parameter", f"{accepted} ({ID_RULE}), got {quote(item)}")
+        ids.append(int(item))
+    return frozenset(ids)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
+from recsys.serving.service import NO_FILTER, ListFilter
 from recsys.web import params
 from recsys.web.auth import requires
 from recsys.web.context import runtime
@@ -22,12 +23,26 @@ bp = Blueprint("recommend", __name__)
 )
 @requires("read")
 def recommend():
-    user_id = params.user_id(request.args)
-    n = params.list_length(request.args)
-    explain = params.flag(request.args, "explain")
-    diversity = params.fraction(request.args, "diversity")
-    answer = runtime().service.recommend(user_id, n, explain=explain, diversity=diversity)
-    return jsonify(answer.to_dict())
+    args = request.args
+    user_id = params.user_id(args)
+    n = params.list_length(args)
+    filters = NO_FILTER
+    if len(args) > 1:  # only user_id: the common request skips the optional parameters
+        explain = params.flag(args, "explain")
+        diversity = params.fraction(args, "diversity")
+        offset = params.offset(args, n)
+        filters = ListFilter(
+            categories=params.categories(args),
+            exclude=params.product_id_list(args, "exclude"),
+            include_purchased=params.flag(args, "include_purchased"),
+        )
+    else:
+        explain, diversity, offset = False, 0.0, 0
+    answer = runtime().service.recommend(
+        user_id, n, offset=offset, filters=filters, explain=explain, diversity=diversity
+    )
+    # The answer encodes itself once: a cached one is served as it was.
+    return current_app.response_class(answer.json_body, mimetype="application/json")
 
 
 @bp.get("/popular")

@@ -23,6 +23,10 @@ NAME_CHARS = 200  # products.name
 # ASCII digits only, as recsys.web.params parses them.
 _DIGITS = re.compile(r"[0-9]{1,40}")
 CATEGORY_CHARS = 100  # products.category
+# /recommend: offset + n, excluded ids, categories.
+MAX_LIST_END = 1_000
+MAX_EXCLUDED = 1_000
+MAX_CATEGORIES = 50
 
 
 def _ascii_digits(value: Any) -> Any:
@@ -116,6 +120,28 @@ class RecommendQuery(BaseModel):
         "0",
         pattern=r"^(0(\.[0-9]{1,6})?|1(\.0{1,6})?|\.[0-9]{1,6})$",
         description="0 (plain ranking) to 1: re-rank by maximal marginal relevance",
+    )
+    offset: Annotated[
+        int,
+        Field(
+            ge=0,
+            le=MAX_LIST_END - 1,
+            description="skip this many of the best eligible products (offset + n at most 1000)",
+        ),
+        Digits,
+    ] = 0
+    category: list[Annotated[str, Field(min_length=1, max_length=CATEGORY_CHARS)]] | None = Field(
+        None,
+        max_length=MAX_CATEGORIES,
+        description="only products of these categories (repeat the parameter for several)",
+    )
+    exclude: str | None = Field(
+        None,
+        pattern=r"^[0-9]{1,19}(,[0-9]{1,19}){0,999}$",
+        description="comma-separated product ids never to list (at most 1000)",
+    )
+    include_purchased: Literal["true", "false", "1", "0"] = Field(
+        "false", description="list products the user bought too (left out by default)"
     )
 
 
