@@ -346,6 +346,7 @@ class Recommender(ABC):
         user_ids: Iterable[int],
         n: int,
         exclude: Mapping[int, Collection[int] | np.ndarray] | None = None,
+        allowed: np.ndarray | None = None,
     ) -> RecommendationBatch:
         """Rank the n best products for each user.
 
@@ -355,6 +356,9 @@ class Recommender(ABC):
             exclude: Raw product ids to leave out (a set or an id array), per
                 raw user id (for example what the user already bought, or the
                 training items when evaluating).
+            allowed: Which products may be ranked at all, for every user: a
+                boolean mask over ``product_ids`` (a category filter); None
+                allows all.
 
         Returns:
             Ranked lists for the known users; unknown users are listed, not raised.
@@ -372,6 +376,8 @@ class Recommender(ABC):
         for start in range(0, len(known_raw), chunk):
             raw = known_raw[start : start + chunk]
             scores = np.array(self._score(known_inner[start : start + chunk]), dtype=np.float64)
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
             if exclude:
                 self._mask_excluded(scores, raw, exclude)
             for row, user in enumerate(raw):

@@ -33,15 +33,24 @@ class PopularityRecommender(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.broadcast_to(self.item_clicks, (len(users), len(self.item_clicks)))
 
-    def top(self, n: int, exclude: Collection[int] | np.ndarray = frozenset()):
+    def top(
+        self,
+        n: int,
+        exclude: Collection[int] | np.ndarray = frozenset(),
+        allowed: np.ndarray | None = None,
+    ):
         """Return the n most-clicked products for anyone, known user or not.
 
         Args:
             n: How many products.
             exclude: Raw product ids to leave out (a set or an id array).
+            allowed: Which products may be listed at all: a boolean mask over
+                ``product_ids``; None allows all.
         """
         self._require_fitted()
         scores = self.item_clicks.astype(np.float64).copy()
+        if allowed is not None:
+            scores[~allowed] = -np.inf
         if len(exclude):
             scores[np.isin(self.product_ids, id_array(exclude))] = -np.inf
         return self._top_n(scores, n)

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from prometheus_client import Gauge
 
-from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, RankedList, Recommender, id_array
+from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, RankedList, Recommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.rerank import mmr_order
 from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact, version_number
@@ -60,9 +60,8 @@ NOT_IN_MODEL = "not_in_model"  # events exist, but the user joined after trainin
 # Why an answer is less than complete.
 STORE_UNAVAILABLE = "store_unavailable"  # purchases could not be read: none excluded
 
-_NO_IDS = np.empty(0, dtype=np.int64)
-_NO_IDS.flags.writeable = False
-# Sets of categories whose outside products each version remembers.
+_UNNAMED = (None, None)
+# Sets of categories whose products each version remembers (per model).
 _MAX_CATEGORY_SETS = 256
 
 # Past products named per recommended product when asked to explain.
@@ -189,9 +188,9 @@ class ServingModel:
     popularity: PopularityRecommender
     names: dict[int, tuple[str | None, str | None]]
     metadata: ArtifactMetadata
-    # Products outside each asked-for set of categories, computed once per
-    # version and catalog (``dataclasses.replace`` starts an empty one).
-    _outside: dict[frozenset[str], np.ndarray] = field(
+    # Which products are in each asked-for set of categories, per model,
+    # computed once per version and catalog (``dataclasses.replace`` starts anew).
+    _allowed: dict[tuple[frozenset[str], bool], np.ndarray] = field(
         init=False, default_factory=dict, repr=False, compare=False
     )
 
@@ -199,27 +198,27 @@ class ServingModel:
     def version(self) -> str:
         return self.metadata.version
 
-    def outside(self, categories: frozenset[str]) -> np.ndarray:
-        """Return the ids of the products this version ranks that are in none of ``categories``.
+    def allowed(self, model: Recommender, categories: frozenset[str]) -> np.ndarray | None:
+        """Return which of a model's products are in any of ``categories`` (a boolean mask).
 
-        An empty set of categories leaves nothing out.
+        ``model`` is this version's personal model or its popularity model;
+        no categories allow every product (None).
         """
         if not categories:
-            return _NO_IDS
-        found = self._outside.get(categories)
+            return None
+        key = (categories, model is self.model)
+        found = self._allowed.get(key)
         if found is None:
-            ranked = np.union1d(self.model.product_ids, self.popularity.product_ids)
             names = self.names
-            inside = np.fromiter(
-                (names.get(p, (None, None))[1] in categories for p in ranked.tolist()),
+            found = np.fromiter(
+                (names.get(p, _UNNAMED)[1] in categories for p in model.product_ids.tolist()),
                 dtype=bool,
-                count=len(ranked),
+                count=len(model.product_ids),
             )
-            found = ranked[~inside]
             found.flags.writeable = False
-            if len(self._outside) >= _MAX_CATEGORY_SETS:
-                self._outside.clear()  # requests name arbitrary sets: keep a bounded few
-            self._outside[categories] = found
+            if len(self._allowed) >= _MAX_CATEGORY_SETS:
+                self._allowed.clear()  # requests name arbitrary sets: keep a bounded few
+            self._allowed[key] = found
         return found
 
     @classmethod
@@ -563,15 +562,16 @@ class RecommendationService:
         if found is not None and found.pick(wanted, left_out) is not None:
             return found
         depth = max(CANDIDATES, wanted) + len(left_out)
-        outside = bundle.outside(categories)
         if user == _POPULAR:
             popularity = bundle.popularity
             # The popularity list is short and shared by every unknown user: rank it whole.
-            ranked = popularity.top(len(popularity.product_ids), exclude=outside)
+            allowed = bundle.allowed(popularity, categories)
+            ranked = popularity.top(len(popularity.product_ids), allowed=allowed)
             found = Candidates.of(ranked.product_ids, ranked.scores, complete=True)
         else:
-            exclude = {int(user): outside} if len(outside) else None
-            ranked = bundle.model.recommend([int(user)], depth, exclude=exclude).lists[int(user)]
+            model = bundle.model
+            allowed = bundle.allowed(model, categories)
+            ranked = model.recommend([int(user)], depth, allowed=allowed).lists[int(user)]
             found = Candidates.of(ranked.product_ids, ranked.scores, len(ranked) < depth)
         self.rankings.put(bundle.version, user, found, categories)
         return found
@@ -592,11 +592,14 @@ class RecommendationService:
     ) -> RecommendationAnswer:
         wanted = offset + n
         pool = wanted if diversity == 0 else max(wanted * _MMR_POOL_FACTOR, _MMR_POOL_MIN)
-        outside = bundle.outside(categories)
-        banned = np.union1d(outside, id_array(left_out)) if left_out else outside
         if bundle.model.knows_user(user_id):
-            exclude = {user_id: banned} if len(banned) else None
-            ranked = bundle.model.recommend([user_id], pool, exclude=exclude).lists[user_id]
+            model = bundle.model
+            ranked = model.recommend(
+                [user_id],
+                pool,
+                exclude={user_id: left_out},
+                allowed=bundle.allowed(model, categories),
+            ).lists[user_id]
             ranked = _page(bundle.diversify(ranked, bundle.model, wanted, diversity), offset)
             return RecommendationAnswer(
                 user_id,
@@ -607,7 +610,8 @@ class RecommendationService:
                 because=bundle.explain(user_id, ranked) if explain else None,
             )
         reason = _fallback_reason(history)
-        ranked = bundle.popularity.top(pool, exclude=banned)
+        allowed = bundle.allowed(bundle.popularity, categories)
+        ranked = bundle.popularity.top(pool, exclude=left_out, allowed=allowed)
         ranked = _page(bundle.diversify(ranked, bundle.popularity, wanted, diversity), offset)
         return RecommendationAnswer(
             user_id,

@@ -143,7 +143,7 @@ def operation(
         def direct(*args: Any, **kwargs: Any) -> Any:
             return view(*args, **kwargs)
 
-        direct.__wrapped__ = documented  # type: ignore[attr-defined]
+        direct.__wrapped__ = documented
         setattr(direct, _SUMMARY_ATTRIBUTE, summary)
         return direct
 

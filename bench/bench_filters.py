@@ -1,0 +1,156 @@
+"""Benchmark: what /recommend's category filter and a 100-product exclusion list cost.
+
+Builds a synthetic SVD of 10,000 users x 5,000 products x 32 factors in 10
+categories (the same one bench_serving.py serves), with each user's events in
+a SQLite store, and calls the Flask app in-process (WSGI, no HTTP server) for
+random known users, two ways in alternating rounds:
+
+- plain:    /recommend?user_id=U
+- filtered: /recommend?user_id=U&category=Category 3&exclude=<100 product ids>
+
+Three cases:
+
+- cache off: the model ranks every answer, filters applied as masks before
+  the top-n cut: the filtering's own cost;
+- cache on, each user's own exclusion list (a shop leaving out the same
+  products for a user on every call): after a warm-up pass, both kinds are
+  answered from the kept answers;
+- cache on, a new exclusion list every request: no request repeats an earlier
+  one, so only the ranked candidates help the filtered requests, while the
+  plain ones are kept answers (shown for information; a worst case).
+
+Reports CPU and wall time per request and the filtered/plain ratio; the
+target is at most 1.10 (10% more) at 5,000 products in the first two cases.
+
+Usage: python bench/bench_filters.py [--users 2000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_serving import prepare_synthetic  # noqa: E402
+
+from app import create_app  # noqa: E402
+
+USERS, PRODUCTS, FACTORS = 10_000, 5_000, 32
+TARGET = 1.10
+
+
+def call(app, query: str) -> None:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/recommend",
+        "QUERY_STRING": query,
+        "SERVER_NAME": "bench",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(),
+        "wsgi.errors": sys.stderr,
+    }
+    statuses = []
+    body = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
+    b"".join(body)
+    if not statuses[0].startswith("200"):
+        raise RuntimeError(f"{query} answered {statuses[0]}")
+
+
+def timed(app, queries: list[str]) -> tuple[float, float]:
+    """Return (CPU, wall) microseconds per request."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    for query in queries:
+        call(app, query)
+    n = len(queries)
+    return (time.process_time() - cpu) / n * 1e6, (time.perf_counter() - wall) / n * 1e6
+
+
+def queries(users: np.ndarray, rng: np.random.Generator, filtered: bool, fresh: bool) -> list[str]:
+    """Return one query per user; ``fresh`` draws each exclusion list anew."""
+    if not filtered:
+        return [f"user_id={u}" for u in users]
+    made = []
+    for u in users:
+        draw = rng if fresh else np.random.default_rng(int(u))
+        excluded = draw.choice(np.arange(1, PRODUCTS + 1), size=100, replace=False)
+        made.append(f"user_id={u}&category=Category%203&exclude={','.join(map(str, excluded))}")
+    return made
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--users", type=int, default=2000, help="users asked for per round")
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+
+    rng = np.random.default_rng(7)
+    print(
+        f"in-process /recommend, synthetic SVD {USERS:,} users x {PRODUCTS:,} products x "
+        f"{FACTORS} factors, 10 categories; {args.users:,} random users per run, "
+        f"{args.rounds} alternating rounds, medians"
+    )
+    print(
+        f"  {'case':<20}{'plain CPU us':>14}{'wall us':>9}{'filtered CPU us':>17}{'wall us':>9}"
+        f"{'CPU ratio':>11}{'wall ratio':>12}"
+    )
+    verdicts = []
+    with tempfile.TemporaryDirectory(prefix="bench-filters-") as tmp:
+        state = Path(tmp)
+        prepare_synthetic(state, USERS, PRODUCTS, FACTORS)
+        cases = [
+            ("cache off", "0", False),
+            ("cache on, own list", "1", False),
+            ("cache on, new list", "1", True),
+        ]
+        for label, cache, fresh in cases:
+            app = create_app(
+                {
+                    "DATABASE_URL": f"sqlite:///{state / 'events.db'}",
+                    "MODEL_DIR": str(state / "models"),
+                    "CACHE": cache,
+                    "RATE_LIMIT": "",
+                    "RATE_LIMIT_INGEST": "",
+                    "LOG_LEVEL": "WARNING",
+                }
+            )
+            users = rng.integers(1, USERS + 1, size=args.users)
+            # Warm-up: the model loads and, with the cache on, each user's rankings are kept.
+            timed(app, queries(users, rng, filtered=False, fresh=fresh))
+            timed(app, queries(users, rng, filtered=True, fresh=fresh))
+            plain, filtered = [], []
+            for _ in range(args.rounds):
+                plain.append(timed(app, queries(users, rng, filtered=False, fresh=fresh)))
+                filtered.append(timed(app, queries(users, rng, filtered=True, fresh=fresh)))
+            p_cpu = statistics.median(c for c, _ in plain)
+            p_wall = statistics.median(w for _, w in plain)
+            f_cpu = statistics.median(c for c, _ in filtered)
+            f_wall = statistics.median(w for _, w in filtered)
+            print(
+                f"  {label:<20}{p_cpu:>14.0f}{p_wall:>9.0f}{f_cpu:>17.0f}{f_wall:>9.0f}"
+                f"{f_cpu / p_cpu:>11.2f}{f_wall / p_wall:>12.2f}"
+            )
+            verdicts.append((label, f_cpu / p_cpu, not fresh))
+    print(f"\nTarget: filtered costs at most {TARGET:.2f}x plain (CPU per request)")
+    for label, ratio, judged in verdicts:
+        verdict = ("PASS" if ratio <= TARGET else "FAIL") if judged else "(information)"
+        print(f"  {label:<20} {ratio:.2f}  {verdict}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
