@@ -261,3 +261,19 @@ def test_an_open_service_needs_no_sign_in(client):
     assert client.get("/").status_code == 200
     response = client.post("/dashboard/session", json={"api_key": "anything"})
     assert response.status_code == 204 and "Set-Cookie" not in response.headers
+
+
+def test_a_store_without_categories_has_no_heatmap_and_says_why(app_factory, write_csv):
+    log = write_csv("user_id,product_clicked,purchased\n1,1,0\n1,2,1\n2,1,1\n2,3,0\n3,2,0\n")
+    client = app_factory(DATA_PATH=str(log)).test_client()
+    page = page_of(client.get("/"))
+    assert "No product has a category in the catalog" in page
+    assert "category_affinity.png" not in page
+    assert client.get("/dashboard/charts/category_affinity.png").status_code == 404
+    assert client.get("/dashboard/charts/long_tail.png").status_code == 200
+
+
+def test_an_unknown_chart_is_not_found(bundled_client):
+    response = bundled_client.get("/dashboard/charts/pie.png")
+    assert response.status_code == 404
+    assert response.get_json()["error"]["code"] == "not_found"

@@ -36,6 +36,7 @@ from flask import (
 
 from recsys.data.charts import CHARTS
 from recsys.data.interactions import MAX_ID
+from recsys.errors import quote
 from recsys.serving.api_keys import READ, KeyRing
 from recsys.serving.dashboard import (
     StoreStats,
@@ -121,7 +122,7 @@ def dashboard():
 def chart(name: str):
     png = store_stats().snapshot().chart(name)
     if png is None:
-        raise ApiError(404, "not_found", f"no chart {name!r} for the data in the store")
+        raise ApiError(404, "not_found", f"no chart {quote(name)} for the data in the store")
     response = current_app.response_class(png, mimetype="image/png")
     response.headers["Cache-Control"] = f"private, max-age={int(store_stats().ttl_seconds)}"
     return response
