@@ -88,6 +88,12 @@ ENDPOINTS = {
     "/openapi.json": ("GET", "/openapi.json", None),
     "/docs": ("GET", "/docs", None),
     "/docs/<asset>": ("GET", "/docs/swagger-ui.css", None),
+    "/": ("GET", "/", None),
+    "/dashboard/charts/<name>.png": ("GET", "/dashboard/charts/most_clicked.png", None),
+    "/dashboard/session": ("POST", "/dashboard/session", {"api_key": KEYS["read"]}),
+    "DELETE /dashboard/session": ("DELETE", "/dashboard/session", None),
+    "/dashboard/static/<path:filename>": ("GET", "/dashboard/static/dashboard.css", None),
+    "/stats": ("GET", "/stats", None),
 }
 # fmt: off
 ROLE_MATRIX = [
@@ -109,6 +115,12 @@ ROLE_MATRIX = [
     ("/openapi.json",          200,  200,   200,   200),
     ("/docs",                  200,  200,   200,   200),
     ("/docs/<asset>",          200,  200,   200,   200),
+    ("/",                      401,  200,   403,   200),  # 401/403: the sign-in page
+    ("/dashboard/charts/<name>.png", 401, 200, 403, 200),
+    ("/dashboard/session",     204,  204,   204,   204),  # signs in with the key in its body
+    ("DELETE /dashboard/session", 204, 204, 204, 204),
+    ("/dashboard/static/<path:filename>", 200, 200, 200, 200),
+    ("/stats",                 401,  200,   403,   200),
 ]
 # fmt: on
 CALLERS = (None, "read", "ingest", "admin")

@@ -11,6 +11,13 @@ from openapi_spec_validator import validate
 from recsys.web.auth import required_role
 
 DOCUMENTATION = {"/openapi.json", "/docs", "/docs/<asset>"}
+# The dashboard's pages are for browsers, not part of the API (its numbers are, as /stats).
+DOCUMENTATION |= {
+    "/",
+    "/dashboard/charts/<name>.png",
+    "/dashboard/session",
+    "/dashboard/static/<path:filename>",
+}
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from recsys.cli.arguments import HelpFormatter, add_command, int_at_least
 from recsys.cli.evaluation import add_evaluation_commands
-from recsys.data.catalog import CATALOG_FILE, catalog_beside, load_catalog, write_catalog
-from recsys.data.eda import eda_report
-from recsys.data.interactions import load_interactions, write_interactions
+from recsys.data.catalog import CATALOG_FILE, load_catalog, write_catalog
+from recsys.data.charts import REPORT_FILE, SUMMARY_FILE, chart_names, write_eda_report
+from recsys.data.eda import eda_report, load_eda_log
+from recsys.data.interactions import write_interactions
 from recsys.data.simulate import (
     DEFAULT_PRODUCTS,
     DEFAULT_SEED,
@@ -99,15 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
         "eda",
         "print an exploratory report of a log",
         "Print conversion, the most-clicked products, clicks per user and category tastes "
-        f"of an interaction log. Products are named by the log's catalog ({CATALOG_FILE} "
-        "beside it, or --catalog); without one they are shown by id.",
+        f"of an interaction log, or with --out write them as charts, report.html and "
+        f"summary.json. Products are named by the log's catalog ({CATALOG_FILE} beside it, "
+        "or --catalog); without one they are shown by id. MovieLens ratings are read as "
+        "interactions (one click per rating, a rating of 4 or more as a purchase), named "
+        "by movies.csv beside them.",
     )
     eda.add_argument(
         "--data",
         type=Path,
         default=None,
         metavar="PATH",
-        help="interactions CSV (default: the simulated shop's log)",
+        help="interactions CSV or MovieLens ratings (default: the simulated shop's log)",
     )
     eda.add_argument(
         "--catalog",
@@ -116,6 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="PATH",
         help=f"catalog CSV (default: {CATALOG_FILE} beside --data if there is one; "
         "the simulated shop's catalog without --data)",
+    )
+    eda.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="write the report there instead of printing it: one PNG per chart, "
+        "report.html and summary.json (default: print the text report)",
     )
     eda.set_defaults(handler=cmd_eda)
 
@@ -164,15 +176,27 @@ def cmd_generate(args: argparse.Namespace, pipeline: Callable[[], PipelineResult
 
 
 def cmd_eda(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) -> int:
-    """Print the EDA report of a log, naming products only from its own catalog."""
+    """Print the EDA report of a log, or write it as charts with --out."""
+    note = None
     if args.data is None:
         interactions = pipeline().shop.interactions
         catalog = load_catalog(args.catalog) if args.catalog else pipeline().shop.catalog
     else:
-        interactions = load_interactions(args.data)
-        catalog_path = args.catalog or catalog_beside(args.data)
-        catalog = load_catalog(catalog_path) if catalog_path else None
-    print(eda_report(interactions, catalog))
+        interactions, catalog, note = load_eda_log(args.data, args.catalog)
+    if args.out is None:
+        print(eda_report(interactions, catalog))
+        return 0
+    if args.out.exists() and not args.out.is_dir():
+        return _fail(f"--out {args.out} is a file, not a folder")
+    source = str(args.data) if args.data else "the simulated shop"
+    try:
+        summary = write_eda_report(args.out, interactions, catalog, source, note, progress=True)
+    except OSError as exc:
+        return _fail(f"cannot write {exc.filename or args.out}: {exc.strerror or exc}")
+    print(
+        f"wrote {len(chart_names(catalog))} charts, {REPORT_FILE} and {SUMMARY_FILE} to "
+        f"{args.out} ({summary['interactions']} interactions of {summary['users']} users)"
+    )
     return 0
 
 

@@ -341,11 +341,15 @@ class ServingRuntime:
 
     # -- training ----------------------------------------------------------------
 
-    def train(self) -> ArtifactMetadata:
-        """Train on the store's interactions and publish (does not change the live model)."""
-        return train_and_publish(self.store, self.registry, self.training)
+    def train(self, progress: bool = False) -> ArtifactMetadata:
+        """Train on the store's interactions and publish (does not change the live model).
 
-    def train_exclusively(self) -> ArtifactMetadata:
+        Args:
+            progress: Show a progress bar over the training steps (the ``train`` command).
+        """
+        return train_and_publish(self.store, self.registry, self.training, progress=progress)
+
+    def train_exclusively(self, progress: bool = False) -> ArtifactMetadata:
         """Train and publish now, unless another process or job is training.
 
         Raises:
@@ -354,7 +358,7 @@ class ServingRuntime:
         if not self.training_lock.try_acquire():
             raise RetrainInProgressError(None)
         try:
-            return self.train()
+            return self.train(progress)
         finally:
             self.training_lock.release()
 

@@ -80,7 +80,10 @@ def fingerprint_interactions(log: pd.DataFrame) -> str:
 
 
 def train_and_publish(
-    store: EventStore, registry: ModelRegistry, settings: TrainingSettings | None = None
+    store: EventStore,
+    registry: ModelRegistry,
+    settings: TrainingSettings | None = None,
+    progress: bool = False,
 ) -> ArtifactMetadata:
     """Train a model on every interaction in the store and publish it.
 
@@ -95,6 +98,8 @@ def train_and_publish(
         store: Where the interactions are.
         registry: Where the artifact goes.
         settings: What to train (default: SVD with its default parameters).
+        progress: Show a progress bar over the steps on stderr (when it is a
+            terminal): reading, each holdout fit, the final fit, publishing.
 
     Returns:
         The published artifact's metadata.
@@ -104,6 +109,9 @@ def train_and_publish(
     """
     settings = settings or TrainingSettings()
     started = time.perf_counter()
+    fits = len(settings.candidates) if settings.model == AUTO else 1
+    steps = _Steps(progress, total=fits + 3)
+    steps.begin("reading the store")
     log = store.interactions_frame()
     if log.empty:
         raise NoTrainingDataError("the event store has no interactions to train on")
@@ -114,10 +122,12 @@ def train_and_publish(
     selected_by = None
     selection: dict[str, Any] = {}
     if settings.model == AUTO:
-        candidates = {
-            name: holdout_metrics(name, settings.model_params.get(name, {}), split, settings)
-            for name in settings.candidates
-        }
+        candidates = {}
+        for name in settings.candidates:
+            steps.begin(f"measuring {name} on the holdout")
+            candidates[name] = holdout_metrics(
+                name, settings.model_params.get(name, {}), split, settings
+            )
         choice = choose_champion(candidates, f"ndcg@{settings.metrics_k}", settings.candidates)
         name, params = choice.champion, dict(settings.model_params.get(choice.champion, {}))
         metrics = dict(candidates[name])
@@ -125,10 +135,12 @@ def train_and_publish(
         selection = {"metric": choice.metric, "reason": choice.reason, "candidates": candidates}
     else:
         name, params = settings.model, dict(settings.model_params)
+        steps.begin(f"measuring {name} on the holdout")
         metrics = holdout_metrics(name, params, split, settings)
     metrics.pop("fit_seconds", None)
     metrics.update(split.cold_counts())
     model_cls = MODELS[name]
+    steps.begin(f"fitting {name} on all data")
     model = model_cls(**params).fit(feedback)
     fallback = None
     if not isinstance(model, PopularityRecommender):
@@ -138,7 +150,8 @@ def train_and_publish(
     # the job here instead of being published and skipped by every worker.
     state = model.get_state()
     model_cls.validate_state(state)
-    return registry.publish(
+    steps.begin("publishing")
+    published = registry.publish(
         state,
         fallback=fallback,
         catalog=store.products_frame(),
@@ -155,6 +168,8 @@ def train_and_publish(
         selected_by=selected_by,
         selection=selection,
     )
+    steps.close()
+    return published
 
 
 def holdout_metrics(
@@ -182,3 +197,31 @@ def holdout_metrics(
     }
     metrics["fit_seconds"] = round(fit_seconds, 3)
     return metrics
+
+
+class _Steps:
+    """A tqdm bar over named steps on stderr, or nothing when progress is off."""
+
+    def __init__(self, enabled: bool, total: int):
+        self._bar = None
+        self._open = False
+        if enabled:
+            from tqdm import tqdm  # only the command line shows progress
+
+            # disable=None: no bar when stderr is not a terminal.
+            self._bar = tqdm(total=total, desc="training", unit="step", disable=None)
+
+    def begin(self, step: str) -> None:
+        """Count the step before as done and name the one starting now."""
+        if self._bar is None:
+            return
+        if self._open:
+            self._bar.update(1)
+        self._bar.set_postfix_str(step)
+        self._open = True
+
+    def close(self) -> None:
+        if self._bar is not None:
+            if self._open:
+                self._bar.update(1)
+            self._bar.close()

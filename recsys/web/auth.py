@@ -10,7 +10,10 @@ An endpoint that declares nothing needs ``admin`` (and a test walks the URL
 map so that none is left undeclared).
 
 Keys travel only in the ``X-API-Key`` header, never in the URL, so access logs
-never see them; no message here repeats what was presented.
+never see them; no message here repeats what was presented. A browser cannot
+add a header to a page load, so the dashboard's pages (and only they, marked
+``@accepts_key_cookie``) also take the key from the ``recsys_key`` cookie that
+its sign-in sets (``recsys.web.dashboard``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ API_KEY_HEADER = "X-API-Key"
 # Answer without a key: probes, and the documentation and metrics to come.
 OPEN_PATHS = frozenset(
     {"/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/docs/<asset>"}
+    # The dashboard's sign-in (it checks the key it is given) and its CSS and script.
+    | {"/dashboard/session", "/dashboard/static/<path:filename>"}
 )
 # ... except /metrics when RECSYS_METRICS_OPEN is off.
 METRICS_PATH = "/metrics"
@@ -36,6 +41,8 @@ FORM_MIMETYPES = frozenset(
 )
 
 _ROLE_ATTRIBUTE = "required_role"
+KEY_COOKIE = "recsys_key"
+_COOKIE_ATTRIBUTE = "accepts_key_cookie"
 View = TypeVar("View", bound=Callable[..., Any])
 
 
@@ -53,6 +60,21 @@ def requires(role: str) -> Callable[[View], View]:
         return view
 
     return declare
+
+
+def accepts_key_cookie(view: View) -> View:
+    """Let a browser page take the key from the ``KEY_COOKIE`` cookie when no header has one."""
+    setattr(view, _COOKIE_ATTRIBUTE, True)
+    return view
+
+
+def presented_key() -> str:
+    """Return the key the current request presents: its header, else a page's cookie."""
+    key = request.headers.get(API_KEY_HEADER, "")
+    if key:
+        return key
+    view = current_app.view_functions.get(request.endpoint or "")
+    return request.cookies.get(KEY_COOKIE, "") if getattr(view, _COOKIE_ATTRIBUTE, False) else ""
 
 
 def declared_role(view: Callable[..., Any] | None) -> str | None:
@@ -104,7 +126,7 @@ def check_api_key() -> None:
     role = endpoint_role()
     if role is None:
         return
-    presented = request.headers.get(API_KEY_HEADER, "")
+    presented = presented_key()
     if not presented:
         raise ApiError(
             401,

@@ -82,7 +82,7 @@ def init_command():
 def train_command():
     """Train a model on the event store and publish it as the newest version."""
     with _reported():
-        meta = _runtime().train_exclusively()
+        meta = _runtime().train_exclusively(progress=True)
     click.echo(
         f"published {meta.version} ({meta.model_type}) trained on "
         f"{meta.training.get('interactions')} interactions"

@@ -295,3 +295,67 @@ class Readiness(BaseModel):
     status: Literal["ready", "not_ready"]
     missing: list[Literal["model", "database"]] | None = None
     error: ErrorDetail | None = None
+
+
+# -- /stats ------------------------------------------------------------------------------------
+
+
+class ProductFigures(BaseModel):
+    product_id: int
+    name: str | None = None
+    category: str | None = None
+    clicks: int
+    purchases: int
+    conversion: float
+
+
+class LongTail(BaseModel):
+    head_catalog_share: float = Field(description="the most clicked share of products ...")
+    head_products: int = Field(description="... that many products ...")
+    head_click_share: float = Field(description="... gather this share of all clicks")
+    click_share: float = Field(description="this share of all clicks ...")
+    products_for_click_share: int = Field(description="... needs this many products ...")
+    catalog_share_for_click_share: float = Field(description="... this share of them")
+
+
+class CategoryFigures(BaseModel):
+    mean_affinity: dict[str, float] = Field(description="mean share of a user's clicks")
+    users_by_top_category: dict[str, int] = Field(description="users whose favourite it is")
+
+
+class DataFigures(BaseModel):
+    """The EDA report's summary.json, computed on the event store."""
+
+    interactions: int
+    users: int
+    products: int = Field(description="products clicked at least once")
+    catalog_products: int | None
+    purchases: int
+    conversion: float | None = Field(description="purchases per click; null without clicks")
+    clicks_per_user: dict[str, float] | None = Field(
+        description="count, mean, std, min, 25%, 50%, 75%, max"
+    )
+    most_clicked: list[ProductFigures]
+    long_tail: LongTail | None
+    categories: CategoryFigures | None = Field(description="null when no catalog has categories")
+
+
+class ModelFigures(BaseModel):
+    version: str
+    model_type: str
+    trained_at: str
+    selected_by: str | None
+    metrics: dict[str, Any] = Field(description="offline metrics measured at training")
+    selection_reason: str | None
+    candidates: dict[str, dict[str, Any]] | None = Field(
+        description="with MODEL=auto, each candidate model's metrics"
+    )
+
+
+class Stats(BaseModel):
+    """The dashboard's numbers."""
+
+    computed_at: str = Field(description="when the store was read (figures are cached briefly)")
+    data: DataFigures
+    model: ModelFigures | None = Field(description="null before a model is published")
+    experiment: dict[str, Any] | None = Field(description="the running A/B test's report")
