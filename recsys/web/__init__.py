@@ -17,6 +17,7 @@ from recsys.web import (
     catalog,
     commands,
     errors,
+    experiments,
     health,
     history,
     interactions,
@@ -47,7 +48,7 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     limits.init_app(app)
     for blueprint in (health.bp, recommend.bp, interactions.bp, admin.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (similar.bp, catalog.bp, history.bp):
+    for blueprint in (similar.bp, catalog.bp, history.bp, experiments.bp):
         app.register_blueprint(blueprint)
     openapi.init_app(app)
     commands.init_app(app)

@@ -26,7 +26,8 @@ def recommend():
     n = params.list_length(request.args)
     explain = params.flag(request.args, "explain")
     diversity = params.fraction(request.args, "diversity")
-    answer = runtime().service.recommend(user_id, n, explain=explain, diversity=diversity)
+    # Through the running A/B test's variant when there is one; else the service itself.
+    answer = runtime().experiments.recommend(user_id, n, explain=explain, diversity=diversity)
     return jsonify(answer.to_dict())
 
 
