@@ -822,7 +822,7 @@ def _verdict(
         return "winner", (
             f"{best['variant']} beats {rows[0]['variant']} on {metric}: "
             f"{d['estimate']:+.2%} (95% CI {d['low']:+.2%} to {d['high']:+.2%}), "
-            f"p = {best['vs_control']['p_value']:.2g}, at the planned sample size."
+            f"{p_text(best['vs_control']['p_value'])}, at the planned sample size."
         )
     if significant:
         names = ", ".join(r["variant"] for r in significant)
@@ -876,7 +876,7 @@ def report_text(report: Mapping[str, Any]) -> str:
         lines.append(
             f"{row['variant']} vs {report['variants'][0]['variant']} on {metric}: "
             f"{d['estimate']:+.2%} (95% CI {d['low']:+.2%} to {d['high']:+.2%}), "
-            f"z = {versus['z']:.2f}, p = {versus['p_value']:.3g}"
+            f"z = {versus['z']:.2f}, {p_text(versus['p_value'])}"
         )
     lines.append("User level (every purchase after a user's first exposure, linked or not):")
     for row in report["variants"]:
@@ -895,6 +895,11 @@ def report_text(report: Mapping[str, Any]) -> str:
     lines.append("Guardrails: " + ("; ".join(failures) if failures else "all within margins"))
     lines.append(f"Verdict: {report['verdict']}")
     return "\n".join(lines)
+
+
+def p_text(p_value: float) -> str:
+    """Return a p-value as people read it: "p = 0.012", or "p < 0.0001" for tiny ones."""
+    return "p < 0.0001" if p_value < 1e-4 else f"p = {p_value:.2g}"
 
 
 def _rate_text(interval: Mapping[str, float]) -> str:
