@@ -28,7 +28,12 @@ def test_the_wilson_interval_matches_statsmodels(successes, trials):
 
 @pytest.mark.parametrize(
     ("variant", "control"),
-    [((120, 1000), (100, 1000)), ((264, 991), (67, 1009)), ((30, 400), (45, 380)), ((5, 7), (1, 9))],
+    [
+        ((120, 1000), (100, 1000)),
+        ((264, 991), (67, 1009)),
+        ((30, 400), (45, 380)),
+        ((5, 7), (1, 9)),
+    ],
 )
 def test_the_two_proportion_z_test_matches_statsmodels(variant, control):
     ours = abstats.two_proportion_ztest(*variant, *control)

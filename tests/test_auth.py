@@ -88,6 +88,12 @@ ENDPOINTS = {
     "/openapi.json": ("GET", "/openapi.json", None),
     "/docs": ("GET", "/docs", None),
     "/docs/<asset>": ("GET", "/docs/swagger-ui.css", None),
+    "/experiments": ("GET", "/experiments", None),
+    "POST /experiments": ("POST", "/experiments", {"name": "x"}),
+    "/experiments/<name>": ("GET", "/experiments/none", None),
+    "/experiments/<name>/start": ("POST", "/experiments/none/start", None),
+    "/experiments/<name>/stop": ("POST", "/experiments/none/stop", None),
+    "/experiments/<name>/report": ("GET", "/experiments/none/report", None),
 }
 # fmt: off
 ROLE_MATRIX = [
@@ -109,6 +115,12 @@ ROLE_MATRIX = [
     ("/openapi.json",          200,  200,   200,   200),
     ("/docs",                  200,  200,   200,   200),
     ("/docs/<asset>",          200,  200,   200,   200),
+    ("/experiments",           401,  403,   403,   200),
+    ("POST /experiments",      401,  403,   403,   400),  # 400: past the check, bad definition
+    ("/experiments/<name>",    401,  403,   403,   404),  # 404: past the check, no such one
+    ("/experiments/<name>/start", 401, 403, 403,   404),
+    ("/experiments/<name>/stop",  401, 403, 403,   404),
+    ("/experiments/<name>/report", 401, 403, 403,  404),
 ]
 # fmt: on
 CALLERS = (None, "read", "ingest", "admin")

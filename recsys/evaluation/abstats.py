@@ -155,6 +155,8 @@ def sample_size_per_variant(
     if not 0 < mde < 1 - baseline:
         raise ValueError(f"mde must be above 0 and baseline + mde below 1, got mde={mde}")
     h = 2 * math.asin(math.sqrt(baseline + mde)) - 2 * math.asin(math.sqrt(baseline))
+    if h < 1e-6:
+        raise ValueError(f"mde is too small to plan for, got mde={mde}")
     # NormalIndPower solves power = P(Z > z_a/2 - d*sqrt(n/2)) + P(Z < -z_a/2 - d*sqrt(n/2))
     # for n; the second term is negligible at these powers, but solving the full
     # equation keeps the figure equal to statsmodels'.

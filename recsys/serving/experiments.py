@@ -592,6 +592,16 @@ class Guardrails:
     error_margin: float = 0.01
 
 
+LINKED_EVENT_COLUMNS = (
+    "recommendation_id",
+    "user_id",
+    "product_id",
+    "purchased",
+    "created_at",
+    "price",
+)
+
+
 def attribute(exposures: pd.DataFrame, events: pd.DataFrame, window: timedelta) -> pd.DataFrame:
     """Return the linked events that count: a listed product, the same user, inside the window.
 
@@ -604,7 +614,7 @@ def attribute(exposures: pd.DataFrame, events: pd.DataFrame, window: timedelta) 
     Returns:
         The counted events with the exposure's ``variant`` added.
     """
-    columns = [*events.columns, "variant"]
+    columns = [*LINKED_EVENT_COLUMNS, "variant"]
     if events.empty or exposures.empty:
         return pd.DataFrame(columns=columns)
     shown = exposures[["recommendation_id", "variant", "user_id", "product_ids", "served_at"]]
@@ -645,7 +655,7 @@ def experiment_report(
     counted = attribute(exposures, linked_events, window)
     first_exposure = exposures.groupby("user_id")["served_at"].min() if len(exposures) else None
     user_variant = exposures.groupby("user_id")["variant"].first() if len(exposures) else None
-    rows = []
+    rows: list[dict[str, Any]] = []
     for variant in experiment.variants:
         shown = exposures[exposures["variant"] == variant.name]
         mine = counted[counted["variant"] == variant.name]

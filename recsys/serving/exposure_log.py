@@ -106,7 +106,7 @@ class ExposureLog:
                 written += self._write(batch)
 
     def _take(self, most: int) -> list[tuple[str, Mapping[str, Any]]]:
-        taken = []
+        taken: list[tuple[str, Mapping[str, Any]]] = []
         while len(taken) < most:
             try:
                 taken.append(self._queue.get_nowait())

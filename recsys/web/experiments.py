@@ -66,7 +66,7 @@ class ExperimentIn(BaseModel):
 
     name: str = Field(pattern=_NAME, max_length=NAME_CHARS)
     metric: Literal["conversion", "click_through"] = Field(
-        CONVERSION,
+        "conversion",
         description="conversion: share of exposed users with an attributed purchase; "
         "click_through: share of served lists with an attributed click",
     )

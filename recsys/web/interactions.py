@@ -79,7 +79,8 @@ def _recommendation_ids(rows: list) -> tuple[list, list[str | None] | None]:
     """
     if not any(isinstance(row, dict) and RECOMMENDATION_ID in row for row in rows):
         return rows, None
-    stripped, links = [], []
+    stripped: list = []
+    links: list[str | None] = []
     for index, row in enumerate(rows):
         if not isinstance(row, dict) or RECOMMENDATION_ID not in row:
             stripped.append(row)
