@@ -315,7 +315,7 @@ def measure(
             recommend.append(timed(scripts["recommend"], wrk_env))
             after = cache_counts(server.port)
             ratios.append(
-                (hit_ratio(before, after, "ranking"), hit_ratio(before, after, "history"))
+                (hit_ratio(before, after, "answer"), hit_ratio(before, after, "history"))
             )
         return {"healthz": healthz, "recommend": recommend, "hits": ratios[-1]}
     finally:
@@ -379,7 +379,7 @@ def main() -> int:
             print(
                 f"  {'configuration':<20}{'/healthz req/s':>15}{'p50 ms':>8}{'p99 ms':>8}"
                 f"{'/recommend req/s':>18}{'p50 ms':>8}{'p99 ms':>8}{'ratio':>7}"
-                f"{'p99 ratio':>10}{'ranking hits':>14}{'history hits':>14}"
+                f"{'p99 ratio':>10}{'answer hits':>14}{'history hits':>14}"
             )
             for label, cache, use_redis in configs:
                 env = {
@@ -408,11 +408,11 @@ def main() -> int:
                     "p99_ratio": p99_ratio,
                     "cpu_ratio": cpu_ratio,
                 }
-                ranking_hits, history_hits = found["hits"]
+                answer_hits, history_hits = found["hits"]
                 print(
                     f"  {label:<20}{h.rate:>15,.0f}{h.p50_ms:>8.2f}{h.p99_ms:>8.2f}"
                     f"{r.rate:>18,.0f}{r.p50_ms:>8.2f}{r.p99_ms:>8.2f}{ratio:>7.2f}"
-                    f"{p99_ratio:>10.2f}{percent(ranking_hits):>14}{percent(history_hits):>14}"
+                    f"{p99_ratio:>10.2f}{percent(answer_hits):>14}{percent(history_hits):>14}"
                 )
                 rounds = ", ".join(
                     f"{a.rate:,.0f}/{b.rate:,.0f}"

@@ -94,6 +94,12 @@ ENDPOINTS = {
     "DELETE /dashboard/session": ("DELETE", "/dashboard/session", None),
     "/dashboard/static/<path:filename>": ("GET", "/dashboard/static/dashboard.css", None),
     "/stats": ("GET", "/stats", None),
+    "/experiments": ("GET", "/experiments", None),
+    "POST /experiments": ("POST", "/experiments", {"name": "x"}),
+    "/experiments/<name>": ("GET", "/experiments/none", None),
+    "/experiments/<name>/start": ("POST", "/experiments/none/start", None),
+    "/experiments/<name>/stop": ("POST", "/experiments/none/stop", None),
+    "/experiments/<name>/report": ("GET", "/experiments/none/report", None),
 }
 # fmt: off
 ROLE_MATRIX = [
@@ -121,6 +127,12 @@ ROLE_MATRIX = [
     ("DELETE /dashboard/session", 204, 204, 204, 204),
     ("/dashboard/static/<path:filename>", 200, 200, 200, 200),
     ("/stats",                 401,  200,   403,   200),
+    ("/experiments",           401,  403,   403,   200),
+    ("POST /experiments",      401,  403,   403,   400),  # 400: past the check, bad definition
+    ("/experiments/<name>",    401,  403,   403,   404),  # 404: past the check, no such one
+    ("/experiments/<name>/start", 401, 403, 403,   404),
+    ("/experiments/<name>/stop",  401, 403, 403,   404),
+    ("/experiments/<name>/report", 401, 403, 403,  404),
 ]
 # fmt: on
 CALLERS = (None, "read", "ingest", "admin")

@@ -71,6 +71,17 @@ def test_the_first_request_of_a_user_misses_the_ranking_cache_and_the_next_hits(
     assert (lookups("ranking", "miss"), lookups("ranking", "hit")) == (misses + 1, hits + 1)
 
 
+def test_a_repeated_request_is_answered_from_its_kept_answer_until_the_history_changes(client):
+    first = client.get("/recommend?user_id=17&n=3").get_data()
+    hits, misses = lookups("answer", "hit"), lookups("answer", "miss")
+    assert client.get("/recommend?user_id=17&n=3").get_data() == first
+    assert (lookups("answer", "hit"), lookups("answer", "miss")) == (hits + 1, misses)
+    buy(client, 17, product_ids(client.get("/recommend?user_id=17&n=3"))[0])
+    hits = lookups("answer", "hit")
+    after = client.get("/recommend?user_id=17&n=3").get_data()
+    assert after != first and lookups("answer", "hit") == hits  # a new history: made anew
+
+
 def test_a_purchase_is_left_out_at_once_when_the_ranking_is_cached(client):
     before = product_ids(client.get("/recommend?user_id=17&n=3"))
     buy(client, 17, before[0])

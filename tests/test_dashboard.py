@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
@@ -9,7 +10,6 @@ import pytest
 from recsys.data.charts import CHART_NAMES
 from recsys.serving.dashboard import StoreStats
 from recsys.store.migrate import upgrade_to_head
-from recsys.web import dashboard
 from tests.builders import runtime_of
 from tests.test_auth import API_KEYS, KEYS
 
@@ -148,12 +148,32 @@ def test_no_experiment_section_while_none_runs(bundled_client):
     assert bundled_client.get("/stats").get_json()["experiment"] is None
 
 
-def test_a_running_experiments_report_is_shown_when_there_is_one(bundled_client, monkeypatch):
-    report = {"name": "svd-vs-ease", "state": "running", "users": 42}
-    monkeypatch.setattr(dashboard, "running_experiment_report", lambda runtime: report)
-    page = page_of(bundled_client.get("/"))
+def test_a_running_experiments_report_is_shown_with_its_verdict_and_variants(client):
+    spec = {
+        "name": "pop-vs-champion",
+        "metric": "conversion",
+        "baseline_rate": 0.3,
+        "mde": 0.1,
+        "variants": [
+            {"name": "control", "weight": 1, "strategy": "popular"},
+            {"name": "personal", "weight": 1, "strategy": "champion"},
+        ],
+    }
+    assert client.post("/experiments", json=spec).status_code == 201
+    assert client.post("/experiments/pop-vs-champion/start").status_code == 200
+    for user_id in range(1, 31):
+        assert client.get(f"/recommend?user_id={user_id}").status_code == 200
+
+    report = client.get("/stats").get_json()["experiment"]
+    assert report["experiment"]["name"] == "pop-vs-champion"
+    assert sum(row["exposures"] for row in report["variants"]) == 30
+    assert report["status"] == "collecting"  # 30 users are far below the planned size
+
+    page = page_of(client.get("/"))
     section = page[page.index('id="experiment"') :]
-    assert "svd-vs-ease" in section and "<td>42</td>" in section
+    assert "Running experiment: pop-vs-champion" in section
+    assert html.escape(report["verdict"]) in section
+    assert "<td>control</td>" in section and "<td>personal</td>" in section
 
 
 def test_the_figures_are_cached_until_they_are_too_old(app):

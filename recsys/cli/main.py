@@ -1,4 +1,5 @@
-"""Command line of ``recommendation_system.py``: rmse (default), generate, eda, evaluate, tune."""
+"""Command line of ``recommendation_system.py``: rmse (default), generate, eda, evaluate, tune,
+simulate-ab."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 
 from recsys.cli.arguments import HelpFormatter, add_command, int_at_least
 from recsys.cli.evaluation import add_evaluation_commands
+from recsys.cli.experiments import add_experiment_commands
 from recsys.data.catalog import CATALOG_FILE, load_catalog, write_catalog
 from recsys.data.charts import REPORT_FILE, SUMMARY_FILE, chart_names, write_eda_report
 from recsys.data.eda import eda_report, load_eda_log
@@ -132,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     eda.set_defaults(handler=cmd_eda)
 
     add_evaluation_commands(commands)
+    add_experiment_commands(commands)
     return parser
 
 

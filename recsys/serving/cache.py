@@ -37,7 +37,7 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -173,9 +173,15 @@ class RankingCache:
     ) -> None:
         self._cache.set(_candidates_key(version, user, categories), candidates)
 
-    def answer(self, request: Hashable) -> Any:
-        """Return what ``keep_answer`` kept for an identical request, or None."""
+    def answer(self, request: Hashable, usable: Callable[[Any], bool]) -> Any:
+        """Return what ``keep_answer`` kept for an identical request, if ``usable`` accepts it.
+
+        A kept answer made with another model version or another history of
+        the user is a miss: ``usable`` tells.
+        """
         found = self._answers.get(request)  # type: ignore[arg-type]  # any hashable key works
+        if found is not None and not usable(found):
+            found = None
         (_ANSWER_MISS if found is None else _ANSWER_HIT).inc()
         return found
 

@@ -23,6 +23,7 @@ import pandas as pd
 from recsys.data.charts import chart_names, render_chart
 from recsys.data.eda import eda_summary
 from recsys.data.timestamps import utc_now
+from recsys.serving.experiments import NoSuchExperimentError
 from recsys.serving.runtime import ServingRuntime
 from recsys.serving.service import NoLiveModelError, RecommendationAnswer, RecommendationService
 from recsys.store.events import EventStore, HistoryEntry
@@ -142,11 +143,20 @@ def live_model_summary(service: RecommendationService) -> dict[str, Any] | None:
 def running_experiment_report(runtime: ServingRuntime) -> Mapping[str, Any] | None:
     """Return the report of the A/B experiment running now, or None when none runs.
 
-    The dashboard and ``/stats`` show whatever this returns, and nothing when
-    it is None. The service has no experiment module yet, so no experiment
-    can be running: this is where its report is to be read once there is one.
+    The dashboard and ``/stats`` show it, and nothing when it is None. The
+    report is read from the store on each call (the dashboard is not on the
+    request path of the shop).
+
+    Raises:
+        One of ``STORE_OUTAGES`` when the database is unavailable.
     """
-    return None
+    running = runtime.experiments.running
+    if running is None:
+        return None
+    try:
+        return runtime.experiments.report(running.experiment.name)
+    except NoSuchExperimentError:
+        return None  # stopped and removed between the two reads
 
 
 def stats(runtime: ServingRuntime, store_stats: StoreStats) -> dict[str, Any]:

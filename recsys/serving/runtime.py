@@ -28,6 +28,7 @@ Nothing here imports Flask; ``recsys.web`` calls these from the app.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import logging
 import os
@@ -35,6 +36,7 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from prometheus_client import Counter
@@ -47,6 +49,8 @@ from recsys.evaluation.params import load_model_params
 from recsys.models import AUTO
 from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
 from recsys.serving.cache import HistoryCache, RankingCache
+from recsys.serving.experiments import ExperimentLayer, Guardrails
+from recsys.serving.exposure_log import ExposureLog
 from recsys.serving.jobs import (
     AutoRetrainer,
     RetrainInProgressError,
@@ -58,6 +62,7 @@ from recsys.serving.settings import Settings
 from recsys.serving.training import TrainingSettings, train_and_publish
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore
+from recsys.store.experiments import ExperimentStore
 from recsys.store.migrate import upgrade_to_head
 
 logger = logging.getLogger(__name__)
@@ -137,6 +142,19 @@ class ServingRuntime:
         )
         self.auto_retrain = AutoRetrainer(
             self.jobs, settings["RETRAIN_EVERY_EVENTS"], settings["RETRAIN_EVERY_MINUTES"]
+        )
+        self.exposure_log = (
+            ExposureLog(ExperimentStore(self.store.engine)) if settings["AB_EXPOSURE_LOG"] else None
+        )
+        self.experiments = ExperimentLayer(
+            self.service,
+            ExperimentStore(self.store.engine),
+            self.registry,
+            self.exposure_log,
+            train=self.train_model_type,
+            rankings=lambda: answer_caches(settings)[0] if settings["CACHE"] else None,
+            window=timedelta(hours=settings["AB_ATTRIBUTION_HOURS"]),
+            guardrails=Guardrails(settings["AB_LATENCY_MARGIN"], settings["AB_ERROR_MARGIN"]),
         )
         self.init_report: InitReport | None = None
         self._started = False
@@ -274,12 +292,21 @@ class ServingRuntime:
                 threading.Thread(
                     target=self._refresh_periodically, daemon=True, name="model-refresh"
                 ).start()
+            # The experiment running now, then whatever other processes start or stop.
+            self._refresh_experiment()
+            threading.Thread(
+                target=self._refresh_experiment_periodically, daemon=True, name="experiment-refresh"
+            ).start()
+            if self.exposure_log is not None:
+                self.exposure_log.start()
             self._threads_started = True
 
     def close(self) -> None:
         """Stop the background threads and release database connections."""
         self.auto_retrain.stop()
         self._stop.set()
+        if self.exposure_log is not None:
+            self.exposure_log.close()
         self.store.dispose()
 
     def refresh(self) -> bool:
@@ -328,6 +355,17 @@ class ServingRuntime:
         with contextlib.suppress(*STORE_OUTAGES):
             self.service.refresh_names()
 
+    def _refresh_experiment_periodically(self) -> None:
+        while not self._stop.wait(self.settings["AB_REFRESH_SECONDS"]):
+            self._refresh_experiment()
+
+    def _refresh_experiment(self) -> None:
+        try:
+            self.experiments.refresh()
+        except Exception:
+            # A store outage or a missing pinned version: the next period tries again.
+            logger.exception("could not refresh the running experiment")
+
     def check_ready(self) -> list[str]:
         """Return what keeps this process from answering fully (empty: ready)."""
         missing = []
@@ -348,6 +386,22 @@ class ServingRuntime:
             progress: Show a progress bar over the training steps (the ``train`` command).
         """
         return train_and_publish(self.store, self.registry, self.training, progress=progress)
+
+    def train_model_type(self, model_type: str) -> ArtifactMetadata:
+        """Train and publish one model type (an experiment's variant), unless training is busy.
+
+        Raises:
+            RetrainInProgressError: The training lock is held.
+        """
+        params_path = self.settings.model_params_path
+        params = load_model_params(params_path).get(model_type, {}) if params_path else {}
+        settings = dataclasses.replace(self.training, model=model_type, model_params=dict(params))
+        if not self.training_lock.try_acquire():
+            raise RetrainInProgressError(None)
+        try:
+            return train_and_publish(self.store, self.registry, settings)
+        finally:
+            self.training_lock.release()
 
     def train_exclusively(self, progress: bool = False) -> ArtifactMetadata:
         """Train and publish now, unless another process or job is training.

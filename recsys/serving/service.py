@@ -478,8 +478,10 @@ class RecommendationService:
                 diversity=diversity,
             )
         request = (user_id, n, offset, filters)
-        kept = self.rankings.answer(request)
-        if kept is not None and kept.bundle is bundle and kept.history == history:
+        kept = self.rankings.answer(
+            request, lambda kept: kept.bundle is bundle and kept.history == history
+        )
+        if kept is not None:
             return kept.answer
         personal = bundle.model.knows_user(user_id)
         candidates = self._candidates(

@@ -377,6 +377,37 @@ SETTINGS: tuple[Setting, ...] = (
         "prefix of the service's keys in Redis (services or environments sharing one Redis "
         "need different ones)",
     ),
+    Setting(
+        "AB_EXPOSURE_LOG",
+        True,
+        _boolean,
+        "record each list served inside an A/B test (written in batches off the request path)",
+        default_text="1",
+    ),
+    Setting(
+        "AB_ATTRIBUTION_HOURS",
+        24.0,
+        _number(0, low_open=True),
+        "a click or purchase counts for a served list this long after it was shown",
+    ),
+    Setting(
+        "AB_REFRESH_SECONDS",
+        5.0,
+        _number(0, low_open=True),
+        "how often a worker looks for an experiment started or stopped by another process",
+    ),
+    Setting(
+        "AB_LATENCY_MARGIN",
+        0.2,
+        _number(0),
+        "guardrail: a variant's p95 latency may exceed control's by this fraction",
+    ),
+    Setting(
+        "AB_ERROR_MARGIN",
+        0.01,
+        _number(0),
+        "guardrail: a variant's error rate may exceed control's by this much (0.01: 1 point)",
+    ),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -64,3 +64,55 @@ training_jobs = sa.Table(
     sa.Column("metrics", sa.JSON, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
 )
+
+# A/B tests: one row per experiment; its variants (name, weight, strategy) as JSON.
+experiments = sa.Table(
+    "experiments",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("metric", sa.String(32), nullable=False),
+    sa.Column("baseline_rate", sa.Float, nullable=False),
+    sa.Column("mde", sa.Float, nullable=False),
+    sa.Column("planned_per_variant", sa.Integer, nullable=False),
+    sa.Column("variants", sa.JSON, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("started_at", sa.DateTime, nullable=True),
+    sa.Column("stopped_at", sa.DateTime, nullable=True),
+)
+
+# Each list served inside an experiment (written in batches, off the request path).
+exposures = sa.Table(
+    "exposures",
+    metadata,
+    sa.Column("recommendation_id", sa.String(32), primary_key=True),
+    sa.Column("experiment", sa.String(64), nullable=False),
+    sa.Column("variant", sa.String(64), nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    # Product ids in the order shown, space-separated (empty when the request failed).
+    sa.Column("product_ids", sa.Text, nullable=False),
+    sa.Column("model_version", sa.String(64), nullable=True),
+    sa.Column("strategy", sa.String(32), nullable=True),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("failed", sa.Boolean, nullable=False),
+    sa.Column("served_at", sa.DateTime, nullable=False),
+    sa.Index("ix_exposures_experiment_user", "experiment", "user_id"),
+)
+
+# Interactions posted with the recommendation_id of the list they came from.
+exposure_events = sa.Table(
+    "exposure_events",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("recommendation_id", sa.String(32), nullable=False),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("product_id", sa.BigInteger, nullable=False),
+    sa.Column("purchased", sa.Boolean, nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Index("ix_exposure_events_recommendation", "recommendation_id"),
+)

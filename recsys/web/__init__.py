@@ -18,6 +18,7 @@ from recsys.web import (
     commands,
     dashboard,
     errors,
+    experiments,
     health,
     history,
     interactions,
@@ -48,7 +49,7 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     limits.init_app(app)
     for blueprint in (health.bp, recommend.bp, interactions.bp, admin.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (similar.bp, catalog.bp, history.bp, dashboard.bp):
+    for blueprint in (similar.bp, catalog.bp, history.bp, dashboard.bp, experiments.bp):
         app.register_blueprint(blueprint)
     openapi.init_app(app)
     commands.init_app(app)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+
 from flask import Blueprint, jsonify
 
 from recsys.data.events import InvalidEventError, events_from_json
+from recsys.errors import quote
 from recsys.store.events import UnknownProductError
 from recsys.web.auth import requires
 from recsys.web.bodies import json_body
@@ -14,6 +17,9 @@ from recsys.web.openapi import operation
 from recsys.web.schemas import Accepted, EventBatch
 
 bp = Blueprint("interactions", __name__)
+
+RECOMMENDATION_ID = "recommendation_id"
+_ID = re.compile(r"[0-9a-f]{32}")
 
 MAX_BATCH = 10_000
 
@@ -38,6 +44,7 @@ def record_interactions():
         raise ApiError(
             413, "batch_too_large", f"a batch holds at most {MAX_BATCH} events, got {len(rows)}"
         )
+    rows, links = _recommendation_ids(rows)
     try:
         events = events_from_json(rows)
     except InvalidEventError as exc:
@@ -50,4 +57,43 @@ def record_interactions():
             "unknown_product",
             f"event {exc.index}: product_id {exc.product_id} is not in the catalog",
         ) from None
+    if links:
+        runtime().experiments.link_events(
+            [
+                (recommendation_id, e.user_id, e.product_id, e.purchased, e.created_at)
+                for recommendation_id, e in zip(links, events, strict=True)
+                if recommendation_id is not None
+            ]
+        )
     return jsonify({"accepted": accepted}), 201
+
+
+def _recommendation_ids(rows: list) -> tuple[list, list[str | None] | None]:
+    """Take the optional ``recommendation_id`` off each event (the A/B tests' attribution).
+
+    Returns:
+        The events without it, and per event its id or None (None overall when no event has one).
+
+    Raises:
+        ApiError: 400 ``invalid_event`` for an id that is not one /recommend gave.
+    """
+    if not any(isinstance(row, dict) and RECOMMENDATION_ID in row for row in rows):
+        return rows, None
+    stripped: list = []
+    links: list[str | None] = []
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict) or RECOMMENDATION_ID not in row:
+            stripped.append(row)
+            links.append(None)
+            continue
+        value = row[RECOMMENDATION_ID]
+        if value is not None and not (isinstance(value, str) and _ID.fullmatch(value)):
+            raise ApiError(
+                400,
+                "invalid_event",
+                f"event {index}: recommendation_id must be the 32 hex digits /recommend "
+                f"returned, got {quote(value)}",
+            )
+        stripped.append({k: v for k, v in row.items() if k != RECOMMENDATION_ID})
+        links.append(value)
+    return stripped, links

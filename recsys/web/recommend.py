@@ -38,10 +38,11 @@ def recommend():
         )
     else:
         explain, diversity, offset = False, 0.0, 0
-    answer = runtime().service.recommend(
+    # Through the running A/B test's variant when there is one; else the service itself.
+    answer = runtime().experiments.recommend(
         user_id, n, offset=offset, filters=filters, explain=explain, diversity=diversity
     )
-    # The answer encodes itself once: a cached one is served as it was.
+    # The answer encodes itself once: a kept one is served as it was.
     return current_app.response_class(answer.json_body, mimetype="application/json")
 
 

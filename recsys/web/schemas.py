@@ -82,6 +82,13 @@ class Recommendations(BaseModel):
     degraded: Literal["store_unavailable"] | None = None
     model_version: str
     recommendations: list[ScoredProduct]
+    experiment: str | None = Field(None, description="the A/B test running, if any")
+    variant: str | None = Field(None, description="the user's variant of that test")
+    recommendation_id: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="send it back with the clicks and purchases on this list",
+    )
 
 
 class PopularProducts(BaseModel):
@@ -248,6 +255,12 @@ class EventIn(BaseModel):
         pattern=r"^" + ISO_WITH_OFFSET.pattern + "$",
         description="ISO-8601 with a UTC offset (2026-11-29T10:00:00Z), from 1970-01-01 "
         "to one day after now; default: when it arrives",
+    )
+    recommendation_id: str | None = Field(
+        None,
+        pattern=r"^[0-9a-f]{32}$",
+        description="the recommendation_id of the /recommend answer that listed the product "
+        "(credits the A/B test's variant)",
     )
 
 
