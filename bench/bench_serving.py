@@ -314,9 +314,7 @@ def measure(
             before = cache_counts(server.port)
             recommend.append(timed(scripts["recommend"], wrk_env))
             after = cache_counts(server.port)
-            ratios.append(
-                (hit_ratio(before, after, "answer"), hit_ratio(before, after, "history"))
-            )
+            ratios.append((hit_ratio(before, after, "answer"), hit_ratio(before, after, "history")))
         return {"healthz": healthz, "recommend": recommend, "hits": ratios[-1]}
     finally:
         server.stop()

@@ -399,3 +399,18 @@ def load_movielens_catalog(path: str | Path) -> pd.DataFrame:
             "category": genre.where(genre != MOVIELENS_NO_GENRE),
         }
     )
+
+
+def load_movielens_genres(path: str | Path) -> dict[int, frozenset[str]]:
+    """Read every genre of each film from MovieLens's ``movies.csv`` (none for "no genres").
+
+    Raises:
+        DataFileError: The catalog part of the file is malformed (as
+            ``load_movielens_catalog`` finds).
+    """
+    catalog = load_movielens_catalog(path)  # validates the header and the ids
+    movies = read_csv_cells(Path(path), read_data_file(Path(path)))
+    return {
+        int(product_id): frozenset(g for g in genres.split("|") if g != MOVIELENS_NO_GENRE)
+        for product_id, genres in zip(catalog["product_id"], movies["genres"], strict=True)
+    }
