@@ -45,6 +45,24 @@ def test_a_user_without_events_has_an_empty_history(catalog_store):
     assert catalog_store.user_history(8) == UserHistory(has_events=False, purchased=frozenset())
 
 
+def test_a_failed_history_read_is_an_outage_sqlalchemy_names(catalog_store):
+    # The history read takes the driver's own path on SQLite; its errors must
+    # still be the ones the service answers 503 for.
+    if catalog_store.engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite reads histories through the driver's own connection")
+    with catalog_store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE interactions RENAME TO interactions_gone")
+    with pytest.raises(sa.exc.OperationalError, match="no such table"):
+        catalog_store.user_history(1)
+
+
+def test_history_reads_return_their_connections_to_the_pool(catalog_store):
+    pool = catalog_store.engine.pool
+    for user in range(1, 200):
+        catalog_store.user_history(user)
+    assert pool.checkedout() == 0
+
+
 def test_an_unknown_product_rejects_the_whole_batch(catalog_store):
     catalog_store.add_interactions([Event(7, 1, False)])
     batch = [Event(7, 2, True), Event(50, 3, False), Event(51, 99, True), Event(52, 98, True)]
