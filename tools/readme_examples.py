@@ -75,6 +75,12 @@ def play(session: Session) -> None:
         "GET", "/recommend?user_id=17&n=3&explain=true", comment="which past products led there"
     )
     session.call("GET", "/recommend?user_id=17&n=3&diversity=1", comment="one per category first")
+    session.call(
+        "GET",
+        "/recommend?user_id=17&n=3&category=Home&category=Sports&exclude=17",
+        comment="only these categories, never 17",
+    )
+    session.call("GET", "/recommend?user_id=17&n=2&offset=2", comment="the second page of two")
     bought = first["recommendations"][0]["product_id"]
     session.call(
         "POST",
