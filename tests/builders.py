@@ -23,6 +23,33 @@ SMALL_CATALOG = pd.DataFrame(
 )
 
 
+# An A/B test of the popularity list against the live model, as POST /experiments takes it.
+POPULAR_VS_CHAMPION = {
+    "name": "pop-vs-svd",
+    "metric": "conversion",
+    "baseline_rate": 0.3,
+    "mde": 0.1,
+    "variants": [
+        {"name": "control", "weight": 1, "strategy": "popular"},
+        {"name": "personal", "weight": 1, "strategy": "champion"},
+    ],
+}
+
+
+def listed(response) -> list[int]:
+    """Return the product ids of a 200 list answer (/recommend, /popular, /similar)."""
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return [item["product_id"] for item in response.get_json()["recommendations"]]
+
+
+def buy(client, user_id: int, product_id: int) -> None:
+    """Post one purchase and check it was accepted."""
+    response = client.post(
+        "/interactions", json={"user_id": user_id, "product_id": product_id, "purchased": 1}
+    )
+    assert response.status_code == 201, response.get_data(as_text=True)
+
+
 def runtime_of(app):
     """Return the app's ServingRuntime."""
     return app.extensions["recsys.runtime"]

@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from recsys.serving import cache as cache_module
 from recsys.serving.cache import HistoryCache
 from recsys.store.events import UserHistory
-from tests.builders import runtime_of
+from tests.builders import buy, listed, runtime_of
 
 
 def lookups(cache: str, result: str) -> float:
@@ -24,18 +24,6 @@ def lookups(cache: str, result: str) -> float:
         "recsys_cache_lookups_total", {"cache": cache, "result": result}
     )
     return value or 0.0
-
-
-def product_ids(response) -> list[int]:
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return [item["product_id"] for item in response.get_json()["recommendations"]]
-
-
-def buy(client, user_id: int, product_id: int) -> None:
-    response = client.post(
-        "/interactions", json={"user_id": user_id, "product_id": product_id, "purchased": 1}
-    )
-    assert response.status_code == 201, response.get_data(as_text=True)
 
 
 @pytest.fixture
@@ -76,16 +64,16 @@ def test_a_repeated_request_is_answered_from_its_kept_answer_until_the_history_c
     hits, misses = lookups("answer", "hit"), lookups("answer", "miss")
     assert client.get("/recommend?user_id=17&n=3").get_data() == first
     assert (lookups("answer", "hit"), lookups("answer", "miss")) == (hits + 1, misses)
-    buy(client, 17, product_ids(client.get("/recommend?user_id=17&n=3"))[0])
+    buy(client, 17, listed(client.get("/recommend?user_id=17&n=3"))[0])
     hits = lookups("answer", "hit")
     after = client.get("/recommend?user_id=17&n=3").get_data()
     assert after != first and lookups("answer", "hit") == hits  # a new history: made anew
 
 
 def test_a_purchase_is_left_out_at_once_when_the_ranking_is_cached(client):
-    before = product_ids(client.get("/recommend?user_id=17&n=3"))
+    before = listed(client.get("/recommend?user_id=17&n=3"))
     buy(client, 17, before[0])
-    after = product_ids(client.get("/recommend?user_id=17&n=3"))
+    after = listed(client.get("/recommend?user_id=17&n=3"))
     assert before[0] not in after
     assert after[:2] == before[1:]
 
@@ -93,10 +81,10 @@ def test_a_purchase_is_left_out_at_once_when_the_ranking_is_cached(client):
 def test_purchases_beyond_the_cached_candidates_still_leave_a_full_answer(client, monkeypatch):
     # Few spare candidates: buying them all forces the uncached path.
     monkeypatch.setattr("recsys.serving.service.CANDIDATES", 3)
-    before = product_ids(client.get("/recommend?user_id=17&n=3"))
+    before = listed(client.get("/recommend?user_id=17&n=3"))
     for product in before:
         buy(client, 17, product)
-    after = product_ids(client.get("/recommend?user_id=17&n=3"))
+    after = listed(client.get("/recommend?user_id=17&n=3"))
     assert len(after) == 3 and not set(after) & set(before)
 
 
@@ -139,10 +127,10 @@ def test_a_users_history_comes_from_redis_after_the_first_request(redis_apps, mo
 @pytest.mark.redis
 def test_a_purchase_is_left_out_at_once_even_when_the_history_is_cached(redis_apps):
     client = redis_apps().test_client()
-    before = product_ids(client.get("/recommend?user_id=17&n=3"))
-    assert product_ids(client.get("/recommend?user_id=17&n=3")) == before  # history cached
+    before = listed(client.get("/recommend?user_id=17&n=3"))
+    assert listed(client.get("/recommend?user_id=17&n=3")) == before  # history cached
     buy(client, 17, before[0])
-    after = product_ids(client.get("/recommend?user_id=17&n=3"))
+    after = listed(client.get("/recommend?user_id=17&n=3"))
     assert before[0] not in after
     assert after[:2] == before[1:]
 
@@ -150,12 +138,12 @@ def test_a_purchase_is_left_out_at_once_even_when_the_history_is_cached(redis_ap
 @pytest.mark.redis
 def test_an_event_posted_through_one_app_is_left_out_by_another_sharing_redis(redis_apps):
     posting, answering = redis_apps().test_client(), redis_apps(init=False).test_client()
-    before = product_ids(answering.get("/recommend?user_id=17&n=3"))
+    before = listed(answering.get("/recommend?user_id=17&n=3"))
     hits = lookups("history", "hit")
-    assert product_ids(answering.get("/recommend?user_id=17&n=3")) == before
+    assert listed(answering.get("/recommend?user_id=17&n=3")) == before
     assert lookups("history", "hit") == hits + 1  # app B answers from the cached history
     buy(posting, 17, before[0])
-    assert before[0] not in product_ids(answering.get("/recommend?user_id=17&n=3"))
+    assert before[0] not in listed(answering.get("/recommend?user_id=17&n=3"))
 
 
 @pytest.mark.redis
@@ -199,14 +187,14 @@ def test_a_redis_outage_degrades_to_answers_from_the_store(
     monkeypatch.setattr(cache_module, "REDIS_RETRY_SECONDS", 0.05)
     url = own_redis.url
     client = app_factory(REDIS_URL=url, CACHE_KEY_PREFIX=cache_prefix).test_client()
-    before = product_ids(client.get("/recommend?user_id=17&n=3"))
-    assert product_ids(client.get("/recommend?user_id=17&n=3")) == before  # history cached
+    before = listed(client.get("/recommend?user_id=17&n=3"))
+    assert listed(client.get("/recommend?user_id=17&n=3")) == before  # history cached
 
     own_redis.stop()
     with caplog.at_level(logging.WARNING, logger="recsys"):
         buy(client, 17, before[0])
         for _ in range(3):
-            after = product_ids(client.get("/recommend?user_id=17&n=3"))
+            after = listed(client.get("/recommend?user_id=17&n=3"))
             assert before[0] not in after and after[:2] == before[1:]
             time.sleep(0.06)  # past the retry interval: Redis is tried (and fails) again
     warnings = [r for r in caplog.records if r.message.startswith("Redis unavailable")]

@@ -10,7 +10,7 @@ import pytest
 from recsys.data.charts import CHART_NAMES
 from recsys.serving.dashboard import StoreStats
 from recsys.store.migrate import upgrade_to_head
-from tests.builders import runtime_of
+from tests.builders import POPULAR_VS_CHAMPION, runtime_of
 from tests.test_auth import API_KEYS, KEYS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -149,29 +149,20 @@ def test_no_experiment_section_while_none_runs(bundled_client):
 
 
 def test_a_running_experiments_report_is_shown_with_its_verdict_and_variants(client):
-    spec = {
-        "name": "pop-vs-champion",
-        "metric": "conversion",
-        "baseline_rate": 0.3,
-        "mde": 0.1,
-        "variants": [
-            {"name": "control", "weight": 1, "strategy": "popular"},
-            {"name": "personal", "weight": 1, "strategy": "champion"},
-        ],
-    }
+    spec = POPULAR_VS_CHAMPION
     assert client.post("/experiments", json=spec).status_code == 201
-    assert client.post("/experiments/pop-vs-champion/start").status_code == 200
+    assert client.post(f"/experiments/{spec['name']}/start").status_code == 200
     for user_id in range(1, 31):
         assert client.get(f"/recommend?user_id={user_id}").status_code == 200
 
     report = client.get("/stats").get_json()["experiment"]
-    assert report["experiment"]["name"] == "pop-vs-champion"
+    assert report["experiment"]["name"] == spec["name"]
     assert sum(row["exposures"] for row in report["variants"]) == 30
     assert report["status"] == "collecting"  # 30 users are far below the planned size
 
     page = page_of(client.get("/"))
     section = page[page.index('id="experiment"') :]
-    assert "Running experiment: pop-vs-champion" in section
+    assert f"Running experiment: {spec['name']}" in section
     assert html.escape(report["verdict"]) in section
     assert "<td>control</td>" in section and "<td>personal</td>" in section
 

@@ -8,18 +8,9 @@ import pandas as pd
 import pytest
 
 from recsys.serving.experiments import attribute, experiment_from_spec, experiment_report
-from tests.builders import BUNDLED_LOG, AppFactory, runtime_of
+from tests.builders import BUNDLED_LOG, POPULAR_VS_CHAMPION, AppFactory, runtime_of
 
-POPULAR_VS_MODEL = {
-    "name": "pop-vs-svd",
-    "metric": "conversion",
-    "baseline_rate": 0.3,
-    "mde": 0.1,
-    "variants": [
-        {"name": "control", "weight": 1, "strategy": "popular"},
-        {"name": "personal", "weight": 1, "strategy": "champion"},
-    ],
-}
+POPULAR_VS_MODEL = POPULAR_VS_CHAMPION
 
 
 @pytest.fixture()

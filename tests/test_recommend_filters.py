@@ -14,23 +14,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.builders import ROOT, runtime_of
+from tests.builders import ROOT, buy, listed, runtime_of
 
 CATALOG = pd.read_csv(ROOT / "products.csv")
 CATEGORY_OF = dict(zip(CATALOG["product_id"], CATALOG["category"], strict=True))
 CATEGORIES = sorted(set(CATEGORY_OF.values()))
-
-
-def listed(response) -> list[int]:
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return [item["product_id"] for item in response.get_json()["recommendations"]]
-
-
-def buy(client, user_id: int, product_id: int) -> None:
-    response = client.post(
-        "/interactions", json={"user_id": user_id, "product_id": product_id, "purchased": 1}
-    )
-    assert response.status_code == 201, response.get_data(as_text=True)
 
 
 def ranked_products(app) -> set[int]:
