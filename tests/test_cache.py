@@ -70,6 +70,17 @@ def test_a_repeated_request_is_answered_from_its_kept_answer_until_the_history_c
     assert after != first and lookups("answer", "hit") == hits  # a new history: made anew
 
 
+def test_a_periodic_catalog_refresh_without_changes_keeps_the_kept_answers(app):
+    client = app.test_client()
+    client.get("/recommend?user_id=17")
+    live = runtime_of(app).service.live.current()
+    runtime_of(app).service.refresh_names()  # what the refresh thread does every few seconds
+    assert runtime_of(app).service.live.current() is live
+    hits = lookups("answer", "hit")
+    client.get("/recommend?user_id=17")
+    assert lookups("answer", "hit") == hits + 1
+
+
 def test_a_purchase_is_left_out_at_once_when_the_ranking_is_cached(client):
     before = listed(client.get("/recommend?user_id=17&n=3"))
     buy(client, 17, before[0])

@@ -50,7 +50,7 @@ class PopularityRecommender(Recommender):
         self._require_fitted()
         scores = self.item_clicks.astype(np.float64).copy()
         if allowed is not None:
-            scores[~allowed] = -np.inf
+            np.copyto(scores, -np.inf, where=~allowed)
         if len(exclude):
             scores[np.isin(self.product_ids, id_array(exclude))] = -np.inf
         return self._top_n(scores, n)

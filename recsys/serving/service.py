@@ -366,9 +366,13 @@ class LiveModel:
         return previous
 
     def rename(self, names: dict[int, tuple[str | None, str | None]]) -> None:
-        """Make the live version show these product names and categories (same model)."""
+        """Make the live version show these product names and categories (same model).
+
+        Unchanged names keep the live version object itself, and with it every
+        answer kept for it (they are kept per version object).
+        """
         with self._swap_lock:
-            if self._current is not None:
+            if self._current is not None and self._current.names != names:
                 self._current = dataclasses.replace(self._current, names=names)
 
 

@@ -367,8 +367,8 @@ SETTINGS: tuple[Setting, ...] = (
         "CACHE_MAX_ENTRIES",
         10_000,
         _integer(1),
-        "ranked candidate lists kept in each process (about 2 KiB each); past it the oldest "
-        "go, at the cost of a sort of the cache per new entry: size it above the active users",
+        "ranked candidate lists, and finished answers, kept in each process (a few KiB "
+        "each); past it the least recently used go: size it above the active users",
     ),
     Setting(
         "CACHE_KEY_PREFIX",

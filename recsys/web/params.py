@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import numpy as np
 from werkzeug.datastructures import MultiDict
 
 from recsys.data.interactions import ID_RULE, MAX_ID
@@ -14,6 +15,7 @@ from recsys.web.schemas import CATEGORY_CHARS, MAX_CATEGORIES, MAX_EXCLUDED, MAX
 # ASCII digits only: str.isdigit and \d also accept Arabic-Indic or fullwidth digits.
 _DIGITS = re.compile(r"[0-9]{1,40}")
 _ID_LIST = re.compile(r"[0-9]{1,40}(?:,[0-9]{1,40})*")
+_SHORT_ID_LIST = re.compile(r"[0-9]{1,18}(?:,[0-9]{1,18})*")
 
 
 def single_value(args: MultiDict, name: str, required: bool) -> str | None:
@@ -132,9 +134,14 @@ def product_id_list(args: MultiDict, name: str) -> frozenset[int]:
     items = text.split(",")
     if len(items) > MAX_EXCLUDED:
         raise ApiError(400, "invalid_parameter", f"{accepted}, got {len(items):,}")
-    # One match for the whole list (a shop sends hundreds of ids a request);
-    # the item at fault is looked for only when it fails.
-    if _ID_LIST.fullmatch(text):
+    # One match for the whole list, then one C-level parse (a shop sends
+    # hundreds of ids a request). Up to 18 digits no id overflows int64; a
+    # longer one, or any mistake, takes the item-by-item path below.
+    if _SHORT_ID_LIST.fullmatch(text):
+        parsed = np.fromstring(text, dtype=np.int64, sep=",")
+        if parsed.min() >= 1:
+            return frozenset(parsed.tolist())
+    elif _ID_LIST.fullmatch(text):
         ids = frozenset(map(int, items))
         if max(ids) <= MAX_ID and min(ids) >= 1:
             return ids
