@@ -10,10 +10,12 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from recsys.data.catalog import load_catalog
+from recsys.data.log_files import is_parquet
 from recsys.errors import DataFileError
 from recsys.serving.api_keys import ROLES, new_key
 from recsys.serving.jobs import RetrainInProgressError
 from recsys.serving.runtime import ServingRuntime
+from recsys.store.bulk import import_log
 from recsys.store.engine import STORE_OUTAGES, describe_outage
 
 
@@ -94,10 +96,23 @@ def train_command():
 @click.command("import-interactions")
 @with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def import_command(file: Path):
-    """Load FILE (user_id,product_clicked,purchased[,timestamp]) into the store, all or nothing."""
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="read and write in chunks (bounded memory; COPY on PostgreSQL); "
+    "always on for Parquet files",
+)
+def import_command(file: Path, stream: bool):
+    """Load FILE (user_id,product_clicked,purchased[,timestamp]) into the store, all or nothing.
+
+    FILE is CSV, or Parquet (.parquet) for logs of millions of events.
+    """
+    store = _runtime().store
     with _reported(" (nothing was imported)"):
-        count = _runtime().store.import_interactions(file, progress=True)
+        if stream or is_parquet(file):
+            count = import_log(store.engine, file, progress=True)
+        else:
+            count = store.import_interactions(file, progress=True)
     click.echo(f"imported {count} interactions from {file}")
 
 
