@@ -56,8 +56,10 @@ from recsys.serving.jobs import (
 from recsys.serving.service import RecommendationService
 from recsys.serving.settings import Settings
 from recsys.serving.training import TrainingSettings, train_and_publish
+from recsys.serving.worker import INTERRUPTED, QueuedTrainingJobs, TrainingWorker
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore
+from recsys.store.job_queue import JobQueue
 from recsys.store.migrate import upgrade_to_head
 
 logger = logging.getLogger(__name__)
@@ -128,13 +130,20 @@ class ServingRuntime:
         self.registry = ModelRegistry(settings.model_dir, keep=settings["KEEP_MODEL_VERSIONS"])
         self.service = RecommendationService(self.store, *answer_caches(settings))
         self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
-        # Late-bound so the job always runs the runtime's current ``train``.
-        self.jobs = TrainingJobRunner(
-            train=lambda: self.train(),
-            on_published=self._serve_published,
-            lock=self.training_lock,
-            recorder=self.store,
-        )
+        self.jobs: TrainingJobRunner | QueuedTrainingJobs
+        if self.trains_in_worker:
+            # Jobs wait in the database for `flask --app app worker`.
+            self.jobs = QueuedTrainingJobs(
+                self.store, JobQueue(self.store.engine), on_succeeded=self._serve_version
+            )
+        else:
+            # Late-bound so the job always runs the runtime's current ``train``.
+            self.jobs = TrainingJobRunner(
+                train=lambda: self.train(),
+                on_published=self._serve_published,
+                lock=self.training_lock,
+                recorder=self.store,
+            )
         self.auto_retrain = AutoRetrainer(
             self.jobs, settings["RETRAIN_EVERY_EVENTS"], settings["RETRAIN_EVERY_MINUTES"]
         )
@@ -144,6 +153,21 @@ class ServingRuntime:
         self._threads_started = False
         self._threads_lock = threading.Lock()
         self._stop = threading.Event()
+
+    @property
+    def trains_in_worker(self) -> bool:
+        """Whether retraining runs in a worker process (``TRAINING_MODE=worker``)."""
+        return self.settings["TRAINING_MODE"] == "worker"
+
+    def worker(self) -> TrainingWorker:
+        """Return a worker that runs this configuration's queued training jobs here."""
+        return TrainingWorker(
+            train=lambda: self.train(),
+            store=self.store,
+            queue=JobQueue(self.store.engine),
+            lock=self.training_lock,
+            poll_seconds=self.settings["WORKER_POLL_SECONDS"],
+        )
 
     @property
     def model_type(self) -> str:
@@ -212,7 +236,8 @@ class ServingRuntime:
         """Mark jobs failed whose process died mid-training.
 
         Only when no process holds the training lock: then no job can really
-        be running, whatever its record says.
+        be running, whatever its record says. With training in workers,
+        queued jobs stay queued: a worker will run them.
 
         Returns:
             How many job records were closed.
@@ -220,7 +245,9 @@ class ServingRuntime:
         if not self.training_lock.try_acquire():
             return 0
         try:
-            return self.store.fail_unfinished_jobs("interrupted: the training process ended")
+            if self.trains_in_worker:
+                return JobQueue(self.store.engine).fail_running(INTERRUPTED)
+            return self.store.fail_unfinished_jobs(INTERRUPTED)
         finally:
             self.training_lock.release()
 
@@ -382,6 +409,13 @@ class ServingRuntime:
         EVENTS_INGESTED.labels("0").inc(accepted - purchases)
         self.record_events(accepted)
         return accepted
+
+    def _serve_version(self, version: str) -> None:
+        # A worker published it: serve it (or a newer one) unless already live.
+        # Versions sort by their zero-padded number.
+        live = self.service.live
+        if not live.is_live or live.current().version < version:
+            self._refresh_logging_errors()
 
     def _serve_published(self, meta: ArtifactMetadata) -> None:
         # Serve what was loaded back from disk, not the object training built

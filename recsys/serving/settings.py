@@ -166,6 +166,19 @@ def _text(value: Any) -> str:
 _text.accepted = "a non-empty text"  # type: ignore[attr-defined]
 
 
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    accepted = "one of " + ", ".join(choices)
+
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(accepted)
+        return text
+
+    parse.accepted = accepted  # type: ignore[attr-defined]
+    return parse
+
+
 def _optional_path(value: Any) -> Path | None:
     return None if value in (None, "") else Path(str(value))
 
@@ -289,6 +302,19 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         _optional(_number(0, low_open=True)),
         "automatic retrain on this period",
+    ),
+    Setting(
+        "TRAINING_MODE",
+        "thread",
+        _one_of("thread", "worker"),
+        "where retraining runs: `thread` (in the serving process) or `worker` (queued in "
+        "the database for `flask --app app worker`, another process)",
+    ),
+    Setting(
+        "WORKER_POLL_SECONDS",
+        2.0,
+        _number(0, low_open=True),
+        "how often an idle `flask --app app worker` looks for a queued job",
     ),
     Setting(
         "MODEL_REFRESH_SECONDS",

@@ -22,7 +22,8 @@ int64 arrays, instead of one Python object per row.
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -69,7 +70,7 @@ def import_log(
     path = Path(path)
     now = utc_now()
     written = 0
-    with engine.connect() as conn:
+    with engine.connect() as conn, _driver_errors_wrapped(engine):
         if conn.dialect.name == "sqlite":
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
@@ -187,7 +188,7 @@ def read_interactions(engine: Engine, page_rows: int = READ_PAGE_ROWS) -> pd.Dat
         "SELECT id, user_id, product_id, CAST(purchased AS INTEGER) FROM interactions "
         f"WHERE id > {marker} ORDER BY id LIMIT {int(page_rows)}"
     )
-    with engine.connect() as conn:
+    with engine.connect() as conn, _driver_errors_wrapped(engine):
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if engine.dialect.name == "postgresql":
@@ -213,3 +214,22 @@ def _lift_statement_timeout(cursor) -> None:
     # COPY of millions of rows or a page of a million rows takes longer.
     # LOCAL: it ends with this transaction, before the connection is reused.
     cursor.execute("SET LOCAL statement_timeout = 0")
+
+
+@contextmanager
+def _driver_errors_wrapped(engine: Engine) -> Iterator[None]:
+    """Raise the driver's own errors (from its raw cursor) as SQLAlchemy's, as elsewhere.
+
+    The service tells an outage by SQLAlchemy's exception classes
+    (``STORE_OUTAGES``); the bulk paths use the driver's cursor directly.
+    """
+    dbapi = engine.dialect.dbapi
+    try:
+        yield
+    except (dbapi.OperationalError, dbapi.InterfaceError) as exc:  # type: ignore[union-attr]
+        wrapper = (
+            sa.exc.OperationalError
+            if isinstance(exc, dbapi.OperationalError)  # type: ignore[union-attr]
+            else sa.exc.InterfaceError
+        )
+        raise wrapper(None, None, exc) from exc

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,6 +30,7 @@ def init_app(app: Flask) -> None:
         import_catalog_command,
         export_command,
         create_key_command,
+        worker_command,
     ):
         app.cli.add_command(command)
 
@@ -135,6 +138,44 @@ def export_command(file: Path, with_timestamps: bool):
     with _reported():
         count = _runtime().store.export_interactions(file, include_timestamps=with_timestamps)
     click.echo(f"exported {count} interactions to {file}")
+
+
+@click.command("worker")
+@with_appcontext
+@click.option("--once", is_flag=True, help="run the queued jobs, then exit (default: keep polling)")
+@click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=10,
+    show_default=True,
+    help="lower this process's CPU priority by this much, so servers on the same "
+    "machine keep answering fast while it trains",
+)
+def worker_command(once: bool, nice: int):
+    """Run training jobs queued by servers (TRAINING_MODE=worker), one at a time.
+
+    Stops after the current job on SIGTERM or SIGINT.
+    """
+    runtime = _runtime()
+    worker = runtime.worker()
+    if nice:
+        os.nice(nice)
+    with _reported(startup=True):
+        closed = worker.close_orphaned_jobs()
+    if closed:
+        click.echo(f"failed {closed} job(s) a dead process had left running")
+    if once:
+        ran = 0
+        with _reported():
+            while (job := worker.run_once()) is not None:
+                click.echo(f"job {job.id}: {job.state.value} {job.version or job.error or ''}")
+                ran += 1
+        click.echo(f"ran {ran} job(s)")
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    click.echo("training worker started: waiting for queued jobs")
+    worker.run_forever()
 
 
 @click.command("create-key")
