@@ -368,12 +368,35 @@ class ServingRuntime:
 
     # -- training ----------------------------------------------------------------
 
-    def train(self) -> ArtifactMetadata:
-        """Train on the store's interactions and publish (does not change the live model)."""
-        return train_and_publish(self.store, self.registry, self.training)
+    def train(self, engine: str | None = None, spark_master: str | None = None) -> ArtifactMetadata:
+        """Train on the store's interactions and publish (does not change the live model).
 
-    def train_exclusively(self) -> ArtifactMetadata:
+        Args:
+            engine: ``local`` or ``spark`` (default: the ``TRAINING_ENGINE`` setting).
+            spark_master: The Spark master (default: the ``SPARK_MASTER`` setting).
+
+        Raises:
+            ValueError: The spark engine was asked for a model other than ALS.
+        """
+        engine = engine or self.settings["TRAINING_ENGINE"]
+        if engine != "spark":
+            return train_and_publish(self.store, self.registry, self.training)
+        if self.model_type != "als":
+            raise ValueError(
+                f"the spark engine trains als; the configured model is {self.model_type!r} "
+                "(set RECSYS_MODEL=als, which the servers then serve)"
+            )
+        # Imported here: pyspark is an optional requirement of this engine alone.
+        from recsys.serving.spark_training import SparkALSEngine
+
+        with SparkALSEngine(spark_master or self.settings["SPARK_MASTER"]) as spark:
+            return train_and_publish(self.store, self.registry, self.training, fitter=spark)
+
+    def train_exclusively(self, **engine: str | None) -> ArtifactMetadata:
         """Train and publish now, unless another process or job is training.
+
+        Args:
+            **engine: ``engine`` and ``spark_master`` for ``train``.
 
         Raises:
             RetrainInProgressError: The training lock is held.
@@ -381,7 +404,7 @@ class ServingRuntime:
         if not self.training_lock.try_acquire():
             raise RetrainInProgressError(None)
         try:
-            return self.train()
+            return self.train(**engine) if engine else self.train()
         finally:
             self.training_lock.release()
 

@@ -311,6 +311,14 @@ SETTINGS: tuple[Setting, ...] = (
         "the database for `flask --app app worker`, another process)",
     ),
     Setting(
+        "TRAINING_ENGINE",
+        "local",
+        _one_of("local", "spark"),
+        "what fits the model: `local` (this process; ALS through `implicit`) or `spark` "
+        "(ALS on PySpark ML, `MODEL=als` only; `pip install -r requirements-spark.txt`)",
+    ),
+    Setting("SPARK_MASTER", "local[2]", _text, "the Spark master of the `spark` engine"),
+    Setting(
         "WORKER_POLL_SECONDS",
         2.0,
         _number(0, low_open=True),

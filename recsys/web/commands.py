@@ -17,6 +17,7 @@ from recsys.errors import DataFileError
 from recsys.serving.api_keys import ROLES, new_key
 from recsys.serving.jobs import RetrainInProgressError
 from recsys.serving.runtime import ServingRuntime
+from recsys.serving.spark_training import SparkUnavailableError
 from recsys.store.bulk import import_log
 from recsys.store.engine import STORE_OUTAGES, describe_outage
 
@@ -84,10 +85,27 @@ def init_command():
 
 @click.command("train")
 @with_appcontext
-def train_command():
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default=None,
+    help="what fits the model (default: RECSYS_TRAINING_ENGINE): local, or spark "
+    "(PySpark ML ALS; needs requirements-spark.txt and Java)",
+)
+@click.option(
+    "--spark-master",
+    default=None,
+    metavar="URL",
+    help="the Spark master: local[2] (default: RECSYS_SPARK_MASTER), spark://HOST:7077, yarn",
+)
+def train_command(engine: str | None, spark_master: str | None):
     """Train a model on the event store and publish it as the newest version."""
+    overrides = {k: v for k, v in (("engine", engine), ("spark_master", spark_master)) if v}
     with _reported():
-        meta = _runtime().train_exclusively()
+        try:
+            meta = _runtime().train_exclusively(**overrides)
+        except (ValueError, SparkUnavailableError) as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(
         f"published {meta.version} ({meta.model_type}) trained on "
         f"{meta.training.get('interactions')} interactions"
