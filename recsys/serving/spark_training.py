@@ -30,6 +30,7 @@ and only when this engine is chosen (``requirements-spark.txt``).
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -57,7 +58,8 @@ class SparkALSEngine:
 
     Args:
         master: The Spark master URL: ``local[2]`` here, ``spark://host:7077``,
-            ``yarn`` or ``k8s://...`` on a cluster.
+            ``yarn`` or ``k8s://...`` on a cluster; ignored under
+            spark-submit, whose ``--master`` applies.
         driver_memory: Memory of the driver JVM (local mode runs everything in it).
         reg_param: Spark's ``regParam``; default from ``regularization`` (see
             the module docstring).
@@ -83,10 +85,14 @@ class SparkALSEngine:
                 "the spark engine needs pyspark: pip install -r requirements-spark.txt"
             ) from exc
         self._workdir = tempfile.TemporaryDirectory(prefix="recsys-spark-")
+        builder = SparkSession.builder
+        # Under spark-submit (which starts the JVM and hands Python its port)
+        # the master and resources are spark-submit's to choose.
+        if not os.environ.get("PYSPARK_GATEWAY_PORT"):
+            builder = builder.master(self.master)
         try:
             self._spark = (
-                SparkSession.builder.master(self.master)
-                .appName("recsys-als")
+                builder.appName("recsys-als")
                 .config("spark.driver.memory", self.driver_memory)
                 .config("spark.ui.enabled", "false")
                 .config("spark.ui.showConsoleProgress", "false")
