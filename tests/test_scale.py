@@ -12,7 +12,7 @@ from recsys.data.simulate import CATEGORIES, SimulationConfig, simulate_shop
 from recsys.data.simulate_large import make_large_catalog, simulate_large
 from recsys.errors import DataFileError
 from recsys.store.bulk import import_log, read_interactions
-from tests.builders import SMALL_CATALOG
+from tests.builders import SMALL_CATALOG, runtime_of
 
 
 @pytest.fixture(scope="module")
@@ -188,3 +188,35 @@ def test_the_import_command_streams_a_parquet_file(app_factory, tmp_path):
     assert result.exit_code == 0, result.output
     assert f"imported {len(log)} interactions" in result.output
     assert runtime_store.counts().interactions == before + len(log)
+
+
+# -- training from a log file -----------------------------------------------------
+
+
+def test_train_publishes_a_log_files_model_that_a_server_serves(tmp_path, capsys, app_factory):
+    log = tmp_path / "log.parquet"
+    assert (
+        main(
+            [
+                "generate",
+                "--users",
+                "200",
+                "--products",
+                "30",
+                "--events",
+                "3000",
+                "--out",
+                str(log),
+            ]
+        )
+        == 0
+    )
+    models = tmp_path / "models"
+    assert main(["train", "--data", str(log), "--model-dir", str(models)]) == 0
+    out = capsys.readouterr().out
+    assert "(als, local engine)" in out and "trained on 3000 interactions" in out
+    server = app_factory(init=False, MODEL="als", MODEL_DIR=str(models))
+    assert runtime_of(server).load_live_model()
+    answer = server.test_client().get("/recommend?user_id=1").get_json()
+    assert answer["strategy"] == "als"
+    assert answer["recommendations"][0]["name"], "the catalog beside the log names products"

@@ -110,3 +110,42 @@ def test_the_spark_engine_refuses_a_model_other_than_als_before_starting_spark(a
     result = server.test_cli_runner().invoke(args=["train", "--engine", "spark"])
     assert result.exit_code == 1
     assert "the spark engine trains als" in result.output
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_the_command_line_trains_a_log_file_with_spark(spark_engine, tmp_path, capsys):
+    from recsys.cli.main import main
+
+    log = tmp_path / "log.parquet"
+    assert (
+        main(
+            [
+                "generate",
+                "--users",
+                "200",
+                "--products",
+                "30",
+                "--events",
+                "3000",
+                "--out",
+                str(log),
+            ]
+        )
+        == 0
+    )
+    status = main(
+        [
+            "train",
+            "--data",
+            str(log),
+            "--model-dir",
+            str(tmp_path / "models"),
+            "--engine",
+            "spark",
+            "--spark-master",
+            "local[1]",
+        ]
+    )
+    assert status == 0
+    assert "(als, spark engine)" in capsys.readouterr().out

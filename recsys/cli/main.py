@@ -1,4 +1,4 @@
-"""Command line of ``recommendation_system.py``: rmse (default), generate, eda, evaluate, tune."""
+"""recommendation_system.py commands: rmse (default), generate, eda, evaluate, tune, train."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pathlib import Path
 
 from recsys.cli.arguments import HelpFormatter, add_command, int_at_least
 from recsys.cli.evaluation import add_evaluation_commands
+from recsys.cli.training import add_training_command
 from recsys.data.catalog import CATALOG_FILE, catalog_beside, load_catalog, write_catalog
 from recsys.data.eda import eda_report
 from recsys.data.interactions import load_interactions, write_interactions
@@ -131,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     eda.set_defaults(handler=cmd_eda)
 
     add_evaluation_commands(commands)
+    add_training_command(commands)
     return parser
 
 

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.errors import RecsysError
 from recsys.models.als import ALSRecommender
 from recsys.models.base import ModelState, Recommender
 from recsys.models.history import TrainingHistory
@@ -49,7 +50,7 @@ DEFAULT_MASTER = "local[2]"
 ENGINES = ("implicit", "spark")
 
 
-class SparkUnavailableError(RuntimeError):
+class SparkUnavailableError(RecsysError, RuntimeError):
     """pyspark is not installed, or Spark could not start (no Java)."""
 
 
@@ -75,6 +76,7 @@ class SparkALSEngine:
         self.driver_memory = driver_memory
         self.reg_param = reg_param
         self._spark: Any = None
+        self._owns_session = True
         self._workdir: tempfile.TemporaryDirectory | None = None
 
     def __enter__(self) -> SparkALSEngine:
@@ -85,6 +87,9 @@ class SparkALSEngine:
                 "the spark engine needs pyspark: pip install -r requirements-spark.txt"
             ) from exc
         self._workdir = tempfile.TemporaryDirectory(prefix="recsys-spark-")
+        # A session this process already runs (a notebook's, a test's) is
+        # used as it is, master included, and left running on exit.
+        self._owns_session = SparkSession.getActiveSession() is None
         builder = SparkSession.builder
         # Under spark-submit (which starts the JVM and hands Python its port)
         # the master and resources are spark-submit's to choose.
@@ -110,7 +115,8 @@ class SparkALSEngine:
 
     def __exit__(self, *exc_info: object) -> None:
         if self._spark is not None:
-            self._spark.stop()
+            if self._owns_session:
+                self._spark.stop()
             self._spark = None
         if self._workdir is not None:
             self._workdir.cleanup()

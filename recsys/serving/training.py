@@ -122,13 +122,38 @@ def train_and_publish(
     Raises:
         NoTrainingDataError: The store has no interaction.
     """
-    settings = settings or TrainingSettings()
     started = time.perf_counter()
     # Read in pages into int64 arrays: a ten-million-event log as Python rows
     # would cost gigabytes.
     log = read_interactions(store.engine)
     if log.empty:
         raise NoTrainingDataError("the event store has no interactions to train on")
+    return publish_trained(log, store.products_frame, registry, settings, fitter, started)
+
+
+def publish_trained(
+    log: pd.DataFrame,
+    catalog: Callable[[], pd.DataFrame],
+    registry: ModelRegistry,
+    settings: TrainingSettings | None = None,
+    fitter: ModelFitter = fit_locally,
+    started: float | None = None,
+) -> ArtifactMetadata:
+    """Train on an interaction log and publish the model (``train_and_publish`` after its read).
+
+    Args:
+        log: ``user_id, product_clicked, purchased`` (not empty).
+        catalog: Returns the catalog to store with the model, called at publish time.
+        registry: Where the artifact goes.
+        settings: What to train.
+        fitter: Fits the model (holdout and final fit).
+        started: ``time.perf_counter()`` when training began (default: now).
+
+    Returns:
+        The published artifact's metadata.
+    """
+    settings = settings or TrainingSettings()
+    started = time.perf_counter() if started is None else started
     feedback = derive_ratings(log, settings.weights)
 
     # The same protocol and metrics as `recommendation_system.py evaluate`.
@@ -169,7 +194,7 @@ def train_and_publish(
     return registry.publish(
         state,
         fallback=fallback,
-        catalog=store.products_frame(),
+        catalog=catalog(),
         data_fingerprint=fingerprint_interactions(log),
         metrics=metrics,
         training={
