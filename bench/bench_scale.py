@@ -29,6 +29,7 @@ Usage: python bench/bench_scale.py [--sizes 0.1M,1M,10M] [--spark-sizes 0.1M,1M]
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -413,7 +414,10 @@ def main() -> int:
             if events in spark_sizes:
                 print(f"{label(events)}: ALS fit, implicit then Spark", flush=True)
                 r["fit_implicit"] = run_step("fit", url=sqlite_url, engine="implicit")
-                r["fit_spark"] = run_step("fit", url=sqlite_url, engine="spark")
+                if importlib.util.find_spec("pyspark") is None:
+                    print("  no Spark fit: pip install -r requirements-spark.txt", flush=True)
+                else:
+                    r["fit_spark"] = run_step("fit", url=sqlite_url, engine="spark")
             if args.keep is None:
                 shutil.rmtree(work, ignore_errors=True)
     finally:
