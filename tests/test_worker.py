@@ -174,3 +174,12 @@ def test_a_worker_process_trains_while_the_server_process_answers(app_factory, t
         worker.terminate()
         output, _ = worker.communicate(timeout=30)
     assert worker.returncode == 0, output
+
+
+def test_the_automatic_retrain_queues_a_job_for_the_worker(app_factory):
+    server = app_factory(RETRAIN_EVERY_EVENTS=2, **WORKER)
+    events = [{"user_id": 7, "product_id": 1, "purchased": 1}] * 2
+    assert server.test_client().post("/interactions", json=events).status_code == 201
+    job = runtime_of(app_factory(init=False, **WORKER)).worker().run_once()
+    assert job is not None
+    assert (job.trigger, job.state.value) == ("auto", "succeeded")

@@ -411,3 +411,8 @@ class AutoRetrainer:
             return self._runner.submit(trigger=trigger)
         except RetrainInProgressError:
             return None
+        except STORE_OUTAGES:
+            # A queue in the database (training in workers) may be down: the
+            # events that triggered this are recorded; a later trigger retries.
+            logger.warning("could not queue an automatic retrain: the store is unavailable")
+            return None
