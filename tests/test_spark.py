@@ -149,3 +149,35 @@ def test_the_command_line_trains_a_log_file_with_spark(spark_engine, tmp_path, c
     )
     assert status == 0
     assert "(als, spark engine)" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.postgres
+def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, tmp_path):
+    from recsys.cli.main import main
+    from recsys.serving.artifacts import ModelRegistry
+    from recsys.serving.spark_training import POSTGRES_JDBC_JAR
+    from recsys.store.events import EventStore
+    from recsys.store.migrate import upgrade_to_head
+
+    if not POSTGRES_JDBC_JAR.is_file():
+        pytest.skip(f"no PostgreSQL JDBC driver at {POSTGRES_JDBC_JAR} (libpostgresql-jdbc-java)")
+    store = EventStore.from_url(postgres_url)
+    upgrade_to_head(store.engine)
+    shop = simulate_large(SimulationConfig(users=150, products=25, seed=5), events=2000)
+    store.bootstrap(shop.catalog, shop.interactions)
+    schema = postgres_url.rsplit("search_path%3D", 1)[1]
+    jdbc = f"jdbc:postgresql://127.0.0.1:5432/test?user=postgres&currentSchema={schema}"
+
+    log, catalog = spark_engine.read_store_jdbc(jdbc, partitions=3)
+    assert log.equals(store.interactions_frame())
+    assert catalog["product_id"].tolist() == list(range(1, 26))
+
+    models = tmp_path / "models"
+    status = main(["train", "--jdbc-url", jdbc, "--engine", "spark", "--model-dir", str(models)])
+    assert status == 0
+    published = ModelRegistry(models).load_latest(model_type="als")
+    assert published is not None
+    assert published.metadata.training["interactions"] == 2000
+    store.dispose()

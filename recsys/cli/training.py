@@ -45,6 +45,13 @@ def add_training_command(commands: argparse._SubParsersAction) -> None:
         help="the log, Parquet (.parquet) or CSV (default: the bundled interactions.csv)",
     )
     train.add_argument(
+        "--jdbc-url",
+        default=None,
+        metavar="URL",
+        help="read the log and catalog from the PostgreSQL event store over JDBC instead "
+        "of --data (--engine spark; jdbc:postgresql://HOST:PORT/DB?user=...)",
+    )
+    train.add_argument(
         "--catalog",
         type=Path,
         default=None,
@@ -71,20 +78,29 @@ def add_training_command(commands: argparse._SubParsersAction) -> None:
 
 
 def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) -> int:
-    """Train on a log file and publish the model; print what was published."""
-    log = pd.concat([chunk.frame for chunk in iter_log(args.data)], ignore_index=True)
-    catalog = catalog_for_log(log, args.catalog or catalog_beside(args.data))
+    """Train on a log file (or the store over JDBC), publish the model, print what was published."""
     registry = ModelRegistry(args.model_dir)
     settings = TrainingSettings(model=canonical_model_name(args.model))
+    if args.engine == "spark" and settings.model != "als":
+        print(f"error: the spark engine trains als, not {settings.model}", file=sys.stderr)
+        return 2
+    if args.jdbc_url is not None and args.engine != "spark":
+        print("error: --jdbc-url reads through Spark: add --engine spark", file=sys.stderr)
+        return 2
     if args.engine == "spark":
-        if settings.model != "als":
-            print(f"error: the spark engine trains als, not {settings.model}", file=sys.stderr)
-            return 2
         from recsys.serving.spark_training import SparkALSEngine
 
         with SparkALSEngine(args.spark_master) as spark:
+            if args.jdbc_url is not None:
+                log, catalog = spark.read_store_jdbc(args.jdbc_url)
+                if log.empty:
+                    print("error: the event store has no interactions", file=sys.stderr)
+                    return 2
+            else:
+                log, catalog = _read_log(args)
             meta = publish_trained(log, lambda: catalog, registry, settings, fitter=spark)
     else:
+        log, catalog = _read_log(args)
         meta = publish_trained(log, lambda: catalog, registry, settings)
     print(
         f"published {meta.version} ({meta.model_type}, {args.engine} engine) to "
@@ -93,3 +109,8 @@ def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) 
     for name, value in meta.metrics.items():
         print(f"  {name}: {value}")
     return 0
+
+
+def _read_log(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    log = pd.concat([chunk.frame for chunk in iter_log(args.data)], ignore_index=True)
+    return log, catalog_for_log(log, args.catalog or catalog_beside(args.data))

@@ -47,6 +47,9 @@ from recsys.models.history import TrainingHistory
 logger = logging.getLogger(__name__)
 
 DEFAULT_MASTER = "local[2]"
+# PostgreSQL's JDBC driver as Debian's libpostgresql-jdbc-java installs it;
+# on a cluster, spark-submit --packages org.postgresql:postgresql:<version>.
+POSTGRES_JDBC_JAR = Path("/usr/share/java/postgresql.jar")
 ENGINES = ("implicit", "spark")
 
 
@@ -64,6 +67,8 @@ class SparkALSEngine:
         driver_memory: Memory of the driver JVM (local mode runs everything in it).
         reg_param: Spark's ``regParam``; default from ``regularization`` (see
             the module docstring).
+        jars: Jars for the driver and executors (default: PostgreSQL's JDBC
+            driver when Debian's package has installed it).
     """
 
     def __init__(
@@ -71,7 +76,11 @@ class SparkALSEngine:
         master: str = DEFAULT_MASTER,
         driver_memory: str = "4g",
         reg_param: float | None = None,
+        jars: tuple[str, ...] | None = None,
     ):
+        if jars is None:
+            jars = (str(POSTGRES_JDBC_JAR),) if POSTGRES_JDBC_JAR.is_file() else ()
+        self.jars = jars
         self.master = master
         self.driver_memory = driver_memory
         self.reg_param = reg_param
@@ -95,6 +104,8 @@ class SparkALSEngine:
         # the master and resources are spark-submit's to choose.
         if not os.environ.get("PYSPARK_GATEWAY_PORT"):
             builder = builder.master(self.master)
+        if self.jars:
+            builder = builder.config("spark.jars", ",".join(self.jars))
         try:
             self._spark = (
                 builder.appName("recsys-als")
@@ -131,6 +142,59 @@ class SparkALSEngine:
         if name != ALSRecommender.name:
             raise ValueError(f"the spark engine trains als only, not {name!r}")
         return self.fit_als(feedback, **dict(params))
+
+    def read_store_jdbc(self, url: str, partitions: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Read the event store's interactions and catalog from PostgreSQL over JDBC.
+
+        The executors read the interactions in ``partitions`` ranges of the
+        primary key, in parallel; the driver collects them (in id order, the
+        store's order) for the holdout metrics and the artifact.
+
+        Args:
+            url: ``jdbc:postgresql://HOST:PORT/DB?user=...&password=...``
+                (``currentSchema=...`` for a schema other than public).
+            partitions: Parallel reads.
+
+        Returns:
+            The log (``user_id, product_clicked, purchased``, int64) and the
+            catalog (``product_id, name, category, price``).
+        """
+        if self._spark is None:
+            raise RuntimeError("use SparkALSEngine as a context manager (with ...:)")
+        properties = {"driver": "org.postgresql.Driver"}
+        read = self._spark.read
+        bounds = read.jdbc(
+            url,
+            "(SELECT min(id) AS low, max(id) AS high FROM interactions) AS b",
+            properties=properties,
+        ).first()
+        query = (
+            "(SELECT id, user_id, product_id AS product_clicked, "
+            "CAST(purchased AS INTEGER) AS purchased FROM interactions) AS i"
+        )
+        if bounds is None or bounds["low"] is None:
+            log = pd.DataFrame(
+                {c: pd.Series(dtype="int64") for c in ("user_id", "product_clicked", "purchased")}
+            )
+        else:
+            rows = read.jdbc(
+                url,
+                query,
+                column="id",
+                lowerBound=int(bounds["low"]),
+                upperBound=int(bounds["high"]) + 1,
+                numPartitions=partitions,
+                properties=properties,
+            )
+            log = rows.orderBy("id").drop("id").toPandas().astype("int64")
+        catalog = (
+            read.jdbc(url, "products", properties=properties)
+            .withColumnRenamed("id", "product_id")
+            .select("product_id", "name", "category", "price")
+            .orderBy("product_id")
+            .toPandas()
+        )
+        return log, catalog
 
     def fit_als(self, feedback: pd.DataFrame, **params: Any) -> ALSRecommender:
         """Fit ALS on Spark and return it as an ``ALSRecommender`` (the same artifact arrays).
