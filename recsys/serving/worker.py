@@ -157,9 +157,12 @@ class TrainingWorker:
         if record is None:
             return None
         job = TrainingJob.from_record(
-            {**record, "requested_at": _aware(record["requested_at"]), "started_at": None}
+            {
+                **record,
+                "requested_at": _aware(record["requested_at"]),
+                "started_at": _aware(record["started_at"]),
+            }
         )
-        job = _replace(job, state=JobState.RUNNING, started_at=_aware(record["started_at"]))
         logger.info("training job %s claimed (trigger %s)", job.id, job.trigger)
         while not self._lock.try_acquire():
             if self._stop.wait(self._poll_seconds):
