@@ -49,6 +49,7 @@ bench: install
 	$(PY) bench/bench_import.py
 	$(PY) bench/bench_ingestion.py
 	$(PY) bench/bench_quality.py "$(MOVIELENS)"
+	$(PY) bench/bench_scale.py --sizes 0.1M,1M --spark-sizes 0.1M --retrain-sizes 1M
 	@if [ -f "$(MOVIELENS)" ]; then \
 		$(PY) bench/bench_movielens.py "$(MOVIELENS)"; \
 	else \

@@ -1,5 +1,5 @@
 """Command line of ``recommendation_system.py``: rmse (default), generate, eda, evaluate, tune,
-simulate-ab."""
+simulate-ab, train."""
 
 from __future__ import annotations
 
@@ -12,10 +12,12 @@ from pathlib import Path
 from recsys.cli.arguments import HelpFormatter, add_command, int_at_least
 from recsys.cli.evaluation import add_evaluation_commands
 from recsys.cli.experiments import add_experiment_commands
+from recsys.cli.training import add_training_command
 from recsys.data.catalog import CATALOG_FILE, load_catalog, write_catalog
 from recsys.data.charts import REPORT_FILE, SUMMARY_FILE, chart_names, write_eda_report
 from recsys.data.eda import eda_report, load_eda_log
 from recsys.data.interactions import write_interactions
+from recsys.data.log_files import is_parquet, write_log
 from recsys.data.simulate import (
     DEFAULT_PRODUCTS,
     DEFAULT_SEED,
@@ -23,6 +25,7 @@ from recsys.data.simulate import (
     SimulationConfig,
     simulate_shop,
 )
+from recsys.data.simulate_large import simulate_large
 from recsys.errors import RecsysError
 from recsys.evaluation.pipeline import PipelineResult, run_pipeline
 
@@ -77,10 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
         "bundled interactions.csv and products.csv",
     )
     generate.add_argument(
+        "--events",
+        type=int_at_least(1),
+        default=None,
+        metavar="N",
+        help="simulate exactly N clicks with the vectorised large-shop simulator (millions "
+        "of events in seconds; the same taste model, another random stream)",
+    )
+    generate.add_argument(
         "--out",
         required=True,
         metavar="PATH",
-        help="where to write the log: a CSV file, or - for standard output (required)",
+        help="where to write the log: a CSV file, a Parquet file (.parquet), "
+        "or - for standard output (required)",
     )
     generate.add_argument(
         "--catalog",
@@ -135,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_evaluation_commands(commands)
     add_experiment_commands(commands)
+    add_training_command(commands)
     return parser
 
 
@@ -161,15 +174,28 @@ def cmd_generate(args: argparse.Namespace, pipeline: Callable[[], PipelineResult
         if not target.parent.is_dir():
             return _fail(f"cannot write {target}: no folder {target.parent}")
 
+    if out is None and args.events is not None:
+        return _fail("--events writes a file: give --out PATH.parquet or PATH.csv")
     config = SimulationConfig(users=args.users, products=args.products, seed=args.seed)
-    shop = simulate_shop(config, progress=args.users >= PROGRESS_MIN_USERS)
+    progress = args.users >= PROGRESS_MIN_USERS
+    if args.events is None:
+        shop = simulate_shop(config, progress=progress)
+        log, catalog = shop.interactions, shop.catalog
+    else:
+        large = simulate_large(config, args.events, progress=progress)
+        log, catalog = large.interactions, large.catalog
     try:
-        write_interactions(shop.interactions, sys.stdout if out is None else out)
+        if out is None:
+            write_interactions(log, sys.stdout)
+        elif is_parquet(out):
+            write_log(log, out)
+        else:
+            write_interactions(log, out)
         if catalog_path is not None:
-            write_catalog(shop.catalog, catalog_path)
+            write_catalog(catalog, catalog_path)
     except OSError as exc:
         return _fail(f"cannot write {exc.filename or 'the output'}: {exc.strerror or exc}")
-    written = f"wrote {len(shop.interactions)} interactions of {args.users} users to "
+    written = f"wrote {len(log)} interactions of {args.users} users to "
     written += "standard output" if out is None else str(out)
     if catalog_path is not None:
         written += f" and the catalog of {args.products} products to {catalog_path}"

@@ -306,11 +306,14 @@ def intra_list_diversity(
         if not np.array_equal(item_ids[rows], items):
             raise ValueError("a recommended item has no vector")
         block = item_vectors[rows]
-        vectors = np.asarray(block.todense() if hasattr(block, "todense") else block, dtype=float)
-        norms = np.linalg.norm(vectors, axis=1)
+        # The k x k Gram matrix of the rows: a sparse row (one column per
+        # training user) is never made dense, which on a million users would
+        # cost megabytes per list.
+        gram = block @ block.T
+        gram = np.asarray(gram.toarray() if hasattr(gram, "toarray") else gram, dtype=float)
+        norms = np.sqrt(np.diag(gram)).copy()
         norms[norms == 0] = 1.0
-        unit = vectors / norms[:, None]
-        per_list.append(_mean_off_diagonal(1.0 - unit @ unit.T))
+        per_list.append(_mean_off_diagonal(1.0 - gram / np.outer(norms, norms)))
     return float(np.mean(per_list))
 
 

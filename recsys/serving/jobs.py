@@ -197,6 +197,12 @@ class JobRecorder(Protocol):
     def training_job(self, job_id: str) -> Mapping[str, Any] | None: ...
 
 
+class JobSubmitter(Protocol):
+    """What submits training jobs: ``TrainingJobRunner`` here, or a queue for workers."""
+
+    def submit(self, trigger: str = "api") -> TrainingJob: ...
+
+
 class TrainingJobRunner:
     """Runs training jobs on a background thread, one at a time.
 
@@ -346,14 +352,14 @@ class AutoRetrainer:
     runs is dropped (the running job will include most of the new events).
 
     Args:
-        runner: The job runner to submit to.
+        runner: The job runner (or queue) to submit to.
         every_events: Retrain after this many newly recorded events (None: off).
         every_minutes: Retrain on this period (None: off).
     """
 
     def __init__(
         self,
-        runner: TrainingJobRunner,
+        runner: JobSubmitter,
         every_events: int | None = None,
         every_minutes: float | None = None,
     ):
@@ -404,4 +410,9 @@ class AutoRetrainer:
         try:
             return self._runner.submit(trigger=trigger)
         except RetrainInProgressError:
+            return None
+        except STORE_OUTAGES:
+            # A queue in the database (training in workers) may be down: the
+            # events that triggered this are recorded; a later trigger retries.
+            logger.warning("could not queue an automatic retrain: the store is unavailable")
             return None

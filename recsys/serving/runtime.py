@@ -60,9 +60,11 @@ from recsys.serving.jobs import (
 from recsys.serving.service import RecommendationService
 from recsys.serving.settings import Settings
 from recsys.serving.training import TrainingSettings, train_and_publish
+from recsys.serving.worker import INTERRUPTED, QueuedTrainingJobs, TrainingWorker
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore
 from recsys.store.experiments import ExperimentStore
+from recsys.store.job_queue import JobQueue
 from recsys.store.migrate import upgrade_to_head
 
 logger = logging.getLogger(__name__)
@@ -133,13 +135,20 @@ class ServingRuntime:
         self.registry = ModelRegistry(settings.model_dir, keep=settings["KEEP_MODEL_VERSIONS"])
         self.service = RecommendationService(self.store, *answer_caches(settings))
         self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
-        # Late-bound so the job always runs the runtime's current ``train``.
-        self.jobs = TrainingJobRunner(
-            train=lambda: self.train(),
-            on_published=self._serve_published,
-            lock=self.training_lock,
-            recorder=self.store,
-        )
+        self.jobs: TrainingJobRunner | QueuedTrainingJobs
+        if self.trains_in_worker:
+            # Jobs wait in the database for `flask --app app worker`.
+            self.jobs = QueuedTrainingJobs(
+                self.store, JobQueue(self.store.engine), on_succeeded=self._serve_version
+            )
+        else:
+            # Late-bound so the job always runs the runtime's current ``train``.
+            self.jobs = TrainingJobRunner(
+                train=lambda: self.train(),
+                on_published=self._serve_published,
+                lock=self.training_lock,
+                recorder=self.store,
+            )
         self.auto_retrain = AutoRetrainer(
             self.jobs, settings["RETRAIN_EVERY_EVENTS"], settings["RETRAIN_EVERY_MINUTES"]
         )
@@ -162,6 +171,21 @@ class ServingRuntime:
         self._threads_started = False
         self._threads_lock = threading.Lock()
         self._stop = threading.Event()
+
+    @property
+    def trains_in_worker(self) -> bool:
+        """Whether retraining runs in a worker process (``TRAINING_MODE=worker``)."""
+        return self.settings["TRAINING_MODE"] == "worker"
+
+    def worker(self) -> TrainingWorker:
+        """Return a worker that runs this configuration's queued training jobs here."""
+        return TrainingWorker(
+            train=lambda: self.train(),
+            store=self.store,
+            queue=JobQueue(self.store.engine),
+            lock=self.training_lock,
+            poll_seconds=self.settings["WORKER_POLL_SECONDS"],
+        )
 
     @property
     def model_type(self) -> str:
@@ -230,7 +254,8 @@ class ServingRuntime:
         """Mark jobs failed whose process died mid-training.
 
         Only when no process holds the training lock: then no job can really
-        be running, whatever its record says.
+        be running, whatever its record says. With training in workers,
+        queued jobs stay queued: a worker will run them.
 
         Returns:
             How many job records were closed.
@@ -238,7 +263,9 @@ class ServingRuntime:
         if not self.training_lock.try_acquire():
             return 0
         try:
-            return self.store.fail_unfinished_jobs("interrupted: the training process ended")
+            if self.trains_in_worker:
+                return JobQueue(self.store.engine).fail_running(INTERRUPTED)
+            return self.store.fail_unfinished_jobs(INTERRUPTED)
         finally:
             self.training_lock.release()
 
@@ -379,13 +406,37 @@ class ServingRuntime:
 
     # -- training ----------------------------------------------------------------
 
-    def train(self, progress: bool = False) -> ArtifactMetadata:
+    def train(
+        self,
+        progress: bool = False,
+        engine: str | None = None,
+        spark_master: str | None = None,
+    ) -> ArtifactMetadata:
         """Train on the store's interactions and publish (does not change the live model).
 
         Args:
             progress: Show a progress bar over the training steps (the ``train`` command).
+            engine: ``local`` or ``spark`` (default: the ``TRAINING_ENGINE`` setting).
+            spark_master: The Spark master (default: the ``SPARK_MASTER`` setting).
+
+        Raises:
+            ValueError: The spark engine was asked for a model other than ALS.
         """
-        return train_and_publish(self.store, self.registry, self.training, progress=progress)
+        engine = engine or self.settings["TRAINING_ENGINE"]
+        if engine != "spark":
+            return train_and_publish(self.store, self.registry, self.training, progress=progress)
+        if self.model_type != "als":
+            raise ValueError(
+                f"the spark engine trains als; the configured model is {self.model_type!r} "
+                "(set RECSYS_MODEL=als, which the servers then serve)"
+            )
+        # Imported here: pyspark is an optional requirement of this engine alone.
+        from recsys.serving.spark_training import SparkALSEngine
+
+        with SparkALSEngine(spark_master or self.settings["SPARK_MASTER"]) as spark:
+            return train_and_publish(
+                self.store, self.registry, self.training, progress=progress, fitter=spark
+            )
 
     def train_model_type(self, model_type: str) -> ArtifactMetadata:
         """Train and publish one model type (an experiment's variant), unless training is busy.
@@ -403,8 +454,11 @@ class ServingRuntime:
         finally:
             self.training_lock.release()
 
-    def train_exclusively(self, progress: bool = False) -> ArtifactMetadata:
+    def train_exclusively(self, progress: bool = False, **engine: str | None) -> ArtifactMetadata:
         """Train and publish now, unless another process or job is training.
+
+        Args:
+            **engine: ``engine`` and ``spark_master`` for ``train``.
 
         Raises:
             RetrainInProgressError: The training lock is held.
@@ -412,7 +466,7 @@ class ServingRuntime:
         if not self.training_lock.try_acquire():
             raise RetrainInProgressError(None)
         try:
-            return self.train(progress)
+            return self.train(progress, **engine)
         finally:
             self.training_lock.release()
 
@@ -440,6 +494,13 @@ class ServingRuntime:
         EVENTS_INGESTED.labels("0").inc(accepted - purchases)
         self.record_events(accepted)
         return accepted
+
+    def _serve_version(self, version: str) -> None:
+        # A worker published it: serve it (or a newer one) unless already live.
+        # Versions sort by their zero-padded number.
+        live = self.service.live
+        if not live.is_live or live.current().version < version:
+            self._refresh_logging_errors()
 
     def _serve_published(self, meta: ArtifactMetadata) -> None:
         # Serve what was loaded back from disk, not the object training built

@@ -166,6 +166,19 @@ def _text(value: Any) -> str:
 _text.accepted = "a non-empty text"  # type: ignore[attr-defined]
 
 
+def _one_of(*choices: str) -> Callable[[Any], str]:
+    accepted = "one of " + ", ".join(choices)
+
+    def parse(value: Any) -> str:
+        text = str(value).strip().lower()
+        if text not in choices:
+            raise ValueError(accepted)
+        return text
+
+    parse.accepted = accepted  # type: ignore[attr-defined]
+    return parse
+
+
 def _optional_path(value: Any) -> Path | None:
     return None if value in (None, "") else Path(str(value))
 
@@ -289,6 +302,27 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         _optional(_number(0, low_open=True)),
         "automatic retrain on this period",
+    ),
+    Setting(
+        "TRAINING_MODE",
+        "thread",
+        _one_of("thread", "worker"),
+        "where retraining runs: `thread` (in the serving process) or `worker` (queued in "
+        "the database for `flask --app app worker`, another process)",
+    ),
+    Setting(
+        "TRAINING_ENGINE",
+        "local",
+        _one_of("local", "spark"),
+        "what fits the model: `local` (this process; ALS through `implicit`) or `spark` "
+        "(ALS on PySpark ML, `MODEL=als` only; `pip install -r requirements-spark.txt`)",
+    ),
+    Setting("SPARK_MASTER", "local[2]", _text, "the Spark master of the `spark` engine"),
+    Setting(
+        "WORKER_POLL_SECONDS",
+        2.0,
+        _number(0, low_open=True),
+        "how often an idle `flask --app app worker` looks for a queued job",
     ),
     Setting(
         "MODEL_REFRESH_SECONDS",

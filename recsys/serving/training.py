@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,9 +27,20 @@ from recsys.evaluation.splits import (
     holdout_split,
 )
 from recsys.models import AUTO, AUTO_CANDIDATES, MODELS
+from recsys.models.base import Recommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.serving.artifacts import ArtifactMetadata, ModelRegistry
+from recsys.store.bulk import read_interactions
 from recsys.store.events import EventStore
+
+# Fits a model by name and parameters on a feedback frame: the default builds
+# it from ``MODELS`` and calls ``fit``; another engine (Spark) plugs in here.
+ModelFitter = Callable[[str, Mapping[str, Any], pd.DataFrame], Recommender]
+
+
+def fit_locally(name: str, params: Mapping[str, Any], feedback: pd.DataFrame) -> Recommender:
+    """Fit a model of ``MODELS`` in this process (the default ``ModelFitter``)."""
+    return MODELS[name](**dict(params)).fit(feedback)
 
 
 class NoTrainingDataError(RecsysError):
@@ -54,6 +65,9 @@ class TrainingSettings:
         metrics_k: Cut-off for the ranking metrics.
         relevance_threshold: A held-out rating at least this counts as relevant.
         seed: Seed of the holdout split.
+        max_eval_users: Rank at most this many held-out users (a seeded
+            sample) for the offline metrics: on a million users the metrics
+            would cost more than the training; None ranks them all.
     """
 
     model: str = "svd"
@@ -64,6 +78,7 @@ class TrainingSettings:
     metrics_k: int = 10
     relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD
     seed: int = DEFAULT_SPLIT_SEED
+    max_eval_users: int | None = 20_000
 
 
 def fingerprint_interactions(log: pd.DataFrame) -> str:
@@ -84,6 +99,7 @@ def train_and_publish(
     registry: ModelRegistry,
     settings: TrainingSettings | None = None,
     progress: bool = False,
+    fitter: ModelFitter = fit_locally,
 ) -> ArtifactMetadata:
     """Train a model on every interaction in the store and publish it.
 
@@ -100,6 +116,8 @@ def train_and_publish(
         settings: What to train (default: SVD with its default parameters).
         progress: Show a progress bar over the steps on stderr (when it is a
             terminal): reading, each holdout fit, the final fit, publishing.
+        fitter: Fits the model (holdout and final fit); the popularity
+            fallback is always fitted here.
 
     Returns:
         The published artifact's metadata.
@@ -107,18 +125,55 @@ def train_and_publish(
     Raises:
         NoTrainingDataError: The store has no interaction.
     """
-    settings = settings or TrainingSettings()
     started = time.perf_counter()
+    settings = settings or TrainingSettings()
     fits = len(settings.candidates) if settings.model == AUTO else 1
     steps = _Steps(progress, total=fits + 3)
     steps.begin("reading the store")
-    log = store.interactions_frame()
+    # Read in pages into int64 arrays: a ten-million-event log as Python rows
+    # would cost gigabytes.
+    log = read_interactions(store.engine)
     if log.empty:
         raise NoTrainingDataError("the event store has no interactions to train on")
+    return publish_trained(
+        log, store.products_frame, registry, settings, fitter, started, steps=steps
+    )
+
+
+def publish_trained(
+    log: pd.DataFrame,
+    catalog: Callable[[], pd.DataFrame],
+    registry: ModelRegistry,
+    settings: TrainingSettings | None = None,
+    fitter: ModelFitter = fit_locally,
+    started: float | None = None,
+    steps: _Steps | None = None,
+) -> ArtifactMetadata:
+    """Train on an interaction log and publish the model (``train_and_publish`` after its read).
+
+    Args:
+        log: ``user_id, product_clicked, purchased`` (not empty).
+        catalog: Returns the catalog to store with the model, called at publish time.
+        registry: Where the artifact goes.
+        settings: What to train.
+        fitter: Fits the model (holdout and final fit).
+        started: ``time.perf_counter()`` when training began (default: now).
+        steps: The progress bar to move along (default: none shown).
+
+    Returns:
+        The published artifact's metadata.
+    """
+    settings = settings or TrainingSettings()
+    started = time.perf_counter() if started is None else started
+    steps = steps or _Steps(False, total=0)
     feedback = derive_ratings(log, settings.weights)
 
     # The same protocol and metrics as `recommendation_system.py evaluate`.
-    split = holdout_split(feedback, settings.holdout_fraction, settings.seed)
+    split = sample_test_users(
+        holdout_split(feedback, settings.holdout_fraction, settings.seed),
+        settings.max_eval_users,
+        settings.seed,
+    )
     selected_by = None
     selection: dict[str, Any] = {}
     if settings.model == AUTO:
@@ -126,7 +181,7 @@ def train_and_publish(
         for name in settings.candidates:
             steps.begin(f"measuring {name} on the holdout")
             candidates[name] = holdout_metrics(
-                name, settings.model_params.get(name, {}), split, settings
+                name, settings.model_params.get(name, {}), split, settings, fitter
             )
         choice = choose_champion(candidates, f"ndcg@{settings.metrics_k}", settings.candidates)
         name, params = choice.champion, dict(settings.model_params.get(choice.champion, {}))
@@ -136,12 +191,12 @@ def train_and_publish(
     else:
         name, params = settings.model, dict(settings.model_params)
         steps.begin(f"measuring {name} on the holdout")
-        metrics = holdout_metrics(name, params, split, settings)
+        metrics = holdout_metrics(name, params, split, settings, fitter)
     metrics.pop("fit_seconds", None)
     metrics.update(split.cold_counts())
     model_cls = MODELS[name]
     steps.begin(f"fitting {name} on all data")
-    model = model_cls(**params).fit(feedback)
+    model = fitter(name, params, feedback)
     fallback = None
     if not isinstance(model, PopularityRecommender):
         fallback = PopularityRecommender().fit(feedback).get_state()
@@ -154,7 +209,7 @@ def train_and_publish(
     published = registry.publish(
         state,
         fallback=fallback,
-        catalog=store.products_frame(),
+        catalog=catalog(),
         data_fingerprint=fingerprint_interactions(log),
         metrics=metrics,
         training={
@@ -172,8 +227,21 @@ def train_and_publish(
     return published
 
 
+def sample_test_users(split: Split, max_users: int | None, seed: int) -> Split:
+    """Keep the test rows of at most ``max_users`` test users (a seeded sample)."""
+    users = split.test["user_id"].unique()
+    if max_users is None or len(users) <= max_users:
+        return split
+    chosen = np.random.default_rng(seed).choice(users, size=max_users, replace=False)
+    return Split(split.train, split.test[split.test["user_id"].isin(chosen)], split.index)
+
+
 def holdout_metrics(
-    name: str, params: Mapping[str, Any], split: Split, settings: TrainingSettings
+    name: str,
+    params: Mapping[str, Any],
+    split: Split,
+    settings: TrainingSettings,
+    fitter: ModelFitter = fit_locally,
 ) -> dict[str, Any]:
     """Fit one model on a split's training rows and return its rounded metrics.
 
@@ -182,12 +250,13 @@ def holdout_metrics(
         params: Keyword arguments of its constructor.
         split: The holdout split.
         settings: The cut-off and relevance threshold.
+        fitter: Fits the model.
 
     Returns:
         ``score_split``'s figures (rounded to 4 decimals) plus ``fit_seconds``.
     """
     start = time.perf_counter()
-    model = MODELS[name](**dict(params)).fit(split.train)
+    model = fitter(name, params, split.train)
     fit_seconds = time.perf_counter() - start
     scores = score_split(model, split, settings.metrics_k, settings.relevance_threshold)
     scores.pop("recommend_seconds", None)  # a timing, not a property of the model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -10,10 +12,13 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from recsys.data.catalog import load_catalog
+from recsys.data.log_files import is_parquet
 from recsys.errors import DataFileError
 from recsys.serving.api_keys import ROLES, new_key
 from recsys.serving.jobs import RetrainInProgressError
 from recsys.serving.runtime import ServingRuntime
+from recsys.serving.spark_training import SparkUnavailableError
+from recsys.store.bulk import import_log
 from recsys.store.engine import STORE_OUTAGES, describe_outage
 
 
@@ -26,6 +31,7 @@ def init_app(app: Flask) -> None:
         import_catalog_command,
         export_command,
         create_key_command,
+        worker_command,
     ):
         app.cli.add_command(command)
 
@@ -79,10 +85,27 @@ def init_command():
 
 @click.command("train")
 @with_appcontext
-def train_command():
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "spark"]),
+    default=None,
+    help="what fits the model (default: RECSYS_TRAINING_ENGINE): local, or spark "
+    "(PySpark ML ALS; needs requirements-spark.txt and Java)",
+)
+@click.option(
+    "--spark-master",
+    default=None,
+    metavar="URL",
+    help="the Spark master: local[2] (default: RECSYS_SPARK_MASTER), spark://HOST:7077, yarn",
+)
+def train_command(engine: str | None, spark_master: str | None):
     """Train a model on the event store and publish it as the newest version."""
+    overrides = {k: v for k, v in (("engine", engine), ("spark_master", spark_master)) if v}
     with _reported():
-        meta = _runtime().train_exclusively(progress=True)
+        try:
+            meta = _runtime().train_exclusively(progress=True, **overrides)
+        except (ValueError, SparkUnavailableError) as exc:
+            raise click.ClickException(str(exc)) from None
     click.echo(
         f"published {meta.version} ({meta.model_type}) trained on "
         f"{meta.training.get('interactions')} interactions"
@@ -94,10 +117,23 @@ def train_command():
 @click.command("import-interactions")
 @with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-def import_command(file: Path):
-    """Load FILE (user_id,product_clicked,purchased[,timestamp]) into the store, all or nothing."""
+@click.option(
+    "--stream",
+    is_flag=True,
+    help="read and write in chunks (bounded memory; COPY on PostgreSQL); "
+    "always on for Parquet files",
+)
+def import_command(file: Path, stream: bool):
+    """Load FILE (user_id,product_clicked,purchased[,timestamp]) into the store, all or nothing.
+
+    FILE is CSV, or Parquet (.parquet) for logs of millions of events.
+    """
+    store = _runtime().store
     with _reported(" (nothing was imported)"):
-        count = _runtime().store.import_interactions(file, progress=True)
+        if stream or is_parquet(file):
+            count = import_log(store.engine, file, progress=True)
+        else:
+            count = store.import_interactions(file, progress=True)
     click.echo(f"imported {count} interactions from {file}")
 
 
@@ -120,6 +156,44 @@ def export_command(file: Path, with_timestamps: bool):
     with _reported():
         count = _runtime().store.export_interactions(file, include_timestamps=with_timestamps)
     click.echo(f"exported {count} interactions to {file}")
+
+
+@click.command("worker")
+@with_appcontext
+@click.option("--once", is_flag=True, help="run the queued jobs, then exit (default: keep polling)")
+@click.option(
+    "--nice",
+    type=click.IntRange(0, 19),
+    default=10,
+    show_default=True,
+    help="lower this process's CPU priority by this much, so servers on the same "
+    "machine keep answering fast while it trains",
+)
+def worker_command(once: bool, nice: int):
+    """Run training jobs queued by servers (TRAINING_MODE=worker), one at a time.
+
+    Stops after the current job on SIGTERM or SIGINT.
+    """
+    runtime = _runtime()
+    worker = runtime.worker()
+    if nice:
+        os.nice(nice)
+    with _reported(startup=True):
+        closed = worker.close_orphaned_jobs()
+    if closed:
+        click.echo(f"failed {closed} job(s) a dead process had left running")
+    if once:
+        ran = 0
+        with _reported():
+            while (job := worker.run_once()) is not None:
+                click.echo(f"job {job.id}: {job.state.value} {job.version or job.error or ''}")
+                ran += 1
+        click.echo(f"ran {ran} job(s)")
+        return
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: worker.stop())
+    click.echo("training worker started: waiting for queued jobs")
+    worker.run_forever()
 
 
 @click.command("create-key")

@@ -1,0 +1,116 @@
+"""The ``train`` subcommand of ``recommendation_system.py``: a log file in, an artifact out.
+
+``flask --app app train`` trains on the event store; this trains on a log
+file (Parquet or CSV, read in chunks) and publishes into a model directory in
+the same artifact format, so servers pointed at that directory serve it. With
+``--engine spark`` PySpark ML's ALS fits the model (``requirements-spark.txt``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from recsys.cli.arguments import add_command
+from recsys.data.catalog import catalog_beside, catalog_for_log
+from recsys.data.log_files import iter_log
+from recsys.evaluation.pipeline import PipelineResult
+from recsys.models import MODELS, canonical_model_name
+from recsys.serving.artifacts import ModelRegistry
+from recsys.serving.spark_training import DEFAULT_MASTER
+from recsys.serving.training import TrainingSettings, publish_trained
+
+BUNDLED_LOG = Path(__file__).resolve().parents[2] / "interactions.csv"
+
+
+def add_training_command(commands: argparse._SubParsersAction) -> None:
+    """Add the ``train`` subcommand to a subparsers object."""
+    train = add_command(
+        commands,
+        "train",
+        "train a model on a log file and publish it into a model directory",
+        "Train a model on a log (Parquet or CSV: user_id,product_clicked,purchased), "
+        "measure it on the holdout, and publish it as the newest version in --model-dir, "
+        "the artifact format the servers load (RECSYS_MODEL_DIR).",
+    )
+    train.add_argument(
+        "--data",
+        type=Path,
+        default=BUNDLED_LOG,
+        metavar="PATH",
+        help="the log, Parquet (.parquet) or CSV (default: the bundled interactions.csv)",
+    )
+    train.add_argument(
+        "--jdbc-url",
+        default=None,
+        metavar="URL",
+        help="read the log and catalog from the PostgreSQL event store over JDBC instead "
+        "of --data (--engine spark; jdbc:postgresql://HOST:PORT/DB?user=...)",
+    )
+    train.add_argument(
+        "--catalog",
+        type=Path,
+        default=None,
+        metavar="PATH",
+        help="its catalog (default: products.csv beside --data if there is one)",
+    )
+    train.add_argument(
+        "--model-dir", type=Path, required=True, metavar="DIR", help="where to publish (required)"
+    )
+    train.add_argument("--model", default="als", choices=sorted(MODELS), help="the model to train")
+    train.add_argument(
+        "--engine",
+        default="local",
+        choices=("local", "spark"),
+        help="what fits the model: local (this process), or spark (ALS on PySpark ML)",
+    )
+    train.add_argument(
+        "--spark-master",
+        default=DEFAULT_MASTER,
+        metavar="URL",
+        help="the Spark master of --engine spark: local[N], spark://HOST:7077, yarn",
+    )
+    train.set_defaults(handler=cmd_train)
+
+
+def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) -> int:
+    """Train on a log file (or the store over JDBC), publish the model, print what was published."""
+    registry = ModelRegistry(args.model_dir)
+    settings = TrainingSettings(model=canonical_model_name(args.model))
+    if args.engine == "spark" and settings.model != "als":
+        print(f"error: the spark engine trains als, not {settings.model}", file=sys.stderr)
+        return 2
+    if args.jdbc_url is not None and args.engine != "spark":
+        print("error: --jdbc-url reads through Spark: add --engine spark", file=sys.stderr)
+        return 2
+    if args.engine == "spark":
+        from recsys.serving.spark_training import SparkALSEngine
+
+        with SparkALSEngine(args.spark_master) as spark:
+            if args.jdbc_url is not None:
+                log, catalog = spark.read_store_jdbc(args.jdbc_url)
+                if log.empty:
+                    print("error: the event store has no interactions", file=sys.stderr)
+                    return 2
+            else:
+                log, catalog = _read_log(args)
+            meta = publish_trained(log, lambda: catalog, registry, settings, fitter=spark)
+    else:
+        log, catalog = _read_log(args)
+        meta = publish_trained(log, lambda: catalog, registry, settings)
+    print(
+        f"published {meta.version} ({meta.model_type}, {args.engine} engine) to "
+        f"{args.model_dir}, trained on {meta.training['interactions']} interactions"
+    )
+    for name, value in meta.metrics.items():
+        print(f"  {name}: {value}")
+    return 0
+
+
+def _read_log(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
+    log = pd.concat([chunk.frame for chunk in iter_log(args.data)], ignore_index=True)
+    return log, catalog_for_log(log, args.catalog or catalog_beside(args.data))

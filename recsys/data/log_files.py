@@ -1,0 +1,184 @@
+"""Interaction logs of any size as files: Parquet or CSV, written whole and read in chunks.
+
+``load_interactions`` reads a whole CSV into memory, fine for the bundled log
+and the API's batches; a log of ten million clicks is read here instead, one
+chunk at a time, each checked with the same rules (positive integer ids,
+``purchased`` 0 or 1, an optional ``timestamp``). A bad value raises
+``DataFileError`` naming the file and the line (CSV, header = line 1) or the
+row (Parquet, first row = 1). Parquet goes through pyarrow: columnar and
+compressed, it is about four times smaller than the CSV and reads in a
+fraction of the time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.interactions import (
+    INTERACTION_COLUMNS,
+    TIMESTAMP_COLUMN,
+    _check_header,
+    _parse_timestamps,
+    _raise_first_bad_row,
+    write_interactions,
+)
+from recsys.errors import DataFileError, quote
+
+PARQUET_SUFFIXES = (".parquet", ".pq")
+DEFAULT_CHUNK_ROWS = 500_000
+
+
+def is_parquet(path: str | Path) -> bool:
+    """Return whether a path names a Parquet file (by its suffix)."""
+    return Path(path).suffix.lower() in PARQUET_SUFFIXES
+
+
+def write_log(frame: pd.DataFrame, path: str | Path) -> None:
+    """Write an interactions frame as Parquet (``.parquet``/``.pq``) or CSV (anything else)."""
+    if not is_parquet(path):
+        write_interactions(frame, path)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = list(INTERACTION_COLUMNS)
+    if TIMESTAMP_COLUMN in frame.columns:
+        columns.append(TIMESTAMP_COLUMN)
+    table = pa.Table.from_pandas(frame.loc[:, columns], preserve_index=False)
+    pq.write_table(table, path, compression="zstd")
+
+
+@dataclass(frozen=True)
+class LogChunk:
+    """A validated slice of a log file.
+
+    Attributes:
+        first_row: 0-based index of the chunk's first data row in the file.
+        frame: ``user_id, product_clicked, purchased`` (int64) and, when the
+            file has one, ``timestamp`` (naive UTC, NaT where empty).
+    """
+
+    first_row: int
+    frame: pd.DataFrame
+
+
+def iter_log(path: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[LogChunk]:
+    """Read a Parquet or CSV log in validated chunks of at most ``chunk_rows`` rows.
+
+    Raises:
+        DataFileError: The file is missing, has the wrong columns, or a value
+            breaks the schema (naming the line or row).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataFileError(path, "file not found" if not path.exists() else "not a file")
+    if is_parquet(path):
+        yield from _iter_parquet(path, chunk_rows)
+    else:
+        yield from _iter_csv(path, chunk_rows)
+
+
+def count_rows(path: str | Path) -> int | None:
+    """Return how many data rows a Parquet file has (from its footer); None for CSV."""
+    if not is_parquet(path):
+        return None
+    import pyarrow.parquet as pq
+
+    return int(pq.ParquetFile(path).metadata.num_rows)
+
+
+def _iter_csv(path: Path, chunk_rows: int) -> Iterator[LogChunk]:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        header = [name.strip() for name in handle.readline().rstrip("\r\n").split(",")]
+        _check_header(path, header)
+        handle.seek(0)
+        reader = pd.read_csv(
+            handle,
+            dtype=str,
+            keep_default_na=False,
+            skip_blank_lines=False,
+            chunksize=chunk_rows,
+        )
+        first_row = 0
+        try:
+            for cells in reader:
+                cells.columns = [name.strip() for name in cells.columns]
+                yield LogChunk(first_row, _checked_csv_cells(path, cells, first_row))
+                first_row += len(cells)
+        except pd.errors.ParserError as exc:
+            raise DataFileError(path, f"malformed CSV: {str(exc).strip()}") from None
+    if first_row == 0:
+        raise DataFileError(path, "the file has a header but no interactions", line=2)
+
+
+def _checked_csv_cells(path: Path, cells: pd.DataFrame, first_row: int) -> pd.DataFrame:
+    text = {name: cells[name].str.strip() for name in cells.columns}
+    timestamps = None
+    if TIMESTAMP_COLUMN in text:
+        timestamps = _parse_timestamps(text[TIMESTAMP_COLUMN]).reset_index(drop=True)
+    text = {name: column.reset_index(drop=True) for name, column in text.items()}
+    try:
+        _raise_first_bad_row(path, text, timestamps)
+    except DataFileError as exc:
+        # The check counts lines from the chunk's start; the file has rows before it.
+        line = None if exc.line is None else exc.line + first_row
+        raise DataFileError(path, exc.problem, line=line) from None
+    frame = pd.DataFrame({c: text[c].astype(np.int64) for c in INTERACTION_COLUMNS})
+    if timestamps is not None:
+        frame[TIMESTAMP_COLUMN] = timestamps
+    return frame
+
+
+def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[LogChunk]:
+    import pyarrow.parquet as pq
+
+    try:
+        parquet = pq.ParquetFile(path)
+    except Exception as exc:  # pyarrow raises its own ArrowInvalid for a non-Parquet file
+        raise DataFileError(path, f"not a Parquet file: {exc}") from None
+    names = parquet.schema_arrow.names
+    missing = [c for c in INTERACTION_COLUMNS if c not in names]
+    if missing:
+        raise DataFileError(
+            path,
+            f"missing column(s) {quote(missing)}; expected "
+            f"{','.join(INTERACTION_COLUMNS)} (optionally {TIMESTAMP_COLUMN})",
+        )
+    columns = list(INTERACTION_COLUMNS)
+    if TIMESTAMP_COLUMN in names:
+        columns.append(TIMESTAMP_COLUMN)
+    first_row = 0
+    for batch in parquet.iter_batches(batch_size=chunk_rows, columns=columns):
+        frame = batch.to_pandas()
+        yield LogChunk(first_row, _checked_parquet_frame(path, frame, first_row))
+        first_row += len(frame)
+    if first_row == 0:
+        raise DataFileError(path, "the file has no interactions")
+
+
+def _checked_parquet_frame(path: Path, frame: pd.DataFrame, first_row: int) -> pd.DataFrame:
+    checked = {}
+    for column in INTERACTION_COLUMNS:
+        values = frame[column]
+        if not pd.api.types.is_integer_dtype(values.dtype):
+            raise DataFileError(path, f"{column} must hold integers, not {values.dtype}")
+        values = values.to_numpy(dtype=np.int64)
+        bad = values < 1 if column != "purchased" else ~np.isin(values, (0, 1))
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            rule = "0 or 1" if column == "purchased" else "an integer from 1"
+            raise DataFileError(
+                path,
+                f"row {first_row + row + 1}: {column} must be {rule}, got {int(values[row])}",
+            )
+        checked[column] = values
+    result = pd.DataFrame(checked)
+    if TIMESTAMP_COLUMN in frame.columns:
+        stamps = pd.to_datetime(frame[TIMESTAMP_COLUMN], utc=True, errors="coerce")
+        result[TIMESTAMP_COLUMN] = stamps.dt.tz_convert(None).to_numpy()
+    return result

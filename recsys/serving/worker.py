@@ -1,0 +1,221 @@
+"""Training out of the serving process: jobs queued in the database, run by a worker.
+
+With ``TRAINING_MODE=worker`` a server does not train. ``POST /admin/retrain``
+and the automatic triggers enqueue a job record (``QueuedTrainingJobs``, the
+same interface and states as ``TrainingJobRunner``), and a separate process,
+``flask --app app worker``, claims queued jobs one at a time
+(``TrainingWorker``), trains and publishes. Servers serve the new version as
+they serve any version another process published: their refresh poller, or
+at once when they report the job succeeded. A long training then takes CPU
+from no request (the worker also lowers its own scheduling priority), and a
+queued job outlives a server restart: only the worker runs it.
+
+Two workers never run one job: claiming is an update only one of them can
+win (``recsys.store.job_queue``). The training lock still keeps one training
+at a time across workers and ``flask train``; a job left ``running`` by a
+worker that died is failed by the next start (server or worker) that finds
+the lock free.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+from recsys.serving.artifacts import ArtifactMetadata
+from recsys.serving.jobs import (
+    RETRAIN_FAILURES,
+    RETRAIN_SECONDS,
+    JobState,
+    RetrainInProgressError,
+    TrainingJob,
+    TrainingLock,
+    public_failure,
+)
+from recsys.store.events import EventStore
+from recsys.store.job_queue import JobQueue
+
+logger = logging.getLogger(__name__)
+
+INTERRUPTED = "interrupted: the training process ended"
+
+
+class QueuedTrainingJobs:
+    """A server's view of jobs run by workers: submit enqueues, get reads the record.
+
+    Args:
+        store: Where job records are read.
+        queue: Where jobs are enqueued.
+        on_succeeded: Called with a succeeded job's version when this
+            process reports it, so the reporting server already serves it.
+        poll_seconds: How often ``wait`` reads the record.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        queue: JobQueue,
+        on_succeeded: Callable[[str], object] | None = None,
+        poll_seconds: float = 0.2,
+    ):
+        self._store = store
+        self._queue = queue
+        self._on_succeeded = on_succeeded
+        self._poll_seconds = poll_seconds
+
+    def submit(self, trigger: str = "api") -> TrainingJob:
+        """Queue a training job for a worker.
+
+        Raises:
+            RetrainInProgressError: A job is already queued or running.
+        """
+        job = TrainingJob(
+            id=uuid.uuid4().hex,
+            state=JobState.QUEUED,
+            trigger=trigger,
+            requested_at=datetime.now(UTC),
+        )
+        blocking = self._queue.enqueue(job.to_record())
+        if blocking is not None:
+            raise RetrainInProgressError(blocking)
+        return job
+
+    def get(self, job_id: str) -> TrainingJob | None:
+        """Return a job's recorded snapshot, or None."""
+        record = self._store.training_job(job_id)
+        if record is None:
+            return None
+        job = TrainingJob.from_record(record)
+        if job.state is JobState.SUCCEEDED and job.version and self._on_succeeded is not None:
+            self._on_succeeded(job.version)
+        return job
+
+    def wait(self, job_id: str, timeout: float | None = None) -> TrainingJob | None:
+        """Block until the job has finished (or the timeout passes) and return it."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get(job_id)
+            finished = job is None or job.state in (JobState.SUCCEEDED, JobState.FAILED)
+            if finished or (deadline is not None and time.monotonic() >= deadline):
+                return job
+            time.sleep(self._poll_seconds)
+
+    def wait_all(self, timeout: float | None = None) -> None:
+        """Return at once: this process runs no job."""
+
+
+class TrainingWorker:
+    """Claims queued jobs and runs them, one at a time, in this process.
+
+    Args:
+        train: Trains and publishes a model (``ServingRuntime.train``).
+        store: Where job records are written.
+        queue: Where jobs are claimed.
+        lock: The training lock shared with servers and ``flask train``.
+        poll_seconds: How long to sleep when no job is queued.
+    """
+
+    def __init__(
+        self,
+        train: Callable[[], ArtifactMetadata],
+        store: EventStore,
+        queue: JobQueue,
+        lock: TrainingLock,
+        poll_seconds: float = 2.0,
+    ):
+        self._train = train
+        self._store = store
+        self._queue = queue
+        self._lock = lock
+        self._poll_seconds = poll_seconds
+        self._stop = threading.Event()
+
+    def close_orphaned_jobs(self) -> int:
+        """Fail jobs left running by a dead process (when no process trains now)."""
+        if not self._lock.try_acquire():
+            return 0
+        try:
+            return self._queue.fail_running(INTERRUPTED)
+        finally:
+            self._lock.release()
+
+    def run_once(self) -> TrainingJob | None:
+        """Run the oldest queued job, if one can be claimed now.
+
+        Waits for the training lock when ``flask train`` or another worker
+        holds it (the claimed job stays ``running`` meanwhile).
+
+        Returns:
+            The finished job, or None when no job was claimed.
+        """
+        record = self._queue.claim_next()
+        if record is None:
+            return None
+        job = TrainingJob.from_record(
+            {
+                **record,
+                "requested_at": _aware(record["requested_at"]),
+                "started_at": _aware(record["started_at"]),
+            }
+        )
+        logger.info("training job %s claimed (trigger %s)", job.id, job.trigger)
+        while not self._lock.try_acquire():
+            if self._stop.wait(self._poll_seconds):
+                return None
+        started = time.perf_counter()
+        try:
+            meta = self._train()
+        except Exception as exc:  # a failed job is recorded, not raised
+            logger.exception("training job %s failed", job.id)
+            RETRAIN_FAILURES.inc()
+            RETRAIN_SECONDS.labels("failed").observe(time.perf_counter() - started)
+            job = _replace(
+                job,
+                state=JobState.FAILED,
+                finished_at=datetime.now(UTC),
+                error=public_failure(exc, job.id),
+            )
+        else:
+            RETRAIN_SECONDS.labels("succeeded").observe(time.perf_counter() - started)
+            job = _replace(
+                job,
+                state=JobState.SUCCEEDED,
+                finished_at=datetime.now(UTC),
+                version=meta.version,
+                metrics=dict(meta.metrics),
+            )
+            logger.info("training job %s published %s", job.id, meta.version)
+        finally:
+            self._lock.release()
+        self._store.save_training_job(job.to_record())
+        return job
+
+    def run_forever(self) -> None:
+        """Run queued jobs until ``stop`` is called; sleep between polls when idle."""
+        self.close_orphaned_jobs()
+        while not self._stop.is_set():
+            try:
+                ran = self.run_once()
+            except Exception:
+                # An outage of the database must not end the worker: log, wait, retry.
+                logger.exception("could not claim or record a training job")
+                ran = None
+            if ran is None:
+                self._stop.wait(self._poll_seconds)
+
+    def stop(self) -> None:
+        """Make ``run_forever`` return after the current job."""
+        self._stop.set()
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    return None if value is None else value.replace(tzinfo=UTC)
+
+
+def _replace(job: TrainingJob, **changes: object) -> TrainingJob:
+    return dataclasses.replace(job, **changes)  # type: ignore[arg-type]

@@ -1,0 +1,235 @@
+"""Bulk paths of the event store: streaming import and chunked reads of the whole log.
+
+``EventStore.import_interactions`` validates a whole file in memory and
+inserts it through SQLAlchemy: right for thousands of rows, hours for ten
+million. Here a log (Parquet or CSV) is read one chunk at a time
+(``recsys.data.log_files.iter_log``), so memory stays bounded by the chunk,
+and written in one transaction by each database's fastest door:
+
+- PostgreSQL: ``COPY ... FROM STDIN`` through psycopg 3 (users first go
+  through a temporary table and ``INSERT ... ON CONFLICT DO NOTHING``);
+- SQLite: ``executemany`` of plain tuples on the driver's cursor, in one
+  large transaction (no per-row objects, no per-statement commit).
+
+The file is still all or nothing: a bad line or an unknown product rolls the
+transaction back, and the error names the line (CSV) or row (Parquet).
+
+``read_interactions`` reads the log back for training in pages of a million
+rows by primary key (keyset paging: each page is an index range scan) into
+int64 arrays, instead of one Python object per row.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from recsys.data.interactions import INTERACTION_COLUMNS, TIMESTAMP_COLUMN
+from recsys.data.log_files import DEFAULT_CHUNK_ROWS, count_rows, is_parquet, iter_log
+from recsys.data.timestamps import utc_now
+from recsys.errors import DataFileError
+from recsys.store.tables import products
+
+READ_PAGE_ROWS = 1_000_000
+# SQLite's DateTime storage format, as SQLAlchemy writes and reads it.
+_SQLITE_DATETIME = "%Y-%m-%d %H:%M:%S.%f"
+
+
+def import_log(
+    engine: Engine,
+    path: str | Path,
+    progress: bool = False,
+    chunk_rows: int = DEFAULT_CHUNK_ROWS,
+    on_chunk: Callable[[int], object] | None = None,
+) -> int:
+    """Stream a Parquet or CSV interaction log into the store, in one transaction.
+
+    Args:
+        engine: The store's engine (schema migrated).
+        path: The log: ``user_id, product_clicked, purchased[, timestamp]``.
+        progress: Show a tqdm progress bar (rows) on stderr.
+        chunk_rows: Rows read, checked and written at a time (bounds memory).
+        on_chunk: Called with the row count after each written chunk.
+
+    Returns:
+        How many interactions were written.
+
+    Raises:
+        DataFileError: The file is unreadable, breaks the schema, or names a
+            product the catalog lacks; nothing is written.
+    """
+    from tqdm import tqdm  # only the import command shows progress
+
+    path = Path(path)
+    now = utc_now()
+    written = 0
+    with engine.connect() as conn, _driver_errors_wrapped(engine):
+        if conn.dialect.name == "sqlite":
+            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            known = np.sort(
+                np.fromiter(conn.execute(sa.select(products.c.id)).scalars(), dtype=np.int64)
+            )
+            writer = _PostgresWriter(conn) if conn.dialect.name == "postgresql" else None
+            with tqdm(
+                total=count_rows(path), unit="rows", desc="importing", disable=not progress
+            ) as bar:
+                for chunk in iter_log(path, chunk_rows):
+                    frame = chunk.frame
+                    _check_products(path, frame, chunk.first_row, known)
+                    created = _created_at(frame, now)
+                    if writer is not None:
+                        writer.write(frame, created, now)
+                    else:
+                        _write_sqlite(conn, frame, created, now)
+                    written += len(frame)
+                    bar.update(len(frame))
+                    if on_chunk is not None:
+                        on_chunk(len(frame))
+    return written
+
+
+def _check_products(path: Path, frame: pd.DataFrame, first_row: int, known: np.ndarray) -> None:
+    product_ids = frame["product_clicked"].to_numpy()
+    unknown = ~np.isin(product_ids, known)
+    if not unknown.any():
+        return
+    row = int(np.flatnonzero(unknown)[0])
+    problem = f"unknown product_id {int(product_ids[row])}: not in the catalog"
+    if is_parquet(path):
+        raise DataFileError(path, f"row {first_row + row + 1}: {problem}")
+    raise DataFileError(path, problem, line=first_row + row + 2)
+
+
+def _created_at(frame: pd.DataFrame, now) -> pd.Series | None:
+    """Return each row's time when the file has some (missing ones are now), else None."""
+    if TIMESTAMP_COLUMN not in frame.columns:
+        return None
+    return frame[TIMESTAMP_COLUMN].fillna(pd.Timestamp(now))
+
+
+def _write_sqlite(conn: Connection, frame: pd.DataFrame, created: pd.Series | None, now) -> None:
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    users = np.unique(frame["user_id"].to_numpy())
+    stamp = now.strftime(_SQLITE_DATETIME)
+    cursor.executemany(
+        "INSERT INTO users (id, created_at) VALUES (?, ?) ON CONFLICT DO NOTHING",
+        ((int(u), stamp) for u in users),
+    )
+    times = (
+        [stamp] * len(frame) if created is None else created.dt.strftime(_SQLITE_DATETIME).tolist()
+    )
+    rows = zip(
+        frame["user_id"].tolist(),
+        frame["product_clicked"].tolist(),
+        frame["purchased"].tolist(),
+        times,
+        strict=True,
+    )
+    cursor.executemany(
+        "INSERT INTO interactions (user_id, product_id, purchased, created_at) VALUES (?, ?, ?, ?)",
+        rows,
+    )
+
+
+class _PostgresWriter:
+    """COPY chunks into PostgreSQL inside the caller's transaction."""
+
+    def __init__(self, conn: Connection):
+        self._raw = conn.connection.driver_connection  # a psycopg.Connection
+        with self._raw.cursor() as cursor:  # type: ignore[union-attr]
+            _lift_statement_timeout(cursor)
+            cursor.execute("CREATE TEMPORARY TABLE recsys_import_users (id bigint) ON COMMIT DROP")
+
+    def write(self, frame: pd.DataFrame, created: pd.Series | None, now) -> None:
+        users = np.unique(frame["user_id"].to_numpy())
+        with self._raw.cursor() as cursor:  # type: ignore[union-attr]
+            with cursor.copy("COPY recsys_import_users (id) FROM STDIN") as copy:
+                copy.write("\n".join(map(str, users.tolist())) + "\n")
+            cursor.execute(
+                "INSERT INTO users (id, created_at) SELECT id, %s FROM recsys_import_users "
+                "ON CONFLICT DO NOTHING",
+                (now,),
+            )
+            cursor.execute("TRUNCATE recsys_import_users")
+            out = frame.loc[:, list(INTERACTION_COLUMNS)].copy()
+            out["created_at"] = (
+                now.isoformat(sep=" ") if created is None else created.dt.strftime(_SQLITE_DATETIME)
+            )
+            buffer = io.StringIO()
+            out.to_csv(buffer, header=False, index=False)
+            with cursor.copy(
+                "COPY interactions (user_id, product_id, purchased, created_at) "
+                "FROM STDIN (FORMAT csv)"
+            ) as copy:
+                copy.write(buffer.getvalue())
+
+
+def read_interactions(engine: Engine, page_rows: int = READ_PAGE_ROWS) -> pd.DataFrame:
+    """Return every interaction in insertion order, read in pages by primary key.
+
+    Returns:
+        Columns ``user_id, product_clicked, purchased`` (int64), the shape of
+        ``EventStore.interactions_frame``, built without a Python object per row.
+    """
+    pages: list[np.ndarray] = []
+    last_id = 0
+    # The driver's cursor and plain tuples: SQLAlchemy's Row objects cost
+    # about ten times more per row, and a page is a million rows.
+    marker = "%s" if engine.dialect.name == "postgresql" else "?"
+    query = (
+        "SELECT id, user_id, product_id, CAST(purchased AS INTEGER) FROM interactions "
+        f"WHERE id > {marker} ORDER BY id LIMIT {int(page_rows)}"
+    )
+    with engine.connect() as conn, _driver_errors_wrapped(engine):
+        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            if engine.dialect.name == "postgresql":
+                _lift_statement_timeout(cursor)
+            while True:
+                cursor.execute(query, (last_id,))
+                rows = cursor.fetchall()
+                if not rows:
+                    break
+                page = np.array(rows, dtype=np.int64)
+                pages.append(page[:, 1:])
+                last_id = int(page[-1, 0])
+                if len(rows) < page_rows:
+                    break
+        finally:
+            cursor.close()
+    data = np.concatenate(pages) if pages else np.empty((0, 3), dtype=np.int64)
+    return pd.DataFrame(data, columns=list(INTERACTION_COLUMNS))
+
+
+def _lift_statement_timeout(cursor) -> None:
+    # The store's statement timeout (a few seconds) is meant for requests; a
+    # COPY of millions of rows or a page of a million rows takes longer.
+    # LOCAL: it ends with this transaction, before the connection is reused.
+    cursor.execute("SET LOCAL statement_timeout = 0")
+
+
+@contextmanager
+def _driver_errors_wrapped(engine: Engine) -> Iterator[None]:
+    """Raise the driver's own errors (from its raw cursor) as SQLAlchemy's, as elsewhere.
+
+    The service tells an outage by SQLAlchemy's exception classes
+    (``STORE_OUTAGES``); the bulk paths use the driver's cursor directly.
+    """
+    dbapi = engine.dialect.dbapi
+    try:
+        yield
+    except (dbapi.OperationalError, dbapi.InterfaceError) as exc:  # type: ignore[union-attr]
+        wrapper = (
+            sa.exc.OperationalError
+            if isinstance(exc, dbapi.OperationalError)  # type: ignore[union-attr]
+            else sa.exc.InterfaceError
+        )
+        raise wrapper(None, None, exc) from exc
