@@ -37,8 +37,9 @@ lint: install
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
 
+# Both cores (pytest-xdist): the whole suite in about four minutes instead of seven.
 test: lint
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2
 
 # The core only, in about a minute: no slow (real servers, subprocesses,
 # concurrency, fault injection) tests.
