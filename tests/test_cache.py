@@ -70,6 +70,17 @@ def test_a_repeated_request_is_answered_from_its_kept_answer_until_the_history_c
     assert after != first and lookups("answer", "hit") == hits  # a new history: made anew
 
 
+def test_answers_to_requests_with_an_exclusion_list_are_made_from_the_candidates_not_kept(
+    client,
+):
+    client.get("/recommend?user_id=17&exclude=3")
+    hits = lookups("answer", "hit")
+    ranking_hits = lookups("ranking", "hit")
+    client.get("/recommend?user_id=17&exclude=3")
+    assert lookups("answer", "hit") == hits
+    assert lookups("ranking", "hit") == ranking_hits + 1
+
+
 def test_a_periodic_catalog_refresh_without_changes_keeps_the_kept_answers(app):
     client = app.test_client()
     client.get("/recommend?user_id=17")

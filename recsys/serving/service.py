@@ -505,7 +505,10 @@ class RecommendationService:
             fallback_reason=reason,
             degraded=degraded,
         )
-        if degraded is None:
+        # An exclusion list is usually the shop's state of the moment (a basket,
+        # stock): kept, such answers would rarely be asked for again and would
+        # push out the ones that are.
+        if degraded is None and not filters.exclude:
             self.rankings.keep_answer(request, _KeptAnswer(bundle, history, answer))
         return answer
 
