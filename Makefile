@@ -51,6 +51,11 @@ bench: install
 	$(PY) bench/bench_ingestion.py
 	$(PY) bench/bench_quality.py "$(MOVIELENS)"
 	$(PY) bench/bench_scale.py --sizes 0.1M,1M --spark-sizes 0.1M --retrain-sizes 1M
+	$(PY) bench/bench_filters.py
+	$(PY) bench/bench_exposure.py
+	$(PY) bench/bench_similar.py "$(MOVIELENS)"
+	@if command -v wrk >/dev/null 2>&1; then $(PY) bench/bench_serving.py; \
+	else echo "skipped bench_serving.py: it needs wrk (apt-get install wrk)"; fi
 	@if [ -f "$(MOVIELENS)" ]; then \
 		$(PY) bench/bench_movielens.py "$(MOVIELENS)"; \
 	else \
