@@ -50,6 +50,14 @@ def buy(client, user_id: int, product_id: int) -> None:
     assert response.status_code == 201, response.get_data(as_text=True)
 
 
+def generate_small_log(path) -> None:
+    """Write a 3,000-event log of 200 users and 30 products (with its catalog) with generate."""
+    from recsys.cli.main import main
+
+    args = ["generate", "--users", "200", "--products", "30", "--events", "3000"]
+    assert main([*args, "--out", str(path)]) == 0
+
+
 def runtime_of(app):
     """Return the app's ServingRuntime."""
     return app.extensions["recsys.runtime"]

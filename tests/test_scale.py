@@ -12,7 +12,7 @@ from recsys.data.simulate import CATEGORIES, SimulationConfig, simulate_shop
 from recsys.data.simulate_large import make_large_catalog, simulate_large
 from recsys.errors import DataFileError
 from recsys.store.bulk import import_log, read_interactions
-from tests.builders import SMALL_CATALOG, runtime_of
+from tests.builders import SMALL_CATALOG, generate_small_log, runtime_of
 
 
 @pytest.fixture(scope="module")
@@ -195,22 +195,7 @@ def test_the_import_command_streams_a_parquet_file(app_factory, tmp_path):
 
 def test_train_publishes_a_log_files_model_that_a_server_serves(tmp_path, capsys, app_factory):
     log = tmp_path / "log.parquet"
-    assert (
-        main(
-            [
-                "generate",
-                "--users",
-                "200",
-                "--products",
-                "30",
-                "--events",
-                "3000",
-                "--out",
-                str(log),
-            ]
-        )
-        == 0
-    )
+    generate_small_log(log)
     models = tmp_path / "models"
     assert main(["train", "--data", str(log), "--model-dir", str(models)]) == 0
     out = capsys.readouterr().out

@@ -17,7 +17,7 @@ from recsys.data.simulate import SimulationConfig
 from recsys.data.simulate_large import simulate_large
 from recsys.evaluation.splits import holdout_split
 from recsys.serving.training import TrainingSettings, holdout_metrics
-from tests.builders import runtime_of
+from tests.builders import generate_small_log, runtime_of
 
 # Spark regularises each solve by the row's count (ALS-WR) and implicit does
 # not, so the two engines cannot learn identical factors (see
@@ -118,22 +118,7 @@ def test_the_command_line_trains_a_log_file_with_spark(spark_engine, tmp_path, c
     from recsys.cli.main import main
 
     log = tmp_path / "log.parquet"
-    assert (
-        main(
-            [
-                "generate",
-                "--users",
-                "200",
-                "--products",
-                "30",
-                "--events",
-                "3000",
-                "--out",
-                str(log),
-            ]
-        )
-        == 0
-    )
+    generate_small_log(log)
     status = main(
         [
             "train",

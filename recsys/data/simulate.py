@@ -137,6 +137,43 @@ def make_users(config: SimulationConfig, fake: Faker) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["user_id", "name", "email", "city"])
 
 
+@dataclass(frozen=True)
+class LatentTastes:
+    """The truth behind a simulated shop's behaviour (arrays in catalog and user order).
+
+    Attributes:
+        product_category: Each product's category index into ``CATEGORIES``.
+        popularity: Latent popularity weight per product (Zipf over a random order).
+        taste: Users x categories matrix of latent taste (rows sum to 1).
+        price_sensitivity: Per user, how strongly price lowers buying.
+        log_price: Per product, ln(price / the catalog median): > 0 for dearer ones.
+    """
+
+    product_category: np.ndarray
+    popularity: np.ndarray
+    taste: np.ndarray
+    price_sensitivity: np.ndarray
+    log_price: np.ndarray
+
+
+def draw_latent_tastes(
+    config: SimulationConfig, catalog: pd.DataFrame, rng: np.random.Generator
+) -> LatentTastes:
+    """Draw popularity, tastes and price sensitivities, in the order every simulator uses.
+
+    The small simulator and the large one share this, so both have one taste
+    model (and the small one's output stays the same for a seed).
+    """
+    category_index = {c: i for i, c in enumerate(CATEGORIES)}
+    product_category = catalog["category"].map(category_index).to_numpy()
+    popularity = 1.0 / np.arange(1, config.products + 1) ** config.popularity_exponent
+    popularity = rng.permutation(popularity)
+    taste = rng.dirichlet(np.full(len(CATEGORIES), config.taste_concentration), size=config.users)
+    price_sensitivity = rng.uniform(0.3, 1.5, size=config.users)
+    log_price = np.log(catalog["price"].to_numpy() / np.median(catalog["price"].to_numpy()))
+    return LatentTastes(product_category, popularity, taste, price_sensitivity, log_price)
+
+
 def simulate_shop(config: SimulationConfig | None = None, progress: bool = False) -> SimulatedShop:
     """Simulate a catalog, users and their click/purchase log.
 
@@ -155,14 +192,9 @@ def simulate_shop(config: SimulationConfig | None = None, progress: bool = False
     catalog = make_catalog(config, fake, rng)
     users = make_users(config, fake)
 
-    category_index = {c: i for i, c in enumerate(CATEGORIES)}
-    product_category = catalog["category"].map(category_index).to_numpy()
-    popularity = 1.0 / np.arange(1, config.products + 1) ** config.popularity_exponent
-    popularity = rng.permutation(popularity)
-    taste = rng.dirichlet(np.full(len(CATEGORIES), config.taste_concentration), size=config.users)
-    price_sensitivity = rng.uniform(0.3, 1.5, size=config.users)
-    # Price relative to the catalog median: > 0 for dearer products.
-    log_price = np.log(catalog["price"].to_numpy() / np.median(catalog["price"].to_numpy()))
+    latent = draw_latent_tastes(config, catalog, rng)
+    product_category, popularity, taste = latent.product_category, latent.popularity, latent.taste
+    price_sensitivity, log_price = latent.price_sensitivity, latent.log_price
 
     visits_per_user = np.minimum(
         config.products, 1 + rng.poisson(config.mean_products_per_user - 1, size=config.users)

@@ -40,6 +40,7 @@ from recsys.data.simulate import (
     CATEGORIES,
     CATEGORY_NOUNS,
     SimulationConfig,
+    draw_latent_tastes,
 )
 
 # Draws per wanted visit (plus a constant): enough that almost every user
@@ -123,13 +124,9 @@ def simulate_large(
         raise ValueError(f"events must be at least 1, got {events}")
     rng = np.random.default_rng(config.seed)
     catalog = make_large_catalog(config.products, config.seed)
-    category_index = {c: i for i, c in enumerate(CATEGORIES)}
-    product_category = catalog["category"].map(category_index).to_numpy()
-    popularity = 1.0 / np.arange(1, config.products + 1) ** config.popularity_exponent
-    popularity = rng.permutation(popularity)
-    taste = rng.dirichlet(np.full(len(CATEGORIES), config.taste_concentration), size=config.users)
-    price_sensitivity = rng.uniform(0.3, 1.5, size=config.users)
-    log_price = np.log(catalog["price"].to_numpy() / np.median(catalog["price"].to_numpy()))
+    latent = draw_latent_tastes(config, catalog, rng)
+    product_category, popularity, taste = latent.product_category, latent.popularity, latent.taste
+    price_sensitivity, log_price = latent.price_sensitivity, latent.log_price
     # affinity[u, c] = taste[u, c] / max taste of u, as in the small simulator.
     affinity = taste / taste.max(axis=1, keepdims=True)
     sampler = _CategorySampler(product_category, popularity, len(CATEGORIES))
