@@ -69,6 +69,20 @@ def test_each_variant_serves_its_own_strategy(ab_client):
     assert strategies == {"control": {"popular"}, "personal": {"svd"}}
 
 
+def test_every_variant_honours_the_filters_and_paging_of_the_request(ab_client):
+    started(ab_client)
+    books = {7, 11, 13, 18}  # products.csv
+    for user_id in range(1, 40):
+        query = f"/recommend?user_id={user_id}&n=2&category=Books&exclude=13&include_purchased=1"
+        body = ab_client.get(query).get_json()
+        listed = [item["product_id"] for item in body["recommendations"]]
+        assert body["variant"] in {"control", "personal"}
+        assert len(listed) == 2 and set(listed) <= books - {13}
+        # Three books are eligible (purchases included): the second page is the third.
+        second = ab_client.get(query + "&offset=2").get_json()["recommendations"]
+        assert [item["product_id"] for item in second] == sorted(books - {13} - set(listed))
+
+
 def test_a_model_variant_is_trained_on_demand_and_pinned_at_start(ab_client, ab_app):
     spec = {
         **POPULAR_VS_MODEL,
