@@ -143,6 +143,19 @@ def test_an_empty_store_without_a_model_says_so(app_factory):
     assert "no model is published yet" in page_of(lookup)
 
 
+def test_a_store_outage_is_a_page_that_says_so_and_the_api_stays_json(app):
+    # A real SQLite failure: the table the figures come from is gone.
+    with runtime_of(app).store.engine.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE interactions RENAME TO interactions_gone")
+    client = app.test_client()
+    page = client.get("/")
+    assert page.status_code == 503 and page.headers["Retry-After"] == "5"
+    assert "The event store is unavailable" in page_of(page)
+    api = client.get("/stats")
+    assert api.status_code == 503 and api.mimetype == "application/json"
+    assert api.get_json()["error"]["code"] == "store_unavailable"
+
+
 def test_no_experiment_section_while_none_runs(bundled_client):
     assert 'id="experiment"' not in page_of(bundled_client.get("/"))
     assert bundled_client.get("/stats").get_json()["experiment"] is None

@@ -21,6 +21,7 @@ session state and share no secret, and removing a key from
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 
@@ -47,12 +48,15 @@ from recsys.serving.dashboard import (
 )
 from recsys.serving.service import NoLiveModelError
 from recsys.serving.similar import UnknownProductError, similar_products
+from recsys.store.engine import STORE_OUTAGES
 from recsys.web import params
 from recsys.web.auth import KEY_COOKIE, accepts_key_cookie, requires
 from recsys.web.context import runtime
-from recsys.web.errors import ApiError
+from recsys.web.errors import ApiError, unavailable
 from recsys.web.openapi import operation
 from recsys.web.schemas import Stats
+
+logger = logging.getLogger(__name__)
 
 bp = Blueprint(
     "dashboard",
@@ -182,6 +186,24 @@ def refused(exc: ApiError):
         "signin.html", code=exc.code, message=exc.message, session_hours=SESSION_HOURS
     )
     return page, exc.status, exc.headers
+
+
+# A person reloads a page less eagerly than a client retries a call.
+_PAGE_RETRY_SECONDS = 5
+
+
+def store_unavailable(exc: Exception):
+    """Show the dashboard page's outage as a page (503, retried); other answers stay JSON."""
+    logger.warning("event store unavailable: %s", getattr(exc, "orig", None) or exc)
+    if request.endpoint != "dashboard.dashboard":
+        # As the app answers every other outage (recsys.web.errors).
+        return unavailable("store_unavailable", "the event store is unavailable; retry shortly", 1)
+    page = render_template("unavailable.html", retry_seconds=_PAGE_RETRY_SECONDS)
+    return page, 503, {"Retry-After": str(_PAGE_RETRY_SECONDS)}
+
+
+for _outage in STORE_OUTAGES:
+    bp.register_error_handler(_outage, store_unavailable)
 
 
 @bp.after_request
