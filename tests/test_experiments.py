@@ -99,6 +99,35 @@ def test_a_model_variant_is_trained_on_demand_and_pinned_at_start(ab_client, ab_
     assert {a["model_version"] for a in answers if a["variant"] == "als"} == {version}
 
 
+def test_a_pinned_version_outlives_the_kept_versions_while_its_experiment_runs(tmp_path):
+    factory = AppFactory(
+        f"sqlite:///{tmp_path / 'events.db'}",
+        tmp_path / "models",
+        DATA_PATH=str(BUNDLED_LOG),
+        KEEP_MODEL_VERSIONS="1",
+    )
+    app = factory()
+    client = app.test_client()
+    spec = {
+        **POPULAR_VS_MODEL,
+        "variants": [
+            {"name": "control", "strategy": "champion"},
+            {"name": "als", "strategy": "model", "model": "als"},
+        ],
+    }
+    version = started(client, spec)["variants"][1]["version"]
+    runtime = runtime_of(app)
+    for _ in range(2):
+        runtime.train_exclusively()
+    assert version in runtime.registry.versions()
+    answers = [client.get(f"/recommend?user_id={u}").get_json() for u in range(1, 30)]
+    assert {a["model_version"] for a in answers if a["variant"] == "als"} == {version}
+    assert client.post(f"/experiments/{spec['name']}/stop").status_code == 200
+    runtime.train_exclusively()
+    assert version not in runtime.registry.versions()
+    factory.close()
+
+
 def test_only_one_experiment_runs_at_a_time(ab_client):
     started(ab_client)
     other = {**POPULAR_VS_MODEL, "name": "second"}

@@ -123,6 +123,26 @@ def test_only_the_last_n_versions_are_kept(registry):
     assert sorted(p.name for p in registry.root.iterdir()) == sorted(published[-3:])
 
 
+def test_versions_in_use_outlive_the_kept_ones(tmp_path):
+    pinned: list[str] = []
+    registry = ModelRegistry(tmp_path, keep=1, in_use=lambda: set(pinned))
+    first = publish(registry).version
+    pinned.append(first)
+    newest = [publish(registry).version for _ in range(3)][-1]
+    assert registry.versions() == [newest, first]
+    pinned.clear()
+    publish(registry)
+    assert first not in registry.versions()
+
+
+def test_nothing_is_deleted_when_the_versions_in_use_cannot_be_told(tmp_path, caplog):
+    registry = ModelRegistry(tmp_path, keep=1, in_use=lambda: None)
+    for _ in range(3):
+        publish(registry)
+    assert len(registry.versions()) == 3
+    assert "none deleted" in caplog.text
+
+
 def test_publish_leaves_no_temporary_directory(registry):
     publish(registry)
     assert [p.name for p in registry.root.iterdir() if p.name.startswith(".")] == []

@@ -30,7 +30,7 @@ import re
 import shutil
 import stat
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -234,6 +234,9 @@ class ModelRegistry:
         keep: How many published versions to keep (older ones are deleted).
         model_classes: Model name -> class, to rebuild models; defaults to
             ``recsys.models.MODELS``.
+        in_use: Returns the versions that must outlive ``keep`` (a running
+            A/B test's pinned ones), or None when that cannot be told (then
+            nothing is deleted this time).
     """
 
     def __init__(
@@ -241,12 +244,14 @@ class ModelRegistry:
         root: str | Path,
         keep: int = 5,
         model_classes: Mapping[str, type[Recommender]] | None = None,
+        in_use: Callable[[], Collection[str] | None] | None = None,
     ):
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self.root = Path(root)
         self.keep = keep
         self._model_classes = model_classes
+        self._in_use = in_use
         # Version -> the arrays checksum its metadata recorded when it failed
         # to load. Published versions do not change, so newer_than can pass
         # over them until their metadata records other arrays.
@@ -407,7 +412,16 @@ class ModelRegistry:
         return f"v{number:05d}-{when.strftime('%Y%m%dT%H%M%SZ')}"
 
     def _prune(self) -> None:
-        for version in self.versions()[self.keep :]:
+        old = self.versions()[self.keep :]
+        if not old:
+            return
+        in_use = self._in_use() if self._in_use is not None else ()
+        if in_use is None:
+            logger.warning("could not tell which model versions are in use: none deleted")
+            return
+        for version in old:
+            if version in in_use:
+                continue
             doomed = self.root / f"{_TRASH_PREFIX}{version}-{time.monotonic_ns()}"
             try:
                 # Rename first: the version disappears in one step, then is deleted.

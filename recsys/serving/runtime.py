@@ -132,7 +132,11 @@ class ServingRuntime:
         self.settings = settings
         self.training = training_settings(settings)
         self.store = EventStore.from_url(settings.database_url, settings["DB_TIMEOUT_SECONDS"])
-        self.registry = ModelRegistry(settings.model_dir, keep=settings["KEEP_MODEL_VERSIONS"])
+        self.registry = ModelRegistry(
+            settings.model_dir,
+            keep=settings["KEEP_MODEL_VERSIONS"],
+            in_use=self._versions_in_use,
+        )
         self.service = RecommendationService(self.store, *answer_caches(settings))
         self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
         self.jobs: TrainingJobRunner | QueuedTrainingJobs
@@ -469,6 +473,16 @@ class ServingRuntime:
             return self.train(progress, **engine)
         finally:
             self.training_lock.release()
+
+    def _versions_in_use(self) -> set[str] | None:
+        """Return the versions the running A/B test pins (None when the store cannot tell)."""
+        try:
+            running = ExperimentStore(self.store.engine).running()
+        except STORE_OUTAGES:
+            return None
+        if running is None:
+            return set()
+        return {v["version"] for v in running["variants"] if v.get("version")}
 
     def record_events(self, count: int) -> None:
         """Tell the automatic retrain how many events were just recorded."""

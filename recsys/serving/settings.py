@@ -290,7 +290,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "MODEL_DIR", None, _optional_path, "artifact directory", default_text="`instance/models`"
     ),
-    Setting("KEEP_MODEL_VERSIONS", 5, _integer(1), "published versions kept"),
+    Setting(
+        "KEEP_MODEL_VERSIONS",
+        5,
+        _integer(1),
+        "published versions kept, besides those a running A/B test pins",
+    ),
     Setting(
         "RETRAIN_EVERY_EVENTS",
         None,
