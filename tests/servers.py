@@ -243,3 +243,25 @@ class Gunicorn:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait(timeout=10)
+
+
+class Servers:
+    """The gunicorn servers one test starts (2 workers unless told), over one model directory.
+
+    Args:
+        tmp_path: The test's directory: models, and each server's logs.
+    """
+
+    def __init__(self, tmp_path: Path):
+        self.tmp_path = tmp_path
+        self.started: list[Gunicorn] = []
+
+    def start(self, database_url: str, **settings: Any) -> Gunicorn:
+        env = service_env(database_url, self.tmp_path / "models", **{"WORKERS": 2, **settings})
+        server = Gunicorn(env, self.tmp_path / f"server-{len(self.started)}")
+        self.started.append(server)
+        return server
+
+    def stop(self) -> None:
+        for server in self.started:
+            server.stop()

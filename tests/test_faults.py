@@ -22,13 +22,12 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 import sqlalchemy as sa
 
 from recsys.store.events import EventStore
-from tests.servers import ROOT, Gunicorn, service_env
+from tests.servers import ROOT, Gunicorn, Servers, service_env
 from tests.store_fixtures import POSTGRES_URL
 from tests.tcp_proxy import TcpProxy
 
@@ -94,17 +93,9 @@ def kill_one_worker(server: Gunicorn) -> int:
 @pytest.fixture
 def serve(tmp_path):
     """Return a function that starts gunicorn on a database; every server is killed after."""
-    servers: list[Gunicorn] = []
-
-    def start(database_url: str, **settings: Any) -> Gunicorn:
-        env = service_env(database_url, tmp_path / "models", **{"WORKERS": 2, **settings})
-        server = Gunicorn(env, tmp_path / f"server-{len(servers)}")
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    servers = Servers(tmp_path)
+    yield servers.start
+    servers.stop()
 
 
 @pytest.fixture

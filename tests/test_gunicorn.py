@@ -9,6 +9,7 @@ whatever a request's path holds, and never the API key.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import runpy
@@ -21,7 +22,7 @@ import pytest
 
 from recsys.store.engine import StatementDeadline
 from tests.builders import runtime_of
-from tests.servers import ROOT, Gunicorn, http_request, service_env
+from tests.servers import ROOT, Servers, http_request, service_env
 
 GUNICORN_SETTINGS = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
@@ -136,17 +137,9 @@ def test_a_forked_child_starts_with_a_free_statement_deadline():
 @pytest.fixture
 def serve(sqlite_url, tmp_path):
     """Return a function that starts gunicorn on an SQLite store; every server is killed after."""
-    servers: list[Gunicorn] = []
-
-    def start(**settings) -> Gunicorn:
-        env = service_env(sqlite_url, tmp_path / "models", **{"WORKERS": 2, **settings})
-        server = Gunicorn(env, tmp_path / f"server-{len(servers)}")
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.stop()
+    servers = Servers(tmp_path)
+    yield functools.partial(servers.start, sqlite_url)
+    servers.stop()
 
 
 @pytest.mark.slow

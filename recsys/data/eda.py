@@ -371,6 +371,23 @@ def load_movielens_catalog(path: str | Path) -> pd.DataFrame:
     Raises:
         DataFileError: The header is not ``movieId,title,genres``.
     """
+    movies, ids = _read_movielens_movies(path)
+    genre = movies["genres"].str.split("|").str[0]
+    return pd.DataFrame(
+        {
+            "product_id": ids,
+            "name": movies["title"],
+            "category": genre.where(genre != MOVIELENS_NO_GENRE),
+        }
+    )
+
+
+def _read_movielens_movies(path: str | Path) -> tuple[pd.DataFrame, pd.Series]:
+    """Read and check ``movies.csv``: its cells, and the ids as integers.
+
+    Raises:
+        DataFileError: The header or an id is wrong.
+    """
     path = Path(path)
     text = read_data_file(path)
     header = csv_header(text)
@@ -391,26 +408,17 @@ def load_movielens_catalog(path: str | Path) -> pd.DataFrame:
             f"movieId must be a positive integer, got {quote(movies['movieId'].iloc[row])}",
             line=row + 2,  # line 1 is the header
         )
-    genre = movies["genres"].str.split("|").str[0]
-    return pd.DataFrame(
-        {
-            "product_id": ids.astype("int64"),
-            "name": movies["title"],
-            "category": genre.where(genre != MOVIELENS_NO_GENRE),
-        }
-    )
+    return movies, ids.astype("int64")
 
 
 def load_movielens_genres(path: str | Path) -> dict[int, frozenset[str]]:
     """Read every genre of each film from MovieLens's ``movies.csv`` (none for "no genres").
 
     Raises:
-        DataFileError: The catalog part of the file is malformed (as
-            ``load_movielens_catalog`` finds).
+        DataFileError: The header or an id is wrong.
     """
-    catalog = load_movielens_catalog(path)  # validates the header and the ids
-    movies = read_csv_cells(Path(path), read_data_file(Path(path)))
+    movies, ids = _read_movielens_movies(path)
     return {
         int(product_id): frozenset(g for g in genres.split("|") if g != MOVIELENS_NO_GENRE)
-        for product_id, genres in zip(catalog["product_id"], movies["genres"], strict=True)
+        for product_id, genres in zip(ids, movies["genres"], strict=True)
     }

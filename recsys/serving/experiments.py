@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import threading
 import time
@@ -46,6 +45,7 @@ from recsys.serving.service import (
     RecommendationAnswer,
     RecommendationService,
     ServingModel,
+    compact_json,
 )
 from recsys.store.experiments import ExperimentStore
 
@@ -302,7 +302,7 @@ class ExperimentAnswer:
     @property
     def json_body(self) -> bytes:
         """Return the answer as compact JSON (made per request: each has its own id)."""
-        return (json.dumps(self.to_dict(), separators=(",", ":")) + "\n").encode()
+        return compact_json(self.to_dict())
 
 
 class _PopularService(RecommendationService):

@@ -93,15 +93,20 @@ class InitReport:
     seconds: float
 
 
+def ranking_cache(settings: Settings) -> RankingCache | None:
+    """Return a new in-process ranking and answer cache, or None when caching is off."""
+    if not settings["CACHE"]:
+        return None
+    return RankingCache(settings["CACHE_TTL_SECONDS"], max_entries=settings["CACHE_MAX_ENTRIES"])
+
+
 def answer_caches(settings: Settings) -> tuple[RankingCache | None, HistoryCache | None]:
     """Return the caches the settings ask for: rankings in-process, histories in Redis."""
-    if not settings["CACHE"]:
-        return None, None
-    ttl = settings["CACHE_TTL_SECONDS"]
-    rankings = RankingCache(ttl, max_entries=settings["CACHE_MAX_ENTRIES"])
+    rankings = ranking_cache(settings)
     url = settings["REDIS_URL"]
-    histories = HistoryCache(url, settings["CACHE_KEY_PREFIX"], ttl) if url else None
-    return rankings, histories
+    if rankings is None or not url:
+        return rankings, None
+    return rankings, HistoryCache(url, settings["CACHE_KEY_PREFIX"], settings["CACHE_TTL_SECONDS"])
 
 
 def training_settings(settings: Settings) -> TrainingSettings:
@@ -132,6 +137,7 @@ class ServingRuntime:
         self.settings = settings
         self.training = training_settings(settings)
         self.store = EventStore.from_url(settings.database_url, settings["DB_TIMEOUT_SECONDS"])
+        self.experiment_store = ExperimentStore(self.store.engine)
         self.registry = ModelRegistry(
             settings.model_dir,
             keep=settings["KEEP_MODEL_VERSIONS"],
@@ -157,15 +163,15 @@ class ServingRuntime:
             self.jobs, settings["RETRAIN_EVERY_EVENTS"], settings["RETRAIN_EVERY_MINUTES"]
         )
         self.exposure_log = (
-            ExposureLog(ExperimentStore(self.store.engine)) if settings["AB_EXPOSURE_LOG"] else None
+            ExposureLog(self.experiment_store) if settings["AB_EXPOSURE_LOG"] else None
         )
         self.experiments = ExperimentLayer(
             self.service,
-            ExperimentStore(self.store.engine),
+            self.experiment_store,
             self.registry,
             self.exposure_log,
             train=self.train_model_type,
-            rankings=lambda: answer_caches(settings)[0] if settings["CACHE"] else None,
+            rankings=lambda: ranking_cache(settings),
             window=timedelta(hours=settings["AB_ATTRIBUTION_HOURS"]),
             guardrails=Guardrails(settings["AB_LATENCY_MARGIN"], settings["AB_ERROR_MARGIN"]),
         )
@@ -477,7 +483,7 @@ class ServingRuntime:
     def _versions_in_use(self) -> set[str] | None:
         """Return the versions the running A/B test pins (None when the store cannot tell)."""
         try:
-            running = ExperimentStore(self.store.engine).running()
+            running = self.experiment_store.running()
         except STORE_OUTAGES:
             return None
         if running is None:

@@ -75,6 +75,11 @@ class NoLiveModelError(RuntimeError):
     """No model version is live yet (``flask --app app init`` has not published one)."""
 
 
+def compact_json(body: dict[str, Any]) -> bytes:
+    """Return an answer's body as Flask's ``jsonify`` writes it in production (compact, newline)."""
+    return (json.dumps(body, separators=(",", ":")) + "\n").encode()
+
+
 @dataclass(frozen=True)
 class ListFilter:
     """Which products a list may hold, besides what the model ranks.
@@ -156,7 +161,7 @@ class RecommendationAnswer:
     @functools.cached_property
     def json_body(self) -> bytes:
         """Return the answer as compact JSON, encoded once however often it is served."""
-        return (json.dumps(self.to_dict(), separators=(",", ":")) + "\n").encode()
+        return compact_json(self.to_dict())
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""
@@ -488,11 +493,9 @@ class RecommendationService:
         if kept is not None:
             return kept.answer
         personal = bundle.model.knows_user(user_id)
-        candidates = self._candidates(
+        picked = self._pick(
             bundle, user_id if personal else _POPULAR, filters.categories, offset + n, left_out
         )
-        picked = candidates.pick(offset + n, left_out)
-        assert picked is not None, "candidates are ranked deep enough for the request"
         if personal:
             strategy, reason = bundle.model.name, None
         else:
@@ -517,10 +520,7 @@ class RecommendationService:
         bundle = self.live.current()
         if self.rankings is None:
             return bundle.describe(bundle.popularity.top(n))
-        everything = self._candidates(bundle, _POPULAR, frozenset(), n, frozenset())
-        picked = everything.pick(n, frozenset())
-        assert picked is not None, "the popularity list is complete"
-        return bundle.describe_pairs(picked)
+        return bundle.describe_pairs(self._pick(bundle, _POPULAR, frozenset(), n, frozenset()))
 
     def forget_histories(self, user_ids: Iterable[int]) -> None:
         """Make the users' cached histories stale for every worker and server.
@@ -547,29 +547,26 @@ class RecommendationService:
             self.histories.save(user_id, history, lookup.stamp)
         return history, None
 
-    def _candidates(
+    def _pick(
         self,
         bundle: ServingModel,
         user: int | str,
         categories: frozenset[str],
         wanted: int,
         left_out: frozenset[int],
-    ) -> Candidates:
-        """Return ranked candidates of a user (or ``"popular"``) deep enough for one request.
+    ) -> list[tuple[int, float]]:
+        """Return the ``wanted`` best (product, score) pairs of a user (or ``"popular"``).
 
-        The cached ones serve when ``wanted`` products remain in them after
+        From the cached candidates when enough remain in them after
         ``left_out`` (or they hold every product); otherwise the model ranks
         ``wanted + len(left_out)`` (at least ``CANDIDATES`` more), which is
         always enough, and the deeper list replaces the cached one.
         """
         assert self.rankings is not None
         found = self.rankings.get(bundle.version, user, categories)
-        if found is not None and (
-            found.complete or len(found.product_ids) >= wanted + len(left_out)
-        ):
-            return found
-        if found is not None and found.pick(wanted, left_out) is not None:
-            return found
+        picked = found.pick(wanted, left_out) if found is not None else None
+        if picked is not None:
+            return picked
         depth = max(CANDIDATES, wanted) + len(left_out)
         if user == _POPULAR:
             popularity = bundle.popularity
@@ -583,7 +580,9 @@ class RecommendationService:
             ranked = model.recommend([int(user)], depth, allowed=allowed).lists[int(user)]
             found = Candidates.of(ranked.product_ids, ranked.scores, len(ranked) < depth)
         self.rankings.put(bundle.version, user, found, categories)
-        return found
+        picked = found.pick(wanted, left_out)
+        assert picked is not None, "ranked deep enough for the request"
+        return picked
 
     def _recommend_uncached(
         self,

@@ -21,7 +21,6 @@ session state and share no secret, and removing a key from
 
 from __future__ import annotations
 
-import logging
 from datetime import timedelta
 from typing import Any
 
@@ -52,11 +51,9 @@ from recsys.store.engine import STORE_OUTAGES
 from recsys.web import params
 from recsys.web.auth import KEY_COOKIE, accepts_key_cookie, requires
 from recsys.web.context import runtime
-from recsys.web.errors import ApiError, unavailable
+from recsys.web.errors import ApiError, handle_store_outage
 from recsys.web.openapi import operation
 from recsys.web.schemas import Stats
-
-logger = logging.getLogger(__name__)
 
 bp = Blueprint(
     "dashboard",
@@ -194,10 +191,9 @@ _PAGE_RETRY_SECONDS = 5
 
 def store_unavailable(exc: Exception):
     """Show the dashboard page's outage as a page (503, retried); other answers stay JSON."""
-    logger.warning("event store unavailable: %s", getattr(exc, "orig", None) or exc)
+    response = handle_store_outage(exc)
     if request.endpoint != "dashboard.dashboard":
-        # As the app answers every other outage (recsys.web.errors).
-        return unavailable("store_unavailable", "the event store is unavailable; retry shortly", 1)
+        return response
     page = render_template("unavailable.html", retry_seconds=_PAGE_RETRY_SECONDS)
     return page, 503, {"Retry-After": str(_PAGE_RETRY_SECONDS)}
 

@@ -49,6 +49,16 @@ def unavailable(code: str, message: str, retry_after_seconds: int):
     return response
 
 
+def handle_store_outage(exc: Exception):
+    """Answer a request the database failed: 503 ``store_unavailable``, retry in 1 s.
+
+    The database is down, unreachable, locked or too slow: the caller may
+    retry, so this is a 503 rather than the 500 that marks a bug.
+    """
+    log.warning("event store unavailable: %s", getattr(exc, "orig", None) or exc)
+    return unavailable("store_unavailable", "the event store is unavailable; retry shortly", 1)
+
+
 def init_app(app: Flask) -> None:
     """Register JSON handlers for API errors, HTTP errors, outages and crashes."""
 
@@ -57,12 +67,6 @@ def init_app(app: Flask) -> None:
         # Every answer is JSON; browsers must never guess otherwise.
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
-
-    def handle_store_outage(exc: Exception):
-        # The database is down, unreachable, locked or too slow: the caller
-        # may retry, so this is a 503 rather than the 500 that marks a bug.
-        log.warning("event store unavailable: %s", getattr(exc, "orig", None) or exc)
-        return unavailable("store_unavailable", "the event store is unavailable; retry shortly", 1)
 
     for outage in STORE_OUTAGES:
         app.register_error_handler(outage, handle_store_outage)
