@@ -50,6 +50,19 @@ def buy(client, user_id: int, product_id: int) -> None:
     assert response.status_code == 201, response.get_data(as_text=True)
 
 
+def wait_for_announcements(app, seconds: float = 5.0) -> None:
+    """Wait until the app's invalidation listener (REDIS_URL) vouches for its kept answers."""
+    import time
+
+    bus = runtime_of(app).service.invalidations
+    assert bus is not None, "the app has no REDIS_URL"
+    runtime_of(app).start()
+    deadline = time.monotonic() + seconds
+    while bus.stamp(0) is None:
+        assert time.monotonic() < deadline, "the invalidation listener never proved itself"
+        time.sleep(0.01)
+
+
 def generate_small_log(path) -> None:
     """Write a 3,000-event log of 200 users and 30 products (with its catalog) with generate."""
     from recsys.cli.main import main

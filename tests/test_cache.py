@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from recsys.serving import cache as cache_module
 from recsys.serving.cache import HistoryCache
 from recsys.store.events import UserHistory
-from tests.builders import buy, listed, runtime_of
+from tests.builders import buy, listed, runtime_of, wait_for_announcements
 
 
 def lookups(cache: str, result: str) -> float:
@@ -70,15 +70,23 @@ def test_a_repeated_request_is_answered_from_its_kept_answer_until_the_history_c
     assert after != first and lookups("answer", "hit") == hits  # a new history: made anew
 
 
-def test_answers_to_requests_with_an_exclusion_list_are_made_from_the_candidates_not_kept(
-    client,
-):
-    client.get("/recommend?user_id=17&exclude=3")
+def test_an_answer_to_the_same_exclusion_list_in_another_order_is_kept(client):
+    first = client.get("/recommend?user_id=17&exclude=3,5,8").get_json()
     hits = lookups("answer", "hit")
+    again = client.get("/recommend?user_id=17&exclude=8,3,5").get_json()
+    assert lookups("answer", "hit") == hits + 1
+    assert again == first
+
+
+def test_answers_to_different_exclusion_lists_are_kept_apart(client):
+    top = listed(client.get("/recommend?user_id=17&n=3"))
+    without_first = listed(client.get(f"/recommend?user_id=17&n=3&exclude={top[0]}"))
+    without_second = listed(client.get(f"/recommend?user_id=17&n=3&exclude={top[1]}"))
+    assert without_first[:2] == top[1:]
+    assert without_second[:2] == [top[0], top[2]]
     ranking_hits = lookups("ranking", "hit")
-    client.get("/recommend?user_id=17&exclude=3")
-    assert lookups("answer", "hit") == hits
-    assert lookups("ranking", "hit") == ranking_hits + 1
+    client.get(f"/recommend?user_id=17&n=3&exclude={top[2]}")
+    assert lookups("ranking", "hit") == ranking_hits + 1  # a new list: from the candidates
 
 
 def test_a_periodic_catalog_refresh_without_changes_keeps_the_kept_answers(app):
@@ -135,15 +143,50 @@ def test_a_new_model_version_is_never_answered_from_the_old_versions_entries(app
 def test_a_users_history_comes_from_redis_after_the_first_request(redis_apps, monkeypatch):
     app = redis_apps()
     client = app.test_client()
-    first = client.get("/recommend?user_id=17").get_json()
+    first = client.get("/recommend?user_id=17&n=5").get_json()
 
     def no_store_read(user_id):
         raise AssertionError("the history should have come from Redis")
 
     monkeypatch.setattr(runtime_of(app).store, "user_history", no_store_read)
     hits = lookups("history", "hit")
-    assert client.get("/recommend?user_id=17").get_json() == first
+    # Another length: not a kept answer, so the history is read (from Redis).
+    again = client.get("/recommend?user_id=17&n=4").get_json()
+    assert again["recommendations"] == first["recommendations"][:4]
     assert lookups("history", "hit") == hits + 1
+
+
+@pytest.mark.redis
+def test_a_kept_answer_is_served_without_reading_the_history_while_announcements_are_heard(
+    redis_apps, monkeypatch
+):
+    app = redis_apps()
+    wait_for_announcements(app)
+    client = app.test_client()
+    first = client.get("/recommend?user_id=17").get_data()
+    service = runtime_of(app).service
+
+    def no_history_read(user_id):
+        raise AssertionError("a kept answer should need no history")
+
+    monkeypatch.setattr(service.histories, "lookup", no_history_read)
+    monkeypatch.setattr(service.store, "user_history", no_history_read)
+    assert client.get("/recommend?user_id=17").get_data() == first
+
+
+@pytest.mark.redis
+def test_without_announcements_heard_a_kept_answer_is_checked_against_the_history(
+    redis_apps, monkeypatch
+):
+    app = redis_apps()
+    wait_for_announcements(app)
+    service = runtime_of(app).service
+    service.invalidations.stop()  # as when Redis stops answering the listener
+    client = app.test_client()
+    first = client.get("/recommend?user_id=17").get_data()
+    reads = lookups("history", "hit")
+    assert client.get("/recommend?user_id=17").get_data() == first
+    assert lookups("history", "hit") == reads + 1
 
 
 @pytest.mark.redis
@@ -160,12 +203,27 @@ def test_a_purchase_is_left_out_at_once_even_when_the_history_is_cached(redis_ap
 @pytest.mark.redis
 def test_an_event_posted_through_one_app_is_left_out_by_another_sharing_redis(redis_apps):
     posting, answering = redis_apps().test_client(), redis_apps(init=False).test_client()
-    before = listed(answering.get("/recommend?user_id=17&n=3"))
+    before = listed(answering.get("/recommend?user_id=17&n=4"))
     hits = lookups("history", "hit")
-    assert listed(answering.get("/recommend?user_id=17&n=3")) == before
+    assert listed(answering.get("/recommend?user_id=17&n=3")) == before[:3]
     assert lookups("history", "hit") == hits + 1  # app B answers from the cached history
     buy(posting, 17, before[0])
     assert before[0] not in listed(answering.get("/recommend?user_id=17&n=3"))
+
+
+@pytest.mark.redis
+def test_an_event_posted_through_one_app_makes_anothers_kept_answer_stale_at_once(redis_apps):
+    posting_app, answering_app = redis_apps(), redis_apps(init=False)
+    wait_for_announcements(posting_app)
+    wait_for_announcements(answering_app)
+    posting, answering = posting_app.test_client(), answering_app.test_client()
+    before = listed(answering.get("/recommend?user_id=17&n=3"))
+    hits = lookups("answer", "hit")
+    assert listed(answering.get("/recommend?user_id=17&n=3")) == before
+    assert lookups("answer", "hit") == hits + 1  # kept, and trusted without a history read
+    buy(posting, 17, before[0])
+    after = listed(answering.get("/recommend?user_id=17&n=3"))
+    assert before[0] not in after and after[:2] == before[1:]
 
 
 @pytest.mark.redis
@@ -219,5 +277,6 @@ def test_a_redis_outage_degrades_to_answers_from_the_store(
             after = listed(client.get("/recommend?user_id=17&n=3"))
             assert before[0] not in after and after[:2] == before[1:]
             time.sleep(0.06)  # past the retry interval: Redis is tried (and fails) again
-    warnings = [r for r in caplog.records if r.message.startswith("Redis unavailable")]
-    assert len(warnings) == 1
+    warnings = [r.name for r in caplog.records if r.message.startswith("Redis unavailable")]
+    # Once per outage by each user of Redis: the history cache and the announcements.
+    assert sorted(warnings) == ["recsys.serving.cache", "recsys.serving.invalidation"]

@@ -370,6 +370,16 @@ class HistoryCache:
         else:
             self._answered()
 
+    def invalidate_all(self) -> None:
+        """Make every cached history stale everywhere (after events came in past the API)."""
+        self._lost_invalidations = True
+        if not self._usable():
+            return
+        try:
+            self._settle_lost_invalidations()
+        except redis.RedisError as exc:
+            self._failed(exc)
+
     # -- outages ----------------------------------------------------------------
 
     def _settle_lost_invalidations(self) -> None:
@@ -378,7 +388,7 @@ class HistoryCache:
             return
         self._cache.set("epoch", secrets.randbits(62), timeout=0)
         self._lost_invalidations = False
-        logger.info("Redis: histories cached before the outage dropped (new epoch)")
+        logger.info("Redis: every history cached so far dropped (new epoch)")
 
     def _usable(self) -> bool:
         return not self._outage or time.monotonic() >= self._retry_at

@@ -309,7 +309,7 @@ class _PopularService(RecommendationService):
     """Answers with the live version's popularity list, following the live version."""
 
     def __init__(self, source: RecommendationService, rankings: RankingCache | None):
-        super().__init__(source.store, rankings, source.histories)
+        super().__init__(source.store, rankings, source.histories, source.invalidations)
         self.source = source
         self._built_from: ServingModel | None = None
         self._lock = threading.Lock()
@@ -589,7 +589,12 @@ class ExperimentLayer:
             return _PopularService(self.service, self.rankings())
         assert variant.version is not None, "model and version variants are pinned at start"
         artifact: LoadedArtifact = self.registry.load(variant.version)
-        service = RecommendationService(self.service.store, self.rankings(), self.service.histories)
+        service = RecommendationService(
+            self.service.store,
+            self.rankings(),
+            self.service.histories,
+            self.service.invalidations,
+        )
         service.serve(artifact)
         return service
 

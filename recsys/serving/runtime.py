@@ -51,6 +51,7 @@ from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegis
 from recsys.serving.cache import HistoryCache, RankingCache
 from recsys.serving.experiments import ExperimentLayer, Guardrails
 from recsys.serving.exposure_log import ExposureLog
+from recsys.serving.invalidation import InvalidationBus
 from recsys.serving.jobs import (
     AutoRetrainer,
     RetrainInProgressError,
@@ -100,13 +101,24 @@ def ranking_cache(settings: Settings) -> RankingCache | None:
     return RankingCache(settings["CACHE_TTL_SECONDS"], max_entries=settings["CACHE_MAX_ENTRIES"])
 
 
-def answer_caches(settings: Settings) -> tuple[RankingCache | None, HistoryCache | None]:
-    """Return the caches the settings ask for: rankings in-process, histories in Redis."""
+def answer_caches(
+    settings: Settings,
+) -> tuple[RankingCache | None, HistoryCache | None, InvalidationBus | None]:
+    """Return the caches the settings ask for: rankings in-process, histories in Redis.
+
+    With Redis, also the bus that tells every process which kept answers an
+    event made stale.
+    """
     rankings = ranking_cache(settings)
     url = settings["REDIS_URL"]
     if rankings is None or not url:
-        return rankings, None
-    return rankings, HistoryCache(url, settings["CACHE_KEY_PREFIX"], settings["CACHE_TTL_SECONDS"])
+        return rankings, None, None
+    prefix = settings["CACHE_KEY_PREFIX"]
+    return (
+        rankings,
+        HistoryCache(url, prefix, settings["CACHE_TTL_SECONDS"]),
+        InvalidationBus(url, prefix),
+    )
 
 
 def training_settings(settings: Settings) -> TrainingSettings:
@@ -336,6 +348,8 @@ class ServingRuntime:
             ).start()
             if self.exposure_log is not None:
                 self.exposure_log.start()
+            if self.service.invalidations is not None:
+                self.service.invalidations.start()
             self._threads_started = True
 
     def close(self) -> None:
@@ -344,6 +358,8 @@ class ServingRuntime:
         self._stop.set()
         if self.exposure_log is not None:
             self.exposure_log.close()
+        if self.service.invalidations is not None:
+            self.service.invalidations.stop()
         self.store.dispose()
 
     def refresh(self) -> bool:

@@ -23,10 +23,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,7 @@ from recsys.models.popularity import PopularityRecommender
 from recsys.models.rerank import mmr_order
 from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact, version_number
 from recsys.serving.cache import CANDIDATES, Candidates, HistoryCache, RankingCache
+from recsys.serving.invalidation import InvalidationBus, Stamp
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore, UserHistory
 
@@ -94,6 +96,19 @@ class ListFilter:
     categories: frozenset[str] = frozenset()
     exclude: frozenset[int] = frozenset()
     include_purchased: bool = False
+
+    @functools.cached_property
+    def key(self) -> Hashable:
+        """Return what identifies these filters among kept answers, in bounded memory.
+
+        An exclusion list (up to 1,000 ids) is named by a 16-byte BLAKE2 digest
+        of its sorted ids: kept answers cost the same whatever a shop excludes.
+        """
+        if not self.exclude:
+            return (self.categories, self.include_purchased)
+        ids = np.sort(np.fromiter(self.exclude, dtype=np.int64, count=len(self.exclude)))
+        digest = hashlib.blake2b(ids.tobytes(), digest_size=16).digest()
+        return (self.categories, self.include_purchased, digest)
 
     def left_out(self, purchased: frozenset[int]) -> frozenset[int]:
         """Return the products left out of a list for a user who bought ``purchased``."""
@@ -388,6 +403,8 @@ class RecommendationService:
         store: Where users' histories and the catalog are read from.
         rankings: Ranked candidates per (version, user) in this process; None: rank per request.
         histories: Users' histories in the shared Redis; None: read from the store per request.
+        invalidations: Tells when a kept answer is still current without reading
+            the user's history (``REDIS_URL``); None: check the history.
     """
 
     def __init__(
@@ -395,10 +412,12 @@ class RecommendationService:
         store: EventStore,
         rankings: RankingCache | None = None,
         histories: HistoryCache | None = None,
+        invalidations: InvalidationBus | None = None,
     ):
         self.store = store
         self.rankings = rankings
         self.histories = histories
+        self.invalidations = invalidations
         self.live = LiveModel()
 
     def serve(self, artifact: LoadedArtifact, only_if_newer: bool = False) -> ServingModel:
@@ -470,10 +489,25 @@ class RecommendationService:
                 else the model's item similarity.
         """
         bundle = self.live.current()
+        # The cache holds plain rankings; explanations and re-ranking are computed.
+        cached = self.rankings is not None and not explain and diversity == 0
+        stamp: Stamp | None = None
+        if cached:
+            assert self.rankings is not None
+            request = (user_id, n, offset, filters.key)
+            if self.invalidations is not None:
+                stamp = self.invalidations.stamp(user_id)
+            if stamp is not None:
+                # No event of the user was announced since the answer was kept:
+                # it is current without reading their history.
+                kept = self.rankings.answer(
+                    request, lambda kept: kept.bundle is bundle and kept.stamp == stamp
+                )
+                if kept is not None:
+                    return kept.answer
         history, degraded = self._history(user_id)
         left_out = filters.left_out(history.purchased)
-        if self.rankings is None or explain or diversity != 0:
-            # The cache holds plain rankings; explanations and re-ranking are computed.
+        if not cached:
             return self._recommend_uncached(
                 bundle,
                 user_id,
@@ -486,12 +520,13 @@ class RecommendationService:
                 explain=explain,
                 diversity=diversity,
             )
-        request = (user_id, n, offset, filters)
-        kept = self.rankings.answer(
-            request, lambda kept: kept.bundle is bundle and kept.history == history
-        )
-        if kept is not None:
-            return kept.answer
+        assert self.rankings is not None
+        if stamp is None:
+            kept = self.rankings.answer(
+                request, lambda kept: kept.bundle is bundle and kept.history == history
+            )
+            if kept is not None:
+                return kept.answer
         personal = bundle.model.knows_user(user_id)
         picked = self._pick(
             bundle, user_id if personal else _POPULAR, filters.categories, offset + n, left_out
@@ -508,11 +543,8 @@ class RecommendationService:
             fallback_reason=reason,
             degraded=degraded,
         )
-        # An exclusion list is usually the shop's state of the moment (a basket,
-        # stock): kept, such answers would rarely be asked for again and would
-        # push out the ones that are.
-        if degraded is None and not filters.exclude:
-            self.rankings.keep_answer(request, _KeptAnswer(bundle, history, answer))
+        if degraded is None:
+            self.rankings.keep_answer(request, _KeptAnswer(bundle, history, stamp, answer))
         return answer
 
     def popular(self, n: int) -> list[RecommendedProduct]:
@@ -528,8 +560,18 @@ class RecommendationService:
         Call it after their new events are committed, before answering: the
         next request of any of them reads the store again.
         """
+        users = list(user_ids)
         if self.histories is not None:
-            self.histories.invalidate(user_ids)
+            self.histories.invalidate(users)
+        if self.invalidations is not None:
+            self.invalidations.announce(users)
+
+    def forget_everything(self) -> None:
+        """Make every cached history and kept answer stale (after events came in past the API)."""
+        if self.histories is not None:
+            self.histories.invalidate_all()
+        if self.invalidations is not None:
+            self.invalidations.announce_everything()
 
     # -- parts of an answer ------------------------------------------------------
 
@@ -638,6 +680,7 @@ class _KeptAnswer:
 
     bundle: ServingModel
     history: UserHistory
+    stamp: Stamp | None  # the user's stamp when the request began, if there was one
     answer: RecommendationAnswer
 
 

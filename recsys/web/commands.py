@@ -128,12 +128,15 @@ def import_command(file: Path, stream: bool):
 
     FILE is CSV, or Parquet (.parquet) for logs of millions of events.
     """
-    store = _runtime().store
+    runtime = _runtime()
+    store = runtime.store
     with _reported(" (nothing was imported)"):
         if stream or is_parquet(file):
             count = import_log(store.engine, file, progress=True)
         else:
             count = store.import_interactions(file, progress=True)
+    # Running servers cached histories and answers the import made stale.
+    runtime.service.forget_everything()
     click.echo(f"imported {count} interactions from {file}")
 
 

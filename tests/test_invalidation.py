@@ -1,0 +1,160 @@
+"""The invalidation bus: every process hears of a user's event before it is acknowledged.
+
+Two buses in one test stand for two processes (workers or servers): each has
+its own listener thread and connections, as separate processes would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+import pytest
+import redis
+
+from recsys.serving import invalidation as invalidation_module
+from recsys.serving.invalidation import InvalidationBus
+from tests.tcp_proxy import TcpProxy
+
+pytestmark = pytest.mark.redis
+
+
+def heard(bus: InvalidationBus, seconds: float = 5.0) -> InvalidationBus:
+    """Wait until the bus's listener has proved itself current; return the bus."""
+    deadline = time.monotonic() + seconds
+    while bus.stamp(0) is None:
+        assert time.monotonic() < deadline, "the listener never proved itself current"
+        time.sleep(0.01)
+    return bus
+
+
+def unheard(bus: InvalidationBus, seconds: float = 5.0) -> None:
+    """Wait until the bus no longer hands out stamps."""
+    deadline = time.monotonic() + seconds
+    while bus.stamp(0) is not None:
+        assert time.monotonic() < deadline, "the bus kept vouching for its stamps"
+        time.sleep(0.01)
+
+
+@pytest.fixture
+def buses(redis_url, cache_prefix):
+    """Make started buses on the test's Redis prefix (or a given URL); stop them afterwards."""
+    made: list[InvalidationBus] = []
+
+    def make(url: str | None = None) -> InvalidationBus:
+        bus = InvalidationBus(url or redis_url.url, cache_prefix)
+        bus.start()
+        made.append(bus)
+        return bus
+
+    yield make
+    for bus in made:
+        bus.stop()
+
+
+def test_a_bus_vouches_for_no_stamp_until_its_listener_has_proved_itself(redis_url, cache_prefix):
+    bus = InvalidationBus(redis_url.url, cache_prefix)
+    assert bus.stamp(7) is None
+    bus.start()
+    try:
+        assert heard(bus).stamp(7) is not None
+    finally:
+        bus.stop()
+    assert bus.stamp(7) is None
+
+
+def test_an_announcement_changes_the_users_stamp_in_every_process_before_it_returns(buses):
+    writer, reader = heard(buses()), heard(buses())
+    before = {user: reader.stamp(user) for user in (7, 8)}
+    assert writer.announce([7]) is True
+    assert reader.stamp(7) != before[7]  # no waiting: the announcement waited for it
+    assert reader.stamp(8) == before[8]  # another user's kept answers stay
+    assert writer.stamp(7) != before[7]
+
+
+def test_a_stamp_stays_the_same_while_nothing_is_announced(buses):
+    bus = heard(buses())
+    first = bus.stamp(7)
+    time.sleep(3 * invalidation_module.HEARTBEAT_SECONDS)  # a few ping rounds
+    assert bus.stamp(7) == first
+
+
+def test_an_announcement_waits_for_a_listener_that_does_not_confirm_then_says_so(
+    buses, redis_url, cache_prefix, monkeypatch, caplog
+):
+    monkeypatch.setattr(invalidation_module, "ACK_SECONDS", 0.3)
+    writer = heard(buses())
+    stalled = redis.Redis.from_url(redis_url.url).pubsub()
+    stalled.subscribe(f"{cache_prefix}invalidate")  # subscribed, never confirming
+    try:
+        started = time.monotonic()
+        with caplog.at_level(logging.WARNING, logger="recsys"):
+            assert writer.announce([7]) is False
+        assert time.monotonic() - started >= 0.3
+        assert "1 of 2 processes did not confirm" in caplog.text
+    finally:
+        stalled.close()
+
+
+def test_a_listener_cut_off_from_redis_stops_vouching_within_the_fresh_time(
+    buses, redis_url, cache_prefix
+):
+    host, port = redis_url.url.removeprefix("redis://").split("/")[0].split(":")
+    with TcpProxy(host, int(port)) as proxy:
+        bus = heard(buses(f"redis://127.0.0.1:{proxy.port}/0"))
+        old = bus.stamp(7)
+        proxy.blackhole()  # a network cut: nothing answers, nothing is refused
+        started = time.monotonic()
+        unheard(bus)
+        waited = time.monotonic() - started
+        assert waited < invalidation_module.FRESH_SECONDS + 0.5
+        proxy.forward()
+        # Back: everything kept before is dropped (announcements were missed).
+        assert heard(bus, 10).stamp(7) != old
+
+
+def test_an_announcement_lost_while_redis_was_unreachable_drops_everything_when_it_answers(
+    buses, redis_url, cache_prefix, monkeypatch
+):
+    monkeypatch.setattr(invalidation_module, "REDIS_RETRY_SECONDS", 0.1)
+    host, port = redis_url.url.removeprefix("redis://").split("/")[0].split(":")
+    reader = heard(buses())
+    with TcpProxy(host, int(port)) as proxy:
+        writer = heard(buses(f"redis://127.0.0.1:{proxy.port}/0"))
+        proxy.refuse()
+        assert writer.announce([7]) is False  # the event is stored; the others cannot hear
+        kept_for_8 = reader.stamp(8)
+        proxy.forward()
+        deadline = time.monotonic() + 10
+        while reader.stamp(8) == kept_for_8:  # the writer reconnects and drops everything
+            assert time.monotonic() < deadline, "the lost announcement was never made good"
+            time.sleep(0.02)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [b"not json", b"[1, 2]", json.dumps({"users": ["x"], "ack": "t"}).encode(), b"\xff\xfe"],
+    ids=["text", "a list", "users not ids", "not utf-8"],
+)
+def test_an_announcement_that_is_not_ours_drops_every_kept_answer(
+    buses, redis_url, cache_prefix, payload
+):
+    bus = heard(buses())
+    before = bus.stamp(8)
+    redis.Redis.from_url(redis_url.url).publish(f"{cache_prefix}invalidate", payload)
+    deadline = time.monotonic() + 5
+    while bus.stamp(8) == before:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert heard(bus).stamp(8) is not None  # and the listener goes on
+
+
+def test_past_the_marked_users_bound_everything_is_dropped_and_marks_start_anew(buses, monkeypatch):
+    monkeypatch.setattr(invalidation_module, "MAX_MARKED_USERS", 3)
+    bus = heard(buses())
+    assert bus.announce([1, 2]) is True
+    untouched = bus.stamp(9)
+    assert bus.announce([3, 4]) is True  # 4 marks > 3: a new epoch
+    assert bus.stamp(9) != untouched
+    assert len(bus._state[1]) == 2
