@@ -89,6 +89,18 @@ def test_answers_to_different_exclusion_lists_are_kept_apart(client):
     assert lookups("ranking", "hit") == ranking_hits + 1  # a new list: from the candidates
 
 
+def test_answers_to_ever_new_exclusion_lists_never_push_out_the_kept_plain_answers(app_factory):
+    client = app_factory(CACHE_MAX_ENTRIES="2").test_client()
+    client.get("/recommend?user_id=17")
+    client.get("/recommend?user_id=18")
+    for excluded in range(1, 8):  # a basket that changes on every request
+        client.get(f"/recommend?user_id=17&exclude={excluded}")
+    hits = lookups("answer", "hit")
+    client.get("/recommend?user_id=17")
+    client.get("/recommend?user_id=18")
+    assert lookups("answer", "hit") == hits + 2
+
+
 def test_a_periodic_catalog_refresh_without_changes_keeps_the_kept_answers(app):
     client = app.test_client()
     client.get("/recommend?user_id=17")
@@ -172,6 +184,27 @@ def test_a_kept_answer_is_served_without_reading_the_history_while_announcements
     monkeypatch.setattr(service.histories, "lookup", no_history_read)
     monkeypatch.setattr(service.store, "user_history", no_history_read)
     assert client.get("/recommend?user_id=17").get_data() == first
+
+
+@pytest.mark.redis
+def test_a_history_read_once_serves_the_users_other_requests_until_their_next_event(
+    redis_apps, monkeypatch
+):
+    app = redis_apps()
+    wait_for_announcements(app)
+    client = app.test_client()
+    first = listed(client.get("/recommend?user_id=17&n=5"))
+    service = runtime_of(app).service
+
+    def no_history_read(user_id):
+        raise AssertionError("the history kept in the process should have served")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(service.histories, "lookup", no_history_read)
+        patched.setattr(service.store, "user_history", no_history_read)
+        assert listed(client.get(f"/recommend?user_id=17&n=4&exclude={first[4]}")) == first[:4]
+    buy(client, 17, first[0])
+    assert listed(client.get("/recommend?user_id=17&n=3")) == first[1:4]
 
 
 @pytest.mark.redis

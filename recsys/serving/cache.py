@@ -9,12 +9,15 @@ An answer has two parts, and they are cached differently:
   holds enough candidates (at least ``CANDIDATES`` beyond what the request
   that made it left out) to fill most later requests after leaving out what
   they exclude. Finished answers are kept beside them, reused while the
-  version and the user's history match.
+  version matches and no event of the user came since.
 - The user's history (whether they have events, what they bought) changes
   with every purchase, and every worker of every server must see a purchase
   the moment ``POST /interactions`` answers. So it is cached only in the Redis
   they share (``HistoryCache``, cachelib's ``RedisCache``), and an event
   invalidates its user's entry after the store commits, before the answer.
+  A kept answer needs no history at all while the process hears every
+  event announced (``recsys.serving.invalidation``); the history is read to
+  make an answer, and to check a kept one when announcements are not heard.
 
 Invalidation gives the user a new random generation token instead of deleting
 the entry: a request that read the store just before the commit could
@@ -166,6 +169,10 @@ class RankingCache:
     def __init__(self, ttl_seconds: int, max_entries: int):
         self._cache = _BoundedTTLCache(max_entries, ttl_seconds)
         self._answers = _BoundedTTLCache(max_entries, ttl_seconds)
+        # Answers to exclusion lists apart: lists that change every request
+        # (a basket) must not push out the answers that are asked for again.
+        self._excluding_answers = _BoundedTTLCache(max_entries, ttl_seconds)
+        self._histories = _BoundedTTLCache(max_entries, ttl_seconds)
 
     def get(
         self, version: str, user: int | str, categories: frozenset[str] = frozenset()
@@ -184,24 +191,40 @@ class RankingCache:
     ) -> None:
         self._cache.set(_candidates_key(version, user, categories), candidates)
 
-    def answer(self, request: Hashable, usable: Callable[[Any], bool]) -> Any:
+    def answer(
+        self, request: Hashable, usable: Callable[[Any], bool], excluding: bool = False
+    ) -> Any:
         """Return what ``keep_answer`` kept for an identical request, if ``usable`` accepts it.
 
         A kept answer made with another model version or another history of
-        the user is a miss: ``usable`` tells.
+        the user is a miss: ``usable`` tells. ``excluding``: the request has
+        an exclusion list (those answers are kept apart).
         """
-        found = self._answers.get(request)
+        found = (self._excluding_answers if excluding else self._answers).get(request)
         if found is not None and not usable(found):
             found = None
         (_ANSWER_MISS if found is None else _ANSWER_HIT).inc()
         return found
 
-    def keep_answer(self, request: Hashable, entry: Any) -> None:
-        self._answers.set(request, entry)
+    def keep_answer(self, request: Hashable, entry: Any, excluding: bool = False) -> None:
+        (self._excluding_answers if excluding else self._answers).set(request, entry)
+
+    def history(self, user_id: int, stamp: Hashable) -> UserHistory | None:
+        """Return the user's history kept under ``stamp``, or None (kept under another, or not)."""
+        found = self._histories.get(user_id)
+        if found is None or found[0] != stamp:
+            return None
+        return found[1]
+
+    def keep_history(self, user_id: int, stamp: Hashable, history: UserHistory) -> None:
+        """Keep a history read while ``stamp`` was the user's (current until the stamp changes)."""
+        self._histories.set(user_id, (stamp, history))
 
     def clear(self) -> None:
         self._cache.clear()
         self._answers.clear()
+        self._excluding_answers.clear()
+        self._histories.clear()
 
 
 def _candidates_key(version: str, user: int | str, categories: frozenset[str]) -> Hashable:

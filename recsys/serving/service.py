@@ -14,9 +14,12 @@ is already excluded): from the event store, or from the shared Redis that
 ``forget_histories`` keeps current (``recsys.serving.cache``). With the cache
 on, the model's part of an answer (the user's ranked candidates for the live
 version) is computed once per version and reused; purchases are left out of
-it per request. When the store is unreachable the answer still comes from the
-model, marked ``degraded``. Cold start is an answer with a reason, never an
-exception.
+it per request. A finished answer is kept, and a repeated request is answered
+with it while no event of the user came since: vouched for by the
+invalidation bus without any I/O (``recsys.serving.invalidation``), or else
+by comparing the user's history. When the store is unreachable the answer
+still comes from the model, marked ``degraded``. Cold start is an answer with
+a reason, never an exception.
 """
 
 from __future__ import annotations
@@ -495,17 +498,20 @@ class RecommendationService:
         if cached:
             assert self.rankings is not None
             request = (user_id, n, offset, filters.key)
+            excluding = bool(filters.exclude)
             if self.invalidations is not None:
                 stamp = self.invalidations.stamp(user_id)
             if stamp is not None:
                 # No event of the user was announced since the answer was kept:
                 # it is current without reading their history.
                 kept = self.rankings.answer(
-                    request, lambda kept: kept.bundle is bundle and kept.stamp == stamp
+                    request,
+                    lambda kept: kept.bundle is bundle and kept.stamp == stamp,
+                    excluding,
                 )
                 if kept is not None:
                     return kept.answer
-        history, degraded = self._history(user_id)
+        history, degraded = self._history(user_id, stamp)
         left_out = filters.left_out(history.purchased)
         if not cached:
             return self._recommend_uncached(
@@ -523,7 +529,9 @@ class RecommendationService:
         assert self.rankings is not None
         if stamp is None:
             kept = self.rankings.answer(
-                request, lambda kept: kept.bundle is bundle and kept.history == history
+                request,
+                lambda kept: kept.bundle is bundle and kept.history == history,
+                excluding,
             )
             if kept is not None:
                 return kept.answer
@@ -544,7 +552,9 @@ class RecommendationService:
             degraded=degraded,
         )
         if degraded is None:
-            self.rankings.keep_answer(request, _KeptAnswer(bundle, history, stamp, answer))
+            self.rankings.keep_answer(
+                request, _KeptAnswer(bundle, history, stamp, answer), excluding
+            )
         return answer
 
     def popular(self, n: int) -> list[RecommendedProduct]:
@@ -575,8 +585,25 @@ class RecommendationService:
 
     # -- parts of an answer ------------------------------------------------------
 
-    def _history(self, user_id: int) -> tuple[UserHistory, str | None]:
-        """Return the user's history, and why it is incomplete if it is."""
+    def _history(self, user_id: int, stamp: Stamp | None = None) -> tuple[UserHistory, str | None]:
+        """Return the user's history, and why it is incomplete if it is.
+
+        With a ``stamp`` (the invalidation bus vouches for this process), a
+        history kept in the process under the same stamp is current; one read
+        from Redis or the store is kept under it.
+        """
+        if stamp is not None and self.rankings is not None:
+            kept = self.rankings.history(user_id, stamp)
+            if kept is not None:
+                return kept, None
+            history, degraded = self._shared_history(user_id)
+            if degraded is None:
+                self.rankings.keep_history(user_id, stamp, history)
+            return history, degraded
+        return self._shared_history(user_id)
+
+    def _shared_history(self, user_id: int) -> tuple[UserHistory, str | None]:
+        """Return the user's history from Redis or the store, and why it is incomplete if it is."""
         lookup = self.histories.lookup(user_id) if self.histories is not None else None
         if lookup is not None and lookup.history is not None:
             return lookup.history, None

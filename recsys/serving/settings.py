@@ -384,7 +384,8 @@ SETTINGS: tuple[Setting, ...] = (
         "REDIS_URL",
         None,
         _redis_url,
-        "the Redis every worker and server shares: rate-limit counters and users' histories "
+        "the Redis every worker and server shares: rate-limit counters, users' histories, and "
+        "the announcements of new events that let kept answers be served without a read "
         "(without it: counters per process, histories read from the store on every request)",
         also_env=("REDIS_URL",),
     ),
@@ -392,8 +393,8 @@ SETTINGS: tuple[Setting, ...] = (
         "CACHE",
         True,
         _boolean,
-        "cache answers: each user's ranked candidates per model version (in each process) "
-        "and, with `REDIS_URL`, users' histories (in Redis)",
+        "cache answers: each user's ranked candidates and finished answers per model version "
+        "(in each process) and, with `REDIS_URL`, users' histories (in Redis)",
         default_text="1",
     ),
     Setting(
