@@ -7,7 +7,9 @@ the bundled data and for a larger synthetic SVD model.
 
 Usage: python bench/bench_ingestion.py [--single N] [--batches N]
 PostgreSQL comes from RECSYS_BENCH_POSTGRES_URL (default the local `test`
-database); it is skipped, with a note, when unreachable.
+database), Redis from RECSYS_BENCH_REDIS_URL (default the local one: SQLite
+with Redis shows what announcing each post's users to the listeners costs);
+each is skipped, with a note, when unreachable.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from app import create_app
 from recsys.models.base import ModelState
@@ -32,6 +35,7 @@ from recsys.models.history import TrainingHistory
 from recsys.models.svd import SVDRecommender
 from recsys.serving.artifacts import ModelRegistry
 
+REDIS_URL = os.environ.get("RECSYS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
     "RECSYS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
@@ -93,6 +97,16 @@ def postgres_schema_url() -> tuple[str, sa.Engine, str] | None:
     return f"{POSTGRES_URL}{separator}options=-csearch_path%3D{schema}", admin, schema
 
 
+def wait_for_listener(runtime, seconds: float = 10) -> None:
+    """Wait until the runtime's invalidation listener (with Redis) vouches for kept answers."""
+    bus = runtime.service.invalidations
+    deadline = time.monotonic() + seconds
+    while bus is not None and bus.stamp(0) is None:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the invalidation listener did not start")
+        time.sleep(0.01)
+
+
 def load_times(registry: ModelRegistry, repeats: int) -> list[float]:
     times = []
     for _ in range(repeats):
@@ -140,12 +154,27 @@ def main() -> None:
         f"  {'backend':<12}{'single (events/s)':>20}{'batch of 1,000 (events/s)':>28}"
         f"{'/recommend median (ms)':>25}"
     )
+    # bench_serving imports this module: imported here, not at the top.
+    from bench_serving import delete_redis_keys, redis_answers
+
     with tempfile.TemporaryDirectory() as tmp:
-        backends = [("SQLite", f"sqlite:///{tmp}/bench.db", None)]
+        backends: list[tuple[str, str, tuple | None, dict]] = [
+            ("SQLite", f"sqlite:///{tmp}/bench.db", None, {})
+        ]
+        if redis_answers(REDIS_URL):
+            # Each post also announces its users and waits for the listener's
+            # confirmation (one process here; under gunicorn, one per worker).
+            prefix = f"bench-{uuid.uuid4().hex[:12]}:"
+            redis_settings = {"REDIS_URL": REDIS_URL, "CACHE_KEY_PREFIX": prefix}
+            backends.append(
+                ("SQLite+Redis", f"sqlite:///{tmp}/bench-redis.db", None, redis_settings)
+            )
+        else:
+            print(f"SQLite+Redis skipped: no Redis answers at {REDIS_URL}")
         pg = postgres_schema_url()
         if pg:
-            backends.append(("PostgreSQL", pg[0], pg))
-        for name, url, cleanup in backends:
+            backends.append(("PostgreSQL", pg[0], pg, {}))
+        for name, url, cleanup, extra in backends:
             # Rate limits off: this measures the service, not the limiter.
             app = create_app(
                 {
@@ -153,14 +182,20 @@ def main() -> None:
                     "MODEL_DIR": f"{tmp}/models-{name}",
                     "RATE_LIMIT": "",
                     "RATE_LIMIT_INGEST": "",
+                    **extra,
                 }
             )
             try:
-                app.extensions["recsys.runtime"].init()
+                runtime = app.extensions["recsys.runtime"]
+                runtime.init()
+                runtime.start()
+                wait_for_listener(runtime)
                 single_rate, batch_rate = ingestion_rates(app, args.single, args.batches)
                 latency = recommend_latency_ms(app, 500)
             finally:
                 app.extensions["recsys.runtime"].close()
+                if extra:
+                    delete_redis_keys(REDIS_URL, extra["CACHE_KEY_PREFIX"])
                 if cleanup:
                     with cleanup[1].begin() as conn:
                         conn.exec_driver_sql(f'DROP SCHEMA "{cleanup[2]}" CASCADE')

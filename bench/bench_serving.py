@@ -95,18 +95,23 @@ request = function()
   local ids = {}
   local x = user * 7919 + 1
   for i = 1, 100 do
-    %s
+    DRAW
   end
   return wrk.format("GET", "/recommend?user_id=" .. user
-    .. "&category=Category%%203&exclude=" .. table.concat(ids, ","))
+    .. "&category=Category%203&exclude=" .. table.concat(ids, ","))
 end
 """
 RECOMMEND_STANDING_LUA = (
-    _FILTERED_REQUEST
-    # Park-Miller: the same 100 ids for the same user on every request.
-    % "x = (x * 16807) % 2147483647; ids[i] = x % products + 1"
-) + _DONE
-RECOMMEND_NEW_LIST_LUA = (_FILTERED_REQUEST % "ids[i] = math.random(1, products)") + _DONE
+    _FILTERED_REQUEST.replace(
+        # Park-Miller: the same 100 ids for the same user on every request.
+        "DRAW",
+        "x = (x * 16807) % 2147483647; ids[i] = x % products + 1",
+    )
+    + _DONE
+)
+RECOMMEND_NEW_LIST_LUA = (
+    _FILTERED_REQUEST.replace("DRAW", "ids[i] = math.random(1, products)") + _DONE
+)
 
 # (label, cache setting, use Redis)
 CONFIGS = [
