@@ -12,6 +12,7 @@ import time
 
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from recsys.serving import invalidation as invalidation_module
 from recsys.serving.invalidation import InvalidationBus
@@ -158,3 +159,17 @@ def test_past_the_marked_users_bound_everything_is_dropped_and_marks_start_anew(
     assert bus.announce([3, 4]) is True  # 4 marks > 3: a new epoch
     assert bus.stamp(9) != untouched
     assert len(bus._state[1]) == 2
+
+
+def test_each_drop_of_every_kept_answer_is_counted_by_reason(buses, redis_url, cache_prefix):
+    def dropped(reason: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "recsys_cache_kept_answers_dropped_total", {"reason": reason}
+        )
+        return value or 0.0
+
+    subscribed, announced = dropped("subscribed"), dropped("announced")
+    bus = heard(buses())
+    assert dropped("subscribed") == subscribed + 1
+    bus.announce_everything()
+    assert dropped("announced") == announced + 1

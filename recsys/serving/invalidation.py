@@ -43,6 +43,7 @@ from collections.abc import Iterable
 from typing import Any, cast
 
 import redis
+from prometheus_client import Counter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -65,6 +66,12 @@ _ACK_KEY_TTL_MS = 60_000
 MAX_MARKED_USERS = 1_000_000
 
 Stamp = tuple[int, int]
+
+KEPT_ANSWERS_DROPPED = Counter(
+    "recsys_cache_kept_answers_dropped",
+    "Times a process stopped trusting every answer it kept, by reason",
+    ["reason"],
+)
 
 
 class InvalidationBus:
@@ -201,11 +208,11 @@ class InvalidationBus:
                 pubsub = client.pubsub()
                 pubsub.subscribe(self._channel)
                 # Announcements made before this subscription were not heard.
-                self._drop_everything()
+                self._drop_everything("subscribed")
                 self._follow(pubsub)
             except (redis.RedisError, OSError) as exc:
+                # No stamps until it proves itself again, after (re)subscribing.
                 self._proved_at = float("-inf")
-                self._drop_everything()
                 self._log_outage(exc)
                 self._stop.wait(REDIS_RETRY_SECONDS)
             finally:
@@ -287,10 +294,10 @@ class InvalidationBus:
             users = None if body.get("all") else [int(u) for u in body["users"]]
         except (ValueError, TypeError, KeyError) as exc:
             logger.warning("an announcement that is not ours (%s): dropping every kept answer", exc)
-            self._drop_everything()
+            self._drop_everything("unknown_announcement")
             return
         if users is None:
-            self._drop_everything()
+            self._drop_everything("announced")
         else:
             self._mark(users)
         # Confirmed only once handled: the announcer is waiting for this.
@@ -306,19 +313,20 @@ class InvalidationBus:
         with self._marks_lock:
             marks = self._state[1]
             if len(marks) + len(users) > MAX_MARKED_USERS:
-                marks = self._drop_everything_locked()[1]
+                marks = self._drop_everything_locked("too_many_marks")[1]
             self._next_mark += 1
             mark = self._next_mark
             for user in users:
                 marks[user] = mark
 
-    def _drop_everything(self) -> None:
+    def _drop_everything(self, reason: str) -> None:
         with self._marks_lock:
-            self._drop_everything_locked()
+            self._drop_everything_locked(reason)
 
-    def _drop_everything_locked(self) -> tuple[int, dict[int, int]]:
+    def _drop_everything_locked(self, reason: str) -> tuple[int, dict[int, int]]:
         # A new epoch makes every stamp handed out so far a stale one.
         self._state = (self._state[0] + 1, {})
+        KEPT_ANSWERS_DROPPED.labels(reason).inc()
         return self._state
 
 
