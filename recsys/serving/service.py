@@ -99,6 +99,20 @@ class ListFilter:
     categories: frozenset[str] = frozenset()
     exclude: frozenset[int] = frozenset()
     include_purchased: bool = False
+    # ``key``'s digest of ``exclude``, when whoever built the filter had it at hand.
+    exclude_digest: bytes | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def of(
+        cls, categories: frozenset[str], exclude: np.ndarray, include_purchased: bool
+    ) -> ListFilter:
+        """Return filters for an exclusion list as parsed from a request (int64 ids)."""
+        if not len(exclude):
+            return cls(categories, frozenset(), include_purchased)
+        ids = frozenset(exclude.tolist())
+        # Repeated ids (rare) are left to ``key``, which digests the set itself.
+        digest = _digest(np.sort(exclude)) if len(ids) == len(exclude) else None
+        return cls(categories, ids, include_purchased, digest)
 
     @functools.cached_property
     def key(self) -> Hashable:
@@ -109,8 +123,9 @@ class ListFilter:
         """
         if not self.exclude:
             return (self.categories, self.include_purchased)
-        ids = np.sort(np.fromiter(self.exclude, dtype=np.int64, count=len(self.exclude)))
-        digest = hashlib.blake2b(ids.tobytes(), digest_size=16).digest()
+        digest = self.exclude_digest
+        if digest is None:
+            digest = _digest(np.sort(np.fromiter(self.exclude, np.int64, len(self.exclude))))
         return (self.categories, self.include_purchased, digest)
 
     def left_out(self, purchased: frozenset[int]) -> frozenset[int]:
@@ -121,6 +136,10 @@ class ListFilter:
 
 
 NO_FILTER = ListFilter()
+
+
+def _digest(sorted_unique_ids: np.ndarray) -> bytes:
+    return hashlib.blake2b(sorted_unique_ids.tobytes(), digest_size=16).digest()
 
 
 @dataclass(frozen=True)
