@@ -15,6 +15,7 @@ from prometheus_client import REGISTRY
 
 from recsys.serving import cache as cache_module
 from recsys.serving.cache import HistoryCache
+from recsys.web import params
 from recsys.store.events import UserHistory
 from tests.builders import buy, listed, runtime_of, wait_for_announcements
 
@@ -205,6 +206,28 @@ def test_a_history_read_once_serves_the_users_other_requests_until_their_next_ev
         assert listed(client.get(f"/recommend?user_id=17&n=4&exclude={first[4]}")) == first[:4]
     buy(client, 17, first[0])
     assert listed(client.get("/recommend?user_id=17&n=3")) == first[1:4]
+
+
+@pytest.mark.redis
+def test_a_repeated_query_string_finds_its_kept_answer_without_parsing_it_again(
+    redis_apps, monkeypatch
+):
+    app = redis_apps()
+    wait_for_announcements(app)
+    client = app.test_client()
+    path = "/recommend?user_id=17&n=3&category=Home&category=Sports&exclude=2,9"
+    first = client.get(path).get_data()
+    with monkeypatch.context() as patched:
+
+        def no_parsing(*args, **kwargs):
+            raise AssertionError("a repeated query string should not be parsed again")
+
+        patched.setattr(params, "product_id_list", no_parsing)
+        patched.setattr(params, "categories", no_parsing)
+        assert client.get(path).get_data() == first
+    bought = listed(client.get(path))[0]
+    buy(client, 17, bought)
+    assert bought not in listed(client.get(path))  # the same string, a new answer
 
 
 @pytest.mark.redis

@@ -192,18 +192,26 @@ class RankingCache:
         self._cache.set(_candidates_key(version, user, categories), candidates)
 
     def answer(
-        self, request: Hashable, usable: Callable[[Any], bool], excluding: bool = False
+        self,
+        request: Hashable,
+        usable: Callable[[Any], bool],
+        excluding: bool = False,
+        count_miss: bool = True,
     ) -> Any:
         """Return what ``keep_answer`` kept for an identical request, if ``usable`` accepts it.
 
         A kept answer made with another model version or another history of
         the user is a miss: ``usable`` tells. ``excluding``: the request has
-        an exclusion list (those answers are kept apart).
+        an exclusion list (those answers are kept apart). ``count_miss``:
+        False when another lookup follows a miss and counts it.
         """
         found = (self._excluding_answers if excluding else self._answers).get(request)
         if found is not None and not usable(found):
             found = None
-        (_ANSWER_MISS if found is None else _ANSWER_HIT).inc()
+        if found is not None:
+            _ANSWER_HIT.inc()
+        elif count_miss:
+            _ANSWER_MISS.inc()
         return found
 
     def keep_answer(self, request: Hashable, entry: Any, excluding: bool = False) -> None:

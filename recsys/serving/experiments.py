@@ -42,6 +42,7 @@ from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact, ModelRegi
 from recsys.serving.cache import RankingCache
 from recsys.serving.exposure_log import ExposureLog
 from recsys.serving.service import (
+    AnswerKey,
     RecommendationAnswer,
     RecommendationService,
     ServingModel,
@@ -382,6 +383,15 @@ class ExperimentLayer:
         self._refresh_lock = threading.Lock()
 
     # -- the request path --------------------------------------------------------
+
+    def kept_answer(self, request: AnswerKey, excluding: bool) -> RecommendationAnswer | None:
+        """Return the live service's kept answer for a request while no experiment runs, else None.
+
+        (A running experiment's answers are made per request: each has its id.)
+        """
+        if self.running is not None:
+            return None
+        return self.service.kept_answer(request, excluding)
 
     def recommend(
         self, user_id: int, n: int, **options: Any

@@ -138,6 +138,14 @@ class ListFilter:
 NO_FILTER = ListFilter()
 
 
+AnswerKey = tuple[int, int, int, Hashable]
+
+
+def answer_key(user_id: int, n: int, offset: int, filters: ListFilter) -> AnswerKey:
+    """Return what names a plain request among kept answers."""
+    return (user_id, n, offset, filters.key)
+
+
 def _digest(sorted_unique_ids: np.ndarray) -> bytes:
     return hashlib.blake2b(sorted_unique_ids.tobytes(), digest_size=16).digest()
 
@@ -516,7 +524,7 @@ class RecommendationService:
         stamp: Stamp | None = None
         if cached:
             assert self.rankings is not None
-            request = (user_id, n, offset, filters.key)
+            request = answer_key(user_id, n, offset, filters)
             excluding = bool(filters.exclude)
             if self.invalidations is not None:
                 stamp = self.invalidations.stamp(user_id)
@@ -575,6 +583,29 @@ class RecommendationService:
                 request, _KeptAnswer(bundle, history, stamp, answer), excluding
             )
         return answer
+
+    def kept_answer(self, request: AnswerKey, excluding: bool) -> RecommendationAnswer | None:
+        """Return the answer kept for a request if the invalidation bus vouches for it, else None.
+
+        ``request`` is ``answer_key``'s key of a plain request (no explanation
+        or re-ranking); ``excluding``, whether it has an exclusion list. None
+        is no verdict: ``recommend`` answers the request (and counts the miss).
+        Without Redis there is never a kept answer here: checking one needs
+        the user's history.
+        """
+        if self.rankings is None or self.invalidations is None:
+            return None
+        stamp = self.invalidations.stamp(request[0])
+        if stamp is None:
+            return None
+        bundle = self.live.current()
+        kept = self.rankings.answer(
+            request,
+            lambda kept: kept.bundle is bundle and kept.stamp == stamp,
+            excluding,
+            count_miss=False,
+        )
+        return None if kept is None else kept.answer
 
     def popular(self, n: int) -> list[RecommendedProduct]:
         """Return the n most-clicked products as of the live version's training."""

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import threading
+
+from cachetools import LRUCache
 from flask import Blueprint, current_app, jsonify, request
 
-from recsys.serving.service import NO_FILTER, ListFilter
+from recsys.serving.service import NO_FILTER, AnswerKey, ListFilter, answer_key
 from recsys.web import params
 from recsys.web.auth import requires
 from recsys.web.context import runtime
@@ -12,6 +15,17 @@ from recsys.web.openapi import operation
 from recsys.web.schemas import ListLengthQuery, PopularProducts, Recommendations, RecommendQuery
 
 bp = Blueprint("recommend", __name__)
+
+# What each recent query string asked for, as kept answers name it. Parsing is
+# a pure function of the string, and shops repeat their requests (a user's
+# page, their standing exclusion list): a repeated one is looked up among the
+# kept answers without parsing its parameters again. Least recently used out
+# first; strings past _MEMO_CHARS are parsed every time (bounded memory: a
+# few KiB an entry at most).
+_MEMO_ENTRIES = 10_000
+_MEMO_CHARS = 2_048
+_known_queries: LRUCache[bytes, tuple[AnswerKey, bool]] = LRUCache(maxsize=_MEMO_ENTRIES)
+_known_queries_lock = threading.Lock()
 
 
 @bp.get("/recommend")
@@ -23,6 +37,13 @@ bp = Blueprint("recommend", __name__)
 )
 @requires("read")
 def recommend():
+    query = request.query_string
+    with _known_queries_lock:
+        known = _known_queries.get(query)
+    if known is not None:
+        kept = runtime().experiments.kept_answer(*known)
+        if kept is not None:
+            return current_app.response_class(kept.json_body, mimetype="application/json")
     args = request.args
     user_id = params.user_id(args)
     n = params.list_length(args)
@@ -42,6 +63,9 @@ def recommend():
     answer = runtime().experiments.recommend(
         user_id, n, offset=offset, filters=filters, explain=explain, diversity=diversity
     )
+    if known is None and not explain and diversity == 0 and len(query) <= _MEMO_CHARS:
+        with _known_queries_lock:
+            _known_queries[query] = (answer_key(user_id, n, offset, filters), bool(filters.exclude))
     # The answer encodes itself once: a kept one is served as it was.
     return current_app.response_class(answer.json_body, mimetype="application/json")
 
