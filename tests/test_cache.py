@@ -15,8 +15,8 @@ from prometheus_client import REGISTRY
 
 from recsys.serving import cache as cache_module
 from recsys.serving.cache import HistoryCache
-from recsys.web import params
 from recsys.store.events import UserHistory
+from recsys.web import params
 from tests.builders import buy, listed, runtime_of, wait_for_announcements
 
 
