@@ -28,6 +28,25 @@ def lookups(cache: str, result: str) -> float:
 
 
 @pytest.fixture
+def heard_app(redis_apps):
+    """Return an app over the test's Redis whose listener already vouches for kept answers."""
+    app = redis_apps()
+    wait_for_announcements(app)
+    return app
+
+
+def forbid_history_reads(monkeypatch, app, why: str) -> None:
+    """Make every read of a user's history, from Redis or the store, fail the test."""
+    service = runtime_of(app).service
+
+    def no_history_read(user_id):
+        raise AssertionError(why)
+
+    monkeypatch.setattr(service.histories, "lookup", no_history_read)
+    monkeypatch.setattr(service.store, "user_history", no_history_read)
+
+
+@pytest.fixture
 def redis_apps(app_factory, redis_url, cache_prefix):
     """Make apps over one store, one artifact directory and one Redis key prefix."""
 
@@ -171,38 +190,24 @@ def test_a_users_history_comes_from_redis_after_the_first_request(redis_apps, mo
 
 @pytest.mark.redis
 def test_a_kept_answer_is_served_without_reading_the_history_while_announcements_are_heard(
-    redis_apps, monkeypatch
+    heard_app, monkeypatch
 ):
-    app = redis_apps()
-    wait_for_announcements(app)
+    app = heard_app
     client = app.test_client()
     first = client.get("/recommend?user_id=17").get_data()
-    service = runtime_of(app).service
-
-    def no_history_read(user_id):
-        raise AssertionError("a kept answer should need no history")
-
-    monkeypatch.setattr(service.histories, "lookup", no_history_read)
-    monkeypatch.setattr(service.store, "user_history", no_history_read)
+    forbid_history_reads(monkeypatch, app, "a kept answer should need no history")
     assert client.get("/recommend?user_id=17").get_data() == first
 
 
 @pytest.mark.redis
 def test_a_history_read_once_serves_the_users_other_requests_until_their_next_event(
-    redis_apps, monkeypatch
+    heard_app, monkeypatch
 ):
-    app = redis_apps()
-    wait_for_announcements(app)
+    app = heard_app
     client = app.test_client()
     first = listed(client.get("/recommend?user_id=17&n=5"))
-    service = runtime_of(app).service
-
-    def no_history_read(user_id):
-        raise AssertionError("the history kept in the process should have served")
-
     with monkeypatch.context() as patched:
-        patched.setattr(service.histories, "lookup", no_history_read)
-        patched.setattr(service.store, "user_history", no_history_read)
+        forbid_history_reads(patched, app, "the history kept in the process should have served")
         assert listed(client.get(f"/recommend?user_id=17&n=4&exclude={first[4]}")) == first[:4]
     buy(client, 17, first[0])
     assert listed(client.get("/recommend?user_id=17&n=3")) == first[1:4]
@@ -210,10 +215,9 @@ def test_a_history_read_once_serves_the_users_other_requests_until_their_next_ev
 
 @pytest.mark.redis
 def test_a_repeated_query_string_finds_its_kept_answer_without_parsing_it_again(
-    redis_apps, monkeypatch
+    heard_app, monkeypatch
 ):
-    app = redis_apps()
-    wait_for_announcements(app)
+    app = heard_app
     client = app.test_client()
     path = "/recommend?user_id=17&n=3&category=Home&category=Sports&exclude=2,9"
     first = client.get(path).get_data()
@@ -232,10 +236,9 @@ def test_a_repeated_query_string_finds_its_kept_answer_without_parsing_it_again(
 
 @pytest.mark.redis
 def test_without_announcements_heard_a_kept_answer_is_checked_against_the_history(
-    redis_apps, monkeypatch
+    heard_app, monkeypatch
 ):
-    app = redis_apps()
-    wait_for_announcements(app)
+    app = heard_app
     service = runtime_of(app).service
     service.invalidations.stop()  # as when Redis stops answering the listener
     client = app.test_client()

@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -531,13 +531,11 @@ class RecommendationService:
             if stamp is not None:
                 # No event of the user was announced since the answer was kept:
                 # it is current without reading their history.
-                kept = self.rankings.answer(
-                    request,
-                    lambda kept: kept.bundle is bundle and kept.stamp == stamp,
-                    excluding,
+                found = self._kept(
+                    request, excluding, lambda k: k.bundle is bundle and k.stamp == stamp
                 )
-                if kept is not None:
-                    return kept.answer
+                if found is not None:
+                    return found
         history, degraded = self._history(user_id, stamp)
         left_out = filters.left_out(history.purchased)
         if not cached:
@@ -555,13 +553,11 @@ class RecommendationService:
             )
         assert self.rankings is not None
         if stamp is None:
-            kept = self.rankings.answer(
-                request,
-                lambda kept: kept.bundle is bundle and kept.history == history,
-                excluding,
+            found = self._kept(
+                request, excluding, lambda k: k.bundle is bundle and k.history == history
             )
-            if kept is not None:
-                return kept.answer
+            if found is not None:
+                return found
         personal = bundle.model.knows_user(user_id)
         picked = self._pick(
             bundle, user_id if personal else _POPULAR, filters.categories, offset + n, left_out
@@ -599,13 +595,12 @@ class RecommendationService:
         if stamp is None:
             return None
         bundle = self.live.current()
-        kept = self.rankings.answer(
+        return self._kept(
             request,
-            lambda kept: kept.bundle is bundle and kept.stamp == stamp,
             excluding,
+            lambda k: k.bundle is bundle and k.stamp == stamp,
             count_miss=False,
         )
-        return None if kept is None else kept.answer
 
     def popular(self, n: int) -> list[RecommendedProduct]:
         """Return the n most-clicked products as of the live version's training."""
@@ -634,6 +629,18 @@ class RecommendationService:
             self.invalidations.announce_everything()
 
     # -- parts of an answer ------------------------------------------------------
+
+    def _kept(
+        self,
+        request: AnswerKey,
+        excluding: bool,
+        usable: Callable[[_KeptAnswer], bool],
+        count_miss: bool = True,
+    ) -> RecommendationAnswer | None:
+        """Return the answer kept for a request if ``usable`` accepts what it was made with."""
+        assert self.rankings is not None
+        kept = self.rankings.answer(request, usable, excluding, count_miss)
+        return None if kept is None else kept.answer
 
     def _history(self, user_id: int, stamp: Stamp | None = None) -> tuple[UserHistory, str | None]:
         """Return the user's history, and why it is incomplete if it is.
