@@ -280,21 +280,24 @@ class HistoryLookup:
 _MISS = HistoryLookup(None, None)
 
 
-def redis_client(url: str) -> redis.Redis:
-    """Return a one-connection client for a ``REDIS_URL`` that fails fast instead of retrying.
+def redis_client(
+    url: str, socket_timeout: float = REDIS_TIMEOUT_SECONDS, single_connection: bool = True
+) -> redis.Redis:
+    """Return a client for a ``REDIS_URL`` that fails fast instead of retrying.
 
-    One connection per client, no pool: for one thread's commands that
-    halves redis-py's cost per command (it was a third of a cached answer).
+    By default one connection per client, no pool: for one thread's commands
+    that halves redis-py's cost per command (it was a third of a cached
+    answer); a pub/sub subscription takes a pooled connection of its own.
     ``redis+unix://PATH`` (the rate limiter's spelling) is redis-py's ``unix://PATH``.
     """
     if url.startswith("redis+unix://"):
         url = "unix://" + url.removeprefix("redis+unix://")
     return redis.Redis.from_url(
         url,
-        socket_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=socket_timeout,
         socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
         retry=Retry(NoBackoff(), 0),
-        single_connection_client=True,
+        single_connection_client=single_connection,
     )
 
 

@@ -384,14 +384,14 @@ class ExperimentLayer:
 
     # -- the request path --------------------------------------------------------
 
-    def kept_answer(self, request: AnswerKey, excluding: bool) -> RecommendationAnswer | None:
+    def kept_answer(self, request: AnswerKey) -> RecommendationAnswer | None:
         """Return the live service's kept answer for a request while no experiment runs, else None.
 
         (A running experiment's answers are made per request: each has its id.)
         """
         if self.running is not None:
             return None
-        return self.service.kept_answer(request, excluding)
+        return self.service.kept_answer(request)
 
     def recommend(
         self, user_id: int, n: int, **options: Any

@@ -44,8 +44,6 @@ from typing import Any, cast
 
 import redis
 from prometheus_client import Counter
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from recsys.serving.cache import REDIS_RETRY_SECONDS, REDIS_TIMEOUT_SECONDS, redis_client
 
@@ -130,8 +128,7 @@ class InvalidationBus:
         self._mark(users)  # this process knows at once
         try:
             if self._lost:
-                self._publish({"all": True})
-                self._lost = False
+                self._publish_drop_of_everything()
                 logger.info("Redis: announced a drop of every kept answer (some were lost)")
             return self._publish({"users": users})
         except redis.RedisError as exc:
@@ -199,11 +196,8 @@ class InvalidationBus:
         while not self._stop.is_set():
             pubsub = None
             try:
-                client = redis.Redis.from_url(
-                    self._url.replace("redis+unix://", "unix://", 1),
-                    socket_timeout=PONG_TIMEOUT_SECONDS,
-                    socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
-                    retry=Retry(NoBackoff(), 0),
+                client = redis_client(
+                    self._url, socket_timeout=PONG_TIMEOUT_SECONDS, single_connection=False
                 )
                 pubsub = client.pubsub()
                 pubsub.subscribe(self._channel)
@@ -254,11 +248,14 @@ class InvalidationBus:
 
     def announce_everything(self) -> None:
         """Tell every process to drop every kept answer (after lost announcements)."""
-        try:
-            self._publish({"all": True})
-            self._lost = False
-        except redis.RedisError:
-            pass  # still lost: the next announcement or reconnection tries again
+        # If it fails, it stays lost: the next announcement or reconnection tries again.
+        with contextlib.suppress(redis.RedisError):
+            self._publish_drop_of_everything()
+
+    def _publish_drop_of_everything(self) -> None:
+        """Publish "drop every kept answer" (may raise RedisError); nothing is lost after it."""
+        self._publish({"all": True})
+        self._lost = False
 
     def _prove(self, pubsub: redis.client.PubSub) -> None:
         """Run one ping round: handle what arrives before the reply, then record when it was sent.

@@ -30,9 +30,9 @@ import hashlib
 import json
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -115,18 +115,16 @@ class ListFilter:
         return cls(categories, ids, include_purchased, digest)
 
     @functools.cached_property
-    def key(self) -> Hashable:
+    def key(self) -> FilterKey:
         """Return what identifies these filters among kept answers, in bounded memory.
 
         An exclusion list (up to 1,000 ids) is named by a 16-byte BLAKE2 digest
         of its sorted ids: kept answers cost the same whatever a shop excludes.
         """
-        if not self.exclude:
-            return (self.categories, self.include_purchased)
         digest = self.exclude_digest
-        if digest is None:
+        if digest is None and self.exclude:
             digest = _digest(np.sort(np.fromiter(self.exclude, np.int64, len(self.exclude))))
-        return (self.categories, self.include_purchased, digest)
+        return FilterKey(self.categories, self.include_purchased, digest)
 
     def left_out(self, purchased: frozenset[int]) -> frozenset[int]:
         """Return the products left out of a list for a user who bought ``purchased``."""
@@ -138,12 +136,31 @@ class ListFilter:
 NO_FILTER = ListFilter()
 
 
-AnswerKey = tuple[int, int, int, Hashable]
+class FilterKey(NamedTuple):
+    """``ListFilter.key``: the filters as kept answers name them."""
+
+    categories: frozenset[str]
+    include_purchased: bool
+    exclude_digest: bytes | None  # None: no exclusion list
+
+
+class AnswerKey(NamedTuple):
+    """What names a plain request (no explanation or re-ranking) among kept answers."""
+
+    user_id: int
+    n: int
+    offset: int
+    filters: FilterKey
+
+    @property
+    def excluding(self) -> bool:
+        """Whether the request has an exclusion list (such answers are kept apart)."""
+        return self.filters.exclude_digest is not None
 
 
 def answer_key(user_id: int, n: int, offset: int, filters: ListFilter) -> AnswerKey:
     """Return what names a plain request among kept answers."""
-    return (user_id, n, offset, filters.key)
+    return AnswerKey(user_id, n, offset, filters.key)
 
 
 def _digest(sorted_unique_ids: np.ndarray) -> bytes:
@@ -525,15 +542,12 @@ class RecommendationService:
         if cached:
             assert self.rankings is not None
             request = answer_key(user_id, n, offset, filters)
-            excluding = bool(filters.exclude)
             if self.invalidations is not None:
                 stamp = self.invalidations.stamp(user_id)
             if stamp is not None:
                 # No event of the user was announced since the answer was kept:
                 # it is current without reading their history.
-                found = self._kept(
-                    request, excluding, lambda k: k.bundle is bundle and k.stamp == stamp
-                )
+                found = self._kept(request, lambda k: k.bundle is bundle and k.stamp == stamp)
                 if found is not None:
                     return found
         history, degraded = self._history(user_id, stamp)
@@ -553,9 +567,7 @@ class RecommendationService:
             )
         assert self.rankings is not None
         if stamp is None:
-            found = self._kept(
-                request, excluding, lambda k: k.bundle is bundle and k.history == history
-            )
+            found = self._kept(request, lambda k: k.bundle is bundle and k.history == history)
             if found is not None:
                 return found
         personal = bundle.model.knows_user(user_id)
@@ -576,30 +588,26 @@ class RecommendationService:
         )
         if degraded is None:
             self.rankings.keep_answer(
-                request, _KeptAnswer(bundle, history, stamp, answer), excluding
+                request, _KeptAnswer(bundle, history, stamp, answer), request.excluding
             )
         return answer
 
-    def kept_answer(self, request: AnswerKey, excluding: bool) -> RecommendationAnswer | None:
+    def kept_answer(self, request: AnswerKey) -> RecommendationAnswer | None:
         """Return the answer kept for a request if the invalidation bus vouches for it, else None.
 
         ``request`` is ``answer_key``'s key of a plain request (no explanation
-        or re-ranking); ``excluding``, whether it has an exclusion list. None
-        is no verdict: ``recommend`` answers the request (and counts the miss).
+        or re-ranking). None is no verdict: ``recommend`` answers the request (and counts the miss).
         Without Redis there is never a kept answer here: checking one needs
         the user's history.
         """
         if self.rankings is None or self.invalidations is None:
             return None
-        stamp = self.invalidations.stamp(request[0])
+        stamp = self.invalidations.stamp(request.user_id)
         if stamp is None:
             return None
         bundle = self.live.current()
         return self._kept(
-            request,
-            excluding,
-            lambda k: k.bundle is bundle and k.stamp == stamp,
-            count_miss=False,
+            request, lambda k: k.bundle is bundle and k.stamp == stamp, count_miss=False
         )
 
     def popular(self, n: int) -> list[RecommendedProduct]:
@@ -633,13 +641,12 @@ class RecommendationService:
     def _kept(
         self,
         request: AnswerKey,
-        excluding: bool,
         usable: Callable[[_KeptAnswer], bool],
         count_miss: bool = True,
     ) -> RecommendationAnswer | None:
         """Return the answer kept for a request if ``usable`` accepts what it was made with."""
         assert self.rankings is not None
-        kept = self.rankings.answer(request, usable, excluding, count_miss)
+        kept = self.rankings.answer(request, usable, request.excluding, count_miss)
         return None if kept is None else kept.answer
 
     def _history(self, user_id: int, stamp: Stamp | None = None) -> tuple[UserHistory, str | None]:

@@ -24,7 +24,7 @@ bp = Blueprint("recommend", __name__)
 # few KiB an entry at most).
 _MEMO_ENTRIES = 10_000
 _MEMO_CHARS = 2_048
-_known_queries: LRUCache[bytes, tuple[AnswerKey, bool]] = LRUCache(maxsize=_MEMO_ENTRIES)
+_known_queries: LRUCache[bytes, AnswerKey] = LRUCache(maxsize=_MEMO_ENTRIES)
 _known_queries_lock = threading.Lock()
 
 
@@ -38,10 +38,14 @@ _known_queries_lock = threading.Lock()
 @requires("read")
 def recommend():
     query = request.query_string
-    with _known_queries_lock:
-        known = _known_queries.get(query)
+    # Only announced invalidations let a kept answer be trusted before parsing.
+    memo = runtime().service.invalidations is not None and len(query) <= _MEMO_CHARS
+    known = None
+    if memo:
+        with _known_queries_lock:
+            known = _known_queries.get(query)
     if known is not None:
-        kept = runtime().experiments.kept_answer(*known)
+        kept = runtime().experiments.kept_answer(known)
         if kept is not None:
             return current_app.response_class(kept.json_body, mimetype="application/json")
     args = request.args
@@ -63,9 +67,9 @@ def recommend():
     answer = runtime().experiments.recommend(
         user_id, n, offset=offset, filters=filters, explain=explain, diversity=diversity
     )
-    if known is None and not explain and diversity == 0 and len(query) <= _MEMO_CHARS:
+    if memo and known is None and not explain and diversity == 0:
         with _known_queries_lock:
-            _known_queries[query] = (answer_key(user_id, n, offset, filters), bool(filters.exclude))
+            _known_queries[query] = answer_key(user_id, n, offset, filters)
     # The answer encodes itself once: a kept one is served as it was.
     return current_app.response_class(answer.json_body, mimetype="application/json")
 
