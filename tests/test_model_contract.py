@@ -118,6 +118,32 @@ def test_unknown_users_are_reported_not_raised(fitted):
     assert sorted(batch.lists) == sorted(known)
 
 
+@pytest.mark.parametrize("catalog_size", [30, 1_200], ids=["sorted whole", "partitioned"])
+def test_ranking_one_user_gives_the_batch_list_with_the_same_filters(model_class, catalog_size):
+    # Both sides of the small-catalog sort threshold, with ties (popular's
+    # click counts repeat) and excluded and disallowed products.
+    feedback = random_feedback(n_items=catalog_size, density=30 / catalog_size)
+    model = model_class().fit(feedback)
+    allowed = np.arange(len(model.product_ids)) % 3 != 0
+    for user in some_users(model):
+        banned = set(model.recommend([user], 4).lists[user].product_ids.tolist()[::2])
+        for exclude, mask in [(None, None), (banned, None), (banned, allowed)]:
+            batch = model.recommend([user], 15, exclude={user: exclude or set()}, allowed=mask)
+            one = model.rank_user(user, 15, exclude=exclude, allowed=mask)
+            assert one is not None
+            np.testing.assert_array_equal(one.product_ids, batch.lists[user].product_ids)
+            np.testing.assert_array_equal(one.scores, batch.lists[user].scores)
+            keys = list(zip((-one.scores).tolist(), one.product_ids.tolist(), strict=True))
+            assert keys == sorted(keys)
+            assert len(one) == 15
+
+
+def test_ranking_one_unknown_user_gives_none(fitted):
+    assert fitted.rank_user(999_999, 5) is None
+    assert fitted.rank_user(int(fitted.user_ids[-1]) + 1, 5) is None
+    assert fitted.rank_user(-1, 5) is None
+
+
 def test_fitting_twice_gives_identical_recommendations(model_class):
     first = model_class().fit(FEEDBACK)
     second = model_class().fit(FEEDBACK)

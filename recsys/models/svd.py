@@ -135,6 +135,7 @@ class SVDRecommender(Recommender):
         self.load_surprise_factors(algo, trainset)
         self.item_counts = np.bincount(items, minlength=len(self.product_ids)).astype(np.int64)
         self.history = TrainingHistory.from_rows(users, items, ratings, len(self.user_ids))
+        self._item_offsets = self._ranking_offsets()
 
     def load_surprise_factors(self, algo: SVD, trainset) -> None:
         """Copy a fitted Surprise SVD's parameters into our inner-index order.
@@ -155,15 +156,23 @@ class SVDRecommender(Recommender):
         self.user_factors = np.asarray(algo.pu, dtype=np.float64)[user_order]
         self.item_factors = np.asarray(algo.qi, dtype=np.float64)[item_order]
 
+    def _ranking_offsets(self) -> np.ndarray:
+        """Return each product's part of the score that no user changes.
+
+        That is the global mean, the item bias and the popularity term;
+        computed once per fit or load, not per request (a logarithm per
+        product is most of scoring one user on a large catalog).
+        """
+        # Every trained product has a count of at least 1, so the log is finite.
+        popularity = self.popularity_weight * np.log(np.maximum(self.item_counts, 1))
+        return self.global_mean + self.item_bias + popularity
+
     def _score(self, users: np.ndarray) -> np.ndarray:
-        predicted = (
-            self.global_mean
+        return (
+            self._item_offsets[None, :]
             + self.user_bias[users, None]
-            + self.item_bias[None, :]
             + self.user_factors[users] @ self.item_factors.T
         )
-        # Every trained product has a count of at least 1, so the log is finite.
-        return predicted + self.popularity_weight * np.log(np.maximum(self.item_counts, 1))
 
     def _contributions(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
         # SVD's score is no sum over past products: name the past products
@@ -222,3 +231,4 @@ class SVDRecommender(Recommender):
         self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float64)
         self.item_counts = np.asarray(arrays["item_counts"], dtype=np.int64)
         self.history = TrainingHistory.from_arrays(arrays)
+        self._item_offsets = self._ranking_offsets()
