@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 from recsys.data.events import Event
 from recsys.errors import DataFileError
-from recsys.store.events import EventStore, UnknownProductError, UserHistory
+from recsys.store.events import _USER_HISTORY, EventStore, UnknownProductError, UserHistory
 from recsys.store.migrate import alembic_config, upgrade_to, upgrade_to_head
 from tests.builders import SMALL_CATALOG
 
@@ -54,6 +54,23 @@ def test_a_failed_history_read_is_an_outage_sqlalchemy_names(catalog_store):
         conn.exec_driver_sql("ALTER TABLE interactions RENAME TO interactions_gone")
     with pytest.raises(sa.exc.OperationalError, match="no such table"):
         catalog_store.user_history(1)
+
+
+def test_the_history_read_is_answered_from_an_index_alone(catalog_store):
+    # Every uncached answer makes this read: it must never visit the table.
+    catalog_store.add_interactions([Event(7, 1, False), Event(7, 4, True), Event(8, 1, True)])
+    query = _USER_HISTORY.params(user_id=7)
+    sql = str(query.compile(catalog_store.engine, compile_kwargs={"literal_binds": True}))
+    with catalog_store.engine.begin() as conn:
+        if catalog_store.engine.dialect.name == "sqlite":
+            plan = " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
+            assert "COVERING INDEX ix_interactions_user_products" in plan
+        else:
+            # The planner prefers a table scan on a tiny table; without it, the index alone.
+            conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
+            conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
+            plan = " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
+            assert "Index Only Scan using ix_interactions_user_products" in plan
 
 
 def test_history_reads_return_their_connections_to_the_pool(catalog_store):

@@ -44,7 +44,8 @@ interactions = sa.Table(
     sa.Column("product_id", sa.BigInteger, sa.ForeignKey("products.id"), nullable=False),
     sa.Column("purchased", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
-    sa.Index("ix_interactions_user_id", "user_id"),
+    # Covers the purchase read of every uncached answer (migration 0006).
+    sa.Index("ix_interactions_user_products", "user_id", "product_id", "purchased"),
     # A user's history, newest first, paged by (created_at, id).
     sa.Index("ix_interactions_user_created", "user_id", "created_at", "id"),
 )
