@@ -27,7 +27,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
-import json
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import numpy as np
+import orjson
 import pandas as pd
 from prometheus_client import Gauge
 
@@ -81,8 +81,13 @@ class NoLiveModelError(RuntimeError):
 
 
 def compact_json(body: dict[str, Any]) -> bytes:
-    """Return an answer's body as Flask's ``jsonify`` writes it in production (compact, newline)."""
-    return (json.dumps(body, separators=(",", ":")) + "\n").encode()
+    """Return an answer's body as compact UTF-8 JSON with a final newline, as ``jsonify`` ends it.
+
+    orjson, not the standard library: every uncached answer is encoded, and
+    orjson does it about ten times faster. Non-ASCII names come as UTF-8, not
+    ``\\u`` escapes (the same JSON text), and a non-finite number as null.
+    """
+    return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
 
 
 @dataclass(frozen=True)
@@ -710,7 +715,8 @@ class RecommendationService:
         else:
             model = bundle.model
             allowed = bundle.allowed(model, categories)
-            ranked = model.recommend([int(user)], depth, allowed=allowed).lists[int(user)]
+            ranked = model.rank_user(int(user), depth, allowed=allowed)
+            assert ranked is not None, "only users the model knows are ranked personally"
             found = Candidates.of(ranked.product_ids, ranked.scores, len(ranked) < depth)
         self.rankings.put(bundle.version, user, found, categories)
         picked = found.pick(wanted, left_out)
@@ -733,15 +739,12 @@ class RecommendationService:
     ) -> RecommendationAnswer:
         wanted = offset + n
         pool = wanted if diversity == 0 else max(wanted * _MMR_POOL_FACTOR, _MMR_POOL_MIN)
-        if bundle.model.knows_user(user_id):
-            model = bundle.model
-            ranked = model.recommend(
-                [user_id],
-                pool,
-                exclude={user_id: left_out},
-                allowed=bundle.allowed(model, categories),
-            ).lists[user_id]
-            ranked = _page(bundle.diversify(ranked, bundle.model, wanted, diversity), offset)
+        model = bundle.model
+        personal = model.rank_user(
+            user_id, pool, exclude=left_out, allowed=bundle.allowed(model, categories)
+        )
+        if personal is not None:
+            ranked = _page(bundle.diversify(personal, model, wanted, diversity), offset)
             return RecommendationAnswer(
                 user_id,
                 bundle.model.name,
