@@ -417,9 +417,12 @@ class Recommender(ABC):
         inner = int(np.searchsorted(self.user_ids, user_id))
         if inner == len(self.user_ids) or self.user_ids[inner] != user_id:
             return None
-        scores = np.array(self._score(np.array([inner]))[0], dtype=np.float64)
-        if allowed is not None:
-            np.copyto(scores, -np.inf, where=~allowed)
+        row = self._score(np.array([inner]))[0]
+        if allowed is None:
+            scores = np.array(row, dtype=np.float64)
+        else:
+            # One pass that copies and masks (copyto after a copy takes two).
+            scores = np.where(allowed, np.asarray(row, dtype=np.float64), -np.inf)
         if exclude is not None and len(exclude) > 0:
             self._mask_products(scores, exclude)
         return self._top_n(scores, n)

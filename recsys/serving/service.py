@@ -104,8 +104,8 @@ class ListFilter:
     categories: frozenset[str] = frozenset()
     exclude: frozenset[int] = frozenset()
     include_purchased: bool = False
-    # ``key``'s digest of ``exclude``, when whoever built the filter had it at hand.
-    exclude_digest: bytes | None = field(default=None, compare=False, repr=False)
+    # The exclusion list as parsed (int64, maybe repeating ids), for ``key``.
+    exclude_ids: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def of(
@@ -114,10 +114,7 @@ class ListFilter:
         """Return filters for an exclusion list as parsed from a request (int64 ids)."""
         if not len(exclude):
             return cls(categories, frozenset(), include_purchased)
-        ids = frozenset(exclude.tolist())
-        # Repeated ids (rare) are left to ``key``, which digests the set itself.
-        digest = _digest(np.sort(exclude)) if len(ids) == len(exclude) else None
-        return cls(categories, ids, include_purchased, digest)
+        return cls(categories, frozenset(exclude.tolist()), include_purchased, exclude)
 
     @functools.cached_property
     def key(self) -> FilterKey:
@@ -125,10 +122,14 @@ class ListFilter:
 
         An exclusion list (up to 1,000 ids) is named by a 16-byte BLAKE2 digest
         of its sorted ids: kept answers cost the same whatever a shop excludes.
+        Computed when first asked for: without the cache no request needs it.
         """
-        digest = self.exclude_digest
-        if digest is None and self.exclude:
-            digest = _digest(np.sort(np.fromiter(self.exclude, np.int64, len(self.exclude))))
+        digest = None
+        if self.exclude:
+            ids = self.exclude_ids
+            if ids is None:
+                ids = np.fromiter(self.exclude, np.int64, len(self.exclude))
+            digest = _digest(np.unique(ids))
         return FilterKey(self.categories, self.include_purchased, digest)
 
     def left_out(self, purchased: frozenset[int]) -> frozenset[int]:
