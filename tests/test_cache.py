@@ -13,10 +13,13 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
+from app import create_app
 from recsys.serving import cache as cache_module
 from recsys.serving.cache import HistoryCache
+from recsys.serving.service import NO_FILTER, answer_key
 from recsys.store.events import UserHistory
 from recsys.web import params
+from recsys.web.recommend import MEMO_KEY, QueryMemo
 from tests.builders import buy, listed, runtime_of, wait_for_announcements
 
 
@@ -243,6 +246,34 @@ def test_a_repeated_query_string_finds_its_kept_answer_without_parsing_it_again(
     bought = listed(client.get(path))[0]
     buy(client, 17, bought)
     assert bought not in listed(client.get(path))  # the same string, a new answer
+
+
+def test_the_query_memo_forgets_the_least_recently_used_string_past_its_bound():
+    memo = QueryMemo(2)
+    keys = [answer_key(user, 10, 0, NO_FILTER) for user in (1, 2, 3)]
+    first, second, third = (QueryMemo.digest(f"user_id={u}".encode()) for u in (1, 2, 3))
+    memo.put(first, keys[0])
+    memo.put(second, keys[1])
+    assert memo.get(first) == keys[0]  # now the most recently used
+    memo.put(third, keys[2])
+    assert memo.get(second) is None
+    assert (memo.get(first), memo.get(third)) == (keys[0], keys[2])
+
+
+def test_the_query_memo_names_strings_by_digests_of_a_fixed_size():
+    # A standing list of 1,000 ids costs the memo no more than a plain request.
+    long_query = ("user_id=1&exclude=" + ",".join(map(str, range(1, 1001)))).encode()
+    assert len(QueryMemo.digest(long_query)) == len(QueryMemo.digest(b"user_id=1")) == 16
+    assert QueryMemo.digest(long_query) != QueryMemo.digest(long_query + b"1")
+
+
+def test_the_query_memo_holds_an_entry_for_every_kept_answer_of_either_kind(tmp_path):
+    # Plain answers and answers with an exclusion list are kept apart, each
+    # up to CACHE_MAX_ENTRIES: a memo any smaller would thrash between them.
+    app = create_app(
+        {"DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}", "CACHE_MAX_ENTRIES": "300"}
+    )
+    assert app.extensions[MEMO_KEY]._keys.maxsize == 600
 
 
 @pytest.mark.redis

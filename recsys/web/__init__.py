@@ -47,7 +47,9 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     # The key check runs first, so that the limiter counts a request against its key.
     auth.init_app(app)
     limits.init_app(app)
-    for blueprint in (health.bp, recommend.bp, interactions.bp, admin.bp):
+    app.register_blueprint(health.bp)
+    recommend.init_app(app)
+    for blueprint in (interactions.bp, admin.bp):
         app.register_blueprint(blueprint)
     for blueprint in (similar.bp, catalog.bp, history.bp, dashboard.bp, experiments.bp):
         app.register_blueprint(blueprint)

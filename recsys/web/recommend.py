@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 
 from cachetools import LRUCache
-from flask import Blueprint, current_app, jsonify, request
+from flask import Blueprint, Flask, current_app, jsonify, request
 
 from recsys.serving.service import NO_FILTER, AnswerKey, ListFilter, answer_key
 from recsys.web import params
@@ -16,16 +17,42 @@ from recsys.web.schemas import ListLengthQuery, PopularProducts, Recommendations
 
 bp = Blueprint("recommend", __name__)
 
-# What each recent query string asked for, as kept answers name it. Parsing is
-# a pure function of the string, and shops repeat their requests (a user's
-# page, their standing exclusion list): a repeated one is looked up among the
-# kept answers without parsing its parameters again. Least recently used out
-# first; strings past _MEMO_CHARS are parsed every time (bounded memory: a
-# few KiB an entry at most).
-_MEMO_ENTRIES = 10_000
-_MEMO_CHARS = 2_048
-_known_queries: LRUCache[bytes, AnswerKey] = LRUCache(maxsize=_MEMO_ENTRIES)
-_known_queries_lock = threading.Lock()
+MEMO_KEY = "recsys.query_memo"
+
+
+class QueryMemo:
+    """What each recent /recommend query string asked for, as kept answers name it.
+
+    Parsing is a pure function of the string, and shops repeat their requests
+    (a user's page, their standing exclusion list): a repeated one is looked
+    up among the kept answers without parsing its parameters again. Strings
+    are held as 16-byte BLAKE2 digests, so an entry costs the same whatever
+    the exclusion list's length; the least recently used go first.
+    """
+
+    def __init__(self, max_entries: int):
+        self._keys: LRUCache[bytes, AnswerKey] = LRUCache(maxsize=max_entries)
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def digest(query: bytes) -> bytes:
+        return hashlib.blake2b(query, digest_size=16).digest()
+
+    def get(self, digest: bytes) -> AnswerKey | None:
+        with self._lock:
+            return self._keys.get(digest)
+
+    def put(self, digest: bytes, key: AnswerKey) -> None:
+        with self._lock:
+            self._keys[digest] = key
+
+
+def init_app(app: Flask) -> None:
+    """Register the read endpoints, with a query memo as large as the kept answers."""
+    # Plain answers and those with an exclusion list are kept apart, up to
+    # CACHE_MAX_ENTRIES each: a memo entry for each of them.
+    app.extensions[MEMO_KEY] = QueryMemo(2 * app.config["CACHE_MAX_ENTRIES"])
+    app.register_blueprint(bp)
 
 
 @bp.get("/recommend")
@@ -37,13 +64,13 @@ _known_queries_lock = threading.Lock()
 )
 @requires("read")
 def recommend():
-    query = request.query_string
     # Only announced invalidations let a kept answer be trusted before parsing.
-    memo = runtime().service.invalidations is not None and len(query) <= _MEMO_CHARS
+    memo: QueryMemo | None = None
     known = None
-    if memo:
-        with _known_queries_lock:
-            known = _known_queries.get(query)
+    if runtime().service.invalidations is not None:
+        memo = current_app.extensions[MEMO_KEY]
+        query = QueryMemo.digest(request.query_string)
+        known = memo.get(query)
     if known is not None:
         kept = runtime().experiments.kept_answer(known)
         if kept is not None:
@@ -67,9 +94,8 @@ def recommend():
     answer = runtime().experiments.recommend(
         user_id, n, offset=offset, filters=filters, explain=explain, diversity=diversity
     )
-    if memo and known is None and not explain and diversity == 0:
-        with _known_queries_lock:
-            _known_queries[query] = answer_key(user_id, n, offset, filters)
+    if memo is not None and known is None and not explain and diversity == 0:
+        memo.put(query, answer_key(user_id, n, offset, filters))
     # The answer encodes itself once: a kept one is served as it was.
     return current_app.response_class(answer.json_body, mimetype="application/json")
 
