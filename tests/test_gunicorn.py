@@ -10,19 +10,23 @@ whatever a request's path holds, and never the API key.
 from __future__ import annotations
 
 import functools
+import http.client
 import json
 import os
 import runpy
 import signal
+import socket
 import subprocess
 import sys
 import threading
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from recsys.store.engine import StatementDeadline
 from tests.builders import runtime_of
-from tests.servers import ROOT, Servers, http_request, service_env
+from tests.servers import GUNICORN, ROOT, Servers, http_request, service_env
 
 GUNICORN_SETTINGS = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
@@ -157,6 +161,63 @@ def test_both_workers_answer_with_the_model_their_master_loaded_once(serve):
     assert loads == 1, log
     assert log.index("serving model v") < log.index("Booting worker")
     assert answered == server.worker_pids() and server.process.pid not in answered
+
+
+def listening_sockets(port: int) -> int:
+    """Return how many sockets listen on a TCP port of 127.0.0.1 (from /proc/net/tcp)."""
+    local = f"0100007F:{port:04X}"
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(1 for row in rows if row[1] == local and row[3] == "0A")  # 0A: LISTEN
+
+
+@pytest.mark.slow
+def test_kept_alive_connections_are_spread_over_the_workers(serve):
+    # With one shared socket, the worker that woke first could take every
+    # connection of a burst and keep it; each worker has a socket of its own.
+    server = serve(WORKERS=2)
+    server.wait_ready()
+    server.wait_until(server.all_workers_forked, within=20, what="both workers forked")
+    server.ask_every_worker("/healthz")
+    assert listening_sockets(server.port) == 2
+    already_logged = len(server.access_entries())
+    connections = [
+        http.client.HTTPConnection("127.0.0.1", server.port, timeout=20) for _ in range(16)
+    ]
+    for _ in range(3):
+        for connection in connections:
+            connection.request("GET", "/recommend?user_id=1")
+            assert connection.getresponse().read()
+    for connection in connections:
+        connection.close()
+    server.wait_until(
+        lambda: len(server.access_entries()) >= already_logged + 48, within=5, what="all logged"
+    )
+    served = Counter(entry["pid"] for entry in server.access_entries()[already_logged:])
+    assert set(served) == server.worker_pids()
+    # Each connection stays with the worker that accepted it: whole connections per worker.
+    assert all(count % 3 == 0 for count in served.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reuse_port", [False, True], ids=["plain", "SO_REUSEPORT"])
+def test_a_server_refuses_a_port_another_one_listens_on(sqlite_url, tmp_path, reuse_port):
+    # Another gunicorn's workers listen with SO_REUSEPORT: ours would join them.
+    with socket.socket() as taken:
+        if reuse_port:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        started = subprocess.run(
+            [GUNICORN, "app:create_app()", "--no-control-socket"],
+            cwd=ROOT,
+            env=service_env(sqlite_url, tmp_path / "models", BIND=f"127.0.0.1:{port}"),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in started.stderr
 
 
 @pytest.mark.slow
