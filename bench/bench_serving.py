@@ -390,10 +390,16 @@ def measure(
                 run.answer_hits = hit_ratio(before, cache_counts(server.port), "answer")
                 return run
 
-            for _ in range(args.filter_rounds):
-                plain = timed_with_hits(scripts["recommend"])
-                filtered.append((plain, timed_with_hits(scripts["filtered"])))
-                filtered_new.append((plain, timed_with_hits(scripts["filtered_new"])))
+            for round_number in range(args.filter_rounds):
+                # Every other round in reverse order (plain, filtered, new list;
+                # then new list, filtered, plain): a machine that speeds up or
+                # slows down during the rounds favours neither kind.
+                kinds = ["recommend", "filtered", "filtered_new"]
+                if round_number % 2:
+                    kinds.reverse()
+                runs = {kind: timed_with_hits(scripts[kind]) for kind in kinds}
+                filtered.append((runs["recommend"], runs["filtered"]))
+                filtered_new.append((runs["recommend"], runs["filtered_new"]))
         return {
             "healthz": healthz,
             "recommend": recommend,
@@ -437,7 +443,7 @@ def main() -> int:
     )
     parser.add_argument("--rounds", type=int, default=3, help="healthz + recommend runs each")
     parser.add_argument(
-        "--filter-rounds", type=int, default=5, help="plain + filtered runs each (synthetic)"
+        "--filter-rounds", type=int, default=6, help="plain + filtered runs each (synthetic)"
     )
     parser.add_argument(
         "--filter-duration", type=float, default=5, help="seconds per plain or filtered run"
