@@ -86,8 +86,10 @@ def compact_json(body: dict[str, Any]) -> bytes:
     orjson, not the standard library: every uncached answer is encoded, and
     orjson does it about ten times faster. Non-ASCII names come as UTF-8, not
     ``\\u`` escapes (the same JSON text), and a non-finite number as null.
+    numpy numbers are written as numbers (the standard library takes numpy
+    floats too; orjson refuses them unless told).
     """
-    return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE)
+    return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
 
 
 @dataclass(frozen=True)
