@@ -132,7 +132,9 @@ access_log_format = (
 def on_starting(server):
     """In the master, before any worker exists: init, load the model, close connections."""
     refuse_open_public_bind(server)
-    refuse_a_taken_port(server)
+    listen_per_worker_where_possible(server)
+    if server.cfg.reuse_port:
+        refuse_a_taken_port(server)
     runtime = runtime_of(server.app.wsgi())
     if init_once(runtime):
         preload_live_model(runtime)
@@ -194,6 +196,19 @@ def refuse_open_public_bind(server):
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(2)
     warn_if_open(keys_configured, server.cfg.bind)
+
+
+def listen_per_worker_where_possible(server):
+    """Keep a socket per worker (``reuse_port``) only when every address is a TCP port.
+
+    A Unix socket is a path that each worker would remove and bind again,
+    leaving only the last one reachable; sockets handed over by systemd or a
+    re-executed master are shared as they come.
+    """
+    tcp_only = all(isinstance(address, tuple) for address in server.cfg.address)
+    handed_over = os.environ.get("LISTEN_FDS") or os.environ.get("GUNICORN_FD")
+    if not tcp_only or handed_over:
+        server.cfg.set("reuse_port", False)
 
 
 def refuse_a_taken_port(server):

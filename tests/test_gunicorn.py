@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -196,6 +197,47 @@ def test_kept_alive_connections_are_spread_over_the_workers(serve):
     assert set(served) == server.worker_pids()
     # Each connection stays with the worker that accepted it: whole connections per worker.
     assert all(count % 3 == 0 for count in served.values())
+
+
+def get_over_unix_socket(path: Path, target: str) -> int:
+    """GET ``target`` on a new connection to a Unix socket; return the status."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+        client.settimeout(20)
+        client.connect(str(path))
+        client.sendall(f"GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode())
+        head = client.recv(64).decode()
+    return int(head.split()[1])
+
+
+@pytest.mark.slow
+def test_every_worker_answers_on_a_unix_socket(sqlite_url, tmp_path):
+    # A socket per worker would be a path each worker removes and binds again.
+    sock_path, access_log = tmp_path / "recsys.sock", tmp_path / "access.log"
+    env = service_env(sqlite_url, tmp_path / "models", BIND=f"unix:{sock_path}", WORKERS=2)
+    command = [GUNICORN, "app:create_app()", "--no-control-socket", "--access-logfile"]
+    process = subprocess.Popen(
+        [*command, str(access_log)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        answered: set[int] = set()
+        while len(answered) < 2:
+            assert time.monotonic() < deadline, f"only workers {answered} answered"
+            try:
+                assert get_over_unix_socket(sock_path, "/healthz") == 200
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.2)  # not listening yet
+                continue
+            lines = access_log.read_text().splitlines() if access_log.exists() else []
+            answered = {json.loads(line)["pid"] for line in lines if line.endswith("}")}
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=60)
 
 
 @pytest.mark.slow
