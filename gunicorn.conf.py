@@ -218,17 +218,14 @@ def refuse_a_taken_port(server):
     listening on the same port (same user), and the two would share its
     connections unnoticed; without it, gunicorn itself refuses.
     """
-    for address in server.cfg.address:
-        if not isinstance(address, tuple):
-            continue  # a Unix socket path: gunicorn checks it
-        family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+    for host, port in server.cfg.address:  # TCP only: reuse_port is off otherwise
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_STREAM) as probe:
             # As gunicorn binds: a port whose last connections wait in TIME_WAIT is free.
             probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
-                probe.bind(address)
+                probe.bind((host, port))
             except OSError as exc:
-                host, port = address[0], address[1]
                 print(f"error: cannot listen on {host}:{port}: {exc.strerror}", file=sys.stderr)
                 sys.exit(2)
 

@@ -106,17 +106,6 @@ class ListFilter:
     categories: frozenset[str] = frozenset()
     exclude: frozenset[int] = frozenset()
     include_purchased: bool = False
-    # The exclusion list as parsed (int64, maybe repeating ids), for ``key``.
-    exclude_ids: np.ndarray | None = field(default=None, compare=False, repr=False)
-
-    @classmethod
-    def of(
-        cls, categories: frozenset[str], exclude: np.ndarray, include_purchased: bool
-    ) -> ListFilter:
-        """Return filters for an exclusion list as parsed from a request (int64 ids)."""
-        if not len(exclude):
-            return cls(categories, frozenset(), include_purchased)
-        return cls(categories, frozenset(exclude.tolist()), include_purchased, exclude)
 
     @functools.cached_property
     def key(self) -> FilterKey:
@@ -128,10 +117,7 @@ class ListFilter:
         """
         digest = None
         if self.exclude:
-            ids = self.exclude_ids
-            if ids is None:
-                ids = np.fromiter(self.exclude, np.int64, len(self.exclude))
-            digest = _digest(np.unique(ids))
+            digest = _digest(np.sort(np.fromiter(self.exclude, np.int64, len(self.exclude))))
         return FilterKey(self.categories, self.include_purchased, digest)
 
     def left_out(self, purchased: frozenset[int]) -> frozenset[int]:
@@ -171,8 +157,8 @@ def answer_key(user_id: int, n: int, offset: int, filters: ListFilter) -> Answer
     return AnswerKey(user_id, n, offset, filters.key)
 
 
-def _digest(sorted_unique_ids: np.ndarray) -> bytes:
-    return hashlib.blake2b(sorted_unique_ids.tobytes(), digest_size=16).digest()
+def _digest(sorted_ids: np.ndarray) -> bytes:
+    return hashlib.blake2b(sorted_ids.tobytes(), digest_size=16).digest()
 
 
 @dataclass(frozen=True)

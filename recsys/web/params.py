@@ -16,8 +16,6 @@ from recsys.web.schemas import CATEGORY_CHARS, MAX_CATEGORIES, MAX_EXCLUDED, MAX
 _DIGITS = re.compile(r"[0-9]{1,40}")
 _ID_LIST = re.compile(r"[0-9]{1,40}(?:,[0-9]{1,40})*")
 _SHORT_ID_LIST = re.compile(r"[0-9]{1,18}(?:,[0-9]{1,18})*")
-_NO_IDS = np.zeros(0, dtype=np.int64)
-_NO_IDS.flags.writeable = False
 
 
 def single_value(args: MultiDict, name: str, required: bool) -> str | None:
@@ -124,11 +122,11 @@ def categories(args: MultiDict) -> frozenset[str]:
     return frozenset(values)
 
 
-def product_id_list(args: MultiDict, name: str) -> np.ndarray:
-    """Return a comma-separated list of product ids (at most 1,000) as int64 (empty if absent)."""
+def product_id_list(args: MultiDict, name: str) -> frozenset[int]:
+    """Return a comma-separated list of product ids (at most 1,000), or none when absent."""
     text = single_value(args, name, required=False)
     if text is None:
-        return _NO_IDS
+        return frozenset()
     accepted = f"{name} must be up to {MAX_EXCLUDED:,} comma-separated product ids"
     # Checked before splitting: a huge parameter costs nothing to refuse.
     if len(text) > MAX_EXCLUDED * 20:
@@ -143,12 +141,12 @@ def product_id_list(args: MultiDict, name: str) -> np.ndarray:
     if _SHORT_ID_LIST.fullmatch(text):
         parsed = np.fromstring(text, dtype=np.int64, sep=",")
         if parsed.min() >= 1:
-            return parsed
+            return frozenset(parsed.tolist())
     elif _ID_LIST.fullmatch(text):
         items = text.split(",")
         ids = [int(item) for item in items]
         if max(ids) <= MAX_ID and min(ids) >= 1:
-            return np.array(ids, dtype=np.int64)
+            return frozenset(ids)
     items = items or text.split(",")
     bad = next(
         item for item in items if not _DIGITS.fullmatch(item) or not 1 <= int(item) <= MAX_ID

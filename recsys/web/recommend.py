@@ -83,10 +83,10 @@ def recommend():
         explain = params.flag(args, "explain")
         diversity = params.fraction(args, "diversity")
         offset = params.offset(args, n)
-        filters = ListFilter.of(
-            params.categories(args),
-            params.product_id_list(args, "exclude"),
-            params.flag(args, "include_purchased"),
+        filters = ListFilter(
+            categories=params.categories(args),
+            exclude=params.product_id_list(args, "exclude"),
+            include_purchased=params.flag(args, "include_purchased"),
         )
     else:
         explain, diversity, offset = False, 0.0, 0
