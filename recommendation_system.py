@@ -12,7 +12,14 @@ the other commands (generate, eda, evaluate, tune).
 
 import sys
 
-from recsys.cli.main import main
+if __name__ == "__main__":
+    # The command line builds the pipeline only for the commands that use it
+    # (rmse, eda without --data), so `--help` and `generate` start at once;
+    # an import never loads the command line at all.
+    from recsys.cli.main import main
+
+    sys.exit(main())
+
 from recsys.evaluation.pipeline import run_pipeline
 
 pipeline = run_pipeline()
@@ -27,6 +34,3 @@ evaluation = pipeline.evaluation
 rmse = evaluation.svd.rmse
 mae = evaluation.svd.mae
 baseline_rmse = evaluation.baseline.rmse
-
-if __name__ == "__main__":
-    sys.exit(main(pipeline=lambda: pipeline))

@@ -90,7 +90,7 @@ def step_generate(args: dict) -> dict:
             "--out",
             str(out),
             "--catalog",
-            str(Path(args["dir"]) / "products.csv"),
+            str(Path(args["dir"]) / "log.products.csv"),
             "--force",
         ],
         check=True,
@@ -107,7 +107,7 @@ def step_import(args: dict) -> dict:
 
     store = EventStore.from_url(args["url"])
     upgrade_to_head(store.engine)
-    store.upsert_products(load_catalog(Path(args["dir"]) / "products.csv"))
+    store.upsert_products(load_catalog(Path(args["dir"]) / "log.products.csv"))
     started = time.perf_counter()
     rows = import_log(store.engine, Path(args["dir"]) / "log.parquet")
     seconds = time.perf_counter() - started

@@ -230,6 +230,83 @@ def test_load_latest_falls_back_to_the_previous_good_version(registry, caplog, c
     assert any(bad in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
 
 
+def keep_the_checksum(directory, change: Callable[[dict[str, np.ndarray]], None]) -> None:
+    """Change a version's arrays into other valid ones, keeping the recorded checksum."""
+    meta = (directory / "metadata.json").read_text()
+    rewrite_arrays(directory, change)
+    (directory / "metadata.json").write_text(meta)
+
+
+def scale(name: str, factor: float):
+    """Return a change that multiplies one array by ``factor`` (still a valid model)."""
+    return edit(name, lambda a: a * factor)
+
+
+def set_checksum(value: str | None):
+    """Return a metadata change that records ``value`` as the checksum (None: no checksum)."""
+
+    def change(meta: dict) -> None:
+        if value is None:
+            del meta["arrays_sha256"]
+        else:
+            meta["arrays_sha256"] = value
+
+    return change
+
+
+CHECKSUM_TAMPERING = [
+    pytest.param(
+        lambda d: keep_the_checksum(d, scale("model.item_factors", 2.0)), id="factors-doubled"
+    ),
+    pytest.param(
+        lambda d: keep_the_checksum(d, edit("model.item_bias", set_first(1.5))),
+        id="one-bias-changed",
+    ),
+    pytest.param(
+        lambda d: keep_the_checksum(d, scale("fallback.item_clicks", 10.0)),
+        id="fallback-counts-inflated",
+    ),
+    pytest.param(
+        lambda d: rewrite_metadata(d, set_checksum("0" * 64)), id="checksum-of-other-bytes"
+    ),
+    pytest.param(lambda d: rewrite_metadata(d, set_checksum("")), id="empty-checksum"),
+    pytest.param(lambda d: rewrite_metadata(d, set_checksum(None)), id="no-checksum"),
+]
+
+
+def rewrite_metadata(directory, change: Callable[[dict], None]) -> None:
+    """Change a version's metadata.json in place."""
+    meta = json.loads((directory / "metadata.json").read_text())
+    change(meta)
+    (directory / "metadata.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("tamper", CHECKSUM_TAMPERING)
+def test_valid_arrays_that_do_not_match_their_checksum_are_refused(registry, tamper):
+    version = publish(registry)
+    tamper(registry.root / version)
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        registry.load(version)
+
+
+def test_another_versions_valid_arrays_under_this_checksum_are_refused(registry):
+    first, second = publish(registry), publish(registry)
+    # Make the first version's arrays differ from the second's, still valid and checksummed.
+    rewrite_arrays(registry.root / first, scale("model.item_factors", 2.0))
+    shutil.copyfile(registry.root / first / "arrays.npz", registry.root / second / "arrays.npz")
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        registry.load(second)
+    assert registry.load_latest().metadata.version == first
+
+
+@pytest.mark.parametrize("tamper", CHECKSUM_TAMPERING)
+def test_a_checksum_mismatch_falls_back_to_the_previous_good_version(registry, tamper):
+    good = publish(registry)
+    bad = publish(registry)
+    tamper(registry.root / bad)
+    assert registry.load_latest().metadata.version == good
+
+
 def test_the_untouched_tiny_model_loads_and_recommends(registry):
     version = publish(registry)
     loaded = registry.load(version)

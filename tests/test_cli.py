@@ -36,6 +36,40 @@ def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
     return subprocess.CompletedProcess(list(args), status, out.getvalue(), err.getvalue())
 
 
+# What only some commands need: an import of the pipeline, or `--help`, never loads them.
+HEAVY_MODULES = ("recsys.cli.main", "scipy.stats", "matplotlib", "recsys.serving.runtime")
+
+
+def loaded_heavy_modules(code: str, cwd) -> list[str]:
+    """Return which of HEAVY_MODULES a fresh interpreter running ``code`` has imported."""
+    probe = f"{code}\nimport sys; print(','.join(m for m in {HEAVY_MODULES!r} if m in sys.modules))"
+    result = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    last_line = result.stdout.rstrip("\n").rpartition("\n")[2]
+    return [name for name in last_line.split(",") if name]
+
+
+def test_importing_the_pipeline_loads_no_command_line_charts_or_statistics(tmp_path):
+    assert loaded_heavy_modules("import recommendation_system", tmp_path) == []
+
+
+def test_the_command_line_help_loads_no_charts_statistics_or_serving(tmp_path):
+    code = (
+        "import contextlib, io, runpy, sys\n"
+        "sys.argv = ['recommendation_system.py', '--help']\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    runpy.run_path({str(ROOT / 'recommendation_system.py')!r}, run_name='__main__')"
+    )
+    assert loaded_heavy_modules(code, tmp_path) == ["recsys.cli.main"]
+
+
 def test_importing_builds_the_pipeline_in_memory_without_writing_files(tmp_path):
     code = (
         "import recommendation_system as r, json;"
@@ -114,7 +148,8 @@ def test_generate_with_the_default_seed_reproduces_the_bundled_log_and_catalog(t
     out = tmp_path / "interactions.csv"
     assert run_cli("generate", "--out", str(out)).returncode == 0
     assert out.read_bytes() == BUNDLED_LOG.read_bytes()
-    assert (tmp_path / "products.csv").read_bytes() == (ROOT / "products.csv").read_bytes()
+    catalog = tmp_path / "interactions.products.csv"
+    assert catalog.read_bytes() == (ROOT / "products.csv").read_bytes()
 
 
 def test_generate_without_out_is_refused_and_writes_nothing(tmp_path):
@@ -124,18 +159,37 @@ def test_generate_without_out_is_refused_and_writes_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_generate_writes_the_logs_catalog_beside_it(tmp_path):
+def test_generate_writes_the_logs_catalog_beside_it_named_after_the_log(tmp_path):
     out = tmp_path / "big.csv"
     result = run_cli("generate", "--users", "30", "--products", "25", "--out", str(out))
     assert result.returncode == 0, result.stderr
-    catalog = load_catalog(tmp_path / "products.csv")
+    catalog = load_catalog(tmp_path / "big.products.csv")
     assert list(catalog.columns) == ["product_id", "name", "category", "price"]
     assert catalog["product_id"].tolist() == list(range(1, 26))
     assert set(pd.read_csv(out)["product_clicked"]) <= set(catalog["product_id"])
-    assert f"to {out}" in result.stdout and "products.csv" in result.stdout
+    assert f"to {out}" in result.stdout and "big.products.csv" in result.stdout
 
 
-@pytest.mark.parametrize("existing", ["big.csv", "products.csv"])
+def test_generate_beside_the_bundled_pair_leaves_its_catalog_alone(tmp_path):
+    bundled = tmp_path / "products.csv"
+    bundled.write_bytes((ROOT / "products.csv").read_bytes())
+    result = run_cli("generate", "--users", "5", "--seed", "7", "--out", str(tmp_path / "big.csv"))
+    assert result.returncode == 0, result.stderr
+    assert bundled.read_bytes() == (ROOT / "products.csv").read_bytes()
+    assert (tmp_path / "big.products.csv").is_file()
+
+
+def test_eda_of_a_generated_log_names_products_from_its_own_catalog(tmp_path):
+    (tmp_path / "products.csv").write_text("product_id,name,category,price\n1,Bundled,Toys,1\n")
+    assert run_cli("generate", "--users", "5", "--out", str(tmp_path / "big.csv")).returncode == 0
+    own = load_catalog(tmp_path / "big.products.csv")
+    result = run_cli("eda", "--data", str(tmp_path / "big.csv"))
+    assert result.returncode == 0, result.stderr
+    assert "Bundled" not in result.stdout
+    assert any(name in result.stdout for name in own["name"])
+
+
+@pytest.mark.parametrize("existing", ["big.csv", "big.products.csv"])
 def test_generate_refuses_to_overwrite_a_file_without_force(tmp_path, existing):
     (tmp_path / existing).write_text("keep me\n")
     result = run_cli("generate", "--out", str(tmp_path / "big.csv"))

@@ -229,6 +229,43 @@ def test_cli_export_then_import_doubles_the_log(app_factory, tmp_path):
     assert store.counts().interactions == 2 * rows
 
 
+def test_cli_export_refuses_to_overwrite_a_file_without_force(app_factory, tmp_path):
+    path = tmp_path / "export.csv"
+    path.write_text("keep me\n")
+    runner = app_factory().test_cli_runner()
+    refused = runner.invoke(args=["export-interactions", str(path)])
+    assert refused.exit_code == 2
+    assert f"{path} exists; pass --force to overwrite it" in refused.output
+    assert path.read_text() == "keep me\n"
+    forced = runner.invoke(args=["export-interactions", str(path), "--force"])
+    assert forced.exit_code == 0, forced.output
+    assert path.read_text() == (PROJECT / "interactions.csv").read_text()
+
+
+def test_an_export_that_fails_part_way_leaves_the_old_file_whole(app_factory, tmp_path):
+    app = app_factory()
+    store = runtime_of(app).store
+    path = tmp_path / "exports" / "export.csv"
+    path.parent.mkdir()
+    path.write_text("the last good export\n")
+    with store.engine.begin() as conn:
+        conn.exec_driver_sql("DROP TABLE interactions")
+    result = app.test_cli_runner().invoke(args=["export-interactions", str(path), "--force"])
+    assert result.exit_code == 2
+    assert "no such table: interactions" in result.output
+    assert path.read_text() == "the last good export\n"
+    assert [p.name for p in path.parent.iterdir()] == ["export.csv"]
+
+
+def test_the_experiment_command_group_says_what_it_does(app_factory):
+    runner = app_factory().test_cli_runner()
+    listing = runner.invoke(args=["--help"])
+    line = next(row for row in listing.output.splitlines() if row.strip().startswith("experiment"))
+    assert "A/B tests" in line
+    group = runner.invoke(args=["experiment", "--help"])
+    assert "Create, list, start, stop and report A/B tests" in group.output
+
+
 def test_cli_import_of_a_bad_file_names_the_line_and_imports_nothing(app_factory, tmp_path):
     app = app_factory()
     rows = runtime_of(app).store.counts().interactions

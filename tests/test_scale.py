@@ -88,7 +88,7 @@ def test_generate_with_events_writes_a_parquet_log_and_its_catalog(tmp_path, cap
     assert status == 0, capsys.readouterr().err
     chunks = list(iter_log(out, chunk_rows=1000))
     assert [len(c.frame) for c in chunks] == [1000, 1000, 500]
-    catalog = pd.read_csv(tmp_path / "products.csv")
+    catalog = pd.read_csv(tmp_path / "big.products.csv")
     assert len(catalog) == 40
     assert "wrote 2500 interactions of 300 users" in capsys.readouterr().out
 

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -43,9 +43,9 @@ from recsys.data.simulate import (
     simulate_shop,
 )
 from recsys.evaluation.pipeline import PipelineResult
-from recsys.serving.experiments import ExperimentAnswer, report_text
-from recsys.serving.runtime import ServingRuntime
-from recsys.serving.settings import Settings
+
+if TYPE_CHECKING:
+    from recsys.serving.experiments import ExperimentAnswer
 
 DEFAULT_AB_USERS = 2000
 DEFAULT_AB_DAYS = 3
@@ -106,6 +106,9 @@ def cmd_simulate_ab(args: argparse.Namespace, pipeline: Callable[[], PipelineRes
             )
         finally:
             simulation.close()
+    # The serving stack (scipy.stats through the statistics) loads only when a simulation runs.
+    from recsys.serving.experiments import report_text
+
     print(json.dumps(report, indent=2) if args.json else report_text(report))
     return 0
 
@@ -140,6 +143,9 @@ class AbSimulation:
     """
 
     def __init__(self, folder: Path, users: int, seed: int, products: int = DEFAULT_PRODUCTS):
+        from recsys.serving.runtime import ServingRuntime
+        from recsys.serving.settings import Settings
+
         self.config = SimulationConfig(users=users, products=products, seed=seed)
         self.shop = simulate_shop(self.config)
         self.taste = _taste(self.shop, self.config)
@@ -183,6 +189,8 @@ class AbSimulation:
             baseline_rate: Control's expected conversion, for the planned size.
             mde: The lift to detect, for the planned size.
         """
+        from recsys.serving.experiments import ExperimentAnswer
+
         layer = self.runtime.experiments
         layer.create(
             {

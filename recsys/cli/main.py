@@ -13,8 +13,7 @@ from recsys.cli.arguments import HelpFormatter, add_command, int_at_least
 from recsys.cli.evaluation import add_evaluation_commands
 from recsys.cli.experiments import add_experiment_commands
 from recsys.cli.training import add_training_command
-from recsys.data.catalog import CATALOG_FILE, load_catalog, write_catalog
-from recsys.data.charts import REPORT_FILE, SUMMARY_FILE, chart_names, write_eda_report
+from recsys.data.catalog import CATALOG_FILE, catalog_path_for, load_catalog, write_catalog
 from recsys.data.eda import eda_report, load_eda_log
 from recsys.data.interactions import write_interactions
 from recsys.data.log_files import is_parquet, write_log
@@ -25,7 +24,6 @@ from recsys.data.simulate import (
     SimulationConfig,
     simulate_shop,
 )
-from recsys.data.simulate_large import simulate_large
 from recsys.errors import RecsysError
 from recsys.evaluation.pipeline import PipelineResult, run_pipeline
 
@@ -58,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
         "generate",
         "simulate a shop and write its interaction log and catalog",
         "Simulate a shop and write its click log (user_id,product_clicked,purchased) and "
-        f"its catalog (product_id,name,category,price, as {CATALOG_FILE} beside the log), "
+        "its catalog (product_id,name,category,price, as NAME.products.csv beside NAME.csv), "
         "so that eda and the service name the products. Existing files are kept unless "
         "--force is given.",
     )
@@ -99,7 +97,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="PATH",
-        help=f"where to write the catalog (default: {CATALOG_FILE} beside --out; "
+        help="where to write the catalog (default: NAME.products.csv beside --out NAME.csv; "
         "with --out -, no catalog unless this is given)",
     )
     generate.add_argument(
@@ -115,7 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
         "print an exploratory report of a log",
         "Print conversion, the most-clicked products, clicks per user and category tastes "
         f"of an interaction log, or with --out write them as charts, report.html and "
-        f"summary.json. Products are named by the log's catalog ({CATALOG_FILE} beside it, "
+        f"summary.json. Products are named by the log's catalog (NAME.products.csv, else "
+        f"{CATALOG_FILE}, beside it, "
         "or --catalog); without one they are shown by id. MovieLens ratings are read as "
         "interactions (one click per rating, a rating of 4 or more as a purchase), named "
         "by movies.csv beside them.",
@@ -132,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         default=None,
         metavar="PATH",
-        help=f"catalog CSV (default: {CATALOG_FILE} beside --data if there is one; "
+        help=f"catalog CSV (default: NAME.products.csv, else {CATALOG_FILE}, beside --data; "
         "the simulated shop's catalog without --data)",
     )
     eda.add_argument(
@@ -163,7 +162,7 @@ def cmd_generate(args: argparse.Namespace, pipeline: Callable[[], PipelineResult
     out = None if to_stdout else Path(args.out)
     catalog_path = args.catalog
     if catalog_path is None and out is not None:
-        catalog_path = out.with_name(CATALOG_FILE)
+        catalog_path = catalog_path_for(out)
     targets = [path for path in (out, catalog_path) if path is not None]
     if len(targets) == 2 and targets[0].resolve() == targets[1].resolve():
         return _fail(f"--out and --catalog name the same file {out}")
@@ -182,6 +181,8 @@ def cmd_generate(args: argparse.Namespace, pipeline: Callable[[], PipelineResult
         shop = simulate_shop(config, progress=progress)
         log, catalog = shop.interactions, shop.catalog
     else:
+        from recsys.data.simulate_large import simulate_large
+
         large = simulate_large(config, args.events, progress=progress)
         log, catalog = large.interactions, large.catalog
     try:
@@ -215,6 +216,9 @@ def cmd_eda(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) ->
     if args.out is None:
         print(eda_report(interactions, catalog))
         return 0
+    # matplotlib loads only when charts are drawn.
+    from recsys.data.charts import REPORT_FILE, SUMMARY_FILE, chart_names, write_eda_report
+
     if args.out.exists() and not args.out.is_dir():
         return _fail(f"--out {args.out} is a file, not a folder")
     source = str(args.data) if args.data else "the simulated shop"

@@ -20,9 +20,7 @@ from recsys.data.catalog import catalog_beside, catalog_for_log
 from recsys.data.log_files import iter_log
 from recsys.evaluation.pipeline import PipelineResult
 from recsys.models import MODELS, canonical_model_name
-from recsys.serving.artifacts import ModelRegistry
 from recsys.serving.spark_training import DEFAULT_MASTER
-from recsys.serving.training import TrainingSettings, publish_trained
 
 BUNDLED_LOG = Path(__file__).resolve().parents[2] / "interactions.csv"
 
@@ -56,7 +54,7 @@ def add_training_command(commands: argparse._SubParsersAction) -> None:
         type=Path,
         default=None,
         metavar="PATH",
-        help="its catalog (default: products.csv beside --data if there is one)",
+        help="its catalog (default: NAME.products.csv, else products.csv, beside --data)",
     )
     train.add_argument(
         "--model-dir", type=Path, required=True, metavar="DIR", help="where to publish (required)"
@@ -79,6 +77,10 @@ def add_training_command(commands: argparse._SubParsersAction) -> None:
 
 def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) -> int:
     """Train on a log file (or the store over JDBC), publish the model, print what was published."""
+    # The serving stack loads only when a model is trained, not for `--help`.
+    from recsys.serving.artifacts import ModelRegistry
+    from recsys.serving.training import TrainingSettings, publish_trained
+
     registry = ModelRegistry(args.model_dir)
     settings = TrainingSettings(model=canonical_model_name(args.model))
     if args.engine == "spark" and settings.model != "als":

@@ -1,9 +1,12 @@
 """Catalog files: ``product_id,name,category,price``, one product a line.
 
-A log comes with its catalog: ``generate`` writes ``products.csv`` beside the
-interactions it makes, and the bundled ``interactions.csv`` has its own. Every
-reader of a log (eda, the service's first start, ``import-catalog``) looks for
-it; without one, products are shown by id, never with invented names.
+A log comes with its catalog, named after it: ``generate --out big.csv``
+writes ``big.products.csv`` beside it, so a generated shop never replaces
+another's catalog (the bundled ``interactions.csv`` and ``products.csv``
+above all). Every reader of a log (eda, the service's first start, ``train
+--data``) looks for ``NAME.products.csv`` beside it, then for a plain
+``products.csv`` (the bundled pair's name); without either, products are
+shown by id, never with invented names.
 """
 
 from __future__ import annotations
@@ -26,10 +29,22 @@ CATALOG_COLUMNS = ("product_id", "name", "category", "price")
 CATALOG_FILE = "products.csv"
 
 
+def catalog_path_for(log_path: str | Path) -> Path:
+    """Return where a log's own catalog goes: ``big.csv`` -> ``big.products.csv``."""
+    log = Path(log_path)
+    return log.with_name(f"{log.stem}.{CATALOG_FILE}")
+
+
 def catalog_beside(log_path: str | Path) -> Path | None:
-    """Return the ``products.csv`` next to a log file, if there is one."""
-    candidate = Path(log_path).with_name(CATALOG_FILE)
-    return candidate if candidate.is_file() else None
+    """Return the catalog next to a log file, if there is one.
+
+    The log's own (``NAME.products.csv``) comes first, then a plain
+    ``products.csv`` in the same folder, as the bundled log has.
+    """
+    for candidate in (catalog_path_for(log_path), Path(log_path).with_name(CATALOG_FILE)):
+        if candidate.is_file():
+            return candidate
+    return None
 
 
 def load_catalog(path: str | Path) -> pd.DataFrame:

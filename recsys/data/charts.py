@@ -337,7 +337,7 @@ of products</th>
 {% endfor %}
 {% if not summary.categories %}
 <p class="note">No catalog names the products' categories, so there is no user x category
-heatmap (put products.csv beside the log or pass --catalog PATH).</p>
+heatmap (put NAME.products.csv beside NAME.csv or pass --catalog PATH).</p>
 {% endif %}
 </body>
 </html>

@@ -143,7 +143,7 @@ def eda_report(interactions: pd.DataFrame, catalog: pd.DataFrame | None = None) 
     if affinity is None or affinity.empty:
         parts.append(
             "Categories: no catalog names the products' categories, so products are shown "
-            "by id (put products.csv beside the log or pass --catalog PATH)."
+            "by id (put NAME.products.csv beside NAME.csv or pass --catalog PATH)."
         )
         return "\n".join(parts)
     top_category = top_category_per_user(affinity)

@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 from limits import parse_many
 
+from recsys.data.catalog import catalog_beside
 from recsys.errors import RecsysError, quote
 from recsys.models import MODEL_ALIASES, accepted_model_names, canonical_model_name
 from recsys.serving.api_keys import KeyRing
@@ -285,7 +286,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         _optional_path,
         "its catalog (`product_id,name,category,price`); products without one are named by id",
-        default_text="`products.csv` beside `DATA_PATH` if present",
+        default_text="`NAME.products.csv`, else `products.csv`, beside `DATA_PATH` if present",
     ),
     Setting(
         "MODEL_DIR", None, _optional_path, "artifact directory", default_text="`instance/models`"
@@ -537,14 +538,11 @@ class Settings:
 
     @property
     def catalog_path(self) -> Path | None:
-        """The catalog file of the bootstrap log: configured, or ``products.csv`` beside it."""
+        """The catalog file of the bootstrap log: configured, or the one beside it."""
         if self["CATALOG_PATH"] is not None:
             return self["CATALOG_PATH"]
         log = self["DATA_PATH"]
-        if log is None:
-            return None
-        beside = Path(log).with_name("products.csv")
-        return beside if beside.exists() else None
+        return None if log is None else catalog_beside(log)
 
     def as_flask_config(self) -> dict[str, Any]:
         """Return the values under their names, for ``app.config``."""

@@ -8,6 +8,7 @@ transaction, so a rejected batch leaves no row behind.
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -432,7 +433,8 @@ class EventStore:
         """Write every interaction to a CSV file in the interactions.csv schema.
 
         Args:
-            path: Where to write (overwritten).
+            path: Where to write. It is replaced only once every row is
+                written: a read that fails part-way leaves it as it was.
             include_timestamps: Add a fourth column ``timestamp`` (ISO-8601 UTC),
                 which ``import_interactions`` reads back.
 
@@ -449,18 +451,27 @@ class EventStore:
         if include_timestamps:
             header.append(TIMESTAMP_COLUMN)
         written = 0
-        with self.engine.connect() as conn, open(path, "w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out, lineterminator="\n")
-            writer.writerow(header)
-            result = conn.execution_options(yield_per=10_000).execute(
-                sa.select(*columns).order_by(interactions.c.id)
-            )
-            for user_id, product_id, purchased, created_at in result:
-                row = [user_id, product_id, int(purchased)]
-                if include_timestamps:
-                    row.append(format_utc(created_at))
-                writer.writerow(row)
-                written += 1
+        target = Path(path)
+        partial = target.with_name(f".{target.name}.partial")
+        try:
+            with (
+                self.engine.connect() as conn,
+                open(partial, "w", newline="", encoding="utf-8") as out,
+            ):
+                writer = csv.writer(out, lineterminator="\n")
+                writer.writerow(header)
+                result = conn.execution_options(yield_per=10_000).execute(
+                    sa.select(*columns).order_by(interactions.c.id)
+                )
+                for user_id, product_id, purchased, created_at in result:
+                    row = [user_id, product_id, int(purchased)]
+                    if include_timestamps:
+                        row.append(format_utc(created_at))
+                    writer.writerow(row)
+                    written += 1
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
         return written
 
     def import_interactions(self, path: str | Path, progress: bool = False) -> int:

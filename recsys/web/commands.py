@@ -154,8 +154,12 @@ def import_catalog_command(file: Path):
 @with_appcontext
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--with-timestamps", is_flag=True, help="add a fourth column, timestamp (UTC)")
-def export_command(file: Path, with_timestamps: bool):
+@click.option("--force", is_flag=True, help="overwrite FILE if it exists")
+def export_command(file: Path, with_timestamps: bool, force: bool):
     """Write every interaction in the store to FILE in the interactions.csv schema."""
+    if file.exists() and not force:
+        # As `generate`: a log is never overwritten by accident.
+        raise click.UsageError(f"{file} exists; pass --force to overwrite it")
     with _reported():
         count = _runtime().store.export_interactions(file, include_timestamps=with_timestamps)
     click.echo(f"exported {count} interactions to {file}")

@@ -37,6 +37,7 @@ from recsys.web.errors import ApiError
 from recsys.web.openapi import operation
 
 bp = Blueprint("experiments", __name__, cli_group="experiment")
+bp.cli.help = "Create, list, start, stop and report A/B tests, as /experiments does."
 
 _NAME = r"^[A-Za-z0-9._-]{1,64}$"
 
