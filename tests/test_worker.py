@@ -249,3 +249,24 @@ def test_a_worker_keeps_the_lease_of_a_job_it_trains_for_longer_than_the_lease(a
 def test_the_lease_must_be_positive():
     with pytest.raises(ValueError, match="lease_seconds must be positive"):
         JobQueue(sa.create_engine("sqlite://"), lease_seconds=0)
+
+
+def test_a_worker_that_lost_its_lease_records_what_really_happened(app_factory, caplog):
+    server = app_factory(JOB_LEASE_SECONDS=LEASE, **WORKER)
+    job_id = queue_retrain(server.test_client())
+    worker_runtime = runtime_of(app_factory(init=False, JOB_LEASE_SECONDS=LEASE, **WORKER))
+    real_train = worker_runtime.train
+
+    def train_while_failed_elsewhere():
+        # As another process would after a beat lost to a database outage.
+        JobQueue(worker_runtime.store.engine).fail_running("interrupted: lease lapsed")
+        time.sleep(LEASE)
+        return real_train()
+
+    worker_runtime.train = train_while_failed_elsewhere
+    finished = worker_runtime.worker().run_once()
+    assert finished is not None
+    job = job_of(server.test_client(), job_id)
+    assert job["state"] == "succeeded"
+    assert server.test_client().get("/model").get_json()["version"] == job["version"]
+    assert "after another process failed it" in caplog.text

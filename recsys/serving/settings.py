@@ -333,8 +333,9 @@ SETTINGS: tuple[Setting, ...] = (
         "JOB_LEASE_SECONDS",
         60.0,
         _number(0, low_open=True),
-        "how long a job a worker claimed stays `running` without its worker's beat (every "
-        "third of it); a killed worker's job is failed within this plus WORKER_POLL_SECONDS",
+        "how long a job a worker claimed stays `running` without a beat of its worker (which "
+        "beats every third of it): a killed worker's job is failed within this plus "
+        "WORKER_POLL_SECONDS by a live worker, or by the first retrain request after it",
     ),
     Setting(
         "MODEL_REFRESH_SECONDS",

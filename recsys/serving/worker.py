@@ -177,8 +177,14 @@ class TrainingWorker:
         with lease:
             finished = self._train_claimed(job)
         if finished is not None:
-            # Recorded even when the lease was lost meanwhile: the record says
-            # what happened (a version may well have been published).
+            if lease.lost:
+                # Recorded all the same: the record says what really happened
+                # (a succeeded job's version is published and served).
+                logger.warning(
+                    "training job %s ended %s after another process failed it for a lapsed lease",
+                    job.id,
+                    finished.state.value,
+                )
             self._store.save_training_job(finished.to_record())
         return finished
 
