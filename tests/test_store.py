@@ -12,6 +12,7 @@ import sqlalchemy as sa
 from recsys.data.events import Event
 from recsys.errors import DataFileError
 from recsys.store.events import _USER_HISTORY, EventStore, UnknownProductError, UserHistory
+from recsys.store.job_queue import JobQueue
 from recsys.store.migrate import alembic_config, upgrade_to, upgrade_to_head
 from tests.builders import SMALL_CATALOG
 
@@ -245,6 +246,46 @@ def test_upgrading_from_the_first_revision_keeps_every_event(database_url):
     assert old.interactions_frame().equals(before[1])
     upgrade_to_head(old.engine)  # a second start changes nothing
     assert old.counts() == before[0]
+    old.dispose()
+
+
+def test_upgrading_to_job_leases_keeps_every_job_record_and_expires_none(database_url):
+    old = EventStore.from_url(database_url)
+    upgrade_to(old.engine, "0006")
+    requested = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    records = [
+        {
+            "id": "done",
+            "state": "succeeded",
+            "trigger": "api",
+            "requested_at": requested,
+            "started_at": requested,
+            "finished_at": requested,
+            "version": "v00002-x",
+            "metrics": {"rmse": 0.9},
+            "error": None,
+        },
+        {
+            "id": "held",
+            "state": "running",
+            "trigger": "auto",
+            "requested_at": requested,
+            "started_at": requested,
+            "finished_at": None,
+            "version": None,
+            "metrics": None,
+            "error": None,
+        },
+    ]
+    for record in records:
+        old.save_training_job(record)
+
+    upgrade_to_head(old.engine)
+    for record in records:
+        assert old.training_job(record["id"]) == {**record, "heartbeat_at": None}
+    # A job claimed before leases has no beat to lapse: the start-up close covers it.
+    assert JobQueue(old.engine, lease_seconds=0.001).fail_expired() == 0
+    assert old.training_job("held")["state"] == "running"
     old.dispose()
 
 

@@ -9,6 +9,7 @@ import threading
 import time
 
 import pytest
+import sqlalchemy as sa
 
 from recsys.store.job_queue import JobQueue
 from tests.builders import ROOT, runtime_of
@@ -183,3 +184,89 @@ def test_the_automatic_retrain_queues_a_job_for_the_worker(app_factory):
     job = runtime_of(app_factory(init=False, **WORKER)).worker().run_once()
     assert job is not None
     assert (job.trigger, job.state.value) == ("auto", "succeeded")
+
+
+LEASE = 0.3  # seconds: a short JOB_LEASE_SECONDS, so a lapsed lease takes no time to see
+
+
+def claim_and_die(runtime) -> str:
+    """Claim the queued job as a worker would, then never beat: the worker "died"."""
+    return JobQueue(runtime.store.engine, lease_seconds=LEASE).claim_next()["id"]
+
+
+def test_a_live_workers_next_poll_fails_a_job_whose_lease_lapsed(any_app_factory):
+    server = any_app_factory(JOB_LEASE_SECONDS=LEASE, **WORKER)
+    queue_retrain(server.test_client())
+    dead = claim_and_die(runtime_of(server))
+    worker = runtime_of(any_app_factory(init=False, JOB_LEASE_SECONDS=LEASE, **WORKER)).worker()
+
+    assert worker.run_once() is None  # within the lease, the job is held
+    assert job_of(server.test_client(), dead)["state"] == "running"
+    time.sleep(LEASE + 0.1)
+    assert worker.run_once() is None
+    job = job_of(server.test_client(), dead)
+    assert job["state"] == "failed"
+    assert job["error"]["code"] == "interrupted"
+    assert "lease" in job["error"]["message"]
+
+
+def test_a_retrain_request_fails_a_job_whose_lease_lapsed_and_is_queued(any_app_factory):
+    server = any_app_factory(JOB_LEASE_SECONDS=LEASE, **WORKER)
+    queue_retrain(server.test_client())
+    dead = claim_and_die(runtime_of(server))
+
+    assert server.test_client().post("/admin/retrain").status_code == 409
+    time.sleep(LEASE + 0.1)
+    fresh = queue_retrain(server.test_client())
+    assert job_of(server.test_client(), dead)["state"] == "failed"
+    assert job_of(server.test_client(), fresh)["state"] == "queued"
+
+
+def test_a_worker_keeps_the_lease_of_a_job_it_trains_for_longer_than_the_lease(app_factory):
+    server = app_factory(JOB_LEASE_SECONDS=LEASE, **WORKER)
+    job_id = queue_retrain(server.test_client())
+    worker_runtime = runtime_of(app_factory(init=False, JOB_LEASE_SECONDS=LEASE, **WORKER))
+    real_train = worker_runtime.train
+
+    def slow_train():
+        time.sleep(4 * LEASE)
+        return real_train()
+
+    worker_runtime.train = slow_train
+    worker = threading.Thread(target=worker_runtime.worker().run_once)
+    worker.start()
+    # Another process looks for lapsed leases all the while.
+    other = JobQueue(runtime_of(server).store.engine, lease_seconds=LEASE)
+    expired = []
+    while worker.is_alive():
+        expired.append(other.fail_expired())
+        time.sleep(LEASE / 4)
+    worker.join()
+    assert sum(expired) == 0
+    assert job_of(server.test_client(), job_id)["state"] == "succeeded"
+
+
+def test_the_lease_must_be_positive():
+    with pytest.raises(ValueError, match="lease_seconds must be positive"):
+        JobQueue(sa.create_engine("sqlite://"), lease_seconds=0)
+
+
+def test_a_worker_that_lost_its_lease_records_what_really_happened(app_factory, caplog):
+    server = app_factory(JOB_LEASE_SECONDS=LEASE, **WORKER)
+    job_id = queue_retrain(server.test_client())
+    worker_runtime = runtime_of(app_factory(init=False, JOB_LEASE_SECONDS=LEASE, **WORKER))
+    real_train = worker_runtime.train
+
+    def train_while_failed_elsewhere():
+        # As another process would after a beat lost to a database outage.
+        JobQueue(worker_runtime.store.engine).fail_running("interrupted: lease lapsed")
+        time.sleep(LEASE)
+        return real_train()
+
+    worker_runtime.train = train_while_failed_elsewhere
+    finished = worker_runtime.worker().run_once()
+    assert finished is not None
+    job = job_of(server.test_client(), job_id)
+    assert job["state"] == "succeeded"
+    assert server.test_client().get("/model").get_json()["version"] == job["version"]
+    assert "after another process failed it" in caplog.text

@@ -115,6 +115,55 @@ class TrainingLock:
                 self._fd = None
 
 
+class Heartbeat:
+    """Calls ``beat`` every period on a thread, until the block ends.
+
+    A worker holds a claimed job's lease with it: the lease is renewed while
+    the process lives, whatever the training thread is doing, and lapses when
+    the process dies. A failing beat (the database is down) is logged, and
+    the next period tries again.
+
+    Args:
+        beat: Renews the lease; returns False when the lease was lost (the
+            job was failed by another process meanwhile).
+        period: Seconds between beats (a third of the lease leaves two
+            missed beats of slack).
+        name: The thread's name.
+    """
+
+    def __init__(self, beat: Callable[[], bool], period: float, name: str = "heartbeat"):
+        self._beat = beat
+        self._period = period
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self._name)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            self._beat_logging_errors()
+
+    def _beat_logging_errors(self) -> None:
+        try:
+            alive = self._beat()
+        except Exception:
+            logger.warning("could not renew a training job's lease", exc_info=True)
+            return
+        if not alive and not self.lost:
+            self.lost = True
+            logger.warning("a training job's lease was lost: another process failed the job")
+
+
 class JobState(StrEnum):
     """Where a training job is in its life."""
 

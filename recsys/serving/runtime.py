@@ -161,7 +161,7 @@ class ServingRuntime:
         if self.trains_in_worker:
             # Jobs wait in the database for `flask --app app worker`.
             self.jobs = QueuedTrainingJobs(
-                self.store, JobQueue(self.store.engine), on_succeeded=self._serve_version
+                self.store, self._job_queue(), on_succeeded=self._serve_version
             )
         else:
             # Late-bound so the job always runs the runtime's current ``train``.
@@ -204,10 +204,13 @@ class ServingRuntime:
         return TrainingWorker(
             train=lambda: self.train(),
             store=self.store,
-            queue=JobQueue(self.store.engine),
+            queue=self._job_queue(),
             lock=self.training_lock,
             poll_seconds=self.settings["WORKER_POLL_SECONDS"],
         )
+
+    def _job_queue(self) -> JobQueue:
+        return JobQueue(self.store.engine, lease_seconds=self.settings["JOB_LEASE_SECONDS"])
 
     @property
     def model_type(self) -> str:

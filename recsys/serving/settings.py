@@ -331,6 +331,14 @@ SETTINGS: tuple[Setting, ...] = (
         "how often an idle `flask --app app worker` looks for a queued job",
     ),
     Setting(
+        "JOB_LEASE_SECONDS",
+        60.0,
+        _number(0, low_open=True),
+        "how long a job a worker claimed stays `running` without a beat of its worker (which "
+        "beats every third of it): a killed worker's job is failed within this plus "
+        "WORKER_POLL_SECONDS by a live worker, or by the first retrain request after it",
+    ),
+    Setting(
         "MODEL_REFRESH_SECONDS",
         10.0,
         _number(0),

@@ -12,9 +12,12 @@ queued job outlives a server restart: only the worker runs it.
 
 Two workers never run one job: claiming is an update only one of them can
 win (``recsys.store.job_queue``). The training lock still keeps one training
-at a time across workers and ``flask train``; a job left ``running`` by a
-worker that died is failed by the next start (server or worker) that finds
-the lock free.
+at a time across workers and ``flask train``. A claim is a lease the worker
+renews (``Heartbeat``) from the claim until the job is recorded finished: a
+job left ``running`` by a worker that was killed is failed by a live worker's
+next poll after the lease (``JOB_LEASE_SECONDS``), or by the next retrain
+request, so within the lease plus ``WORKER_POLL_SECONDS`` of the death; the
+next start (server or worker) that finds the lock free fails it too.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from recsys.serving.artifacts import ArtifactMetadata
 from recsys.serving.jobs import (
     RETRAIN_FAILURES,
     RETRAIN_SECONDS,
+    Heartbeat,
     JobState,
     RetrainInProgressError,
     TrainingJob,
@@ -164,6 +168,28 @@ class TrainingWorker:
             }
         )
         logger.info("training job %s claimed (trigger %s)", job.id, job.trigger)
+        # Beats from the claim: a job waiting for the training lock is held too.
+        lease = Heartbeat(
+            lambda: self._queue.beat(job.id),
+            self._queue.lease_seconds / 3,
+            name=f"lease-{job.id[:8]}",
+        )
+        with lease:
+            finished = self._train_claimed(job)
+        if finished is not None:
+            if lease.lost:
+                # Recorded all the same: the record says what really happened
+                # (a succeeded job's version is published and served).
+                logger.warning(
+                    "training job %s ended %s after another process failed it for a lapsed lease",
+                    job.id,
+                    finished.state.value,
+                )
+            self._store.save_training_job(finished.to_record())
+        return finished
+
+    def _train_claimed(self, job: TrainingJob) -> TrainingJob | None:
+        """Train for a claimed job, once the training lock is free; None if stopped first."""
         while not self._lock.try_acquire():
             if self._stop.wait(self._poll_seconds):
                 return None
@@ -192,7 +218,6 @@ class TrainingWorker:
             logger.info("training job %s published %s", job.id, meta.version)
         finally:
             self._lock.release()
-        self._store.save_training_job(job.to_record())
         return job
 
     def run_forever(self) -> None:

@@ -7,21 +7,38 @@ under a lock, so two servers cannot both enqueue), and a worker claims the
 oldest queued job with ``UPDATE ... SET state = 'running' WHERE id = :id AND
 state = 'queued'``: the database lets exactly one such update change the row,
 so two workers never run one job.
+
+A claim is a lease: the worker holding the job sets ``heartbeat_at`` to now
+every third of the lease (``beat``), and a running job whose last beat is
+older than the lease is failed (``fail_expired``): its worker was killed or
+lost the database. Every claim and every enqueue fails such jobs first, in
+the same transaction, so a dead worker's job leaves ``running`` at the next
+poll of a live worker after the lease, or at the next retrain request,
+whichever comes first. A job without a beat (claimed before leases existed)
+never expires here; the start-up close of orphaned jobs still covers it.
+Leases compare the clocks of the processes that beat and expire, so their
+hosts' clocks must agree to well within the lease (NTP does).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from recsys.data.timestamps import to_naive_utc, utc_now
 from recsys.store.tables import training_jobs
 
+logger = logging.getLogger(__name__)
+
 UNFINISHED = ("queued", "running")
+# What a job record says when its worker stopped beating.
+LEASE_EXPIRED = "interrupted: the training worker stopped reporting (its lease expired)"
+DEFAULT_LEASE_SECONDS = 60.0
 # pg_advisory_xact_lock key of enqueueing (the start-up lock has its own).
 _ENQUEUE_LOCK_KEY = 0x5EC5_0B5
 
@@ -31,10 +48,14 @@ class JobQueue:
 
     Args:
         engine: The store's engine (schema migrated).
+        lease_seconds: How long a claimed job stays running without a beat.
     """
 
-    def __init__(self, engine: Engine):
+    def __init__(self, engine: Engine, lease_seconds: float = DEFAULT_LEASE_SECONDS):
+        if lease_seconds <= 0:
+            raise ValueError(f"lease_seconds must be positive, got {lease_seconds}")
         self.engine = engine
+        self.lease_seconds = lease_seconds
 
     def _write(self):
         conn = self.engine.connect()
@@ -60,6 +81,7 @@ class JobQueue:
                 conn.execute(
                     sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ENQUEUE_LOCK_KEY}
                 )
+            self._fail_expired(conn)
             blocking = conn.execute(
                 sa.select(training_jobs.c.id)
                 .where(training_jobs.c.state.in_(UNFINISHED))
@@ -74,11 +96,14 @@ class JobQueue:
     def claim_next(self) -> dict[str, Any] | None:
         """Mark the oldest queued job running and return its record, or None if none is queued.
 
+        Running jobs whose lease expired are failed first.
+
         Returns:
-            The claimed record (with ``started_at`` set); None when no job was
-            queued or another worker claimed it first.
+            The claimed record (with ``started_at`` and ``heartbeat_at`` set);
+            None when no job was queued or another worker claimed it first.
         """
         with self._write() as conn, conn.begin():
+            self._fail_expired(conn)
             job_id = conn.execute(
                 sa.select(training_jobs.c.id)
                 .where(training_jobs.c.state == "queued")
@@ -87,10 +112,11 @@ class JobQueue:
             ).scalar()
             if job_id is None:
                 return None
+            now = utc_now()
             claimed = conn.execute(
                 training_jobs.update()
                 .where(training_jobs.c.id == job_id, training_jobs.c.state == "queued")
-                .values(state="running", started_at=utc_now())
+                .values(state="running", started_at=now, heartbeat_at=now)
             )
             if claimed.rowcount != 1:
                 return None
@@ -98,6 +124,48 @@ class JobQueue:
                 sa.select(training_jobs).where(training_jobs.c.id == job_id)
             ).mappings()
             return dict(row.one())
+
+    def beat(self, job_id: str) -> bool:
+        """Renew the lease of a running job (its worker is alive).
+
+        Returns:
+            Whether the job is still running; False when it was failed
+            meanwhile (its lease expired) or is gone.
+        """
+        with self._write() as conn, conn.begin():
+            result = conn.execute(
+                training_jobs.update()
+                .where(training_jobs.c.id == job_id, training_jobs.c.state == "running")
+                .values(heartbeat_at=utc_now())
+            )
+            return result.rowcount == 1
+
+    def fail_expired(self) -> int:
+        """Mark failed the running jobs whose worker has not beaten for a lease.
+
+        Returns:
+            How many records were changed.
+        """
+        with self._write() as conn, conn.begin():
+            return self._fail_expired(conn)
+
+    def _fail_expired(self, conn: Connection) -> int:
+        now = utc_now()
+        result = conn.execute(
+            training_jobs.update()
+            .where(
+                training_jobs.c.state == "running",
+                training_jobs.c.heartbeat_at < now - timedelta(seconds=self.lease_seconds),
+            )
+            .values(state="failed", error=LEASE_EXPIRED, finished_at=now)
+        )
+        if result.rowcount:
+            logger.warning(
+                "failed %d training job(s) whose worker stopped beating for %g s",
+                result.rowcount,
+                self.lease_seconds,
+            )
+        return result.rowcount
 
     def fail_running(self, reason: str) -> int:
         """Mark running jobs failed (call only while holding the training lock: none runs).

@@ -64,6 +64,8 @@ training_jobs = sa.Table(
     sa.Column("version", sa.String(64), nullable=True),
     sa.Column("metrics", sa.JSON, nullable=True),
     sa.Column("error", sa.Text, nullable=True),
+    # The last beat of the worker running the job (its lease); None before a claim.
+    sa.Column("heartbeat_at", sa.DateTime, nullable=True),
 )
 
 # A/B tests: one row per experiment; its variants (name, weight, strategy) as JSON.
