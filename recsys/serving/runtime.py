@@ -48,7 +48,7 @@ from recsys.data.ratings import RatingWeights
 from recsys.evaluation.params import load_model_params
 from recsys.models import AUTO
 from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
-from recsys.serving.cache import HistoryCache, RankingCache
+from recsys.serving.cache import HistoryCache, RankingCache, RedisOutage
 from recsys.serving.experiments import ExperimentLayer, Guardrails
 from recsys.serving.exposure_log import ExposureLog
 from recsys.serving.invalidation import InvalidationBus
@@ -114,10 +114,13 @@ def answer_caches(
     if rankings is None or not url:
         return rankings, None, None
     prefix = settings["CACHE_KEY_PREFIX"]
+    timeout = settings["REDIS_TIMEOUT_SECONDS"]
+    # One for both: a request that finds Redis failing waits for it once.
+    outage = RedisOutage()
     return (
         rankings,
-        HistoryCache(url, prefix, settings["CACHE_TTL_SECONDS"]),
-        InvalidationBus(url, prefix),
+        HistoryCache(url, prefix, settings["CACHE_TTL_SECONDS"], timeout, outage),
+        InvalidationBus(url, prefix, timeout, outage),
     )
 
 

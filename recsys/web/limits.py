@@ -8,19 +8,25 @@ key's SHA-256 (``ApiKey.limit_key``), never by the key. The health probes are
 never limited. Over the limit: 429 ``rate_limited`` with ``Retry-After``.
 
 Counters live in Redis when ``RECSYS_REDIS_URL`` is set, so every worker and
-server shares them; in memory (per process) otherwise. When Redis fails, the
-limiter counts in memory and logs a warning, and goes back to Redis once it
-answers again: an outage never turns a request into a 500.
+server shares them; in memory (per process) otherwise. When Redis fails
+(refused, or silent past ``RECSYS_REDIS_TIMEOUT_SECONDS``, connecting or
+answering), the limiter counts in memory and logs a warning, and goes back to
+Redis once it answers again (Flask-Limiter tries it after 1, 2, 4 ... 32
+seconds): an outage never turns a request into a 500, and a request waits
+for it at most once.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from typing import Any
 
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limit, Limiter
 from flask_limiter.errors import RateLimitExceeded
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from recsys.serving.api_keys import INGEST
 from recsys.web import health
@@ -28,9 +34,6 @@ from recsys.web.auth import authenticated_key, endpoint_role
 from recsys.web.errors import error_response
 
 LIMITER_KEY = "recsys.limiter"
-# How long one call to Redis may wait (connecting, then answering) before it
-# counts as an outage and the limiter counts in memory instead.
-REDIS_TIMEOUT_SECONDS = 1
 _OPEN_SCOPE = "open"
 
 
@@ -58,18 +61,20 @@ def init_app(app: Flask) -> None:
     against the key it was let in with.
     """
     redis_url = app.config["REDIS_URL"]
+    # Passed on to redis-py (Flask-Limiter types the values as text or numbers).
+    redis_options: dict[str, Any] = {
+        # Past the timeout, connecting or answering, the limiter counts in
+        # memory. No retries: redis-py's default retries three times with
+        # back-off, seconds per request while Redis is silent.
+        "socket_connect_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
+        "socket_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
+        "retry": Retry(NoBackoff(), 0),
+    }
     limiter = Limiter(
         limit_key,
         default_limits=[Limit(_limit, scope=_scope, shared=True)],
         storage_uri=redis_url or "memory://",
-        storage_options=(
-            {
-                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
-                "socket_timeout": REDIS_TIMEOUT_SECONDS,
-            }
-            if redis_url
-            else {}
-        ),
+        storage_options=redis_options if redis_url else {},
         strategy="fixed-window",
         in_memory_fallback_enabled=True,
         swallow_errors=True,
