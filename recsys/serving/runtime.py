@@ -102,12 +102,13 @@ def ranking_cache(settings: Settings) -> RankingCache | None:
 
 
 def answer_caches(
-    settings: Settings,
+    settings: Settings, outage: RedisOutage
 ) -> tuple[RankingCache | None, HistoryCache | None, InvalidationBus | None]:
     """Return the caches the settings ask for: rankings in-process, histories in Redis.
 
     With Redis, also the bus that tells every process which kept answers an
-    event made stale.
+    event made stale. Both skip Redis while ``outage`` says so, and tell it
+    when Redis fails, as the rate limiter does.
     """
     rankings = ranking_cache(settings)
     url = settings["REDIS_URL"]
@@ -115,8 +116,6 @@ def answer_caches(
         return rankings, None, None
     prefix = settings["CACHE_KEY_PREFIX"]
     timeout = settings["REDIS_TIMEOUT_SECONDS"]
-    # One for both: a request that finds Redis failing waits for it once.
-    outage = RedisOutage()
     return (
         rankings,
         HistoryCache(url, prefix, settings["CACHE_TTL_SECONDS"], timeout, outage),
@@ -158,7 +157,12 @@ class ServingRuntime:
             keep=settings["KEEP_MODEL_VERSIONS"],
             in_use=self._versions_in_use,
         )
-        self.service = RecommendationService(self.store, *answer_caches(settings))
+        # Every user of Redis in the process shares it: a request that finds
+        # Redis failing waits for it once, not once per user.
+        self.redis_outage = RedisOutage()
+        self.service = RecommendationService(
+            self.store, *answer_caches(settings, self.redis_outage)
+        )
         self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
         self.jobs: TrainingJobRunner | QueuedTrainingJobs
         if self.trains_in_worker:
