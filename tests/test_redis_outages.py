@@ -129,6 +129,22 @@ def test_every_endpoint_answers_in_time_when_redis_fails_mid_run_and_comes_back(
         time.sleep(0.1)
 
 
+def test_connections_opened_before_an_outage_are_opened_anew_once_redis_answers(
+    make_client, proxy, redis_url
+):
+    client = make_client()
+    assert ask_everything(client) == EXPECTED  # every user of Redis has a connection open
+    proxy.refuse()  # closes them all, as a Redis restart does
+    assert client.get("/recommend?user_id=100").status_code == 200
+    proxy.forward()
+    time.sleep(0.3)  # past the retry interval
+    # The first request after it reaches Redis: no connection of before fails again.
+    assert client.post("/interactions", json={**PURCHASE, "user_id": 101}).status_code == 201
+    assert client.get("/recommend?user_id=102").status_code == 200
+    stored = redis_url.keys()
+    assert any(key.endswith("history:user:102") for key in stored)
+
+
 def test_a_thread_meeting_redis_first_during_an_outage_answers_from_the_store(make_client, proxy):
     client = make_client()
     proxy.refuse()

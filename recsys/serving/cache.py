@@ -319,15 +319,22 @@ def redis_client(
 class RedisOutage:
     """When this process may try Redis again after it failed: one for every user of Redis.
 
-    The history cache and the announcements share one, so that a request
-    that finds Redis down or silent waits for it once, not once per user:
-    after a failure every user skips Redis for ``REDIS_RETRY_SECONDS``, then
-    the next request tries it again.
+    The history cache, the announcements and the rate limiter share one, so
+    that a request that finds Redis down or silent waits for it once, not
+    once per user: after a failure every user skips Redis for
+    ``REDIS_RETRY_SECONDS``, then the next request tries it again.
+
+    Attributes:
+        failures: How many times Redis failed so far. A connection opened
+            before the last failure may be dead (a restarted Redis closed it)
+            without knowing it: its user opens a new one instead, so that
+            Redis is not found failing again, one stale connection at a time.
     """
 
     def __init__(self) -> None:
-        # Written by any thread, read without a lock: a single float.
+        # Written by any thread, read without a lock: single attributes.
         self._retry_at = 0.0
+        self.failures = 0
 
     def usable(self) -> bool:
         """Whether Redis may be tried now."""
@@ -336,6 +343,7 @@ class RedisOutage:
     def failed(self) -> None:
         """Note that Redis just failed: nobody tries it for ``REDIS_RETRY_SECONDS``."""
         self._retry_at = time.monotonic() + REDIS_RETRY_SECONDS
+        self.failures += 1
 
 
 class HistoryCache:
@@ -375,17 +383,22 @@ class HistoryCache:
 
     @property
     def _cache(self) -> _JSONRedisCache:
-        """Return the thread's cache, connecting its client at first use.
+        """Return the thread's cache, connecting its client at first use and after failures.
 
         Raises:
             redis.RedisError: Redis cannot be reached: use it only inside the
                 outage handling, as any command.
         """
         cache = getattr(self._local, "cache", None)
-        if cache is None:
+        if cache is None or self._local.failures != self._redis.failures:
+            if cache is not None:
+                self._local.client.close()
+                self._local.cache = None
+            failures = self._redis.failures
             client = redis_client(self._url, self._timeout)
             cache = _JSONRedisCache(client, key_prefix=self._key_prefix, default_timeout=self._ttl)
             self._local.client, self._local.cache = client, cache
+            self._local.failures = failures
         return cache
 
     # -- the three operations ---------------------------------------------------

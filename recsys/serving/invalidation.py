@@ -163,12 +163,25 @@ class InvalidationBus:
             return False
 
     def _client(self) -> redis.Redis:
-        """Return the thread's client, connecting it at first use (may raise RedisError)."""
+        """Return the thread's client, connecting it at first use and after failures.
+
+        Raises:
+            redis.RedisError: Redis cannot be reached.
+        """
         client = getattr(self._local, "client", None)
-        if client is None or self._local.pid != os.getpid():
-            # A client made before a fork shares its socket with the parent.
+        # A client made before a fork shares its socket with the parent; one
+        # made before Redis failed may hold a connection Redis closed since.
+        if (
+            client is None
+            or self._local.pid != os.getpid()
+            or self._local.failures != self._redis.failures
+        ):
+            if client is not None and self._local.pid == os.getpid():
+                client.close()
+            self._local.client = None
+            failures = self._redis.failures
             client = self._local.client = redis_client(self._url, self._timeout)
-            self._local.pid = os.getpid()
+            self._local.pid, self._local.failures = os.getpid(), failures
         return client
 
     def _publish(self, body: dict[str, Any]) -> bool:

@@ -63,10 +63,21 @@ class _SharedOutageRedisStorage(RedisStorage):
 
     def __init__(self, uri: str, outage: RedisOutage, **options: Any):
         self._outage = outage
+        self._failures = outage.failures
         super().__init__(uri.removeprefix(_SCHEME_PREFIX), **options)
 
-    def _guarded(self, command: Callable[..., Any], *args: Any) -> Any:
+    def _usable(self) -> bool:
         if not self._outage.usable():
+            return False
+        if self._failures != self._outage.failures:
+            # Idle connections opened before Redis failed may be dead (see
+            # RedisOutage); those in use are closed by their own failure.
+            self._failures = self._outage.failures
+            self.storage.connection_pool.disconnect(inuse_connections=False)
+        return True
+
+    def _guarded(self, command: Callable[..., Any], *args: Any) -> Any:
+        if not self._usable():
             raise redis.ConnectionError("Redis is left alone after a failure")
         try:
             return command(*args)
@@ -88,7 +99,7 @@ class _SharedOutageRedisStorage(RedisStorage):
 
     def check(self) -> bool:
         """Ping Redis, unless it is left alone (False without asking)."""
-        if not self._outage.usable():
+        if not self._usable():
             return False
         if super().check():
             return True
