@@ -394,8 +394,8 @@ SETTINGS: tuple[Setting, ...] = (
         0.25,
         _number(0, low_open=True),
         "longest wait for Redis, connecting or for one command; past it Redis counts as down "
-        "(histories read from the store, rate limits counted in each process) until it is "
-        "tried again, 2 s later",
+        "and is left alone for 2 s (histories read from the store, rate limits counted in "
+        "each process)",
     ),
     Setting(
         "CACHE",
