@@ -24,10 +24,11 @@ the entry: a request that read the store just before the commit could
 otherwise write the old history back just after the delete. Each entry
 records the generation (and the global epoch) current when its request began,
 and counts only while both still match; both are read in the same round trip
-as the entry. A Redis that fails is skipped (histories come from the store)
-for ``REDIS_RETRY_SECONDS``, logged once per outage; invalidations lost in an
-outage are made good when Redis answers again by a new epoch, which drops
-every history cached before it.
+as the entry. A Redis that fails (refused, or silent past the Redis timeout,
+from the first connection on) is skipped by every user of it in the process
+(``RedisOutage``: histories come from the store) for ``REDIS_RETRY_SECONDS``,
+logged once per outage; invalidations lost in an outage are made good when
+Redis answers again by a new epoch, which drops every history cached before it.
 
 Entries in Redis are JSON, never pickles: whoever can write to Redis cannot
 make the service run code.
@@ -63,7 +64,8 @@ logger = logging.getLogger(__name__)
 CANDIDATES = 100
 # A failing Redis is left alone this long before it is tried again.
 REDIS_RETRY_SECONDS = 2.0
-# The longest a Redis command may take before it counts as a failure.
+# The longest connecting or a command may take before it counts as a failure
+# (the default of RECSYS_REDIS_TIMEOUT_SECONDS).
 REDIS_TIMEOUT_SECONDS = 0.25
 
 CACHE_LOOKUPS = Counter(
@@ -281,7 +283,10 @@ _MISS = HistoryLookup(None, None)
 
 
 def redis_client(
-    url: str, socket_timeout: float = REDIS_TIMEOUT_SECONDS, single_connection: bool = True
+    url: str,
+    timeout_seconds: float = REDIS_TIMEOUT_SECONDS,
+    read_timeout: float | None = None,
+    single_connection: bool = True,
 ) -> redis.Redis:
     """Return a client for a ``REDIS_URL`` that fails fast instead of retrying.
 
@@ -289,16 +294,56 @@ def redis_client(
     that halves redis-py's cost per command (it was a third of a cached
     answer); a pub/sub subscription takes a pooled connection of its own.
     ``redis+unix://PATH`` (the rate limiter's spelling) is redis-py's ``unix://PATH``.
+
+    Args:
+        url: ``REDIS_URL``.
+        timeout_seconds: Longest wait to connect, and for a command's reply.
+        read_timeout: Longest wait for a reply instead, when it differs.
+        single_connection: One connection, made now, instead of a pool.
+
+    Raises:
+        redis.RedisError: ``single_connection``, and Redis cannot be reached:
+            redis-py connects such a client as it makes it.
     """
     if url.startswith("redis+unix://"):
         url = "unix://" + url.removeprefix("redis+unix://")
     return redis.Redis.from_url(
         url,
-        socket_timeout=socket_timeout,
-        socket_connect_timeout=REDIS_TIMEOUT_SECONDS,
+        socket_timeout=timeout_seconds if read_timeout is None else read_timeout,
+        socket_connect_timeout=timeout_seconds,
         retry=Retry(NoBackoff(), 0),
         single_connection_client=single_connection,
     )
+
+
+class RedisOutage:
+    """When this process may try Redis again after it failed: one for every user of Redis.
+
+    The history cache, the announcements and the rate limiter share one, so
+    that a request that finds Redis down or silent waits for it once, not
+    once per user: after a failure every user skips Redis for
+    ``REDIS_RETRY_SECONDS``, then the next request tries it again.
+
+    Attributes:
+        failures: How many times Redis failed so far. A connection opened
+            before the last failure may be dead (a restarted Redis closed it)
+            without knowing it: its user opens a new one instead, so that
+            Redis is not found failing again, one stale connection at a time.
+    """
+
+    def __init__(self) -> None:
+        # Written by any thread, read without a lock: single attributes.
+        self._retry_at = 0.0
+        self.failures = 0
+
+    def usable(self) -> bool:
+        """Whether Redis may be tried now."""
+        return time.monotonic() >= self._retry_at
+
+    def failed(self) -> None:
+        """Note that Redis just failed: nobody tries it for ``REDIS_RETRY_SECONDS``."""
+        self._retry_at = time.monotonic() + REDIS_RETRY_SECONDS
+        self.failures += 1
 
 
 class HistoryCache:
@@ -310,10 +355,22 @@ class HistoryCache:
         url: ``REDIS_URL``.
         key_prefix: Prefix of every key (``CACHE_KEY_PREFIX``).
         ttl_seconds: How long a history is kept at most.
+        timeout_seconds: Longest wait for Redis (``REDIS_TIMEOUT_SECONDS``).
+        outage: When Redis may be tried again, shared with its other users
+            in the process (a new one by default).
     """
 
-    def __init__(self, url: str, key_prefix: str, ttl_seconds: int):
+    def __init__(
+        self,
+        url: str,
+        key_prefix: str,
+        ttl_seconds: int,
+        timeout_seconds: float = REDIS_TIMEOUT_SECONDS,
+        outage: RedisOutage | None = None,
+    ):
         self._url = url
+        self._timeout = timeout_seconds
+        self._redis = outage if outage is not None else RedisOutage()
         self._key_prefix = f"{key_prefix}history:"
         self._ttl = ttl_seconds
         self._local = threading.local()
@@ -321,18 +378,27 @@ class HistoryCache:
         # replaced (written at most a request's duration later).
         self._generation_ttl = 2 * ttl_seconds + 60
         self._state_lock = threading.Lock()
-        self._retry_at = 0.0  # while in the future, Redis is not tried
-        self._outage = False
+        self._outage = False  # logged, and not yet over
         self._lost_invalidations = False
 
     @property
     def _cache(self) -> _JSONRedisCache:
+        """Return the thread's cache, connecting its client at first use and after failures.
+
+        Raises:
+            redis.RedisError: Redis cannot be reached: use it only inside the
+                outage handling, as any command.
+        """
         cache = getattr(self._local, "cache", None)
-        if cache is None:
-            client = self._local.client = redis_client(self._url)
-            cache = self._local.cache = _JSONRedisCache(
-                client, key_prefix=self._key_prefix, default_timeout=self._ttl
-            )
+        if cache is None or self._local.failures != self._redis.failures:
+            if cache is not None:
+                self._local.client.close()
+                self._local.cache = None
+            failures = self._redis.failures
+            client = redis_client(self._url, self._timeout)
+            cache = _JSONRedisCache(client, key_prefix=self._key_prefix, default_timeout=self._ttl)
+            self._local.client, self._local.cache = client, cache
+            self._local.failures = failures
         return cache
 
     # -- the three operations ---------------------------------------------------
@@ -341,9 +407,9 @@ class HistoryCache:
         """Return the user's cached history, if Redis has a current one."""
         if not self._usable():
             return _MISS
-        cache = self._cache
         prefix = self._key_prefix
         try:
+            cache = self._cache
             self._settle_lost_invalidations()
             # Every answer makes this read, so it goes straight to the thread's
             # connection: redis-py's client layers (pool, retries, events)
@@ -425,12 +491,12 @@ class HistoryCache:
         logger.info("Redis: every history cached so far dropped (new epoch)")
 
     def _usable(self) -> bool:
-        return not self._outage or time.monotonic() >= self._retry_at
+        return self._redis.usable()
 
     def _failed(self, exc: Exception) -> None:
         REDIS_FAILURES.inc()
+        self._redis.failed()
         with self._state_lock:
-            self._retry_at = time.monotonic() + REDIS_RETRY_SECONDS
             if self._outage:
                 return
             self._outage = True

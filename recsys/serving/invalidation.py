@@ -25,7 +25,10 @@ What makes that safe when something fails:
   missed announcements while it was not subscribed.
 - An announcement that cannot be published (Redis unreachable from the
   writer) is made good by a "drop everything" announcement as soon as Redis
-  answers this process again.
+  answers this process again. After a failure, announcements are not tried
+  for ``REDIS_RETRY_SECONDS`` (``RedisOutage``, shared with the history
+  cache): they count as not published, so a request waits for a Redis that
+  does not answer at most once.
 
 Announcements are JSON, never pickles; one that is not ours drops everything.
 """
@@ -45,7 +48,12 @@ from typing import Any, cast
 import redis
 from prometheus_client import Counter
 
-from recsys.serving.cache import REDIS_RETRY_SECONDS, REDIS_TIMEOUT_SECONDS, redis_client
+from recsys.serving.cache import (
+    REDIS_RETRY_SECONDS,
+    REDIS_TIMEOUT_SECONDS,
+    RedisOutage,
+    redis_client,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +86,23 @@ class InvalidationBus:
     Args:
         url: ``REDIS_URL``.
         key_prefix: Prefix of the channel and keys (``CACHE_KEY_PREFIX``).
+        timeout_seconds: Longest wait for Redis (``REDIS_TIMEOUT_SECONDS``), for
+            connecting and for announcing; the listener waits ``PONG_TIMEOUT_SECONDS``
+            for replies, off the request path.
+        outage: When Redis may be tried again, shared with its other users
+            in the process (a new one by default).
     """
 
-    def __init__(self, url: str, key_prefix: str):
+    def __init__(
+        self,
+        url: str,
+        key_prefix: str,
+        timeout_seconds: float = REDIS_TIMEOUT_SECONDS,
+        outage: RedisOutage | None = None,
+    ):
         self._url = url
+        self._timeout = timeout_seconds
+        self._redis = outage if outage is not None else RedisOutage()
         self._channel = f"{key_prefix}invalidate"
         self._ack_prefix = f"{key_prefix}ack:"
         self._local = threading.local()
@@ -120,12 +141,16 @@ class InvalidationBus:
 
         Returns:
             Whether every listener confirmed within ``ACK_SECONDS`` (those
-            that did not stop trusting their stamps by then).
+            that did not stop trusting their stamps by then); False without
+            trying while Redis is left alone after a failure.
         """
         users = sorted({int(u) for u in user_ids})
         if not users:
             return True
         self._mark(users)  # this process knows at once
+        if not self._redis.usable():
+            self._lost = True
+            return False
         try:
             if self._lost:
                 self._publish_drop_of_everything()
@@ -133,15 +158,30 @@ class InvalidationBus:
             return self._publish({"users": users})
         except redis.RedisError as exc:
             self._lost = True
+            self._redis.failed()
             self._log_outage(exc)
             return False
 
     def _client(self) -> redis.Redis:
+        """Return the thread's client, connecting it at first use and after failures.
+
+        Raises:
+            redis.RedisError: Redis cannot be reached.
+        """
         client = getattr(self._local, "client", None)
-        if client is None or self._local.pid != os.getpid():
-            # A client made before a fork shares its socket with the parent.
-            client = self._local.client = redis_client(self._url)
-            self._local.pid = os.getpid()
+        # A client made before a fork shares its socket with the parent; one
+        # made before Redis failed may hold a connection Redis closed since.
+        if (
+            client is None
+            or self._local.pid != os.getpid()
+            or self._local.failures != self._redis.failures
+        ):
+            if client is not None and self._local.pid == os.getpid():
+                client.close()
+            self._local.client = None
+            failures = self._redis.failures
+            client = self._local.client = redis_client(self._url, self._timeout)
+            self._local.pid, self._local.failures = os.getpid(), failures
         return client
 
     def _publish(self, body: dict[str, Any]) -> bool:
@@ -157,8 +197,8 @@ class InvalidationBus:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            # Short waits: the client's socket timeout is REDIS_TIMEOUT_SECONDS.
-            if client.blpop([ack_key], timeout=min(remaining, REDIS_TIMEOUT_SECONDS / 2)):
+            # Short waits: the client's socket timeout is the Redis timeout.
+            if client.blpop([ack_key], timeout=min(remaining, self._timeout / 2)):
                 confirmed += 1
         if confirmed < receivers:
             logger.warning(
@@ -197,7 +237,10 @@ class InvalidationBus:
             pubsub = None
             try:
                 client = redis_client(
-                    self._url, socket_timeout=PONG_TIMEOUT_SECONDS, single_connection=False
+                    self._url,
+                    self._timeout,
+                    read_timeout=PONG_TIMEOUT_SECONDS,
+                    single_connection=False,
                 )
                 pubsub = client.pubsub()
                 pubsub.subscribe(self._channel)

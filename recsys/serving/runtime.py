@@ -48,7 +48,7 @@ from recsys.data.ratings import RatingWeights
 from recsys.evaluation.params import load_model_params
 from recsys.models import AUTO
 from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
-from recsys.serving.cache import HistoryCache, RankingCache
+from recsys.serving.cache import HistoryCache, RankingCache, RedisOutage
 from recsys.serving.experiments import ExperimentLayer, Guardrails
 from recsys.serving.exposure_log import ExposureLog
 from recsys.serving.invalidation import InvalidationBus
@@ -102,22 +102,24 @@ def ranking_cache(settings: Settings) -> RankingCache | None:
 
 
 def answer_caches(
-    settings: Settings,
+    settings: Settings, outage: RedisOutage
 ) -> tuple[RankingCache | None, HistoryCache | None, InvalidationBus | None]:
     """Return the caches the settings ask for: rankings in-process, histories in Redis.
 
     With Redis, also the bus that tells every process which kept answers an
-    event made stale.
+    event made stale. Both skip Redis while ``outage`` says so, and tell it
+    when Redis fails, as the rate limiter does.
     """
     rankings = ranking_cache(settings)
     url = settings["REDIS_URL"]
     if rankings is None or not url:
         return rankings, None, None
     prefix = settings["CACHE_KEY_PREFIX"]
+    timeout = settings["REDIS_TIMEOUT_SECONDS"]
     return (
         rankings,
-        HistoryCache(url, prefix, settings["CACHE_TTL_SECONDS"]),
-        InvalidationBus(url, prefix),
+        HistoryCache(url, prefix, settings["CACHE_TTL_SECONDS"], timeout, outage),
+        InvalidationBus(url, prefix, timeout, outage),
     )
 
 
@@ -155,7 +157,12 @@ class ServingRuntime:
             keep=settings["KEEP_MODEL_VERSIONS"],
             in_use=self._versions_in_use,
         )
-        self.service = RecommendationService(self.store, *answer_caches(settings))
+        # Every user of Redis in the process shares it: a request that finds
+        # Redis failing waits for it once, not once per user.
+        self.redis_outage = RedisOutage()
+        self.service = RecommendationService(
+            self.store, *answer_caches(settings, self.redis_outage)
+        )
         self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
         self.jobs: TrainingJobRunner | QueuedTrainingJobs
         if self.trains_in_worker:

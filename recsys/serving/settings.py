@@ -399,6 +399,14 @@ SETTINGS: tuple[Setting, ...] = (
         also_env=("REDIS_URL",),
     ),
     Setting(
+        "REDIS_TIMEOUT_SECONDS",
+        0.25,
+        _number(0, low_open=True),
+        "longest wait for Redis, connecting or for one command; past it Redis counts as down "
+        "and is left alone for 2 s (histories read from the store, rate limits counted in "
+        "each process)",
+    ),
+    Setting(
         "CACHE",
         True,
         _boolean,

@@ -8,30 +8,103 @@ key's SHA-256 (``ApiKey.limit_key``), never by the key. The health probes are
 never limited. Over the limit: 429 ``rate_limited`` with ``Retry-After``.
 
 Counters live in Redis when ``RECSYS_REDIS_URL`` is set, so every worker and
-server shares them; in memory (per process) otherwise. When Redis fails, the
-limiter counts in memory and logs a warning, and goes back to Redis once it
-answers again: an outage never turns a request into a 500.
+server shares them; in memory (per process) otherwise. When Redis fails
+(refused, or silent past ``RECSYS_REDIS_TIMEOUT_SECONDS``, connecting or
+answering), the limiter counts in memory and logs a warning, and goes back to
+Redis once it answers again (Flask-Limiter tries it after 1, 2, 4 ... 32
+seconds): an outage never turns a request into a 500. The limiter's Redis
+storage shares the process's ``RedisOutage`` with the history cache and the
+announcements, so a request waits for a failing Redis once in all.
 """
 
 from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
+from typing import Any
 
+import redis
 from flask import Flask, Response, current_app, request
 from flask_limiter import Limit, Limiter
 from flask_limiter.errors import RateLimitExceeded
+from limits.storage import RedisStorage
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from recsys.serving.api_keys import INGEST
+from recsys.serving.cache import RedisOutage
 from recsys.web import health
 from recsys.web.auth import authenticated_key, endpoint_role
 from recsys.web.errors import error_response
 
 LIMITER_KEY = "recsys.limiter"
-# How long one call to Redis may wait (connecting, then answering) before it
-# counts as an outage and the limiter counts in memory instead.
-REDIS_TIMEOUT_SECONDS = 1
 _OPEN_SCOPE = "open"
+# The scheme of the storage below: "recsys+" before a REDIS_URL.
+_SCHEME_PREFIX = "recsys+"
+
+
+class _SharedOutageRedisStorage(RedisStorage):
+    """limits' Redis storage that skips Redis while the process's ``RedisOutage`` says so.
+
+    It raises at once instead, which Flask-Limiter takes as an outage (it
+    counts in memory), and reports every failure of its own to the outage,
+    so the history cache skips Redis too. Covers what the fixed-window
+    strategy uses.
+
+    Args:
+        uri: ``recsys+`` and a ``REDIS_URL``.
+        outage: The process's ``RedisOutage``.
+        options: redis-py's client options.
+    """
+
+    # The registry of limits reads the class attribute.
+    STORAGE_SCHEME = [_SCHEME_PREFIX + s for s in ("redis", "rediss", "redis+unix")]  # noqa: RUF012
+
+    def __init__(self, uri: str, outage: RedisOutage, **options: Any):
+        self._outage = outage
+        self._failures = outage.failures
+        super().__init__(uri.removeprefix(_SCHEME_PREFIX), **options)
+
+    def _usable(self) -> bool:
+        if not self._outage.usable():
+            return False
+        if self._failures != self._outage.failures:
+            # Idle connections opened before Redis failed may be dead (see
+            # RedisOutage); those in use are closed by their own failure.
+            self._failures = self._outage.failures
+            self.storage.connection_pool.disconnect(inuse_connections=False)
+        return True
+
+    def _guarded(self, command: Callable[..., Any], *args: Any) -> Any:
+        if not self._usable():
+            raise redis.ConnectionError("Redis is left alone after a failure")
+        try:
+            return command(*args)
+        except redis.RedisError:
+            self._outage.failed()
+            raise
+
+    def incr(self, key: str, expiry: int, amount: int = 1) -> int:
+        return self._guarded(super().incr, key, expiry, amount)
+
+    def get(self, key: str) -> int:
+        return self._guarded(super().get, key)
+
+    def get_expiry(self, key: str) -> float:
+        return self._guarded(super().get_expiry, key)
+
+    def clear(self, key: str) -> None:
+        self._guarded(super().clear, key)
+
+    def check(self) -> bool:
+        """Ping Redis, unless it is left alone (False without asking)."""
+        if not self._usable():
+            return False
+        if super().check():
+            return True
+        self._outage.failed()
+        return False
 
 
 def limit_key() -> str:
@@ -58,18 +131,21 @@ def init_app(app: Flask) -> None:
     against the key it was let in with.
     """
     redis_url = app.config["REDIS_URL"]
+    # Passed on to the storage (Flask-Limiter types the values as text or numbers).
+    redis_options: dict[str, Any] = {
+        "outage": app.extensions["recsys.runtime"].redis_outage,
+        # Past the timeout, connecting or answering, the limiter counts in
+        # memory. No retries: redis-py's default retries three times with
+        # back-off, seconds per request while Redis is silent.
+        "socket_connect_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
+        "socket_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
+        "retry": Retry(NoBackoff(), 0),
+    }
     limiter = Limiter(
         limit_key,
         default_limits=[Limit(_limit, scope=_scope, shared=True)],
-        storage_uri=redis_url or "memory://",
-        storage_options=(
-            {
-                "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
-                "socket_timeout": REDIS_TIMEOUT_SECONDS,
-            }
-            if redis_url
-            else {}
-        ),
+        storage_uri=_SCHEME_PREFIX + redis_url if redis_url else "memory://",
+        storage_options=redis_options if redis_url else {},
         strategy="fixed-window",
         in_memory_fallback_enabled=True,
         swallow_errors=True,
