@@ -112,8 +112,8 @@ def test_the_first_events_train_the_first_model_without_a_retrain_configured(emp
     assert client.get("/readyz").status_code == 200
 
 
-def test_the_first_retrain_after_data_arrives_serves_the_first_model(any_app_factory):
-    # Training in a worker process: the server only queues the job.
+def test_with_training_in_workers_the_first_events_queue_the_first_job(any_app_factory):
+    # The server only queues the job; `flask --app app worker` runs it.
     server = any_app_factory(DATA_PATH="", TRAINING_MODE="worker")
     client = server.test_client()
     client.put("/products", json=PRODUCTS)
