@@ -7,9 +7,12 @@ Its moments, kept apart:
 - ``init()`` is the explicit, idempotent start-up step (``flask --app app
   init``, the gunicorn configuration's ``on_starting`` hook, ``python app.py``):
   migrate the schema, fill an empty store from the bundled log, close jobs a
-  dead process left open, and train a first model when none is published. It
-  runs under an exclusive file lock, so processes starting together do it
-  once: the first does the work, the others wait and find it done.
+  dead process left open, and train a first model when none is published. An
+  empty store (``DATA_PATH=``) has nothing to train on yet: ``init`` says so
+  and the service starts without a model, training its first one when the
+  first events arrive. It runs under an exclusive file lock, so processes
+  starting together do it once: the first does the work, the others wait and
+  find it done.
 - ``load_live_model()`` serves the newest valid published model. gunicorn's
   master calls it after ``init`` and before forking, so every worker starts
   with the model in memory pages they share (copy-on-write). It needs no
@@ -21,6 +24,9 @@ Its moments, kept apart:
 - ``start()`` runs once per serving process, at its first request: it loads
   the model when none is live yet (no master loaded one: ``flask run``, or a
   master whose ``init`` met a database that was down) and starts the threads.
+  While no model is live, every request looks for one first: a version
+  ``init``, a training job or another process published is served at the
+  next request, not a refresh period later.
 
 Nothing here imports Flask; ``recsys.web`` calls these from the app.
 """
@@ -60,7 +66,7 @@ from recsys.serving.jobs import (
 )
 from recsys.serving.service import RecommendationService
 from recsys.serving.settings import Settings
-from recsys.serving.training import TrainingSettings, train_and_publish
+from recsys.serving.training import NoTrainingDataError, TrainingSettings, train_and_publish
 from recsys.serving.worker import INTERRUPTED, QueuedTrainingJobs, TrainingWorker
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore
@@ -83,14 +89,16 @@ class InitReport:
         filled: Whether the empty store was filled from the bundled log.
         closed_jobs: Job records a dead process had left open.
         trained: The version trained because none was published, if any.
-        version: The newest published version of the configured model type.
+        version: The newest published version of the configured model type;
+            None when there is none and the store has no interaction to train
+            one on yet.
         seconds: How long it took.
     """
 
     filled: bool
     closed_jobs: int
     trained: str | None
-    version: str
+    version: str | None
     seconds: float
 
 
@@ -241,22 +249,37 @@ class ServingRuntime:
             closed = self.close_orphaned_jobs()
             trained = None
             latest = self.registry.load_latest(model_type=self.model_type)
+            version: str | None
             if latest is None:
                 logger.info(
                     "no valid %s model in %s: training the first one",
                     self.model_type,
                     self.registry.root,
                 )
-                trained = self.train_exclusively().version
-                version = trained
+                trained = version = self._train_first_model()
             else:
                 version = latest.metadata.version
         seconds = time.perf_counter() - started
-        logger.info(
-            "ready in %.1f s: model %s%s", seconds, version, " (trained now)" if trained else ""
-        )
+        if version is None:
+            logger.info(
+                "ready in %.1f s: no data yet; the first model is trained when events arrive",
+                seconds,
+            )
+        else:
+            logger.info(
+                "ready in %.1f s: model %s%s", seconds, version, " (trained now)" if trained else ""
+            )
         self.init_report = InitReport(filled, closed, trained, version, round(seconds, 3))
         return self.init_report
+
+    def _train_first_model(self) -> str | None:
+        """Train and publish the first model; return its version, or None without data."""
+        try:
+            return self.train_exclusively().version
+        except NoTrainingDataError:
+            # An empty store (DATA_PATH=) is a service waiting for its first
+            # events, not a failed start: systemd would restart it in a loop.
+            return None
 
     def bootstrap_if_empty(self) -> bool:
         """Load the bundled log (and its catalog, if it has one) into an empty store.
@@ -312,7 +335,8 @@ class ServingRuntime:
         artifact = self.registry.load_latest(model_type=self.model_type)
         if artifact is None:
             logger.warning(
-                "no published %s model in %s: run `flask --app app init`",
+                "no published %s model in %s yet: run `flask --app app init`, or, on an "
+                "empty store, send events (the first model is trained when they arrive)",
                 self.model_type,
                 self.registry.root,
             )
@@ -323,15 +347,19 @@ class ServingRuntime:
     def start(self) -> bool:
         """Serve a model and start the background threads, once per process.
 
-        Called at a process's first request. A model already live (loaded by
-        the gunicorn master before it forked this worker) is kept; otherwise
-        the newest published one is loaded now. Without a published model the
-        service answers 503 and the refresh thread keeps looking for one.
+        Called at every request. At a process's first, a model already live
+        (loaded by the gunicorn master before it forked this worker) is kept;
+        otherwise the newest published one is loaded now. Without a published
+        model the service answers 503, and each later request looks for one
+        again: the first a process publishes (``init``, a training job) or
+        another process does is served at once.
 
         Returns:
             Whether a model is live.
         """
         if self._started:
+            if not self.service.live.is_live:
+                self._serve_first_published()
             return self.service.live.is_live
         with self._start_lock:
             if not self._started:
@@ -340,6 +368,13 @@ class ServingRuntime:
                 self.start_threads()
                 self._started = True
         return self.service.live.is_live
+
+    def _serve_first_published(self) -> None:
+        # Only while nothing is live: a directory listing per request, and one
+        # thread loads while the others wait for it (and then find it live).
+        with self._start_lock:
+            if not self.service.live.is_live:
+                self._refresh_logging_errors()
 
     def start_threads(self) -> None:
         """Start this process's refresh poller and auto-retrain timer (once per process)."""
@@ -517,7 +552,18 @@ class ServingRuntime:
         return {v["version"] for v in running["variants"] if v.get("version")}
 
     def record_events(self, count: int) -> None:
-        """Tell the automatic retrain how many events were just recorded."""
+        """Tell the automatic retrain how many events were just recorded.
+
+        While no model is live (a store that started empty), recorded events
+        start the first training job, whatever the automatic retrain's
+        settings: a service with data should not wait for a retrain nobody
+        may have configured.
+        """
+        if count and not self.service.live.is_live:
+            # Another process training (or a queued job) will publish it; a
+            # store outage leaves it to the next events.
+            with contextlib.suppress(RetrainInProgressError, *STORE_OUTAGES):
+                self.jobs.submit(trigger="auto")
         self.auto_retrain.record_events(count)
 
     def add_interactions(self, events: Sequence[Event]) -> int:

@@ -18,7 +18,7 @@ import pandas as pd
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
 from recsys.data.ratings import RatingWeights, derive_ratings
 from recsys.errors import RecsysError
-from recsys.evaluation.champion import choose_champion
+from recsys.evaluation.champion import Choice, choose_champion
 from recsys.evaluation.evaluate import score_split
 from recsys.evaluation.splits import (
     DEFAULT_SPLIT_SEED,
@@ -134,7 +134,10 @@ def train_and_publish(
     # would cost gigabytes.
     log = read_interactions(store.engine)
     if log.empty:
-        raise NoTrainingDataError("the event store has no interactions to train on")
+        raise NoTrainingDataError(
+            "the event store has no interactions to train on; record some first "
+            "(POST /interactions or `flask --app app import-interactions FILE`)"
+        )
     return publish_trained(
         log, store.products_frame, registry, settings, fitter, started, steps=steps
     )
@@ -174,24 +177,29 @@ def publish_trained(
         settings.max_eval_users,
         settings.seed,
     )
+    # A store's first few events may leave nothing to hold out (one event per
+    # user): the first model is then published unmeasured rather than not at all.
+    measurable = not split.test.empty
     selected_by = None
     selection: dict[str, Any] = {}
     if settings.model == AUTO:
         candidates = {}
-        for name in settings.candidates:
+        for name in settings.candidates if measurable else ():
             steps.begin(f"measuring {name} on the holdout")
             candidates[name] = holdout_metrics(
                 name, settings.model_params.get(name, {}), split, settings, fitter
             )
-        choice = choose_champion(candidates, f"ndcg@{settings.metrics_k}", settings.candidates)
+        choice = choose_on_holdout(candidates, settings)
         name, params = choice.champion, dict(settings.model_params.get(choice.champion, {}))
-        metrics = dict(candidates[name])
+        metrics = dict(candidates.get(name, {}))
         selected_by = AUTO
         selection = {"metric": choice.metric, "reason": choice.reason, "candidates": candidates}
     else:
         name, params = settings.model, dict(settings.model_params)
-        steps.begin(f"measuring {name} on the holdout")
-        metrics = holdout_metrics(name, params, split, settings, fitter)
+        metrics = {}
+        if measurable:
+            steps.begin(f"measuring {name} on the holdout")
+            metrics = holdout_metrics(name, params, split, settings, fitter)
     metrics.pop("fit_seconds", None)
     metrics.update(split.cold_counts())
     model_cls = MODELS[name]
@@ -225,6 +233,27 @@ def publish_trained(
     )
     steps.close()
     return published
+
+
+def choose_on_holdout(
+    candidates: Mapping[str, Mapping[str, Any]], settings: TrainingSettings
+) -> Choice:
+    """Return the candidate "auto" serves: the best by NDCG@k, or the cheapest when none has it.
+
+    Args:
+        candidates: Model name -> its holdout metrics (empty when nothing could be held out).
+        settings: The candidates, cheapest first, and the cut-off.
+    """
+    metric = f"ndcg@{settings.metrics_k}"
+    if any(metric in measured for measured in candidates.values()):
+        return choose_champion(candidates, metric, settings.candidates)
+    # Too few interactions to rank a held-out user: no figure to compare.
+    cheapest = settings.candidates[0]
+    return Choice(
+        champion=cheapest,
+        metric=metric,
+        reason=f"too few interactions to measure {metric}; {cheapest} is the cheapest candidate",
+    )
 
 
 def sample_test_users(split: Split, max_users: int | None, seed: int) -> Split:

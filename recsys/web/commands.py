@@ -18,6 +18,7 @@ from recsys.serving.api_keys import ROLES, new_key
 from recsys.serving.jobs import RetrainInProgressError
 from recsys.serving.runtime import ServingRuntime
 from recsys.serving.spark_training import SparkUnavailableError
+from recsys.serving.training import NoTrainingDataError
 from recsys.store.bulk import import_log
 from recsys.store.engine import STORE_OUTAGES, describe_outage
 
@@ -72,10 +73,18 @@ def _reported(file_problem_suffix: str = "", startup: bool = False):
 def init_command():
     """Migrate the store, fill it from DATA_PATH if empty, and train a first model if none.
 
-    Idempotent, and safe when several processes run it at once.
+    Idempotent, and safe when several processes run it at once. An empty
+    store (DATA_PATH empty) is ready too: the servers train the first model
+    when the first events arrive.
     """
     with _reported(startup=True):
         report = _runtime().init()
+    if report.version is None:
+        click.echo(
+            "ready: no data yet (the event store has no interactions); the first model "
+            "is trained when events arrive (POST /interactions)"
+        )
+        return
     click.echo(
         f"ready: model {report.version}"
         + (" (trained now)" if report.trained else "")
@@ -104,7 +113,7 @@ def train_command(engine: str | None, spark_master: str | None):
     with _reported():
         try:
             meta = _runtime().train_exclusively(progress=True, **overrides)
-        except (ValueError, SparkUnavailableError) as exc:
+        except (ValueError, SparkUnavailableError, NoTrainingDataError) as exc:
             raise click.ClickException(str(exc)) from None
     click.echo(
         f"published {meta.version} ({meta.model_type}) trained on "

@@ -75,7 +75,8 @@ def init_app(app: Flask) -> None:
     def handle_no_model(exc: NoLiveModelError):
         return unavailable(
             "model_unavailable",
-            "no model is published yet; run `flask --app app init` (or wait for it to finish)",
+            "no model is published yet; run `flask --app app init` (or wait for it to "
+            "finish); on an empty store the first model is trained when events arrive",
             5,
         )
 

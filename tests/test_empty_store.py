@@ -1,0 +1,228 @@
+"""A service on an empty store (``DATA_PATH=``): it starts, says what it lacks, learns.
+
+Also: a model published while a process answers "no model" (by ``init``, a
+training job or another process) is served at that process's next request.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from recsys.serving.artifacts import ModelRegistry
+from recsys.serving.training import NoTrainingDataError, TrainingSettings, train_and_publish
+from tests.builders import BUNDLED_LOG, ROOT, SMALL_CATALOG, runtime_of
+from tests.servers import free_port, http_request
+
+PRODUCTS = SMALL_CATALOG.assign(price=SMALL_CATALOG["price"].astype(float)).to_dict("records")
+FIRST_EVENTS = [
+    {"user_id": 1, "product_id": 1, "purchased": 0},
+    {"user_id": 1, "product_id": 2, "purchased": 1},
+    {"user_id": 2, "product_id": 2, "purchased": 0},
+]
+# Every read of the live model, before there is one.
+MODEL_READS = ["/recommend?user_id=1", "/popular", "/similar?product_id=1", "/model"]
+
+
+@pytest.fixture
+def empty_app(any_app_factory):
+    """Return a service initialised on an empty store (DATA_PATH=), on each database."""
+    return any_app_factory(DATA_PATH="")
+
+
+def wait_for_a_live_model(app, within: float = 60.0) -> None:
+    """Wait for the app's training jobs, then until its next request finds a model."""
+    runtime = runtime_of(app)
+    deadline = time.monotonic() + within
+    while not runtime.start():
+        assert time.monotonic() < deadline, "no model went live"
+        runtime.jobs.wait_all(timeout=1)
+
+
+# -- training on a store's first events ------------------------------------------------
+
+
+@pytest.mark.parametrize("model", ["svd", "auto", "als"])
+@pytest.mark.parametrize("events", [1, 3])
+def test_a_first_model_is_published_from_a_stores_first_few_events(
+    catalog_store, tmp_path, model, events
+):
+    from recsys.data.events import events_from_json
+
+    catalog_store.add_interactions(events_from_json(FIRST_EVENTS[:events]))
+    registry = ModelRegistry(tmp_path / "models")
+    published = train_and_publish(catalog_store, registry, TrainingSettings(model=model))
+    assert registry.load_latest() is not None
+    assert published.training["interactions"] == events
+
+
+def test_training_an_empty_store_says_there_is_nothing_to_train_on(catalog_store, tmp_path):
+    with pytest.raises(NoTrainingDataError, match="no interactions to train on; record some"):
+        train_and_publish(catalog_store, ModelRegistry(tmp_path / "models"))
+
+
+# -- an empty store, in process -------------------------------------------------------
+
+
+def test_init_on_an_empty_store_succeeds_without_a_model(empty_app):
+    report = runtime_of(empty_app).init_report
+    assert report is not None
+    assert (report.version, report.trained, report.filled) == (None, None, False)
+
+
+def test_an_empty_store_is_live_and_not_ready_for_want_of_a_model(empty_app):
+    client = empty_app.test_client()
+    ready = client.get("/readyz")
+    assert client.get("/healthz").status_code == 200
+    assert ready.status_code == 503
+    assert ready.get_json()["missing"] == ["model"]
+    assert ready.get_json()["error"]["message"] == "not ready: no model"
+
+
+@pytest.mark.parametrize("path", MODEL_READS)
+def test_reads_before_the_first_model_are_json_503s_that_say_why(empty_app, path):
+    response = empty_app.test_client().get(path)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"].isdigit()
+    error = response.get_json()["error"]
+    assert error["code"] == "model_unavailable"
+    assert "the first model is trained when events arrive" in error["message"]
+
+
+def test_an_empty_store_takes_products_and_events(empty_app):
+    client = empty_app.test_client()
+    products = client.put("/products", json=PRODUCTS)
+    events = client.post("/interactions", json=FIRST_EVENTS)
+    assert (products.status_code, products.get_json()) == (200, {"accepted": 5})
+    assert (events.status_code, events.get_json()) == (201, {"accepted": 3})
+
+
+def test_the_first_events_train_the_first_model_without_a_retrain_configured(empty_app):
+    client = empty_app.test_client()
+    client.put("/products", json=PRODUCTS)
+    client.post("/interactions", json=FIRST_EVENTS[:1])
+    wait_for_a_live_model(empty_app)
+    answer = client.get("/recommend?user_id=2")
+    assert answer.status_code == 200, answer.get_json()
+    assert answer.get_json()["recommendations"][0]["product_id"] == 1
+    assert client.get("/readyz").status_code == 200
+
+
+def test_with_training_in_workers_the_first_events_queue_the_first_job(any_app_factory):
+    # The server only queues the job; `flask --app app worker` runs it.
+    server = any_app_factory(DATA_PATH="", TRAINING_MODE="worker")
+    client = server.test_client()
+    client.put("/products", json=PRODUCTS)
+    client.post("/interactions", json=FIRST_EVENTS)
+    worker = any_app_factory(init=False, DATA_PATH="", TRAINING_MODE="worker")
+    job = runtime_of(worker).worker().run_once()
+    assert job is not None and job.state.value == "succeeded", job
+    assert client.get("/recommend?user_id=1").status_code == 200
+
+
+def test_events_do_not_start_a_training_job_while_a_model_is_live(app_factory):
+    app = app_factory(DATA_PATH=str(BUNDLED_LOG))
+    runtime = runtime_of(app)
+    before = runtime.registry.versions()
+    response = app.test_client().post("/interactions", json=FIRST_EVENTS)
+    runtime.jobs.wait_all(timeout=30)
+    assert response.status_code == 201
+    assert runtime.registry.versions() == before
+
+
+# -- a model published while a process answers "no model" --------------------------------
+
+
+def test_a_model_init_publishes_is_served_at_the_next_request(any_app_factory):
+    app = any_app_factory(init=False, DATA_PATH=str(BUNDLED_LOG))
+    client = app.test_client()
+    assert client.get("/recommend?user_id=1").status_code == 503
+    runtime_of(app).init()
+    assert client.get("/recommend?user_id=1").status_code == 200
+
+
+def test_a_model_another_process_publishes_is_served_at_the_next_request(any_app_factory):
+    waiting = any_app_factory(init=False, DATA_PATH=str(BUNDLED_LOG))
+    client = waiting.test_client()
+    assert client.get("/readyz").status_code == 503
+    any_app_factory(DATA_PATH=str(BUNDLED_LOG))  # its init trains and publishes
+    assert client.get("/readyz").status_code == 200
+    assert client.get("/recommend?user_id=1").status_code == 200
+
+
+# -- the commands an operator runs on an empty store ----------------------------------
+
+
+def empty_store_env(tmp_path) -> dict[str, str]:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("RECSYS_")}
+    env.update(
+        RECSYS_DATA_PATH="",
+        RECSYS_DATABASE_URL=f"sqlite:///{tmp_path / 'events.db'}",
+        RECSYS_MODEL_DIR=str(tmp_path / "models"),
+    )
+    return env
+
+
+def flask_command(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "app", *args],
+        cwd=ROOT,
+        env=empty_store_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_flask_init_on_an_empty_store_exits_0_saying_there_is_no_data_yet(tmp_path):
+    done = flask_command(tmp_path, "init")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ready: no data yet"), done.stdout
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_flask_train_on_an_empty_store_fails_in_one_line(tmp_path):
+    assert flask_command(tmp_path, "init").returncode == 0
+    done = flask_command(tmp_path, "train")
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "Error: the event store has no interactions to train on; record some first "
+        "(POST /interactions or `flask --app app import-interactions FILE`)"
+    )
+
+
+@pytest.mark.slow
+def test_python_app_py_on_an_empty_store_serves_and_says_what_is_missing(tmp_path):
+    port = free_port()
+    log = tmp_path / "app.log"
+    with open(log, "wb") as output:
+        server = subprocess.Popen(
+            [sys.executable, "app.py", "--port", str(port)],
+            cwd=ROOT,
+            env=empty_store_env(tmp_path),
+            stdout=output,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert server.poll() is None, f"app.py exited:\n{log.read_text()}"
+            assert time.monotonic() < deadline, "app.py did not answer within 60 s"
+            try:
+                health = http_request(port, "GET", "/healthz")
+                break
+            except OSError:
+                time.sleep(0.2)
+        ready = http_request(port, "GET", "/readyz")
+        assert health.status == 200
+        assert (ready.status, ready.body["missing"]) == (503, ["model"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
