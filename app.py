@@ -11,12 +11,14 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from typing import Any, cast
 
 from flask import Flask
 from flask.json.provider import DefaultJSONProvider
 from pythonjsonlogger.json import JsonFormatter
+from werkzeug.serving import make_server
 
 from recsys import web
 from recsys.errors import RecsysError
@@ -113,10 +115,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {describe_outage(exc)}", file=sys.stderr)
         return 2
     host, port = app.config["HOST"], app.config["PORT"]
+    try:
+        listener = listen(host, port)
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    with listener:
+        # Werkzeug's development server, as app.run starts it, on the bound
+        # socket (it serves a duplicate of it).
+        server = make_server(host, port, app, threaded=True, fd=listener.fileno())
     warn_if_open(keys_configured, [f"{host}:{port}"])
-    logging.getLogger("recsys").info("listening on http://%s:%s", host, port)
-    app.run(host=host, port=port)
+    shown_host = f"[{server.host}]" if ":" in server.host else server.host
+    logging.getLogger("recsys").info("listening on http://%s:%s", shown_host, server.port)
+    server.log_startup()
+    server.serve_forever()
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Return a TCP socket listening on host:port, bound as Werkzeug binds it.
+
+    Binding here, not in Werkzeug, turns a taken port into one line and exit
+    status 2 (Werkzeug prints several lines and exits with 1), and the
+    listening line is logged only once the bind succeeded.
+
+    Raises:
+        OSError: The address cannot be bound (taken, not local, unknown name).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As Werkzeug binds: a port whose last connections wait in TIME_WAIT is free.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 if __name__ == "__main__":
