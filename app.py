@@ -16,6 +16,7 @@ import sys
 from typing import Any, cast
 
 from flask import Flask
+from flask.cli import get_load_dotenv, load_dotenv
 from flask.json.provider import DefaultJSONProvider
 from pythonjsonlogger.json import JsonFormatter
 from werkzeug.serving import make_server
@@ -83,9 +84,23 @@ def configure_logging(level: str) -> None:
     logger.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
 
 
+def load_dotenv_files() -> None:
+    """Add the variables of ``.env`` to the environment, as ``flask`` commands do.
+
+    The same rule for every entry point (``python app.py``, gunicorn through
+    gunicorn.conf.py, ``flask --app app ...``): ``.env`` of the current folder
+    or the nearest one above it (and ``.flaskenv``, which ``.env`` overrides);
+    a variable already in the environment wins; ``FLASK_SKIP_DOTENV=1`` reads
+    neither. This is Flask's own loader.
+    """
+    if get_load_dotenv():
+        load_dotenv()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Prepare the store and model (``init``), then serve with Flask's development server.
 
+    Settings come from the environment and ``.env`` (``load_dotenv_files``).
     Without API keys it listens only on a loopback address, unless ``ALLOW_OPEN`` is set.
     """
     parser = argparse.ArgumentParser(
@@ -95,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=None, help="default: RECSYS_HOST or 127.0.0.1")
     parser.add_argument("--port", default=None, help="default: RECSYS_PORT or 5000")
     args = parser.parse_args(argv)
+    load_dotenv_files()
     overrides = {k: v for k, v in (("HOST", args.host), ("PORT", args.port)) if v is not None}
     try:
         app = create_app(overrides)

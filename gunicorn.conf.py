@@ -24,6 +24,7 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flask.cli import get_load_dotenv, load_dotenv
 from gunicorn import glogging
 
 from recsys.serving.settings import Settings, SettingsError
@@ -44,6 +45,12 @@ def server_settings(environ) -> Settings:
         sys.exit(2)
 
 
+# As every entry point: .env of the current folder (or above) fills in what
+# the environment does not set (`python app.py`, `flask` commands; see
+# app.load_dotenv_files). gunicorn loads this file as the module __config__;
+# a test that only reads the settings (runpy) keeps its own environment.
+if __name__ == "__config__" and get_load_dotenv():
+    load_dotenv()
 _settings = server_settings(os.environ)
 bind = list(_settings["BIND"])
 workers = _settings["WORKERS"]
