@@ -1,4 +1,4 @@
-""".env is read by every entry point the same way: `python app.py`, gunicorn, `flask` commands.
+""".env is read by every service entry point alike: `python app.py`, gunicorn, `flask` commands.
 
 Each test runs the entry points in a project folder of its own (links to
 app.py and gunicorn.conf.py, the code on PYTHONPATH), so the ``.env`` it
@@ -27,7 +27,7 @@ ENTRY_POINTS = {
 
 @pytest.fixture
 def project(tmp_path) -> Path:
-    """Return a project folder holding the entry points (and no .env yet)."""
+    """Return a project folder holding the service's entry points (and no .env yet)."""
     folder = tmp_path / "project"
     folder.mkdir()
     for name in ("app.py", "gunicorn.conf.py"):
@@ -85,6 +85,18 @@ def test_flask_skip_dotenv_turns_reading_dotenv_off(project, entry_point):
     # The environment's own bad port is found; the .env's model was never read.
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith("error: RECSYS_PORT: expected an integer"), result.stderr
+
+
+@pytest.mark.slow
+def test_the_offline_command_line_reads_no_service_setting(project):
+    # recommendation_system.py takes its choices as arguments: neither the
+    # environment nor .env changes what it does.
+    (project / "recommendation_system.py").symlink_to(ROOT / "recommendation_system.py")
+    (project / ".env").write_text("RECSYS_MODEL=from-dotenv\n")
+    command = [sys.executable, "recommendation_system.py", "--help"]
+    result = run(command, project, environment(RECSYS_PORT="none"))
+    assert result.returncode == 0, result.stderr
+    assert "from-dotenv" not in result.stderr
 
 
 def wait_for_model(port: int, process: subprocess.Popen, within: float = 60) -> str:
