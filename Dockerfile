@@ -1,7 +1,11 @@
-# The service's image: gunicorn with the shipped gunicorn.conf.py on 0.0.0.0:8000.
+# The service's image: gunicorn with the shipped gunicorn.conf.py on 0.0.0.0:8000
+# (RECSYS_BIND). On every interface the server refuses to start without API
+# keys (RECSYS_API_KEYS): create them first, then pass their entries.
 #
 #   docker build -t recsys .
-#   docker run --rm -p 8000:8000 -e RECSYS_DATABASE_URL=postgresql://... recsys
+#   docker run --rm recsys flask --app app create-key --role read
+#   docker run --rm -p 8000:8000 -e RECSYS_API_KEYS=read:SHA256HEX \
+#       -e RECSYS_DATABASE_URL=postgresql://... recsys
 #
 # Configuration and secrets come from the environment at run time (see the
 # README's configuration table and compose.yaml), never from the image.
@@ -31,6 +35,8 @@ RUN python -m compileall -q app.py recommendation_system.py recsys \
     && chown recsys:recsys /app/instance /models
 USER recsys
 
+# A setting like the others (README's configuration table), so -e overrides it.
+ENV RECSYS_BIND=0.0.0.0:8000
 EXPOSE 8000
 
 # Liveness: the process answers. slim has no curl; python's urllib fails
@@ -40,5 +46,5 @@ HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
 
 # The workers' heartbeat files in memory: a slow overlay filesystem must not
 # make the master think a worker hangs (gunicorn's advice for containers).
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "--bind", "0.0.0.0:8000", \
-     "--worker-tmp-dir", "/dev/shm", "app:create_app()"]
+CMD ["gunicorn", "--config", "gunicorn.conf.py", "--worker-tmp-dir", "/dev/shm", \
+     "app:create_app()"]

@@ -11,12 +11,15 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
 import sys
 from typing import Any, cast
 
 from flask import Flask
+from flask.cli import get_load_dotenv, load_dotenv
 from flask.json.provider import DefaultJSONProvider
 from pythonjsonlogger.json import JsonFormatter
+from werkzeug.serving import make_server
 
 from recsys import web
 from recsys.errors import RecsysError
@@ -81,9 +84,23 @@ def configure_logging(level: str) -> None:
     logger.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
 
 
+def load_dotenv_files() -> None:
+    """Add the variables of ``.env`` to the environment, as ``flask`` commands do.
+
+    The same rule for every entry point (``python app.py``, gunicorn through
+    gunicorn.conf.py, ``flask --app app ...``): ``.env`` of the current folder
+    or the nearest one above it (and ``.flaskenv``, which ``.env`` overrides);
+    a variable already in the environment wins; ``FLASK_SKIP_DOTENV=1`` reads
+    neither. This is Flask's own loader.
+    """
+    if get_load_dotenv():
+        load_dotenv()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Prepare the store and model (``init``), then serve with Flask's development server.
 
+    Settings come from the environment and ``.env`` (``load_dotenv_files``).
     Without API keys it listens only on a loopback address, unless ``ALLOW_OPEN`` is set.
     """
     parser = argparse.ArgumentParser(
@@ -93,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--host", default=None, help="default: RECSYS_HOST or 127.0.0.1")
     parser.add_argument("--port", default=None, help="default: RECSYS_PORT or 5000")
     args = parser.parse_args(argv)
+    load_dotenv_files()
     overrides = {k: v for k, v in (("HOST", args.host), ("PORT", args.port)) if v is not None}
     try:
         app = create_app(overrides)
@@ -113,10 +131,44 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {describe_outage(exc)}", file=sys.stderr)
         return 2
     host, port = app.config["HOST"], app.config["PORT"]
+    try:
+        listener = listen(host, port)
+    except OSError as exc:
+        print(f"error: cannot listen on {host}:{port}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    with listener:
+        # Werkzeug's development server, as app.run starts it, on the bound
+        # socket (it serves a duplicate of it).
+        server = make_server(host, port, app, threaded=True, fd=listener.fileno())
     warn_if_open(keys_configured, [f"{host}:{port}"])
-    logging.getLogger("recsys").info("listening on http://%s:%s", host, port)
-    app.run(host=host, port=port)
+    shown_host = f"[{server.host}]" if ":" in server.host else server.host
+    logging.getLogger("recsys").info("listening on http://%s:%s", shown_host, server.port)
+    server.log_startup()
+    server.serve_forever()
     return 0
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """Return a TCP socket listening on host:port, bound as Werkzeug binds it.
+
+    Binding here, not in Werkzeug, turns a taken port into one line and exit
+    status 2 (Werkzeug prints several lines and exits with 1), and the
+    listening line is logged only once the bind succeeded.
+
+    Raises:
+        OSError: The address cannot be bound (taken, not local, unknown name).
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    listener = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # As Werkzeug binds: a port whose last connections wait in TIME_WAIT is free.
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+        listener.listen(128)
+    except OSError:
+        listener.close()
+        raise
+    return listener
 
 
 if __name__ == "__main__":

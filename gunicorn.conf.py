@@ -24,12 +24,38 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
+from flask.cli import get_load_dotenv, load_dotenv
 from gunicorn import glogging
 
-bind = os.environ.get("RECSYS_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("RECSYS_WORKERS", "2"))
+from recsys.serving.settings import Settings, SettingsError
+
+
+def server_settings(environ) -> Settings:
+    """Read the service's settings, or stop (one line, exit 2) on an unusable one.
+
+    RECSYS_BIND, RECSYS_WORKERS and RECSYS_THREADS are parsed with the
+    others (recsys/serving/settings.py), so a bad value reads as any bad
+    setting does instead of a traceback, and 0 workers cannot start a master
+    that serves nothing.
+    """
+    try:
+        return Settings.load(environ, None, "instance")
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+# As every entry point: .env of the current folder (or above) fills in what
+# the environment does not set (`python app.py`, `flask` commands; see
+# app.load_dotenv_files). gunicorn loads this file as the module __config__;
+# a test that only reads the settings (runpy) keeps its own environment.
+if __name__ == "__config__" and get_load_dotenv():
+    load_dotenv()
+_settings = server_settings(os.environ)
+bind = list(_settings["BIND"])
+workers = _settings["WORKERS"]
 worker_class = "gthread"
-threads = int(os.environ.get("RECSYS_THREADS", "8"))
+threads = _settings["THREADS"]
 # A request may take at most this long; the database timeout (5 s) stays well below.
 timeout = 30
 graceful_timeout = 30
@@ -111,6 +137,14 @@ class JsonAccessLogger(glogging.Logger):
         atoms["pid"] = os.getpid()  # which worker answered
         return atoms
 
+    def info(self, msg, *args, **kwargs):
+        # With a socket per worker (reuse_port) the master binds nothing, and
+        # gunicorn would log "Listening at:  (PID)" before any bind: each
+        # worker logs its own address once bound instead (post_fork).
+        if msg.startswith("Listening at:") and args and not args[0]:
+            return
+        super().info(msg, *args, **kwargs)
+
 
 logger_class = JsonAccessLogger
 accesslog = "-"
@@ -173,6 +207,17 @@ def release_database(runtime):
     every worker inherits, and their threads would end at once.
     """
     runtime.store.dispose()
+
+
+def post_fork(server, worker):
+    """Log where the worker listens, once its own socket is bound (``reuse_port``).
+
+    Without reuse_port the workers share the master's sockets, which gunicorn
+    logs itself after binding them.
+    """
+    if server.cfg.reuse_port and worker.sockets:
+        addresses = ",".join(str(listener) for listener in worker.sockets)
+        server.log.info("Listening at: %s (%s)", addresses, worker.pid)
 
 
 def post_worker_init(worker):

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pytest
 
+from recsys.serving.settings import Settings, SettingsError, settings_table
 from recsys.store.engine import StatementDeadline
 from tests.builders import runtime_of
 from tests.servers import GUNICORN, ROOT, Servers, http_request, service_env
@@ -93,6 +94,88 @@ def test_missing_proxy_headers_are_logged_as_a_dash():
     line = GUNICORN_SETTINGS["access_log_format"] % GUNICORN_SETTINGS["JsonSafeAtoms"](atoms)
     record = json.loads(line)
     assert (record["forwarded_for"], record["request_id"]) == ("-", "-")
+
+
+# -- gunicorn's own settings ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("environ", "message"),
+    [
+        ({"RECSYS_WORKERS": "two"}, "RECSYS_WORKERS: expected an integer from 1 up, got 'two'"),
+        ({"RECSYS_WORKERS": "0"}, "RECSYS_WORKERS: expected an integer from 1 up, got '0'"),
+        ({"RECSYS_THREADS": "0"}, "RECSYS_THREADS: expected an integer from 1 up, got '0'"),
+        ({"RECSYS_THREADS": "1.5"}, "RECSYS_THREADS: expected an integer from 1 up, got '1.5'"),
+        ({"RECSYS_BIND": ""}, "RECSYS_BIND: expected HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N"),
+        ({"RECSYS_BIND": "127.0.0.1:http"}, "RECSYS_BIND: expected HOST:PORT"),
+        ({"RECSYS_BIND": "127.0.0.1:0"}, "RECSYS_BIND: expected HOST:PORT"),
+        ({"RECSYS_BIND": "127.0.0.1:65536"}, "RECSYS_BIND: expected HOST:PORT"),
+        ({"RECSYS_BIND": "127.0.0.1:8000,"}, "RECSYS_BIND: expected HOST:PORT"),
+        ({"RECSYS_BIND": "fd://three"}, "RECSYS_BIND: expected HOST:PORT"),
+    ],
+)
+def test_an_unusable_gunicorn_setting_names_the_variable(tmp_path, environ, message):
+    with pytest.raises(SettingsError) as raised:
+        Settings.load(environ, None, tmp_path)
+    assert str(raised.value).startswith(message)
+
+
+@pytest.mark.parametrize(
+    ("bind", "expected"),
+    [
+        ("127.0.0.1:8000", ["127.0.0.1:8000"]),
+        ("[::1]:8000", ["[::1]:8000"]),
+        ("unix:/run/recsys.sock", ["unix:/run/recsys.sock"]),
+        ("fd://3", ["fd://3"]),
+        ("127.0.0.1:8000, unix:/run/recsys.sock", ["127.0.0.1:8000", "unix:/run/recsys.sock"]),
+    ],
+)
+def test_the_configuration_binds_every_address_gunicorn_accepts(
+    monkeypatch, tmp_path, bind, expected
+):
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(tmp_path / "metrics"))
+    monkeypatch.setenv("RECSYS_BIND", bind)
+    monkeypatch.setenv("RECSYS_WORKERS", "3")
+    monkeypatch.setenv("RECSYS_THREADS", "4")
+    configured = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
+    assert (configured["bind"], configured["workers"], configured["threads"]) == (expected, 3, 4)
+
+
+def test_the_configuration_table_lists_gunicorns_settings_with_their_defaults():
+    rows = {row.split(" | ")[0]: row.split(" | ")[1] for row in settings_table().splitlines()}
+    assert rows["| `RECSYS_BIND`"] == "`127.0.0.1:8000`"
+    assert rows["| `RECSYS_WORKERS`"] == "`2`"
+    assert rows["| `RECSYS_THREADS`"] == "`8`"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("setting", "value", "message"),
+    [
+        ("WORKERS", "two", "error: RECSYS_WORKERS: expected an integer from 1 up, got 'two'"),
+        ("WORKERS", "0", "error: RECSYS_WORKERS: expected an integer from 1 up, got '0'"),
+        ("THREADS", "many", "error: RECSYS_THREADS: expected an integer from 1 up, got 'many'"),
+        ("BIND", "127.0.0.1:port", "error: RECSYS_BIND: expected HOST:PORT"),
+    ],
+)
+def test_gunicorn_stops_on_an_unusable_setting_with_one_line_and_status_2(
+    sqlite_url, tmp_path, setting, value, message
+):
+    # 0 workers used to start a master that served nothing and said nothing.
+    try:
+        started = subprocess.run(
+            [GUNICORN, "app:create_app()", "--no-control-socket"],
+            cwd=ROOT,
+            env=service_env(sqlite_url, tmp_path / "models", **{setting: value}),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    except subprocess.TimeoutExpired as hung:
+        pytest.fail(f"gunicorn still running after 60 s: {hung.stderr!r}")
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert started.stderr.strip().splitlines() == [started.stderr.strip()]
+    assert started.stderr.startswith(message)
 
 
 # -- the runtime across a fork -----------------------------------------------------
@@ -169,6 +252,22 @@ def listening_sockets(port: int) -> int:
     local = f"0100007F:{port:04X}"
     rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
     return sum(1 for row in rows if row[1] == local and row[3] == "0A")  # 0A: LISTEN
+
+
+@pytest.mark.slow
+def test_each_worker_logs_the_address_it_listens_on_once_bound(serve):
+    server = serve(WORKERS=2)
+    server.wait_live()
+    server.wait_until(
+        lambda: server.log().count("Listening at: http") == 2, within=20, what="both logged"
+    )
+    log = server.log()
+    for pid in server.worker_pids():
+        booted = log.index(f"Booting worker with pid: {pid}")
+        listening = log.index(f"Listening at: http://127.0.0.1:{server.port} ({pid})")
+        assert booted < listening
+    # The master binds nothing itself (a socket per worker): no line without an address.
+    assert "Listening at:  (" not in log
 
 
 @pytest.mark.slow

@@ -91,3 +91,54 @@ def test_the_entry_point_serves_recommendations_over_http(command, tmp_path):
         "ready in",
     ):
         assert message in log, log
+
+
+def _app_py_env(tmp_path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "RECSYS_DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}",
+        "RECSYS_MODEL_DIR": str(tmp_path / "models"),
+    }
+
+
+def test_python_app_py_stops_with_one_line_when_its_port_is_taken(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [sys.executable, "app.py", "--port", str(port)],
+            cwd=ROOT,
+            env=_app_py_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if not line.startswith("{")]
+    assert errors == [f"error: cannot listen on 127.0.0.1:{port}: Address already in use"]
+    assert "listening on" not in result.stderr
+
+
+def test_python_app_py_logs_its_address_once_it_accepts_connections(tmp_path):
+    port = _free_port()
+    server = subprocess.Popen(
+        [sys.executable, "app.py", "--port", str(port)],
+        cwd=ROOT,
+        env=_app_py_env(tmp_path),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        for line in server.stderr:
+            if '"level"' in line and "listening on" in json.loads(line)["message"]:
+                break
+        else:
+            pytest.fail("app.py exited without a listening line")
+        assert json.loads(line)["message"] == f"listening on http://127.0.0.1:{port}"
+        # Logged after the bind: the address takes connections already.
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+    finally:
+        server.terminate()
+        server.wait(timeout=10)

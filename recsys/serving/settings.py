@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from gunicorn.util import parse_address
 from limits import parse_many
 
 from recsys.data.catalog import catalog_beside
@@ -211,6 +212,32 @@ DATABASE_URL_ACCEPTED = "sqlite:///FILE or postgresql://USER@HOST:PORT/DB (postg
 database_url.accepted = DATABASE_URL_ACCEPTED  # type: ignore[attr-defined]
 
 
+def _bind(value: Any) -> tuple[str, ...]:
+    """Return gunicorn's listening addresses, each parsed as gunicorn parses it.
+
+    Port 0 is refused: each worker binds a socket of its own (``reuse_port``),
+    and each would be given a different free port.
+    """
+    addresses = tuple(part.strip() for part in str(value).split(","))
+    for address in addresses:
+        try:
+            parsed = parse_address(address) if address else None
+        except RuntimeError:
+            parsed = None
+        if parsed is None or parsed == "":
+            raise ValueError(_bind.accepted)  # type: ignore[attr-defined]
+        if isinstance(parsed, tuple) and not 1 <= parsed[1] <= 65535:
+            raise ValueError(_bind.accepted)  # type: ignore[attr-defined]
+        if isinstance(parsed, int) and parsed < 0:
+            raise ValueError(_bind.accepted)  # type: ignore[attr-defined]
+    return addresses
+
+
+_bind.accepted = (  # type: ignore[attr-defined]
+    "HOST:PORT, [IPV6]:PORT, unix:PATH or fd://N (several: comma-separated; ports 1 to 65535)"
+)
+
+
 @dataclass(frozen=True)
 class Setting:
     """One setting: its name, default, parser and meaning.
@@ -353,6 +380,18 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting("HOST", "127.0.0.1", _text, "where `python app.py` listens (also `--host`)"),
     Setting("PORT", 5000, _integer(1, 65535), "its port (also `--port`)", also_env=("PORT",)),
+    Setting(
+        "BIND",
+        ("127.0.0.1:8000",),
+        _bind,
+        "where gunicorn listens: `HOST:PORT`, `[IPV6]:PORT`, `unix:PATH` or `fd://N` "
+        "(several: comma-separated)",
+        default_text="127.0.0.1:8000",
+    ),
+    Setting("WORKERS", 2, _integer(1), "gunicorn's worker processes"),
+    Setting(
+        "THREADS", 8, _integer(1), "threads per gunicorn worker (requests each serves at once)"
+    ),
     Setting("LOG_LEVEL", "INFO", _text, "logging level of the service's messages (on stderr)"),
     Setting(
         "API_KEYS",
