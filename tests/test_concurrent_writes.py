@@ -1,0 +1,204 @@
+"""Writers at once on both databases: one running experiment, one name each, no deadlocks.
+
+Each test fires the same kind of write from many threads at the same moment
+(a barrier releases them together), through the Flask test client of one
+app, and checks every answer and what the store holds afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from recsys.store.events import EventStore
+from recsys.store.experiments import ExperimentStore
+from recsys.store.migrate import upgrade_to, upgrade_to_head
+from recsys.store.tables import experiments
+from tests.builders import POPULAR_VS_CHAMPION, runtime_of
+
+STARTS_AT_ONCE = 6
+
+
+def at_once(count: int, action: Callable[[int], Any]) -> list[Any]:
+    """Run ``action(0..count-1)`` in as many threads, released together; results in order."""
+    barrier = threading.Barrier(count)
+
+    def released(index: int) -> Any:
+        barrier.wait()
+        return action(index)
+
+    with ThreadPoolExecutor(count) as pool:
+        return list(pool.map(released, range(count)))
+
+
+def answered(response) -> tuple[int, str | None]:
+    """Return (status, error code) of a test-client response."""
+    body = response.get_json()
+    code = body["error"]["code"] if isinstance(body, dict) and "error" in body else None
+    return response.status_code, code
+
+
+def experiment_named(name: str) -> dict[str, Any]:
+    return {**POPULAR_VS_CHAMPION, "name": name}
+
+
+def running_names(store: ExperimentStore) -> list[str]:
+    return [row["name"] for row in store.list() if row["status"] == "running"]
+
+
+# -- experiments -------------------------------------------------------------------
+
+
+def test_creating_one_name_at_once_makes_one_experiment_and_409s(any_app_factory):
+    app = any_app_factory()
+
+    def create(_: int):
+        return answered(app.test_client().post("/experiments", json=experiment_named("twin")))
+
+    answers = at_once(STARTS_AT_ONCE, create)
+    assert sorted(answers) == [(201, None)] + [(409, "experiment_exists")] * (STARTS_AT_ONCE - 1)
+    assert [row["name"] for row in runtime_of(app).experiments.store.list()] == ["twin"]
+
+
+def starts_queued_behind_a_lock(app, names: list[str]) -> list[tuple[int, str | None, Any]]:
+    """Start the experiments at once while a transaction holds the experiments table.
+
+    On PostgreSQL the lock is released once every start waits for it, so
+    each has read the table before any writes; SQLite's write lock makes
+    them wait for it a moment. Returns (status, error code, body) per name.
+    """
+    engine = runtime_of(app).store.engine
+
+    def start(name: str) -> tuple[int, str | None, Any]:
+        response = app.test_client().post(f"/experiments/{name}/start")
+        return (*answered(response), response.get_json())
+
+    with ThreadPoolExecutor(len(names)) as pool:
+        if engine.dialect.name == "sqlite":
+            blocker = engine.connect().execution_options(sqlite_begin="IMMEDIATE")
+        else:
+            blocker = engine.connect()
+        with blocker, blocker.begin():
+            if engine.dialect.name == "postgresql":
+                blocker.execute(sa.select(experiments.c.name).with_for_update())
+            else:
+                blocker.execute(experiments.update().where(sa.false()).values(status="draft"))
+            answers = [pool.submit(start, name) for name in names]
+            wait_for_waiters(engine, blocker, len(names))
+        return [answer.result(timeout=30) for answer in answers]
+
+
+def wait_for_waiters(engine: sa.Engine, blocker: sa.Connection, count: int) -> None:
+    """Wait until ``count`` sessions wait for the blocker's locks (PostgreSQL), or a moment."""
+    if engine.dialect.name != "postgresql":
+        time.sleep(1.0)
+        return
+    pid = blocker.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
+    waiting = sa.text(
+        "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+    )
+    deadline = time.monotonic() + 20
+    with engine.connect() as watcher:
+        while True:
+            blocked_by = dict(watcher.execute(waiting).all())
+            watcher.rollback()  # a new snapshot of pg_stat_activity each time
+            # Writers of one row queue behind its first waiter, not the blocker itself.
+            queued = {pid}
+            while grown := {p for p, by in blocked_by.items() if set(by) & queued} - queued:
+                queued |= grown
+            if len(queued) - 1 >= count:
+                return
+            assert time.monotonic() < deadline, "the starts never queued behind the lock"
+            time.sleep(0.02)
+
+
+def test_six_experiments_started_at_once_leave_exactly_one_running(any_app_factory):
+    app = any_app_factory()
+    client = app.test_client()
+    names = [f"race-{i}" for i in range(STARTS_AT_ONCE)]
+    for name in names:
+        assert client.post("/experiments", json=experiment_named(name)).status_code == 201
+
+    answers = starts_queued_behind_a_lock(app, names)
+
+    (winner,) = running_names(runtime_of(app).experiments.store)
+    assert sorted(status for status, _, _ in answers) == [200] + [409] * (STARTS_AT_ONCE - 1)
+    for (status, code, body), name in zip(answers, names, strict=True):
+        if name == winner:
+            assert (status, body["status"]) == (200, "running")
+        else:
+            assert code == "experiment_state"
+            assert f"{winner!r} is running" in body["error"]["message"]
+    assert runtime_of(app).experiments.running.experiment.name == winner
+
+
+def test_one_experiment_started_six_times_at_once_starts_once(any_app_factory):
+    app = any_app_factory()
+    assert app.test_client().post("/experiments", json=experiment_named("once")).status_code == 201
+
+    answers = starts_queued_behind_a_lock(app, ["once"] * STARTS_AT_ONCE)
+
+    assert sorted(status for status, _, _ in answers) == [200] + [409] * (STARTS_AT_ONCE - 1)
+    assert {code for _, code, _ in answers} == {None, "experiment_state"}
+    assert running_names(runtime_of(app).experiments.store) == ["once"]
+
+
+def test_the_database_itself_refuses_a_second_running_experiment(store):
+    experiment_store = ExperimentStore(store.engine)
+    for name in ("first", "second"):
+        experiment_store.create(_draft_row(name))
+    with store.engine.begin() as conn:
+        conn.execute(
+            experiments.update().where(experiments.c.name == "first").values(status="running")
+        )
+    with pytest.raises(sa.exc.IntegrityError), store.engine.begin() as conn:
+        conn.execute(
+            experiments.update().where(experiments.c.name == "second").values(status="running")
+        )
+    assert running_names(experiment_store) == ["first"]
+
+
+def test_upgrading_a_store_with_two_running_experiments_keeps_the_newest_running(database_url):
+    old = EventStore.from_url(database_url)
+    try:
+        upgrade_to(old.engine, "0006")
+        with old.engine.begin() as conn:
+            for name, started in (
+                ("older", datetime(2026, 11, 1)),
+                ("newer", datetime(2026, 11, 2)),
+            ):
+                conn.execute(
+                    experiments.insert(),
+                    {**_draft_row(name), "status": "running", "started_at": started},
+                )
+            conn.execute(experiments.insert(), {**_draft_row("draft"), "status": "draft"})
+        upgrade_to_head(old.engine)
+        rows = {row["name"]: row for row in ExperimentStore(old.engine).list()}
+    finally:
+        old.dispose()
+    assert {name: row["status"] for name, row in rows.items()} == {
+        "older": "stopped",
+        "newer": "running",
+        "draft": "draft",
+    }
+    assert rows["older"]["stopped_at"] is not None
+    assert rows["newer"]["stopped_at"] is None
+
+
+def _draft_row(name: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "metric": "conversion",
+        "baseline_rate": 0.3,
+        "mde": 0.1,
+        "planned_per_variant": 356,
+        "variants": POPULAR_VS_CHAMPION["variants"],
+        "created_at": datetime(2026, 10, 1),
+    }
