@@ -7,6 +7,8 @@ app, and checks every answer and what the store holds afterwards.
 
 from __future__ import annotations
 
+import itertools
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -17,11 +19,12 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from recsys.store.engine import retry_conflicts
 from recsys.store.events import EventStore
 from recsys.store.experiments import ExperimentStore
 from recsys.store.migrate import upgrade_to, upgrade_to_head
-from recsys.store.tables import experiments
-from tests.builders import POPULAR_VS_CHAMPION, runtime_of
+from recsys.store.tables import experiments, products
+from tests.builders import POPULAR_VS_CHAMPION, SMALL_CATALOG, runtime_of
 
 STARTS_AT_ONCE = 6
 
@@ -202,3 +205,77 @@ def _draft_row(name: str) -> dict[str, Any]:
         "variants": POPULAR_VS_CHAMPION["variants"],
         "created_at": datetime(2026, 10, 1),
     }
+
+
+# -- the catalog -------------------------------------------------------------------
+
+WRITERS = 8
+ROUNDS = 6
+PRODUCT_IDS = range(1, 41)
+
+
+@pytest.mark.slow
+def test_product_batches_overlapping_in_different_orders_all_succeed(any_app_factory):
+    app = any_app_factory()
+    shuffled = random.Random(20)
+    # Each writer sends every round a different overlapping half of the ids, shuffled:
+    # two writers then touch shared rows in opposite orders, the recipe of a deadlock.
+    batches = [
+        [shuffled.sample(PRODUCT_IDS, len(PRODUCT_IDS) // 2) for _ in range(ROUNDS)]
+        for _ in range(WRITERS)
+    ]
+
+    def write(writer: int) -> list[tuple[int, str | None]]:
+        client = app.test_client()
+        answers = []
+        for round_, ids in enumerate(batches[writer]):
+            body = [
+                {
+                    "product_id": product_id,
+                    "name": f"writer {writer} round {round_}",
+                    "category": "race",
+                    "price": 1.0,
+                }
+                for product_id in ids
+            ]
+            answers.append(answered(client.put("/products", json=body)))
+        return answers
+
+    answers = list(itertools.chain.from_iterable(at_once(WRITERS, write)))
+    assert answers == [(200, None)] * (WRITERS * ROUNDS)
+    catalog = runtime_of(app).store.products_frame().set_index("product_id")
+    written = set(itertools.chain.from_iterable(itertools.chain.from_iterable(batches)))
+    assert written <= set(catalog.index)
+    assert (catalog.loc[sorted(written), "category"] == "race").all()
+
+
+@pytest.mark.postgres
+def test_a_transaction_ended_by_a_deadlock_runs_again_and_both_writes_land(postgres_url):
+    store = EventStore.from_url(postgres_url)
+    upgrade_to_head(store.engine)
+    store.upsert_products(SMALL_CATALOG)
+    runs: list[int] = []
+    both_hold_their_first_row = threading.Barrier(2, timeout=10)
+
+    def raise_prices(first: int, second: int) -> None:
+        def transaction() -> None:
+            runs.append(first)
+            with store.engine.begin() as conn:
+                for product_id in (first, second):
+                    conn.execute(
+                        products.update()
+                        .where(products.c.id == product_id)
+                        .values(price=products.c.price + 1)
+                    )
+                    if len(runs) <= 2 and product_id == first:
+                        both_hold_their_first_row.wait()  # opposite orders: a deadlock
+
+        retry_conflicts(transaction)
+
+    try:
+        at_once(2, lambda i: raise_prices(*[(1, 2), (2, 1)][i]))
+        prices = store.products_frame().set_index("product_id")["price"]
+    finally:
+        store.dispose()
+    assert len(runs) == 3  # one of the two ran again
+    assert (prices[1], prices[2]) == (25.0 + 2, 30.0 + 2)
