@@ -10,7 +10,6 @@ from __future__ import annotations
 import itertools
 import random
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -25,6 +24,7 @@ from recsys.store.experiments import ExperimentStore
 from recsys.store.migrate import upgrade_to, upgrade_to_head
 from recsys.store.tables import experiments, products
 from tests.builders import POPULAR_VS_CHAMPION, SMALL_CATALOG, runtime_of
+from tests.locks import writes_held
 
 STARTS_AT_ONCE = 6
 
@@ -59,67 +59,33 @@ def running_names(store: ExperimentStore) -> list[str]:
 # -- experiments -------------------------------------------------------------------
 
 
-def test_creating_one_name_at_once_makes_one_experiment_and_409s(any_app_factory):
-    app = any_app_factory()
+def posted_at_once(app, paths: list[str], body: Any = None) -> list[tuple[int, str | None, Any]]:
+    """POST to each path at once while the experiments table's writes are held.
 
-    def create(_: int):
-        return answered(app.test_client().post("/experiments", json=experiment_named("twin")))
-
-    answers = at_once(STARTS_AT_ONCE, create)
-    assert sorted(answers) == [(201, None)] + [(409, "experiment_exists")] * (STARTS_AT_ONCE - 1)
-    assert [row["name"] for row in runtime_of(app).experiments.store.list()] == ["twin"]
-
-
-def starts_queued_behind_a_lock(app, names: list[str]) -> list[tuple[int, str | None, Any]]:
-    """Start the experiments at once while a transaction holds the experiments table.
-
-    On PostgreSQL the lock is released once every start waits for it, so
-    each has read the table before any writes; SQLite's write lock makes
-    them wait for it a moment. Returns (status, error code, body) per name.
+    The writes go through once every request waits for them (on SQLite:
+    after a moment), so on PostgreSQL each request has read the table
+    before any writes it. Returns (status, error code, body) per path.
     """
-    engine = runtime_of(app).store.engine
 
-    def start(name: str) -> tuple[int, str | None, Any]:
-        response = app.test_client().post(f"/experiments/{name}/start")
+    def post(path: str) -> tuple[int, str | None, Any]:
+        response = app.test_client().post(path, json=body)
         return (*answered(response), response.get_json())
 
-    with ThreadPoolExecutor(len(names)) as pool:
-        if engine.dialect.name == "sqlite":
-            blocker = engine.connect().execution_options(sqlite_begin="IMMEDIATE")
-        else:
-            blocker = engine.connect()
-        with blocker, blocker.begin():
-            if engine.dialect.name == "postgresql":
-                blocker.execute(sa.select(experiments.c.name).with_for_update())
-            else:
-                blocker.execute(experiments.update().where(sa.false()).values(status="draft"))
-            answers = [pool.submit(start, name) for name in names]
-            wait_for_waiters(engine, blocker, len(names))
+    with ThreadPoolExecutor(len(paths)) as pool:
+        with writes_held(runtime_of(app).store.engine, experiments) as wait_for:
+            answers = [pool.submit(post, path) for path in paths]
+            wait_for(len(paths))
         return [answer.result(timeout=30) for answer in answers]
 
 
-def wait_for_waiters(engine: sa.Engine, blocker: sa.Connection, count: int) -> None:
-    """Wait until ``count`` sessions wait for the blocker's locks (PostgreSQL), or a moment."""
-    if engine.dialect.name != "postgresql":
-        time.sleep(1.0)
-        return
-    pid = blocker.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
-    waiting = sa.text(
-        "SELECT pid, pg_blocking_pids(pid) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
-    )
-    deadline = time.monotonic() + 20
-    with engine.connect() as watcher:
-        while True:
-            blocked_by = dict(watcher.execute(waiting).all())
-            watcher.rollback()  # a new snapshot of pg_stat_activity each time
-            # Writers of one row queue behind its first waiter, not the blocker itself.
-            queued = {pid}
-            while grown := {p for p, by in blocked_by.items() if set(by) & queued} - queued:
-                queued |= grown
-            if len(queued) - 1 >= count:
-                return
-            assert time.monotonic() < deadline, "the starts never queued behind the lock"
-            time.sleep(0.02)
+def test_creating_one_name_at_once_makes_one_experiment_and_409s(any_app_factory):
+    app = any_app_factory()
+
+    answers = posted_at_once(app, ["/experiments"] * STARTS_AT_ONCE, experiment_named("twin"))
+
+    codes = sorted((status, code) for status, code, _ in answers)
+    assert codes == [(201, None)] + [(409, "experiment_exists")] * (STARTS_AT_ONCE - 1)
+    assert [row["name"] for row in runtime_of(app).experiments.store.list()] == ["twin"]
 
 
 def test_six_experiments_started_at_once_leave_exactly_one_running(any_app_factory):
@@ -129,7 +95,7 @@ def test_six_experiments_started_at_once_leave_exactly_one_running(any_app_facto
     for name in names:
         assert client.post("/experiments", json=experiment_named(name)).status_code == 201
 
-    answers = starts_queued_behind_a_lock(app, names)
+    answers = posted_at_once(app, [f"/experiments/{name}/start" for name in names])
 
     (winner,) = running_names(runtime_of(app).experiments.store)
     assert sorted(status for status, _, _ in answers) == [200] + [409] * (STARTS_AT_ONCE - 1)
@@ -146,7 +112,7 @@ def test_one_experiment_started_six_times_at_once_starts_once(any_app_factory):
     app = any_app_factory()
     assert app.test_client().post("/experiments", json=experiment_named("once")).status_code == 201
 
-    answers = starts_queued_behind_a_lock(app, ["once"] * STARTS_AT_ONCE)
+    answers = posted_at_once(app, ["/experiments/once/start"] * STARTS_AT_ONCE)
 
     assert sorted(status for status, _, _ in answers) == [200] + [409] * (STARTS_AT_ONCE - 1)
     assert {code for _, code, _ in answers} == {None, "experiment_state"}
