@@ -119,6 +119,20 @@ def test_one_experiment_started_six_times_at_once_starts_once(any_app_factory):
     assert running_names(runtime_of(app).experiments.store) == ["once"]
 
 
+def test_one_experiment_stopped_twice_at_once_stops_once(any_app_factory):
+    app = any_app_factory()
+    client = app.test_client()
+    assert client.post("/experiments", json=experiment_named("twice")).status_code == 201
+    assert client.post("/experiments/twice/start").status_code == 200
+
+    answers = posted_at_once(app, ["/experiments/twice/stop"] * 2)
+
+    assert sorted((status, code) for status, code, _ in answers) == [
+        (200, None),
+        (409, "experiment_state"),
+    ]
+
+
 def test_the_database_itself_refuses_a_second_running_experiment(store):
     experiment_store = ExperimentStore(store.engine)
     for name in ("first", "second"):

@@ -102,7 +102,7 @@ class ExperimentStore:
                 if row is None:
                     raise LookupError(name)
                 if row["status"] != DRAFT:
-                    raise _not_a(DRAFT, name, row["status"])
+                    raise _wrong_status(DRAFT, name, row["status"])
                 other = conn.execute(_RUNNING_NAME).scalar()
                 if other is not None:
                     raise _another_runs(other)
@@ -112,7 +112,7 @@ class ExperimentStore:
                     .values(status=RUNNING, started_at=when, variants=list(variants))
                 )
                 if moved.rowcount == 0:  # a start of the same name came first
-                    raise _not_a(DRAFT, name, _status(conn, name))
+                    raise _wrong_status(DRAFT, name, _status(conn, name))
         except sa.exc.IntegrityError:
             # Another experiment started between the check and the update.
             with self.engine.connect() as conn:
@@ -130,14 +130,14 @@ class ExperimentStore:
             if row is None:
                 raise LookupError(name)
             if row["status"] != RUNNING:
-                raise _not_a(RUNNING, name, row["status"])
+                raise _wrong_status(RUNNING, name, row["status"])
             moved = conn.execute(
                 experiments.update()
                 .where(experiments.c.name == name, experiments.c.status == RUNNING)
                 .values(status=STOPPED, stopped_at=when)
             )
             if moved.rowcount == 0:  # a stop at the same moment came first
-                raise _not_a(RUNNING, name, _status(conn, name))
+                raise _wrong_status(RUNNING, name, _status(conn, name))
 
     # -- what was served and what followed ------------------------------------
 
@@ -249,7 +249,7 @@ def _status(conn: Connection, name: str) -> str | None:
     return conn.execute(sa.select(experiments.c.status).where(experiments.c.name == name)).scalar()
 
 
-def _not_a(status: str, name: str, actual: str | None) -> ExperimentStateError:
+def _wrong_status(status: str, name: str, actual: str | None) -> ExperimentStateError:
     verb = "start" if status == DRAFT else "stop"
     article = "a draft" if status == DRAFT else "a running one"
     return ExperimentStateError(f"experiment {name!r} is {actual}; only {article} can {verb}")
