@@ -11,17 +11,21 @@ from __future__ import annotations
 import logging
 import math
 import os
+import random
 import socket
 import threading
 import time
 import weakref
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Connection, Engine
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 # What a database that is down, unreachable, locked or too slow raises: the
 # service answers these with a 503 (retry shortly), never a 500.
@@ -30,6 +34,39 @@ STORE_OUTAGES: tuple[type[Exception], ...] = (
     sa.exc.InterfaceError,
     sa.exc.TimeoutError,
 )
+
+
+# SQLSTATEs of a transaction PostgreSQL ended to settle a conflict with
+# another (deadlock_detected, serialization_failure): nothing of it was
+# written, and running it again succeeds.
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+CONFLICT_ATTEMPTS = 4
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """Return whether the database rolled the transaction back for a conflict with another."""
+    return getattr(getattr(exc, "orig", None), "sqlstate", None) in _CONFLICT_SQLSTATES
+
+
+def retry_conflicts(transaction: Callable[[], T], attempts: int = CONFLICT_ATTEMPTS) -> T:
+    """Run a whole transaction, again when the database ended it for a deadlock or conflict.
+
+    Args:
+        transaction: Opens, writes and commits one transaction; safe to run
+            again because a rolled-back attempt wrote nothing.
+        attempts: How many runs at most; the last conflict is raised (an
+            ``OperationalError``, which callers answer as an outage).
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return transaction()
+        except sa.exc.DBAPIError as exc:
+            if attempt == attempts or not is_transaction_conflict(exc):
+                raise
+            logger.info("a transaction met a concurrent one (%s): running it again", exc.orig)
+            # A random pause, so the two that met do not meet again in step.
+            time.sleep(random.uniform(0, 0.02 * attempt))
+    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
 
 def describe_outage(exc: Exception) -> str:

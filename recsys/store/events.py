@@ -24,7 +24,7 @@ from recsys.data.events import Event, events_from_log, read_interactions_csv
 from recsys.data.interactions import INTERACTION_COLUMNS, TIMESTAMP_COLUMN
 from recsys.data.timestamps import format_utc, to_naive_utc, utc_now
 from recsys.errors import DataFileError, RecsysError
-from recsys.store.engine import create_store_engine, lock_for_startup
+from recsys.store.engine import create_store_engine, lock_for_startup, retry_conflicts
 from recsys.store.tables import interactions, products, training_jobs, users
 
 _PRODUCT_COLUMNS = (
@@ -174,20 +174,24 @@ class EventStore:
             How many products were written.
         """
         rows = _product_rows(catalog)
-        with self._write() as conn:
-            for chunk in _chunks(rows):
-                insert = (
-                    postgresql.insert(products)
-                    if conn.dialect.name == "postgresql"
-                    else sqlite.insert(products)
-                )
-                conn.execute(
-                    insert.on_conflict_do_update(
-                        index_elements=[products.c.id],
-                        set_={c: insert.excluded[c] for c in ("name", "category", "price")},
-                    ),
-                    list(chunk),
-                )
+
+        def upsert() -> None:
+            with self._write() as conn:
+                for chunk in _chunks(rows):
+                    insert = (
+                        postgresql.insert(products)
+                        if conn.dialect.name == "postgresql"
+                        else sqlite.insert(products)
+                    )
+                    conn.execute(
+                        insert.on_conflict_do_update(
+                            index_elements=[products.c.id],
+                            set_={c: insert.excluded[c] for c in ("name", "category", "price")},
+                        ),
+                        list(chunk),
+                    )
+
+        retry_conflicts(upsert)
         return len(rows)
 
     def products_frame(self) -> pd.DataFrame:
@@ -247,8 +251,12 @@ class EventStore:
         """
         if not events:
             return 0
-        with self._write() as conn:
-            return _insert_events(conn, events)
+
+        def insert() -> int:
+            with self._write() as conn:
+                return _insert_events(conn, events)
+
+        return retry_conflicts(insert)
 
     def user_history(self, user_id: int) -> UserHistory:
         """Return, in one query, whether the user has events and which products they bought.
@@ -512,7 +520,12 @@ def _insert_products(conn: Connection, catalog: pd.DataFrame) -> int:
 
 
 def _product_rows(catalog: pd.DataFrame) -> list[dict[str, Any]]:
-    return [
+    """Return a catalog's rows by ascending id.
+
+    Writers lock the rows they upsert one by one; taking them in one order
+    means two batches sharing products wait for each other, never deadlock.
+    """
+    rows = [
         {
             "id": int(r.product_id),
             "name": _text_or_none(r.name),
@@ -521,6 +534,7 @@ def _product_rows(catalog: pd.DataFrame) -> list[dict[str, Any]]:
         }
         for r in catalog.itertuples(index=False)
     ]
+    return sorted(rows, key=lambda row: row["id"])
 
 
 def _text_or_none(value: Any) -> str | None:

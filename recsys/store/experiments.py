@@ -8,13 +8,14 @@ batches from a background writer, so each insert is one multi-row statement.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from recsys.errors import RecsysError
 from recsys.store.tables import (
@@ -54,12 +55,16 @@ class ExperimentStore:
         """Insert a new experiment in draft.
 
         Raises:
-            ExperimentExistsError: The name is taken.
+            ExperimentExistsError: The name is taken (also by a create at the same moment).
         """
-        with self.engine.begin() as conn:
-            if conn.execute(_by_name(record["name"])).first() is not None:
-                raise ExperimentExistsError(f"an experiment named {record['name']!r} exists")
-            conn.execute(experiments.insert(), {**record, "status": DRAFT})
+        try:
+            with _writing(self.engine) as conn:
+                conn.execute(experiments.insert(), {**record, "status": DRAFT})
+        except sa.exc.IntegrityError:
+            # The primary key refused the name; anything else the table refuses is a bug.
+            if self.get(record["name"]) is None:
+                raise
+            raise ExperimentExistsError(f"an experiment named {record['name']!r} exists") from None
 
     def get(self, name: str) -> dict[str, Any] | None:
         """Return one experiment's row, or None."""
@@ -83,30 +88,35 @@ class ExperimentStore:
     def start(self, name: str, variants: Sequence[Mapping[str, Any]], when: datetime) -> None:
         """Move a draft to running, saving its variants as resolved for serving.
 
+        The unique index over running experiments (migration 0007) settles
+        starts at the same moment: one runs, the others are refused as if
+        they had come second.
+
         Raises:
             ExperimentStateError: It is not a draft, or another experiment runs.
             LookupError: No such experiment.
         """
-        with self.engine.begin() as conn:
-            row = conn.execute(_by_name(name)).mappings().first()
-            if row is None:
-                raise LookupError(name)
-            if row["status"] != DRAFT:
-                raise ExperimentStateError(
-                    f"experiment {name!r} is {row['status']}; only a draft can start"
+        try:
+            with _writing(self.engine) as conn:
+                row = conn.execute(_by_name(name)).mappings().first()
+                if row is None:
+                    raise LookupError(name)
+                if row["status"] != DRAFT:
+                    raise _wrong_status(DRAFT, name, row["status"])
+                other = conn.execute(_RUNNING_NAME).scalar()
+                if other is not None:
+                    raise _another_runs(other)
+                moved = conn.execute(
+                    experiments.update()
+                    .where(experiments.c.name == name, experiments.c.status == DRAFT)
+                    .values(status=RUNNING, started_at=when, variants=list(variants))
                 )
-            other = conn.execute(
-                sa.select(experiments.c.name).where(experiments.c.status == RUNNING)
-            ).scalar()
-            if other is not None:
-                raise ExperimentStateError(
-                    f"experiment {other!r} is running; stop it first (one runs at a time)"
-                )
-            conn.execute(
-                experiments.update()
-                .where(experiments.c.name == name)
-                .values(status=RUNNING, started_at=when, variants=list(variants))
-            )
+                if moved.rowcount == 0:  # a start of the same name came first
+                    raise _wrong_status(DRAFT, name, _status(conn, name))
+        except sa.exc.IntegrityError:
+            # Another experiment started between the check and the update.
+            with self.engine.connect() as conn:
+                raise _another_runs(conn.execute(_RUNNING_NAME).scalar()) from None
 
     def stop(self, name: str, when: datetime) -> None:
         """Move a running experiment to stopped.
@@ -115,19 +125,19 @@ class ExperimentStore:
             ExperimentStateError: It is not running.
             LookupError: No such experiment.
         """
-        with self.engine.begin() as conn:
+        with _writing(self.engine) as conn:
             row = conn.execute(_by_name(name)).mappings().first()
             if row is None:
                 raise LookupError(name)
             if row["status"] != RUNNING:
-                raise ExperimentStateError(
-                    f"experiment {name!r} is {row['status']}; only a running one can stop"
-                )
-            conn.execute(
+                raise _wrong_status(RUNNING, name, row["status"])
+            moved = conn.execute(
                 experiments.update()
-                .where(experiments.c.name == name)
+                .where(experiments.c.name == name, experiments.c.status == RUNNING)
                 .values(status=STOPPED, stopped_at=when)
             )
+            if moved.rowcount == 0:  # a stop at the same moment came first
+                raise _wrong_status(RUNNING, name, _status(conn, name))
 
     # -- what was served and what followed ------------------------------------
 
@@ -216,8 +226,43 @@ class ExperimentStore:
         return pd.DataFrame(rows, columns=["user_id", "product_id", "price", "created_at"])
 
 
+_RUNNING_NAME = sa.select(experiments.c.name).where(experiments.c.status == RUNNING)
+
+
+@contextmanager
+def _writing(engine: Engine) -> Iterator[Connection]:
+    """Begin a write transaction; on SQLite it holds the write lock from its first read."""
+    with engine.connect() as conn:
+        if conn.dialect.name == "sqlite":
+            # A deferred transaction that reads and then writes fails at once
+            # (SQLITE_BUSY) when another writer went first; waiting is right.
+            conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
 def _by_name(name: str) -> sa.Select:
     return sa.select(experiments).where(experiments.c.name == name)
+
+
+def _status(conn: Connection, name: str) -> str | None:
+    return conn.execute(sa.select(experiments.c.status).where(experiments.c.name == name)).scalar()
+
+
+def _wrong_status(status: str, name: str, actual: str | None) -> ExperimentStateError:
+    verb = "start" if status == DRAFT else "stop"
+    article = "a draft" if status == DRAFT else "a running one"
+    return ExperimentStateError(f"experiment {name!r} is {actual}; only {article} can {verb}")
+
+
+def _another_runs(other: str | None) -> ExperimentStateError:
+    if other is None:  # it stopped again already
+        return ExperimentStateError(
+            "another experiment started at the same moment; one runs at a time"
+        )
+    return ExperimentStateError(
+        f"experiment {other!r} is running; stop it first (one runs at a time)"
+    )
 
 
 def _insert(engine: Engine, table: sa.Table, rows: Sequence[Mapping[str, Any]]) -> None:

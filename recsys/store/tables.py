@@ -82,6 +82,15 @@ experiments = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Column("started_at", sa.DateTime, nullable=True),
     sa.Column("stopped_at", sa.DateTime, nullable=True),
+    # One experiment runs at a time: the database refuses a second, however
+    # many servers start one at the same moment.
+    sa.Index(
+        "uq_experiments_one_running",
+        "status",
+        unique=True,
+        postgresql_where=sa.text("status = 'running'"),
+        sqlite_where=sa.text("status = 'running'"),
+    ),
 )
 
 # Each list served inside an experiment (written in batches, off the request path).
