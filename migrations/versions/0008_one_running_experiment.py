@@ -6,8 +6,8 @@ where several already run keeps the one started last (the name breaks a
 tie) and stops the others as of now: their stopped_at says when, their
 reports stay as they were, and the migration logs each name it stopped.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-05
 """
 
@@ -19,8 +19,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0007"
-down_revision = "0006"
+revision = "0008"
+down_revision = "0007"
 branch_labels = None
 depends_on = None
 
