@@ -23,6 +23,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
+# PySpark (about 320 MB) for the Spark engine's tests; serving never needs it.
+$(VENV)/.installed-spark: $(VENV)/.installed requirements-spark.txt
+	@echo "installing PySpark for the Spark tests into $(VENV) (requirements-spark.txt, first time only)"
+	$(PY) -m pip install --quiet -r requirements-spark.txt
+	touch $@
+
 # Development server: init (migrate, load the bundled log, train once), then serve.
 run: install
 	$(PY) app.py $(RUN_ARGS)
@@ -38,7 +44,8 @@ lint: install
 	$(VENV)/bin/mypy
 
 # Both cores (pytest-xdist): the whole suite in about four minutes instead of seven.
-test: lint
+# The Spark tests also need Java 17 or newer; without it they skip with the reason.
+test: lint $(VENV)/.installed-spark
 	$(PY) -m pytest -n 2
 
 # The core only, in about a minute: no slow (real servers, subprocesses,
