@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.builders import ROOT
+from tests.redis_fixtures import RedisPlace
 from tests.store_fixtures import jdbc_url
 
 SOURCES = sorted(
@@ -125,3 +126,16 @@ def test_make_test_installs_the_spark_requirements_its_spark_tests_need(tmp_path
     )
     assert planned.returncode == 0, planned.stderr
     assert f"{venv}/bin/python -m pip install --quiet -r requirements-spark.txt" in planned.stdout
+
+
+@pytest.mark.parametrize(
+    ("given", "through_proxy"),
+    [
+        ("redis://127.0.0.1:6379/0", "redis://127.0.0.1:40001/0"),
+        ("redis://:s3cret@cache.internal:6380/5", "redis://:s3cret@127.0.0.1:40001/5"),
+        ("redis://user:pw@10.0.0.7/3", "redis://user:pw@127.0.0.1:40001/3"),
+    ],
+)
+def test_a_proxied_redis_is_the_same_database_the_tests_are_given(given, through_proxy):
+    place = RedisPlace(given, "prefix", client=None)
+    assert place.through(40001) == through_proxy
