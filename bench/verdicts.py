@@ -135,8 +135,10 @@ class Verdicts:
         if failed:
             names = "; ".join(v.target for v in failed)
             print(f"{self.benchmark}: {len(failed)} target(s) FAILED: {names}")
-        else:
+        elif any(v.outcome == PASS for v in self.verdicts):
             print(f"{self.benchmark}: every target judged passed")
+        else:
+            print(f"{self.benchmark}: no target judged in this run")
         if self.record is not None:
             self.write_record(self.record)
             print(f"recorded in {self.record}")
