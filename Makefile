@@ -23,6 +23,12 @@ $(VENV)/.installed: requirements.txt requirements-dev.txt
 
 install: $(VENV)/.installed
 
+# PySpark (about 320 MB) for the Spark engine's tests; serving never needs it.
+$(VENV)/.installed-spark: $(VENV)/.installed requirements-spark.txt
+	@echo "installing PySpark for the Spark tests into $(VENV) (requirements-spark.txt, first time only)"
+	$(PY) -m pip install --quiet -r requirements-spark.txt
+	touch $@
+
 # Development server: init (migrate, load the bundled log, train once), then serve.
 run: install
 	$(PY) app.py $(RUN_ARGS)
@@ -38,7 +44,8 @@ lint: install
 	$(VENV)/bin/mypy
 
 # Both cores (pytest-xdist): the whole suite in about four minutes instead of seven.
-test: lint
+# The Spark tests also need Java 17 or newer; without it they skip with the reason.
+test: lint $(VENV)/.installed-spark
 	$(PY) -m pytest -n 2
 
 # The core only, in about a minute: no slow (real servers, subprocesses,
@@ -46,22 +53,34 @@ test: lint
 test-fast: install
 	$(PY) -m pytest -m "not slow" -n 2
 
+# Every benchmark runs even after one fails; the recipe fails at the end if
+# any target it judged failed. `make bench RECORD=DIR` also writes each
+# benchmark's output and verdict table to DIR/<benchmark>.md (markdown, with
+# the run's date and commit) for the docs. BENCH_SCALE_SIZES=0.1M,1M,10M
+# measures the 10M targets instead of projecting them.
+BENCH_SCALE_SIZES ?= 0.1M,1M
 bench: install
-	$(PY) bench/bench_import.py
-	$(PY) bench/bench_ingestion.py
-	$(PY) bench/bench_quality.py "$(MOVIELENS)"
-	$(PY) bench/bench_scale.py --sizes 0.1M,1M --spark-sizes 0.1M --retrain-sizes 1M
-	$(PY) bench/bench_filters.py
-	$(PY) bench/bench_exposure.py
-	$(PY) bench/bench_similar.py "$(MOVIELENS)"
-	@if command -v wrk >/dev/null 2>&1; then $(PY) bench/bench_serving.py; \
-	else echo "skipped bench_serving.py: it needs wrk (apt-get install wrk)"; fi
-	@if [ -f "$(MOVIELENS)" ]; then \
-		$(PY) bench/bench_movielens.py "$(MOVIELENS)"; \
+	@failed=""; \
+	run() { name=$$1; shift; \
+		$(PY) bench/$$name.py "$$@" $(if $(RECORD),--record "$(RECORD)/$$name.md") \
+			|| failed="$$failed $$name"; }; \
+	run bench_import; \
+	run bench_ingestion; \
+	run bench_quality "$(MOVIELENS)"; \
+	run bench_scale --sizes "$(BENCH_SCALE_SIZES)" --spark-sizes 0.1M --retrain-sizes 1M; \
+	run bench_filters; \
+	run bench_exposure; \
+	run bench_similar "$(MOVIELENS)"; \
+	if command -v wrk >/dev/null 2>&1; then run bench_serving; \
+	else echo "skipped bench_serving.py: it needs wrk (apt-get install wrk)"; fi; \
+	if [ -f "$(MOVIELENS)" ]; then \
+		run bench_movielens "$(MOVIELENS)"; \
 	else \
 		echo "skipped bench_movielens.py: no MovieLens ratings at $(MOVIELENS);" \
 		     "download ml-latest-small from GroupLens and run: make bench MOVIELENS=PATH/ratings.csv"; \
-	fi
+	fi; \
+	if [ -n "$$failed" ]; then echo "make bench: a target failed in:$$failed"; exit 1; fi; \
+	echo "make bench: every target judged passed"
 
 # Regenerate the README's example session against a fresh server.
 readme: install

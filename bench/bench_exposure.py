@@ -11,9 +11,10 @@ service's own time per request without a network:
   batches in the background while requests run.
 
 Rounds alternate between the apps so that a noisy neighbour hurts all three
-alike. The cost of the log is p50(on) / p50(off) - 1; the target is at most 10%.
+alike. The cost of the log is p50(on) / p50(off) - 1; the target is at most 10%
+(PASS or FAIL; exits 1 if it fails).
 
-Usage: python bench/bench_exposure.py [--requests 3000] [--rounds 3]
+Usage: python bench/bench_exposure.py [--requests 3000] [--rounds 3] [--record FILE]
 """
 
 from __future__ import annotations
@@ -29,8 +30,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from app import create_app  # noqa: E402
+
+# The exposure log may add at most this share to /recommend's p50.
+MAX_LOG_COST = 0.10
 
 EXPERIMENT = {
     "name": "bench",
@@ -74,12 +81,14 @@ def timed(client, users: np.ndarray) -> list[float]:
     return times
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=3000, help="requests per app per round")
     parser.add_argument("--rounds", type=int, default=3)
+    add_record_option(parser)
     args = parser.parse_args()
     logging.disable(logging.INFO)
+    verdicts = Verdicts("bench_exposure.py", record=args.record)
     rng = np.random.default_rng(0)
     configs = {"no experiment": (True, False), "log off": (False, True), "log on": (True, True)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,7 +121,13 @@ def main() -> None:
     plain = figures["no experiment"]
     print(f"experiment layer (log off) against no experiment: p50 {off[0] / plain[0] - 1:+.1%}")
     print(f"exposures written by the log-on app: {written}")
+    cost = on[0] / off[0] - 1
+    verdicts.check(
+        f"exposure log cost at p50 <= {MAX_LOG_COST:.0%}", f"{cost:+.1%}", cost <= MAX_LOG_COST
+    )
+    verdicts.inform("exposure log cost at p99", f"{on[1] / off[1] - 1:+.1%}")
+    return verdicts.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -19,7 +19,7 @@ Three cases:
   one, so only the ranked candidates help the filtered requests, while the
   plain ones are kept answers (shown for information; a worst case).
 
-With the cache on, the app uses the local Redis (RECSYS_BENCH_REDIS_URL) as
+With the cache on, the app uses the local Redis (RECSYS_TEST_REDIS_URL) as
 in production, when it answers: kept answers are then trusted without a
 history read, and a repeated query string without parsing; without Redis
 each request reads the user's history from SQLite.
@@ -27,7 +27,9 @@ each request reads the user's history from SQLite.
 Reports CPU and wall time per request and the filtered/plain ratio; the
 target is at most 1.10 (10% more) at 5,000 products in the first two cases.
 
-Usage: python bench/bench_filters.py [--users 2000] [--rounds 5]
+Prints PASS or FAIL per judged case; exits 1 if any fails.
+
+Usage: python bench/bench_filters.py [--users 2000] [--rounds 5] [--record FILE]
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_ingestion import REDIS_URL, wait_for_listener  # noqa: E402
 from bench_serving import delete_redis_keys, prepare_synthetic, redis_answers  # noqa: E402
+from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from app import create_app  # noqa: E402
 
@@ -102,8 +105,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=2000, help="users asked for per round")
     parser.add_argument("--rounds", type=int, default=5)
+    add_record_option(parser)
     args = parser.parse_args()
     logging.disable(logging.WARNING)
+    verdicts = Verdicts("bench_filters.py", record=args.record)
 
     rng = np.random.default_rng(7)
     print(
@@ -115,7 +120,7 @@ def main() -> int:
         f"  {'case':<20}{'plain CPU us':>14}{'wall us':>9}{'filtered CPU us':>17}{'wall us':>9}"
         f"{'CPU ratio':>11}{'wall ratio':>12}"
     )
-    verdicts = []
+    ratios = []
     use_redis = redis_answers(REDIS_URL)
     prefix = f"bench-filters-{uuid.uuid4().hex[:12]}:"
     print(
@@ -167,15 +172,17 @@ def main() -> int:
                 f"  {label:<20}{p_cpu:>14.0f}{p_wall:>9.0f}{f_cpu:>17.0f}{f_wall:>9.0f}"
                 f"{f_cpu / p_cpu:>11.2f}{f_wall / p_wall:>12.2f}"
             )
-            verdicts.append((label, f_cpu / p_cpu, not fresh))
+            ratios.append((label, f_cpu / p_cpu, not fresh))
             runtime.close()
     if use_redis:
         delete_redis_keys(REDIS_URL, prefix)
-    print(f"\nTarget: filtered costs at most {TARGET:.2f}x plain (CPU per request)")
-    for label, ratio, judged in verdicts:
-        verdict = ("PASS" if ratio <= TARGET else "FAIL") if judged else "(information)"
-        print(f"  {label:<20} {ratio:.2f}  {verdict}")
-    return 0
+    for label, ratio, judged in ratios:
+        target = f"{label}: filtered CPU per request <= {TARGET:.2f}x plain"
+        if judged:
+            verdicts.check(target, f"{ratio:.2f}", ratio <= TARGET)
+        else:
+            verdicts.inform(f"{label}: filtered CPU per request / plain", f"{ratio:.2f}")
+    return verdicts.finish()
 
 
 if __name__ == "__main__":

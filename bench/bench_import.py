@@ -4,7 +4,9 @@ The pipeline (simulate -> top-5 -> SVD -> RMSE) should add at most 0.5 s to
 ``import pandas, surprise, faker, flask`` on this machine. Both are timed in
 fresh interpreters in the same run, alternating, and the medians compared.
 
-Usage: python bench/bench_import.py [--runs N]
+Prints PASS or FAIL; exits 1 if the target fails.
+
+Usage: python bench/bench_import.py [--runs N] [--record FILE]
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "bench"))
+
+from verdicts import Verdicts, add_record_option  # noqa: E402
+
 BARE = "import pandas, surprise, faker, flask"
 PIPELINE = "import recommendation_system"
 TARGET_SECONDS = 0.5
@@ -32,7 +38,9 @@ def wall_time(code: str) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7)
+    add_record_option(parser)
     args = parser.parse_args()
+    verdicts = Verdicts("bench_import.py", record=args.record)
     wall_time(PIPELINE)  # warm the file cache and bytecode for both
     bare, pipeline = [], []
     for _ in range(args.runs):
@@ -44,9 +52,12 @@ def main() -> int:
     print(f"bare imports   (median):   {bare_s:.3f} s   [{BARE}]")
     print(f"pipeline import (median):  {pipeline_s:.3f} s   [{PIPELINE}]")
     print(f"pipeline adds:             {added:.3f} s  (ratio {pipeline_s / bare_s:.2f}x)")
-    verdict = "PASS" if added <= TARGET_SECONDS else "FAIL"
-    print(f"target: adds <= {TARGET_SECONDS:.1f} s  -> {verdict}")
-    return 0 if verdict == "PASS" else 1
+    verdicts.check(
+        f"import recommendation_system adds <= {TARGET_SECONDS:.1f} s",
+        f"{added:.3f} s",
+        added <= TARGET_SECONDS,
+    )
+    return verdicts.finish()
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ and validation -> one database transaction per request), single events and
 1,000-event batches. Artifact load time is measured for the served model of
 the bundled data and for a larger synthetic SVD model.
 
-Usage: python bench/bench_ingestion.py [--single N] [--batches N]
-PostgreSQL comes from RECSYS_BENCH_POSTGRES_URL (default the local `test`
-database), Redis from RECSYS_BENCH_REDIS_URL (default the local one: SQLite
+It states no target: its figures are for information (exit status 0 unless
+a step fails).
+
+Usage: python bench/bench_ingestion.py [--single N] [--batches N] [--record FILE]
+PostgreSQL comes from RECSYS_TEST_POSTGRES_URL (default the local `test`
+database), Redis from RECSYS_TEST_REDIS_URL (default the local one: SQLite
 with Redis shows what announcing each post's users to the listeners costs);
 each is skipped, with a note, when unreachable.
 """
@@ -29,15 +32,17 @@ import sqlalchemy as sa
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from verdicts import Verdicts, add_record_option
+
 from app import create_app
 from recsys.models.base import ModelState
 from recsys.models.history import TrainingHistory
 from recsys.models.svd import SVDRecommender
 from recsys.serving.artifacts import ModelRegistry
 
-REDIS_URL = os.environ.get("RECSYS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0")
+REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
-    "RECSYS_BENCH_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    "RECSYS_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
 
 
@@ -140,11 +145,13 @@ def synthetic_svd_state(users: int, items: int, factors: int) -> ModelState:
     return ModelState(arrays=arrays, params=params)
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=2_000, help="single-event posts")
     parser.add_argument("--batches", type=int, default=20, help="1,000-event batch posts")
+    add_record_option(parser)
     args = parser.parse_args()
+    verdicts = Verdicts("bench_ingestion.py", record=args.record)
 
     print(
         f"Ingestion through the Flask test client: {args.single} single-event posts, "
@@ -201,6 +208,7 @@ def main() -> None:
                         conn.exec_driver_sql(f'DROP SCHEMA "{cleanup[2]}" CASCADE')
                     cleanup[1].dispose()
             print(f"  {name:<12}{single_rate:>20,.0f}{batch_rate:>28,.0f}{latency:>25.2f}")
+            verdicts.inform(f"{name}: batch of 1,000, events/s", f"{batch_rate:,.0f}")
 
         print("\nArtifact load time (registry.load_latest: read, checksum, np.load, rebuild)")
         served = ModelRegistry(f"{tmp}/models-SQLite")
@@ -221,7 +229,8 @@ def main() -> None:
             f"({size / 2**20:,.1f} MiB): median {statistics.median(big) * 1000:.1f} ms "
             f"over {len(big)} loads"
         )
+    return verdicts.finish()
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,6 +1,6 @@
 """Benchmark on MovieLens ml-latest-small: SVD parity with Surprise, ALS vs popularity, speed.
 
-Usage: python bench/bench_movielens.py [PATH] [--seed S]
+Usage: python bench/bench_movielens.py [PATH] [--seed S] [--record FILE]
 
 PATH defaults to ../shared/datasets/ml-latest-small/ratings.csv relative to the
 repository root. Prints each figure, the ratio behind each target, and PASS or
@@ -30,10 +30,12 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
 
 from surprise import SVD, Reader, accuracy  # noqa: E402
 from surprise import Dataset as SurpriseDataset  # noqa: E402
 from surprise.model_selection import KFold  # noqa: E402
+from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from recsys.data.loaders import load_dataset  # noqa: E402
 from recsys.evaluation import metrics  # noqa: E402
@@ -66,7 +68,7 @@ def verdict(ok: bool) -> str:
     return "PASS" if ok else "FAIL"
 
 
-def bench_svd_parity(path: Path, dataset, folds: int, seed: int) -> bool:
+def bench_svd_parity(path: Path, dataset, folds: int, seed: int, verdicts: Verdicts) -> bool:
     print(f"(a) SVD, Surprise defaults, {folds}-fold CV, seed {seed}")
     reader = Reader(
         line_format="user item rating timestamp",
@@ -121,10 +123,20 @@ def bench_svd_parity(path: Path, dataset, folds: int, seed: int) -> bool:
         f"    for context: Surprise trainset build + fit {surprise_build + surprise_fit:.2f} s, "
         f"ratio {our_fit / (surprise_build + surprise_fit):.3f}"
     )
-    return rmse_gap <= RMSE_TOLERANCE and fit_ratio <= MAX_FIT_TIME_RATIO
+    parity = verdicts.check(
+        f"(a) SVD RMSE gap to Surprise <= {RMSE_TOLERANCE}",
+        f"{rmse_gap:.4f}",
+        rmse_gap <= RMSE_TOLERANCE,
+    )
+    speed = verdicts.check(
+        f"(a) SVD fit time / Surprise's <= {MAX_FIT_TIME_RATIO}",
+        f"{fit_ratio:.3f}",
+        fit_ratio <= MAX_FIT_TIME_RATIO,
+    )
+    return parity and speed
 
 
-def bench_als_vs_popularity(dataset, seed: int) -> bool:
+def bench_als_vs_popularity(dataset, seed: int, verdicts: Verdicts) -> bool:
     print(f"(b) ALS vs popularity, per-user 20% holdout, seed {seed}, relevant = rating >= 4")
     factories = {name: model_factory(name) for name in ("popular", "als")}
     report = evaluate(factories, dataset, "holdout", k=10, threshold=4.0, seed=seed)
@@ -136,7 +148,11 @@ def bench_als_vs_popularity(dataset, seed: int) -> bool:
             f"fit {scores['fit_seconds']:.2f} s"
         )
     ratio = als["ndcg@10"] / popular["ndcg@10"]
-    ok = ratio >= MIN_NDCG_RATIO
+    ok = verdicts.check(
+        f"(b) ALS NDCG@10 >= {MIN_NDCG_RATIO}x popularity's",
+        f"{ratio:.2f}x",
+        ratio >= MIN_NDCG_RATIO,
+    )
     print(
         f"    NDCG@10 ratio ALS / popularity {ratio:.2f} "
         f"(target >= {MIN_NDCG_RATIO})  {verdict(ok)}"
@@ -144,7 +160,7 @@ def bench_als_vs_popularity(dataset, seed: int) -> bool:
     return ok
 
 
-def bench_top10_speed(dataset, seed: int) -> bool:
+def bench_top10_speed(dataset, seed: int, verdicts: Verdicts) -> bool:
     feedback = dataset.feedback
     users = sorted(feedback["user_id"].unique().tolist())
     seen = products_by_user(feedback)
@@ -164,7 +180,11 @@ def bench_top10_speed(dataset, seed: int) -> bool:
             timings.append(time.perf_counter() - start)
         assert len(batch.lists) == len(users)
         seconds = statistics.median(timings)
-        ok = seconds < MAX_TOP10_SECONDS
+        ok = verdicts.check(
+            f"(c) {name} top-10 for every user < {MAX_TOP10_SECONDS} s",
+            f"{seconds:.3f} s",
+            seconds < MAX_TOP10_SECONDS,
+        )
         all_ok &= ok
         print(f"    {name:8s} {seconds:.3f} s (target < {MAX_TOP10_SECONDS} s)  {verdict(ok)}")
     return all_ok
@@ -175,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--folds", type=int, default=5)
+    add_record_option(parser)
     args = parser.parse_args(argv)
     if not args.path.is_file():
         print(
@@ -183,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    verdicts = Verdicts("bench_movielens.py", record=args.record)
     start = time.perf_counter()
     dataset = load_dataset(args.path)
     print(
@@ -190,13 +212,10 @@ def main(argv: list[str] | None = None) -> int:
         f"{dataset.feedback['user_id'].nunique()} users, "
         f"{dataset.feedback['product_id'].nunique()} movies in {time.perf_counter() - start:.2f} s"
     )
-    results = [
-        bench_svd_parity(args.path, dataset, args.folds, args.seed),
-        bench_als_vs_popularity(dataset, args.seed),
-        bench_top10_speed(dataset, args.seed),
-    ]
-    print("all targets met" if all(results) else "some targets missed")
-    return 0 if all(results) else 1
+    bench_svd_parity(args.path, dataset, args.folds, args.seed, verdicts)
+    bench_als_vs_popularity(dataset, args.seed, verdicts)
+    bench_top10_speed(dataset, args.seed, verdicts)
+    return verdicts.finish()
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Benchmark of recommendation quality: every model on MovieLens and the simulated shop.
 
-Usage: python bench/bench_quality.py [PATH] [--seed S] [--k K]
+Usage: python bench/bench_quality.py [PATH] [--seed S] [--k K] [--record FILE]
 
 PATH defaults to ../shared/datasets/ml-latest-small/ratings.csv relative to the
 repository root; when it is absent, MovieLens is skipped with a message and
@@ -23,6 +23,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "bench"))
+
+from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from recsys.data.loaders import Dataset, load_dataset, simulated_dataset  # noqa: E402
 from recsys.data.ratings import derive_ratings  # noqa: E402
@@ -70,7 +73,7 @@ def table(models: dict[str, dict[str, float]], k: int) -> str:
     )
 
 
-def bench(dataset: Dataset, seed: int, k: int, movielens: bool) -> bool:
+def bench(dataset: Dataset, seed: int, k: int, movielens: bool, verdicts: Verdicts) -> bool:
     factories = {name: model_factory(name, rating_scale=dataset.rating_scale) for name in MODELS}
     report = evaluate(factories, dataset, "holdout", k=k, threshold=4.0, seed=seed)
     models = report["models"]
@@ -86,7 +89,11 @@ def bench(dataset: Dataset, seed: int, k: int, movielens: bool) -> bool:
     for name, scores in models.items():
         if name == "popular":
             continue
-        ok = scores[ndcg] >= popular
+        ok = verdicts.check(
+            f"{summary['name']}: {name} {ndcg} >= popular's",
+            f"{scores[ndcg] / popular:.2f}x",
+            scores[ndcg] >= popular,
+        )
         results.append(ok)
         print(
             f"    {name} {ndcg} {scores[ndcg]:.4f} vs popular {popular:.4f} "
@@ -95,7 +102,11 @@ def bench(dataset: Dataset, seed: int, k: int, movielens: bool) -> bool:
     if movielens:
         best = max(models, key=lambda name: models[name][ndcg])
         ratio = models[best][ndcg] / popular
-        ok = ratio >= MIN_BEST_RATIO
+        ok = verdicts.check(
+            f"{summary['name']}: best model ({best}) {ndcg} >= {MIN_BEST_RATIO}x popular's",
+            f"{ratio:.2f}x",
+            ratio >= MIN_BEST_RATIO,
+        )
         results.append(ok)
         aim = "aim met" if ratio >= AIM_BEST_RATIO else f"aim {AIM_BEST_RATIO} not met"
         print(
@@ -103,7 +114,11 @@ def bench(dataset: Dataset, seed: int, k: int, movielens: bool) -> bool:
             f"(target >= {MIN_BEST_RATIO}, {aim})  {verdict(ok)}"
         )
         seconds = models["ease"]["fit_seconds"]
-        ok = seconds < MAX_EASE_FIT_SECONDS
+        ok = verdicts.check(
+            f"{summary['name']}: ease fits in < {MAX_EASE_FIT_SECONDS:g} s",
+            f"{seconds:.1f} s",
+            seconds < MAX_EASE_FIT_SECONDS,
+        )
         results.append(ok)
         print(f"    ease fit {seconds:.1f} s (target < {MAX_EASE_FIT_SECONDS:g} s)  {verdict(ok)}")
     return all(results)
@@ -114,20 +129,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=10)
+    add_record_option(parser)
     args = parser.parse_args(argv)
-    results = []
+    verdicts = Verdicts("bench_quality.py", record=args.record)
     if args.path.is_file():
-        results.append(bench(load_dataset(args.path), args.seed, args.k, movielens=True))
+        bench(load_dataset(args.path), args.seed, args.k, True, verdicts)
     else:
+        verdicts.not_run("MovieLens targets", f"no ratings file at {args.path}")
         print(
             f"skipping MovieLens: no ratings file at {args.path} (pass the path of "
             "ml-latest-small/ratings.csv as the first argument)"
         )
     shop = simulate_shop(SimulationConfig())
     simulated = simulated_dataset(derive_ratings(shop.interactions))
-    results.append(bench(simulated, args.seed, args.k, movielens=False))
-    print("all targets met" if all(results) else "some targets missed")
-    return 0 if all(results) else 1
+    bench(simulated, args.seed, args.k, False, verdicts)
+    return verdicts.finish()
 
 
 if __name__ == "__main__":

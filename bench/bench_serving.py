@@ -22,7 +22,11 @@ the model directory before gunicorn starts. Its users exist in the store: 5
 clicks each, one of them a purchase, so /recommend takes the personal path
 with a real history read, never the unknown-user one.
 
+PASS or FAIL per target (targets a run leaves out: "not run"); exits 1 if
+any fails.
+
 Usage: python bench/bench_serving.py [--duration 10] [--rounds 2] [--only default,synthetic]
+       [--record FILE]
 Needs wrk (apt-get install wrk).
 """
 
@@ -50,8 +54,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingestion import synthetic_svd_state  # noqa: E402
+from bench_ingestion import REDIS_URL, synthetic_svd_state  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from recsys.data.events import Event  # noqa: E402
 from recsys.models.base import ModelState  # noqa: E402
@@ -439,7 +444,8 @@ def main() -> int:
         "--warmup-max",
         type=float,
         default=300,
-        help=f"seconds more of warm-up at most, until {WARM_HITS:.0%} of answers are kept ones",
+        # argparse formats help with %: a percent sign is written %%.
+        help=f"seconds more of warm-up at most, until {WARM_HITS:.0%}% of answers are kept ones",
     )
     parser.add_argument("--rounds", type=int, default=3, help="healthz + recommend runs each")
     parser.add_argument(
@@ -453,11 +459,15 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=8, help="threads per worker")
     parser.add_argument("--only", default="default,synthetic", help="data sets to run")
     parser.add_argument("--configs", default="0,1,2", help="indexes of " + str(CONFIGS))
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/0")
+    parser.add_argument(
+        "--redis-url", default=REDIS_URL, help="default RECSYS_TEST_REDIS_URL or the local Redis"
+    )
+    add_record_option(parser)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         print("wrk not found: apt-get install wrk", file=sys.stderr)
         return 2
+    verdicts = Verdicts("bench_serving.py", record=args.record)
     datasets = [d for d in args.only.split(",") if d]
     configs = [CONFIGS[int(i)] for i in args.configs.split(",")]
     has_redis = redis_answers(args.redis_url)
@@ -614,29 +624,21 @@ def main() -> int:
             "filters, new list every request, cache on",
         ),
     ]
-    failed = 0
     for dataset, label, key, bound, text in targets:
         found = results.get((dataset, label))
-        if found is None:
-            print(f"  {text:<52} not run")
-            continue
-        if key not in found:
-            print(f"  {text:<52} not run")
+        if found is None or key not in found:
+            verdicts.not_run(text, "not in this run (--only, --configs, no Redis)")
             continue
         value = found[key]
         if bound is None:
-            print(f"  {text:<52} {value:5.2f}  (information)")
+            verdicts.inform(text, f"{value:.2f}")
             continue
         ok = value <= bound if key == "p99_ratio" or key.endswith("_cost") else value >= bound
-        failed += not ok
-        line = f"  {text:<52} {value:5.2f}  {'PASS' if ok else 'FAIL'}"
+        verdicts.check(text, f"{value:.2f}", ok)
         if key == "ratio":
-            cpu = found["cpu_ratio"]
-            line += (
-                f"   (by server CPU per request: {cpu:.2f} {'PASS' if cpu >= bound else 'FAIL'})"
-            )
-        print(line)
-    return 1 if failed else 0
+            # What the rate ratio would be with the cores to itself; not judged.
+            verdicts.inform(f"{text}, by server CPU per request", f"{found['cpu_ratio']:.2f}")
+    return verdicts.finish()
 
 
 if __name__ == "__main__":

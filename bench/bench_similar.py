@@ -9,7 +9,13 @@ its films as the catalog (title as name, first genre as category), loaded by
 (``movies.csv`` lists up to ten per film; the models never see them), against
 random neighbours drawn from the same catalog (seeded, averaged over draws).
 
+Target: the models a shop should serve on a real catalog (als, itemknn,
+ease) share a genre at least 1.5x as often as random films (the lift); svd's
+lift is shown for information (its factors, learned from ratings derived
+from clicks, carry no genre signal). Exits 1 if a target fails.
+
 Usage: python bench/bench_similar.py [RATINGS] [--films 50] [--models als,svd,itemknn,ease]
+       [--record FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +32,9 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from app import create_app  # noqa: E402
 from recsys.data.catalog import CATALOG_FILE, write_catalog  # noqa: E402
@@ -40,6 +49,9 @@ from recsys.evaluation.neighbours import label_agreement, random_label_agreement
 DEFAULT_RATINGS = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
 NEIGHBOURS = 10
 RANDOM_DRAWS = 20
+MIN_LIFT = 1.5
+# Models whose neighbours are judged; the others' are shown for information.
+JUDGED_MODELS = ("als", "itemknn", "ease")
 
 
 @dataclass(frozen=True)
@@ -120,11 +132,14 @@ def main() -> int:
     parser.add_argument("ratings", nargs="?", default=str(DEFAULT_RATINGS))
     parser.add_argument("--films", type=int, default=50, help="most-clicked films asked for")
     parser.add_argument("--models", default="als,svd,itemknn,ease")
+    add_record_option(parser)
     args = parser.parse_args()
+    verdicts = Verdicts("bench_similar.py", record=args.record)
     ratings = Path(args.ratings)
     if not ratings.is_file():
         print(f"skipped: no MovieLens ratings at {ratings}")
-        return 0
+        verdicts.not_run("genre lift of /similar", f"no MovieLens ratings at {ratings}")
+        return verdicts.finish()
     logging.disable(logging.WARNING)
     print(
         f"/similar?n={NEIGHBOURS} for the {args.films} most-clicked films of "
@@ -139,7 +154,12 @@ def main() -> int:
                 f"  {found.model:<9}{found.strategy:<10}{found.agreement:>8.3f}"
                 f"{found.random:>8.3f}{found.lift:>7.2f}"
             )
-    return 0
+            what = f"{model}: neighbours share a genre >= {MIN_LIFT}x as often as random films"
+            if model in JUDGED_MODELS:
+                verdicts.check(what, f"{found.lift:.2f}x", found.lift >= MIN_LIFT)
+            else:
+                verdicts.inform(f"{model}: genre lift over random films", f"{found.lift:.2f}x")
+    return verdicts.finish()
 
 
 if __name__ == "__main__":

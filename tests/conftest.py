@@ -15,8 +15,8 @@ import pytest
 from tests.builders import BUNDLED_LOG, ROOT, AppFactory
 
 # Event store fixtures (SQLite and PostgreSQL); Redis fixtures for the rate-limit
-# and cache tests.
-pytest_plugins = ["tests.store_fixtures", "tests.redis_fixtures"]
+# and cache tests; under .ci/run, skips turned into failures.
+pytest_plugins = ["tests.store_fixtures", "tests.redis_fixtures", "tests.ci_skips"]
 
 __all__ = ["BUNDLED_LOG", "ROOT"]
 

@@ -18,6 +18,7 @@ import shutil
 import socket
 import subprocess
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 
@@ -66,6 +67,19 @@ class RedisPlace:
     def keys(self) -> list[str]:
         """Return the test's keys (decoded)."""
         return [k.decode() for k in self.client.scan_iter(match=f"*{self.prefix}*")]
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """Return the server's host and port."""
+        parts = urllib.parse.urlsplit(self.url)
+        return parts.hostname or "127.0.0.1", parts.port or 6379
+
+    def through(self, port: int, host: str = "127.0.0.1") -> str:
+        """Return the URL of the same database reached at another address (a proxy's)."""
+        parts = urllib.parse.urlsplit(self.url)
+        credentials = parts.netloc.rpartition("@")[0]
+        netloc = f"{credentials}@{host}:{port}" if credentials else f"{host}:{port}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
 
 
 @pytest.fixture

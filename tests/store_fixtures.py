@@ -13,6 +13,7 @@ fixtures, never import them.
 from __future__ import annotations
 
 import os
+import urllib.parse
 import uuid
 
 import pytest
@@ -69,6 +70,29 @@ def postgres_url():
     with admin.begin() as conn:
         conn.exec_driver_sql(f'DROP SCHEMA "{schema}" CASCADE')
     admin.dispose()
+
+
+def jdbc_url(postgres_url: str) -> str:
+    """Return the JDBC URL of the database and schema a PostgreSQL URL names (for Spark).
+
+    Host, port, database, user and password come from the URL as given (the
+    test server is whatever ``RECSYS_TEST_POSTGRES_URL`` says); the schema
+    from its ``options=-csearch_path=...``, as ``postgres_url`` makes it.
+    """
+    url = sa.engine.make_url(postgres_url)
+    query = {}
+    if url.username:
+        query["user"] = url.username
+    if url.password:
+        query["password"] = url.password
+    if "sslmode" in url.query:
+        query["sslmode"] = url.query["sslmode"]
+    options = url.query.get("options", "")
+    for option in options if isinstance(options, tuple) else (options,):
+        if option.startswith("-csearch_path="):
+            query["currentSchema"] = option.removeprefix("-csearch_path=")
+    address = f"{url.host or 'localhost'}:{url.port or 5432}"
+    return f"jdbc:postgresql://{address}/{url.database or ''}?{urllib.parse.urlencode(query)}"
 
 
 @pytest.fixture

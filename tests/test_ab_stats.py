@@ -14,6 +14,11 @@ from statsmodels.stats.proportion import (
 
 from recsys.evaluation import abstats
 from recsys.serving.experiments import Assigner, assignment_point
+from tests.aa_checks import aa_problems
+
+# A/A runs of the z-test alone (vectorised draws): enough for the two-sided
+# bound to catch a test that rejects 0%, 2.5% or 10% instead of 5%.
+AA_RUNS = 2_000
 
 
 @pytest.mark.parametrize(
@@ -54,6 +59,45 @@ def test_the_difference_interval_is_the_unpooled_wald_interval():
 
 def test_two_groups_that_never_convert_show_no_difference():
     assert abstats.two_proportion_ztest(0, 100, 0, 100).p_value == 1.0
+
+
+def aa_counts(runs: int = AA_RUNS, users: int = 4_000, rate: float = 0.1, seed: int = 20):
+    """Return (buyers, users) of two variants that convert alike, one row per A/A run."""
+    rng = np.random.default_rng(seed)
+    variant_users = rng.binomial(users, 0.5, size=runs)
+    control_users = users - variant_users
+    return np.column_stack(
+        [
+            rng.binomial(variant_users, rate),
+            variant_users,
+            rng.binomial(control_users, rate),
+            control_users,
+        ]
+    )
+
+
+@pytest.fixture(scope="module")
+def aa_p_values():
+    return np.array([abstats.two_proportion_ztest(*map(int, row)).p_value for row in aa_counts()])
+
+
+def test_the_z_test_rejects_5_percent_of_aa_runs_and_its_p_values_are_uniform(aa_p_values):
+    assert aa_problems(aa_p_values) == []
+
+
+# Broken tests the A/A check must catch, made from the correct p-values.
+BROKEN_TESTS = {
+    "always rejects": lambda p: np.zeros_like(p),
+    "never rejects": lambda p: np.ones_like(p),
+    "one-sided p-values reported as two-sided (10% false positives)": lambda p: p / 2,
+    "doubled p-values (2.5% false positives)": lambda p: np.minimum(1.0, p * 2),
+    "never rejects, uniform otherwise": lambda p: np.where(p < 0.05, 0.05 + p, p),
+}
+
+
+@pytest.mark.parametrize("broken", BROKEN_TESTS.values(), ids=BROKEN_TESTS.keys())
+def test_the_aa_check_fails_for_a_broken_test(aa_p_values, broken):
+    assert aa_problems(broken(aa_p_values)) != []
 
 
 @pytest.mark.parametrize(

@@ -101,9 +101,8 @@ def test_an_announcement_waits_for_a_listener_that_does_not_confirm_then_says_so
 def test_a_listener_cut_off_from_redis_stops_vouching_within_the_fresh_time(
     buses, redis_url, cache_prefix
 ):
-    host, port = redis_url.url.removeprefix("redis://").split("/")[0].split(":")
-    with TcpProxy(host, int(port)) as proxy:
-        bus = heard(buses(f"redis://127.0.0.1:{proxy.port}/0"))
+    with TcpProxy(*redis_url.address) as proxy:
+        bus = heard(buses(redis_url.through(proxy.port)))
         old = bus.stamp(7)
         proxy.blackhole()  # a network cut: nothing answers, nothing is refused
         started = time.monotonic()
@@ -119,10 +118,9 @@ def test_an_announcement_lost_while_redis_was_unreachable_drops_everything_when_
     buses, redis_url, cache_prefix, monkeypatch
 ):
     monkeypatch.setattr(invalidation_module, "REDIS_RETRY_SECONDS", 0.1)
-    host, port = redis_url.url.removeprefix("redis://").split("/")[0].split(":")
     reader = heard(buses())
-    with TcpProxy(host, int(port)) as proxy:
-        writer = heard(buses(f"redis://127.0.0.1:{proxy.port}/0"))
+    with TcpProxy(*redis_url.address) as proxy:
+        writer = heard(buses(redis_url.through(proxy.port)))
         proxy.refuse()
         assert writer.announce([7]) is False  # the event is stored; the others cannot hear
         kept_for_8 = reader.stamp(8)

@@ -1,7 +1,9 @@
 """/similar on real data: neighbours of popular MovieLens films share their genres.
 
-Needs ml-latest-small (``../shared/datasets`` or ``RECSYS_MOVIELENS``): skipped
-without it, since tests must pass on a machine that lacks it.
+Needs ml-latest-small: ``RECSYS_MOVIELENS`` names its ratings.csv, else it is
+looked for in ``shared/datasets`` beside the project's folder. Skipped without
+it, since tests must pass on a machine that lacks it, unless
+``RECSYS_REQUIRE_MOVIELENS=1`` (set by .ci/run) makes that a failure.
 """
 
 from __future__ import annotations
@@ -28,15 +30,25 @@ def test_pairs_share_a_label_when_any_of_their_labels_match():
     assert label_agreement({}, labels) != label_agreement({}, labels)  # NaN: no pairs
 
 
+@pytest.fixture
+def movielens_ratings() -> Path:
+    """Return ml-latest-small's ratings.csv; skip (or, when required, fail) without it."""
+    if not RATINGS.is_file():
+        reason = f"no MovieLens ratings at {RATINGS} (set RECSYS_MOVIELENS to its ratings.csv)"
+        if os.environ.get("RECSYS_REQUIRE_MOVIELENS") == "1":
+            pytest.fail(f"{reason} (RECSYS_REQUIRE_MOVIELENS=1 makes MovieLens mandatory)")
+        pytest.skip(f"{reason}; set RECSYS_REQUIRE_MOVIELENS=1 to make this a failure")
+    return RATINGS
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(not RATINGS.is_file(), reason=f"no MovieLens ratings at {RATINGS}")
 @pytest.mark.parametrize("model", ["als", "itemknn"])
 def test_neighbours_of_popular_films_share_a_genre_far_more_often_than_random_films(
-    tmp_path, model
+    tmp_path, model, movielens_ratings
 ):
     sys.path.insert(0, str(ROOT / "bench"))
     from bench_similar import genre_agreement
 
-    found = genre_agreement(RATINGS, model, films=30, state=tmp_path)
+    found = genre_agreement(movielens_ratings, model, films=30, state=tmp_path)
     assert found.strategy == model  # the model's own neighbours, not the category fallback
     assert found.agreement >= 1.5 * found.random, found

@@ -18,6 +18,7 @@ from recsys.data.simulate_large import simulate_large
 from recsys.evaluation.splits import holdout_split
 from recsys.serving.training import TrainingSettings, holdout_metrics
 from tests.builders import generate_small_log, runtime_of
+from tests.store_fixtures import jdbc_url
 
 # Spark regularises each solve by the row's count (ALS-WR) and implicit does
 # not, so the two engines cannot learn identical factors (see
@@ -37,13 +38,18 @@ def spark_missing_reason() -> str | None:
     return None
 
 
+def skip_or_fail(reason: str) -> None:
+    """Skip the test (or, with RECSYS_REQUIRE_SPARK=1, fail it) for ``reason``."""
+    if os.environ.get("RECSYS_REQUIRE_SPARK") == "1":
+        pytest.fail(f"{reason} (RECSYS_REQUIRE_SPARK=1 makes Spark mandatory)")
+    pytest.skip(f"{reason}; set RECSYS_REQUIRE_SPARK=1 to make this a failure")
+
+
 @pytest.fixture(scope="module")
 def spark_engine():
     reason = spark_missing_reason()
     if reason is not None:
-        if os.environ.get("RECSYS_REQUIRE_SPARK") == "1":
-            pytest.fail(f"{reason} (RECSYS_REQUIRE_SPARK=1 makes Spark mandatory)")
-        pytest.skip(f"{reason}; set RECSYS_REQUIRE_SPARK=1 to make this a failure")
+        skip_or_fail(reason)
     from recsys.serving.spark_training import SparkALSEngine
 
     with SparkALSEngine("local[2]", driver_memory="1g") as engine:
@@ -147,13 +153,12 @@ def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, 
     from recsys.store.migrate import upgrade_to_head
 
     if not POSTGRES_JDBC_JAR.is_file():
-        pytest.skip(f"no PostgreSQL JDBC driver at {POSTGRES_JDBC_JAR} (libpostgresql-jdbc-java)")
+        skip_or_fail(f"no PostgreSQL JDBC driver at {POSTGRES_JDBC_JAR} (libpostgresql-jdbc-java)")
     store = EventStore.from_url(postgres_url)
     upgrade_to_head(store.engine)
     shop = simulate_large(SimulationConfig(users=150, products=25, seed=5), events=2000)
     store.bootstrap(shop.catalog, shop.interactions)
-    schema = postgres_url.rsplit("search_path%3D", 1)[1]
-    jdbc = f"jdbc:postgresql://127.0.0.1:5432/test?user=postgres&currentSchema={schema}"
+    jdbc = jdbc_url(postgres_url)
 
     log, catalog = spark_engine.read_store_jdbc(jdbc, partitions=3)
     assert log.equals(store.interactions_frame())

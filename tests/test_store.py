@@ -46,15 +46,16 @@ def test_a_user_without_events_has_an_empty_history(catalog_store):
     assert catalog_store.user_history(8) == UserHistory(has_events=False, purchased=frozenset())
 
 
-def test_a_failed_history_read_is_an_outage_sqlalchemy_names(catalog_store):
-    # The history read takes the driver's own path on SQLite; its errors must
-    # still be the ones the service answers 503 for.
-    if catalog_store.engine.dialect.name != "sqlite":
-        pytest.skip("only SQLite reads histories through the driver's own connection")
-    with catalog_store.engine.begin() as conn:
+def test_a_failed_history_read_on_sqlite_is_an_outage_sqlalchemy_names(sqlite_url):
+    # The history read takes the driver's own path on SQLite (only there); its
+    # errors must still be the ones the service answers 503 for.
+    store = EventStore.from_url(sqlite_url)
+    upgrade_to_head(store.engine)
+    with store.engine.begin() as conn:
         conn.exec_driver_sql("ALTER TABLE interactions RENAME TO interactions_gone")
     with pytest.raises(sa.exc.OperationalError, match="no such table"):
-        catalog_store.user_history(1)
+        store.user_history(1)
+    store.dispose()
 
 
 def test_the_history_read_is_answered_from_an_index_alone(catalog_store):

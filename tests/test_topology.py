@@ -2,7 +2,7 @@
 
 Each test starts the production topology on loopback: two gunicorn servers
 (two workers each, the shipped gunicorn.conf.py) on free ports over one
-PostgreSQL schema, one Redis database and one artifact directory, behind nginx
+PostgreSQL schema, one Redis key prefix and one artifact directory, behind nginx
 running the shipped deploy/nginx.conf (tests/nginx_balancer.py). It checks
 that the servers act as one service: an event recorded by one is seen by the
 other, a model retrained on one goes live on both, and when one dies no
@@ -14,8 +14,6 @@ are recorded as test properties (``--junitxml`` shows them). A quick check
 from __future__ import annotations
 
 import http.client
-import os
-import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,9 +34,6 @@ from tests.servers import Answer, Gunicorn, service_env
 
 pytestmark = pytest.mark.nginx
 
-REDIS_ADDRESS = ("127.0.0.1", 6379)
-# A Redis database of these tests' own, emptied before each.
-REDIS_DB = 13
 # Users of the events posted while a server dies (the bundled log has 1-100).
 FIRST_NEW_USER = 1_000_000
 
@@ -59,40 +54,20 @@ def recommended_ids(answer: Answer) -> list[int]:
 
 
 @pytest.fixture
-def redis_url():
-    """Return the URL of Redis database REDIS_DB on 127.0.0.1:6379, emptied.
+def topology(postgres_url, redis_url, cache_prefix, tmp_path):
+    """Yield two ready servers behind nginx; every process is killed afterwards.
 
-    The servers do not use Redis yet; the answer cache will, through this
-    setting. Without Redis the tests skip, unless RECSYS_REQUIRE_REDIS=1.
+    They share the PostgreSQL schema and the Redis keys under the test's own
+    prefix: the servers and databases the tests are given, nothing else.
     """
-    try:
-        with socket.create_connection(REDIS_ADDRESS, timeout=2) as conn:
-            conn.sendall(f"SELECT {REDIS_DB}\r\nFLUSHDB\r\n".encode())
-            replies = b""
-            while replies.count(b"\r\n") < 2:
-                chunk = conn.recv(1024)
-                if not chunk:
-                    break
-                replies += chunk
-    except OSError as exc:
-        reason = f"Redis at {REDIS_ADDRESS[0]}:{REDIS_ADDRESS[1]} unreachable: {exc}"
-        if os.environ.get("RECSYS_REQUIRE_REDIS") == "1":
-            pytest.fail(f"{reason} (RECSYS_REQUIRE_REDIS=1 makes Redis mandatory)")
-        pytest.skip(f"{reason}; set RECSYS_REQUIRE_REDIS=1 to make this a failure")
-    assert replies == b"+OK\r\n+OK\r\n", replies
-    return f"redis://{REDIS_ADDRESS[0]}:{REDIS_ADDRESS[1]}/{REDIS_DB}"
-
-
-@pytest.fixture
-def topology(postgres_url, redis_url, tmp_path):
-    """Yield two ready servers behind nginx; every process is killed afterwards."""
     binary = require_nginx()
     env = service_env(
         postgres_url,
         tmp_path / "models",
         WORKERS=2,
         MODEL_REFRESH_SECONDS=1,
-        REDIS_URL=redis_url,
+        REDIS_URL=redis_url.url,
+        CACHE_KEY_PREFIX=cache_prefix,
     )
     servers: list[Gunicorn] = []
     balancer = None
