@@ -54,7 +54,7 @@ from bench_ingestion import synthetic_svd_state  # noqa: E402
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
 from recsys.data.events import Event  # noqa: E402
-from recsys.models.base import ModelState  # noqa: E402
+from recsys.models.state import ModelState  # noqa: E402
 from recsys.serving.artifacts import ModelRegistry  # noqa: E402
 from recsys.store.events import EventStore  # noqa: E402
 from recsys.store.migrate import upgrade_to_head  # noqa: E402

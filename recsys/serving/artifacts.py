@@ -40,7 +40,8 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import RecsysError
-from recsys.models.base import AUTO, ModelState, Recommender
+from recsys.models.base import AUTO, Recommender
+from recsys.models.state import ModelState
 
 logger = logging.getLogger(__name__)
 
