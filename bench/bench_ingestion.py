@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from verdicts import Verdicts, add_record_option
 
 from app import create_app
-from recsys.models.base import ModelState
 from recsys.models.history import TrainingHistory
+from recsys.models.state import ModelState
 from recsys.models.svd import SVDRecommender
 from recsys.serving.artifacts import ModelRegistry
 

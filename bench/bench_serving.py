@@ -59,7 +59,7 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from recsys.data.events import Event  # noqa: E402
-from recsys.models.base import ModelState  # noqa: E402
+from recsys.models.state import ModelState  # noqa: E402
 from recsys.serving.artifacts import ModelRegistry  # noqa: E402
 from recsys.store.events import EventStore  # noqa: E402
 from recsys.store.migrate import upgrade_to_head  # noqa: E402

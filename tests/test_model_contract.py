@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 
 from recsys.models import MODELS
-from recsys.models.base import SIMILAR_ITEMS, ModelState, NotFittedError, Recommender
+from recsys.models.base import SIMILAR_ITEMS, NotFittedError, Recommender
+from recsys.models.state import ModelState
 
 ALL_MODELS = sorted(MODELS)
 PERSONAL_MODELS = [name for name in ALL_MODELS if name != "popular"]

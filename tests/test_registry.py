@@ -14,7 +14,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from recsys.models.base import ArrayShape, Recommender
+from recsys.models.base import Recommender
+from recsys.models.state import ArrayShape
 from recsys.serving.artifacts import ArtifactError, ModelRegistry
 from tests.builders import ROOT, kill_mid_write
 

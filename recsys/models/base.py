@@ -25,6 +25,8 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 
+from recsys.models.state import ArrayShape, ModelState, check_state_arrays
+
 # Capabilities a model may declare (``Recommender.capabilities``).
 PREDICT = "predict"
 SIMILAR_ITEMS = "similar_items"
@@ -43,16 +45,6 @@ _SCORE_CHUNK_CELLS = 8_000_000
 # Up to this many products a ranking sorts the whole row; past it, a
 # partition finds the n best first (measured: equal at about 1,000 products).
 _SORT_WHOLE_ROW = 500
-
-# The id maps every state holds, and the size each one defines for the shapes
-# of the learned arrays.
-_ID_MAP_SIZES = {"user_ids": "n_users", "product_ids": "n_items"}
-_MAX_INT64 = np.iinfo(np.int64).max
-
-# A learned array's expected shape: per axis a fixed length or a size's name.
-# "n_users" and "n_items" are the lengths of the id maps; any other name (such
-# as "k") is taken from the first array that uses it and must match in the rest.
-ArrayShape = tuple[int | str, ...]
 
 
 @dataclass(frozen=True)
@@ -84,81 +76,8 @@ class RecommendationBatch:
     unknown_users: list[int] = field(default_factory=list)
 
 
-@dataclass(frozen=True)
-class ModelState:
-    """A fitted model as plain data: numeric arrays and JSON-able parameters."""
-
-    arrays: dict[str, np.ndarray]
-    params: dict[str, Any]
-
-
 class NotFittedError(RuntimeError):
     """A model was asked to recommend before ``fit``."""
-
-
-def _state_array(arrays: Mapping[str, np.ndarray], name: str) -> np.ndarray:
-    if name not in arrays:
-        raise ValueError(f"{name} is missing")
-    return np.asarray(arrays[name])
-
-
-def _check_id_map(name: str, ids: np.ndarray) -> None:
-    """Raise ``ValueError`` unless ``ids`` can serve as a sorted id map for ``lookup_ids``."""
-    if ids.dtype.kind not in "iu":
-        raise ValueError(f"{name} has dtype {ids.dtype}; expected integers")
-    if ids.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {ids.shape}")
-    if len(ids) == 0:
-        # lookup_ids indexes the map, so an empty one fails on every request.
-        raise ValueError(f"{name} is empty")
-    if ids.min() < 1:
-        raise ValueError(f"{name} holds ids below 1 (smallest {ids.min()})")
-    if ids.max() > _MAX_INT64:
-        raise ValueError(f"{name} holds ids above the int64 range (largest {ids.max()})")
-    # Binary search needs strictly increasing ids: unsorted ones find the
-    # wrong rows, duplicates leave rows unreachable.
-    steps = np.flatnonzero(ids[1:] <= ids[:-1])
-    if len(steps):
-        at = int(steps[0]) + 1
-        raise ValueError(
-            f"{name} is not strictly increasing (sorted, unique): "
-            f"position {at} holds {ids[at]} after {ids[at - 1]}"
-        )
-
-
-def _check_learned_array(
-    name: str, array: np.ndarray, shape: ArrayShape, sizes: dict[str, int]
-) -> None:
-    """Raise ``ValueError`` unless ``array`` is finite numbers of the declared shape.
-
-    Binds each named size not yet in ``sizes`` to this array's length on that axis.
-    """
-    if array.dtype.kind not in "iuf":
-        raise ValueError(f"{name} has dtype {array.dtype}; expected numbers")
-    if array.ndim == len(shape):
-        for axis, size in zip(array.shape, shape, strict=True):
-            if isinstance(size, str):
-                sizes.setdefault(size, axis)
-    expected = tuple(sizes.get(s, s) if isinstance(s, str) else s for s in shape)
-    if array.shape != expected:
-        declared = ", ".join(str(s) for s in shape) + ("," if len(shape) == 1 else "")
-        raise ValueError(f"{name} has shape {array.shape}, expected ({declared}) = {expected}")
-    if array.dtype.kind == "f":
-        counts = {"NaN": int(np.isnan(array).sum()), "infinite": int(np.isinf(array).sum())}
-        # Ranking drops NaN and infinite scores, so such a model answers empty lists.
-        if any(counts.values()):
-            found = " and ".join(f"{n} {kind}" for kind, n in counts.items() if n)
-            raise ValueError(f"{name} holds {found} value(s); expected finite numbers")
-
-
-def _check_index_array(name: str, array: np.ndarray, size: int | None) -> None:
-    """Raise ``ValueError`` unless ``array`` holds integers from 0 (below ``size`` if given)."""
-    if array.dtype.kind not in "iu":
-        raise ValueError(f"{name} has dtype {array.dtype}; expected integers")
-    if array.size and array.min() < 0:
-        raise ValueError(f"{name} holds negative values (smallest {array.min()})")
-    if size is not None and array.size and array.max() >= size:
-        raise ValueError(f"{name} holds {array.max()}, past the last index {size - 1}")
 
 
 def lookup_ids(sorted_ids: np.ndarray, raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -294,22 +213,7 @@ class Recommender(ABC):
         Raises:
             ValueError: Naming the first array at fault and what is wrong with it.
         """
-        sizes: dict[str, int] = {}
-        for name, size in _ID_MAP_SIZES.items():
-            ids = _state_array(state.arrays, name)
-            _check_id_map(name, ids)
-            sizes[size] = len(ids)
-        for size, source in cls.derived_sizes.items():
-            counts = state.arrays.get(source)
-            # An unusable source is reported by its own shape check below.
-            if counts is not None and counts.dtype.kind in "iu" and counts.ndim == 1:
-                sizes[size] = int(counts.sum())
-        for name, shape in cls.state_shapes.items():
-            _check_learned_array(name, _state_array(state.arrays, name), shape, sizes)
-        for name in cls.derived_sizes.values():
-            _check_index_array(name, state.arrays[name], None)
-        for name, size in cls.index_arrays.items():
-            _check_index_array(name, state.arrays[name], sizes[size])
+        check_state_arrays(state.arrays, cls.state_shapes, cls.derived_sizes, cls.index_arrays)
 
     @classmethod
     def from_state(cls, state: ModelState) -> Self:

@@ -30,8 +30,9 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, ArrayShape, Recommender
+from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
+from recsys.models.state import ArrayShape
 
 
 def ease_weights(matrix: np.ndarray, l2: float) -> np.ndarray:

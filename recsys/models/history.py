@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
-from recsys.models.base import ArrayShape
+from recsys.models.state import ArrayShape
 
 HISTORY_SHAPES: dict[str, ArrayShape] = {
     "history_lengths": ("n_users",),

@@ -22,8 +22,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, ArrayShape, Recommender
+from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
+from recsys.models.state import ArrayShape
 
 # Products per block of the similarity pass: a block x n_items dense array at a time.
 _BLOCK = 512

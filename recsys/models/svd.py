@@ -27,15 +27,9 @@ import numpy as np
 import pandas as pd
 from surprise import SVD
 
-from recsys.models.base import (
-    EXPLAIN,
-    PREDICT,
-    SIMILAR_ITEMS,
-    ArrayShape,
-    Recommender,
-    lookup_ids,
-)
+from recsys.models.base import EXPLAIN, PREDICT, SIMILAR_ITEMS, Recommender, lookup_ids
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
+from recsys.models.state import ArrayShape
 from recsys.models.surprise_trainset import trainset_from_arrays
 
 

@@ -28,7 +28,6 @@ import logging
 import os
 import re
 import shutil
-import stat
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import asdict, dataclass, field
@@ -39,25 +38,23 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.errors import RecsysError
-from recsys.models.base import AUTO, ModelState, Recommender
+from recsys.models.base import AUTO, Recommender
+from recsys.models.state import ModelState
+from recsys.serving.artifact_files import (
+    FALLBACK_PREFIX,
+    MODEL_PREFIX,
+    ArtifactError,
+    catalog_from_arrays,
+    fsync_path,
+    pack_arrays,
+    read_regular_file,
+    write_synced,
+)
 
 logger = logging.getLogger(__name__)
 
 ARTIFACT_FORMAT = 1
 ARRAYS_FILE = "arrays.npz"
-# Array names in the archive are prefixed by the role of the model they belong to.
-_MODEL_PREFIX = "model."
-_FALLBACK_PREFIX = "fallback."
-# The catalog at training time, so a server can name products while its
-# database is down: numbers and fixed-width text arrays, no pickles.
-_CATALOG_PREFIX = "catalog."
-# Column -> accepted numpy dtype kinds, and what they are in words.
-_CATALOG_COLUMNS = {
-    "product_id": ("iu", "integers"),
-    "name": ("U", "text"),
-    "category": ("U", "text"),
-}
 METADATA_FILE = "metadata.json"
 _VERSION_RE = re.compile(r"v(\d{5,})-\d{8}T\d{6}Z")  # matched whole (fullmatch)
 _TMP_PREFIX = ".tmp-"
@@ -65,10 +62,6 @@ _TRASH_PREFIX = ".trash-"
 # A temporary directory this old is a crashed publisher's leftover, not a
 # publish in progress (publishing takes well under a second).
 _STALE_TMP_SECONDS = 600
-
-
-class ArtifactError(RecsysError):
-    """An artifact is missing, incomplete, damaged or of an unknown model type."""
 
 
 @dataclass(frozen=True)
@@ -155,69 +148,6 @@ def _default_model_classes() -> Mapping[str, type[Recommender]]:
     from recsys.models import MODELS  # the models package imports heavy libraries
 
     return MODELS
-
-
-def _catalog_from_arrays(arrays: Mapping[str, np.ndarray]) -> pd.DataFrame | None:
-    """Return the catalog saved with an artifact, or None when it holds none.
-
-    Raises:
-        ValueError: A column is missing, of the wrong type or not 1-D, or the
-            columns differ in length.
-    """
-    if not any(name.startswith(_CATALOG_PREFIX) for name in arrays):
-        return None
-    columns = {}
-    for column, (kinds, described) in _CATALOG_COLUMNS.items():
-        key = _CATALOG_PREFIX + column
-        if key not in arrays:
-            raise ValueError(f"{key} is missing")
-        values = arrays[key]
-        if values.dtype.kind not in kinds:
-            raise ValueError(f"{key} has dtype {values.dtype}; expected {described}")
-        if values.ndim != 1:
-            raise ValueError(f"{key} must be 1-D, got shape {values.shape}")
-        columns[column] = values
-    lengths = {column: len(values) for column, values in columns.items()}
-    if len(set(lengths.values())) != 1:
-        raise ValueError(f"catalog columns differ in length: {lengths}")
-    frame = pd.DataFrame({c: v.tolist() for c, v in columns.items()})
-    frame[["name", "category"]] = frame[["name", "category"]].replace("", None)
-    return frame
-
-
-def _fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_synced(path: Path, data: bytes) -> None:
-    with open(path, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _read_regular_file(path: Path) -> bytes:
-    """Return a file's bytes, refusing symbolic links and anything but a regular file.
-
-    Raises:
-        ArtifactError: The file is a link, not a regular file, or unreadable.
-    """
-    if path.is_symlink():
-        raise ArtifactError(f"{path}: is a symbolic link; artifact files must be regular files")
-    try:
-        # O_NOFOLLOW refuses a link swapped in after the check; O_NONBLOCK
-        # keeps a FIFO planted under the name from blocking the open.
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-        with os.fdopen(fd, "rb") as f:
-            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
-                raise ArtifactError(f"{path}: not a regular file")
-            return f.read()
-    except OSError as exc:
-        raise ArtifactError(f"{path}: unreadable ({exc})") from None
 
 
 def version_number(name: str) -> int | None:
@@ -343,66 +273,64 @@ class ModelRegistry:
         self._remove_stale_temporaries()
         finished = (trained_at or datetime.now(UTC)).astimezone(UTC)
 
-        buffer = io.BytesIO()
-        arrays = {_MODEL_PREFIX + k: np.ascontiguousarray(v) for k, v in state.arrays.items()}
-        if fallback is not None:
-            arrays.update(
-                {_FALLBACK_PREFIX + k: np.ascontiguousarray(v) for k, v in fallback.arrays.items()}
-            )
-        if catalog is not None:
-            arrays[_CATALOG_PREFIX + "product_id"] = catalog["product_id"].to_numpy(np.int64)
-            for column in ("name", "category"):
-                arrays[_CATALOG_PREFIX + column] = np.array(
-                    catalog[column].fillna("").astype(str).tolist(), dtype=str
-                )
-        for name, array in arrays.items():
-            if array.dtype.hasobject:
-                raise ArtifactError(f"array {name!r} holds Python objects; artifacts store numbers")
-        np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds badly
-        payload = buffer.getvalue()
+        payload = pack_arrays(state, fallback, catalog)
         params = {k: v for k, v in state.params.items() if k != "model"}
 
+        def metadata_of(version: str) -> ArtifactMetadata:
+            return ArtifactMetadata(
+                version=version,
+                model_type=str(model_type),
+                params=params,
+                trained_at=finished.isoformat().replace("+00:00", "Z"),
+                data_fingerprint=data_fingerprint,
+                metrics=dict(metrics or {}),
+                training=dict(training or {}),
+                fallback_type=str(fallback.params["model"]) if fallback else None,
+                fallback_params=(
+                    {k: v for k, v in fallback.params.items() if k != "model"} if fallback else {}
+                ),
+                arrays_sha256=hashlib.sha256(payload).hexdigest(),
+                selected_by=selected_by,
+                selection=dict(selection or {}),
+            )
+
+        meta = self._write_version(payload, finished, metadata_of)
+        self._prune()
+        logger.info("published model %s (%s)", meta.version, model_type)
+        return meta
+
+    def _write_version(
+        self,
+        payload: bytes,
+        finished: datetime,
+        metadata_of: Callable[[str], ArtifactMetadata],
+    ) -> ArtifactMetadata:
+        """Write the arrays and metadata under a temporary name, then rename them into place.
+
+        Returns:
+            The metadata of the version the directory was renamed to.
+        """
         tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
         tmp.mkdir()
         try:
-            _write_synced(tmp / ARRAYS_FILE, payload)
+            write_synced(tmp / ARRAYS_FILE, payload)
             while True:
-                version = self._next_version(finished)
-                meta = ArtifactMetadata(
-                    version=version,
-                    model_type=str(model_type),
-                    params=params,
-                    trained_at=finished.isoformat().replace("+00:00", "Z"),
-                    data_fingerprint=data_fingerprint,
-                    metrics=dict(metrics or {}),
-                    training=dict(training or {}),
-                    fallback_type=str(fallback.params["model"]) if fallback else None,
-                    fallback_params=(
-                        {k: v for k, v in fallback.params.items() if k != "model"}
-                        if fallback
-                        else {}
-                    ),
-                    arrays_sha256=hashlib.sha256(payload).hexdigest(),
-                    selected_by=selected_by,
-                    selection=dict(selection or {}),
-                )
+                meta = metadata_of(self._next_version(finished))
                 text = json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
-                _write_synced(tmp / METADATA_FILE, text.encode("utf-8"))
-                _fsync_path(tmp)
+                write_synced(tmp / METADATA_FILE, text.encode("utf-8"))
+                fsync_path(tmp)
                 try:
                     # Renaming a directory onto an existing non-empty one fails,
                     # so two publishers racing for a number never overwrite.
-                    os.rename(tmp, self.root / version)
+                    os.rename(tmp, self.root / meta.version)
                     break
                 except OSError:
-                    if not os.path.lexists(self.root / version):
+                    if not os.path.lexists(self.root / meta.version):
                         raise
-            _fsync_path(self.root)
+            fsync_path(self.root)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self._prune()
-        logger.info("published model %s (%s)", version, model_type)
         return meta
 
     def _next_version(self, when: datetime) -> str:
@@ -451,7 +379,7 @@ class ModelRegistry:
         """
         path = self._version_dir(version) / METADATA_FILE
         try:
-            data = json.loads(_read_regular_file(path).decode("utf-8"))
+            data = json.loads(read_regular_file(path).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise ArtifactError(f"{path}: unreadable metadata ({exc})") from None
         if not isinstance(data, dict):
@@ -492,7 +420,7 @@ class ModelRegistry:
         """
         meta = self.read_metadata(version)
         directory = self._version_dir(version)
-        payload = _read_regular_file(directory / ARRAYS_FILE)
+        payload = read_regular_file(directory / ARRAYS_FILE)
         try:
             artifact = self._rebuild_artifact(meta, directory, payload)
         except ArtifactError:
@@ -509,7 +437,7 @@ class ModelRegistry:
         try:
             with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
                 arrays = {name: archive[name] for name in archive.files}
-            model = self._rebuild("model", meta.model_type, meta.params, arrays, _MODEL_PREFIX)
+            model = self._rebuild("model", meta.model_type, meta.params, arrays, MODEL_PREFIX)
             fallback = None
             if meta.fallback_type is not None:
                 fallback = self._rebuild(
@@ -517,9 +445,9 @@ class ModelRegistry:
                     meta.fallback_type,
                     meta.fallback_params,
                     arrays,
-                    _FALLBACK_PREFIX,
+                    FALLBACK_PREFIX,
                 )
-            catalog = _catalog_from_arrays(arrays)
+            catalog = catalog_from_arrays(arrays)
         except (ValueError, KeyError, TypeError, OSError, IndexError) as exc:
             raise ArtifactError(f"{directory}: cannot rebuild the model ({exc})") from None
         return LoadedArtifact(

@@ -41,8 +41,9 @@ import pandas as pd
 
 from recsys.errors import RecsysError
 from recsys.models.als import ALSRecommender
-from recsys.models.base import ModelState, Recommender
+from recsys.models.base import Recommender
 from recsys.models.history import TrainingHistory
+from recsys.models.state import ModelState
 
 logger = logging.getLogger(__name__)
 
