@@ -29,6 +29,7 @@ same, which the tests compare. Faker names the catalog only: users are ids.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -131,36 +132,19 @@ def simulate_large(
     affinity = taste / taste.max(axis=1, keepdims=True)
     sampler = _CategorySampler(product_category, popularity, len(CATEGORIES))
 
-    # Pilot blocks tell how many clicks the visits asked for really make
-    # (repeat clicks, and users who find fewer distinct products than asked
-    # under a steep popularity), so the full run gives a little more than
-    # ``events`` clicks before thinning.
-    pilot_users = np.arange(min(config.users, 20_000))
-    wanted_per_user = 1.1 * events / config.users
-    mean_visits = wanted_per_user / (1 + config.revisit_rate / 2)
-    for _ in range(3):
-        pilot = _simulate_block(
-            pilot_users, mean_visits, config, affinity, price_sensitivity, log_price, sampler, rng
+    def simulate_block(users: np.ndarray, mean_visits: float) -> tuple:
+        return _simulate_block(
+            users, mean_visits, config, affinity, price_sensitivity, log_price, sampler, rng
         )
-        clicks_per_user = max(pilot[3], 1) / len(pilot_users)
-        mean_visits *= wanted_per_user / clicks_per_user
 
+    mean_visits = _calibrated_visits(config, events, simulate_block)
     blocks = range(0, config.users, _USERS_PER_BLOCK)
     if progress:
         from tqdm import tqdm  # imported here: only the command line shows progress
 
         blocks = tqdm(blocks, desc="simulating", unit="block", disable=None)
     parts = [
-        _simulate_block(
-            np.arange(start, min(start + _USERS_PER_BLOCK, config.users)),
-            mean_visits,
-            config,
-            affinity,
-            price_sensitivity,
-            log_price,
-            sampler,
-            rng,
-        )
+        simulate_block(np.arange(start, min(start + _USERS_PER_BLOCK, config.users)), mean_visits)
         for start in blocks
     ]
     users = np.concatenate([p[0] for p in parts])
@@ -177,6 +161,26 @@ def simulate_large(
         }
     )
     return LargeSimulation(catalog, interactions, taste, popularity)
+
+
+def _calibrated_visits(
+    config: SimulationConfig, events: int, simulate_block: Callable[[np.ndarray, float], tuple]
+) -> float:
+    """Return the mean visits per user that make a little more than ``events`` clicks.
+
+    Pilot blocks tell how many clicks the visits asked for really make
+    (repeat clicks, and users who find fewer distinct products than asked
+    under a steep popularity), so the full run gives a little more than
+    ``events`` clicks before thinning.
+    """
+    pilot_users = np.arange(min(config.users, 20_000))
+    wanted_per_user = 1.1 * events / config.users
+    mean_visits = wanted_per_user / (1 + config.revisit_rate / 2)
+    for _ in range(3):
+        pilot = simulate_block(pilot_users, mean_visits)
+        clicks_per_user = max(pilot[3], 1) / len(pilot_users)
+        mean_visits *= wanted_per_user / clicks_per_user
+    return mean_visits
 
 
 class _CategorySampler:

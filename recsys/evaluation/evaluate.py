@@ -159,7 +159,28 @@ def evaluate(
         scores["fit_seconds"] = fit_seconds
         per_model[name].append(scores)
 
-    protocol_facts: dict[str, Any] = {
+    protocol_facts = _protocol_facts(
+        protocol, seed, k, threshold, splits, folds, test_fraction, leave_last
+    )
+    return {
+        "dataset": dataset.summary(),
+        "protocol": protocol_facts,
+        "models": {name: _mean_scores(runs) for name, runs in per_model.items()},
+    }
+
+
+def _protocol_facts(
+    protocol: str,
+    seed: int,
+    k: int,
+    threshold: float,
+    splits: Sequence[Split],
+    folds: int,
+    test_fraction: float,
+    leave_last: int,
+) -> dict[str, Any]:
+    """Return what a report says of its protocol: the split, its knobs and its counts."""
+    facts: dict[str, Any] = {
         "name": protocol,
         "seed": seed,
         "k": k,
@@ -167,16 +188,12 @@ def evaluate(
         "splits": [split.cold_counts() for split in splits],
     }
     if protocol == "kfold":
-        protocol_facts["folds"] = folds
+        facts["folds"] = folds
     elif protocol == "holdout":
-        protocol_facts["test_fraction"] = test_fraction
+        facts["test_fraction"] = test_fraction
     else:
-        protocol_facts["leave_last"] = leave_last
-    return {
-        "dataset": dataset.summary(),
-        "protocol": protocol_facts,
-        "models": {name: _mean_scores(runs) for name, runs in per_model.items()},
-    }
+        facts["leave_last"] = leave_last
+    return facts
 
 
 def with_progress(

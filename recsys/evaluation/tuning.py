@@ -34,9 +34,14 @@ import numpy as np
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD, Dataset
 from recsys.evaluation.evaluate import DEFAULT_K, score_split, with_progress
 from recsys.evaluation.params import model_factory
-from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, holdout_split
+from recsys.evaluation.splits import (
+    DEFAULT_SPLIT_SEED,
+    DEFAULT_TEST_FRACTION,
+    Split,
+    holdout_split,
+)
 from recsys.models import MODELS, canonical_model_name
-from recsys.models.base import PREDICT
+from recsys.models.base import PREDICT, Recommender
 
 # Values to search, per model; keys are the model class's keyword arguments.
 SVD_SEARCH_SPACE: dict[str, list[Any]] = {
@@ -132,36 +137,23 @@ def tune(
         The best candidate, the defaults' score and every candidate's score.
 
     Raises:
-        ValueError: Unknown model or metric, a model without a search space,
-            a space key the model does not take, RMSE asked of a model that
-            predicts no ratings, or NDCG on a split without relevant items.
+        ValueError: Unknown model or metric, a model without a search space, a space key
+            it does not take, RMSE of a model without ratings, NDCG without relevant items.
     """
     name = canonical_model_name(model)
-    if space is None:
-        if name not in SEARCH_SPACES:
-            raise ValueError(
-                f"no search space for {name!r}; tunable: {', '.join(sorted(SEARCH_SPACES))}"
-            )
-        space = SEARCH_SPACES[name]
+    space = _search_space(name) if space is None else space
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
     k = _check_metric(name, metric)
     threshold = DEFAULT_RELEVANCE_THRESHOLD if threshold is None else float(threshold)
-
     split = holdout_split(dataset.feedback, DEFAULT_TEST_FRACTION, seed)
     defaults = class_defaults(name, space)
     trials = []
-    for params in with_progress(
-        _candidates(defaults, space, n_trials, seed), progress, "tuning", "candidate"
-    ):
+    candidates = _candidates(defaults, space, n_trials, seed)
+    for params in with_progress(candidates, progress, "tuning", "candidate"):
         fitted = model_factory(name, {name: params}, dataset.rating_scale)().fit(split.train)
-        scores = score_split(fitted, split, k, threshold)
-        if metric not in scores:
-            raise ValueError(
-                f"no test user the model knows has a relevant item (rating >= {threshold:g}), "
-                f"so {metric} is undefined on this split"
-            )
-        trials.append({"params": params, "score": scores[metric], "defaults": params == defaults})
+        score, is_default = _score(fitted, split, metric, k, threshold), params == defaults
+        trials.append({"params": params, "score": score, "defaults": is_default})
     ranked = rank_trials(trials, metric)
     return TuningResult(
         model=name,
@@ -177,6 +169,34 @@ def tune(
         train_rows=len(split.train),
         test_rows=len(split.test),
     )
+
+
+def _search_space(name: str) -> Mapping[str, Sequence[Any]]:
+    """Return a model's built-in search space.
+
+    Raises:
+        ValueError: The model has none.
+    """
+    if name not in SEARCH_SPACES:
+        raise ValueError(
+            f"no search space for {name!r}; tunable: {', '.join(sorted(SEARCH_SPACES))}"
+        )
+    return SEARCH_SPACES[name]
+
+
+def _score(fitted: Recommender, split: Split, metric: str, k: int, threshold: float) -> float:
+    """Return a fitted candidate's figure of ``metric`` on the split.
+
+    Raises:
+        ValueError: The metric is undefined here (no known test user has a relevant item).
+    """
+    scores = score_split(fitted, split, k, threshold)
+    if metric not in scores:
+        raise ValueError(
+            f"no test user the model knows has a relevant item (rating >= {threshold:g}), "
+            f"so {metric} is undefined on this split"
+        )
+    return float(scores[metric])
 
 
 def rank_trials(trials: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, Any]]:

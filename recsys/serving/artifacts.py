@@ -21,6 +21,7 @@ are read, never symbolic links, so a version cannot be loaded from elsewhere.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -274,27 +275,23 @@ class ModelRegistry:
         finished = (trained_at or datetime.now(UTC)).astimezone(UTC)
 
         payload = pack_arrays(state, fallback, catalog)
-        params = {k: v for k, v in state.params.items() if k != "model"}
-
-        def metadata_of(version: str) -> ArtifactMetadata:
-            return ArtifactMetadata(
-                version=version,
-                model_type=str(model_type),
-                params=params,
-                trained_at=finished.isoformat().replace("+00:00", "Z"),
-                data_fingerprint=data_fingerprint,
-                metrics=dict(metrics or {}),
-                training=dict(training or {}),
-                fallback_type=str(fallback.params["model"]) if fallback else None,
-                fallback_params=(
-                    {k: v for k, v in fallback.params.items() if k != "model"} if fallback else {}
-                ),
-                arrays_sha256=hashlib.sha256(payload).hexdigest(),
-                selected_by=selected_by,
-                selection=dict(selection or {}),
-            )
-
-        meta = self._write_version(payload, finished, metadata_of)
+        template = ArtifactMetadata(
+            version="",  # given when a number is claimed
+            model_type=str(model_type),
+            params={k: v for k, v in state.params.items() if k != "model"},
+            trained_at=finished.isoformat().replace("+00:00", "Z"),
+            data_fingerprint=data_fingerprint,
+            metrics=dict(metrics or {}),
+            training=dict(training or {}),
+            fallback_type=str(fallback.params["model"]) if fallback else None,
+            fallback_params=(
+                {k: v for k, v in fallback.params.items() if k != "model"} if fallback else {}
+            ),
+            arrays_sha256=hashlib.sha256(payload).hexdigest(),
+            selected_by=selected_by,
+            selection=dict(selection or {}),
+        )
+        meta = self._write_version(payload, finished, template)
         self._prune()
         logger.info("published model %s (%s)", meta.version, model_type)
         return meta
@@ -303,7 +300,7 @@ class ModelRegistry:
         self,
         payload: bytes,
         finished: datetime,
-        metadata_of: Callable[[str], ArtifactMetadata],
+        template: ArtifactMetadata,
     ) -> ArtifactMetadata:
         """Write the arrays and metadata under a temporary name, then rename them into place.
 
@@ -315,7 +312,7 @@ class ModelRegistry:
         try:
             write_synced(tmp / ARRAYS_FILE, payload)
             while True:
-                meta = metadata_of(self._next_version(finished))
+                meta = dataclasses.replace(template, version=self._next_version(finished))
                 text = json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
                 write_synced(tmp / METADATA_FILE, text.encode("utf-8"))
                 fsync_path(tmp)
