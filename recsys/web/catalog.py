@@ -79,8 +79,9 @@ def put_products():
             400, "empty_batch", f"the array holds no products; send 1 to {MAX_PRODUCTS_PER_PUT}"
         )
     if len(body) > MAX_PRODUCTS_PER_PUT:
+        # 400 like any other bound of the body's schema (maxItems); 413 is for bytes.
         raise ApiError(
-            413,
+            400,
             "batch_too_large",
             f"a batch holds at most {MAX_PRODUCTS_PER_PUT} products, got {len(body)}",
         )
