@@ -49,7 +49,11 @@ _NAME = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class VariantIn(BaseModel):
-    """One arm: a share of users and how their lists are made."""
+    """One arm: a share of users and how their lists are made.
+
+    Its name differs from the other variants'; strategy model needs ``model``,
+    strategy version needs ``version``, and the others take neither.
+    """
 
     model_config = ConfigDict(extra="forbid")
 

@@ -230,7 +230,7 @@ class ProductIn(BaseModel):
 
 
 class ProductBatch(RootModel[list[ProductIn]]):
-    """An array of 1 to 10,000 products, written all or nothing."""
+    """An array of 1 to 10,000 products, each product_id once, written all or nothing."""
 
     root: list[ProductIn] = Field(min_length=1, max_length=MAX_PRODUCTS_PER_PUT)
 
