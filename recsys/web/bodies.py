@@ -131,7 +131,7 @@ def _checked(value: Any, check_text: bool) -> Any:
                 pending.append((item, depth + 1))
             elif kind is float or (check_text and kind is str):
                 # Same-size replacement: safe while iterating a dict's items.
-                container[slot] = _checked_scalar(item, check_text)  # type: ignore[index]
+                container[slot] = _checked_scalar(item, check_text)
     return value
 
 
