@@ -14,6 +14,7 @@ import gzip
 import json
 import re
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import orjson
@@ -267,6 +268,17 @@ def test_every_endpoint_that_takes_a_body_has_a_malformed_body_template(bundled_
         (method, _ARGUMENT.sub(lambda m: "{" + m.group(2) + "}", rule)) for method, rule in BODIES
     }
     assert with_bodies <= templated
+
+
+def test_every_body_is_read_by_the_one_bounded_reader():
+    # Flask's own reader takes UTF-16, NaN and any depth: only recsys.web.bodies reads bodies.
+    package = Path(__file__).resolve().parent.parent / "recsys"
+    readers = {
+        str(path.relative_to(package.parent))
+        for path in package.rglob("*.py")
+        if re.search(r"\bget_json\(|request\.json\b|request\.get_data\(", path.read_text())
+    }
+    assert readers == {"recsys/web/bodies.py"}
 
 
 # -- the requests reported, one by one ------------------------------------------------------------
