@@ -23,6 +23,7 @@ from recsys.web.schemas import CONTROL_CHARACTERS
 
 # The deepest body the API takes is an experiment's variant, three levels down.
 MAX_DEPTH = 8
+_TOO_DEEP = f"the JSON is nested too deeply (at most {MAX_DEPTH} levels)"
 # A control character reaches a parsed string only through these bytes: a
 # \u escape of C0, DEL or C1, a raw DEL, or a raw C1 in UTF-8 (orjson refuses
 # raw C0). A body without any (nearly every body) skips the check of each string.
@@ -97,8 +98,13 @@ def parse_json(data: bytes) -> Any:
         # that overflow a double and nesting past 1,024 levels.
         value = orjson.loads(data)
     except orjson.JSONDecodeError as exc:
+        if "depth" in exc.msg:
+            raise ApiError(400, "invalid_json", _TOO_DEEP) from None
         raise ApiError(
-            400, "invalid_json", f"the body is not valid UTF-8 JSON: {exc.msg}"
+            400,
+            "invalid_json",
+            f"the body is not valid UTF-8 JSON ({exc.msg} at line {exc.lineno}, column "
+            f"{exc.colno}); numbers are finite, never NaN or Infinity",
         ) from None
     value = _checked(value, check_text=_MAY_HOLD_CONTROL.search(data) is not None)
     try:
@@ -119,9 +125,7 @@ def _checked(value: Any, check_text: bool) -> Any:
     while pending:
         container, depth = pending.pop()
         if depth > MAX_DEPTH:
-            raise ApiError(
-                400, "invalid_json", f"the JSON is nested too deeply (at most {MAX_DEPTH})"
-            )
+            raise ApiError(400, "invalid_json", _TOO_DEEP)
         items = container.items() if isinstance(container, dict) else enumerate(container)
         for slot, item in items:
             if check_text and isinstance(slot, str):
