@@ -77,8 +77,8 @@ ACCEPTS_CURSOR = "cursor must be the next value of a previous page"
         ("limit=1&limit=2", "duplicate_parameter", "limit must be given once, got 2"),
         ("cursor=abc", "invalid_parameter", f"{ACCEPTS_CURSOR}, got 'abc'"),
         ("cursor=-1", "invalid_parameter", f"{ACCEPTS_CURSOR}, got '-1'"),
-        ("cursor=9223372036854775808", "invalid_parameter", f"{ACCEPTS_CURSOR}, got "
-         "'9223372036854775808'"),
+        ("cursor=92233720368547758080", "invalid_parameter", f"{ACCEPTS_CURSOR}, got "
+         "'92233720368547758080'"),
         ("cursor=", "invalid_parameter", "cursor must not be empty"),
         ("category=", "invalid_parameter", "category must not be empty"),
         ("category=a&category=b", "duplicate_parameter", "category must be given once, got 2"),
@@ -241,3 +241,10 @@ def test_a_body_that_is_not_json_is_refused(client):
             content_type="application/json",
         )
     ) == (400, "invalid_json", "the key 'product_id' appears twice")
+
+
+@pytest.mark.parametrize("cursor", ["9223372036854775807", "9999999999999999999"])
+def test_a_cursor_past_the_largest_id_gives_an_empty_last_page(bundled_client, cursor):
+    response = bundled_client.get(f"/products?cursor={cursor}")
+    assert response.status_code == 200
+    assert response.get_json() == {"products": [], "next": None}
