@@ -86,6 +86,13 @@ def initialised_app():
     shutil.rmtree(STATE, ignore_errors=True)
 
 
+def filter_query(context, query) -> bool:
+    # An empty array or object travels as no parameter at all: such a
+    # "schema-violating" case is the valid request without the parameter.
+    return not any(value in ([], {}) for value in (query or {}).values())
+
+
+@schema.hooks.apply(filter_query)
 @schema.parametrize()
 @settings(
     max_examples=MAX_EXAMPLES,
