@@ -53,7 +53,11 @@ api = SpecTree(
         '`{"error": {"code", "message"}}`. Every endpoint but the probes and this '
         f"documentation needs an API key in the `{API_KEY_HEADER}` header, with the role "
         "each operation names (`admin` includes `read` and `ingest`). Query parameters an "
-        "operation does not name are ignored; one it names may be given once."
+        "operation does not name are ignored; one it names may be given once. Bodies are "
+        "JSON in UTF-8 (no byte order mark, no `Content-Encoding`), at most 8 levels deep, "
+        "with finite numbers (never NaN or Infinity; 8027.0 is the integer 8027). No text, "
+        "in a body, a path or a query, may hold a control character (U+0000-U+001F, "
+        "U+007F-U+009F). Answers are `Cache-Control: no-store` unless they say otherwise."
     ),
     # Components are named by their class (recsys.web.schemas keeps the names unique).
     naming_strategy=lambda model: model.__name__,
