@@ -12,9 +12,10 @@ import argparse
 import logging
 import os
 import sys
-from typing import Any
+from typing import Any, cast
 
 from flask import Flask
+from flask.json.provider import DefaultJSONProvider
 from pythonjsonlogger.json import JsonFormatter
 
 from recsys import web
@@ -53,6 +54,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     # Werkzeug enforces this on every body, chunked ones included; the one
     # extra byte tells a streamed body that reached the limit from one past it.
     app.config["MAX_CONTENT_LENGTH"] = settings["INGEST_MAX_BYTES"] + 1
+    cast(DefaultJSONProvider, app.json).sort_keys = False
     configure_logging(settings["LOG_LEVEL"])
     web.init_app(app, runtime)
     return app
