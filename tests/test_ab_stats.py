@@ -174,3 +174,16 @@ def test_assignment_over_100000_ids_matches_the_weights(weights):
     check = abstats.sample_ratio_check(counts.tolist(), weights)
     assert not check.mismatch, (counts, check)
     assert check.p_value > 0.001
+
+
+def test_weights_of_any_scale_split_users_by_their_ratio():
+    assigner = Assigner("huge", [1e308, 1e308])
+    variants = [assigner.index(user) for user in range(1, 4001)]
+    assert assigner.bounds == [0.5, 1.0]
+    assert 1800 < variants.count(0) < 2200
+
+
+def test_the_sample_ratio_check_takes_weights_whose_sum_overflows():
+    check = abstats.sample_ratio_check([5_000, 5_000], [1e308, 1e308])
+    assert check.expected == [5_000, 5_000]
+    assert not check.mismatch

@@ -173,3 +173,18 @@ def test_a_screenshot_of_the_dashboard_is_saved(signed_in, tmp_path):
     if os.environ.get("RECSYS_UPDATE_SCREENSHOT") == "1":
         SCREENSHOT.parent.mkdir(exist_ok=True)
         shutil.copyfile(shot, SCREENSHOT)
+
+
+def test_the_api_docs_page_renders_every_operation_under_its_content_policy(server, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"http://127.0.0.1:{server.port}/docs")
+    wait_for(browser, ".opblock")
+    operations = browser.find_elements(By.CSS_SELECTOR, ".opblock")
+    blocked = [
+        entry["message"]
+        for entry in browser.get_log("browser")
+        if "Content Security Policy" in entry["message"]
+    ]
+    assert len(operations) >= 15
+    assert blocked == []

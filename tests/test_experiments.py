@@ -186,7 +186,7 @@ def test_stopping_returns_users_to_the_live_model(ab_client):
                     {"name": "b", "strategy": "popular"},
                 ]
             },
-            "variants[0].weight must be a positive number",
+            "variants[0].weight must be a number from 0.001 to 1000",
         ),
         ({"colour": "red"}, "unexpected field(s) ['colour']"),
     ],

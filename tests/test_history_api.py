@@ -97,10 +97,10 @@ ACCEPTS_CURSOR = "cursor must be the next value of a previous page"
         ("cursor=12", "invalid_parameter", f"{ACCEPTS_CURSOR}, got '12'"),
         ("cursor=1.2.3", "invalid_parameter", f"{ACCEPTS_CURSOR}, got '1.2.3'"),
         ("cursor=-1.2", "invalid_parameter", f"{ACCEPTS_CURSOR}, got '-1.2'"),
-        ("cursor=9999999999999999999.1", "invalid_parameter",
-         f"{ACCEPTS_CURSOR}, got '9999999999999999999.1'"),
-        ("cursor=1.9223372036854775808", "invalid_parameter",
-         f"{ACCEPTS_CURSOR}, got '1.9223372036854775808'"),
+        ("cursor=99999999999999999999.1", "invalid_parameter",
+         f"{ACCEPTS_CURSOR}, got '99999999999999999999.1'"),
+        ("cursor=1.92233720368547758080", "invalid_parameter",
+         f"{ACCEPTS_CURSOR}, got '1.92233720368547758080'"),
         ("cursor=", "invalid_parameter", "cursor must not be empty"),
         ("cursor=1.1&cursor=1.1", "duplicate_parameter", "cursor must be given once, got 2"),
     ],
@@ -111,3 +111,17 @@ def test_bad_history_parameters_are_400_naming_what_is_accepted(
     response = bundled_client.get(f"/users/17/history?{query}")
     assert response.status_code == 400
     assert response.get_json() == {"error": {"code": code, "message": message}}
+
+
+def test_a_cursor_past_the_newest_entry_gives_the_first_page(bundled_client):
+    first = bundled_client.get("/users/17/history?limit=3").get_json()
+    past = bundled_client.get("/users/17/history?limit=3&cursor=9999999999999999999.1")
+    assert past.status_code == 200
+    assert past.get_json()["interactions"] == first["interactions"]
+
+
+def test_a_cursor_with_an_id_past_the_largest_is_read_as_the_largest(bundled_client):
+    # 1970-01-01 plus 1 microsecond: nothing is older.
+    response = bundled_client.get("/users/17/history?cursor=1.9999999999999999999")
+    assert response.status_code == 200
+    assert response.get_json()["interactions"] == []

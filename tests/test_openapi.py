@@ -145,3 +145,63 @@ def test_only_the_docs_page_files_are_served(bundled_client):
         response = bundled_client.get(f"/docs/{name}")
         assert response.status_code == 404
         assert response.get_json()["error"]["code"] == "not_found"
+
+
+def test_the_docs_page_sends_a_content_policy_and_may_not_be_framed(bundled_client):
+    page = bundled_client.get("/docs")
+    policy = page.headers["Content-Security-Policy"]
+    assert "frame-ancestors 'none'" in policy
+    assert "default-src 'none'" in policy
+    assert "'unsafe-inline'" not in policy.split("script-src", 1)[1].split(";", 1)[0]
+    assert page.headers["X-Frame-Options"] == "DENY"
+
+
+@pytest.mark.parametrize(
+    "path", ["/recommend?user_id=17", "/users/17/history", "/stats", "/popular", "/products/1"]
+)
+def test_an_api_answer_is_never_kept_by_a_cache(bundled_client, path):
+    response = bundled_client.get(path)
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+# -- bounds: the document's and the code's are the same ------------------------------------
+
+
+def _experiment(baseline_rate: float, mde: float, weight: float) -> dict:
+    return {
+        "name": "edge",
+        "baseline_rate": baseline_rate,
+        "mde": mde,
+        "variants": [
+            {"name": "control", "weight": weight, "strategy": "champion"},
+            {"name": "b", "weight": weight, "strategy": "popular"},
+        ],
+    }
+
+
+@pytest.mark.parametrize("edge", ["minimum", "maximum"])
+def test_an_experiment_at_the_documented_edges_of_its_numbers_is_created(app, spec, edge):
+    schemas = spec["components"]["schemas"]
+    mde = schemas["ExperimentIn"]["properties"]["mde"]["minimum"]
+    weight = schemas["VariantIn"]["properties"]["weight"][edge]
+    response = app.test_client().post("/experiments", json=_experiment(0.5, mde, weight))
+    assert response.status_code == 201, response.get_json()
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("mde", "below"), ("weight", "below"), ("weight", "above")],
+)
+def test_an_experiment_past_the_documented_edges_of_its_numbers_is_refused(app, spec, field, value):
+    schemas = spec["components"]["schemas"]
+    bounds = schemas["ExperimentIn" if field == "mde" else "VariantIn"]["properties"][field]
+    number = bounds["minimum"] * 0.99 if value == "below" else bounds["maximum"] * 1.01
+    body = _experiment(0.5, 0.02, 1)
+    if field == "mde":
+        body["mde"] = number
+    else:
+        body["variants"][0]["weight"] = number
+    response = app.test_client().post("/experiments", json=body)
+    assert response.status_code == 400
+    assert response.get_json()["error"]["code"] == "invalid_experiment"

@@ -27,6 +27,8 @@ from recsys.errors import DataFileError, quote
 
 CATALOG_COLUMNS = ("product_id", "name", "category", "price")
 CATALOG_FILE = "products.csv"
+# The highest price a product may have: revenue sums stay finite and exact to the cent.
+MAX_PRICE = 1_000_000_000
 
 
 def catalog_path_for(log_path: str | Path) -> Path:
@@ -93,8 +95,12 @@ def load_catalog(path: str | Path) -> pd.DataFrame:
             price = float(text_price)
         except ValueError:
             price = float("nan")
-        if not np.isfinite(price) or price < 0:
-            raise DataFileError(path, f"price must be a number >= 0, got {quote(text_price)}", line)
+        if not np.isfinite(price) or not 0 <= price <= MAX_PRICE:
+            raise DataFileError(
+                path,
+                f"price must be a number from 0 to {MAX_PRICE}, got {quote(text_price)}",
+                line,
+            )
         rows.append((product_id, name, category, price))
     return pd.DataFrame(rows, columns=list(CATALOG_COLUMNS)).astype(
         {"product_id": "int64", "price": "float64"}

@@ -3,7 +3,8 @@
 Both doors into the store use it: ``POST /interactions`` (JSON objects) and
 the CSV import (``read_interactions_csv``, which validates through
 ``load_interactions``). Ids are positive 64-bit integers; ``purchased`` is
-0, 1, true or false (never 1.0 or "1"); a timestamp follows
+0, 1, true or false (never 0.5 or "1"; the API's body reader has already made
+1.0 the integer 1, as JSON Schema reads it); a timestamp follows
 ``recsys.data.timestamps.TIMESTAMP_RULE``.
 """
 
@@ -66,8 +67,8 @@ def _positive_id(value: Any, field: str) -> int:
 
 
 def _purchased_flag(value: Any) -> bool:
-    # 1.0 and "1" are refused: a sender that types floats or strings here has
-    # a bug worth hearing about, and JSON has true/false for this.
+    # Floats and "1" are refused: a sender that types fractions or strings here
+    # has a bug worth hearing about, and JSON has true/false for this.
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):

@@ -202,17 +202,31 @@ def sample_ratio_check(
     """
     if len(observed) != len(weights) or len(observed) < 2:
         raise ValueError("need one count per weight, for at least two variants")
-    if any(w <= 0 for w in weights):
-        raise ValueError("weights must be positive")
     total = sum(observed)
-    shares = np.asarray(weights, dtype=np.float64) / float(sum(weights))
-    expected = shares * total
+    expected = weight_shares(weights) * total
     if total == 0:
         return SampleRatioCheck(0.0, 1.0, False, expected.tolist())
     chi_square, p_value = stats.chisquare(np.asarray(observed, dtype=np.float64), expected)
     return SampleRatioCheck(
         float(chi_square), float(p_value), bool(p_value < alpha), expected.tolist()
     )
+
+
+def weight_shares(weights: Sequence[float]) -> np.ndarray:
+    """Return each weight's share of their sum, computed without overflow.
+
+    Args:
+        weights: Positive, finite weights on any scale (1e308 included).
+
+    Raises:
+        ValueError: A weight is not a positive finite number.
+    """
+    scaled = np.asarray(weights, dtype=np.float64)
+    if not len(scaled) or not np.isfinite(scaled).all() or (scaled <= 0).any():
+        raise ValueError(f"weights must be positive finite numbers, got {list(weights)}")
+    # Dividing by the largest first keeps the sum at most len(weights).
+    scaled = scaled / scaled.max()
+    return scaled / math.fsum(scaled.tolist())
 
 
 def _check_counts(successes: int, trials: int) -> None:

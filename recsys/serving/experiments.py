@@ -58,6 +58,12 @@ CHAMPION, POPULAR, MODEL, VERSION = "champion", "popular", "model", "version"
 STRATEGIES = (CHAMPION, POPULAR, MODEL, VERSION)
 MAX_VARIANTS = 5
 NAME_CHARS = 64
+# Weights are relative shares; bounded so that every share is a usable
+# fraction and no sum of them overflows.
+MIN_WEIGHT, MAX_WEIGHT = 0.001, 1000.0
+# Below this an experiment would need billions of users per variant (and a
+# smaller lift cannot be told from rounding in the power computation).
+MIN_MDE = 0.0001
 # Latency differences below this are noise of the clock and the scheduler,
 # whatever the relative margin says.
 LATENCY_TOLERANCE_MS = 1.0
@@ -170,6 +176,8 @@ def experiment_from_spec(spec: Any, now: datetime | None = None) -> Experiment:
         raise InvalidExperimentError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
     baseline = _rate(spec.get("baseline_rate"), "baseline_rate")
     mde = _rate(spec.get("mde"), "mde")
+    if mde < MIN_MDE:
+        raise InvalidExperimentError(f"mde must be at least {MIN_MDE}, got {mde!r}")
     try:
         planned = abstats.sample_size_per_variant(baseline, mde)
     except ValueError as exc:
@@ -223,8 +231,14 @@ def _variant(value: Any, index: int) -> Variant:
         raise InvalidExperimentError(f"{where}: unexpected field(s) {extra}")
     name = _name(value.get("name"), f"{where}.name")
     weight = value.get("weight", 1)
-    if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:
-        raise InvalidExperimentError(f"{where}.weight must be a positive number, got {weight!r}")
+    if (
+        isinstance(weight, bool)
+        or not isinstance(weight, int | float)
+        or not MIN_WEIGHT <= weight <= MAX_WEIGHT
+    ):
+        raise InvalidExperimentError(
+            f"{where}.weight must be a number from {MIN_WEIGHT} to {MAX_WEIGHT:g}, got {weight!r}"
+        )
     strategy = value.get("strategy")
     if strategy not in STRATEGIES:
         raise InvalidExperimentError(
@@ -264,8 +278,7 @@ class Assigner:
 
     def __init__(self, experiment: str, weights: Sequence[float]):
         self.experiment = experiment
-        total = float(sum(weights))
-        self.bounds = np.cumsum(np.asarray(weights, dtype=np.float64) / total).tolist()
+        self.bounds = np.cumsum(abstats.weight_shares(weights)).tolist()
         self.bounds[-1] = 1.0
 
     def index(self, user_id: int) -> int:

@@ -13,6 +13,7 @@ from flask import Flask
 from recsys.serving.runtime import ServingRuntime
 from recsys.web import (
     admin,
+    answers,
     auth,
     catalog,
     commands,
@@ -25,6 +26,7 @@ from recsys.web import (
     limits,
     metrics,
     openapi,
+    params,
     recommend,
     request_id,
     similar,
@@ -41,11 +43,13 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
         runtime: The runtime the views call (not started).
     """
     app.extensions[RUNTIME_KEY] = runtime
+    app.json = answers.FiniteJSONProvider(app)
     request_id.init_app(app)
     metrics.init_app(app)
     errors.init_app(app)
     # The key check runs first, so that the limiter counts a request against its key.
     auth.init_app(app)
+    app.before_request(params.refuse_control_characters)
     limits.init_app(app)
     app.register_blueprint(health.bp)
     recommend.init_app(app)

@@ -50,6 +50,7 @@ from recsys.serving.similar import UnknownProductError, similar_products
 from recsys.store.engine import STORE_OUTAGES
 from recsys.web import params
 from recsys.web.auth import KEY_COOKIE, accepts_key_cookie, requires
+from recsys.web.bodies import json_body
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError, handle_store_outage
 from recsys.web.openapi import operation
@@ -131,9 +132,7 @@ def chart(name: str):
 
 @bp.post("/dashboard/session")
 def sign_in():
-    body = request.get_json(silent=True) if request.is_json else None
-    if not request.is_json:
-        raise ApiError(415, "unsupported_media_type", 'send JSON: {"api_key": "..."}')
+    body = json_body('the key as {"api_key": "..."}')
     key = body.get("api_key") if isinstance(body, dict) else None
     if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY_CHARS:
         raise ApiError(400, "invalid_body", 'expected {"api_key": "..."} with a non-empty key')

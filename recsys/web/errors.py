@@ -66,6 +66,9 @@ def init_app(app: Flask) -> None:
     def no_sniffing(response):
         # Every answer is JSON; browsers must never guess otherwise.
         response.headers["X-Content-Type-Options"] = "nosniff"
+        # Lists, histories and figures are personal or change by the second:
+        # no cache keeps them unless the view says how long one may.
+        response.headers.setdefault("Cache-Control", "no-store")
         return response
 
     for outage in STORE_OUTAGES:

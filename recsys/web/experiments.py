@@ -21,6 +21,9 @@ from recsys.serving.artifacts import ArtifactError
 from recsys.serving.experiments import (
     CONVERSION,
     MAX_VARIANTS,
+    MAX_WEIGHT,
+    MIN_MDE,
+    MIN_WEIGHT,
     NAME_CHARS,
     ExperimentLayer,
     InvalidExperimentError,
@@ -35,6 +38,7 @@ from recsys.web.bodies import json_body
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError
 from recsys.web.openapi import operation
+from recsys.web.schemas import TEXT_PATTERN
 
 bp = Blueprint("experiments", __name__, cli_group="experiment")
 bp.cli.help = "Create, list, start, stop and report A/B tests, as /experiments does."
@@ -46,18 +50,30 @@ _NAME = r"^[A-Za-z0-9._-]{1,64}$"
 
 
 class VariantIn(BaseModel):
-    """One arm: a share of users and how their lists are made."""
+    """One arm: a share of users and how their lists are made.
+
+    Its name differs from the other variants'; strategy model needs ``model``,
+    strategy version needs ``version``, and the others take neither.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(pattern=_NAME)
-    weight: float = Field(1.0, gt=0, allow_inf_nan=False)
+    weight: float = Field(
+        1.0,
+        ge=MIN_WEIGHT,
+        le=MAX_WEIGHT,
+        allow_inf_nan=False,
+        description="the variant's share of users, relative to the other weights",
+    )
     strategy: Literal["champion", "popular", "model", "version"] = Field(
         description="champion: the live model; popular: its popularity list; model: the newest "
         "version of `model` (trained at start if none); version: one published version"
     )
-    model: str | None = Field(None, description="for strategy model: svd, als, ease, ...")
-    version: str | None = Field(None, description="for strategy version")
+    model: str | None = Field(
+        None, pattern=TEXT_PATTERN, description="for strategy model: svd, als, ease, ..."
+    )
+    version: str | None = Field(None, pattern=TEXT_PATTERN, description="for strategy version")
 
 
 class ExperimentIn(BaseModel):
@@ -72,7 +88,11 @@ class ExperimentIn(BaseModel):
         "click_through: share of served lists with an attributed click",
     )
     baseline_rate: float = Field(gt=0, lt=1, description="control's expected rate")
-    mde: float = Field(gt=0, lt=1, description="smallest absolute lift worth detecting")
+    mde: float = Field(
+        ge=MIN_MDE,
+        lt=1,
+        description="smallest absolute lift worth detecting; baseline_rate + mde must be below 1",
+    )
     variants: list[VariantIn] = Field(min_length=2, max_length=MAX_VARIANTS)
 
 

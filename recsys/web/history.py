@@ -8,7 +8,6 @@ from flask import Blueprint, jsonify
 
 from recsys.data.interactions import MAX_ID
 from recsys.data.timestamps import EARLIEST, format_utc
-from recsys.errors import quote
 from recsys.web.auth import requires
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError
@@ -18,6 +17,7 @@ from recsys.web.schemas import History, HistoryPageQuery
 bp = Blueprint("history", __name__)
 
 _MICROSECOND = timedelta(microseconds=1)
+_LATEST_MICROS = (datetime.max - EARLIEST) // _MICROSECOND
 
 
 @bp.get(f"/users/<int(min=1, max={MAX_ID}):user_id>/history")
@@ -62,17 +62,8 @@ def encode_cursor(created_at: datetime, row_id: int) -> str:
 def decode_cursor(cursor: str) -> tuple[datetime, int]:
     """Return ``(created_at, id)`` from ``encode_cursor``'s text (its shape already checked).
 
-    Raises:
-        ApiError: 400 ``invalid_parameter`` when the numbers are out of range.
+    Numbers past the latest time or the largest id (the document allows 19
+    digits each) mean "after everything": the page starts at the newest entry.
     """
     micros, row_id = (int(part) for part in cursor.split("."))
-    try:
-        if row_id > MAX_ID:
-            raise OverflowError(row_id)
-        return EARLIEST + micros * _MICROSECOND, row_id
-    except OverflowError:
-        raise ApiError(
-            400,
-            "invalid_parameter",
-            f"cursor must be the next value of a previous page, got {quote(cursor)}",
-        ) from None
+    return EARLIEST + min(micros, _LATEST_MICROS) * _MICROSECOND, min(row_id, MAX_ID)

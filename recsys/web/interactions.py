@@ -41,8 +41,9 @@ def record_interactions():
     if not rows:
         raise ApiError(400, "empty_batch", f"the array holds no events; send 1 to {MAX_BATCH}")
     if len(rows) > MAX_BATCH:
+        # 400 like any other bound of the body's schema (maxItems); 413 is for bytes.
         raise ApiError(
-            413, "batch_too_large", f"a batch holds at most {MAX_BATCH} events, got {len(rows)}"
+            400, "batch_too_large", f"a batch holds at most {MAX_BATCH} events, got {len(rows)}"
         )
     rows, links = _recommendation_ids(rows)
     try:

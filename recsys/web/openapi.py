@@ -15,8 +15,10 @@ built, so the document cannot disagree with what ``recsys.web.auth`` enforces.
 
 from __future__ import annotations
 
+import base64
 import copy
 import functools
+import hashlib
 import importlib.util
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -32,7 +34,7 @@ from recsys.serving.api_keys import ADMIN
 from recsys.web.auth import API_KEY_HEADER, required_role
 from recsys.web.errors import ApiError
 from recsys.web.params import single_value
-from recsys.web.schemas import ErrorBody
+from recsys.web.schemas import NAME_PATTERN, TEXT_PATTERN, ErrorBody
 
 API_VERSION = "0.1.0"
 SECURITY_SCHEME = "ApiKey"
@@ -51,7 +53,11 @@ api = SpecTree(
         '`{"error": {"code", "message"}}`. Every endpoint but the probes and this '
         f"documentation needs an API key in the `{API_KEY_HEADER}` header, with the role "
         "each operation names (`admin` includes `read` and `ingest`). Query parameters an "
-        "operation does not name are ignored; one it names may be given once."
+        "operation does not name are ignored; one it names may be given once. Bodies are "
+        "JSON in UTF-8 (no byte order mark, no `Content-Encoding`), at most 8 levels deep, "
+        "with finite numbers (never NaN or Infinity; 8027.0 is the integer 8027). No text, "
+        "in a body, a path or a query, may hold a control character (U+0000-U+001F, "
+        "U+007F-U+009F). Answers are `Cache-Control: no-store` unless they say otherwise."
     ),
     # Components are named by their class (recsys.web.schemas keeps the names unique).
     naming_strategy=lambda model: model.__name__,
@@ -77,7 +83,7 @@ _ERROR_TEXT = {
     403: "the key lacks the role this operation needs",
     404: "not found",
     409: "conflict",
-    413: "the body or the batch is too large",
+    413: "the body is longer than the service accepts (INGEST_MAX_BYTES)",
     415: "the body is not JSON",
     422: "the body names a product not in the catalog",
     429: "over the rate limit (`Retry-After`)",
@@ -182,11 +188,16 @@ def accepted(model: type[BaseModel], name: str) -> str:
     if schema.get("type") == "integer":
         return f"{name} must be an integer from {schema['minimum']} to {schema['maximum']}"
     if schema.get("type") == "number":
-        return f"{name} must be a number >= {schema['minimum']}"
+        return f"{name} must be a number from {schema['minimum']} to {schema['maximum']}"
+    if "maxLength" in schema:
+        text = f"{name} must be a string of 1 to {schema['maxLength']} characters"
+        if schema.get("pattern") == NAME_PATTERN:
+            return f"{text}, not all white space, without control characters"
+        if schema.get("pattern") == TEXT_PATTERN:
+            return f"{text} without control characters"
+        return text
     if "pattern" in schema:
         return f"{name} must be the next value of a previous page"
-    if "maxLength" in schema:
-        return f"{name} must be a string of 1 to {schema['maxLength']} characters"
     return f"{name} is invalid"  # pragma: no cover - every parameter has a rule above
 
 
@@ -207,6 +218,14 @@ DOCS_ASSETS = frozenset(
         "favicon-32x32.png",
     }
 )
+
+
+def _script_hash(page: str) -> str:
+    """Return the CSP source that allows the page's one inline script."""
+    script = page.split("<script>", 1)[1].split("</script>", 1)[0]
+    return "sha256-" + base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+
+
 _DOCS_PAGE = """<!doctype html>
 <html lang="en">
 <head>
@@ -237,9 +256,21 @@ def openapi_json():
     return jsonify(document(current_app))
 
 
+# The page runs the bundle's script and its own start-up script (by hash),
+# loads everything else from here, and may not be framed.
+_DOCS_POLICY = (
+    "default-src 'none'; img-src 'self' data:; style-src 'self' 'unsafe-inline'; "
+    f"script-src 'self' '{_script_hash(_DOCS_PAGE)}'; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+
+
 @bp.get("/docs")
 def docs():
-    return current_app.response_class(_DOCS_PAGE, mimetype="text/html")
+    response = current_app.response_class(_DOCS_PAGE, mimetype="text/html")
+    response.headers["Content-Security-Policy"] = _DOCS_POLICY
+    response.headers["X-Frame-Options"] = "DENY"
+    return response
 
 
 @bp.get("/docs/<asset>")
@@ -275,8 +306,13 @@ def _with_roles(spec: dict[str, Any], app: Flask) -> dict[str, Any]:
                 continue
             op["summary"] = getattr(view, _SUMMARY_ATTRIBUTE, op["summary"])
             for parameter in op["parameters"]:
-                if parameter["in"] == "path" and parameter["schema"].get("type") == "integer":
+                if parameter["in"] != "path":
+                    continue
+                if parameter["schema"].get("type") == "integer":
                     parameter["schema"]["format"] = "int64"  # spectree says int32 for <int:...>
+                elif parameter["schema"].get("type") == "string":
+                    # recsys.web.params refuses control characters in every path part.
+                    parameter["schema"]["pattern"] = TEXT_PATTERN
             if role is None:
                 op["security"] = []
                 continue

@@ -5,17 +5,43 @@ from __future__ import annotations
 import re
 
 import numpy as np
+from flask import request
 from werkzeug.datastructures import MultiDict
 
-from recsys.data.interactions import ID_RULE, MAX_ID
+from recsys.data.interactions import MAX_ID
 from recsys.errors import quote
 from recsys.web.errors import ApiError
-from recsys.web.schemas import CATEGORY_CHARS, MAX_CATEGORIES, MAX_EXCLUDED, MAX_LIST_END
+from recsys.web.schemas import (
+    CATEGORY_CHARS,
+    CONTROL_CHARACTERS,
+    MAX_CATEGORIES,
+    MAX_EXCLUDED,
+    MAX_LIST_END,
+)
 
 # ASCII digits only: str.isdigit and \d also accept Arabic-Indic or fullwidth digits.
 _DIGITS = re.compile(r"[0-9]{1,40}")
-_ID_LIST = re.compile(r"[0-9]{1,40}(?:,[0-9]{1,40})*")
+_ID_LIST = re.compile(r"[0-9]{1,19}(?:,[0-9]{1,19})*")
 _SHORT_ID_LIST = re.compile(r"[0-9]{1,18}(?:,[0-9]{1,18})*")
+
+
+def refuse_control_characters() -> None:
+    """Refuse a request whose path or query holds a control character (400).
+
+    Runs before every view, so no text parameter reaches a database (which
+    cannot store NUL) or a log with one.
+
+    Raises:
+        ApiError: 400 ``invalid_parameter`` naming the parameter.
+    """
+    path = [(name, v) for name, v in (request.view_args or {}).items() if isinstance(v, str)]
+    for name, value in [*path, *request.args.items(multi=True)]:
+        if CONTROL_CHARACTERS.search(name) or CONTROL_CHARACTERS.search(value):
+            raise ApiError(
+                400,
+                "invalid_parameter",
+                f"{quote(name)} must hold no control characters, got {quote(value)}",
+            )
 
 
 def single_value(args: MultiDict, name: str, required: bool) -> str | None:
@@ -113,17 +139,22 @@ def categories(args: MultiDict) -> frozenset[str]:
             f"category may be given at most {MAX_CATEGORIES} times, got {len(values)}",
         )
     for value in values:
-        if not value or len(value) > CATEGORY_CHARS or not value.isprintable():
+        if not value or len(value) > CATEGORY_CHARS or CONTROL_CHARACTERS.search(value):
             raise ApiError(
                 400,
                 "invalid_parameter",
-                f"category must be 1 to {CATEGORY_CHARS} printable characters, got {quote(value)}",
+                f"category must be 1 to {CATEGORY_CHARS} characters without control characters, "
+                f"got {quote(value)}",
             )
     return frozenset(values)
 
 
 def product_id_list(args: MultiDict, name: str) -> frozenset[int]:
-    """Return a comma-separated list of product ids (at most 1,000), or none when absent."""
+    """Return a comma-separated list of product ids (at most 1,000), or none when absent.
+
+    Each entry is 1 to 19 digits, as the document says; an id no product can
+    have (0, or past 2^63-1) is left out, since it excludes nothing.
+    """
     text = single_value(args, name, required=False)
     if text is None:
         return frozenset()
@@ -136,19 +167,11 @@ def product_id_list(args: MultiDict, name: str) -> frozenset[int]:
         raise ApiError(400, "invalid_parameter", f"{accepted}, got {count:,}")
     # One match for the whole list, then one C-level parse (a shop sends
     # hundreds of ids a request). Up to 18 digits no id overflows int64; a
-    # longer one, or any mistake, takes the item-by-item path below.
-    items = None
+    # longer one takes the item-by-item path.
     if _SHORT_ID_LIST.fullmatch(text):
         parsed = np.fromstring(text, dtype=np.int64, sep=",")
-        if parsed.min() >= 1:
-            return frozenset(parsed.tolist())
-    elif _ID_LIST.fullmatch(text):
-        items = text.split(",")
-        ids = [int(item) for item in items]
-        if max(ids) <= MAX_ID and min(ids) >= 1:
-            return frozenset(ids)
-    items = items or text.split(",")
-    bad = next(
-        item for item in items if not _DIGITS.fullmatch(item) or not 1 <= int(item) <= MAX_ID
-    )
-    raise ApiError(400, "invalid_parameter", f"{accepted} ({ID_RULE}), got {quote(bad)}")
+        return frozenset(parsed[parsed >= 1].tolist())
+    if _ID_LIST.fullmatch(text):
+        return frozenset(i for i in map(int, text.split(",")) if 1 <= i <= MAX_ID)
+    bad = next(item for item in text.split(",") if not _ID_LIST.fullmatch(item))
+    raise ApiError(400, "invalid_parameter", f"{accepted} (1 to 19 digits each), got {quote(bad)}")

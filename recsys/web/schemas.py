@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
+from recsys.data.catalog import MAX_PRICE
 from recsys.data.interactions import MAX_ID
 from recsys.data.timestamps import ISO_WITH_OFFSET
 
@@ -27,6 +28,12 @@ CATEGORY_CHARS = 100  # products.category
 MAX_LIST_END = 1_000
 MAX_EXCLUDED = 1_000
 MAX_CATEGORIES = 50
+# Text the API takes never holds control characters (C0, DEL, C1): PostgreSQL
+# cannot store NUL, and the rest only corrupt logs, CSV exports and pages.
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*$"
+# ... and a name or category also holds something besides white space.
+NAME_PATTERN = r"^[^\x00-\x1f\x7f-\x9f]*[^\s\x00-\x1f\x7f-\x9f][^\x00-\x1f\x7f-\x9f]*$"
 
 
 def _ascii_digits(value: Any) -> Any:
@@ -137,7 +144,10 @@ class RecommendQuery(BaseModel):
         ),
         Digits,
     ] = 0
-    category: list[Annotated[str, Field(min_length=1, max_length=CATEGORY_CHARS)]] | None = Field(
+    category: (
+        list[Annotated[str, Field(min_length=1, max_length=CATEGORY_CHARS, pattern=TEXT_PATTERN)]]
+        | None
+    ) = Field(
         None,
         max_length=MAX_CATEGORIES,
         description="only products of these categories (repeat the parameter for several)",
@@ -171,7 +181,11 @@ class ProductPageQuery(BaseModel):
         description="the next value of the previous page (absent: the first page)",
     )
     category: str | None = Field(
-        None, min_length=1, max_length=CATEGORY_CHARS, description="only this category"
+        None,
+        min_length=1,
+        max_length=CATEGORY_CHARS,
+        pattern=TEXT_PATTERN,
+        description="only this category",
     )
 
 
@@ -209,14 +223,14 @@ class ProductIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     product_id: int = Field(ge=1, le=MAX_ID)
-    name: str = Field(min_length=1, max_length=NAME_CHARS)
-    category: str = Field(min_length=1, max_length=CATEGORY_CHARS)
+    name: str = Field(min_length=1, max_length=NAME_CHARS, pattern=NAME_PATTERN)
+    category: str = Field(min_length=1, max_length=CATEGORY_CHARS, pattern=NAME_PATTERN)
     # strict: a JSON number, never a string or a boolean; ints are taken as floats.
-    price: float = Field(ge=0, allow_inf_nan=False)
+    price: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)
 
 
 class ProductBatch(RootModel[list[ProductIn]]):
-    """An array of 1 to 10,000 products, written all or nothing."""
+    """An array of 1 to 10,000 products, each product_id once, written all or nothing."""
 
     root: list[ProductIn] = Field(min_length=1, max_length=MAX_PRODUCTS_PER_PUT)
 
