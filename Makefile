@@ -12,9 +12,9 @@ export RECSYS_MODEL := $(MODEL)
 endif
 RUN_ARGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
-.PHONY: run serve test test-fast lint bench install readme
+.PHONY: run serve test test-fast lint docs api-docs bench install readme
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-docs.txt
 	@echo "installing the pinned requirements into $(VENV) (about a minute, first time only)"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -31,11 +31,21 @@ run: install
 serve: install
 	$(VENV)/bin/gunicorn 'app:create_app()'
 
-lint: install
+lint: install docs
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
+
+# The documentation site (docs/, mkdocs.yml) into site/: strict, so a broken
+# link or anchor, or a page left out of the navigation, fails the build (and
+# `make test`, which lints first). The API reference's OpenAPI document is
+# checked against the app's by tests/test_docs.py; `make api-docs` rewrites it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+
+api-docs: install
+	$(PY) tools/openapi_json.py
 
 # Both cores (pytest-xdist): the whole suite in about four minutes instead of seven.
 test: lint
@@ -63,6 +73,6 @@ bench: install
 		     "download ml-latest-small from GroupLens and run: make bench MOVIELENS=PATH/ratings.csv"; \
 	fi
 
-# Regenerate the README's example session against a fresh server.
+# Regenerate the example sessions (README.md, docs/getting-started.md) against a fresh server.
 readme: install
 	$(PY) tools/readme_examples.py
