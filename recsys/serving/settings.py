@@ -277,7 +277,7 @@ SETTINGS: tuple[Setting, ...] = (
         "DATA_PATH",
         BUNDLED_LOG,
         _optional_path,
-        "the interactions log loaded into an empty store by `flask --app app init`",
+        "the interactions log loaded into an empty store by `.venv/bin/flask --app app init`",
         default_text="`interactions.csv`",
     ),
     Setting(
@@ -313,21 +313,22 @@ SETTINGS: tuple[Setting, ...] = (
         "thread",
         _one_of("thread", "worker"),
         "where retraining runs: `thread` (in the serving process) or `worker` (queued in "
-        "the database for `flask --app app worker`, another process)",
+        "the database for `.venv/bin/flask --app app worker`, another process)",
     ),
     Setting(
         "TRAINING_ENGINE",
         "local",
         _one_of("local", "spark"),
         "what fits the model: `local` (this process; ALS through `implicit`) or `spark` "
-        "(ALS on PySpark ML, `MODEL=als` only; `pip install -r requirements-spark.txt`)",
+        "(ALS on PySpark ML, `MODEL=als` only; "
+        "`.venv/bin/python -m pip install -r requirements-spark.txt`)",
     ),
     Setting("SPARK_MASTER", "local[2]", _text, "the Spark master of the `spark` engine"),
     Setting(
         "WORKER_POLL_SECONDS",
         2.0,
         _number(0, low_open=True),
-        "how often an idle `flask --app app worker` looks for a queued job",
+        "how often an idle `.venv/bin/flask --app app worker` looks for a queued job",
     ),
     Setting(
         "MODEL_REFRESH_SECONDS",
@@ -342,22 +343,24 @@ SETTINGS: tuple[Setting, ...] = (
         "largest `POST /interactions` body, whatever its transfer encoding",
         default_text="4194304 (4 MiB)",
     ),
-    Setting("HOST", "127.0.0.1", _text, "where `python app.py` listens (also `--host`)"),
+    Setting("HOST", "127.0.0.1", _text, "where `.venv/bin/python app.py` listens (also `--host`)"),
     Setting("PORT", 5000, _integer(1, 65535), "its port (also `--port`)", also_env=("PORT",)),
     Setting("LOG_LEVEL", "INFO", _text, "logging level of the service's messages (on stderr)"),
     Setting(
         "API_KEYS",
         KeyRing(),
         _api_keys,
-        "API keys: comma-separated `ROLES:SHA256HEX` entries (`flask --app app create-key` "
-        "prints one), roles `read`, `ingest`, `admin` joined by `+`; none: every endpoint open",
+        "API keys: comma-separated `ROLES:SHA256HEX` entries "
+        "(`.venv/bin/flask --app app create-key` prints one), roles `read`, `ingest`, "
+        "`admin` joined by `+`; none: every endpoint open",
         default_text="none",
     ),
     Setting(
         "ALLOW_OPEN",
         False,
         _boolean,
-        "serve without API keys on a non-loopback address too (`python app.py`, gunicorn)",
+        "serve without API keys on a non-loopback address too "
+        "(`.venv/bin/python app.py`, gunicorn)",
         default_text="0",
     ),
     Setting(
