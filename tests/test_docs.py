@@ -179,3 +179,10 @@ def play(runner: Runner, command: Command) -> None:
         return
     assert result.returncode == 0, f"{command} exited {result.returncode}: {said[-3000:]}"
     assert not re.search(r"^HTTP/\S+ 5\d\d", result.stdout, re.MULTILINE), str(command)
+
+
+def test_the_readme_links_to_pages_that_exist():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    targets = re.findall(r"\]\(((?!https?:)[^)#]+)(?:#[^)]*)?\)", readme)
+    assert "docs/getting-started.md" in targets
+    assert [target for target in targets if not (ROOT / target).is_file()] == []

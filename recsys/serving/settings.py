@@ -7,8 +7,8 @@ themselves (``DATABASE_URL``, ``PORT``, ``REDIS_URL``), and the default. Each
 value is parsed once, here; a bad one raises ``SettingsError`` whose message is
 one line naming the variable, what it accepts and what it got (or, for values
 that may hold a secret, what is wrong with it without repeating it). The
-README's configuration table is generated from ``SETTINGS`` (a test keeps the
-two equal).
+configuration table of the docs (docs/configuration.md) is generated from
+``SETTINGS`` (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -218,8 +218,8 @@ class Setting:
         name: The key in ``create_app``'s config; ``RECSYS_<name>`` in the environment.
         default: The value when nothing sets it (already parsed).
         parse: Turns text or a config value into the typed value; raises ValueError.
-        meaning: One line for the README's table.
-        default_text: How the README shows the default, when not ``repr``.
+        meaning: One line for the configuration table.
+        default_text: How the table shows the default, when not ``repr``.
         also_env: Unprefixed environment names read after the prefixed one.
     """
 
@@ -566,7 +566,7 @@ def _lookup(
 
 
 def settings_table() -> str:
-    """Return the README's configuration table (Markdown)."""
+    """Return the configuration table of docs/configuration.md (Markdown)."""
     lines = [
         "| environment variable (config key: without `RECSYS_`) | default | meaning |",
         "| --- | --- | --- |",
