@@ -179,16 +179,25 @@ class Runner:
         return re.sub(r"(^|[;&|]\s*|\s)make ", r"\1make -o .venv/.installed ", text)
 
     def run(self, command: Command) -> subprocess.CompletedProcess:
-        """Run a one-shot command and return what it did."""
-        return subprocess.run(
+        """Run a one-shot command and return what it did (its whole process group ends)."""
+        process = subprocess.Popen(
             ["bash", "-c", self.shell_text(command)],
             cwd=self.project,
             env=self.env,
             stdin=subprocess.DEVNULL,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
-            timeout=COMMAND_TIMEOUT,
+            start_new_session=True,
         )
+        try:
+            stdout, stderr = process.communicate(timeout=COMMAND_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            stop_group(process)
+            raise AssertionError(f"{command} ran longer than {COMMAND_TIMEOUT} s") from None
+        finally:
+            stop_group(process)
+        return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
     def start(self, command: Command, http: bool) -> None:
         """Start a long-running command on a free port and wait until it serves (or runs)."""
@@ -201,7 +210,7 @@ class Runner:
             "RECSYS_BIND": f"127.0.0.1:{self.port}",
         }
         self.server = subprocess.Popen(
-            ["bash", "-c", "exec " + self.shell_text(command)],
+            ["bash", "-c", self.shell_text(command)],
             cwd=self.project,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -238,13 +247,25 @@ class Runner:
         """Stop the running server (its whole process group), if any."""
         if self.server is None:
             return
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.server.pid, signal.SIGTERM)
-        try:
-            self.server.wait(timeout=40)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.server.pid, signal.SIGKILL)
-            self.server.wait(timeout=10)
+        stop_group(self.server)
+        assert self.server.stderr is not None
         self.server.stderr.close()
         self.server, self.port = None, 0
+
+
+def stop_group(process: subprocess.Popen, within: float = 40) -> None:
+    """Stop every process of process's group: SIGTERM, then SIGKILL after `within` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        process.poll()
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)

@@ -93,6 +93,7 @@ EXPECTED_FAILURES = {
     "RECSYS_DATA_PATH= .venv/bin/flask --app app init": "init on an empty store migrates "
     "the schema, then stops: 'the event store has no interactions to train on'",
 }
+# Commands that start a server (matched against the words after VAR=value assignments).
 HTTP_SERVERS = re.compile(
     r"^(make (run|serve)\b|\.venv/bin/gunicorn |\.venv/bin/python app\.py|"
     r"\.venv/bin/flask --app app run\b)"
@@ -161,7 +162,7 @@ def play(runner: Runner, command: Command) -> None:
             pytest.fail(f"{command}: needs pyspark and Java")
         return
     shown_error = command.shown_output.startswith("error:")
-    if HTTP_SERVERS.match(command.text) and not shown_error:
+    if HTTP_SERVERS.match(" ".join(command.words)) and not shown_error:
         runner.start(command, http=True)
         return
     worker = command.words[:4] == [".venv/bin/flask", "--app", "app", "worker"]
