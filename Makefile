@@ -17,8 +17,8 @@ RUN_ARGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-docs.txt
 	@echo "installing the pinned requirements into $(VENV) (about a minute, first time only)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -42,7 +42,7 @@ lint: install docs
 # `make test`, which lints first). The API reference's OpenAPI document is
 # checked against the app's by tests/test_docs.py; `make api-docs` rewrites it.
 docs: install
-	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 api-docs: install
 	$(PY) tools/openapi_json.py

@@ -187,3 +187,44 @@ def test_the_readme_links_to_pages_that_exist():
     targets = re.findall(r"\]\(((?!https?:)[^)#]+)(?:#[^)]*)?\)", readme)
     assert "docs/getting-started.md" in targets
     assert [target for target in targets if not (ROOT / target).is_file()] == []
+
+
+def build_site(folder: Path) -> subprocess.CompletedProcess:
+    """Build the docs site copied into folder, as `make docs` does."""
+    return subprocess.run(
+        [str(Path(sys.executable).with_name("mkdocs")), "build", "--strict"],
+        cwd=folder,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def break_a_link(docs: Path) -> None:
+    page = docs / "api" / "index.md"
+    text = page.read_text(encoding="utf-8")
+    page.write_text(text.replace("models.md#explanations", "models.md#gone"), encoding="utf-8")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("damage", "complaint"),
+    [
+        (lambda docs: None, None),
+        (lambda docs: (docs / "notes.md").write_text("# Notes\n"), "notes.md"),
+        (lambda docs: (docs / "benchmarks.md").unlink(), "benchmarks.md"),
+        (break_a_link, "#gone"),
+    ],
+    ids=["as committed", "a page left out of the nav", "a page dropped", "a broken anchor"],
+)
+def test_the_strict_build_fails_on_what_a_reader_would_miss(tmp_path, damage, complaint):
+    shutil.copytree(DOCS, tmp_path / "docs")
+    shutil.copy(ROOT / "mkdocs.yml", tmp_path)
+    damage(tmp_path / "docs")
+    result = build_site(tmp_path)
+    if complaint is None:
+        assert result.returncode == 0, result.stderr
+    else:
+        assert result.returncode != 0
+        assert complaint in result.stderr
