@@ -12,7 +12,7 @@ export RECSYS_MODEL := $(MODEL)
 endif
 RUN_ARGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
-.PHONY: run serve test test-fast lint docs api-docs bench install readme
+.PHONY: run serve test test-fast lint docs reference bench install readme
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt requirements-docs.txt
 	@echo "installing the pinned requirements into $(VENV) (about a minute, first time only)"
@@ -39,13 +39,15 @@ lint: install docs
 
 # The documentation site (docs/, mkdocs.yml) into site/: strict, so a broken
 # link or anchor, or a page left out of the navigation, fails the build (and
-# `make test`, which lints first). The API reference's OpenAPI document is
-# checked against the app's by tests/test_docs.py; `make api-docs` rewrites it.
+# `make test`, which lints first).
 docs: install
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
-api-docs: install
-	$(PY) tools/openapi_json.py
+# The docs' parts the code generates: docs/api/openapi.json (the app's OpenAPI
+# document) and the settings table of docs/configuration.md. A test says when
+# they are stale.
+reference: install
+	$(PY) tools/docs_reference.py
 
 # Both cores (pytest-xdist): the whole suite in about four minutes instead of seven.
 test: lint

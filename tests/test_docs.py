@@ -39,7 +39,7 @@ def test_the_configuration_page_shows_the_settings_table():
 
 def test_the_api_reference_is_the_document_the_app_serves():
     result = subprocess.run(
-        [sys.executable, "tools/openapi_json.py", "--check"],
+        [sys.executable, "tools/docs_reference.py", "--check"],
         cwd=ROOT,
         capture_output=True,
         text=True,
