@@ -12,13 +12,13 @@ export RECSYS_MODEL := $(MODEL)
 endif
 RUN_ARGS := $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 
-.PHONY: run serve test test-fast lint bench install readme
+.PHONY: run serve test test-fast lint docs reference bench install readme
 
-$(VENV)/.installed: requirements.txt requirements-dev.txt
+$(VENV)/.installed: requirements.txt requirements-dev.txt requirements-docs.txt
 	@echo "installing the pinned requirements into $(VENV) (about a minute, first time only)"
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --upgrade pip
+	$(PY) -m pip install -r requirements-dev.txt
 	touch $@
 
 install: $(VENV)/.installed
@@ -37,11 +37,23 @@ run: install
 serve: install
 	$(VENV)/bin/gunicorn 'app:create_app()'
 
-lint: install
+lint: install docs
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports --no-cache
 	$(VENV)/bin/mypy
+
+# The documentation site (docs/, mkdocs.yml) into site/: strict, so a broken
+# link or anchor, or a page left out of the navigation, fails the build (and
+# `make test`, which lints first).
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
+
+# The docs' parts the code generates: docs/api/openapi.json (the app's OpenAPI
+# document) and the settings table of docs/configuration.md. A test says when
+# they are stale.
+reference: install
+	$(PY) tools/docs_reference.py
 
 # Both cores (pytest-xdist): the whole suite in about four minutes instead of seven.
 # The Spark tests also need Java 17 or newer; without it they skip with the reason.
@@ -82,6 +94,6 @@ bench: install
 	if [ -n "$$failed" ]; then echo "make bench: a target failed in:$$failed"; exit 1; fi; \
 	echo "make bench: every target judged passed"
 
-# Regenerate the README's example session against a fresh server.
+# Regenerate the example sessions (README.md, docs/getting-started.md) against a fresh server.
 readme: install
 	$(PY) tools/readme_examples.py

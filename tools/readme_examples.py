@@ -1,14 +1,16 @@
-"""Regenerate the README's example session against a fresh server, so it stays true.
+"""Regenerate the example sessions of the README and the docs against a fresh server.
 
-Usage: python tools/readme_examples.py [--check]
+Usage: .venv/bin/python tools/readme_examples.py [--check]
 
-Starts ``python app.py`` on a free port with a new store and artifact
-directory, plays a fixed session of requests (shown as the curl commands a
-user would type against the default port), and writes the answers between the
-``<!-- examples:start -->`` and ``<!-- examples:end -->`` markers of README.md.
-With ``--check`` it writes nothing and exits 1 when the README differs from a
-fresh run in anything but what changes on every run (version times, job ids,
-clock times, durations).
+Starts ``.venv/bin/python app.py`` on a free port with a new store and
+artifact directory, plays a fixed session of requests (shown as the curl
+commands a user would type against the default port), and writes the answers
+between the ``<!-- examples:start -->`` and ``<!-- examples:end -->`` markers:
+the whole session in docs/getting-started.md, its first steps in README.md.
+What ``recommendation_system.py`` prints goes between the pipeline markers of
+docs/getting-started.md. With ``--check`` it writes nothing and exits 1 when a
+page differs from a fresh run in anything but what changes on every run
+(version times, job ids, clock times, durations).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
+GETTING_STARTED = ROOT / "docs" / "getting-started.md"
 START, END = "<!-- examples:start -->", "<!-- examples:end -->"
 PIPELINE_START, PIPELINE_END = "<!-- pipeline:start -->", "<!-- pipeline:end -->"
 SHOWN_BASE = "localhost:5000"
@@ -38,7 +41,7 @@ class Session:
 
     def __init__(self, base: str):
         self.base = base
-        self.lines: list[str] = []
+        self.exchanges: list[str] = []
 
     def call(self, method: str, path: str, body=None, comment: str = "") -> dict:
         data = None if body is None else json.dumps(body).encode()
@@ -50,10 +53,12 @@ class Session:
                 text = response.read().decode()
         except urllib.error.HTTPError as error:
             text = error.read().decode()
-        self.lines.append(_command(method, path, body, comment))
-        self.lines.append(text.strip())
-        self.lines.append("")
+        self.exchanges.append(_command(method, path, body, comment) + "\n" + text.strip() + "\n")
         return json.loads(text)
+
+
+# The README's short example: a list, a purchase, and the list without it.
+SHORT_EXCHANGES = (0, 5, 6)
 
 
 def _command(method: str, path: str, body, comment: str) -> str:
@@ -69,7 +74,7 @@ def _command(method: str, path: str, body, comment: str) -> str:
 
 
 def play(session: Session) -> None:
-    """The session the README shows."""
+    """The session the docs show (the README its first steps)."""
     first = session.call("GET", "/recommend?user_id=17&n=3")
     session.call(
         "GET", "/recommend?user_id=17&n=3&explain=true", comment="which past products led there"
@@ -119,8 +124,8 @@ def play(session: Session) -> None:
     session.call("GET", "/readyz")
 
 
-def run_session() -> str:
-    """Start a fresh server, play the session, and return the transcript."""
+def run_session() -> list[str]:
+    """Start a fresh server, play the session, and return its exchanges (command and answer)."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -147,7 +152,12 @@ def run_session() -> str:
         finally:
             server.terminate()
             server.wait(timeout=30)
-    return "\n".join(session.lines).rstrip() + "\n"
+    return session.exchanges
+
+
+def transcript(exchanges: list[str]) -> str:
+    """Return exchanges as one shell transcript, a blank line between them."""
+    return "\n".join(exchanges)
 
 
 def _wait_ready(base: str, server: subprocess.Popen) -> None:
@@ -206,22 +216,36 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--check", action="store_true", help="compare, do not write")
     args = parser.parse_args(argv)
-    transcript, pipeline = run_session(), pipeline_transcript()
-    readme = README.read_text(encoding="utf-8")
-    if args.check:
-        same = (
-            normalise(readme_block(readme)) == normalise(transcript)
-            and readme_block(readme, PIPELINE_START, PIPELINE_END) == pipeline
+    exchanges, pipeline = run_session(), pipeline_transcript()
+    short = transcript([exchanges[i] for i in SHORT_EXCHANGES])
+    blocks = {
+        README: [(START, END, short)],
+        GETTING_STARTED: [
+            (START, END, transcript(exchanges)),
+            (PIPELINE_START, PIPELINE_END, pipeline),
+        ],
+    }
+    stale = []
+    for page, replacements in blocks.items():
+        text = page.read_text(encoding="utf-8")
+        if args.check:
+            if any(
+                normalise(readme_block(text, start, end)) != normalise(body)
+                for start, end, body in replacements
+            ):
+                stale.append(page.relative_to(ROOT))
+            continue
+        for start, end, body in replacements:
+            text = replace_block(text, start, end, body)
+        page.write_text(text, encoding="utf-8")
+        print(f"updated the examples of {page.relative_to(ROOT)}")
+    if stale:
+        print(
+            f"the examples of {', '.join(map(str, stale))} differ from a fresh run; run make readme"
         )
-        if not same:
-            print("README.md's examples differ from a fresh run; run `make readme`")
-            return 1
-        print("README.md's examples match a fresh run")
-        return 0
-    readme = replace_block(readme, START, END, transcript)
-    readme = replace_block(readme, PIPELINE_START, PIPELINE_END, pipeline)
-    README.write_text(readme, encoding="utf-8")
-    print("updated README.md's examples")
+        return 1
+    if args.check:
+        print("the examples match a fresh run")
     return 0
 
 

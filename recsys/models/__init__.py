@@ -48,7 +48,7 @@ def accepted_model_names(allow_auto: bool = False, code: bool = False) -> str:
 
     Args:
         allow_auto: Include "auto".
-        code: Quote each name as Markdown code (for the README's table).
+        code: Quote each name as Markdown code (for a table of the docs).
     """
     quoted = (lambda n: f"`{n}`") if code else (lambda n: n)
     aliases = {target: alias for alias, target in MODEL_ALIASES.items()}

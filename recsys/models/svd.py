@@ -53,7 +53,7 @@ class SVDRecommender(Recommender):
             None takes the lowest and highest rating seen in training.
         popularity_weight: Weight of ln(rating count) in the ranking score
             (0: rank by predicted rating alone). 1 was the best of 0-2 on
-            ml-latest-small and on the simulated shop (README, Models).
+            ml-latest-small and on the simulated shop (docs/models.md).
     """
 
     name = "svd"

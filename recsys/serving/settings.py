@@ -7,8 +7,8 @@ themselves (``DATABASE_URL``, ``PORT``, ``REDIS_URL``), and the default. Each
 value is parsed once, here; a bad one raises ``SettingsError`` whose message is
 one line naming the variable, what it accepts and what it got (or, for values
 that may hold a secret, what is wrong with it without repeating it). The
-README's configuration table is generated from ``SETTINGS`` (a test keeps the
-two equal).
+configuration table of the docs (docs/configuration.md) is generated from
+``SETTINGS`` (a test keeps the two equal).
 """
 
 from __future__ import annotations
@@ -246,8 +246,8 @@ class Setting:
         name: The key in ``create_app``'s config; ``RECSYS_<name>`` in the environment.
         default: The value when nothing sets it (already parsed).
         parse: Turns text or a config value into the typed value; raises ValueError.
-        meaning: One line for the README's table.
-        default_text: How the README shows the default, when not ``repr``.
+        meaning: One line for the configuration table.
+        default_text: How the table shows the default, when not ``repr``.
         also_env: Unprefixed environment names read after the prefixed one.
     """
 
@@ -305,7 +305,7 @@ SETTINGS: tuple[Setting, ...] = (
         "DATA_PATH",
         BUNDLED_LOG,
         _optional_path,
-        "the interactions log loaded into an empty store by `flask --app app init`",
+        "the interactions log loaded into an empty store by `.venv/bin/flask --app app init`",
         default_text="`interactions.csv`",
     ),
     Setting(
@@ -341,21 +341,22 @@ SETTINGS: tuple[Setting, ...] = (
         "thread",
         _one_of("thread", "worker"),
         "where retraining runs: `thread` (in the serving process) or `worker` (queued in "
-        "the database for `flask --app app worker`, another process)",
+        "the database for `.venv/bin/flask --app app worker`, another process)",
     ),
     Setting(
         "TRAINING_ENGINE",
         "local",
         _one_of("local", "spark"),
         "what fits the model: `local` (this process; ALS through `implicit`) or `spark` "
-        "(ALS on PySpark ML, `MODEL=als` only; `pip install -r requirements-spark.txt`)",
+        "(ALS on PySpark ML, `MODEL=als` only; "
+        "`.venv/bin/python -m pip install -r requirements-spark.txt`)",
     ),
     Setting("SPARK_MASTER", "local[2]", _text, "the Spark master of the `spark` engine"),
     Setting(
         "WORKER_POLL_SECONDS",
         2.0,
         _number(0, low_open=True),
-        "how often an idle `flask --app app worker` looks for a queued job",
+        "how often an idle `.venv/bin/flask --app app worker` looks for a queued job",
     ),
     Setting(
         "JOB_LEASE_SECONDS",
@@ -378,7 +379,7 @@ SETTINGS: tuple[Setting, ...] = (
         "largest `POST /interactions` body, whatever its transfer encoding",
         default_text="4194304 (4 MiB)",
     ),
-    Setting("HOST", "127.0.0.1", _text, "where `python app.py` listens (also `--host`)"),
+    Setting("HOST", "127.0.0.1", _text, "where `.venv/bin/python app.py` listens (also `--host`)"),
     Setting("PORT", 5000, _integer(1, 65535), "its port (also `--port`)", also_env=("PORT",)),
     Setting(
         "BIND",
@@ -397,15 +398,17 @@ SETTINGS: tuple[Setting, ...] = (
         "API_KEYS",
         KeyRing(),
         _api_keys,
-        "API keys: comma-separated `ROLES:SHA256HEX` entries (`flask --app app create-key` "
-        "prints one), roles `read`, `ingest`, `admin` joined by `+`; none: every endpoint open",
+        "API keys: comma-separated `ROLES:SHA256HEX` entries "
+        "(`.venv/bin/flask --app app create-key` prints one), roles `read`, `ingest`, "
+        "`admin` joined by `+`; none: every endpoint open",
         default_text="none",
     ),
     Setting(
         "ALLOW_OPEN",
         False,
         _boolean,
-        "serve without API keys on a non-loopback address too (`python app.py`, gunicorn)",
+        "serve without API keys on a non-loopback address too "
+        "(`.venv/bin/python app.py`, gunicorn)",
         default_text="0",
     ),
     Setting(
@@ -616,7 +619,7 @@ def _lookup(
 
 
 def settings_table() -> str:
-    """Return the README's configuration table (Markdown)."""
+    """Return the configuration table of docs/configuration.md (Markdown)."""
     lines = [
         "| environment variable (config key: without `RECSYS_`) | default | meaning |",
         "| --- | --- | --- |",
