@@ -115,16 +115,10 @@ def operation(
         tags: Groups in the document.
         extra: More statuses with their own body models (``/readyz``'s 503).
     """
-    status, model = ok
-    responses: dict[str, Any] = {f"HTTP_{status}": model}
-    for code in (*errors, 503):
-        responses[f"HTTP_{code}"] = (ErrorBody, _ERROR_TEXT[code])
-    for code, extra_model in (extra or {}).items():
-        responses[f"HTTP_{code}"] = extra_model
     document = api.validate(
         query=query,
         json=body,
-        resp=Response(**responses),
+        resp=_responses(ok, errors, extra or {}),
         tags=tuple(tags),
         skip_validation=True,  # requests are parsed below; answers are checked by the tests
     )
@@ -154,6 +148,21 @@ def operation(
         return direct
 
     return decorate
+
+
+def _responses(
+    ok: tuple[int, type[BaseModel] | None],
+    errors: Iterable[int],
+    extra: dict[int, type[BaseModel]],
+) -> Response:
+    """Return an operation's documented answers: success, its errors (503 always), extras."""
+    status, model = ok
+    responses: dict[str, Any] = {f"HTTP_{status}": model}
+    for code in (*errors, 503):
+        responses[f"HTTP_{code}"] = (ErrorBody, _ERROR_TEXT[code])
+    for code, extra_model in extra.items():
+        responses[f"HTTP_{code}"] = extra_model
+    return Response(**responses)
 
 
 def parsed_query(model: type[Model]) -> Model:
