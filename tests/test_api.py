@@ -227,6 +227,7 @@ def test_readyz_names_the_missing_model_before_init(app_factory):
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
     assert response.get_json()["missing"] == ["model"]
+    assert response.get_json()["error"]["code"] == "no_model"
     assert app.test_client().get("/healthz").status_code == 200
 
 

@@ -80,7 +80,7 @@ def test_an_empty_store_is_live_and_not_ready_for_want_of_a_model(empty_app):
     assert client.get("/healthz").status_code == 200
     assert ready.status_code == 503
     assert ready.get_json()["missing"] == ["model"]
-    assert ready.get_json()["error"]["message"] == "not ready: no model"
+    assert ready.get_json()["error"] == {"code": "no_model", "message": "not ready: no model"}
 
 
 @pytest.mark.parametrize("path", MODEL_READS)

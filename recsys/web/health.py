@@ -27,9 +27,12 @@ def readyz():
     missing = current_app.extensions["recsys.runtime"].check_ready()
     if not missing:
         return jsonify({"status": "ready"})
+    # The code names what is missing, as the message does: no_model (an empty
+    # store before its first events, or no valid version), no_database, or both.
+    absent = " and no ".join(missing)
     body = {
         "status": "not_ready",
         "missing": missing,
-        "error": {"code": "not_ready", "message": f"not ready: no {' and no '.join(missing)}"},
+        "error": {"code": "no_" + absent.replace(" ", "_"), "message": f"not ready: no {absent}"},
     }
     return jsonify(body), 503, {"Retry-After": "5"}
