@@ -28,7 +28,7 @@ import logging
 import threading
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from cachetools import TTLCache
 
@@ -59,8 +59,7 @@ _ANSWER_HIT = CACHE_LOOKUPS.labels("answer", "hit")
 _ANSWER_MISS = CACHE_LOOKUPS.labels("answer", "miss")
 
 
-@dataclass(frozen=True)
-class Lookup:
+class Lookup(NamedTuple):
     """What one lookup found: the cached answer, or what a new answer is made with.
 
     Attributes:
