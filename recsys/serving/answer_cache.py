@@ -194,7 +194,7 @@ class AnswerCache:
         # Answers to exclusion lists apart: lists that change every request
         # (a basket) must not push out the answers that are asked for again.
         self._excluding_answers = _BoundedTTLCache(max_entries, ttl_seconds)
-        self._kept_histories = _BoundedTTLCache(max_entries, ttl_seconds)
+        self._stamped_histories = _BoundedTTLCache(max_entries, ttl_seconds)
 
     def lookup(self, pipeline: str, version: ServingModel, request: RecommendRequest) -> Lookup:
         """Return a pipeline's cached answer to a request if it holds, else the user's history.
@@ -278,7 +278,7 @@ class AnswerCache:
             self._candidates,
             self._answers,
             self._excluding_answers,
-            self._kept_histories,
+            self._stamped_histories,
         ):
             cache.clear()
 
@@ -305,12 +305,12 @@ class AnswerCache:
         """
         if stamp is None:
             return self._shared_history(user_id)
-        kept = self._kept_histories.get(user_id)
-        if kept is not None and kept[0] == stamp:
-            return kept[1], None
+        found = self._stamped_histories.get(user_id)
+        if found is not None and found[0] == stamp:
+            return found[1], None
         history, degraded = self._shared_history(user_id)
         if degraded is None:
-            self._kept_histories.set(user_id, (stamp, history))
+            self._stamped_histories.set(user_id, (stamp, history))
         return history, degraded
 
     def _shared_history(self, user_id: int) -> tuple[UserHistory, str | None]:

@@ -245,7 +245,7 @@ class LiveModel:
         """Make the live version show these product names and categories (same model).
 
         Unchanged names keep the live version object itself, and with it every
-        answer kept for it (they are kept per version object).
+        answer cached for it (they are cached per version object).
         """
         with self._swap_lock:
             if self._current is not None and self._current.names != names:
