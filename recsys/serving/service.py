@@ -70,6 +70,7 @@ logger = logging.getLogger(__name__)
 # The pipelines' names among cached answers (the A/B strategies they serve).
 CHAMPION, POPULAR = "champion", "popular"
 _POPULAR_LIST = PopularRanker()
+_NONE: frozenset = frozenset()  # no categories asked for, no products left out
 
 
 class RecommendationService:
@@ -154,10 +155,9 @@ class RecommendationService:
     def popular(self, n: int) -> list[RecommendedProduct]:
         """Return the n most-clicked products as of the live version's training."""
         version = self.live.current()
-        none: frozenset = frozenset()
-        ranked = self.cache.pick(version, _POPULAR_LIST, 0, none, n, none)
+        ranked = self.cache.pick(version, _POPULAR_LIST, 0, _NONE, n, _NONE)
         if ranked is None:
-            ranked = _POPULAR_LIST.rank(version, 0, n, none, none)
+            ranked = _POPULAR_LIST.rank(version, 0, n, _NONE, _NONE)
         return version.describe(ranked)
 
     def forget_histories(self, user_ids: Iterable[int]) -> None:
