@@ -39,6 +39,7 @@ from recsys.models.history import TrainingHistory
 from recsys.models.state import ModelState
 from recsys.models.svd import SVDRecommender
 from recsys.serving.artifacts import ModelRegistry
+from recsys.serving.invalidation import InvalidationBus
 
 REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(
@@ -104,9 +105,9 @@ def postgres_schema_url() -> tuple[str, sa.Engine, str] | None:
 
 def wait_for_listener(runtime, seconds: float = 10) -> None:
     """Wait until the runtime's invalidation listener (with Redis) vouches for kept answers."""
-    bus = runtime.service.invalidations
+    bus = runtime.service.cache.invalidations
     deadline = time.monotonic() + seconds
-    while bus is not None and bus.stamp(0) is None:
+    while isinstance(bus, InvalidationBus) and bus.stamp(0) is None:
         if time.monotonic() > deadline:
             raise RuntimeError("the invalidation listener did not start")
         time.sleep(0.01)

@@ -54,8 +54,10 @@ def wait_for_announcements(app, seconds: float = 5.0) -> None:
     """Wait until the app's invalidation listener (REDIS_URL) vouches for its kept answers."""
     import time
 
-    bus = runtime_of(app).service.invalidations
-    assert bus is not None, "the app has no REDIS_URL"
+    from recsys.serving.invalidation import InvalidationBus
+
+    bus = runtime_of(app).service.cache.invalidations
+    assert isinstance(bus, InvalidationBus), "the app has no REDIS_URL"
     runtime_of(app).start()
     deadline = time.monotonic() + seconds
     while bus.stamp(0) is None:

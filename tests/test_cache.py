@@ -16,7 +16,7 @@ from prometheus_client import REGISTRY
 from app import create_app
 from recsys.serving import cache as cache_module
 from recsys.serving.cache import HistoryCache
-from recsys.serving.service import NO_FILTER, answer_key
+from recsys.serving.service import ListFilter, RecommendRequest
 from recsys.store.events import UserHistory
 from recsys.web import params
 from recsys.web.recommend import MEMO_KEY, QueryMemo
@@ -45,7 +45,7 @@ def unheard(app):
     tests need, whatever the moment the listener would have proved itself.)
     """
     runtime_of(app).start()
-    runtime_of(app).service.invalidations.stop()
+    runtime_of(app).service.cache.stop()
     return app
 
 
@@ -56,7 +56,7 @@ def forbid_history_reads(monkeypatch, app, why: str) -> None:
     def no_history_read(user_id):
         raise AssertionError(why)
 
-    monkeypatch.setattr(service.histories, "lookup", no_history_read)
+    monkeypatch.setattr(service.cache.histories, "lookup", no_history_read)
     monkeypatch.setattr(service.store, "user_history", no_history_read)
 
 
@@ -156,7 +156,7 @@ def test_a_purchase_is_left_out_at_once_when_the_ranking_is_cached(client):
 
 def test_purchases_beyond_the_cached_candidates_still_leave_a_full_answer(client, monkeypatch):
     # Few spare candidates: buying them all forces the uncached path.
-    monkeypatch.setattr("recsys.serving.service.CANDIDATES", 3)
+    monkeypatch.setattr("recsys.serving.answer_cache.CANDIDATES", 3)
     before = listed(client.get("/recommend?user_id=17&n=3"))
     for product in before:
         buy(client, 17, product)
@@ -248,9 +248,91 @@ def test_a_repeated_query_string_finds_its_kept_answer_without_parsing_it_again(
     assert bought not in listed(client.get(path))  # the same string, a new answer
 
 
+def counted_lookups(monkeypatch, app) -> list[str]:
+    """Record the pipeline of every lookup of the app's cache layer, as it happens."""
+    cache = runtime_of(app).service.cache
+    lookup = cache.lookup
+    seen: list[str] = []
+
+    def counting(pipeline, version, request):
+        seen.append(pipeline)
+        return lookup(pipeline, version, request)
+
+    monkeypatch.setattr(cache, "lookup", counting)
+    return seen
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "user_id=17",  # a miss, then a cached answer
+        "user_id=17&n=3&offset=2&category=Home&exclude=2,9",
+        "user_id=17&explain=true",  # never cached
+        "user_id=17&diversity=0.5",
+        "user_id=999999",  # the fallback
+    ],
+)
+def test_each_request_looks_the_cache_up_once(client, monkeypatch, query):
+    seen = counted_lookups(monkeypatch, client.application)
+    for _ in range(2):
+        assert client.get(f"/recommend?{query}").status_code == 200
+    assert seen == ["champion", "champion"]
+
+
+@pytest.mark.redis
+def test_each_request_looks_the_cache_up_once_with_redis(heard_app, monkeypatch):
+    seen = counted_lookups(monkeypatch, heard_app)
+    client = heard_app.test_client()
+    for _ in range(2):
+        assert client.get("/recommend?user_id=17").status_code == 200
+    buy(client, 17, 1)
+    assert client.get("/recommend?user_id=17").status_code == 200
+    assert seen == ["champion"] * 3
+
+
+def test_each_request_in_an_experiment_looks_the_cache_up_once_in_its_variants_pipeline(
+    client, monkeypatch
+):
+    spec = {
+        "name": "pop",
+        "baseline_rate": 0.3,
+        "mde": 0.1,
+        "variants": [
+            {"name": "control", "strategy": "champion"},
+            {"name": "popular", "strategy": "popular"},
+        ],
+    }
+    assert client.post("/experiments", json=spec).status_code == 201
+    assert client.post("/experiments/pop/start").status_code == 200
+    seen = counted_lookups(monkeypatch, client.application)
+    variants = [client.get(f"/recommend?user_id={u}").get_json()["variant"] for u in range(1, 21)]
+    expected = ["champion" if variant == "control" else "popular" for variant in variants]
+    assert seen == expected and set(seen) == {"champion", "popular"}
+
+
+def test_the_popular_variant_caches_its_answers_apart_from_the_live_models(client):
+    # Both pipelines answer user 17 from the same version: their answers must not mix.
+    personal = client.get("/recommend?user_id=17").get_json()
+    spec = {
+        "name": "pop",
+        "baseline_rate": 0.3,
+        "mde": 0.1,
+        "variants": [
+            {"name": "a", "strategy": "popular", "weight": 1},
+            {"name": "b", "strategy": "popular", "weight": 1},
+        ],
+    }
+    assert client.post("/experiments", json=spec).status_code == 201
+    assert client.post("/experiments/pop/start").status_code == 200
+    for _ in range(2):
+        assert client.get("/recommend?user_id=17").get_json()["strategy"] == "popular"
+    assert client.post("/experiments/pop/stop").status_code == 200
+    assert client.get("/recommend?user_id=17").get_json() == personal
+
+
 def test_the_query_memo_forgets_the_least_recently_used_string_past_its_bound():
     memo = QueryMemo(2)
-    keys = [answer_key(user, 10, 0, NO_FILTER) for user in (1, 2, 3)]
+    keys = [RecommendRequest(user, 10) for user in (1, 2, 3)]
     first, second, third = (QueryMemo.digest(f"user_id={u}".encode()) for u in (1, 2, 3))
     memo.put(first, keys[0])
     memo.put(second, keys[1])
@@ -267,13 +349,25 @@ def test_the_query_memo_names_strings_by_digests_of_a_fixed_size():
     assert QueryMemo.digest(long_query) != QueryMemo.digest(long_query + b"1")
 
 
+def test_the_query_memo_weighs_a_request_by_its_exclusion_list():
+    # A list of 1,000 ids costs the memo what about a hundred plain requests do.
+    memo = QueryMemo(200)
+    many = RecommendRequest(1, 10, filters=ListFilter(exclude=frozenset(range(1, 1001))))
+    plain = [QueryMemo.digest(f"user_id={u}".encode()) for u in range(1, 101)]
+    for digest in plain:
+        memo.put(digest, RecommendRequest(1, 10))
+    memo.put(QueryMemo.digest(b"many"), many)
+    assert memo.get(QueryMemo.digest(b"many")) == many
+    assert sum(memo.get(digest) is not None for digest in plain) == 200 - 101
+
+
 def test_the_query_memo_holds_an_entry_for_every_kept_answer_of_either_kind(tmp_path):
     # Plain answers and answers with an exclusion list are kept apart, each
     # up to CACHE_MAX_ENTRIES: a memo any smaller would thrash between them.
     app = create_app(
         {"DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}", "CACHE_MAX_ENTRIES": "300"}
     )
-    assert app.extensions[MEMO_KEY]._keys.maxsize == 600
+    assert app.extensions[MEMO_KEY]._requests.maxsize == 600
 
 
 @pytest.mark.redis

@@ -190,6 +190,7 @@ class AbSimulation:
             mde: The lift to detect, for the planned size.
         """
         from recsys.serving.experiments import ExperimentAnswer
+        from recsys.serving.service import RecommendRequest
 
         layer = self.runtime.experiments
         layer.create(
@@ -207,7 +208,7 @@ class AbSimulation:
             events: list[Event] = []
             links: list[tuple[str, int, int, bool, None]] = []
             for user_id in rng.permutation(users).tolist():
-                answer = layer.recommend(user_id, LIST_LENGTH)
+                answer = layer.recommend(RecommendRequest(user_id, LIST_LENGTH))
                 assert isinstance(answer, ExperimentAnswer), "an experiment is running"
                 for product_id, purchased in self._react(user_id, answer, rng):
                     events.append(Event(user_id, product_id, purchased))

@@ -1,23 +1,11 @@
-"""Answer caches: ranked candidates and answers (in each process), histories (in Redis).
+"""Users' histories in the Redis every worker and server shares, and that Redis's outages.
 
-An answer has two parts, and they are cached differently:
-
-- The model's part, the ranked candidates of a (model version, user,
-  categories), is pure model output: it never changes for a version, so every
-  process keeps its own (``RankingCache``, cachetools' ``TTLCache``), with a
-  TTL. The version is in the key, so a new version never reuses an entry. It
-  holds enough candidates (at least ``CANDIDATES`` beyond what the request
-  that made it left out) to fill most later requests after leaving out what
-  they exclude. Finished answers are kept beside them, reused while the
-  version matches and no event of the user came since.
-- The user's history (whether they have events, what they bought) changes
-  with every purchase, and every worker of every server must see a purchase
-  the moment ``POST /interactions`` answers. So it is cached only in the Redis
-  they share (``HistoryCache``, cachelib's ``RedisCache``), and an event
-  invalidates its user's entry after the store commits, before the answer.
-  A kept answer needs no history at all while the process hears every
-  event announced (``recsys.serving.invalidation``); the history is read to
-  make an answer, and to check a kept one when announcements are not heard.
+The user's history (whether they have events, what they bought) changes with
+every purchase, and every worker of every server must see a purchase the
+moment ``POST /interactions`` answers. So it is cached only in the Redis they
+share (``HistoryCache``, cachelib's ``RedisCache``), and an event invalidates
+its user's entry after the store commits, before the answer. (Answers and
+ranked candidates are kept in each process: ``recsys.serving.answer_cache``.)
 
 Invalidation gives the user a new random generation token instead of deleting
 the entry: a request that read the store just before the commit could
@@ -41,15 +29,13 @@ import logging
 import secrets
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import redis
 from cachelib import RedisCache
 from cachelib.serializers import RedisSerializer
-from cachetools import TTLCache
 from prometheus_client import Counter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
@@ -58,10 +44,6 @@ from recsys.store.events import UserHistory
 
 logger = logging.getLogger(__name__)
 
-# Candidates ranked at least, beyond what a request leaves out: a later request
-# for the same user with other exclusions or a small offset usually finds
-# enough in them. A request that needs more ranks deeper and replaces the entry.
-CANDIDATES = 100
 # A failing Redis is left alone this long before it is tried again.
 REDIS_RETRY_SECONDS = 2.0
 # The longest connecting or a command may take before it counts as a failure
@@ -75,171 +57,10 @@ CACHE_LOOKUPS = Counter(
 )
 _HISTORY_HIT = CACHE_LOOKUPS.labels("history", "hit")
 _HISTORY_MISS = CACHE_LOOKUPS.labels("history", "miss")
-_RANKING_HIT = CACHE_LOOKUPS.labels("ranking", "hit")
-_RANKING_MISS = CACHE_LOOKUPS.labels("ranking", "miss")
-_ANSWER_HIT = CACHE_LOOKUPS.labels("answer", "hit")
-_ANSWER_MISS = CACHE_LOOKUPS.labels("answer", "miss")
 REDIS_FAILURES = Counter(
     "recsys_cache_redis_failures",
     "Redis commands that failed (the answer then came from the store)",
 )
-
-
-@dataclass(frozen=True)
-class Candidates:
-    """A ranked candidate list, best first, as the model made it (nothing excluded).
-
-    Attributes:
-        product_ids: Raw product ids, best first (read-only).
-        scores: The model's scores (read-only).
-        complete: Whether the list holds every product the model can rank,
-            so that a shorter answer after exclusions is the right one.
-    """
-
-    product_ids: np.ndarray
-    scores: np.ndarray
-    complete: bool
-
-    @classmethod
-    def of(cls, product_ids: np.ndarray, scores: np.ndarray, complete: bool) -> Candidates:
-        """Wrap a model's ranked list, made read-only since requests share it."""
-        ids = np.array(product_ids, dtype=np.int64)
-        values = np.array(scores, dtype=np.float64)
-        ids.flags.writeable = False
-        values.flags.writeable = False
-        return cls(ids, values, complete)
-
-    def pick(self, n: int, exclude: frozenset[int]) -> list[tuple[int, float]] | None:
-        """Return the n best (product id, score) pairs not in ``exclude``.
-
-        Returns:
-            The pairs, or None when the list ran out before n were found and
-            products beyond it might have filled the answer.
-        """
-        picked: list[tuple[int, float]] = []
-        for product_id, score in zip(self.product_ids.tolist(), self.scores.tolist(), strict=True):
-            if product_id in exclude:
-                continue
-            picked.append((product_id, score))
-            if len(picked) == n:
-                return picked
-        return picked if self.complete else None
-
-
-class _BoundedTTLCache:
-    """A thread-safe cachetools ``TTLCache``: least recently used entries go first when full.
-
-    (cachelib's ``SimpleCache`` sorts all its entries on every insertion once
-    full: with 10,000 entries that cost milliseconds a request.)
-    """
-
-    def __init__(self, max_entries: int, ttl_seconds: int):
-        self._entries: TTLCache = TTLCache(maxsize=max_entries, ttl=ttl_seconds)
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable) -> Any:
-        with self._lock:
-            return self._entries.get(key)
-
-    def set(self, key: Hashable, value: Any) -> None:
-        with self._lock:
-            self._entries[key] = value
-
-    def clear(self) -> None:
-        with self._lock:
-            self._entries.clear()
-
-
-class RankingCache:
-    """Ranked candidates per (model version, user, categories), and whole answers, in this process.
-
-    Both are pure functions of what their keys and checks name, so every
-    process keeps its own, with a TTL and a size bound past which the least
-    recently used go (cachetools' ``TTLCache``):
-
-    - candidates: the model's ranking of a user (or ``"popular"``) within a
-      set of categories (empty: all), long enough for the request that made it;
-    - answers: the finished answer to one request, reused only while the model
-      version and the user's history are the ones it was made with (the caller
-      checks), so a repeated request costs a dictionary lookup.
-
-    Args:
-        ttl_seconds: How long an entry is kept at most.
-        max_entries: How many entries of each kind at most (a few KiB each).
-    """
-
-    def __init__(self, ttl_seconds: int, max_entries: int):
-        self._cache = _BoundedTTLCache(max_entries, ttl_seconds)
-        self._answers = _BoundedTTLCache(max_entries, ttl_seconds)
-        # Answers to exclusion lists apart: lists that change every request
-        # (a basket) must not push out the answers that are asked for again.
-        self._excluding_answers = _BoundedTTLCache(max_entries, ttl_seconds)
-        self._histories = _BoundedTTLCache(max_entries, ttl_seconds)
-
-    def get(
-        self, version: str, user: int | str, categories: frozenset[str] = frozenset()
-    ) -> Candidates | None:
-        """Return a version's candidates for a user (or ``"popular"``) in categories, or None."""
-        found = self._cache.get(_candidates_key(version, user, categories))
-        (_RANKING_MISS if found is None else _RANKING_HIT).inc()
-        return found
-
-    def put(
-        self,
-        version: str,
-        user: int | str,
-        candidates: Candidates,
-        categories: frozenset[str] = frozenset(),
-    ) -> None:
-        self._cache.set(_candidates_key(version, user, categories), candidates)
-
-    def answer(
-        self,
-        request: Hashable,
-        usable: Callable[[Any], bool],
-        excluding: bool = False,
-        count_miss: bool = True,
-    ) -> Any:
-        """Return what ``keep_answer`` kept for an identical request, if ``usable`` accepts it.
-
-        A kept answer made with another model version or another history of
-        the user is a miss: ``usable`` tells. ``excluding``: the request has
-        an exclusion list (those answers are kept apart). ``count_miss``:
-        False when another lookup follows a miss and counts it.
-        """
-        found = (self._excluding_answers if excluding else self._answers).get(request)
-        if found is not None and not usable(found):
-            found = None
-        if found is not None:
-            _ANSWER_HIT.inc()
-        elif count_miss:
-            _ANSWER_MISS.inc()
-        return found
-
-    def keep_answer(self, request: Hashable, entry: Any, excluding: bool = False) -> None:
-        (self._excluding_answers if excluding else self._answers).set(request, entry)
-
-    def history(self, user_id: int, stamp: Hashable) -> UserHistory | None:
-        """Return the user's history kept under ``stamp``, or None (kept under another, or not)."""
-        found = self._histories.get(user_id)
-        if found is None or found[0] != stamp:
-            return None
-        return found[1]
-
-    def keep_history(self, user_id: int, stamp: Hashable, history: UserHistory) -> None:
-        """Keep a history read while ``stamp`` was the user's (current until the stamp changes)."""
-        self._histories.set(user_id, (stamp, history))
-
-    def clear(self) -> None:
-        self._cache.clear()
-        self._answers.clear()
-        self._excluding_answers.clear()
-        self._histories.clear()
-
-
-def _candidates_key(version: str, user: int | str, categories: frozenset[str]) -> Hashable:
-    # A tuple, not a joined string: no category text can pose as another key.
-    return (version, user, categories)
 
 
 class _JSONRedisSerializer(RedisSerializer):

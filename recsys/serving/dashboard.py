@@ -25,7 +25,12 @@ from recsys.data.eda import eda_summary
 from recsys.data.timestamps import utc_now
 from recsys.serving.experiments import NoSuchExperimentError
 from recsys.serving.runtime import ServingRuntime
-from recsys.serving.service import NoLiveModelError, RecommendationAnswer, RecommendationService
+from recsys.serving.service import (
+    NoLiveModelError,
+    RecommendationAnswer,
+    RecommendationService,
+    RecommendRequest,
+)
 from recsys.store.events import EventStore, HistoryEntry
 
 # How old the figures may be: a retrain-free page view must not read the whole store.
@@ -194,7 +199,7 @@ def lookup_user(runtime: ServingRuntime, user_id: int) -> UserLookup:
     Raises:
         NoLiveModelError: No model is live.
     """
-    answer = runtime.service.recommend(user_id, LOOKUP_LIST_LENGTH)
+    answer = runtime.service.recommend(RecommendRequest(user_id, LOOKUP_LIST_LENGTH))
     history = runtime.store.user_interactions(user_id, HISTORY_SHOWN)
     names = runtime.service.live.current().names
     return UserLookup(

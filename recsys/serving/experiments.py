@@ -12,9 +12,9 @@ worker and server and for as long as the experiment runs, without storing it.
 experiment running it costs one attribute read on top of
 ``RecommendationService.recommend``; the running experiment is read from
 the database when one starts or stops in this process and every
-``AB_REFRESH_SECONDS`` otherwise. Each variant answers through a
-``RecommendationService`` of its own, so a variant's list is made by the
-same code as any answer; the layer adds the experiment's name, the variant
+``AB_REFRESH_SECONDS`` otherwise. The layer only routes a user to a
+pipeline (each variant is one), so a variant's list is made, and cached,
+by the same code as any answer; it adds the experiment's name, the variant
 and a ``recommendation_id``, and queues the exposure (``exposure_log``).
 """
 
@@ -39,13 +39,12 @@ from recsys.errors import RecsysError
 from recsys.evaluation import abstats
 from recsys.models import canonical_model_name
 from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact, ModelRegistry
-from recsys.serving.cache import RankingCache
 from recsys.serving.exposure_log import ExposureLog
 from recsys.serving.service import (
-    AnswerKey,
+    Pipeline,
     RecommendationAnswer,
     RecommendationService,
-    ServingModel,
+    RecommendRequest,
     compact_json,
 )
 from recsys.store.experiments import ExperimentStore
@@ -319,43 +318,17 @@ class ExperimentAnswer:
         return compact_json(self.to_dict())
 
 
-class _PopularService(RecommendationService):
-    """Answers with the live version's popularity list, following the live version."""
-
-    def __init__(self, source: RecommendationService, rankings: RankingCache | None):
-        super().__init__(source.store, rankings, source.histories, source.invalidations)
-        self.source = source
-        self._built_from: ServingModel | None = None
-        self._lock = threading.Lock()
-
-    def recommend(self, user_id: int, n: int, **options: Any) -> RecommendationAnswer:
-        live = self.source.live.current()
-        if live is not self._built_from:
-            with self._lock:
-                if live is not self._built_from:
-                    popular = dataclasses.replace(
-                        live,
-                        model=live.popularity,
-                        metadata=dataclasses.replace(live.metadata, model_type=POPULAR),
-                    )
-                    self.live.swap(popular)
-                    if self.rankings is not None:
-                        self.rankings.clear()
-                    self._built_from = live
-        return super().recommend(user_id, n, **options)
-
-
 @dataclass
 class RunningExperiment:
     """A running experiment as this process serves it."""
 
     experiment: Experiment
     assigner: Assigner
-    services: list[RecommendationService]
+    pipelines: list[Pipeline]
 
-    def variant_of(self, user_id: int) -> tuple[Variant, RecommendationService]:
+    def variant_of(self, user_id: int) -> tuple[Variant, Pipeline]:
         i = self.assigner.index(user_id)
-        return self.experiment.variants[i], self.services[i]
+        return self.experiment.variants[i], self.pipelines[i]
 
 
 class ExperimentLayer:
@@ -368,7 +341,6 @@ class ExperimentLayer:
         log: Where exposures go; None: not recorded (``AB_EXPOSURE_LOG=0``).
         train: Trains and publishes a model type, for a ``model`` variant
             with no published version.
-        rankings: Makes a ranking cache per variant service (None: no cache).
         window: The attribution window of the report.
         guardrails: The report's margins against control.
     """
@@ -380,7 +352,6 @@ class ExperimentLayer:
         registry: ModelRegistry,
         log: ExposureLog | None,
         train: Callable[[str], ArtifactMetadata],
-        rankings: Callable[[], RankingCache | None] = lambda: None,
         window: timedelta = timedelta(hours=24),
         guardrails: Guardrails | None = None,
     ):
@@ -389,7 +360,6 @@ class ExperimentLayer:
         self.registry = registry
         self.log = log
         self.train = train
-        self.rankings = rankings
         self.window = window
         self.guardrails = guardrails or Guardrails()
         self.running: RunningExperiment | None = None
@@ -397,34 +367,17 @@ class ExperimentLayer:
 
     # -- the request path --------------------------------------------------------
 
-    def kept_answer(self, request: AnswerKey) -> RecommendationAnswer | None:
-        """Return the live service's kept answer for a request while no experiment runs, else None.
-
-        (A running experiment's answers are made per request: each has its id.)
-        """
-        if self.running is not None:
-            return None
-        return self.service.kept_answer(request)
-
-    def recommend(
-        self, user_id: int, n: int, **options: Any
-    ) -> RecommendationAnswer | ExperimentAnswer:
-        """Answer as ``RecommendationService.recommend``, through the user's variant if one runs.
-
-        Args:
-            user_id: The user.
-            n: How many products.
-            options: ``RecommendationService.recommend``'s keyword arguments
-                (offset, filters, explain, diversity).
-        """
+    def recommend(self, request: RecommendRequest) -> RecommendationAnswer | ExperimentAnswer:
+        """Answer as ``RecommendationService.recommend``, through the user's variant if one runs."""
         running = self.running
         if running is None:
-            return self.service.recommend(user_id, n, **options)
-        variant, service = running.variant_of(user_id)
+            return self.service.recommend(request)
+        user_id = request.user_id
+        variant, pipeline = running.variant_of(user_id)
         recommendation_id = uuid.uuid4().hex
         started = time.perf_counter()
         try:
-            answer = service.recommend(user_id, n, **options)
+            answer = self.service.recommend(request, pipeline)
         except Exception:
             self._record(running, variant, user_id, recommendation_id, None, started)
             raise
@@ -594,32 +547,25 @@ class ExperimentLayer:
             ):
                 return
             try:
-                services = [self._service_for(v) for v in experiment.variants]
+                pipelines = [self._pipeline_for(v) for v in experiment.variants]
             except Exception:
                 self.running = None
                 raise
             self.running = RunningExperiment(
                 experiment,
                 Assigner(experiment.name, [v.weight for v in experiment.variants]),
-                services,
+                pipelines,
             )
             logger.info("serving experiment %s", experiment.name)
 
-    def _service_for(self, variant: Variant) -> RecommendationService:
+    def _pipeline_for(self, variant: Variant) -> Pipeline:
         if variant.strategy == CHAMPION:
-            return self.service
+            return self.service.pipeline
         if variant.strategy == POPULAR:
-            return _PopularService(self.service, self.rankings())
+            return self.service.popular_pipeline
         assert variant.version is not None, "model and version variants are pinned at start"
         artifact: LoadedArtifact = self.registry.load(variant.version)
-        service = RecommendationService(
-            self.service.store,
-            self.rankings(),
-            self.service.histories,
-            self.service.invalidations,
-        )
-        service.serve(artifact)
-        return service
+        return self.service.pinned_pipeline(artifact)
 
 
 # -- the report ----------------------------------------------------------------------------------

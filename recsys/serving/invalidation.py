@@ -1,6 +1,6 @@
-"""Which kept answers are stale: every process hears of an event before it is acknowledged.
+"""Which cached answers are stale: every process hears of an event before it is acknowledged.
 
-A kept answer (``RankingCache``) is only right while its user has posted
+A cached answer (``AnswerCache``) is only right while its user has posted
 nothing since it was made. Reading the user's history from Redis on every
 request would tell, but that round trip was most of a cached answer's cost
 under gunicorn. Instead each process keeps a listener thread subscribed to one

@@ -54,7 +54,7 @@ from recsys.data.ratings import RatingWeights
 from recsys.evaluation.params import load_model_params
 from recsys.models import AUTO
 from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
-from recsys.serving.cache import HistoryCache, RankingCache, RedisOutage
+from recsys.serving.cache import HistoryCache, RedisOutage
 from recsys.serving.experiments import ExperimentLayer, Guardrails
 from recsys.serving.exposure_log import ExposureLog
 from recsys.serving.invalidation import InvalidationBus
@@ -64,7 +64,7 @@ from recsys.serving.jobs import (
     TrainingJobRunner,
     TrainingLock,
 )
-from recsys.serving.service import RecommendationService
+from recsys.serving.service import AnswerCache, NoAnswerCache, RecommendationService
 from recsys.serving.settings import Settings
 from recsys.serving.training import NoTrainingDataError, TrainingSettings, train_and_publish
 from recsys.serving.worker import INTERRUPTED, QueuedTrainingJobs, TrainingWorker
@@ -102,31 +102,28 @@ class InitReport:
     seconds: float
 
 
-def ranking_cache(settings: Settings) -> RankingCache | None:
-    """Return a new in-process ranking and answer cache, or None when caching is off."""
-    if not settings["CACHE"]:
-        return None
-    return RankingCache(settings["CACHE_TTL_SECONDS"], max_entries=settings["CACHE_MAX_ENTRIES"])
+def answer_cache(
+    settings: Settings, store: EventStore, outage: RedisOutage
+) -> AnswerCache | NoAnswerCache:
+    """Return the cache layer the settings ask for: in-process, with histories in Redis if set.
 
-
-def answer_caches(
-    settings: Settings, outage: RedisOutage
-) -> tuple[RankingCache | None, HistoryCache | None, InvalidationBus | None]:
-    """Return the caches the settings ask for: rankings in-process, histories in Redis.
-
-    With Redis, also the bus that tells every process which kept answers an
-    event made stale. Both skip Redis while ``outage`` says so, and tell it
-    when Redis fails, as the rate limiter does.
+    With Redis, also the bus that tells every process which cached answers
+    an event made stale. Both skip Redis while ``outage`` says so, and tell
+    it when Redis fails, as the rate limiter does.
     """
-    rankings = ranking_cache(settings)
+    if not settings["CACHE"]:
+        return NoAnswerCache(store)
+    ttl, max_entries = settings["CACHE_TTL_SECONDS"], settings["CACHE_MAX_ENTRIES"]
     url = settings["REDIS_URL"]
-    if rankings is None or not url:
-        return rankings, None, None
+    if not url:
+        return AnswerCache(store, ttl, max_entries)
     prefix = settings["CACHE_KEY_PREFIX"]
     timeout = settings["REDIS_TIMEOUT_SECONDS"]
-    return (
-        rankings,
-        HistoryCache(url, prefix, settings["CACHE_TTL_SECONDS"], timeout, outage),
+    return AnswerCache(
+        store,
+        ttl,
+        max_entries,
+        HistoryCache(url, prefix, ttl, timeout, outage),
         InvalidationBus(url, prefix, timeout, outage),
     )
 
@@ -169,7 +166,7 @@ class ServingRuntime:
         # Redis failing waits for it once, not once per user.
         self.redis_outage = RedisOutage()
         self.service = RecommendationService(
-            self.store, *answer_caches(settings, self.redis_outage)
+            self.store, answer_cache(settings, self.store, self.redis_outage)
         )
         self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
         self.jobs: TrainingJobRunner | QueuedTrainingJobs
@@ -198,7 +195,6 @@ class ServingRuntime:
             self.registry,
             self.exposure_log,
             train=self.train_model_type,
-            rankings=lambda: ranking_cache(settings),
             window=timedelta(hours=settings["AB_ATTRIBUTION_HOURS"]),
             guardrails=Guardrails(settings["AB_LATENCY_MARGIN"], settings["AB_ERROR_MARGIN"]),
         )
@@ -393,8 +389,7 @@ class ServingRuntime:
             ).start()
             if self.exposure_log is not None:
                 self.exposure_log.start()
-            if self.service.invalidations is not None:
-                self.service.invalidations.start()
+            self.service.cache.start()
             self._threads_started = True
 
     def close(self) -> None:
@@ -403,8 +398,7 @@ class ServingRuntime:
         self._stop.set()
         if self.exposure_log is not None:
             self.exposure_log.close()
-        if self.service.invalidations is not None:
-            self.service.invalidations.stop()
+        self.service.cache.stop()
         self.store.dispose()
 
     def refresh(self) -> bool:

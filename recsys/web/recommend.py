@@ -7,8 +7,9 @@ import threading
 
 from cachetools import LRUCache
 from flask import Blueprint, Flask, current_app, jsonify, request
+from werkzeug.datastructures import MultiDict
 
-from recsys.serving.service import NO_FILTER, AnswerKey, ListFilter, answer_key
+from recsys.serving.service import NO_FILTER, ListFilter, RecommendRequest
 from recsys.web import params
 from recsys.web.auth import requires
 from recsys.web.context import runtime
@@ -21,35 +22,42 @@ MEMO_KEY = "recsys.query_memo"
 
 
 class QueryMemo:
-    """What each recent /recommend query string asked for, as kept answers name it.
+    """What each recent /recommend query string asked for, parsed.
 
     Parsing is a pure function of the string, and shops repeat their requests
-    (a user's page, their standing exclusion list): a repeated one is looked
-    up among the kept answers without parsing its parameters again. Strings
-    are held as 16-byte BLAKE2 digests, so an entry costs the same whatever
-    the exclusion list's length; the least recently used go first.
+    (a user's page, their standing exclusion list): a repeated one is not
+    parsed again. Strings are held as 16-byte BLAKE2 digests; the least
+    recently used go first once the entries weigh ``max_weight``, a request
+    weighing 1 plus a tenth of its excluded ids (about what it costs in
+    memory against a plain one).
     """
 
-    def __init__(self, max_entries: int):
-        self._keys: LRUCache[bytes, AnswerKey] = LRUCache(maxsize=max_entries)
+    def __init__(self, max_weight: int):
+        self._requests: LRUCache[bytes, RecommendRequest] = LRUCache(
+            maxsize=max_weight, getsizeof=_weight
+        )
         self._lock = threading.Lock()
 
     @staticmethod
     def digest(query: bytes) -> bytes:
         return hashlib.blake2b(query, digest_size=16).digest()
 
-    def get(self, digest: bytes) -> AnswerKey | None:
+    def get(self, digest: bytes) -> RecommendRequest | None:
         with self._lock:
-            return self._keys.get(digest)
+            return self._requests.get(digest)
 
-    def put(self, digest: bytes, key: AnswerKey) -> None:
+    def put(self, digest: bytes, parsed: RecommendRequest) -> None:
         with self._lock:
-            self._keys[digest] = key
+            self._requests[digest] = parsed
+
+
+def _weight(parsed: RecommendRequest) -> int:
+    return 1 + len(parsed.filters.exclude) // 10
 
 
 def init_app(app: Flask) -> None:
-    """Register the read endpoints, with a query memo as large as the kept answers."""
-    # Plain answers and those with an exclusion list are kept apart, up to
+    """Register the read endpoints, with a query memo as large as the cached answers."""
+    # Plain answers and those with an exclusion list are cached apart, up to
     # CACHE_MAX_ENTRIES each: a memo entry for each of them.
     app.extensions[MEMO_KEY] = QueryMemo(2 * app.config["CACHE_MAX_ENTRIES"])
     app.register_blueprint(bp)
@@ -64,18 +72,20 @@ def init_app(app: Flask) -> None:
 )
 @requires("read")
 def recommend():
-    # Only announced invalidations let a kept answer be trusted before parsing.
-    memo: QueryMemo | None = None
-    known = None
-    if runtime().service.invalidations is not None:
-        memo = current_app.extensions[MEMO_KEY]
-        query = QueryMemo.digest(request.query_string)
-        known = memo.get(query)
-    if known is not None:
-        kept = runtime().experiments.kept_answer(known)
-        if kept is not None:
-            return current_app.response_class(kept.json_body, mimetype="application/json")
-    args = request.args
+    memo: QueryMemo = current_app.extensions[MEMO_KEY]
+    query = QueryMemo.digest(request.query_string)
+    parsed = memo.get(query)
+    if parsed is None:
+        parsed = _parse(request.args)
+        memo.put(query, parsed)
+    # Through the running A/B test's variant when there is one; else the live model's pipeline.
+    answer = runtime().experiments.recommend(parsed)
+    # The answer encodes itself once: a cached one is served as it was.
+    return current_app.response_class(answer.json_body, mimetype="application/json")
+
+
+def _parse(args: MultiDict) -> RecommendRequest:
+    """Return what a /recommend query asks for (400 naming the first bad parameter)."""
     user_id = params.user_id(args)
     n = params.list_length(args)
     filters = NO_FILTER
@@ -90,14 +100,7 @@ def recommend():
         )
     else:
         explain, diversity, offset = False, 0.0, 0
-    # Through the running A/B test's variant when there is one; else the service itself.
-    answer = runtime().experiments.recommend(
-        user_id, n, offset=offset, filters=filters, explain=explain, diversity=diversity
-    )
-    if memo is not None and known is None and not explain and diversity == 0:
-        memo.put(query, answer_key(user_id, n, offset, filters))
-    # The answer encodes itself once: a kept one is served as it was.
-    return current_app.response_class(answer.json_body, mimetype="application/json")
+    return RecommendRequest(user_id, n, offset, filters, explain, diversity)
 
 
 @bp.get("/popular")

@@ -1,0 +1,359 @@
+"""The answering path's one cache layer: answers, candidates and users' histories.
+
+``RecommendationService`` looks each request up once (``AnswerCache.lookup``):
+the answer cached for the same pipeline and request while it holds, else the
+user's history to make a new one with. Inside the layer:
+
+- Answers and ranked candidates are kept in each process (cachetools'
+  ``TTLCache``, least recently used first when full). Candidates are pure
+  model output, named by (model version, ranker, user, categories), and hold
+  at least ``CANDIDATES`` more than the request that made them left out, so
+  that later requests with other exclusions usually find enough in them. An
+  answer is used only with the version object it was made with and while no
+  event of its user came since: vouched for without any I/O by the
+  invalidation bus (``recsys.serving.invalidation``), or else by comparing
+  the user's history.
+- Histories come from the shared Redis (``recsys.serving.cache``), else from
+  the store; a history read while the bus vouches for the user is kept in
+  the process under the user's stamp until their next event.
+
+``NoAnswerCache`` is the layer with caching off (``CACHE=0``): every history
+from the store, nothing kept. Without Redis, ``AnswerCache`` shares no
+histories and checks every cached answer against the user's history.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from cachetools import TTLCache
+
+from recsys.models.base import RankedList
+from recsys.serving.answers import (
+    STORE_UNAVAILABLE,
+    AnswerKey,
+    RecommendationAnswer,
+    RecommendRequest,
+)
+from recsys.serving.cache import CACHE_LOOKUPS, HistoryCache, HistoryLookup
+from recsys.serving.invalidation import InvalidationBus, Stamp
+from recsys.serving.live_model import ServingModel
+from recsys.serving.rankers import Candidates, Ranker
+from recsys.store.engine import STORE_OUTAGES
+from recsys.store.events import EventStore, UserHistory
+
+logger = logging.getLogger(__name__)
+
+# Candidates ranked at least, beyond what a request leaves out: a later request
+# for the same user with other exclusions or a small offset usually finds
+# enough in them. A request that needs more ranks deeper and replaces the entry.
+CANDIDATES = 100
+
+_RANKING_HIT = CACHE_LOOKUPS.labels("ranking", "hit")
+_RANKING_MISS = CACHE_LOOKUPS.labels("ranking", "miss")
+_ANSWER_HIT = CACHE_LOOKUPS.labels("answer", "hit")
+_ANSWER_MISS = CACHE_LOOKUPS.labels("answer", "miss")
+
+
+class Lookup(NamedTuple):
+    """What one lookup found: the cached answer, or what a new answer is made with.
+
+    Attributes:
+        answer: The cached answer, or None.
+        history: The user's history (empty when ``answer`` was found).
+        degraded: Why the history is incomplete, if it is.
+        key: What the answer is cached under: (pipeline, request); None for
+            a request whose answers are not cached (explained or re-ranked).
+        version: The version the answer is made with.
+        stamp: The user's stamp when the request began, if the bus gave one.
+    """
+
+    answer: RecommendationAnswer | None
+    history: UserHistory
+    degraded: str | None = None
+    key: tuple[str, AnswerKey] | None = None
+    version: ServingModel | None = None
+    stamp: Stamp | None = None
+
+
+_NO_HISTORY = UserHistory(has_events=False, purchased=frozenset())
+
+
+@dataclass(frozen=True)
+class _CachedAnswer:
+    """A finished answer, and the version and history it was made with."""
+
+    version: ServingModel
+    history: UserHistory
+    stamp: Stamp | None
+    answer: RecommendationAnswer
+
+
+def read_history(store: EventStore, user_id: int) -> tuple[UserHistory, str | None]:
+    """Return the user's history from the store, and why it is incomplete if it is."""
+    try:
+        return store.user_history(user_id), None
+    except STORE_OUTAGES as exc:
+        logger.warning("event store unavailable for a user's history: %s", type(exc).__name__)
+        return _NO_HISTORY, STORE_UNAVAILABLE
+
+
+class NoAnswerCache:
+    """The cache layer with caching off: every history read from the store, nothing kept."""
+
+    def __init__(self, store: EventStore):
+        self.store = store
+
+    def lookup(self, pipeline: str, version: ServingModel, request: RecommendRequest) -> Lookup:
+        """Return the user's history from the store (there are no cached answers)."""
+        return Lookup(None, *read_history(self.store, request.user_id))
+
+    def keep(self, found: Lookup, answer: RecommendationAnswer) -> None:
+        """Keep nothing."""
+
+    def pick(
+        self,
+        version: ServingModel,
+        ranker: Ranker,
+        user_id: int,
+        categories: frozenset[str],
+        wanted: int,
+        left_out: frozenset[int],
+    ) -> RankedList | None:
+        """Return None: the pipeline ranks every request."""
+        return None
+
+    def forget(self, user_ids: Iterable[int]) -> None:
+        """Forget nothing (nothing is kept)."""
+
+    def forget_everything(self) -> None:
+        """Forget nothing (nothing is kept)."""
+
+    def clear(self) -> None:
+        """Drop nothing (nothing is kept)."""
+
+    def start(self) -> None:
+        """Start nothing."""
+
+    def stop(self) -> None:
+        """Stop nothing."""
+
+
+class _BoundedTTLCache:
+    """A thread-safe cachetools ``TTLCache``: least recently used entries go first when full.
+
+    (cachelib's ``SimpleCache`` sorts all its entries on every insertion once
+    full: with 10,000 entries that cost milliseconds a request.)
+    """
+
+    def __init__(self, max_entries: int, ttl_seconds: int):
+        self._entries: TTLCache = TTLCache(maxsize=max_entries, ttl=ttl_seconds)
+        self._lock = threading.Lock()
+
+    def get(self, key: Hashable) -> Any:
+        with self._lock:
+            return self._entries.get(key)
+
+    def set(self, key: Hashable, value: Any) -> None:
+        with self._lock:
+            self._entries[key] = value
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+class AnswerCache:
+    """Answers, candidates and histories, looked up once per request.
+
+    Args:
+        store: Where histories are read on a miss.
+        ttl_seconds: How long an entry is kept in the process at most.
+        max_entries: How many entries of each kind at most (a few KiB each).
+        histories: Users' histories in the shared Redis; None: no Redis.
+        invalidations: The bus that vouches for cached answers; None: no Redis.
+    """
+
+    def __init__(
+        self,
+        store: EventStore,
+        ttl_seconds: int,
+        max_entries: int,
+        histories: HistoryCache | None = None,
+        invalidations: InvalidationBus | None = None,
+    ):
+        self.store = store
+        self.histories = histories if histories is not None else _NoSharedHistories()
+        self.invalidations = invalidations if invalidations is not None else _NoAnnouncements()
+        self._candidates = _BoundedTTLCache(max_entries, ttl_seconds)
+        self._answers = _BoundedTTLCache(max_entries, ttl_seconds)
+        # Answers to exclusion lists apart: lists that change every request
+        # (a basket) must not push out the answers that are asked for again.
+        self._excluding_answers = _BoundedTTLCache(max_entries, ttl_seconds)
+        self._stamped_histories = _BoundedTTLCache(max_entries, ttl_seconds)
+
+    def lookup(self, pipeline: str, version: ServingModel, request: RecommendRequest) -> Lookup:
+        """Return a pipeline's cached answer to a request if it holds, else the user's history.
+
+        With a stamp from the bus, a cached answer holds without reading the
+        history; without one, it holds while the history is the one it was
+        made with. Plain requests count one hit or miss.
+        """
+        user_id = request.user_id
+        stamp = self.invalidations.stamp(user_id)
+        key = (pipeline, request.key) if request.plain else None
+        cached = self._cached(key)
+        if cached is not None and cached.version is not version:
+            cached = None  # made with another version, or before the catalog changed
+        if cached is not None and stamp is not None and cached.stamp == stamp:
+            # No event of the user was announced since: it holds without reading their history.
+            _ANSWER_HIT.inc()
+            return Lookup(cached.answer, _NO_HISTORY)
+        history, degraded = self._history(user_id, stamp)
+        if cached is not None and stamp is None and cached.history == history:
+            _ANSWER_HIT.inc()
+            return Lookup(cached.answer, history)
+        if key is not None:
+            _ANSWER_MISS.inc()
+        return Lookup(None, history, degraded, key, version, stamp)
+
+    def keep(self, found: Lookup, answer: RecommendationAnswer) -> None:
+        """Keep an answer made after ``found`` missed (unless it is degraded or not cached)."""
+        if found.key is None or found.version is None or answer.degraded is not None:
+            return
+        entry = _CachedAnswer(found.version, found.history, found.stamp, answer)
+        self._answers_of(found.key).set(found.key, entry)
+
+    def pick(
+        self,
+        version: ServingModel,
+        ranker: Ranker,
+        user_id: int,
+        categories: frozenset[str],
+        wanted: int,
+        left_out: frozenset[int],
+    ) -> RankedList:
+        """Return the ``wanted`` best candidates of a user outside ``left_out``.
+
+        From the cached candidates when enough remain in them after
+        ``left_out`` (or they hold every product); otherwise the ranker ranks
+        ``wanted + len(left_out)`` (at least ``CANDIDATES`` more), which is
+        always enough, and the deeper list replaces the cached one.
+        """
+        key = (version.version, ranker.key, user_id if ranker.per_user else None, categories)
+        found: Candidates | None = self._candidates.get(key)
+        (_RANKING_MISS if found is None else _RANKING_HIT).inc()
+        picked = found.pick(wanted, left_out) if found is not None else None
+        if picked is not None:
+            return picked
+        depth = max(CANDIDATES, wanted) + len(left_out)
+        found = ranker.candidates(version, user_id, categories, depth)
+        self._candidates.set(key, found)
+        picked = found.pick(wanted, left_out)
+        assert picked is not None, "ranked deep enough for the request"
+        return picked
+
+    def forget(self, user_ids: Iterable[int]) -> None:
+        """Make the users' cached histories and answers stale for every worker and server.
+
+        Call it after their new events are committed, before answering: the
+        next request of any of them reads the store again.
+        """
+        users = list(user_ids)
+        self.histories.invalidate(users)
+        self.invalidations.announce(users)
+
+    def forget_everything(self) -> None:
+        """Make every cached history and answer stale (after events came in past the API)."""
+        self.histories.invalidate_all()
+        self.invalidations.announce_everything()
+
+    def clear(self) -> None:
+        """Drop everything kept in this process (a new version went live)."""
+        for cache in (
+            self._candidates,
+            self._answers,
+            self._excluding_answers,
+            self._stamped_histories,
+        ):
+            cache.clear()
+
+    def start(self) -> None:
+        """Start listening to the bus (once per process)."""
+        self.invalidations.start()
+
+    def stop(self) -> None:
+        """Stop listening to the bus: cached answers are checked against histories."""
+        self.invalidations.stop()
+
+    def _answers_of(self, key: tuple[str, AnswerKey]) -> _BoundedTTLCache:
+        return self._excluding_answers if key[1].excluding else self._answers
+
+    def _cached(self, key: tuple[str, AnswerKey] | None) -> _CachedAnswer | None:
+        return None if key is None else self._answers_of(key).get(key)
+
+    def _history(self, user_id: int, stamp: Stamp | None) -> tuple[UserHistory, str | None]:
+        """Return the user's history, and why it is incomplete if it is.
+
+        With a ``stamp`` (the bus vouches for this process), a history kept in
+        the process under the same stamp is current; one read from Redis or
+        the store is kept under it.
+        """
+        if stamp is None:
+            return self._shared_history(user_id)
+        found = self._stamped_histories.get(user_id)
+        if found is not None and found[0] == stamp:
+            return found[1], None
+        history, degraded = self._shared_history(user_id)
+        if degraded is None:
+            self._stamped_histories.set(user_id, (stamp, history))
+        return history, degraded
+
+    def _shared_history(self, user_id: int) -> tuple[UserHistory, str | None]:
+        """Return the user's history from Redis or the store, and why it is incomplete if it is."""
+        lookup = self.histories.lookup(user_id)
+        if lookup.history is not None:
+            return lookup.history, None
+        history, degraded = read_history(self.store, user_id)
+        if degraded is None:
+            self.histories.save(user_id, history, lookup.stamp)
+        return history, degraded
+
+
+class _NoSharedHistories:
+    """Histories without Redis: none shared, every one read from the store."""
+
+    def lookup(self, user_id: int) -> HistoryLookup:
+        return HistoryLookup(None, None)
+
+    def save(self, user_id: int, history: UserHistory, stamp: tuple | None) -> None:
+        pass
+
+    def invalidate(self, user_ids: Iterable[int]) -> None:
+        pass
+
+    def invalidate_all(self) -> None:
+        pass
+
+
+class _NoAnnouncements:
+    """The bus without Redis: it never vouches for an answer, and announces nothing."""
+
+    def stamp(self, user_id: int) -> Stamp | None:
+        return None
+
+    def announce(self, user_ids: Iterable[int]) -> bool:
+        return True
+
+    def announce_everything(self) -> None:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass

@@ -1,0 +1,207 @@
+"""What a recommendation request asks for and what its answer holds.
+
+``RecommendRequest`` is one parsed ``GET /recommend``; its ``key`` names a
+plain request (no explanation or re-ranking) among cached answers.
+``RecommendationAnswer`` is the list, how it was made, and its JSON.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import numpy as np
+import orjson
+
+# Why a personal list was not possible.
+UNKNOWN_USER = "unknown_user"  # no event of this user was ever recorded
+NOT_IN_MODEL = "not_in_model"  # events exist, but the user joined after training
+# Why an answer is less than complete.
+STORE_UNAVAILABLE = "store_unavailable"  # purchases could not be read: none excluded
+
+
+def compact_json(body: dict[str, Any]) -> bytes:
+    """Return an answer's body as compact UTF-8 JSON with a final newline, as ``jsonify`` ends it.
+
+    orjson, not the standard library: every uncached answer is encoded, and
+    orjson does it about ten times faster. Non-ASCII names come as UTF-8, not
+    ``\\u`` escapes (the same JSON text), and a non-finite number as null.
+    numpy numbers are written as numbers (the standard library takes numpy
+    floats too; orjson refuses them unless told).
+    """
+    return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
+
+
+@dataclass(frozen=True)
+class ListFilter:
+    """Which products a list may hold, besides what the model ranks.
+
+    Attributes:
+        categories: Only products of these categories (empty: any category).
+            A product the catalog gives no category is in none.
+        exclude: Products never to list (a shop's own exclusion list).
+        include_purchased: List products the user bought too (left out by default).
+    """
+
+    categories: frozenset[str] = frozenset()
+    exclude: frozenset[int] = frozenset()
+    include_purchased: bool = False
+
+    @functools.cached_property
+    def key(self) -> FilterKey:
+        """Return what identifies these filters among cached answers, in bounded memory.
+
+        An exclusion list (up to 1,000 ids) is named by a 16-byte BLAKE2 digest
+        of its sorted ids: cached answers cost the same whatever a shop excludes.
+        Computed when first asked for: without the cache no request needs it.
+        """
+        digest = None
+        if self.exclude:
+            digest = _digest(np.sort(np.fromiter(self.exclude, np.int64, len(self.exclude))))
+        return FilterKey(self.categories, self.include_purchased, digest)
+
+    def left_out(self, purchased: frozenset[int]) -> frozenset[int]:
+        """Return the products left out of a list for a user who bought ``purchased``."""
+        if self.include_purchased or not purchased:
+            return self.exclude
+        return self.exclude | purchased if self.exclude else purchased
+
+
+NO_FILTER = ListFilter()
+
+
+class FilterKey(NamedTuple):
+    """``ListFilter.key``: the filters as cached answers name them."""
+
+    categories: frozenset[str]
+    include_purchased: bool
+    exclude_digest: bytes | None  # None: no exclusion list
+
+
+class AnswerKey(NamedTuple):
+    """What names a plain request (no explanation or re-ranking) among cached answers."""
+
+    user_id: int
+    n: int
+    offset: int
+    filters: FilterKey
+
+    @property
+    def excluding(self) -> bool:
+        """Whether the request has an exclusion list (such answers are cached apart)."""
+        return self.filters.exclude_digest is not None
+
+
+def _digest(sorted_ids: np.ndarray) -> bytes:
+    return hashlib.blake2b(sorted_ids.tobytes(), digest_size=16).digest()
+
+
+@dataclass(frozen=True)
+class RecommendRequest:
+    """One request for a user's list.
+
+    Attributes:
+        user_id: The user.
+        n: How many products.
+        offset: How many of the best eligible products to skip (paging:
+            ``offset=10, n=10`` is the second page of ten).
+        filters: Categories to keep, products to exclude, and whether
+            purchases may be listed.
+        explain: Also name, per product, the user's past products that
+            contributed most (``because``; models with EXPLAIN).
+        diversity: 0 (the plain ranking) to 1: re-rank the model's best
+            candidates by maximal marginal relevance.
+    """
+
+    user_id: int
+    n: int
+    offset: int = 0
+    filters: ListFilter = NO_FILTER
+    explain: bool = False
+    diversity: float = 0.0
+
+    @property
+    def plain(self) -> bool:
+        """Whether the request asks for the ranking as it is (such answers are cached)."""
+        return not self.explain and self.diversity == 0
+
+    @property
+    def key(self) -> AnswerKey:
+        """Return what names the request among cached answers (plain requests only)."""
+        return AnswerKey(self.user_id, self.n, self.offset, self.filters.key)
+
+
+@dataclass(frozen=True)
+class RecommendedProduct:
+    """One product in an answer, with the model's score."""
+
+    product_id: int
+    name: str | None
+    category: str | None
+    score: float
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape (what ``dataclasses.asdict`` gives, without its deep copies)."""
+        return {
+            "product_id": self.product_id,
+            "name": self.name,
+            "category": self.category,
+            "score": self.score,
+        }
+
+
+@dataclass(frozen=True)
+class Reason:
+    """One of the user's past products behind a recommendation, and its weight."""
+
+    product_id: int
+    name: str | None
+    weight: float
+
+
+@dataclass(frozen=True)
+class RecommendationAnswer:
+    """A ranked product list for one user, and how it was made.
+
+    Attributes:
+        user_id: Who asked.
+        strategy: The model that made the list (``svd``, ``popular``, ...).
+        recommendations: Best first.
+        model_version: The published model version that answered.
+        fallback_reason: Why a personal list was not possible, if it was not.
+        degraded: Why the answer is incomplete (``store_unavailable``: the
+            user's purchases could not be read, so none were excluded).
+        because: When explanations were asked for: per recommendation (same
+            order), the user's past products that contributed most (empty
+            when the model cannot explain, as for popularity).
+    """
+
+    user_id: int
+    strategy: str
+    recommendations: list[RecommendedProduct]
+    model_version: str
+    fallback_reason: str | None = None
+    degraded: str | None = None
+    because: list[list[Reason]] | None = None
+
+    @functools.cached_property
+    def json_body(self) -> bytes:
+        """Return the answer as compact JSON, encoded once however often it is served."""
+        return compact_json(self.to_dict())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the JSON shape of the answer."""
+        body: dict[str, Any] = {"user_id": self.user_id, "strategy": self.strategy}
+        if self.fallback_reason is not None:
+            body["fallback_reason"] = self.fallback_reason
+        if self.degraded is not None:
+            body["degraded"] = self.degraded
+        body["model_version"] = self.model_version
+        body["recommendations"] = [item.to_dict() for item in self.recommendations]
+        if self.because is not None:
+            for item, reasons in zip(body["recommendations"], self.because, strict=True):
+                item["because"] = [dataclasses.asdict(reason) for reason in reasons]
+        return body

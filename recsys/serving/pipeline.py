@@ -1,0 +1,125 @@
+"""The answering pipeline: candidates -> filters -> page -> describe, from one live model.
+
+A ``Pipeline`` answers a request from one version of its live model. Its
+ranker (``recsys.serving.rankers``) chooses, once, who ranks the user: the
+personal model, or its fallback for users it does not know. Then:
+
+1. candidates: the ranker's best products for the user, from the cached
+   candidates when the request is plain and the cache is on, else ranked now;
+2. filters: the request's categories and exclusions and the user's purchases
+   are left out as the candidates are taken, so a list holds n products
+   whenever n eligible ones exist;
+3. page: re-ranked by maximal marginal relevance when asked, then the first
+   ``offset`` products skipped;
+4. describe: names, categories and rounded scores, and the user's past
+   products behind each one when asked.
+
+The A/B layer routes a user to a pipeline (each variant is one); the
+service looks the request up in its cache once, and runs the pipeline only
+when no cached answer holds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from recsys.models.base import RankedList
+from recsys.serving.answers import RecommendationAnswer, RecommendRequest
+from recsys.serving.live_model import LiveModel, ServingModel
+from recsys.serving.rankers import FallbackRanker, Ranker
+from recsys.store.events import UserHistory
+
+# Candidates MMR chooses from: the model's best max(n * 3, 30).
+_MMR_POOL_FACTOR = 3
+_MMR_POOL_MIN = 30
+
+
+class CandidateCache(Protocol):
+    """Where the candidates stage finds a user's ranked candidates (``AnswerCache.pick``)."""
+
+    def pick(
+        self,
+        version: ServingModel,
+        ranker: Ranker,
+        user_id: int,
+        categories: frozenset[str],
+        wanted: int,
+        left_out: frozenset[int],
+    ) -> RankedList | None:
+        """Return the ``wanted`` best candidates outside ``left_out``, or None (rank them now)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Answers requests from the versions of one live model.
+
+    Attributes:
+        name: Names the pipeline's answers among cached ones (one per A/B strategy).
+        live: The model whose current version answers.
+        ranker: Who ranks a user: a primary ranker and its fallback.
+    """
+
+    name: str
+    live: LiveModel
+    ranker: FallbackRanker
+
+    def answer(
+        self,
+        version: ServingModel,
+        request: RecommendRequest,
+        history: UserHistory,
+        degraded: str | None,
+        cache: CandidateCache,
+    ) -> RecommendationAnswer:
+        """Return the answer to a request from one version of the live model.
+
+        Args:
+            version: The version read once for the request.
+            request: What the request asks for.
+            history: The user's history (whether they have events, what they bought).
+            degraded: Why the history is incomplete, if it is (said in the answer).
+            cache: Where plain requests find their candidates.
+        """
+        user_id = request.user_id
+        ranker, fallback_reason = self.ranker.choose(version, user_id, history)
+        model = ranker.model(version)
+        left_out = request.filters.left_out(history.purchased)
+        ranked = _candidates(version, ranker, request, left_out, cache)
+        wanted = request.offset + request.n
+        ranked = _page(version.diversify(ranked, model, wanted, request.diversity), request.offset)
+        return RecommendationAnswer(
+            user_id,
+            model.name,
+            version.describe(ranked),
+            version.version,
+            fallback_reason=fallback_reason,
+            degraded=degraded,
+            because=version.explain(model, user_id, ranked) if request.explain else None,
+        )
+
+
+def _candidates(
+    version: ServingModel,
+    ranker: Ranker,
+    request: RecommendRequest,
+    left_out: frozenset[int],
+    cache: CandidateCache,
+) -> RankedList:
+    """Return the user's best eligible products: enough to page, and to re-rank when asked."""
+    wanted = request.offset + request.n
+    categories = request.filters.categories
+    if request.plain:
+        found = cache.pick(version, ranker, request.user_id, categories, wanted, left_out)
+        if found is not None:
+            return found
+    pool = wanted if request.diversity == 0 else max(wanted * _MMR_POOL_FACTOR, _MMR_POOL_MIN)
+    return ranker.rank(version, request.user_id, pool, left_out, categories)
+
+
+def _page(ranked: RankedList, offset: int) -> RankedList:
+    """Return a ranked list without its first ``offset`` products."""
+    if offset == 0:
+        return ranked
+    return RankedList(ranked.product_ids[offset:], ranked.scores[offset:])

@@ -1,0 +1,211 @@
+"""The candidates stage of the answering pipeline: who ranks a user's products, with its fallback.
+
+A ranker makes a user's candidate list from one version of the live model:
+``PersonalRanker`` with the version's personal model (or, for the
+``popular`` A/B strategy, its popularity model per user), ``PopularRanker``
+with the most-clicked products, the same for everyone. ``FallbackRanker``
+pairs a primary ranker with a fallback, as LensKit's ``FallbackScorer``
+does: it is the one place that decides whether a user gets a personal list,
+and says why not when they do not.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+
+from recsys.models.base import RankedList, Recommender
+from recsys.serving.answers import NOT_IN_MODEL, UNKNOWN_USER
+from recsys.serving.live_model import ServingModel
+from recsys.store.events import UserHistory
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """A ranked candidate list, best first, as the model made it (nothing excluded).
+
+    Attributes:
+        product_ids: Raw product ids, best first (read-only).
+        scores: The model's scores (read-only).
+        complete: Whether the list holds every product the model can rank,
+            so that a shorter answer after exclusions is the right one.
+    """
+
+    product_ids: np.ndarray
+    scores: np.ndarray
+    complete: bool
+
+    @classmethod
+    def of(cls, ranked: RankedList, complete: bool) -> Candidates:
+        """Wrap a model's ranked list, made read-only since requests share it."""
+        ids = np.array(ranked.product_ids, dtype=np.int64)
+        values = np.array(ranked.scores, dtype=np.float64)
+        ids.flags.writeable = False
+        values.flags.writeable = False
+        return cls(ids, values, complete)
+
+    def pick(self, n: int, exclude: frozenset[int]) -> RankedList | None:
+        """Return the n best products not in ``exclude``.
+
+        Returns:
+            The list, or None when it ran out before n were found and
+            products beyond it might have filled the answer.
+        """
+        ids, scores = self.product_ids, self.scores
+        if exclude:
+            kept = ~np.isin(ids, np.fromiter(exclude, np.int64, len(exclude)))
+            ids, scores = ids[kept], scores[kept]
+        if len(ids) < n and not self.complete:
+            return None
+        return RankedList(ids[:n], scores[:n])
+
+
+class Ranker(Protocol):
+    """Makes users' candidate lists from one version of the live model.
+
+    Attributes:
+        key: Names the ranker among cached candidates.
+        per_user: Whether each user has a list of their own (else one is shared).
+    """
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def per_user(self) -> bool: ...
+
+    def model(self, version: ServingModel) -> Recommender:
+        """Return the version's model that ranks (its name is the answer's strategy)."""
+        ...
+
+    def knows(self, version: ServingModel, user_id: int) -> bool:
+        """Return whether the ranker can rank this user."""
+        ...
+
+    def rank(
+        self,
+        version: ServingModel,
+        user_id: int,
+        n: int,
+        exclude: frozenset[int],
+        categories: frozenset[str],
+    ) -> RankedList:
+        """Return the user's n best products outside ``exclude``, within ``categories`` (if any)."""
+        ...
+
+    def candidates(
+        self, version: ServingModel, user_id: int, categories: frozenset[str], depth: int
+    ) -> Candidates:
+        """Return the user's candidates within ``categories``, at least ``depth`` when there are."""
+        ...
+
+
+@dataclass(frozen=True)
+class PersonalRanker:
+    """Ranks each user's products with the version's personal model (or its popularity model).
+
+    Attributes:
+        key: Names the ranker among cached candidates.
+        popularity: Rank with the popularity model instead (the ``popular``
+            A/B strategy: the live version's popularity list, per user).
+    """
+
+    key: str = "personal"
+    popularity: bool = False
+    per_user: bool = True
+
+    def model(self, version: ServingModel) -> Recommender:
+        return version.popularity if self.popularity else version.model
+
+    def knows(self, version: ServingModel, user_id: int) -> bool:
+        return self.model(version).knows_user(user_id)
+
+    def rank(
+        self,
+        version: ServingModel,
+        user_id: int,
+        n: int,
+        exclude: frozenset[int],
+        categories: frozenset[str],
+    ) -> RankedList:
+        model = self.model(version)
+        allowed = version.allowed(model, categories)
+        ranked = model.rank_user(user_id, n, exclude=exclude, allowed=allowed)
+        assert ranked is not None, "only users the model knows are ranked personally"
+        return ranked
+
+    def candidates(
+        self, version: ServingModel, user_id: int, categories: frozenset[str], depth: int
+    ) -> Candidates:
+        ranked = self.rank(version, user_id, depth, frozenset(), categories)
+        return Candidates.of(ranked, complete=len(ranked) < depth)
+
+
+@dataclass(frozen=True)
+class PopularRanker:
+    """Ranks the version's most-clicked products, the same list for every user."""
+
+    key: str = "popular"
+    per_user: bool = False
+
+    def model(self, version: ServingModel) -> Recommender:
+        return version.popularity
+
+    def knows(self, version: ServingModel, user_id: int) -> bool:
+        return True
+
+    def rank(
+        self,
+        version: ServingModel,
+        user_id: int,
+        n: int,
+        exclude: frozenset[int],
+        categories: frozenset[str],
+    ) -> RankedList:
+        popularity = version.popularity
+        allowed = version.allowed(popularity, categories)
+        return popularity.top(n, exclude=exclude, allowed=allowed)
+
+    def candidates(
+        self, version: ServingModel, user_id: int, categories: frozenset[str], depth: int
+    ) -> Candidates:
+        # The popularity list is short and shared by every unknown user: rank it whole.
+        popularity = version.popularity
+        allowed = version.allowed(popularity, categories)
+        return Candidates.of(popularity.top(len(popularity.product_ids), allowed=allowed), True)
+
+
+@dataclass(frozen=True)
+class FallbackRanker:
+    """Ranks with the primary ranker the users it knows, and the others with the fallback.
+
+    Attributes:
+        primary: The ranker a user gets when it knows them.
+        fallback: The ranker of everyone else (it knows every user).
+    """
+
+    primary: Ranker
+    fallback: Ranker
+
+    def choose(
+        self, version: ServingModel, user_id: int, history: UserHistory
+    ) -> tuple[Ranker, str | None]:
+        """Return the ranker of a user, and why it is the fallback when it is.
+
+        The reason says whether the user has events the model was not trained
+        on (``not_in_model``) or none at all (``unknown_user``).
+        """
+        if self.primary.knows(version, user_id):
+            return self.primary, None
+        return self.fallback, NOT_IN_MODEL if history.has_events else UNKNOWN_USER
+
+
+# The live model's list, or the most-clicked products for users it does not know.
+PERSONAL_OR_POPULAR = FallbackRanker(PersonalRanker(), PopularRanker())
+# The popularity list for everyone (the ``popular`` A/B strategy): the
+# popularity model ranks the users it was fitted on, the shared list the others.
+POPULAR_FOR_EVERYONE = FallbackRanker(
+    PersonalRanker(key="popularity", popularity=True), PopularRanker()
+)
