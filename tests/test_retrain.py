@@ -390,7 +390,7 @@ def test_another_worker_and_a_restarted_server_report_a_job(app_factory):
 
 def test_a_job_left_running_by_a_dead_process_is_closed_at_start(app_factory):
     app = app_factory()
-    runtime_of(app).store.save_training_job(
+    runtime_of(app).job_queue.save(
         {
             "id": "deadbeef",
             "state": "running",

@@ -277,15 +277,16 @@ def test_upgrading_to_job_leases_keeps_every_job_record_and_expires_none(databas
             "error": None,
         },
     ]
+    jobs = JobQueue(old.engine, lease_seconds=0.001)
     for record in records:
-        old.save_training_job(record)
+        jobs.save(record)
 
     upgrade_to_head(old.engine)
     for record in records:
-        assert old.training_job(record["id"]) == {**record, "heartbeat_at": None}
+        assert jobs.get(record["id"]) == {**record, "heartbeat_at": None}
     # A job claimed before leases has no beat to lapse: the start-up close covers it.
-    assert JobQueue(old.engine, lease_seconds=0.001).fail_expired() == 0
-    assert old.training_job("held")["state"] == "running"
+    assert jobs.fail_expired() == 0
+    assert jobs.get("held")["state"] == "running"
     old.dispose()
 
 
@@ -302,26 +303,31 @@ def test_training_job_records_round_trip(store):
         "metrics": None,
         "error": None,
     }
-    store.save_training_job(record)
-    store.save_training_job(
-        {**record, "state": "succeeded", "version": "v00002-x", "metrics": {"rmse": 0.9}}
-    )
-    saved = store.training_job("abc")
+    jobs = JobQueue(store.engine)
+    jobs.save(record)
+    jobs.save({**record, "state": "succeeded", "version": "v00002-x", "metrics": {"rmse": 0.9}})
+    saved = jobs.get("abc")
     assert saved["state"] == "succeeded"
     assert saved["metrics"] == {"rmse": 0.9}
     assert saved["requested_at"] == requested
-    assert store.training_job("missing") is None
+    assert jobs.get("missing") is None
 
 
-def test_unfinished_job_records_can_be_closed(store):
+@pytest.mark.parametrize(
+    ("keep_queued", "closed", "states"),
+    [
+        (False, 2, ["failed", "failed", "succeeded"]),
+        (True, 1, ["queued", "failed", "succeeded"]),
+    ],
+)
+def test_unfinished_job_records_can_be_closed(store, keep_queued, closed, states):
+    jobs = JobQueue(store.engine)
     now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
     for job_id, state in [("a", "queued"), ("b", "running"), ("c", "succeeded")]:
-        store.save_training_job(
-            {"id": job_id, "state": state, "trigger": "api", "requested_at": now}
-        )
-    assert store.fail_unfinished_jobs("interrupted") == 2
-    assert [store.training_job(j)["state"] for j in "abc"] == ["failed", "failed", "succeeded"]
-    assert store.training_job("a")["error"] == "interrupted"
+        jobs.save({"id": job_id, "state": state, "trigger": "api", "requested_at": now})
+    assert jobs.fail_unfinished("interrupted", keep_queued=keep_queued) == closed
+    assert [jobs.get(j)["state"] for j in "abc"] == states
+    assert jobs.get("b")["error"] == "interrupted"
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):

@@ -16,6 +16,7 @@ from recsys.serving.jobs import (
     AutoRetrainer,
     JobState,
     RetrainInProgressError,
+    Trainer,
     TrainingJobRunner,
     TrainingLock,
 )
@@ -53,7 +54,7 @@ def test_the_fingerprint_changes_with_any_interaction():
 def test_a_job_runs_in_the_background_and_records_its_result():
     published: list[str] = []
     runner = TrainingJobRunner(
-        train=fake_metadata, on_published=lambda m: published.append(m.version)
+        Trainer(fake_metadata), on_published=lambda m: published.append(m.version)
     )
     job = runner.submit(trigger="cli")
     assert job.state is JobState.QUEUED
@@ -71,7 +72,7 @@ def test_a_job_runs_in_the_background_and_records_its_result():
 
 def test_one_job_at_a_time():
     gate = threading.Event()
-    runner = TrainingJobRunner(train=lambda: (gate.wait(10), fake_metadata())[1])
+    runner = TrainingJobRunner(Trainer(lambda: (gate.wait(10), fake_metadata())[1]))
     first = runner.submit()
     with pytest.raises(RetrainInProgressError) as caught:
         runner.submit()
@@ -85,7 +86,7 @@ def test_a_failing_publish_callback_fails_the_job():
     def refuse(meta):
         raise ValueError("artifact unreadable")
 
-    runner = TrainingJobRunner(train=fake_metadata, on_published=refuse)
+    runner = TrainingJobRunner(Trainer(fake_metadata), on_published=refuse)
     job = runner.wait(runner.submit().id, timeout=10)
     assert job.state is JobState.FAILED
     assert job.error.startswith("training_failed: ")
@@ -93,7 +94,7 @@ def test_a_failing_publish_callback_fails_the_job():
 
 
 def test_job_history_is_bounded():
-    runner = TrainingJobRunner(train=fake_metadata, history=3)
+    runner = TrainingJobRunner(Trainer(fake_metadata), history=3)
     ids = []
     for _ in range(5):
         ids.append(runner.submit().id)
@@ -194,7 +195,7 @@ def test_a_killed_holder_releases_the_training_lock(tmp_path):
 def test_a_job_is_refused_while_another_process_holds_the_lock(tmp_path):
     other_process = TrainingLock(tmp_path / "t.lock")
     assert other_process.try_acquire()
-    runner = TrainingJobRunner(train=fake_metadata, lock=TrainingLock(tmp_path / "t.lock"))
+    runner = TrainingJobRunner(Trainer(fake_metadata, TrainingLock(tmp_path / "t.lock")))
     with pytest.raises(RetrainInProgressError, match="another process is still training"):
         runner.submit()
     other_process.release()

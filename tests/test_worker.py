@@ -259,7 +259,7 @@ def test_a_worker_that_lost_its_lease_records_what_really_happened(app_factory, 
 
     def train_while_failed_elsewhere():
         # As another process would after a beat lost to a database outage.
-        JobQueue(worker_runtime.store.engine).fail_running("interrupted: lease lapsed")
+        JobQueue(worker_runtime.store.engine).fail_unfinished("interrupted: lease lapsed", True)
         time.sleep(LEASE)
         return real_train()
 

@@ -1,7 +1,9 @@
-"""Training jobs as a queue in the database, for training workers in other processes.
+"""Training job records, and the queue of jobs for training workers in other processes.
 
-The ``training_jobs`` table already records every job (``queued``,
-``running``, ``succeeded``, ``failed``); here it is also the queue. A server
+``JobQueue`` owns the ``training_jobs`` table: every job's record
+(``queued``, ``running``, ``succeeded``, ``failed``), written by whoever runs
+the job and read by every server that reports on it, and, with training in
+workers, the queue. A server
 enqueues a job only when none is queued or running (checked and inserted
 under a lock, so two servers cannot both enqueue), and a worker claims the
 oldest queued job with ``UPDATE ... SET state = 'running' WHERE id = :id AND
@@ -24,7 +26,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -36,6 +38,8 @@ from recsys.store.tables import training_jobs
 logger = logging.getLogger(__name__)
 
 UNFINISHED = ("queued", "running")
+# What a job record says when the process running it ended mid-job.
+INTERRUPTED = "interrupted: the training process ended"
 # What a job record says when its worker stopped beating.
 LEASE_EXPIRED = "interrupted: the training worker stopped reporting (its lease expired)"
 DEFAULT_LEASE_SECONDS = 60.0
@@ -44,7 +48,7 @@ _ENQUEUE_LOCK_KEY = 0x5EC5_0B5
 
 
 class JobQueue:
-    """Enqueue, claim and close training job records.
+    """Save, read, enqueue, claim and close training job records.
 
     Args:
         engine: The store's engine (schema migrated).
@@ -65,6 +69,32 @@ class JobQueue:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         return conn
 
+    def save(self, record: Mapping[str, Any]) -> None:
+        """Insert or replace one job record.
+
+        Args:
+            record: Values for columns of ``training_jobs`` (``id`` among
+                them); datetimes are stored as naive UTC. A column left out
+                keeps its value (a claimed job's beat).
+        """
+        values = _naive(record)
+        with self._write() as conn, conn.begin():
+            updated = conn.execute(
+                training_jobs.update().where(training_jobs.c.id == values["id"]), values
+            )
+            if updated.rowcount == 0:
+                conn.execute(training_jobs.insert(), values)
+
+    def get(self, job_id: str) -> dict[str, Any] | None:
+        """Return one job record (datetimes as aware UTC), or None."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(training_jobs).where(training_jobs.c.id == job_id))
+                .mappings()
+                .first()
+            )
+        return None if row is None else _aware(row)
+
     def enqueue(self, record: Mapping[str, Any]) -> str | None:
         """Insert a queued job unless one is queued or running.
 
@@ -75,7 +105,7 @@ class JobQueue:
             None when the job was queued; else the id of the unfinished job
             that kept it out.
         """
-        values = {k: to_naive_utc(v) if isinstance(v, datetime) else v for k, v in record.items()}
+        values = _naive(record)
         with self._write() as conn, conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.execute(
@@ -99,8 +129,8 @@ class JobQueue:
         Running jobs whose lease expired are failed first.
 
         Returns:
-            The claimed record (with ``started_at`` and ``heartbeat_at`` set);
-            None when no job was queued or another worker claimed it first.
+            The claimed record (with ``started_at`` and ``heartbeat_at`` set,
+            datetimes as aware UTC); None when no job was queued or another worker claimed it first.
         """
         with self._write() as conn, conn.begin():
             self._fail_expired(conn)
@@ -123,7 +153,7 @@ class JobQueue:
             row = conn.execute(
                 sa.select(training_jobs).where(training_jobs.c.id == job_id)
             ).mappings()
-            return dict(row.one())
+            return _aware(row.one())
 
     def beat(self, job_id: str) -> bool:
         """Renew the lease of a running job (its worker is alive).
@@ -167,18 +197,30 @@ class JobQueue:
             )
         return result.rowcount
 
-    def fail_running(self, reason: str) -> int:
-        """Mark running jobs failed (call only while holding the training lock: none runs).
+    def fail_unfinished(self, reason: str, keep_queued: bool = False) -> int:
+        """Mark unfinished jobs failed (call only while holding the training lock: none runs).
 
-        Queued jobs stay queued: a worker will run them.
+        Args:
+            reason: The records' error, ``"<code>: <message>"``.
+            keep_queued: Fail running jobs alone: with training in workers,
+                a queued job waits for a worker, not for its dead server.
 
         Returns:
             How many records were changed.
         """
+        states = ["running"] if keep_queued else list(UNFINISHED)
         with self._write() as conn, conn.begin():
             result = conn.execute(
                 training_jobs.update()
-                .where(training_jobs.c.state == "running")
+                .where(training_jobs.c.state.in_(states))
                 .values(state="failed", error=reason, finished_at=utc_now())
             )
             return result.rowcount
+
+
+def _naive(record: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: to_naive_utc(v) if isinstance(v, datetime) else v for k, v in record.items()}
+
+
+def _aware(row: Mapping[Any, Any]) -> dict[str, Any]:
+    return {k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v for k, v in row.items()}
