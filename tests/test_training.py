@@ -21,6 +21,7 @@ from recsys.serving.jobs import (
     TrainingLock,
 )
 from recsys.serving.training import fingerprint_interactions
+from tests.builders import ROOT
 
 
 def feedback_frame(pairs: list[tuple[int, int]], clicks: list[int] | None = None) -> pd.DataFrame:
@@ -202,3 +203,38 @@ def test_a_job_is_refused_while_another_process_holds_the_lock(tmp_path):
     job = runner.wait(runner.submit().id, timeout=10)
     assert job.state is JobState.SUCCEEDED
     assert other_process.try_acquire(), "the runner released the lock after its job"
+
+
+@pytest.mark.parametrize(
+    ("code", "what"),
+    [
+        (".try_acquire(", "the training lock is taken"),
+        ("TrainingLock(", "the training lock is made"),
+        (".fail_unfinished(", "orphaned job records are closed"),
+        ("def execute(", "a job is run"),
+    ],
+)
+def test_training_has_one_way_in(code, what):
+    # Two ways in drift apart: one of them forgets a metric, a record or the lock.
+    places = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "recsys").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if code in line
+    ]
+    assert len(places) == 1, f"{what} in {len(places)} places: {places}"
+
+
+def test_a_worker_waiting_for_the_lock_gives_up_when_stopped(tmp_path):
+    other_process = TrainingLock(tmp_path / "t.lock")
+    assert other_process.try_acquire()
+    trainer = Trainer(fake_metadata, TrainingLock(tmp_path / "t.lock"), poll_seconds=0.01)
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    with pytest.raises(RetrainInProgressError), trainer.held(until=stop):
+        pytest.fail("the lock was taken from its holder")
+    other_process.release()
+    with trainer.held(until=stop):
+        assert not other_process.try_acquire(), "a free lock is taken, stopped or not"
+    assert other_process.try_acquire(), "and given back"
+    other_process.release()

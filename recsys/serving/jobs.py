@@ -19,21 +19,18 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 
-from recsys.data.timestamps import format_utc
 from recsys.errors import RecsysError
 from recsys.serving.artifacts import ArtifactMetadata
 from recsys.serving.training import NoTrainingDataError
 from recsys.store.engine import STORE_OUTAGES
-from recsys.store.job_queue import INTERRUPTED, JobQueue
+from recsys.store.job_queue import INTERRUPTED, JobQueue, JobState, TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -67,16 +64,6 @@ def public_failure(exc: Exception, job_id: str) -> str:
     if isinstance(exc, NoTrainingDataError):
         return f"no_training_data: {exc}"
     return f"training_failed: training failed; the server log has the details (job {job_id})"
-
-
-def split_failure(error: str | None) -> dict[str, str] | None:
-    """Return a recorded failure as ``{"code", "message"}`` (the API's error shape)."""
-    if error is None:
-        return None
-    code, _, message = error.partition(": ")
-    if not message or not code.replace("_", "").isalpha():
-        return {"code": "training_failed", "message": error}
-    return {"code": code, "message": message}
 
 
 class TrainingLock:
@@ -117,129 +104,6 @@ class TrainingLock:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
                 os.close(self._fd)
                 self._fd = None
-
-
-class Heartbeat:
-    """Calls ``beat`` every period on a thread, until the block ends.
-
-    A worker holds a claimed job's lease with it: the lease is renewed while
-    the process lives, whatever the training thread is doing, and lapses when
-    the process dies. A failing beat (the database is down) is logged, and
-    the next period tries again.
-
-    Args:
-        beat: Renews the lease; returns False when the lease was lost (the
-            job was failed by another process meanwhile).
-        period: Seconds between beats (a third of the lease leaves two
-            missed beats of slack).
-        name: The thread's name.
-    """
-
-    def __init__(self, beat: Callable[[], bool], period: float, name: str = "heartbeat"):
-        self._beat = beat
-        self._period = period
-        self._name = name
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.lost = False
-
-    def __enter__(self) -> Heartbeat:
-        self._thread = threading.Thread(target=self._run, daemon=True, name=self._name)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._period):
-            self._beat_logging_errors()
-
-    def _beat_logging_errors(self) -> None:
-        try:
-            alive = self._beat()
-        except Exception:
-            logger.warning("could not renew a training job's lease", exc_info=True)
-            return
-        if not alive and not self.lost:
-            self.lost = True
-            logger.warning("a training job's lease was lost: another process failed the job")
-
-
-class JobState(StrEnum):
-    """Where a training job is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class TrainingJob:
-    """A snapshot of one training job.
-
-    Attributes:
-        id: The job id.
-        state: queued, running, succeeded or failed.
-        trigger: Who asked for it: ``api`` (POST /admin/retrain), ``auto`` (after N new
-            events) or ``schedule`` (every T minutes).
-        requested_at: When it was submitted.
-        started_at: When training began.
-        finished_at: When it ended.
-        version: The model version it published.
-        metrics: The published model's offline metrics.
-        error: Why it failed.
-    """
-
-    id: str
-    state: JobState
-    trigger: str
-    requested_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    version: str | None = None
-    metrics: dict[str, Any] | None = None
-    error: str | None = None
-
-    @property
-    def duration_seconds(self) -> float | None:
-        """Return how long it ran (so far, while running)."""
-        if self.started_at is None:
-            return None
-        end = self.finished_at or datetime.now(UTC)
-        return round((end - self.started_at).total_seconds(), 3)
-
-    def to_record(self) -> dict[str, Any]:
-        """Return the job as a row of the ``training_jobs`` table."""
-        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        record["state"] = self.state.value
-        return record
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> TrainingJob:
-        """Rebuild a job from ``to_record``'s output (as read back from the table)."""
-        values: dict[str, Any] = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
-        values["state"] = JobState(values["state"])
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the job as JSON-able data."""
-
-        return {
-            "job_id": self.id,
-            "state": self.state.value,
-            "trigger": self.trigger,
-            "requested_at": format_utc(self.requested_at),
-            "started_at": format_utc(self.started_at),
-            "finished_at": format_utc(self.finished_at),
-            "duration_seconds": self.duration_seconds,
-            "version": self.version,
-            "metrics": self.metrics,
-            "error": split_failure(self.error),
-        }
 
 
 class JobSubmitter(Protocol):
@@ -470,8 +334,7 @@ class TrainingJobRunner:
             job = self._jobs.get(job_id)
         if job is not None or self._records is None:
             return job
-        record = self._records.get(job_id)
-        return TrainingJob.from_record(record) if record else None
+        return self._records.get(job_id)
 
     def wait_all(self, timeout: float | None = None) -> None:
         """Block until every job this runner started has finished (or the timeout passes)."""
@@ -506,7 +369,7 @@ class TrainingJobRunner:
         if self._records is None:
             return
         try:
-            self._records.save(job.to_record())
+            self._records.save(job)
         except Exception:
             # The record is for other processes' eyes; this one keeps serving it.
             logger.warning("could not record training job %s", job.id, exc_info=True)

@@ -31,16 +31,59 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from recsys.serving.jobs import (
-    Heartbeat,
-    JobState,
-    RetrainInProgressError,
-    Trainer,
-    TrainingJob,
-)
-from recsys.store.job_queue import JobQueue
+from recsys.serving.jobs import RetrainInProgressError, Trainer
+from recsys.store.job_queue import JobQueue, JobState, TrainingJob
 
 logger = logging.getLogger(__name__)
+
+
+class Heartbeat:
+    """Calls ``beat`` every period on a thread, until the block ends.
+
+    A worker holds a claimed job's lease with it: the lease is renewed while
+    the process lives, whatever the training thread is doing, and lapses when
+    the process dies. A failing beat (the database is down) is logged, and
+    the next period tries again.
+
+    Args:
+        beat: Renews the lease; returns False when the lease was lost (the
+            job was failed by another process meanwhile).
+        period: Seconds between beats (a third of the lease leaves two
+            missed beats of slack).
+        name: The thread's name.
+    """
+
+    def __init__(self, beat: Callable[[], bool], period: float, name: str = "heartbeat"):
+        self._beat = beat
+        self._period = period
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self._name)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            self._beat_logging_errors()
+
+    def _beat_logging_errors(self) -> None:
+        try:
+            alive = self._beat()
+        except Exception:
+            logger.warning("could not renew a training job's lease", exc_info=True)
+            return
+        if not alive and not self.lost:
+            self.lost = True
+            logger.warning("a training job's lease was lost: another process failed the job")
 
 
 class QueuedTrainingJobs:
@@ -75,17 +118,16 @@ class QueuedTrainingJobs:
             trigger=trigger,
             requested_at=datetime.now(UTC),
         )
-        blocking = self._queue.enqueue(job.to_record())
+        blocking = self._queue.enqueue(job)
         if blocking is not None:
             raise RetrainInProgressError(blocking)
         return job
 
     def get(self, job_id: str) -> TrainingJob | None:
         """Return a job's recorded snapshot, or None."""
-        record = self._queue.get(job_id)
-        if record is None:
+        job = self._queue.get(job_id)
+        if job is None:
             return None
-        job = TrainingJob.from_record(record)
         if job.state is JobState.SUCCEEDED and job.version and self._on_succeeded is not None:
             self._on_succeeded(job.version)
         return job
@@ -130,10 +172,9 @@ class TrainingWorker:
             The finished job, or None when no job was claimed (or ``stop``
             was called while it waited for the lock).
         """
-        record = self._queue.claim_next()
-        if record is None:
+        job = self._queue.claim_next()
+        if job is None:
             return None
-        job = TrainingJob.from_record(record)
         logger.info("training job %s claimed (trigger %s)", job.id, job.trigger)
         lease = Heartbeat(
             lambda: self._queue.beat(job.id),
@@ -158,7 +199,7 @@ class TrainingWorker:
             yield
 
     def _record(self, job: TrainingJob) -> None:
-        self._queue.save(job.to_record())
+        self._queue.save(job)
 
     def run_forever(self) -> None:
         """Run queued jobs until ``stop`` is called; sleep between polls when idle."""
