@@ -4,21 +4,21 @@ With ``TRAINING_MODE=worker`` a server does not train. ``POST /admin/retrain``
 and the automatic triggers enqueue a job record (``QueuedTrainingJobs``, the
 same interface and states as ``TrainingJobRunner``), and a separate process,
 ``flask --app app worker``, claims queued jobs one at a time
-(``TrainingWorker``) and runs each as this process's runner would
-(``Trainer.execute``): trains, publishes, records. Servers serve the new version as
-they serve any version another process published: their refresh poller, or
-at once when they report the job succeeded. A long training then takes CPU
+(``TrainingWorker``) and runs each as a server's runner would
+(``Trainer.execute``: train, publish, record). Servers serve the new version
+as they serve any version another process published: their refresh poller,
+or at once when they report the job succeeded. A long training then takes CPU
 from no request (the worker also lowers its own scheduling priority), and a
 queued job outlives a server restart: only the worker runs it.
 
 Two workers never run one job: claiming is an update only one of them can
 win (``recsys.store.job_queue``). The training lock still keeps one training
 at a time across workers and ``flask train``. A claim is a lease the worker
-renews (``Heartbeat``) from the claim until its training ends: a
-job left ``running`` by a worker that was killed is failed by a live worker's
-next poll after the lease (``JOB_LEASE_SECONDS``), or by the next retrain
-request, so within the lease plus ``WORKER_POLL_SECONDS`` of the death; the
-next start (server or worker) that finds the lock free fails it too.
+renews (``Heartbeat``) from the claim until its training ends: a job left
+``running`` by a worker that was killed is failed by a live worker's next
+poll after the lease (``JOB_LEASE_SECONDS``), or by the next retrain request,
+so within the lease plus ``WORKER_POLL_SECONDS`` of the death; the next start
+(server or worker) that finds the lock free fails it too.
 """
 
 from __future__ import annotations
@@ -181,7 +181,7 @@ class TrainingWorker:
             self._queue.lease_seconds / 3,
             name=f"lease-{job.id[:8]}",
         )
-        finished = self._trainer.execute(job, self._record, self._holding(lease))
+        finished = self._trainer.execute(job, self._queue.save, self._holding(lease))
         if finished is not None and lease.lost:
             # Recorded all the same: the record says what really happened
             # (a succeeded job's version is published and served).
@@ -197,9 +197,6 @@ class TrainingWorker:
         # Beats from the claim: a job waiting for the training lock is held too.
         with lease, self._trainer.held(until=self._stop):
             yield
-
-    def _record(self, job: TrainingJob) -> None:
-        self._queue.save(job)
 
     def run_forever(self) -> None:
         """Run queued jobs until ``stop`` is called; sleep between polls when idle."""
