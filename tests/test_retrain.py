@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from recsys.store.job_queue import JobState, TrainingJob
 from tests.builders import ROOT, kill_mid_write, runtime_of
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -390,14 +391,9 @@ def test_another_worker_and_a_restarted_server_report_a_job(app_factory):
 
 def test_a_job_left_running_by_a_dead_process_is_closed_at_start(app_factory):
     app = app_factory()
-    runtime_of(app).store.save_training_job(
-        {
-            "id": "deadbeef",
-            "state": "running",
-            "trigger": "api",
-            "requested_at": datetime.now(UTC),
-            "started_at": datetime.now(UTC),
-        }
+    now = datetime.now(UTC)
+    runtime_of(app).job_queue.save(
+        TrainingJob("deadbeef", JobState.RUNNING, "api", requested_at=now, started_at=now)
     )
     restarted = app_factory()
     job = restarted.test_client().get("/admin/jobs/deadbeef").get_json()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from datetime import UTC, datetime
 
@@ -12,8 +13,9 @@ import sqlalchemy as sa
 from recsys.data.events import Event
 from recsys.errors import DataFileError
 from recsys.store.events import _USER_HISTORY, EventStore, UnknownProductError, UserHistory
-from recsys.store.job_queue import JobQueue
+from recsys.store.job_queue import JobQueue, JobState, TrainingJob
 from recsys.store.migrate import alembic_config, upgrade_to, upgrade_to_head
+from recsys.store.tables import training_jobs
 from tests.builders import SMALL_CATALOG
 
 
@@ -255,74 +257,61 @@ def test_upgrading_to_job_leases_keeps_every_job_record_and_expires_none(databas
     upgrade_to(old.engine, "0006")
     requested = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
     records = [
-        {
-            "id": "done",
-            "state": "succeeded",
-            "trigger": "api",
-            "requested_at": requested,
-            "started_at": requested,
-            "finished_at": requested,
-            "version": "v00002-x",
-            "metrics": {"rmse": 0.9},
-            "error": None,
-        },
-        {
-            "id": "held",
-            "state": "running",
-            "trigger": "auto",
-            "requested_at": requested,
-            "started_at": requested,
-            "finished_at": None,
-            "version": None,
-            "metrics": None,
-            "error": None,
-        },
+        TrainingJob(
+            "done",
+            JobState.SUCCEEDED,
+            "api",
+            requested,
+            started_at=requested,
+            finished_at=requested,
+            version="v00002-x",
+            metrics={"rmse": 0.9},
+        ),
+        TrainingJob("held", JobState.RUNNING, "auto", requested, started_at=requested),
     ]
+    jobs = JobQueue(old.engine, lease_seconds=0.001)
     for record in records:
-        old.save_training_job(record)
+        jobs.save(record)
 
     upgrade_to_head(old.engine)
-    for record in records:
-        assert old.training_job(record["id"]) == {**record, "heartbeat_at": None}
+    assert [jobs.get(record.id) for record in records] == records
+    with old.engine.connect() as conn:
+        assert conn.execute(sa.select(training_jobs.c.heartbeat_at)).scalars().all() == [None] * 2
     # A job claimed before leases has no beat to lapse: the start-up close covers it.
-    assert JobQueue(old.engine, lease_seconds=0.001).fail_expired() == 0
-    assert old.training_job("held")["state"] == "running"
+    assert jobs.fail_expired() == 0
+    assert jobs.get("held").state is JobState.RUNNING
     old.dispose()
 
 
 def test_training_job_records_round_trip(store):
     requested = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
-    record = {
-        "id": "abc",
-        "state": "running",
-        "trigger": "api",
-        "requested_at": requested,
-        "started_at": requested,
-        "finished_at": None,
-        "version": None,
-        "metrics": None,
-        "error": None,
-    }
-    store.save_training_job(record)
-    store.save_training_job(
-        {**record, "state": "succeeded", "version": "v00002-x", "metrics": {"rmse": 0.9}}
+    running = TrainingJob("abc", JobState.RUNNING, "api", requested, started_at=requested)
+    jobs = JobQueue(store.engine)
+    jobs.save(running)
+    succeeded = dataclasses.replace(
+        running, state=JobState.SUCCEEDED, version="v00002-x", metrics={"rmse": 0.9}
     )
-    saved = store.training_job("abc")
-    assert saved["state"] == "succeeded"
-    assert saved["metrics"] == {"rmse": 0.9}
-    assert saved["requested_at"] == requested
-    assert store.training_job("missing") is None
+    jobs.save(succeeded)
+    assert jobs.get("abc") == succeeded
+    assert jobs.get("abc").requested_at == requested
+    assert jobs.get("missing") is None
 
 
-def test_unfinished_job_records_can_be_closed(store):
+@pytest.mark.parametrize(
+    ("keep_queued", "closed", "states"),
+    [
+        (False, 2, ["failed", "failed", "succeeded"]),
+        (True, 1, ["queued", "failed", "succeeded"]),
+    ],
+)
+def test_unfinished_job_records_can_be_closed(store, keep_queued, closed, states):
+    jobs = JobQueue(store.engine)
     now = datetime(2026, 11, 29, 10, 0, tzinfo=UTC)
     for job_id, state in [("a", "queued"), ("b", "running"), ("c", "succeeded")]:
-        store.save_training_job(
-            {"id": job_id, "state": state, "trigger": "api", "requested_at": now}
-        )
-    assert store.fail_unfinished_jobs("interrupted") == 2
-    assert [store.training_job(j)["state"] for j in "abc"] == ["failed", "failed", "succeeded"]
-    assert store.training_job("a")["error"] == "interrupted"
+        jobs.save(TrainingJob(job_id, JobState(state), "api", now))
+    assert jobs.fail_unfinished("interrupted", keep_queued=keep_queued) == closed
+    assert [jobs.get(j).state for j in "abc"] == states
+    assert jobs.get("b").error == "interrupted"
 
 
 def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url):

@@ -16,10 +16,12 @@ from recsys.serving.jobs import (
     AutoRetrainer,
     JobState,
     RetrainInProgressError,
+    Trainer,
     TrainingJobRunner,
     TrainingLock,
 )
 from recsys.serving.training import fingerprint_interactions
+from tests.builders import ROOT
 
 
 def feedback_frame(pairs: list[tuple[int, int]], clicks: list[int] | None = None) -> pd.DataFrame:
@@ -53,7 +55,7 @@ def test_the_fingerprint_changes_with_any_interaction():
 def test_a_job_runs_in_the_background_and_records_its_result():
     published: list[str] = []
     runner = TrainingJobRunner(
-        train=fake_metadata, on_published=lambda m: published.append(m.version)
+        Trainer(fake_metadata), on_published=lambda m: published.append(m.version)
     )
     job = runner.submit(trigger="cli")
     assert job.state is JobState.QUEUED
@@ -71,7 +73,7 @@ def test_a_job_runs_in_the_background_and_records_its_result():
 
 def test_one_job_at_a_time():
     gate = threading.Event()
-    runner = TrainingJobRunner(train=lambda: (gate.wait(10), fake_metadata())[1])
+    runner = TrainingJobRunner(Trainer(lambda: (gate.wait(10), fake_metadata())[1]))
     first = runner.submit()
     with pytest.raises(RetrainInProgressError) as caught:
         runner.submit()
@@ -85,7 +87,7 @@ def test_a_failing_publish_callback_fails_the_job():
     def refuse(meta):
         raise ValueError("artifact unreadable")
 
-    runner = TrainingJobRunner(train=fake_metadata, on_published=refuse)
+    runner = TrainingJobRunner(Trainer(fake_metadata), on_published=refuse)
     job = runner.wait(runner.submit().id, timeout=10)
     assert job.state is JobState.FAILED
     assert job.error.startswith("training_failed: ")
@@ -93,7 +95,7 @@ def test_a_failing_publish_callback_fails_the_job():
 
 
 def test_job_history_is_bounded():
-    runner = TrainingJobRunner(train=fake_metadata, history=3)
+    runner = TrainingJobRunner(Trainer(fake_metadata), history=3)
     ids = []
     for _ in range(5):
         ids.append(runner.submit().id)
@@ -194,10 +196,45 @@ def test_a_killed_holder_releases_the_training_lock(tmp_path):
 def test_a_job_is_refused_while_another_process_holds_the_lock(tmp_path):
     other_process = TrainingLock(tmp_path / "t.lock")
     assert other_process.try_acquire()
-    runner = TrainingJobRunner(train=fake_metadata, lock=TrainingLock(tmp_path / "t.lock"))
+    runner = TrainingJobRunner(Trainer(fake_metadata, TrainingLock(tmp_path / "t.lock")))
     with pytest.raises(RetrainInProgressError, match="another process is still training"):
         runner.submit()
     other_process.release()
     job = runner.wait(runner.submit().id, timeout=10)
     assert job.state is JobState.SUCCEEDED
     assert other_process.try_acquire(), "the runner released the lock after its job"
+
+
+@pytest.mark.parametrize(
+    ("code", "what"),
+    [
+        (".try_acquire(", "the training lock is taken"),
+        ("TrainingLock(", "the training lock is made"),
+        (".fail_unfinished(", "orphaned job records are closed"),
+        ("def execute(", "a job is run"),
+    ],
+)
+def test_training_has_one_way_in(code, what):
+    # Two ways in drift apart: one of them forgets a metric, a record or the lock.
+    places = [
+        f"{path.relative_to(ROOT)}:{number}"
+        for path in sorted((ROOT / "recsys").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if code in line
+    ]
+    assert len(places) == 1, f"{what} in {len(places)} places: {places}"
+
+
+def test_a_worker_waiting_for_the_lock_gives_up_when_stopped(tmp_path):
+    other_process = TrainingLock(tmp_path / "t.lock")
+    assert other_process.try_acquire()
+    trainer = Trainer(fake_metadata, TrainingLock(tmp_path / "t.lock"), poll_seconds=0.01)
+    stop = threading.Event()
+    threading.Timer(0.1, stop.set).start()
+    with pytest.raises(RetrainInProgressError), trainer.held(until=stop):
+        pytest.fail("the lock was taken from its holder")
+    other_process.release()
+    with trainer.held(until=stop):
+        assert not other_process.try_acquire(), "a free lock is taken, stopped or not"
+    assert other_process.try_acquire(), "and given back"
+    other_process.release()

@@ -106,7 +106,7 @@ def test_a_job_left_running_by_a_dead_worker_fails_and_a_queued_one_stays(any_ap
     server = any_app_factory(**WORKER)
     runtime = runtime_of(server)
     stale = queue_retrain(server.test_client())
-    assert JobQueue(runtime.store.engine).claim_next()["id"] == stale  # then the worker "died"
+    assert JobQueue(runtime.store.engine).claim_next().id == stale  # then the worker "died"
 
     restarted = any_app_factory(**WORKER)
     failed = job_of(restarted.test_client(), stale)
@@ -191,7 +191,7 @@ LEASE = 0.3  # seconds: a short JOB_LEASE_SECONDS, so a lapsed lease takes no ti
 
 def claim_and_die(runtime) -> str:
     """Claim the queued job as a worker would, then never beat: the worker "died"."""
-    return JobQueue(runtime.store.engine, lease_seconds=LEASE).claim_next()["id"]
+    return JobQueue(runtime.store.engine, lease_seconds=LEASE).claim_next().id
 
 
 def test_a_live_workers_next_poll_fails_a_job_whose_lease_lapsed(any_app_factory):
@@ -259,7 +259,7 @@ def test_a_worker_that_lost_its_lease_records_what_really_happened(app_factory, 
 
     def train_while_failed_elsewhere():
         # As another process would after a beat lost to a database outage.
-        JobQueue(worker_runtime.store.engine).fail_running("interrupted: lease lapsed")
+        JobQueue(worker_runtime.store.engine).fail_unfinished("interrupted: lease lapsed", True)
         time.sleep(LEASE)
         return real_train()
 

@@ -1,13 +1,16 @@
-"""Training jobs: one at a time across processes, on a background thread, with records.
+"""Training jobs: one at a time across processes, one lifecycle, with records.
 
-``TrainingJobRunner`` runs a training function on a background thread, one
-job at a time (``TrainingLock`` extends that to other processes), and keeps a
-record of each job in memory and in the database; ``AutoRetrainer`` submits
-jobs after N new events or every T minutes.
+``Trainer`` is the one way into training: it holds the ``TrainingLock``
+(one process trains at a time) and runs a job's lifecycle (``execute``: mark
+it running, train, publish, record how it ended), the same in this process's
+``TrainingJobRunner`` (a background thread) and in a training worker
+(``recsys.serving.worker``). ``AutoRetrainer`` submits jobs after N new
+events or every T minutes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fcntl
 import logging
@@ -16,20 +19,18 @@ import threading
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
-from enum import StrEnum
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 from prometheus_client import Counter, Histogram
 
-from recsys.data.timestamps import format_utc
 from recsys.errors import RecsysError
 from recsys.serving.artifacts import ArtifactMetadata
 from recsys.serving.training import NoTrainingDataError
 from recsys.store.engine import STORE_OUTAGES
+from recsys.store.job_queue import INTERRUPTED, JobQueue, JobState, TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -63,16 +64,6 @@ def public_failure(exc: Exception, job_id: str) -> str:
     if isinstance(exc, NoTrainingDataError):
         return f"no_training_data: {exc}"
     return f"training_failed: training failed; the server log has the details (job {job_id})"
-
-
-def split_failure(error: str | None) -> dict[str, str] | None:
-    """Return a recorded failure as ``{"code", "message"}`` (the API's error shape)."""
-    if error is None:
-        return None
-    code, _, message = error.partition(": ")
-    if not message or not code.replace("_", "").isalpha():
-        return {"code": "training_failed", "message": error}
-    return {"code": code, "message": message}
 
 
 class TrainingLock:
@@ -115,167 +106,183 @@ class TrainingLock:
                 self._fd = None
 
 
-class Heartbeat:
-    """Calls ``beat`` every period on a thread, until the block ends.
-
-    A worker holds a claimed job's lease with it: the lease is renewed while
-    the process lives, whatever the training thread is doing, and lapses when
-    the process dies. A failing beat (the database is down) is logged, and
-    the next period tries again.
-
-    Args:
-        beat: Renews the lease; returns False when the lease was lost (the
-            job was failed by another process meanwhile).
-        period: Seconds between beats (a third of the lease leaves two
-            missed beats of slack).
-        name: The thread's name.
-    """
-
-    def __init__(self, beat: Callable[[], bool], period: float, name: str = "heartbeat"):
-        self._beat = beat
-        self._period = period
-        self._name = name
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self.lost = False
-
-    def __enter__(self) -> Heartbeat:
-        self._thread = threading.Thread(target=self._run, daemon=True, name=self._name)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self._period):
-            self._beat_logging_errors()
-
-    def _beat_logging_errors(self) -> None:
-        try:
-            alive = self._beat()
-        except Exception:
-            logger.warning("could not renew a training job's lease", exc_info=True)
-            return
-        if not alive and not self.lost:
-            self.lost = True
-            logger.warning("a training job's lease was lost: another process failed the job")
-
-
-class JobState(StrEnum):
-    """Where a training job is in its life."""
-
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-
-@dataclass(frozen=True)
-class TrainingJob:
-    """A snapshot of one training job.
-
-    Attributes:
-        id: The job id.
-        state: queued, running, succeeded or failed.
-        trigger: Who asked for it: ``api`` (POST /admin/retrain), ``auto`` (after N new
-            events) or ``schedule`` (every T minutes).
-        requested_at: When it was submitted.
-        started_at: When training began.
-        finished_at: When it ended.
-        version: The model version it published.
-        metrics: The published model's offline metrics.
-        error: Why it failed.
-    """
-
-    id: str
-    state: JobState
-    trigger: str
-    requested_at: datetime
-    started_at: datetime | None = None
-    finished_at: datetime | None = None
-    version: str | None = None
-    metrics: dict[str, Any] | None = None
-    error: str | None = None
-
-    @property
-    def duration_seconds(self) -> float | None:
-        """Return how long it ran (so far, while running)."""
-        if self.started_at is None:
-            return None
-        end = self.finished_at or datetime.now(UTC)
-        return round((end - self.started_at).total_seconds(), 3)
-
-    def to_record(self) -> dict[str, Any]:
-        """Return the job as a row of the ``training_jobs`` table."""
-        record = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        record["state"] = self.state.value
-        return record
-
-    @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> TrainingJob:
-        """Rebuild a job from ``to_record``'s output (as read back from the table)."""
-        values: dict[str, Any] = {f.name: record.get(f.name) for f in dataclasses.fields(cls)}
-        values["state"] = JobState(values["state"])
-        return cls(**values)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the job as JSON-able data."""
-
-        return {
-            "job_id": self.id,
-            "state": self.state.value,
-            "trigger": self.trigger,
-            "requested_at": format_utc(self.requested_at),
-            "started_at": format_utc(self.started_at),
-            "finished_at": format_utc(self.finished_at),
-            "duration_seconds": self.duration_seconds,
-            "version": self.version,
-            "metrics": self.metrics,
-            "error": split_failure(self.error),
-        }
-
-
-class JobRecorder(Protocol):
-    """Where job records are shared between processes (``EventStore`` is one)."""
-
-    def save_training_job(self, record: Mapping[str, Any]) -> None: ...
-
-    def training_job(self, job_id: str) -> Mapping[str, Any] | None: ...
-
-
 class JobSubmitter(Protocol):
     """What submits training jobs: ``TrainingJobRunner`` here, or a queue for workers."""
 
     def submit(self, trigger: str = "api") -> TrainingJob: ...
 
 
-class TrainingJobRunner:
-    """Runs training jobs on a background thread, one at a time.
+class Trainer:
+    """The one way into training: trains and publishes under the training lock.
+
+    ``held`` is the one place the lock is taken. Everything that trains goes
+    through it: a job (``execute``, in this process's runner or in a worker),
+    training at once (``now``: ``flask train``, the first model, an
+    experiment's variant), and the close of job records a dead process left
+    open, which is safe only while no process trains.
 
     Args:
-        train: Trains and publishes a model, returning its metadata.
-        on_published: Called with the metadata after a successful job (to
-            swap the live model) before the job is marked succeeded.
-        history: How many finished job records to keep in memory.
-        lock: Held while a job runs, so other processes do not train at once.
-        recorder: Where job records are also written, so other processes can
-            report on them; a failure to write is logged, never raised.
+        train: Trains and publishes the configured model, returning its metadata.
+        lock: Shared by every process on the artifact directory; None: no
+            other process trains there.
+        poll_seconds: How often a waiting ``held`` tries the lock again.
     """
 
     def __init__(
         self,
         train: Callable[[], ArtifactMetadata],
-        on_published: Callable[[ArtifactMetadata], None] | None = None,
-        history: int = 100,
         lock: TrainingLock | None = None,
-        recorder: JobRecorder | None = None,
+        poll_seconds: float = 1.0,
     ):
         self._train = train
-        self._process_lock = lock
-        self._recorder = recorder
+        self._lock = lock
+        self._poll_seconds = poll_seconds
+
+    @contextlib.contextmanager
+    def held(self, until: threading.Event | None = None) -> Iterator[None]:
+        """Hold the training lock for the block.
+
+        Args:
+            until: Wait for the lock until this event is set; None: do not wait.
+
+        Raises:
+            RetrainInProgressError: Another process holds the lock (and, when
+                waiting, ``until`` was set before it was free).
+        """
+        if self._lock is not None:
+            while not self._lock.try_acquire():
+                if until is None or until.wait(self._poll_seconds):
+                    raise RetrainInProgressError(None)
+        try:
+            yield
+        finally:
+            if self._lock is not None:
+                self._lock.release()
+
+    def now(self, train: Callable[[], ArtifactMetadata] | None = None) -> ArtifactMetadata:
+        """Train and publish now, unless another process or job is training.
+
+        Args:
+            train: What to train instead of the configured model (an
+                experiment's variant, a progress bar).
+
+        Raises:
+            RetrainInProgressError: The training lock is held.
+        """
+        with self.held():
+            return (train or self._train)()
+
+    def close_orphaned(self, queue: JobQueue, keep_queued: bool) -> int:
+        """Fail the job records a dead process left unfinished; 0 while a process trains.
+
+        Only when no process holds the training lock: then no job can really
+        be running, whatever its record says.
+
+        Args:
+            queue: Where the records are.
+            keep_queued: Leave queued jobs alone (a worker will run them).
+
+        Returns:
+            How many records were closed.
+        """
+        try:
+            with self.held():
+                return queue.fail_unfinished(INTERRUPTED, keep_queued=keep_queued)
+        except RetrainInProgressError:
+            return 0
+
+    def execute(
+        self,
+        job: TrainingJob,
+        record: Callable[[TrainingJob], None],
+        turn: contextlib.AbstractContextManager[object],
+        on_published: Callable[[ArtifactMetadata], None] | None = None,
+    ) -> TrainingJob | None:
+        """Run one job: take its turn at the lock, train, publish, and record how it ended.
+
+        Args:
+            job: A queued job, marked running here, or one a worker claimed
+                (already running).
+            record: Writes the job's record (when it starts and when it ends).
+            turn: What the job holds while it trains: the training lock
+                (``held(...)``, or one already taken: ``submit`` takes it to
+                refuse at once), and a worker's lease.
+            on_published: Called with the metadata after training (to serve
+                the new model) before the job is marked succeeded.
+
+        Returns:
+            The finished job; None when the wait for the lock was stopped.
+        """
+        try:
+            with turn:
+                finished = self._run(job, record, on_published)
+        except RetrainInProgressError:
+            return None
+        # Once the turn is over: a worker's lease no longer beats, so a beat
+        # cannot find the job finished and take the lease for lost.
+        record(finished)
+        return finished
+
+    def _run(
+        self,
+        job: TrainingJob,
+        record: Callable[[TrainingJob], None],
+        on_published: Callable[[ArtifactMetadata], None] | None,
+    ) -> TrainingJob:
+        if job.state is JobState.QUEUED:
+            job = dataclasses.replace(job, state=JobState.RUNNING, started_at=datetime.now(UTC))
+            record(job)
+        started = time.perf_counter()
+        try:
+            meta = self._train()
+            if on_published is not None:
+                on_published(meta)
+        except Exception as exc:  # a failed job is recorded, not raised
+            # The details (driver messages with SQL and hosts) go to the log;
+            # the job record, readable over HTTP, gets a code and a short message.
+            logger.exception("training job %s failed", job.id)
+            RETRAIN_FAILURES.inc()
+            RETRAIN_SECONDS.labels("failed").observe(time.perf_counter() - started)
+            job = dataclasses.replace(
+                job,
+                state=JobState.FAILED,
+                finished_at=datetime.now(UTC),
+                error=public_failure(exc, job.id),
+            )
+        else:
+            RETRAIN_SECONDS.labels("succeeded").observe(time.perf_counter() - started)
+            logger.info("training job %s published %s", job.id, meta.version)
+            job = dataclasses.replace(
+                job,
+                state=JobState.SUCCEEDED,
+                finished_at=datetime.now(UTC),
+                version=meta.version,
+                metrics=dict(meta.metrics),
+            )
+        return job
+
+
+class TrainingJobRunner:
+    """Runs training jobs on a background thread, one at a time.
+
+    Args:
+        trainer: Trains, under the training lock.
+        on_published: Called with the metadata after a successful job (to
+            swap the live model) before the job is marked succeeded.
+        history: How many finished job records to keep in memory.
+        records: Where job records are also written, so other processes can
+            report on them; a failure to write is logged, never raised.
+    """
+
+    def __init__(
+        self,
+        trainer: Trainer,
+        on_published: Callable[[ArtifactMetadata], None] | None = None,
+        history: int = 100,
+        records: JobQueue | None = None,
+    ):
+        self._trainer = trainer
+        self._records = records
         self._on_published = on_published
         self._history = history
         self._lock = threading.Lock()
@@ -299,8 +306,10 @@ class TrainingJobRunner:
         with self._lock:
             if self._active is not None:
                 raise RetrainInProgressError(self._active)
-            if self._process_lock is not None and not self._process_lock.try_acquire():
-                raise RetrainInProgressError(None)
+            # Taken now, so a busy lock is a refusal, not a failed job; the
+            # job's thread gives it back.
+            turn = contextlib.ExitStack()
+            turn.enter_context(self._trainer.held())
             job = TrainingJob(
                 id=uuid.uuid4().hex,
                 state=JobState.QUEUED,
@@ -312,7 +321,7 @@ class TrainingJobRunner:
             while len(self._jobs) > self._history:
                 self._jobs.popitem(last=False)
             thread = threading.Thread(
-                target=self._run, args=(job.id,), daemon=True, name=f"training-{job.id[:8]}"
+                target=self._run, args=(job, turn), daemon=True, name=f"training-{job.id[:8]}"
             )
             self._threads = {job.id: thread}
         self._record(job)
@@ -323,10 +332,9 @@ class TrainingJobRunner:
         """Return a job's current snapshot (this process's or a recorded one), or None."""
         with self._lock:
             job = self._jobs.get(job_id)
-        if job is not None or self._recorder is None:
+        if job is not None or self._records is None:
             return job
-        record = self._recorder.training_job(job_id)
-        return TrainingJob.from_record(record) if record else None
+        return self._records.get(job_id)
 
     def wait_all(self, timeout: float | None = None) -> None:
         """Block until every job this runner started has finished (or the timeout passes)."""
@@ -343,55 +351,28 @@ class TrainingJobRunner:
             thread.join(timeout)
         return self.get(job_id)
 
-    def _update(self, job_id: str, **changes: Any) -> None:
-        with self._lock:
-            if job_id not in self._jobs:
-                return
-            job = self._jobs[job_id] = dataclasses.replace(self._jobs[job_id], **changes)
-        self._record(job)
-
-    def _record(self, job: TrainingJob) -> None:
-        if self._recorder is None:
-            return
+    def _run(self, job: TrainingJob, turn: contextlib.ExitStack) -> None:
         try:
-            self._recorder.save_training_job(job.to_record())
-        except Exception:
-            # The record is for other processes' eyes; this one keeps serving it.
-            logger.warning("could not record training job %s", job.id, exc_info=True)
-
-    def _run(self, job_id: str) -> None:
-        self._update(job_id, state=JobState.RUNNING, started_at=datetime.now(UTC))
-        started = time.perf_counter()
-        try:
-            meta = self._train()
-            if self._on_published is not None:
-                self._on_published(meta)
-        except Exception as exc:  # a failed job is recorded, not raised
-            # The details (driver messages with SQL and hosts) go to the log;
-            # the job record, readable over HTTP, gets a code and a short message.
-            logger.exception("training job %s failed", job_id)
-            RETRAIN_FAILURES.inc()
-            RETRAIN_SECONDS.labels("failed").observe(time.perf_counter() - started)
-            self._update(
-                job_id,
-                state=JobState.FAILED,
-                finished_at=datetime.now(UTC),
-                error=public_failure(exc, job_id),
-            )
-        else:
-            RETRAIN_SECONDS.labels("succeeded").observe(time.perf_counter() - started)
-            self._update(
-                job_id,
-                state=JobState.SUCCEEDED,
-                finished_at=datetime.now(UTC),
-                version=meta.version,
-                metrics=dict(meta.metrics),
-            )
+            self._trainer.execute(job, self._keep, turn, self._on_published)
         finally:
             with self._lock:
                 self._active = None
-                if self._process_lock is not None:
-                    self._process_lock.release()
+
+    def _keep(self, job: TrainingJob) -> None:
+        with self._lock:
+            if job.id not in self._jobs:
+                return
+            self._jobs[job.id] = job
+        self._record(job)
+
+    def _record(self, job: TrainingJob) -> None:
+        if self._records is None:
+            return
+        try:
+            self._records.save(job)
+        except Exception:
+            # The record is for other processes' eyes; this one keeps serving it.
+            logger.warning("could not record training job %s", job.id, exc_info=True)
 
 
 class AutoRetrainer:

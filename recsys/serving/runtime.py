@@ -61,13 +61,14 @@ from recsys.serving.invalidation import InvalidationBus
 from recsys.serving.jobs import (
     AutoRetrainer,
     RetrainInProgressError,
+    Trainer,
     TrainingJobRunner,
     TrainingLock,
 )
 from recsys.serving.service import AnswerCache, NoAnswerCache, RecommendationService
 from recsys.serving.settings import Settings
 from recsys.serving.training import NoTrainingDataError, TrainingSettings, train_and_publish
-from recsys.serving.worker import INTERRUPTED, QueuedTrainingJobs, TrainingWorker
+from recsys.serving.worker import QueuedTrainingJobs, TrainingWorker
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore
 from recsys.store.experiments import ExperimentStore
@@ -168,20 +169,20 @@ class ServingRuntime:
         self.service = RecommendationService(
             self.store, answer_cache(settings, self.store, self.redis_outage)
         )
-        self.training_lock = TrainingLock(settings.model_dir / ".training.lock")
+        # Late-bound so a job always runs the runtime's current ``train``.
+        self.trainer = Trainer(
+            lambda: self.train(),
+            TrainingLock(settings.model_dir / ".training.lock"),
+            poll_seconds=settings["WORKER_POLL_SECONDS"],
+        )
+        self.job_queue = JobQueue(self.store.engine, lease_seconds=settings["JOB_LEASE_SECONDS"])
         self.jobs: TrainingJobRunner | QueuedTrainingJobs
         if self.trains_in_worker:
             # Jobs wait in the database for `flask --app app worker`.
-            self.jobs = QueuedTrainingJobs(
-                self.store, self._job_queue(), on_succeeded=self._serve_version
-            )
+            self.jobs = QueuedTrainingJobs(self.job_queue, on_succeeded=self._serve_version)
         else:
-            # Late-bound so the job always runs the runtime's current ``train``.
             self.jobs = TrainingJobRunner(
-                train=lambda: self.train(),
-                on_published=self._serve_published,
-                lock=self.training_lock,
-                recorder=self.store,
+                self.trainer, on_published=self._serve_published, records=self.job_queue
             )
         self.auto_retrain = AutoRetrainer(
             self.jobs, settings["RETRAIN_EVERY_EVENTS"], settings["RETRAIN_EVERY_MINUTES"]
@@ -213,15 +214,8 @@ class ServingRuntime:
     def worker(self) -> TrainingWorker:
         """Return a worker that runs this configuration's queued training jobs here."""
         return TrainingWorker(
-            train=lambda: self.train(),
-            store=self.store,
-            queue=self._job_queue(),
-            lock=self.training_lock,
-            poll_seconds=self.settings["WORKER_POLL_SECONDS"],
+            self.trainer, self.job_queue, poll_seconds=self.settings["WORKER_POLL_SECONDS"]
         )
-
-    def _job_queue(self) -> JobQueue:
-        return JobQueue(self.store.engine, lease_seconds=self.settings["JOB_LEASE_SECONDS"])
 
     @property
     def model_type(self) -> str:
@@ -311,14 +305,7 @@ class ServingRuntime:
         Returns:
             How many job records were closed.
         """
-        if not self.training_lock.try_acquire():
-            return 0
-        try:
-            if self.trains_in_worker:
-                return JobQueue(self.store.engine).fail_running(INTERRUPTED)
-            return self.store.fail_unfinished_jobs(INTERRUPTED)
-        finally:
-            self.training_lock.release()
+        return self.trainer.close_orphaned(self.job_queue, keep_queued=self.trains_in_worker)
 
     # -- serving -----------------------------------------------------------------
 
@@ -512,12 +499,7 @@ class ServingRuntime:
         params_path = self.settings.model_params_path
         params = load_model_params(params_path).get(model_type, {}) if params_path else {}
         settings = dataclasses.replace(self.training, model=model_type, model_params=dict(params))
-        if not self.training_lock.try_acquire():
-            raise RetrainInProgressError(None)
-        try:
-            return train_and_publish(self.store, self.registry, settings)
-        finally:
-            self.training_lock.release()
+        return self.trainer.now(lambda: train_and_publish(self.store, self.registry, settings))
 
     def train_exclusively(self, progress: bool = False, **engine: str | None) -> ArtifactMetadata:
         """Train and publish now, unless another process or job is training.
@@ -528,12 +510,7 @@ class ServingRuntime:
         Raises:
             RetrainInProgressError: The training lock is held.
         """
-        if not self.training_lock.try_acquire():
-            raise RetrainInProgressError(None)
-        try:
-            return self.train(progress, **engine)
-        finally:
-            self.training_lock.release()
+        return self.trainer.now(lambda: self.train(progress, **engine))
 
     def _versions_in_use(self) -> set[str] | None:
         """Return the versions the running A/B test pins (None when the store cannot tell)."""

@@ -4,57 +4,93 @@ With ``TRAINING_MODE=worker`` a server does not train. ``POST /admin/retrain``
 and the automatic triggers enqueue a job record (``QueuedTrainingJobs``, the
 same interface and states as ``TrainingJobRunner``), and a separate process,
 ``flask --app app worker``, claims queued jobs one at a time
-(``TrainingWorker``), trains and publishes. Servers serve the new version as
-they serve any version another process published: their refresh poller, or
-at once when they report the job succeeded. A long training then takes CPU
+(``TrainingWorker``) and runs each as a server's runner would
+(``Trainer.execute``: train, publish, record). Servers serve the new version
+as they serve any version another process published: their refresh poller,
+or at once when they report the job succeeded. A long training then takes CPU
 from no request (the worker also lowers its own scheduling priority), and a
 queued job outlives a server restart: only the worker runs it.
 
 Two workers never run one job: claiming is an update only one of them can
 win (``recsys.store.job_queue``). The training lock still keeps one training
 at a time across workers and ``flask train``. A claim is a lease the worker
-renews (``Heartbeat``) from the claim until the job is recorded finished: a
-job left ``running`` by a worker that was killed is failed by a live worker's
-next poll after the lease (``JOB_LEASE_SECONDS``), or by the next retrain
-request, so within the lease plus ``WORKER_POLL_SECONDS`` of the death; the
-next start (server or worker) that finds the lock free fails it too.
+renews (``Heartbeat``) from the claim until its training ends: a job left
+``running`` by a worker that was killed is failed by a live worker's next
+poll after the lease (``JOB_LEASE_SECONDS``), or by the next retrain request,
+so within the lease plus ``WORKER_POLL_SECONDS`` of the death; the next start
+(server or worker) that finds the lock free fails it too.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import logging
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from recsys.serving.artifacts import ArtifactMetadata
-from recsys.serving.jobs import (
-    RETRAIN_FAILURES,
-    RETRAIN_SECONDS,
-    Heartbeat,
-    JobState,
-    RetrainInProgressError,
-    TrainingJob,
-    TrainingLock,
-    public_failure,
-)
-from recsys.store.events import EventStore
-from recsys.store.job_queue import JobQueue
+from recsys.serving.jobs import RetrainInProgressError, Trainer
+from recsys.store.job_queue import JobQueue, JobState, TrainingJob
 
 logger = logging.getLogger(__name__)
 
-INTERRUPTED = "interrupted: the training process ended"
+
+class Heartbeat:
+    """Calls ``beat`` every period on a thread, until the block ends.
+
+    A worker holds a claimed job's lease with it: the lease is renewed while
+    the process lives, whatever the training thread is doing, and lapses when
+    the process dies. A failing beat (the database is down) is logged, and
+    the next period tries again.
+
+    Args:
+        beat: Renews the lease; returns False when the lease was lost (the
+            job was failed by another process meanwhile).
+        period: Seconds between beats (a third of the lease leaves two
+            missed beats of slack).
+        name: The thread's name.
+    """
+
+    def __init__(self, beat: Callable[[], bool], period: float, name: str = "heartbeat"):
+        self._beat = beat
+        self._period = period
+        self._name = name
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.lost = False
+
+    def __enter__(self) -> Heartbeat:
+        self._thread = threading.Thread(target=self._run, daemon=True, name=self._name)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._period):
+            self._beat_logging_errors()
+
+    def _beat_logging_errors(self) -> None:
+        try:
+            alive = self._beat()
+        except Exception:
+            logger.warning("could not renew a training job's lease", exc_info=True)
+            return
+        if not alive and not self.lost:
+            self.lost = True
+            logger.warning("a training job's lease was lost: another process failed the job")
 
 
 class QueuedTrainingJobs:
     """A server's view of jobs run by workers: submit enqueues, get reads the record.
 
     Args:
-        store: Where job records are read.
-        queue: Where jobs are enqueued.
+        queue: Where jobs are enqueued and their records read.
         on_succeeded: Called with a succeeded job's version when this
             process reports it, so the reporting server already serves it.
         poll_seconds: How often ``wait`` reads the record.
@@ -62,12 +98,10 @@ class QueuedTrainingJobs:
 
     def __init__(
         self,
-        store: EventStore,
         queue: JobQueue,
         on_succeeded: Callable[[str], object] | None = None,
         poll_seconds: float = 0.2,
     ):
-        self._store = store
         self._queue = queue
         self._on_succeeded = on_succeeded
         self._poll_seconds = poll_seconds
@@ -84,17 +118,16 @@ class QueuedTrainingJobs:
             trigger=trigger,
             requested_at=datetime.now(UTC),
         )
-        blocking = self._queue.enqueue(job.to_record())
+        blocking = self._queue.enqueue(job)
         if blocking is not None:
             raise RetrainInProgressError(blocking)
         return job
 
     def get(self, job_id: str) -> TrainingJob | None:
         """Return a job's recorded snapshot, or None."""
-        record = self._store.training_job(job_id)
-        if record is None:
+        job = self._queue.get(job_id)
+        if job is None:
             return None
-        job = TrainingJob.from_record(record)
         if job.state is JobState.SUCCEEDED and job.version and self._on_succeeded is not None:
             self._on_succeeded(job.version)
         return job
@@ -117,36 +150,17 @@ class TrainingWorker:
     """Claims queued jobs and runs them, one at a time, in this process.
 
     Args:
-        train: Trains and publishes a model (``ServingRuntime.train``).
-        store: Where job records are written.
-        queue: Where jobs are claimed.
-        lock: The training lock shared with servers and ``flask train``.
+        trainer: Trains, under the training lock shared with servers and
+            ``flask train`` (its poll is how often a claimed job tries the lock).
+        queue: Where jobs are claimed and their records written.
         poll_seconds: How long to sleep when no job is queued.
     """
 
-    def __init__(
-        self,
-        train: Callable[[], ArtifactMetadata],
-        store: EventStore,
-        queue: JobQueue,
-        lock: TrainingLock,
-        poll_seconds: float = 2.0,
-    ):
-        self._train = train
-        self._store = store
+    def __init__(self, trainer: Trainer, queue: JobQueue, poll_seconds: float = 2.0):
+        self._trainer = trainer
         self._queue = queue
-        self._lock = lock
         self._poll_seconds = poll_seconds
         self._stop = threading.Event()
-
-    def close_orphaned_jobs(self) -> int:
-        """Fail jobs left running by a dead process (when no process trains now)."""
-        if not self._lock.try_acquire():
-            return 0
-        try:
-            return self._queue.fail_running(INTERRUPTED)
-        finally:
-            self._lock.release()
 
     def run_once(self) -> TrainingJob | None:
         """Run the oldest queued job, if one can be claimed now.
@@ -155,74 +169,37 @@ class TrainingWorker:
         holds it (the claimed job stays ``running`` meanwhile).
 
         Returns:
-            The finished job, or None when no job was claimed.
+            The finished job, or None when no job was claimed (or ``stop``
+            was called while it waited for the lock).
         """
-        record = self._queue.claim_next()
-        if record is None:
+        job = self._queue.claim_next()
+        if job is None:
             return None
-        job = TrainingJob.from_record(
-            {
-                **record,
-                "requested_at": _aware(record["requested_at"]),
-                "started_at": _aware(record["started_at"]),
-            }
-        )
         logger.info("training job %s claimed (trigger %s)", job.id, job.trigger)
-        # Beats from the claim: a job waiting for the training lock is held too.
         lease = Heartbeat(
             lambda: self._queue.beat(job.id),
             self._queue.lease_seconds / 3,
             name=f"lease-{job.id[:8]}",
         )
-        with lease:
-            finished = self._train_claimed(job)
-        if finished is not None:
-            if lease.lost:
-                # Recorded all the same: the record says what really happened
-                # (a succeeded job's version is published and served).
-                logger.warning(
-                    "training job %s ended %s after another process failed it for a lapsed lease",
-                    job.id,
-                    finished.state.value,
-                )
-            self._store.save_training_job(finished.to_record())
+        finished = self._trainer.execute(job, self._queue.save, self._holding(lease))
+        if finished is not None and lease.lost:
+            # Recorded all the same: the record says what really happened
+            # (a succeeded job's version is published and served).
+            logger.warning(
+                "training job %s ended %s after another process failed it for a lapsed lease",
+                job.id,
+                finished.state.value,
+            )
         return finished
 
-    def _train_claimed(self, job: TrainingJob) -> TrainingJob | None:
-        """Train for a claimed job, once the training lock is free; None if stopped first."""
-        while not self._lock.try_acquire():
-            if self._stop.wait(self._poll_seconds):
-                return None
-        started = time.perf_counter()
-        try:
-            meta = self._train()
-        except Exception as exc:  # a failed job is recorded, not raised
-            logger.exception("training job %s failed", job.id)
-            RETRAIN_FAILURES.inc()
-            RETRAIN_SECONDS.labels("failed").observe(time.perf_counter() - started)
-            job = _replace(
-                job,
-                state=JobState.FAILED,
-                finished_at=datetime.now(UTC),
-                error=public_failure(exc, job.id),
-            )
-        else:
-            RETRAIN_SECONDS.labels("succeeded").observe(time.perf_counter() - started)
-            job = _replace(
-                job,
-                state=JobState.SUCCEEDED,
-                finished_at=datetime.now(UTC),
-                version=meta.version,
-                metrics=dict(meta.metrics),
-            )
-            logger.info("training job %s published %s", job.id, meta.version)
-        finally:
-            self._lock.release()
-        return job
+    @contextlib.contextmanager
+    def _holding(self, lease: Heartbeat) -> Iterator[None]:
+        # Beats from the claim: a job waiting for the training lock is held too.
+        with lease, self._trainer.held(until=self._stop):
+            yield
 
     def run_forever(self) -> None:
         """Run queued jobs until ``stop`` is called; sleep between polls when idle."""
-        self.close_orphaned_jobs()
         while not self._stop.is_set():
             try:
                 ran = self.run_once()
@@ -236,11 +213,3 @@ class TrainingWorker:
     def stop(self) -> None:
         """Make ``run_forever`` return after the current job."""
         self._stop.set()
-
-
-def _aware(value: datetime | None) -> datetime | None:
-    return None if value is None else value.replace(tzinfo=UTC)
-
-
-def _replace(job: TrainingJob, **changes: object) -> TrainingJob:
-    return dataclasses.replace(job, **changes)  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""The event store: products, users, interactions and training-job records.
+"""The event store: products, users and interactions.
 
 SQLAlchemy Core over SQLite or PostgreSQL (``recsys.store.engine``). Every
 write is all-or-nothing: a batch is validated as a whole, then written in one
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +22,10 @@ from sqlalchemy.engine import Connection, Engine
 
 from recsys.data.events import Event, events_from_log, read_interactions_csv
 from recsys.data.interactions import INTERACTION_COLUMNS, TIMESTAMP_COLUMN
-from recsys.data.timestamps import format_utc, to_naive_utc, utc_now
+from recsys.data.timestamps import format_utc, utc_now
 from recsys.errors import DataFileError, RecsysError
 from recsys.store.engine import create_store_engine, lock_for_startup, retry_conflicts
-from recsys.store.tables import interactions, products, training_jobs, users
+from recsys.store.tables import interactions, products, users
 
 _PRODUCT_COLUMNS = (
     products.c.id.label("product_id"),
@@ -347,49 +347,6 @@ class EventStore:
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return pd.DataFrame(rows, columns=list(INTERACTION_COLUMNS)).astype("int64")
-
-    # -- training jobs -------------------------------------------------------
-
-    def save_training_job(self, record: Mapping[str, Any]) -> None:
-        """Insert or replace one training job record.
-
-        Args:
-            record: Values for every column of ``training_jobs``; datetimes
-                are stored as naive UTC.
-        """
-        values = {k: to_naive_utc(v) if isinstance(v, datetime) else v for k, v in record.items()}
-        with self._write() as conn:
-            updated = conn.execute(
-                training_jobs.update().where(training_jobs.c.id == values["id"]), values
-            )
-            if updated.rowcount == 0:
-                conn.execute(training_jobs.insert(), values)
-
-    def fail_unfinished_jobs(self, reason: str) -> int:
-        """Mark every queued or running job record failed (their process is gone).
-
-        Returns:
-            How many records were changed.
-        """
-        with self._write() as conn:
-            result = conn.execute(
-                training_jobs.update()
-                .where(training_jobs.c.state.in_(["queued", "running"]))
-                .values(state="failed", error=reason, finished_at=utc_now())
-            )
-            return result.rowcount
-
-    def training_job(self, job_id: str) -> dict[str, Any] | None:
-        """Return one training job record (datetimes as aware UTC), or None."""
-        with self.engine.connect() as conn:
-            row = (
-                conn.execute(sa.select(training_jobs).where(training_jobs.c.id == job_id))
-                .mappings()
-                .first()
-            )
-        if row is None:
-            return None
-        return {k: v.replace(tzinfo=UTC) if isinstance(v, datetime) else v for k, v in row.items()}
 
     def counts(self) -> StoreCounts:
         """Return the row count of every table."""

@@ -1,7 +1,9 @@
-"""Training jobs as a queue in the database, for training workers in other processes.
+"""Training job records, and the queue of jobs for training workers in other processes.
 
-The ``training_jobs`` table already records every job (``queued``,
-``running``, ``succeeded``, ``failed``); here it is also the queue. A server
+``TrainingJob`` is one job's snapshot. ``JobQueue`` owns the
+``training_jobs`` table: every job's record (``queued``, ``running``,
+``succeeded``, ``failed``), written by whoever runs the job and read by every
+server that reports on it, and, with training in workers, the queue. A server
 enqueues a job only when none is queued or running (checked and inserted
 under a lock, so two servers cannot both enqueue), and a worker claims the
 oldest queued job with ``UPDATE ... SET state = 'running' WHERE id = :id AND
@@ -22,20 +24,25 @@ hosts' clocks must agree to well within the lease (NTP does).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from recsys.data.timestamps import to_naive_utc, utc_now
+from recsys.data.timestamps import format_utc, to_naive_utc, utc_now
 from recsys.store.tables import training_jobs
 
 logger = logging.getLogger(__name__)
 
 UNFINISHED = ("queued", "running")
+# What a job record says when the process running it ended mid-job.
+INTERRUPTED = "interrupted: the training process ended"
 # What a job record says when its worker stopped beating.
 LEASE_EXPIRED = "interrupted: the training worker stopped reporting (its lease expired)"
 DEFAULT_LEASE_SECONDS = 60.0
@@ -43,8 +50,79 @@ DEFAULT_LEASE_SECONDS = 60.0
 _ENQUEUE_LOCK_KEY = 0x5EC5_0B5
 
 
+class JobState(StrEnum):
+    """Where a training job is in its life."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class TrainingJob:
+    """A snapshot of one training job.
+
+    Attributes:
+        id: The job id.
+        state: queued, running, succeeded or failed.
+        trigger: Who asked for it: ``api`` (POST /admin/retrain), ``auto`` (after N new
+            events) or ``schedule`` (every T minutes).
+        requested_at: When it was submitted.
+        started_at: When training began.
+        finished_at: When it ended.
+        version: The model version it published.
+        metrics: The published model's offline metrics.
+        error: Why it failed.
+    """
+
+    id: str
+    state: JobState
+    trigger: str
+    requested_at: datetime
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    version: str | None = None
+    metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        """Return how long it ran (so far, while running)."""
+        if self.started_at is None:
+            return None
+        end = self.finished_at or datetime.now(UTC)
+        return round((end - self.started_at).total_seconds(), 3)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the job as JSON-able data."""
+
+        return {
+            "job_id": self.id,
+            "state": self.state.value,
+            "trigger": self.trigger,
+            "requested_at": format_utc(self.requested_at),
+            "started_at": format_utc(self.started_at),
+            "finished_at": format_utc(self.finished_at),
+            "duration_seconds": self.duration_seconds,
+            "version": self.version,
+            "metrics": self.metrics,
+            "error": split_failure(self.error),
+        }
+
+
+def split_failure(error: str | None) -> dict[str, str] | None:
+    """Return a recorded failure as ``{"code", "message"}`` (the API's error shape)."""
+    if error is None:
+        return None
+    code, _, message = error.partition(": ")
+    if not message or not code.replace("_", "").isalpha():
+        return {"code": "training_failed", "message": error}
+    return {"code": code, "message": message}
+
+
 class JobQueue:
-    """Enqueue, claim and close training job records.
+    """Save, read, enqueue, claim and close training job records.
 
     Args:
         engine: The store's engine (schema migrated).
@@ -65,17 +143,37 @@ class JobQueue:
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         return conn
 
-    def enqueue(self, record: Mapping[str, Any]) -> str | None:
+    def save(self, job: TrainingJob) -> None:
+        """Insert or replace one job's record (a claimed job keeps its beat)."""
+        values = _row(job)
+        with self._write() as conn, conn.begin():
+            updated = conn.execute(
+                training_jobs.update().where(training_jobs.c.id == values["id"]), values
+            )
+            if updated.rowcount == 0:
+                conn.execute(training_jobs.insert(), values)
+
+    def get(self, job_id: str) -> TrainingJob | None:
+        """Return one job's recorded snapshot, or None."""
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(training_jobs).where(training_jobs.c.id == job_id))
+                .mappings()
+                .first()
+            )
+        return None if row is None else _job(row)
+
+    def enqueue(self, job: TrainingJob) -> str | None:
         """Insert a queued job unless one is queued or running.
 
         Args:
-            record: Every column of ``training_jobs``; state ``queued``.
+            job: A job in state ``queued``.
 
         Returns:
             None when the job was queued; else the id of the unfinished job
             that kept it out.
         """
-        values = {k: to_naive_utc(v) if isinstance(v, datetime) else v for k, v in record.items()}
+        values = _row(job)
         with self._write() as conn, conn.begin():
             if conn.dialect.name == "postgresql":
                 conn.execute(
@@ -93,14 +191,14 @@ class JobQueue:
             conn.execute(training_jobs.insert(), values)
         return None
 
-    def claim_next(self) -> dict[str, Any] | None:
-        """Mark the oldest queued job running and return its record, or None if none is queued.
+    def claim_next(self) -> TrainingJob | None:
+        """Mark the oldest queued job running and return it, or None if none is queued.
 
         Running jobs whose lease expired are failed first.
 
         Returns:
-            The claimed record (with ``started_at`` and ``heartbeat_at`` set);
-            None when no job was queued or another worker claimed it first.
+            The claimed job (running from now, its beat set); None when no job
+            was queued or another worker claimed it first.
         """
         with self._write() as conn, conn.begin():
             self._fail_expired(conn)
@@ -123,7 +221,7 @@ class JobQueue:
             row = conn.execute(
                 sa.select(training_jobs).where(training_jobs.c.id == job_id)
             ).mappings()
-            return dict(row.one())
+            return _job(row.one())
 
     def beat(self, job_id: str) -> bool:
         """Renew the lease of a running job (its worker is alive).
@@ -167,18 +265,41 @@ class JobQueue:
             )
         return result.rowcount
 
-    def fail_running(self, reason: str) -> int:
-        """Mark running jobs failed (call only while holding the training lock: none runs).
+    def fail_unfinished(self, reason: str, keep_queued: bool = False) -> int:
+        """Mark unfinished jobs failed (call only while holding the training lock: none runs).
 
-        Queued jobs stay queued: a worker will run them.
+        Args:
+            reason: The records' error, ``"<code>: <message>"``.
+            keep_queued: Fail running jobs alone: with training in workers,
+                a queued job waits for a worker, not for its dead server.
 
         Returns:
             How many records were changed.
         """
+        states = ["running"] if keep_queued else list(UNFINISHED)
         with self._write() as conn, conn.begin():
             result = conn.execute(
                 training_jobs.update()
-                .where(training_jobs.c.state == "running")
+                .where(training_jobs.c.state.in_(states))
                 .values(state="failed", error=reason, finished_at=utc_now())
             )
             return result.rowcount
+
+
+def _row(job: TrainingJob) -> dict[str, Any]:
+    """Return a job as a row of ``training_jobs`` (datetimes as naive UTC)."""
+    values = {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
+    values["state"] = job.state.value
+    return {k: to_naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
+
+
+def _job(row: Mapping[Any, Any]) -> TrainingJob:
+    """Return a job from its row of ``training_jobs`` (datetimes as aware UTC)."""
+    values = {
+        f.name: row[f.name].replace(tzinfo=UTC)
+        if isinstance(row[f.name], datetime)
+        else row[f.name]
+        for f in dataclasses.fields(TrainingJob)
+    }
+    values["state"] = JobState(values["state"])
+    return TrainingJob(**values)

@@ -195,7 +195,7 @@ def worker_command(once: bool, nice: int):
     if nice:
         os.nice(nice)
     with _reported(startup=True):
-        closed = worker.close_orphaned_jobs()
+        closed = runtime.close_orphaned_jobs()
     if closed:
         click.echo(f"failed {closed} job(s) a dead process had left running")
     if once:
