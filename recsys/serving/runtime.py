@@ -104,9 +104,9 @@ class InitReport:
 
 def ranking_cache(settings: Settings) -> RankingCache | None:
     """Return a new in-process ranking and answer cache, or None when caching is off."""
-    if not settings["CACHE"]:
+    if not settings.cache.enabled:
         return None
-    return RankingCache(settings["CACHE_TTL_SECONDS"], max_entries=settings["CACHE_MAX_ENTRIES"])
+    return RankingCache(settings.cache.ttl_seconds, max_entries=settings.cache.max_entries)
 
 
 def answer_caches(
@@ -119,21 +119,21 @@ def answer_caches(
     when Redis fails, as the rate limiter does.
     """
     rankings = ranking_cache(settings)
-    url = settings["REDIS_URL"]
+    url = settings.redis.url
     if rankings is None or not url:
         return rankings, None, None
-    prefix = settings["CACHE_KEY_PREFIX"]
-    timeout = settings["REDIS_TIMEOUT_SECONDS"]
+    prefix = settings.cache.key_prefix
+    timeout = settings.redis.timeout_seconds
     return (
         rankings,
-        HistoryCache(url, prefix, settings["CACHE_TTL_SECONDS"], timeout, outage),
+        HistoryCache(url, prefix, settings.cache.ttl_seconds, timeout, outage),
         InvalidationBus(url, prefix, timeout, outage),
     )
 
 
 def training_settings(settings: Settings) -> TrainingSettings:
     """Return what to train, from the service settings (and the parameter file they name)."""
-    model = settings["MODEL"]
+    model = settings.training.model
     params_path = settings.model_params_path
     per_model = load_model_params(params_path) if params_path else {}
     # "auto" trains every candidate, each with its own entry of the file.
@@ -141,7 +141,7 @@ def training_settings(settings: Settings) -> TrainingSettings:
     return TrainingSettings(
         model=model,
         model_params=params,
-        weights=RatingWeights(settings["CLICK_WEIGHT"], settings["PURCHASE_WEIGHT"]),
+        weights=RatingWeights(settings.training.click_weight, settings.training.purchase_weight),
     )
 
 
@@ -158,11 +158,11 @@ class ServingRuntime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.training = training_settings(settings)
-        self.store = EventStore.from_url(settings.database_url, settings["DB_TIMEOUT_SECONDS"])
+        self.store = EventStore.from_url(settings.database_url, settings.store.timeout_seconds)
         self.experiment_store = ExperimentStore(self.store.engine)
         self.registry = ModelRegistry(
             settings.model_dir,
-            keep=settings["KEEP_MODEL_VERSIONS"],
+            keep=settings.registry.keep_versions,
             in_use=self._versions_in_use,
         )
         # Every user of Redis in the process shares it: a request that finds
@@ -187,10 +187,10 @@ class ServingRuntime:
                 recorder=self.store,
             )
         self.auto_retrain = AutoRetrainer(
-            self.jobs, settings["RETRAIN_EVERY_EVENTS"], settings["RETRAIN_EVERY_MINUTES"]
+            self.jobs, settings.jobs.retrain_every_events, settings.jobs.retrain_every_minutes
         )
         self.exposure_log = (
-            ExposureLog(self.experiment_store) if settings["AB_EXPOSURE_LOG"] else None
+            ExposureLog(self.experiment_store) if settings.experiments.exposure_log else None
         )
         self.experiments = ExperimentLayer(
             self.service,
@@ -199,8 +199,10 @@ class ServingRuntime:
             self.exposure_log,
             train=self.train_model_type,
             rankings=lambda: ranking_cache(settings),
-            window=timedelta(hours=settings["AB_ATTRIBUTION_HOURS"]),
-            guardrails=Guardrails(settings["AB_LATENCY_MARGIN"], settings["AB_ERROR_MARGIN"]),
+            window=timedelta(hours=settings.experiments.attribution_hours),
+            guardrails=Guardrails(
+                settings.experiments.latency_margin, settings.experiments.error_margin
+            ),
         )
         self.init_report: InitReport | None = None
         self._started = False
@@ -212,7 +214,7 @@ class ServingRuntime:
     @property
     def trains_in_worker(self) -> bool:
         """Whether retraining runs in a worker process (``TRAINING_MODE=worker``)."""
-        return self.settings["TRAINING_MODE"] == "worker"
+        return self.settings.jobs.mode == "worker"
 
     def worker(self) -> TrainingWorker:
         """Return a worker that runs this configuration's queued training jobs here."""
@@ -221,11 +223,11 @@ class ServingRuntime:
             store=self.store,
             queue=self._job_queue(),
             lock=self.training_lock,
-            poll_seconds=self.settings["WORKER_POLL_SECONDS"],
+            poll_seconds=self.settings.jobs.worker_poll_seconds,
         )
 
     def _job_queue(self) -> JobQueue:
-        return JobQueue(self.store.engine, lease_seconds=self.settings["JOB_LEASE_SECONDS"])
+        return JobQueue(self.store.engine, lease_seconds=self.settings.jobs.lease_seconds)
 
     @property
     def model_type(self) -> str:
@@ -287,7 +289,7 @@ class ServingRuntime:
         Returns:
             Whether the store was filled.
         """
-        log_path = self.settings["DATA_PATH"]
+        log_path = self.settings.store.data_path
         if log_path is None or not self.store.is_empty():
             return False
         log = load_interactions(log_path)
@@ -382,7 +384,7 @@ class ServingRuntime:
             if self._threads_started:
                 return
             self.auto_retrain.start()
-            if self.settings["MODEL_REFRESH_SECONDS"] > 0:
+            if self.settings.jobs.model_refresh_seconds > 0:
                 threading.Thread(
                     target=self._refresh_periodically, daemon=True, name="model-refresh"
                 ).start()
@@ -434,7 +436,7 @@ class ServingRuntime:
         # at once, then every period.
         if self.service.live.is_live:
             self._refresh_logging_errors()
-        while not self._stop.wait(self.settings["MODEL_REFRESH_SECONDS"]):
+        while not self._stop.wait(self.settings.jobs.model_refresh_seconds):
             # A new version read the catalog as it went live: no second read.
             if not self._refresh_logging_errors():
                 self._refresh_names()
@@ -454,7 +456,7 @@ class ServingRuntime:
             self.service.refresh_names()
 
     def _refresh_experiment_periodically(self) -> None:
-        while not self._stop.wait(self.settings["AB_REFRESH_SECONDS"]):
+        while not self._stop.wait(self.settings.experiments.refresh_seconds):
             self._refresh_experiment()
 
     def _refresh_experiment(self) -> None:
@@ -493,7 +495,7 @@ class ServingRuntime:
         Raises:
             ValueError: The spark engine was asked for a model other than ALS.
         """
-        engine = engine or self.settings["TRAINING_ENGINE"]
+        engine = engine or self.settings.jobs.engine
         if engine != "spark":
             return train_and_publish(self.store, self.registry, self.training, progress=progress)
         if self.model_type != "als":
@@ -504,7 +506,7 @@ class ServingRuntime:
         # Imported here: pyspark is an optional requirement of this engine alone.
         from recsys.serving.spark_training import SparkALSEngine
 
-        with SparkALSEngine(spark_master or self.settings["SPARK_MASTER"]) as spark:
+        with SparkALSEngine(spark_master or self.settings.jobs.spark_master) as spark:
             return train_and_publish(
                 self.store, self.registry, self.training, progress=progress, fitter=spark
             )

@@ -11,7 +11,7 @@ from flask import Blueprint, Flask, current_app, jsonify, request
 from recsys.serving.service import NO_FILTER, AnswerKey, ListFilter, answer_key
 from recsys.web import params
 from recsys.web.auth import requires
-from recsys.web.context import runtime
+from recsys.web.context import runtime, settings_of
 from recsys.web.openapi import operation
 from recsys.web.schemas import ListLengthQuery, PopularProducts, Recommendations, RecommendQuery
 
@@ -51,7 +51,7 @@ def init_app(app: Flask) -> None:
     """Register the read endpoints, with a query memo as large as the kept answers."""
     # Plain answers and those with an exclusion list are kept apart, up to
     # CACHE_MAX_ENTRIES each: a memo entry for each of them.
-    app.extensions[MEMO_KEY] = QueryMemo(2 * app.config["CACHE_MAX_ENTRIES"])
+    app.extensions[MEMO_KEY] = QueryMemo(2 * settings_of(app).cache.max_entries)
     app.register_blueprint(bp)
 
 
