@@ -53,12 +53,13 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         # line naming the setting, not a traceback.
         print(f"error: {exc}", file=sys.stderr)
         raise SystemExit(2) from None
-    app.config.from_mapping(settings.as_flask_config())
+    # Flask's own keys (TESTING...); the service reads its settings from the runtime's.
+    app.config.from_mapping(settings.extra)
     # Werkzeug enforces this on every body, chunked ones included; the one
     # extra byte tells a streamed body that reached the limit from one past it.
-    app.config["MAX_CONTENT_LENGTH"] = settings["INGEST_MAX_BYTES"] + 1
+    app.config["MAX_CONTENT_LENGTH"] = settings.server.ingest_max_bytes + 1
     cast(DefaultJSONProvider, app.json).sort_keys = False
-    configure_logging(settings["LOG_LEVEL"])
+    configure_logging(settings.server.log_level)
     web.init_app(app, runtime)
     return app
 
@@ -117,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
     except RecsysError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    keys_configured = bool(app.config["API_KEYS"])
-    refusal = open_bind_refusal(keys_configured, app.config["ALLOW_OPEN"], [app.config["HOST"]])
+    settings = app.extensions[web.RUNTIME_KEY].settings
+    keys_configured = bool(settings.security.api_keys)
+    refusal = open_bind_refusal(
+        keys_configured, settings.security.allow_open, [settings.server.host]
+    )
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         return 2
@@ -130,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     except STORE_OUTAGES as exc:
         print(f"error: {describe_outage(exc)}", file=sys.stderr)
         return 2
-    host, port = app.config["HOST"], app.config["PORT"]
+    host, port = settings.server.host, settings.server.port
     try:
         listener = listen(host, port)
     except OSError as exc:

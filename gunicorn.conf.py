@@ -34,7 +34,7 @@ def server_settings(environ) -> Settings:
     """Read the service's settings, or stop (one line, exit 2) on an unusable one.
 
     RECSYS_BIND, RECSYS_WORKERS and RECSYS_THREADS are parsed with the
-    others (recsys/serving/settings.py), so a bad value reads as any bad
+    others (recsys/serving/settings/), so a bad value reads as any bad
     setting does instead of a traceback, and 0 workers cannot start a master
     that serves nothing.
     """
@@ -52,10 +52,10 @@ def server_settings(environ) -> Settings:
 if __name__ == "__config__" and get_load_dotenv():
     load_dotenv()
 _settings = server_settings(os.environ)
-bind = list(_settings["BIND"])
-workers = _settings["WORKERS"]
+bind = list(_settings.server.bind)
+workers = _settings.server.workers
 worker_class = "gthread"
-threads = _settings["THREADS"]
+threads = _settings.server.threads
 # A request may take at most this long; the database timeout (5 s) stays well below.
 timeout = 30
 graceful_timeout = 30
@@ -235,8 +235,9 @@ def refuse_open_public_bind(server):
     from recsys.serving.exposure import open_bind_refusal, warn_if_open
 
     app = server.app.wsgi()  # preloaded: the app the workers will serve
-    keys_configured = bool(app.config["API_KEYS"])
-    refusal = open_bind_refusal(keys_configured, app.config["ALLOW_OPEN"], server.cfg.bind)
+    security = runtime_of(app).settings.security
+    keys_configured = bool(security.api_keys)
+    refusal = open_bind_refusal(keys_configured, security.allow_open, server.cfg.bind)
     if refusal:
         print(f"error: {refusal}", file=sys.stderr)
         sys.exit(2)

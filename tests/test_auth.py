@@ -22,6 +22,7 @@ from recsys.serving.api_keys import KeyRing
 from recsys.serving.exposure import open_bind_refusal
 from recsys.serving.settings import Settings, SettingsError
 from recsys.web.auth import OPEN_PATHS, declared_role, requires
+from recsys.web.context import settings_of
 from tests.builders import ROOT, AppFactory
 
 # The keys the callers hold; the service is configured with their digests only.
@@ -258,7 +259,7 @@ def test_a_key_is_not_taken_from_the_query_string(keyed_client):
 
 
 def test_the_configuration_holds_digests_never_keys(keyed_app):
-    ring = keyed_app.config["API_KEYS"]
+    ring = settings_of(keyed_app).security.api_keys
     assert [k.digest for k in ring.keys] == [
         hashlib.sha256(key.encode()).digest() for key in KEYS.values()
     ]
@@ -284,7 +285,7 @@ def test_a_presented_key_is_hashed_and_compared_with_every_digest(monkeypatch):
 
 
 def test_a_rate_limit_counter_is_named_by_a_digest_prefix(keyed_app):
-    key = keyed_app.config["API_KEYS"].keys[0]
+    key = settings_of(keyed_app).security.api_keys.keys[0]
     assert key.limit_key == f"key-{sha256_hex(KEYS['read'])[:16]}"
 
 
@@ -318,7 +319,7 @@ def test_api_keys_entries_may_be_spaced_and_hold_several_roles(tmp_path):
     settings = Settings.load(
         {"RECSYS_API_KEYS": f" admin+ingest : {'A' * 64} ,\n read:{'b' * 64}\n"}, None, tmp_path
     )
-    keys = settings["API_KEYS"].keys
+    keys = settings.security.api_keys.keys
     assert [k.roles for k in keys] == [("ingest", "admin"), ("read",)]
     assert keys[0].digest == bytes.fromhex("a" * 64)
 

@@ -92,7 +92,7 @@ def test_the_images_address_is_a_setting_on_the_port_it_exposes_and_probes():
     # A --bind in the command would silently override RECSYS_BIND from `docker run -e`.
     assert not any(part == "--bind" or part.startswith("--bind=") for part in image_command())
     bind = image_environment()["RECSYS_BIND"]
-    assert Settings.load({"RECSYS_BIND": bind}, None, ROOT)["BIND"] == (bind,)
+    assert Settings.load({"RECSYS_BIND": bind}, None, ROOT).server.bind == (bind,)
     port = int(bind.rpartition(":")[2])
     exposed = {
         int(i["value"].split("/")[0]) for i in DOCKERFILE.structure if i["instruction"] == "EXPOSE"
@@ -106,7 +106,7 @@ def test_the_image_listens_on_every_interface_so_the_example_env_asks_for_keys()
     bind = image_environment()["RECSYS_BIND"]
     assert open_bind_refusal(False, False, [bind]) is not None
     keys = Settings.load(filled_example_env(new_key(["read"])[1].config_entry()), None, ROOT)
-    assert open_bind_refusal(bool(keys["API_KEYS"]), keys["ALLOW_OPEN"], [bind]) is None
+    assert open_bind_refusal(bool(keys.security.api_keys), keys.security.allow_open, [bind]) is None
 
 
 @pytest.fixture
@@ -204,7 +204,7 @@ def test_every_app_service_reads_usable_settings_with_the_example_env_filled_in(
         environment = {k: interpolate(str(v), dotenv) for k, v in service["environment"].items()}
         # env_file, then environment: compose's order of precedence.
         settings = Settings.load({**dotenv, **environment}, None, tmp_path)
-        assert settings["API_KEYS"], name
+        assert settings.security.api_keys, name
         for variable, value in commented:  # each example, uncommented, is usable too
             Settings.load({**dotenv, **environment, variable: value}, None, tmp_path)
 

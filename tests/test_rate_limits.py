@@ -119,13 +119,13 @@ def test_a_bad_limit_is_one_line_naming_the_variable(tmp_path, name, value):
 
 def test_limits_and_redis_have_defaults_and_read_the_unprefixed_redis_url(tmp_path):
     defaults = Settings.load({}, None, tmp_path)
-    assert (defaults["RATE_LIMIT"], defaults["RATE_LIMIT_INGEST"]) == (
+    assert (defaults.security.rate_limit, defaults.security.rate_limit_ingest) == (
         "50 per second",
         "10 per second",
     )
-    assert defaults["REDIS_URL"] is None
+    assert defaults.redis.url is None
     hosted = Settings.load({"REDIS_URL": "redis://cache:6379/2"}, None, tmp_path)
-    assert hosted["REDIS_URL"] == "redis://cache:6379/2"
+    assert hosted.redis.url == "redis://cache:6379/2"
 
 
 def test_a_bad_redis_url_is_refused_without_showing_it(tmp_path):

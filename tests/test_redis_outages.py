@@ -169,7 +169,7 @@ def test_a_thread_meeting_redis_first_during_an_outage_answers_from_the_store(ma
 )
 def test_the_redis_timeout_has_a_default_and_takes_seconds(tmp_path, value, expected):
     config = {} if value is None else {"REDIS_TIMEOUT_SECONDS": value}
-    assert Settings.load({}, config, tmp_path)["REDIS_TIMEOUT_SECONDS"] == expected
+    assert Settings.load({}, config, tmp_path).redis.timeout_seconds == expected
 
 
 @pytest.mark.parametrize("value", ["0", "-1", "soon", "nan"])

@@ -77,12 +77,12 @@ def test_the_database_url_forms_hosts_hand_out_are_accepted(given, expected):
 
 def test_an_environment_setting_is_overridden_by_the_config_mapping(tmp_path):
     settings = Settings.load({"RECSYS_MODEL": "als"}, {"MODEL": "popularity"}, tmp_path)
-    assert settings["MODEL"] == "popular"
+    assert settings.training.model == "popular"
 
 
 def test_hosting_platforms_port_and_database_url_are_read_without_the_prefix(tmp_path):
     settings = Settings.load({"PORT": "8080", "DATABASE_URL": "postgres://h/db"}, None, tmp_path)
-    assert settings["PORT"] == 8080
+    assert settings.server.port == 8080
     assert settings.database_url == "postgresql+psycopg://h/db"
 
 
@@ -125,7 +125,7 @@ def test_the_database_waits_well_under_the_production_worker_timeout(tmp_path, m
     from recsys.store.engine import create_store_engine
 
     gunicorn_settings = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
-    db_timeout = Settings.load({}, None, tmp_path)["DB_TIMEOUT_SECONDS"]
+    db_timeout = Settings.load({}, None, tmp_path).store.timeout_seconds
     assert db_timeout * 3 <= gunicorn_settings["timeout"]
     engine = create_store_engine(f"sqlite:///{tmp_path / 'x.db'}", db_timeout)
     with engine.connect() as conn:

@@ -112,14 +112,14 @@ def answer_cache(
     an event made stale. Both skip Redis while ``outage`` says so, and tell
     it when Redis fails, as the rate limiter does.
     """
-    if not settings["CACHE"]:
+    if not settings.cache.enabled:
         return NoAnswerCache(store)
-    ttl, max_entries = settings["CACHE_TTL_SECONDS"], settings["CACHE_MAX_ENTRIES"]
-    url = settings["REDIS_URL"]
+    ttl, max_entries = settings.cache.ttl_seconds, settings.cache.max_entries
+    url = settings.redis.url
     if not url:
         return AnswerCache(store, ttl, max_entries)
-    prefix = settings["CACHE_KEY_PREFIX"]
-    timeout = settings["REDIS_TIMEOUT_SECONDS"]
+    prefix = settings.cache.key_prefix
+    timeout = settings.redis.timeout_seconds
     return AnswerCache(
         store,
         ttl,
@@ -131,7 +131,7 @@ def answer_cache(
 
 def training_settings(settings: Settings) -> TrainingSettings:
     """Return what to train, from the service settings (and the parameter file they name)."""
-    model = settings["MODEL"]
+    model = settings.training.model
     params_path = settings.model_params_path
     per_model = load_model_params(params_path) if params_path else {}
     # "auto" trains every candidate, each with its own entry of the file.
@@ -139,7 +139,7 @@ def training_settings(settings: Settings) -> TrainingSettings:
     return TrainingSettings(
         model=model,
         model_params=params,
-        weights=RatingWeights(settings["CLICK_WEIGHT"], settings["PURCHASE_WEIGHT"]),
+        weights=RatingWeights(settings.training.click_weight, settings.training.purchase_weight),
     )
 
 
@@ -156,11 +156,11 @@ class ServingRuntime:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.training = training_settings(settings)
-        self.store = EventStore.from_url(settings.database_url, settings["DB_TIMEOUT_SECONDS"])
+        self.store = EventStore.from_url(settings.database_url, settings.store.timeout_seconds)
         self.experiment_store = ExperimentStore(self.store.engine)
         self.registry = ModelRegistry(
             settings.model_dir,
-            keep=settings["KEEP_MODEL_VERSIONS"],
+            keep=settings.registry.keep_versions,
             in_use=self._versions_in_use,
         )
         # Every user of Redis in the process shares it: a request that finds
@@ -173,9 +173,9 @@ class ServingRuntime:
         self.trainer = Trainer(
             lambda: self.train(),
             TrainingLock(settings.model_dir / ".training.lock"),
-            poll_seconds=settings["WORKER_POLL_SECONDS"],
+            poll_seconds=settings.jobs.worker_poll_seconds,
         )
-        self.job_queue = JobQueue(self.store.engine, lease_seconds=settings["JOB_LEASE_SECONDS"])
+        self.job_queue = JobQueue(self.store.engine, lease_seconds=settings.jobs.lease_seconds)
         self.jobs: TrainingJobRunner | QueuedTrainingJobs
         if self.trains_in_worker:
             # Jobs wait in the database for `flask --app app worker`.
@@ -185,10 +185,10 @@ class ServingRuntime:
                 self.trainer, on_published=self._serve_published, records=self.job_queue
             )
         self.auto_retrain = AutoRetrainer(
-            self.jobs, settings["RETRAIN_EVERY_EVENTS"], settings["RETRAIN_EVERY_MINUTES"]
+            self.jobs, settings.jobs.retrain_every_events, settings.jobs.retrain_every_minutes
         )
         self.exposure_log = (
-            ExposureLog(self.experiment_store) if settings["AB_EXPOSURE_LOG"] else None
+            ExposureLog(self.experiment_store) if settings.experiments.exposure_log else None
         )
         self.experiments = ExperimentLayer(
             self.service,
@@ -196,8 +196,10 @@ class ServingRuntime:
             self.registry,
             self.exposure_log,
             train=self.train_model_type,
-            window=timedelta(hours=settings["AB_ATTRIBUTION_HOURS"]),
-            guardrails=Guardrails(settings["AB_LATENCY_MARGIN"], settings["AB_ERROR_MARGIN"]),
+            window=timedelta(hours=settings.experiments.attribution_hours),
+            guardrails=Guardrails(
+                settings.experiments.latency_margin, settings.experiments.error_margin
+            ),
         )
         self.init_report: InitReport | None = None
         self._started = False
@@ -209,12 +211,12 @@ class ServingRuntime:
     @property
     def trains_in_worker(self) -> bool:
         """Whether retraining runs in a worker process (``TRAINING_MODE=worker``)."""
-        return self.settings["TRAINING_MODE"] == "worker"
+        return self.settings.jobs.mode == "worker"
 
     def worker(self) -> TrainingWorker:
         """Return a worker that runs this configuration's queued training jobs here."""
         return TrainingWorker(
-            self.trainer, self.job_queue, poll_seconds=self.settings["WORKER_POLL_SECONDS"]
+            self.trainer, self.job_queue, poll_seconds=self.settings.jobs.worker_poll_seconds
         )
 
     @property
@@ -277,7 +279,7 @@ class ServingRuntime:
         Returns:
             Whether the store was filled.
         """
-        log_path = self.settings["DATA_PATH"]
+        log_path = self.settings.store.data_path
         if log_path is None or not self.store.is_empty():
             return False
         log = load_interactions(log_path)
@@ -365,7 +367,7 @@ class ServingRuntime:
             if self._threads_started:
                 return
             self.auto_retrain.start()
-            if self.settings["MODEL_REFRESH_SECONDS"] > 0:
+            if self.settings.jobs.model_refresh_seconds > 0:
                 threading.Thread(
                     target=self._refresh_periodically, daemon=True, name="model-refresh"
                 ).start()
@@ -415,7 +417,7 @@ class ServingRuntime:
         # at once, then every period.
         if self.service.live.is_live:
             self._refresh_logging_errors()
-        while not self._stop.wait(self.settings["MODEL_REFRESH_SECONDS"]):
+        while not self._stop.wait(self.settings.jobs.model_refresh_seconds):
             # A new version read the catalog as it went live: no second read.
             if not self._refresh_logging_errors():
                 self._refresh_names()
@@ -435,7 +437,7 @@ class ServingRuntime:
             self.service.refresh_names()
 
     def _refresh_experiment_periodically(self) -> None:
-        while not self._stop.wait(self.settings["AB_REFRESH_SECONDS"]):
+        while not self._stop.wait(self.settings.experiments.refresh_seconds):
             self._refresh_experiment()
 
     def _refresh_experiment(self) -> None:
@@ -474,7 +476,7 @@ class ServingRuntime:
         Raises:
             ValueError: The spark engine was asked for a model other than ALS.
         """
-        engine = engine or self.settings["TRAINING_ENGINE"]
+        engine = engine or self.settings.jobs.engine
         if engine != "spark":
             return train_and_publish(self.store, self.registry, self.training, progress=progress)
         if self.model_type != "als":
@@ -485,7 +487,7 @@ class ServingRuntime:
         # Imported here: pyspark is an optional requirement of this engine alone.
         from recsys.serving.spark_training import SparkALSEngine
 
-        with SparkALSEngine(spark_master or self.settings["SPARK_MASTER"]) as spark:
+        with SparkALSEngine(spark_master or self.settings.jobs.spark_master) as spark:
             return train_and_publish(
                 self.store, self.registry, self.training, progress=progress, fitter=spark
             )

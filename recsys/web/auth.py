@@ -24,6 +24,7 @@ from typing import Any, TypeVar
 from flask import Flask, current_app, g, request
 
 from recsys.serving.api_keys import ADMIN, ROLES, ApiKey, KeyRing
+from recsys.web.context import settings_of
 from recsys.web.errors import ApiError
 
 API_KEY_HEADER = "X-API-Key"
@@ -102,7 +103,7 @@ def endpoint_role() -> str | None:
     if rule is None:
         return None
     view = current_app.view_functions.get(request.endpoint or "")
-    return required_role(rule.rule, view, current_app.config["METRICS_OPEN"])
+    return required_role(rule.rule, view, settings_of(current_app).security.metrics_open)
 
 
 def authenticated_key() -> ApiKey | None:
@@ -120,7 +121,7 @@ def check_api_key() -> None:
     """Let the request through or raise the 401/403 ``ApiError`` that refuses it."""
     if request.url_rule is None:
         return  # an unknown path or method: the routing error answers
-    keys: KeyRing = current_app.config["API_KEYS"]
+    keys: KeyRing = settings_of(current_app).security.api_keys
     if not keys:
         return  # no keys configured: the service is open
     role = endpoint_role()

@@ -18,6 +18,7 @@ import orjson
 from flask import current_app, request
 
 from recsys.errors import quote
+from recsys.web.context import settings_of
 from recsys.web.errors import ApiError
 from recsys.web.schemas import CONTROL_CHARACTERS
 
@@ -80,7 +81,7 @@ def json_body(what: str) -> Any:
     # MAX_CONTENT_LENGTH (INGEST_MAX_BYTES + 1) bounds this read for every
     # transfer encoding, chunked included. Werkzeug stops a streamed body at
     # the limit without an error, so one byte more than allowed means "too large".
-    limit = current_app.config["INGEST_MAX_BYTES"]
+    limit = settings_of(current_app).server.ingest_max_bytes
     data = request.get_data(cache=False)
     if len(data) > limit:
         raise ApiError(413, "payload_too_large", f"the body may be at most {limit} bytes")

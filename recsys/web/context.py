@@ -1,10 +1,11 @@
-"""The one way a view reaches the runtime of its app."""
+"""The one way a view reaches the runtime of its app, and its settings."""
 
 from __future__ import annotations
 
-from flask import current_app
+from flask import Flask, current_app
 
 from recsys.serving.runtime import ServingRuntime
+from recsys.serving.settings import Settings
 
 
 def runtime() -> ServingRuntime:
@@ -12,3 +13,9 @@ def runtime() -> ServingRuntime:
     found: ServingRuntime = current_app.extensions["recsys.runtime"]
     found.start()
     return found
+
+
+def settings_of(app: Flask) -> Settings:
+    """Return an app's settings (its runtime's), without starting the runtime."""
+    found: ServingRuntime = app.extensions["recsys.runtime"]
+    return found.settings

@@ -51,7 +51,7 @@ from recsys.store.engine import STORE_OUTAGES
 from recsys.web import params
 from recsys.web.auth import KEY_COOKIE, accepts_key_cookie, requires
 from recsys.web.bodies import json_body
-from recsys.web.context import runtime
+from recsys.web.context import runtime, settings_of
 from recsys.web.errors import ApiError, handle_store_outage
 from recsys.web.openapi import operation
 from recsys.web.schemas import Stats
@@ -136,7 +136,7 @@ def sign_in():
     key = body.get("api_key") if isinstance(body, dict) else None
     if not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY_CHARS:
         raise ApiError(400, "invalid_body", 'expected {"api_key": "..."} with a non-empty key')
-    keys: KeyRing = current_app.config["API_KEYS"]
+    keys: KeyRing = settings_of(current_app).security.api_keys
     response = make_response("", 204)
     if not keys:
         return response  # the service is open: nothing to remember

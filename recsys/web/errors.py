@@ -9,6 +9,7 @@ from werkzeug.exceptions import HTTPException
 
 from recsys.serving.service import NoLiveModelError
 from recsys.store.engine import STORE_OUTAGES
+from recsys.web.context import settings_of
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def init_app(app: Flask) -> None:
         code = _HTTP_CODES.get(exc.code or 500, "http_error")
         message = exc.description or exc.name
         if exc.code == 413:
-            limit = current_app.config["INGEST_MAX_BYTES"]
+            limit = settings_of(current_app).server.ingest_max_bytes
             message = f"the body may be at most {limit} bytes"
         response = error_response(exc.code or 500, code, message)
         allowed = getattr(exc, "valid_methods", None)  # set on MethodNotAllowed

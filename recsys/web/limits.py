@@ -36,6 +36,7 @@ from recsys.serving.api_keys import INGEST
 from recsys.serving.cache import RedisOutage
 from recsys.web import health
 from recsys.web.auth import authenticated_key, endpoint_role
+from recsys.web.context import settings_of
 from recsys.web.errors import error_response
 
 LIMITER_KEY = "recsys.limiter"
@@ -120,8 +121,8 @@ def _scope(_endpoint: str = "") -> str:
 
 
 def _limit() -> str:
-    setting = "RATE_LIMIT_INGEST" if _scope() == INGEST else "RATE_LIMIT"
-    return current_app.config[setting] or ""
+    security = settings_of(current_app).security
+    return (security.rate_limit_ingest if _scope() == INGEST else security.rate_limit) or ""
 
 
 def init_app(app: Flask) -> None:
@@ -130,15 +131,16 @@ def init_app(app: Flask) -> None:
     Its check runs after the API key check, so that a request is counted
     against the key it was let in with.
     """
-    redis_url = app.config["REDIS_URL"]
+    settings = settings_of(app)
+    redis_url = settings.redis.url
     # Passed on to the storage (Flask-Limiter types the values as text or numbers).
     redis_options: dict[str, Any] = {
         "outage": app.extensions["recsys.runtime"].redis_outage,
         # Past the timeout, connecting or answering, the limiter counts in
         # memory. No retries: redis-py's default retries three times with
         # back-off, seconds per request while Redis is silent.
-        "socket_connect_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
-        "socket_timeout": app.config["REDIS_TIMEOUT_SECONDS"],
+        "socket_connect_timeout": settings.redis.timeout_seconds,
+        "socket_timeout": settings.redis.timeout_seconds,
         "retry": Retry(NoBackoff(), 0),
     }
     limiter = Limiter(
@@ -155,7 +157,8 @@ def init_app(app: Flask) -> None:
     # With no limit set there is nothing to count: the limiter's per-request
     # work (it resolves its limits on every request) is skipped entirely.
     app.config.setdefault(
-        "RATELIMIT_ENABLED", bool(app.config["RATE_LIMIT"] or app.config["RATE_LIMIT_INGEST"])
+        "RATELIMIT_ENABLED",
+        bool(settings.security.rate_limit or settings.security.rate_limit_ingest),
     )
     limiter.init_app(app)
     limiter.exempt(health.bp)

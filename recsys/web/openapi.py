@@ -32,6 +32,7 @@ from spectree.models import InType, SecureType
 from recsys.errors import quote
 from recsys.serving.api_keys import ADMIN
 from recsys.web.auth import API_KEY_HEADER, required_role
+from recsys.web.context import settings_of
 from recsys.web.errors import ApiError
 from recsys.web.params import single_value
 from recsys.web.schemas import NAME_PATTERN, TEXT_PATTERN, ErrorBody
@@ -308,7 +309,7 @@ def _with_roles(spec: dict[str, Any], app: Flask) -> dict[str, Any]:
         path, _ = api.backend.parse_path(rule, None)
         operations = spec["paths"].get(path, {})
         view = app.view_functions[rule.endpoint]
-        role = required_role(rule.rule, view, app.config["METRICS_OPEN"])
+        role = required_role(rule.rule, view, settings_of(app).security.metrics_open)
         for method in rule.methods or ():
             op = operations.get(method.lower())
             if op is None:

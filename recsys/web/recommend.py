@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from recsys.serving.service import NO_FILTER, ListFilter, RecommendRequest
 from recsys.web import params
 from recsys.web.auth import requires
-from recsys.web.context import runtime
+from recsys.web.context import runtime, settings_of
 from recsys.web.openapi import operation
 from recsys.web.schemas import ListLengthQuery, PopularProducts, Recommendations, RecommendQuery
 
@@ -59,7 +59,7 @@ def init_app(app: Flask) -> None:
     """Register the read endpoints, with a query memo as large as the cached answers."""
     # Plain answers and those with an exclusion list are cached apart, up to
     # CACHE_MAX_ENTRIES each: a memo entry for each of them.
-    app.extensions[MEMO_KEY] = QueryMemo(2 * app.config["CACHE_MAX_ENTRIES"])
+    app.extensions[MEMO_KEY] = QueryMemo(2 * settings_of(app).cache.max_entries)
     app.register_blueprint(bp)
 
 
