@@ -89,10 +89,7 @@ NOT_RUN = {
 }
 # Commands that fail today although the page is right, and why. The test
 # insists that they fail, so it says when one is fixed and can leave this list.
-EXPECTED_FAILURES = {
-    "RECSYS_DATA_PATH= .venv/bin/flask --app app init": "init on an empty store migrates "
-    "the schema, then stops: 'the event store has no interactions to train on'",
-}
+EXPECTED_FAILURES: dict[str, str] = {}
 # Commands that start a server (matched against the words after VAR=value assignments).
 HTTP_SERVERS = re.compile(
     r"^(make (run|serve)\b|\.venv/bin/gunicorn |\.venv/bin/python app\.py|"
