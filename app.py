@@ -1,7 +1,7 @@
 """The web service: ``create_app`` builds it; ``python app.py`` prepares and serves it.
 
-``create_app`` has no side effects: it reads the settings (``recsys.serving.
-settings``: the ``config`` mapping, then ``RECSYS_*`` environment variables,
+``create_app`` has no side effects: it reads the settings (``recsys.config``:
+the ``config`` mapping, then ``RECSYS_*`` environment variables,
 then the defaults), and wires the runtime into Flask. It opens no database,
 writes no file and trains nothing. Start-up work is ``flask --app app init``.
 """
@@ -22,10 +22,10 @@ from pythonjsonlogger.json import JsonFormatter
 from werkzeug.serving import make_server
 
 from recsys import web
+from recsys.config import Settings
+from recsys.config.open_bind import open_bind_refusal, warn_if_open
 from recsys.errors import RecsysError
-from recsys.serving.exposure import open_bind_refusal, warn_if_open
-from recsys.serving.runtime import ServingRuntime
-from recsys.serving.settings import Settings
+from recsys.runtime import ServingRuntime
 from recsys.store.engine import STORE_OUTAGES, describe_outage
 from recsys.web.request_id import RequestIdFilter
 

@@ -27,14 +27,14 @@ from pathlib import Path
 from flask.cli import get_load_dotenv, load_dotenv
 from gunicorn import glogging
 
-from recsys.serving.settings import Settings, SettingsError
+from recsys.config import Settings, SettingsError
 
 
 def server_settings(environ) -> Settings:
     """Read the service's settings, or stop (one line, exit 2) on an unusable one.
 
     RECSYS_BIND, RECSYS_WORKERS and RECSYS_THREADS are parsed with the
-    others (recsys/serving/settings/), so a bad value reads as any bad
+    others (recsys/config/), so a bad value reads as any bad
     setting does instead of a traceback, and 0 workers cannot start a master
     that serves nothing.
     """
@@ -232,7 +232,7 @@ def refuse_open_public_bind(server):
 
     RECSYS_ALLOW_OPEN=1 allows it; a service without keys is logged once as a warning.
     """
-    from recsys.serving.exposure import open_bind_refusal, warn_if_open
+    from recsys.config.open_bind import open_bind_refusal, warn_if_open
 
     app = server.app.wsgi()  # preloaded: the app the workers will serve
     security = runtime_of(app).settings.security

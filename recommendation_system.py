@@ -20,7 +20,7 @@ if __name__ == "__main__":
 
     sys.exit(main())
 
-from recsys.evaluation.pipeline import run_pipeline
+from recsys.evaluation.default_pipeline import run_pipeline
 
 pipeline = run_pipeline()
 

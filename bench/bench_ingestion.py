@@ -38,8 +38,8 @@ from app import create_app
 from recsys.models.history import TrainingHistory
 from recsys.models.state import ModelState
 from recsys.models.svd import SVDRecommender
-from recsys.serving.artifacts import ModelRegistry
-from recsys.serving.invalidation import InvalidationBus
+from recsys.online.invalidation import InvalidationBus
+from recsys.store.artifacts import ModelRegistry
 
 REDIS_URL = os.environ.get("RECSYS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 POSTGRES_URL = os.environ.get(

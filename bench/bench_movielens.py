@@ -40,7 +40,7 @@ from verdicts import Verdicts, add_record_option  # noqa: E402
 from recsys.data.loaders import load_dataset  # noqa: E402
 from recsys.evaluation import metrics  # noqa: E402
 from recsys.evaluation.evaluate import evaluate  # noqa: E402
-from recsys.evaluation.params import model_factory  # noqa: E402
+from recsys.evaluation.model_params import model_factory  # noqa: E402
 from recsys.evaluation.splits import kfold_splits, products_by_user  # noqa: E402
 from recsys.models.svd import SVDRecommender  # noqa: E402
 

@@ -31,7 +31,7 @@ from recsys.data.loaders import Dataset, load_dataset, simulated_dataset  # noqa
 from recsys.data.ratings import derive_ratings  # noqa: E402
 from recsys.data.simulate import SimulationConfig, simulate_shop  # noqa: E402
 from recsys.evaluation.evaluate import evaluate  # noqa: E402
-from recsys.evaluation.params import model_factory  # noqa: E402
+from recsys.evaluation.model_params import model_factory  # noqa: E402
 from recsys.models import MODELS  # noqa: E402
 
 DEFAULT_PATH = REPO / ".." / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"

@@ -121,9 +121,9 @@ def step_import(args: dict) -> dict:
 
 
 def step_train(args: dict) -> dict:
-    from recsys.serving.artifacts import ModelRegistry
-    from recsys.serving.training import TrainingSettings, train_and_publish
+    from recsys.store.artifacts import ModelRegistry
     from recsys.store.events import EventStore
+    from recsys.training.train import TrainingSettings, train_and_publish
 
     store = EventStore.from_url(args["url"])
     registry = ModelRegistry(Path(args["dir"]) / "models")
@@ -144,7 +144,7 @@ def step_serve(args: dict) -> dict:
     import numpy as np
 
     from app import create_app
-    from recsys.serving.artifacts import ModelRegistry
+    from recsys.store.artifacts import ModelRegistry
 
     registry = ModelRegistry(Path(args["dir"]) / "models")
     started = time.perf_counter()
@@ -212,13 +212,13 @@ def step_serve(args: dict) -> dict:
 
 def step_fit(args: dict) -> dict:
     from recsys.data.ratings import derive_ratings
-    from recsys.serving.training import fit_locally
     from recsys.store.bulk import read_interactions
     from recsys.store.events import EventStore
+    from recsys.training.train import fit_locally
 
     feedback = derive_ratings(read_interactions(EventStore.from_url(args["url"]).engine))
     if args["engine"] == "spark":
-        from recsys.serving.spark_training import SparkALSEngine
+        from recsys.training.spark import SparkALSEngine
 
         with SparkALSEngine("local[2]", driver_memory="8g") as spark:
             started = time.perf_counter()

@@ -60,7 +60,7 @@ from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from recsys.data.events import Event  # noqa: E402
 from recsys.models.state import ModelState  # noqa: E402
-from recsys.serving.artifacts import ModelRegistry  # noqa: E402
+from recsys.store.artifacts import ModelRegistry  # noqa: E402
 from recsys.store.events import EventStore  # noqa: E402
 from recsys.store.migrate import upgrade_to_head  # noqa: E402
 

@@ -54,7 +54,7 @@ def wait_for_announcements(app, seconds: float = 5.0) -> None:
     """Wait until the app's invalidation listener (REDIS_URL) vouches for its kept answers."""
     import time
 
-    from recsys.serving.invalidation import InvalidationBus
+    from recsys.online.invalidation import InvalidationBus
 
     bus = runtime_of(app).service.cache.invalidations
     assert isinstance(bus, InvalidationBus), "the app has no REDIS_URL"

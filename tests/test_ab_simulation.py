@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from recsys.cli.experiments import PERSONAL_VS_POPULAR, SAME_TWICE, AbSimulation
+from recsys.cli.ab_simulation import PERSONAL_VS_POPULAR, SAME_TWICE, AbSimulation
 from recsys.cli.main import main
 from tests.aa_checks import aa_problems
 

@@ -12,8 +12,8 @@ from statsmodels.stats.proportion import (
     proportions_ztest,
 )
 
-from recsys.evaluation import abstats
-from recsys.serving.experiments import Assigner, assignment_point
+from recsys.experiments import abstats
+from recsys.experiments.layer import Assigner, assignment_point
 from tests.aa_checks import aa_problems
 
 # A/A runs of the z-test alone (vectorised draws): enough for the two-sided

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from recsys.serving.service import RecommendationAnswer, RecommendedProduct, compact_json
+from recsys.online.service import RecommendationAnswer, RecommendedProduct, compact_json
 
 
 def an_answer(name: str | None = "Café Crème", score: float = 0.5) -> RecommendationAnswer:

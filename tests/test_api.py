@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from app import create_app
+from recsys.config import SettingsError
 from recsys.data.interactions import load_interactions
 from recsys.errors import DataFileError
-from recsys.serving.settings import SettingsError
 from tests.builders import BUNDLED_LOG
 
 

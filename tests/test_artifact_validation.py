@@ -17,7 +17,7 @@ import pytest
 
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.svd import SVDRecommender
-from recsys.serving.artifacts import ArtifactError, ModelRegistry
+from recsys.store.artifacts import ArtifactError, ModelRegistry
 from tests.builders import runtime_of
 
 
@@ -224,7 +224,7 @@ def test_load_latest_falls_back_to_the_previous_good_version(registry, caplog, c
     good = publish(registry)
     bad = publish(registry)
     rewrite_arrays(registry.root / bad, change)
-    with caplog.at_level(logging.WARNING, logger="recsys.serving.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="recsys.store.artifacts"):
         loaded = registry.load_latest()
     assert loaded.metadata.version == good
     assert any(bad in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)

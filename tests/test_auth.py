@@ -17,10 +17,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from recsys.serving import api_keys
-from recsys.serving.api_keys import KeyRing
-from recsys.serving.exposure import open_bind_refusal
-from recsys.serving.settings import Settings, SettingsError
+from recsys.config import Settings, SettingsError, api_keys
+from recsys.config.api_keys import KeyRing
+from recsys.config.open_bind import open_bind_refusal
 from recsys.web.auth import OPEN_PATHS, declared_role, requires
 from recsys.web.context import settings_of
 from tests.builders import ROOT, AppFactory

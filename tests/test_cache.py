@@ -14,11 +14,11 @@ import redis
 from prometheus_client import REGISTRY
 
 from app import create_app
-from recsys.serving import cache as cache_module
-from recsys.serving.cache import HistoryCache
-from recsys.serving.service import ListFilter, RecommendRequest
+from recsys.online import history_cache as cache_module
+from recsys.online.history_cache import HistoryCache
+from recsys.online.service import ListFilter, RecommendRequest
 from recsys.store.events import UserHistory
-from recsys.web import params
+from recsys.web import query_params
 from recsys.web.recommend import MEMO_KEY, QueryMemo
 from tests.builders import buy, listed, runtime_of, wait_for_announcements
 
@@ -156,7 +156,7 @@ def test_a_purchase_is_left_out_at_once_when_the_ranking_is_cached(client):
 
 def test_purchases_beyond_the_cached_candidates_still_leave_a_full_answer(client, monkeypatch):
     # Few spare candidates: buying them all forces the uncached path.
-    monkeypatch.setattr("recsys.serving.answer_cache.CANDIDATES", 3)
+    monkeypatch.setattr("recsys.online.answer_cache.CANDIDATES", 3)
     before = listed(client.get("/recommend?user_id=17&n=3"))
     for product in before:
         buy(client, 17, product)
@@ -240,8 +240,8 @@ def test_a_repeated_query_string_finds_its_kept_answer_without_parsing_it_again(
         def no_parsing(*args, **kwargs):
             raise AssertionError("a repeated query string should not be parsed again")
 
-        patched.setattr(params, "product_id_list", no_parsing)
-        patched.setattr(params, "categories", no_parsing)
+        patched.setattr(query_params, "product_id_list", no_parsing)
+        patched.setattr(query_params, "categories", no_parsing)
         assert client.get(path).get_data() == first
     bought = listed(client.get(path))[0]
     buy(client, 17, bought)
@@ -472,4 +472,4 @@ def test_a_redis_outage_degrades_to_answers_from_the_store(
             time.sleep(0.06)  # past the retry interval: Redis is tried (and fails) again
     warnings = [r.name for r in caplog.records if r.message.startswith("Redis unavailable")]
     # Once per outage by each user of Redis: the history cache and the announcements.
-    assert sorted(warnings) == ["recsys.serving.cache", "recsys.serving.invalidation"]
+    assert sorted(warnings) == ["recsys.online.history_cache", "recsys.online.invalidation"]

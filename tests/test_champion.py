@@ -2,10 +2,10 @@
 
 import pytest
 
+from recsys.config import Settings, SettingsError
 from recsys.evaluation.champion import choose_champion
 from recsys.models import AUTO_CANDIDATES
-from recsys.serving.settings import Settings, SettingsError
-from recsys.serving.training import TrainingSettings, train_and_publish
+from recsys.training.train import TrainingSettings, train_and_publish
 from tests.builders import runtime_of
 
 COST = ("popular", "itemknn", "svd", "als", "ease")

@@ -16,7 +16,7 @@ import pytest
 
 from recsys.cli.main import build_parser, main
 from recsys.data.catalog import load_catalog
-from recsys.evaluation.pipeline import PipelineResult, run_pipeline
+from recsys.evaluation.default_pipeline import PipelineResult, run_pipeline
 from tests.builders import BUNDLED_LOG, ROOT
 
 
@@ -37,7 +37,7 @@ def run_cli(*args: str, cwd=ROOT) -> subprocess.CompletedProcess:
 
 
 # What only some commands need: an import of the pipeline, or `--help`, never loads them.
-HEAVY_MODULES = ("recsys.cli.main", "scipy.stats", "matplotlib", "recsys.serving.runtime")
+HEAVY_MODULES = ("recsys.cli.main", "scipy.stats", "matplotlib", "recsys.runtime.wiring")
 
 
 def loaded_heavy_modules(code: str, cwd) -> list[str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from recsys.cli.main import main
-from recsys.evaluation.params import load_model_params
-from recsys.evaluation.pipeline import run_pipeline
+from recsys.evaluation.default_pipeline import run_pipeline
+from recsys.evaluation.model_params import load_model_params
 from recsys.models import MODELS
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from recsys.experiments.records import ExperimentStore
 from recsys.store.engine import retry_conflicts
 from recsys.store.events import EventStore
-from recsys.store.experiments import ExperimentStore
 from recsys.store.migrate import upgrade_to, upgrade_to_head
 from recsys.store.tables import experiments, products
 from tests.builders import POPULAR_VS_CHAMPION, SMALL_CATALOG, runtime_of

@@ -11,7 +11,7 @@ from recsys.data.eda import clicks_by_product
 from recsys.data.loaders import simulated_dataset
 from recsys.data.ratings import derive_ratings
 from recsys.data.simulate import SimulationConfig, simulate_shop
-from recsys.evaluation.pipeline import run_pipeline, svd_against_baseline
+from recsys.evaluation.default_pipeline import run_pipeline, svd_against_baseline
 from recsys.evaluation.splits import holdout_split
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.svd import SVDRecommender

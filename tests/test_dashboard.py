@@ -8,7 +8,7 @@ import re
 import pytest
 
 from recsys.data.charts import CHART_NAMES
-from recsys.serving.dashboard import StoreStats
+from recsys.runtime.dashboard import StoreStats
 from recsys.store.migrate import upgrade_to_head
 from tests.builders import POPULAR_VS_CHAMPION, runtime_of
 from tests.test_auth import API_KEYS, KEYS

@@ -27,9 +27,9 @@ import yaml
 from dockerfile_parse import DockerfileParser
 from dotenv import dotenv_values
 
-from recsys.serving.api_keys import new_key
-from recsys.serving.exposure import open_bind_refusal
-from recsys.serving.settings import SETTINGS, Settings
+from recsys.config import SETTINGS, Settings
+from recsys.config.api_keys import new_key
+from recsys.config.open_bind import open_bind_refusal
 from tests.nginx_balancer import SHIPPED_CONFIG, check_config, require_nginx
 from tests.servers import ROOT, free_port, http_request
 

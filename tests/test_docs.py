@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.serving.settings import settings_table
+from recsys.config import settings_table
 from tests.doc_commands import (
     PAGES,
     PROGRAMS,
@@ -65,7 +65,7 @@ def test_the_example_sessions_match_a_fresh_server():
 ALL_COMMANDS = [command for page in PAGES for command in commands(page)]
 # Inline code in prose that names a command the way a fresh clone cannot run it.
 BARE_COMMAND = re.compile(r"`(python3?|flask|gunicorn|pip) [^`]*`")
-# The settings table is generated from the settings' own words (recsys/serving/settings/).
+# The settings table is generated from the settings' own words (recsys/config/).
 GENERATED = re.compile(r"<!-- settings:start -->.*?<!-- settings:end -->", re.DOTALL)
 # The docs show real sizes; a fresh copy runs the same commands smaller.
 SMALL_SIZES = {

@@ -13,8 +13,8 @@ import time
 
 import pytest
 
-from recsys.serving.artifacts import ModelRegistry
-from recsys.serving.training import NoTrainingDataError, TrainingSettings, train_and_publish
+from recsys.store.artifacts import ModelRegistry
+from recsys.training.train import NoTrainingDataError, TrainingSettings, train_and_publish
 from tests.builders import BUNDLED_LOG, ROOT, SMALL_CATALOG, runtime_of
 from tests.servers import free_port, http_request
 

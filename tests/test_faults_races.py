@@ -14,8 +14,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from recsys.experiments.records import ExperimentStore
 from recsys.store.events import EventStore
-from recsys.store.experiments import ExperimentStore
 from recsys.store.tables import experiments
 from tests.builders import POPULAR_VS_CHAMPION
 from tests.locks import writes_held

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.serving.settings import Settings, SettingsError, settings_table
+from recsys.config import Settings, SettingsError, settings_table
 from recsys.store.engine import StatementDeadline
 from tests.builders import runtime_of
 from tests.servers import GUNICORN, ROOT, Servers, http_request, service_env

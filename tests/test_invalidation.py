@@ -14,8 +14,8 @@ import pytest
 import redis
 from prometheus_client import REGISTRY
 
-from recsys.serving import invalidation as invalidation_module
-from recsys.serving.invalidation import InvalidationBus
+from recsys.online import invalidation as invalidation_module
+from recsys.online.invalidation import InvalidationBus
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = pytest.mark.redis

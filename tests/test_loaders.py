@@ -7,7 +7,7 @@ from recsys.data.catalog import load_catalog
 from recsys.data.interactions import load_interactions
 from recsys.data.loaders import load_dataset, relevant_mask
 from recsys.errors import DataFileError, quote
-from recsys.evaluation.params import load_model_params
+from recsys.evaluation.model_params import load_model_params
 
 RATINGS_CSV = "userId,movieId,rating,timestamp\n1,10,4.0,100\n1,20,2.5,200\n2,10,5.0,150\n"
 U_DATA = "1\t10\t4\t100\n1\t20\t2\t200\n2\t10\t5\t150\n"

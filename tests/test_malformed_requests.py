@@ -21,7 +21,7 @@ import orjson
 import pytest
 from flask import jsonify
 
-from recsys.serving.api_keys import new_key
+from recsys.config.api_keys import new_key
 from tests.builders import AppFactory
 
 ADMIN_KEY, ADMIN = new_key(["admin"])

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 
 from recsys.models.base import RankedList
-from recsys.serving.answer_cache import NoAnswerCache
-from recsys.serving.rankers import (
+from recsys.online.answer_cache import NoAnswerCache
+from recsys.online.rankers import (
     PERSONAL_OR_POPULAR,
     POPULAR_FOR_EVERYONE,
     Candidates,
     PersonalRanker,
     PopularRanker,
 )
-from recsys.serving.service import RecommendRequest
+from recsys.online.service import RecommendRequest
 from recsys.store.events import UserHistory
 from tests.builders import runtime_of
 

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from recsys.data.catalog import load_catalog
 from recsys.data.charts import write_eda_report
 from recsys.data.interactions import load_interactions
-from recsys.serving.training import TrainingSettings, train_and_publish
+from recsys.training.train import TrainingSettings, train_and_publish
 from tests.builders import BUNDLED_LOG, ROOT, runtime_of
 
 

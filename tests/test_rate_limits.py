@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from recsys.serving.settings import Settings, SettingsError
+from recsys.config import Settings, SettingsError
 
 KEYS = {"read": "limits-read-key-0123456789", "ingest": "limits-ingest-key-0123456789"}
 API_KEYS = ",".join(f"{r}:{hashlib.sha256(k.encode()).hexdigest()}" for r, k in KEYS.items())

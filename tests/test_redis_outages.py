@@ -19,8 +19,8 @@ import time
 
 import pytest
 
-from recsys.serving import cache as cache_module
-from recsys.serving.settings import Settings, SettingsError
+from recsys.config import Settings, SettingsError
+from recsys.online import history_cache as cache_module
 from tests.builders import POPULAR_VS_CHAMPION, listed, runtime_of
 from tests.tcp_proxy import TcpProxy
 

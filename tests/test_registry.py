@@ -16,7 +16,7 @@ import pytest
 
 from recsys.models.base import Recommender
 from recsys.models.state import ArrayShape
-from recsys.serving.artifacts import ArtifactError, ModelRegistry
+from recsys.store.artifacts import ArtifactError, ModelRegistry
 from tests.builders import ROOT, kill_mid_write
 
 
@@ -194,7 +194,7 @@ def test_corrupt_newest_version_is_skipped_with_a_warning(registry, caplog, dama
     good = publish(registry).version
     bad = publish(registry).version
     damage(registry.root / bad)
-    with caplog.at_level(logging.WARNING, logger="recsys.serving.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="recsys.store.artifacts"):
         loaded = registry.load_latest()
     assert loaded.metadata.version == good
     assert any(bad in r.getMessage() and r.levelno == logging.WARNING for r in caplog.records)
@@ -234,7 +234,7 @@ def test_unknown_model_type_is_an_artifact_error(tmp_path):
 
 _PUBLISH_A_MODEL = """
 from test_registry import fitted_model
-from recsys.serving.artifacts import ModelRegistry
+from recsys.store.artifacts import ModelRegistry
 ModelRegistry({root!r}, model_classes={{}}).publish(
     fitted_model(n_users=50, n_items=40).get_state(), data_fingerprint="x")
 """

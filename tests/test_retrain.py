@@ -291,7 +291,7 @@ def test_a_corrupt_newest_artifact_is_skipped_at_start_with_a_warning(app_factor
     good = runtime_of(app).registry.versions()[0]
     bad = retrain(app.test_client())["version"]
     (Path(runtime_of(app).registry.root) / bad / "arrays.npz").write_bytes(b"\0" * 100)
-    with caplog.at_level(logging.WARNING, logger="recsys.serving.artifacts"):
+    with caplog.at_level(logging.WARNING, logger="recsys.store.artifacts"):
         restarted = app_factory()
     assert restarted.test_client().get("/model").get_json()["version"] == good
     assert not runtime_of(restarted).init_report.trained
@@ -406,7 +406,7 @@ def test_refresh_ignores_a_damaged_new_version_and_keeps_serving(app_factory, ca
     live = worker_b.test_client().get("/model").get_json()["version"]
     damaged = retrain(worker_a.test_client())["version"]
     (Path(runtime_of(worker_a).registry.root) / damaged / "arrays.npz").write_bytes(b"broken")
-    with caplog.at_level(logging.WARNING, logger="recsys.serving.runtime"):
+    with caplog.at_level(logging.WARNING, logger="recsys.runtime.wiring"):
         assert runtime_of(worker_b).refresh() is False
         assert runtime_of(worker_b).refresh() is False
     assert worker_b.test_client().get("/model").get_json()["version"] == live
@@ -415,7 +415,7 @@ def test_refresh_ignores_a_damaged_new_version_and_keeps_serving(app_factory, ca
 
 
 def test_the_first_model_reports_the_pipelines_rmse_for_the_bundled_data(app_factory):
-    from recsys.evaluation.pipeline import run_pipeline
+    from recsys.evaluation.default_pipeline import run_pipeline
 
     metrics = app_factory().test_client().get("/model").get_json()["metrics"]
     evaluation = run_pipeline().evaluation

@@ -23,7 +23,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.config import SchemathesisConfig
 
-from recsys.serving.api_keys import new_key
+from recsys.config.api_keys import new_key
 from tests.builders import AppFactory, runtime_of
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 from pydantic import ValidationError
 
-from recsys.serving.settings import (
+from recsys.config import (
     SETTINGS,
     CacheSection,
     ServerSection,
@@ -22,7 +22,7 @@ from tests.builders import ROOT
 # Each line that mistypes a name ends with the error mypy must report for it.
 MISTYPED = textwrap.dedent(
     """
-    from recsys.serving.settings import ServerSection, Settings
+    from recsys.config import ServerSection, Settings
 
 
     def show(settings: Settings) -> None:
@@ -55,7 +55,7 @@ def test_mypy_reports_each_mistyped_setting_name_and_nothing_in_the_strict_setti
             "--no-error-summary",
             "--cache-dir",
             str(tmp_path / "mypy_cache"),
-            "recsys/serving/settings",
+            "recsys/config",
             str(snippet),
         ],
         cwd=ROOT,

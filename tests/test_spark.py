@@ -16,13 +16,13 @@ from recsys.data.ratings import derive_ratings
 from recsys.data.simulate import SimulationConfig
 from recsys.data.simulate_large import simulate_large
 from recsys.evaluation.splits import holdout_split
-from recsys.serving.training import TrainingSettings, holdout_metrics
+from recsys.training.train import TrainingSettings, holdout_metrics
 from tests.builders import generate_small_log, runtime_of
 from tests.store_fixtures import jdbc_url
 
 # Spark regularises each solve by the row's count (ALS-WR) and implicit does
 # not, so the two engines cannot learn identical factors (see
-# recsys/serving/spark_training.py). On this long-tailed shop the count
+# recsys/training/spark.py). On this long-tailed shop the count
 # weighting helps: Spark's holdout metrics come out 0.01-0.17 above
 # implicit's at the mapped defaults. The stated tolerance: Spark ranks at
 # most 0.05 below implicit and at most 0.20 above it on every ranking metric.
@@ -50,7 +50,7 @@ def spark_engine():
     reason = spark_missing_reason()
     if reason is not None:
         skip_or_fail(reason)
-    from recsys.serving.spark_training import SparkALSEngine
+    from recsys.training.spark import SparkALSEngine
 
     with SparkALSEngine("local[2]", driver_memory="1g") as engine:
         yield engine
@@ -147,10 +147,10 @@ def test_the_command_line_trains_a_log_file_with_spark(spark_engine, tmp_path, c
 @pytest.mark.postgres
 def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, tmp_path):
     from recsys.cli.main import main
-    from recsys.serving.artifacts import ModelRegistry
-    from recsys.serving.spark_training import POSTGRES_JDBC_JAR
+    from recsys.store.artifacts import ModelRegistry
     from recsys.store.events import EventStore
     from recsys.store.migrate import upgrade_to_head
+    from recsys.training.spark import POSTGRES_JDBC_JAR
 
     if not POSTGRES_JDBC_JAR.is_file():
         skip_or_fail(f"no PostgreSQL JDBC driver at {POSTGRES_JDBC_JAR} (libpostgresql-jdbc-java)")

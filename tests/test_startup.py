@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from recsys.serving.settings import Settings, SettingsError, database_url
+from recsys.config import Settings, SettingsError, database_url
 
 ROOT = Path(__file__).resolve().parent.parent
 

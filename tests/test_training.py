@@ -11,8 +11,8 @@ import time
 import pandas as pd
 import pytest
 
-from recsys.serving.artifacts import ArtifactMetadata
-from recsys.serving.jobs import (
+from recsys.store.artifacts import ArtifactMetadata
+from recsys.training.jobs import (
     AutoRetrainer,
     JobState,
     RetrainInProgressError,
@@ -20,7 +20,7 @@ from recsys.serving.jobs import (
     TrainingJobRunner,
     TrainingLock,
 )
-from recsys.serving.training import fingerprint_interactions
+from recsys.training.train import fingerprint_interactions
 from tests.builders import ROOT
 
 

@@ -9,7 +9,7 @@ import pytest
 from recsys.data.loaders import simulated_dataset
 from recsys.errors import DataFileError
 from recsys.evaluation.evaluate import evaluate
-from recsys.evaluation.params import (
+from recsys.evaluation.model_params import (
     load_model_params,
     model_factory,
     save_model_params,

@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:  # run as a script from any folder
     sys.path.insert(0, str(ROOT))
 
 from app import create_app  # noqa: E402
-from recsys.serving.settings import settings_table  # noqa: E402
+from recsys.config import settings_table  # noqa: E402
 
 OPENAPI_JSON = ROOT / "docs" / "api" / "openapi.json"
 CONFIGURATION = ROOT / "docs" / "configuration.md"

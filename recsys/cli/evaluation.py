@@ -23,7 +23,7 @@ from recsys.data.loaders import (
     simulated_dataset,
 )
 from recsys.evaluation.evaluate import DEFAULT_K, evaluate
-from recsys.evaluation.params import (
+from recsys.evaluation.model_params import (
     load_model_params,
     model_factory,
     save_model_params,

@@ -9,9 +9,9 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from recsys.cli.ab_simulation import add_experiment_commands
 from recsys.cli.arguments import HelpFormatter, add_command, int_at_least
 from recsys.cli.evaluation import add_evaluation_commands
-from recsys.cli.experiments import add_experiment_commands
 from recsys.cli.training import add_training_command
 from recsys.data.catalog import CATALOG_FILE, catalog_path_for, load_catalog, write_catalog
 from recsys.data.eda import eda_report, load_eda_log
@@ -25,7 +25,7 @@ from recsys.data.simulate import (
     simulate_shop,
 )
 from recsys.errors import RecsysError
-from recsys.evaluation.pipeline import PipelineResult, run_pipeline
+from recsys.evaluation.default_pipeline import PipelineResult, run_pipeline
 
 # ``--out -`` writes the log to standard output.
 STDOUT = "-"

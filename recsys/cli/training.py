@@ -18,9 +18,9 @@ import pandas as pd
 from recsys.cli.arguments import add_command
 from recsys.data.catalog import catalog_beside, catalog_for_log
 from recsys.data.log_files import iter_log
-from recsys.evaluation.pipeline import PipelineResult
+from recsys.evaluation.default_pipeline import PipelineResult
 from recsys.models import MODELS, canonical_model_name
-from recsys.serving.spark_training import DEFAULT_MASTER
+from recsys.training import DEFAULT_MASTER
 
 BUNDLED_LOG = Path(__file__).resolve().parents[2] / "interactions.csv"
 
@@ -78,8 +78,8 @@ def add_training_command(commands: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) -> int:
     """Train on a log file (or the store over JDBC), publish the model, print what was published."""
     # The serving stack loads only when a model is trained, not for `--help`.
-    from recsys.serving.artifacts import ModelRegistry
-    from recsys.serving.training import TrainingSettings, publish_trained
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training import TrainingSettings, publish_trained
 
     registry = ModelRegistry(args.model_dir)
     settings = TrainingSettings(model=canonical_model_name(args.model))
@@ -90,7 +90,7 @@ def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) 
         print("error: --jdbc-url reads through Spark: add --engine spark", file=sys.stderr)
         return 2
     if args.engine == "spark":
-        from recsys.serving.spark_training import SparkALSEngine
+        from recsys.training import SparkALSEngine
 
         with SparkALSEngine(args.spark_master) as spark:
             if args.jdbc_url is not None:

@@ -33,7 +33,7 @@ import numpy as np
 
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD, Dataset
 from recsys.evaluation.evaluate import DEFAULT_K, score_split, with_progress
-from recsys.evaluation.params import model_factory
+from recsys.evaluation.model_params import model_factory
 from recsys.evaluation.splits import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_FRACTION,

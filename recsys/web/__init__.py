@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from flask import Flask
 
-from recsys.serving.runtime import ServingRuntime
+from recsys.runtime import ServingRuntime
 from recsys.web import (
     admin,
-    answers,
     auth,
     catalog,
     commands,
@@ -23,10 +22,11 @@ from recsys.web import (
     health,
     history,
     interactions,
+    json_provider,
     limits,
-    metrics,
     openapi,
-    params,
+    prometheus,
+    query_params,
     recommend,
     request_id,
     similar,
@@ -43,13 +43,13 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
         runtime: The runtime the views call (not started).
     """
     app.extensions[RUNTIME_KEY] = runtime
-    app.json = answers.FiniteJSONProvider(app)
+    app.json = json_provider.FiniteJSONProvider(app)
     request_id.init_app(app)
-    metrics.init_app(app)
+    prometheus.init_app(app)
     errors.init_app(app)
     # The key check runs first, so that the limiter counts a request against its key.
     auth.init_app(app)
-    app.before_request(params.refuse_control_characters)
+    app.before_request(query_params.refuse_control_characters)
     limits.init_app(app)
     app.register_blueprint(health.bp)
     recommend.init_app(app)

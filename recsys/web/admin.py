@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, jsonify, url_for
 
 from recsys.errors import quote
-from recsys.serving.jobs import RetrainInProgressError
+from recsys.training import RetrainInProgressError
 from recsys.web.auth import requires
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError

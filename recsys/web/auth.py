@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from flask import Flask, current_app, g, request
 
-from recsys.serving.api_keys import ADMIN, ROLES, ApiKey, KeyRing
+from recsys.config.api_keys import ADMIN, ROLES, ApiKey, KeyRing
 from recsys.web.context import settings_of
 from recsys.web.errors import ApiError
 

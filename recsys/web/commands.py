@@ -11,16 +11,14 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
+from recsys.config.api_keys import ROLES, new_key
 from recsys.data.catalog import load_catalog
 from recsys.data.log_files import is_parquet
 from recsys.errors import DataFileError
-from recsys.serving.api_keys import ROLES, new_key
-from recsys.serving.jobs import RetrainInProgressError
-from recsys.serving.runtime import ServingRuntime
-from recsys.serving.spark_training import SparkUnavailableError
-from recsys.serving.training import NoTrainingDataError
+from recsys.runtime import ServingRuntime
 from recsys.store.bulk import import_log
 from recsys.store.engine import STORE_OUTAGES, describe_outage
+from recsys.training import NoTrainingDataError, RetrainInProgressError, SparkUnavailableError
 
 
 def init_app(app: Flask) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Flask, current_app
 
-from recsys.serving.runtime import ServingRuntime
-from recsys.serving.settings import Settings
+from recsys.config import Settings
+from recsys.runtime import ServingRuntime
 
 
 def runtime() -> ServingRuntime:

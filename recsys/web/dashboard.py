@@ -34,21 +34,20 @@ from flask import (
     request,
 )
 
+from recsys.config.api_keys import READ, KeyRing
 from recsys.data.charts import CHARTS
 from recsys.data.interactions import MAX_ID
 from recsys.errors import quote
-from recsys.serving.api_keys import READ, KeyRing
-from recsys.serving.dashboard import (
+from recsys.online import NoLiveModelError, UnknownProductError, similar_products
+from recsys.runtime import (
     StoreStats,
     live_model_summary,
     lookup_user,
     running_experiment_report,
     stats,
 )
-from recsys.serving.service import NoLiveModelError
-from recsys.serving.similar import UnknownProductError, similar_products
 from recsys.store.engine import STORE_OUTAGES
-from recsys.web import params
+from recsys.web import query_params
 from recsys.web.auth import KEY_COOKIE, accepts_key_cookie, requires
 from recsys.web.bodies import json_body
 from recsys.web.context import runtime, settings_of
@@ -101,9 +100,9 @@ def dashboard():
     status = 200
     try:
         if "user_id" in request.args:
-            context["user"] = lookup_user(serving, params.user_id(request.args))
+            context["user"] = lookup_user(serving, query_params.user_id(request.args))
         if "product_id" in request.args:
-            product_id = params.bounded_int(request.args, "product_id", 1, MAX_ID)
+            product_id = query_params.bounded_int(request.args, "product_id", 1, MAX_ID)
             bundle = serving.service.live.current()
             context["similar"] = similar_products(bundle, product_id, 10)
     except ApiError as exc:

@@ -7,7 +7,7 @@ import logging
 from flask import Flask, current_app, jsonify
 from werkzeug.exceptions import HTTPException
 
-from recsys.serving.service import NoLiveModelError
+from recsys.online import NoLiveModelError
 from recsys.store.engine import STORE_OUTAGES
 from recsys.web.context import settings_of
 

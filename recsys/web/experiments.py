@@ -17,22 +17,22 @@ import click
 from flask import Blueprint, current_app, jsonify
 from pydantic import BaseModel, ConfigDict, Field
 
-from recsys.serving.artifacts import ArtifactError
-from recsys.serving.experiments import (
+from recsys.experiments import (
     CONVERSION,
     MAX_VARIANTS,
     MAX_WEIGHT,
     MIN_MDE,
     MIN_WEIGHT,
     NAME_CHARS,
+    ExperimentExistsError,
     ExperimentLayer,
+    ExperimentStateError,
     InvalidExperimentError,
     NoSuchExperimentError,
     report_text,
 )
-from recsys.serving.jobs import RetrainInProgressError
-from recsys.serving.training import NoTrainingDataError
-from recsys.store.experiments import ExperimentExistsError, ExperimentStateError
+from recsys.store.artifacts import ArtifactError
+from recsys.training import NoTrainingDataError, RetrainInProgressError
 from recsys.web.auth import requires
 from recsys.web.bodies import json_body
 from recsys.web.context import runtime

@@ -32,8 +32,8 @@ from limits.storage import RedisStorage
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from recsys.serving.api_keys import INGEST
-from recsys.serving.cache import RedisOutage
+from recsys.config.api_keys import INGEST
+from recsys.online import RedisOutage
 from recsys.web import health
 from recsys.web.auth import authenticated_key, endpoint_role
 from recsys.web.context import settings_of

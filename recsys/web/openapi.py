@@ -3,7 +3,7 @@
 Each view declares its shapes with ``@operation(...)`` (pydantic models from
 ``recsys.web.schemas``). For the endpoints written with this module the same
 query model also parses the request (``validate=True``): parameters are
-checked for repeats and emptiness as ``recsys.web.params`` does, then by the
+checked for repeats and emptiness as ``recsys.web.query_params`` does, then by the
 model, and a failure is the usual JSON error naming the parameter and what it
 accepts. The older endpoints keep their own parsing and are only described.
 
@@ -29,12 +29,12 @@ from pydantic import BaseModel, ValidationError
 from spectree import Response, SecurityScheme, SecuritySchemeData, SpecTree
 from spectree.models import InType, SecureType
 
+from recsys.config.api_keys import ADMIN
 from recsys.errors import quote
-from recsys.serving.api_keys import ADMIN
 from recsys.web.auth import API_KEY_HEADER, required_role
 from recsys.web.context import settings_of
 from recsys.web.errors import ApiError
-from recsys.web.params import single_value
+from recsys.web.query_params import single_value
 from recsys.web.schemas import NAME_PATTERN, TEXT_PATTERN, ErrorBody
 
 API_VERSION = "0.1.0"
@@ -321,7 +321,7 @@ def _with_roles(spec: dict[str, Any], app: Flask) -> dict[str, Any]:
                 if parameter["schema"].get("type") == "integer":
                     parameter["schema"]["format"] = "int64"  # spectree says int32 for <int:...>
                 elif parameter["schema"].get("type") == "string":
-                    # recsys.web.params refuses control characters in every path part.
+                    # recsys.web.query_params refuses control characters in every path part.
                     parameter["schema"]["pattern"] = TEXT_PATTERN
             if role is None:
                 op["security"] = []

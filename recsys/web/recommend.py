@@ -9,8 +9,8 @@ from cachetools import LRUCache
 from flask import Blueprint, Flask, current_app, jsonify, request
 from werkzeug.datastructures import MultiDict
 
-from recsys.serving.service import NO_FILTER, ListFilter, RecommendRequest
-from recsys.web import params
+from recsys.online import NO_FILTER, ListFilter, RecommendRequest
+from recsys.web import query_params
 from recsys.web.auth import requires
 from recsys.web.context import runtime, settings_of
 from recsys.web.openapi import operation
@@ -86,17 +86,17 @@ def recommend():
 
 def _parse(args: MultiDict) -> RecommendRequest:
     """Return what a /recommend query asks for (400 naming the first bad parameter)."""
-    user_id = params.user_id(args)
-    n = params.list_length(args)
+    user_id = query_params.user_id(args)
+    n = query_params.list_length(args)
     filters = NO_FILTER
     if len(args) > 1:  # only user_id: the common request skips the optional parameters
-        explain = params.flag(args, "explain")
-        diversity = params.fraction(args, "diversity")
-        offset = params.offset(args, n)
+        explain = query_params.flag(args, "explain")
+        diversity = query_params.fraction(args, "diversity")
+        offset = query_params.offset(args, n)
         filters = ListFilter(
-            categories=params.categories(args),
-            exclude=params.product_id_list(args, "exclude"),
-            include_purchased=params.flag(args, "include_purchased"),
+            categories=query_params.categories(args),
+            exclude=query_params.product_id_list(args, "exclude"),
+            include_purchased=query_params.flag(args, "include_purchased"),
         )
     else:
         explain, diversity, offset = False, 0.0, 0
@@ -109,6 +109,6 @@ def _parse(args: MultiDict) -> RecommendRequest:
 )
 @requires("read")
 def popular():
-    n = params.list_length(request.args)
+    n = query_params.list_length(request.args)
     items = runtime().service.popular(n)
     return jsonify({"strategy": "popular", "recommendations": [i.to_dict() for i in items]})

@@ -21,7 +21,7 @@ from recsys.data.timestamps import ISO_WITH_OFFSET
 MAX_PAGE = 1000
 MAX_PRODUCTS_PER_PUT = 10_000
 NAME_CHARS = 200  # products.name
-# ASCII digits only, as recsys.web.params parses them.
+# ASCII digits only, as recsys.web.query_params parses them.
 _DIGITS = re.compile(r"[0-9]{1,40}")
 CATEGORY_CHARS = 100  # products.category
 # /recommend: offset + n, excluded ids, categories.
@@ -253,7 +253,7 @@ class History(BaseModel):
     next: str | None = Field(description="pass as cursor for the next page; null on the last")
 
 
-# -- the existing endpoints' shapes (documented; parsed by recsys.web.params) --------------------
+# -- the existing endpoints' shapes (documented; parsed by recsys.web.query_params) ------------
 
 
 class EventIn(BaseModel):

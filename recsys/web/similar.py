@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Blueprint, jsonify
 
-from recsys.serving.similar import UnknownProductError, similar_products
+from recsys.online import UnknownProductError, similar_products
 from recsys.web.auth import requires
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError

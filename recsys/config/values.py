@@ -17,9 +17,9 @@ from gunicorn.util import parse_address
 from limits import parse_many
 from pydantic import BeforeValidator, Field, StringConstraints
 
+from recsys.config.api_keys import KeyRing
 from recsys.errors import RecsysError
 from recsys.models import accepted_model_names, canonical_model_name
-from recsys.serving.api_keys import KeyRing
 
 
 class SettingsError(RecsysError, ValueError):

@@ -11,9 +11,9 @@ user's history to make a new one with. Inside the layer:
   that later requests with other exclusions usually find enough in them. An
   answer is used only with the version object it was made with and while no
   event of its user came since: vouched for without any I/O by the
-  invalidation bus (``recsys.serving.invalidation``), or else by comparing
+  invalidation bus (``recsys.online.invalidation``), or else by comparing
   the user's history.
-- Histories come from the shared Redis (``recsys.serving.cache``), else from
+- Histories come from the shared Redis (``recsys.online.history_cache``), else from
   the store; a history read while the bus vouches for the user is kept in
   the process under the user's stamp until their next event.
 
@@ -33,16 +33,16 @@ from typing import Any, NamedTuple
 from cachetools import TTLCache
 
 from recsys.models.base import RankedList
-from recsys.serving.answers import (
+from recsys.online.answers import (
     STORE_UNAVAILABLE,
     AnswerKey,
     RecommendationAnswer,
     RecommendRequest,
 )
-from recsys.serving.cache import CACHE_LOOKUPS, HistoryCache, HistoryLookup
-from recsys.serving.invalidation import InvalidationBus, Stamp
-from recsys.serving.live_model import ServingModel
-from recsys.serving.rankers import Candidates, Ranker
+from recsys.online.history_cache import CACHE_LOOKUPS, HistoryCache, HistoryLookup
+from recsys.online.invalidation import InvalidationBus, Stamp
+from recsys.online.live_model import ServingModel
+from recsys.online.rankers import Candidates, Ranker
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore, UserHistory
 

@@ -22,7 +22,7 @@ from recsys.data.ratings import RatingWeights, derive_ratings
 from recsys.data.simulate import SimulatedShop, SimulationConfig, simulate_shop
 from recsys.evaluation import metrics
 from recsys.evaluation.evaluate import DEFAULT_K, score_split
-from recsys.evaluation.params import model_factory
+from recsys.evaluation.model_params import model_factory
 from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, DEFAULT_TEST_FRACTION, holdout_split
 from recsys.models.base import Recommender
 

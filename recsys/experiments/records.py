@@ -2,7 +2,7 @@
 
 Rows go in and come out as plain mappings and frames; what an experiment
 means (its variants, assignment, statistics) lives in
-``recsys.serving.experiments``. Exposures and linked events arrive in
+``recsys.experiments.layer``. Exposures and linked events arrive in
 batches from a background writer, so each insert is one multi-row statement.
 """
 

@@ -41,7 +41,7 @@ import pandas as pd
 
 from recsys.models.base import AUTO, Recommender
 from recsys.models.state import ModelState
-from recsys.serving.artifact_files import (
+from recsys.store.artifact_files import (
     FALLBACK_PREFIX,
     MODEL_PREFIX,
     ArtifactError,

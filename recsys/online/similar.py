@@ -17,7 +17,7 @@ import numpy as np
 
 from recsys.errors import RecsysError
 from recsys.models.base import SIMILAR_ITEMS, lookup_ids
-from recsys.serving.service import NOT_IN_MODEL, RecommendedProduct, ServingModel
+from recsys.online.service import NOT_IN_MODEL, RecommendedProduct, ServingModel
 
 # Why the neighbours are the category's most clicked products.
 NO_ITEM_SIMILARITY = "no_item_similarity"  # the live model cannot compare products

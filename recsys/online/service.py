@@ -1,11 +1,11 @@
 """The answering service: the live model, the answering pipelines, and their one cache layer.
 
 ``RecommendationService.recommend`` answers a request with one pipeline
-(``recsys.serving.pipeline``: candidates -> filters -> page -> describe, the
+(``recsys.online.pipeline``: candidates -> filters -> page -> describe, the
 personal-or-fallback decision made once by its ranker), the live model's
 unless the A/B layer routed the user to another. It reads the live version
 once, looks the request up in the cache layer once
-(``recsys.serving.answer_cache``: a cached answer while it holds, else the
+(``recsys.online.answer_cache``: a cached answer while it holds, else the
 user's history, from Redis or the store, so that a purchase posted a moment
 ago is already excluded), and keeps what the pipeline made. When the store is
 unreachable the answer still comes from the model, marked ``degraded``. Cold
@@ -19,8 +19,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 
-from recsys.serving.answer_cache import AnswerCache, NoAnswerCache
-from recsys.serving.answers import (
+from recsys.online.answer_cache import AnswerCache, NoAnswerCache
+from recsys.online.answers import (
     NO_FILTER,
     NOT_IN_MODEL,
     STORE_UNAVAILABLE,
@@ -32,15 +32,15 @@ from recsys.serving.answers import (
     RecommendRequest,
     compact_json,
 )
-from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact
-from recsys.serving.live_model import (
+from recsys.online.live_model import (
     LiveModel,
     NoLiveModelError,
     ServingModel,
     catalog_names,
 )
-from recsys.serving.pipeline import Pipeline
-from recsys.serving.rankers import PERSONAL_OR_POPULAR, POPULAR_FOR_EVERYONE, PopularRanker
+from recsys.online.pipeline import Pipeline
+from recsys.online.rankers import PERSONAL_OR_POPULAR, POPULAR_FOR_EVERYONE, PopularRanker
+from recsys.store.artifacts import ArtifactMetadata, LoadedArtifact
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore
 

@@ -31,8 +31,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
-from recsys.serving.jobs import RetrainInProgressError, Trainer
 from recsys.store.job_queue import JobQueue, JobState, TrainingJob
+from recsys.training.jobs import RetrainInProgressError, Trainer
 
 logger = logging.getLogger(__name__)
 

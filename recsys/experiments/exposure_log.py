@@ -22,8 +22,8 @@ from typing import Any
 
 from prometheus_client import Counter
 
+from recsys.experiments.records import ExperimentStore
 from recsys.store.engine import STORE_OUTAGES
-from recsys.store.experiments import ExperimentStore
 
 logger = logging.getLogger(__name__)
 

@@ -47,33 +47,39 @@ from pathlib import Path
 
 from prometheus_client import Counter
 
+from recsys.config import Settings
 from recsys.data.catalog import catalog_for_log
 from recsys.data.events import Event
 from recsys.data.interactions import load_interactions
 from recsys.data.ratings import RatingWeights
-from recsys.evaluation.params import load_model_params
+from recsys.evaluation.model_params import load_model_params
+from recsys.experiments import ExperimentLayer, ExperimentStore, ExposureLog, Guardrails
 from recsys.models import AUTO
-from recsys.serving.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
-from recsys.serving.cache import HistoryCache, RedisOutage
-from recsys.serving.experiments import ExperimentLayer, Guardrails
-from recsys.serving.exposure_log import ExposureLog
-from recsys.serving.invalidation import InvalidationBus
-from recsys.serving.jobs import (
+from recsys.online import (
+    AnswerCache,
+    HistoryCache,
+    InvalidationBus,
+    NoAnswerCache,
+    RecommendationService,
+    RedisOutage,
+)
+from recsys.store.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
+from recsys.store.engine import STORE_OUTAGES
+from recsys.store.events import EventStore
+from recsys.store.job_queue import JobQueue
+from recsys.store.migrate import upgrade_to_head
+from recsys.training import (
     AutoRetrainer,
+    NoTrainingDataError,
+    QueuedTrainingJobs,
     RetrainInProgressError,
     Trainer,
     TrainingJobRunner,
     TrainingLock,
+    TrainingSettings,
+    TrainingWorker,
+    train_and_publish,
 )
-from recsys.serving.service import AnswerCache, NoAnswerCache, RecommendationService
-from recsys.serving.settings import Settings
-from recsys.serving.training import NoTrainingDataError, TrainingSettings, train_and_publish
-from recsys.serving.worker import QueuedTrainingJobs, TrainingWorker
-from recsys.store.engine import STORE_OUTAGES
-from recsys.store.events import EventStore
-from recsys.store.experiments import ExperimentStore
-from recsys.store.job_queue import JobQueue
-from recsys.store.migrate import upgrade_to_head
 
 logger = logging.getLogger(__name__)
 
@@ -485,7 +491,7 @@ class ServingRuntime:
                 "(set RECSYS_MODEL=als, which the servers then serve)"
             )
         # Imported here: pyspark is an optional requirement of this engine alone.
-        from recsys.serving.spark_training import SparkALSEngine
+        from recsys.training import SparkALSEngine
 
         with SparkALSEngine(spark_master or self.settings.jobs.spark_master) as spark:
             return train_and_publish(

@@ -24,9 +24,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from recsys.data.catalog import catalog_beside
-from recsys.models import MODEL_ALIASES
-from recsys.serving.settings.sections import (
+from recsys.config.sections import (
     ENV_PREFIX,
     CacheSection,
     ExperimentsSection,
@@ -40,7 +38,9 @@ from recsys.serving.settings.sections import (
     TrainingSection,
     env_names,
 )
-from recsys.serving.settings.values import SettingsError, database_url
+from recsys.config.values import SettingsError, database_url
+from recsys.data.catalog import catalog_beside
+from recsys.models import MODEL_ALIASES
 
 # prometheus-client's own variable (unprefixed: the library reads it at import).
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"

@@ -23,10 +23,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from recsys.errors import quote
-from recsys.models import accepted_model_names
-from recsys.serving.api_keys import KeyRing
-from recsys.serving.settings.values import (
+from recsys.config.api_keys import KeyRing
+from recsys.config.values import (
     Accepts,
     ApiKeys,
     Bind,
@@ -47,9 +45,11 @@ from recsys.serving.settings.values import (
     TrainingEngine,
     TrainingMode,
 )
+from recsys.errors import quote
+from recsys.models import accepted_model_names
 
 ENV_PREFIX = "RECSYS_"
-BUNDLED_LOG = Path(__file__).resolve().parents[3] / "interactions.csv"
+BUNDLED_LOG = Path(__file__).resolve().parents[2] / "interactions.csv"
 
 
 def setting(

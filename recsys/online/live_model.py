@@ -24,8 +24,8 @@ from prometheus_client import Gauge
 from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, RankedList, Recommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.rerank import mmr_order
-from recsys.serving.answers import Reason, RecommendedProduct
-from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact, version_number
+from recsys.online.answers import Reason, RecommendedProduct
+from recsys.store.artifacts import ArtifactMetadata, LoadedArtifact, version_number
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Protocol
 import numpy as np
 
 from recsys.models.base import RankedList, Recommender
-from recsys.serving.answers import NOT_IN_MODEL, UNKNOWN_USER
-from recsys.serving.live_model import ServingModel
+from recsys.online.answers import NOT_IN_MODEL, UNKNOWN_USER
+from recsys.online.live_model import ServingModel
 from recsys.store.events import UserHistory
 
 

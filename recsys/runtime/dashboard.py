@@ -23,14 +23,14 @@ import pandas as pd
 from recsys.data.charts import chart_names, render_chart
 from recsys.data.eda import eda_summary
 from recsys.data.timestamps import utc_now
-from recsys.serving.experiments import NoSuchExperimentError
-from recsys.serving.runtime import ServingRuntime
-from recsys.serving.service import (
+from recsys.experiments import NoSuchExperimentError
+from recsys.online import (
     NoLiveModelError,
     RecommendationAnswer,
     RecommendationService,
     RecommendRequest,
 )
+from recsys.runtime.wiring import ServingRuntime
 from recsys.store.events import EventStore, HistoryEntry
 
 # How old the figures may be: a retrain-free page view must not read the whole store.

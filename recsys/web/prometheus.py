@@ -1,9 +1,9 @@
 """``GET /metrics`` in Prometheus's text format, and the HTTP series: requests and latency.
 
 The other series are counted where their events happen: cache lookups and
-Redis failures in ``recsys.serving.cache``, the live model version in
-``recsys.serving.service``, ingested events in ``recsys.serving.runtime``,
-training jobs in ``recsys.serving.jobs``. Under gunicorn every worker writes
+Redis failures in ``recsys.online.history_cache``, the live model version in
+``recsys.online.service``, ingested events in ``recsys.runtime.wiring``,
+training jobs in ``recsys.training.jobs``. Under gunicorn every worker writes
 its series to ``PROMETHEUS_MULTIPROC_DIR`` (gunicorn.conf.py prepares it) and
 ``/metrics`` adds them up, so any worker answers for the whole server.
 """

@@ -42,10 +42,10 @@ from recsys.data.simulate import (
     SimulationConfig,
     simulate_shop,
 )
-from recsys.evaluation.pipeline import PipelineResult
+from recsys.evaluation.default_pipeline import PipelineResult
 
 if TYPE_CHECKING:
-    from recsys.serving.experiments import ExperimentAnswer
+    from recsys.experiments import ExperimentAnswer
 
 DEFAULT_AB_USERS = 2000
 DEFAULT_AB_DAYS = 3
@@ -107,7 +107,7 @@ def cmd_simulate_ab(args: argparse.Namespace, pipeline: Callable[[], PipelineRes
         finally:
             simulation.close()
     # The serving stack (scipy.stats through the statistics) loads only when a simulation runs.
-    from recsys.serving.experiments import report_text
+    from recsys.experiments import report_text
 
     print(json.dumps(report, indent=2) if args.json else report_text(report))
     return 0
@@ -143,8 +143,8 @@ class AbSimulation:
     """
 
     def __init__(self, folder: Path, users: int, seed: int, products: int = DEFAULT_PRODUCTS):
-        from recsys.serving.runtime import ServingRuntime
-        from recsys.serving.settings import Settings
+        from recsys.config import Settings
+        from recsys.runtime import ServingRuntime
 
         self.config = SimulationConfig(users=users, products=products, seed=seed)
         self.shop = simulate_shop(self.config)
@@ -189,8 +189,8 @@ class AbSimulation:
             baseline_rate: Control's expected conversion, for the planned size.
             mde: The lift to detect, for the planned size.
         """
-        from recsys.serving.experiments import ExperimentAnswer
-        from recsys.serving.service import RecommendRequest
+        from recsys.experiments import ExperimentAnswer
+        from recsys.online import RecommendRequest
 
         layer = self.runtime.experiments
         layer.create(

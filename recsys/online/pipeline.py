@@ -1,7 +1,7 @@
 """The answering pipeline: candidates -> filters -> page -> describe, from one live model.
 
 A ``Pipeline`` answers a request from one version of its live model. Its
-ranker (``recsys.serving.rankers``) chooses, once, who ranks the user: the
+ranker (``recsys.online.rankers``) chooses, once, who ranks the user: the
 personal model, or its fallback for users it does not know. Then:
 
 1. candidates: the ranker's best products for the user, from the cached
@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from recsys.models.base import RankedList
-from recsys.serving.answers import RecommendationAnswer, RecommendRequest
-from recsys.serving.live_model import LiveModel, ServingModel
-from recsys.serving.rankers import FallbackRanker, Ranker
+from recsys.online.answers import RecommendationAnswer, RecommendRequest
+from recsys.online.live_model import LiveModel, ServingModel
+from recsys.online.rankers import FallbackRanker, Ranker
 from recsys.store.events import UserHistory
 
 # Candidates MMR chooses from: the model's best max(n * 3, 30).

@@ -5,7 +5,7 @@ every purchase, and every worker of every server must see a purchase the
 moment ``POST /interactions`` answers. So it is cached only in the Redis they
 share (``HistoryCache``, cachelib's ``RedisCache``), and an event invalidates
 its user's entry after the store commits, before the answer. (Answers and
-ranked candidates are kept in each process: ``recsys.serving.answer_cache``.)
+ranked candidates are kept in each process: ``recsys.online.answer_cache``.)
 
 Invalidation gives the user a new random generation token instead of deleting
 the entry: a request that read the store just before the commit could

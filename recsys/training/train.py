@@ -1,7 +1,7 @@
 """Training from the event store: interactions -> ratings -> model -> metrics -> artifact.
 
 ``train_and_publish`` is the whole path, run by a training job
-(``recsys.serving.jobs``), by ``flask --app app train`` and at first start.
+(``recsys.training.jobs``), by ``flask --app app train`` and at first start.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from recsys.evaluation.splits import (
 from recsys.models import AUTO, AUTO_CANDIDATES, MODELS
 from recsys.models.base import Recommender
 from recsys.models.popularity import PopularityRecommender
-from recsys.serving.artifacts import ArtifactMetadata, ModelRegistry
+from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
 from recsys.store.bulk import read_interactions
 from recsys.store.events import EventStore
 

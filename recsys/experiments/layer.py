@@ -36,18 +36,18 @@ import pandas as pd
 
 from recsys.data.timestamps import format_utc, utc_now
 from recsys.errors import RecsysError
-from recsys.evaluation import abstats
+from recsys.experiments import abstats
+from recsys.experiments.exposure_log import ExposureLog
+from recsys.experiments.records import ExperimentStore
 from recsys.models import canonical_model_name
-from recsys.serving.artifacts import ArtifactMetadata, LoadedArtifact, ModelRegistry
-from recsys.serving.exposure_log import ExposureLog
-from recsys.serving.service import (
+from recsys.online import (
     Pipeline,
     RecommendationAnswer,
     RecommendationService,
     RecommendRequest,
     compact_json,
 )
-from recsys.store.experiments import ExperimentStore
+from recsys.store.artifacts import ArtifactMetadata, LoadedArtifact, ModelRegistry
 
 logger = logging.getLogger(__name__)
 

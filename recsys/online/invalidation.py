@@ -48,7 +48,7 @@ from typing import Any, cast
 import redis
 from prometheus_client import Counter
 
-from recsys.serving.cache import (
+from recsys.online.history_cache import (
     REDIS_RETRY_SECONDS,
     REDIS_TIMEOUT_SECONDS,
     RedisOutage,

@@ -4,7 +4,7 @@
 (one process trains at a time) and runs a job's lifecycle (``execute``: mark
 it running, train, publish, record how it ended), the same in this process's
 ``TrainingJobRunner`` (a background thread) and in a training worker
-(``recsys.serving.worker``). ``AutoRetrainer`` submits jobs after N new
+(``recsys.training.worker``). ``AutoRetrainer`` submits jobs after N new
 events or every T minutes.
 """
 
@@ -27,10 +27,10 @@ from typing import Protocol
 from prometheus_client import Counter, Histogram
 
 from recsys.errors import RecsysError
-from recsys.serving.artifacts import ArtifactMetadata
-from recsys.serving.training import NoTrainingDataError
+from recsys.store.artifacts import ArtifactMetadata
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.job_queue import INTERRUPTED, JobQueue, JobState, TrainingJob
+from recsys.training.train import NoTrainingDataError
 
 logger = logging.getLogger(__name__)
 

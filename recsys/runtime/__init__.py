@@ -1,0 +1,24 @@
+"""The wiring: build the store, the online path, training and experiments from the settings.
+
+``ServingRuntime`` owns one process's parts and their moments (init, load,
+start, close); the dashboard's figures are read from it.
+"""
+
+from recsys.runtime.dashboard import (
+    StoreStats,
+    live_model_summary,
+    lookup_user,
+    running_experiment_report,
+    stats,
+)
+from recsys.runtime.wiring import InitReport, ServingRuntime
+
+__all__ = [
+    "InitReport",
+    "ServingRuntime",
+    "StoreStats",
+    "live_model_summary",
+    "lookup_user",
+    "running_experiment_report",
+    "stats",
+]

@@ -1,0 +1,39 @@
+"""Training: fit a model on the event store, publish it, and run retrain jobs.
+
+One entry point takes the training lock (``Trainer``); one lifecycle runs a
+job (``execute``), in the serving process or in a worker that leases jobs
+from the database; Spark fits ALS on a cluster.
+"""
+
+from recsys.training.jobs import (
+    AutoRetrainer,
+    RetrainInProgressError,
+    Trainer,
+    TrainingJobRunner,
+    TrainingLock,
+)
+from recsys.training.spark import DEFAULT_MASTER, SparkALSEngine, SparkUnavailableError
+from recsys.training.train import (
+    NoTrainingDataError,
+    TrainingSettings,
+    publish_trained,
+    train_and_publish,
+)
+from recsys.training.worker import QueuedTrainingJobs, TrainingWorker
+
+__all__ = [
+    "DEFAULT_MASTER",
+    "AutoRetrainer",
+    "NoTrainingDataError",
+    "QueuedTrainingJobs",
+    "RetrainInProgressError",
+    "SparkALSEngine",
+    "SparkUnavailableError",
+    "Trainer",
+    "TrainingJobRunner",
+    "TrainingLock",
+    "TrainingSettings",
+    "TrainingWorker",
+    "publish_trained",
+    "train_and_publish",
+]
