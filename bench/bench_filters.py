@@ -14,13 +14,13 @@ Three cases:
   the top-n cut: the filtering's own cost;
 - cache on, each user's own exclusion list (a shop leaving out the same
   products for a user on every call): after a warm-up pass, both kinds are
-  answered from the kept answers;
+  answered from the cached answers;
 - cache on, a new exclusion list every request: no request repeats an earlier
   one, so only the ranked candidates help the filtered requests, while the
-  plain ones are kept answers (shown for information; a worst case).
+  plain ones are cached answers (shown for information; a worst case).
 
 With the cache on, the app uses the local Redis (RECSYS_TEST_REDIS_URL) as
-in production, when it answers: kept answers are then trusted without a
+in production, when it answers: cached answers are then trusted without a
 history read, and a repeated query string without parsing; without Redis
 each request reads the user's history from SQLite.
 

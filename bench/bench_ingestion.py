@@ -104,10 +104,10 @@ def postgres_schema_url() -> tuple[str, sa.Engine, str] | None:
 
 
 def wait_for_listener(runtime, seconds: float = 10) -> None:
-    """Wait until the runtime's invalidation listener (with Redis) vouches for kept answers."""
+    """Wait until the runtime's invalidation listener (with Redis) vouches for cached answers."""
     bus = runtime.service.cache.invalidations
     deadline = time.monotonic() + seconds
-    while isinstance(bus, InvalidationBus) and bus.stamp(0) is None:
+    while isinstance(bus, InvalidationBus) and bus.history_version(0) is None:
         if time.monotonic() > deadline:
             raise RuntimeError("the invalidation listener did not start")
         time.sleep(0.01)

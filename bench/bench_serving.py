@@ -8,7 +8,7 @@ script), each for a bounded time with the same connections, in several
 rounds. Three configurations per data set: cache off; cache on without Redis
 (rankings cached in each worker, histories read from the store); cache on
 with Redis (histories cached in the shared Redis, by default the local one,
-under a key prefix of this run's own, deleted afterwards; kept answers trusted
+under a key prefix of this run's own, deleted afterwards; cached answers trusted
 while each worker hears the announcements of new events).
 
 On the synthetic model, /recommend with ``category=Category 3`` and 100
@@ -118,7 +118,7 @@ RECOMMEND_NEW_LIST_LUA = (
     _FILTERED_REQUEST.replace("DRAW", "ids[i] = math.random(1, products)") + _DONE
 )
 
-# With the cache on, warm-up goes on until a 10 s run finds this share of kept answers.
+# With the cache on, warm-up goes on until a 10 s run finds this share of cached answers.
 WARM_HITS = 0.99
 
 # (label, cache setting, use Redis)
@@ -136,7 +136,7 @@ class Run:
     p99_ms: float
     errors: int
     cpu_us: float = 0.0  # CPU time of the workers (and Redis) per request
-    answer_hits: float | None = None  # share of kept answers among the run's lookups
+    answer_hits: float | None = None  # share of cached answers among the run's lookups
 
 
 def process_cpu_seconds(pids: list[int]) -> float:
@@ -349,7 +349,7 @@ def measure(
         cached = env.get("RECSYS_CACHE") != "0"
 
         def warm(script: Path) -> None:
-            # With the cache on, until a run finds nearly every answer kept (each
+            # With the cache on, until a run finds nearly every answer cached (each
             # worker has seen each user): this machine's speed swings too much
             # for a fixed time to fill the caches alike for every kind of request.
             wrk(script, server.port, warmup, args.connections, wrk_env)
@@ -361,7 +361,9 @@ def measure(
                 if hits is None or hits >= WARM_HITS:
                     return
             if cached:
-                print(f"  (warm-up of {script.stem} stopped short of {WARM_HITS:.0%} kept answers)")
+                print(
+                    f"  (warm-up of {script.stem} stopped short of {WARM_HITS:.0%} cached answers)"
+                )
 
         warm(scripts["recommend"])
         workers = children(server.process.pid)
@@ -445,7 +447,7 @@ def main() -> int:
         type=float,
         default=300,
         # argparse formats help with %: a percent sign is written %%.
-        help=f"seconds more of warm-up at most, until {WARM_HITS:.0%}% of answers are kept ones",
+        help=f"seconds more of warm-up at most, until {WARM_HITS:.0%}% of answers are cached ones",
     )
     parser.add_argument("--rounds", type=int, default=3, help="healthz + recommend runs each")
     parser.add_argument(

@@ -51,7 +51,7 @@ def buy(client, user_id: int, product_id: int) -> None:
 
 
 def wait_for_announcements(app, seconds: float = 5.0) -> None:
-    """Wait until the app's invalidation listener (REDIS_URL) vouches for its kept answers."""
+    """Wait until the app's invalidation listener (REDIS_URL) vouches for its cached answers."""
     import time
 
     from recsys.online.invalidation import InvalidationBus
@@ -60,7 +60,7 @@ def wait_for_announcements(app, seconds: float = 5.0) -> None:
     assert isinstance(bus, InvalidationBus), "the app has no REDIS_URL"
     runtime_of(app).start()
     deadline = time.monotonic() + seconds
-    while bus.stamp(0) is None:
+    while bus.history_version(0) is None:
         assert time.monotonic() < deadline, "the invalidation listener never proved itself"
         time.sleep(0.01)
 

@@ -32,7 +32,7 @@ def lookups(cache: str, result: str) -> float:
 
 @pytest.fixture
 def heard_app(redis_apps):
-    """Return an app over the test's Redis whose listener already vouches for kept answers."""
+    """Return an app over the test's Redis whose listener already vouches for cached answers."""
     app = redis_apps()
     wait_for_announcements(app)
     return app
@@ -93,7 +93,7 @@ def test_the_first_request_of_a_user_misses_the_ranking_cache_and_the_next_hits(
     assert (lookups("ranking", "miss"), lookups("ranking", "hit")) == (misses + 1, hits + 1)
 
 
-def test_a_repeated_request_is_answered_from_its_kept_answer_until_the_history_changes(client):
+def test_a_repeated_request_is_answered_from_its_cached_answer_until_the_history_changes(client):
     first = client.get("/recommend?user_id=17&n=3").get_data()
     hits, misses = lookups("answer", "hit"), lookups("answer", "miss")
     assert client.get("/recommend?user_id=17&n=3").get_data() == first
@@ -104,7 +104,7 @@ def test_a_repeated_request_is_answered_from_its_kept_answer_until_the_history_c
     assert after != first and lookups("answer", "hit") == hits  # a new history: made anew
 
 
-def test_an_answer_to_the_same_exclusion_list_in_another_order_is_kept(client):
+def test_an_answer_to_the_same_exclusion_list_in_another_order_is_found_again(client):
     first = client.get("/recommend?user_id=17&exclude=3,5,8").get_json()
     hits = lookups("answer", "hit")
     again = client.get("/recommend?user_id=17&exclude=8,3,5").get_json()
@@ -123,7 +123,7 @@ def test_answers_to_different_exclusion_lists_are_kept_apart(client):
     assert lookups("ranking", "hit") == ranking_hits + 1  # a new list: from the candidates
 
 
-def test_answers_to_ever_new_exclusion_lists_never_push_out_the_kept_plain_answers(app_factory):
+def test_answers_to_ever_new_exclusion_lists_never_push_out_the_cached_plain_answers(app_factory):
     client = app_factory(CACHE_MAX_ENTRIES="2").test_client()
     client.get("/recommend?user_id=17")
     client.get("/recommend?user_id=18")
@@ -135,7 +135,7 @@ def test_answers_to_ever_new_exclusion_lists_never_push_out_the_kept_plain_answe
     assert lookups("answer", "hit") == hits + 2
 
 
-def test_a_periodic_catalog_refresh_without_changes_keeps_the_kept_answers(app):
+def test_a_periodic_catalog_refresh_without_changes_keeps_the_cached_answers(app):
     client = app.test_client()
     client.get("/recommend?user_id=17")
     live = runtime_of(app).service.live.current()
@@ -196,20 +196,20 @@ def test_a_users_history_comes_from_redis_after_the_first_request(redis_apps, mo
 
     monkeypatch.setattr(runtime_of(app).store, "user_history", no_store_read)
     hits = lookups("history", "hit")
-    # Another length: not a kept answer, so the history is read (from Redis).
+    # Another length: not a cached answer, so the history is read (from Redis).
     again = client.get("/recommend?user_id=17&n=4").get_json()
     assert again["recommendations"] == first["recommendations"][:4]
     assert lookups("history", "hit") == hits + 1
 
 
 @pytest.mark.redis
-def test_a_kept_answer_is_served_without_reading_the_history_while_announcements_are_heard(
+def test_a_cached_answer_is_served_without_reading_the_history_while_announcements_are_heard(
     heard_app, monkeypatch
 ):
     app = heard_app
     client = app.test_client()
     first = client.get("/recommend?user_id=17").get_data()
-    forbid_history_reads(monkeypatch, app, "a kept answer should need no history")
+    forbid_history_reads(monkeypatch, app, "a cached answer should need no history")
     assert client.get("/recommend?user_id=17").get_data() == first
 
 
@@ -228,7 +228,7 @@ def test_a_history_read_once_serves_the_users_other_requests_until_their_next_ev
 
 
 @pytest.mark.redis
-def test_a_repeated_query_string_finds_its_kept_answer_without_parsing_it_again(
+def test_a_repeated_query_string_finds_its_cached_answer_without_parsing_it_again(
     heard_app, monkeypatch
 ):
     app = heard_app
@@ -361,7 +361,7 @@ def test_the_query_memo_weighs_a_request_by_its_exclusion_list():
     assert sum(memo.get(digest) is not None for digest in plain) == 200 - 101
 
 
-def test_the_query_memo_holds_an_entry_for_every_kept_answer_of_either_kind(tmp_path):
+def test_the_query_memo_holds_an_entry_for_every_cached_answer_of_either_kind(tmp_path):
     # Plain answers and answers with an exclusion list are kept apart, each
     # up to CACHE_MAX_ENTRIES: a memo any smaller would thrash between them.
     app = create_app(
@@ -371,7 +371,7 @@ def test_the_query_memo_holds_an_entry_for_every_kept_answer_of_either_kind(tmp_
 
 
 @pytest.mark.redis
-def test_without_announcements_heard_a_kept_answer_is_checked_against_the_history(
+def test_without_announcements_heard_a_cached_answer_is_checked_against_the_history(
     heard_app, monkeypatch
 ):
     client = unheard(heard_app).test_client()
@@ -405,7 +405,7 @@ def test_an_event_posted_through_one_app_is_left_out_by_another_sharing_redis(re
 
 
 @pytest.mark.redis
-def test_an_event_posted_through_one_app_makes_anothers_kept_answer_stale_at_once(redis_apps):
+def test_an_event_posted_through_one_app_makes_anothers_cached_answer_stale_at_once(redis_apps):
     posting_app, answering_app = redis_apps(), redis_apps(init=False)
     wait_for_announcements(posting_app)
     wait_for_announcements(answering_app)
@@ -413,7 +413,7 @@ def test_an_event_posted_through_one_app_makes_anothers_kept_answer_stale_at_onc
     before = listed(answering.get("/recommend?user_id=17&n=3"))
     hits = lookups("answer", "hit")
     assert listed(answering.get("/recommend?user_id=17&n=3")) == before
-    assert lookups("answer", "hit") == hits + 1  # kept, and trusted without a history read
+    assert lookups("answer", "hit") == hits + 1  # cached, and trusted without a history read
     buy(posting, 17, before[0])
     after = listed(answering.get("/recommend?user_id=17&n=3"))
     assert before[0] not in after and after[:2] == before[1:]
@@ -424,7 +424,7 @@ def test_a_history_read_before_a_purchase_is_never_saved_over_it(redis_url, cach
     histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
     slow_reader = histories.lookup(7)  # a request reads the store just before a purchase...
     histories.invalidate([7])  # ... the purchase commits and invalidates ...
-    histories.save(7, UserHistory(True, frozenset()), slow_reader.stamp)  # ... then it saves
+    histories.save(7, UserHistory(True, frozenset()), slow_reader.generation)  # ... then it saves
     assert histories.lookup(7).history is None
 
 
@@ -435,7 +435,7 @@ def test_invalidations_lost_in_an_outage_drop_every_cached_history_when_redis_re
     monkeypatch.setattr(cache_module, "REDIS_RETRY_SECONDS", 0)
     histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
     stale = UserHistory(True, frozenset({3}))
-    histories.save(8, stale, histories.lookup(8).stamp)
+    histories.save(8, stale, histories.lookup(8).generation)
     assert histories.lookup(8).history == stale
 
     def unreachable(*args, **kwargs):

@@ -24,17 +24,17 @@ pytestmark = pytest.mark.redis
 def heard(bus: InvalidationBus, seconds: float = 5.0) -> InvalidationBus:
     """Wait until the bus's listener has proved itself current; return the bus."""
     deadline = time.monotonic() + seconds
-    while bus.stamp(0) is None:
+    while bus.history_version(0) is None:
         assert time.monotonic() < deadline, "the listener never proved itself current"
         time.sleep(0.01)
     return bus
 
 
 def unheard(bus: InvalidationBus, seconds: float = 5.0) -> None:
-    """Wait until the bus no longer hands out stamps."""
+    """Wait until the bus no longer hands out history versions."""
     deadline = time.monotonic() + seconds
-    while bus.stamp(0) is not None:
-        assert time.monotonic() < deadline, "the bus kept vouching for its stamps"
+    while bus.history_version(0) is not None:
+        assert time.monotonic() < deadline, "the bus kept vouching for its history versions"
         time.sleep(0.01)
 
 
@@ -54,31 +54,35 @@ def buses(redis_url, cache_prefix):
         bus.stop()
 
 
-def test_a_bus_vouches_for_no_stamp_until_its_listener_has_proved_itself(redis_url, cache_prefix):
+def test_a_bus_vouches_for_no_history_version_until_its_listener_has_proved_itself(
+    redis_url, cache_prefix
+):
     bus = InvalidationBus(redis_url.url, cache_prefix)
-    assert bus.stamp(7) is None
+    assert bus.history_version(7) is None
     bus.start()
     try:
-        assert heard(bus).stamp(7) is not None
+        assert heard(bus).history_version(7) is not None
     finally:
         bus.stop()
-    assert bus.stamp(7) is None
+    assert bus.history_version(7) is None
 
 
-def test_an_announcement_changes_the_users_stamp_in_every_process_before_it_returns(buses):
+def test_an_announcement_changes_the_users_history_version_in_every_process_before_it_returns(
+    buses,
+):
     writer, reader = heard(buses()), heard(buses())
-    before = {user: reader.stamp(user) for user in (7, 8)}
+    before = {user: reader.history_version(user) for user in (7, 8)}
     assert writer.announce([7]) is True
-    assert reader.stamp(7) != before[7]  # no waiting: the announcement waited for it
-    assert reader.stamp(8) == before[8]  # another user's kept answers stay
-    assert writer.stamp(7) != before[7]
+    assert reader.history_version(7) != before[7]  # no waiting: the announcement waited for it
+    assert reader.history_version(8) == before[8]  # another user's cached answers stay
+    assert writer.history_version(7) != before[7]
 
 
-def test_a_stamp_stays_the_same_while_nothing_is_announced(buses):
+def test_a_history_version_stays_the_same_while_nothing_is_announced(buses):
     bus = heard(buses())
-    first = bus.stamp(7)
+    first = bus.history_version(7)
     time.sleep(3 * invalidation_module.HEARTBEAT_SECONDS)  # a few ping rounds
-    assert bus.stamp(7) == first
+    assert bus.history_version(7) == first
 
 
 def test_an_announcement_waits_for_a_listener_that_does_not_confirm_then_says_so(
@@ -103,15 +107,15 @@ def test_a_listener_cut_off_from_redis_stops_vouching_within_the_fresh_time(
 ):
     with TcpProxy(*redis_url.address) as proxy:
         bus = heard(buses(redis_url.through(proxy.port)))
-        old = bus.stamp(7)
+        old = bus.history_version(7)
         proxy.blackhole()  # a network cut: nothing answers, nothing is refused
         started = time.monotonic()
         unheard(bus)
         waited = time.monotonic() - started
         assert waited < invalidation_module.FRESH_SECONDS + 0.5
         proxy.forward()
-        # Back: everything kept before is dropped (announcements were missed).
-        assert heard(bus, 10).stamp(7) != old
+        # Back: everything cached before is dropped (announcements were missed).
+        assert heard(bus, 10).history_version(7) != old
 
 
 def test_an_announcement_lost_while_redis_was_unreachable_drops_everything_when_it_answers(
@@ -123,10 +127,12 @@ def test_an_announcement_lost_while_redis_was_unreachable_drops_everything_when_
         writer = heard(buses(redis_url.through(proxy.port)))
         proxy.refuse()
         assert writer.announce([7]) is False  # the event is stored; the others cannot hear
-        kept_for_8 = reader.stamp(8)
+        version_of_8 = reader.history_version(8)
         proxy.forward()
         deadline = time.monotonic() + 10
-        while reader.stamp(8) == kept_for_8:  # the writer reconnects and drops everything
+        while (
+            reader.history_version(8) == version_of_8
+        ):  # the writer reconnects and drops everything
             assert time.monotonic() < deadline, "the lost announcement was never made good"
             time.sleep(0.02)
 
@@ -136,34 +142,32 @@ def test_an_announcement_lost_while_redis_was_unreachable_drops_everything_when_
     [b"not json", b"[1, 2]", json.dumps({"users": ["x"], "ack": "t"}).encode(), b"\xff\xfe"],
     ids=["text", "a list", "users not ids", "not utf-8"],
 )
-def test_an_announcement_that_is_not_ours_drops_every_kept_answer(
+def test_an_announcement_that_is_not_ours_drops_every_cached_answer(
     buses, redis_url, cache_prefix, payload
 ):
     bus = heard(buses())
-    before = bus.stamp(8)
+    before = bus.history_version(8)
     redis.Redis.from_url(redis_url.url).publish(f"{cache_prefix}invalidate", payload)
     deadline = time.monotonic() + 5
-    while bus.stamp(8) == before:
+    while bus.history_version(8) == before:
         assert time.monotonic() < deadline
         time.sleep(0.01)
-    assert heard(bus).stamp(8) is not None  # and the listener goes on
+    assert heard(bus).history_version(8) is not None  # and the listener goes on
 
 
 def test_past_the_marked_users_bound_everything_is_dropped_and_marks_start_anew(buses, monkeypatch):
     monkeypatch.setattr(invalidation_module, "MAX_MARKED_USERS", 3)
     bus = heard(buses())
     assert bus.announce([1, 2]) is True
-    untouched = bus.stamp(9)
+    untouched = bus.history_version(9)
     assert bus.announce([3, 4]) is True  # 4 marks > 3: a new epoch
-    assert bus.stamp(9) != untouched
+    assert bus.history_version(9) != untouched
     assert len(bus._state[1]) == 2
 
 
-def test_each_drop_of_every_kept_answer_is_counted_by_reason(buses, redis_url, cache_prefix):
+def test_each_drop_of_every_cached_answer_is_counted_by_reason(buses, redis_url, cache_prefix):
     def dropped(reason: str) -> float:
-        value = REGISTRY.get_sample_value(
-            "recsys_cache_kept_answers_dropped_total", {"reason": reason}
-        )
+        value = REGISTRY.get_sample_value("recsys_cache_answers_dropped_total", {"reason": reason})
         return value or 0.0
 
     subscribed, announced = dropped("subscribed"), dropped("announced")

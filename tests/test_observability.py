@@ -72,7 +72,7 @@ def test_the_live_model_version_cache_lookups_and_ingested_events_are_series(cli
     assert client.post("/interactions", json=events).status_code == 201
     after = metrics(client)
     assert value(after, "recsys_model_live", version=version, model_type="svd") == 1
-    hits = {"cache": "answer", "result": "hit"}  # the same request again: its kept answer
+    hits = {"cache": "answer", "result": "hit"}  # the same request again: its cached answer
     assert value(after, "recsys_cache_lookups_total", **hits) == (
         value(before, "recsys_cache_lookups_total", **hits) + 1
     )
@@ -201,7 +201,7 @@ def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
             value(samples, "recsys_cache_lookups_total", cache="answer", result=result)
             for result in ("hit", "miss")
         )
-        assert lookups == 300  # every request looks for its kept answer first
+        assert lookups == 300  # every request looks for its cached answer first
 
         # A worker that dies keeps its counts; its replacement adds to them.
         os.kill(workers[0], signal.SIGKILL)

@@ -23,8 +23,8 @@ CATEGORIES = sorted(set(CATEGORY_OF.values()))
 
 def ranked_products(app) -> set[int]:
     """Return every product the live version can list (its model's and its fallback's)."""
-    bundle = runtime_of(app).service.live.current()
-    return set(np.union1d(bundle.model.product_ids, bundle.popularity.product_ids).tolist())
+    version = runtime_of(app).service.live.current()
+    return set(np.union1d(version.model.product_ids, version.popularity.product_ids).tolist())
 
 
 # -- bad values --------------------------------------------------------------------------
@@ -146,8 +146,8 @@ def test_filtered_answers_from_the_cache_equal_computed_ones(app_factory):
         for query in queries:
             path = f"/recommend?user_id={user}&{query}"
             expected = uncached.get(path).get_json()
-            assert cached.get(path).get_json() == expected  # computed, then kept
-            assert cached.get(path).get_json() == expected  # the kept answer
+            assert cached.get(path).get_json() == expected  # computed, then cached
+            assert cached.get(path).get_json() == expected  # the cached answer
 
 
 def test_explanations_and_diversity_combine_with_the_filters(bundled_client):

@@ -3,7 +3,7 @@
 The app reaches the test's Redis through a ``TcpProxy`` (tests/tcp_proxy.py)
 that a test switches to refusing connections or swallowing them. Every
 endpoint that uses Redis is asked in turn: ``/recommend`` (a first answer, a
-kept one, one with exclusions, users of both arms of a running A/B test), ``POST
+cached one, one with exclusions, users of both arms of a running A/B test), ``POST
 /interactions`` (its history invalidation and its announcement), ``/similar``
 and the experiments' endpoints, each counted by the rate limiter in Redis.
 Each must answer as it does with Redis up, in JSON, without waiting for Redis
@@ -36,7 +36,7 @@ PURCHASE = {"user_id": 17, "product_id": 3, "purchased": 1}
 # (what is asked, method, path, body, the status it answers with Redis up or not)
 REQUESTS = [
     ("a first answer", "GET", "/recommend?user_id=17&n=3", None, 200),
-    ("a kept answer", "GET", "/recommend?user_id=17&n=3", None, 200),
+    ("a cached answer", "GET", "/recommend?user_id=17&n=3", None, 200),
     ("an answer with exclusions", "GET", "/recommend?user_id=17&exclude=1,2", None, 200),
     ("a user of the other arm", "GET", "/recommend?user_id=18", None, 200),
     ("a purchase", "POST", "/interactions", PURCHASE, 201),

@@ -361,7 +361,7 @@ class RedisSection(Section):
         "REDIS_URL",
         None,
         "the Redis every worker and server shares: rate-limit counters, users' histories, and "
-        "the announcements of new events that let kept answers be served without a read "
+        "the announcements of new events that let cached answers be served without a read "
         "(without it: counters per process, histories read from the store on every request)",
         also_env=("REDIS_URL",),
     )

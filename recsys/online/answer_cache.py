@@ -15,7 +15,7 @@ user's history to make a new one with. Inside the layer:
   the user's history.
 - Histories come from the shared Redis (``recsys.online.history_cache``), else from
   the store; a history read while the bus vouches for the user is kept in
-  the process under the user's stamp until their next event.
+  the process under the user's history version until their next event.
 
 ``NoAnswerCache`` is the layer with caching off (``CACHE=0``): every history
 from the store, nothing kept. Without Redis, ``AnswerCache`` shares no
@@ -40,7 +40,7 @@ from recsys.online.answers import (
     RecommendRequest,
 )
 from recsys.online.history_cache import CACHE_LOOKUPS, HistoryCache, HistoryLookup
-from recsys.online.invalidation import InvalidationBus, Stamp
+from recsys.online.invalidation import HistoryVersion, InvalidationBus
 from recsys.online.live_model import ServingModel
 from recsys.online.rankers import Candidates, Ranker
 from recsys.store.engine import STORE_OUTAGES
@@ -69,7 +69,8 @@ class Lookup(NamedTuple):
         key: What the answer is cached under: (pipeline, request); None for
             a request whose answers are not cached (explained or re-ranked).
         version: The version the answer is made with.
-        stamp: The user's stamp when the request began, if the bus gave one.
+        history_version: The user's history version when the request began,
+            if the bus gave one.
     """
 
     answer: RecommendationAnswer | None
@@ -77,7 +78,7 @@ class Lookup(NamedTuple):
     degraded: str | None = None
     key: tuple[str, AnswerKey] | None = None
     version: ServingModel | None = None
-    stamp: Stamp | None = None
+    history_version: HistoryVersion | None = None
 
 
 _NO_HISTORY = UserHistory(has_events=False, purchased=frozenset())
@@ -89,7 +90,7 @@ class _CachedAnswer:
 
     version: ServingModel
     history: UserHistory
-    stamp: Stamp | None
+    history_version: HistoryVersion | None
     answer: RecommendationAnswer
 
 
@@ -194,38 +195,42 @@ class AnswerCache:
         # Answers to exclusion lists apart: lists that change every request
         # (a basket) must not push out the answers that are asked for again.
         self._excluding_answers = _BoundedTTLCache(max_entries, ttl_seconds)
-        self._stamped_histories = _BoundedTTLCache(max_entries, ttl_seconds)
+        self._versioned_histories = _BoundedTTLCache(max_entries, ttl_seconds)
 
     def lookup(self, pipeline: str, version: ServingModel, request: RecommendRequest) -> Lookup:
         """Return a pipeline's cached answer to a request if it holds, else the user's history.
 
-        With a stamp from the bus, a cached answer holds without reading the
-        history; without one, it holds while the history is the one it was
-        made with. Plain requests count one hit or miss.
+        With a history version from the bus, a cached answer holds without
+        reading the history; without one, it holds while the history is the
+        one it was made with. Plain requests count one hit or miss.
         """
         user_id = request.user_id
-        stamp = self.invalidations.stamp(user_id)
+        history_version = self.invalidations.history_version(user_id)
         key = (pipeline, request.key) if request.plain else None
         cached = self._cached(key)
         if cached is not None and cached.version is not version:
             cached = None  # made with another version, or before the catalog changed
-        if cached is not None and stamp is not None and cached.stamp == stamp:
+        if (
+            cached is not None
+            and history_version is not None
+            and cached.history_version == history_version
+        ):
             # No event of the user was announced since: it holds without reading their history.
             _ANSWER_HIT.inc()
             return Lookup(cached.answer, _NO_HISTORY)
-        history, degraded = self._history(user_id, stamp)
-        if cached is not None and stamp is None and cached.history == history:
+        history, degraded = self._history(user_id, history_version)
+        if cached is not None and history_version is None and cached.history == history:
             _ANSWER_HIT.inc()
             return Lookup(cached.answer, history)
         if key is not None:
             _ANSWER_MISS.inc()
-        return Lookup(None, history, degraded, key, version, stamp)
+        return Lookup(None, history, degraded, key, version, history_version)
 
     def keep(self, found: Lookup, answer: RecommendationAnswer) -> None:
         """Keep an answer made after ``found`` missed (unless it is degraded or not cached)."""
         if found.key is None or found.version is None or answer.degraded is not None:
             return
-        entry = _CachedAnswer(found.version, found.history, found.stamp, answer)
+        entry = _CachedAnswer(found.version, found.history, found.history_version, answer)
         self._answers_of(found.key).set(found.key, entry)
 
     def pick(
@@ -278,7 +283,7 @@ class AnswerCache:
             self._candidates,
             self._answers,
             self._excluding_answers,
-            self._stamped_histories,
+            self._versioned_histories,
         ):
             cache.clear()
 
@@ -296,21 +301,23 @@ class AnswerCache:
     def _cached(self, key: tuple[str, AnswerKey] | None) -> _CachedAnswer | None:
         return None if key is None else self._answers_of(key).get(key)
 
-    def _history(self, user_id: int, stamp: Stamp | None) -> tuple[UserHistory, str | None]:
+    def _history(
+        self, user_id: int, history_version: HistoryVersion | None
+    ) -> tuple[UserHistory, str | None]:
         """Return the user's history, and why it is incomplete if it is.
 
-        With a ``stamp`` (the bus vouches for this process), a history kept in
-        the process under the same stamp is current; one read from Redis or
-        the store is kept under it.
+        With a ``history_version`` (the bus vouches for this process), a
+        history kept in the process under the same version is current; one
+        read from Redis or the store is kept under it.
         """
-        if stamp is None:
+        if history_version is None:
             return self._shared_history(user_id)
-        found = self._stamped_histories.get(user_id)
-        if found is not None and found[0] == stamp:
+        found = self._versioned_histories.get(user_id)
+        if found is not None and found[0] == history_version:
             return found[1], None
         history, degraded = self._shared_history(user_id)
         if degraded is None:
-            self._stamped_histories.set(user_id, (stamp, history))
+            self._versioned_histories.set(user_id, (history_version, history))
         return history, degraded
 
     def _shared_history(self, user_id: int) -> tuple[UserHistory, str | None]:
@@ -320,7 +327,7 @@ class AnswerCache:
             return lookup.history, None
         history, degraded = read_history(self.store, user_id)
         if degraded is None:
-            self.histories.save(user_id, history, lookup.stamp)
+            self.histories.save(user_id, history, lookup.generation)
         return history, degraded
 
 
@@ -330,7 +337,7 @@ class _NoSharedHistories:
     def lookup(self, user_id: int) -> HistoryLookup:
         return HistoryLookup(None, None)
 
-    def save(self, user_id: int, history: UserHistory, stamp: tuple | None) -> None:
+    def save(self, user_id: int, history: UserHistory, generation: tuple | None) -> None:
         pass
 
     def invalidate(self, user_ids: Iterable[int]) -> None:
@@ -343,7 +350,7 @@ class _NoSharedHistories:
 class _NoAnnouncements:
     """The bus without Redis: it never vouches for an answer, and announces nothing."""
 
-    def stamp(self, user_id: int) -> Stamp | None:
+    def history_version(self, user_id: int) -> HistoryVersion | None:
         return None
 
     def announce(self, user_ids: Iterable[int]) -> bool:

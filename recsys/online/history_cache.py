@@ -92,12 +92,13 @@ class HistoryLookup:
 
     Attributes:
         history: The cached history, or None on a miss.
-        stamp: The epoch and generation current when the lookup began; the
-            history read from the store after a miss is saved under it.
+        generation: The epoch and the user's generation current when the
+            lookup began; the history read from the store after a miss is
+            saved under them.
     """
 
     history: UserHistory | None
-    stamp: tuple[int | None, int | None] | None
+    generation: tuple[int | None, int | None] | None
 
 
 _MISS = HistoryLookup(None, None)
@@ -195,7 +196,7 @@ class HistoryCache:
         self._key_prefix = f"{key_prefix}history:"
         self._ttl = ttl_seconds
         self._local = threading.local()
-        # A generation token must outlive every entry stamped with the one it
+        # A generation token must outlive every entry saved under the one it
         # replaced (written at most a request's duration later).
         self._generation_ttl = 2 * ttl_seconds + 60
         self._state_lock = threading.Lock()
@@ -247,7 +248,9 @@ class HistoryCache:
             self._answered()
         loads = cache.serializer.loads
         epoch, generation, entry = loads(raw[0]), loads(raw[1]), loads(raw[2])
-        stamp = (epoch, generation)
+        current = (epoch, generation)
+        # The stored field keeps its old name, "stamp", so that servers of the
+        # previous release and this one read each other's entries in a deploy.
         if isinstance(entry, dict) and entry.get("stamp") == [epoch, generation]:
             try:
                 history = UserHistory(bool(entry["events"]), frozenset(entry["purchased"]))
@@ -255,16 +258,16 @@ class HistoryCache:
                 pass  # not an entry this service wrote: a miss
             else:
                 _HISTORY_HIT.inc()
-                return HistoryLookup(history, stamp)
+                return HistoryLookup(history, current)
         _HISTORY_MISS.inc()
-        return HistoryLookup(None, stamp)
+        return HistoryLookup(None, current)
 
-    def save(self, user_id: int, history: UserHistory, stamp: tuple | None) -> None:
-        """Cache a history read from the store after ``lookup`` returned ``stamp``."""
-        if stamp is None or not self._usable():
+    def save(self, user_id: int, history: UserHistory, generation: tuple | None) -> None:
+        """Cache a history read from the store after ``lookup`` returned ``generation``."""
+        if generation is None or not self._usable():
             return
         entry = {
-            "stamp": list(stamp),
+            "stamp": list(generation),
             "events": history.has_events,
             "purchased": sorted(history.purchased),
         }

@@ -6,22 +6,22 @@ request would tell, but that round trip was most of a cached answer's cost
 under gunicorn. Instead each process keeps a listener thread subscribed to one
 Redis channel, and ``POST /interactions`` announces its users there after the
 store commits, and waits until every subscribed listener confirms (a barrier)
-before it answers. A kept answer then needs no I/O to be trusted: it is used
-while its stamp (the process's epoch and the user's mark, both local) is still
-the current one.
+before it answers. A cached answer then needs no I/O to be trusted: it is used
+while the user's history version (the process's epoch and the user's mark,
+both local) is still the one it was made with.
 
 What makes that safe when something fails:
 
 - A listener proves it is current by a ping round: it sends PING on its
   subscription and, since Redis answers in order, once the reply arrives every
-  announcement published before it has been handled. Stamps are handed out
-  only while the last such proof is under ``FRESH_SECONDS`` old. A listener
-  that stops hearing (Redis gone, a network cut, a stalled process) falls back,
-  within that time, to checking each user's history as before.
+  announcement published before it has been handled. History versions are
+  handed out only while the last such proof is under ``FRESH_SECONDS`` old. A
+  listener that stops hearing (Redis gone, a network cut, a stalled process)
+  falls back, within that time, to checking each user's history as before.
 - The barrier waits at most ``ACK_SECONDS``, longer than ``FRESH_SECONDS``: a
   listener that got the announcement but did not confirm it in time is, by
-  then, no longer trusted with stamps.
-- A listener that (re)subscribes drops every kept answer first: it may have
+  then, no longer trusted with history versions.
+- A listener that (re)subscribes drops every cached answer first: it may have
   missed announcements while it was not subscribed.
 - An announcement that cannot be published (Redis unreachable from the
   writer) is made good by a "drop everything" announcement as soon as Redis
@@ -61,27 +61,30 @@ logger = logging.getLogger(__name__)
 HEARTBEAT_SECONDS = 0.2
 # How long a ping round may take before the subscription counts as broken.
 PONG_TIMEOUT_SECONDS = 1.0
-# How old the last proof may be for stamps to be handed out.
+# How old the last proof may be for history versions to be handed out.
 FRESH_SECONDS = 1.0
 # How long an announcement waits for the listeners' confirmations at most
 # (longer than FRESH_SECONDS: see the module docstring).
 ACK_SECONDS = 2.0
 # Confirmations expire from Redis after this long.
 _ACK_KEY_TTL_MS = 60_000
-# Users with a mark at most; past it every mark (and kept answer) is dropped.
+# Users with a mark at most; past it every mark (and cached answer) is dropped.
 MAX_MARKED_USERS = 1_000_000
 
-Stamp = tuple[int, int]
+# (epoch, mark): which version of a user's history this process last heard
+# of; an announced event of the user (a new mark) or a drop of everything (a
+# new epoch) changes it.
+HistoryVersion = tuple[int, int]
 
-KEPT_ANSWERS_DROPPED = Counter(
-    "recsys_cache_kept_answers_dropped",
-    "Times a process stopped trusting every answer it kept, by reason",
+CACHED_ANSWERS_DROPPED = Counter(
+    "recsys_cache_answers_dropped",
+    "Times a process stopped trusting every answer it cached, by reason",
     ["reason"],
 )
 
 
 class InvalidationBus:
-    """Announces users' new events to every process, and says which kept answers still hold.
+    """Announces users' new events to every process, and says which cached answers still hold.
 
     Args:
         url: ``REDIS_URL``.
@@ -122,12 +125,12 @@ class InvalidationBus:
 
     # -- request threads ------------------------------------------------------------
 
-    def stamp(self, user_id: int) -> Stamp | None:
-        """Return the user's current stamp, or None when this process cannot vouch for it.
+    def history_version(self, user_id: int) -> HistoryVersion | None:
+        """Return the user's history version, or None when this process cannot vouch for it.
 
-        An answer kept with a stamp is current while ``stamp`` returns the
-        same one. None: the listener has not proved itself current lately;
-        check the user's history instead.
+        An answer cached under a history version is current while
+        ``history_version`` returns the same one. None: the listener has not
+        proved itself current lately; check the user's history instead.
         """
         if time.monotonic() - self._proved_at >= FRESH_SECONDS:
             return None
@@ -135,13 +138,13 @@ class InvalidationBus:
         return (epoch, marks.get(user_id, 0))
 
     def announce(self, user_ids: Iterable[int]) -> bool:
-        """Tell every process that these users' kept answers are stale, and wait until they know.
+        """Tell every process that these users' cached answers are stale, and wait until they know.
 
         Call it after the users' events are committed, before answering.
 
         Returns:
             Whether every listener confirmed within ``ACK_SECONDS`` (those
-            that did not stop trusting their stamps by then); False without
+            that did not stop trusting their history versions by then); False without
             trying while Redis is left alone after a failure.
         """
         users = sorted({int(u) for u in user_ids})
@@ -154,7 +157,7 @@ class InvalidationBus:
         try:
             if self._lost:
                 self._publish_drop_of_everything()
-                logger.info("Redis: announced a drop of every kept answer (some were lost)")
+                logger.info("Redis: announced a drop of every cached answer (some were lost)")
             return self._publish({"users": users})
         except redis.RedisError as exc:
             self._lost = True
@@ -203,7 +206,7 @@ class InvalidationBus:
         if confirmed < receivers:
             logger.warning(
                 "%d of %d processes did not confirm an announcement within %g s: they stop "
-                "trusting kept answers until they hear from Redis again",
+                "trusting cached answers until they hear from Redis again",
                 receivers - confirmed,
                 receivers,
                 ACK_SECONDS,
@@ -225,7 +228,7 @@ class InvalidationBus:
         self._thread.start()
 
     def stop(self) -> None:
-        """Stop the listener (within ``HEARTBEAT_SECONDS``); stamps are no longer handed out."""
+        """Stop the listener (within ``HEARTBEAT_SECONDS``); no history versions are handed out."""
         self._stop.set()
         self._proved_at = float("-inf")
         if self._thread is not None and self._thread_pid == os.getpid():
@@ -248,7 +251,7 @@ class InvalidationBus:
                 self._drop_everything("subscribed")
                 self._follow(pubsub)
             except (redis.RedisError, OSError) as exc:
-                # No stamps until it proves itself again, after (re)subscribing.
+                # No history versions until it proves itself again, after (re)subscribing.
                 self._proved_at = float("-inf")
                 self._log_outage(exc)
                 self._stop.wait(REDIS_RETRY_SECONDS)
@@ -263,9 +266,9 @@ class InvalidationBus:
             return
         self._outage_logged = True
         logger.warning(
-            "Redis unavailable for announcements (%s: %s): kept answers are checked against "
+            "Redis unavailable for announcements (%s: %s): cached answers are checked against "
             "each user's history, and events posted here are announced again as a drop of "
-            "every kept answer once Redis answers",
+            "every cached answer once Redis answers",
             type(exc).__name__,
             exc,
         )
@@ -275,7 +278,7 @@ class InvalidationBus:
         self._prove(pubsub)
         if self._outage_logged:
             self._outage_logged = False
-            logger.info("Redis answers announcements again: kept answers trusted while current")
+            logger.info("Redis answers announcements again: cached answers trusted while current")
         if self._lost:
             # This process's announcements were lost: nobody knows which. Made
             # from another thread, since this one must confirm it too.
@@ -290,13 +293,13 @@ class InvalidationBus:
                 next_round = time.monotonic() + HEARTBEAT_SECONDS
 
     def announce_everything(self) -> None:
-        """Tell every process to drop every kept answer (after lost announcements)."""
+        """Tell every process to drop every cached answer (after lost announcements)."""
         # If it fails, it stays lost: the next announcement or reconnection tries again.
         with contextlib.suppress(redis.RedisError):
             self._publish_drop_of_everything()
 
     def _publish_drop_of_everything(self) -> None:
-        """Publish "drop every kept answer" (may raise RedisError); nothing is lost after it."""
+        """Publish "drop every cached answer" (may raise RedisError); nothing is lost after it."""
         self._publish({"all": True})
         self._lost = False
 
@@ -333,7 +336,9 @@ class InvalidationBus:
             ack = str(body["ack"])
             users = None if body.get("all") else [int(u) for u in body["users"]]
         except (ValueError, TypeError, KeyError) as exc:
-            logger.warning("an announcement that is not ours (%s): dropping every kept answer", exc)
+            logger.warning(
+                "an announcement that is not ours (%s): dropping every cached answer", exc
+            )
             self._drop_everything("unknown_announcement")
             return
         if users is None:
@@ -364,9 +369,9 @@ class InvalidationBus:
             self._drop_everything_locked(reason)
 
     def _drop_everything_locked(self, reason: str) -> tuple[int, dict[int, int]]:
-        # A new epoch makes every stamp handed out so far a stale one.
+        # A new epoch makes every history version handed out so far a stale one.
         self._state = (self._state[0] + 1, {})
-        KEPT_ANSWERS_DROPPED.labels(reason).inc()
+        CACHED_ANSWERS_DROPPED.labels(reason).inc()
         return self._state
 
 

@@ -209,16 +209,16 @@ class LiveModel:
             NoLiveModelError: Nothing was made live yet.
         """
         # One attribute read is atomic in CPython: no lock on the hot path.
-        bundle = self._current
-        if bundle is None:
+        current = self._current
+        if current is None:
             raise NoLiveModelError("no model version is live yet")
-        return bundle
+        return current
 
-    def swap(self, bundle: ServingModel, only_if_newer: bool = False) -> ServingModel | None:
+    def swap(self, version: ServingModel, only_if_newer: bool = False) -> ServingModel | None:
         """Make a fully built version the live one and return the one it replaced.
 
         Args:
-            bundle: The new version.
+            version: The new version.
             only_if_newer: Keep the live version when it is the same or a later
                 one (a slow poller must not undo a fresher swap).
         """
@@ -228,16 +228,17 @@ class LiveModel:
                 only_if_newer
                 and previous is not None
                 and (
-                    (version_number(bundle.version) or 0) <= (version_number(previous.version) or 0)
+                    (version_number(version.version) or 0)
+                    <= (version_number(previous.version) or 0)
                 )
             ):
                 return previous
-            self._current = bundle
-            if previous is not None and previous.version != bundle.version:
+            self._current = version
+            if previous is not None and previous.version != version.version:
                 LIVE_MODEL.labels(previous.version, previous.metadata.model_type).set(0)
-            LIVE_MODEL.labels(bundle.version, bundle.metadata.model_type).set(1)
+            LIVE_MODEL.labels(version.version, version.metadata.model_type).set(1)
         logger.info(
-            "serving model %s (was %s)", bundle.version, previous.version if previous else None
+            "serving model %s (was %s)", version.version, previous.version if previous else None
         )
         return previous
 

@@ -51,37 +51,37 @@ class SimilarAnswer:
         return body
 
 
-def similar_products(bundle: ServingModel, product_id: int, n: int) -> SimilarAnswer:
+def similar_products(version: ServingModel, product_id: int, n: int) -> SimilarAnswer:
     """Return the n products most like one product, never the product itself.
 
     Args:
-        bundle: The live version (read once by the caller).
+        version: The live version (read once by the caller).
         product_id: A catalog product.
         n: How many products.
 
     Raises:
         UnknownProductError: The product is not in the catalog.
     """
-    if product_id not in bundle.names:
+    if product_id not in version.names:
         raise UnknownProductError(product_id)
-    model = bundle.model
+    model = version.model
     can_compare = SIMILAR_ITEMS in model.capabilities
     if can_compare and lookup_ids(model.product_ids, np.array([product_id]))[1][0]:
         ranked = model.similar_items(product_id, n)
-        return SimilarAnswer(product_id, model.name, bundle.describe(ranked), bundle.version)
-    category = bundle.names[product_id][1]
-    popularity = bundle.popularity
+        return SimilarAnswer(product_id, model.name, version.describe(ranked), version.version)
+    category = version.names[product_id][1]
+    popularity = version.popularity
     # A product without a category gets the most clicked products of all.
     elsewhere = {
         int(other)
         for other in popularity.product_ids
-        if category is not None and bundle.names.get(int(other), (None, None))[1] != category
+        if category is not None and version.names.get(int(other), (None, None))[1] != category
     }
     ranked = popularity.top(n, exclude=frozenset(elsewhere | {product_id}))
     return SimilarAnswer(
         product_id,
         popularity.name,
-        bundle.describe(ranked),
-        bundle.version,
+        version.describe(ranked),
+        version.version,
         fallback_reason=NOT_IN_MODEL if can_compare else NO_ITEM_SIMILARITY,
     )

@@ -103,8 +103,8 @@ def dashboard():
             context["user"] = lookup_user(serving, query_params.user_id(request.args))
         if "product_id" in request.args:
             product_id = query_params.bounded_int(request.args, "product_id", 1, MAX_ID)
-            bundle = serving.service.live.current()
-            context["similar"] = similar_products(bundle, product_id, 10)
+            version = serving.service.live.current()
+            context["similar"] = similar_products(version, product_id, 10)
     except ApiError as exc:
         context["lookup_error"] = exc.message
         status = exc.status

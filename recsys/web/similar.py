@@ -25,9 +25,9 @@ bp = Blueprint("similar", __name__)
 )
 @requires("read")
 def similar(query: SimilarQuery):
-    bundle = runtime().service.live.current()
+    version = runtime().service.live.current()
     try:
-        answer = similar_products(bundle, query.product_id, query.n)
+        answer = similar_products(version, query.product_id, query.n)
     except UnknownProductError as exc:
         raise ApiError(404, "unknown_product", str(exc)) from None
     return jsonify(answer.to_dict())
