@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.experiments import abstats
-from recsys.experiments.definitions import CONVERSION, Experiment
+from recsys.experiments.definitions import CONVERSION, Experiment, Variant
 
 # Latency differences below this are noise of the clock and the scheduler,
 # whatever the relative margin says.
@@ -96,53 +96,15 @@ def experiment_report(
     counted = attribute(exposures, linked_events, window)
     first_exposure = exposures.groupby("user_id")["served_at"].min() if len(exposures) else None
     user_variant = exposures.groupby("user_id")["variant"].first() if len(exposures) else None
-    rows: list[dict[str, Any]] = []
-    for variant in experiment.variants:
-        shown = exposures[exposures["variant"] == variant.name]
-        mine = counted[counted["variant"] == variant.name]
-        users = int(shown["user_id"].nunique())
-        served = len(shown)
-        ok = shown[~shown["failed"].astype(bool)]
-        purchases = mine[mine["purchased"].astype(bool)]
-        buyers = int(purchases["user_id"].nunique())
-        clicked_lists = int(mine["recommendation_id"].nunique())
-        prices = purchases["price"].dropna()
-        revenue = float(prices.sum()) if len(prices) else None
-        per_user = (
-            purchases.groupby("user_id")["price"]
-            .sum()
-            .reindex(shown["user_id"].unique(), fill_value=0.0)
+    rows = [
+        _variant_row(
+            variant,
+            exposures[exposures["variant"] == variant.name],
+            counted[counted["variant"] == variant.name],
+            _user_level(variant.name, user_variant, user_purchases, first_exposure),
         )
-        level = _user_level(variant.name, user_variant, user_purchases, first_exposure)
-        rows.append(
-            {
-                "variant": variant.name,
-                "strategy": variant.strategy,
-                **({"model": variant.model} if variant.model else {}),
-                **({"version": variant.version} if variant.version else {}),
-                "weight": variant.weight,
-                "users": users,
-                "exposures": served,
-                "clicks": len(mine),
-                "lists_clicked": clicked_lists,
-                "click_through": abstats.wilson_interval(clicked_lists, served).to_dict(),
-                "purchases": len(purchases),
-                "buyers": buyers,
-                "conversion": abstats.wilson_interval(buyers, users).to_dict(),
-                "revenue": round(revenue, 2) if revenue is not None else None,
-                "revenue_per_user": _finite(abstats.mean_interval(per_user.tolist()).to_dict())
-                if revenue is not None
-                else None,
-                "latency_ms": {
-                    "p50": _quantile(ok["latency_ms"], 0.5),
-                    "p95": _quantile(ok["latency_ms"], 0.95),
-                },
-                "error_rate": round(float(shown["failed"].astype(bool).mean()), 6)
-                if served
-                else 0.0,
-                "user_level": level,
-            }
-        )
+        for variant in experiment.variants
+    ]
     _compare(experiment, rows)
     srm = abstats.sample_ratio_check([r["users"] for r in rows], [r["weight"] for r in rows])
     failures = _guardrail_failures(rows, guardrails)
@@ -151,12 +113,7 @@ def experiment_report(
         "experiment": experiment.to_dict(),
         "attribution_window_hours": round(window.total_seconds() / 3600, 4),
         "variants": rows,
-        "sample_ratio": {
-            "chi_square": round(srm.chi_square, 4),
-            "p_value": round(srm.p_value, 6),
-            "mismatch": srm.mismatch,
-            "expected_users": [round(e, 1) for e in srm.expected],
-        },
+        "sample_ratio": _sample_ratio(srm),
         "guardrails": {
             "latency_margin": guardrails.latency_margin,
             "error_margin": guardrails.error_margin,
@@ -164,6 +121,70 @@ def experiment_report(
         },
         "status": status,
         "verdict": verdict,
+    }
+
+
+def _variant_row(
+    variant: Variant, shown: pd.DataFrame, mine: pd.DataFrame, level: dict[str, Any]
+) -> dict[str, Any]:
+    """Return one variant's row: its users, lists, clicks, purchases, revenue, latency, errors.
+
+    Args:
+        variant: The variant.
+        shown: The variant's exposures.
+        mine: The variant's counted events (``attribute``).
+        level: The variant's user-level purchases (``_user_level``).
+    """
+    users = int(shown["user_id"].nunique())
+    served = len(shown)
+    ok = shown[~shown["failed"].astype(bool)]
+    purchases = mine[mine["purchased"].astype(bool)]
+    buyers = int(purchases["user_id"].nunique())
+    clicked_lists = int(mine["recommendation_id"].nunique())
+    prices = purchases["price"].dropna()
+    revenue = float(prices.sum()) if len(prices) else None
+    return {
+        "variant": variant.name,
+        "strategy": variant.strategy,
+        **({"model": variant.model} if variant.model else {}),
+        **({"version": variant.version} if variant.version else {}),
+        "weight": variant.weight,
+        "users": users,
+        "exposures": served,
+        "clicks": len(mine),
+        "lists_clicked": clicked_lists,
+        "click_through": abstats.wilson_interval(clicked_lists, served).to_dict(),
+        "purchases": len(purchases),
+        "buyers": buyers,
+        "conversion": abstats.wilson_interval(buyers, users).to_dict(),
+        "revenue": round(revenue, 2) if revenue is not None else None,
+        "revenue_per_user": _revenue_per_user(purchases, shown) if revenue is not None else None,
+        "latency_ms": {
+            "p50": _quantile(ok["latency_ms"], 0.5),
+            "p95": _quantile(ok["latency_ms"], 0.95),
+        },
+        "error_rate": round(float(shown["failed"].astype(bool).mean()), 6) if served else 0.0,
+        "user_level": level,
+    }
+
+
+def _revenue_per_user(purchases: pd.DataFrame, shown: pd.DataFrame) -> dict[str, float | None]:
+    """Return the mean revenue per exposed user, counting users who bought nothing as 0."""
+    per_user = (
+        purchases.groupby("user_id")["price"]
+        .sum()
+        .reindex(shown["user_id"].unique(), fill_value=0.0)
+    )
+    return _finite(abstats.mean_interval(per_user.tolist()).to_dict())
+
+
+def _sample_ratio(srm: abstats.SampleRatioCheck) -> dict[str, Any]:
+    """Return the sample ratio check's JSON shape."""
+    return {
+        "chi_square": round(srm.chi_square, 4),
+        "p_value": round(srm.p_value, 6),
+        "mismatch": srm.mismatch,
+        "expected_users": [round(e, 1) for e in srm.expected],
     }
 
 
