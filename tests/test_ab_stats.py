@@ -13,7 +13,7 @@ from statsmodels.stats.proportion import (
 )
 
 from recsys.experiments import abstats
-from recsys.experiments.layer import Assigner, assignment_point
+from recsys.experiments.assignment import Assigner, assignment_point
 from tests.aa_checks import aa_problems
 
 # A/A runs of the z-test alone (vectorised draws): enough for the two-sided

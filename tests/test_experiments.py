@@ -7,7 +7,8 @@ from datetime import datetime, timedelta
 import pandas as pd
 import pytest
 
-from recsys.experiments.layer import attribute, experiment_from_spec, experiment_report
+from recsys.experiments.definitions import experiment_from_spec
+from recsys.experiments.report import attribute, experiment_report
 from tests.builders import BUNDLED_LOG, POPULAR_VS_CHAMPION, AppFactory, runtime_of
 
 POPULAR_VS_MODEL = POPULAR_VS_CHAMPION

@@ -6,22 +6,19 @@ followed and says whether a variant won, with statistics that refuse to name
 a winner too early.
 """
 
-from recsys.experiments.exposure_log import ExposureLog
-from recsys.experiments.layer import (
+from recsys.experiments.definitions import (
     CONVERSION,
     MAX_VARIANTS,
     MAX_WEIGHT,
     MIN_MDE,
     MIN_WEIGHT,
     NAME_CHARS,
-    ExperimentAnswer,
-    ExperimentLayer,
-    Guardrails,
     InvalidExperimentError,
-    NoSuchExperimentError,
-    report_text,
 )
+from recsys.experiments.exposure_log import ExposureLog
+from recsys.experiments.layer import ExperimentAnswer, ExperimentLayer, NoSuchExperimentError
 from recsys.experiments.records import ExperimentExistsError, ExperimentStateError, ExperimentStore
+from recsys.experiments.report import Guardrails, report_text
 
 __all__ = [
     "CONVERSION",

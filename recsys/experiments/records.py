@@ -2,8 +2,9 @@
 
 Rows go in and come out as plain mappings and frames; what an experiment
 means (its variants, assignment, statistics) lives in
-``recsys.experiments.layer``. Exposures and linked events arrive in
-batches from a background writer, so each insert is one multi-row statement.
+``recsys.experiments.definitions``, ``.assignment`` and ``.report``.
+Exposures and linked events arrive in batches from a background writer, so
+each insert is one multi-row statement.
 """
 
 from __future__ import annotations
