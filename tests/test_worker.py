@@ -186,7 +186,9 @@ def test_the_automatic_retrain_queues_a_job_for_the_worker(app_factory):
     assert (job.trigger, job.state.value) == ("auto", "succeeded")
 
 
-LEASE = 0.3  # seconds: a short JOB_LEASE_SECONDS, so a lapsed lease takes no time to see
+# seconds: a short JOB_LEASE_SECONDS, so a lapsed lease takes little time to see, yet
+# long enough that a loaded machine still claims and checks a job within it.
+LEASE = 1.0
 
 
 def claim_and_die(runtime) -> str:
@@ -197,8 +199,8 @@ def claim_and_die(runtime) -> str:
 def test_a_live_workers_next_poll_fails_a_job_whose_lease_lapsed(any_app_factory):
     server = any_app_factory(JOB_LEASE_SECONDS=LEASE, **WORKER)
     queue_retrain(server.test_client())
-    dead = claim_and_die(runtime_of(server))
     worker = runtime_of(any_app_factory(init=False, JOB_LEASE_SECONDS=LEASE, **WORKER)).worker()
+    dead = claim_and_die(runtime_of(server))
 
     assert worker.run_once() is None  # within the lease, the job is held
     assert job_of(server.test_client(), dead)["state"] == "running"
