@@ -29,6 +29,30 @@ def test_every_benchmark_prints_its_usage(script):
     assert shown.stdout.startswith("usage: ")
 
 
+# The in-process benchmarks at their smallest sizes: they must reach their
+# verdicts (a target may fail at such sizes), never stop on an error.
+SMALLEST_RUNS = {
+    "bench_filters.py": ["--users", "20", "--rounds", "1"],
+    "bench_ingestion.py": ["--single", "5", "--batches", "1"],
+    "bench_exposure.py": ["--requests", "30", "--rounds", "1"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("script", "arguments"), SMALLEST_RUNS.items())
+def test_in_process_benchmarks_run_to_their_verdicts_at_their_smallest_sizes(script, arguments):
+    run = subprocess.run(
+        [sys.executable, f"bench/{script}", *arguments],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert run.returncode in (0, 1), run.stderr[-2000:]
+    assert "Traceback" not in run.stderr
+    assert f"Targets of {script}" in run.stdout
+
+
 def fake_interpreter(folder: Path, failing: str) -> Path:
     """Return a venv folder whose python logs each benchmark it is asked to run.
 
