@@ -84,7 +84,7 @@ class AppFactory:
     Each app is initialised as `flask --app app init` would (unless asked not
     to); ``close`` waits for their training jobs and closes their runtimes.
     Rate limits are off unless a test sets them: tests send bursts no client
-    would, and tests/test_rate_limits.py checks the limits themselves.
+    would, and tests/web/test_rate_limits.py checks the limits themselves.
     """
 
     def __init__(self, database_url: str, model_dir: Path, **config):

@@ -17,7 +17,7 @@ How the parameters map, so both engines learn the same model:
   per user x mean users per product) weighs the user and the item solves
   alike (``spark_reg_param``). On the simulated shop Spark then ranks a
   little better than ``implicit`` (NDCG@10 up to about 0.17 higher: the count
-  weighting suits a long tail); tests/test_spark.py states the tolerance;
+  weighting suits a long tail); tests/training/test_spark.py states the tolerance;
 - ``rank`` = ``factors``, ``maxIter`` = ``iterations``, ``seed`` = ``random_state``;
 - ``coldStartStrategy="drop"``: Spark never scores users or items it did not
   train on (the artifact's popularity fallback answers them).

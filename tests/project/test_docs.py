@@ -24,7 +24,7 @@ from tests.doc_commands import (
     page_name,
 )
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 
 
@@ -79,13 +79,13 @@ NOT_RUN = {
     r"^make bench": "runs every benchmark: most of an hour",
     r"^make readme": "test_the_example_sessions_match_a_fresh_server runs the same tool",
     r"^docker ": "no Docker engine runs where the project is built and tested "
-    "(tests/test_topology.py starts the same topology without containers)",
+    "(tests/runtime/test_topology.py starts the same topology without containers)",
     r"localhost:8080": "the compose topology's nginx, started by docker compose",
     r"pip install -r requirements-spark.txt": ".ci/run installs it; a test does not "
     "install into the shared environment",
     r"spark-submit --master yarn": "needs a YARN cluster",
     r"--jdbc-url 'jdbc:postgresql://db:": "needs the cluster's PostgreSQL (host db); "
-    "tests/test_spark.py reads a store over JDBC",
+    "tests/training/test_spark.py reads a store over JDBC",
 }
 # Commands that fail today although the page is right, and why. The test
 # insists that they fail, so it says when one is fixed and can leave this list.

@@ -22,7 +22,7 @@ import pytest
 
 from tests.builders import BUNDLED_LOG
 from tests.servers import ROOT, Gunicorn, http_request, service_env
-from tests.test_auth import API_KEYS, KEYS
+from tests.web.test_auth import API_KEYS, KEYS
 
 pytestmark = pytest.mark.slow
 

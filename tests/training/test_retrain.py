@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from recsys.store.job_queue import JobState, TrainingJob
 from tests.builders import ROOT, kill_mid_write, runtime_of
 
-PROJECT = Path(__file__).resolve().parent.parent
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def retrain(client) -> dict:

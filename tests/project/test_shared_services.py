@@ -22,7 +22,7 @@ from tests.store_fixtures import jdbc_url
 
 SOURCES = sorted(
     path
-    for path in [*(ROOT / "tests").glob("*.py"), *(ROOT / "bench").glob("*.py")]
+    for path in [*(ROOT / "tests").rglob("*.py"), *(ROOT / "bench").glob("*.py")]
     if path != Path(__file__)
 )
 

@@ -272,7 +272,7 @@ def test_every_endpoint_that_takes_a_body_has_a_malformed_body_template(bundled_
 
 def test_every_body_is_read_by_the_one_bounded_reader():
     # Flask's own reader takes UTF-16, NaN and any depth: only recsys.web.bodies reads bodies.
-    package = Path(__file__).resolve().parent.parent / "recsys"
+    package = Path(__file__).resolve().parents[2] / "recsys"
     readers = {
         str(path.relative_to(package.parent))
         for path in package.rglob("*.py")

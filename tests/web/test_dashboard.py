@@ -11,7 +11,7 @@ from recsys.data.charts import CHART_NAMES
 from recsys.runtime.dashboard import StoreStats
 from recsys.store.migrate import upgrade_to_head
 from tests.builders import POPULAR_VS_CHAMPION, runtime_of
-from tests.test_auth import API_KEYS, KEYS
+from tests.web.test_auth import API_KEYS, KEYS
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -53,7 +53,7 @@ def test_stats_of_an_empty_store_without_a_model(app_factory):
 
 
 def test_stats_needs_the_read_role(app_factory):
-    from tests.test_auth import API_KEYS, KEYS
+    from tests.web.test_auth import API_KEYS, KEYS
 
     client = app_factory(API_KEYS=API_KEYS).test_client()
     assert client.get("/stats").status_code == 401

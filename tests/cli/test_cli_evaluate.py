@@ -12,7 +12,7 @@ from recsys.evaluation.default_pipeline import run_pipeline
 from recsys.evaluation.model_params import load_model_params
 from recsys.models import MODELS
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 RANKING_KEYS = ("precision@10", "recall@10", "ndcg@10", "map@10", "hit_rate@10", "coverage")
 
 

@@ -9,7 +9,7 @@ from recsys.models.base import EXPLAIN
 from recsys.models.ease import EASERecommender, ease_weights
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.svd import SVDRecommender
-from tests.test_model_contract import FEEDBACK, random_feedback
+from tests.models.test_model_contract import FEEDBACK, random_feedback
 
 EXPLAINING_MODELS = sorted(name for name, cls in MODELS.items() if EXPLAIN in cls.capabilities)
 
