@@ -11,7 +11,8 @@ from recsys.runtime.dashboard import (
     running_experiment_report,
     stats,
 )
-from recsys.runtime.wiring import InitReport, ServingRuntime
+from recsys.runtime.startup import InitReport
+from recsys.runtime.wiring import ServingRuntime
 
 __all__ = [
     "InitReport",

@@ -28,29 +28,23 @@ Its moments, kept apart:
   ``init``, a training job or another process published is served at the
   next request, not a refresh period later.
 
-Nothing here imports Flask; ``recsys.web`` calls these from the app.
+``init``'s work is in ``recsys.runtime.startup``; loading, refreshing and the
+threads in ``recsys.runtime.refresh`` (``LiveModelRefresher``, which the
+runtime owns and delegates to). Nothing here imports Flask; ``recsys.web``
+calls these from the app.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
-import logging
-import os
-import threading
-import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import timedelta
-from pathlib import Path
 
 from prometheus_client import Counter
 
 from recsys.config import Settings
-from recsys.data.catalog import catalog_for_log
 from recsys.data.events import Event
-from recsys.data.interactions import load_interactions
 from recsys.data.ratings import RatingWeights
 from recsys.evaluation.model_params import load_model_params
 from recsys.experiments import ExperimentLayer, ExperimentStore, ExposureLog, Guardrails
@@ -63,14 +57,14 @@ from recsys.online import (
     RecommendationService,
     RedisOutage,
 )
-from recsys.store.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
+from recsys.runtime.refresh import LiveModelRefresher
+from recsys.runtime.startup import InitReport, bootstrap_if_empty, initialise
+from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore
 from recsys.store.job_queue import JobQueue
-from recsys.store.migrate import upgrade_to_head
 from recsys.training import (
     AutoRetrainer,
-    NoTrainingDataError,
     QueuedTrainingJobs,
     RetrainInProgressError,
     Trainer,
@@ -81,32 +75,9 @@ from recsys.training import (
     train_and_publish,
 )
 
-logger = logging.getLogger(__name__)
-
 EVENTS_INGESTED = Counter(
     "recsys_events_ingested", "Interactions recorded in the event store", ["purchased"]
 )
-
-
-@dataclass(frozen=True)
-class InitReport:
-    """What ``ServingRuntime.init`` did.
-
-    Attributes:
-        filled: Whether the empty store was filled from the bundled log.
-        closed_jobs: Job records a dead process had left open.
-        trained: The version trained because none was published, if any.
-        version: The newest published version of the configured model type;
-            None when there is none and the store has no interaction to train
-            one on yet.
-        seconds: How long it took.
-    """
-
-    filled: bool
-    closed_jobs: int
-    trained: str | None
-    version: str | None
-    seconds: float
 
 
 def answer_cache(
@@ -207,12 +178,16 @@ class ServingRuntime:
                 settings.experiments.latency_margin, settings.experiments.error_margin
             ),
         )
+        self.refresher = LiveModelRefresher(
+            settings,
+            self.service,
+            self.registry,
+            self.model_type,
+            self.experiments,
+            self.auto_retrain,
+            self.exposure_log,
+        )
         self.init_report: InitReport | None = None
-        self._started = False
-        self._start_lock = threading.Lock()
-        self._threads_started = False
-        self._threads_lock = threading.Lock()
-        self._stop = threading.Event()
 
     @property
     def trains_in_worker(self) -> bool:
@@ -239,45 +214,8 @@ class ServingRuntime:
             One of ``STORE_OUTAGES`` when the database is unreachable,
             ``DataFileError`` when the bootstrap log is unusable.
         """
-        started = time.perf_counter()
-        with _exclusive_file_lock(self.settings.model_dir / ".init.lock"):
-            upgrade_to_head(self.store.engine)
-            logger.info("event store ready: %s", _safe_url(self.settings.database_url))
-            filled = self.bootstrap_if_empty()
-            closed = self.close_orphaned_jobs()
-            trained = None
-            latest = self.registry.load_latest(model_type=self.model_type)
-            version: str | None
-            if latest is None:
-                logger.info(
-                    "no valid %s model in %s: training the first one",
-                    self.model_type,
-                    self.registry.root,
-                )
-                trained = version = self._train_first_model()
-            else:
-                version = latest.metadata.version
-        seconds = time.perf_counter() - started
-        if version is None:
-            logger.info(
-                "ready in %.1f s: no data yet; the first model is trained when events arrive",
-                seconds,
-            )
-        else:
-            logger.info(
-                "ready in %.1f s: model %s%s", seconds, version, " (trained now)" if trained else ""
-            )
-        self.init_report = InitReport(filled, closed, trained, version, round(seconds, 3))
+        self.init_report = initialise(self)
         return self.init_report
-
-    def _train_first_model(self) -> str | None:
-        """Train and publish the first model; return its version, or None without data."""
-        try:
-            return self.train_exclusively().version
-        except NoTrainingDataError:
-            # An empty store (DATA_PATH=) is a service waiting for its first
-            # events, not a failed start: systemd would restart it in a loop.
-            return None
 
     def bootstrap_if_empty(self) -> bool:
         """Load the bundled log (and its catalog, if it has one) into an empty store.
@@ -285,23 +223,9 @@ class ServingRuntime:
         Returns:
             Whether the store was filled.
         """
-        log_path = self.settings.store.data_path
-        if log_path is None or not self.store.is_empty():
-            return False
-        log = load_interactions(log_path)
-        catalog = catalog_for_log(log, self.settings.catalog_path)
-        filled = self.store.bootstrap(catalog, log)
-        if filled:
-            logger.info(
-                "filled the empty event store: %d interactions from %s, %d products%s",
-                len(log),
-                log_path,
-                len(catalog),
-                f" named by {self.settings.catalog_path}"
-                if self.settings.catalog_path
-                else " (no catalog file: shown by id)",
-            )
-        return filled
+        return bootstrap_if_empty(
+            self.store, self.settings.store.data_path, self.settings.catalog_path
+        )
 
     def close_orphaned_jobs(self) -> int:
         """Mark jobs failed whose process died mid-training.
@@ -323,17 +247,7 @@ class ServingRuntime:
         Returns:
             Whether a model is live.
         """
-        artifact = self.registry.load_latest(model_type=self.model_type)
-        if artifact is None:
-            logger.warning(
-                "no published %s model in %s yet: run `flask --app app init`, or, on an "
-                "empty store, send events (the first model is trained when they arrive)",
-                self.model_type,
-                self.registry.root,
-            )
-        else:
-            self.service.serve(artifact)
-        return self.service.live.is_live
+        return self.refresher.load_live_model()
 
     def start(self) -> bool:
         """Serve a model and start the background threads, once per process.
@@ -348,49 +262,16 @@ class ServingRuntime:
         Returns:
             Whether a model is live.
         """
-        if self._started:
-            if not self.service.live.is_live:
-                self._serve_first_published()
-            return self.service.live.is_live
-        with self._start_lock:
-            if not self._started:
-                if not self.service.live.is_live:
-                    self.load_live_model()
-                self.start_threads()
-                self._started = True
-        return self.service.live.is_live
-
-    def _serve_first_published(self) -> None:
-        # Only while nothing is live: a directory listing per request, and one
-        # thread loads while the others wait for it (and then find it live).
-        with self._start_lock:
-            if not self.service.live.is_live:
-                self._refresh_logging_errors()
+        return self.refresher.start()
 
     def start_threads(self) -> None:
         """Start this process's refresh poller and auto-retrain timer (once per process)."""
-        with self._threads_lock:
-            if self._threads_started:
-                return
-            self.auto_retrain.start()
-            if self.settings.jobs.model_refresh_seconds > 0:
-                threading.Thread(
-                    target=self._refresh_periodically, daemon=True, name="model-refresh"
-                ).start()
-            # The experiment running now, then whatever other processes start or stop.
-            self._refresh_experiment()
-            threading.Thread(
-                target=self._refresh_experiment_periodically, daemon=True, name="experiment-refresh"
-            ).start()
-            if self.exposure_log is not None:
-                self.exposure_log.start()
-            self.service.cache.start()
-            self._threads_started = True
+        self.refresher.start_threads()
 
     def close(self) -> None:
         """Stop the background threads and release database connections."""
         self.auto_retrain.stop()
-        self._stop.set()
+        self.refresher.stop()
         if self.exposure_log is not None:
             self.exposure_log.close()
         self.service.cache.stop()
@@ -402,56 +283,7 @@ class ServingRuntime:
         Returns:
             Whether a newer version was made live.
         """
-        live = self.service.live
-        current = live.current().version if live.is_live else ""
-        newer = self.registry.newer_than(current, model_type=self.model_type)
-        if newer is None:
-            return False
-        try:
-            artifact = self.registry.load(newer)
-        except ArtifactError as exc:
-            # The registry remembers the rejection, so newer_than passes over this
-            # version from now on: one warning, and the live model keeps serving.
-            logger.warning("not serving model artifact %s: %s", newer, exc)
-            return False
-        self.service.serve(artifact, only_if_newer=True)
-        return True
-
-    def _refresh_periodically(self) -> None:
-        # A worker forked long after its master loaded the model (a
-        # replacement for one that died, say) may hold an old version: look
-        # at once, then every period.
-        if self.service.live.is_live:
-            self._refresh_logging_errors()
-        while not self._stop.wait(self.settings.jobs.model_refresh_seconds):
-            # A new version read the catalog as it went live: no second read.
-            if not self._refresh_logging_errors():
-                self._refresh_names()
-
-    def _refresh_logging_errors(self) -> bool:
-        try:
-            return self.refresh()
-        except Exception:
-            # A damaged new version must not stop the poller; the live one stays.
-            logger.exception("could not refresh the live model")
-            return False
-
-    def _refresh_names(self) -> None:
-        # Products another process wrote (PUT /products) show here within a period.
-        # When the store is down the names already live stay; the next period tries again.
-        with contextlib.suppress(*STORE_OUTAGES):
-            self.service.refresh_names()
-
-    def _refresh_experiment_periodically(self) -> None:
-        while not self._stop.wait(self.settings.experiments.refresh_seconds):
-            self._refresh_experiment()
-
-    def _refresh_experiment(self) -> None:
-        try:
-            self.experiments.refresh()
-        except Exception:
-            # A store outage or a missing pinned version: the next period tries again.
-            logger.exception("could not refresh the running experiment")
+        return self.refresher.refresh()
 
     def check_ready(self) -> list[str]:
         """Return what keeps this process from answering fully (empty: ready)."""
@@ -568,34 +400,7 @@ class ServingRuntime:
 
     def _serve_version(self, version: str) -> None:
         # A worker published it: serve it (or a newer one) unless already live.
-        # Versions sort by their zero-padded number.
-        live = self.service.live
-        if not live.is_live or live.current().version < version:
-            self._refresh_logging_errors()
+        self.refresher.serve_version(version)
 
     def _serve_published(self, meta: ArtifactMetadata) -> None:
-        # Serve what was loaded back from disk, not the object training built
-        # in memory: the live model is then exactly what a restart would serve.
-        self.service.serve(self.registry.load(meta.version))
-
-
-class _exclusive_file_lock:  # noqa: N801 - used as a context manager, like open()
-    """Hold an exclusive lock on a file, waiting for it; released on exit or process death."""
-
-    def __init__(self, path: Path):
-        self.path = path
-
-    def __enter__(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc_info: object) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-        os.close(self._fd)
-
-
-def _safe_url(url: str) -> str:
-    import sqlalchemy as sa
-
-    return sa.make_url(url).render_as_string(hide_password=True)
+        self.refresher.serve_published(meta)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -17,7 +17,6 @@ from typing import Any
 
 import pandas as pd
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 
 from recsys.data.events import Event, events_from_log, read_interactions_csv
@@ -25,17 +24,14 @@ from recsys.data.interactions import INTERACTION_COLUMNS, TIMESTAMP_COLUMN
 from recsys.data.timestamps import format_utc, utc_now
 from recsys.errors import DataFileError, RecsysError
 from recsys.store.engine import create_store_engine, lock_for_startup, retry_conflicts
+from recsys.store.products import ProductCatalog, insert_products
 from recsys.store.tables import interactions, products, users
-
-_PRODUCT_COLUMNS = (
-    products.c.id.label("product_id"),
-    products.c.name,
-    products.c.category,
-    products.c.price,
+from recsys.store.transactions import (
+    WriteTransaction,
+    chunks,
+    insert_ignoring_duplicates,
+    write_transaction,
 )
-# SQLite caps bound parameters per statement; chunks keep IN (...) lists and
-# multi-row inserts below that cap on every version.
-_CHUNK_ROWS = 900
 
 
 class UnknownProductError(RecsysError, LookupError):
@@ -100,29 +96,11 @@ _USER_HISTORY = (
 )
 
 
-def _chunks(items: Sequence[Any], size: int = _CHUNK_ROWS) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _insert_ignoring_duplicates(conn: Connection, table: sa.Table, rows: list[dict]) -> None:
-    """Insert rows, skipping those whose primary key exists (a concurrent writer's)."""
-    if not rows:
-        return
-    dialect = conn.dialect.name
-    stmt: sa.Executable
-    if dialect == "postgresql":
-        stmt = postgresql.insert(table).on_conflict_do_nothing()
-    elif dialect == "sqlite":
-        stmt = sqlite.insert(table).on_conflict_do_nothing()
-    else:  # pragma: no cover - create_store_engine allows only the two
-        raise ValueError(f"unsupported dialect {dialect}")
-    for chunk in _chunks(rows):
-        conn.execute(stmt, list(chunk))
-
-
-class EventStore:
+class EventStore(ProductCatalog):
     """Reads and writes products, users and interactions.
+
+    The catalog's reads and writes come from ``ProductCatalog``
+    (``recsys.store.products``).
 
     Args:
         engine: From ``create_store_engine``; the schema must exist
@@ -155,81 +133,9 @@ class EventStore:
         """Close every pooled connection."""
         self.engine.dispose()
 
-    def _write(self):
+    def _write(self) -> WriteTransaction:
         """Begin a write transaction (eagerly locked on SQLite)."""
-        conn = self.engine.connect()
-        if self.engine.dialect.name == "sqlite":
-            conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-        return _WriteTransaction(conn)
-
-    # -- catalog ---------------------------------------------------------------
-
-    def upsert_products(self, catalog: pd.DataFrame) -> int:
-        """Add new products and update the name, category and price of known ones, in one go.
-
-        Args:
-            catalog: Columns ``product_id, name, category, price``.
-
-        Returns:
-            How many products were written.
-        """
-        rows = _product_rows(catalog)
-
-        def upsert() -> None:
-            with self._write() as conn:
-                for chunk in _chunks(rows):
-                    insert = (
-                        postgresql.insert(products)
-                        if conn.dialect.name == "postgresql"
-                        else sqlite.insert(products)
-                    )
-                    conn.execute(
-                        insert.on_conflict_do_update(
-                            index_elements=[products.c.id],
-                            set_={c: insert.excluded[c] for c in ("name", "category", "price")},
-                        ),
-                        list(chunk),
-                    )
-
-        retry_conflicts(upsert)
-        return len(rows)
-
-    def products_frame(self) -> pd.DataFrame:
-        """Return the catalog: ``product_id, name, category, price`` by id."""
-        query = sa.select(
-            products.c.id.label("product_id"),
-            products.c.name,
-            products.c.category,
-            products.c.price,
-        ).order_by(products.c.id)
-        with self.engine.connect() as conn:
-            rows = conn.execute(query).all()
-        frame = pd.DataFrame(rows, columns=["product_id", "name", "category", "price"])
-        return frame.astype({"product_id": "int64", "price": "float64"})
-
-    def product(self, product_id: int) -> dict[str, Any] | None:
-        """Return one product (``product_id, name, category, price``), or None."""
-        query = sa.select(*_PRODUCT_COLUMNS).where(products.c.id == product_id)
-        with self.engine.connect() as conn:
-            row = conn.execute(query).mappings().first()
-        return None if row is None else dict(row)
-
-    def products_page(
-        self, limit: int, after: int = 0, category: str | None = None
-    ) -> list[dict[str, Any]]:
-        """Return up to ``limit`` products by ascending id, after a given id (keyset paging).
-
-        Args:
-            limit: How many at most.
-            after: Only ids above this one (0: from the start).
-            category: Only this category, if given.
-        """
-        query = sa.select(*_PRODUCT_COLUMNS).where(products.c.id > after)
-        if category is not None:
-            query = query.where(products.c.category == category)
-        query = query.order_by(products.c.id).limit(limit)
-        with self.engine.connect() as conn:
-            return [dict(row) for row in conn.execute(query).mappings()]
+        return write_transaction(self.engine)
 
     # -- interactions ----------------------------------------------------------
 
@@ -388,7 +294,7 @@ class EventStore:
             )
             if has_rows:
                 return False
-            _insert_products(conn, catalog)
+            insert_products(conn, catalog)
             _insert_events(conn, events)
         return True
 
@@ -470,34 +376,6 @@ class EventStore:
             ) from None
 
 
-def _insert_products(conn: Connection, catalog: pd.DataFrame) -> int:
-    rows = _product_rows(catalog)
-    _insert_ignoring_duplicates(conn, products, rows)
-    return len(rows)
-
-
-def _product_rows(catalog: pd.DataFrame) -> list[dict[str, Any]]:
-    """Return a catalog's rows by ascending id.
-
-    Writers lock the rows they upsert one by one; taking them in one order
-    means two batches sharing products wait for each other, never deadlock.
-    """
-    rows = [
-        {
-            "id": int(r.product_id),
-            "name": _text_or_none(r.name),
-            "category": _text_or_none(r.category),
-            "price": None if pd.isna(r.price) else float(r.price),
-        }
-        for r in catalog.itertuples(index=False)
-    ]
-    return sorted(rows, key=lambda row: row["id"])
-
-
-def _text_or_none(value: Any) -> str | None:
-    return None if value is None or (isinstance(value, float) and pd.isna(value)) else str(value)
-
-
 def _insert_events(
     conn: Connection, events: Sequence[Event], on_chunk: Callable[[int], object] | None = None
 ) -> int:
@@ -510,14 +388,14 @@ def _insert_events(
     """
     now = utc_now()
     known: set[int] = set()
-    for chunk in _chunks(sorted({e.product_id for e in events})):
+    for chunk in chunks(sorted({e.product_id for e in events})):
         found = conn.execute(sa.select(products.c.id).where(products.c.id.in_(chunk)))
         known.update(found.scalars())
     for index, e in enumerate(events):
         if e.product_id not in known:
             raise UnknownProductError(index, e.product_id)
     new_users = [{"id": u, "created_at": now} for u in sorted({e.user_id for e in events})]
-    _insert_ignoring_duplicates(conn, users, new_users)
+    insert_ignoring_duplicates(conn, users, new_users)
     rows = [
         {
             "user_id": e.user_id,
@@ -527,31 +405,11 @@ def _insert_events(
         }
         for e in events
     ]
-    for chunk in _chunks(rows):
+    for chunk in chunks(rows):
         conn.execute(interactions.insert(), list(chunk))
         if on_chunk is not None:
             on_chunk(len(chunk))
     return len(events)
-
-
-class _WriteTransaction:
-    """Context manager: a connection in one transaction, committed on success."""
-
-    def __init__(self, conn: Connection):
-        self._conn = conn
-
-    def __enter__(self) -> Connection:
-        self._tx = self._conn.begin()
-        return self._conn
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        try:
-            if exc_type is None:
-                self._tx.commit()
-            else:
-                self._tx.rollback()
-        finally:
-            self._conn.close()
 
 
 def _progress_bar(enabled: bool, total: int, description: str):

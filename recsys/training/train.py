@@ -29,6 +29,7 @@ from recsys.evaluation.splits import (
 from recsys.models import AUTO, AUTO_CANDIDATES, MODELS
 from recsys.models.base import Recommender
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.state import ModelState
 from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
 from recsys.store.bulk import read_interactions
 from recsys.store.events import EventStore
@@ -177,37 +178,13 @@ def publish_trained(
         settings.max_eval_users,
         settings.seed,
     )
-    # A store's first few events may leave nothing to hold out (one event per
-    # user): the first model is then published unmeasured rather than not at all.
-    measurable = not split.test.empty
-    selected_by = None
-    selection: dict[str, Any] = {}
-    if settings.model == AUTO:
-        candidates = {}
-        for name in settings.candidates if measurable else ():
-            steps.begin(f"measuring {name} on the holdout")
-            candidates[name] = holdout_metrics(
-                name, settings.model_params.get(name, {}), split, settings, fitter
-            )
-        choice = choose_on_holdout(candidates, settings)
-        name, params = choice.champion, dict(settings.model_params.get(choice.champion, {}))
-        metrics = dict(candidates.get(name, {}))
-        selected_by = AUTO
-        selection = {"metric": choice.metric, "reason": choice.reason, "candidates": candidates}
-    else:
-        name, params = settings.model, dict(settings.model_params)
-        metrics = {}
-        if measurable:
-            steps.begin(f"measuring {name} on the holdout")
-            metrics = holdout_metrics(name, params, split, settings, fitter)
+    chosen = _choose_and_measure(split, settings, fitter, steps)
+    metrics = dict(chosen.metrics)
     metrics.pop("fit_seconds", None)
     metrics.update(split.cold_counts())
-    model_cls = MODELS[name]
-    steps.begin(f"fitting {name} on all data")
-    model = fitter(name, params, feedback)
-    fallback = None
-    if not isinstance(model, PopularityRecommender):
-        fallback = PopularityRecommender().fit(feedback).get_state()
+    model_cls = MODELS[chosen.name]
+    steps.begin(f"fitting {chosen.name} on all data")
+    model, fallback = _fit_on_all_data(chosen, feedback, fitter)
     seconds = time.perf_counter() - started
     # A model whose arrays every server would refuse (NaN factors, say) fails
     # the job here instead of being published and skipped by every worker.
@@ -220,19 +197,78 @@ def publish_trained(
         catalog=catalog(),
         data_fingerprint=fingerprint_interactions(log),
         metrics=metrics,
-        training={
-            "interactions": len(log),
-            "users": int(feedback["user_id"].nunique()),
-            "products": int(feedback["product_id"].nunique()),
-            "seconds": round(seconds, 3),
-            "click_weight": settings.weights.click_weight,
-            "purchase_weight": settings.weights.purchase_weight,
-        },
-        selected_by=selected_by,
-        selection=selection,
+        training=_training_record(log, feedback, seconds, settings.weights),
+        selected_by=chosen.selected_by,
+        selection=chosen.selection,
     )
     steps.close()
     return published
+
+
+@dataclass(frozen=True)
+class _Chosen:
+    """The model to fit on all data, and what its holdout said."""
+
+    name: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    selected_by: str | None = None
+    selection: dict[str, Any] = field(default_factory=dict)
+
+
+def _choose_and_measure(
+    split: Split, settings: TrainingSettings, fitter: ModelFitter, steps: _Steps
+) -> _Chosen:
+    """Measure the configured model (or, for "auto", every candidate) on the holdout."""
+    # A store's first few events may leave nothing to hold out (one event per
+    # user): the first model is then published unmeasured rather than not at all.
+    measurable = not split.test.empty
+    if settings.model != AUTO:
+        name, params = settings.model, dict(settings.model_params)
+        metrics = {}
+        if measurable:
+            steps.begin(f"measuring {name} on the holdout")
+            metrics = holdout_metrics(name, params, split, settings, fitter)
+        return _Chosen(name, params, metrics)
+    candidates = {}
+    for name in settings.candidates if measurable else ():
+        steps.begin(f"measuring {name} on the holdout")
+        candidates[name] = holdout_metrics(
+            name, settings.model_params.get(name, {}), split, settings, fitter
+        )
+    choice = choose_on_holdout(candidates, settings)
+    return _Chosen(
+        choice.champion,
+        dict(settings.model_params.get(choice.champion, {})),
+        dict(candidates.get(choice.champion, {})),
+        selected_by=AUTO,
+        selection={"metric": choice.metric, "reason": choice.reason, "candidates": candidates},
+    )
+
+
+def _fit_on_all_data(
+    chosen: _Chosen, feedback: pd.DataFrame, fitter: ModelFitter
+) -> tuple[Recommender, ModelState | None]:
+    """Fit the chosen model on all data, and the popularity fallback unless it is one."""
+    model = fitter(chosen.name, chosen.params, feedback)
+    fallback = None
+    if not isinstance(model, PopularityRecommender):
+        fallback = PopularityRecommender().fit(feedback).get_state()
+    return model, fallback
+
+
+def _training_record(
+    log: pd.DataFrame, feedback: pd.DataFrame, seconds: float, weights: RatingWeights
+) -> dict[str, Any]:
+    """Return what the artifact records of its training: sizes, time and weights."""
+    return {
+        "interactions": len(log),
+        "users": int(feedback["user_id"].nunique()),
+        "products": int(feedback["product_id"].nunique()),
+        "seconds": round(seconds, 3),
+        "click_weight": weights.click_weight,
+        "purchase_weight": weights.purchase_weight,
+    }
 
 
 def choose_on_holdout(

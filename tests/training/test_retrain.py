@@ -406,7 +406,7 @@ def test_refresh_ignores_a_damaged_new_version_and_keeps_serving(app_factory, ca
     live = worker_b.test_client().get("/model").get_json()["version"]
     damaged = retrain(worker_a.test_client())["version"]
     (Path(runtime_of(worker_a).registry.root) / damaged / "arrays.npz").write_bytes(b"broken")
-    with caplog.at_level(logging.WARNING, logger="recsys.runtime.wiring"):
+    with caplog.at_level(logging.WARNING, logger="recsys.runtime.refresh"):
         assert runtime_of(worker_b).refresh() is False
         assert runtime_of(worker_b).refresh() is False
     assert worker_b.test_client().get("/model").get_json()["version"] == live
