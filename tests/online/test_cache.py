@@ -350,15 +350,29 @@ def test_the_query_memo_names_strings_by_digests_of_a_fixed_size():
 
 
 def test_the_query_memo_weighs_a_request_by_its_exclusion_list():
-    # A list of 1,000 ids costs the memo what about a hundred plain requests do.
+    # A list of 1,000 ids costs the memo what eleven plain requests do.
     memo = QueryMemo(200)
     many = RecommendRequest(1, 10, filters=ListFilter(exclude=frozenset(range(1, 1001))))
-    plain = [QueryMemo.digest(f"user_id={u}".encode()) for u in range(1, 101)]
+    plain = [QueryMemo.digest(f"user_id={u}".encode()) for u in range(1, 201)]
     for digest in plain:
         memo.put(digest, RecommendRequest(1, 10))
     memo.put(QueryMemo.digest(b"many"), many)
     assert memo.get(QueryMemo.digest(b"many")) == many
-    assert sum(memo.get(digest) is not None for digest in plain) == 200 - 101
+    assert sum(memo.get(digest) is not None for digest in plain) == 200 - 11
+
+
+def test_the_query_memo_holds_every_users_standing_list_beside_their_plain_request():
+    users = 100
+    memo = QueryMemo(3 * users)  # two entries a user with CACHE_MAX_ENTRIES at 1.5 users
+    standing = ListFilter(exclude=frozenset(range(1, 101)))
+    for user in range(1, users + 1):
+        memo.put(QueryMemo.digest(f"user_id={user}".encode()), RecommendRequest(user, 10))
+        listed = RecommendRequest(user, 10, filters=standing)
+        memo.put(QueryMemo.digest(f"user_id={user}&exclude=1-100".encode()), listed)
+    assert all(
+        memo.get(QueryMemo.digest(f"user_id={user}&exclude=1-100".encode())) is not None
+        for user in range(1, users + 1)
+    )
 
 
 def test_the_query_memo_holds_an_entry_for_every_cached_answer_of_either_kind(tmp_path):
