@@ -66,8 +66,8 @@ test-fast: install
 	$(PY) -m pytest -m "not slow" -n 2
 
 # Every benchmark runs even after one fails; the recipe fails at the end if
-# any target it judged failed. `make bench RECORD=DIR` also writes each
-# benchmark's output and verdict table to DIR/<benchmark>.md (markdown, with
+# any target it judged failed. `make bench RECORD=bench/records` also writes each
+# benchmark's output and verdict table to bench/records/<benchmark>.md (markdown, with
 # the run's date and commit) for the docs. BENCH_SCALE_SIZES=0.1M,1M,10M
 # measures the 10M targets instead of projecting them.
 BENCH_SCALE_SIZES ?= 0.1M,1M
