@@ -81,6 +81,7 @@ ENDPOINTS = {
     "/readyz": ("GET", "/readyz", None),
     "/metrics": ("GET", "/metrics", None),
     "/similar": ("GET", "/similar?product_id=3", None),
+    "/recommend/session": ("POST", "/recommend/session", {"items": [3, 7]}),
     "/products": ("GET", "/products", None),
     "PUT /products": ("PUT", "/products", [NEW_PRODUCT]),
     PRODUCT_RULE: ("GET", "/products/3", None),
@@ -114,6 +115,7 @@ ROLE_MATRIX = [
     ("/readyz",                200,  200,   200,   200),
     ("/metrics",               200,  200,   200,   200),  # RECSYS_METRICS_OPEN=1, the default
     ("/similar",               401,  200,   403,   200),
+    ("/recommend/session",     401,  200,   403,   200),
     ("/products",              401,  200,   403,   200),
     ("PUT /products",          401,  403,   200,   200),
     (PRODUCT_RULE,             401,  200,   403,   200),
