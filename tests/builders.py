@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,6 +72,19 @@ def generate_small_log(path) -> None:
 
     args = ["generate", "--users", "200", "--products", "30", "--events", "3000"]
     assert main([*args, "--out", str(path)]) == 0
+
+
+def fit_on_shuffled_events(name: str, params, feedback: pd.DataFrame):
+    """Fit the model on the events with their products shuffled: a model that learned no taste."""
+    shuffled = feedback.assign(
+        product_id=np.random.default_rng(7).permutation(feedback["product_id"].to_numpy())
+    )
+    pairs = shuffled.groupby(["user_id", "product_id"], as_index=False).agg(
+        clicks=("clicks", "sum"), engagement=("engagement", "sum"), rating=("rating", "max")
+    )
+    from recsys.training.train import fit_locally
+
+    return fit_locally(name, params, pairs)
 
 
 def runtime_of(app):

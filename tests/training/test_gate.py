@@ -1,12 +1,17 @@
 """The quality gate: a version worse offline than the live one never goes live.
 
 Each test trains on a store of each back-end (SQLite, PostgreSQL) filled with
-a simulated shop, whose users have tastes a model can learn. A deliberately
-worse model is the same model fitted on shuffled events: every user's products
-drawn at random from all the events, so it learns no taste.
+a simulated shop, whose users have tastes a model can learn: the live version
+is trained on its first events, the candidate after the later ones arrived,
+whose products the live version never saw (the only ones the gate scores).
+A deliberately worse model is the same model fitted on shuffled events:
+every user's products drawn at random from all the events, so it learns no
+taste.
 """
 
 from __future__ import annotations
+
+from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
@@ -15,39 +20,37 @@ import pytest
 from recsys.store.artifacts import ModelRegistry
 from recsys.store.job_queue import JobQueue, JobState, TrainingJob
 from recsys.training import GatePolicy, describe_gate
-from recsys.training.gate import VERSIONS_REJECTED
+from recsys.training.gate import VERSIONS_REJECTED, compare, decide
 from recsys.training.jobs import Trainer
 from recsys.training.train import TrainingSettings, fit_locally, train_and_publish
-from tests.builders import generate_small_log
+from tests.builders import fit_on_shuffled_events, generate_small_log
 
 EASE = TrainingSettings(model="ease")
 
 
-def fit_on_shuffled_events(name: str, params, feedback: pd.DataFrame):
-    """Fit the model on the events with their products shuffled: a model that learned no taste."""
-    shuffled = feedback.assign(
-        product_id=np.random.default_rng(7).permutation(feedback["product_id"].to_numpy())
-    )
-    pairs = shuffled.groupby(["user_id", "product_id"], as_index=False).agg(
-        clicks=("clicks", "sum"), engagement=("engagement", "sum"), rating=("rating", "max")
-    )
-    return fit_locally(name, params, pairs)
-
-
 @pytest.fixture(scope="module")
 def shop_log(tmp_path_factory):
-    """A simulated shop's log and catalog: 200 users, 30 products, 3,000 events."""
+    """A simulated shop: its first 2,250 events, the 750 after them, and its catalog."""
     path = tmp_path_factory.mktemp("shop") / "shop.csv"
     generate_small_log(path)
-    return pd.read_csv(path), pd.read_csv(path.with_name("shop.products.csv"))
+    log = pd.read_csv(path)
+    later = path.with_name("later.csv")
+    log.iloc[2250:].to_csv(later, index=False)
+    return log.iloc[:2250], later, pd.read_csv(path.with_name("shop.products.csv"))
 
 
 @pytest.fixture
 def shop(store, shop_log):
-    """An event store of each back-end holding the shop's events."""
-    log, catalog = shop_log
-    store.bootstrap(catalog, log)
+    """An event store of each back-end holding the shop's first events."""
+    first, _, catalog = shop_log
+    store.bootstrap(catalog, first)
     return store
+
+
+@pytest.fixture
+def events_arrive(shop, shop_log):
+    """Record the shop's later events: held-out products the live version never saw."""
+    return lambda: shop.import_interactions(shop_log[1])
 
 
 @pytest.fixture
@@ -68,8 +71,30 @@ def test_the_first_version_goes_live_without_comparison(shop, registry):
     assert registry.load_latest().metadata.version == first.version
 
 
-def test_a_better_version_replaces_a_worse_live_one(shop, registry):
+def test_a_retrain_on_unchanged_data_goes_live_with_nothing_new_to_compare_on(shop, registry):
+    train(shop, registry)
+    again = train(shop, registry)
+    assert again.gate["decision"] == "accepted"
+    assert again.gate["split"]["test_users"] == 0
+    assert "too few to compare" in again.gate["reason"]
+    assert registry.load_latest().metadata.version == again.version
+
+
+def test_a_retrain_of_the_same_model_after_new_events_goes_live(shop, registry, events_arrive):
+    live = train(shop, registry)
+    events_arrive()
+    retrained = train(shop, registry)
+    assert retrained.gate["decision"] == "accepted"
+    assert retrained.gate["live_version"] == live.version
+    assert retrained.gate["split"]["test_users"] >= 20
+    # The same model, refitted: equal figures but for the noise of the sample.
+    noise = 2 * retrained.gate["standard_error"]
+    assert retrained.gate["candidate"] >= retrained.gate["least"] - noise
+
+
+def test_a_better_version_replaces_a_worse_live_one(shop, registry, events_arrive):
     worse = train(shop, registry, fitter=fit_on_shuffled_events)
+    events_arrive()
     better = train(shop, registry)
     assert better.gate["decision"] == "accepted"
     assert better.gate["live_version"] == worse.version
@@ -77,8 +102,9 @@ def test_a_better_version_replaces_a_worse_live_one(shop, registry):
     assert registry.load_latest().metadata.version == better.version
 
 
-def test_a_worse_version_is_rejected_and_the_live_one_keeps_serving(shop, registry):
+def test_a_worse_version_is_rejected_and_the_live_one_keeps_serving(shop, registry, events_arrive):
     live = train(shop, registry)
+    events_arrive()
     rejected_before = VERSIONS_REJECTED._value.get()
     worse = train(shop, registry, fitter=fit_on_shuffled_events)
 
@@ -94,8 +120,9 @@ def test_a_worse_version_is_rejected_and_the_live_one_keeps_serving(shop, regist
     assert restarted.load_latest().metadata.version == live.version
 
 
-def test_a_rejected_version_is_kept_with_both_figures_and_the_split(shop, registry):
+def test_a_rejected_version_is_kept_with_both_figures_and_the_split(shop, registry, events_arrive):
     train(shop, registry)
+    events_arrive()
     worse = train(shop, registry, fitter=fit_on_shuffled_events)
 
     kept = registry.read_metadata(worse.version, rejected=True)
@@ -109,8 +136,9 @@ def test_a_rejected_version_is_kept_with_both_figures_and_the_split(shop, regist
     assert describe_gate(kept.gate).startswith("rejected: ndcg@10 ")
 
 
-def test_force_publishes_a_version_the_gate_would_reject(shop, registry):
+def test_force_publishes_a_version_the_gate_would_reject(shop, registry, events_arrive):
     train(shop, registry)
+    events_arrive()
     forced = train(shop, registry, fitter=fit_on_shuffled_events, force=True)
     assert forced.gate["decision"] == "forced"
     assert forced.gate["candidate"] < forced.gate["least"]
@@ -118,8 +146,9 @@ def test_force_publishes_a_version_the_gate_would_reject(shop, registry):
     assert registry.rejected_versions() == []
 
 
-def test_a_version_after_a_rejected_one_takes_the_next_number(shop, registry):
+def test_a_version_after_a_rejected_one_takes_the_next_number(shop, registry, events_arrive):
     live = train(shop, registry)
+    events_arrive()
     worse = train(shop, registry, fitter=fit_on_shuffled_events)
     forced = train(shop, registry, fitter=fit_on_shuffled_events, force=True)
     numbers = [int(v[1:6]) for v in (live.version, worse.version, forced.version)]
@@ -127,8 +156,11 @@ def test_a_version_after_a_rejected_one_takes_the_next_number(shop, registry):
     assert registry.newer_than(live.version) == forced.version
 
 
-def test_a_rejected_version_copied_among_the_published_ones_is_not_served(shop, registry):
+def test_a_rejected_version_copied_among_the_published_ones_is_not_served(
+    shop, registry, events_arrive
+):
     live = train(shop, registry)
+    events_arrive()
     worse = train(shop, registry, fitter=fit_on_shuffled_events)
     (registry.rejected_root / worse.version).rename(registry.root / worse.version)
 
@@ -136,16 +168,17 @@ def test_a_rejected_version_copied_among_the_published_ones_is_not_served(shop, 
     assert registry.load_latest().metadata.version == live.version
 
 
-def test_a_rejected_job_is_recorded_with_the_gates_figures(shop, registry):
+def test_a_rejected_job_is_recorded_with_the_gates_figures(shop, registry, events_arrive):
     queue = JobQueue(shop.engine)
     train(shop, registry)
+    events_arrive()
     trainer = Trainer(lambda: train(shop, registry, fitter=fit_on_shuffled_events))
     served = []
     job = TrainingJob(
         id="j" * 32,
         state=JobState.QUEUED,
         trigger="api",
-        requested_at=pd.Timestamp.now("UTC").to_pydatetime(),
+        requested_at=datetime.now(UTC),
     )
 
     finished = trainer.execute(job, queue.save, trainer.held(), on_published=served.append)
@@ -158,3 +191,35 @@ def test_a_rejected_job_is_recorded_with_the_gates_figures(shop, registry):
     assert recorded.gate["candidate"] < recorded.gate["live"]
     assert recorded.to_dict()["gate"] == recorded.gate
     assert served == []
+
+
+@pytest.mark.parametrize(
+    ("candidate", "least", "standard_error", "force", "decision", "why"),
+    [
+        (0.50, 0.49, 0.01, False, "accepted", "at least the live version's minus the tolerance"),
+        (0.49, 0.49, 0.00, False, "accepted", "at least the live version's minus the tolerance"),
+        (0.48, 0.49, 0.01, False, "accepted", "within the noise of the sample"),
+        (0.40, 0.49, 0.01, False, "rejected", "below the live one minus the tolerance"),
+        (0.40, 0.49, 0.01, True, "forced", "published by force"),
+        (0.50, 0.49, 0.01, True, "accepted", "at least the live version's minus the tolerance"),
+    ],
+)
+def test_the_gates_decision(candidate, least, standard_error, force, decision, why):
+    figures = {
+        "metric": "ndcg@10",
+        "candidate": candidate,
+        "least": least,
+        "standard_error": standard_error,
+    }
+    got, reason = decide(figures, GatePolicy(force=force))
+    assert got == decision
+    assert why in reason
+
+
+def test_the_bar_is_the_live_figure_minus_the_tolerance_and_the_error_is_paired():
+    live = np.array([1.0, 0.5, 0.0, 0.5])
+    figures = compare(live - 0.1, live, tolerance=0.02)
+    assert figures["live"] == 0.5
+    assert figures["least"] == 0.49
+    assert figures["candidate"] == 0.4
+    assert figures["standard_error"] == 0.0  # every user 0.1 worse: no spread
