@@ -221,7 +221,7 @@ def compare(candidate: np.ndarray, live: np.ndarray, tolerance: float) -> dict[s
         "candidate": round(float(candidate.mean()), 4),
         "live": round(live_figure, 4),
         "least": round(live_figure * (1 - tolerance), 4),
-        "standard_error": round(spread / np.sqrt(len(differences)), 4),
+        "standard_error": round(spread / float(np.sqrt(len(differences))), 4),
     }
 
 
