@@ -18,7 +18,7 @@ import orjson
 
 # Why a personal list was not possible.
 UNKNOWN_USER = "unknown_user"  # no event of this user was ever recorded
-NOT_IN_MODEL = "not_in_model"  # events exist, but the user joined after training
+NOT_IN_MODEL = "not_in_model"  # events exist, but none on a product the model can use
 # Why an answer is less than complete.
 STORE_UNAVAILABLE = "store_unavailable"  # purchases could not be read: none excluded
 
@@ -177,6 +177,8 @@ class RecommendationAnswer:
         because: When explanations were asked for: per recommendation (same
             order), the user's past products that contributed most (empty
             when the model cannot explain, as for popularity).
+        history_events: How many of the user's events the list was made
+            from (their history as it was read; 0 when it could not be read).
     """
 
     user_id: int
@@ -186,6 +188,7 @@ class RecommendationAnswer:
     fallback_reason: str | None = None
     degraded: str | None = None
     because: list[list[Reason]] | None = None
+    history_events: int = 0
 
     @functools.cached_property
     def json_body(self) -> bytes:
@@ -200,6 +203,7 @@ class RecommendationAnswer:
         if self.degraded is not None:
             body["degraded"] = self.degraded
         body["model_version"] = self.model_version
+        body["history_events"] = self.history_events
         body["recommendations"] = [item.to_dict() for item in self.recommendations]
         if self.because is not None:
             for item, reasons in zip(body["recommendations"], self.because, strict=True):

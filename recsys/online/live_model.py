@@ -11,6 +11,7 @@ whole version, never a mix or a half-built model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 from collections.abc import Iterable
@@ -21,11 +22,14 @@ import numpy as np
 import pandas as pd
 from prometheus_client import Gauge
 
-from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, RankedList, Recommender
+from recsys.data.ratings import RatingWeights
+from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.ranked import RankedList
 from recsys.models.rerank import mmr_order
 from recsys.online.answers import Reason, RecommendedProduct
 from recsys.store.artifacts import ArtifactMetadata, LoadedArtifact, version_number
+from recsys.store.events import UserHistory
 
 logger = logging.getLogger(__name__)
 
@@ -74,6 +78,19 @@ class ServingModel:
     @property
     def version(self) -> str:
         return self.metadata.version
+
+    @functools.cached_property
+    def weights(self) -> RatingWeights:
+        """Return how clicks and purchases became engagement when this version was trained.
+
+        Fold-in scores a user's history with the same weights, so a user
+        whose events have not changed is scored as at training time.
+        """
+        training = self.metadata.training
+        return RatingWeights(
+            float(training.get("click_weight", RatingWeights.click_weight)),
+            float(training.get("purchase_weight", RatingWeights.purchase_weight)),
+        )
 
     def allowed(self, model: Recommender, categories: frozenset[str]) -> np.ndarray | None:
         """Return which of a model's products are in any of ``categories`` (a boolean mask).
@@ -134,7 +151,9 @@ class ServingModel:
             items.append(RecommendedProduct(product_id, name, category, round(score, 4)))
         return items
 
-    def explain(self, model: Recommender, user_id: int, ranked: RankedList) -> list[list[Reason]]:
+    def explain(
+        self, model: Recommender, history: UserHistory, ranked: RankedList
+    ) -> list[list[Reason]]:
         """Return, per ranked product, the user's past products behind it (top EXPLAIN_TOP).
 
         ``model`` is the one that ranked the list; one that cannot explain
@@ -142,9 +161,10 @@ class ServingModel:
         """
         if EXPLAIN not in model.capabilities:
             return [[] for _ in ranked.product_ids]
+        profile = history.profile(self.weights)
         reasons = []
         for product_id in ranked.product_ids.tolist():
-            because = model.explain(user_id, product_id, EXPLAIN_TOP)
+            because = model.explain(profile, product_id, EXPLAIN_TOP)
             reasons.append(
                 [
                     Reason(int(past), self.names.get(int(past), (None, None))[0], round(w, 4))

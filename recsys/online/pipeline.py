@@ -24,7 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from recsys.models.base import RankedList
+from recsys.models.ranked import RankedList
 from recsys.online.answers import RecommendationAnswer, RecommendRequest
 from recsys.online.live_model import LiveModel, ServingModel
 from recsys.online.rankers import FallbackRanker, Ranker
@@ -42,7 +42,8 @@ class CandidateCache(Protocol):
         self,
         version: ServingModel,
         ranker: Ranker,
-        user_id: int,
+        user_id: int | None,
+        history: UserHistory,
         categories: frozenset[str],
         wanted: int,
         left_out: frozenset[int],
@@ -86,7 +87,7 @@ class Pipeline:
         ranker, fallback_reason = self.ranker.choose(version, user_id, history)
         model = ranker.model(version)
         left_out = request.filters.left_out(history.purchased)
-        ranked = _candidates(version, ranker, request, left_out, cache)
+        ranked = _candidates(version, ranker, request, history, left_out, cache)
         wanted = request.offset + request.n
         ranked = _page(version.diversify(ranked, model, wanted, request.diversity), request.offset)
         return RecommendationAnswer(
@@ -96,7 +97,8 @@ class Pipeline:
             version.version,
             fallback_reason=fallback_reason,
             degraded=degraded,
-            because=version.explain(model, user_id, ranked) if request.explain else None,
+            because=version.explain(model, history, ranked) if request.explain else None,
+            history_events=history.events,
         )
 
 
@@ -104,6 +106,7 @@ def _candidates(
     version: ServingModel,
     ranker: Ranker,
     request: RecommendRequest,
+    history: UserHistory,
     left_out: frozenset[int],
     cache: CandidateCache,
 ) -> RankedList:
@@ -111,11 +114,11 @@ def _candidates(
     wanted = request.offset + request.n
     categories = request.filters.categories
     if request.plain:
-        found = cache.pick(version, ranker, request.user_id, categories, wanted, left_out)
+        found = cache.pick(version, ranker, request.user_id, history, categories, wanted, left_out)
         if found is not None:
             return found
     pool = wanted if request.diversity == 0 else max(wanted * _MMR_POOL_FACTOR, _MMR_POOL_MIN)
-    return ranker.rank(version, request.user_id, pool, left_out, categories)
+    return ranker.rank(version, request.user_id, history, pool, left_out, categories)
 
 
 def _page(ranked: RankedList, offset: int) -> RankedList:

@@ -42,7 +42,7 @@ from recsys.online.pipeline import Pipeline
 from recsys.online.rankers import PERSONAL_OR_POPULAR, POPULAR_FOR_EVERYONE, PopularRanker
 from recsys.store.artifacts import ArtifactMetadata, LoadedArtifact
 from recsys.store.engine import STORE_OUTAGES
-from recsys.store.events import EventStore
+from recsys.store.events import EventStore, UserHistory
 
 __all__ = [
     "NOT_IN_MODEL",
@@ -71,6 +71,7 @@ logger = logging.getLogger(__name__)
 CHAMPION, POPULAR = "champion", "popular"
 _POPULAR_LIST = PopularRanker()
 _NONE: frozenset = frozenset()  # no categories asked for, no products left out
+_NO_HISTORY = UserHistory()
 
 
 class RecommendationService:
@@ -155,9 +156,9 @@ class RecommendationService:
     def popular(self, n: int) -> list[RecommendedProduct]:
         """Return the n most-clicked products as of the live version's training."""
         version = self.live.current()
-        ranked = self.cache.pick(version, _POPULAR_LIST, 0, _NONE, n, _NONE)
+        ranked = self.cache.pick(version, _POPULAR_LIST, None, _NO_HISTORY, _NONE, n, _NONE)
         if ranked is None:
-            ranked = _POPULAR_LIST.rank(version, 0, n, _NONE, _NONE)
+            ranked = _POPULAR_LIST.rank(version, None, _NO_HISTORY, n, _NONE, _NONE)
         return version.describe(ranked)
 
     def forget_histories(self, user_ids: Iterable[int]) -> None:

@@ -85,9 +85,18 @@ class Recommendations(BaseModel):
 
     user_id: int = Field(ge=1, le=MAX_ID)
     strategy: str = Field(description="svd, als, popular, ...")
-    fallback_reason: Literal["unknown_user", "not_in_model"] | None = None
+    fallback_reason: Literal["unknown_user", "not_in_model"] | None = Field(
+        None,
+        description="unknown_user: no event of the user is recorded; not_in_model: their "
+        "events are only on products the model was not trained on",
+    )
     degraded: Literal["store_unavailable"] | None = None
     model_version: str
+    history_events: int = Field(
+        ge=0,
+        description="how many of the user's events the list was made from: the model folds "
+        "in their history as it is now (0 when it could not be read)",
+    )
     recommendations: list[ScoredProduct]
     experiment: str | None = Field(None, description="the A/B test running, if any")
     variant: str | None = Field(None, description="the user's variant of that test")
