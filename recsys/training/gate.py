@@ -33,7 +33,8 @@ from prometheus_client import Counter
 from recsys.data.loaders import relevant_mask
 from recsys.evaluation import metrics
 from recsys.evaluation.splits import Split, products_by_user
-from recsys.models.base import Recommender
+from recsys.models.base import FOLD_IN, Recommender
+from recsys.models.profile import Profile
 from recsys.store.artifacts import LoadedArtifact
 
 logger = logging.getLogger(__name__)
@@ -236,7 +237,7 @@ def rank_fitted(
 
 def can_fold_in(model: Recommender) -> bool:
     """Return whether the live model can rank a user from a history (fold-in)."""
-    return model.is_fitted
+    return FOLD_IN in model.capabilities
 
 
 def rank_live(
@@ -244,13 +245,26 @@ def rank_live(
 ) -> dict[int, np.ndarray]:
     """Rank each user's k best products with the live model from their history, left out.
 
+    The training-time row the live version may hold for a user is not used:
+    it was learned from events that include this split's held-out ones.
+
     Args:
-        model: The live model.
+        model: The live model (with the ``FOLD_IN`` capability).
         train: The split's training part: each user's history.
         users: The users to rank (each has rows in ``train``).
         k: How many products each.
+
+    Returns:
+        User -> ranked product ids; a user whose history names no product
+        the live model knows is left out (counted 0).
     """
-    return rank_fitted(model, train, users, k)
+    lists = {}
+    for user, rows in train[train["user_id"].isin(users)].groupby("user_id", sort=False):
+        profile = Profile.from_feedback(rows)
+        ranked = model.rank_profile(profile, k, exclude=profile.product_ids)
+        if ranked is not None:
+            lists[int(user)] = ranked.product_ids
+    return lists
 
 
 def describe(record: Mapping[str, Any]) -> str:
