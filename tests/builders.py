@@ -103,6 +103,18 @@ def fit_on_shuffled_events(name: str, params, feedback: pd.DataFrame):
     return fit_locally(name, params, pairs)
 
 
+def generate_shop_log(path) -> None:
+    """Write a 9,000-event log of 600 users and 30 products (with its catalog), users in turn.
+
+    Large enough for the quality gate to tell a model that learned no taste
+    (``fit_on_shuffled_events``) from the live one on the last quarter's users.
+    """
+    from recsys.cli.main import main
+
+    args = ["generate", "--users", "600", "--products", "30", "--events", "9000"]
+    assert main([*args, "--out", str(path)]) == 0
+
+
 def runtime_of(app):
     """Return the app's ServingRuntime."""
     return app.extensions["recsys.runtime"]

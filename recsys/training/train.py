@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -188,7 +189,7 @@ def publish_trained(
         settings.seed,
     )
     chosen = _choose_and_measure(split, settings, fitter, steps)
-    judged = _judge(chosen, split, log, registry, settings, gate, steps)
+    judged = _judge(chosen, split, log, registry, settings, fitter, gate, steps)
     metrics = {k: v for k, v in chosen.metrics.items() if k != "fit_seconds"}
     metrics.update(split.cold_counts())
     steps.begin(f"fitting {chosen.name} on all data")
@@ -222,6 +223,7 @@ def _judge(
     log: pd.DataFrame,
     registry: ModelRegistry,
     settings: TrainingSettings,
+    fitter: ModelFitter,
     policy: GatePolicy | None,
     steps: _Steps,
 ) -> dict[str, Any]:
@@ -241,21 +243,22 @@ def _judge(
         "test_fraction": settings.holdout_fraction,
         "seed": settings.seed,
         "max_eval_users": settings.max_eval_users,
+        "relevant": "every held-out product of the users the live version never saw",
     }
-    measure = Measure(split, log, settings.metrics_k, settings.relevance_threshold, facts)
-    return judge(chosen.holdout_model, live, measure, policy)
+    measure = Measure(split, log, settings.metrics_k, facts)
+    fit = None if split.test.empty else partial(fitter, chosen.name, chosen.params)
+    return judge(fit, live, measure, policy)
 
 
 @dataclass(frozen=True)
 class _Chosen:
-    """The model to fit on all data, what its holdout said, and its fit on the holdout."""
+    """The model to fit on all data, and what its holdout said."""
 
     name: str
     params: dict[str, Any]
     metrics: dict[str, Any]
     selected_by: str | None = None
     selection: dict[str, Any] = field(default_factory=dict)
-    holdout_model: Recommender | None = None
 
 
 def _choose_and_measure(
@@ -267,16 +270,17 @@ def _choose_and_measure(
     measurable = not split.test.empty
     if settings.model != AUTO:
         name, params = settings.model, dict(settings.model_params)
-        if not measurable:
-            return _Chosen(name, params, {})
-        steps.begin(f"measuring {name} on the holdout")
-        model, metrics = fit_and_measure(name, params, split, settings, fitter)
-        return _Chosen(name, params, metrics, holdout_model=model)
-    candidates, models = {}, {}
+        metrics = {}
+        if measurable:
+            steps.begin(f"measuring {name} on the holdout")
+            metrics = holdout_metrics(name, params, split, settings, fitter)
+        return _Chosen(name, params, metrics)
+    candidates = {}
     for name in settings.candidates if measurable else ():
         steps.begin(f"measuring {name} on the holdout")
-        params = settings.model_params.get(name, {})
-        models[name], candidates[name] = fit_and_measure(name, params, split, settings, fitter)
+        candidates[name] = holdout_metrics(
+            name, settings.model_params.get(name, {}), split, settings, fitter
+        )
     choice = choose_on_holdout(candidates, settings)
     return _Chosen(
         choice.champion,
@@ -284,7 +288,6 @@ def _choose_and_measure(
         dict(candidates.get(choice.champion, {})),
         selected_by=AUTO,
         selection={"metric": choice.metric, "reason": choice.reason, "candidates": candidates},
-        holdout_model=models.get(choice.champion),
     )
 
 
@@ -362,17 +365,6 @@ def holdout_metrics(
     Returns:
         ``score_split``'s figures (rounded to 4 decimals) plus ``fit_seconds``.
     """
-    return fit_and_measure(name, params, split, settings, fitter)[1]
-
-
-def fit_and_measure(
-    name: str,
-    params: Mapping[str, Any],
-    split: Split,
-    settings: TrainingSettings,
-    fitter: ModelFitter = fit_locally,
-) -> tuple[Recommender, dict[str, Any]]:
-    """Fit one model on a split's training rows; return it and its metrics (``holdout_metrics``)."""
     start = time.perf_counter()
     model = fitter(name, params, split.train)
     fit_seconds = time.perf_counter() - start
@@ -383,7 +375,7 @@ def fit_and_measure(
         for metric, value in scores.items()
     }
     metrics["fit_seconds"] = round(fit_seconds, 3)
-    return model, metrics
+    return metrics
 
 
 class _Steps:

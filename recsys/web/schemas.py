@@ -304,7 +304,8 @@ class GateSplit(BaseModel):
     test_fraction: float = Field(description="share of each user's products held out")
     seed: int
     max_eval_users: int | None = Field(description="held-out users ranked at most (a sample)")
-    test_users: int = Field(description="users with held-out products")
+    test_users: int = Field(description="users compared: held-out users the live version never saw")
+    relevant: str = Field(description="which held-out products count")
 
 
 class GateRecord(BaseModel):

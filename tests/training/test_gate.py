@@ -1,9 +1,10 @@
 """The quality gate: a version worse offline than the live one never goes live.
 
 Each test trains on a store of each back-end (SQLite, PostgreSQL) filled with
-a simulated shop, whose users have tastes a model can learn: the live version
-is trained on its first events, the candidate after the later ones arrived,
-whose products the live version never saw (the only ones the gate scores).
+a simulated shop, whose users have tastes a model can learn and arrive in
+turn: the live version is trained on its first events, the candidate after
+the later ones arrived, whose users the live version never saw (the only
+ones the gate scores).
 A deliberately worse model is the same model fitted on shuffled events:
 every user's products drawn at random from all the events, so it learns no
 taste.
@@ -23,20 +24,20 @@ from recsys.training import GatePolicy, describe_gate
 from recsys.training.gate import VERSIONS_REJECTED, compare, decide
 from recsys.training.jobs import Trainer
 from recsys.training.train import TrainingSettings, fit_locally, train_and_publish
-from tests.builders import fit_on_shuffled_events, generate_small_log
+from tests.builders import fit_on_shuffled_events, generate_shop_log
 
-EASE = TrainingSettings(model="ease")
+ITEMKNN = TrainingSettings(model="itemknn")
 
 
 @pytest.fixture(scope="module")
 def shop_log(tmp_path_factory):
-    """A simulated shop: its first 2,250 events, the 750 after them, and its catalog."""
+    """A simulated shop: its first 6,750 events, the 2,250 after them, and its catalog."""
     path = tmp_path_factory.mktemp("shop") / "shop.csv"
-    generate_small_log(path)
+    generate_shop_log(path)
     log = pd.read_csv(path)
     later = path.with_name("later.csv")
-    log.iloc[2250:].to_csv(later, index=False)
-    return log.iloc[:2250], later, pd.read_csv(path.with_name("shop.products.csv"))
+    log.iloc[6750:].to_csv(later, index=False)
+    return log.iloc[:6750], later, pd.read_csv(path.with_name("shop.products.csv"))
 
 
 @pytest.fixture
@@ -59,7 +60,7 @@ def registry(tmp_path):
 
 
 def train(shop, registry, fitter=fit_locally, force=False):
-    return train_and_publish(shop, registry, EASE, fitter=fitter, gate=GatePolicy(force=force))
+    return train_and_publish(shop, registry, ITEMKNN, fitter=fitter, gate=GatePolicy(force=force))
 
 
 def test_the_first_version_goes_live_without_comparison(shop, registry):

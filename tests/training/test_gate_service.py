@@ -12,17 +12,17 @@ import pytest
 
 from recsys.training import GatePolicy
 from recsys.training.train import train_and_publish
-from tests.builders import fit_on_shuffled_events, generate_small_log, runtime_of
+from tests.builders import fit_on_shuffled_events, generate_shop_log, runtime_of
 
 
 @pytest.fixture(scope="module")
 def shop_files(tmp_path_factory):
     """The shop's first 2,250 events (with the catalog beside them), and the 750 after."""
     folder = tmp_path_factory.mktemp("shop")
-    generate_small_log(folder / "shop.csv")
+    generate_shop_log(folder / "shop.csv")
     log = pd.read_csv(folder / "shop.csv")
-    log.iloc[:2250].to_csv(folder / "first.csv", index=False)
-    log.iloc[2250:].to_csv(folder / "later.csv", index=False)
+    log.iloc[:6750].to_csv(folder / "first.csv", index=False)
+    log.iloc[6750:].to_csv(folder / "later.csv", index=False)
     (folder / "first.products.csv").write_bytes((folder / "shop.products.csv").read_bytes())
     return folder / "first.csv", folder / "later.csv"
 
@@ -31,7 +31,7 @@ def shop_files(tmp_path_factory):
 def shop_app(any_app_factory, shop_files):
     """A service over the shop's first events whose later events have arrived, on each back-end."""
     first, later = shop_files
-    app = any_app_factory(DATA_PATH=str(first), MODEL="ease")
+    app = any_app_factory(DATA_PATH=str(first), MODEL="itemknn")
     runtime_of(app).store.import_interactions(later)
     return app
 
@@ -84,7 +84,7 @@ def test_the_live_version_keeps_serving_after_a_rejection(shop_app, any_app_fact
 
     assert client.get("/recommend?user_id=1").get_json()["model_version"] == live
     assert runtime_of(shop_app).refresh() is False
-    restarted = any_app_factory(MODEL="ease").test_client()
+    restarted = any_app_factory(MODEL="itemknn").test_client()
     assert restarted.get("/recommend?user_id=1").get_json()["model_version"] == live
 
 
