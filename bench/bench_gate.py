@@ -12,8 +12,8 @@ new events would run. For each model:
 - the same model fitted on shuffled events (it learns no taste) must be
   rejected, the live version staying the newest published;
 - the gate's cost: a training with the gate against the same training
-  without it, in the same run (the live version's load, the fold-in of every
-  compared user, the candidate's ranking), must stay under 50 % of it.
+  without it, in the same run (the live version's load, one more fit of the
+  candidate, the fold-in of every compared user), must stay under 50 % of it.
 
 Prints both figures of each decision, the standard error of their paired
 difference and the users compared; exits 1 if a target fails.
