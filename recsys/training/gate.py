@@ -89,12 +89,15 @@ class Measure:
         log: The interaction log the split was made from, in insertion order
             (its first ``training["interactions"]`` events are the live
             version's training data).
+        feedback: The feedback frame of that log (the split's rows and
+            those of the held-out users left out of its sample).
         k: The ranking cut-off.
         facts: How the split was made (protocol, share, seed), for the record.
     """
 
     split: Split
     log: pd.DataFrame
+    feedback: pd.DataFrame
     k: int
     facts: Mapping[str, Any]
 
@@ -145,16 +148,11 @@ def judge(
             f"{len(relevant)} held-out users the live version never saw, "
             f"fewer than {policy.min_users}: too few to compare",
         )
-    split, users, k = measure.split, list(relevant), measure.k
-    candidate = fit(
-        pd.concat(
-            [frame[~frame["user_id"].isin(users)] for frame in (split.train, split.test)],
-            ignore_index=True,
-        )
-    )
+    users, k, feedback = list(relevant), measure.k, measure.feedback
+    candidate = fit(feedback[~feedback["user_id"].isin(users)])
     if not can_fold_in(candidate):
         return _passed(record, f"the candidate ({candidate.name}) cannot fold in a history")
-    train = split.train
+    train = measure.split.train
     ours = per_user_ndcg(rank_from_history(candidate, train, users, k), relevant, k)
     theirs = per_user_ndcg(rank_from_history(live.model, train, users, k), relevant, k)
     record.update(compare(ours, theirs, policy.tolerance))

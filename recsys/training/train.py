@@ -189,16 +189,13 @@ def publish_trained(
         settings.seed,
     )
     chosen = _choose_and_measure(split, settings, fitter, steps)
-    judged = _judge(chosen, split, log, registry, settings, fitter, gate, steps)
+    measure = _gate_measure(split, log, feedback, settings)
+    judged = _judge(chosen, measure, registry, settings, fitter, gate, steps)
     metrics = {k: v for k, v in chosen.metrics.items() if k != "fit_seconds"}
     metrics.update(split.cold_counts())
     steps.begin(f"fitting {chosen.name} on all data")
-    model, fallback = _fit_on_all_data(chosen, feedback, fitter)
+    state, fallback = _fit_on_all_data(chosen, feedback, fitter)
     seconds = time.perf_counter() - started
-    # A model whose arrays every server would refuse (NaN factors, say) fails
-    # the job here instead of being published and skipped by every worker.
-    state = model.get_state()
-    MODELS[chosen.name].validate_state(state)
     steps.begin("publishing")
     published = registry.publish(
         state,
@@ -217,10 +214,23 @@ def publish_trained(
     return published
 
 
+def _gate_measure(
+    split: Split, log: pd.DataFrame, feedback: pd.DataFrame, settings: TrainingSettings
+) -> Measure:
+    """Return what the gate measures on: the holdout, the log, and how the split was made."""
+    facts = {
+        "protocol": "holdout",
+        "test_fraction": settings.holdout_fraction,
+        "seed": settings.seed,
+        "max_eval_users": settings.max_eval_users,
+        "relevant": "every held-out product of the users the live version never saw",
+    }
+    return Measure(split, log, feedback, settings.metrics_k, facts)
+
+
 def _judge(
     chosen: _Chosen,
-    split: Split,
-    log: pd.DataFrame,
+    measure: Measure,
     registry: ModelRegistry,
     settings: TrainingSettings,
     fitter: ModelFitter,
@@ -238,15 +248,7 @@ def _judge(
     # The version every server serves (and would after a restart): the newest
     # published one of the configured type.
     live = registry.load_latest(model_type=settings.model)
-    facts = {
-        "protocol": "holdout",
-        "test_fraction": settings.holdout_fraction,
-        "seed": settings.seed,
-        "max_eval_users": settings.max_eval_users,
-        "relevant": "every held-out product of the users the live version never saw",
-    }
-    measure = Measure(split, log, settings.metrics_k, facts)
-    fit = None if split.test.empty else partial(fitter, chosen.name, chosen.params)
+    fit = None if measure.split.test.empty else partial(fitter, chosen.name, chosen.params)
     return judge(fit, live, measure, policy)
 
 
@@ -293,13 +295,21 @@ def _choose_and_measure(
 
 def _fit_on_all_data(
     chosen: _Chosen, feedback: pd.DataFrame, fitter: ModelFitter
-) -> tuple[Recommender, ModelState | None]:
-    """Fit the chosen model on all data, and the popularity fallback unless it is one."""
+) -> tuple[ModelState, ModelState | None]:
+    """Fit the chosen model on all data, and the popularity fallback unless it is one.
+
+    Returns:
+        Their states, the model's validated.
+    """
     model = fitter(chosen.name, chosen.params, feedback)
+    # A model whose arrays every server would refuse (NaN factors, say) fails
+    # the job here instead of being published and skipped by every worker.
+    state = model.get_state()
+    MODELS[chosen.name].validate_state(state)
     fallback = None
     if not isinstance(model, PopularityRecommender):
         fallback = PopularityRecommender().fit(feedback).get_state()
-    return model, fallback
+    return state, fallback
 
 
 def _training_record(
