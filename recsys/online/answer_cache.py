@@ -113,6 +113,7 @@ class NoAnswerCache:
 
     def lookup(self, pipeline: str, version: ServingModel, request: RecommendRequest) -> Lookup:
         """Return the user's history from the store (there are no cached answers)."""
+        assert request.user_id is not None, "a session has no history to look up"
         return Lookup(None, *read_history(self.store, request.user_id))
 
     def keep(self, found: Lookup, answer: RecommendationAnswer) -> None:
@@ -208,6 +209,7 @@ class AnswerCache:
         one it was made with. Plain requests count one hit or miss.
         """
         user_id = request.user_id
+        assert user_id is not None, "a session has no history to look up"
         history_version = self.invalidations.history_version(user_id)
         key = (pipeline, request.key) if request.plain else None
         cached = self._cached(key)

@@ -104,7 +104,7 @@ class RecommendRequest:
     """One request for a user's list.
 
     Attributes:
-        user_id: The user.
+        user_id: The user; None for an anonymous session (``POST /recommend/session``).
         n: How many products.
         offset: How many of the best eligible products to skip (paging:
             ``offset=10, n=10`` is the second page of ten).
@@ -116,7 +116,7 @@ class RecommendRequest:
             candidates by maximal marginal relevance.
     """
 
-    user_id: int
+    user_id: int | None
     n: int
     offset: int = 0
     filters: ListFilter = NO_FILTER
@@ -130,7 +130,8 @@ class RecommendRequest:
 
     @property
     def key(self) -> AnswerKey:
-        """Return what names the request among cached answers (plain requests only)."""
+        """Return what names the request among cached answers (plain requests of users only)."""
+        assert self.user_id is not None, "a session's answers are not cached"
         return AnswerKey(self.user_id, self.n, self.offset, self.filters.key)
 
 
@@ -167,7 +168,7 @@ class RecommendationAnswer:
     """A ranked product list for one user, and how it was made.
 
     Attributes:
-        user_id: Who asked.
+        user_id: Who asked (None for an anonymous session).
         strategy: The model that made the list (``svd``, ``popular``, ...).
         recommendations: Best first.
         model_version: The published model version that answered.
@@ -181,7 +182,7 @@ class RecommendationAnswer:
             from (their history as it was read; 0 when it could not be read).
     """
 
-    user_id: int
+    user_id: int | None
     strategy: str
     recommendations: list[RecommendedProduct]
     model_version: str
@@ -197,7 +198,8 @@ class RecommendationAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""
-        body: dict[str, Any] = {"user_id": self.user_id, "strategy": self.strategy}
+        body: dict[str, Any] = {} if self.user_id is None else {"user_id": self.user_id}
+        body["strategy"] = self.strategy
         if self.fallback_reason is not None:
             body["fallback_reason"] = self.fallback_reason
         if self.degraded is not None:

@@ -25,7 +25,7 @@ from prometheus_client import Gauge
 from recsys.data.ratings import RatingWeights
 from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
 from recsys.models.popularity import PopularityRecommender
-from recsys.models.ranked import RankedList
+from recsys.models.ranked import RankedList, lookup_ids
 from recsys.models.rerank import mmr_order
 from recsys.online.answers import Reason, RecommendedProduct
 from recsys.store.artifacts import ArtifactMetadata, LoadedArtifact, version_number
@@ -136,6 +136,15 @@ class ServingModel:
         source = catalog if catalog is not None else artifact.catalog
         names = catalog_names(source) if source is not None else {}
         return cls(artifact.model, popularity, names, artifact.metadata)
+
+    def unknown_products(self, product_ids: Iterable[int]) -> list[int]:
+        """Return the ids, in order, that are neither in the catalog nor in the model."""
+        names, known = self.names, self.model.product_ids
+        unknown = [p for p in product_ids if p not in names]
+        if unknown:
+            found = lookup_ids(known, np.array(unknown, dtype=np.int64))[1]
+            unknown = [p for p, f in zip(unknown, found.tolist(), strict=True) if not f]
+        return unknown
 
     def describe(self, ranked: RankedList) -> list[RecommendedProduct]:
         """Return ranked ids as named products with rounded scores."""

@@ -24,11 +24,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+from prometheus_client import Counter
+
+from recsys.models.base import Recommender
 from recsys.models.ranked import RankedList
 from recsys.online.answers import RecommendationAnswer, RecommendRequest
 from recsys.online.live_model import LiveModel, ServingModel
-from recsys.online.rankers import FallbackRanker, Ranker
+from recsys.online.rankers import FallbackRanker, Ranker, folds_in
 from recsys.store.events import UserHistory
+
+ANSWERS_MADE = Counter(
+    "recsys_answers_made",
+    "Answers made (not served from the cache), by who asked (user or session) and how the "
+    "list was ranked (fold_in: from the history as it is now; training_row: from the "
+    "user's row at training time; fallback: the popular list)",
+    ["requester", "ranking"],
+)
 
 # Candidates MMR chooses from: the model's best max(n * 3, 30).
 _MMR_POOL_FACTOR = 3
@@ -90,6 +101,7 @@ class Pipeline:
         ranked = _candidates(version, ranker, request, history, left_out, cache)
         wanted = request.offset + request.n
         ranked = _page(version.diversify(ranked, model, wanted, request.diversity), request.offset)
+        _count(request, model, history, fallback_reason)
         return RecommendationAnswer(
             user_id,
             model.name,
@@ -100,6 +112,19 @@ class Pipeline:
             because=version.explain(model, history, ranked) if request.explain else None,
             history_events=history.events,
         )
+
+
+def _count(
+    request: RecommendRequest, model: Recommender, history: UserHistory, fallback: str | None
+) -> None:
+    """Count an answer made by who it was for and how its list was ranked."""
+    if fallback is not None:
+        ranking = "fallback"
+    elif folds_in(model, history):
+        ranking = "fold_in"
+    else:
+        ranking = "training_row"
+    ANSWERS_MADE.labels("user" if request.user_id is not None else "session", ranking).inc()
 
 
 def _candidates(

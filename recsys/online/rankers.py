@@ -134,9 +134,9 @@ class PersonalRanker:
 
     def knows(self, version: ServingModel, user_id: int | None, history: UserHistory) -> bool:
         model = self.model(version)
-        if _folds_in(model, history):
+        if folds_in(model, history):
             # Something to fold in: at least one of the user's products is in the model.
-            found = lookup_ids(model.product_ids, np.array(history.product_ids, dtype=np.int64))[1]
+            found = lookup_ids(model.product_ids, history.product_array)[1]
             return bool(found.any())
         return user_id is not None and model.knows_user(user_id)
 
@@ -151,7 +151,7 @@ class PersonalRanker:
     ) -> RankedList:
         model = self.model(version)
         allowed = version.allowed(model, categories)
-        if _folds_in(model, history):
+        if folds_in(model, history):
             profile = history.profile(version.weights)
             ranked = model.rank_profile(profile, n, exclude=exclude, allowed=allowed)
         else:
@@ -172,7 +172,7 @@ class PersonalRanker:
         return Candidates.of(ranked, complete=len(ranked) < depth)
 
 
-def _folds_in(model: Recommender, history: UserHistory) -> bool:
+def folds_in(model: Recommender, history: UserHistory) -> bool:
     """Return whether to rank from the user's history (else from their training-time row).
 
     Only when the store could not be read does a user the model knows keep

@@ -17,7 +17,8 @@ This module is the front of the answering path: callers import from it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 from recsys.online.answer_cache import AnswerCache, NoAnswerCache
 from recsys.online.answers import (
@@ -152,6 +153,27 @@ class RecommendationService:
         answer = pipeline.answer(version, request, found.history, found.degraded, self.cache)
         self.cache.keep(found, answer)
         return answer
+
+    def recommend_session(
+        self, items: Sequence[int], request: RecommendRequest
+    ) -> RecommendationAnswer:
+        """Return a list for an anonymous session from its products alone.
+
+        Each of ``items`` counts as one click (a product twice, two), folded
+        into the live model as a user's history is; nothing is written, and
+        no A/B test routes a session. A session none of whose products the
+        model knows gets the most popular products (``not_in_model``).
+
+        Args:
+            items: The session's product ids (catalog products), most recent last.
+            request: The list's length, page and filters (``user_id`` None).
+
+        Raises:
+            NoLiveModelError: No version is live yet.
+        """
+        version = self.pipeline.live.current()
+        history = UserHistory.of((p, clicks, 0) for p, clicks in Counter(items).items())
+        return self.pipeline.answer(version, request, history, None, self.cache)
 
     def popular(self, n: int) -> list[RecommendedProduct]:
         """Return the n most-clicked products as of the live version's training."""

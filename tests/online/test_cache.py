@@ -444,6 +444,21 @@ def test_a_history_read_before_a_purchase_is_never_saved_over_it(redis_url, cach
 
 
 @pytest.mark.redis
+def test_a_history_the_previous_release_cached_is_read_again_from_the_store(
+    redis_url, cache_prefix
+):
+    histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
+    generation = histories.lookup(9).generation
+    # What the previous release wrote: no per-product counts to fold in.
+    old = {"stamp": list(generation), "events": True, "purchased": [3]}
+    histories._cache.set("user:9", old)
+    assert histories.lookup(9).history is None
+    counted = UserHistory.of([(3, 2, 1), (5, 1, 0)])
+    histories.save(9, counted, generation)
+    assert histories.lookup(9).history == counted
+
+
+@pytest.mark.redis
 def test_invalidations_lost_in_an_outage_drop_every_cached_history_when_redis_returns(
     redis_url, cache_prefix, monkeypatch, caplog
 ):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
 from recsys.models.ranked import RankedList
 from recsys.online.answer_cache import NoAnswerCache
@@ -108,3 +109,34 @@ def test_the_pipeline_marks_an_answer_made_without_the_history_as_degraded(app, 
     unread = UserHistory(unavailable=True)
     answer = service.pipeline.answer(version, request, unread, "store_unavailable", cache)
     assert answer.degraded == "store_unavailable" and answer.strategy == version.model.name
+
+
+def made(requester: str, ranking: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "recsys_answers_made_total", {"requester": requester, "ranking": ranking}
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    ("history", "ranking"),
+    [
+        (None, "fold_in"),  # the user's history from the store
+        (UNUSABLE_EVENTS, "fallback"),
+        (UserHistory(unavailable=True), "training_row"),
+    ],
+)
+def test_answers_made_are_counted_by_how_their_list_was_ranked(app, version, history, ranking):
+    service = runtime_of(app).service
+    history = history if history is not None else some_events(app)
+    before = made("user", ranking)
+    service.pipeline.answer(
+        version, RecommendRequest(17, 3), history, None, NoAnswerCache(service.store)
+    )
+    assert made("user", ranking) == before + 1
+
+
+def test_a_session_answer_is_counted_as_a_session(app, version):
+    before = made("session", "fold_in")
+    runtime_of(app).service.recommend_session([3, 7], RecommendRequest(None, 3))
+    assert made("session", "fold_in") == before + 1
