@@ -97,15 +97,21 @@ def bench_model(model: str, log, catalog, folder: Path, verdicts: Verdicts) -> N
                 f"{g['decision']}, newest {'live' if newest == live.version else newest}",
                 meta.rejected and newest == live.version,
             )
-    # The gate's cost: the same training (the fair one), with and without it.
-    publish("cost", first)
-    _, with_gate = timed(lambda: publish("cost", log))
-    _, without = timed(lambda: publish("plain", log, gate=False))
-    share = (with_gate - without) / without
-    print(f"{model:8} training {without:.2f} s, with the gate {with_gate:.2f} s (+{share:.0%})")
+    # The gate's cost: the same training (the fair one), with and without it,
+    # the best of three each, taken in turn (the host is shared).
+    with_gate, without = [], []
+    for _ in range(3):
+        publish("cost", first)
+        with_gate.append(timed(lambda: publish("cost", log))[1])
+        without.append(timed(lambda: publish("plain", log, gate=False))[1])
+    share = (min(with_gate) - min(without)) / min(without)
+    print(
+        f"{model:8} training {min(without):.2f} s, with the gate {min(with_gate):.2f} s "
+        f"({share:+.0%}), best of 3"
+    )
     verdicts.check(
         f"{model}: the gate adds at most {MAX_GATE_SHARE:.0%} to a training",
-        f"+{share:.0%}",
+        f"{share:+.0%}",
         share <= MAX_GATE_SHARE,
     )
 
