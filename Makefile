@@ -85,6 +85,7 @@ bench: install
 	run bench_similar "$(MOVIELENS)"; \
 	run bench_realtime "$(MOVIELENS)"; \
 	run bench_fold_in; \
+	run bench_gate; \
 	if command -v wrk >/dev/null 2>&1; then run bench_serving; \
 	else echo "skipped bench_serving.py: it needs wrk (apt-get install wrk)"; fi; \
 	if [ -f "$(MOVIELENS)" ]; then \

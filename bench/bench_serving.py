@@ -239,6 +239,8 @@ class Server:
                 # The benchmark measures serving, not the limiter's 429s.
                 "RECSYS_RATE_LIMIT": "",
                 "RECSYS_RATE_LIMIT_INGEST": "",
+                # An automatic retrain would take the CPU mid-measurement.
+                "RECSYS_AUTO_RETRAIN": "0",
                 **env,
             }
         )

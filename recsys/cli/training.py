@@ -2,8 +2,10 @@
 
 ``flask --app app train`` trains on the event store; this trains on a log
 file (Parquet or CSV, read in chunks) and publishes into a model directory in
-the same artifact format, so servers pointed at that directory serve it. With
-``--engine spark`` PySpark ML's ALS fits the model (``requirements-spark.txt``).
+the same artifact format, so servers pointed at that directory serve it. The
+quality gate judges it first against the newest version there, as a server's
+training does (``--force`` publishes whatever it says). With ``--engine
+spark`` PySpark ML's ALS fits the model (``requirements-spark.txt``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,11 @@ def add_training_command(commands: argparse._SubParsersAction) -> None:
         metavar="URL",
         help="the Spark master of --engine spark: local[N], spark://HOST:7077, yarn",
     )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even if the quality gate finds it worse than the newest version there",
+    )
     train.set_defaults(handler=cmd_train)
 
 
@@ -79,10 +86,11 @@ def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) 
     """Train on a log file (or the store over JDBC), publish the model, print what was published."""
     # The serving stack loads only when a model is trained, not for `--help`.
     from recsys.store.artifacts import ModelRegistry
-    from recsys.training import TrainingSettings, publish_trained
+    from recsys.training import GatePolicy, TrainingSettings, describe_gate, publish_trained
 
     registry = ModelRegistry(args.model_dir)
     settings = TrainingSettings(model=canonical_model_name(args.model))
+    gate = GatePolicy(force=args.force)
     if args.engine == "spark" and settings.model != "als":
         print(f"error: the spark engine trains als, not {settings.model}", file=sys.stderr)
         return 2
@@ -100,16 +108,23 @@ def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) 
                     return 2
             else:
                 log, catalog = _read_log(args)
-            meta = publish_trained(log, lambda: catalog, registry, settings, fitter=spark)
+            meta = publish_trained(
+                log, lambda: catalog, registry, settings, fitter=spark, gate=gate
+            )
     else:
         log, catalog = _read_log(args)
-        meta = publish_trained(log, lambda: catalog, registry, settings)
+        meta = publish_trained(log, lambda: catalog, registry, settings, gate=gate)
+    done = "kept as rejected" if meta.rejected else "published"
     print(
-        f"published {meta.version} ({meta.model_type}, {args.engine} engine) to "
+        f"{done} {meta.version} ({meta.model_type}, {args.engine} engine) in "
         f"{args.model_dir}, trained on {meta.training['interactions']} interactions"
     )
     for name, value in meta.metrics.items():
         print(f"  {name}: {value}")
+    print(f"quality gate {describe_gate(meta.gate)}")
+    if meta.rejected:
+        print("error: the quality gate rejected it; --force publishes it anyway", file=sys.stderr)
+        return 1
     return 0
 
 

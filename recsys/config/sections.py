@@ -247,11 +247,29 @@ class RegistrySection(Section):
 class JobsSection(Section):
     """Retraining: when it runs, in which process, on which engine; and who serves its result."""
 
+    auto_retrain: Switch = setting(
+        "AUTO_RETRAIN",
+        True,
+        "retrain automatically, after RETRAIN_EVERY_EVENTS new events or RETRAIN_EVERY_MINUTES "
+        "since the last training, whichever comes first (0: only on request)",
+        default_text="1",
+    )
     retrain_every_events: CountOrOff = setting(
-        "RETRAIN_EVERY_EVENTS", None, "automatic retrain after this many new events"
+        "RETRAIN_EVERY_EVENTS",
+        10_000,
+        "automatic retrain after this many new events (counted by each serving process)",
     )
     retrain_every_minutes: SecondsOrOff = setting(
-        "RETRAIN_EVERY_MINUTES", None, "automatic retrain on this period"
+        "RETRAIN_EVERY_MINUTES",
+        1440.0,
+        "automatic retrain when the last training (of any process) is this old; 1440: a day",
+    )
+    gate_tolerance: NonNegative = setting(
+        "GATE_TOLERANCE",
+        0.02,
+        "quality gate: a new version goes live only if its NDCG@10 on a held-out split of the "
+        "current data is at least the live version's on that split minus this share of it "
+        "(0.02: 2 % worse at most); else it is kept as `rejected`",
     )
     mode: TrainingMode = setting(
         "TRAINING_MODE",

@@ -6,6 +6,7 @@ start, close); the dashboard's figures are read from it.
 
 from recsys.runtime.dashboard import (
     StoreStats,
+    last_gate_decision,
     live_model_summary,
     lookup_user,
     running_experiment_report,
@@ -18,6 +19,7 @@ __all__ = [
     "InitReport",
     "ServingRuntime",
     "StoreStats",
+    "last_gate_decision",
     "live_model_summary",
     "lookup_user",
     "running_experiment_report",

@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
@@ -65,6 +65,7 @@ from recsys.store.events import EventStore
 from recsys.store.job_queue import JobQueue
 from recsys.training import (
     AutoRetrainer,
+    GatePolicy,
     QueuedTrainingJobs,
     RetrainInProgressError,
     Trainer,
@@ -161,8 +162,12 @@ class ServingRuntime:
             self.jobs = TrainingJobRunner(
                 self.trainer, on_published=self._serve_published, records=self.job_queue
             )
+        auto = settings.jobs.auto_retrain
         self.auto_retrain = AutoRetrainer(
-            self.jobs, settings.jobs.retrain_every_events, settings.jobs.retrain_every_minutes
+            self.jobs,
+            settings.jobs.retrain_every_events if auto else None,
+            settings.jobs.retrain_every_minutes if auto else None,
+            last_trained=self.last_trained,
         )
         self.exposure_log = (
             ExposureLog(self.experiment_store) if settings.experiments.exposure_log else None
@@ -303,20 +308,28 @@ class ServingRuntime:
         progress: bool = False,
         engine: str | None = None,
         spark_master: str | None = None,
+        force: bool = False,
     ) -> ArtifactMetadata:
         """Train on the store's interactions and publish (does not change the live model).
+
+        The quality gate judges the new version first: one worse than the
+        live version is kept as rejected instead (``metadata.rejected``).
 
         Args:
             progress: Show a progress bar over the training steps (the ``train`` command).
             engine: ``local`` or ``spark`` (default: the ``TRAINING_ENGINE`` setting).
             spark_master: The Spark master (default: the ``SPARK_MASTER`` setting).
+            force: Publish even a version the gate would reject.
 
         Raises:
             ValueError: The spark engine was asked for a model other than ALS.
         """
         engine = engine or self.settings.jobs.engine
+        gate = GatePolicy(self.settings.jobs.gate_tolerance, force=force)
         if engine != "spark":
-            return train_and_publish(self.store, self.registry, self.training, progress=progress)
+            return train_and_publish(
+                self.store, self.registry, self.training, progress=progress, gate=gate
+            )
         if self.model_type != "als":
             raise ValueError(
                 f"the spark engine trains als; the configured model is {self.model_type!r} "
@@ -327,7 +340,7 @@ class ServingRuntime:
 
         with SparkALSEngine(spark_master or self.settings.jobs.spark_master) as spark:
             return train_and_publish(
-                self.store, self.registry, self.training, progress=progress, fitter=spark
+                self.store, self.registry, self.training, progress, fitter=spark, gate=gate
             )
 
     def train_model_type(self, model_type: str) -> ArtifactMetadata:
@@ -341,16 +354,32 @@ class ServingRuntime:
         settings = dataclasses.replace(self.training, model=model_type, model_params=dict(params))
         return self.trainer.now(lambda: train_and_publish(self.store, self.registry, settings))
 
-    def train_exclusively(self, progress: bool = False, **engine: str | None) -> ArtifactMetadata:
-        """Train and publish now, unless another process or job is training.
+    def train_exclusively(
+        self, progress: bool = False, force: bool = False, **engine: str | None
+    ) -> ArtifactMetadata:
+        """Train and publish now (through the quality gate), unless another process is training.
 
         Args:
+            progress: Show a progress bar.
+            force: Publish even a version the gate would reject.
             **engine: ``engine`` and ``spark_master`` for ``train``.
 
         Raises:
             RetrainInProgressError: The training lock is held.
         """
-        return self.trainer.now(lambda: self.train(progress, **engine))
+        return self.trainer.now(lambda: self.train(progress, force=force, **engine))
+
+    def last_trained(self) -> datetime | None:
+        """Return when the newest version, published or rejected, was trained (None: none yet)."""
+        newest = [
+            self.registry.read_metadata(shelf[0], rejected)
+            for shelf, rejected in (
+                (self.registry.versions(), False),
+                (self.registry.rejected_versions(), True),
+            )
+            if shelf
+        ]
+        return max((datetime.fromisoformat(meta.trained_at) for meta in newest), default=None)
 
     def _versions_in_use(self) -> set[str] | None:
         """Return the versions the running A/B test pins (None when the store cannot tell)."""

@@ -66,6 +66,8 @@ training_jobs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     # The last beat of the worker running the job (its lease); None before a claim.
     sa.Column("heartbeat_at", sa.DateTime, nullable=True),
+    # The quality gate's record of the version the job trained (both figures).
+    sa.Column("gate", sa.JSON, nullable=True),
 )
 
 # A/B tests: one row per experiment; its variants (name, weight, strategy) as JSON.
