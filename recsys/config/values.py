@@ -157,6 +157,7 @@ Count = Annotated[int, Field(ge=1), Accepts("an integer from 1 up")]
 Port = Annotated[int, Field(ge=1, le=65535), Accepts("an integer from 1 to 65535")]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False), Accepts("a number > 0")]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False), Accepts("a number >= 0")]
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False), Accepts("a number from 0 to 1")]
 CountOrOff = Annotated[
     Annotated[int, Field(ge=1)] | None,
     BeforeValidator(_off_is_none),

@@ -128,3 +128,13 @@ exposure_events = sa.Table(
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Index("ix_exposure_events_recommendation", "recommendation_id"),
 )
+
+# How often each product was shown in an answer, summed over every process
+# (counted in process, added in batches off the request path). No foreign key:
+# a count must never wait for, or fail on, the catalog.
+product_impressions = sa.Table(
+    "product_impressions",
+    metadata,
+    sa.Column("product_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("impressions", sa.BigInteger, nullable=False),
+)

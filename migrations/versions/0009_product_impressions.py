@@ -1,0 +1,31 @@
+"""Add product_impressions: how often each product was shown, summed over every server.
+
+Exploration gives products that were rarely shown a slot (issue 22); each
+serving process counts what it shows and adds its counts here in batches.
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-05
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "product_impressions",
+        sa.Column("product_id", sa.BigInteger, primary_key=True, autoincrement=False),
+        sa.Column("impressions", sa.BigInteger, nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("product_impressions")

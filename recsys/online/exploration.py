@@ -1,0 +1,320 @@
+"""Exploration: a share of each list goes to new or rarely shown products, so they get feedback.
+
+A product the live model never trained on can never win a slot on its
+score, and one it rarely shows collects no clicks to change that. With
+``EXPLORATION`` at 0.1, about one slot in ten of a first page goes to the
+best of those products for the user:
+
+- the pool: products of the catalog shown fewer than ``EXPLORATION_IMPRESSIONS``
+  times so far (every process's counts, ``recsys.online.impressions``),
+  within the request's filters and not already in the list;
+- the priority: ``(content similarity + 1 if new) x (1 - impressions /
+  target) + jitter``: products the model does not know first, those like
+  what the user engaged with (``recsys.models.content``) before the others,
+  fewer impressions before more; the jitter (up to ``JITTER``) spreads
+  users with the same taste over near-equal products;
+- the slots: ``n x share`` of them (the fraction a seeded coin), at seeded
+  places in the lower half of the page, so the model's best keep the top.
+
+Every draw is a hash of (user, model version), so identical requests get
+the same list; it changes only with the user's history, the catalog, or the
+impression totals as they are synced (every ``EXPLORATION_SYNC_SECONDS``).
+Explored products are marked (``explored: true``) and carry the score of
+the slot they fill, so a list's scores still fall from first to last.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from prometheus_client import Counter
+
+from recsys.models.base import RankedList, Recommender
+from recsys.models.content import ContentModel
+from recsys.online.answers import Reason, RecommendationAnswer, RecommendedProduct, RecommendRequest
+from recsys.online.impressions import ImpressionCounter
+from recsys.online.live_model import ServingModel
+from recsys.store.events import UserHistory
+
+EXPLORED_SLOTS = Counter("recsys_explored_slots", "Answer slots given to explored products")
+# Spreads users of the same taste over near-equal products (priorities are about 0..2).
+JITTER = 0.1
+
+
+@dataclass(frozen=True)
+class CatalogContent:
+    """What exploration knows of one catalog: the content model and each product's category.
+
+    Attributes:
+        content: The content model fitted on the catalog.
+        categories: Each product's category (None when unknown), aligned with
+            ``content.product_ids``.
+        frame: The catalog it was fitted on (a refresh with the same one is skipped).
+    """
+
+    content: ContentModel
+    categories: np.ndarray
+    frame: pd.DataFrame
+    # Per model: which catalog products it trained on (computed once per model).
+    _known: weakref.WeakKeyDictionary = field(
+        init=False, default_factory=weakref.WeakKeyDictionary, repr=False, compare=False
+    )
+
+    @classmethod
+    def fit(cls, catalog: pd.DataFrame) -> CatalogContent:
+        """Fit the content model on a ``product_id, name, category, price`` catalog."""
+        content = ContentModel.fit(catalog)
+        by_id = catalog.reindex(columns=["product_id", "category"]).set_index("product_id")
+        by_id = by_id[~by_id.index.duplicated()]["category"]
+        categories = by_id.reindex(content.product_ids).astype(object)
+        values = np.array([c if isinstance(c, str) else None for c in categories], dtype=object)
+        return cls(content, values, catalog)
+
+    def known(self, model: Recommender) -> np.ndarray:
+        """Return which catalog products ``model`` trained on (a boolean mask)."""
+        found = self._known.get(model)
+        if found is None:
+            found = np.isin(self.content.product_ids, model.product_ids)
+            self._known[model] = found
+        return found
+
+
+@dataclass(frozen=True)
+class ExplorationState:
+    """One catalog and the impression totals as last synced, swapped whole.
+
+    Attributes:
+        catalog: The catalog's content.
+        impressions: Each catalog product's impressions so far (aligned).
+        pool: Positions of the products shown fewer than the target times.
+    """
+
+    catalog: CatalogContent
+    impressions: np.ndarray
+    pool: np.ndarray
+
+
+@dataclass(frozen=True)
+class ShownList:
+    """A page as it is shown: the model's products with the explored ones in their slots.
+
+    Attributes:
+        ranked: The page, best first.
+        explored: Positions (in ``ranked``) of explored products.
+    """
+
+    ranked: RankedList
+    explored: frozenset[int] = frozenset()
+
+    def describe(self, version: ServingModel) -> list[RecommendedProduct]:
+        """Return the page as named products, the explored ones marked."""
+        products = version.describe(self.ranked)
+        for position in self.explored:
+            item = products[position]
+            products[position] = RecommendedProduct(
+                item.product_id, item.name, item.category, item.score, explored=True
+            )
+        return products
+
+    def explain(
+        self, version: ServingModel, model: Recommender, user_id: int
+    ) -> list[list[Reason]]:
+        """Return the user's past products behind each model product (none for explored ones)."""
+        if not self.explored:
+            return version.explain(model, user_id, self.ranked)
+        kept = [i for i in range(len(self.ranked)) if i not in self.explored]
+        reasons = iter(
+            version.explain(
+                model,
+                user_id,
+                RankedList(self.ranked.product_ids[kept], self.ranked.scores[kept]),
+            )
+        )
+        return [[] if i in self.explored else next(reasons) for i in range(len(self.ranked))]
+
+
+class Exploration:
+    """Gives a share of each first page to new or rarely shown products.
+
+    Args:
+        share: The share of slots explored (0 turns exploration off).
+        target: Impressions after which a product is no longer explored.
+        impressions: Counts what answers show; None counts nothing.
+    """
+
+    def __init__(self, share: float, target: int, impressions: ImpressionCounter | None = None):
+        if not 0 <= share <= 1:
+            raise ValueError(f"the exploration share must be from 0 to 1, got {share}")
+        self.share = share
+        self.target = target
+        self.impressions = impressions
+        self._totals: Mapping[int, int] = {}
+        self._state: ExplorationState | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.share > 0
+
+    def learn_catalog(self, catalog: pd.DataFrame) -> None:
+        """Fit the content model on the catalog (when it changed); call it off the request path."""
+        if not self.enabled:
+            return
+        state = self._state
+        if state is not None and state.catalog.frame.equals(catalog):
+            return
+        fitted = CatalogContent.fit(catalog)
+        with self._lock:
+            self._state = self._snapshot(fitted, self._totals)
+
+    def learn_impressions(self, totals: Mapping[int, int]) -> None:
+        """Take every product's impressions so far (from ``ImpressionCounter.sync``)."""
+        with self._lock:
+            self._totals = totals
+            if self._state is not None:
+                self._state = self._snapshot(self._state.catalog, totals)
+
+    def sync(self) -> None:
+        """Add this process's impressions to the store's and take everyone's totals.
+
+        Raises:
+            One of ``STORE_OUTAGES`` when the store is unavailable.
+        """
+        if self.enabled and self.impressions is not None:
+            self.learn_impressions(self.impressions.sync())
+
+    def served(self, answer: RecommendationAnswer) -> None:
+        """Count an answer's impressions and explored slots (cached answers too)."""
+        if not self.enabled:
+            return
+        if self.impressions is not None:
+            self.impressions.count(item.product_id for item in answer.recommendations)
+        explored = sum(1 for item in answer.recommendations if item.explored)
+        if explored:
+            EXPLORED_SLOTS.inc(explored)
+
+    def _snapshot(self, catalog: CatalogContent, totals: Mapping[int, int]) -> ExplorationState:
+        ids = catalog.content.product_ids.tolist()
+        impressions = np.fromiter((totals.get(p, 0) for p in ids), np.int64, len(ids))
+        pool = np.flatnonzero(impressions < self.target)
+        return ExplorationState(catalog, impressions, pool)
+
+    def explore(
+        self,
+        version: ServingModel,
+        ranked: RankedList,
+        request: RecommendRequest,
+        history: UserHistory,
+        left_out: frozenset[int],
+    ) -> ShownList:
+        """Return a first page with its exploration slots filled.
+
+        Args:
+            version: The version answering (its personal model tells which
+                products are new).
+            ranked: The page as the model made it, best first.
+            request: The request (its user, length, page and filters).
+            history: The user's history (their products steer the choice).
+            left_out: Products the list must not hold.
+        """
+        state = self._state
+        if state is None or request.offset > 0 or len(ranked) == 0:
+            return ShownList(ranked)
+        seed = _seed(request.user_id, version.version)
+        slots = _slot_count(request.n, self.share, seed)
+        if slots == 0:
+            return ShownList(ranked)
+        picked = self._pick(state, version, ranked, request, history, left_out, slots, seed)
+        if len(picked) == 0:
+            return ShownList(ranked)
+        return _fill(ranked, picked, request.n, seed)
+
+    def _pick(
+        self,
+        state: ExplorationState,
+        version: ServingModel,
+        ranked: RankedList,
+        request: RecommendRequest,
+        history: UserHistory,
+        left_out: frozenset[int],
+        slots: int,
+        seed: int,
+    ) -> np.ndarray:
+        """Return the ids of the ``slots`` products of highest priority in the pool."""
+        catalog = state.catalog
+        rows = state.pool
+        ids = catalog.content.product_ids[rows]
+        banned = np.fromiter(left_out, np.int64, len(left_out))
+        keep = ~np.isin(ids, ranked.product_ids) & ~np.isin(ids, banned)
+        categories = request.filters.categories
+        if categories:
+            in_categories = (c in categories for c in catalog.categories[rows])
+            keep &= np.fromiter(in_categories, bool, len(rows))
+        rows, ids = rows[keep], ids[keep]
+        if len(rows) == 0:
+            return ids
+        # Until histories carry engagement, what the user bought is what they engaged with.
+        bought = np.fromiter(history.purchased, np.int64, len(history.purchased))
+        similarity = catalog.content.similarity(bought, np.ones(len(bought)), rows)
+        new = ~catalog.known(version.model)[rows]
+        fresh = 1.0 - state.impressions[rows] / self.target
+        priority = (similarity + new) * fresh + JITTER * _unit(seed ^ _PRODUCTS, ids)
+        best = np.lexsort((ids, -priority))[:slots]
+        return ids[best]
+
+
+# Salts of the draws made from one (user, version) seed.
+_SLOTS, _PLACES, _PRODUCTS = 0x51, 0x91, 0xC3
+
+
+def _seed(user_id: int, version: str) -> int:
+    """Return the seed of a user's draws under a model version (stable across processes)."""
+    digest = hashlib.blake2b(f"{user_id}/{version}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little")
+
+
+def _unit(seed: int, keys: np.ndarray) -> np.ndarray:
+    """Return one number in [0, 1) per key, always the same for a seed and key (splitmix64)."""
+    with np.errstate(over="ignore"):
+        z = np.asarray(keys).astype(np.uint64) + np.uint64(seed)
+        z = z * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+
+
+def _slot_count(n: int, share: float, seed: int) -> int:
+    """Return how many of n slots to explore: n x share, the fraction a seeded coin."""
+    expected = n * share
+    whole = int(expected)
+    return min(n, whole + int(_unit(seed ^ _SLOTS, np.array([0]))[0] < expected - whole))
+
+
+def _fill(ranked: RankedList, picked: np.ndarray, n: int, seed: int) -> ShownList:
+    """Return the page with ``picked`` at seeded places in its lower half."""
+    length = min(n, len(ranked) + len(picked))
+    slots = len(picked)
+    first = min(length // 2, length - slots)
+    candidates = np.arange(first, length)
+    places = set(candidates[np.argsort(_unit(seed ^ _PLACES, candidates))[:slots]].tolist())
+    model_ids, model_scores = ranked.product_ids, ranked.scores
+    ids = np.empty(length, np.int64)
+    scores = np.empty(length, np.float64)
+    taken = explored = 0
+    for position in range(length):
+        # An explored product carries the score of the model product it displaces.
+        score = model_scores[min(taken, len(model_scores) - 1)]
+        if position in places:
+            ids[position], scores[position] = picked[explored], score
+            explored += 1
+        else:
+            ids[position], scores[position] = model_ids[taken], score
+            taken += 1
+    return ShownList(RankedList(ids, scores), frozenset(places))
