@@ -82,6 +82,7 @@ bench: install
 	run bench_scale --sizes "$(BENCH_SCALE_SIZES)" --spark-sizes 0.1M --retrain-sizes 1M; \
 	run bench_filters; \
 	run bench_exposure; \
+	run bench_exploration; \
 	run bench_similar "$(MOVIELENS)"; \
 	if command -v wrk >/dev/null 2>&1; then run bench_serving; \
 	else echo "skipped bench_serving.py: it needs wrk (apt-get install wrk)"; fi; \
