@@ -1,7 +1,9 @@
-"""Add product_impressions: how often each product was shown, summed over every server.
+"""Add product_impressions, how often each product was shown, and exposures.explored_ids.
 
 Exploration gives products that were rarely shown a slot (issue 22); each
 serving process counts what it shows and adds its counts here in batches.
+An A/B test's exposures name the explored products of each list, so its
+report can tell them apart (null for lists served before this migration).
 
 Revision ID: 0009
 Revises: 0008
@@ -25,7 +27,10 @@ def upgrade() -> None:
         sa.Column("product_id", sa.BigInteger, primary_key=True, autoincrement=False),
         sa.Column("impressions", sa.BigInteger, nullable=False),
     )
+    op.add_column("exposures", sa.Column("explored_ids", sa.Text, nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("exposures") as batch:
+        batch.drop_column("explored_ids")
     op.drop_table("product_impressions")

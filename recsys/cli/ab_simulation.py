@@ -226,6 +226,9 @@ class AbSimulation:
                 # The ingestion path of POST /interactions, then the attribution links.
                 self.runtime.add_interactions(events)
                 layer.link_events(links)
+            # What each server's sync thread does every few seconds: a simulated
+            # day takes about that long.
+            self.runtime.refresher.sync_impressions()
         layer.stop(name)
         return layer.report(name)
 

@@ -103,6 +103,8 @@ exposures = sa.Table(
     sa.Column("user_id", sa.BigInteger, nullable=False),
     # Product ids in the order shown, space-separated (empty when the request failed).
     sa.Column("product_ids", sa.Text, nullable=False),
+    # Those of them in exploration slots, space-separated (migration 0009; null before it).
+    sa.Column("explored_ids", sa.Text, nullable=True),
     sa.Column("model_version", sa.String(64), nullable=True),
     sa.Column("strategy", sa.String(32), nullable=True),
     sa.Column("latency_ms", sa.Float, nullable=False),
