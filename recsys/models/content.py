@@ -27,7 +27,7 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.preprocessing import normalize
 
-from recsys.models.base import lookup_ids
+from recsys.models.ranked import lookup_ids
 
 # Block weights: the category says most of what a shopper likes, the name's
 # words (the product type) nearly as much, the price band a little.

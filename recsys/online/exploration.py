@@ -10,13 +10,15 @@ best of those products for the user:
   within the request's filters and not already in the list;
 - the priority: ``(content similarity + 1 if new) x (1 - impressions /
   target) + jitter``: products the model does not know first, those like
-  what the user engaged with (``recsys.models.content``) before the others,
+  what the user engaged with (their history's clicks and purchases, weighted
+  as training weighs them; ``recsys.models.content``) before the others,
   fewer impressions before more; the jitter (up to ``JITTER``) spreads
   users with the same taste over near-equal products;
 - the slots: ``n x share`` of them (the fraction a seeded coin), at seeded
   places in the lower half of the page, so the model's best keep the top.
 
-Every draw is a hash of (user, model version), so identical requests get
+Every draw is a hash of (user, model version), or of (session's products,
+model version) for an anonymous session, so identical requests get
 the same list; it changes only with the user's history, the catalog, or the
 impression totals as they are synced (every ``EXPLORATION_SYNC_SECONDS``).
 Explored products are marked (``explored: true``) and carry the score of
@@ -35,8 +37,9 @@ import numpy as np
 import pandas as pd
 from prometheus_client import Counter
 
-from recsys.models.base import RankedList, Recommender
+from recsys.models.base import Recommender
 from recsys.models.content import ContentModel
+from recsys.models.ranked import RankedList
 from recsys.online.answers import Reason, RecommendationAnswer, RecommendedProduct, RecommendRequest
 from recsys.online.impressions import ImpressionCounter
 from recsys.online.live_model import ServingModel
@@ -123,16 +126,16 @@ class ShownList:
         return products
 
     def explain(
-        self, version: ServingModel, model: Recommender, user_id: int
+        self, version: ServingModel, model: Recommender, history: UserHistory
     ) -> list[list[Reason]]:
         """Return the user's past products behind each model product (none for explored ones)."""
         if not self.explored:
-            return version.explain(model, user_id, self.ranked)
+            return version.explain(model, history, self.ranked)
         kept = [i for i in range(len(self.ranked)) if i not in self.explored]
         reasons = iter(
             version.explain(
                 model,
-                user_id,
+                history,
                 RankedList(self.ranked.product_ids[kept], self.ranked.scores[kept]),
             )
         )
@@ -226,7 +229,7 @@ class Exploration:
         state = self._state
         if state is None or request.offset > 0 or len(ranked) == 0:
             return ShownList(ranked)
-        seed = _seed(request.user_id, version.version)
+        seed = _seed(request.user_id, history, version.version)
         slots = _slot_count(request.n, self.share, seed)
         if slots == 0:
             return ShownList(ranked)
@@ -259,9 +262,8 @@ class Exploration:
         rows, ids = rows[keep], ids[keep]
         if len(rows) == 0:
             return ids
-        # Until histories carry engagement, what the user bought is what they engaged with.
-        bought = np.fromiter(history.purchased, np.int64, len(history.purchased))
-        similarity = catalog.content.similarity(bought, np.ones(len(bought)), rows)
+        profile = history.profile(version.weights)
+        similarity = catalog.content.similarity(profile.product_ids, profile.engagement, rows)
         new = ~catalog.known(version.model)[rows]
         fresh = 1.0 - state.impressions[rows] / self.target
         priority = (similarity + new) * fresh + JITTER * _unit(seed ^ _PRODUCTS, ids)
@@ -273,9 +275,14 @@ class Exploration:
 _SLOTS, _PLACES, _PRODUCTS = 0x51, 0x91, 0xC3
 
 
-def _seed(user_id: int, version: str) -> int:
-    """Return the seed of a user's draws under a model version (stable across processes)."""
-    digest = hashlib.blake2b(f"{user_id}/{version}".encode(), digest_size=8).digest()
+def _seed(user_id: int | None, history: UserHistory, version: str) -> int:
+    """Return the seed of a user's draws under a model version (stable across processes).
+
+    An anonymous session (no user id) is seeded by its products: the same
+    session gets the same list.
+    """
+    who = f"user {user_id}" if user_id is not None else f"session {history.product_ids}"
+    digest = hashlib.blake2b(f"{who}/{version}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 

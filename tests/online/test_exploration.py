@@ -151,3 +151,26 @@ def test_metrics_count_explored_slots_and_impressions(factory):
     impressions = "recsys_impressions_total"
     assert value(after, slots) - value(before, slots) == 10
     assert value(after, impressions) - value(before, impressions) == 100
+
+
+def test_a_new_product_like_what_the_user_clicked_comes_first(factory):
+    client = factory().test_client()
+    book = {"product_id": 22, "name": "Coral Atlas", "category": "Books", "price": 12.0}
+    assert client.put("/products", json=[NEW_PRODUCT, book]).status_code == 200
+    clicks = [
+        {"user_id": user, "product_id": product, "purchased": 0}
+        for user, products in ((777_001, (2, 3, 8)), (777_002, (7, 11, 13)))
+        for product in products
+    ]
+    assert client.post("/interactions", json=clicks).status_code == 201
+    assert explored(recommendations(client, 777_001)) == [21]  # a Beauty shopper
+    assert explored(recommendations(client, 777_002)) == [22]  # a reader
+
+
+def test_an_anonymous_session_gets_the_same_explored_list_each_time(factory):
+    client = factory().test_client()
+    add_new_product(client)
+    session = {"items": [3, 7], "n": 10}
+    first, second = (client.post("/recommend/session", json=session).get_json() for _ in "ab")
+    assert first["recommendations"] == second["recommendations"]
+    assert explored(first["recommendations"]) == [21]
