@@ -85,6 +85,37 @@ class ContentModel:
     def __len__(self) -> int:
         return len(self.product_ids)
 
+    def taste(self, history_ids: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Return a user as one unit vector: the engagement-weighted sum of their products'.
+
+        Args:
+            history_ids: Raw ids of the user's products (ids not in the catalog
+                are ignored).
+            weights: How much the user engaged with each (same length; >= 0).
+
+        Returns:
+            A dense vector over the content features; all 0 for a user with no
+            product in the catalog (similar to nothing).
+        """
+        features = self.vectors.shape[1]
+        if len(self.product_ids) == 0:
+            return np.zeros(features)
+        positions, found = lookup_ids(self.product_ids, np.asarray(history_ids, dtype=np.int64))
+        rows, row_weights = positions[found], np.asarray(weights, dtype=np.float64)[found]
+        # The rows' entries straight from the CSR arrays: scipy's row indexing
+        # costs more than the sum itself, and every explored answer makes one.
+        indptr = self.vectors.indptr
+        starts, lengths = indptr[rows], indptr[rows + 1] - indptr[rows]
+        offsets = np.repeat(starts - np.cumsum(lengths) + lengths, lengths)
+        entries = offsets + np.arange(lengths.sum())
+        taste = np.bincount(
+            self.vectors.indices[entries],
+            weights=self.vectors.data[entries] * np.repeat(row_weights, lengths),
+            minlength=features,
+        )
+        norm = np.linalg.norm(taste)
+        return taste / norm if norm > 0 else taste
+
     def similarity(
         self,
         history_ids: np.ndarray,
@@ -94,27 +125,21 @@ class ContentModel:
         """Return the cosine of products to a user who engaged with ``history_ids``.
 
         Args:
-            history_ids: Raw ids of the user's products (ids not in the catalog
-                are ignored).
-            weights: How much the user engaged with each (same length; > 0).
+            history_ids: Raw ids of the user's products (see ``taste``).
+            weights: How much the user engaged with each.
             rows: Positions (into ``product_ids``) of the products to score;
                 None scores every product.
 
         Returns:
-            One value from 0 to 1 per scored product; all 0 for a user with
-            no product in the catalog.
+            One value from 0 to 1 per scored product.
         """
         scored = self.vectors if rows is None else self.vectors[rows]
-        if len(self.product_ids) == 0:
-            return np.zeros(scored.shape[0])
-        positions, found = lookup_ids(self.product_ids, np.asarray(history_ids, dtype=np.int64))
-        if not found.any():
-            return np.zeros(scored.shape[0])
-        taste = self.vectors[positions[found]].T @ np.asarray(weights, dtype=np.float64)[found]
-        norm = np.linalg.norm(taste)
-        if norm == 0:
-            return np.zeros(scored.shape[0])
-        return np.clip(scored @ (taste / norm), 0.0, 1.0)
+        return cosine(scored, self.taste(history_ids, weights))
+
+
+def cosine(vectors: sp.csr_matrix, taste: np.ndarray) -> np.ndarray:
+    """Return the cosine (0 to 1) of unit-length product rows to a user's ``taste``."""
+    return np.clip(vectors @ taste, 0.0, 1.0)
 
 
 def _block(

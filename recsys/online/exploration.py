@@ -6,8 +6,10 @@ score, and one it rarely shows collects no clicks to change that. With
 best of those products for the user:
 
 - the pool: products of the catalog shown fewer than ``EXPLORATION_IMPRESSIONS``
-  times so far (every process's counts, ``recsys.online.impressions``),
-  within the request's filters and not already in the list;
+  times so far (every process's counts, ``recsys.online.impressions``), at
+  most ``POOL_SIZE`` of them (new ones first, then the least shown), made
+  once per model and sync; a request keeps those within its filters and not
+  already in the list;
 - the priority: ``(content similarity + 1 if new) x (1 - impressions /
   target) + jitter``: products the model does not know first, those like
   what the user engaged with (their history's clicks and purchases, weighted
@@ -35,10 +37,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 from prometheus_client import Counter
 
 from recsys.models.base import Recommender
-from recsys.models.content import ContentModel
+from recsys.models.content import ContentModel, cosine
 from recsys.models.ranked import RankedList
 from recsys.online.answers import Reason, RecommendationAnswer, RecommendedProduct, RecommendRequest
 from recsys.online.impressions import ImpressionCounter
@@ -48,6 +51,8 @@ from recsys.store.events import UserHistory
 EXPLORED_SLOTS = Counter("recsys_explored_slots", "Answer slots given to explored products")
 # Spreads users of the same taste over near-equal products (priorities are about 0..2).
 JITTER = 0.1
+# Products a request chooses from at most: new ones first, then the least shown.
+POOL_SIZE = 1000
 
 
 @dataclass(frozen=True)
@@ -64,10 +69,6 @@ class CatalogContent:
     content: ContentModel
     categories: np.ndarray
     frame: pd.DataFrame
-    # Per model: which catalog products it trained on (computed once per model).
-    _known: weakref.WeakKeyDictionary = field(
-        init=False, default_factory=weakref.WeakKeyDictionary, repr=False, compare=False
-    )
 
     @classmethod
     def fit(cls, catalog: pd.DataFrame) -> CatalogContent:
@@ -79,13 +80,44 @@ class CatalogContent:
         values = np.array([c if isinstance(c, str) else None for c in categories], dtype=object)
         return cls(content, values, catalog)
 
-    def known(self, model: Recommender) -> np.ndarray:
-        """Return which catalog products ``model`` trained on (a boolean mask)."""
-        found = self._known.get(model)
-        if found is None:
-            found = np.isin(self.content.product_ids, model.product_ids)
-            self._known[model] = found
-        return found
+
+@dataclass(frozen=True)
+class ExplorationPool:
+    """The products one model's users may get in exploration slots, as of one sync.
+
+    Attributes:
+        product_ids: Raw ids: new products first, then the least shown.
+        categories: Each one's category (None when unknown).
+        new: Whether the model never trained on it.
+        fresh: 1 - impressions / target: 1 for a product never shown.
+        vectors: Their content vectors (rows of the content model's).
+    """
+
+    product_ids: np.ndarray
+    categories: np.ndarray
+    new: np.ndarray
+    fresh: np.ndarray
+    vectors: sp.csr_matrix
+
+    @classmethod
+    def of(
+        cls, catalog: CatalogContent, impressions: np.ndarray, target: int, model: Recommender
+    ) -> ExplorationPool:
+        """Return the pool of products shown fewer than ``target`` times, for one model."""
+        ids = catalog.content.product_ids
+        under = np.flatnonzero(impressions < target)
+        new = ~np.isin(ids[under], model.product_ids)
+        # New products first, then the fewest impressions, then by id; a bounded
+        # pool keeps each answer's work the same however large the catalog.
+        order = np.lexsort((ids[under], impressions[under], ~new))[:POOL_SIZE]
+        rows = under[order]
+        return cls(
+            ids[rows],
+            catalog.categories[rows],
+            new[order],
+            1.0 - impressions[rows] / target,
+            catalog.content.vectors[rows],
+        )
 
 
 @dataclass(frozen=True)
@@ -95,12 +127,28 @@ class ExplorationState:
     Attributes:
         catalog: The catalog's content.
         impressions: Each catalog product's impressions so far (aligned).
-        pool: Positions of the products shown fewer than the target times.
+        target: Impressions after which a product leaves the pool.
     """
 
     catalog: CatalogContent
     impressions: np.ndarray
-    pool: np.ndarray
+    target: int
+    # Per model: its pool, made at the first request that needs it.
+    _pools: weakref.WeakKeyDictionary = field(
+        init=False, default_factory=weakref.WeakKeyDictionary, repr=False, compare=False
+    )
+    _lock: threading.Lock = field(
+        init=False, default_factory=threading.Lock, repr=False, compare=False
+    )
+
+    def pool(self, model: Recommender) -> ExplorationPool:
+        """Return the pool for the users of ``model`` (made once per model and sync)."""
+        with self._lock:
+            found = self._pools.get(model)
+            if found is None:
+                found = ExplorationPool.of(self.catalog, self.impressions, self.target, model)
+                self._pools[model] = found
+            return found
 
 
 @dataclass(frozen=True)
@@ -205,8 +253,7 @@ class Exploration:
     def _snapshot(self, catalog: CatalogContent, totals: Mapping[int, int]) -> ExplorationState:
         ids = catalog.content.product_ids.tolist()
         impressions = np.fromiter((totals.get(p, 0) for p in ids), np.int64, len(ids))
-        pool = np.flatnonzero(impressions < self.target)
-        return ExplorationState(catalog, impressions, pool)
+        return ExplorationState(catalog, impressions, self.target)
 
     def explore(
         self,
@@ -250,23 +297,23 @@ class Exploration:
         seed: int,
     ) -> np.ndarray:
         """Return the ids of the ``slots`` products of highest priority in the pool."""
-        catalog = state.catalog
-        rows = state.pool
-        ids = catalog.content.product_ids[rows]
+        pool = state.pool(version.model)
+        ids = pool.product_ids
+        if len(ids) == 0:  # every product was shown often enough
+            return ids
         banned = np.fromiter(left_out, np.int64, len(left_out))
         keep = ~np.isin(ids, ranked.product_ids) & ~np.isin(ids, banned)
         categories = request.filters.categories
         if categories:
-            in_categories = (c in categories for c in catalog.categories[rows])
-            keep &= np.fromiter(in_categories, bool, len(rows))
-        rows, ids = rows[keep], ids[keep]
-        if len(rows) == 0:
-            return ids
+            keep &= np.fromiter((c in categories for c in pool.categories), bool, len(ids))
+        if not keep.any():
+            return ids[:0]
         profile = history.profile(version.weights)
-        similarity = catalog.content.similarity(profile.product_ids, profile.engagement, rows)
-        new = ~catalog.known(version.model)[rows]
-        fresh = 1.0 - state.impressions[rows] / self.target
-        priority = (similarity + new) * fresh + JITTER * _unit(seed ^ _PRODUCTS, ids)
+        taste = state.catalog.content.taste(profile.product_ids, profile.engagement)
+        similarity = cosine(pool.vectors, taste)[keep]
+        ids = ids[keep]
+        priority = (similarity + pool.new[keep]) * pool.fresh[keep]
+        priority += JITTER * _unit(seed ^ _PRODUCTS, ids)
         best = np.lexsort((ids, -priority))[:slots]
         return ids[best]
 

@@ -7,8 +7,13 @@ for the others).
 
 from __future__ import annotations
 
+import numpy as np
+import pandas as pd
 import pytest
 
+from recsys.data.ratings import derive_ratings
+from recsys.models.popularity import PopularityRecommender
+from recsys.online.exploration import POOL_SIZE, CatalogContent, ExplorationPool
 from tests.builders import AppFactory, runtime_of
 from tests.web.test_observability import metrics, value
 
@@ -174,3 +179,25 @@ def test_an_anonymous_session_gets_the_same_explored_list_each_time(factory):
     first, second = (client.post("/recommend/session", json=session).get_json() for _ in "ab")
     assert first["recommendations"] == second["recommendations"]
     assert explored(first["recommendations"]) == [21]
+
+
+def test_a_large_catalogs_pool_is_bounded_with_new_products_first():
+    catalog = pd.DataFrame(
+        {
+            "product_id": np.arange(1, 1501),
+            "name": [f"Item {i}" for i in range(1, 1501)],
+            "category": ["Home"] * 1500,
+            "price": np.linspace(5, 50, 1500),
+        }
+    )
+    log = pd.DataFrame(
+        {"user_id": 1, "product_clicked": np.arange(1, 1496), "purchased": 0}
+    )  # the model knows every product but the last 5
+    model = PopularityRecommender().fit(derive_ratings(log))
+    impressions = np.arange(1500) % 7  # every product under the target
+    pool = ExplorationPool.of(CatalogContent.fit(catalog), impressions, 100, model)
+    assert len(pool.product_ids) == POOL_SIZE
+    assert sorted(pool.product_ids[:5].tolist()) == [1496, 1497, 1498, 1499, 1500]
+    assert pool.new.tolist() == [True] * 5 + [False] * (POOL_SIZE - 5)
+    shown = impressions[pool.product_ids[5:] - 1]
+    assert (np.diff(shown) >= 0).all()  # then the least shown first
