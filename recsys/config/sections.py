@@ -31,7 +31,6 @@ from recsys.config.values import (
     Count,
     CountOrOff,
     DatabaseUrl,
-    Fraction,
     ModelName,
     NonNegative,
     OptionalPath,
@@ -41,6 +40,7 @@ from recsys.config.values import (
     Seconds,
     SecondsOrOff,
     SettingsError,
+    ShareOrOff,
     Switch,
     Text,
     TrainingEngine,
@@ -405,7 +405,7 @@ class CacheSection(Section):
 class ExplorationSection(Section):
     """Exploration: a share of each list for new or rarely shown products."""
 
-    share: Fraction = setting(
+    share: ShareOrOff = setting(
         "EXPLORATION",
         0.1,
         "share of a first page's slots given to new or rarely shown products, the best for "

@@ -46,6 +46,7 @@ from recsys.models.ranked import RankedList
 from recsys.online.answers import Reason, RecommendationAnswer, RecommendedProduct, RecommendRequest
 from recsys.online.impressions import ImpressionCounter
 from recsys.online.live_model import ServingModel
+from recsys.store.artifacts import version_number
 from recsys.store.events import UserHistory
 
 EXPLORED_SLOTS = Counter("recsys_explored_slots", "Answer slots given to explored products")
@@ -325,11 +326,14 @@ _SLOTS, _PLACES, _PRODUCTS = 0x51, 0x91, 0xC3
 def _seed(user_id: int | None, history: UserHistory, version: str) -> int:
     """Return the seed of a user's draws under a model version (stable across processes).
 
+    The version counts by its number (``v00002``), not its publishing time,
+    so that the same data and model give the same lists on another day too.
     An anonymous session (no user id) is seeded by its products: the same
     session gets the same list.
     """
     who = f"user {user_id}" if user_id is not None else f"session {history.product_ids}"
-    digest = hashlib.blake2b(f"{who}/{version}".encode(), digest_size=8).digest()
+    number = version_number(version)
+    digest = hashlib.blake2b(f"{who}/{number or version}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little")
 
 
