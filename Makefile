@@ -84,6 +84,8 @@ bench: install
 	run bench_exposure; \
 	run bench_exploration; \
 	run bench_similar "$(MOVIELENS)"; \
+	run bench_realtime "$(MOVIELENS)"; \
+	run bench_fold_in; \
 	if command -v wrk >/dev/null 2>&1; then run bench_serving; \
 	else echo "skipped bench_serving.py: it needs wrk (apt-get install wrk)"; fi; \
 	if [ -f "$(MOVIELENS)" ]; then \

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import scipy.sparse
+from scipy.linalg.lapack import dposv
 
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
@@ -159,7 +160,11 @@ class ALSRecommender(Recommender):
         """
         confidence = 1.0 + self.alpha * engagement
         mine = self._items64[items]
-        return np.linalg.solve(self.user_weight(mine, confidence), mine.T @ confidence)
+        weight, rhs = self.user_weight(mine, confidence), mine.T @ confidence
+        # W is symmetric positive definite when lambda > 0: LAPACK's Cholesky
+        # solve, a third cheaper than np.linalg.solve on a 32 x 32 system.
+        _, solved, info = dposv(weight, rhs)
+        return solved if info == 0 else np.linalg.lstsq(weight, rhs, rcond=None)[0]
 
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         # Solved in float64, scored in float32 as training-time rows are (a third of the time).
