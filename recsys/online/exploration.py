@@ -8,8 +8,8 @@ best of those products for the user:
 - the pool: products of the catalog shown fewer than ``EXPLORATION_IMPRESSIONS``
   times so far (every process's counts, ``recsys.online.impressions``), at
   most ``POOL_SIZE`` of them (new ones first, then the least shown), made
-  once per model and sync; a request keeps those within its filters and not
-  already in the list;
+  once per model and sync; a request keeps those within its filters, not
+  already in the list and not in the user's history;
 - the priority: ``(content similarity + 1 if new) x (1 - impressions /
   target) + jitter``: products the model does not know first, those like
   what the user engaged with (their history's clicks and purchases, weighted
@@ -302,8 +302,10 @@ class Exploration:
         ids = pool.product_ids
         if len(ids) == 0:  # every product was shown often enough
             return ids
+        # Products the user already clicked need no exploring: they have their feedback.
         banned = np.fromiter(left_out, np.int64, len(left_out))
-        keep = ~np.isin(ids, ranked.product_ids) & ~np.isin(ids, banned)
+        seen = np.concatenate([ranked.product_ids, banned, np.array(history.product_ids, np.int64)])
+        keep = ~np.isin(ids, seen)
         categories = request.filters.categories
         if categories:
             keep &= np.fromiter((c in categories for c in pool.categories), bool, len(ids))
