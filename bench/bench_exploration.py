@@ -154,25 +154,8 @@ def run_shop(folder: Path, args: argparse.Namespace, share: float) -> Run:
         simulation.close()
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--requests", type=int, default=10_000, help="requests per run")
-    parser.add_argument("--users", type=int, default=500, help="simulated users")
-    parser.add_argument("--products", type=int, default=40, help="products before the new ones")
-    parser.add_argument(
-        "--sync-every", type=int, default=200, help="requests between impression syncs"
-    )
-    add_record_option(parser)
-    args = parser.parse_args()
-    logging.disable(logging.WARNING)
-    verdicts = Verdicts("bench_exploration.py", record=args.record)
-    runs = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        for share in (0.1, 0.0):
-            folder = Path(tmp) / f"share-{share}"
-            folder.mkdir()
-            runs[share] = run_shop(folder, args, share)
-    explored, plain = runs[0.1], runs[0.0]
+def judge(explored: Run, plain: Run, args: argparse.Namespace, verdicts: Verdicts) -> None:
+    """Print both runs' figures and judge the targets."""
     print(
         f"simulated shop: {args.users} users, {args.products} products + 5 new at request "
         f"{args.requests // 2}, {args.requests} requests of {LIST_LENGTH}, "
@@ -220,6 +203,27 @@ def main() -> int:
     verdicts.inform(
         "new products shown without exploration", f"{sum(plain.new_impressions.values())}"
     )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--requests", type=int, default=10_000, help="requests per run")
+    parser.add_argument("--users", type=int, default=500, help="simulated users")
+    parser.add_argument("--products", type=int, default=40, help="products before the new ones")
+    parser.add_argument(
+        "--sync-every", type=int, default=200, help="requests between impression syncs"
+    )
+    add_record_option(parser)
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    verdicts = Verdicts("bench_exploration.py", record=args.record)
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for share in (0.1, 0.0):
+            folder = Path(tmp) / f"share-{share}"
+            folder.mkdir()
+            runs[share] = run_shop(folder, args, share)
+    judge(runs[0.1], runs[0.0], args, verdicts)
     return verdicts.finish()
 
 
