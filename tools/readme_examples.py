@@ -149,8 +149,13 @@ def run_session() -> list[str]:
             "RECSYS_DATABASE_URL": f"sqlite:///{state}/recsys.db",
             "RECSYS_MODEL_DIR": f"{state}/models",
             "RECSYS_MODEL_REFRESH_SECONDS": "0",
+            # Explored slots as the session's start left them: no impression
+            # sync may fall inside the session, however slow the host.
+            "RECSYS_EXPLORATION_SYNC_SECONDS": "3600",
         }
+        # The defaults, whatever the caller's environment (the tests turn exploration off).
         env.pop("RECSYS_MODEL", None)
+        env.pop("RECSYS_EXPLORATION", None)
         server = subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port)],
             cwd=ROOT,

@@ -40,6 +40,7 @@ from recsys.config.values import (
     Seconds,
     SecondsOrOff,
     SettingsError,
+    ShareOrOff,
     Switch,
     Text,
     TrainingEngine,
@@ -416,6 +417,28 @@ class CacheSection(Section):
         "recsys:",
         "prefix of the service's keys in Redis (services or environments sharing one Redis "
         "need different ones)",
+    )
+
+
+class ExplorationSection(Section):
+    """Exploration: a share of each list for new or rarely shown products."""
+
+    share: ShareOrOff = setting(
+        "EXPLORATION",
+        0.1,
+        "share of a first page's slots given to new or rarely shown products, the best for "
+        "the user by content (0.1: about one in ten; 0: off)",
+    )
+    impressions: Count = setting(
+        "EXPLORATION_IMPRESSIONS",
+        100,
+        "impressions (over every server) after which a product is no longer explored",
+    )
+    sync_seconds: Seconds = setting(
+        "EXPLORATION_SYNC_SECONDS",
+        10.0,
+        "how often a process adds the impressions it counted to the store's and reads "
+        "everyone's back (explored choices change only then)",
     )
 
 

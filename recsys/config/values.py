@@ -48,6 +48,11 @@ def _off_is_none(value: Any) -> Any:
     return None if value in (None, "", 0, "0", "off") else value
 
 
+def _off_is_zero(value: Any) -> Any:
+    """Read "", "0", 0, "off" and None as a share of 0 (off)."""
+    return 0.0 if _off_is_none(value) is None else value
+
+
 def _empty_is_none(value: Any) -> Any:
     return None if value in (None, "") else value
 
@@ -157,6 +162,12 @@ Count = Annotated[int, Field(ge=1), Accepts("an integer from 1 up")]
 Port = Annotated[int, Field(ge=1, le=65535), Accepts("an integer from 1 to 65535")]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False), Accepts("a number > 0")]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False), Accepts("a number >= 0")]
+ShareOrOff = Annotated[
+    float,
+    Field(ge=0, le=1, allow_inf_nan=False),
+    BeforeValidator(_off_is_zero),
+    Accepts("a number from 0 to 1, or 0 for off"),
+]
 CountOrOff = Annotated[
     Annotated[int, Field(ge=1)] | None,
     BeforeValidator(_off_is_none),

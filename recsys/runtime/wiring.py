@@ -51,7 +51,9 @@ from recsys.experiments import ExperimentLayer, ExperimentStore, ExposureLog, Gu
 from recsys.models import AUTO
 from recsys.online import (
     AnswerCache,
+    Exploration,
     HistoryCache,
+    ImpressionCounter,
     InvalidationBus,
     NoAnswerCache,
     RecommendationService,
@@ -62,6 +64,7 @@ from recsys.runtime.startup import InitReport, bootstrap_if_empty, initialise
 from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore
+from recsys.store.impressions import ImpressionCounts
 from recsys.store.job_queue import JobQueue
 from recsys.training import (
     AutoRetrainer,
@@ -145,7 +148,13 @@ class ServingRuntime:
         # Redis failing waits for it once, not once per user.
         self.redis_outage = RedisOutage()
         self.service = RecommendationService(
-            self.store, answer_cache(settings, self.store, self.redis_outage)
+            self.store,
+            answer_cache(settings, self.store, self.redis_outage),
+            Exploration(
+                settings.exploration.share,
+                settings.exploration.impressions,
+                ImpressionCounter(ImpressionCounts(self.store.engine)),
+            ),
         )
         # Late-bound so a job always runs the runtime's current ``train``.
         self.trainer = Trainer(
@@ -280,6 +289,7 @@ class ServingRuntime:
         if self.exposure_log is not None:
             self.exposure_log.close()
         self.service.cache.stop()
+        self.refresher.sync_impressions()
         self.store.dispose()
 
     def refresh(self) -> bool:

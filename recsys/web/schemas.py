@@ -78,6 +78,11 @@ class ScoredProduct(BaseModel):
     because: list[Reason] | None = Field(
         None, description="with explain=true: the user's own past products behind it"
     )
+    explored: Literal[True] | None = Field(
+        None,
+        description="present (true) when the product fills an exploration slot: new or rarely "
+        "shown, chosen to collect feedback (RECSYS_EXPLORATION); its score is the slot's",
+    )
 
 
 class Recommendations(BaseModel):
