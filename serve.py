@@ -269,10 +269,24 @@ class AccessLogJson(logging.Formatter):
         )
 
 
+# Standard output holds the access log only; granian's own messages go to
+# standard error with the service's.
 ACCESS_LOG_CONFIG = {
     "formatters": {
         "generic": {"()": "logging.Formatter", "fmt": "[%(levelname)s] %(message)s"},
         "access": {"()": AccessLogJson},
+    },
+    "handlers": {
+        "console": {
+            "formatter": "generic",
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stderr",
+        },
+        "access": {
+            "formatter": "access",
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+        },
     },
 }
 

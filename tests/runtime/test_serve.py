@@ -1,0 +1,265 @@
+"""The production server (serve.py): granian's workers over an app prepared once.
+
+The main process does the start-up work and loads the model before any
+worker exists; the workers answer with it without loading it again. The
+access log holds one JSON object per line, whatever a request's path holds,
+and never the API key. A public address without keys, or a taken port,
+stops the server with one line; SIGHUP replaces the workers without losing
+an acknowledged event.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+import serve
+from recsys.store.events import EventStore
+from tests.servers import ROOT, Granian, Servers, http_request, service_env
+
+# What granian hands its access logger for one request (granian.log.log_request_builder).
+ATOMS = {
+    "addr": "127.0.0.1",
+    "time": "2026-11-30 07:14:00 +0000",
+    "dt_ms": 1.234,
+    "status": 200,
+    "path": "/recommend",
+    "query_string": "user_id=1&n=3",
+    "method": "GET",
+    "scheme": "http",
+    "protocol": "HTTP/1.1",
+    "_h0": "203.0.113.7",
+    "_h1": "3f2a",
+}
+
+
+def access_line(**atoms) -> str:
+    """Return the access-log line serve.py writes for these atoms."""
+    record = logging.LogRecord("granian.access", logging.INFO, "", 0, "%s", (), None)
+    record.args = {**ATOMS, **atoms}
+    record.created = 1_796_022_840.123
+    return serve.AccessLogJson().format(record)
+
+
+# -- the access log's format ---------------------------------------------------------
+
+
+def test_an_access_log_line_is_a_json_object_with_the_request_and_its_answer():
+    record = json.loads(access_line())
+    assert record == {
+        "time": "2026-11-30T07:14:00.123+00:00",
+        "method": "GET",
+        "path": "/recommend",
+        "query": "user_id=1&n=3",
+        "status": 200,
+        "duration": 0.001234,
+        "remote_addr": "127.0.0.1",
+        "forwarded_for": "203.0.113.7",
+        "request_id": "3f2a",
+        "pid": record["pid"],
+    }
+
+
+@pytest.mark.parametrize(
+    "path",
+    ['/"quoted"', "/back\\slash", "/line\nfeed", "/tab\tand\x00nul", "/caf\u00e9", "/\\u0041"],
+    ids=["quote", "backslash", "line-feed", "control", "non-ascii", "escape-lookalike"],
+)
+def test_a_path_of_any_characters_stays_on_one_line_and_reads_back_unchanged(path):
+    line = access_line(path=path)
+    assert "\n" not in line
+    assert json.loads(line)["path"] == path
+
+
+def test_the_access_log_reads_only_the_proxy_headers():
+    assert serve.ACCESS_LOG_HEADERS.count("%(header{") == 2
+    assert "x-api-key" not in serve.ACCESS_LOG_HEADERS.lower()
+
+
+def test_missing_proxy_headers_are_logged_as_a_dash():
+    # granian hands "-" for a header the request does not carry.
+    record = json.loads(access_line(_h0="-", _h1="-"))
+    assert (record["forwarded_for"], record["request_id"]) == ("-", "-")
+
+
+# -- where it listens ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("bind", "host", "port", "expected"),
+    [
+        (("127.0.0.1:8000",), None, None, ("127.0.0.1", 8000)),
+        (("0.0.0.0:9000",), None, 8123, ("0.0.0.0", 8123)),
+        (("127.0.0.1:8000",), "0.0.0.0", None, ("0.0.0.0", 8000)),
+        (("[::1]:8000",), None, None, ("::1", 8000)),
+        (("unix:/run/recsys.sock",), None, None, Path("/run/recsys.sock")),
+        (("unix:/run/recsys.sock",), None, 8123, ("127.0.0.1", 8123)),
+    ],
+)
+def test_the_address_comes_from_the_bind_setting_or_the_arguments(bind, host, port, expected):
+    assert serve.listening_address(bind, host, port) == expected
+
+
+@pytest.mark.parametrize(
+    ("bind", "message"),
+    [
+        (("127.0.0.1:8000", "127.0.0.1:8001"), "serve.py listens on one address"),
+        (("fd://3",), "serve.py listens on HOST:PORT, [IPV6]:PORT or unix:PATH"),
+    ],
+)
+def test_an_address_granian_cannot_bind_is_refused_by_name(bind, message):
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        serve.listening_address(bind, None, None)
+
+
+# -- a real server -------------------------------------------------------------------
+
+
+def start_and_wait(command_env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "serve.py"],
+        cwd=ROOT,
+        env=command_env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.slow
+def test_the_server_refuses_a_port_another_one_listens_on(sqlite_url, tmp_path):
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = service_env(sqlite_url, tmp_path / "models", BIND=f"127.0.0.1:{port}")
+        started = start_and_wait(env)
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert started.stderr.strip().endswith(
+        f"error: cannot listen on 127.0.0.1:{port}: address already in use"
+    )
+
+
+@pytest.mark.slow
+def test_the_server_refuses_a_public_address_without_keys(sqlite_url, tmp_path):
+    env = service_env(sqlite_url, tmp_path / "models", BIND="0.0.0.0:8999")
+    started = start_and_wait(env)
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert "which is not a loopback address" in started.stderr
+    assert not (tmp_path / "models").exists()  # refused before any start-up work
+
+
+@pytest.fixture
+def serve_one(sqlite_url, tmp_path):
+    """Return a function that starts the production server on SQLite; all are killed after."""
+    servers = Servers(tmp_path, Granian)
+    yield functools.partial(servers.start, sqlite_url)
+    servers.stop()
+
+
+@pytest.mark.slow
+def test_both_workers_answer_with_the_model_the_main_process_loaded_once(serve_one):
+    server = serve_one()
+    server.wait_ready()
+    answers = server.ask_every_worker("/recommend?user_id=1")
+    log = server.log()
+    answered = {entry["pid"] for entry in server.access_entries()}
+    assert {a.status for a in answers} == {200}
+    assert len({a.body["model_version"] for a in answers}) == 1
+    # One load in the whole log, written before any worker existed.
+    assert log.count("serving model v") == 1, log
+    assert log.index("serving model v") < log.index("Spawning worker")
+    assert answered == server.worker_pids() and server.process.pid not in answered
+
+
+@pytest.mark.slow
+def test_the_access_log_is_one_json_object_per_request_without_the_api_key(serve_one):
+    server = serve_one(WORKERS=1)
+    server.wait_ready()
+    answers = [
+        http_request(
+            server.port,
+            "GET",
+            "/recommend?user_id=1",
+            headers={"X-API-Key": "k-9", "X-Request-ID": "r-1"},
+        ),
+        http_request(server.port, "GET", "/%22a%5Cb%0Ac?user_id=2"),
+    ]
+
+    def logged() -> list[dict]:
+        return [r for r in server.access_entries() if r["path"] != "/readyz"]
+
+    server.wait_until(lambda: len(logged()) == 2, within=5, what="both requests logged")
+    assert [a.status for a in answers] == [200, 404]
+    assert sorted((r["path"], r["query"], r["status"], r["request_id"]) for r in logged()) == [
+        ('/"a\\b\nc', "user_id=2", 404, "-"),
+        ("/recommend", "user_id=1", 200, "r-1"),
+    ]
+    assert "k-9" not in server.access_log.read_text()
+
+
+@pytest.mark.slow
+def test_a_graceful_restart_loses_no_acknowledged_event(serve_one, sqlite_url, record_property):
+    server = serve_one(WORKERS=2)
+    server.wait_ready()
+    before = server.worker_pids()
+    acknowledged: list[int] = []
+    failures: list[str] = []
+    stop = threading.Event()
+
+    def post() -> None:
+        product = 0
+        while not stop.is_set():
+            product = product % 20 + 1
+            try:
+                answer = server.request(
+                    "POST",
+                    "/interactions",
+                    {"user_id": 900_000 + len(acknowledged), "product_id": product, "purchased": 0},
+                )
+            except OSError as exc:  # refused while no worker listens: not acknowledged
+                failures.append(type(exc).__name__)
+                continue
+            if answer.status == 201:
+                acknowledged.append(900_000 + len(acknowledged))
+            else:
+                failures.append(str(answer.status))
+
+    poster = threading.Thread(target=post)
+    poster.start()
+    try:
+        time.sleep(1)
+        server.process.send_signal(signal.SIGHUP)
+        seconds = server.wait_until(
+            lambda: len(server.worker_pids()) == 2 and not (server.worker_pids() & before),
+            within=60,
+            what="both workers replaced",
+        )
+        time.sleep(1)
+    finally:
+        stop.set()
+        poster.join(timeout=30)
+    record_property("seconds_to_replace_workers", round(seconds, 2))
+    record_property("events_acknowledged", len(acknowledged))
+    store = EventStore.from_url(sqlite_url)
+    with store.engine.connect() as conn:
+        stored = set(
+            conn.execute(sa.text("SELECT user_id FROM interactions WHERE user_id >= 900000"))
+            .scalars()
+            .all()
+        )
+    store.dispose()
+    assert acknowledged and set(acknowledged) <= stored
+    assert failures == [], failures
