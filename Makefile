@@ -33,9 +33,10 @@ $(VENV)/.installed-spark: $(VENV)/.installed requirements-spark.txt
 run: install
 	$(PY) app.py $(RUN_ARGS)
 
-# Production server: gunicorn with gunicorn.conf.py (init runs once in its master).
+# Production server: serve.py, granian's workers (init and the model load run once
+# before them). `make serve PORT=8123 HOST=0.0.0.0` overrides RECSYS_BIND.
 serve: install
-	$(VENV)/bin/gunicorn 'app:create_app()'
+	$(PY) serve.py $(RUN_ARGS)
 
 lint: install docs
 	$(VENV)/bin/ruff check .

@@ -46,6 +46,9 @@ from recsys.config import Settings, SettingsError
 MAX_HEADER_BYTES = 16 * 1024
 # After a SIGHUP, each new worker serves this long before its predecessor is stopped.
 RESTART_OVERLAP_SECONDS = 2.0
+# A stopping worker finishes its answers in flight for at most this long (a
+# request's database work is bounded far below it).
+STOP_SECONDS = 30
 _OWN_METRICS_DIR = "recsys-metrics-"
 
 
@@ -83,6 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     # Two processes must never share a pooled connection: each worker opens its own.
     runtime.store.dispose()
     server = granian_server(address, settings, app)
+    server.on_startup(notify_systemd_ready)
     server.on_shutdown(lambda: remove_own_metrics_dir(metrics_dir))
     server.serve(target_loader=lambda _target: worker_app(app, metrics_dir))
     return 0
@@ -184,6 +188,7 @@ def granian_server(address: tuple[str, int] | Path, settings: Settings, app: Any
         http1_settings=HTTP1Settings(max_buffer_size=MAX_HEADER_BYTES),
         respawn_failed_workers=True,
         respawn_interval=RESTART_OVERLAP_SECONDS,
+        workers_kill_timeout=STOP_SECONDS,
         log_level=LogLevels.info,
         log_dictconfig=ACCESS_LOG_CONFIG,
         log_access=True,
@@ -202,6 +207,17 @@ def worker_app(app: Any, metrics_dir: Path) -> Any:
             multiprocess.mark_process_dead(pid, str(metrics_dir))
     app.extensions["recsys.runtime"].start_threads()
     return app
+
+
+def notify_systemd_ready() -> None:
+    """Tell systemd (``Type=notify``) the service is ready: init done, model loaded, bound."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):  # an abstract socket's name
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as notify:
+        notify.sendto(b"READY=1", address)
 
 
 def pid_alive(pid: int) -> bool:

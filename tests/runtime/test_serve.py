@@ -263,3 +263,12 @@ def test_a_graceful_restart_loses_no_acknowledged_event(serve_one, sqlite_url, r
     store.dispose()
     assert acknowledged and set(acknowledged) <= stored
     assert failures == [], failures
+
+
+def test_systemd_hears_ready_once_the_server_is_prepared(tmp_path, monkeypatch):
+    address = str(tmp_path / "notify")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as systemd:
+        systemd.bind(address)
+        monkeypatch.setenv("NOTIFY_SOCKET", address)
+        serve.notify_systemd_ready()
+        assert systemd.recv(64) == b"READY=1"
