@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
-import logging
+import os
 import signal
 import socket
 import subprocess
@@ -28,46 +28,42 @@ import serve
 from recsys.store.events import EventStore
 from tests.servers import ROOT, Granian, Servers, http_request, service_env
 
-# What granian hands its access logger for one request (granian.log.log_request_builder).
-ATOMS = {
-    "addr": "127.0.0.1",
-    "time": "2026-11-30 07:14:00 +0000",
-    "dt_ms": 1.234,
-    "status": 200,
-    "path": "/recommend",
-    "query_string": "user_id=1&n=3",
-    "method": "GET",
-    "scheme": "http",
-    "protocol": "HTTP/1.1",
-    "_h0": "203.0.113.7",
-    "_h1": "3f2a",
+# One request as the server hands it to the app, and what the app answered.
+ENVIRON = {
+    "REQUEST_METHOD": "GET",
+    "PATH_INFO": "/recommend",
+    "QUERY_STRING": "user_id=1&n=3",
+    "REMOTE_ADDR": "127.0.0.1",
+    "HTTP_X_FORWARDED_FOR": "203.0.113.7",
+    "HTTP_X_REQUEST_ID": "3f2a",
+    "HTTP_X_API_KEY": "secret-key-123",
 }
+HEADERS = [("Content-Type", "application/json"), ("X-Request-ID", "3f2a")]
+STARTED = 1_796_022_840.123  # 2026-11-30T07:14:00.123Z
 
 
-def access_line(**atoms) -> str:
-    """Return the access-log line serve.py writes for these atoms."""
-    record = logging.LogRecord("granian.access", logging.INFO, "", 0, "%s", (), None)
-    record.args = {**ATOMS, **atoms}
-    record.created = 1_796_022_840.123
-    return serve.AccessLogJson().format(record)
+def access_record(environ=None, headers=HEADERS, status=200, size=321) -> dict:
+    line = serve.access_line(environ or ENVIRON, STARTED, 0.001234, status, headers, size)
+    assert line.endswith(b"\n") and line.count(b"\n") == 1
+    return json.loads(line)
 
 
 # -- the access log's format ---------------------------------------------------------
 
 
 def test_an_access_log_line_is_a_json_object_with_the_request_and_its_answer():
-    record = json.loads(access_line())
-    assert record == {
+    assert access_record() == {
         "time": "2026-11-30T07:14:00.123+00:00",
         "method": "GET",
         "path": "/recommend",
         "query": "user_id=1&n=3",
         "status": 200,
         "duration": 0.001234,
+        "bytes": 321,
         "remote_addr": "127.0.0.1",
         "forwarded_for": "203.0.113.7",
         "request_id": "3f2a",
-        "pid": record["pid"],
+        "pid": os.getpid(),
     }
 
 
@@ -77,20 +73,56 @@ def test_an_access_log_line_is_a_json_object_with_the_request_and_its_answer():
     ids=["quote", "backslash", "line-feed", "control", "non-ascii", "escape-lookalike"],
 )
 def test_a_path_of_any_characters_stays_on_one_line_and_reads_back_unchanged(path):
-    line = access_line(path=path)
-    assert "\n" not in line
-    assert json.loads(line)["path"] == path
+    assert access_record({**ENVIRON, "PATH_INFO": path})["path"] == path
 
 
-def test_the_access_log_reads_only_the_proxy_headers():
-    assert serve.ACCESS_LOG_HEADERS.count("%(header{") == 2
-    assert "x-api-key" not in serve.ACCESS_LOG_HEADERS.lower()
+def test_a_long_path_is_cut_so_that_a_line_is_written_whole():
+    record = access_record({**ENVIRON, "PATH_INFO": "/" + "a" * 20_000})
+    assert len(record["path"]) == serve.MAX_LOGGED_CHARS and record["path"].endswith("...")
+
+
+def test_the_api_key_header_is_never_in_the_access_log():
+    line = serve.access_line(ENVIRON, STARTED, 0.001, 200, HEADERS, 1)
+    assert b"secret-key-123" not in line
+
+
+def test_the_logged_request_id_is_the_answers_one():
+    # The service makes an id when the caller sends none: the line names that one.
+    environ = {k: v for k, v in ENVIRON.items() if k != "HTTP_X_REQUEST_ID"}
+    assert access_record(environ, headers=[("X-Request-ID", "made-1")])["request_id"] == "made-1"
 
 
 def test_missing_proxy_headers_are_logged_as_a_dash():
-    # granian hands "-" for a header the request does not carry.
-    record = json.loads(access_line(_h0="-", _h1="-"))
+    environ = {k: v for k, v in ENVIRON.items() if not k.startswith("HTTP_X_")}
+    record = access_record(environ, headers=[])
     assert (record["forwarded_for"], record["request_id"]) == ("-", "-")
+
+
+def test_the_middleware_hands_a_body_of_known_length_over_whole(tmp_path):
+    def app(environ, start_response):
+        start_response("201 CREATED", [("Content-Length", "5"), ("X-Request-ID", "r")])
+        return iter([b"ab", b"cde"])
+
+    log = tmp_path / "access.log"
+    with open(log, "wb") as out:
+        body = serve.JsonAccessLog(app, out.fileno())(dict(ENVIRON), lambda *a: None)
+    assert body == [b"abcde"]
+    record = json.loads(log.read_text())
+    assert (record["status"], record["bytes"], record["request_id"]) == (201, 5, "r")
+
+
+def test_a_streamed_body_is_logged_when_the_server_closes_it(tmp_path):
+    def app(environ, start_response):
+        start_response("200 OK", [])
+        return iter([b"ab", b"cde"])
+
+    log = tmp_path / "access.log"
+    with open(log, "wb") as out:
+        body = serve.JsonAccessLog(app, out.fileno())(dict(ENVIRON), lambda *a: None)
+        assert log.read_text() == ""  # not sent yet
+        assert b"".join(body) == b"abcde"
+        body.close()
+    assert json.loads(log.read_text())["bytes"] == 5
 
 
 # -- where it listens ----------------------------------------------------------------
@@ -204,7 +236,7 @@ def test_the_access_log_is_one_json_object_per_request_without_the_api_key(serve
     server.wait_until(lambda: len(logged()) == 2, within=5, what="both requests logged")
     assert [a.status for a in answers] == [200, 404]
     assert sorted((r["path"], r["query"], r["status"], r["request_id"]) for r in logged()) == [
-        ('/"a\\b\nc', "user_id=2", 404, "-"),
+        ('/"a\\b\nc', "user_id=2", 404, answers[1].headers["x-request-id"]),
         ("/recommend", "user_id=1", 200, "r-1"),
     ]
     assert "k-9" not in server.access_log.read_text()
