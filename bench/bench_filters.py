@@ -147,6 +147,7 @@ def main() -> int:
                     "CACHE": cache,
                     "RATE_LIMIT": "",
                     "RATE_LIMIT_INGEST": "",
+                    "RATE_LIMIT_ADDRESS": "",
                     "LOG_LEVEL": "WARNING",
                     # Room for every user's plain and filtered answers.
                     "CACHE_MAX_ENTRIES": "30000",

@@ -191,6 +191,7 @@ def main() -> int:
                     "MODEL_DIR": f"{tmp}/models-{name}",
                     "RATE_LIMIT": "",
                     "RATE_LIMIT_INGEST": "",
+                    "RATE_LIMIT_ADDRESS": "",
                     **extra,
                 }
             )

@@ -95,6 +95,7 @@ def genre_agreement(
             "MODEL": model,
             "RATE_LIMIT": "",
             "RATE_LIMIT_INGEST": "",
+            "RATE_LIMIT_ADDRESS": "",
             "LOG_LEVEL": "WARNING",
         }
     )

@@ -225,6 +225,7 @@ class Server:
                 # The benchmark measures serving, not the limiter's 429s.
                 "RECSYS_RATE_LIMIT": "",
                 "RECSYS_RATE_LIMIT_INGEST": "",
+                "RECSYS_RATE_LIMIT_ADDRESS": "",
                 **env,
             }
         )

@@ -103,7 +103,8 @@ def service_env(database_url: str, model_dir: Path, **settings: Any) -> dict[str
     env["RECSYS_DATABASE_URL"] = database_url
     env["RECSYS_MODEL_DIR"] = str(model_dir)
     # These tests send bursts on purpose; rate limits have tests of their own.
-    env["RECSYS_RATE_LIMIT"] = env["RECSYS_RATE_LIMIT_INGEST"] = ""
+    for limit in ("RATE_LIMIT", "RATE_LIMIT_INGEST", "RATE_LIMIT_ADDRESS"):
+        env[f"RECSYS_{limit}"] = ""
     env.update({f"RECSYS_{name}": str(value) for name, value in settings.items()})
     return env
 

@@ -81,6 +81,7 @@ def test_every_endpoint_answers_json_in_time_when_redis_fails_from_the_start(
         CACHE_KEY_PREFIX=cache_prefix,
         RATE_LIMIT="1000 per second",
         RATE_LIMIT_INGEST="1000 per second",
+        RATE_LIMIT_ADDRESS="1000 per second",
     )
     server.wait_ready()
     start_experiment(server)
@@ -113,6 +114,7 @@ def test_every_endpoint_answers_in_time_while_redis_goes_silent_and_after_it_ret
         CACHE_KEY_PREFIX=cache_prefix,
         RATE_LIMIT="1000 per second",
         RATE_LIMIT_INGEST="1000 per second",
+        RATE_LIMIT_ADDRESS="1000 per second",
     )
     server.wait_ready()
     start_experiment(server)
