@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import json
 import logging
 import os
 import shutil
@@ -38,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 from flask.cli import get_load_dotenv, load_dotenv
 
 from recsys.config import Settings, SettingsError
@@ -365,7 +365,9 @@ def access_line(
         "request_id": request_id or environ.get("HTTP_X_REQUEST_ID", "-")[:MAX_LOGGED_CHARS],
         "pid": os.getpid(),  # which worker answered
     }
-    return json.dumps(record).encode() + b"\n"
+    # orjson: a tenth of the standard library's time; it escapes control
+    # characters and writes other text as UTF-8, so a line stays one line.
+    return orjson.dumps(record) + b"\n"
 
 
 def _cut(text: str) -> str:
