@@ -304,3 +304,25 @@ def test_systemd_hears_ready_once_the_server_is_prepared(tmp_path, monkeypatch):
         monkeypatch.setenv("NOTIFY_SOCKET", address)
         serve.notify_systemd_ready()
         assert systemd.recv(64) == b"READY=1"
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        ([], "serve.py"),
+        (["PORT=8123"], "serve.py --port 8123"),
+        (["HOST=0.0.0.0", "PORT=8123"], "serve.py --host 0.0.0.0 --port 8123"),
+    ],
+)
+def test_make_serve_starts_serve_py_where_it_is_told(args, expected):
+    shown = subprocess.run(
+        ["make", "-n", "-o", ".venv/.installed", "serve", *args],
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "MAKEFLAGS")},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert shown.returncode == 0, shown.stderr
+    command = shown.stdout.strip().splitlines()[-1].split("/python ", 1)[1]
+    assert command.split() == expected.split()
