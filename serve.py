@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, ValueError) as exc:
         return refuse(str(exc))
     metrics_dir = prepare_metrics_dir()
+    # Before any model is loaded or trained: large temporaries leave nothing behind.
+    from recsys.runtime import return_large_blocks_at_once
+
+    return_large_blocks_at_once()
     # Imported only now: prometheus-client reads PROMETHEUS_MULTIPROC_DIR at import.
     from app import create_app
     from recsys.config.open_bind import open_bind_refusal, warn_if_open

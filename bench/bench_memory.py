@@ -155,9 +155,10 @@ class Service:
             time.sleep(1)
         raise RuntimeError("the workers did not come to serve one newer version")
 
-    def memory(self) -> tuple[int, int]:
-        pids = self.worker_pids()
-        return sum(pss_bytes(p) for p in pids), sum(rss_bytes(p) for p in pids)
+    def memory(self) -> tuple[int, int, list[int]]:
+        pids = sorted(self.worker_pids())
+        each = [pss_bytes(p) for p in pids]
+        return sum(each), sum(rss_bytes(p) for p in pids), each
 
     def stop(self) -> None:
         self.process.terminate()
@@ -201,9 +202,15 @@ def main() -> int:
                 )
         finally:
             service.stop()
-    print(f"\n  {'when':<32}{'version':<26}{'sum of PSS MB':>14}{'sum of RSS MB':>14}")
-    for when, served, pss, rss in rows:
-        print(f"  {when:<32}{served:<26}{pss / MB:>14,.0f}{rss / MB:>14,.0f}")
+    print(
+        f"\n  {'when':<18}{'version':<26}{'sum of PSS MB':>14}{'sum of RSS MB':>14}"
+        "   each worker's PSS MB"
+    )
+    for when, served, pss, rss, each in rows:
+        print(
+            f"  {when:<18}{served:<26}{pss / MB:>14,.0f}{rss / MB:>14,.0f}   "
+            + ", ".join(f"{one / MB:,.0f}" for one in each)
+        )
     growth = (rows[-1][2] - rows[0][2]) / size
     print(f"\nGrowth of the workers' summed PSS: {growth:.2f}x the arrays file")
     verdicts.check(

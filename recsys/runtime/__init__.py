@@ -11,6 +11,7 @@ from recsys.runtime.dashboard import (
     running_experiment_report,
     stats,
 )
+from recsys.runtime.memory import return_large_blocks_at_once
 from recsys.runtime.startup import InitReport
 from recsys.runtime.wiring import ServingRuntime
 
@@ -20,6 +21,7 @@ __all__ = [
     "StoreStats",
     "live_model_summary",
     "lookup_user",
+    "return_large_blocks_at_once",
     "running_experiment_report",
     "stats",
 ]

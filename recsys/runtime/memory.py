@@ -6,8 +6,12 @@ catalog-squared float64 arrays. Freed, most of that stays with the process:
 glibc raises its threshold for serving an allocation from the heap to the
 size of the largest block it has returned, so the next large arrays come from
 the heap (and the training thread's own arena), where freed pages are kept
-for reuse. ``malloc_trim(0)`` gives every free page of every arena back.
-Elsewhere than glibc it does nothing.
+for reuse. ``malloc_trim(0)`` gives every free page of every arena back, and
+``return_large_blocks_at_once`` (the production server calls it at start)
+keeps the threshold where it is, so an array of 128 KiB or more is always
+mapped on its own and unmapped when freed: loading a new version (whose
+checks make catalog-squared temporaries) leaves nothing behind either.
+Elsewhere than glibc both do nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +36,20 @@ def _glibc() -> ctypes.CDLL | None:
 
 
 _LIBC = _glibc()
+
+
+# mallopt's parameter, and glibc's default value for it.
+_M_MMAP_THRESHOLD, _LARGE_BLOCK_BYTES = -3, 128 * 1024
+
+
+def return_large_blocks_at_once() -> bool:
+    """Have every allocation of 128 KiB or more mapped apart and unmapped when freed.
+
+    Set once in a process (a forked worker inherits it). Returns whether it could.
+    """
+    if _LIBC is None:
+        return False
+    return bool(_LIBC.mallopt(_M_MMAP_THRESHOLD, _LARGE_BLOCK_BYTES))
 
 
 def give_back_freed_memory() -> bool:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from recsys.runtime import memory
+from tests.builders import ROOT
 
 
 def resident_kib() -> int:
@@ -47,3 +50,44 @@ def test_memory_freed_by_training_leaves_the_process():
     before = resident_kib()
     memory.then_give_back_memory(train)
     assert resident_kib() - before < 32 * 1024  # far less than the 160 MB it held
+
+
+LEAK_PATTERN = """
+import sys
+from pathlib import Path
+import numpy as np
+from recsys.runtime import memory
+
+def resident_kib():
+    text = Path("/proc/self/status").read_text()
+    return int(next(l for l in text.splitlines() if l.startswith("VmRSS:")).split()[1])
+
+if sys.argv[1] == "fixed":
+    memory.return_large_blocks_at_once()
+before = resident_kib()
+first = np.ones(16 * 1024 * 1024 // 8)
+del first
+blocks = [np.ones(4 * 1024 * 1024 // 8) for _ in range(40)]
+kept = np.ones(1024 * 1024 // 8)
+del blocks
+print(resident_kib() - before)
+"""
+
+
+@pytest.mark.skipif(memory._LIBC is None, reason="mallopt is glibc's")
+@pytest.mark.parametrize(("mode", "most_kib"), [("fixed", 32 * 1024), ("default", None)])
+def test_with_large_blocks_returned_at_once_freed_arrays_leave_without_a_trim(mode, most_kib):
+    grown = int(
+        subprocess.run(
+            [sys.executable, "-c", LEAK_PATTERN, mode],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        ).stdout
+    )
+    if most_kib is None:
+        assert grown > 100 * 1024  # glibc's own behaviour: what the setting is for
+    else:
+        assert grown < most_kib
