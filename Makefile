@@ -84,9 +84,8 @@ bench: install
 	run bench_filters; \
 	run bench_exposure; \
 	run bench_similar "$(MOVIELENS)"; \
-	run bench_memory; \
-	if command -v wrk >/dev/null 2>&1; then run bench_serving; \
-	else echo "skipped bench_serving.py: it needs wrk (apt-get install wrk)"; fi; \
+	if command -v wrk >/dev/null 2>&1; then run bench_serving; run bench_memory; \
+	else echo "skipped bench_serving.py and bench_memory.py: they need wrk (apt-get install wrk)"; fi; \
 	if [ -f "$(MOVIELENS)" ]; then \
 		run bench_movielens "$(MOVIELENS)"; \
 	else \

@@ -4,7 +4,8 @@ Fills a store with 20,000 users' clicks over 5,000 products, starts the
 production server (serve.py) with an EASE model (5,000 x 5,000 float32
 weights: 100 MB) and 4 workers, and sums the workers' proportional set size
 (PSS: each page shared by n processes counts 1/n in each) once every worker
-has answered, then after each of two retrains (POST /admin/retrain; in the
+has served /recommend for 30 s (wrk, random users: each worker reads the
+whole model), then the same after each of two retrains (POST /admin/retrain; in the
 default thread mode one worker trains, every worker then serves the new
 version). Before artifacts were mapped, each worker read its own copy of each
 new version: the sum grew by a model per worker and retrain.
@@ -13,7 +14,8 @@ Target: the sum grows by at most 1.3x one model's arrays file from start to
 after two retrains.
 
 Usage: python bench/bench_memory.py [--products 5000] [--users 20000] [--workers 4]
-       [--record FILE]
+       [--serve-seconds 30] [--record FILE]
+Needs wrk (apt-get install wrk).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from serving_kit import children, free_port  # noqa: E402
+from serving_kit import RECOMMEND_LUA, children, free_port, wrk  # noqa: E402
 from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from recsys.data.events import Event  # noqa: E402
@@ -155,6 +157,14 @@ class Service:
             time.sleep(1)
         raise RuntimeError("the workers did not come to serve one newer version")
 
+    def serve_everyone(self, script: Path, users: int, seconds: float) -> float:
+        """Ask /recommend for random users with wrk, so that every worker reads the whole model.
+
+        Each measurement is of workers that have served, not of ones whose
+        mapped pages no request has touched yet. Returns the rate.
+        """
+        return wrk(script, self.port, seconds, 16, {"BENCH_USERS": str(users)}).rate
+
     def memory(self) -> tuple[int, int, list[int]]:
         pids = sorted(self.worker_pids())
         each = [pss_bytes(p) for p in pids]
@@ -175,6 +185,9 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--clicks", type=int, default=10, help="clicks per user")
     parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument(
+        "--serve-seconds", type=float, default=30, help="of /recommend before each measurement"
+    )
     add_record_option(parser)
     args = parser.parse_args()
     verdicts = Verdicts("bench_memory.py", record=args.record)
@@ -187,9 +200,12 @@ def main() -> int:
             f"({time.monotonic() - started:.0f} s); serve.py, EASE, {args.workers} workers"
         )
         service = Service(state, args.workers)
+        script = state / "recommend.lua"
+        script.write_text(RECOMMEND_LUA)
         try:
             rows = []
             version = service.wait_for_one_version()
+            service.serve_everyone(script, args.users, args.serve_seconds)
             size = (state / "models" / version / "arrays.npz").stat().st_size
             print(f"model {version}: arrays file {size / MB:,.0f} MB")
             rows.append(("start", version, *service.memory()))
@@ -197,6 +213,7 @@ def main() -> int:
                 job = service.request("POST", "/admin/retrain")
                 version = service.wait_for_one_version(newer_than=version)
                 time.sleep(3)  # the trainer's last references go with its thread
+                service.serve_everyone(script, args.users, args.serve_seconds)
                 rows.append(
                     (f"after retrain {retrain} ({job['job_id'][:8]})", version, *service.memory())
                 )
