@@ -110,6 +110,8 @@ class Service:
                 "RECSYS_MODEL": "ease",
                 "RECSYS_WORKERS": str(workers),
                 "RECSYS_MODEL_REFRESH_SECONDS": "1",
+                # The answer cache's entries would be measured with the model's.
+                "RECSYS_CACHE": "0",
                 "RECSYS_LOG_LEVEL": "WARNING",
                 "RECSYS_RATE_LIMIT": "",
                 "RECSYS_RATE_LIMIT_INGEST": "",
