@@ -326,3 +326,38 @@ def test_make_serve_starts_serve_py_where_it_is_told(args, expected):
     assert shown.returncode == 0, shown.stderr
     command = shown.stdout.strip().splitlines()[-1].split("/python ", 1)[1]
     assert command.split() == expected.split()
+
+
+@pytest.mark.slow
+def test_every_worker_answers_on_a_unix_socket(sqlite_url, tmp_path):
+    sock_path, access_log = tmp_path / "recsys.sock", tmp_path / "access.log"
+    env = service_env(sqlite_url, tmp_path / "models", BIND=f"unix:{sock_path}", WORKERS=2)
+    with open(access_log, "wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "serve.py"],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    try:
+        deadline = time.monotonic() + 90
+        answered: set[int] = set()
+        while len(answered) < 2:
+            assert time.monotonic() < deadline, f"only workers {answered} answered"
+            assert process.poll() is None, "serve.py exited"
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as client:
+                    client.settimeout(20)
+                    client.connect(str(sock_path))
+                    client.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    assert client.recv(64).split()[1] == b"200"
+            except (FileNotFoundError, ConnectionRefusedError):
+                time.sleep(0.2)  # not listening yet
+                continue
+            lines = access_log.read_text().splitlines()
+            answered = {json.loads(line)["pid"] for line in lines if line.endswith("}")}
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
