@@ -41,6 +41,7 @@ import orjson
 from flask.cli import get_load_dotenv, load_dotenv
 
 from recsys.config import Settings, SettingsError
+from recsys.errors import RecsysError
 
 # Headers larger than this are refused (431) before they reach Flask; bodies
 # are bounded by the app (RECSYS_INGEST_MAX_BYTES). hyper's smallest buffer is 8 KiB.
@@ -82,7 +83,11 @@ def main(argv: list[str] | None = None) -> int:
     if isinstance(address, tuple) and not port_is_free(*address):
         return refuse(f"cannot listen on {shown[0]}: address already in use")
     warn_if_open(keys, shown)
-    if init_once(runtime):
+    try:
+        prepared = init_once(runtime)
+    except RecsysError as exc:  # a data file or setting init cannot use: one line
+        return refuse(str(exc))
+    if prepared:
         runtime.load_live_model()
         # Everything so far goes to a generation the collector never scans: a
         # collection in a worker then writes nothing into the inherited

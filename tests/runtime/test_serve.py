@@ -361,3 +361,13 @@ def test_every_worker_answers_on_a_unix_socket(sqlite_url, tmp_path):
     finally:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
+
+
+@pytest.mark.slow
+def test_a_log_init_cannot_read_stops_the_server_with_one_line(sqlite_url, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,product_clicked,purchased\n1,2,maybe\n")
+    started = start_and_wait(service_env(sqlite_url, tmp_path / "models", DATA_PATH=str(bad)))
+    assert started.returncode == 2, started.stderr[-2000:]
+    (line,) = [line for line in started.stderr.splitlines() if line.startswith("error:")]
+    assert str(bad) in line and "Traceback" not in started.stderr
