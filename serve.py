@@ -43,7 +43,7 @@ from flask.cli import get_load_dotenv, load_dotenv
 from recsys.config import Settings, SettingsError
 from recsys.errors import RecsysError
 
-# Headers larger than this are refused (431) before they reach Flask; bodies
+# Headers larger than this are refused by granian before they reach Flask; bodies
 # are bounded by the app (RECSYS_INGEST_MAX_BYTES). hyper's smallest buffer is 8 KiB.
 MAX_HEADER_BYTES = 16 * 1024
 # After a SIGHUP, each new worker serves this long before its predecessor is stopped.
