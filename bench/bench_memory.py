@@ -222,12 +222,12 @@ def main() -> int:
         finally:
             service.stop()
     print(
-        f"\n  {'when':<18}{'version':<26}{'sum of PSS MB':>14}{'sum of RSS MB':>14}"
+        f"\n  {'when':<30}{'version':<26}{'sum of PSS MB':>14}{'sum of RSS MB':>14}"
         "   each worker's PSS MB"
     )
     for when, served, pss, rss, each in rows:
         print(
-            f"  {when:<18}{served:<26}{pss / MB:>14,.0f}{rss / MB:>14,.0f}   "
+            f"  {when:<30}{served:<26}{pss / MB:>14,.0f}{rss / MB:>14,.0f}   "
             + ", ".join(f"{one / MB:,.0f}" for one in each)
         )
     growth = (rows[-1][2] - rows[0][2]) / size
