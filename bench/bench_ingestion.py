@@ -193,6 +193,7 @@ def main() -> int:
                     "RATE_LIMIT_INGEST": "",
                     # An automatic retrain would take the CPU mid-measurement.
                     "AUTO_RETRAIN": "0",
+                    "RATE_LIMIT_ADDRESS": "",
                     **extra,
                 }
             )

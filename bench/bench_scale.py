@@ -159,6 +159,7 @@ def step_serve(args: dict) -> dict:
         "CACHE": False,
         "RATE_LIMIT": "",
         "RATE_LIMIT_INGEST": "",
+        "RATE_LIMIT_ADDRESS": "",
         "TRAINING_MODE": "worker",
         "DATA_PATH": "",
         "MODEL_REFRESH_SECONDS": 0,

@@ -97,6 +97,7 @@ def genre_agreement(
             "RATE_LIMIT_INGEST": "",
             # An automatic retrain would take the CPU mid-measurement.
             "AUTO_RETRAIN": "0",
+            "RATE_LIMIT_ADDRESS": "",
             "LOG_LEVEL": "WARNING",
         }
     )

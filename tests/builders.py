@@ -144,6 +144,7 @@ class AppFactory:
             "MODEL_DIR": str(self.model_dir),
             "RATE_LIMIT": "",
             "RATE_LIMIT_INGEST": "",
+            "RATE_LIMIT_ADDRESS": "",
             **self.config,
             **overrides,
         }

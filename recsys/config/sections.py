@@ -308,7 +308,7 @@ class JobsSection(Section):
 
 
 class ServerSection(Section):
-    """The HTTP server: where it listens (`python app.py`, gunicorn), what it takes, its log."""
+    """The HTTP server: where it listens (`python app.py`, serve.py), what it takes, its log."""
 
     ingest_max_bytes: Count = setting(
         "INGEST_MAX_BYTES",
@@ -323,13 +323,14 @@ class ServerSection(Section):
     bind: Bind = setting(
         "BIND",
         ("127.0.0.1:8000",),
-        "where gunicorn listens: `HOST:PORT`, `[IPV6]:PORT`, `unix:PATH` or `fd://N` "
-        "(several: comma-separated)",
+        "where the production server listens (`make serve`, also `HOST=` and `PORT=`): "
+        "`HOST:PORT`, `[IPV6]:PORT` or `unix:PATH` (gunicorn.conf.py also takes `fd://N` "
+        "and several, comma-separated)",
         default_text="127.0.0.1:8000",
     )
-    workers: Count = setting("WORKERS", 2, "gunicorn's worker processes")
+    workers: Count = setting("WORKERS", 2, "the production server's worker processes")
     threads: Count = setting(
-        "THREADS", 8, "threads per gunicorn worker (requests each serves at once)"
+        "THREADS", 8, "threads per worker that run the app (requests each serves at once)"
     )
     log_level: Text = setting(
         "LOG_LEVEL", "INFO", "logging level of the service's messages (on stderr)"
@@ -351,7 +352,7 @@ class SecuritySection(Section):
         "ALLOW_OPEN",
         False,
         "serve without API keys on a non-loopback address too "
-        "(`.venv/bin/python app.py`, gunicorn)",
+        "(`.venv/bin/python app.py`, serve.py, gunicorn)",
         default_text="0",
     )
     metrics_open: Switch = setting(
@@ -362,14 +363,21 @@ class SecuritySection(Section):
     )
     rate_limit: RateLimit = setting(
         "RATE_LIMIT",
-        "50 per second",
-        "requests per API key (per client address without keys) to the `read` and `admin` "
-        "endpoints; `''` for none",
+        "1000 per second",
+        "requests per API key to the `read` and `admin` endpoints, for keys without a rate "
+        "of their own (`create-key --rate`); `''` for none",
     )
     rate_limit_ingest: RateLimit = setting(
         "RATE_LIMIT_INGEST",
-        "10 per second",
-        "the same for `POST /interactions` (`ingest`)",
+        "200 per second",
+        "the same for `POST /interactions` (`ingest`; a batch is one request), per key or, "
+        "without one, per client address",
+    )
+    rate_limit_address: RateLimit = setting(
+        "RATE_LIMIT_ADDRESS",
+        "50 per second",
+        "requests per client address without an API key (a service without keys, browsers) "
+        "to the `read` and `admin` endpoints; `''` for none",
     )
 
 

@@ -14,10 +14,9 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from gunicorn.util import parse_address
-from limits import parse_many
 from pydantic import BeforeValidator, Field, StringConstraints
 
-from recsys.config.api_keys import KeyRing
+from recsys.config.api_keys import KeyRing, check_rate
 from recsys.errors import RecsysError
 from recsys.models import accepted_model_names, canonical_model_name
 
@@ -81,14 +80,10 @@ def _rate_limit(value: Any) -> str | None:
     """Return a limit in the syntax of the ``limits`` library, or None for no limit."""
     if value in (None, ""):
         return None
-    text = str(value).strip()
     try:
-        items = parse_many(text)
+        return check_rate(str(value))
     except ValueError:
         raise ValueError(RATE_LIMIT_ACCEPTED) from None
-    if any(item.amount < 1 for item in items):
-        raise ValueError(RATE_LIMIT_ACCEPTED)
-    return text
 
 
 REDIS_URL_ACCEPTED = "redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... or redis+unix://PATH"
@@ -197,7 +192,7 @@ RateLimit = Annotated[str | None, BeforeValidator(_rate_limit), Accepts(RATE_LIM
 ApiKeys = Annotated[
     KeyRing,
     BeforeValidator(_api_keys),
-    Accepts("comma-separated ROLES:SHA256HEX entries", own_message=True),
+    Accepts("comma-separated ROLES:SHA256HEX[:RATE] entries", own_message=True),
 ]
 TrainingMode = Annotated[
     Literal["thread", "worker"], BeforeValidator(lowercase), Accepts("one of thread, worker")

@@ -12,6 +12,7 @@ from recsys.runtime.dashboard import (
     running_experiment_report,
     stats,
 )
+from recsys.runtime.memory import return_large_blocks_at_once
 from recsys.runtime.startup import InitReport
 from recsys.runtime.wiring import ServingRuntime
 
@@ -22,6 +23,7 @@ __all__ = [
     "last_gate_decision",
     "live_model_summary",
     "lookup_user",
+    "return_large_blocks_at_once",
     "running_experiment_report",
     "stats",
 ]

@@ -59,6 +59,7 @@ from recsys.online import (
     RecommendationService,
     RedisOutage,
 )
+from recsys.runtime.memory import then_give_back_memory
 from recsys.runtime.refresh import LiveModelRefresher
 from recsys.runtime.startup import InitReport, bootstrap_if_empty, initialise
 from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
@@ -156,9 +157,10 @@ class ServingRuntime:
                 ImpressionCounter(ImpressionCounts(self.store.engine)),
             ),
         )
-        # Late-bound so a job always runs the runtime's current ``train``.
+        # Late-bound so a job always runs the runtime's current ``train``;
+        # a serving process keeps nothing of what training freed.
         self.trainer = Trainer(
-            lambda: self.train(),
+            lambda: then_give_back_memory(self.train),
             TrainingLock(settings.model_dir / ".training.lock"),
             poll_seconds=settings.jobs.worker_poll_seconds,
         )
@@ -362,7 +364,11 @@ class ServingRuntime:
         params_path = self.settings.model_params_path
         params = load_model_params(params_path).get(model_type, {}) if params_path else {}
         settings = dataclasses.replace(self.training, model=model_type, model_params=dict(params))
-        return self.trainer.now(lambda: train_and_publish(self.store, self.registry, settings))
+        return self.trainer.now(
+            lambda: then_give_back_memory(
+                lambda: train_and_publish(self.store, self.registry, settings)
+            )
+        )
 
     def train_exclusively(
         self, progress: bool = False, force: bool = False, **engine: str | None

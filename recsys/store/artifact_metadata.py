@@ -34,6 +34,8 @@ class ArtifactMetadata:
             alongside, if any.
         fallback_params: Its hyper-parameters.
         arrays_sha256: Checksum of ``arrays.npz``.
+        arrays_sampled_sha256: Checksum of its size and sampled blocks (the
+            cheap check of a large file; empty in versions published before it).
         format: The artifact layout version.
         selected_by: How the model type was chosen: None when it was
             configured, "auto" when it won the automatic selection.
@@ -55,6 +57,7 @@ class ArtifactMetadata:
     fallback_type: str | None = None
     fallback_params: dict[str, Any] = field(default_factory=dict)
     arrays_sha256: str = ""
+    arrays_sampled_sha256: str = ""
     format: int = ARTIFACT_FORMAT
     selected_by: str | None = None
     selection: dict[str, Any] = field(default_factory=dict)

@@ -3,7 +3,7 @@
 An artifact is one directory per published version::
 
     <root>/v00007-20261129T103100Z/
-        arrays.npz      the model's learned arrays and id maps (no pickles)
+        arrays.npz      the model's learned arrays and id maps (uncompressed, no pickles)
         metadata.json   model type, parameters, version, trained_at, data
                         fingerprint, offline metrics, the arrays' SHA-256
 
@@ -16,20 +16,19 @@ one sequence, so ids never clash, and is read for inspection only. Nothing
 that serves (``versions``, ``newer_than``, ``load``, ``load_latest``) looks
 there, so a rejected version never goes live, here or after a restart.
 
-Arrays are read with ``np.load(..., allow_pickle=False)`` and checked
-against their recorded checksum, so an artifact can never run code and a
-damaged one is detected and skipped. Arrays that pass the checksum are still
-checked before a model is built from them (``Recommender.validate_state`` and
-the catalog's columns): a version whose arrays could not be served is skipped
-like a damaged one. Only real directories and files directly inside the root
-are read, never symbolic links, so a version cannot be loaded from elsewhere.
+The publisher checks the arrays (``validate_state``: shapes, id maps,
+finite numbers) and records the file's SHA-256. Loading maps the arrays
+read-only in place (no pickles, no copy: the processes serving a version share
+one copy, the page cache) once the file matches its checksum (whole up to 64
+MiB, sampled above): an artifact never runs code, and a damaged one, or one
+whose arrays ``from_state`` refuses, is skipped. Only real directories and
+files directly inside the root are read, never symbolic links, so a version
+cannot be loaded from elsewhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import json
 import logging
 import os
@@ -51,10 +50,13 @@ from recsys.store.artifact_files import (
     FALLBACK_PREFIX,
     MODEL_PREFIX,
     ArtifactError,
+    archive_arrays,
     catalog_from_arrays,
+    check_before_publishing,
     fsync_path,
-    pack_arrays,
+    map_arrays,
     read_regular_file,
+    write_arrays,
     write_synced,
 )
 from recsys.store.artifact_metadata import REJECTED, ArtifactMetadata
@@ -227,7 +229,8 @@ class ModelRegistry:
         self._remove_stale_temporaries()
         finished = (trained_at or datetime.now(UTC)).astimezone(UTC)
 
-        payload = pack_arrays(state, fallback, catalog)
+        arrays = archive_arrays(state, fallback, catalog)
+        check_before_publishing(self.model_classes, state, fallback)
         template = ArtifactMetadata(
             version="",  # given when a number is claimed
             model_type=str(model_type),
@@ -240,14 +243,13 @@ class ModelRegistry:
             fallback_params=(
                 {k: v for k, v in fallback.params.items() if k != "model"} if fallback else {}
             ),
-            arrays_sha256=hashlib.sha256(payload).hexdigest(),
             selected_by=selected_by,
             selection=dict(selection or {}),
             gate=dict(gate or {}),
         )
         shelf = self.rejected_root if template.rejected else self.root
         shelf.mkdir(exist_ok=True)
-        meta = self._write_version(payload, finished, template, shelf)
+        meta = self._write_version(arrays, finished, template, shelf)
         self._prune(self.root)
         self._prune(self.rejected_root)
         if meta.rejected:
@@ -258,7 +260,7 @@ class ModelRegistry:
 
     def _write_version(
         self,
-        payload: bytes,
+        arrays: Mapping[str, np.ndarray],
         finished: datetime,
         template: ArtifactMetadata,
         shelf: Path,
@@ -271,7 +273,10 @@ class ModelRegistry:
         tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
         tmp.mkdir()
         try:
-            write_synced(tmp / ARRAYS_FILE, payload)
+            sha256, sampled = write_arrays(tmp / ARRAYS_FILE, arrays)
+            template = dataclasses.replace(
+                template, arrays_sha256=sha256, arrays_sampled_sha256=sampled
+            )
             while True:
                 meta = dataclasses.replace(template, version=self._next_version(finished))
                 text = json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -398,23 +403,17 @@ class ModelRegistry:
         """
         meta = self.read_metadata(version)
         directory = self._version_dir(version)
-        payload = read_regular_file(directory / ARRAYS_FILE)
         try:
-            artifact = self._rebuild_artifact(meta, directory, payload)
+            artifact = self._rebuild_artifact(meta, directory)
         except ArtifactError:
             self._rejected[version] = meta.arrays_sha256
             raise
         self._rejected.pop(version, None)
         return artifact
 
-    def _rebuild_artifact(
-        self, meta: ArtifactMetadata, directory: Path, payload: bytes
-    ) -> LoadedArtifact:
-        if hashlib.sha256(payload).hexdigest() != meta.arrays_sha256:
-            raise ArtifactError(f"{directory / ARRAYS_FILE}: checksum mismatch (damaged file)")
+    def _rebuild_artifact(self, meta: ArtifactMetadata, directory: Path) -> LoadedArtifact:
+        arrays = map_arrays(directory / ARRAYS_FILE, meta.arrays_sha256, meta.arrays_sampled_sha256)
         try:
-            with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
             model = self._rebuild("model", meta.model_type, meta.params, arrays, MODEL_PREFIX)
             fallback = None
             if meta.fallback_type is not None:

@@ -11,7 +11,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from recsys.config.api_keys import ROLES, new_key
+from recsys.config.api_keys import ROLES, check_rate, new_key
 from recsys.data.catalog import load_catalog
 from recsys.data.log_files import is_parquet
 from recsys.errors import DataFileError
@@ -241,12 +241,23 @@ def worker_command(once: bool, nice: int):
     required=True,
     help="a role of the key (repeat for several; admin implies read and ingest)",
 )
-def create_key_command(roles: tuple[str, ...]):
+@click.option(
+    "--rate",
+    default=None,
+    help="the key's own rate limit, e.g. '2000 per second' (default: its role's, "
+    "RECSYS_RATE_LIMIT or RECSYS_RATE_LIMIT_INGEST)",
+)
+def create_key_command(roles: tuple[str, ...], rate: str | None):
     """Print a new random API key once, and the RECSYS_API_KEYS entry that configures it.
 
     The service keeps only the key's SHA-256: store the key now, it cannot be shown again.
     """
-    key, configured = new_key(roles)
+    if rate is not None:
+        try:
+            rate = check_rate(rate)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--rate'") from None
+    key, configured = new_key(roles, rate)
     click.echo("New API key, shown only now (the service keeps its SHA-256, never the key):")
     click.echo(f"  {key}")
     click.echo("Append this entry to RECSYS_API_KEYS (comma-separated), then restart:")
