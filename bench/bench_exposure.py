@@ -58,6 +58,7 @@ def make_app(folder: Path, log_on: bool, experiment: bool):
             "DATA_PATH": str(ROOT / "interactions.csv"),
             "AB_EXPOSURE_LOG": log_on,
             "RATE_LIMIT": "",
+            "RATE_LIMIT_ADDRESS": "",
             # An automatic retrain would take the CPU mid-measurement.
             "AUTO_RETRAIN": "0",
             "LOG_LEVEL": "WARNING",

@@ -151,6 +151,7 @@ def settings_for(state: Path, log: Path, model: str) -> dict[str, str]:
         "MODEL": model,
         "RATE_LIMIT": "",
         "RATE_LIMIT_INGEST": "",
+        "RATE_LIMIT_ADDRESS": "",
         # No retrain: the replay measures what the live version learns from events alone.
         "AUTO_RETRAIN": "0",
         # Exploration's slots go to rarely shown films (bench_exploration.py measures them):

@@ -204,7 +204,13 @@ def test_a_process_starts_its_background_threads_once(app_factory):
     runtime.start()  # the first request
     runtime.start_threads()
     started = [t.name for t in set(threading.enumerate()) - before]
-    assert sorted(started) == ["experiment-refresh", "exposure-log", "model-refresh"]
+    # auto-retrain: retraining is on by default (every 10,000 events or a day).
+    assert sorted(started) == [
+        "auto-retrain",
+        "experiment-refresh",
+        "exposure-log",
+        "model-refresh",
+    ]
 
 
 def test_a_forked_child_starts_with_a_free_statement_deadline():
