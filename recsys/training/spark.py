@@ -180,7 +180,7 @@ class SparkALSEngine:
             self._workdir = None
 
     def als(self, template: ALSRecommender, reg_param: float) -> Any:
-        """Return PySpark ML's ALS set up as ``template`` (rows ``user``, ``item``, ``engagement``)."""
+        """Return PySpark ML's ALS set as ``template`` (rows ``user``, ``item``, ``engagement``)."""
         from pyspark.ml.recommendation import ALS
 
         return ALS(

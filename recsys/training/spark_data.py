@@ -67,13 +67,13 @@ def jdbc_url_of(database_url: str) -> str | None:
     url = sa.engine.make_url(database_url)
     if url.get_backend_name() != "postgresql":
         return None
-    query = {}
+    query: dict[str, str] = {}
     if url.username:
         query["user"] = url.username
     if url.password:
         query["password"] = url.password
     if "sslmode" in url.query:
-        query["sslmode"] = url.query["sslmode"]
+        query["sslmode"] = str(url.query["sslmode"])
     options = url.query.get("options", "")
     for option in options if isinstance(options, tuple) else (options,):
         if option.startswith("-csearch_path="):
@@ -88,7 +88,7 @@ def read_events(spark: Any, source: EventSource) -> Any:
     Raises:
         ValueError: The Parquet dataset lacks one of the columns.
     """
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sf
 
     if source.parquet is not None:
         frame = spark.read.parquet(source.parquet)
@@ -101,9 +101,9 @@ def read_events(spark: Any, source: EventSource) -> Any:
     else:
         frame = _read_jdbc_interactions(spark, str(source.jdbc_url), source.partitions)
     return frame.select(
-        F.col("user_id").cast("long").alias("user_id"),
-        F.col("product_clicked").cast("long").alias("product_clicked"),
-        F.col("purchased").cast("int").alias("purchased"),
+        sf.col("user_id").cast("long").alias("user_id"),
+        sf.col("product_clicked").cast("long").alias("product_clicked"),
+        sf.col("purchased").cast("int").alias("purchased"),
     )
 
 
@@ -160,19 +160,19 @@ def summarise_events(events: Any, where: str) -> EventSummary:
     Raises:
         ValueError: An id is not positive or ``purchased`` is not 0 or 1.
     """
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sf
 
-    hashed = F.xxhash64("user_id", "product_clicked", "purchased")
+    hashed = sf.xxhash64("user_id", "product_clicked", "purchased")
     # A second hash with another seed: two sums make an accidental match far less likely.
-    rehashed = F.xxhash64(F.lit(7), "user_id", "product_clicked", "purchased")
+    rehashed = sf.xxhash64(sf.lit(7), "user_id", "product_clicked", "purchased")
     row = events.agg(
-        F.count(F.lit(1)).alias("events"),
-        F.min("user_id").alias("min_user"),
-        F.min("product_clicked").alias("min_product"),
-        F.min("purchased").alias("min_purchased"),
-        F.max("purchased").alias("max_purchased"),
-        F.sum(F.pmod(hashed, F.lit(_HASH_MODULUS))).alias("sum"),
-        F.sum(F.pmod(rehashed, F.lit(_HASH_MODULUS))).alias("sum2"),
+        sf.count(sf.lit(1)).alias("events"),
+        sf.min("user_id").alias("min_user"),
+        sf.min("product_clicked").alias("min_product"),
+        sf.min("purchased").alias("min_purchased"),
+        sf.max("purchased").alias("max_purchased"),
+        sf.sum(sf.pmod(hashed, sf.lit(_HASH_MODULUS))).alias("sum"),
+        sf.sum(sf.pmod(rehashed, sf.lit(_HASH_MODULUS))).alias("sum2"),
     ).first()
     if row["events"] and (row["min_user"] < 1 or row["min_product"] < 1):
         raise ValueError(f"{where}: user_id and product_clicked must be positive integers")
@@ -188,20 +188,22 @@ def spark_ratings(events: Any, weights: RatingWeights) -> Any:
     Returns:
         ``user_id, product_id, clicks, purchases, engagement, rating``, one row per pair.
     """
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sf
 
     pairs = events.groupBy("user_id", "product_clicked").agg(
-        F.count(F.lit(1)).alias("clicks"), F.sum("purchased").cast("long").alias("purchases")
+        sf.count(sf.lit(1)).alias("clicks"), sf.sum("purchased").cast("long").alias("purchases")
     )
     engagement = (
-        F.lit(float(weights.click_weight)) * F.col("clicks")
-        + F.lit(float(weights.purchase_weight)) * F.col("purchases")
+        sf.lit(float(weights.click_weight)) * sf.col("clicks")
+        + sf.lit(float(weights.purchase_weight)) * sf.col("purchases")
     ).cast("double")
     low, high = RATING_SCALE
     return (
         pairs.withColumnRenamed("product_clicked", "product_id")
         .withColumn("engagement", engagement)
-        .withColumn("rating", F.least(F.greatest(F.col("engagement"), F.lit(low)), F.lit(high)))
+        .withColumn(
+            "rating", sf.least(sf.greatest(sf.col("engagement"), sf.lit(low)), sf.lit(high))
+        )
     )
 
 
@@ -227,17 +229,17 @@ def spark_holdout(feedback: Any, fraction: float, seed: int) -> tuple[Any, Any]:
         (train, test) DataFrames with the feedback frame's columns.
     """
     from pyspark.sql import Window
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sf
 
     if not 0 < fraction < 1:
         raise ValueError(f"the holdout fraction must be between 0 and 1, got {fraction}")
     user = Window.partitionBy("user_id")
-    ordered = user.orderBy(F.xxhash64(F.lit(seed), "user_id", "product_id"), "product_id")
-    count = F.count(F.lit(1)).over(user)
-    held = F.least(F.greatest(F.rint(F.lit(fraction) * count), F.lit(1.0)), count - 1)
-    marked = feedback.withColumn("_test", F.row_number().over(ordered) <= held)
+    ordered = user.orderBy(sf.xxhash64(sf.lit(seed), "user_id", "product_id"), "product_id")
+    count = sf.count(sf.lit(1)).over(user)
+    held = sf.least(sf.greatest(sf.rint(sf.lit(fraction) * count), sf.lit(1.0)), count - 1)
+    marked = feedback.withColumn("_test", sf.row_number().over(ordered) <= held)
     columns = feedback.columns
     return (
-        marked.where(~F.col("_test")).select(*columns),
-        marked.where(F.col("_test")).select(*columns),
+        marked.where(~sf.col("_test")).select(*columns),
+        marked.where(sf.col("_test")).select(*columns),
     )

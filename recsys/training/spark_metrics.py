@@ -49,21 +49,21 @@ def spark_ranking_metrics(
         ``precision@k`` ... ``hit_rate@k`` (4 decimals) and ``ranked_users``;
         with a sample, ``eval_users_limit``; empty when no user has a relevant item.
     """
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sf
 
     users = test.select("user").distinct()
     if max_users is not None:
-        users = users.orderBy(F.xxhash64(F.lit(seed), "user"), "user").limit(max_users)
+        users = users.orderBy(sf.xxhash64(sf.lit(seed), "user"), "user").limit(max_users)
     relevant = (
-        test.where(F.col("rating") >= threshold)
+        test.where(sf.col("rating") >= threshold)
         .join(users, "user")
         .groupBy("user")
-        .agg(F.collect_list("item").alias("relevant"))
+        .agg(sf.collect_list("item").alias("relevant"))
     )
     seen = (
         train.join(relevant.select("user"), "user")
         .groupBy("user")
-        .agg(F.collect_list("item").alias("seen"))
+        .agg(sf.collect_list("item").alias("seen"))
     )
     rows = relevant.join(seen, "user", "left").join(
         user_factors.withColumnRenamed("id", "user"), "user"
@@ -81,7 +81,7 @@ def spark_ranking_metrics(
 
     totals = (
         rows.mapInPandas(batch_sums, schema)
-        .agg(*(F.sum(c).alias(c) for c in ["users", *names]))
+        .agg(*(sf.sum(c).alias(c) for c in ["users", *names]))
         .first()
     )
     shared.unpersist()

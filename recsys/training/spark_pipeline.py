@@ -1,4 +1,4 @@
-"""Training on a Spark cluster: the executors read, rate, split, fit and measure; the driver publishes.
+"""Training on a Spark cluster: executors read, rate, split, fit and measure; the driver publishes.
 
 ``train_on_spark`` is ``train_and_publish`` for a log that lives beside the
 cluster (a Parquet dataset or the PostgreSQL store over JDBC). Everything
@@ -62,7 +62,7 @@ def train_on_spark(
         ValueError: The model is not ALS, or the events are invalid.
     """
     from pyspark import StorageLevel
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sf
 
     started = time.perf_counter()
     settings = settings or TrainingSettings(model="als")
@@ -75,7 +75,7 @@ def train_on_spark(
     if summary.events == 0:
         raise NoTrainingDataError(f"{source.describe()} holds no events to train on")
     rows = _indexed_feedback(events, settings).persist(StorageLevel.MEMORY_AND_DISK)
-    counts = rows.agg(F.max("user"), F.max("item"), F.count(F.lit(1))).first()
+    counts = rows.agg(sf.max("user"), sf.max("item"), sf.count(sf.lit(1))).first()
     n_users, n_items, n_pairs = counts[0] + 1, counts[1] + 1, counts[2]
     events.unpersist()
     reg_param = spark_reg_param(template.regularization, n_pairs, n_users, n_items)
@@ -123,7 +123,7 @@ def train_on_spark(
 
 def _indexed_feedback(events: Any, settings: TrainingSettings) -> Any:
     """Return the feedback frame with each pair's inner ``user`` and ``item`` indices (ints)."""
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sf
 
     feedback = spark_ratings(events, settings.weights)
     users = indexed_ids(feedback, "user_id", "user")
@@ -131,8 +131,8 @@ def _indexed_feedback(events: Any, settings: TrainingSettings) -> Any:
     return (
         feedback.join(users, "user_id")
         .join(items, "product_id")
-        .withColumn("user", F.col("user").cast("int"))
-        .withColumn("item", F.col("item").cast("int"))
+        .withColumn("user", sf.col("user").cast("int"))
+        .withColumn("item", sf.col("item").cast("int"))
     )
 
 
@@ -143,15 +143,15 @@ def _holdout_metrics(
     settings: TrainingSettings,
     n_items: int,
 ) -> dict[str, Any]:
-    """Fit on the holdout's training rows and return its ranking metrics (empty: nothing held out)."""
-    from pyspark.sql import functions as F
+    """Fit on the holdout's training rows; return its ranking metrics (empty: none held out)."""
+    from pyspark.sql import functions as sf
 
     train, test = spark_holdout(rows, settings.holdout_fraction, settings.seed)
     train = train.persist()
     counts = train.agg(
-        F.count(F.lit(1)).alias("pairs"),
-        F.countDistinct("user").alias("users"),
-        F.countDistinct("item").alias("items"),
+        sf.count(sf.lit(1)).alias("pairs"),
+        sf.countDistinct("user").alias("users"),
+        sf.countDistinct("item").alias("items"),
     ).first()
     if test.isEmpty():
         train.unpersist()
@@ -186,16 +186,16 @@ def _id_map(rows: Any, column: str, index: str) -> np.ndarray:
 
 def _item_clicks(rows: Any, n_items: int) -> np.ndarray:
     """Return each product's clicks over all users (the popularity fallback's counts)."""
-    from pyspark.sql import functions as F
+    from pyspark.sql import functions as sf
 
-    clicks = rows.groupBy("item").agg(F.sum("clicks").alias("clicks")).toPandas()
+    clicks = rows.groupBy("item").agg(sf.sum("clicks").alias("clicks")).toPandas()
     dense = np.zeros(n_items, dtype=np.float64)
     dense[clicks["item"].to_numpy()] = clicks["clicks"].to_numpy(dtype=np.float64)
     return dense
 
 
 def _history_arrays(rows: Any, template: ALSRecommender, n_users: int) -> dict[str, np.ndarray]:
-    """Return the ALS artifact's training history (confidences per user), packed by the executors."""
+    """Return the ALS artifact's training history (confidences per user), packed by executors."""
     from recsys.models.history import TrainingHistory
 
     def packed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:

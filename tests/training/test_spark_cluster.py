@@ -72,8 +72,9 @@ def submit(cluster, shared: Path, env: dict[str, str], *args: str) -> str:
         cluster, ROOT / "tools" / "spark_train.py", [*staging, *args], settings, ROOT
     )
     # Spark's log lines bury the driver's traceback: show it first.
-    traceback = done.stderr[done.stderr.find("Traceback") :] if "Traceback" in done.stderr else ""
-    assert done.returncode == 0, (traceback or done.stderr)[-6000:]
+    output = done.stdout + done.stderr
+    traceback = output[output.find("Traceback") :] if "Traceback" in output else ""
+    assert done.returncode == 0, (traceback or output)[-6000:]
     return done.stdout
 
 
