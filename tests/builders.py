@@ -50,6 +50,22 @@ def buy(client, user_id: int, product_id: int) -> None:
     assert response.status_code == 201, response.get_data(as_text=True)
 
 
+def uncached_list(app, user_id: int, n: int) -> list[int]:
+    """Return the list the app's pipeline makes from the store now, past every cache."""
+    from recsys.online.service import NoAnswerCache, RecommendRequest
+
+    service = runtime_of(app).service
+    history = service.store.user_history(user_id)
+    answer = service.pipeline.answer(
+        service.live.current(),
+        RecommendRequest(user_id, n),
+        history,
+        None,
+        NoAnswerCache(service.store),
+    )
+    return [item.product_id for item in answer.recommendations]
+
+
 def wait_for_announcements(app, seconds: float = 5.0) -> None:
     """Wait until the app's invalidation listener (REDIS_URL) vouches for its cached answers."""
     import time

@@ -131,6 +131,7 @@ class ExperimentLayer:
         if running is None:
             return self.service.recommend(request)
         user_id = request.user_id
+        assert user_id is not None, "sessions are answered by the live model, outside A/B tests"
         variant, pipeline = running.variant_of(user_id)
         recommendation_id = uuid.uuid4().hex
         started = time.perf_counter()

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
+from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
 from recsys.models.state import ArrayShape
 
@@ -51,7 +51,7 @@ class ALSRecommender(Recommender):
     """
 
     name = "als"
-    capabilities = frozenset({SIMILAR_ITEMS, EXPLAIN})
+    capabilities = frozenset({SIMILAR_ITEMS, EXPLAIN, FOLD_IN})
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "user_factors": ("n_users", "k"),
         "item_factors": ("n_items", "k"),
@@ -134,25 +134,43 @@ class ALSRecommender(Recommender):
             model.fit(matrix, show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
+        self._prepare_fold_in()
         coo = matrix.tocoo()
         self.history = TrainingHistory.from_rows(coo.row, coo.col, coo.data, len(self.user_ids))
 
-    def _contributions(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
+    def user_weight(self, items: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+        """Return W = Y^T Y + sum_j (c_j - 1) y_j y_j^T + lambda I for a user's past products.
+
+        Y^T Y is computed once per fit or load, so one user costs O(len(items) k^2).
+        """
+        mine = self._items64[items]
+        weight = self._gram + (mine.T * (confidence - 1.0)) @ mine
+        weight[np.diag_indices_from(weight)] += self.regularization
+        return weight
+
+    def fold_in(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
+        """Return a user's factors solved from their products, the item factors fixed.
+
+        The ALS user step for one user: x = W^-1 sum_j c_j y_j with
+        c_j = 1 + alpha * engagement_j (what implicit's ``recalculate_user``
+        computes).
+        """
+        confidence = 1.0 + self.alpha * engagement
+        mine = self._items64[items]
+        return np.linalg.solve(self.user_weight(items, confidence), mine.T @ confidence)
+
+    def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
+        return self._items64 @ self.fold_in(items, engagement)
+
+    def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
         """Split the item's score into one term per past product (as ``implicit``'s explain).
 
-        ALS solves the user's factors as x = W^-1 sum_j c_j y_j over their
-        past products j, with W = Y^T Y + sum_j (c_j - 1) y_j y_j^T + lambda I,
-        so the score y_i . x is the sum of c_j * y_i^T W^-1 y_j. Recomputed
-        from the stored factors, this is exact for the last user solve and
-        close to the stored user factors' score.
+        The folded-in factors are x = W^-1 sum_j c_j y_j over the past
+        products j, so the score y_i . x is the sum of c_j * y_i^T W^-1 y_j.
         """
-        past, confidence = self.history.of(user)
-        items = self.item_factors.astype(np.float64)
-        mine = items[past]
-        weight = items.T @ items + (mine.T * (confidence - 1.0)) @ mine
-        weight[np.diag_indices_from(weight)] += self.regularization
-        solved = np.linalg.solve(weight, mine.T)  # k x len(past): W^-1 y_j
-        return past, confidence * (items[item] @ solved)
+        confidence = 1.0 + self.alpha * engagement
+        solved = np.linalg.solve(self.user_weight(past, confidence), self._items64[past].T)
+        return confidence * (self._items64[item] @ solved)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T
@@ -171,3 +189,9 @@ class ALSRecommender(Recommender):
         self.user_factors = np.asarray(arrays["user_factors"], dtype=np.float32)
         self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float32)
         self.history = TrainingHistory.from_arrays(arrays)
+        self._prepare_fold_in()
+
+    def _prepare_fold_in(self) -> None:
+        """Keep the item factors in float64 and their Gram matrix Y^T Y for fold-in."""
+        self._items64 = self.item_factors.astype(np.float64)
+        self._gram = self._items64.T @ self._items64

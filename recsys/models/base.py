@@ -19,18 +19,21 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass, field
 from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
 
+from recsys.models.profile import Profile
+from recsys.models.ranked import RankedList, RecommendationBatch, id_array, lookup_ids
 from recsys.models.state import ArrayShape, ModelState, check_state_arrays
 
 # Capabilities a model may declare (``Recommender.capabilities``).
 PREDICT = "predict"
 SIMILAR_ITEMS = "similar_items"
 EXPLAIN = "explain"
+# Scores a user from their products alone (``rank_profile``), the item side fixed.
+FOLD_IN = "fold_in"
 
 # Not a model but a choice: train every candidate and serve the best
 # (``recsys.models.AUTO_CANDIDATES``; recorded as ``selected_by`` in artifacts).
@@ -47,59 +50,8 @@ _SCORE_CHUNK_CELLS = 8_000_000
 _SORT_WHOLE_ROW = 500
 
 
-@dataclass(frozen=True)
-class RankedList:
-    """One user's (or one product's) recommendations, best first.
-
-    Attributes:
-        product_ids: Raw product ids, best first.
-        scores: The model's score for each id (higher is better).
-    """
-
-    product_ids: np.ndarray
-    scores: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.product_ids)
-
-
-@dataclass(frozen=True)
-class RecommendationBatch:
-    """The answer of ``Recommender.recommend`` for several users.
-
-    Attributes:
-        lists: Ranked list per known user id.
-        unknown_users: Requested user ids the model has never seen (no list).
-    """
-
-    lists: dict[int, RankedList]
-    unknown_users: list[int] = field(default_factory=list)
-
-
 class NotFittedError(RuntimeError):
     """A model was asked to recommend before ``fit``."""
-
-
-def lookup_ids(sorted_ids: np.ndarray, raw_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return each raw id's position in a sorted id array, and whether it is there.
-
-    Args:
-        sorted_ids: Ascending unique ids (a model's ``user_ids`` or ``product_ids``).
-        raw_ids: Ids to look up.
-
-    Returns:
-        (positions, found): positions are only meaningful where ``found``.
-    """
-    raw_ids = np.asarray(raw_ids, dtype=np.int64)
-    positions = np.minimum(np.searchsorted(sorted_ids, raw_ids), len(sorted_ids) - 1)
-    return positions, sorted_ids[positions] == raw_ids
-
-
-def id_array(ids: Collection[int] | np.ndarray) -> np.ndarray:
-    """Return product or user ids (a set, a list or an array) as an int64 array."""
-    if isinstance(ids, np.ndarray):
-        return ids.astype(np.int64, copy=False)
-    return np.fromiter(ids, dtype=np.int64, count=len(ids))
 
 
 def validate_feedback(feedback: pd.DataFrame) -> None:
@@ -168,6 +120,10 @@ class Recommender(ABC):
     @abstractmethod
     def _score(self, users: np.ndarray) -> np.ndarray:
         """Return a (len(users), n_items) score matrix for inner user indices."""
+
+    def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
+        """Return one user's score row from their inner items and engagement (FOLD_IN)."""
+        raise NotImplementedError(f"model {self.name!r} cannot fold a user in")
 
     def _item_vectors(self) -> np.ndarray:
         """Return item embeddings for ``similar_items`` (models with SIMILAR_ITEMS)."""
@@ -331,6 +287,51 @@ class Recommender(ABC):
             self._mask_products(scores, exclude)
         return self._top_n(scores, n)
 
+    def profile_items(self, profile: Profile) -> tuple[np.ndarray, np.ndarray]:
+        """Return a profile's products the model knows, as (inner items, engagement)."""
+        self._require_fitted()
+        inner, known = lookup_ids(self.product_ids, profile.product_ids)
+        return inner[known], profile.engagement[known]
+
+    def rank_profile(
+        self,
+        profile: Profile,
+        n: int,
+        exclude: Collection[int] | np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> RankedList | None:
+        """Rank the n best products for a user described by their products alone (FOLD_IN).
+
+        The user's training-time row, if any, is not used: a user whose
+        products have not changed since training gets the training-time
+        ranking where the model's maths says so (EASE, item-kNN), or the
+        one a fresh solve of their factors gives (ALS, SVD).
+
+        Args:
+            profile: The user's products and engagement.
+            n: How many products (fewer when fewer remain).
+            exclude: Raw product ids to leave out.
+            allowed: A boolean mask over ``product_ids`` (None allows all).
+
+        Returns:
+            The ranked list, or None when the profile names no product the
+            model knows (nothing to fold in).
+        """
+        if FOLD_IN not in self.capabilities:
+            raise NotImplementedError(f"model {self.name!r} cannot fold a user in")
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        items, engagement = self.profile_items(profile)
+        if len(items) == 0:
+            return None
+        row = self._score_profile(items, engagement)
+        scores = np.array(row, dtype=np.float64)
+        if allowed is not None:
+            np.copyto(scores, -np.inf, where=~allowed)
+        if exclude is not None and len(exclude) > 0:
+            self._mask_products(scores, exclude)
+        return self._top_n(scores, n)
+
     def similar_items(self, product_id: int, n: int) -> RankedList:
         """Rank the n products most similar to one product.
 
@@ -393,38 +394,35 @@ class Recommender(ABC):
         unit = vectors / norms[:, None]
         return unit @ unit.T
 
-    def explain(self, user_id: int, product_id: int, n: int = 3) -> RankedList:
+    def explain(self, profile: Profile, product_id: int, n: int = 3) -> RankedList:
         """Return the user's past products that raised a product's score most (EXPLAIN).
 
-        Only the user's own training products with a positive contribution
-        are listed, best first, ties by product id; what a contribution is
-        depends on the model (see its ``_contributions``).
+        Only the profile's products with a positive contribution are listed,
+        best first, ties by product id; what a contribution is depends on the
+        model (see its ``_contributions``).
 
         Args:
-            user_id: A raw user id the model knows.
+            profile: The user's products and engagement (as ``rank_profile`` scored them).
             product_id: A raw product id the model knows (usually one it recommended).
             n: At most this many past products.
 
         Raises:
-            KeyError: The user or the product is unknown.
+            KeyError: The product is unknown.
             NotImplementedError: The model lacks the EXPLAIN capability.
         """
         if EXPLAIN not in self.capabilities:
             raise NotImplementedError(f"model {self.name!r} cannot explain its scores")
-        self._require_fitted()
-        (u,), (user_known,) = lookup_ids(self.user_ids, np.array([user_id]))
         (i,), (item_known,) = lookup_ids(self.product_ids, np.array([product_id]))
-        if not user_known:
-            raise KeyError(user_id)
         if not item_known:
             raise KeyError(product_id)
-        past, weights = self._contributions(int(u), int(i))
+        past, engagement = self.profile_items(profile)
+        weights = self._contributions(past, engagement, int(i))
         scores = np.full(len(self.product_ids), -np.inf)
         scores[past] = np.where(weights > 0, weights, -np.inf)
         return self._top_n(scores, n)
 
-    def _contributions(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
-        """Return (the user's past inner items, each one's contribution to the item's score)."""
+    def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
+        """Return each past inner item's contribution to an inner item's score."""
         raise NotImplementedError(f"model {self.name!r} cannot explain its scores")
 
     # -- helpers --------------------------------------------------------------

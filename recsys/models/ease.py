@@ -29,8 +29,9 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 
-from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
+from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
 from recsys.models.state import ArrayShape
 
@@ -72,7 +73,7 @@ class EASERecommender(Recommender):
     """
 
     name = "ease"
-    capabilities = frozenset({SIMILAR_ITEMS, EXPLAIN})
+    capabilities = frozenset({SIMILAR_ITEMS, EXPLAIN, FOLD_IN})
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "item_weights": ("n_items", "n_items"),
         **HISTORY_SHAPES,
@@ -99,9 +100,14 @@ class EASERecommender(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray(self._rows[users] @ self.item_weights)
 
-    def _contributions(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
-        past, engagement = self.history.of(user)
-        return past, engagement * self.item_weights[past, item].astype(np.float64)
+    def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
+        # The same float32 sparse row times B as a training-time row: a user
+        # whose products have not changed gets exactly the training scores.
+        row = _one_row(engagement.astype(np.float32), items, len(self.product_ids))
+        return np.asarray(row @ self.item_weights)[0]
+
+    def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
+        return engagement * self.item_weights[past, item].astype(np.float64)
 
     def _similarity_to(self, item: int) -> np.ndarray:
         # How much having the product predicts each other one.
@@ -117,3 +123,8 @@ class EASERecommender(Recommender):
         self.item_weights = np.asarray(arrays["item_weights"], dtype=np.float32)
         self.history = TrainingHistory.from_arrays(arrays)
         self._rows = self.history.matrix(len(self.product_ids), np.float32)
+
+
+def _one_row(values: np.ndarray, items: np.ndarray, n_items: int) -> scipy.sparse.csr_matrix:
+    """Return a 1 x n_items CSR row holding ``values`` at inner ``items`` (ascending)."""
+    return scipy.sparse.csr_matrix((values, items, [0, len(items)]), shape=(1, n_items))

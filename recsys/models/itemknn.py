@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
-from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
+from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
 from recsys.models.state import ArrayShape
 
@@ -72,7 +72,7 @@ class ItemKNNRecommender(Recommender):
     """
 
     name = "itemknn"
-    capabilities = frozenset({SIMILAR_ITEMS, EXPLAIN})
+    capabilities = frozenset({SIMILAR_ITEMS, EXPLAIN, FOLD_IN})
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "neighbour_items": ("n_items", "k"),
         "neighbour_weights": ("n_items", "k"),
@@ -120,10 +120,16 @@ class ItemKNNRecommender(Recommender):
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self._rows[users] @ self._weights).todense())
 
-    def _contributions(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
-        past, engagement = self.history.of(user)
+    def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
+        # The same sparse row times W as a training-time row (exact for an unchanged user).
+        row = scipy.sparse.csr_matrix(
+            (engagement, items, [0, len(items)]), shape=(1, len(self.product_ids))
+        )
+        return np.asarray((row @ self._weights).todense())[0]
+
+    def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
         column = np.asarray(self._weights[:, [item]].todense()).ravel()
-        return past, engagement * column[past]
+        return engagement * column[past]
 
     def _similarity_to(self, item: int) -> np.ndarray:
         scores = np.zeros(len(self.product_ids))

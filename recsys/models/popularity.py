@@ -8,7 +8,8 @@ from typing import ClassVar
 import numpy as np
 import pandas as pd
 
-from recsys.models.base import Recommender, id_array
+from recsys.models.base import Recommender
+from recsys.models.ranked import id_array
 from recsys.models.state import ArrayShape
 
 

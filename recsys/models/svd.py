@@ -27,8 +27,9 @@ import numpy as np
 import pandas as pd
 from surprise import SVD
 
-from recsys.models.base import EXPLAIN, PREDICT, SIMILAR_ITEMS, Recommender, lookup_ids
+from recsys.models.base import EXPLAIN, FOLD_IN, PREDICT, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
+from recsys.models.ranked import lookup_ids
 from recsys.models.state import ArrayShape
 from recsys.models.surprise_trainset import trainset_from_arrays
 
@@ -57,7 +58,7 @@ class SVDRecommender(Recommender):
     """
 
     name = "svd"
-    capabilities = frozenset({PREDICT, SIMILAR_ITEMS, EXPLAIN})
+    capabilities = frozenset({PREDICT, SIMILAR_ITEMS, EXPLAIN, FOLD_IN})
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "global_mean": (1,),
         "user_bias": ("n_users",),
@@ -168,11 +169,33 @@ class SVDRecommender(Recommender):
             + self.user_factors[users] @ self.item_factors.T
         )
 
-    def _contributions(self, user: int, item: int) -> tuple[np.ndarray, np.ndarray]:
+    def fold_in(self, items: np.ndarray, engagement: np.ndarray) -> tuple[float, np.ndarray]:
+        """Return a user's bias and factors solved from their ratings, the item side fixed.
+
+        The ratings are the engagement clipped to the rating scale (as
+        ``derive_ratings`` makes them). With z_i = [1, q_i] and
+        x = [b_u, p_u], SVD's loss for one user, sum_i (r_i - mu - b_i -
+        z_i . x)^2 + reg_all |x|^2, is least squares with the closed form
+        x = (Z^T Z + reg_all I)^-1 Z^T (r - mu - b).
+        """
+        low, high = self.rating_scale if self.rating_scale is not None else (1.0, 5.0)
+        ratings = np.clip(engagement, low, high)
+        mine = np.hstack([np.ones((len(items), 1)), self.item_factors[items]])
+        gram = mine.T @ mine
+        gram[np.diag_indices_from(gram)] += self.reg_all
+        solved = np.linalg.solve(
+            gram, mine.T @ (ratings - self.global_mean - self.item_bias[items])
+        )
+        return float(solved[0]), solved[1:]
+
+    def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
+        bias, factors = self.fold_in(items, engagement)
+        return self._item_offsets + bias + self.item_factors @ factors
+
+    def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
         # SVD's score is no sum over past products: name the past products
         # nearest to the recommended one in factor space (cosine of factors).
-        past, _ = self.history.of(user)
-        return past, self._similarity_to(item)[past]
+        return self._similarity_to(item)[past]
 
     def predict(self, user_ids: np.ndarray, product_ids: np.ndarray) -> np.ndarray:
         """Predict ratings for (user, product) pairs as Surprise's SVD would.

@@ -32,7 +32,7 @@ from typing import Any, NamedTuple
 
 from cachetools import TTLCache
 
-from recsys.models.base import RankedList
+from recsys.models.ranked import RankedList
 from recsys.online.answers import (
     STORE_UNAVAILABLE,
     AnswerKey,
@@ -81,7 +81,9 @@ class Lookup(NamedTuple):
     history_version: HistoryVersion | None = None
 
 
-_NO_HISTORY = UserHistory(has_events=False, purchased=frozenset())
+_NO_HISTORY = UserHistory()
+# What a request knows of a user when the store cannot be read.
+_UNREAD_HISTORY = UserHistory(unavailable=True)
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def read_history(store: EventStore, user_id: int) -> tuple[UserHistory, str | No
         return store.user_history(user_id), None
     except STORE_OUTAGES as exc:
         logger.warning("event store unavailable for a user's history: %s", type(exc).__name__)
-        return _NO_HISTORY, STORE_UNAVAILABLE
+        return _UNREAD_HISTORY, STORE_UNAVAILABLE
 
 
 class NoAnswerCache:
@@ -111,6 +113,7 @@ class NoAnswerCache:
 
     def lookup(self, pipeline: str, version: ServingModel, request: RecommendRequest) -> Lookup:
         """Return the user's history from the store (there are no cached answers)."""
+        assert request.user_id is not None, "a session has no history to look up"
         return Lookup(None, *read_history(self.store, request.user_id))
 
     def keep(self, found: Lookup, answer: RecommendationAnswer) -> None:
@@ -120,7 +123,8 @@ class NoAnswerCache:
         self,
         version: ServingModel,
         ranker: Ranker,
-        user_id: int,
+        user_id: int | None,
+        history: UserHistory,
         categories: frozenset[str],
         wanted: int,
         left_out: frozenset[int],
@@ -205,6 +209,7 @@ class AnswerCache:
         one it was made with. Plain requests count one hit or miss.
         """
         user_id = request.user_id
+        assert user_id is not None, "a session has no history to look up"
         history_version = self.invalidations.history_version(user_id)
         key = (pipeline, request.key) if request.plain else None
         cached = self._cached(key)
@@ -237,7 +242,8 @@ class AnswerCache:
         self,
         version: ServingModel,
         ranker: Ranker,
-        user_id: int,
+        user_id: int | None,
+        history: UserHistory,
         categories: frozenset[str],
         wanted: int,
         left_out: frozenset[int],
@@ -247,16 +253,19 @@ class AnswerCache:
         From the cached candidates when enough remain in them after
         ``left_out`` (or they hold every product); otherwise the ranker ranks
         ``wanted + len(left_out)`` (at least ``CANDIDATES`` more), which is
-        always enough, and the deeper list replaces the cached one.
+        always enough, and the deeper list replaces the cached one. A user's
+        candidates are named by their history too: folded in from it, they
+        hold exactly as long as it is unchanged.
         """
-        key = (version.version, ranker.key, user_id if ranker.per_user else None, categories)
+        person = (user_id, history) if ranker.per_user else None
+        key = (version.version, ranker.key, person, categories)
         found: Candidates | None = self._candidates.get(key)
         (_RANKING_MISS if found is None else _RANKING_HIT).inc()
         picked = found.pick(wanted, left_out) if found is not None else None
         if picked is not None:
             return picked
         depth = max(CANDIDATES, wanted) + len(left_out)
-        found = ranker.candidates(version, user_id, categories, depth)
+        found = ranker.candidates(version, user_id, history, categories, depth)
         self._candidates.set(key, found)
         picked = found.pick(wanted, left_out)
         assert picked is not None, "ranked deep enough for the request"

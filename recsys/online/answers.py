@@ -18,7 +18,7 @@ import orjson
 
 # Why a personal list was not possible.
 UNKNOWN_USER = "unknown_user"  # no event of this user was ever recorded
-NOT_IN_MODEL = "not_in_model"  # events exist, but the user joined after training
+NOT_IN_MODEL = "not_in_model"  # events exist, but none on a product the model can use
 # Why an answer is less than complete.
 STORE_UNAVAILABLE = "store_unavailable"  # purchases could not be read: none excluded
 
@@ -104,7 +104,7 @@ class RecommendRequest:
     """One request for a user's list.
 
     Attributes:
-        user_id: The user.
+        user_id: The user; None for an anonymous session (``POST /recommend/session``).
         n: How many products.
         offset: How many of the best eligible products to skip (paging:
             ``offset=10, n=10`` is the second page of ten).
@@ -116,7 +116,7 @@ class RecommendRequest:
             candidates by maximal marginal relevance.
     """
 
-    user_id: int
+    user_id: int | None
     n: int
     offset: int = 0
     filters: ListFilter = NO_FILTER
@@ -130,7 +130,8 @@ class RecommendRequest:
 
     @property
     def key(self) -> AnswerKey:
-        """Return what names the request among cached answers (plain requests only)."""
+        """Return what names the request among cached answers (plain requests of users only)."""
+        assert self.user_id is not None, "a session's answers are not cached"
         return AnswerKey(self.user_id, self.n, self.offset, self.filters.key)
 
 
@@ -167,7 +168,7 @@ class RecommendationAnswer:
     """A ranked product list for one user, and how it was made.
 
     Attributes:
-        user_id: Who asked.
+        user_id: Who asked (None for an anonymous session).
         strategy: The model that made the list (``svd``, ``popular``, ...).
         recommendations: Best first.
         model_version: The published model version that answered.
@@ -177,15 +178,18 @@ class RecommendationAnswer:
         because: When explanations were asked for: per recommendation (same
             order), the user's past products that contributed most (empty
             when the model cannot explain, as for popularity).
+        history_events: How many of the user's events the list was made
+            from (their history as it was read; 0 when it could not be read).
     """
 
-    user_id: int
+    user_id: int | None
     strategy: str
     recommendations: list[RecommendedProduct]
     model_version: str
     fallback_reason: str | None = None
     degraded: str | None = None
     because: list[list[Reason]] | None = None
+    history_events: int = 0
 
     @functools.cached_property
     def json_body(self) -> bytes:
@@ -194,12 +198,14 @@ class RecommendationAnswer:
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""
-        body: dict[str, Any] = {"user_id": self.user_id, "strategy": self.strategy}
+        body: dict[str, Any] = {} if self.user_id is None else {"user_id": self.user_id}
+        body["strategy"] = self.strategy
         if self.fallback_reason is not None:
             body["fallback_reason"] = self.fallback_reason
         if self.degraded is not None:
             body["degraded"] = self.degraded
         body["model_version"] = self.model_version
+        body["history_events"] = self.history_events
         body["recommendations"] = [item.to_dict() for item in self.recommendations]
         if self.because is not None:
             for item, reasons in zip(body["recommendations"], self.because, strict=True):

@@ -253,8 +253,8 @@ class HistoryCache:
         # previous release and this one read each other's entries in a deploy.
         if isinstance(entry, dict) and entry.get("stamp") == [epoch, generation]:
             try:
-                history = UserHistory(bool(entry["events"]), frozenset(entry["purchased"]))
-            except (KeyError, TypeError):
+                history = UserHistory.of(entry["counts"])
+            except (KeyError, TypeError, ValueError):
                 pass  # not an entry this service wrote: a miss
             else:
                 _HISTORY_HIT.inc()
@@ -266,10 +266,13 @@ class HistoryCache:
         """Cache a history read from the store after ``lookup`` returned ``generation``."""
         if generation is None or not self._usable():
             return
+        # "events" and "purchased" are what the previous release reads: kept
+        # for a deploy in which both serve; "counts" is what this one needs.
         entry = {
             "stamp": list(generation),
             "events": history.has_events,
             "purchased": sorted(history.purchased),
+            "counts": history.counts(),
         }
         try:
             self._cache.set(f"user:{user_id}", entry)

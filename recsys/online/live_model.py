@@ -11,6 +11,7 @@ whole version, never a mix or a half-built model.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import threading
 from collections.abc import Iterable
@@ -21,11 +22,14 @@ import numpy as np
 import pandas as pd
 from prometheus_client import Gauge
 
-from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, RankedList, Recommender
+from recsys.data.ratings import RatingWeights
+from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.ranked import RankedList, lookup_ids
 from recsys.models.rerank import mmr_order
 from recsys.online.answers import Reason, RecommendedProduct
 from recsys.store.artifacts import ArtifactMetadata, LoadedArtifact, version_number
+from recsys.store.events import UserHistory
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +79,19 @@ class ServingModel:
     def version(self) -> str:
         return self.metadata.version
 
+    @functools.cached_property
+    def weights(self) -> RatingWeights:
+        """Return how clicks and purchases became engagement when this version was trained.
+
+        Fold-in scores a user's history with the same weights, so a user
+        whose events have not changed is scored as at training time.
+        """
+        training = self.metadata.training
+        return RatingWeights(
+            float(training.get("click_weight", RatingWeights.click_weight)),
+            float(training.get("purchase_weight", RatingWeights.purchase_weight)),
+        )
+
     def allowed(self, model: Recommender, categories: frozenset[str]) -> np.ndarray | None:
         """Return which of a model's products are in any of ``categories`` (a boolean mask).
 
@@ -120,6 +137,15 @@ class ServingModel:
         names = catalog_names(source) if source is not None else {}
         return cls(artifact.model, popularity, names, artifact.metadata)
 
+    def unknown_products(self, product_ids: Iterable[int]) -> list[int]:
+        """Return the ids, in order, that are neither in the catalog nor in the model."""
+        names, known = self.names, self.model.product_ids
+        unknown = [p for p in product_ids if p not in names]
+        if unknown:
+            found = lookup_ids(known, np.array(unknown, dtype=np.int64))[1]
+            unknown = [p for p, f in zip(unknown, found.tolist(), strict=True) if not f]
+        return unknown
+
     def describe(self, ranked: RankedList) -> list[RecommendedProduct]:
         """Return ranked ids as named products with rounded scores."""
         pairs = zip(ranked.product_ids.tolist(), ranked.scores.tolist(), strict=True)
@@ -134,7 +160,9 @@ class ServingModel:
             items.append(RecommendedProduct(product_id, name, category, round(score, 4)))
         return items
 
-    def explain(self, model: Recommender, user_id: int, ranked: RankedList) -> list[list[Reason]]:
+    def explain(
+        self, model: Recommender, history: UserHistory, ranked: RankedList
+    ) -> list[list[Reason]]:
         """Return, per ranked product, the user's past products behind it (top EXPLAIN_TOP).
 
         ``model`` is the one that ranked the list; one that cannot explain
@@ -142,9 +170,10 @@ class ServingModel:
         """
         if EXPLAIN not in model.capabilities:
             return [[] for _ in ranked.product_ids]
+        profile = history.profile(self.weights)
         reasons = []
         for product_id in ranked.product_ids.tolist():
-            because = model.explain(user_id, product_id, EXPLAIN_TOP)
+            because = model.explain(profile, product_id, EXPLAIN_TOP)
             reasons.append(
                 [
                     Reason(int(past), self.names.get(int(past), (None, None))[0], round(w, 4))

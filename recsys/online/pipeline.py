@@ -24,11 +24,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from recsys.models.base import RankedList
+from prometheus_client import Counter
+
+from recsys.models.base import Recommender
+from recsys.models.ranked import RankedList
 from recsys.online.answers import RecommendationAnswer, RecommendRequest
 from recsys.online.live_model import LiveModel, ServingModel
-from recsys.online.rankers import FallbackRanker, Ranker
+from recsys.online.rankers import FallbackRanker, Ranker, folds_in
 from recsys.store.events import UserHistory
+
+ANSWERS_MADE = Counter(
+    "recsys_answers_made",
+    "Answers made (not served from the cache), by who asked (user or session) and how the "
+    "list was ranked (fold_in: from the history as it is now; training_row: from the "
+    "user's row at training time; fallback: the popular list)",
+    ["requester", "ranking"],
+)
 
 # Candidates MMR chooses from: the model's best max(n * 3, 30).
 _MMR_POOL_FACTOR = 3
@@ -42,7 +53,8 @@ class CandidateCache(Protocol):
         self,
         version: ServingModel,
         ranker: Ranker,
-        user_id: int,
+        user_id: int | None,
+        history: UserHistory,
         categories: frozenset[str],
         wanted: int,
         left_out: frozenset[int],
@@ -86,9 +98,10 @@ class Pipeline:
         ranker, fallback_reason = self.ranker.choose(version, user_id, history)
         model = ranker.model(version)
         left_out = request.filters.left_out(history.purchased)
-        ranked = _candidates(version, ranker, request, left_out, cache)
+        ranked = _candidates(version, ranker, request, history, left_out, cache)
         wanted = request.offset + request.n
         ranked = _page(version.diversify(ranked, model, wanted, request.diversity), request.offset)
+        _count(request, model, history, fallback_reason)
         return RecommendationAnswer(
             user_id,
             model.name,
@@ -96,14 +109,29 @@ class Pipeline:
             version.version,
             fallback_reason=fallback_reason,
             degraded=degraded,
-            because=version.explain(model, user_id, ranked) if request.explain else None,
+            because=version.explain(model, history, ranked) if request.explain else None,
+            history_events=history.events,
         )
+
+
+def _count(
+    request: RecommendRequest, model: Recommender, history: UserHistory, fallback: str | None
+) -> None:
+    """Count an answer made by who it was for and how its list was ranked."""
+    if fallback is not None:
+        ranking = "fallback"
+    elif folds_in(model, history):
+        ranking = "fold_in"
+    else:
+        ranking = "training_row"
+    ANSWERS_MADE.labels("user" if request.user_id is not None else "session", ranking).inc()
 
 
 def _candidates(
     version: ServingModel,
     ranker: Ranker,
     request: RecommendRequest,
+    history: UserHistory,
     left_out: frozenset[int],
     cache: CandidateCache,
 ) -> RankedList:
@@ -111,11 +139,11 @@ def _candidates(
     wanted = request.offset + request.n
     categories = request.filters.categories
     if request.plain:
-        found = cache.pick(version, ranker, request.user_id, categories, wanted, left_out)
+        found = cache.pick(version, ranker, request.user_id, history, categories, wanted, left_out)
         if found is not None:
             return found
     pool = wanted if request.diversity == 0 else max(wanted * _MMR_POOL_FACTOR, _MMR_POOL_MIN)
-    return ranker.rank(version, request.user_id, pool, left_out, categories)
+    return ranker.rank(version, request.user_id, history, pool, left_out, categories)
 
 
 def _page(ranked: RankedList, offset: int) -> RankedList:

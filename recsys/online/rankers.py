@@ -1,9 +1,10 @@
 """The candidates stage of the answering pipeline: who ranks a user's products, with its fallback.
 
 A ranker makes a user's candidate list from one version of the live model:
-``PersonalRanker`` with the version's personal model (or, for the
-``popular`` A/B strategy, its popularity model per user), ``PopularRanker``
-with the most-clicked products, the same for everyone. ``FallbackRanker``
+``PersonalRanker`` with the version's personal model, folding the user in
+from their history as it is now (or, for the ``popular`` A/B strategy, its
+popularity model per user), ``PopularRanker`` with the most-clicked
+products, the same for everyone. ``FallbackRanker``
 pairs a primary ranker with a fallback, as LensKit's ``FallbackScorer``
 does: it is the one place that decides whether a user gets a personal list,
 and says why not when they do not.
@@ -16,7 +17,8 @@ from typing import Protocol
 
 import numpy as np
 
-from recsys.models.base import RankedList, Recommender
+from recsys.models.base import FOLD_IN, Recommender
+from recsys.models.ranked import RankedList, lookup_ids
 from recsys.online.answers import NOT_IN_MODEL, UNKNOWN_USER
 from recsys.online.live_model import ServingModel
 from recsys.store.events import UserHistory
@@ -80,14 +82,15 @@ class Ranker(Protocol):
         """Return the version's model that ranks (its name is the answer's strategy)."""
         ...
 
-    def knows(self, version: ServingModel, user_id: int) -> bool:
-        """Return whether the ranker can rank this user."""
+    def knows(self, version: ServingModel, user_id: int | None, history: UserHistory) -> bool:
+        """Return whether the ranker can rank this user (a session's user id is None)."""
         ...
 
     def rank(
         self,
         version: ServingModel,
-        user_id: int,
+        user_id: int | None,
+        history: UserHistory,
         n: int,
         exclude: frozenset[int],
         categories: frozenset[str],
@@ -96,7 +99,12 @@ class Ranker(Protocol):
         ...
 
     def candidates(
-        self, version: ServingModel, user_id: int, categories: frozenset[str], depth: int
+        self,
+        version: ServingModel,
+        user_id: int | None,
+        history: UserHistory,
+        categories: frozenset[str],
+        depth: int,
     ) -> Candidates:
         """Return the user's candidates within ``categories``, at least ``depth`` when there are."""
         ...
@@ -105,6 +113,11 @@ class Ranker(Protocol):
 @dataclass(frozen=True)
 class PersonalRanker:
     """Ranks each user's products with the version's personal model (or its popularity model).
+
+    A model that folds users in (``FOLD_IN``) scores the user's history as
+    it is now, so their latest events count and a user who came after
+    training is ranked too; any other model (or any, when the store could
+    not be read) ranks the users it was trained on from their training rows.
 
     Attributes:
         key: Names the ranker among cached candidates.
@@ -119,28 +132,53 @@ class PersonalRanker:
     def model(self, version: ServingModel) -> Recommender:
         return version.popularity if self.popularity else version.model
 
-    def knows(self, version: ServingModel, user_id: int) -> bool:
-        return self.model(version).knows_user(user_id)
+    def knows(self, version: ServingModel, user_id: int | None, history: UserHistory) -> bool:
+        model = self.model(version)
+        if folds_in(model, history):
+            # Something to fold in: at least one of the user's products is in the model.
+            found = lookup_ids(model.product_ids, np.array(history.product_ids, dtype=np.int64))[1]
+            return bool(found.any())
+        return user_id is not None and model.knows_user(user_id)
 
     def rank(
         self,
         version: ServingModel,
-        user_id: int,
+        user_id: int | None,
+        history: UserHistory,
         n: int,
         exclude: frozenset[int],
         categories: frozenset[str],
     ) -> RankedList:
         model = self.model(version)
         allowed = version.allowed(model, categories)
-        ranked = model.rank_user(user_id, n, exclude=exclude, allowed=allowed)
-        assert ranked is not None, "only users the model knows are ranked personally"
+        if folds_in(model, history):
+            profile = history.profile(version.weights)
+            ranked = model.rank_profile(profile, n, exclude=exclude, allowed=allowed)
+        else:
+            assert user_id is not None, "a model without fold-in ranks known users only"
+            ranked = model.rank_user(user_id, n, exclude=exclude, allowed=allowed)
+        assert ranked is not None, "only users the ranker knows are ranked personally"
         return ranked
 
     def candidates(
-        self, version: ServingModel, user_id: int, categories: frozenset[str], depth: int
+        self,
+        version: ServingModel,
+        user_id: int | None,
+        history: UserHistory,
+        categories: frozenset[str],
+        depth: int,
     ) -> Candidates:
-        ranked = self.rank(version, user_id, depth, frozenset(), categories)
+        ranked = self.rank(version, user_id, history, depth, frozenset(), categories)
         return Candidates.of(ranked, complete=len(ranked) < depth)
+
+
+def folds_in(model: Recommender, history: UserHistory) -> bool:
+    """Return whether to rank from the user's history (else from their training-time row).
+
+    Only when the store could not be read does a user the model knows keep
+    their training-time row: an answer then, if a less fresh one.
+    """
+    return FOLD_IN in model.capabilities and not history.unavailable
 
 
 @dataclass(frozen=True)
@@ -153,13 +191,14 @@ class PopularRanker:
     def model(self, version: ServingModel) -> Recommender:
         return version.popularity
 
-    def knows(self, version: ServingModel, user_id: int) -> bool:
+    def knows(self, version: ServingModel, user_id: int | None, history: UserHistory) -> bool:
         return True
 
     def rank(
         self,
         version: ServingModel,
-        user_id: int,
+        user_id: int | None,
+        history: UserHistory,
         n: int,
         exclude: frozenset[int],
         categories: frozenset[str],
@@ -169,7 +208,12 @@ class PopularRanker:
         return popularity.top(n, exclude=exclude, allowed=allowed)
 
     def candidates(
-        self, version: ServingModel, user_id: int, categories: frozenset[str], depth: int
+        self,
+        version: ServingModel,
+        user_id: int | None,
+        history: UserHistory,
+        categories: frozenset[str],
+        depth: int,
     ) -> Candidates:
         # The popularity list is short and shared by every unknown user: rank it whole.
         popularity = version.popularity
@@ -190,19 +234,20 @@ class FallbackRanker:
     fallback: Ranker
 
     def choose(
-        self, version: ServingModel, user_id: int, history: UserHistory
+        self, version: ServingModel, user_id: int | None, history: UserHistory
     ) -> tuple[Ranker, str | None]:
         """Return the ranker of a user, and why it is the fallback when it is.
 
-        The reason says whether the user has events the model was not trained
-        on (``not_in_model``) or none at all (``unknown_user``).
+        The reason says whether the user has events, but none the model can
+        use (``not_in_model``: only products it was not trained on, or a
+        model that cannot fold users in), or none at all (``unknown_user``).
         """
-        if self.primary.knows(version, user_id):
+        if self.primary.knows(version, user_id, history):
             return self.primary, None
         return self.fallback, NOT_IN_MODEL if history.has_events else UNKNOWN_USER
 
 
-# The live model's list, or the most-clicked products for users it does not know.
+# The live model's list, or the most-clicked products for users it cannot rank.
 PERSONAL_OR_POPULAR = FallbackRanker(PersonalRanker(), PopularRanker())
 # The popularity list for everyone (the ``popular`` A/B strategy): the
 # popularity model ranks the users it was fitted on, the shared list the others.

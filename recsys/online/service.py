@@ -17,7 +17,8 @@ This module is the front of the answering path: callers import from it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 from recsys.online.answer_cache import AnswerCache, NoAnswerCache
 from recsys.online.answers import (
@@ -42,7 +43,7 @@ from recsys.online.pipeline import Pipeline
 from recsys.online.rankers import PERSONAL_OR_POPULAR, POPULAR_FOR_EVERYONE, PopularRanker
 from recsys.store.artifacts import ArtifactMetadata, LoadedArtifact
 from recsys.store.engine import STORE_OUTAGES
-from recsys.store.events import EventStore
+from recsys.store.events import EventStore, UserHistory
 
 __all__ = [
     "NOT_IN_MODEL",
@@ -71,6 +72,7 @@ logger = logging.getLogger(__name__)
 CHAMPION, POPULAR = "champion", "popular"
 _POPULAR_LIST = PopularRanker()
 _NONE: frozenset = frozenset()  # no categories asked for, no products left out
+_NO_HISTORY = UserHistory()
 
 
 class RecommendationService:
@@ -152,12 +154,33 @@ class RecommendationService:
         self.cache.keep(found, answer)
         return answer
 
+    def recommend_session(
+        self, items: Sequence[int], request: RecommendRequest
+    ) -> RecommendationAnswer:
+        """Return a list for an anonymous session from its products alone.
+
+        Each of ``items`` counts as one click (a product twice, two), folded
+        into the live model as a user's history is; nothing is written, and
+        no A/B test routes a session. A session none of whose products the
+        model knows gets the most popular products (``not_in_model``).
+
+        Args:
+            items: The session's product ids (catalog products), most recent last.
+            request: The list's length, page and filters (``user_id`` None).
+
+        Raises:
+            NoLiveModelError: No version is live yet.
+        """
+        version = self.pipeline.live.current()
+        history = UserHistory.of((p, clicks, 0) for p, clicks in Counter(items).items())
+        return self.pipeline.answer(version, request, history, None, self.cache)
+
     def popular(self, n: int) -> list[RecommendedProduct]:
         """Return the n most-clicked products as of the live version's training."""
         version = self.live.current()
-        ranked = self.cache.pick(version, _POPULAR_LIST, 0, _NONE, n, _NONE)
+        ranked = self.cache.pick(version, _POPULAR_LIST, None, _NO_HISTORY, _NONE, n, _NONE)
         if ranked is None:
-            ranked = _POPULAR_LIST.rank(version, 0, n, _NONE, _NONE)
+            ranked = _POPULAR_LIST.rank(version, None, _NO_HISTORY, n, _NONE, _NONE)
         return version.describe(ranked)
 
     def forget_histories(self, user_ids: Iterable[int]) -> None:

@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from recsys.errors import RecsysError
-from recsys.models.base import SIMILAR_ITEMS, lookup_ids
+from recsys.models.base import SIMILAR_ITEMS
+from recsys.models.ranked import lookup_ids
 from recsys.online.service import NOT_IN_MODEL, RecommendedProduct, ServingModel
 
 # Why the neighbours are the category's most clicked products.

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from recsys.data.events import Event, events_from_log, read_interactions_csv
 from recsys.data.interactions import INTERACTION_COLUMNS, TIMESTAMP_COLUMN
+from recsys.data.ratings import RatingWeights
 from recsys.data.timestamps import format_utc, utc_now
 from recsys.errors import DataFileError, RecsysError
+from recsys.models.profile import Profile
 from recsys.store.engine import create_store_engine, lock_for_startup, retry_conflicts
 from recsys.store.products import ProductCatalog, insert_products
 from recsys.store.tables import interactions, products, users
@@ -50,15 +54,59 @@ class UnknownProductError(RecsysError, LookupError):
 
 @dataclass(frozen=True)
 class UserHistory:
-    """What serving needs to know of one user.
+    """What serving needs to know of one user: how often they clicked and bought each product.
 
     Attributes:
-        has_events: Whether any interaction of the user is recorded.
-        purchased: The products the user bought.
+        product_ids: The products the user clicked, ascending.
+        clicks: How many times they clicked each (at least 1).
+        purchases: How many of those clicks ended in a purchase.
+        unavailable: The store could not be read: the history is unknown, not
+            empty (serving then ranks a user the model knows from their
+            training-time row).
     """
 
-    has_events: bool
-    purchased: frozenset[int]
+    product_ids: tuple[int, ...] = ()
+    clicks: tuple[int, ...] = ()
+    purchases: tuple[int, ...] = ()
+    unavailable: bool = False
+
+    @classmethod
+    def of(cls, counts: Iterable[Sequence[int]]) -> UserHistory:
+        """Return the history of (product id, clicks, purchases) rows, in any order."""
+        rows = sorted((int(p), int(c), int(b)) for p, c, b in counts)
+        if not rows:
+            return cls()
+        product_ids, clicks, purchases = zip(*rows, strict=True)
+        return cls(product_ids, clicks, purchases)
+
+    @property
+    def has_events(self) -> bool:
+        """Whether any interaction of the user is recorded."""
+        return bool(self.product_ids)
+
+    @property
+    def events(self) -> int:
+        """How many interactions of the user are recorded."""
+        return sum(self.clicks)
+
+    @cached_property
+    def purchased(self) -> frozenset[int]:
+        """The products the user bought."""
+        return frozenset(p for p, b in zip(self.product_ids, self.purchases, strict=True) if b)
+
+    def counts(self) -> list[list[int]]:
+        """Return [product id, clicks, purchases] rows (``of``'s input; JSON-able)."""
+        return [
+            list(row) for row in zip(self.product_ids, self.clicks, self.purchases, strict=True)
+        ]
+
+    def profile(self, weights: RatingWeights) -> Profile:
+        """Return the user's products with their engagement, as the models were trained on it."""
+        return Profile(
+            np.array(self.product_ids, dtype=np.int64),
+            weights.click_weight * np.array(self.clicks, dtype=np.float64)
+            + weights.purchase_weight * np.array(self.purchases, dtype=np.float64),
+        )
 
 
 @dataclass(frozen=True)
@@ -90,9 +138,13 @@ class StoreCounts:
 # Built once: the serving path runs it on every uncached answer, and building
 # and keying a statement costs about a fifth of running it.
 _USER_HISTORY = (
-    sa.select(interactions.c.product_id, interactions.c.purchased)
+    sa.select(
+        interactions.c.product_id,
+        sa.func.count(),
+        sa.func.sum(sa.cast(interactions.c.purchased, sa.Integer)),
+    )
     .where(interactions.c.user_id == sa.bindparam("user_id"))
-    .distinct()
+    .group_by(interactions.c.product_id)
 )
 
 
@@ -165,7 +217,7 @@ class EventStore(ProductCatalog):
         return retry_conflicts(insert)
 
     def user_history(self, user_id: int) -> UserHistory:
-        """Return, in one query, whether the user has events and which products they bought.
+        """Return, in one query, how often the user clicked and bought each product.
 
         Every uncached answer makes this read. On SQLite it goes through the
         pooled driver connection itself: SQLAlchemy's per-statement work (the
@@ -178,10 +230,7 @@ class EventStore(ProductCatalog):
         else:
             with self.engine.connect() as conn:
                 rows = conn.execute(_USER_HISTORY, {"user_id": user_id}).all()
-        return UserHistory(
-            has_events=bool(rows),
-            purchased=frozenset(int(product) for product, bought in rows if bought),
-        )
+        return UserHistory.of(rows)
 
     def _read_driver(self, sql: str, params: tuple) -> Sequence[Sequence[Any]]:
         """Run one read on a pooled driver connection; errors become SQLAlchemy's own."""

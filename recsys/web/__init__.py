@@ -29,6 +29,7 @@ from recsys.web import (
     query_params,
     recommend,
     request_id,
+    sessions,
     similar,
 )
 
@@ -55,7 +56,9 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     recommend.init_app(app)
     for blueprint in (interactions.bp, admin.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (similar.bp, catalog.bp, history.bp, dashboard.bp, experiments.bp):
+    for blueprint in (sessions.bp, similar.bp, catalog.bp, history.bp):
+        app.register_blueprint(blueprint)
+    for blueprint in (dashboard.bp, experiments.bp):
         app.register_blueprint(blueprint)
     openapi.init_app(app)
     commands.init_app(app)

@@ -85,9 +85,18 @@ class Recommendations(BaseModel):
 
     user_id: int = Field(ge=1, le=MAX_ID)
     strategy: str = Field(description="svd, als, popular, ...")
-    fallback_reason: Literal["unknown_user", "not_in_model"] | None = None
+    fallback_reason: Literal["unknown_user", "not_in_model"] | None = Field(
+        None,
+        description="unknown_user: no event of the user is recorded; not_in_model: their "
+        "events are only on products the model was not trained on",
+    )
     degraded: Literal["store_unavailable"] | None = None
     model_version: str
+    history_events: int = Field(
+        ge=0,
+        description="how many of the user's events the list was made from: the model folds "
+        "in their history as it is now (0 when it could not be read)",
+    )
     recommendations: list[ScoredProduct]
     experiment: str | None = Field(None, description="the A/B test running, if any")
     variant: str | None = Field(None, description="the user's variant of that test")
@@ -96,6 +105,18 @@ class Recommendations(BaseModel):
         pattern=r"^[0-9a-f]{32}$",
         description="send it back with the clicks and purchases on this list",
     )
+
+
+class SessionRecommendations(BaseModel):
+    """An anonymous session's list (POST /recommend/session)."""
+
+    strategy: str = Field(description="svd, als, popular, ...")
+    fallback_reason: Literal["not_in_model"] | None = Field(
+        None, description="not_in_model: the model was trained on none of the session's products"
+    )
+    model_version: str
+    history_events: int = Field(ge=1, description="how many session items the list was made from")
+    recommendations: list[ScoredProduct]
 
 
 class PopularProducts(BaseModel):
@@ -159,6 +180,38 @@ class RecommendQuery(BaseModel):
     )
     include_purchased: Literal["true", "false", "1", "0"] = Field(
         "false", description="list products the user bought too (left out by default)"
+    )
+
+
+MAX_SESSION_ITEMS = 1_000
+
+
+class SessionBody(BaseModel):
+    """An anonymous session: its products, most recent last, and the filters of /recommend."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    items: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        min_length=1,
+        max_length=MAX_SESSION_ITEMS,
+        description="the session's product ids, most recent last (a product twice counts twice)",
+    )
+    n: int = Field(5, ge=1, le=100, description="how many products")
+    offset: int = Field(
+        0,
+        ge=0,
+        le=MAX_LIST_END - 1,
+        description="skip this many of the best eligible products (offset + n at most 1000)",
+    )
+    category: list[
+        Annotated[str, Field(min_length=1, max_length=CATEGORY_CHARS, pattern=TEXT_PATTERN)]
+    ] = Field([], max_length=MAX_CATEGORIES, description="only products of these categories")
+    exclude: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        [], max_length=MAX_EXCLUDED, description="product ids never to list (at most 1000)"
+    )
+    explain: bool = Field(False, description="add `because`: the session's products behind each")
+    diversity: float = Field(
+        0.0, ge=0, le=1, description="0 (plain ranking) to 1: re-rank by maximal marginal relevance"
     )
 
 

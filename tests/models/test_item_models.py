@@ -8,6 +8,7 @@ from recsys.models import MODELS
 from recsys.models.base import EXPLAIN
 from recsys.models.ease import EASERecommender, ease_weights
 from recsys.models.itemknn import ItemKNNRecommender
+from recsys.models.profile import Profile
 from recsys.models.svd import SVDRecommender
 from tests.models.test_model_contract import FEEDBACK, random_feedback
 
@@ -129,7 +130,7 @@ def test_explanations_name_only_the_users_own_past_products_by_weight(name):
     for user in model.user_ids[:10].tolist():
         ranked = model.recommend([user], 3, exclude=history).lists[user]
         for product in ranked.product_ids.tolist():
-            because = model.explain(user, product, 3)
+            because = model.explain(profile_of(feedback, user), product, 3)
             assert set(because.product_ids.tolist()) <= history[user]
             assert (because.scores > 0).all()
             assert list(because.scores) == sorted(because.scores, reverse=True)
@@ -141,7 +142,8 @@ def test_explanations_name_only_the_users_own_past_products_by_weight(name):
 def test_item_model_explanations_add_up_to_the_score(name):
     model = MODELS[name]().fit(FEEDBACK)
     user, item = 0, 3
-    _, weights = model._contributions(user, item)
+    past, engagement = model.profile_items(profile_of(FEEDBACK, int(model.user_ids[user])))
+    weights = model._contributions(past, engagement, item)
     assert weights.sum() == pytest.approx(model._score(np.array([user]))[0, item], rel=1e-5)
 
 
@@ -151,18 +153,23 @@ def test_ease_explanation_weights_are_engagement_times_item_weights():
     # User 5 (row 4) engaged 2 with product 1 and 1 with product 3; explain product 2.
     expected = {1: 2.0 * weights[0, 1], 3: 1.0 * weights[2, 1]}
     positive = sorted((p for p in expected if expected[p] > 0), key=lambda p: -expected[p])
-    because = model.explain(5, 2, 3)
+    because = model.explain(Profile.of({1: 2.0, 3: 1.0}), 2, 3)
     assert because.product_ids.tolist() == positive
     np.testing.assert_allclose(because.scores, [expected[p] for p in positive], rtol=1e-5)
 
 
-def test_explaining_an_unknown_user_raises_key_error():
+def test_explaining_an_unknown_product_raises_key_error():
     model = EASERecommender().fit(FEEDBACK)
     with pytest.raises(KeyError):
-        model.explain(999_999, int(model.product_ids[0]))
+        model.explain(profile_of(FEEDBACK, int(model.user_ids[0])), 999_999)
 
 
 def test_popularity_cannot_explain():
     model = MODELS["popular"]().fit(FEEDBACK)
     with pytest.raises(NotImplementedError, match="cannot explain"):
-        model.explain(int(model.user_ids[0]), int(model.product_ids[0]))
+        model.explain(profile_of(FEEDBACK, int(model.user_ids[0])), int(model.product_ids[0]))
+
+
+def profile_of(feedback, user_id: int) -> Profile:
+    """Return one user's training rows as a profile."""
+    return Profile.from_feedback(feedback[feedback["user_id"] == user_id])

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client import REGISTRY
 
-from recsys.models.base import RankedList
+from recsys.models.ranked import RankedList
 from recsys.online.answer_cache import NoAnswerCache
 from recsys.online.rankers import (
     PERSONAL_OR_POPULAR,
@@ -18,9 +19,15 @@ from recsys.online.service import RecommendRequest
 from recsys.store.events import UserHistory
 from tests.builders import runtime_of
 
-NO_EVENTS = UserHistory(has_events=False, purchased=frozenset())
-SOME_EVENTS = UserHistory(has_events=True, purchased=frozenset())
+NO_EVENTS = UserHistory()
 UNKNOWN = 10**12
+# Events only on a product the model was not trained on: nothing to fold in.
+UNUSABLE_EVENTS = UserHistory.of([(UNKNOWN, 2, 0)])
+
+
+def some_events(app, user_id: int = 17) -> UserHistory:
+    """Return the user's history as the store has it (products the model knows)."""
+    return runtime_of(app).service.store.user_history(user_id)
 
 
 @pytest.fixture
@@ -30,22 +37,27 @@ def version(app):
     return runtime_of(app).service.live.current()
 
 
-def test_the_fallback_ranker_gives_a_user_the_model_knows_the_personal_ranker(version):
-    ranker, reason = PERSONAL_OR_POPULAR.choose(version, 17, SOME_EVENTS)
+def test_the_fallback_ranker_gives_a_user_with_events_the_personal_ranker(app, version):
+    ranker, reason = PERSONAL_OR_POPULAR.choose(version, 17, some_events(app))
     assert isinstance(ranker, PersonalRanker) and reason is None
     assert ranker.model(version) is version.model
 
 
+def test_a_user_the_model_never_saw_is_ranked_personally_from_their_events(app, version):
+    ranker, reason = PERSONAL_OR_POPULAR.choose(version, UNKNOWN, some_events(app))
+    assert isinstance(ranker, PersonalRanker) and reason is None
+
+
 @pytest.mark.parametrize(
-    ("history", "reason"), [(NO_EVENTS, "unknown_user"), (SOME_EVENTS, "not_in_model")]
+    ("history", "reason"), [(NO_EVENTS, "unknown_user"), (UNUSABLE_EVENTS, "not_in_model")]
 )
 def test_the_fallback_ranker_says_why_a_user_gets_the_popular_list(version, history, reason):
     ranker, said = PERSONAL_OR_POPULAR.choose(version, UNKNOWN, history)
     assert isinstance(ranker, PopularRanker) and said == reason
 
 
-def test_the_popular_strategy_ranks_the_users_it_knows_with_the_popularity_model(version):
-    ranker, reason = POPULAR_FOR_EVERYONE.choose(version, 17, SOME_EVENTS)
+def test_the_popular_strategy_ranks_the_users_it_knows_with_the_popularity_model(app, version):
+    ranker, reason = POPULAR_FOR_EVERYONE.choose(version, 17, some_events(app))
     assert ranker.model(version) is version.popularity and reason is None
 
 
@@ -77,9 +89,10 @@ def test_candidates_are_read_only_since_requests_share_them():
 def test_the_pipeline_pages_after_leaving_out_purchases_and_exclusions(app, version):
     service = runtime_of(app).service
     cache = NoAnswerCache(service.store)
-    best = service.pipeline.answer(version, RecommendRequest(17, 1), SOME_EVENTS, None, cache)
+    events = some_events(app)
+    best = service.pipeline.answer(version, RecommendRequest(17, 1), events, None, cache)
     bought = best.recommendations[0].product_id
-    history = UserHistory(has_events=True, purchased=frozenset({bought}))
+    history = UserHistory.of([*events.counts(), (bought, 1, 1)])
     whole = service.pipeline.answer(version, RecommendRequest(17, 6), history, None, cache)
     listed = [item.product_id for item in whole.recommendations]
     assert bought not in listed and len(listed) == 6
@@ -93,5 +106,37 @@ def test_the_pipeline_marks_an_answer_made_without_the_history_as_degraded(app, 
     service = runtime_of(app).service
     cache = NoAnswerCache(service.store)
     request = RecommendRequest(17, 3)
-    answer = service.pipeline.answer(version, request, NO_EVENTS, "store_unavailable", cache)
+    unread = UserHistory(unavailable=True)
+    answer = service.pipeline.answer(version, request, unread, "store_unavailable", cache)
     assert answer.degraded == "store_unavailable" and answer.strategy == version.model.name
+
+
+def made(requester: str, ranking: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "recsys_answers_made_total", {"requester": requester, "ranking": ranking}
+    )
+    return value or 0.0
+
+
+@pytest.mark.parametrize(
+    ("history", "ranking"),
+    [
+        (None, "fold_in"),  # the user's history from the store
+        (UNUSABLE_EVENTS, "fallback"),
+        (UserHistory(unavailable=True), "training_row"),
+    ],
+)
+def test_answers_made_are_counted_by_how_their_list_was_ranked(app, version, history, ranking):
+    service = runtime_of(app).service
+    history = history if history is not None else some_events(app)
+    before = made("user", ranking)
+    service.pipeline.answer(
+        version, RecommendRequest(17, 3), history, None, NoAnswerCache(service.store)
+    )
+    assert made("user", ranking) == before + 1
+
+
+def test_a_session_answer_is_counted_as_a_session(app, version):
+    before = made("session", "fold_in")
+    runtime_of(app).service.recommend_session([3, 7], RecommendRequest(None, 3))
+    assert made("session", "fold_in") == before + 1

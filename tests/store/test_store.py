@@ -38,14 +38,17 @@ def test_interactions_frame_has_the_log_schema_in_insertion_order(catalog_store)
 
 def test_a_purchase_is_visible_in_the_users_history_at_once(catalog_store):
     catalog_store.add_interactions([Event(7, 1, False)])
-    assert catalog_store.user_history(7) == UserHistory(has_events=True, purchased=frozenset())
-    catalog_store.add_interactions([Event(7, 4, True), Event(7, 4, True)])
-    assert catalog_store.user_history(7).purchased == {4}
+    assert catalog_store.user_history(7) == UserHistory.of([(1, 1, 0)])
+    catalog_store.add_interactions([Event(7, 4, True), Event(7, 4, True), Event(7, 1, False)])
+    history = catalog_store.user_history(7)
+    assert history.purchased == {4}
+    assert history.counts() == [[1, 2, 0], [4, 2, 2]] and history.events == 4
 
 
 def test_a_user_without_events_has_an_empty_history(catalog_store):
     catalog_store.add_interactions([Event(7, 1, False)])
-    assert catalog_store.user_history(8) == UserHistory(has_events=False, purchased=frozenset())
+    assert catalog_store.user_history(8) == UserHistory()
+    assert not UserHistory().has_events
 
 
 def test_a_failed_history_read_on_sqlite_is_an_outage_sqlalchemy_names(sqlite_url):

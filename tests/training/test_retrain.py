@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from recsys.online.service import ServingModel
 from recsys.store.job_queue import JobState, TrainingJob
 from tests.builders import ROOT, kill_mid_write, runtime_of
 
@@ -190,10 +191,11 @@ def test_requests_during_retrains_see_no_error_and_only_whole_versions(app_facto
     assert [status for status, _ in seen if status != 200] == []
     versions = {body["model_version"] for _, body in seen}
     assert len(versions) >= 2, "the reader should have seen at least one swap"
-    bought = {1: runtime.store.user_history(1).purchased}
+    history = runtime.store.user_history(1)
     for version in versions:
-        model = runtime.registry.load(version).model
-        ranked = model.recommend([1], 5, exclude=bought).lists[1]
+        served = ServingModel.from_artifact(runtime.registry.load(version), None)
+        profile = history.profile(served.weights)
+        ranked = served.model.rank_profile(profile, 5, exclude=history.purchased)
         expected = [
             [int(p), round(float(s), 4)]
             for p, s in zip(ranked.product_ids, ranked.scores, strict=True)

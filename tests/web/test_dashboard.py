@@ -94,11 +94,13 @@ def test_an_unknown_user_gets_popular_products_and_the_fallback_reason(bundled_c
     assert 'id="no-history"' in page
 
 
-def test_a_user_who_joined_after_training_is_shown_as_not_in_model(client):
+def test_a_user_who_joined_after_training_is_shown_with_a_personal_list(client):
     event = {"user_id": 5001, "product_id": 3, "purchased": 0}
     assert client.post("/interactions", json=event).status_code == 201
     page = page_of(client.get("/?user_id=5001"))
-    assert 'id="fallback-reason">not_in_model</span>' in page
+    strategy = client.get("/model").get_json()["model_type"]
+    assert f'<span class="tag" id="strategy">{strategy}</span>' in page
+    assert 'id="fallback-reason"' not in page
     assert "<td>no</td>" in page  # the one click, in the history column
 
 

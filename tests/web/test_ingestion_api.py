@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from werkzeug.test import EnvironBuilder, run_wsgi_app
 
-from tests.builders import runtime_of
+from tests.builders import runtime_of, uncached_list
 
 GOOD = {"user_id": 7, "product_id": 3, "purchased": 0}
 
@@ -393,10 +393,9 @@ def test_a_purchase_posted_now_is_excluded_from_the_next_answer_without_retraini
     second = client.get("/recommend?user_id=1&n=5").get_json()
     assert top not in [item["product_id"] for item in second["recommendations"]]
     assert second["model_version"] == first["model_version"]
-    # The rest of the list moves up by one: same model, one exclusion more.
-    assert [i["product_id"] for i in second["recommendations"][:4]] == [
-        i["product_id"] for i in first["recommendations"][1:]
-    ]
+    # The same model, folding in the purchase: the list the store's history makes now.
+    assert [i["product_id"] for i in second["recommendations"]] == uncached_list(app, 1, 5)
+    assert second["history_events"] == first["history_events"] + 1
 
 
 def test_a_clicked_but_not_bought_product_is_still_recommended(client):
@@ -407,17 +406,41 @@ def test_a_clicked_but_not_bought_product_is_still_recommended(client):
     assert second["recommendations"][0]["product_id"] == top
 
 
-def test_a_new_user_with_events_gets_popular_products_marked_not_in_model(client):
+def test_a_new_user_with_events_gets_a_personal_list_at_once(client):
     client.post(
         "/interactions",
         json=[{"user_id": 555_555, "product_id": p, "purchased": 1} for p in (1, 2)],
     )
     answer = client.get("/recommend?user_id=555555&n=3").get_json()
+    assert answer["strategy"] == client.get("/model").get_json()["model_type"]
+    assert "fallback_reason" not in answer
+    assert answer["history_events"] == 2
+    assert not {1, 2} & {i["product_id"] for i in answer["recommendations"]}
+
+
+def test_a_users_second_event_changes_their_list_without_a_retrain(client):
+    client.post("/interactions", json={"user_id": 555_556, "product_id": 1, "purchased": 0})
+    first = client.get("/recommend?user_id=555556&n=10").get_json()
+    client.post("/interactions", json={"user_id": 555_556, "product_id": 9, "purchased": 1})
+    second = client.get("/recommend?user_id=555556&n=10").get_json()
+    assert (first["history_events"], second["history_events"]) == (1, 2)
+    assert second["model_version"] == first["model_version"]
+    assert [i["score"] for i in second["recommendations"]] != [
+        i["score"] for i in first["recommendations"]
+    ]
+
+
+def test_a_user_with_events_only_on_products_added_after_training_is_marked_not_in_model(
+    client,
+):
+    added = {"product_id": 901, "name": "New kettle", "category": "Kitchen", "price": 30.0}
+    assert client.put("/products", json=[added]).status_code in (200, 201)
+    client.post("/interactions", json={"user_id": 555_557, "product_id": 901, "purchased": 0})
+    answer = client.get("/recommend?user_id=555557&n=3").get_json()
     assert answer["strategy"] == "popular"
     assert answer["fallback_reason"] == "not_in_model"
-    popular = client.get("/popular?n=5").get_json()["recommendations"]
-    expected = [i["product_id"] for i in popular if i["product_id"] not in (1, 2)][:3]
-    assert [i["product_id"] for i in answer["recommendations"]] == expected
+    popular = client.get("/popular?n=3").get_json()["recommendations"]
+    assert answer["recommendations"] == popular
 
 
 def test_a_user_without_events_is_still_an_unknown_user(client):

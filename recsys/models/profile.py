@@ -1,0 +1,61 @@
+"""A user described by their products alone: what fold-in scores.
+
+A ``Profile`` is one user's row of the feedback frame, the products they
+touched and the engagement of each, as ``recsys.data.ratings.derive_ratings``
+computes it. A model with the ``FOLD_IN`` capability scores a profile with
+its item side fixed, so a user the model never saw, or one whose history grew
+since training, is scored from what they did, not from a row frozen at
+training time. Serving builds profiles from the store (``UserHistory.profile``)
+and from anonymous sessions; evaluation builds them from a split's training
+part (``Profile.from_feedback``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+
+@dataclass(frozen=True)
+class Profile:
+    """One user's products and the engagement of each, ascending by product id.
+
+    Attributes:
+        product_ids: Raw product ids, ascending and unique (int64).
+        engagement: The engagement with each (float64, non-negative).
+    """
+
+    product_ids: np.ndarray
+    engagement: np.ndarray
+
+    def __post_init__(self) -> None:
+        if self.product_ids.shape != self.engagement.shape or self.product_ids.ndim != 1:
+            raise ValueError("a profile needs one engagement per product id")
+
+    def __len__(self) -> int:
+        return len(self.product_ids)
+
+    @classmethod
+    def of(cls, engagement_by_product: dict[int, float]) -> Profile:
+        """Return the profile of product id -> engagement (any order)."""
+        ids = np.array(sorted(engagement_by_product), dtype=np.int64)
+        values = np.array([engagement_by_product[p] for p in ids.tolist()], dtype=np.float64)
+        return cls(ids, values)
+
+    @classmethod
+    def from_feedback(cls, rows: pd.DataFrame) -> Profile:
+        """Return the profile in one user's feedback-frame rows (``product_id``, ``engagement``).
+
+        Rows of the same product are summed.
+        """
+        summed = rows.groupby("product_id", sort=True)["engagement"].sum()
+        return cls(
+            summed.index.to_numpy(dtype=np.int64), summed.to_numpy(dtype=np.float64, copy=True)
+        )
+
+    @classmethod
+    def empty(cls) -> Profile:
+        """Return the profile of a user with no products."""
+        return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))

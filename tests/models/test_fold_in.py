@@ -1,0 +1,125 @@
+"""Fold-in: every personal model scores a user from their products alone, as its maths says."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse
+
+from recsys.models import MODELS
+from recsys.models.als import ALSRecommender
+from recsys.models.base import FOLD_IN
+from recsys.models.profile import Profile
+from recsys.models.svd import SVDRecommender
+from tests.models.test_model_contract import random_feedback
+
+FOLDING_MODELS = sorted(name for name, cls in MODELS.items() if FOLD_IN in cls.capabilities)
+FEEDBACK = random_feedback(seed=11)
+
+
+def profile_of(feedback: pd.DataFrame, user_id: int) -> Profile:
+    return Profile.from_feedback(feedback[feedback["user_id"] == user_id])
+
+
+def test_every_personal_model_folds_users_in():
+    assert FOLDING_MODELS == ["als", "ease", "itemknn", "svd"]
+
+
+@pytest.mark.parametrize("name", ["ease", "itemknn"])
+def test_an_unchanged_user_gets_exactly_the_training_time_scores(name):
+    model = MODELS[name]().fit(FEEDBACK)
+    for inner, user in enumerate(model.user_ids.tolist()):
+        items, engagement = model.profile_items(profile_of(FEEDBACK, user))
+        trained = np.asarray(model._score(np.array([inner]))[0])
+        assert np.array_equal(model._score_profile(items, engagement), trained), user
+
+
+@pytest.mark.parametrize("name", ["ease", "itemknn"])
+def test_an_unchanged_user_gets_the_training_time_ranking(name):
+    model = MODELS[name]().fit(FEEDBACK)
+    user = int(model.user_ids[3])
+    folded = model.rank_profile(profile_of(FEEDBACK, user), 10)
+    trained = model.rank_user(user, 10)
+    assert folded.product_ids.tolist() == trained.product_ids.tolist()
+    np.testing.assert_array_equal(folded.scores, trained.scores)
+
+
+def test_als_fold_in_solves_the_same_factors_as_implicits_recalculate_user():
+    from implicit.cpu.als import AlternatingLeastSquares
+
+    model = ALSRecommender(factors=8, iterations=5).fit(FEEDBACK)
+    reference = AlternatingLeastSquares(factors=8, regularization=model.regularization)
+    reference.item_factors = model.item_factors
+    reference.user_factors = model.user_factors
+    for user in model.user_ids[:20].tolist():
+        items, engagement = model.profile_items(profile_of(FEEDBACK, user))
+        confidence = (1.0 + model.alpha * engagement).astype(np.float32)
+        row = scipy.sparse.csr_matrix(
+            (confidence, items, [0, len(items)]), shape=(1, len(model.product_ids))
+        )
+        expected = reference.recalculate_user(0, row)
+        # float32 (implicit) against float64 (ours): agree to 1e-4 of the factors' scale.
+        np.testing.assert_allclose(
+            model.fold_in(items, engagement), expected, atol=1e-4 * np.abs(expected).max()
+        )
+
+
+def test_als_fold_in_of_a_training_user_is_close_to_their_trained_factors():
+    model = ALSRecommender(factors=8, iterations=15).fit(FEEDBACK)
+    user = int(model.user_ids[0])
+    items, engagement = model.profile_items(profile_of(FEEDBACK, user))
+    folded = model.fold_in(items, engagement)
+    trained = model.user_factors[0].astype(np.float64)
+    assert np.corrcoef(folded, trained)[0, 1] > 0.99
+
+
+def test_svd_fold_in_minimises_the_users_regularised_loss():
+    model = SVDRecommender().fit(FEEDBACK)
+    items, engagement = model.profile_items(profile_of(FEEDBACK, int(model.user_ids[2])))
+    bias, factors = model.fold_in(items, engagement)
+    ratings = np.clip(engagement, *model.rating_scale)
+
+    def loss(b: float, p: np.ndarray) -> float:
+        predicted = model.global_mean + model.item_bias[items] + b + model.item_factors[items] @ p
+        return float(((ratings - predicted) ** 2).sum() + model.reg_all * (b * b + p @ p))
+
+    best = loss(bias, factors)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        step = rng.normal(scale=1e-3, size=len(factors) + 1)
+        assert loss(bias + step[0], factors + step[1:]) >= best
+
+
+@pytest.mark.parametrize("name", FOLDING_MODELS)
+def test_a_user_the_model_never_saw_gets_a_list_from_one_product(name):
+    model = MODELS[name]().fit(FEEDBACK)
+    product = int(model.product_ids[0])
+    ranked = model.rank_profile(Profile.of({product: 1.0}), 5, exclude={product})
+    assert len(ranked) == 5
+    assert product not in ranked.product_ids.tolist()
+
+
+@pytest.mark.parametrize("name", FOLDING_MODELS)
+def test_a_second_product_changes_the_list(name):
+    model = MODELS[name]().fit(FEEDBACK)
+    first, second = (int(p) for p in model.product_ids[:2])
+    one = model.rank_profile(Profile.of({first: 1.0}), 10)
+    two = model.rank_profile(Profile.of({first: 1.0, second: 3.0}), 10)
+    assert not np.array_equal(one.scores, two.scores)
+
+
+@pytest.mark.parametrize("name", FOLDING_MODELS)
+def test_a_profile_of_only_unknown_products_has_nothing_to_fold_in(name):
+    model = MODELS[name]().fit(FEEDBACK)
+    assert model.rank_profile(Profile.of({999_999: 2.0}), 5) is None
+    assert model.rank_profile(Profile.empty(), 5) is None
+
+
+def test_popularity_cannot_fold_in():
+    model = MODELS["popular"]().fit(FEEDBACK)
+    with pytest.raises(NotImplementedError, match="cannot fold"):
+        model.rank_profile(Profile.of({int(model.product_ids[0]): 1.0}), 5)
+
+
+def test_a_profile_needs_one_engagement_per_product():
+    with pytest.raises(ValueError, match="one engagement per product"):
+        Profile(np.array([1, 2]), np.array([1.0]))
