@@ -52,7 +52,6 @@ import pandas as pd
 from recsys.errors import RecsysError
 from recsys.models.als import ALSRecommender
 from recsys.models.base import Recommender
-from recsys.models.history import TrainingHistory
 from recsys.models.state import ModelState
 
 logger = logging.getLogger(__name__)
@@ -238,15 +237,12 @@ class SparkALSEngine:
         fitted = self.als(template, reg_param).fit(frame)
         user_factors = dense_factors(fitted.userFactors, len(user_ids), template.factors)
         item_factors = dense_factors(fitted.itemFactors, len(product_ids), template.factors)
-        confidence = 1.0 + template.alpha * engagement
-        history = TrainingHistory.from_rows(users, items, confidence, len(user_ids))
         state = ModelState(
             arrays={
                 "user_ids": user_ids,
                 "product_ids": product_ids,
                 "user_factors": user_factors,
                 "item_factors": item_factors,
-                **history.arrays(),
             },
             params={"model": ALSRecommender.name, **template.params()},
         )

@@ -11,7 +11,6 @@ numbers, so its memory does not grow with the log's length.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -88,7 +87,6 @@ def train_on_spark(
             "product_ids": (product_ids := _id_map(rows, "product_id", "item")),
             "user_factors": dense_factors(fitted.userFactors, n_users, template.factors),
             "item_factors": dense_factors(fitted.itemFactors, n_items, template.factors),
-            **_history_arrays(rows, template, n_users),
         },
         params={"model": ALSRecommender.name, **template.params()},
     )
@@ -192,35 +190,6 @@ def _item_clicks(rows: Any, n_items: int) -> np.ndarray:
     dense = np.zeros(n_items, dtype=np.float64)
     dense[clicks["item"].to_numpy()] = clicks["clicks"].to_numpy(dtype=np.float64)
     return dense
-
-
-def _history_arrays(rows: Any, template: ALSRecommender, n_users: int) -> dict[str, np.ndarray]:
-    """Return the ALS artifact's training history (confidences per user), packed by executors."""
-    from recsys.models.history import TrainingHistory
-
-    def packed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        for batch in batches:
-            confidence = 1.0 + template.alpha * batch["engagement"].to_numpy(dtype=np.float64)
-            yield pd.DataFrame(
-                {
-                    "users": [batch["user"].to_numpy(dtype=np.int32).tobytes()],
-                    "items": [batch["item"].to_numpy(dtype=np.int32).tobytes()],
-                    "weights": [confidence.tobytes()],
-                }
-            )
-
-    users, items, weights = [], [], []
-    selected = rows.select("user", "item", "engagement")
-    for row in selected.mapInPandas(
-        packed, "users binary, items binary, weights binary"
-    ).toLocalIterator():
-        users.append(np.frombuffer(row["users"], dtype=np.int32))
-        items.append(np.frombuffer(row["items"], dtype=np.int32))
-        weights.append(np.frombuffer(row["weights"], dtype=np.float64))
-    history = TrainingHistory.from_rows(
-        np.concatenate(users), np.concatenate(items), np.concatenate(weights), n_users
-    )
-    return history.arrays()
 
 
 def _catalog(
