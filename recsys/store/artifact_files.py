@@ -9,7 +9,7 @@ never through a symbolic link.
 
 from __future__ import annotations
 
-import io
+import hashlib
 import os
 import stat
 from collections.abc import Mapping
@@ -39,10 +39,14 @@ class ArtifactError(RecsysError):
     """An artifact is missing, incomplete, damaged or of an unknown model type."""
 
 
-def pack_arrays(
-    state: ModelState, fallback: ModelState | None, catalog: pd.DataFrame | None
-) -> bytes:
-    """Return the archive of a model's arrays, its fallback's and the catalog's.
+def write_arrays(
+    path: Path, state: ModelState, fallback: ModelState | None, catalog: pd.DataFrame | None
+) -> str:
+    """Write the archive of a model's arrays, its fallback's and the catalog's; return its SHA-256.
+
+    The arrays go to the file one at a time and the digest is read back from
+    it, so publishing holds no second copy of the model in memory (a million
+    users' factors are 128 MB).
 
     Raises:
         ArtifactError: An array holds Python objects (it could not be read back without pickle).
@@ -61,9 +65,15 @@ def pack_arrays(
     for name, array in arrays.items():
         if array.dtype.hasobject:
             raise ArtifactError(f"array {name!r} holds Python objects; artifacts store numbers")
-    buffer = io.BytesIO()
-    np.savez(buffer, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds badly
-    return buffer.getvalue()
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds badly
+        file.flush()
+        os.fsync(file.fileno())
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def catalog_from_arrays(arrays: Mapping[str, np.ndarray]) -> pd.DataFrame | None:

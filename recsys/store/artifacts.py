@@ -47,8 +47,8 @@ from recsys.store.artifact_files import (
     ArtifactError,
     catalog_from_arrays,
     fsync_path,
-    pack_arrays,
     read_regular_file,
+    write_arrays,
     write_synced,
 )
 
@@ -274,7 +274,13 @@ class ModelRegistry:
         self._remove_stale_temporaries()
         finished = (trained_at or datetime.now(UTC)).astimezone(UTC)
 
-        payload = pack_arrays(state, fallback, catalog)
+        tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
+        tmp.mkdir()
+        try:
+            sha256 = write_arrays(tmp / ARRAYS_FILE, state, fallback, catalog)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
         template = ArtifactMetadata(
             version="",  # given when a number is claimed
             model_type=str(model_type),
@@ -287,30 +293,27 @@ class ModelRegistry:
             fallback_params=(
                 {k: v for k, v in fallback.params.items() if k != "model"} if fallback else {}
             ),
-            arrays_sha256=hashlib.sha256(payload).hexdigest(),
+            arrays_sha256=sha256,
             selected_by=selected_by,
             selection=dict(selection or {}),
         )
-        meta = self._write_version(payload, finished, template)
+        meta = self._write_version(tmp, finished, template)
         self._prune()
         logger.info("published model %s (%s)", meta.version, model_type)
         return meta
 
     def _write_version(
         self,
-        payload: bytes,
+        tmp: Path,
         finished: datetime,
         template: ArtifactMetadata,
     ) -> ArtifactMetadata:
-        """Write the arrays and metadata under a temporary name, then rename them into place.
+        """Write the metadata beside the arrays in ``tmp``, then rename the folder into place.
 
         Returns:
             The metadata of the version the directory was renamed to.
         """
-        tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
-        tmp.mkdir()
         try:
-            write_synced(tmp / ARRAYS_FILE, payload)
             while True:
                 meta = dataclasses.replace(template, version=self._next_version(finished))
                 text = json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
