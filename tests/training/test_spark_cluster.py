@@ -17,14 +17,18 @@ from pathlib import Path
 
 import pytest
 
+from recsys.data.catalog import load_catalog
 from recsys.store.artifacts import ModelRegistry
+from recsys.store.bulk import import_log
+from recsys.store.events import EventStore
+from recsys.store.migrate import upgrade_to_head
 from tests.builders import runtime_of
 from tests.store_fixtures import AppFactory
 from tests.training.test_spark import skip_or_fail, spark_missing_reason
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = 1_000_000
-STORE_EVENTS = 100_000
+STORE_EVENTS = 30_000
 # Five sweeps instead of fifteen keep the run short; the quality is not what is tested here.
 QUICK_ALS = {"als": {"iterations": 5, "factors": 16}}
 
@@ -59,6 +63,15 @@ def generate(out: Path, events: int, users: int) -> None:
     command = [sys.executable, str(ROOT / "recommendation_system.py"), "generate"]
     command += ["--users", str(users), "--products", "5000", "--events", str(events)]
     subprocess.run([*command, "--out", str(out), "--force"], check=True, capture_output=True)
+
+
+def fill_store(url: str, log: Path, catalog: Path) -> EventStore:
+    """Migrate the store at ``url`` and import a catalog and a log into it."""
+    store = EventStore.from_url(url)
+    upgrade_to_head(store.engine)
+    store.upsert_products(load_catalog(catalog))
+    import_log(store.engine, log)
+    return store
 
 
 def submit(cluster, shared: Path, env: dict[str, str], *args: str) -> str:
@@ -102,11 +115,15 @@ def test_spark_submit_trains_a_parquet_dataset_the_normal_server_serves(cluster,
     assert meta.training["interactions"] == EVENTS
     assert meta.training["engine"] == "spark"
     assert meta.metrics["ranked_users"] > 0 and 0 < meta.metrics["ndcg@10"] <= 1
-    factory = AppFactory(f"sqlite:///{tmp_path / 'server.db'}", models, DATA_PATH="")
+    # The server folds each user in from their history in its own store.
+    server_store = f"sqlite:///{tmp_path / 'server.db'}"
+    store = fill_store(server_store, events, shared / "events.products.csv")
+    factory = AppFactory(server_store, models, DATA_PATH="")
     try:
         answer = serves_als(factory, user_id=1)
     finally:
         factory.close()
+        store.dispose()
     assert answer["strategy"] == "als"
     assert answer["model_version"] == meta.version
     assert len(answer["recommendations"]) > 0
@@ -116,17 +133,9 @@ def test_spark_submit_trains_a_parquet_dataset_the_normal_server_serves(cluster,
 @pytest.mark.spark
 @pytest.mark.postgres
 def test_spark_submit_trains_the_postgresql_store_over_jdbc(cluster, shared, postgres_url):
-    from recsys.data.catalog import load_catalog
-    from recsys.store.bulk import import_log
-    from recsys.store.events import EventStore
-    from recsys.store.migrate import upgrade_to_head
-
     log = shared / "store.parquet"
     generate(log, STORE_EVENTS, users=STORE_EVENTS // 10)
-    store = EventStore.from_url(postgres_url)
-    upgrade_to_head(store.engine)
-    store.upsert_products(load_catalog(shared / "store.products.csv"))
-    import_log(store.engine, log)
+    store = fill_store(postgres_url, log, shared / "store.products.csv")
     models = shared / "models-jdbc"
     env = {"RECSYS_MODEL_DIR": str(models), "RECSYS_DATABASE_URL": postgres_url}
     submit(cluster, shared, env, "--jdbc-partitions", "3")
