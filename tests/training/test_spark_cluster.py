@@ -31,6 +31,9 @@ EVENTS = 1_000_000
 STORE_EVENTS = 30_000
 # Five sweeps instead of fifteen keep the run short; the quality is not what is tested here.
 QUICK_ALS = {"als": {"iterations": 5, "factors": 16}}
+# One cluster for the module: under `pytest -n 2 --dist loadgroup` (make test)
+# both tests run on the same worker, so two clusters never compete for the cores.
+pytestmark = pytest.mark.xdist_group("spark-cluster")
 
 
 @pytest.fixture(scope="module")
