@@ -79,6 +79,8 @@ class SparkALSEngine:
             the module docstring).
         jars: Jars for the driver and executors (default: PostgreSQL's JDBC
             driver when Debian's package has installed it).
+        staging_uri: A folder or URI every executor reaches (``hdfs://``,
+            ``s3a://``, a shared mount) for ALS's checkpoints; removed on exit.
     """
 
     def __init__(
