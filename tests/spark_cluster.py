@@ -195,7 +195,7 @@ def spark_submit(
             env={**os.environ, "SPARK_HOME": str(SPARK_HOME), **env},
             capture_output=True,
             text=True,
-            timeout=600,
+            timeout=900,
         )
     finally:
         shutil.rmtree(bundle.parent, ignore_errors=True)
