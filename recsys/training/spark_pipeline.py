@@ -50,8 +50,7 @@ def train_on_spark(
         source: The events: a Parquet dataset or the store over JDBC.
         registry: Where the artifact goes (a directory of the driver's).
         settings: The model's parameters, weights, holdout and metrics (model ``als``).
-        catalog_path: The catalog file of a Parquet source (the store's own over JDBC);
-            products without a name are named by id.
+        catalog_path: A Parquet source's catalog file (JDBC: the store's own).
 
     Returns:
         The published artifact's metadata.
@@ -68,23 +67,55 @@ def train_on_spark(
     if settings.model != ALSRecommender.name:
         raise ValueError(f"the spark engine trains als, not {settings.model!r}")
     template = ALSRecommender(**dict(settings.model_params))
-    spark = engine.session
-    events = read_events(spark, source).persist(StorageLevel.MEMORY_AND_DISK)
+    events = read_events(engine.session, source).persist(StorageLevel.MEMORY_AND_DISK)
     summary = summarise_events(events, source.describe())
     if summary.events == 0:
         raise NoTrainingDataError(f"{source.describe()} holds no events to train on")
     rows = _indexed_feedback(events, settings).persist(StorageLevel.MEMORY_AND_DISK)
-    counts = rows.agg(sf.max("user"), sf.max("item"), sf.count(sf.lit(1))).first()
-    n_users, n_items, n_pairs = counts[0] + 1, counts[1] + 1, counts[2]
+    n_users, n_items, n_pairs = rows.agg(
+        sf.max("user") + 1, sf.max("item") + 1, sf.count(sf.lit(1))
+    ).first()
     events.unpersist()
     reg_param = spark_reg_param(template.regularization, n_pairs, n_users, n_items)
     metrics = _holdout_metrics(engine, template, rows, settings, n_items)
 
     fitted = engine.als(template, reg_param).fit(rows)
+    state, fallback = _model_states(rows, fitted, template, n_users, n_items)
+    rows.unpersist()
+    return registry.publish(
+        state,
+        fallback=fallback,
+        catalog=_catalog(engine.session, source, catalog_path, state.arrays["product_ids"]),
+        data_fingerprint=summary.fingerprint,
+        metrics=metrics,
+        training={
+            "interactions": summary.events,
+            "users": int(n_users),
+            "products": int(n_items),
+            "seconds": round(time.perf_counter() - started, 3),
+            **_weights_and_source(settings, source),
+        },
+    )
+
+
+def _weights_and_source(settings: TrainingSettings, source: EventSource) -> dict[str, Any]:
+    """Return the rest of the artifact's training record: the weights, the engine, the source."""
+    return {
+        "click_weight": settings.weights.click_weight,
+        "purchase_weight": settings.weights.purchase_weight,
+        "engine": "spark",
+        "source": source.describe(),
+    }
+
+
+def _model_states(
+    rows: Any, fitted: Any, template: ALSRecommender, n_users: int, n_items: int
+) -> tuple[ModelState, ModelState]:
+    """Collect the ALS state (factors, id maps) and the popularity fallback's state."""
     state = ModelState(
         arrays={
             "user_ids": _id_map(rows, "user_id", "user"),
-            "product_ids": (product_ids := _id_map(rows, "product_id", "item")),
+            "product_ids": _id_map(rows, "product_id", "item"),
             "user_factors": dense_factors(fitted.userFactors, n_users, template.factors),
             "item_factors": dense_factors(fitted.itemFactors, n_items, template.factors),
         },
@@ -94,29 +125,12 @@ def train_on_spark(
     fallback = ModelState(
         arrays={
             "user_ids": state.arrays["user_ids"],
-            "product_ids": product_ids,
+            "product_ids": state.arrays["product_ids"],
             "item_clicks": _item_clicks(rows, n_items),
         },
         params={"model": PopularityRecommender.name},
     )
-    rows.unpersist()
-    return registry.publish(
-        state,
-        fallback=fallback,
-        catalog=_catalog(spark, source, catalog_path, product_ids),
-        data_fingerprint=summary.fingerprint,
-        metrics=metrics,
-        training={
-            "interactions": summary.events,
-            "users": int(n_users),
-            "products": int(n_items),
-            "seconds": round(time.perf_counter() - started, 3),
-            "click_weight": settings.weights.click_weight,
-            "purchase_weight": settings.weights.purchase_weight,
-            "engine": "spark",
-            "source": source.describe(),
-        },
-    )
+    return state, fallback
 
 
 def _indexed_feedback(events: Any, settings: TrainingSettings) -> Any:
