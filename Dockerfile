@@ -1,4 +1,4 @@
-# The service's image: gunicorn with the shipped gunicorn.conf.py on 0.0.0.0:8000
+# The service's image: the production server (serve.py: granian) on 0.0.0.0:8000
 # (RECSYS_BIND). On every interface the server refuses to start without API
 # keys (RECSYS_API_KEYS): create them first, then pass their entries.
 #
@@ -44,7 +44,5 @@ EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=3)"]
 
-# The workers' heartbeat files in memory: a slow overlay filesystem must not
-# make the master think a worker hangs (gunicorn's advice for containers).
-CMD ["gunicorn", "--config", "gunicorn.conf.py", "--worker-tmp-dir", "/dev/shm", \
-     "app:create_app()"]
+# What `make serve` runs: init and the model load once, then granian's workers.
+CMD ["python", "serve.py"]

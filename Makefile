@@ -33,9 +33,10 @@ $(VENV)/.installed-spark: $(VENV)/.installed requirements-spark.txt
 run: install
 	$(PY) app.py $(RUN_ARGS)
 
-# Production server: gunicorn with gunicorn.conf.py (init runs once in its master).
+# Production server: serve.py, granian's workers (init and the model load run once
+# before them). `make serve PORT=8123 HOST=0.0.0.0` overrides RECSYS_BIND.
 serve: install
-	$(VENV)/bin/gunicorn 'app:create_app()'
+	$(PY) serve.py $(RUN_ARGS)
 
 lint: install docs
 	$(VENV)/bin/ruff check .
@@ -83,9 +84,13 @@ bench: install
 	run bench_scale --sizes "$(BENCH_SCALE_SIZES)" --spark-sizes 0.1M --retrain-sizes 1M; \
 	run bench_filters; \
 	run bench_exposure; \
+	run bench_exploration; \
 	run bench_similar "$(MOVIELENS)"; \
-	if command -v wrk >/dev/null 2>&1; then run bench_serving; \
-	else echo "skipped bench_serving.py: it needs wrk (apt-get install wrk)"; fi; \
+	run bench_realtime "$(MOVIELENS)"; \
+	run bench_fold_in; \
+	run bench_gate; \
+	if command -v wrk >/dev/null 2>&1; then run bench_serving; run bench_memory; \
+	else echo "skipped bench_serving.py and bench_memory.py: they need wrk (apt-get install wrk)"; fi; \
 	if [ -f "$(MOVIELENS)" ]; then \
 		run bench_movielens "$(MOVIELENS)"; \
 	else \

@@ -58,6 +58,8 @@ def make_app(folder: Path, log_on: bool, experiment: bool):
             "DATA_PATH": str(ROOT / "interactions.csv"),
             "AB_EXPOSURE_LOG": log_on,
             "RATE_LIMIT": "",
+            # An automatic retrain would take the CPU mid-measurement.
+            "AUTO_RETRAIN": "0",
             "LOG_LEVEL": "WARNING",
         }
     )

@@ -147,6 +147,9 @@ def main() -> int:
                     "CACHE": cache,
                     "RATE_LIMIT": "",
                     "RATE_LIMIT_INGEST": "",
+                    # An automatic retrain would take the CPU mid-measurement.
+                    "AUTO_RETRAIN": "0",
+                    "RATE_LIMIT_ADDRESS": "",
                     "LOG_LEVEL": "WARNING",
                     # Room for every user's plain and filtered answers.
                     "CACHE_MAX_ENTRIES": "30000",

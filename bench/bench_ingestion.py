@@ -191,6 +191,9 @@ def main() -> int:
                     "MODEL_DIR": f"{tmp}/models-{name}",
                     "RATE_LIMIT": "",
                     "RATE_LIMIT_INGEST": "",
+                    # An automatic retrain would take the CPU mid-measurement.
+                    "AUTO_RETRAIN": "0",
+                    "RATE_LIMIT_ADDRESS": "",
                     **extra,
                 }
             )

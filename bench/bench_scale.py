@@ -166,9 +166,12 @@ def step_serve(args: dict) -> dict:
         "CACHE": False,
         "RATE_LIMIT": "",
         "RATE_LIMIT_INGEST": "",
+        "RATE_LIMIT_ADDRESS": "",
         "TRAINING_MODE": "worker",
         "DATA_PATH": "",
         "MODEL_REFRESH_SECONDS": 0,
+        # An automatic retrain would take the CPU mid-measurement.
+        "AUTO_RETRAIN": "0",
     }
     app = create_app(config)
     runtime = app.extensions["recsys.runtime"]
@@ -200,6 +203,7 @@ def step_serve(args: dict) -> dict:
             "RECSYS_MODEL": "als",
             "RECSYS_TRAINING_MODE": "worker",
             "RECSYS_DATA_PATH": "",
+            "RECSYS_AUTO_RETRAIN": "0",
         }
         began = time.perf_counter()
         worker = subprocess.Popen(

@@ -1,15 +1,22 @@
-"""Benchmark: gunicorn's answer rate and latency for /recommend against /healthz, cache on and off.
+"""Benchmark: the servers compared, then the production server's /recommend against /healthz.
 
-Starts gunicorn with the shipped configuration (gunicorn.conf.py: 2 threaded
-workers; ``flask --app app init`` runs in its on_starting hook) over a fresh
-temporary store and model directory, and drives it with wrk from this
-machine: /healthz, then /recommend for random known users (a small wrk Lua
-script), each for a bounded time with the same connections, in several
-rounds. Three configurations per data set: cache off; cache on without Redis
-(rankings cached in each worker, histories read from the store); cache on
-with Redis (histories cached in the shared Redis, by default the local one,
-under a key prefix of this run's own, deleted afterwards; cached answers trusted
-while each worker hears the announcements of new events).
+Part "servers" (bench/server_comparison.py): gunicorn with gunicorn.conf.py
+(the production server before) and granian through serve.py (the production
+server now), started in turn on the same app, data and cores, on /healthz,
+/recommend (cache off and on; bundled data and 5,000 products) and POST
+/interactions (single events and batches of 100): requests/s, p50, p99 and
+the server's CPU per request, and the targets of the choice.
+
+Part "ratios": the production server (serve.py: granian, 2 workers;
+``flask --app app init`` runs once before they start) over a fresh
+temporary store and model directory, driven by wrk from this machine:
+/healthz, then /recommend for random known users (a small wrk Lua script),
+each for a bounded time with the same connections, in several rounds. Three
+configurations per data set: cache off; cache on without Redis (rankings
+cached in each worker, histories read from the store); cache on with Redis
+(histories cached in the shared Redis, by default the local one, under a key
+prefix of this run's own, deleted afterwards; cached answers trusted while
+each worker hears the announcements of new events).
 
 On the synthetic model, /recommend with ``category=Category 3`` and 100
 excluded ids is compared with the plain request in the same server: with
@@ -18,7 +25,7 @@ and with a new list every request (information).
 
 Data sets: the bundled data (100 users x 20 products, trained by init), and a
 synthetic SVD of 10,000 users x 5,000 products x 32 factors published into
-the model directory before gunicorn starts. Its users exist in the store: 5
+the model directory before the server starts. Its users exist in the store: 5
 clicks each, one of them a purchase, so /recommend takes the personal path
 with a real history read, never the unknown-user one.
 
@@ -26,97 +33,44 @@ PASS or FAIL per target (targets a run leaves out: "not run"); exits 1 if
 any fails.
 
 Usage: python bench/bench_serving.py [--duration 10] [--rounds 2] [--only default,synthetic]
-       [--record FILE]
+       [--parts servers,ratios] [--compare-rounds 2] [--record FILE]
 Needs wrk (apt-get install wrk).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
-
-import numpy as np
-import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from bench_ingestion import REDIS_URL, synthetic_svd_state  # noqa: E402
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from bench_ingestion import REDIS_URL  # noqa: E402
+from server_comparison import compare_servers  # noqa: E402
+from serving_kit import (  # noqa: E402
+    HEALTHZ_LUA,
+    RECOMMEND_LUA,
+    RECOMMEND_NEW_LIST_LUA,
+    RECOMMEND_STANDING_LUA,
+    Run,
+    Server,
+    cache_counts,
+    delete_redis_keys,
+    hit_ratio,
+    prepare_synthetic,
+    process_cpu_seconds,
+    redis_answers,
+    redis_cpu_seconds,
+    wrk,
+)
 from verdicts import Verdicts, add_record_option  # noqa: E402
-
-from recsys.data.events import Event  # noqa: E402
-from recsys.models.state import ModelState  # noqa: E402
-from recsys.store.artifacts import ModelRegistry  # noqa: E402
-from recsys.store.events import EventStore  # noqa: E402
-from recsys.store.migrate import upgrade_to_head  # noqa: E402
-
-# The result of one wrk run as one JSON line (latencies in microseconds).
-_DONE = """
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "seconds": %.6f, "errors": %d, "non_2xx": %d, '
-      .. '"p50_us": %d, "p99_us": %d}\\n',
-    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout,
-    e.status, latency:percentile(50), latency:percentile(99)))
-end
-"""
-HEALTHZ_LUA = 'wrk.path = "/healthz"\n' + _DONE
-RECOMMEND_LUA = (
-    """
-local users = tonumber(os.getenv("BENCH_USERS"))
-init = function(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 1000) end
-request = function()
-  return wrk.format("GET", "/recommend?user_id=" .. math.random(1, users))
-end
-"""
-    + _DONE
-)
-
-# /recommend with a category filter and 100 excluded products. The standing
-# list: each user's own, the same on every request (a shop's exclusions for a
-# customer: bought elsewhere, hidden); judged against the target. The new list:
-# drawn anew every request, so no answer repeats (shown for information).
-_FILTERED_REQUEST = """
-local users = tonumber(os.getenv("BENCH_USERS"))
-local products = tonumber(os.getenv("BENCH_PRODUCTS"))
-init = function(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16) % 1000) end
-request = function()
-  local user = math.random(1, users)
-  local ids = {}
-  local x = user * 7919 + 1
-  for i = 1, 100 do
-    DRAW
-  end
-  return wrk.format("GET", "/recommend?user_id=" .. user
-    .. "&category=Category%203&exclude=" .. table.concat(ids, ","))
-end
-"""
-RECOMMEND_STANDING_LUA = (
-    _FILTERED_REQUEST.replace(
-        # Park-Miller: the same 100 ids for the same user on every request.
-        "DRAW",
-        "x = (x * 16807) % 2147483647; ids[i] = x % products + 1",
-    )
-    + _DONE
-)
-RECOMMEND_NEW_LIST_LUA = (
-    _FILTERED_REQUEST.replace("DRAW", "ids[i] = math.random(1, products)") + _DONE
-)
 
 # With the cache on, warm-up goes on until a 10 s run finds this share of cached answers.
 WARM_HITS = 0.99
@@ -127,213 +81,6 @@ CONFIGS = [
     ("cache on, no Redis", "1", False),
     ("cache on, Redis", "1", True),
 ]
-
-
-@dataclass
-class Run:
-    rate: float
-    p50_ms: float
-    p99_ms: float
-    errors: int
-    cpu_us: float = 0.0  # CPU time of the workers (and Redis) per request
-    answer_hits: float | None = None  # share of cached answers among the run's lookups
-
-
-def process_cpu_seconds(pids: list[int]) -> float:
-    """Return the user + system CPU time the processes have used."""
-    ticks = 0
-    for pid in pids:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
-                found.append(int(stat.parent.name))
-        except (OSError, IndexError, ValueError):
-            continue
-    return found
-
-
-def redis_cpu_seconds(url: str | None) -> float:
-    if url is None:
-        return 0.0
-    import redis
-
-    info = redis.Redis.from_url(url).info("cpu")
-    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wrk(script: Path, port: int, seconds: float, connections: int, env: dict) -> Run:
-    result = subprocess.run(
-        [
-            "wrk",
-            "-t1",
-            f"-c{connections}",
-            f"-d{round(seconds)}s",
-            "--timeout",
-            "5s",
-            "-s",
-            str(script),
-            f"http://127.0.0.1:{port}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=seconds + 60,
-        env={**os.environ, **env},
-    )
-    line = [x for x in result.stdout.splitlines() if x.startswith("{")]
-    if result.returncode != 0 or not line:
-        raise RuntimeError(f"wrk failed: {result.stdout}\n{result.stderr}")
-    data = json.loads(line[-1])
-    return Run(
-        rate=data["requests"] / data["seconds"],
-        p50_ms=data["p50_us"] / 1000,
-        p99_ms=data["p99_us"] / 1000,
-        errors=data["errors"] + data["non_2xx"],
-    )
-
-
-def cache_counts(port: int) -> dict[tuple[str, str], float]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    counts: dict[tuple[str, str], float] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name == "recsys_cache_lookups":
-            for sample in family.samples:
-                if sample.name.endswith("_total"):
-                    counts[(sample.labels["cache"], sample.labels["result"])] = sample.value
-    return counts
-
-
-def hit_ratio(before: dict, after: dict, cache: str) -> float | None:
-    hits = after.get((cache, "hit"), 0) - before.get((cache, "hit"), 0)
-    misses = after.get((cache, "miss"), 0) - before.get((cache, "miss"), 0)
-    return hits / (hits + misses) if hits + misses else None
-
-
-class Server:
-    """gunicorn with gunicorn.conf.py over one store and model directory."""
-
-    def __init__(self, state: Path, env: dict[str, str]):
-        self.port = free_port()
-        self.log = state / f"gunicorn-{self.port}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        full_env.update(
-            {
-                "RECSYS_BIND": f"127.0.0.1:{self.port}",
-                "RECSYS_DATABASE_URL": f"sqlite:///{state / 'events.db'}",
-                "RECSYS_MODEL_DIR": str(state / "models"),
-                "RECSYS_LOG_LEVEL": "WARNING",
-                # The benchmark measures serving, not the limiter's 429s.
-                "RECSYS_RATE_LIMIT": "",
-                "RECSYS_RATE_LIMIT_INGEST": "",
-                **env,
-            }
-        )
-        with open(self.log, "w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
-                cwd=ROOT,
-                env=full_env,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        self._wait_ready()
-
-    def _wait_ready(self, seconds: float = 180) -> None:
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:
-                with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/readyz", timeout=5
-                ) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"gunicorn did not become ready:\n{self.log.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=40)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-def prepare_synthetic(state: Path, users: int, products: int, factors: int) -> None:
-    """Fill a store with users' events and publish a synthetic SVD (with its fallback)."""
-    store = EventStore.from_url(f"sqlite:///{state / 'events.db'}")
-    upgrade_to_head(store.engine)
-    ids = np.arange(1, products + 1)
-    catalog = pd.DataFrame(
-        {
-            "product_id": ids,
-            "name": [f"Product {i}" for i in ids],
-            "category": [f"Category {i % 10}" for i in ids],
-            "price": 10.0,
-        }
-    )
-    store.upsert_products(catalog)
-    rng = np.random.default_rng(1)
-    clicked = rng.integers(1, products + 1, size=(users, 5))
-    events = [
-        Event(int(u), int(p), purchased=(k == 0))
-        for u, row in zip(range(1, users + 1), clicked, strict=True)
-        for k, p in enumerate(row)
-    ]
-    store.add_interactions(events)
-    store.dispose()
-    clicks = np.bincount(clicked.ravel() - 1, minlength=products).astype(np.float64)
-    fallback = ModelState(
-        arrays={
-            "user_ids": np.arange(1, users + 1, dtype=np.int64),
-            "product_ids": ids.astype(np.int64),
-            "item_clicks": clicks,
-        },
-        params={"model": "popular"},
-    )
-    ModelRegistry(state / "models").publish(
-        synthetic_svd_state(users, products, factors),
-        data_fingerprint="synthetic",
-        fallback=fallback,
-        catalog=catalog[["product_id", "name", "category"]],
-    )
-
-
-def delete_redis_keys(url: str, prefix: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(url)
-    keys = list(client.scan_iter(match=f"{prefix}*", count=1000))
-    for start in range(0, len(keys), 1000):
-        client.delete(*keys[start : start + 1000])
-
-
-def redis_answers(url: str) -> bool:
-    import redis
-
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
-    except redis.RedisError:
-        return False
 
 
 def measure(
@@ -366,7 +113,7 @@ def measure(
                 )
 
         warm(scripts["recommend"])
-        workers = children(server.process.pid)
+        workers = server.processes()
 
         def timed(script: Path, extra_env: dict, seconds: float | None = None) -> Run:
             seconds = seconds or args.duration
@@ -457,7 +204,16 @@ def main() -> int:
         "--filter-duration", type=float, default=5, help="seconds per plain or filtered run"
     )
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--workers", type=int, default=2, help="workers of each server")
+    parser.add_argument(
+        "--parts",
+        default="servers,ratios",
+        help="servers: gunicorn and granian compared; ratios: the production server's "
+        "/recommend against /healthz with Redis and filters",
+    )
+    parser.add_argument(
+        "--compare-rounds", type=int, default=2, help="rounds of the servers' comparison"
+    )
     parser.add_argument("--threads", type=int, default=8, help="threads per worker")
     parser.add_argument("--only", default="default,synthetic", help="data sets to run")
     parser.add_argument("--configs", default="0,1,2", help="indexes of " + str(CONFIGS))
@@ -473,9 +229,16 @@ def main() -> int:
     datasets = [d for d in args.only.split(",") if d]
     configs = [CONFIGS[int(i)] for i in args.configs.split(",")]
     has_redis = redis_answers(args.redis_url)
+    parts = args.parts.split(",")
+    if "servers" in parts:
+        with tempfile.TemporaryDirectory(prefix="bench-servers-") as tmp:
+            compare_servers(Path(tmp), args, verdicts)
+    if "ratios" not in parts:
+        return verdicts.finish()
 
     print(
-        f"gunicorn (gunicorn.conf.py: {args.workers} gthread workers x {args.threads} threads) "
+        f"\nThe production server (serve.py: granian, {args.workers} workers x {args.threads} "
+        "threads) "
         "driven by wrk: 1 thread, "
         f"{args.connections} connections, {args.duration:g} s per run, {args.rounds} round(s) of "
         f"/healthz then /recommend after a {args.warmup:g} s warm-up; medians over rounds"

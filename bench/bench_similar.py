@@ -95,6 +95,9 @@ def genre_agreement(
             "MODEL": model,
             "RATE_LIMIT": "",
             "RATE_LIMIT_INGEST": "",
+            # An automatic retrain would take the CPU mid-measurement.
+            "AUTO_RETRAIN": "0",
+            "RATE_LIMIT_ADDRESS": "",
             "LOG_LEVEL": "WARNING",
         }
     )

@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,6 +90,31 @@ def generate_small_log(path) -> None:
     assert main([*args, "--out", str(path)]) == 0
 
 
+def fit_on_shuffled_events(name: str, params, feedback: pd.DataFrame):
+    """Fit the model on the events with their products shuffled: a model that learned no taste."""
+    shuffled = feedback.assign(
+        product_id=np.random.default_rng(7).permutation(feedback["product_id"].to_numpy())
+    )
+    pairs = shuffled.groupby(["user_id", "product_id"], as_index=False).agg(
+        clicks=("clicks", "sum"), engagement=("engagement", "sum"), rating=("rating", "max")
+    )
+    from recsys.training.train import fit_locally
+
+    return fit_locally(name, params, pairs)
+
+
+def generate_shop_log(path) -> None:
+    """Write a 9,000-event log of 600 users and 30 products (with its catalog), users in turn.
+
+    Large enough for the quality gate to tell a model that learned no taste
+    (``fit_on_shuffled_events``) from the live one on the last quarter's users.
+    """
+    from recsys.cli.main import main
+
+    args = ["generate", "--users", "600", "--products", "30", "--events", "9000"]
+    assert main([*args, "--out", str(path)]) == 0
+
+
 def runtime_of(app):
     """Return the app's ServingRuntime."""
     return app.extensions["recsys.runtime"]
@@ -118,6 +144,7 @@ class AppFactory:
             "MODEL_DIR": str(self.model_dir),
             "RATE_LIMIT": "",
             "RATE_LIMIT_INGEST": "",
+            "RATE_LIMIT_ADDRESS": "",
             **self.config,
             **overrides,
         }

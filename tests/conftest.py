@@ -26,17 +26,25 @@ def isolated_event_store(tmp_path, monkeypatch):
     """Point every app a test creates at a store and artifact directory of its own.
 
     Without this, create_app would use (and fill) the repository's instance folder.
+    Exploration is off: most tests check the model's own ranking (pages that
+    join up, exclusions that shift a list by one); tests/online/test_exploration.py
+    turns it on.
     """
     monkeypatch.setenv("RECSYS_DATABASE_URL", f"sqlite:///{tmp_path / 'events.db'}")
     monkeypatch.setenv("RECSYS_MODEL_DIR", str(tmp_path / "models"))
+    monkeypatch.setenv("RECSYS_EXPLORATION", "0")
 
 
 @pytest.fixture(scope="session")
 def bundled_app(tmp_path_factory):
     """The service over the bundled log, built once: the read-only tests share it."""
     state = tmp_path_factory.mktemp("bundled_app")
+    # Built before any test's environment: exploration is turned off here too.
     factory = AppFactory(
-        f"sqlite:///{state / 'events.db'}", state / "models", DATA_PATH=str(BUNDLED_LOG)
+        f"sqlite:///{state / 'events.db'}",
+        state / "models",
+        DATA_PATH=str(BUNDLED_LOG),
+        EXPLORATION="0",
     )
     yield factory()
     factory.close()

@@ -1,11 +1,13 @@
-"""Real gunicorn servers for the tests: started as production starts them, asked, killed.
+"""Real servers for the tests: started as production starts them, asked, killed.
 
-``Gunicorn`` runs the service as production does (gunicorn reading
-gunicorn.conf.py in the project root, gthread workers, the app preloaded in
-the master) on a free port of 127.0.0.1, in a process group of its own that
-``stop`` kills whole. Its access log (the shipped JSON lines) says which
+``Granian`` runs the service as production does (``python serve.py``: the
+start-up work and the model load once in the main process, then granian's
+forked workers) on a free port of 127.0.0.1, in a process group of its own
+that ``stop`` kills whole. ``Gunicorn`` runs the former production server
+(gunicorn reading gunicorn.conf.py, gthread workers, the app preloaded in the
+master) the same way. Their access logs (the same JSON lines) say which
 worker answered each request. ``http_request`` asks any server on loopback,
-a gunicorn or the nginx in front of several (tests/nginx_balancer.py).
+one of these or the nginx in front of several (tests/nginx_balancer.py).
 """
 
 from __future__ import annotations
@@ -101,43 +103,33 @@ def service_env(database_url: str, model_dir: Path, **settings: Any) -> dict[str
     env["RECSYS_DATABASE_URL"] = database_url
     env["RECSYS_MODEL_DIR"] = str(model_dir)
     # These tests send bursts on purpose; rate limits have tests of their own.
-    env["RECSYS_RATE_LIMIT"] = env["RECSYS_RATE_LIMIT_INGEST"] = ""
+    for limit in ("RATE_LIMIT", "RATE_LIMIT_INGEST", "RATE_LIMIT_ADDRESS"):
+        env[f"RECSYS_{limit}"] = ""
     env.update({f"RECSYS_{name}": str(value) for name, value in settings.items()})
     return env
 
 
-class Gunicorn:
-    """A gunicorn master and its workers, in their own process group, on a free port.
+class ServerProcess:
+    """A server's main process and its workers, in their own process group, on a free port.
 
     Args:
         env: The service's environment (``service_env``).
         logs: A new directory for the error and access logs.
     """
 
+    name = "server"
+
     def __init__(self, env: dict[str, str], logs: Path):
         self.port = free_port()
         self.workers = int(env["RECSYS_WORKERS"])
         logs.mkdir(parents=True)
-        self.error_log = logs / "gunicorn.log"
+        self.error_log = logs / f"{self.name}.log"
         self.access_log = logs / "access.log"
-        command = [
-            GUNICORN,
-            "app:create_app()",
-            # Servers of parallel test runs must not share ~/.gunicorn/gunicorn.ctl.
-            "--no-control-socket",
-            "--access-logfile",
-            str(self.access_log),
-        ]
-        with open(self.error_log, "wb") as log:
-            self.process = subprocess.Popen(
-                command,
-                cwd=ROOT,
-                env={**env, "RECSYS_BIND": f"127.0.0.1:{self.port}"},
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
+        self.process = self.launch({**env, "RECSYS_BIND": f"127.0.0.1:{self.port}"})
+
+    def launch(self, env: dict[str, str]) -> subprocess.Popen:
+        """Start the server's main process with this environment."""
+        raise NotImplementedError
 
     def request(self, method: str, path: str, body: Any = None) -> Answer:
         """Send one request on a new connection and return the answer."""
@@ -168,7 +160,7 @@ class Gunicorn:
                 streak = 0
             if streak >= consecutive:
                 return time.monotonic() - started
-            assert self.process.poll() is None, f"gunicorn exited before {what}:\n{self.log()}"
+            assert self.process.poll() is None, f"{self.name} exited before {what}:\n{self.log()}"
             assert time.monotonic() - started < within, (
                 f"not {what} within {within} s:\n{self.log()[-4000:]}"
             )
@@ -204,7 +196,7 @@ class Gunicorn:
     def access_entries(self) -> list[dict[str, Any]]:
         """Return the access log's records (one JSON object per line)."""
         text = self.access_log.read_text()
-        # gunicorn may be writing the last line right now: read complete lines only.
+        # The server may be writing the last line right now: read complete lines only.
         complete = text[: text.rfind("\n") + 1]
         return [json.loads(line) for line in complete.splitlines() if line]
 
@@ -245,20 +237,70 @@ class Gunicorn:
         self.process.wait(timeout=10)
 
 
+class Granian(ServerProcess):
+    """The production server: ``python serve.py`` (granian's workers), access log on stdout."""
+
+    name = "granian"
+
+    def launch(self, env: dict[str, str]) -> subprocess.Popen:
+        with open(self.access_log, "wb") as access, open(self.error_log, "wb") as log:
+            return subprocess.Popen(
+                [sys.executable, "serve.py"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=access,
+                stderr=log,
+                start_new_session=True,
+            )
+
+
+class Gunicorn(ServerProcess):
+    """gunicorn with gunicorn.conf.py: the former production server, kept as the reference."""
+
+    name = "gunicorn"
+
+    def launch(self, env: dict[str, str]) -> subprocess.Popen:
+        command = [
+            GUNICORN,
+            "app:create_app()",
+            # Servers of parallel test runs must not share ~/.gunicorn/gunicorn.ctl.
+            "--no-control-socket",
+            "--access-logfile",
+            str(self.access_log),
+        ]
+        with open(self.error_log, "wb") as log:
+            return subprocess.Popen(
+                command,
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+
+
+# What the fault and topology tests start: the production server.
+Production = Granian
+
+
 class Servers:
-    """The gunicorn servers one test starts (2 workers unless told), over one model directory.
+    """The servers one test starts (2 workers unless told), over one model directory.
 
     Args:
         tmp_path: The test's directory: models, and each server's logs.
+        kind: Which server (default: the production one).
     """
 
-    def __init__(self, tmp_path: Path):
+    def __init__(self, tmp_path: Path, kind: type[ServerProcess] = Granian):
         self.tmp_path = tmp_path
-        self.started: list[Gunicorn] = []
+        self.kind = kind
+        self.started: list[ServerProcess] = []
 
-    def start(self, database_url: str, **settings: Any) -> Gunicorn:
+    def start(self, database_url: str, **settings: Any) -> ServerProcess:
         env = service_env(database_url, self.tmp_path / "models", **{"WORKERS": 2, **settings})
-        server = Gunicorn(env, self.tmp_path / f"server-{len(self.started)}")
+        server = self.kind(env, self.tmp_path / f"server-{len(self.started)}")
         self.started.append(server)
         return server
 

@@ -98,9 +98,23 @@ def play(session: Session) -> None:
     session.call(
         "GET",
         "/recommend?user_id=17&n=3",
-        comment=f"{bought} was just bought: gone, no retrain needed",
+        comment=f"{bought} was just bought: gone, and folded in; no retrain",
     )
-    session.call("GET", "/recommend?user_id=501&n=3", comment="has events, not in the model yet")
+    session.call(
+        "GET", "/recommend?user_id=501&n=3", comment="a new user: personal from their first event"
+    )
+    session.call(
+        "POST",
+        "/interactions",
+        {"user_id": 501, "product_id": 9, "purchased": 0, "timestamp": "2026-11-29T10:05:00Z"},
+    )
+    session.call("GET", "/recommend?user_id=501&n=3", comment="their second event changes it")
+    session.call(
+        "POST",
+        "/recommend/session",
+        {"items": [4, 9], "n": 3},
+        comment="an anonymous visitor with the same clicks",
+    )
     job = session.call("POST", "/admin/retrain")
     deadline = time.monotonic() + 120
     status = {}
@@ -111,7 +125,7 @@ def play(session: Session) -> None:
             break
         time.sleep(0.2)
     session.call("GET", job["status_url"])
-    session.call("GET", "/recommend?user_id=501&n=3", comment="now personal, from the new version")
+    session.call("GET", "/recommend?user_id=501&n=3", comment="the new version learned from them")
     session.call("GET", "/recommend?user_id=abc")
     session.call(
         "POST",
@@ -135,8 +149,13 @@ def run_session() -> list[str]:
             "RECSYS_DATABASE_URL": f"sqlite:///{state}/recsys.db",
             "RECSYS_MODEL_DIR": f"{state}/models",
             "RECSYS_MODEL_REFRESH_SECONDS": "0",
+            # Explored slots as the session's start left them: no impression
+            # sync may fall inside the session, however slow the host.
+            "RECSYS_EXPLORATION_SYNC_SECONDS": "3600",
         }
+        # The defaults, whatever the caller's environment (the tests turn exploration off).
         env.pop("RECSYS_MODEL", None)
+        env.pop("RECSYS_EXPLORATION", None)
         server = subprocess.Popen(
             [sys.executable, "app.py", "--port", str(port)],
             cwd=ROOT,

@@ -23,7 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -140,9 +140,17 @@ class AbSimulation:
         users: Simulated users.
         seed: The shop's seed (catalog, tastes, history).
         products: Products in the catalog.
+        overrides: Settings of the service beyond the simulation's own (``EXPLORATION``...).
     """
 
-    def __init__(self, folder: Path, users: int, seed: int, products: int = DEFAULT_PRODUCTS):
+    def __init__(
+        self,
+        folder: Path,
+        users: int,
+        seed: int,
+        products: int = DEFAULT_PRODUCTS,
+        overrides: Mapping[str, Any] | None = None,
+    ):
         from recsys.config import Settings
         from recsys.runtime import ServingRuntime
 
@@ -160,6 +168,7 @@ class AbSimulation:
                 "DATA_PATH": str(log_path),
                 "MODEL": "svd",
                 "LOG_LEVEL": "WARNING",
+                **(overrides or {}),
             },
             folder,
         )
@@ -217,6 +226,9 @@ class AbSimulation:
                 # The ingestion path of POST /interactions, then the attribution links.
                 self.runtime.add_interactions(events)
                 layer.link_events(links)
+            # What each server's sync thread does every few seconds: a simulated
+            # day takes about that long.
+            self.runtime.refresher.sync_impressions()
         layer.stop(name)
         return layer.report(name)
 

@@ -2,8 +2,10 @@
 
 ``flask --app app train`` trains on the event store; this trains on a log
 file (Parquet or CSV, read in chunks) and publishes into a model directory in
-the same artifact format, so servers pointed at that directory serve it. With
-``--engine spark`` PySpark ML's ALS fits the model (``requirements-spark.txt``).
+the same artifact format, so servers pointed at that directory serve it. The
+quality gate judges it first against the newest version there, as a server's
+training does (``--force`` publishes whatever it says). With ``--engine
+spark`` PySpark ML's ALS fits the model (``requirements-spark.txt``).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from recsys.training import DEFAULT_MASTER
 
 if TYPE_CHECKING:
     from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
-    from recsys.training import TrainingSettings
+    from recsys.training import GatePolicy, TrainingSettings
 
 BUNDLED_LOG = Path(__file__).resolve().parents[2] / "interactions.csv"
 
@@ -84,6 +86,11 @@ def add_training_command(commands: argparse._SubParsersAction) -> None:
         help="where Spark's executors keep checkpoints, a folder or URI they all reach "
         "(--engine spark; default: a temporary folder in local mode, none on a cluster)",
     )
+    train.add_argument(
+        "--force",
+        action="store_true",
+        help="publish even if the quality gate finds it worse than the newest version there",
+    )
     train.set_defaults(handler=cmd_train)
 
 
@@ -91,10 +98,11 @@ def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) 
     """Train on a log file (or the store over JDBC), publish the model, print what was published."""
     # The serving stack loads only when a model is trained, not for `--help`.
     from recsys.store.artifacts import ModelRegistry
-    from recsys.training import TrainingSettings, publish_trained
+    from recsys.training import GatePolicy, TrainingSettings, describe_gate, publish_trained
 
     registry = ModelRegistry(args.model_dir)
     settings = TrainingSettings(model=canonical_model_name(args.model))
+    gate = GatePolicy(force=args.force)
     if args.engine == "spark" and settings.model != "als":
         print(f"error: the spark engine trains als, not {settings.model}", file=sys.stderr)
         return 2
@@ -105,26 +113,38 @@ def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) 
         from recsys.training import NoTrainingDataError
 
         try:
-            meta = _train_with_spark(args, registry, settings)
+            meta = _train_with_spark(args, registry, settings, gate)
         except NoTrainingDataError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
     else:
         log, catalog = _read_log(args)
-        meta = publish_trained(log, lambda: catalog, registry, settings)
+        meta = publish_trained(log, lambda: catalog, registry, settings, gate=gate)
+    done = "kept as rejected" if meta.rejected else "published"
     print(
-        f"published {meta.version} ({meta.model_type}, {args.engine} engine) to "
+        f"{done} {meta.version} ({meta.model_type}, {args.engine} engine) in "
         f"{args.model_dir}, trained on {meta.training['interactions']} interactions"
     )
     for name, value in meta.metrics.items():
         print(f"  {name}: {value}")
+    print(f"quality gate {describe_gate(meta.gate)}")
+    if meta.rejected:
+        print("error: the quality gate rejected it; --force publishes it anyway", file=sys.stderr)
+        return 1
     return 0
 
 
 def _train_with_spark(
-    args: argparse.Namespace, registry: ModelRegistry, settings: TrainingSettings
+    args: argparse.Namespace,
+    registry: ModelRegistry,
+    settings: TrainingSettings,
+    gate: GatePolicy,
 ) -> ArtifactMetadata:
-    """Train with Spark: the executors read the store or a Parquet log; a CSV is read here."""
+    """Train with Spark: the executors read the store or a Parquet log; a CSV is read here.
+
+    The quality gate judges a CSV log's model; the executors' path publishes
+    ungated (the gate ranks held-out users in this process, which would hold the log).
+    """
     from recsys.training import (
         EventSource,
         SparkALSEngine,
@@ -141,7 +161,7 @@ def _train_with_spark(
             catalog_path = args.catalog or catalog_beside(args.data)
             return train_on_spark(spark, source, registry, settings, catalog_path)
         log, catalog = _read_log(args)
-        return publish_trained(log, lambda: catalog, registry, settings, fitter=spark)
+        return publish_trained(log, lambda: catalog, registry, settings, fitter=spark, gate=gate)
 
 
 def _read_log(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:

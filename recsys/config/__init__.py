@@ -28,6 +28,7 @@ from recsys.config.sections import (
     ENV_PREFIX,
     CacheSection,
     ExperimentsSection,
+    ExplorationSection,
     JobsSection,
     RedisSection,
     RegistrySection,
@@ -69,6 +70,7 @@ class Settings(BaseModel):
     security: SecuritySection
     redis: RedisSection
     cache: CacheSection
+    exploration: ExplorationSection
     experiments: ExperimentsSection
     instance_path: Path
     extra: dict[str, Any] = {}
@@ -220,6 +222,7 @@ __all__ = [
     "SETTINGS",
     "CacheSection",
     "ExperimentsSection",
+    "ExplorationSection",
     "JobsSection",
     "RedisSection",
     "RegistrySection",

@@ -41,6 +41,7 @@ from recsys.config.values import (
     Seconds,
     SecondsOrOff,
     SettingsError,
+    ShareOrOff,
     Switch,
     Text,
     TrainingEngine,
@@ -248,11 +249,29 @@ class RegistrySection(Section):
 class JobsSection(Section):
     """Retraining: when it runs, in which process, on which engine; and who serves its result."""
 
+    auto_retrain: Switch = setting(
+        "AUTO_RETRAIN",
+        True,
+        "retrain automatically, after RETRAIN_EVERY_EVENTS new events or RETRAIN_EVERY_MINUTES "
+        "since the last training, whichever comes first (0: only on request)",
+        default_text="1",
+    )
     retrain_every_events: CountOrOff = setting(
-        "RETRAIN_EVERY_EVENTS", None, "automatic retrain after this many new events"
+        "RETRAIN_EVERY_EVENTS",
+        10_000,
+        "automatic retrain after this many new events (counted by each serving process)",
     )
     retrain_every_minutes: SecondsOrOff = setting(
-        "RETRAIN_EVERY_MINUTES", None, "automatic retrain on this period"
+        "RETRAIN_EVERY_MINUTES",
+        1440.0,
+        "automatic retrain when the last training (of any process) is this old; 1440: a day",
+    )
+    gate_tolerance: NonNegative = setting(
+        "GATE_TOLERANCE",
+        0.02,
+        "quality gate: a new version goes live only if its NDCG@10 on a held-out split of the "
+        "current data is at least the live version's on that split minus this share of it "
+        "(0.02: 2 % worse at most); else it is kept as `rejected`",
     )
     mode: TrainingMode = setting(
         "TRAINING_MODE",
@@ -302,7 +321,7 @@ class JobsSection(Section):
 
 
 class ServerSection(Section):
-    """The HTTP server: where it listens (`python app.py`, gunicorn), what it takes, its log."""
+    """The HTTP server: where it listens (`python app.py`, serve.py), what it takes, its log."""
 
     ingest_max_bytes: Count = setting(
         "INGEST_MAX_BYTES",
@@ -317,13 +336,14 @@ class ServerSection(Section):
     bind: Bind = setting(
         "BIND",
         ("127.0.0.1:8000",),
-        "where gunicorn listens: `HOST:PORT`, `[IPV6]:PORT`, `unix:PATH` or `fd://N` "
-        "(several: comma-separated)",
+        "where the production server listens (`make serve`, also `HOST=` and `PORT=`): "
+        "`HOST:PORT`, `[IPV6]:PORT` or `unix:PATH` (gunicorn.conf.py also takes `fd://N` "
+        "and several, comma-separated)",
         default_text="127.0.0.1:8000",
     )
-    workers: Count = setting("WORKERS", 2, "gunicorn's worker processes")
+    workers: Count = setting("WORKERS", 2, "the production server's worker processes")
     threads: Count = setting(
-        "THREADS", 8, "threads per gunicorn worker (requests each serves at once)"
+        "THREADS", 8, "threads per worker that run the app (requests each serves at once)"
     )
     log_level: Text = setting(
         "LOG_LEVEL", "INFO", "logging level of the service's messages (on stderr)"
@@ -345,7 +365,7 @@ class SecuritySection(Section):
         "ALLOW_OPEN",
         False,
         "serve without API keys on a non-loopback address too "
-        "(`.venv/bin/python app.py`, gunicorn)",
+        "(`.venv/bin/python app.py`, serve.py, gunicorn)",
         default_text="0",
     )
     metrics_open: Switch = setting(
@@ -356,14 +376,21 @@ class SecuritySection(Section):
     )
     rate_limit: RateLimit = setting(
         "RATE_LIMIT",
-        "50 per second",
-        "requests per API key (per client address without keys) to the `read` and `admin` "
-        "endpoints; `''` for none",
+        "1000 per second",
+        "requests per API key to the `read` and `admin` endpoints, for keys without a rate "
+        "of their own (`create-key --rate`); `''` for none",
     )
     rate_limit_ingest: RateLimit = setting(
         "RATE_LIMIT_INGEST",
-        "10 per second",
-        "the same for `POST /interactions` (`ingest`)",
+        "200 per second",
+        "the same for `POST /interactions` (`ingest`; a batch is one request), per key or, "
+        "without one, per client address",
+    )
+    rate_limit_address: RateLimit = setting(
+        "RATE_LIMIT_ADDRESS",
+        "50 per second",
+        "requests per client address without an API key (a service without keys, browsers) "
+        "to the `read` and `admin` endpoints; `''` for none",
     )
 
 
@@ -411,6 +438,28 @@ class CacheSection(Section):
         "recsys:",
         "prefix of the service's keys in Redis (services or environments sharing one Redis "
         "need different ones)",
+    )
+
+
+class ExplorationSection(Section):
+    """Exploration: a share of each list for new or rarely shown products."""
+
+    share: ShareOrOff = setting(
+        "EXPLORATION",
+        0.1,
+        "share of a first page's slots given to new or rarely shown products, the best for "
+        "the user by content (0.1: about one in ten; 0: off)",
+    )
+    impressions: Count = setting(
+        "EXPLORATION_IMPRESSIONS",
+        100,
+        "impressions (over every server) after which a product is no longer explored",
+    )
+    sync_seconds: Seconds = setting(
+        "EXPLORATION_SYNC_SECONDS",
+        10.0,
+        "how often a process adds the impressions it counted to the store's and reads "
+        "everyone's back (explored choices change only then)",
     )
 
 

@@ -14,10 +14,9 @@ from typing import Annotated, Any, Literal
 
 import sqlalchemy as sa
 from gunicorn.util import parse_address
-from limits import parse_many
 from pydantic import BeforeValidator, Field, StringConstraints
 
-from recsys.config.api_keys import KeyRing
+from recsys.config.api_keys import KeyRing, check_rate
 from recsys.errors import RecsysError
 from recsys.models import accepted_model_names, canonical_model_name
 
@@ -48,6 +47,11 @@ def _off_is_none(value: Any) -> Any:
     return None if value in (None, "", 0, "0", "off") else value
 
 
+def _off_is_zero(value: Any) -> Any:
+    """Read "", "0", 0, "off" and None as a share of 0 (off)."""
+    return 0.0 if _off_is_none(value) is None else value
+
+
 def _empty_is_none(value: Any) -> Any:
     return None if value in (None, "") else value
 
@@ -76,14 +80,10 @@ def _rate_limit(value: Any) -> str | None:
     """Return a limit in the syntax of the ``limits`` library, or None for no limit."""
     if value in (None, ""):
         return None
-    text = str(value).strip()
     try:
-        items = parse_many(text)
+        return check_rate(str(value))
     except ValueError:
         raise ValueError(RATE_LIMIT_ACCEPTED) from None
-    if any(item.amount < 1 for item in items):
-        raise ValueError(RATE_LIMIT_ACCEPTED)
-    return text
 
 
 REDIS_URL_ACCEPTED = "redis://[:PASSWORD@]HOST:PORT[/DB], rediss://... or redis+unix://PATH"
@@ -157,6 +157,12 @@ Count = Annotated[int, Field(ge=1), Accepts("an integer from 1 up")]
 Port = Annotated[int, Field(ge=1, le=65535), Accepts("an integer from 1 to 65535")]
 Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False), Accepts("a number > 0")]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False), Accepts("a number >= 0")]
+ShareOrOff = Annotated[
+    float,
+    Field(ge=0, le=1, allow_inf_nan=False),
+    BeforeValidator(_off_is_zero),
+    Accepts("a number from 0 to 1, or 0 for off"),
+]
 CountOrOff = Annotated[
     Annotated[int, Field(ge=1)] | None,
     BeforeValidator(_off_is_none),
@@ -189,7 +195,7 @@ RateLimit = Annotated[str | None, BeforeValidator(_rate_limit), Accepts(RATE_LIM
 ApiKeys = Annotated[
     KeyRing,
     BeforeValidator(_api_keys),
-    Accepts("comma-separated ROLES:SHA256HEX entries", own_message=True),
+    Accepts("comma-separated ROLES:SHA256HEX[:RATE] entries", own_message=True),
 ]
 TrainingMode = Annotated[
     Literal["thread", "worker"], BeforeValidator(lowercase), Accepts("one of thread, worker")

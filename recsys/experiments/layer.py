@@ -163,6 +163,11 @@ class ExperimentLayer:
                 "product_ids": " ".join(str(p.product_id) for p in answer.recommendations)
                 if answer is not None
                 else "",
+                "explored_ids": " ".join(
+                    str(p.product_id) for p in answer.recommendations if p.explored
+                )
+                if answer is not None
+                else "",
                 "model_version": answer.model_version if answer is not None else None,
                 "strategy": answer.strategy if answer is not None else None,
                 "latency_ms": (time.perf_counter() - started) * 1000,

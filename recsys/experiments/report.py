@@ -48,21 +48,28 @@ def attribute(exposures: pd.DataFrame, events: pd.DataFrame, window: timedelta) 
 
     Args:
         exposures: ``recommendation_id, variant, user_id, product_ids, served_at``
-            (product ids space-separated, in the order shown).
+            (product ids space-separated, in the order shown), and
+            ``explored_ids`` when known (those in exploration slots).
         events: ``recommendation_id, user_id, product_id, purchased, created_at, price``.
         window: How long after the list was served an event still counts.
 
     Returns:
-        The counted events with the exposure's ``variant`` added.
+        The counted events with the exposure's ``variant`` added, and
+        ``explored``: whether the product was in an exploration slot.
     """
-    columns = [*LINKED_EVENT_COLUMNS, "variant"]
+    columns = [*LINKED_EVENT_COLUMNS, "variant", "explored"]
     if events.empty or exposures.empty:
         return pd.DataFrame(columns=columns)
     shown = exposures[["recommendation_id", "variant", "user_id", "product_ids", "served_at"]]
+    shown = shown.assign(explored_ids=_explored_ids(exposures))
     joined = events.merge(shown, on="recommendation_id", suffixes=("", "_shown"))
     listed = [
         str(product) in ids.split()
         for product, ids in zip(joined["product_id"], joined["product_ids"], strict=True)
+    ]
+    joined["explored"] = [
+        str(product) in ids.split()
+        for product, ids in zip(joined["product_id"], joined["explored_ids"], strict=True)
     ]
     delay = pd.to_datetime(joined["created_at"]) - pd.to_datetime(joined["served_at"])
     counted = (
@@ -72,6 +79,13 @@ def attribute(exposures: pd.DataFrame, events: pd.DataFrame, window: timedelta) 
         & (delay <= window)
     )
     return joined.loc[counted, columns].reset_index(drop=True)
+
+
+def _explored_ids(exposures: pd.DataFrame) -> pd.Series:
+    """Return each exposure's explored product ids as text ("" when none or not recorded)."""
+    if "explored_ids" not in exposures.columns:
+        return pd.Series("", index=exposures.index)
+    return exposures["explored_ids"].fillna("").astype(str)
 
 
 def experiment_report(
@@ -143,6 +157,7 @@ def _variant_row(
     clicked_lists = int(mine["recommendation_id"].nunique())
     prices = purchases["price"].dropna()
     revenue = float(prices.sum()) if len(prices) else None
+    explored_slots = int(sum(len(ids.split()) for ids in _explored_ids(shown)))
     return {
         "variant": variant.name,
         "strategy": variant.strategy,
@@ -164,6 +179,10 @@ def _variant_row(
             "p95": _quantile(ok["latency_ms"], 0.95),
         },
         "error_rate": round(float(shown["failed"].astype(bool).mean()), 6) if served else 0.0,
+        # Exploration's share of the lists: slots given to new or rarely shown
+        # products, and the counted clicks on them.
+        "explored_slots": explored_slots,
+        "explored_clicks": int(mine["explored"].astype(bool).sum()) if len(mine) else 0,
         "user_level": level,
     }
 
@@ -357,6 +376,14 @@ def report_text(report: Mapping[str, Any]) -> str:
         lines.append(
             f"  {row['variant']:<12}{level['buyers']:>6} of {level['users']:<6} users bought: "
             f"{rate}, {level['purchases']} purchases"
+        )
+    explored = [row for row in report["variants"] if row.get("explored_slots")]
+    if explored:
+        lines.append("Exploration (slots for new or rarely shown products):")
+    for row in explored:
+        lines.append(
+            f"  {row['variant']:<12}{row['explored_slots']:>6} explored slots, "
+            f"{row['explored_clicks']} clicks on them"
         )
     srm = report["sample_ratio"]
     lines.append(

@@ -19,6 +19,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 import scipy.sparse
+from scipy.linalg.lapack import dposv
 
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.state import ArrayShape
@@ -136,15 +137,17 @@ class ALSRecommender(Recommender):
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
         self._prepare_fold_in()
 
-    def user_weight(self, items: np.ndarray, confidence: np.ndarray) -> np.ndarray:
+    def user_weight(self, mine: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """Return W = Y^T Y + sum_j (c_j - 1) y_j y_j^T + lambda I for a user's past products.
 
-        Y^T Y is computed once per fit or load, so one user costs O(len(items) k^2).
+        Args:
+            mine: The item factors of the user's past products (float64).
+            confidence: Their confidences c_j.
+
+        Y^T Y + lambda I is computed once per fit or load, so one user costs
+        O(len(items) k^2).
         """
-        mine = self._items64[items]
-        weight = self._gram + (mine.T * (confidence - 1.0)) @ mine
-        weight[np.diag_indices_from(weight)] += self.regularization
-        return weight
+        return self._gram + (mine.T * (confidence - 1.0)) @ mine
 
     def fold_in(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         """Return a user's factors solved from their products, the item factors fixed.
@@ -155,10 +158,15 @@ class ALSRecommender(Recommender):
         """
         confidence = 1.0 + self.alpha * engagement
         mine = self._items64[items]
-        return np.linalg.solve(self.user_weight(items, confidence), mine.T @ confidence)
+        weight, rhs = self.user_weight(mine, confidence), mine.T @ confidence
+        # W is symmetric positive definite when lambda > 0: LAPACK's Cholesky
+        # solve, a third cheaper than np.linalg.solve on a 32 x 32 system.
+        _, solved, info = dposv(weight, rhs)
+        return solved if info == 0 else np.linalg.lstsq(weight, rhs, rcond=None)[0]
 
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
-        return self._items64 @ self.fold_in(items, engagement)
+        # Solved in float64, scored in float32 as training-time rows are (a third of the time).
+        return self.item_factors @ self.fold_in(items, engagement).astype(np.float32)
 
     def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
         """Split the item's score into one term per past product (as ``implicit``'s explain).
@@ -167,7 +175,8 @@ class ALSRecommender(Recommender):
         products j, so the score y_i . x is the sum of c_j * y_i^T W^-1 y_j.
         """
         confidence = 1.0 + self.alpha * engagement
-        solved = np.linalg.solve(self.user_weight(past, confidence), self._items64[past].T)
+        mine = self._items64[past]
+        solved = np.linalg.solve(self.user_weight(mine, confidence), mine.T)
         return confidence * (self._items64[item] @ solved)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
@@ -185,6 +194,7 @@ class ALSRecommender(Recommender):
         self._prepare_fold_in()
 
     def _prepare_fold_in(self) -> None:
-        """Keep the item factors in float64 and their Gram matrix Y^T Y for fold-in."""
+        """Keep the item factors in float64 and Y^T Y + lambda I for fold-in."""
         self._items64 = self.item_factors.astype(np.float64)
         self._gram = self._items64.T @ self._items64
+        self._gram[np.diag_indices_from(self._gram)] += self.regularization

@@ -3,7 +3,8 @@
 A request goes through one pipeline (candidates -> filters -> page ->
 describe), with the popular list as the fallback component when no personal
 list can be made, and one cache lookup. Similar products come from the same
-live model. Nothing here trains, and nothing imports Flask.
+live model. A share of first pages explores new or rarely shown products,
+whose impressions every process counts. Nothing here trains, and nothing imports Flask.
 """
 
 from recsys.online.history_cache import HistoryCache, RedisOutage
@@ -11,6 +12,8 @@ from recsys.online.invalidation import InvalidationBus
 from recsys.online.service import (
     NO_FILTER,
     AnswerCache,
+    Exploration,
+    ImpressionCounter,
     ListFilter,
     NoAnswerCache,
     NoLiveModelError,
@@ -25,7 +28,9 @@ from recsys.online.similar import UnknownProductError, similar_products
 __all__ = [
     "NO_FILTER",
     "AnswerCache",
+    "Exploration",
     "HistoryCache",
+    "ImpressionCounter",
     "InvalidationBus",
     "ListFilter",
     "NoAnswerCache",

@@ -137,21 +137,30 @@ class RecommendRequest:
 
 @dataclass(frozen=True)
 class RecommendedProduct:
-    """One product in an answer, with the model's score."""
+    """One product in an answer, with the model's score.
+
+    ``explored``: the product fills an exploration slot (new or rarely shown,
+    chosen to collect feedback: ``recsys.online.exploration``); its score is
+    the slot's, not the model's. Only explored products carry the field.
+    """
 
     product_id: int
     name: str | None
     category: str | None
     score: float
+    explored: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape (what ``dataclasses.asdict`` gives, without its deep copies)."""
-        return {
+        body: dict[str, Any] = {
             "product_id": self.product_id,
             "name": self.name,
             "category": self.category,
             "score": self.score,
         }
+        if self.explored:
+            body["explored"] = True
+        return body
 
 
 @dataclass(frozen=True)

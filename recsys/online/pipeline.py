@@ -10,7 +10,8 @@ personal model, or its fallback for users it does not know. Then:
    are left out as the candidates are taken, so a list holds n products
    whenever n eligible ones exist;
 3. page: re-ranked by maximal marginal relevance when asked, then the first
-   ``offset`` products skipped;
+   ``offset`` products skipped; a share of a first page's slots explored
+   (new or rarely shown products: ``recsys.online.exploration``);
 4. describe: names, categories and rounded scores, and the user's past
    products behind each one when asked.
 
@@ -29,6 +30,7 @@ from prometheus_client import Counter
 from recsys.models.base import Recommender
 from recsys.models.ranked import RankedList
 from recsys.online.answers import RecommendationAnswer, RecommendRequest
+from recsys.online.exploration import Exploration, ShownList
 from recsys.online.live_model import LiveModel, ServingModel
 from recsys.online.rankers import FallbackRanker, Ranker, folds_in
 from recsys.store.events import UserHistory
@@ -71,11 +73,14 @@ class Pipeline:
         name: Names the pipeline's answers among cached ones (one per A/B strategy).
         live: The model whose current version answers.
         ranker: Who ranks a user: a primary ranker and its fallback.
+        exploration: Gives a share of first pages to new or rarely shown
+            products; None: none.
     """
 
     name: str
     live: LiveModel
     ranker: FallbackRanker
+    exploration: Exploration | None = None
 
     def answer(
         self,
@@ -101,15 +106,20 @@ class Pipeline:
         ranked = _candidates(version, ranker, request, history, left_out, cache)
         wanted = request.offset + request.n
         ranked = _page(version.diversify(ranked, model, wanted, request.diversity), request.offset)
+        shown = (
+            self.exploration.explore(version, ranked, request, history, left_out)
+            if self.exploration is not None and self.exploration.enabled
+            else ShownList(ranked)
+        )
         _count(request, model, history, fallback_reason)
         return RecommendationAnswer(
             user_id,
             model.name,
-            version.describe(ranked),
+            shown.describe(version),
             version.version,
             fallback_reason=fallback_reason,
             degraded=degraded,
-            because=version.explain(model, history, ranked) if request.explain else None,
+            because=shown.explain(version, model, history) if request.explain else None,
             history_events=history.events,
         )
 

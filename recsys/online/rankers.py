@@ -136,7 +136,7 @@ class PersonalRanker:
         model = self.model(version)
         if folds_in(model, history):
             # Something to fold in: at least one of the user's products is in the model.
-            found = lookup_ids(model.product_ids, np.array(history.product_ids, dtype=np.int64))[1]
+            found = lookup_ids(model.product_ids, history.product_array)[1]
             return bool(found.any())
         return user_id is not None and model.knows_user(user_id)
 

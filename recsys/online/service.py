@@ -33,6 +33,8 @@ from recsys.online.answers import (
     RecommendRequest,
     compact_json,
 )
+from recsys.online.exploration import Exploration
+from recsys.online.impressions import ImpressionCounter
 from recsys.online.live_model import (
     LiveModel,
     NoLiveModelError,
@@ -51,6 +53,8 @@ __all__ = [
     "STORE_UNAVAILABLE",
     "UNKNOWN_USER",
     "AnswerCache",
+    "Exploration",
+    "ImpressionCounter",
     "ListFilter",
     "LiveModel",
     "NoAnswerCache",
@@ -82,15 +86,23 @@ class RecommendationService:
         store: Where users' histories and the catalog are read from.
         cache: The cache layer (``AnswerCache``); None: caching off, every
             history read from the store.
+        exploration: Gives a share of first pages to new or rarely shown
+            products; None: exploration off.
     """
 
-    def __init__(self, store: EventStore, cache: AnswerCache | NoAnswerCache | None = None):
+    def __init__(
+        self,
+        store: EventStore,
+        cache: AnswerCache | NoAnswerCache | None = None,
+        exploration: Exploration | None = None,
+    ):
         self.store = store
         self.cache = cache if cache is not None else NoAnswerCache(store)
+        self.exploration = exploration if exploration is not None else Exploration(0.0, 1)
         self.live = LiveModel()
-        self.pipeline = Pipeline(CHAMPION, self.live, PERSONAL_OR_POPULAR)
+        self.pipeline = Pipeline(CHAMPION, self.live, PERSONAL_OR_POPULAR, self.exploration)
         # The live version's popularity list for everyone (the ``popular`` A/B strategy).
-        self.popular_pipeline = Pipeline(POPULAR, self.live, POPULAR_FOR_EVERYONE)
+        self.popular_pipeline = Pipeline(POPULAR, self.live, POPULAR_FOR_EVERYONE, self.exploration)
 
     def serve(self, artifact: LoadedArtifact, only_if_newer: bool = False) -> ServingModel:
         """Build a serving version from an artifact and make it live in one step."""
@@ -105,19 +117,23 @@ class RecommendationService:
         """Return a pipeline that answers with one published version for good (an A/B variant)."""
         live = LiveModel()
         live.swap(self._serving_model(artifact))
-        return Pipeline(f"version {artifact.metadata.version}", live, PERSONAL_OR_POPULAR)
+        return Pipeline(
+            f"version {artifact.metadata.version}", live, PERSONAL_OR_POPULAR, self.exploration
+        )
 
     def refresh_names(self) -> None:
         """Re-read the catalog so that the live version shows products as the store has them.
 
         The serving catalog is built when a version goes live; ``PUT /products``
         and the periodic refresh call this, so renamed and new products show
-        without a retrain.
+        without a retrain, and exploration can give new ones a slot.
 
         Raises:
             One of ``STORE_OUTAGES`` when the store is unavailable.
         """
-        self.live.rename(catalog_names(self.store.products_frame()))
+        catalog = self.store.products_frame()
+        self.exploration.learn_catalog(catalog)
+        self.live.rename(catalog_names(catalog))
 
     @property
     def metadata(self) -> ArtifactMetadata:
@@ -149,9 +165,11 @@ class RecommendationService:
         version = pipeline.live.current()  # read once: one whole version throughout
         found = self.cache.lookup(pipeline.name, version, request)
         if found.answer is not None:
+            self.exploration.served(found.answer)
             return found.answer
         answer = pipeline.answer(version, request, found.history, found.degraded, self.cache)
         self.cache.keep(found, answer)
+        self.exploration.served(answer)
         return answer
 
     def recommend_session(
@@ -173,7 +191,9 @@ class RecommendationService:
         """
         version = self.pipeline.live.current()
         history = UserHistory.of((p, clicks, 0) for p, clicks in Counter(items).items())
-        return self.pipeline.answer(version, request, history, None, self.cache)
+        answer = self.pipeline.answer(version, request, history, None, self.cache)
+        self.exploration.served(answer)
+        return answer
 
     def popular(self, n: int) -> list[RecommendedProduct]:
         """Return the n most-clicked products as of the live version's training."""
@@ -205,4 +225,7 @@ class RecommendationService:
                 artifact.metadata.version,
             )
             catalog = None
+        known = catalog if catalog is not None else artifact.catalog
+        if known is not None:
+            self.exploration.learn_catalog(known)
         return ServingModel.from_artifact(artifact, catalog)

@@ -10,7 +10,7 @@ when products are written), so the answer needs no database.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -48,7 +48,7 @@ class SimilarAnswer:
         if self.fallback_reason is not None:
             body["fallback_reason"] = self.fallback_reason
         body["model_version"] = self.model_version
-        body["recommendations"] = [asdict(item) for item in self.recommendations]
+        body["recommendations"] = [item.to_dict() for item in self.recommendations]
         return body
 
 

@@ -6,11 +6,13 @@ start, close); the dashboard's figures are read from it.
 
 from recsys.runtime.dashboard import (
     StoreStats,
+    last_gate_decision,
     live_model_summary,
     lookup_user,
     running_experiment_report,
     stats,
 )
+from recsys.runtime.memory import return_large_blocks_at_once
 from recsys.runtime.startup import InitReport
 from recsys.runtime.wiring import ServingRuntime
 
@@ -18,8 +20,10 @@ __all__ = [
     "InitReport",
     "ServingRuntime",
     "StoreStats",
+    "last_gate_decision",
     "live_model_summary",
     "lookup_user",
+    "return_large_blocks_at_once",
     "running_experiment_report",
     "stats",
 ]

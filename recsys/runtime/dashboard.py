@@ -31,7 +31,9 @@ from recsys.online import (
     RecommendRequest,
 )
 from recsys.runtime.wiring import ServingRuntime
+from recsys.store.artifacts import ModelRegistry
 from recsys.store.events import EventStore, HistoryEntry
+from recsys.training import describe_gate
 
 # How old the figures may be: a retrain-free page view must not read the whole store.
 STATS_TTL_SECONDS = 30.0
@@ -145,6 +147,28 @@ def live_model_summary(service: RecommendationService) -> dict[str, Any] | None:
     }
 
 
+def last_gate_decision(registry: ModelRegistry) -> dict[str, Any] | None:
+    """Return the quality gate's last decision, or None when it has judged no version yet.
+
+    Returns:
+        The judged version (``version``, ``model_type``, ``trained_at``), the
+        gate's record (``decision``, ``metric``, ``tolerance``, ``candidate``,
+        ``live``, ``live_version``, ``least``, ``split``, ``reason``) and that
+        record in one line (``summary``). A rejected version is on the
+        registry's rejected shelf: it never served.
+    """
+    meta = registry.last_gate_decision()
+    if meta is None:
+        return None
+    return {
+        "version": meta.version,
+        "model_type": meta.model_type,
+        "trained_at": meta.trained_at,
+        **meta.gate,
+        "summary": describe_gate(meta.gate),
+    }
+
+
 def running_experiment_report(runtime: ServingRuntime) -> Mapping[str, Any] | None:
     """Return the report of the A/B experiment running now, or None when none runs.
 
@@ -172,6 +196,7 @@ def stats(runtime: ServingRuntime, store_stats: StoreStats) -> dict[str, Any]:
         "computed_at": snapshot.taken_at,
         "data": snapshot.summary,
         "model": live_model_summary(runtime.service),
+        "gate": last_gate_decision(runtime.registry),
         "experiment": dict(experiment) if experiment is not None else None,
     }
 

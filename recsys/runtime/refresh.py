@@ -117,6 +117,12 @@ class LiveModelRefresher:
             ).start()
             if self.exposure_log is not None:
                 self.exposure_log.start()
+            if self.service.exploration.enabled:
+                threading.Thread(
+                    target=self._sync_impressions_periodically,
+                    daemon=True,
+                    name="impressions-sync",
+                ).start()
             self.service.cache.start()
             self._threads_started = True
 
@@ -182,6 +188,18 @@ class LiveModelRefresher:
         # When the store is down the names already live stay; the next period tries again.
         with contextlib.suppress(*STORE_OUTAGES):
             self.service.refresh_names()
+
+    def sync_impressions(self) -> None:
+        """Add this process's impression counts to the store's and read everyone's back."""
+        try:
+            self.service.exploration.sync()
+        except STORE_OUTAGES as exc:
+            # The counts wait in memory; the next period tries again.
+            logger.warning("impressions not synced: %s", type(exc).__name__)
+
+    def _sync_impressions_periodically(self) -> None:
+        while not self._stop.wait(self.settings.exploration.sync_seconds):
+            self.sync_impressions()
 
     def _refresh_experiment_periodically(self) -> None:
         while not self._stop.wait(self.settings.experiments.refresh_seconds):

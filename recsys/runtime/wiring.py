@@ -39,7 +39,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
@@ -51,20 +51,25 @@ from recsys.experiments import ExperimentLayer, ExperimentStore, ExposureLog, Gu
 from recsys.models import AUTO
 from recsys.online import (
     AnswerCache,
+    Exploration,
     HistoryCache,
+    ImpressionCounter,
     InvalidationBus,
     NoAnswerCache,
     RecommendationService,
     RedisOutage,
 )
+from recsys.runtime.memory import then_give_back_memory
 from recsys.runtime.refresh import LiveModelRefresher
 from recsys.runtime.startup import InitReport, bootstrap_if_empty, initialise
 from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
 from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore
+from recsys.store.impressions import ImpressionCounts
 from recsys.store.job_queue import JobQueue
 from recsys.training import (
     AutoRetrainer,
+    GatePolicy,
     QueuedTrainingJobs,
     RetrainInProgressError,
     Trainer,
@@ -144,11 +149,18 @@ class ServingRuntime:
         # Redis failing waits for it once, not once per user.
         self.redis_outage = RedisOutage()
         self.service = RecommendationService(
-            self.store, answer_cache(settings, self.store, self.redis_outage)
+            self.store,
+            answer_cache(settings, self.store, self.redis_outage),
+            Exploration(
+                settings.exploration.share,
+                settings.exploration.impressions,
+                ImpressionCounter(ImpressionCounts(self.store.engine)),
+            ),
         )
-        # Late-bound so a job always runs the runtime's current ``train``.
+        # Late-bound so a job always runs the runtime's current ``train``;
+        # a serving process keeps nothing of what training freed.
         self.trainer = Trainer(
-            lambda: self.train(),
+            lambda: then_give_back_memory(self.train),
             TrainingLock(settings.model_dir / ".training.lock"),
             poll_seconds=settings.jobs.worker_poll_seconds,
         )
@@ -161,8 +173,12 @@ class ServingRuntime:
             self.jobs = TrainingJobRunner(
                 self.trainer, on_published=self._serve_published, records=self.job_queue
             )
+        auto = settings.jobs.auto_retrain
         self.auto_retrain = AutoRetrainer(
-            self.jobs, settings.jobs.retrain_every_events, settings.jobs.retrain_every_minutes
+            self.jobs,
+            settings.jobs.retrain_every_events if auto else None,
+            settings.jobs.retrain_every_minutes if auto else None,
+            last_trained=self.last_trained,
         )
         self.exposure_log = (
             ExposureLog(self.experiment_store) if settings.experiments.exposure_log else None
@@ -275,6 +291,7 @@ class ServingRuntime:
         if self.exposure_log is not None:
             self.exposure_log.close()
         self.service.cache.stop()
+        self.refresher.sync_impressions()
         self.store.dispose()
 
     def refresh(self) -> bool:
@@ -304,6 +321,7 @@ class ServingRuntime:
         engine: str | None = None,
         spark_master: str | None = None,
         data: str | None = None,
+        force: bool = False,
     ) -> ArtifactMetadata:
         """Train on the store's interactions (or a Parquet dataset) and publish.
 
@@ -311,22 +329,29 @@ class ServingRuntime:
         the executors read the store over JDBC and the driver never holds the
         log; on SQLite (a file of this machine) this process reads it.
 
+        The quality gate judges the new version first: one worse than the
+        live version is kept as rejected instead (``metadata.rejected``).
+
         Args:
             progress: Show a progress bar over the training steps (the ``train`` command).
             engine: ``local`` or ``spark`` (default: the ``TRAINING_ENGINE`` setting).
             spark_master: The Spark master (default: the ``SPARK_MASTER`` setting).
             data: A Parquet dataset (path or URI) the executors read instead of
                 the store (spark engine only).
+            force: Publish even a version the gate would reject.
 
         Raises:
             ValueError: The spark engine was asked for a model other than ALS,
                 or a dataset without the spark engine.
         """
         engine = engine or self.settings.jobs.engine
+        gate = GatePolicy(self.settings.jobs.gate_tolerance, force=force)
         if engine != "spark":
             if data is not None:
                 raise ValueError("a Parquet dataset is read by the spark engine only")
-            return train_and_publish(self.store, self.registry, self.training, progress=progress)
+            return train_and_publish(
+                self.store, self.registry, self.training, progress=progress, gate=gate
+            )
         if self.model_type != "als":
             raise ValueError(
                 f"the spark engine trains als; the configured model is {self.model_type!r} "
@@ -341,8 +366,10 @@ class ServingRuntime:
         with SparkALSEngine(master, staging_uri=jobs.spark_staging_uri) as spark:
             if data is None and jdbc is None:
                 return train_and_publish(
-                    self.store, self.registry, self.training, progress=progress, fitter=spark
+                    self.store, self.registry, self.training, progress, fitter=spark, gate=gate
                 )
+            # The distributed path publishes without the quality gate: the gate
+            # ranks held-out users in this process, which would hold the log.
             source = EventSource(
                 parquet=data,
                 jdbc_url=None if data is not None else jdbc,
@@ -360,18 +387,38 @@ class ServingRuntime:
         params_path = self.settings.model_params_path
         params = load_model_params(params_path).get(model_type, {}) if params_path else {}
         settings = dataclasses.replace(self.training, model=model_type, model_params=dict(params))
-        return self.trainer.now(lambda: train_and_publish(self.store, self.registry, settings))
+        return self.trainer.now(
+            lambda: then_give_back_memory(
+                lambda: train_and_publish(self.store, self.registry, settings)
+            )
+        )
 
-    def train_exclusively(self, progress: bool = False, **engine: str | None) -> ArtifactMetadata:
-        """Train and publish now, unless another process or job is training.
+    def train_exclusively(
+        self, progress: bool = False, force: bool = False, **engine: str | None
+    ) -> ArtifactMetadata:
+        """Train and publish now (through the quality gate), unless another process is training.
 
         Args:
+            progress: Show a progress bar.
+            force: Publish even a version the gate would reject.
             **engine: ``engine`` and ``spark_master`` for ``train``.
 
         Raises:
             RetrainInProgressError: The training lock is held.
         """
-        return self.trainer.now(lambda: self.train(progress, **engine))
+        return self.trainer.now(lambda: self.train(progress, force=force, **engine))
+
+    def last_trained(self) -> datetime | None:
+        """Return when the newest version, published or rejected, was trained (None: none yet)."""
+        newest = [
+            self.registry.read_metadata(shelf[0], rejected)
+            for shelf, rejected in (
+                (self.registry.versions(), False),
+                (self.registry.rejected_versions(), True),
+            )
+            if shelf
+        ]
+        return max((datetime.fromisoformat(meta.trained_at) for meta in newest), default=None)
 
     def _versions_in_use(self) -> set[str] | None:
         """Return the versions the running A/B test pins (None when the store cannot tell)."""

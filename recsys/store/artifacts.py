@@ -3,27 +3,32 @@
 An artifact is one directory per published version::
 
     <root>/v00007-20261129T103100Z/
-        arrays.npz      the model's learned arrays and id maps (no pickles)
+        arrays.npz      the model's learned arrays and id maps (uncompressed, no pickles)
         metadata.json   model type, parameters, version, trained_at, data
                         fingerprint, offline metrics, the arrays' SHA-256
 
 A version is written under a temporary name, every file and the directory are
 fsynced, and only then is it renamed into place: a reader sees a whole version
 or none, and a crash mid-write leaves only a temporary directory that loading
-ignores. Arrays are read with ``np.load(..., allow_pickle=False)`` and checked
-against their recorded checksum, so an artifact can never run code and a
-damaged one is detected and skipped. Arrays that pass the checksum are still
-checked before a model is built from them (``Recommender.validate_state`` and
-the catalog's columns): a version whose arrays could not be served is skipped
-like a damaged one. Only real directories and files directly inside the root
-are read, never symbolic links, so a version cannot be loaded from elsewhere.
+ignores. A version the quality gate rejected (``metadata.gate``) is written
+the same way into ``<root>/rejected/`` instead: it takes its number from the
+one sequence, so ids never clash, and is read for inspection only. Nothing
+that serves (``versions``, ``newer_than``, ``load``, ``load_latest``) looks
+there, so a rejected version never goes live, here or after a restart.
+
+The publisher checks the arrays (``validate_state``: shapes, id maps,
+finite numbers) and records the file's SHA-256. Loading maps the arrays
+read-only in place (no pickles, no copy: the processes serving a version share
+one copy, the page cache) once the file matches its checksum (whole up to 64
+MiB, sampled above): an artifact never runs code, and a damaged one, or one
+whose arrays ``from_state`` refuses, is skipped. Only real directories and
+files directly inside the root are read, never symbolic links, so a version
+cannot be loaded from elsewhere.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import io
 import json
 import logging
 import os
@@ -31,7 +36,7 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,99 +44,35 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.models.base import AUTO, Recommender
+from recsys.models.base import Recommender
 from recsys.models.state import ModelState
 from recsys.store.artifact_files import (
     FALLBACK_PREFIX,
     MODEL_PREFIX,
     ArtifactError,
+    archive_arrays,
     catalog_from_arrays,
+    check_before_publishing,
     fsync_path,
+    map_arrays,
     read_regular_file,
     write_arrays,
     write_synced,
 )
+from recsys.store.artifact_metadata import REJECTED, ArtifactMetadata
 
 logger = logging.getLogger(__name__)
 
-ARTIFACT_FORMAT = 1
 ARRAYS_FILE = "arrays.npz"
 METADATA_FILE = "metadata.json"
 _VERSION_RE = re.compile(r"v(\d{5,})-\d{8}T\d{6}Z")  # matched whole (fullmatch)
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
+# The shelf of versions the quality gate rejected, inside the root.
+REJECTED_DIR = REJECTED
 # A temporary directory this old is a crashed publisher's leftover, not a
 # publish in progress (publishing takes well under a second).
 _STALE_TMP_SECONDS = 600
-
-
-@dataclass(frozen=True)
-class ArtifactMetadata:
-    """What a published model is and how it was made.
-
-    Attributes:
-        version: The version id, for example ``v00007-20261129T103100Z``.
-        model_type: The model's name, a key of the model classes.
-        params: The model's hyper-parameters.
-        trained_at: ISO-8601 UTC time training finished.
-        data_fingerprint: A digest of the training interactions.
-        metrics: Offline metrics measured at training time.
-        training: Facts about the training run (row counts, seconds).
-        fallback_type: The model type of the cold-start fallback stored
-            alongside, if any.
-        fallback_params: Its hyper-parameters.
-        arrays_sha256: Checksum of ``arrays.npz``.
-        format: The artifact layout version.
-        selected_by: How the model type was chosen: None when it was
-            configured, "auto" when it won the automatic selection.
-        selection: For "auto": the metric, the reason the champion won and
-            every candidate's metrics (``{"metric", "reason", "candidates"}``).
-    """
-
-    version: str
-    model_type: str
-    params: dict[str, Any]
-    trained_at: str
-    data_fingerprint: str
-    metrics: dict[str, Any] = field(default_factory=dict)
-    training: dict[str, Any] = field(default_factory=dict)
-    fallback_type: str | None = None
-    fallback_params: dict[str, Any] = field(default_factory=dict)
-    arrays_sha256: str = ""
-    format: int = ARTIFACT_FORMAT
-    selected_by: str | None = None
-    selection: dict[str, Any] = field(default_factory=dict)
-
-    def serves(self, model_type: str | None) -> bool:
-        """Return whether this version answers for a configured model type.
-
-        None matches every version; "auto" matches versions the automatic
-        selection chose, whatever model won; any other name its model type.
-        """
-        if model_type is None:
-            return True
-        if model_type == AUTO:
-            return self.selected_by == AUTO
-        return self.model_type == model_type
-
-    def to_dict(self) -> dict[str, Any]:
-        """Return the metadata as a JSON-able dict."""
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ArtifactMetadata:
-        """Rebuild metadata from ``to_dict``'s output.
-
-        Raises:
-            ArtifactError: A required field is missing or the format is unknown.
-        """
-        try:
-            meta = cls(**{k: data[k] for k in cls.__dataclass_fields__ if k in data})
-        except TypeError as exc:
-            raise ArtifactError(f"metadata is incomplete: {exc}") from None
-        if meta.format != ARTIFACT_FORMAT:
-            raise ArtifactError(f"artifact format {meta.format} is not {ARTIFACT_FORMAT}")
-        return meta
 
 
 @dataclass(frozen=True)
@@ -180,6 +121,7 @@ class ModelRegistry:
         if keep < 1:
             raise ValueError(f"keep must be at least 1, got {keep}")
         self.root = Path(root)
+        self.rejected_root = self.root / REJECTED_DIR
         self.keep = keep
         self._model_classes = model_classes
         self._in_use = in_use
@@ -197,26 +139,33 @@ class ModelRegistry:
     # -- listing -------------------------------------------------------------
 
     def versions(self) -> list[str]:
-        """Return the published version ids, newest first.
+        """Return the published version ids, newest first (never a rejected one).
 
         Only real directories directly inside the root count: an entry named
         like a version that is a symbolic link (or a file) is ignored.
         """
-        root = self.root.resolve()
+        return self._listed(self.root)
+
+    def rejected_versions(self) -> list[str]:
+        """Return the ids of the versions the quality gate rejected, newest first."""
+        return self._listed(self.rejected_root)
+
+    def _listed(self, shelf: Path) -> list[str]:
+        root = shelf.resolve()
         named = [
             (n, path.name)
-            for n, path in self._version_entries()
+            for n, path in self._version_entries(shelf)
             if not path.is_symlink() and path.is_dir() and path.resolve().parent == root
         ]
         return [name for _, name in sorted(named, reverse=True)]
 
-    def _version_entries(self) -> list[tuple[int, Path]]:
+    def _version_entries(self, shelf: Path) -> list[tuple[int, Path]]:
         """Return (number, path) of every entry named like a version, whatever it is."""
-        if not self.root.is_dir():
+        if not shelf.is_dir():
             return []
-        return [(n, p) for p in self.root.iterdir() if (n := version_number(p.name)) is not None]
+        return [(n, p) for p in shelf.iterdir() if (n := version_number(p.name)) is not None]
 
-    def _version_dir(self, version: str) -> Path:
+    def _version_dir(self, version: str, rejected: bool = False) -> Path:
         """Return a version's directory, if it is a real one directly inside the root.
 
         Raises:
@@ -225,14 +174,15 @@ class ModelRegistry:
         """
         if version_number(version) is None:
             raise ArtifactError(f"{version!r} is not a version id")
-        directory = self.root / version
+        shelf = self.rejected_root if rejected else self.root
+        directory = shelf / version
         if directory.is_symlink():
             raise ArtifactError(
                 f"{directory}: is a symbolic link; versions are read only from "
-                f"directories inside {self.root}"
+                f"directories inside {shelf}"
             )
-        if directory.resolve().parent != self.root.resolve():
-            raise ArtifactError(f"{directory}: resolves outside {self.root}")
+        if directory.resolve().parent != shelf.resolve():
+            raise ArtifactError(f"{directory}: resolves outside {shelf}")
         return directory
 
     # -- publishing ----------------------------------------------------------
@@ -248,8 +198,12 @@ class ModelRegistry:
         catalog: pd.DataFrame | None = None,
         selected_by: str | None = None,
         selection: Mapping[str, Any] | None = None,
+        gate: Mapping[str, Any] | None = None,
     ) -> ArtifactMetadata:
         """Write a fitted model as the newest version, atomically.
+
+        A version whose ``gate`` record says ``rejected`` goes on the rejected
+        shelf, where nothing serves it from.
 
         Args:
             state: ``model.get_state()``; ``params["model"]`` names the model type.
@@ -263,6 +217,7 @@ class ModelRegistry:
                 names are stored as empty text).
             selected_by: "auto" when the automatic selection chose the model.
             selection: The selection's metric, reason and candidates' metrics.
+            gate: The quality gate's record (its decision and both figures).
 
         Returns:
             The published version's metadata.
@@ -274,13 +229,8 @@ class ModelRegistry:
         self._remove_stale_temporaries()
         finished = (trained_at or datetime.now(UTC)).astimezone(UTC)
 
-        tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
-        tmp.mkdir()
-        try:
-            sha256 = write_arrays(tmp / ARRAYS_FILE, state, fallback, catalog)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        arrays = archive_arrays(state, fallback, catalog)
+        check_before_publishing(self.model_classes, state, fallback)
         template = ArtifactMetadata(
             version="",  # given when a number is claimed
             model_type=str(model_type),
@@ -293,27 +243,40 @@ class ModelRegistry:
             fallback_params=(
                 {k: v for k, v in fallback.params.items() if k != "model"} if fallback else {}
             ),
-            arrays_sha256=sha256,
             selected_by=selected_by,
             selection=dict(selection or {}),
+            gate=dict(gate or {}),
         )
-        meta = self._write_version(tmp, finished, template)
-        self._prune()
-        logger.info("published model %s (%s)", meta.version, model_type)
+        shelf = self.rejected_root if template.rejected else self.root
+        shelf.mkdir(exist_ok=True)
+        meta = self._write_version(arrays, finished, template, shelf)
+        self._prune(self.root)
+        self._prune(self.rejected_root)
+        if meta.rejected:
+            logger.warning("kept model %s (%s) as rejected", meta.version, model_type)
+        else:
+            logger.info("published model %s (%s)", meta.version, model_type)
         return meta
 
     def _write_version(
         self,
-        tmp: Path,
+        arrays: Mapping[str, np.ndarray],
         finished: datetime,
         template: ArtifactMetadata,
+        shelf: Path,
     ) -> ArtifactMetadata:
-        """Write the metadata beside the arrays in ``tmp``, then rename the folder into place.
+        """Write the arrays and metadata under a temporary name, then rename them into ``shelf``.
 
         Returns:
             The metadata of the version the directory was renamed to.
         """
+        tmp = self.root / f"{_TMP_PREFIX}{os.getpid()}-{time.monotonic_ns()}"
+        tmp.mkdir()
         try:
+            sha256, sampled = write_arrays(tmp / ARRAYS_FILE, arrays)
+            template = dataclasses.replace(
+                template, arrays_sha256=sha256, arrays_sampled_sha256=sampled
+            )
             while True:
                 meta = dataclasses.replace(template, version=self._next_version(finished))
                 text = json.dumps(meta.to_dict(), indent=2, sort_keys=True) + "\n"
@@ -322,28 +285,30 @@ class ModelRegistry:
                 try:
                     # Renaming a directory onto an existing non-empty one fails,
                     # so two publishers racing for a number never overwrite.
-                    os.rename(tmp, self.root / meta.version)
+                    os.rename(tmp, shelf / meta.version)
                     break
                 except OSError:
-                    if not os.path.lexists(self.root / meta.version):
+                    if not os.path.lexists(shelf / meta.version):
                         raise
-            fsync_path(self.root)
+            fsync_path(shelf)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         return meta
 
     def _next_version(self, when: datetime) -> str:
-        # Past every entry named like a version, links included, so a new
-        # version never takes the name of something already there.
-        number = max((n for n, _ in self._version_entries()), default=0) + 1
+        # Past every entry named like a version, links included, on both
+        # shelves, so a new version never takes the name of something there.
+        entries = self._version_entries(self.root) + self._version_entries(self.rejected_root)
+        number = max((n for n, _ in entries), default=0) + 1
         return f"v{number:05d}-{when.strftime('%Y%m%dT%H%M%SZ')}"
 
-    def _prune(self) -> None:
-        old = self.versions()[self.keep :]
+    def _prune(self, shelf: Path) -> None:
+        old = self._listed(shelf)[self.keep :]
         if not old:
             return
-        in_use = self._in_use() if self._in_use is not None else ()
+        # An A/B test pins published versions only.
+        in_use = self._in_use() if self._in_use is not None and shelf == self.root else ()
         if in_use is None:
             logger.warning("could not tell which model versions are in use: none deleted")
             return
@@ -353,7 +318,7 @@ class ModelRegistry:
             doomed = self.root / f"{_TRASH_PREFIX}{version}-{time.monotonic_ns()}"
             try:
                 # Rename first: the version disappears in one step, then is deleted.
-                os.rename(self.root / version, doomed)
+                os.rename(shelf / version, doomed)
             except OSError:
                 continue  # another process pruned it already
             shutil.rmtree(doomed, ignore_errors=True)
@@ -370,14 +335,14 @@ class ModelRegistry:
 
     # -- loading -------------------------------------------------------------
 
-    def read_metadata(self, version: str) -> ArtifactMetadata:
-        """Return one version's metadata.
+    def read_metadata(self, version: str, rejected: bool = False) -> ArtifactMetadata:
+        """Return one version's metadata (of a rejected one with ``rejected``).
 
         Raises:
             ArtifactError: The metadata is missing, unreadable or a symbolic
                 link, or the version's directory is a link or outside the root.
         """
-        path = self._version_dir(version) / METADATA_FILE
+        path = self._version_dir(version, rejected) / METADATA_FILE
         try:
             data = json.loads(read_regular_file(path).decode("utf-8"))
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -387,7 +352,25 @@ class ModelRegistry:
         meta = ArtifactMetadata.from_dict(data)
         if meta.version != version:
             raise ArtifactError(f"{path}: metadata names version {meta.version!r}")
+        if meta.rejected != rejected:
+            # A rejected version's directory copied among the published ones
+            # still never serves.
+            raise ArtifactError(f"{path}: the quality gate's decision does not match its shelf")
         return meta
+
+    def last_gate_decision(self) -> ArtifactMetadata | None:
+        """Return the newest version, published or rejected, that the quality gate judged."""
+        shelves = [(v, False) for v in self.versions()[: self.keep]]
+        shelves += [(v, True) for v in self.rejected_versions()[: self.keep]]
+        shelves.sort(key=lambda entry: version_number(entry[0]) or 0, reverse=True)
+        for version, rejected in shelves:
+            try:
+                meta = self.read_metadata(version, rejected)
+            except ArtifactError:
+                continue
+            if meta.gate:
+                return meta
+        return None
 
     def newer_than(self, version: str, model_type: str | None = None) -> str | None:
         """Return the newest published version after ``version`` (of a type), if any.
@@ -420,23 +403,17 @@ class ModelRegistry:
         """
         meta = self.read_metadata(version)
         directory = self._version_dir(version)
-        payload = read_regular_file(directory / ARRAYS_FILE)
         try:
-            artifact = self._rebuild_artifact(meta, directory, payload)
+            artifact = self._rebuild_artifact(meta, directory)
         except ArtifactError:
             self._rejected[version] = meta.arrays_sha256
             raise
         self._rejected.pop(version, None)
         return artifact
 
-    def _rebuild_artifact(
-        self, meta: ArtifactMetadata, directory: Path, payload: bytes
-    ) -> LoadedArtifact:
-        if hashlib.sha256(payload).hexdigest() != meta.arrays_sha256:
-            raise ArtifactError(f"{directory / ARRAYS_FILE}: checksum mismatch (damaged file)")
+    def _rebuild_artifact(self, meta: ArtifactMetadata, directory: Path) -> LoadedArtifact:
+        arrays = map_arrays(directory / ARRAYS_FILE, meta.arrays_sha256, meta.arrays_sampled_sha256)
         try:
-            with np.load(io.BytesIO(payload), allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
             model = self._rebuild("model", meta.model_type, meta.params, arrays, MODEL_PREFIX)
             fallback = None
             if meta.fallback_type is not None:

@@ -100,10 +100,15 @@ class UserHistory:
             list(row) for row in zip(self.product_ids, self.clicks, self.purchases, strict=True)
         ]
 
+    @cached_property
+    def product_array(self) -> np.ndarray:
+        """The product ids as an int64 array (made once per history)."""
+        return np.array(self.product_ids, dtype=np.int64)
+
     def profile(self, weights: RatingWeights) -> Profile:
         """Return the user's products with their engagement, as the models were trained on it."""
         return Profile(
-            np.array(self.product_ids, dtype=np.int64),
+            self.product_array,
             weights.click_weight * np.array(self.clicks, dtype=np.float64)
             + weights.purchase_weight * np.array(self.purchases, dtype=np.float64),
         )

@@ -1,14 +1,14 @@
 """Training job records, and the queue of jobs for training workers in other processes.
 
-``TrainingJob`` is one job's snapshot. ``JobQueue`` owns the
-``training_jobs`` table: every job's record (``queued``, ``running``,
-``succeeded``, ``failed``), written by whoever runs the job and read by every
-server that reports on it, and, with training in workers, the queue. A server
-enqueues a job only when none is queued or running (checked and inserted
-under a lock, so two servers cannot both enqueue), and a worker claims the
-oldest queued job with ``UPDATE ... SET state = 'running' WHERE id = :id AND
-state = 'queued'``: the database lets exactly one such update change the row,
-so two workers never run one job.
+``TrainingJob`` is one job's snapshot. ``JobQueue`` owns the ``training_jobs``
+table: every job's record (``queued``, ``running``, ``succeeded``,
+``rejected`` by the quality gate, ``failed``), written by whoever runs the job
+and read by every server that reports on it, and, with training in workers,
+the queue. A server enqueues a job only when none is queued or running
+(checked and inserted under a lock, so two servers cannot both enqueue), and a
+worker claims the oldest queued job with ``UPDATE ... SET state = 'running'
+WHERE id = :id AND state = 'queued'``: the database lets exactly one such
+update change the row, so two workers never run one job.
 
 A claim is a lease: the worker holding the job sets ``heartbeat_at`` to now
 every third of the lease (``beat``), and a running job whose last beat is
@@ -56,7 +56,14 @@ class JobState(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
+    # Trained, but the quality gate kept the version from going live.
+    REJECTED = "rejected"
     FAILED = "failed"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the job has ended (succeeded, rejected or failed)."""
+        return self.value not in UNFINISHED
 
 
 @dataclass(frozen=True)
@@ -65,15 +72,18 @@ class TrainingJob:
 
     Attributes:
         id: The job id.
-        state: queued, running, succeeded or failed.
+        state: queued, running, succeeded, rejected or failed.
         trigger: Who asked for it: ``api`` (POST /admin/retrain), ``auto`` (after N new
             events) or ``schedule`` (every T minutes).
         requested_at: When it was submitted.
         started_at: When training began.
         finished_at: When it ended.
-        version: The model version it published.
-        metrics: The published model's offline metrics.
+        version: The model version it published (or, rejected, kept on the
+            registry's rejected shelf).
+        metrics: That version's offline metrics.
         error: Why it failed.
+        gate: The quality gate's record: decision, metric, tolerance, the
+            candidate's and the live version's figures, the split, why.
     """
 
     id: str
@@ -85,6 +95,7 @@ class TrainingJob:
     version: str | None = None
     metrics: dict[str, Any] | None = None
     error: str | None = None
+    gate: dict[str, Any] | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -108,6 +119,7 @@ class TrainingJob:
             "version": self.version,
             "metrics": self.metrics,
             "error": split_failure(self.error),
+            "gate": self.gate,
         }
 
 
@@ -290,6 +302,10 @@ def _row(job: TrainingJob) -> dict[str, Any]:
     """Return a job as a row of ``training_jobs`` (datetimes as naive UTC)."""
     values = {f.name: getattr(job, f.name) for f in dataclasses.fields(job)}
     values["state"] = job.state.value
+    if job.gate is None:
+        # Only a finished job has a gate record: the others leave the column
+        # out, so a record can still be written to a schema from before it.
+        del values["gate"]
     return {k: to_naive_utc(v) if isinstance(v, datetime) else v for k, v in values.items()}
 
 

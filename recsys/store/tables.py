@@ -66,6 +66,8 @@ training_jobs = sa.Table(
     sa.Column("error", sa.Text, nullable=True),
     # The last beat of the worker running the job (its lease); None before a claim.
     sa.Column("heartbeat_at", sa.DateTime, nullable=True),
+    # The quality gate's record of the version the job trained (both figures).
+    sa.Column("gate", sa.JSON, nullable=True),
 )
 
 # A/B tests: one row per experiment; its variants (name, weight, strategy) as JSON.
@@ -103,6 +105,8 @@ exposures = sa.Table(
     sa.Column("user_id", sa.BigInteger, nullable=False),
     # Product ids in the order shown, space-separated (empty when the request failed).
     sa.Column("product_ids", sa.Text, nullable=False),
+    # Those of them in exploration slots, space-separated (migration 0010; null before it).
+    sa.Column("explored_ids", sa.Text, nullable=True),
     sa.Column("model_version", sa.String(64), nullable=True),
     sa.Column("strategy", sa.String(32), nullable=True),
     sa.Column("latency_ms", sa.Float, nullable=False),
@@ -127,4 +131,14 @@ exposure_events = sa.Table(
     sa.Column("purchased", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Index("ix_exposure_events_recommendation", "recommendation_id"),
+)
+
+# How often each product was shown in an answer, summed over every process
+# (counted in process, added in batches off the request path). No foreign key:
+# a count must never wait for, or fail on, the catalog.
+product_impressions = sa.Table(
+    "product_impressions",
+    metadata,
+    sa.Column("product_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("impressions", sa.BigInteger, nullable=False),
 )

@@ -1,10 +1,13 @@
 """Training: fit a model on the event store, publish it, and run retrain jobs.
 
 One entry point takes the training lock (``Trainer``); one lifecycle runs a
-job (``execute``), in the serving process or in a worker that leases jobs
+job (``execute``); the quality gate (``GatePolicy``) keeps a version worse
+than the live one from going live, in the serving process or in a worker that leases jobs
 from the database; Spark fits ALS on a cluster.
 """
 
+from recsys.training.gate import GatePolicy
+from recsys.training.gate import describe as describe_gate
 from recsys.training.jobs import (
     AutoRetrainer,
     RetrainInProgressError,
@@ -27,6 +30,7 @@ __all__ = [
     "DEFAULT_MASTER",
     "AutoRetrainer",
     "EventSource",
+    "GatePolicy",
     "NoTrainingDataError",
     "QueuedTrainingJobs",
     "RetrainInProgressError",
@@ -37,6 +41,7 @@ __all__ = [
     "TrainingLock",
     "TrainingSettings",
     "TrainingWorker",
+    "describe_gate",
     "jdbc_url_of",
     "publish_trained",
     "train_and_publish",

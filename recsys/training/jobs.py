@@ -2,10 +2,11 @@
 
 ``Trainer`` is the one way into training: it holds the ``TrainingLock``
 (one process trains at a time) and runs a job's lifecycle (``execute``: mark
-it running, train, publish, record how it ended), the same in this process's
+it running, train, publish, record how it ended: ``succeeded``, ``failed``,
+or ``rejected`` when the quality gate kept the version from going live), the same in this process's
 ``TrainingJobRunner`` (a background thread) and in a training worker
 (``recsys.training.worker``). ``AutoRetrainer`` submits jobs after N new
-events or every T minutes.
+events, or when the last training is T minutes old.
 """
 
 from __future__ import annotations
@@ -235,7 +236,8 @@ class Trainer:
         started = time.perf_counter()
         try:
             meta = self._train()
-            if on_published is not None:
+            # A rejected version is on the registry's rejected shelf: nothing to serve.
+            if on_published is not None and not meta.rejected:
                 on_published(meta)
         except Exception as exc:  # a failed job is recorded, not raised
             # The details (driver messages with SQL and hosts) go to the log;
@@ -250,16 +252,34 @@ class Trainer:
                 error=public_failure(exc, job.id),
             )
         else:
-            RETRAIN_SECONDS.labels("succeeded").observe(time.perf_counter() - started)
-            logger.info("training job %s published %s", job.id, meta.version)
-            job = dataclasses.replace(
-                job,
-                state=JobState.SUCCEEDED,
-                finished_at=datetime.now(UTC),
-                version=meta.version,
-                metrics=dict(meta.metrics),
-            )
+            job = _ended(job, meta, time.perf_counter() - started)
         return job
+
+
+def _ended(job: TrainingJob, meta: ArtifactMetadata, seconds: float) -> TrainingJob:
+    """Return a job whose training produced ``meta``: succeeded, or rejected by the gate."""
+    state = JobState.REJECTED if meta.rejected else JobState.SUCCEEDED
+    RETRAIN_SECONDS.labels(state.value).observe(seconds)
+    if meta.rejected:
+        logger.warning(
+            "training job %s: the quality gate rejected %s (%s %s, live %s %s)",
+            job.id,
+            meta.version,
+            meta.gate.get("metric"),
+            meta.gate.get("candidate"),
+            meta.gate.get("live_version"),
+            meta.gate.get("live"),
+        )
+    else:
+        logger.info("training job %s published %s", job.id, meta.version)
+    return dataclasses.replace(
+        job,
+        state=state,
+        finished_at=datetime.now(UTC),
+        version=meta.version,
+        metrics=dict(meta.metrics),
+        gate=dict(meta.gate) or None,
+    )
 
 
 class TrainingJobRunner:
@@ -376,15 +396,23 @@ class TrainingJobRunner:
 
 
 class AutoRetrainer:
-    """Submits a training job after N new events, or every T minutes.
+    """Submits a training job after N new events, or when the last training is T minutes old.
 
-    Both triggers are off unless configured. A trigger that fires while a job
-    runs is dropped (the running job will include most of the new events).
+    A trigger that fires while a job runs is dropped (the running job will
+    include most of the new events). Events are counted by each process. The
+    period is measured from ``last_trained``, which every process reads alike
+    (the newest version in the registry, rejected ones included): several
+    servers and workers then retrain once a period between them, not once
+    each, and a rejected version waits a period like a published one.
 
     Args:
         runner: The job runner (or queue) to submit to.
         every_events: Retrain after this many newly recorded events (None: off).
-        every_minutes: Retrain on this period (None: off).
+        every_minutes: Retrain when the last training is this old (None: off).
+        last_trained: Returns when the last training finished (None: never);
+            without it the period runs from this process's start.
+        check_seconds: How often the period is checked, at most (a check
+            reads a few small files).
     """
 
     def __init__(
@@ -392,6 +420,8 @@ class AutoRetrainer:
         runner: JobSubmitter,
         every_events: int | None = None,
         every_minutes: float | None = None,
+        last_trained: Callable[[], datetime | None] | None = None,
+        check_seconds: float = 600.0,
     ):
         if every_events is not None and every_events < 1:
             raise ValueError(f"every_events must be at least 1, got {every_events}")
@@ -400,6 +430,8 @@ class AutoRetrainer:
         self._runner = runner
         self._every_events = every_events
         self._every_minutes = every_minutes
+        self._last_trained = last_trained
+        self._check_seconds = check_seconds
         self._pending = 0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -433,8 +465,27 @@ class AutoRetrainer:
 
     def _tick(self) -> None:
         period = (self._every_minutes or 0.0) * 60
-        while not self._stop.wait(period):
-            self._submit("schedule")
+        if self._last_trained is None:
+            while not self._stop.wait(period):
+                self._submit("schedule")
+            return
+        while not self._stop.wait(min(period, self._check_seconds)):
+            if self.due(period):
+                self._submit("schedule")
+
+    def due(self, period: float) -> bool:
+        """Return whether the last training is at least ``period`` seconds old.
+
+        Never when no model was trained yet: the first one is ``init``'s, or
+        comes with the first events.
+        """
+        try:
+            last = self._last_trained() if self._last_trained is not None else None
+        except Exception:
+            # An unreadable registry must not end the timer: the next check retries.
+            logger.warning("could not tell when the model was last trained", exc_info=True)
+            return False
+        return last is not None and (datetime.now(UTC) - last).total_seconds() >= period
 
     def _submit(self, trigger: str) -> TrainingJob | None:
         try:

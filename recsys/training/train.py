@@ -2,6 +2,9 @@
 
 ``train_and_publish`` is the whole path, run by a training job
 (``recsys.training.jobs``), by ``flask --app app train`` and at first start.
+With a ``GatePolicy`` the quality gate (``recsys.training.gate``) compares
+the candidate with the live version on the same holdout before it is
+published; a rejected candidate is kept on the registry's rejected shelf.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -33,6 +37,7 @@ from recsys.models.state import ModelState
 from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
 from recsys.store.bulk import read_interactions
 from recsys.store.events import EventStore
+from recsys.training.gate import VERSIONS_REJECTED, GatePolicy, Measure, judge
 
 # Fits a model by name and parameters on a feedback frame: the default builds
 # it from ``MODELS`` and calls ``fit``; another engine (Spark) plugs in here.
@@ -101,6 +106,7 @@ def train_and_publish(
     settings: TrainingSettings | None = None,
     progress: bool = False,
     fitter: ModelFitter = fit_locally,
+    gate: GatePolicy | None = None,
 ) -> ArtifactMetadata:
     """Train a model on every interaction in the store and publish it.
 
@@ -119,9 +125,10 @@ def train_and_publish(
             terminal): reading, each holdout fit, the final fit, publishing.
         fitter: Fits the model (holdout and final fit); the popularity
             fallback is always fitted here.
+        gate: Compare with the live version first (None: publish unjudged).
 
     Returns:
-        The published artifact's metadata.
+        The published artifact's metadata (``rejected`` when the gate kept it back).
 
     Raises:
         NoTrainingDataError: The store has no interaction.
@@ -129,7 +136,7 @@ def train_and_publish(
     started = time.perf_counter()
     settings = settings or TrainingSettings()
     fits = len(settings.candidates) if settings.model == AUTO else 1
-    steps = _Steps(progress, total=fits + 3)
+    steps = _Steps(progress, total=fits + 3 + (gate is not None))
     steps.begin("reading the store")
     # Read in pages into int64 arrays: a ten-million-event log as Python rows
     # would cost gigabytes.
@@ -140,7 +147,7 @@ def train_and_publish(
             "(POST /interactions or `flask --app app import-interactions FILE`)"
         )
     return publish_trained(
-        log, store.products_frame, registry, settings, fitter, started, steps=steps
+        log, store.products_frame, registry, settings, fitter, started, steps=steps, gate=gate
     )
 
 
@@ -152,6 +159,7 @@ def publish_trained(
     fitter: ModelFitter = fit_locally,
     started: float | None = None,
     steps: _Steps | None = None,
+    gate: GatePolicy | None = None,
 ) -> ArtifactMetadata:
     """Train on an interaction log and publish the model (``train_and_publish`` after its read).
 
@@ -163,9 +171,11 @@ def publish_trained(
         fitter: Fits the model (holdout and final fit).
         started: ``time.perf_counter()`` when training began (default: now).
         steps: The progress bar to move along (default: none shown).
+        gate: Compare with the live version first (None: publish unjudged).
 
     Returns:
-        The published artifact's metadata.
+        The published artifact's metadata; a version the gate rejected is
+        kept on the rejected shelf instead (``metadata.rejected``).
     """
     settings = settings or TrainingSettings()
     started = time.perf_counter() if started is None else started
@@ -179,17 +189,13 @@ def publish_trained(
         settings.seed,
     )
     chosen = _choose_and_measure(split, settings, fitter, steps)
-    metrics = dict(chosen.metrics)
-    metrics.pop("fit_seconds", None)
+    measure = _gate_measure(split, log, feedback, settings)
+    judged = _judge(chosen, measure, registry, settings, fitter, gate, steps)
+    metrics = {k: v for k, v in chosen.metrics.items() if k != "fit_seconds"}
     metrics.update(split.cold_counts())
-    model_cls = MODELS[chosen.name]
     steps.begin(f"fitting {chosen.name} on all data")
-    model, fallback = _fit_on_all_data(chosen, feedback, fitter)
+    state, fallback = _fit_on_all_data(chosen, feedback, fitter)
     seconds = time.perf_counter() - started
-    # A model whose arrays every server would refuse (NaN factors, say) fails
-    # the job here instead of being published and skipped by every worker.
-    state = model.get_state()
-    model_cls.validate_state(state)
     steps.begin("publishing")
     published = registry.publish(
         state,
@@ -200,9 +206,50 @@ def publish_trained(
         training=_training_record(log, feedback, seconds, settings.weights),
         selected_by=chosen.selected_by,
         selection=chosen.selection,
+        gate=judged,
     )
+    if published.rejected:
+        VERSIONS_REJECTED.inc()
     steps.close()
     return published
+
+
+def _gate_measure(
+    split: Split, log: pd.DataFrame, feedback: pd.DataFrame, settings: TrainingSettings
+) -> Measure:
+    """Return what the gate measures on: the holdout, the log, and how the split was made."""
+    facts = {
+        "protocol": "holdout",
+        "test_fraction": settings.holdout_fraction,
+        "seed": settings.seed,
+        "max_eval_users": settings.max_eval_users,
+        "relevant": "every held-out product of the users the live version never saw",
+    }
+    return Measure(split, log, feedback, settings.metrics_k, facts)
+
+
+def _judge(
+    chosen: _Chosen,
+    measure: Measure,
+    registry: ModelRegistry,
+    settings: TrainingSettings,
+    fitter: ModelFitter,
+    policy: GatePolicy | None,
+    steps: _Steps,
+) -> dict[str, Any]:
+    """Return the gate's record: the candidate against the version serving now, on its split.
+
+    Returns:
+        The record; empty without a policy (nothing is judged).
+    """
+    if policy is None:
+        return {}
+    steps.begin("comparing with the live version")
+    # The version every server serves (and would after a restart): the newest
+    # published one of the configured type.
+    live = registry.load_latest(model_type=settings.model)
+    fit = None if measure.split.test.empty else partial(fitter, chosen.name, chosen.params)
+    return judge(fit, live, measure, policy)
 
 
 @dataclass(frozen=True)
@@ -248,13 +295,21 @@ def _choose_and_measure(
 
 def _fit_on_all_data(
     chosen: _Chosen, feedback: pd.DataFrame, fitter: ModelFitter
-) -> tuple[Recommender, ModelState | None]:
-    """Fit the chosen model on all data, and the popularity fallback unless it is one."""
+) -> tuple[ModelState, ModelState | None]:
+    """Fit the chosen model on all data, and the popularity fallback unless it is one.
+
+    Returns:
+        Their states, the model's validated.
+    """
     model = fitter(chosen.name, chosen.params, feedback)
+    # A model whose arrays every server would refuse (NaN factors, say) fails
+    # the job here instead of being published and skipped by every worker.
+    state = model.get_state()
+    MODELS[chosen.name].validate_state(state)
     fallback = None
     if not isinstance(model, PopularityRecommender):
         fallback = PopularityRecommender().fit(feedback).get_state()
-    return model, fallback
+    return state, fallback
 
 
 def _training_record(

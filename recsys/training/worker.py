@@ -137,7 +137,7 @@ class QueuedTrainingJobs:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             job = self.get(job_id)
-            finished = job is None or job.state in (JobState.SUCCEEDED, JobState.FAILED)
+            finished = job is None or job.state.finished
             if finished or (deadline is not None and time.monotonic() >= deadline):
                 return job
             time.sleep(self._poll_seconds)

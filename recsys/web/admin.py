@@ -1,10 +1,16 @@
-"""Model operations (the admin role): start a retrain, follow its job, describe the live model."""
+"""Model operations (the admin role): start a retrain, follow its job, describe the live model.
+
+A job the quality gate rejected ends ``rejected`` with both figures (``gate``);
+``/model`` shows the live version's gate record and the gate's last decision,
+which may be a rejected version that never served.
+"""
 
 from __future__ import annotations
 
 from flask import Blueprint, jsonify, url_for
 
 from recsys.errors import quote
+from recsys.runtime import last_gate_decision
 from recsys.training import RetrainInProgressError
 from recsys.web.auth import requires
 from recsys.web.context import runtime
@@ -44,10 +50,15 @@ def job_status(job_id: str):
 
 
 @bp.get("/model")
-@operation("The live model version", (200, LiveModelInfo), tags=["admin"])
+@operation(
+    "The live model version, and the quality gate's last decision",
+    (200, LiveModelInfo),
+    tags=["admin"],
+)
 @requires("admin")
 def live_model():
-    meta = runtime().service.metadata
+    serving = runtime()
+    meta = serving.service.metadata
     return jsonify(
         {
             "version": meta.version,
@@ -60,5 +71,7 @@ def live_model():
             "fallback_type": meta.fallback_type,
             "selected_by": meta.selected_by,
             **({"selection": meta.selection} if meta.selection else {}),
+            "gate": meta.gate or None,
+            "last_gate_decision": last_gate_decision(serving.registry),
         }
     )

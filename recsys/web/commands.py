@@ -11,14 +11,19 @@ import click
 from flask import Flask, current_app
 from flask.cli import with_appcontext
 
-from recsys.config.api_keys import ROLES, new_key
+from recsys.config.api_keys import ROLES, check_rate, new_key
 from recsys.data.catalog import load_catalog
 from recsys.data.log_files import is_parquet
 from recsys.errors import DataFileError
 from recsys.runtime import ServingRuntime
 from recsys.store.bulk import import_log
 from recsys.store.engine import STORE_OUTAGES, describe_outage
-from recsys.training import NoTrainingDataError, RetrainInProgressError, SparkUnavailableError
+from recsys.training import (
+    NoTrainingDataError,
+    RetrainInProgressError,
+    SparkUnavailableError,
+    describe_gate,
+)
 
 
 def init_app(app: Flask) -> None:
@@ -105,20 +110,37 @@ def init_command():
     metavar="URL",
     help="the Spark master: local[2] (default: RECSYS_SPARK_MASTER), spark://HOST:7077, yarn",
 )
-def train_command(engine: str | None, spark_master: str | None):
-    """Train a model on the event store and publish it as the newest version."""
+@click.option(
+    "--force",
+    is_flag=True,
+    help="publish the new version even if the quality gate finds it worse than the live one",
+)
+def train_command(engine: str | None, spark_master: str | None, force: bool):
+    """Train a model on the event store and publish it if the quality gate passes it.
+
+    Exits with status 1 when the gate rejects it: the live version keeps
+    serving, and the new one is kept as rejected with both figures.
+    """
     overrides = {k: v for k, v in (("engine", engine), ("spark_master", spark_master)) if v}
     with _reported():
         try:
-            meta = _runtime().train_exclusively(progress=True, **overrides)
+            meta = _runtime().train_exclusively(progress=True, force=force, **overrides)
         except (ValueError, SparkUnavailableError, NoTrainingDataError) as exc:
             raise click.ClickException(str(exc)) from None
+    done = "kept as rejected" if meta.rejected else "published"
     click.echo(
-        f"published {meta.version} ({meta.model_type}) trained on "
+        f"{done} {meta.version} ({meta.model_type}) trained on "
         f"{meta.training.get('interactions')} interactions"
     )
     for name, value in meta.metrics.items():
         click.echo(f"  {name}: {value}")
+    if meta.gate:
+        click.echo(f"quality gate {describe_gate(meta.gate)}")
+    if meta.rejected:
+        raise click.ClickException(
+            "the quality gate rejected the new version: the live one keeps serving; "
+            "`flask --app app train --force` publishes it anyway"
+        )
 
 
 @click.command("import-interactions")
@@ -219,12 +241,23 @@ def worker_command(once: bool, nice: int):
     required=True,
     help="a role of the key (repeat for several; admin implies read and ingest)",
 )
-def create_key_command(roles: tuple[str, ...]):
+@click.option(
+    "--rate",
+    default=None,
+    help="the key's own rate limit, e.g. '2000 per second' (default: its role's, "
+    "RECSYS_RATE_LIMIT or RECSYS_RATE_LIMIT_INGEST)",
+)
+def create_key_command(roles: tuple[str, ...], rate: str | None):
     """Print a new random API key once, and the RECSYS_API_KEYS entry that configures it.
 
     The service keeps only the key's SHA-256: store the key now, it cannot be shown again.
     """
-    key, configured = new_key(roles)
+    if rate is not None:
+        try:
+            rate = check_rate(rate)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="'--rate'") from None
+    key, configured = new_key(roles, rate)
     click.echo("New API key, shown only now (the service keeps its SHA-256, never the key):")
     click.echo(f"  {key}")
     click.echo("Append this entry to RECSYS_API_KEYS (comma-separated), then restart:")

@@ -41,6 +41,7 @@ from recsys.errors import quote
 from recsys.online import NoLiveModelError, UnknownProductError, similar_products
 from recsys.runtime import (
     StoreStats,
+    last_gate_decision,
     live_model_summary,
     lookup_user,
     running_experiment_report,
@@ -91,6 +92,7 @@ def dashboard():
         "snapshot": snapshot,
         "summary": snapshot.summary,
         "model": live_model_summary(serving.service),
+        "gate": last_gate_decision(serving.registry),
         "experiment": running_experiment_report(serving),
         "signed_in": bool(request.cookies.get(KEY_COOKIE)),
         "user_query": request.args.get("user_id", ""),

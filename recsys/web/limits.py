@@ -1,11 +1,15 @@
 """Rate limits with Flask-Limiter: per API key, or per client address when the service is open.
 
 A key's calls are counted per role of the endpoint: the ``read`` endpoints
-share one counter and one limit (``RECSYS_RATE_LIMIT``), ``POST
-/interactions`` has ``RECSYS_RATE_LIMIT_INGEST``, the ``admin`` endpoints the
-read limit on a counter of their own. Counters are named by a prefix of the
-key's SHA-256 (``ApiKey.limit_key``), never by the key. The health probes are
-never limited. Over the limit: 429 ``rate_limited`` with ``Retry-After``.
+share one counter, ``POST /interactions`` has its own, and so do the
+``admin`` endpoints. Each counter's limit is the key's own rate (set when it
+was made: ``create-key --rate``), else its role's default:
+``RECSYS_RATE_LIMIT`` for ``read`` and ``admin``, ``RECSYS_RATE_LIMIT_INGEST``
+for ``ingest``. A request without a key (a service without keys) counts
+against its client address, with ``RECSYS_RATE_LIMIT_ADDRESS`` (ingest:
+``RECSYS_RATE_LIMIT_INGEST``). Counters are named by a prefix of the key's
+SHA-256 (``ApiKey.limit_key``), never by the key. The health probes are never
+limited. Over the limit: 429 ``rate_limited`` with ``Retry-After``.
 
 Counters live in Redis when ``RECSYS_REDIS_URL`` is set, so every worker and
 server shares them; in memory (per process) otherwise. When Redis fails
@@ -122,7 +126,12 @@ def _scope(_endpoint: str = "") -> str:
 
 def _limit() -> str:
     security = settings_of(current_app).security
-    return (security.rate_limit_ingest if _scope() == INGEST else security.rate_limit) or ""
+    if _scope() == INGEST:
+        default = security.rate_limit_ingest
+    else:
+        default = security.rate_limit if authenticated_key() else security.rate_limit_address
+    key = authenticated_key()
+    return (key.rate if key is not None and key.rate else default) or ""
 
 
 def init_app(app: Flask) -> None:
@@ -156,9 +165,15 @@ def init_app(app: Flask) -> None:
     )
     # With no limit set there is nothing to count: the limiter's per-request
     # work (it resolves its limits on every request) is skipped entirely.
+    security = settings.security
     app.config.setdefault(
         "RATELIMIT_ENABLED",
-        bool(settings.security.rate_limit or settings.security.rate_limit_ingest),
+        bool(
+            security.rate_limit
+            or security.rate_limit_ingest
+            or security.rate_limit_address
+            or any(key.rate for key in security.api_keys.keys)
+        ),
     )
     limiter.init_app(app)
     limiter.exempt(health.bp)

@@ -78,6 +78,11 @@ class ScoredProduct(BaseModel):
     because: list[Reason] | None = Field(
         None, description="with explain=true: the user's own past products behind it"
     )
+    explored: Literal[True] | None = Field(
+        None,
+        description="present (true) when the product fills an exploration slot: new or rarely "
+        "shown, chosen to collect feedback (RECSYS_EXPLORATION); its score is the slot's",
+    )
 
 
 class Recommendations(BaseModel):
@@ -343,9 +348,43 @@ class RetrainStarted(BaseModel):
     status_url: str
 
 
+class GateSplit(BaseModel):
+    protocol: Literal["holdout"]
+    test_fraction: float = Field(description="share of each user's products held out")
+    seed: int
+    max_eval_users: int | None = Field(description="held-out users ranked at most (a sample)")
+    test_users: int = Field(description="users compared: held-out users the live version never saw")
+    relevant: str = Field(description="which held-out products count")
+
+
+class GateRecord(BaseModel):
+    """The quality gate's judgement of one trained version."""
+
+    decision: Literal["accepted", "rejected", "forced"] = Field(
+        description="rejected: kept from going live; forced: published by `train --force`"
+    )
+    metric: str = Field(description="the figure compared, ndcg@10")
+    tolerance: float = Field(description="how much worse than the live figure, as a share of it")
+    candidate: float | None = Field(description="the new version's figure on the split")
+    live: float | None = Field(description="the live version's figure on the same split")
+    live_version: str | None = Field(description="the version serving when it was judged")
+    least: float | None = Field(None, description="the candidate's bar: live x (1 - tolerance)")
+    split: GateSplit
+    reason: str
+
+
+class GateDecision(GateRecord):
+    """The quality gate's last decision, with the version it judged."""
+
+    version: str = Field(description="the judged version (a rejected one never served)")
+    model_type: str
+    trained_at: str
+    summary: str = Field(description="the decision and both figures in one line")
+
+
 class Job(BaseModel):
     job_id: str
-    state: Literal["queued", "running", "succeeded", "failed"]
+    state: Literal["queued", "running", "succeeded", "rejected", "failed"]
     trigger: str
     requested_at: str | None
     started_at: str | None
@@ -354,6 +393,7 @@ class Job(BaseModel):
     version: str | None
     metrics: dict[str, Any] | None
     error: ErrorDetail | None
+    gate: GateRecord | None = Field(description="the quality gate's record of the version")
 
 
 class LiveModelInfo(BaseModel):
@@ -365,6 +405,10 @@ class LiveModelInfo(BaseModel):
     metrics: dict[str, Any]
     training: dict[str, Any]
     fallback_type: str | None
+    gate: GateRecord | None = Field(description="how the quality gate let this version live")
+    last_gate_decision: GateDecision | None = Field(
+        description="the gate's newest decision (about this version or a later, rejected one)"
+    )
 
 
 class Health(BaseModel):
@@ -438,4 +482,5 @@ class Stats(BaseModel):
     computed_at: str = Field(description="when the store was read (figures are cached briefly)")
     data: DataFigures
     model: ModelFigures | None = Field(description="null before a model is published")
+    gate: GateDecision | None = Field(description="the quality gate's last decision")
     experiment: dict[str, Any] | None = Field(description="the running A/B test's report")

@@ -281,3 +281,14 @@ def test_eda_on_a_bad_file_names_file_and_line(write_csv):
     result = run_cli("eda", "--data", str(path))
     assert result.returncode == 2
     assert f"{path}, line 2: purchased must be 0 or 1" in result.stderr
+
+
+def test_train_into_a_model_dir_goes_through_the_quality_gate(tmp_path, capsys):
+    models = tmp_path / "models"
+    args = ["train", "--data", str(BUNDLED_LOG), "--model-dir", str(models), "--model", "ease"]
+    assert main(args) == 0
+    assert "quality gate accepted: no live version to compare with" in capsys.readouterr().out
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "quality gate accepted: " in out and "too few to compare" in out
+    assert len(list(models.glob("v*"))) == 2

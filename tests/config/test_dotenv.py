@@ -1,7 +1,7 @@
-""".env is read by every service entry point alike: `python app.py`, gunicorn, `flask` commands.
+""".env is read by every service entry point alike: `python app.py`, serve.py, gunicorn, `flask`.
 
 Each test runs the entry points in a project folder of its own (links to
-app.py and gunicorn.conf.py, the code on PYTHONPATH), so the ``.env`` it
+app.py, serve.py and gunicorn.conf.py, the code on PYTHONPATH), so the ``.env`` it
 writes there is seen by no other test.
 """
 
@@ -20,6 +20,7 @@ from tests.servers import GUNICORN, ROOT, free_port, http_request
 
 ENTRY_POINTS = {
     "python app.py": [sys.executable, "app.py"],
+    "python serve.py": [sys.executable, "serve.py"],
     "gunicorn": [GUNICORN, "app:create_app()", "--no-control-socket"],
     "flask": [sys.executable, "-m", "flask", "--app", "app", "routes"],
 }
@@ -30,7 +31,7 @@ def project(tmp_path) -> Path:
     """Return a project folder holding the service's entry points (and no .env yet)."""
     folder = tmp_path / "project"
     folder.mkdir()
-    for name in ("app.py", "gunicorn.conf.py"):
+    for name in ("app.py", "serve.py", "gunicorn.conf.py"):
         (folder / name).symlink_to(ROOT / name)
     return folder
 
@@ -113,12 +114,12 @@ def wait_for_model(port: int, process: subprocess.Popen, within: float = 60) -> 
 
 @pytest.mark.slow
 def test_make_run_make_serve_and_flask_commands_use_the_store_dotenv_names(project, tmp_path):
-    app_port, gunicorn_port = free_port(), free_port()
+    app_port, serve_port = free_port(), free_port()
     (project / ".env").write_text(
         f"RECSYS_DATABASE_URL=sqlite:///{tmp_path / 'shop.db'}\n"
         f"RECSYS_MODEL_DIR={tmp_path / 'models'}\n"
         f"RECSYS_PORT={app_port}\n"
-        f"RECSYS_BIND=127.0.0.1:{gunicorn_port}\n"
+        f"RECSYS_BIND=127.0.0.1:{serve_port}\n"
         "RECSYS_WORKERS=1\n"
     )
     env = environment()
@@ -128,7 +129,7 @@ def test_make_run_make_serve_and_flask_commands_use_the_store_dotenv_names(proje
     # What `make run` and `make serve` start, with nothing but .env to configure them.
     for command, port in (
         ([sys.executable, "app.py"], app_port),
-        ([GUNICORN, "app:create_app()", "--no-control-socket"], gunicorn_port),
+        ([sys.executable, "serve.py"], serve_port),
     ):
         server = subprocess.Popen(
             command,

@@ -127,12 +127,23 @@ def test_flat_config_names_reach_their_sections_and_flasks_own_keys_stay_aside(t
             None,
             "RECSYS_RETRAIN_EVERY_EVENTS: expected an integer from 1 up, or 0 for off, got '-5'",
         ),
+        (
+            {"RECSYS_EXPLORATION": "1.5"},
+            None,
+            "RECSYS_EXPLORATION: expected a number from 0 to 1, or 0 for off, got '1.5'",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_where_it_came_from(tmp_path, environ, config, message):
     with pytest.raises(SettingsError) as raised:
         Settings.load(environ, config, tmp_path)
     assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(("value", "share"), [("0.25", 0.25), ("0", 0.0), ("off", 0.0), ("", 0.0)])
+def test_the_exploration_share_is_a_fraction_and_0_or_empty_turns_it_off(tmp_path, value, share):
+    settings = Settings.load({"RECSYS_EXPLORATION": value}, None, tmp_path)
+    assert settings.exploration.share == share
 
 
 def test_every_setting_is_read_from_a_variable_of_its_own():

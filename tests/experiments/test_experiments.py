@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from recsys.experiments.definitions import experiment_from_spec
-from recsys.experiments.report import attribute, experiment_report
+from recsys.experiments.report import attribute, experiment_report, report_text
 from tests.builders import BUNDLED_LOG, POPULAR_VS_CHAMPION, AppFactory, runtime_of
 
 POPULAR_VS_MODEL = POPULAR_VS_CHAMPION
@@ -319,6 +319,33 @@ def test_a_shorter_window_counts_fewer_events():
     assert len(attribute(exposures, events, timedelta(hours=3))) == 1
 
 
+def test_attribution_tells_clicks_on_explored_products_apart():
+    exposures = exposures_of(("r1", "a", 7, "3 5 9")).assign(explored_ids="9")
+    events = events_of(("r1", 7, 5, True, timedelta(hours=1)), ("r1", 7, 9, False, timedelta(0)))
+    counted = attribute(exposures, events, timedelta(hours=24))
+    assert counted[["product_id", "explored"]].values.tolist() == [[5, False], [9, True]]
+
+
+def test_the_report_counts_each_variants_explored_slots_and_their_clicks():
+    experiment = experiment_from_spec({**POPULAR_VS_MODEL, "name": "explored"})
+    exposures = pd.concat(
+        [
+            exposures_of(("c1", "control", 1, "1 2 3"), ("c2", "control", 3, "1 2 4")).assign(
+                explored_ids=["3", "4"]
+            ),
+            exposures_of(("p1", "personal", 2, "5 6 7")).assign(explored_ids=[None]),
+        ],
+        ignore_index=True,
+    )
+    events = events_of(("c1", 1, 3, False, timedelta(minutes=1)))
+    purchases = pd.DataFrame(columns=["user_id", "product_id", "price", "created_at"])
+    report = experiment_report(experiment, exposures, events, purchases, timedelta(hours=24))
+    control, personal = report["variants"]
+    assert (control["explored_slots"], control["explored_clicks"]) == (2, 1)
+    assert (personal["explored_slots"], personal["explored_clicks"]) == (0, 0)
+    assert "control          2 explored slots, 1 clicks on them" in report_text(report)
+
+
 def fixed_report(control_buyers, variant_buyers, users, planned_spec=None):
     experiment = experiment_from_spec(planned_spec or {**POPULAR_VS_MODEL, "name": "fixed"})
     rows, events = [], []
@@ -364,3 +391,26 @@ def test_a_skewed_split_is_reported_instead_of_a_winner():
     assert report["sample_ratio"]["mismatch"]
     assert report["status"] == "sample_ratio_mismatch"
     assert report["verdict"].startswith("Do not trust this result")
+
+
+def test_exposures_name_the_explored_products_of_each_list(tmp_path):
+    factory = AppFactory(
+        f"sqlite:///{tmp_path / 'events.db'}",
+        tmp_path / "models",
+        DATA_PATH=str(BUNDLED_LOG),
+        EXPLORATION="0.1",
+    )
+    client = factory().test_client()
+    started(client)
+    served = {}
+    for user_id in range(1, 11):
+        body = client.get(f"/recommend?user_id={user_id}&n=10").get_json()
+        explored = [i["product_id"] for i in body["recommendations"] if i.get("explored")]
+        served[body["recommendation_id"]] = " ".join(map(str, explored))
+    runtime = runtime_of(client.application)
+    runtime.exposure_log.flush()
+    exposures = runtime.experiment_store.exposures_frame(POPULAR_VS_MODEL["name"])
+    recorded = zip(exposures["recommendation_id"], exposures["explored_ids"], strict=True)
+    assert dict(recorded) == served
+    assert all(ids for ids in served.values())
+    factory.close()

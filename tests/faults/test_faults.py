@@ -1,7 +1,7 @@
-"""Fault injection: real gunicorn servers meet a database that is down, hangs or is locked.
+"""Fault injection: real servers meet a database that is down, hangs or is locked.
 
-Each test starts the service as production does (``tests.servers.Gunicorn``:
-gunicorn reading gunicorn.conf.py in the project root, gthread workers) on its
+Each test starts the service as production does (``tests.servers.Production``:
+``python serve.py``, granian's workers over the app preloaded once) on its
 own port, store and artifact directory, and breaks one thing: PostgreSQL behind
 ``tests.tcp_proxy.TcpProxy`` refusing or swallowing connections, a worker
 killed, clients sending their bodies a byte at a time, an SQLite write lock
@@ -27,7 +27,7 @@ import pytest
 import sqlalchemy as sa
 
 from recsys.store.events import EventStore
-from tests.servers import ROOT, Gunicorn, Servers, service_env
+from tests.servers import ROOT, Production, Servers, service_env
 from tests.store_fixtures import POSTGRES_URL
 from tests.tcp_proxy import TcpProxy
 
@@ -54,7 +54,7 @@ OUTAGES = [
 # -- helpers ------------------------------------------------------------------------
 
 
-def service_recovered(server: Gunicorn) -> bool:
+def service_recovered(server: Production) -> bool:
     """Whether a write succeeds and the server reports itself ready."""
     return server.request(*POST_EVENT).status == 201 and server.get("/readyz").status == 200
 
@@ -72,7 +72,7 @@ def run_flask_init(env: dict[str, str]) -> None:
     assert done.returncode == 0, done.stderr
 
 
-def kill_one_worker(server: Gunicorn) -> int:
+def kill_one_worker(server: Production) -> int:
     """SIGKILL one worker, wait for the master to replace it, and return the new pid."""
     before = server.worker_pids()
     victim = min(before)
@@ -92,7 +92,7 @@ def kill_one_worker(server: Gunicorn) -> int:
 
 @pytest.fixture
 def serve(tmp_path):
-    """Return a function that starts gunicorn on a database; every server is killed after."""
+    """Return a function that starts the production server on a database; all are killed after."""
     servers = Servers(tmp_path)
     yield servers.start
     servers.stop()
@@ -326,7 +326,7 @@ def test_slow_uploads_do_not_hold_up_other_clients(sqlite_url, serve, record_pro
     trickler.start()
     try:
         answers = []
-        # Past gunicorn's 5 s wait for request data, while the uploads go on.
+        # Several seconds of uploads that never end, while other clients ask.
         deadline = time.monotonic() + 7
         while time.monotonic() < deadline:
             answers += [server.get("/healthz"), server.get("/recommend?user_id=1")]

@@ -1,4 +1,4 @@
-"""Fault injection: real gunicorn servers start on an empty store (``RECSYS_DATA_PATH=``).
+"""Fault injection: real production servers start on an empty store (``RECSYS_DATA_PATH=``).
 
 The production setting: no demo log, no model. The master's ``init`` finds
 nothing to train on and the workers start anyway: alive, not ready for want
@@ -25,7 +25,7 @@ FIRST_EVENTS = [
 
 @pytest.fixture
 def serve(tmp_path):
-    """Return a function that starts gunicorn on a database; every server is killed after."""
+    """Return a function that starts the production server on a database; all are killed after."""
     servers = Servers(tmp_path)
     yield servers.start
     servers.stop()

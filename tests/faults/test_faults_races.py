@@ -1,4 +1,4 @@
-"""Races on the admin endpoints of real gunicorn servers over PostgreSQL.
+"""Races on the admin endpoints of real production servers over PostgreSQL.
 
 Admin calls that arrive at the same moment land in different workers, each
 with its own connections: only the database can settle them. Six starts of
@@ -28,7 +28,7 @@ STARTS_AT_ONCE = 6
 
 @pytest.fixture
 def serve(tmp_path):
-    """Return a function that starts gunicorn on a database; every server is killed after."""
+    """Return a function that starts the production server on a database; all are killed after."""
     servers = Servers(tmp_path)
     yield servers.start
     servers.stop()

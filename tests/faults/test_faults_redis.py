@@ -1,7 +1,7 @@
-"""Fault injection: real gunicorn servers whose Redis refuses connections or never answers.
+"""Fault injection: real servers whose Redis refuses connections or never answers.
 
-Each test starts the service as production does (``tests.servers.Gunicorn``:
-gthread workers, the app preloaded) with Redis behind a ``TcpProxy``
+Each test starts the service as production does (``tests.servers.Production``:
+granian's workers, the app preloaded) with Redis behind a ``TcpProxy``
 (tests/tcp_proxy.py) that refuses or swallows connections from the start,
 and with everything that uses Redis switched on: rate limits counted there,
 histories cached there, announcements of new events, an A/B test. Every
@@ -20,7 +20,7 @@ import time
 import pytest
 
 from tests.builders import POPULAR_VS_CHAMPION
-from tests.servers import Answer, Gunicorn, Servers
+from tests.servers import Answer, Production, Servers
 from tests.tcp_proxy import TcpProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.slow, pytest.mark.redis]
@@ -47,7 +47,7 @@ REQUESTS = [
 ]
 
 
-def start_experiment(server: Gunicorn) -> None:
+def start_experiment(server: Production) -> None:
     """Define and start the A/B test of the popularity list against the live model."""
     assert server.request("POST", "/experiments", POPULAR_VS_CHAMPION).status == 201
     assert server.request("POST", "/experiments/pop-vs-svd/start").status == 200
@@ -63,7 +63,7 @@ def proxy(redis_url):
 
 @pytest.fixture
 def serve(tmp_path):
-    """Return a function that starts gunicorn; every server is killed after."""
+    """Return a function that starts the production server; every server is killed after."""
     servers = Servers(tmp_path)
     yield servers.start
     servers.stop()
@@ -81,6 +81,7 @@ def test_every_endpoint_answers_json_in_time_when_redis_fails_from_the_start(
         CACHE_KEY_PREFIX=cache_prefix,
         RATE_LIMIT="1000 per second",
         RATE_LIMIT_INGEST="1000 per second",
+        RATE_LIMIT_ADDRESS="1000 per second",
     )
     server.wait_ready()
     start_experiment(server)
@@ -113,6 +114,7 @@ def test_every_endpoint_answers_in_time_while_redis_goes_silent_and_after_it_ret
         CACHE_KEY_PREFIX=cache_prefix,
         RATE_LIMIT="1000 per second",
         RATE_LIMIT_INGEST="1000 per second",
+        RATE_LIMIT_ADDRESS="1000 per second",
     )
     server.wait_ready()
     start_experiment(server)

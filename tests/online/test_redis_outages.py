@@ -87,6 +87,7 @@ def make_client(app_factory, proxy, redis_url, cache_prefix, monkeypatch):
             RATELIMIT_KEY_PREFIX=redis_url.prefix,
             RATE_LIMIT="1000 per second",
             RATE_LIMIT_INGEST="1000 per second",
+            RATE_LIMIT_ADDRESS="1000 per second",
         )
         runtime_of(app).start()
         client = app.test_client()

@@ -35,6 +35,9 @@ SMALLEST_RUNS = {
     "bench_filters.py": ["--users", "20", "--rounds", "1"],
     "bench_ingestion.py": ["--single", "5", "--batches", "1"],
     "bench_exposure.py": ["--requests", "30", "--rounds", "1"],
+    "bench_gate.py": ["--users", "300", "--products", "30", "--models", "itemknn"],
+    "bench_exploration.py": ["--requests", "200", "--users", "30", "--sync-every", "50"],
+    "bench_realtime.py": ["--max-events", "60", "--http-check", "5"],
 }
 
 

@@ -92,7 +92,7 @@ NOT_RUN = {
 EXPECTED_FAILURES: dict[str, str] = {}
 # Commands that start a server (matched against the words after VAR=value assignments).
 HTTP_SERVERS = re.compile(
-    r"^(make (run|serve)\b|\.venv/bin/gunicorn |\.venv/bin/python app\.py|"
+    r"^(make (run|serve)\b|\.venv/bin/gunicorn |\.venv/bin/python (app|serve)\.py|"
     r"\.venv/bin/flask --app app run\b)"
 )
 DEFAULT_SERVER = Command("(the service, for curl)", 0, ".venv/bin/python app.py", "")

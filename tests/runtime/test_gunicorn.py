@@ -28,7 +28,7 @@ import pytest
 from recsys.config import Settings, SettingsError, settings_table
 from recsys.store.engine import StatementDeadline
 from tests.builders import runtime_of
-from tests.servers import GUNICORN, ROOT, Servers, http_request, service_env
+from tests.servers import GUNICORN, ROOT, Gunicorn, Servers, http_request, service_env
 
 GUNICORN_SETTINGS = runpy.run_path(str(ROOT / "gunicorn.conf.py"))
 
@@ -225,7 +225,7 @@ def test_a_forked_child_starts_with_a_free_statement_deadline():
 @pytest.fixture
 def serve(sqlite_url, tmp_path):
     """Return a function that starts gunicorn on an SQLite store; every server is killed after."""
-    servers = Servers(tmp_path)
+    servers = Servers(tmp_path, Gunicorn)
     yield functools.partial(servers.start, sqlite_url)
     servers.stop()
 

@@ -1,7 +1,7 @@
-"""Several servers, one address: two gunicorn servers over one store behind nginx.
+"""Several servers, one address: two production servers over one store behind nginx.
 
-Each test starts the production topology on loopback: two gunicorn servers
-(two workers each, the shipped gunicorn.conf.py) on free ports over one
+Each test starts the production topology on loopback: two servers
+(two workers each, the shipped serve.py) on free ports over one
 PostgreSQL schema, one Redis key prefix and one artifact directory, behind nginx
 running the shipped deploy/nginx.conf (tests/nginx_balancer.py). It checks
 that the servers act as one service: an event recorded by one is seen by the
@@ -30,7 +30,7 @@ from tests.nginx_balancer import (
     loopback_config,
     require_nginx,
 )
-from tests.servers import Answer, Gunicorn, service_env
+from tests.servers import Answer, Production, service_env
 
 pytestmark = pytest.mark.nginx
 
@@ -42,8 +42,8 @@ FIRST_NEW_USER = 1_000_000
 class Topology:
     """Two app servers, the nginx in front of them, and their database."""
 
-    a: Gunicorn
-    b: Gunicorn
+    a: Production
+    b: Production
     balancer: Nginx
     database_url: str
 
@@ -69,11 +69,11 @@ def topology(postgres_url, redis_url, cache_prefix, tmp_path):
         REDIS_URL=redis_url.url,
         CACHE_KEY_PREFIX=cache_prefix,
     )
-    servers: list[Gunicorn] = []
+    servers: list[Production] = []
     balancer = None
     try:
         # Started together on an empty store: one init does the work, the other waits for it.
-        servers = [Gunicorn(env, tmp_path / name) for name in ("a", "b")]
+        servers = [Production(env, tmp_path / name) for name in ("a", "b")]
         for server in servers:
             server.wait_ready()
         balancer = Nginx(binary, [server.port for server in servers], tmp_path / "nginx")
@@ -133,7 +133,7 @@ def test_a_retrain_started_on_one_server_goes_live_on_both(topology, record_prop
     job = a.get(status_url).body
     assert job["state"] == "succeeded", job
 
-    def live_on_every_worker(server: Gunicorn) -> bool:
+    def live_on_every_worker(server: Production) -> bool:
         return {a.body["version"] for a in server.ask_every_worker("/model")} == {job["version"]}
 
     seconds = b.wait_until(lambda: live_on_every_worker(b), within=20, what="live on b")

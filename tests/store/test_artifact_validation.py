@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -17,6 +18,7 @@ import pytest
 
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.svd import SVDRecommender
+from recsys.store import artifact_files
 from recsys.store.artifacts import ArtifactError, ModelRegistry
 from tests.builders import runtime_of
 
@@ -433,3 +435,47 @@ def test_a_worker_refuses_a_bad_new_version_then_serves_the_good_one_before_it(a
     response = client.get(f"/recommend?user_id={user}&n=3")
     assert response.status_code == 200
     assert len(response.get_json()["recommendations"]) == 3
+
+
+# -- one copy per machine: arrays mapped, checked cheaply -------------------------------
+
+
+def mapped_files() -> set[str]:
+    """Return the files this process maps (from /proc/self/maps)."""
+    rows = Path("/proc/self/maps").read_text().splitlines()
+    return {row.split(maxsplit=5)[5] for row in rows if len(row.split(maxsplit=5)) == 6}
+
+
+def fitted_svd() -> SVDRecommender:
+    return SVDRecommender(n_factors=3, n_epochs=5).fit(tiny_feedback())
+
+
+def test_a_loaded_version_maps_its_arrays_file_instead_of_reading_it(tmp_path):
+    registry = ModelRegistry(tmp_path / "models")
+    meta = registry.publish(fitted_svd().get_state(), data_fingerprint="x")
+    loaded = registry.load(meta.version)
+    assert str(registry.root / meta.version / "arrays.npz") in mapped_files()
+    assert not loaded.model.item_factors.flags.writeable  # read-only, shared with every reader
+
+
+def test_a_large_file_is_checked_by_its_sampled_blocks(tmp_path, monkeypatch):
+    monkeypatch.setattr(artifact_files, "FULL_CHECK_BYTES", 0)  # every file counts as large
+    registry = ModelRegistry(tmp_path / "models")
+    meta = registry.publish(fitted_svd().get_state(), data_fingerprint="x")
+    assert meta.arrays_sampled_sha256
+    assert registry.load(meta.version).metadata.version == meta.version
+    path = registry.root / meta.version / "arrays.npz"
+    damaged = bytearray(path.read_bytes())
+    damaged[-100] ^= 0xFF  # inside the last sampled block
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(ArtifactError, match="checksum mismatch"):
+        ModelRegistry(tmp_path / "models").load(meta.version)
+
+
+def test_arrays_that_could_not_be_served_are_refused_at_publishing(tmp_path):
+    state = fitted_svd().get_state()
+    state.arrays["item_factors"] = np.full_like(state.arrays["item_factors"], np.nan)
+    registry = ModelRegistry(tmp_path / "models")
+    with pytest.raises(ArtifactError, match="model 'svd' cannot be published: item_factors"):
+        registry.publish(state, data_fingerprint="x")
+    assert registry.versions() == []

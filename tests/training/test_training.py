@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -144,6 +145,36 @@ def test_periodic_retrain_fires_on_schedule_until_stopped():
     settled = len(runner.triggers)
     time.sleep(0.2)
     assert len(runner.triggers) <= settled + 1, "stop() ends the schedule"
+
+
+@pytest.mark.parametrize(
+    ("trained_minutes_ago", "due"),
+    [(None, False), (59, False), (60, True), (600, True)],
+    ids=["never-trained", "younger-than-the-period", "exactly-the-period", "older"],
+)
+def test_the_period_runs_from_the_last_training_any_process_did(trained_minutes_ago, due):
+    last = None
+    if trained_minutes_ago is not None:
+        last = datetime.now(UTC) - timedelta(minutes=trained_minutes_ago, seconds=1)
+    auto = AutoRetrainer(CountingRunner(), every_minutes=60, last_trained=lambda: last)
+    assert auto.due(3600) is due
+
+
+def test_the_schedule_submits_only_once_the_last_training_is_a_period_old():
+    runner = CountingRunner()
+    last = [datetime.now(UTC)]
+    auto = AutoRetrainer(
+        runner, every_minutes=0.2 / 60, last_trained=lambda: last[0], check_seconds=0.02
+    )
+    auto.start()
+    time.sleep(0.1)
+    assert runner.triggers == [], "trained 0.1 s ago: not due"
+    last[0] -= timedelta(seconds=1)
+    deadline = time.monotonic() + 5
+    while not runner.triggers and time.monotonic() < deadline:
+        time.sleep(0.01)
+    auto.stop()
+    assert runner.triggers[:1] == ["schedule"]
 
 
 @pytest.mark.parametrize(

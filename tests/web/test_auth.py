@@ -81,6 +81,7 @@ ENDPOINTS = {
     "/readyz": ("GET", "/readyz", None),
     "/metrics": ("GET", "/metrics", None),
     "/similar": ("GET", "/similar?product_id=3", None),
+    "/recommend/session": ("POST", "/recommend/session", {"items": [3, 7]}),
     "/products": ("GET", "/products", None),
     "PUT /products": ("PUT", "/products", [NEW_PRODUCT]),
     PRODUCT_RULE: ("GET", "/products/3", None),
@@ -114,6 +115,7 @@ ROLE_MATRIX = [
     ("/readyz",                200,  200,   200,   200),
     ("/metrics",               200,  200,   200,   200),  # RECSYS_METRICS_OPEN=1, the default
     ("/similar",               401,  200,   403,   200),
+    ("/recommend/session",     401,  200,   403,   200),
     ("/products",              401,  200,   403,   200),
     ("PUT /products",          401,  403,   200,   200),
     (PRODUCT_RULE,             401,  200,   403,   200),
@@ -297,6 +299,9 @@ def test_a_rate_limit_counter_is_named_by_a_digest_prefix(keyed_app):
         (f":{'a' * 64}", "entry 1 of 1: unknown role ''"),
         ("read:abc123", "entry 1 of 1: the digest must be 64 hex digits, got 6 characters"),
         (f"read:{'g' * 64}", "entry 1 of 1: the digest must be 64 hex digits"),
+        (f"read:{'a' * 64}:fast", "entry 1 of 1: the rate must be a limit such as"),
+        (f"read:{'a' * 64}:", "entry 1 of 1: the rate must be a limit such as"),
+        (f"read:{'a' * 64}:0 per second", "(amounts from 1)"),
         (f"read:{'a' * 64},,admin:{'b' * 64}", "entry 2 of 3 is empty"),
         (f"read:{'a' * 64},admin:{'A' * 64}", "entry 2 of 2: the same digest is configured twice"),
         # A key pasted instead of its digest: named by its length, never shown.
@@ -347,6 +352,16 @@ def test_create_key_prints_a_key_whose_configuration_line_works(keyed_factory):
     assert client.get("/model", headers={"X-API-Key": key}).status_code == 403
 
 
+def test_create_key_with_a_rate_prints_an_entry_that_carries_it(keyed_factory):
+    runner = keyed_factory(init=False).test_cli_runner()
+    result = runner.invoke(args=["create-key", "--role", "read", "--rate", " 2000 per second "])
+    assert result.exit_code == 0, result.output
+    key, entry = result.output.splitlines()[1].strip(), result.output.splitlines()[3].strip()
+    assert entry == f"read:{sha256_hex(key)}:2000 per second"
+    settings = Settings.load({"RECSYS_API_KEYS": entry}, None, "instance")
+    assert settings.security.api_keys.keys[0].rate == "2000 per second"
+
+
 def test_create_key_makes_a_new_key_every_time(keyed_factory):
     runner = keyed_factory(init=False).test_cli_runner()
     assert create_key(runner, "admin")[0] != create_key(runner, "admin")[0]
@@ -357,6 +372,8 @@ def test_create_key_makes_a_new_key_every_time(keyed_factory):
     [
         (["create-key"], "Missing option '--role'"),
         (["create-key", "--role", "root"], "'root' is not one of 'read', 'ingest', 'admin'"),
+        (["create-key", "--role", "read", "--rate", "fast"], "a limit such as '2000 per second'"),
+        (["create-key", "--role", "read", "--rate", "0 per second"], "amounts from 1"),
     ],
 )
 def test_create_key_needs_known_roles(keyed_factory, args, message):

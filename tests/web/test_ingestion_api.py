@@ -469,6 +469,15 @@ def test_auto_retrain_after_n_events_serves_a_new_version(app_factory):
     assert answer["strategy"] == "svd"
 
 
+def test_with_auto_retrain_off_no_count_of_events_starts_a_retrain(app_factory):
+    app = app_factory(AUTO_RETRAIN=0, RETRAIN_EVERY_EVENTS=1)
+    client = app.test_client()
+    old = client.get("/model").get_json()["version"]
+    client.post("/interactions", json={"user_id": 424_242, "product_id": 1, "purchased": 1})
+    runtime_of(app).jobs.wait_all(timeout=60)
+    assert runtime_of(app).registry.versions() == [old]
+
+
 def test_an_unreachable_store_is_a_json_503_not_a_500(app, client, monkeypatch):
     def database_down(events):
         raise sa.exc.OperationalError("INSERT", {}, ConnectionRefusedError("connection refused"))

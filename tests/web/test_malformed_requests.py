@@ -78,6 +78,10 @@ BODIES: dict[tuple[str, str], Callable[[Any, Any], Any]] = {
         ],
     },
     ("POST", "/dashboard/session"): lambda number, text: {"api_key": text, "n": number},
+    ("POST", "/recommend/session"): lambda number, text: {
+        "items": [3, number],
+        "category": [text],
+    },
 }
 
 

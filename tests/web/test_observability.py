@@ -20,7 +20,7 @@ from pythonjsonlogger.json import JsonFormatter
 
 from recsys.web.request_id import RequestIdFilter
 from tests.builders import runtime_of
-from tests.servers import Gunicorn, service_env
+from tests.servers import Production, service_env
 
 
 def scrape(text: str) -> dict[tuple[str, tuple], float]:
@@ -150,7 +150,7 @@ def test_log_records_name_the_request_they_were_written_for(app):
     assert records[-1]["message"] == "outside any request" and records[-1]["request_id"] is None
 
 
-# -- under gunicorn: one answer for all workers ----------------------------------------
+# -- under the production server: one answer for all workers ----------------------
 
 
 def _get(url: str) -> tuple[int, str]:
@@ -174,11 +174,11 @@ def _recommend_requests(counter_file: Path) -> float:
     return 0.0
 
 
-def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
+def test_metrics_add_up_across_two_workers_of_the_production_server(tmp_path):
     metrics_dir = tmp_path / "metrics"
     env = service_env(f"sqlite:///{tmp_path / 'events.db'}", tmp_path / "models", WORKERS=2)
     env["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-    server = Gunicorn(env, tmp_path / "logs")
+    server = Production(env, tmp_path / "logs")
     base = f"http://127.0.0.1:{server.port}"
     try:
         server.wait_ready(within=90)
@@ -207,7 +207,7 @@ def test_metrics_add_up_across_two_gunicorn_workers(tmp_path):
         os.kill(workers[0], signal.SIGKILL)
         deadline = time.monotonic() + 30
         while len(server.worker_pids()) < 2 or workers[0] in server.worker_pids():
-            assert time.monotonic() < deadline, "gunicorn did not replace the worker"
+            assert time.monotonic() < deadline, "the server did not replace the worker"
             time.sleep(0.1)
         with ThreadPoolExecutor(8) as pool:
             list(pool.map(lambda i: _get(f"{base}/recommend?user_id=17"), range(20)))

@@ -83,7 +83,7 @@ def test_ingest_has_its_own_limit(limited):
 
 
 def test_an_open_service_limits_each_client_address(app_factory):
-    client = app_factory(RATE_LIMIT="1 per minute").test_client()
+    client = app_factory(RATE_LIMIT_ADDRESS="1 per minute").test_client()
 
     def get(address: str) -> int:
         return client.get("/popular", environ_base={"REMOTE_ADDR": address}).status_code
@@ -91,6 +91,22 @@ def test_an_open_service_limits_each_client_address(app_factory):
     assert [get("10.0.0.1"), get("10.0.0.1"), get("10.0.0.2")] == [200, 429, 200]
     response = client.get("/popular", environ_base={"REMOTE_ADDR": "10.0.0.2"})
     assert "per client address" in response.get_json()["error"]["message"]
+
+
+def test_a_key_of_its_own_rate_is_limited_by_it_not_by_its_roles_default(limited):
+    fast = "fast-read-key-0123456789"
+    entry = f"read:{hashlib.sha256(fast.encode()).hexdigest()}:3 per minute"
+    client = limited(RATE_LIMIT="1 per minute", API_KEYS=f"{API_KEYS},{entry}").test_client()
+    statuses = [client.get("/popular", headers={"X-API-Key": fast}).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    assert [client.get("/popular", headers=key("read")).status_code for _ in range(2)] == [200, 429]
+
+
+def test_requests_without_a_key_have_a_default_of_their_own(app_factory):
+    # A browser-facing (open) service: the per-address limit, not the per-key one.
+    client = app_factory(RATE_LIMIT="1 per minute", RATE_LIMIT_ADDRESS="2 per minute").test_client()
+    statuses = [client.get("/popular").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]
 
 
 def test_the_health_probes_are_never_limited(limited):
@@ -110,6 +126,7 @@ def test_an_empty_limit_means_none(limited):
         ("RATE_LIMIT", "50"),
         ("RATE_LIMIT", "0 per second"),
         ("RATE_LIMIT_INGEST", "10 per fortnight"),
+        ("RATE_LIMIT_ADDRESS", "-5 per second"),
     ],
 )
 def test_a_bad_limit_is_one_line_naming_the_variable(tmp_path, name, value):
@@ -119,9 +136,11 @@ def test_a_bad_limit_is_one_line_naming_the_variable(tmp_path, name, value):
 
 def test_limits_and_redis_have_defaults_and_read_the_unprefixed_redis_url(tmp_path):
     defaults = Settings.load({}, None, tmp_path)
-    assert (defaults.security.rate_limit, defaults.security.rate_limit_ingest) == (
+    security = defaults.security
+    assert (security.rate_limit, security.rate_limit_ingest, security.rate_limit_address) == (
+        "1000 per second",
+        "200 per second",
         "50 per second",
-        "10 per second",
     )
     assert defaults.redis.url is None
     hosted = Settings.load({"REDIS_URL": "redis://cache:6379/2"}, None, tmp_path)

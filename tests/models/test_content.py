@@ -1,0 +1,91 @@
+"""The content model: products alike by name, category and price band; a user by their products."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.models.content import ContentModel
+
+CATALOG = pd.DataFrame(
+    {
+        "product_id": [4, 1, 2, 3, 5],
+        "name": ["Navy Cushion", "Gray Headphones", "Black Headphones", "Olive Perfume", None],
+        "category": ["Home", "Electronics", "Electronics", "Beauty", None],
+        "price": [36.0, 105.0, 99.0, 11.7, None],
+    }
+)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ContentModel.fit(CATALOG)
+
+
+def scores(model: ContentModel, history: list[int]) -> dict[int, float]:
+    values = model.similarity(np.array(history), np.ones(len(history)))
+    return dict(zip(model.product_ids.tolist(), values.tolist(), strict=True))
+
+
+def test_products_are_kept_in_ascending_id_order(model):
+    assert model.product_ids.tolist() == [1, 2, 3, 4, 5]
+
+
+def test_a_product_of_the_same_category_and_kind_is_the_most_similar(model):
+    similar = scores(model, [1])
+    assert similar[2] > 0.5
+    assert similar[2] > similar[3] and similar[2] > similar[4]
+
+
+def test_a_product_is_perfectly_similar_to_itself(model):
+    assert scores(model, [3])[3] == pytest.approx(1.0)
+
+
+def test_a_product_the_catalog_knows_nothing_of_is_similar_to_nothing(model):
+    assert scores(model, [1, 3, 4])[5] == 0.0
+
+
+@pytest.mark.parametrize("history", [[], [99]], ids=["no products", "products not in the catalog"])
+def test_a_user_without_catalog_products_is_similar_to_nothing(model, history):
+    assert set(scores(model, history).values()) == {0.0}
+
+
+def test_heavier_engagement_pulls_the_user_toward_its_product(model):
+    toward_home = model.similarity(np.array([1, 4]), np.array([1.0, 5.0]))
+    toward_tech = model.similarity(np.array([1, 4]), np.array([5.0, 1.0]))
+    assert toward_home[3] > toward_tech[3] and toward_tech[1] > toward_home[1]
+
+
+def test_only_the_asked_rows_are_scored(model):
+    whole = model.similarity(np.array([1]), np.ones(1))
+    assert model.similarity(np.array([1]), np.ones(1), np.array([1, 3])).tolist() == [
+        whole[1],
+        whole[3],
+    ]
+
+
+@pytest.mark.parametrize(
+    "catalog",
+    [
+        CATALOG.assign(name=None, category=None, price=None),
+        CATALOG[["product_id", "name", "category"]],
+        CATALOG.iloc[:0],
+    ],
+    ids=["nothing known", "no price column", "empty catalog"],
+)
+def test_sparse_catalogs_fit_and_score_without_error(catalog):
+    fitted = ContentModel.fit(catalog)
+    assert len(fitted.similarity(np.array([1]), np.ones(1))) == len(catalog)
+
+
+@pytest.mark.parametrize(
+    ("catalog", "message"),
+    [
+        (CATALOG.drop(columns="product_id"), "lacks the product_id column"),
+        (pd.concat([CATALOG, CATALOG.iloc[:1]]), "repeats a product_id"),
+    ],
+)
+def test_a_catalog_without_usable_ids_is_refused(catalog, message):
+    with pytest.raises(ValueError, match=message):
+        ContentModel.fit(catalog)
