@@ -56,10 +56,11 @@ docs: install
 reference: install
 	$(PY) tools/docs_reference.py
 
-# Both cores (pytest-xdist): the whole suite in about four minutes instead of seven.
+# Both cores (pytest-xdist): the whole suite in about four minutes instead of seven;
+# loadgroup keeps the tests of one xdist_group (the Spark cluster's) on one worker.
 # The Spark tests also need Java 17 or newer; without it they skip with the reason.
 test: lint $(VENV)/.installed-spark
-	$(PY) -m pytest -n 2
+	$(PY) -m pytest -n 2 --dist loadgroup
 
 # The core only, in about a minute: no slow (real servers, subprocesses,
 # concurrency, fault injection) tests.

@@ -14,9 +14,11 @@ so its peak RSS is its own:
   (Flask test client, cache off, random known users); at the sizes listed by
   ``--retrain-sizes``, /recommend p99 again while a ``flask --app app worker``
   process retrains on that store (TRAINING_MODE=worker), and the ratio;
-- Spark: at the sizes of ``--spark-sizes``, the ALS fit alone on the same
-  feedback with Spark local mode (``local[2]``, session start excluded) beside
-  implicit's fit.
+- Spark: at the sizes of ``--spark-sizes``, implicit's ALS fit alone on the
+  feedback, and the Spark training path (``train_on_spark`` on the Parquet
+  log, ``local[2]``, ``--spark-iterations`` sweeps): time, the Python
+  driver's peak RSS, the executors' CPU seconds (bench/scale_spark.py).
+  ``--spark-only`` runs only generate and these.
 
 Targets on this 2-core machine: 10M-event ALS training under 10 minutes and
 12 GiB peak RSS; PostgreSQL import at least 50,000 events/s; /recommend p99
@@ -25,8 +27,12 @@ A run without the 10M size judges the 10M targets on a projection: the
 straight line through the two largest sizes trained (a fixed cost plus a
 cost per event), and says so. PASS or FAIL per target; exits 1 if any fails.
 
+The Spark path's driver must stay under 700 MiB at 10M and grow less than
+1.5x from 1M to 10M: it never holds the log.
+
 Usage: python bench/bench_scale.py [--sizes 0.1M,1M,10M] [--spark-sizes 0.1M,1M]
-       [--retrain-sizes 1M] [--requests 2000] [--no-postgres] [--keep DIR] [--record FILE]
+       [--spark-iterations 15] [--spark-only] [--retrain-sizes 1M] [--requests 2000]
+       [--no-postgres] [--keep DIR] [--record FILE]
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from scale_spark import judge_spark, spark_rows, step_spark_train  # noqa: E402
 from verdicts import Verdicts, add_record_option  # noqa: E402
 
 POSTGRES_URL = os.environ.get(
@@ -221,18 +228,6 @@ def step_fit(args: dict) -> dict:
     from recsys.training.train import fit_locally
 
     feedback = derive_ratings(read_interactions(EventStore.from_url(args["url"]).engine))
-    if args["engine"] == "spark":
-        from recsys.training.spark import SparkALSEngine
-
-        with SparkALSEngine("local[2]", driver_memory="8g") as spark:
-            started = time.perf_counter()
-            spark("als", {}, feedback)
-            seconds = time.perf_counter() - started
-            # The JVM is a grandchild the step's own RSS does not cover: read its peak.
-            jvm = spark._spark.sparkContext._gateway.proc.pid
-            status = Path(f"/proc/{jvm}/status").read_text()
-            peak_kib = next(int(x.split()[1]) for x in status.splitlines() if x.startswith("VmHWM"))
-            return {"seconds": seconds, "jvm_rss": peak_kib * 1024}
     started = time.perf_counter()
     fit_locally("als", {}, feedback)
     return {"seconds": time.perf_counter() - started}
@@ -244,6 +239,7 @@ STEPS = {
     "train": step_train,
     "serve": step_serve,
     "fit": step_fit,
+    "spark_train": step_spark_train,
 }
 
 
@@ -338,7 +334,7 @@ def print_table(results: dict[int, dict]) -> None:
             ),
         ),
         ("ALS fit only: implicit", lambda r: seconds_rss(r.get("fit_implicit"))),
-        ("ALS fit only: Spark local[2]", lambda r: seconds_rss(r.get("fit_spark"))),
+        *spark_rows(),
     ]
     width = 30
     print()
@@ -419,12 +415,15 @@ def judge(results: dict[int, dict], verdicts: Verdicts) -> None:
                 )
     if not any("postgres" in r for r in results.values()):
         verdicts.not_run("PostgreSQL import >= 50,000 events/s", "--no-postgres")
+    judge_spark(results, verdicts)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="0.1M,1M,10M", help="events per run, comma-separated")
-    parser.add_argument("--spark-sizes", default="0.1M,1M", help="sizes with a Spark fit ('' none)")
+    parser.add_argument("--spark-sizes", default="0.1M,1M", help="sizes with Spark ('' none)")
+    parser.add_argument("--spark-iterations", type=int, default=15, help="Spark's ALS sweeps")
+    parser.add_argument("--spark-only", action="store_true", help="only generate and Spark")
     parser.add_argument("--retrain-sizes", default="1M", help="sizes with p99 during a retrain")
     parser.add_argument("--requests", type=int, default=2000, help="/recommend calls per measure")
     parser.add_argument("--no-postgres", action="store_true", help="skip the PostgreSQL import")
@@ -447,29 +446,22 @@ def main() -> int:
             print(f"{label(events)} events: generating", flush=True)
             r["generate"] = run_step("generate", dir=str(work), events=events)
             sqlite_url = f"sqlite:///{work / 'store.db'}"
-            print(f"{label(events)}: importing into SQLite", flush=True)
-            r["sqlite"] = run_step("import", dir=str(work), url=sqlite_url)
-            if not args.no_postgres:
-                print(f"{label(events)}: importing into PostgreSQL", flush=True)
-                r["postgres"] = postgres_import(work)
-            print(f"{label(events)}: training ALS", flush=True)
-            r["train"] = run_step("train", dir=str(work), url=sqlite_url)
-            print(f"{label(events)}: serving", flush=True)
-            r["serve"] = run_step(
-                "serve",
-                dir=str(work),
-                url=sqlite_url,
-                users=r["train"]["users"],
-                requests=args.requests,
-                retrain=events in retrain_sizes,
-            )
+            if not args.spark_only:
+                run_single_machine(r, work, events, args, retrain_sizes)
             if events in spark_sizes:
-                print(f"{label(events)}: ALS fit, implicit then Spark", flush=True)
-                r["fit_implicit"] = run_step("fit", url=sqlite_url, engine="implicit")
+                if not args.spark_only:
+                    print(f"{label(events)}: ALS fit only, implicit", flush=True)
+                    r["fit_implicit"] = run_step("fit", url=sqlite_url, engine="implicit")
                 if importlib.util.find_spec("pyspark") is None:
-                    print("  no Spark fit: pip install -r requirements-spark.txt", flush=True)
+                    print("  no Spark run: pip install -r requirements-spark.txt", flush=True)
                 else:
-                    r["fit_spark"] = run_step("fit", url=sqlite_url, engine="spark")
+                    print(f"{label(events)}: the Spark training path", flush=True)
+                    r["spark_train"] = run_step(
+                        "spark_train",
+                        dir=str(work),
+                        iterations=args.spark_iterations,
+                        jvm_memory="8g",
+                    )
             if args.keep is None:
                 shutil.rmtree(work, ignore_errors=True)
     finally:
@@ -478,6 +470,27 @@ def main() -> int:
     print_table(results)
     judge(results, verdicts)
     return verdicts.finish()
+
+
+def run_single_machine(r: dict, work: Path, events: int, args, retrain_sizes: set) -> None:
+    """Run the single-machine steps of one size: imports, ALS training, serving."""
+    sqlite_url = f"sqlite:///{work / 'store.db'}"
+    print(f"{label(events)}: importing into SQLite", flush=True)
+    r["sqlite"] = run_step("import", dir=str(work), url=sqlite_url)
+    if not args.no_postgres:
+        print(f"{label(events)}: importing into PostgreSQL", flush=True)
+        r["postgres"] = postgres_import(work)
+    print(f"{label(events)}: training ALS", flush=True)
+    r["train"] = run_step("train", dir=str(work), url=sqlite_url)
+    print(f"{label(events)}: serving", flush=True)
+    r["serve"] = run_step(
+        "serve",
+        dir=str(work),
+        url=sqlite_url,
+        users=r["train"]["users"],
+        requests=args.requests,
+        retrain=events in retrain_sizes,
+    )
 
 
 def postgres_import(work: Path) -> dict:

@@ -14,15 +14,20 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from recsys.cli.arguments import add_command
 from recsys.data.catalog import catalog_beside, catalog_for_log
-from recsys.data.log_files import iter_log
+from recsys.data.log_files import is_parquet, iter_log
 from recsys.evaluation.default_pipeline import PipelineResult
 from recsys.models import MODELS, canonical_model_name
 from recsys.training import DEFAULT_MASTER
+
+if TYPE_CHECKING:
+    from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
+    from recsys.training import GatePolicy, TrainingSettings
 
 BUNDLED_LOG = Path(__file__).resolve().parents[2] / "interactions.csv"
 
@@ -75,6 +80,13 @@ def add_training_command(commands: argparse._SubParsersAction) -> None:
         help="the Spark master of --engine spark: local[N], spark://HOST:7077, yarn",
     )
     train.add_argument(
+        "--staging-uri",
+        default=None,
+        metavar="URI",
+        help="where Spark's executors keep checkpoints, a folder or URI they all reach "
+        "(--engine spark; default: a temporary folder in local mode, none on a cluster)",
+    )
+    train.add_argument(
         "--force",
         action="store_true",
         help="publish even if the quality gate finds it worse than the newest version there",
@@ -98,19 +110,13 @@ def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) 
         print("error: --jdbc-url reads through Spark: add --engine spark", file=sys.stderr)
         return 2
     if args.engine == "spark":
-        from recsys.training import SparkALSEngine
+        from recsys.training import NoTrainingDataError
 
-        with SparkALSEngine(args.spark_master) as spark:
-            if args.jdbc_url is not None:
-                log, catalog = spark.read_store_jdbc(args.jdbc_url)
-                if log.empty:
-                    print("error: the event store has no interactions", file=sys.stderr)
-                    return 2
-            else:
-                log, catalog = _read_log(args)
-            meta = publish_trained(
-                log, lambda: catalog, registry, settings, fitter=spark, gate=gate
-            )
+        try:
+            meta = _train_with_spark(args, registry, settings, gate)
+        except NoTrainingDataError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     else:
         log, catalog = _read_log(args)
         meta = publish_trained(log, lambda: catalog, registry, settings, gate=gate)
@@ -126,6 +132,36 @@ def cmd_train(args: argparse.Namespace, pipeline: Callable[[], PipelineResult]) 
         print("error: the quality gate rejected it; --force publishes it anyway", file=sys.stderr)
         return 1
     return 0
+
+
+def _train_with_spark(
+    args: argparse.Namespace,
+    registry: ModelRegistry,
+    settings: TrainingSettings,
+    gate: GatePolicy,
+) -> ArtifactMetadata:
+    """Train with Spark: the executors read the store or a Parquet log; a CSV is read here.
+
+    The quality gate judges a CSV log's model; the executors' path publishes
+    ungated (the gate ranks held-out users in this process, which would hold the log).
+    """
+    from recsys.training import (
+        EventSource,
+        SparkALSEngine,
+        publish_trained,
+        train_on_spark,
+    )
+
+    with SparkALSEngine(args.spark_master, staging_uri=args.staging_uri) as spark:
+        if args.jdbc_url is not None:
+            source = EventSource(jdbc_url=args.jdbc_url)
+            return train_on_spark(spark, source, registry, settings)
+        if is_parquet(args.data):
+            source = EventSource(parquet=str(args.data))
+            catalog_path = args.catalog or catalog_beside(args.data)
+            return train_on_spark(spark, source, registry, settings, catalog_path)
+        log, catalog = _read_log(args)
+        return publish_trained(log, lambda: catalog, registry, settings, fitter=spark, gate=gate)
 
 
 def _read_log(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:

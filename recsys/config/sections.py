@@ -34,6 +34,7 @@ from recsys.config.values import (
     ModelName,
     NonNegative,
     OptionalPath,
+    OptionalText,
     Port,
     RateLimit,
     RedisUrl,
@@ -287,6 +288,18 @@ class JobsSection(Section):
     )
     spark_master: Text = setting(
         "SPARK_MASTER", "local[2]", "the Spark master of the `spark` engine"
+    )
+    spark_staging_uri: OptionalText = setting(
+        "SPARK_STAGING_URI",
+        None,
+        "where the `spark` engine keeps ALS checkpoints: a folder or URI every executor "
+        "reaches (`hdfs://...`, `s3a://...`, a shared mount); unset: local mode uses a "
+        "temporary folder, a cluster runs without checkpoints",
+    )
+    spark_jdbc_partitions: Count = setting(
+        "SPARK_JDBC_PARTITIONS",
+        4,
+        "parallel reads of the PostgreSQL store by the `spark` engine (ranges of the id)",
     )
     worker_poll_seconds: Seconds = setting(
         "WORKER_POLL_SECONDS",

@@ -177,6 +177,9 @@ Switch = Annotated[bool, BeforeValidator(lowercase), Accepts("1 or 0 (true/false
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1), Accepts("a non-empty text")
 ]
+OptionalText = Annotated[
+    str | None, BeforeValidator(_empty_is_none), Accepts("a non-empty text, or empty for none")
+]
 OptionalPath = Annotated[Path | None, BeforeValidator(_empty_is_none), Accepts("a file path")]
 ModelName = Annotated[
     str,

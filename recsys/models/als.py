@@ -22,7 +22,6 @@ import scipy.sparse
 from scipy.linalg.lapack import dposv
 
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
-from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
 from recsys.models.state import ArrayShape
 
 
@@ -53,13 +52,14 @@ class ALSRecommender(Recommender):
 
     name = "als"
     capabilities = frozenset({SIMILAR_ITEMS, EXPLAIN, FOLD_IN})
+    # Only the factors: fold-in and explanations read the user's products
+    # from the store, so the artifact does not grow with the log. Artifacts of
+    # earlier releases also hold the training history (history_lengths,
+    # history_items, history_weights); undeclared arrays are ignored on load.
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "user_factors": ("n_users", "k"),
         "item_factors": ("n_items", "k"),
-        **HISTORY_SHAPES,  # weights: the confidences, for explanations
     }
-    derived_sizes = HISTORY_SIZES
-    index_arrays = HISTORY_INDICES
 
     def __init__(
         self,
@@ -136,8 +136,6 @@ class ALSRecommender(Recommender):
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
         self._prepare_fold_in()
-        coo = matrix.tocoo()
-        self.history = TrainingHistory.from_rows(coo.row, coo.col, coo.data, len(self.user_ids))
 
     def user_weight(self, mine: np.ndarray, confidence: np.ndarray) -> np.ndarray:
         """Return W = Y^T Y + sum_j (c_j - 1) y_j y_j^T + lambda I for a user's past products.
@@ -188,16 +186,11 @@ class ALSRecommender(Recommender):
         return self.item_factors
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
-        return {
-            "user_factors": self.user_factors,
-            "item_factors": self.item_factors,
-            **self.history.arrays(),
-        }
+        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
 
     def _load_learned_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         self.user_factors = np.asarray(arrays["user_factors"], dtype=np.float32)
         self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float32)
-        self.history = TrainingHistory.from_arrays(arrays)
         self._prepare_fold_in()
 
     def _prepare_fold_in(self) -> None:

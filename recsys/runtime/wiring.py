@@ -320,9 +320,14 @@ class ServingRuntime:
         progress: bool = False,
         engine: str | None = None,
         spark_master: str | None = None,
+        data: str | None = None,
         force: bool = False,
     ) -> ArtifactMetadata:
-        """Train on the store's interactions and publish (does not change the live model).
+        """Train on the store's interactions (or a Parquet dataset) and publish.
+
+        Does not change the live model. With the spark engine on PostgreSQL
+        the executors read the store over JDBC and the driver never holds the
+        log; on SQLite (a file of this machine) this process reads it.
 
         The quality gate judges the new version first: one worse than the
         live version is kept as rejected instead (``metadata.rejected``).
@@ -331,14 +336,19 @@ class ServingRuntime:
             progress: Show a progress bar over the training steps (the ``train`` command).
             engine: ``local`` or ``spark`` (default: the ``TRAINING_ENGINE`` setting).
             spark_master: The Spark master (default: the ``SPARK_MASTER`` setting).
+            data: A Parquet dataset (path or URI) the executors read instead of
+                the store (spark engine only).
             force: Publish even a version the gate would reject.
 
         Raises:
-            ValueError: The spark engine was asked for a model other than ALS.
+            ValueError: The spark engine was asked for a model other than ALS,
+                or a dataset without the spark engine.
         """
         engine = engine or self.settings.jobs.engine
         gate = GatePolicy(self.settings.jobs.gate_tolerance, force=force)
         if engine != "spark":
+            if data is not None:
+                raise ValueError("a Parquet dataset is read by the spark engine only")
             return train_and_publish(
                 self.store, self.registry, self.training, progress=progress, gate=gate
             )
@@ -348,12 +358,25 @@ class ServingRuntime:
                 "(set RECSYS_MODEL=als, which the servers then serve)"
             )
         # Imported here: pyspark is an optional requirement of this engine alone.
-        from recsys.training import SparkALSEngine
+        from recsys.training import EventSource, SparkALSEngine, jdbc_url_of, train_on_spark
 
-        with SparkALSEngine(spark_master or self.settings.jobs.spark_master) as spark:
-            return train_and_publish(
-                self.store, self.registry, self.training, progress, fitter=spark, gate=gate
+        jobs = self.settings.jobs
+        jdbc = jdbc_url_of(self.settings.database_url)
+        master = spark_master or jobs.spark_master
+        with SparkALSEngine(master, staging_uri=jobs.spark_staging_uri) as spark:
+            if data is None and jdbc is None:
+                return train_and_publish(
+                    self.store, self.registry, self.training, progress, fitter=spark, gate=gate
+                )
+            # The distributed path publishes without the quality gate: the gate
+            # ranks held-out users in this process, which would hold the log.
+            source = EventSource(
+                parquet=data,
+                jdbc_url=None if data is not None else jdbc,
+                partitions=jobs.spark_jdbc_partitions,
             )
+            catalog = self.settings.store.catalog_path if data is not None else None
+            return train_on_spark(spark, source, self.registry, self.training, catalog)
 
     def train_model_type(self, model_type: str) -> ArtifactMetadata:
         """Train and publish one model type (an experiment's variant), unless training is busy.

@@ -16,6 +16,8 @@ from recsys.training.jobs import (
     TrainingLock,
 )
 from recsys.training.spark import DEFAULT_MASTER, SparkALSEngine, SparkUnavailableError
+from recsys.training.spark_data import EventSource, jdbc_url_of
+from recsys.training.spark_pipeline import train_on_spark
 from recsys.training.train import (
     NoTrainingDataError,
     TrainingSettings,
@@ -27,6 +29,7 @@ from recsys.training.worker import QueuedTrainingJobs, TrainingWorker
 __all__ = [
     "DEFAULT_MASTER",
     "AutoRetrainer",
+    "EventSource",
     "GatePolicy",
     "NoTrainingDataError",
     "QueuedTrainingJobs",
@@ -39,6 +42,8 @@ __all__ = [
     "TrainingSettings",
     "TrainingWorker",
     "describe_gate",
+    "jdbc_url_of",
     "publish_trained",
     "train_and_publish",
+    "train_on_spark",
 ]

@@ -1,10 +1,18 @@
 """ALS on Apache Spark (PySpark ML), for logs that outgrow one machine.
 
-``SparkALSEngine`` is a ``ModelFitter`` for ``train_and_publish``: it hands
-the feedback frame to Spark as a Parquet file, fits
-``pyspark.ml.recommendation.ALS`` with implicit preferences, and turns the
-learned factors into an ``ALSRecommender``, so the artifact is the one the
-single-machine path writes and every server loads it unchanged.
+``SparkALSEngine`` owns the SparkSession and sets up
+``pyspark.ml.recommendation.ALS`` with implicit preferences. It trains two
+ways, both ending in the ALS artifact every server loads unchanged:
+
+- ``recsys.training.spark_pipeline.train_on_spark``, the cluster path: the
+  executors read the events where they are, rate, split, fit and measure;
+  the driver collects only the factors and the id maps;
+- as a ``ModelFitter`` for ``publish_trained`` (a log this process already
+  holds): the feedback rows travel to the executors inside the tasks.
+
+Nothing is handed to the executors as a file of the driver's: checkpoints
+go under the staging URI (``SPARK_STAGING_URI``), or in local mode into this
+process's temporary directory.
 
 How the parameters map, so both engines learn the same model:
 
@@ -31,8 +39,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +52,6 @@ import pandas as pd
 from recsys.errors import RecsysError
 from recsys.models.als import ALSRecommender
 from recsys.models.base import Recommender
-from recsys.models.history import TrainingHistory
 from recsys.models.state import ModelState
 
 logger = logging.getLogger(__name__)
@@ -70,6 +79,8 @@ class SparkALSEngine:
             the module docstring).
         jars: Jars for the driver and executors (default: PostgreSQL's JDBC
             driver when Debian's package has installed it).
+        staging_uri: A folder or URI every executor reaches (``hdfs://``,
+            ``s3a://``, a shared mount) for ALS's checkpoints; removed on exit.
     """
 
     def __init__(
@@ -78,6 +89,7 @@ class SparkALSEngine:
         driver_memory: str = "4g",
         reg_param: float | None = None,
         jars: tuple[str, ...] | None = None,
+        staging_uri: str | None = None,
     ):
         if jars is None:
             jars = (str(POSTGRES_JDBC_JAR),) if POSTGRES_JDBC_JAR.is_file() else ()
@@ -85,9 +97,18 @@ class SparkALSEngine:
         self.master = master
         self.driver_memory = driver_memory
         self.reg_param = reg_param
+        self.staging_uri = staging_uri.rstrip("/") if staging_uri else None
         self._spark: Any = None
         self._owns_session = True
         self._workdir: tempfile.TemporaryDirectory | None = None
+        self._checkpoints: str | None = None
+
+    @property
+    def session(self) -> Any:
+        """The SparkSession (inside ``with``)."""
+        if self._spark is None:
+            raise RuntimeError("use SparkALSEngine as a context manager (with ...:)")
+        return self._spark
 
     def __enter__(self) -> SparkALSEngine:
         try:
@@ -103,10 +124,19 @@ class SparkALSEngine:
         builder = SparkSession.builder
         # Under spark-submit (which starts the JVM and hands Python its port)
         # the master and resources are spark-submit's to choose.
-        if not os.environ.get("PYSPARK_GATEWAY_PORT"):
+        submitted = bool(os.environ.get("PYSPARK_GATEWAY_PORT"))
+        if not submitted:
+            # Python workers run this interpreter (the one with numpy and pandas),
+            # not whatever `python3` is first on the PATH; PySpark reads the
+            # variable when the context starts.
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             builder = builder.master(self.master)
         if self.jars:
             builder = builder.config("spark.jars", ",".join(self.jars))
+        if not submitted and self.master.startswith("local"):
+            # Local mode only: on a cluster each executor has its own local
+            # directories, and this driver's would not exist on their hosts.
+            builder = builder.config("spark.local.dir", self._workdir.name)
         try:
             self._spark = (
                 builder.appName("recsys-als")
@@ -115,24 +145,58 @@ class SparkALSEngine:
                 .config("spark.ui.showConsoleProgress", "false")
                 .config("spark.sql.shuffle.partitions", "8")
                 .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-                .config("spark.local.dir", self._workdir.name)
                 .getOrCreate()
             )
         except Exception as exc:  # py4j raises its own errors when Java cannot start
             self._workdir.cleanup()
             raise SparkUnavailableError(f"Spark could not start: {exc}") from exc
         self._spark.sparkContext.setLogLevel("ERROR")
-        self._spark.sparkContext.setCheckpointDir(str(Path(self._workdir.name) / "checkpoints"))
+        self._checkpoints = self._checkpoint_dir()
+        if self._checkpoints is not None:
+            self._spark.sparkContext.setCheckpointDir(self._checkpoints)
         return self
+
+    def _checkpoint_dir(self) -> str | None:
+        """Return where ALS checkpoints go: executors must all reach it, so never a driver path.
+
+        Under the staging URI when one is set; in local mode (one machine) in
+        this process's temporary directory; otherwise nowhere (ALS then keeps
+        its lineage, fine for the usual 15 iterations).
+        """
+        if self.staging_uri is not None:
+            return f"{self.staging_uri}/recsys-{uuid.uuid4().hex}/checkpoints"
+        if self._spark.sparkContext.master.startswith("local") and self._workdir is not None:
+            return str(Path(self._workdir.name) / "checkpoints")
+        return None
 
     def __exit__(self, *exc_info: object) -> None:
         if self._spark is not None:
+            if self.staging_uri is not None and self._checkpoints is not None:
+                _delete_uri(self._spark, self._checkpoints.rsplit("/", 1)[0])
             if self._owns_session:
                 self._spark.stop()
             self._spark = None
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
+
+    def als(self, template: ALSRecommender, reg_param: float) -> Any:
+        """Return PySpark ML's ALS set as ``template`` (rows ``user``, ``item``, ``engagement``)."""
+        from pyspark.ml.recommendation import ALS
+
+        return ALS(
+            rank=template.factors,
+            maxIter=template.iterations,
+            regParam=self.reg_param if self.reg_param is not None else reg_param,
+            alpha=template.alpha,
+            implicitPrefs=True,
+            coldStartStrategy="drop",
+            seed=template.random_state,
+            userCol="user",
+            itemCol="item",
+            ratingCol="engagement",
+            checkpointInterval=5 if self._checkpoints is not None else -1,
+        )
 
     def __call__(self, name: str, params: Mapping[str, Any], feedback: pd.DataFrame) -> Recommender:
         """Fit a model by name (only ``als``) on a feedback frame; the ``ModelFitter`` interface.
@@ -144,59 +208,6 @@ class SparkALSEngine:
             raise ValueError(f"the spark engine trains als only, not {name!r}")
         return self.fit_als(feedback, **dict(params))
 
-    def read_store_jdbc(self, url: str, partitions: int = 4) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Read the event store's interactions and catalog from PostgreSQL over JDBC.
-
-        The executors read the interactions in ``partitions`` ranges of the
-        primary key, in parallel; the driver collects them (in id order, the
-        store's order) for the holdout metrics and the artifact.
-
-        Args:
-            url: ``jdbc:postgresql://HOST:PORT/DB?user=...&password=...``
-                (``currentSchema=...`` for a schema other than public).
-            partitions: Parallel reads.
-
-        Returns:
-            The log (``user_id, product_clicked, purchased``, int64) and the
-            catalog (``product_id, name, category, price``).
-        """
-        if self._spark is None:
-            raise RuntimeError("use SparkALSEngine as a context manager (with ...:)")
-        properties = {"driver": "org.postgresql.Driver"}
-        read = self._spark.read
-        bounds = read.jdbc(
-            url,
-            "(SELECT min(id) AS low, max(id) AS high FROM interactions) AS b",
-            properties=properties,
-        ).first()
-        query = (
-            "(SELECT id, user_id, product_id AS product_clicked, "
-            "CAST(purchased AS INTEGER) AS purchased FROM interactions) AS i"
-        )
-        if bounds is None or bounds["low"] is None:
-            log = pd.DataFrame(
-                {c: pd.Series(dtype="int64") for c in ("user_id", "product_clicked", "purchased")}
-            )
-        else:
-            rows = read.jdbc(
-                url,
-                query,
-                column="id",
-                lowerBound=int(bounds["low"]),
-                upperBound=int(bounds["high"]) + 1,
-                numPartitions=partitions,
-                properties=properties,
-            )
-            log = rows.orderBy("id").drop("id").toPandas().astype("int64")
-        catalog = (
-            read.jdbc(url, "products", properties=properties)
-            .withColumnRenamed("id", "product_id")
-            .select("product_id", "name", "category", "price")
-            .orderBy("product_id")
-            .toPandas()
-        )
-        return log, catalog
-
     def fit_als(self, feedback: pd.DataFrame, **params: Any) -> ALSRecommender:
         """Fit ALS on Spark and return it as an ``ALSRecommender`` (the same artifact arrays).
 
@@ -204,10 +215,6 @@ class SparkALSEngine:
             feedback: ``user_id, product_id, engagement`` (a feedback frame).
             **params: ``ALSRecommender``'s parameters.
         """
-        if self._spark is None:
-            raise RuntimeError("use SparkALSEngine as a context manager (with ...:)")
-        from pyspark.ml.recommendation import ALS
-
         template = ALSRecommender(**params)
         user_ids = np.unique(feedback["user_id"].to_numpy(dtype=np.int64))
         product_ids = np.unique(feedback["product_id"].to_numpy(dtype=np.int64))
@@ -216,83 +223,77 @@ class SparkALSEngine:
         engagement = feedback["engagement"].to_numpy(dtype=np.float64)
         if (engagement < 0).any():
             raise ValueError("engagement must be non-negative for ALS confidences")
-
-        rows = Path(self._workdir.name) / f"feedback-{id(feedback)}.parquet"  # type: ignore[union-attr]
-        _write_parquet(users, items, engagement, rows)
-        frame = self._spark.read.parquet(str(rows))
-        reg_param = self.reg_param
-        if reg_param is None:
-            reg_param = spark_reg_param(template.regularization, len(feedback), users, items)
-        als = ALS(
-            rank=template.factors,
-            maxIter=template.iterations,
-            regParam=reg_param,
-            alpha=template.alpha,
-            implicitPrefs=True,
-            coldStartStrategy="drop",
-            seed=template.random_state,
-            userCol="user",
-            itemCol="item",
-            ratingCol="engagement",
-            checkpointInterval=5,
+        # The rows travel to the executors inside the tasks (Arrow batches),
+        # never as a file of this driver's that other hosts could not read.
+        rows = pd.DataFrame(
+            {
+                "user": users.astype(np.int32),
+                "item": items.astype(np.int32),
+                "engagement": engagement.astype(np.float32),
+            }
         )
-        fitted = als.fit(frame)
-        user_factors = _dense_factors(fitted.userFactors, len(user_ids), template.factors)
-        item_factors = _dense_factors(fitted.itemFactors, len(product_ids), template.factors)
-        confidence = 1.0 + template.alpha * engagement
-        history = TrainingHistory.from_rows(users, items, confidence, len(user_ids))
+        frame = self.session.createDataFrame(rows)
+        reg_param = spark_reg_param(
+            template.regularization, len(feedback), len(user_ids), len(product_ids)
+        )
+        fitted = self.als(template, reg_param).fit(frame)
+        user_factors = dense_factors(fitted.userFactors, len(user_ids), template.factors)
+        item_factors = dense_factors(fitted.itemFactors, len(product_ids), template.factors)
         state = ModelState(
             arrays={
                 "user_ids": user_ids,
                 "product_ids": product_ids,
                 "user_factors": user_factors,
                 "item_factors": item_factors,
-                **history.arrays(),
             },
             params={"model": ALSRecommender.name, **template.params()},
         )
         return ALSRecommender.from_state(state)
 
 
-def spark_reg_param(
-    regularization: float, rows: int, users: np.ndarray, items: np.ndarray
-) -> float:
+def spark_reg_param(regularization: float, rows: int, users: int, items: int) -> float:
     """Return Spark's ``regParam`` for ``implicit``'s absolute ``regularization``.
 
     Args:
         regularization: ``ALSRecommender``'s L2 weight.
         rows: Number of (user, product) pairs.
-        users: Inner user index of each pair.
-        items: Inner item index of each pair.
+        users: Number of users.
+        items: Number of products.
     """
-    per_user = rows / max(1, len(np.unique(users)))
-    per_item = rows / max(1, len(np.unique(items)))
+    per_user = rows / max(1, users)
+    per_item = rows / max(1, items)
     return regularization / float(np.sqrt(per_user * per_item))
 
 
-def _write_parquet(
-    users: np.ndarray, items: np.ndarray, engagement: np.ndarray, path: Path
-) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    table = pa.table(
-        {
-            "user": users.astype(np.int32),
-            "item": items.astype(np.int32),
-            "engagement": engagement.astype(np.float32),
-        }
-    )
-    pq.write_table(table, path)
+def _delete_uri(spark: Any, uri: str) -> None:
+    """Delete a directory on any file system Spark's Hadoop client reaches (file:, hdfs:, s3a:)."""
+    jvm = spark.sparkContext._jvm
+    path = jvm.org.apache.hadoop.fs.Path(uri)
+    try:
+        path.getFileSystem(spark.sparkContext._jsc.hadoopConfiguration()).delete(path, True)
+    except Exception:  # py4j's errors: a leftover staging folder is not worth failing a run
+        logger.warning("could not delete the staging folder %s", uri)
 
 
-def _dense_factors(factors: Any, size: int, rank: int) -> np.ndarray:
+def dense_factors(factors: Any, size: int, rank: int) -> np.ndarray:
     """Return Spark's (id, features) factor table as a dense (size, rank) float32 array.
 
-    Rows Spark left out (none, with every id in training) stay zero.
+    The executors pack each Arrow batch of factors into two byte strings and
+    the driver copies one partition's at a time into the array: the driver
+    never holds more than the array and one partition, where ``toPandas``
+    would hold a Python object per row besides. Rows Spark left out (none,
+    with every id in training) stay zero.
     """
-    table = factors.toPandas()
     dense = np.zeros((size, rank), dtype=np.float32)
-    if len(table):
-        dense[table["id"].to_numpy()] = np.stack(table["features"].to_numpy()).astype(np.float32)
+
+    def packed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            if len(batch):
+                ids = batch["id"].to_numpy(dtype=np.int32)
+                values = np.stack(batch["features"].to_numpy()).astype(np.float32)
+                yield pd.DataFrame({"ids": [ids.tobytes()], "values": [values.tobytes()]})
+
+    for row in factors.mapInPandas(packed, "ids binary, values binary").toLocalIterator():
+        ids = np.frombuffer(row["ids"], dtype=np.int32)
+        dense[ids] = np.frombuffer(row["values"], dtype=np.float32).reshape(len(ids), rank)
     return dense

@@ -8,7 +8,9 @@ import scipy.sparse
 from recsys.models import MODELS
 from recsys.models.als import ALSRecommender
 from recsys.models.base import FOLD_IN
+from recsys.models.history import TrainingHistory
 from recsys.models.profile import Profile
+from recsys.models.state import ModelState
 from recsys.models.svd import SVDRecommender
 from tests.models.test_model_contract import random_feedback
 
@@ -123,3 +125,29 @@ def test_popularity_cannot_fold_in():
 def test_a_profile_needs_one_engagement_per_product():
     with pytest.raises(ValueError, match="one engagement per product"):
         Profile(np.array([1, 2]), np.array([1.0]))
+
+
+def test_an_als_state_holds_the_factors_and_not_the_training_history():
+    state = ALSRecommender(factors=8, iterations=3).fit(FEEDBACK).get_state()
+    assert set(state.arrays) == {"user_ids", "product_ids", "user_factors", "item_factors"}
+
+
+def test_an_als_artifact_of_an_earlier_release_with_its_training_history_still_loads():
+    model = ALSRecommender(factors=8, iterations=3).fit(FEEDBACK)
+    state = model.get_state()
+    users = np.searchsorted(model.user_ids, FEEDBACK["user_id"].to_numpy())
+    items = np.searchsorted(model.product_ids, FEEDBACK["product_id"].to_numpy())
+    history = TrainingHistory.from_rows(
+        users, items, 1.0 + FEEDBACK["engagement"].to_numpy(), len(model.user_ids)
+    )
+    earlier = ModelState(arrays={**state.arrays, **history.arrays()}, params=state.params)
+    loaded = ALSRecommender.from_state(earlier)
+    user = int(model.user_ids[0])
+    assert (
+        loaded.rank_user(user, 5).product_ids.tolist()
+        == model.rank_user(user, 5).product_ids.tolist()
+    )
+    explained = loaded.explain(
+        profile_of(FEEDBACK, user), int(loaded.rank_user(user, 1).product_ids[0])
+    )
+    assert len(explained) > 0

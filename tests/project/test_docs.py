@@ -83,9 +83,9 @@ NOT_RUN = {
     r"localhost:8080": "the compose topology's nginx, started by docker compose",
     r"pip install -r requirements-spark.txt": ".ci/run installs it; a test does not "
     "install into the shared environment",
-    r"spark-submit --master yarn": "needs a YARN cluster",
-    r"--jdbc-url 'jdbc:postgresql://db:": "needs the cluster's PostgreSQL (host db); "
-    "tests/training/test_spark.py reads a store over JDBC",
+    r"spark-submit --master spark://spark-master": "needs a Spark cluster (host "
+    "spark-master); tests/training/test_spark_cluster.py submits the same entry point to a "
+    "standalone cluster it starts",
 }
 # Commands that fail today although the page is right, and why. The test
 # insists that they fail, so it says when one is fixed and can leave this list.

@@ -80,7 +80,7 @@ def test_a_spark_model_has_the_als_artifact_arrays_and_is_deterministic(spark_en
     first = spark_engine("als", {"iterations": 5}, shop_split.train)
     second = spark_engine("als", {"iterations": 5}, shop_split.train)
     state = first.get_state()
-    assert set(state.arrays) >= {"user_factors", "item_factors", "history_items"}
+    assert set(state.arrays) == {"user_ids", "product_ids", "user_factors", "item_factors"}
     assert state.arrays["user_factors"].shape == (len(first.user_ids), first.factors)
     assert (state.arrays["user_factors"] != 0).any(axis=1).all(), "every user has factors"
     assert (first.user_factors == second.user_factors).all()
@@ -151,6 +151,12 @@ def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, 
     from recsys.store.events import EventStore
     from recsys.store.migrate import upgrade_to_head
     from recsys.training.spark import POSTGRES_JDBC_JAR
+    from recsys.training.spark_data import (
+        EventSource,
+        read_events,
+        read_jdbc_catalog,
+        summarise_events,
+    )
 
     if not POSTGRES_JDBC_JAR.is_file():
         skip_or_fail(f"no PostgreSQL JDBC driver at {POSTGRES_JDBC_JAR} (libpostgresql-jdbc-java)")
@@ -160,8 +166,11 @@ def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, 
     store.bootstrap(shop.catalog, shop.interactions)
     jdbc = jdbc_url(postgres_url)
 
-    log, catalog = spark_engine.read_store_jdbc(jdbc, partitions=3)
-    assert log.equals(store.interactions_frame())
+    source = EventSource(jdbc_url=jdbc, partitions=3)
+    events = read_events(spark_engine.session, source)
+    assert events.rdd.getNumPartitions() == 3
+    assert summarise_events(events, source.describe()).events == 2000
+    catalog = read_jdbc_catalog(spark_engine.session, jdbc)
     assert catalog["product_id"].tolist() == list(range(1, 26))
 
     models = tmp_path / "models"
@@ -171,3 +180,61 @@ def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, 
     assert published is not None
     assert published.metadata.training["interactions"] == 2000
     store.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_the_distributed_path_ranks_like_local_als_on_the_same_events(spark_engine, tmp_path):
+    from recsys.data.log_files import write_log
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training import EventSource, publish_trained, train_on_spark
+
+    shop = simulate_large(SimulationConfig(users=2000, products=200, seed=7), events=40_000)
+    write_log(shop.interactions, tmp_path / "events.parquet")
+    registry = ModelRegistry(tmp_path / "models")
+    settings = TrainingSettings(model="als")
+    local = publish_trained(shop.interactions, lambda: shop.catalog, registry, settings)
+    source = EventSource(parquet=str(tmp_path / "events.parquet"))
+    spark = train_on_spark(spark_engine, source, registry, settings)
+    for metric in ("ndcg@10", "recall@10", "precision@10", "hit_rate@10"):
+        difference = spark.metrics[metric] - local.metrics[metric]
+        assert -BELOW_TOLERANCE <= difference <= ABOVE_TOLERANCE, (metric, local, spark)
+    assert spark.training["interactions"] == local.training["interactions"] == 40_000
+    assert spark.training["users"] == local.training["users"]
+
+
+@pytest.mark.parametrize(
+    ("source", "message"),
+    [
+        ({}, "one of the two"),
+        ({"parquet": "events/", "jdbc_url": "jdbc:postgresql://db/x"}, "one of the two"),
+        ({"jdbc_url": "jdbc:postgresql://db/x", "partitions": 0}, "at least 1"),
+    ],
+)
+def test_an_event_source_names_one_place_to_read(source, message):
+    from recsys.training import EventSource
+
+    with pytest.raises(ValueError, match=message):
+        EventSource(**source)
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        ({"user_id": [1], "product_clicked": [2]}, "lack column"),
+        ({"user_id": [0], "product_clicked": [2], "purchased": [0]}, "positive integers"),
+        ({"user_id": [1], "product_clicked": [2], "purchased": [2]}, "0 or 1"),
+    ],
+)
+def test_the_distributed_path_refuses_invalid_events(spark_engine, tmp_path, frame, message):
+    import pandas as pd
+
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training import EventSource, train_on_spark
+
+    pd.DataFrame(frame).to_parquet(tmp_path / "bad.parquet")
+    source = EventSource(parquet=str(tmp_path / "bad.parquet"))
+    with pytest.raises(ValueError, match=message):
+        train_on_spark(spark_engine, source, ModelRegistry(tmp_path / "models"))

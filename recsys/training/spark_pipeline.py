@@ -1,0 +1,221 @@
+"""Training on a Spark cluster: executors read, rate, split, fit and measure; the driver publishes.
+
+``train_on_spark`` is ``train_and_publish`` for a log that lives beside the
+cluster (a Parquet dataset or the PostgreSQL store over JDBC). Everything
+that grows with the log stays in Spark (cached pairs, checkpoints under the
+staging URI); the driver collects the factor matrices, the id maps, the
+products' click counts (the popularity fallback), the catalog and a few
+numbers, so its memory does not grow with the log's length.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from recsys.data.catalog import catalog_for_log
+from recsys.models.als import ALSRecommender
+from recsys.models.popularity import PopularityRecommender
+from recsys.models.state import ModelState
+from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
+from recsys.training.spark import SparkALSEngine, dense_factors, spark_reg_param
+from recsys.training.spark_data import (
+    EventSource,
+    indexed_ids,
+    read_events,
+    read_jdbc_catalog,
+    spark_holdout,
+    spark_ratings,
+    summarise_events,
+)
+from recsys.training.spark_metrics import spark_ranking_metrics
+from recsys.training.train import NoTrainingDataError, TrainingSettings
+
+
+def train_on_spark(
+    engine: SparkALSEngine,
+    source: EventSource,
+    registry: ModelRegistry,
+    settings: TrainingSettings | None = None,
+    catalog_path: Path | None = None,
+) -> ArtifactMetadata:
+    """Train ALS on the events where they are, measure it on the holdout, and publish it.
+
+    Args:
+        engine: A started engine (inside its ``with``).
+        source: The events: a Parquet dataset or the store over JDBC.
+        registry: Where the artifact goes (a directory of the driver's).
+        settings: The model's parameters, weights, holdout and metrics (model ``als``).
+        catalog_path: A Parquet source's catalog file (JDBC: the store's own).
+
+    Returns:
+        The published artifact's metadata.
+
+    Raises:
+        NoTrainingDataError: There is no event.
+        ValueError: The model is not ALS, or the events are invalid.
+    """
+    from pyspark import StorageLevel
+    from pyspark.sql import functions as sf
+
+    started = time.perf_counter()
+    settings = settings or TrainingSettings(model="als")
+    if settings.model != ALSRecommender.name:
+        raise ValueError(f"the spark engine trains als, not {settings.model!r}")
+    template = ALSRecommender(**dict(settings.model_params))
+    events = read_events(engine.session, source).persist(StorageLevel.MEMORY_AND_DISK)
+    summary = summarise_events(events, source.describe())
+    if summary.events == 0:
+        raise NoTrainingDataError(f"{source.describe()} holds no events to train on")
+    rows = _indexed_feedback(events, settings).persist(StorageLevel.MEMORY_AND_DISK)
+    n_users, n_items, n_pairs = rows.agg(
+        sf.max("user") + 1, sf.max("item") + 1, sf.count(sf.lit(1))
+    ).first()
+    events.unpersist()
+    reg_param = spark_reg_param(template.regularization, n_pairs, n_users, n_items)
+    metrics = _holdout_metrics(engine, template, rows, settings, n_items)
+
+    fitted = engine.als(template, reg_param).fit(rows)
+    state, fallback = _model_states(rows, fitted, template, n_users, n_items)
+    rows.unpersist()
+    return registry.publish(
+        state,
+        fallback=fallback,
+        catalog=_catalog(engine.session, source, catalog_path, state.arrays["product_ids"]),
+        data_fingerprint=summary.fingerprint,
+        metrics=metrics,
+        training={
+            "interactions": summary.events,
+            "users": int(n_users),
+            "products": int(n_items),
+            "seconds": round(time.perf_counter() - started, 3),
+            **_weights_and_source(settings, source),
+        },
+    )
+
+
+def _weights_and_source(settings: TrainingSettings, source: EventSource) -> dict[str, Any]:
+    """Return the rest of the artifact's training record: the weights, the engine, the source."""
+    return {
+        "click_weight": settings.weights.click_weight,
+        "purchase_weight": settings.weights.purchase_weight,
+        "engine": "spark",
+        "source": source.describe(),
+    }
+
+
+def _model_states(
+    rows: Any, fitted: Any, template: ALSRecommender, n_users: int, n_items: int
+) -> tuple[ModelState, ModelState]:
+    """Collect the ALS state (factors, id maps) and the popularity fallback's state."""
+    state = ModelState(
+        arrays={
+            "user_ids": _id_map(rows, "user_id", "user"),
+            "product_ids": _id_map(rows, "product_id", "item"),
+            "user_factors": dense_factors(fitted.userFactors, n_users, template.factors),
+            "item_factors": dense_factors(fitted.itemFactors, n_items, template.factors),
+        },
+        params={"model": ALSRecommender.name, **template.params()},
+    )
+    ALSRecommender.validate_state(state)
+    fallback = ModelState(
+        arrays={
+            "user_ids": state.arrays["user_ids"],
+            "product_ids": state.arrays["product_ids"],
+            "item_clicks": _item_clicks(rows, n_items),
+        },
+        params={"model": PopularityRecommender.name},
+    )
+    return state, fallback
+
+
+def _indexed_feedback(events: Any, settings: TrainingSettings) -> Any:
+    """Return the feedback frame with each pair's inner ``user`` and ``item`` indices (ints)."""
+    from pyspark.sql import functions as sf
+
+    feedback = spark_ratings(events, settings.weights)
+    users = indexed_ids(feedback, "user_id", "user")
+    items = indexed_ids(feedback, "product_id", "item")
+    return (
+        feedback.join(users, "user_id")
+        .join(items, "product_id")
+        .withColumn("user", sf.col("user").cast("int"))
+        .withColumn("item", sf.col("item").cast("int"))
+    )
+
+
+def _holdout_metrics(
+    engine: SparkALSEngine,
+    template: ALSRecommender,
+    rows: Any,
+    settings: TrainingSettings,
+    n_items: int,
+) -> dict[str, Any]:
+    """Fit on the holdout's training rows; return its ranking metrics (empty: none held out)."""
+    from pyspark.sql import functions as sf
+
+    train, test = spark_holdout(rows, settings.holdout_fraction, settings.seed)
+    train = train.persist()
+    counts = train.agg(
+        sf.count(sf.lit(1)).alias("pairs"),
+        sf.countDistinct("user").alias("users"),
+        sf.countDistinct("item").alias("items"),
+    ).first()
+    if test.isEmpty():
+        train.unpersist()
+        return {}
+    reg_param = spark_reg_param(
+        template.regularization, counts["pairs"], counts["users"], counts["items"]
+    )
+    fitted = engine.als(template, reg_param).fit(train)
+    item_factors = dense_factors(fitted.itemFactors, n_items, template.factors)
+    known = np.zeros(n_items, dtype=bool)
+    known[train.select("item").distinct().toPandas()["item"].to_numpy()] = True
+    metrics = spark_ranking_metrics(
+        train,
+        test,
+        fitted.userFactors,
+        item_factors,
+        known,
+        settings.metrics_k,
+        settings.relevance_threshold,
+        settings.max_eval_users,
+        settings.seed,
+    )
+    train.unpersist()
+    return metrics
+
+
+def _id_map(rows: Any, column: str, index: str) -> np.ndarray:
+    """Return the raw ids in inner-index order (ascending), as the artifact's id map."""
+    ids = rows.select(column, index).distinct().orderBy(index).toPandas()
+    return ids[column].to_numpy(dtype=np.int64)
+
+
+def _item_clicks(rows: Any, n_items: int) -> np.ndarray:
+    """Return each product's clicks over all users (the popularity fallback's counts)."""
+    from pyspark.sql import functions as sf
+
+    clicks = rows.groupBy("item").agg(sf.sum("clicks").alias("clicks")).toPandas()
+    dense = np.zeros(n_items, dtype=np.float64)
+    dense[clicks["item"].to_numpy()] = clicks["clicks"].to_numpy(dtype=np.float64)
+    return dense
+
+
+def _catalog(
+    spark: Any, source: EventSource, catalog_path: Path | None, product_ids: np.ndarray
+) -> pd.DataFrame:
+    """Return the catalog to publish: the store's or the file's, covering every trained product."""
+    covered = pd.DataFrame({"product_clicked": product_ids})
+    if source.jdbc_url is None:
+        return catalog_for_log(covered, catalog_path)
+    known = read_jdbc_catalog(spark, source.jdbc_url)
+    missing = np.setdiff1d(product_ids, known["product_id"].to_numpy(dtype=np.int64))
+    if len(missing) == 0:
+        return known
+    extra = catalog_for_log(pd.DataFrame({"product_clicked": missing}), None)
+    return pd.concat([known, extra], ignore_index=True)

@@ -1,0 +1,201 @@
+"""A standalone Spark cluster on this host whose workers share no temporary files with the driver.
+
+pyspark's own launcher (``spark-class``) starts a master and workers of one
+core each. Every worker runs in a mount namespace of its own with a private
+tmpfs on /tmp (``unshare --mount``), so nothing the driver writes to its
+temporary directory is visible to the executors, as on separate hosts. Only
+what stands for software installed on every host (this virtualenv) and for
+shared storage (the folders the test names) is bound back into each
+worker's /tmp when it lives there. Needs root (mount namespaces), pyspark
+and Java.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import pyspark
+
+SPARK_HOME = Path(pyspark.__file__).resolve().parent
+
+
+def cluster_missing_reason() -> str | None:
+    """Return why this host cannot run the cluster (None when it can)."""
+    if os.geteuid() != 0:
+        return "starting workers in mount namespaces of their own needs root"
+    if shutil.which("unshare") is None or shutil.which("mount") is None:
+        return "unshare and mount (util-linux) are not installed"
+    return None
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+class SparkCluster:
+    """A master and workers started with spark-class; stop() ends every process they started.
+
+    Args:
+        logs: Folder for the daemons' output.
+        shared: Folders the workers must see (the shared storage).
+        workers: How many workers (1 core and ``memory`` each).
+        memory: Each worker's memory for executors.
+    """
+
+    def __init__(self, logs: Path, shared: list[Path], workers: int = 2, memory: str = "1g"):
+        self.logs = logs
+        self.shared = shared
+        self.workers = workers
+        self.memory = memory
+        self.port = free_port()
+        self.ui_port = free_port()
+        self.url = f"spark://127.0.0.1:{self.port}"
+        self._processes: list[subprocess.Popen] = []
+        # A folder outside /tmp through which a worker reaches the host's /tmp
+        # while it binds back what it may see (its own namespace only).
+        self._holders: list[Path] = []
+
+    def start(self, timeout: float = 90.0) -> SparkCluster:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self._spawn(
+            "master",
+            [
+                str(SPARK_HOME / "bin" / "spark-class"),
+                "org.apache.spark.deploy.master.Master",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--webui-port",
+                str(self.ui_port),
+            ],
+        )
+        for number in range(self.workers):
+            self._spawn(f"worker-{number}", self._worker_command())
+        deadline = time.monotonic() + timeout
+        while self.alive_workers() < self.workers:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the Spark workers did not register; see {self.logs}")
+            for process in self._processes:
+                if process.poll() is not None:
+                    raise RuntimeError(f"a Spark daemon exited ({process.args}); see {self.logs}")
+            time.sleep(0.5)
+        return self
+
+    def _worker_command(self) -> list[str]:
+        holder = Path(tempfile.mkdtemp(prefix="recsys-spark-worker-", dir="/var/tmp"))
+        self._holders.append(holder)
+        keep = {Path(sys.prefix).resolve(), *(path.resolve() for path in self.shared)}
+        binds = [
+            f'mkdir -p "{path}" && mount --bind "{holder}/{path.relative_to("/tmp")}" "{path}"'
+            for path in sorted(keep)
+            if path.is_relative_to("/tmp")
+        ]
+        script = " && ".join(
+            [
+                f'mount --bind /tmp "{holder}"',
+                "mount -t tmpfs -o size=2g tmpfs /tmp",
+                *binds,
+                f'exec "{SPARK_HOME}/bin/spark-class" org.apache.spark.deploy.worker.Worker '
+                f"{self.url} --host 127.0.0.1 --cores 1 --memory {self.memory} "
+                "--webui-port 0 --work-dir /tmp/spark-work",
+            ]
+        )
+        return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script]
+
+    def _spawn(self, name: str, command: list[str]) -> None:
+        env = {**os.environ, "SPARK_HOME": str(SPARK_HOME), "SPARK_LOCAL_IP": "127.0.0.1"}
+        with open(self.logs / f"{name}.log", "wb") as log:
+            # A session of its own: stop() signals the whole group, executors included.
+            self._processes.append(
+                subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+                )
+            )
+
+    def alive_workers(self) -> int:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port}/json/", timeout=2) as r:
+                return int(json.load(r).get("aliveworkers", 0))
+        except OSError:
+            return 0
+
+    def stop(self) -> None:
+        """Stop the workers (and their executors), then the master; remove the holders."""
+        for process in reversed(self._processes):
+            _stop_group(process)
+        self._processes.clear()
+        for holder in self._holders:
+            shutil.rmtree(holder, ignore_errors=True)
+        self._holders.clear()
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, 5)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def spark_submit(
+    cluster: SparkCluster, script: Path, args: list[str], env: dict[str, str], cwd: Path
+) -> subprocess.CompletedProcess:
+    """Run ``script`` with spark-submit in client mode on the cluster, the project as a zip."""
+    bundle = Path(tempfile.mkdtemp(prefix="recsys-submit-")) / "recsys.zip"
+    shutil.make_archive(str(bundle.with_suffix("")), "zip", cwd, "recsys")
+    command = [
+        str(SPARK_HOME / "bin" / "spark-submit"),
+        "--master",
+        cluster.url,
+        "--deploy-mode",
+        "client",
+        "--py-files",
+        str(bundle),
+        "--jars",
+        "/usr/share/java/postgresql.jar",
+        "--driver-memory",
+        "1g",
+        "--executor-memory",
+        cluster.memory,
+        "--executor-cores",
+        "1",
+        "--conf",
+        f"spark.pyspark.python={sys.executable}",
+        "--conf",
+        "spark.driver.host=127.0.0.1",
+        # Executors on one host name read each other's shuffle files from disk;
+        # these stand for separate hosts, whose disks they cannot read.
+        "--conf",
+        "spark.shuffle.readHostLocalDisk=false",
+        str(script),
+        *args,
+    ]
+    try:
+        return subprocess.run(
+            command,
+            cwd=cwd,
+            env={**os.environ, "SPARK_HOME": str(SPARK_HOME), **env},
+            capture_output=True,
+            text=True,
+            timeout=900,
+        )
+    finally:
+        shutil.rmtree(bundle.parent, ignore_errors=True)
