@@ -84,6 +84,7 @@ bench: install
 	run bench_scale --sizes "$(BENCH_SCALE_SIZES)" --spark-sizes 0.1M --retrain-sizes 1M; \
 	run bench_filters; \
 	run bench_exposure; \
+	run bench_redis_ops; \
 	run bench_exploration; \
 	run bench_similar "$(MOVIELENS)"; \
 	run bench_realtime "$(MOVIELENS)"; \

@@ -316,9 +316,14 @@ def test_systemd_hears_ready_once_the_server_is_prepared(tmp_path, monkeypatch):
 )
 def test_make_serve_starts_serve_py_where_it_is_told(args, expected):
     shown = subprocess.run(
-        ["make", "-n", "-o", ".venv/.installed", "serve", *args],
+        ["make", "-n", "--no-print-directory", "-o", ".venv/.installed", "serve", *args],
         cwd=ROOT,
-        env={k: v for k, v in os.environ.items() if k not in ("PORT", "HOST", "MAKEFLAGS")},
+        # Under `make test` the parent make's variables would make this one a sub-make.
+        env={
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("PORT", "HOST", "MAKEFLAGS", "MFLAGS", "MAKELEVEL")
+        },
         capture_output=True,
         text=True,
         timeout=30,
