@@ -15,7 +15,6 @@ The access log goes to standard output, one JSON object per line.
 
 import gc
 import json
-import logging
 import os
 import shutil
 import socket
@@ -170,25 +169,9 @@ def on_starting(server):
     if server.cfg.reuse_port:
         refuse_a_taken_port(server)
     runtime = runtime_of(server.app.wsgi())
-    if init_once(runtime):
+    if runtime.init_before_workers():
         preload_live_model(runtime)
     release_database(runtime)
-
-
-def init_once(runtime):
-    """Run `flask --app app init` (migrate, fill, first training); return whether it could."""
-    from recsys.store.engine import STORE_OUTAGES
-
-    try:
-        runtime.init()
-    except STORE_OUTAGES as exc:
-        # Boot anyway: each worker loads the published model at its first
-        # request and recovers when the database returns.
-        logging.getLogger("recsys").warning(
-            "database unavailable at start (%s): serving the published model", type(exc).__name__
-        )
-        return False
-    return True
 
 
 def preload_live_model(runtime):

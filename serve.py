@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import logging
 import os
 import shutil
 import socket
@@ -84,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return refuse(f"cannot listen on {shown[0]}: address already in use")
     warn_if_open(keys, shown)
     try:
-        prepared = init_once(runtime)
+        prepared = runtime.init_before_workers()
     except RecsysError as exc:  # a data file or setting init cannot use: one line
         return refuse(str(exc))
     if prepared:
@@ -156,22 +155,6 @@ def port_is_free(host: str, port: int) -> bool:
             probe.bind((host, port))
         except OSError:
             return False
-    return True
-
-
-def init_once(runtime: Any) -> bool:
-    """Run `flask --app app init` (migrate, fill, first training); return whether it could."""
-    from recsys.store.engine import STORE_OUTAGES
-
-    try:
-        runtime.init()
-    except STORE_OUTAGES as exc:
-        # Boot anyway: each worker loads the published model at its first
-        # request and recovers when the database returns.
-        logging.getLogger("recsys").warning(
-            "database unavailable at start (%s): serving the published model", type(exc).__name__
-        )
-        return False
     return True
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -123,6 +124,9 @@ def training_settings(settings: Settings) -> TrainingSettings:
         model_params=params,
         weights=RatingWeights(settings.training.click_weight, settings.training.purchase_weight),
     )
+
+
+logger = logging.getLogger(__name__)
 
 
 class ServingRuntime:
@@ -232,6 +236,23 @@ class ServingRuntime:
         """
         self.init_report = initialise(self)
         return self.init_report
+
+    def init_before_workers(self) -> bool:
+        """Run ``init`` once before a production server forks; return whether it could.
+
+        A database outage does not stop the server: each worker loads the
+        published model at its first request and recovers when the database
+        returns (a warning says so).
+        """
+        try:
+            self.init()
+        except STORE_OUTAGES as exc:
+            logger.warning(
+                "database unavailable at start (%s): serving the published model",
+                type(exc).__name__,
+            )
+            return False
+        return True
 
     def bootstrap_if_empty(self) -> bool:
         """Load the bundled log (and its catalog, if it has one) into an empty store.
