@@ -226,13 +226,20 @@ def notify_systemd_ready() -> None:
 
 
 def pid_alive(pid: int) -> bool:
+    """Return whether a process runs; a killed worker its parent has not reaped yet does not."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    # A zombie still answers signal 0: when a replacement starts before the
+    # server reaps the dead worker, /proc says it is dead ("Z" after the name).
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True
+    return state not in ("Z", "X")
 
 
 # -- metrics shared by the workers ---------------------------------------------------
