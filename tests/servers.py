@@ -241,6 +241,8 @@ class Granian(ServerProcess):
     """The production server: ``python serve.py`` (granian's workers), access log on stdout."""
 
     name = "granian"
+    # What the main process logs as it starts each worker.
+    worker_start_line = "Spawning worker"
 
     def launch(self, env: dict[str, str]) -> subprocess.Popen:
         with open(self.access_log, "wb") as access, open(self.error_log, "wb") as log:
@@ -259,6 +261,7 @@ class Gunicorn(ServerProcess):
     """gunicorn with gunicorn.conf.py: the former production server, kept as the reference."""
 
     name = "gunicorn"
+    worker_start_line = "Booting worker"
 
     def launch(self, env: dict[str, str]) -> subprocess.Popen:
         command = [

@@ -236,23 +236,6 @@ def serve(sqlite_url, tmp_path):
     servers.stop()
 
 
-@pytest.mark.slow
-def test_both_workers_answer_with_the_model_their_master_loaded_once(serve):
-    server = serve()
-    server.wait_ready()
-    answers = server.ask_every_worker("/recommend?user_id=1")
-    log = server.log()
-    loads = log.count("serving model v")
-    versions = {a.body["model_version"] for a in answers}
-    answered = {entry["pid"] for entry in server.access_entries()}
-    assert {a.status for a in answers} == {200}
-    assert len(versions) == 1
-    # One load in the whole log, written before any worker existed: the master's.
-    assert loads == 1, log
-    assert log.index("serving model v") < log.index("Booting worker")
-    assert answered == server.worker_pids() and server.process.pid not in answered
-
-
 def listening_sockets(port: int) -> int:
     """Return how many sockets listen on a TCP port of 127.0.0.1 (from /proc/net/tcp)."""
     local = f"0100007F:{port:04X}"

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 import serve
 from recsys.store.events import EventStore
-from tests.servers import ROOT, Granian, Servers, http_request, service_env
+from tests.servers import ROOT, Granian, Gunicorn, Servers, http_request, service_env
 
 # One request as the server hands it to the app, and what the app answered.
 ENVIRON = {
@@ -202,18 +202,26 @@ def serve_one(sqlite_url, tmp_path):
 
 
 @pytest.mark.slow
-def test_both_workers_answer_with_the_model_the_main_process_loaded_once(serve_one):
-    server = serve_one()
-    server.wait_ready()
-    answers = server.ask_every_worker("/recommend?user_id=1")
-    log = server.log()
-    answered = {entry["pid"] for entry in server.access_entries()}
+@pytest.mark.parametrize("kind", [Granian, Gunicorn], ids=lambda kind: kind.name)
+def test_every_worker_answers_with_the_model_loaded_once_before_workers_started(
+    kind, sqlite_url, tmp_path
+):
+    servers = Servers(tmp_path, kind)
+    try:
+        server = servers.start(sqlite_url)
+        server.wait_ready()
+        answers = server.ask_every_worker("/recommend?user_id=1")
+        log = server.log()
+        answered = {entry["pid"] for entry in server.access_entries()}
+        workers = server.worker_pids()
+    finally:
+        servers.stop()
     assert {a.status for a in answers} == {200}
     assert len({a.body["model_version"] for a in answers}) == 1
-    # One load in the whole log, written before any worker existed.
+    # One load in the whole log, written before any worker existed: the main process's.
     assert log.count("serving model v") == 1, log
-    assert log.index("serving model v") < log.index("Spawning worker")
-    assert answered == server.worker_pids() and server.process.pid not in answered
+    assert log.index("serving model v") < log.index(kind.worker_start_line)
+    assert answered == workers and server.process.pid not in answered
 
 
 @pytest.mark.slow
