@@ -24,9 +24,11 @@ mean) on a *validation part carved from the training frame*: a seeded
 predict the validation part, the weights are solved, and the members are
 then refitted on the whole training frame. ``fit`` receives nothing but the
 training frame, so an evaluation's test rows can never reach the weights.
-With fewer than ``min_validation_rows`` validation rows (a small log), or
-with ``validation_fraction=0``, nothing is carved and the weights are the
-plain mean of the members (``validation_rows`` is then 0).
+A log whose validation part would hold fewer than ``min_validation_rows``
+rows is cross-fitted instead (``CROSS_FIT_FOLDS`` folds of the training
+frame, each predicted by members fitted on the others); one of fewer rows
+than that, or ``validation_fraction=0``, fits no weights: the blend is the
+members' plain mean (``validation_rows`` is then 0).
 
 Ranking adds the log of each product's rating count to the blended
 prediction, as ``SVDRecommender`` does (a predicted rating alone ranks
@@ -58,29 +60,49 @@ MEMBERS = ("baseline", "svd", "user_knn", "item_knn")
 META_FEATURES = ("1", "ln(1 + user ratings)", "ln(1 + product ratings)")
 # Row 0 of the weights multiplies the constant 1 (an intercept per meta-feature).
 _WEIGHT_ROWS = ("1", *MEMBERS)
+# Folds of the cross-fitting that a log too small for one validation part gets.
+CROSS_FIT_FOLDS = 5
 # Pairs predicted per step, so a (pairs x neighbours) gather stays small.
 _PAIR_CELLS = 4_000_000
 
 
-def carve_validation(
-    feedback: pd.DataFrame, validation_fraction: float, seed: int | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split a training frame into a part to fit members on and a validation part.
+def validation_parts(
+    feedback: pd.DataFrame, validation_fraction: float, min_rows: int, seed: int | None
+) -> list[tuple[pd.DataFrame, pd.DataFrame]]:
+    """Carve validation parts out of a training frame, each with the rows to fit members on.
+
+    A frame large enough that ``validation_fraction`` of it makes at least
+    ``min_rows`` rows gives one part: those rows (seeded random), the rest
+    to fit on. A smaller frame of at least ``min_rows`` rows gives
+    ``CROSS_FIT_FOLDS`` parts instead (every row validates once, with the
+    members fitted on the other folds), so a small log still fits weights on
+    ``min_rows`` rows or more. A smaller frame still, or a fraction of 0,
+    gives no part: the blend is the members' plain mean.
 
     Args:
         feedback: The training frame (the only rows the blend ever sees).
-        validation_fraction: Share of rows for validation, in [0, 1).
+        validation_fraction: Share of rows of the one validation part, in [0, 1).
+        min_rows: The fewest validation rows to fit weights on.
         seed: Seed of the random choice of rows.
 
     Returns:
-        (fit part, validation part): disjoint, together every row of ``feedback``.
+        (fit part, validation part) pairs: in each, disjoint and together
+        every row of ``feedback``.
     """
     if not 0 <= validation_fraction < 1:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    n_validation = round(validation_fraction * len(feedback))
-    chosen = np.zeros(len(feedback), dtype=bool)
-    chosen[np.random.default_rng(seed).permutation(len(feedback))[:n_validation]] = True
-    return feedback[~chosen], feedback[chosen]
+    n = len(feedback)
+    if validation_fraction == 0 or n < min_rows or n < CROSS_FIT_FOLDS:
+        return []
+    shuffled = np.random.default_rng(seed).permutation(n)
+    n_validation = round(validation_fraction * n)
+    if n_validation >= min_rows:
+        chosen = np.zeros(n, dtype=bool)
+        chosen[shuffled[:n_validation]] = True
+        return [(feedback[~chosen], feedback[chosen])]
+    fold = np.empty(n, dtype=np.int64)
+    fold[shuffled] = np.arange(n) % CROSS_FIT_FOLDS
+    return [(feedback[fold != f], feedback[fold == f]) for f in range(CROSS_FIT_FOLDS)]
 
 
 def prior_weights() -> np.ndarray:
@@ -137,8 +159,9 @@ class BlendRecommender(Recommender):
         shrinkage: Surprise's shrinkage of Pearson-baseline similarities.
         validation_fraction: Share of the training rows carved out to fit the
             blend's weights on (0: no carving, the members' plain mean).
-        min_validation_rows: Fewer validation rows than this fit no weights
-            (the members' plain mean).
+        min_validation_rows: The fewest validation rows to fit weights on:
+            a smaller validation part is replaced by cross-fitting, and a
+            log of fewer rows keeps the members' plain mean.
         blend_regularization: Ridge penalty of the weights (towards the plain mean).
         random_state: Seed of the SVD member and of the validation carve.
         rating_scale: (lowest, highest) rating; predictions are clipped to it.
@@ -237,29 +260,31 @@ class BlendRecommender(Recommender):
         ratings = feedback["rating"].to_numpy(dtype=np.float64)
         if self.rating_scale is None:
             self.rating_scale = (float(ratings.min()), float(ratings.max()))
-        fit_part, validation = carve_validation(
-            feedback, self.validation_fraction, self.random_state
+        parts = validation_parts(
+            feedback, self.validation_fraction, self.min_validation_rows, self.random_state
         )
-        if len(validation) >= self.min_validation_rows and len(fit_part) > 0:
-            self.blend_weights = self._weights_from_validation(fit_part, validation)
-            self.validation_rows = len(validation)
-        else:
-            self.blend_weights = prior_weights()
-            self.validation_rows = 0
+        self.validation_rows = sum(len(validation) for _, validation in parts)
+        self.blend_weights = self._weights_from_validation(parts) if parts else prior_weights()
         self._fit_members(feedback, users, items, ratings)
 
     def _weights_from_validation(
-        self, fit_part: pd.DataFrame, validation: pd.DataFrame
+        self, parts: list[tuple[pd.DataFrame, pd.DataFrame]]
     ) -> np.ndarray:
-        """Fit members on ``fit_part``, then the weights on their predictions of ``validation``."""
-        probe = type(self)(**{**self.params(), "validation_fraction": 0.0}).fit(fit_part)
-        user_ids = validation["user_id"].to_numpy(dtype=np.int64)
-        product_ids = validation["product_id"].to_numpy(dtype=np.int64)
-        predictions, meta = probe.member_predictions(user_ids, product_ids)
+        """Fit members on each fit part, then the weights on their predictions of validation."""
+        predictions, meta, ratings = [], [], []
+        for fit_part, validation in parts:
+            probe = type(self)(**{**self.params(), "validation_fraction": 0.0}).fit(fit_part)
+            predicted, features = probe.member_predictions(
+                validation["user_id"].to_numpy(dtype=np.int64),
+                validation["product_id"].to_numpy(dtype=np.int64),
+            )
+            predictions.append(predicted)
+            meta.append(features)
+            ratings.append(validation["rating"].to_numpy(dtype=np.float64))
         return fit_blend_weights(
-            predictions,
-            meta,
-            validation["rating"].to_numpy(dtype=np.float64),
+            np.vstack(predictions),
+            np.vstack(meta),
+            np.concatenate(ratings),
             self.blend_regularization,
         )
 
