@@ -436,9 +436,13 @@ class BlendRecommender(Recommender):
         # User-based: each neighbour's residuals over the catalog, a column per neighbour.
         neighbours = self.user_neighbours.indices[user]
         theirs = np.full((n_items, len(neighbours)), np.nan)
-        for column, other in enumerate(neighbours):
-            items, residuals = self._user_row(int(other))
-            theirs[items, column] = residuals
+        lengths = self.history.lengths[neighbours]
+        # The history rows of every neighbour, one slice after another.
+        rows = np.repeat(self._row_starts[neighbours] - np.cumsum(lengths) + lengths, lengths)
+        rows += np.arange(len(rows))
+        theirs[self.history.items[rows], np.repeat(np.arange(len(neighbours)), lengths)] = (
+            self._residuals[rows]
+        )
         similarities = np.broadcast_to(self.user_neighbours.similarities[user], theirs.shape)
         user_knn = baseline + neighbourhood_offsets(similarities, theirs, self.k)
         predictions = np.clip(np.column_stack([baseline, svd, user_knn, item_knn]), *self._scale())
