@@ -64,15 +64,29 @@ def fit_knn_baseline(
         user_based: Similarities between users (else between items).
         max_neighbours: How many neighbours each row keeps.
         shrinkage: Surprise's shrinkage of similarities with little support.
+
+    Returns:
+        The baselines and neighbours; no neighbour at all when Surprise
+        cannot compute the similarities (rows whose ratings the baselines fit
+        exactly), so that every estimate is the baseline.
     """
     algo = KNNBaseline(
         sim_options={"name": "pearson_baseline", "user_based": user_based, "shrinkage": shrinkage},
         verbose=False,
-    ).fit(trainset)
+    )
     user_order = np.array([trainset.to_inner_uid(u) for u in range(n_users)], dtype=np.int64)
     item_order = np.array([trainset.to_inner_iid(i) for i in range(n_items)], dtype=np.int64)
     order = user_order if user_based else item_order
-    neighbours = nearest_rows(np.asarray(algo.sim), order, max_neighbours)
+    try:
+        algo.fit(trainset)
+        neighbours = nearest_rows(np.asarray(algo.sim), order, max_neighbours)
+    except ZeroDivisionError:
+        # Surprise divides by a row's squared residuals on the items it shares
+        # with another, which are 0 when the baselines fit those ratings
+        # exactly (every rating alike, say). It has learned the baselines by
+        # then; without similarities every estimate is the baseline.
+        empty = np.zeros((len(order), 1))
+        neighbours = Neighbours(indices=empty.astype(np.int64), similarities=empty)
     return FittedKNNBaseline(
         user_bias=np.asarray(algo.bu, dtype=np.float64)[user_order],
         item_bias=np.asarray(algo.bi, dtype=np.float64)[item_order],

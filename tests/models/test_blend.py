@@ -149,6 +149,15 @@ def test_a_log_too_small_to_validate_on_gets_the_plain_mean_of_the_members():
     np.testing.assert_allclose(model.predict(users, products), members.mean(axis=1))
 
 
+def test_ratings_all_alike_predict_that_rating_instead_of_failing():
+    # Surprise's Pearson-baseline similarity divides by zero on such data.
+    alike = random_feedback(n_users=30, n_items=20, density=0.5).assign(rating=3.0)
+    model = BlendRecommender().fit(alike)
+    users, products = alike["user_id"].to_numpy(), alike["product_id"].to_numpy()
+    np.testing.assert_allclose(model.predict(users, products), 3.0)
+    assert len(model.recommend(users[:1], 3).lists[int(users[0])]) == 3
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
