@@ -81,6 +81,7 @@ bench: install
 	run bench_import; \
 	run bench_ingestion; \
 	run bench_quality "$(MOVIELENS)"; \
+	run bench_rating "$(MOVIELENS)"; \
 	run bench_scale --sizes "$(BENCH_SCALE_SIZES)" --spark-sizes 0.1M --retrain-sizes 1M; \
 	run bench_filters; \
 	run bench_exposure; \

@@ -2,9 +2,10 @@
 
 ``import recommendation_system`` simulates the shop (100 users, 20 products,
 Faker), ranks the top-5 most-clicked products, trains Surprise's SVD and
-measures its RMSE and MAE, and a global-mean baseline's, on the holdout split
-``evaluate`` uses (20% of each user's rows, seed 0), so both print the same
-SVD figures. Nothing is written to disk.
+measures its RMSE and MAE, and those of a blend of rating models and of a
+global-mean baseline, on the holdout split ``evaluate`` uses (20% of each
+user's rows, seed 0), so both print the same figures. Nothing is written to
+disk.
 
 ``python recommendation_system.py`` prints the RMSE block; ``--help`` lists
 the other commands (generate, eda, evaluate, tune).
@@ -33,4 +34,5 @@ model = pipeline.model
 evaluation = pipeline.evaluation
 rmse = evaluation.svd.rmse
 mae = evaluation.svd.mae
+blend_rmse = evaluation.blend.rmse
 baseline_rmse = evaluation.baseline.rmse

@@ -45,9 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     rmse = add_command(
         commands,
         "rmse",
-        "print SVD and baseline RMSE (the default)",
-        "Print RMSE and MAE of SVD and of a global-mean baseline on the simulated shop, "
-        "measured on evaluate's holdout split.",
+        "print SVD, blend and baseline RMSE (the default)",
+        "Print RMSE and MAE of SVD, of the blend of rating models and of a global-mean "
+        "baseline on the simulated shop, measured on evaluate's holdout split.",
     )
     rmse.set_defaults(handler=cmd_rmse)
 

@@ -2,6 +2,7 @@
 
 from recsys.models.als import ALSRecommender
 from recsys.models.base import AUTO, Recommender
+from recsys.models.blend import BlendRecommender
 from recsys.models.ease import EASERecommender
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.popularity import PopularityRecommender
@@ -13,6 +14,7 @@ MODELS: dict[str, type[Recommender]] = {
     ALSRecommender.name: ALSRecommender,
     EASERecommender.name: EASERecommender,
     ItemKNNRecommender.name: ItemKNNRecommender,
+    BlendRecommender.name: BlendRecommender,
 }
 
 # Other names users type for a registered model.

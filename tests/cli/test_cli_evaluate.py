@@ -75,6 +75,14 @@ def test_the_pipeline_prints_the_svd_rmse_and_mae_that_evaluate_reports(run, pip
     )
 
 
+def test_evaluate_names_the_blend_and_reports_the_rmse_the_pipeline_prints(run, pipeline):
+    status, out, _ = run("evaluate", "--models", "svd,blend", "--json")
+    models = json.loads(out)["models"]
+    assert status == 0
+    assert models["blend"]["rmse"] == pipeline().evaluation.blend.rmse
+    assert models["blend"]["rmse"] < models["svd"]["rmse"]
+
+
 def test_only_rating_models_report_rmse_and_mae(run):
     models = json.loads(run("evaluate", "--json")[1])["models"]
     assert {"rmse", "mae"} <= set(models["svd"])

@@ -52,6 +52,15 @@ def test_svd_beats_the_global_mean_on_the_default_data(pipeline):
     assert evaluation.svd.mae < evaluation.baseline.mae
 
 
+def test_the_pipeline_measures_the_blend_beside_svd_on_the_same_split(pipeline):
+    evaluation = pipeline.evaluation
+    assert evaluation.blend.n_test == evaluation.svd.n_test
+    assert evaluation.blend.rmse < evaluation.svd.rmse
+    rows = {line[:24].strip(): line[24:].split() for line in evaluation.report().splitlines()}
+    assert float(rows["SVD (Surprise)"][0]) == round(evaluation.svd.rmse, 4)
+    assert float(rows["blend (SVD + kNN)"][0]) == round(evaluation.blend.rmse, 4)
+
+
 @pytest.mark.parametrize("seed", [1, 2, 3, 4, 5])
 def test_svd_beats_the_global_mean_for_other_seeds(seed):
     feedback = derive_ratings(simulate_shop(SimulationConfig(seed=seed)).interactions)
