@@ -99,6 +99,7 @@ bench: install
 		echo "skipped bench_movielens.py: no MovieLens ratings at $(MOVIELENS);" \
 		     "download ml-latest-small from GroupLens and run: make bench MOVIELENS=PATH/ratings.csv"; \
 	fi; \
+	run bench_capacity $(if $(RECORD),--records "$(RECORD)"); \
 	if [ -n "$$failed" ]; then echo "make bench: a target failed in:$$failed"; exit 1; fi; \
 	echo "make bench: every target judged passed"
 

@@ -6,8 +6,8 @@ service (``RECSYS_DATABASE_URL``, ``RECSYS_MODEL_DIR``, ``RECSYS_MODEL=als``,
 below override the last two. spark-submit's ``--master`` and resources
 apply. The executors read the events (the PostgreSQL store over JDBC, or a
 Parquet dataset with ``--data``), rate, split, fit and measure; the driver
-collects the factors and id maps and publishes the ALS artifact into the
-model directory, under the training lock.
+publishes the ALS artifact into the model directory, under the training
+lock, the users' ids and factors streamed into it block by block.
 
 Usage (see docs/scaling.md, "Spark on a cluster"):
     zip -qr recsys.zip recsys

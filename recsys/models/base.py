@@ -169,15 +169,20 @@ class Recommender(ABC):
         Raises:
             ValueError: Naming the first array at fault and what is wrong with it.
         """
-        check_state_arrays(state.arrays, cls.state_shapes, cls.derived_sizes, cls.index_arrays)
+        check_state_arrays(
+            state.all_arrays(), cls.state_shapes, cls.derived_sizes, cls.index_arrays
+        )
 
     @classmethod
     def from_state(cls, state: ModelState) -> Self:
         """Rebuild a fitted model from ``get_state``'s output.
 
         Raises:
-            ValueError: The arrays fail ``validate_state``.
+            ValueError: The arrays fail ``validate_state``, or some are streamed
+                (those are published, then loaded).
         """
+        if state.streamed:
+            raise ValueError(f"arrays {sorted(state.streamed)} are in blocks; load them published")
         cls.validate_state(state)
         params = {k: v for k, v in state.params.items() if k != "model"}
         model = cls(**params)

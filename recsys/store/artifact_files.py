@@ -3,11 +3,14 @@
 The archive is one uncompressed ``.npz`` of plain numeric and fixed-width text
 arrays (no pickles): the model's arrays, its fallback's and the catalog at
 training time, each under a prefix naming its role. It is written straight to
-its file (never whole in memory) and fsynced before a version is renamed into
-place. Loading maps each array of the file read-only (``map_arrays``) instead
-of reading it: every process that serves a version shares one copy of it, the
-kernel's page cache, however many workers a machine runs. Files are opened
-only when they are regular files, never through a symbolic link.
+its file, the bytes ``np.savez`` writes, and fsynced before a version is
+renamed into place; an array given in blocks (``ArrayChunks``, a cluster's
+user factors) is written block by block, and checked afterwards by reading
+the file back block by block, so it is never whole in memory. Loading maps
+each array of the file read-only (``map_arrays``) instead of reading it:
+every process that serves a version shares one copy of it, the kernel's page
+cache, however many workers a machine runs. Files are opened only when they
+are regular files, never through a symbolic link.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import io
 import os
 import stat
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.errors import RecsysError
-from recsys.models.state import ModelState
+from recsys.models.state import ArrayChunks, ModelState, StateArray
 
 # Array names in the archive are prefixed by the role of the model they belong to.
 MODEL_PREFIX = "model."
@@ -50,21 +53,27 @@ class ArtifactError(RecsysError):
 # whole checksum having been taken by the publisher as it wrote them.
 FULL_CHECK_BYTES = 64 * 1024 * 1024
 _SAMPLE_BLOCKS, _BLOCK_BYTES = 64, 64 * 1024
+# Arrays written in blocks are read back for their checks this many bytes at a time.
+READ_BACK_BYTES = 16 * 1024 * 1024
+
+
+def _stored(array: StateArray) -> StateArray:
+    return array if isinstance(array, ArrayChunks) else np.ascontiguousarray(array)
 
 
 def archive_arrays(
     state: ModelState, fallback: ModelState | None, catalog: pd.DataFrame | None
-) -> dict[str, np.ndarray]:
+) -> dict[str, StateArray]:
     """Return the arrays an artifact stores: the model's, its fallback's and the catalog's.
+
+    Arrays in blocks stay in blocks, to be written one block at a time.
 
     Raises:
         ArtifactError: An array holds Python objects (it could not be read back without pickle).
     """
-    arrays = {MODEL_PREFIX + k: np.ascontiguousarray(v) for k, v in state.arrays.items()}
+    arrays = {MODEL_PREFIX + k: _stored(v) for k, v in state.all_arrays().items()}
     if fallback is not None:
-        arrays.update(
-            {FALLBACK_PREFIX + k: np.ascontiguousarray(v) for k, v in fallback.arrays.items()}
-        )
+        arrays.update({FALLBACK_PREFIX + k: _stored(v) for k, v in fallback.all_arrays().items()})
     if catalog is not None:
         arrays[CATALOG_PREFIX + "product_id"] = catalog["product_id"].to_numpy(np.int64)
         for column in ("name", "category"):
@@ -102,18 +111,119 @@ def check_before_publishing(
             raise ArtifactError(f"{role} {model_type!r} cannot be published: {exc}") from None
 
 
-def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> tuple[str, str]:
+def has_streamed_arrays(*states: ModelState | None) -> bool:
+    """Return whether any of the states gives arrays in blocks."""
+    return any(state is not None and state.streamed for state in states)
+
+
+def check_streamed_arrays(
+    classes: Mapping[str, Any], state: ModelState, fallback: ModelState | None, path: Path
+) -> None:
+    """Check states whose arrays were streamed into an archive, reading those back in blocks.
+
+    The arrays in memory are checked as they are; each streamed array is
+    checked as the file holds it, ``READ_BACK_BYTES`` at a time.
+
+    Raises:
+        ArtifactError: As ``check_before_publishing``.
+    """
+    written = written_in_blocks(path)
+
+    def as_written(checked: ModelState, prefix: str) -> ModelState:
+        streamed = {name: written[prefix + name] for name in checked.streamed}
+        return ModelState(arrays=checked.arrays, params=checked.params, streamed=streamed)
+
+    check_before_publishing(
+        classes,
+        as_written(state, MODEL_PREFIX),
+        as_written(fallback, FALLBACK_PREFIX) if fallback is not None else None,
+    )
+
+
+def write_arrays(path: Path, arrays: Mapping[str, StateArray]) -> tuple[str, str]:
     """Write the arrays as an uncompressed ``.npz``, fsynced; return its checksums.
+
+    The file holds the bytes ``np.savez`` writes; an array in blocks is
+    written one block at a time, never whole in memory.
 
     Returns:
         The SHA-256 of the whole file, and of its sampled blocks (``sampled_sha256``).
+
+    Raises:
+        ArtifactError: An array in blocks does not match its declared shape
+            and dtype (the file is then incomplete: the caller discards it).
     """
     with open(path, "wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds badly
+        # np.savez's own layout: stored members, zip64 headers, numpy's .npy format.
+        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+            for name, array in arrays.items():
+                with zf.open(name + ".npy", mode="w", force_zip64=True) as member:
+                    if isinstance(array, ArrayChunks):
+                        try:
+                            _write_blocks(member, array)
+                        except ValueError as exc:
+                            raise ArtifactError(f"array {name!r}: {exc}") from None
+                    else:
+                        np.lib.format.write_array(member, array, allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
     with open_regular_file(path) as f:
         return file_sha256(f), sampled_sha256(f)
+
+
+def _write_blocks(member: io.BufferedIOBase | Any, array: ArrayChunks) -> None:
+    """Write an ``.npy`` of an array in blocks: the header ``np.save`` writes, then each block."""
+    if array.dtype.hasobject:
+        raise ValueError("holds Python objects; artifacts store numbers")
+    header = {
+        "descr": np.lib.format.dtype_to_descr(array.dtype),
+        "fortran_order": False,
+        "shape": array.shape,
+    }
+    try:
+        np.lib.format.write_array_header_1_0(member, header)
+    except ValueError:  # a header too long for format 1.0, as np.save falls back
+        np.lib.format.write_array_header_2_0(member, header)
+    for block in array:
+        if block.size:
+            member.write(np.ascontiguousarray(block).data.cast("B"))
+
+
+def written_in_blocks(path: Path) -> dict[str, ArrayChunks]:
+    """Return every array of an archive as ``ArrayChunks`` that read the file block by block.
+
+    Raises:
+        ArtifactError: The file is not an uncompressed archive of arrays.
+    """
+    try:
+        with open_regular_file(path) as f:
+            layouts = {name: _member_layout(f, info) for name, info in _members(f).items()}
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ArtifactError(f"{path}: not an archive of arrays ({exc})") from None
+    arrays = {}
+    for name, (offset, shape, fortran, dtype) in layouts.items():
+        if fortran or not shape:
+            raise ArtifactError(f"{path}: member {name!r} cannot be read in blocks of rows")
+        arrays[name] = ArrayChunks(shape, dtype, _reader(path, offset, shape, dtype))
+    return arrays
+
+
+def _reader(path: Path, offset: int, shape: tuple[int, ...], dtype: np.dtype) -> Any:
+    """Return a function that starts a pass over an array's rows in the file, in blocks."""
+    row_bytes = max(1, int(np.prod(shape[1:], dtype=np.int64)) * dtype.itemsize)
+    rows_per_block = max(1, READ_BACK_BYTES // row_bytes)
+
+    def blocks() -> Iterator[np.ndarray]:
+        with open_regular_file(path) as f:
+            f.seek(offset)
+            for start in range(0, shape[0], rows_per_block):
+                rows = min(rows_per_block, shape[0] - start)
+                data = f.read(rows * row_bytes)
+                if len(data) != rows * row_bytes:
+                    raise ValueError(f"{path}: the file ends inside an array")
+                yield np.frombuffer(data, dtype=dtype).reshape(rows, *shape[1:])
+
+    return blocks
 
 
 def file_sha256(f: io.BufferedReader) -> str:
@@ -183,6 +293,23 @@ _NPY_HEADERS = {
 
 def _map_member(f: io.BufferedReader, info: zipfile.ZipInfo) -> np.ndarray:
     """Map one ``.npy`` member of the archive, where its bytes lie in the file."""
+    offset, shape, fortran, dtype = _member_layout(f, info)
+    if int(np.prod(shape)) == 0:
+        return np.empty(shape, dtype=dtype, order="F" if fortran else "C")
+    return np.memmap(
+        f, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
+    )
+
+
+def _member_layout(
+    f: io.BufferedReader, info: zipfile.ZipInfo
+) -> tuple[int, tuple[int, ...], bool, np.dtype]:
+    """Return where a ``.npy`` member's data starts in the file, its shape, order and dtype.
+
+    Raises:
+        ValueError: The member has no local header, an unknown format,
+            Python objects, or a size that does not match its header.
+    """
     f.seek(info.header_offset)
     local = f.read(30)  # the member's local header: its name and extra field follow
     if len(local) < 30 or local[:4] != b"PK\x03\x04":
@@ -199,11 +326,7 @@ def _map_member(f: io.BufferedReader, info: zipfile.ZipInfo) -> np.ndarray:
     offset = f.tell()
     if offset - start + int(np.prod(shape)) * dtype.itemsize != info.file_size:
         raise ValueError(f"member {info.filename!r}: its size does not match its header")
-    if int(np.prod(shape)) == 0:
-        return np.empty(shape, dtype=dtype, order="F" if fortran else "C")
-    return np.memmap(
-        f, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C"
-    )
+    return offset, tuple(shape), bool(fortran), dtype
 
 
 def catalog_from_arrays(arrays: Mapping[str, np.ndarray]) -> pd.DataFrame | None:

@@ -17,7 +17,9 @@ that serves (``versions``, ``newer_than``, ``load``, ``load_latest``) looks
 there, so a rejected version never goes live, here or after a restart.
 
 The publisher checks the arrays (``validate_state``: shapes, id maps,
-finite numbers) and records the file's SHA-256. Loading maps the arrays
+finite numbers; arrays given in blocks as the written file holds them, block
+by block, before the version is renamed into place) and records the file's
+SHA-256. Loading maps the arrays
 read-only in place (no pickles, no copy: the processes serving a version share
 one copy, the page cache) once the file matches its checksum (whole up to 64
 MiB, sampled above): an artifact never runs code, and a damaged one, or one
@@ -45,7 +47,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.models.base import Recommender
-from recsys.models.state import ModelState
+from recsys.models.state import ModelState, StateArray
 from recsys.store.artifact_files import (
     FALLBACK_PREFIX,
     MODEL_PREFIX,
@@ -53,7 +55,9 @@ from recsys.store.artifact_files import (
     archive_arrays,
     catalog_from_arrays,
     check_before_publishing,
+    check_streamed_arrays,
     fsync_path,
+    has_streamed_arrays,
     map_arrays,
     read_regular_file,
     write_arrays,
@@ -206,7 +210,8 @@ class ModelRegistry:
         shelf, where nothing serves it from.
 
         Args:
-            state: ``model.get_state()``; ``params["model"]`` names the model type.
+            state: ``model.get_state()``; ``params["model"]`` names the model
+                type. Arrays in ``state.streamed`` are written block by block.
             data_fingerprint: Digest of the training data.
             metrics: Offline metrics to record.
             training: Facts about the run to record (row counts, seconds).
@@ -230,7 +235,9 @@ class ModelRegistry:
         finished = (trained_at or datetime.now(UTC)).astimezone(UTC)
 
         arrays = archive_arrays(state, fallback, catalog)
-        check_before_publishing(self.model_classes, state, fallback)
+        streamed = has_streamed_arrays(state, fallback)
+        if not streamed:  # arrays in blocks are checked as written, before the rename
+            check_before_publishing(self.model_classes, state, fallback)
         template = ArtifactMetadata(
             version="",  # given when a number is claimed
             model_type=str(model_type),
@@ -249,7 +256,12 @@ class ModelRegistry:
         )
         shelf = self.rejected_root if template.rejected else self.root
         shelf.mkdir(exist_ok=True)
-        meta = self._write_version(arrays, finished, template, shelf)
+
+        def check_written(path: Path) -> None:
+            if streamed:
+                check_streamed_arrays(self.model_classes, state, fallback, path)
+
+        meta = self._write_version(arrays, finished, template, shelf, check_written)
         self._prune(self.root)
         self._prune(self.rejected_root)
         if meta.rejected:
@@ -260,12 +272,16 @@ class ModelRegistry:
 
     def _write_version(
         self,
-        arrays: Mapping[str, np.ndarray],
+        arrays: Mapping[str, StateArray],
         finished: datetime,
         template: ArtifactMetadata,
         shelf: Path,
+        check_written: Callable[[Path], None],
     ) -> ArtifactMetadata:
         """Write the arrays and metadata under a temporary name, then rename them into ``shelf``.
+
+        ``check_written`` is given the written arrays file before anything else
+        is written; what it raises discards the version.
 
         Returns:
             The metadata of the version the directory was renamed to.
@@ -274,6 +290,7 @@ class ModelRegistry:
         tmp.mkdir()
         try:
             sha256, sampled = write_arrays(tmp / ARRAYS_FILE, arrays)
+            check_written(tmp / ARRAYS_FILE)
             template = dataclasses.replace(
                 template, arrays_sha256=sha256, arrays_sampled_sha256=sampled
             )

@@ -6,7 +6,8 @@ ways, both ending in the ALS artifact every server loads unchanged:
 
 - ``recsys.training.spark_pipeline.train_on_spark``, the cluster path: the
   executors read the events where they are, rate, split, fit and measure;
-  the driver collects only the factors and the id maps;
+  the driver streams the users' factors and ids into the artifact block by
+  block (``user_arrays``) and collects only the products' arrays;
 - as a ``ModelFitter`` for ``publish_trained`` (a log this process already
   holds): the feedback rows travel to the executors inside the tasks.
 
@@ -52,7 +53,7 @@ import pandas as pd
 from recsys.errors import RecsysError
 from recsys.models.als import ALSRecommender
 from recsys.models.base import Recommender
-from recsys.models.state import ModelState
+from recsys.models.state import ArrayChunks, ModelState
 
 logger = logging.getLogger(__name__)
 
@@ -61,6 +62,11 @@ DEFAULT_MASTER = "local[2]"
 # on a cluster, spark-submit --packages org.postgresql:postgresql:<version>.
 POSTGRES_JDBC_JAR = Path("/usr/share/java/postgresql.jar")
 ENGINES = ("implicit", "spark")
+# The most users the driver holds at a time when it streams their ids and
+# factors into an artifact (8192 x 32 factors x 4 bytes: 1 MiB), and the
+# users in each partition the driver's JVM fetches whole to serve them.
+STREAM_BLOCK_ROWS = 8192
+STREAM_PARTITION_ROWS = 16 * STREAM_BLOCK_ROWS
 
 
 class SparkUnavailableError(RecsysError, RuntimeError):
@@ -297,3 +303,84 @@ def dense_factors(factors: Any, size: int, rank: int) -> np.ndarray:
         ids = np.frombuffer(row["ids"], dtype=np.int32)
         dense[ids] = np.frombuffer(row["values"], dtype=np.float32).reshape(len(ids), rank)
     return dense
+
+
+def user_table(users: Any, user_factors: Any, n_users: int) -> Any:
+    """Return the users' ``user``, ``user_id``, ``features`` in ranges of ``user``, sorted, cached.
+
+    Args:
+        users: Each user's inner index ``user`` and raw ``user_id``.
+        user_factors: Spark's ``userFactors`` (``id`` = inner index, ``features``).
+        n_users: The number of users (sets the number of partitions).
+
+    Returns:
+        The table ``user_arrays`` streams; persisted (unpersist it after use).
+    """
+    from pyspark import StorageLevel
+
+    partitions = max(1, -(-n_users // STREAM_PARTITION_ROWS))
+    return (
+        users.join(user_factors.withColumnRenamed("id", "user"), "user", "left")
+        .repartitionByRange(partitions, "user")
+        .sortWithinPartitions("user")
+        .persist(StorageLevel.MEMORY_AND_DISK)
+    )
+
+
+def user_arrays(
+    table: Any, n_users: int, rank: int, block_rows: int = STREAM_BLOCK_ROWS
+) -> tuple[ArrayChunks, ArrayChunks]:
+    """Return the users' id map and factors as arrays the executors stream in index order.
+
+    Each pass over either array is one Spark job: the executors pack each
+    run of at most ``block_rows`` consecutive users into bytes and the driver
+    receives one partition after another (``toLocalIterator``), so it never
+    holds more than one block of users. Users Spark left without factors get
+    zeros, as ``dense_factors`` gives them.
+
+    Args:
+        table: ``user_table``'s output.
+        n_users: The number of users (inner indices 0..n_users-1).
+        rank: The number of factors.
+        block_rows: The most users in one block.
+
+    Returns:
+        (``user_ids``, ``user_factors``) as ``ArrayChunks`` of shapes
+        (n_users,) int64 and (n_users, rank) float32.
+    """
+    ids = ArrayChunks((n_users,), np.dtype(np.int64), _streamed(table, None, block_rows))
+    factors = ArrayChunks((n_users, rank), np.dtype(np.float32), _streamed(table, rank, block_rows))
+    return ids, factors
+
+
+def _streamed(table: Any, rank: int | None, block_rows: int) -> Any:
+    """Return a function that starts one pass over the ids (rank None) or the factors, in blocks."""
+    dtype, row_shape = (np.int64, ()) if rank is None else (np.float32, (rank,))
+
+    def packed(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        for batch in batches:
+            index = batch["user"].to_numpy(dtype=np.int64)
+            if len(index) > 1 and (np.diff(index) != 1).any():
+                raise ValueError("the users' inner indices are not consecutive")
+            for start in range(0, len(batch), block_rows):
+                part = batch.iloc[start : start + block_rows]
+                if rank is None:
+                    values = part["user_id"].to_numpy(dtype=np.int64)
+                else:
+                    values = np.zeros((len(part), rank), dtype=np.float32)
+                    for row, features in enumerate(part["features"]):
+                        if features is not None:
+                            values[row] = features
+                yield pd.DataFrame({"first": [index[start]], "data": [values.tobytes()]})
+
+    def blocks() -> Iterator[np.ndarray]:
+        expected = 0
+        stream = table.mapInPandas(packed, "first long, data binary").toLocalIterator()
+        for row in stream:
+            if row["first"] != expected:
+                raise ValueError(f"Spark's users skip from index {expected} to {row['first']}")
+            block = np.frombuffer(row["data"], dtype=dtype).reshape(-1, *row_shape)
+            expected += len(block)
+            yield block
+
+    return blocks

@@ -2,10 +2,12 @@
 
 ``train_on_spark`` is ``train_and_publish`` for a log that lives beside the
 cluster (a Parquet dataset or the PostgreSQL store over JDBC). Everything
-that grows with the log stays in Spark (cached pairs, checkpoints under the
-staging URI); the driver collects the factor matrices, the id maps, the
-products' click counts (the popularity fallback), the catalog and a few
-numbers, so its memory does not grow with the log's length.
+that grows with the log or with its users stays in Spark (cached pairs,
+checkpoints under the staging URI). The users' ids and factors go from the
+executors into the artifact's file one block at a time (``user_arrays``);
+the driver collects only what grows with the catalog (the products' factors,
+ids and click counts, the catalog) and a few numbers, so its memory grows
+neither with the log's length nor with its users.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from recsys.models.als import ALSRecommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.state import ModelState
 from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
-from recsys.training.spark import SparkALSEngine, dense_factors, spark_reg_param
+from recsys.training.spark import (
+    SparkALSEngine,
+    dense_factors,
+    spark_reg_param,
+    user_arrays,
+    user_table,
+)
 from recsys.training.spark_data import (
     EventSource,
     indexed_ids,
@@ -80,22 +88,28 @@ def train_on_spark(
     metrics = _holdout_metrics(engine, template, rows, settings, n_items)
 
     fitted = engine.als(template, reg_param).fit(rows)
-    state, fallback = _model_states(rows, fitted, template, n_users, n_items)
-    rows.unpersist()
-    return registry.publish(
-        state,
-        fallback=fallback,
-        catalog=_catalog(engine.session, source, catalog_path, state.arrays["product_ids"]),
-        data_fingerprint=summary.fingerprint,
-        metrics=metrics,
-        training={
-            "interactions": summary.events,
-            "users": int(n_users),
-            "products": int(n_items),
-            "seconds": round(time.perf_counter() - started, 3),
-            **_weights_and_source(settings, source),
-        },
-    )
+    users = user_table(rows.select("user_id", "user").distinct(), fitted.userFactors, n_users)
+    try:
+        users.count()  # cached while the pairs it comes from still are
+        state, fallback = _model_states(rows, users, fitted, template, n_users, n_items)
+        rows.unpersist()
+        # The users' arrays are streamed from ``users`` as the registry writes them.
+        return registry.publish(
+            state,
+            fallback=fallback,
+            catalog=_catalog(engine.session, source, catalog_path, state.arrays["product_ids"]),
+            data_fingerprint=summary.fingerprint,
+            metrics=metrics,
+            training={
+                "interactions": summary.events,
+                "users": int(n_users),
+                "products": int(n_items),
+                "seconds": round(time.perf_counter() - started, 3),
+                **_weights_and_source(settings, source),
+            },
+        )
+    finally:
+        users.unpersist()
 
 
 def _weights_and_source(settings: TrainingSettings, source: EventSource) -> dict[str, Any]:
@@ -109,26 +123,28 @@ def _weights_and_source(settings: TrainingSettings, source: EventSource) -> dict
 
 
 def _model_states(
-    rows: Any, fitted: Any, template: ALSRecommender, n_users: int, n_items: int
+    rows: Any, users: Any, fitted: Any, template: ALSRecommender, n_users: int, n_items: int
 ) -> tuple[ModelState, ModelState]:
-    """Collect the ALS state (factors, id maps) and the popularity fallback's state."""
+    """Return the ALS state and the popularity fallback's, the users' arrays streamed from Spark.
+
+    The products' arrays are collected (they grow with the catalog); the
+    users' id map and factors stay on the executors until the registry
+    writes them block by block, and checks them as written.
+    """
+    user_ids, user_factors = user_arrays(users, n_users, template.factors)
+    product_ids = _id_map(rows, "product_id", "item")
     state = ModelState(
         arrays={
-            "user_ids": _id_map(rows, "user_id", "user"),
-            "product_ids": _id_map(rows, "product_id", "item"),
-            "user_factors": dense_factors(fitted.userFactors, n_users, template.factors),
+            "product_ids": product_ids,
             "item_factors": dense_factors(fitted.itemFactors, n_items, template.factors),
         },
         params={"model": ALSRecommender.name, **template.params()},
+        streamed={"user_ids": user_ids, "user_factors": user_factors},
     )
-    ALSRecommender.validate_state(state)
     fallback = ModelState(
-        arrays={
-            "user_ids": state.arrays["user_ids"],
-            "product_ids": state.arrays["product_ids"],
-            "item_clicks": _item_clicks(rows, n_items),
-        },
+        arrays={"product_ids": product_ids, "item_clicks": _item_clicks(rows, n_items)},
         params={"model": PopularityRecommender.name},
+        streamed={"user_ids": user_ids},
     )
     return state, fallback
 
@@ -191,7 +207,7 @@ def _holdout_metrics(
 
 
 def _id_map(rows: Any, column: str, index: str) -> np.ndarray:
-    """Return the raw ids in inner-index order (ascending), as the artifact's id map."""
+    """Return the raw ids in inner-index order (ascending), as the artifact's id map (products)."""
     ids = rows.select(column, index).distinct().orderBy(index).toPandas()
     return ids[column].to_numpy(dtype=np.int64)
 

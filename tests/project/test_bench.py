@@ -38,6 +38,8 @@ SMALLEST_RUNS = {
     "bench_gate.py": ["--users", "300", "--products", "30", "--models", "itemknn"],
     "bench_exploration.py": ["--requests", "200", "--users", "30", "--sync-every", "50"],
     "bench_realtime.py": ["--max-events", "60", "--http-check", "5"],
+    # Reads the committed records: the capacity plan must still parse them.
+    "bench_capacity.py": [],
 }
 
 
@@ -150,3 +152,17 @@ def test_a_recorded_run_holds_its_date_commit_output_and_verdicts(
     assert "| rate >= 40 req/s | 42 | PASS |" in written
     assert "| p99 <= 10 ms | 12.0 ms | FAIL |" in written
     assert "figure: 42 req/s" in capsys.readouterr().out  # still shown as it ran
+
+
+def test_the_capacity_plan_names_the_record_it_lacks(tmp_path):
+    run = subprocess.run(
+        [sys.executable, "bench/bench_capacity.py", "--records", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 2
+    assert run.stderr.strip() == (
+        f"bench_capacity.py: {tmp_path}/bench_scale.md is missing: run the benchmark that writes it"
+    )

@@ -238,3 +238,42 @@ def test_the_distributed_path_refuses_invalid_events(spark_engine, tmp_path, fra
     source = EventSource(parquet=str(tmp_path / "bad.parquet"))
     with pytest.raises(ValueError, match=message):
         train_on_spark(spark_engine, source, ModelRegistry(tmp_path / "models"))
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_the_users_arrays_stream_from_the_executors_in_blocks_of_the_stated_size(
+    spark_engine, monkeypatch
+):
+    import numpy as np
+    import pandas as pd
+
+    from recsys.training import spark as spark_module
+
+    # Ten partitions of 100 users, so the blocks must come back in partition order.
+    monkeypatch.setattr(spark_module, "STREAM_PARTITION_ROWS", 100)
+    users, rank, block_rows = 1000, 4, 64
+    factors = np.random.default_rng(0).normal(size=(users, rank)).astype(np.float32)
+    user_ids = np.arange(1, users + 1, dtype=np.int64) * 5
+    session = spark_engine.session
+    # Spark's userFactors (id = inner index, features); user 10 has none.
+    user_factors = session.createDataFrame(
+        [(i, factors[i].tolist()) for i in range(users) if i != 10], "id int, features array<float>"
+    )
+    indexed = session.createDataFrame(
+        pd.DataFrame({"user": np.arange(users, dtype=np.int32), "user_id": user_ids})
+    )
+    table = spark_module.user_table(indexed, user_factors, users)
+    try:
+        streamed_ids, streamed_factors = spark_module.user_arrays(table, users, rank, block_rows)
+        blocks = list(streamed_factors)
+        id_blocks = list(streamed_ids)
+    finally:
+        table.unpersist()
+    assert table.rdd.getNumPartitions() == 10
+    assert max(len(block) for block in blocks + id_blocks) <= block_rows
+    assert len(blocks) >= users // block_rows
+    expected = factors.copy()
+    expected[10] = 0  # as dense_factors leaves a user without factors
+    np.testing.assert_array_equal(np.concatenate(blocks), expected)
+    np.testing.assert_array_equal(np.concatenate(id_blocks), user_ids)
