@@ -10,12 +10,12 @@ without breaking a client that validates against this document.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
 from recsys.data.catalog import MAX_PRICE
-from recsys.data.interactions import MAX_ID
+from recsys.data.interactions import EVENT_TYPES, MAX_ID
 from recsys.data.timestamps import ISO_WITH_OFFSET
 
 MAX_PAGE = 1000
@@ -297,6 +297,16 @@ class Accepted(BaseModel):
     accepted: int = Field(ge=1, description="how many were written")
 
 
+class EventsAccepted(BaseModel):
+    accepted: int = Field(ge=1, description="how many events the batch held: each is recorded")
+    new: int = Field(ge=0, description="how many were stored by this request")
+    known: int = Field(
+        ge=0,
+        description="how many the store already held by their event_id (a batch sent again): "
+        "not stored twice",
+    )
+
+
 class HistoryEntry(BaseModel):
     product_id: int = Field(ge=1, le=MAX_ID)
     purchased: bool
@@ -314,14 +324,41 @@ class History(BaseModel):
 # -- the existing endpoints' shapes (documented; parsed by recsys.web.query_params) ------------
 
 
-class EventIn(BaseModel):
-    """One click, and whether it ended in a purchase."""
+EventType = Literal["view", "click", "cart", "purchase", "rating", "dislike"]
+if get_args(EventType) != EVENT_TYPES:  # pragma: no cover - a type added in one place only
+    raise AssertionError("EventType must name recsys.data.interactions.EVENT_TYPES")
 
-    model_config = ConfigDict(extra="forbid")
+
+class EventIn(BaseModel):
+    """One thing a user did with a product: a `type`, or (the older form) `purchased` alone."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["type"]}, {"required": ["purchased"]}]},
+    )
 
     user_id: int = Field(ge=1, le=MAX_ID)
     product_id: int = Field(ge=1, le=MAX_ID)
-    purchased: Literal[0, 1] | bool
+    type: EventType | None = Field(
+        None,
+        description="what the user did; a dislike keeps the product out of the user's lists "
+        "at once. Without it, `purchased` says: a click, or a purchase",
+    )
+    value: int | None = Field(
+        None, ge=1, le=5, description="the stars of a rating (1-5); only on a rating"
+    )
+    purchased: Literal[0, 1] | bool | None = Field(
+        None,
+        description="the older form of a click (0) or a purchase (1); next to a `type`, "
+        "1 exactly for a purchase",
+    )
+    event_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="the sender's id of the event, unique per store: sent again (a retried "
+        "batch) it is not stored twice; reused for another event it is refused (409)",
+    )
     timestamp: str | None = Field(
         None,
         pattern=r"^" + ISO_WITH_OFFSET.pattern + "$",
