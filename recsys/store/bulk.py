@@ -144,7 +144,8 @@ def claim_file(conn: Connection, path: Path, digest: str, events: int, append: b
         if not append:
             raise DataFileError(
                 path,
-                f"this file was imported on {format_utc(found.imported_at)} ({found.events} "
+                f"this file was imported on {format_utc(found.imported_at.replace(microsecond=0))} "
+                f"({found.events} "
                 "events; recognised by its SHA-256); pass --append to import it again",
             )
         return False

@@ -540,10 +540,12 @@ class EventStore(ProductCatalog):
         digest = None if by_ids else file_sha256(path)
 
         def insert() -> Ingested:
-            with self._write() as conn, _progress_bar(progress, len(events), "writing") as bar:
+            with self._write() as conn:
+                # Before the bar: a refused file shows nothing but its error.
                 if digest is not None:
                     claim_file(conn, path, digest, len(events), append)
-                return _insert_events(conn, events, on_chunk=bar.update)
+                with _progress_bar(progress, len(events), "writing") as bar:
+                    return _insert_events(conn, events, on_chunk=bar.update)
 
         try:
             return _retry_event_id_races(lambda: retry_conflicts(insert))
