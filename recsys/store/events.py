@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
 from recsys.data.events import (
@@ -592,12 +593,12 @@ def _insert_events(
         EventIdConflictError: For the first event whose event_id names another event.
     """
     now = utc_now()
-    known: set[int] = set()
+    catalog_ids: set[int] = set()
     for chunk in chunks(sorted({e.product_id for e in events})):
         found = conn.execute(sa.select(products.c.id).where(products.c.id.in_(chunk)))
-        known.update(found.scalars())
+        catalog_ids.update(found.scalars())
     for index, e in enumerate(events):
-        if e.product_id not in known:
+        if e.product_id not in catalog_ids:
             raise UnknownProductError(index, e.product_id)
     fresh, repeated = unique_events(events)
     stored = _stored_events(conn, [events[i].event_id for i in fresh])
@@ -611,7 +612,7 @@ def _insert_events(
                 continue
             difference = event.differs_from(previous)
             if difference is not None:
-                raise EventIdConflictError(index, previous.event_id or "", difference)
+                raise EventIdConflictError(index, event.event_id or "", difference)
         repeated += len(fresh) - len(kept)
         fresh = kept
     batch = [events[i] for i in fresh]
@@ -638,22 +639,38 @@ def _insert_events(
     return Ingested(len(rows), repeated, sum(1 for e in batch if e.purchased))
 
 
+_STORED_COLUMNS = (
+    interactions.c.event_id,
+    interactions.c.user_id,
+    interactions.c.product_id,
+    interactions.c.type,
+    interactions.c.value,
+    interactions.c.created_at,
+)
+# PostgreSQL takes the whole batch's ids as one array parameter: an IN list
+# of a thousand parameters cost more to build and plan than the insert itself.
+_STORED_BY_ARRAY = sa.select(*_STORED_COLUMNS).where(
+    interactions.c.event_id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
+)
+
+
 def _stored_events(conn: Connection, event_ids: list[str | None]) -> dict[str, Event]:
-    """Return the stored events of these event_ids (those the store holds)."""
+    """Return the stored events of these event_ids (those the store holds), in one read."""
     wanted = sorted({i for i in event_ids if i is not None})
-    found: dict[str, Event] = {}
-    c = interactions.c
-    for chunk in chunks(wanted):
-        rows = conn.execute(
-            sa.select(c.event_id, c.user_id, c.product_id, c.type, c.value, c.created_at).where(
-                c.event_id.in_(chunk)
-            )
-        )
-        for event_id, user_id, product_id, kind, value, created_at in rows:
-            found[event_id] = Event(
-                int(user_id), int(product_id), False, created_at, kind, value, event_id
-            )
-    return found
+    if not wanted:
+        return {}
+    if conn.dialect.name == "postgresql":
+        results = [conn.execute(_STORED_BY_ARRAY, {"ids": wanted})]
+    else:
+        results = [
+            conn.execute(sa.select(*_STORED_COLUMNS).where(interactions.c.event_id.in_(chunk)))
+            for chunk in chunks(wanted)
+        ]
+    return {
+        event_id: Event(int(user_id), int(product_id), False, created_at, kind, value, event_id)
+        for result in results
+        for event_id, user_id, product_id, kind, value, created_at in result
+    }
 
 
 def _progress_bar(enabled: bool, total: int, description: str):
