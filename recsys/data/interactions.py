@@ -320,5 +320,19 @@ def _check_header(
 
 
 def write_interactions(frame: pd.DataFrame, path: str | Path | TextIO) -> None:
-    """Write an interactions frame as CSV with Unix line endings."""
-    frame.loc[:, list(INTERACTION_COLUMNS)].to_csv(path, index=False, lineterminator="\n")
+    """Write an interactions frame as CSV with Unix line endings.
+
+    A frame with event types other than click and purchase keeps them in a
+    ``type`` column (and its ratings in ``value``); one of clicks and
+    purchases alone is written in the three columns of the bundled log.
+    """
+    columns = list(INTERACTION_COLUMNS)
+    codes = event_codes(frame)
+    if ((codes != CLICK) & (codes != PURCHASE)).any():
+        columns.append(TYPE_COLUMN)
+        if VALUE_COLUMN in frame.columns and (codes == RATING).any():
+            columns.append(VALUE_COLUMN)
+    out = frame.loc[:, columns]
+    if VALUE_COLUMN in columns:
+        out = out.assign(value=out[VALUE_COLUMN].where(codes == RATING).astype("Int64"))
+    out.to_csv(path, index=False, lineterminator="\n")

@@ -492,6 +492,9 @@ class DataFigures(BaseModel):
     products: int = Field(description="products clicked at least once")
     catalog_products: int | None
     purchases: int
+    events_by_type: dict[EventType, int] = Field(
+        description="how many events of each type (view, click, cart, purchase, rating, dislike)"
+    )
     conversion: float | None = Field(description="purchases per click; null without clicks")
     clicks_per_user: dict[str, float] | None = Field(
         description="count, mean, std, min, 25%, 50%, 75%, max"

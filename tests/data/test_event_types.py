@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.data.eda import eda_report, eda_summary, events_by_type
 from recsys.data.events import (
     Event,
     EventIdConflictError,
@@ -270,3 +271,54 @@ def test_a_bad_typed_line_is_named_by_file_and_line(tmp_path, header, line, prob
     with pytest.raises(DataFileError) as refused:
         load_interactions(path)
     assert f"{path}, {problem}" in str(refused.value)
+
+
+# -- the simulator and the EDA know the types ----------------------------------------
+
+
+def test_the_simulator_emits_views_and_carts_only_when_asked_and_the_same_clicks():
+    from recsys.data.simulate import SimulationConfig, simulate_shop
+
+    plain = simulate_shop(SimulationConfig(users=30, products=10)).interactions
+    assert "type" not in plain.columns  # the bundled log's shape
+    typed = simulate_shop(SimulationConfig(users=30, products=10, view_rate=2, cart_rate=0.5))
+    log = typed.interactions
+    counts = events_by_type(log)
+    assert counts["view"] > 0 and counts["cart"] > 0
+    assert counts["click"] + counts["purchase"] == len(plain)
+    clicks = log[log["type"].isin(["click", "purchase"])].reset_index(drop=True)
+    assert clicks[["user_id", "product_clicked", "purchased"]].equals(plain)
+
+
+def test_a_typed_log_written_and_read_back_keeps_its_types(tmp_path):
+    from recsys.data.interactions import write_interactions
+
+    log = _typed([(1, 2, "view", 0), (1, 2, "rating", 4), (2, 3, "purchase", 0)])
+    path = tmp_path / "typed.csv"
+    write_interactions(log, path)
+    assert path.read_text().splitlines()[:3] == [
+        "user_id,product_clicked,purchased,type,value",
+        "1,2,0,view,",
+        "1,2,0,rating,4",
+    ]
+    back = load_interactions(path)
+    assert back["type"].tolist() == ["view", "rating", "purchase"]
+    assert back["value"].tolist() == [0, 4, 0]
+
+
+def test_the_eda_counts_events_by_type():
+    log = _typed(
+        [(1, 2, "view", 0), (1, 2, "view", 0), (1, 3, "dislike", 0), (2, 3, "purchase", 0)]
+    )
+    assert events_by_type(log) == {
+        "view": 2,
+        "click": 0,
+        "cart": 0,
+        "purchase": 1,
+        "rating": 0,
+        "dislike": 1,
+    }
+    assert eda_summary(log)["events_by_type"]["dislike"] == 1
+    assert "Events by type: view 2, click 0, cart 0, purchase 1, rating 0, dislike 1" in eda_report(
+        log
+    )

@@ -105,7 +105,7 @@ def test_concurrent_retries_of_one_batch_store_it_once(catalog_store):
     def send() -> None:
         try:
             results.append(catalog_store.ingest(batch))
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=send) for _ in range(4)]

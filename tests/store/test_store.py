@@ -281,7 +281,9 @@ def write_old_interactions(engine: sa.Engine, rows: list[tuple[int, int, bool]])
 
 def _old_rows(engine: sa.Engine) -> list[tuple]:
     with engine.connect() as conn:
-        query = "SELECT id, user_id, product_id, purchased, created_at FROM interactions ORDER BY id"
+        query = (
+            "SELECT id, user_id, product_id, purchased, created_at FROM interactions ORDER BY id"
+        )
         return [tuple(row) for row in conn.execute(sa.text(query))]
 
 

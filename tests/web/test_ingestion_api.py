@@ -42,7 +42,10 @@ def test_a_batch_with_timestamps_and_boolean_purchases_is_accepted(any_app_facto
         {"user_id": 9002, "product_id": 2, "purchased": 1},
     ]
     response = app.test_client().post("/interactions", json=batch)
-    assert (response.status_code, response.get_json()) == (201, {"accepted": 3, "new": 3, "known": 0})
+    assert (response.status_code, response.get_json()) == (
+        201,
+        {"accepted": 3, "new": 3, "known": 0},
+    )
     assert interaction_count(app) == before + 3
     assert runtime_of(app).store.user_history(9001).purchased == {1}
 
