@@ -152,7 +152,7 @@ def test_a_streamed_file_imported_before_is_refused_without_append(catalog_store
     path = tmp_path / "log.parquet"
     write_log(small_log(), path)
     import_log(catalog_store.engine, path)
-    with pytest.raises(DataFileError, match="imported on .* pass --append"):
+    with pytest.raises(DataFileError, match=r"imported on .* pass --append"):
         import_log(catalog_store.engine, path)
     assert catalog_store.counts().interactions == 2500
 
