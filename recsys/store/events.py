@@ -216,14 +216,18 @@ class HistoryEntry:
     Attributes:
         id: The interaction's row id (with ``created_at``, the paging key).
         product_id: The product clicked.
-        purchased: Whether the click ended in a purchase.
+        purchased: Whether it is a purchase.
         created_at: When it happened, naive UTC.
+        type: One of ``EVENT_TYPES``.
+        value: A rating's stars; None for every other type.
     """
 
     id: int
     product_id: int
     purchased: bool
     created_at: datetime
+    type: str = "click"
+    value: int | None = None
 
 
 @dataclass(frozen=True)
@@ -383,6 +387,8 @@ class EventStore(ProductCatalog):
             interactions.c.product_id,
             interactions.c.purchased,
             interactions.c.created_at,
+            interactions.c.type,
+            interactions.c.value,
         ).where(interactions.c.user_id == user_id)
         if before is not None:
             query = query.where(
@@ -394,7 +400,9 @@ class EventStore(ProductCatalog):
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
-            HistoryEntry(int(r.id), int(r.product_id), bool(r.purchased), r.created_at)
+            HistoryEntry(
+                int(r.id), int(r.product_id), bool(r.purchased), r.created_at, r.type, r.value
+            )
             for r in rows
         ]
 

@@ -293,6 +293,11 @@ class ProductBatch(RootModel[list[ProductIn]]):
     root: list[ProductIn] = Field(min_length=1, max_length=MAX_PRODUCTS_PER_PUT)
 
 
+EventType = Literal["view", "click", "cart", "purchase", "rating", "dislike"]
+if get_args(EventType) != EVENT_TYPES:  # pragma: no cover - a type added in one place only
+    raise AssertionError("EventType must name recsys.data.interactions.EVENT_TYPES")
+
+
 class Accepted(BaseModel):
     accepted: int = Field(ge=1, description="how many were written")
 
@@ -309,7 +314,9 @@ class EventsAccepted(BaseModel):
 
 class HistoryEntry(BaseModel):
     product_id: int = Field(ge=1, le=MAX_ID)
-    purchased: bool
+    type: EventType
+    value: int | None = Field(ge=1, le=5, description="a rating's stars; null for other types")
+    purchased: bool = Field(description="true exactly for a purchase")
     timestamp: str = Field(description="UTC, like 2026-11-29T10:00:00Z")
 
 
@@ -322,11 +329,6 @@ class History(BaseModel):
 
 
 # -- the existing endpoints' shapes (documented; parsed by recsys.web.query_params) ------------
-
-
-EventType = Literal["view", "click", "cart", "purchase", "rating", "dislike"]
-if get_args(EventType) != EVENT_TYPES:  # pragma: no cover - a type added in one place only
-    raise AssertionError("EventType must name recsys.data.interactions.EVENT_TYPES")
 
 
 class EventIn(BaseModel):
