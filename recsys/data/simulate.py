@@ -239,13 +239,13 @@ def simulate_shop(config: SimulationConfig | None = None, progress: bool = False
         }
     )
     if config.view_rate or config.cart_rate:
-        interactions = _with_views_and_carts(interactions, config)
+        interactions = with_views_and_carts(interactions, config)
     return SimulatedShop(
         catalog=catalog, users=users, interactions=interactions, taste=taste, popularity=popularity
     )
 
 
-def _with_views_and_carts(clicks: pd.DataFrame, config: SimulationConfig) -> pd.DataFrame:
+def with_views_and_carts(clicks: pd.DataFrame, config: SimulationConfig) -> pd.DataFrame:
     """Add views before each user's clicks and cart additions, as ``SimulationConfig`` says.
 
     Drawn from a generator of their own, so the clicks and purchases are those

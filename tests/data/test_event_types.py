@@ -290,6 +290,17 @@ def test_the_simulator_emits_views_and_carts_only_when_asked_and_the_same_clicks
     assert clicks[["user_id", "product_clicked", "purchased"]].equals(plain)
 
 
+def test_the_large_simulator_adds_views_and_carts_to_exactly_the_clicks_asked_for():
+    from recsys.data.simulate import SimulationConfig
+    from recsys.data.simulate_large import simulate_large
+
+    config = SimulationConfig(users=200, products=30, view_rate=1, cart_rate=0.3)
+    log = simulate_large(config, events=2_000).interactions
+    counts = events_by_type(log)
+    assert counts["click"] + counts["purchase"] == 2_000
+    assert counts["view"] > 0 and counts["cart"] > 0
+
+
 def test_a_typed_log_written_and_read_back_keeps_its_types(tmp_path):
     from recsys.data.interactions import write_interactions
 
