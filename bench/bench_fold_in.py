@@ -21,6 +21,7 @@ Usage: python bench/bench_fold_in.py [--users 400] [--rounds 5] [--models ease,a
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 import tempfile
@@ -47,7 +48,7 @@ from recsys.online.pipeline import Pipeline  # noqa: E402
 from recsys.online.rankers import PERSONAL_OR_POPULAR  # noqa: E402
 from recsys.online.service import LiveModel, RecommendRequest  # noqa: E402
 from recsys.store.artifacts import ArtifactMetadata  # noqa: E402
-from recsys.store.events import EventStore, UserHistory  # noqa: E402
+from recsys.store.events import EventStore  # noqa: E402
 from recsys.store.migrate import upgrade_to_head  # noqa: E402
 
 PRODUCTS, USERS, EVENTS = 5_000, 10_000, 200_000
@@ -81,7 +82,7 @@ def cpu_per_answer(store, pipeline, version, users, folded: bool) -> float:
     for user in users:
         history = store.user_history(user)
         if not folded:  # the training-time row: what the pipeline ranks when it cannot read
-            history = UserHistory(history.product_ids, history.clicks, history.purchases, True)
+            history = dataclasses.replace(history, unavailable=True)
         pipeline.answer(version, RecommendRequest(user, 10), history, None, cache)
     return (time.process_time() - started) / len(users)
 

@@ -5,10 +5,14 @@ and validation -> one database transaction per request), single events and
 1,000-event batches. Artifact load time is measured for the served model of
 the bundled data and for a larger synthetic SVD model.
 
-It states no target: its figures are for information (exit status 0 unless
-a step fails).
+One target: ingestion with an ``event_id`` per event (what makes a retried
+batch store nothing twice) costs at most 1.3x ingestion without, on SQLite and
+on PostgreSQL. Batches of 1,000 typed events with and without ids are posted
+in alternation (the store grows alike under both) and their median times
+compared; a retried batch (every id known) is shown for information. The other
+figures are for information.
 
-Usage: python bench/bench_ingestion.py [--single N] [--batches N] [--record FILE]
+Usage: python bench/bench_ingestion.py [--single N] [--batches N] [--id-batches N] [--record FILE]
 PostgreSQL comes from RECSYS_TEST_POSTGRES_URL (default the local `test`
 database), Redis from RECSYS_TEST_REDIS_URL (default the local one: SQLite
 with Redis shows what announcing each post's users to the listeners costs);
@@ -75,6 +79,46 @@ def ingestion_rates(app, single: int, batches: int) -> tuple[float, float]:
         assert response.status_code == 201, response.get_data(as_text=True)
     batch_rate = batches * 1_000 / (time.perf_counter() - started)
     return single_rate, batch_rate
+
+
+EVENT_ID_COST_LIMIT = 1.3
+
+
+def typed_events(count: int, offset: int, with_ids: bool) -> list[dict]:
+    """Return synthetic typed events; with ids, each has its own event_id (36 characters)."""
+    kinds = ("view", "click", "cart", "purchase")
+    batch = []
+    for i in range(offset, offset + count):
+        event = {"user_id": 200_000 + i % 5_000, "product_id": 1 + i % 20, "type": kinds[i % 4]}
+        if with_ids:
+            event["event_id"] = str(uuid.UUID(int=i))
+        batch.append(event)
+    return batch
+
+
+def event_id_cost(app, batches: int) -> tuple[float, float, float]:
+    """Return the median seconds of a 1,000-event batch without ids, with ids, and resent.
+
+    Batches with and without ids alternate, so both meet a store of the same size.
+    """
+    client = app.test_client()
+    times: dict[str, list[float]] = {"without": [], "with": [], "resent": []}
+    offset = 10_000_000
+    for b in range(batches):
+        for kind in ("without", "with"):
+            body = typed_events(
+                1_000, offset + b * 2_000 + (kind == "with") * 1_000, kind == "with"
+            )
+            started = time.perf_counter()
+            response = client.post("/interactions", json=body)
+            times[kind].append(time.perf_counter() - started)
+            assert response.status_code == 201, response.get_data(as_text=True)
+            if kind == "with":
+                started = time.perf_counter()
+                again = client.post("/interactions", json=body)
+                times["resent"].append(time.perf_counter() - started)
+                assert again.get_json()["known"] == 1_000, again.get_data(as_text=True)
+    return tuple(statistics.median(times[k]) for k in ("without", "with", "resent"))  # type: ignore[return-value]
 
 
 def recommend_latency_ms(app, requests: int) -> float:
@@ -151,6 +195,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--single", type=int, default=2_000, help="single-event posts")
     parser.add_argument("--batches", type=int, default=20, help="1,000-event batch posts")
+    parser.add_argument(
+        "--id-batches",
+        type=int,
+        default=30,
+        help="1,000-event batches with event ids (and as many without) for the cost of ids",
+    )
     add_record_option(parser)
     args = parser.parse_args()
     verdicts = Verdicts("bench_ingestion.py", record=args.record)
@@ -166,6 +216,7 @@ def main() -> int:
     # bench_serving imports this module: imported here, not at the top.
     from bench_serving import delete_redis_keys, redis_answers
 
+    id_costs: dict[str, tuple[float, float, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         backends: list[tuple[str, str, tuple | None, dict]] = [
             ("SQLite", f"sqlite:///{tmp}/bench.db", None, {})
@@ -204,6 +255,8 @@ def main() -> int:
                 wait_for_listener(runtime)
                 single_rate, batch_rate = ingestion_rates(app, args.single, args.batches)
                 latency = recommend_latency_ms(app, 500)
+                if not extra:
+                    id_costs[name] = event_id_cost(app, args.id_batches)
             finally:
                 app.extensions["recsys.runtime"].close()
                 if extra:
@@ -214,6 +267,29 @@ def main() -> int:
                     cleanup[1].dispose()
             print(f"  {name:<12}{single_rate:>20,.0f}{batch_rate:>28,.0f}{latency:>25.2f}")
             verdicts.inform(f"{name}: batch of 1,000, events/s", f"{batch_rate:,.0f}")
+
+        print(
+            f"\nThe cost of event ids: {args.id_batches} batches of 1,000 typed events with an "
+            "event_id each, as many without, alternating (median ms per batch)"
+        )
+        print(f"  {'backend':<12}{'without':>10}{'with':>10}{'ratio':>8}{'resent (all known)':>21}")
+        for name, (without, with_ids, resent) in id_costs.items():
+            ratio = with_ids / without
+            print(
+                f"  {name:<12}{without * 1000:>10.1f}{with_ids * 1000:>10.1f}{ratio:>7.2f}x"
+                f"{resent * 1000:>21.1f}"
+            )
+            verdicts.check(
+                f"{name}: ingestion with event_id at most {EVENT_ID_COST_LIMIT}x without",
+                f"{ratio:.2f}x ({with_ids * 1000:.1f} vs {without * 1000:.1f} ms per 1,000)",
+                ratio <= EVENT_ID_COST_LIMIT,
+            )
+        for name in ("SQLite", "PostgreSQL"):
+            if name not in id_costs:
+                verdicts.not_run(
+                    f"{name}: ingestion with event_id at most {EVENT_ID_COST_LIMIT}x without",
+                    f"{name} was not reachable",
+                )
 
         print("\nArtifact load time (registry.load_latest: read, checksum, np.load, rebuild)")
         served = ModelRegistry(f"{tmp}/models-SQLite")

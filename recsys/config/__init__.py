@@ -43,6 +43,16 @@ from recsys.config.values import SettingsError, database_url
 from recsys.data.catalog import catalog_beside
 from recsys.models import MODEL_ALIASES
 
+# Settings that were replaced: naming one is an error that says what replaces
+# it, never a value silently ignored.
+RETIRED_SETTINGS = {
+    ENV_PREFIX + "CLICK_WEIGHT": "set RECSYS_EVENT_WEIGHTS=click=POINTS instead",
+    ENV_PREFIX + "PURCHASE_WEIGHT": (
+        "set RECSYS_EVENT_WEIGHTS=purchase=POINTS instead (a purchase's whole points: "
+        "the old click and purchase weights added)"
+    ),
+}
+
 # prometheus-client's own variable (unprefixed: the library reads it at import).
 METRICS_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
@@ -94,6 +104,9 @@ class Settings(BaseModel):
             SettingsError: A value is unusable; the message names where it came from.
         """
         config = dict(config or {})
+        for retired in RETIRED_SETTINGS:
+            if retired in environ or retired.removeprefix(ENV_PREFIX) in config:
+                raise SettingsError(f"{retired} is no more: {RETIRED_SETTINGS[retired]}")
         sections = {name: section.read(environ, config) for name, section in SECTIONS.items()}
         metrics_dir = environ.get(METRICS_DIR_ENV) or None
         return cls.model_validate(

@@ -31,6 +31,7 @@ from recsys.config.values import (
     Count,
     CountOrOff,
     DatabaseUrl,
+    EventWeightsValue,
     ModelName,
     NonNegative,
     OptionalPath,
@@ -47,6 +48,7 @@ from recsys.config.values import (
     TrainingEngine,
     TrainingMode,
 )
+from recsys.data.ratings import EventWeights
 from recsys.errors import quote
 from recsys.models import accepted_model_names
 
@@ -197,9 +199,13 @@ class TrainingSection(Section):
         "hyper-parameters per model, as `tune --save` writes them",
         default_text="`instance/model_params.json` if present",
     )
-    click_weight: NonNegative = setting("CLICK_WEIGHT", 1.0, "rating points per click")
-    purchase_weight: NonNegative = setting(
-        "PURCHASE_WEIGHT", 2.0, "extra rating points per purchase"
+    event_weights: EventWeightsValue = setting(
+        "EVENT_WEIGHTS",
+        EventWeights(),
+        "engagement points per event type, `TYPE=POINTS` pairs (the types not named keep "
+        "their default); a rating is worth its points times its stars, a dislike's points "
+        "are 0 or less; a pair's points summed and clipped to 1-5 are its rating",
+        default_text="`" + EventWeights().describe() + "`",
     )
 
 

@@ -17,6 +17,8 @@ from gunicorn.util import parse_address
 from pydantic import BeforeValidator, Field, StringConstraints
 
 from recsys.config.api_keys import KeyRing, check_rate
+from recsys.data.interactions import EVENT_TYPES
+from recsys.data.ratings import EventWeights
 from recsys.errors import RecsysError
 from recsys.models import accepted_model_names, canonical_model_name
 
@@ -151,6 +153,21 @@ def _bind(value: Any) -> tuple[str, ...]:
     return addresses
 
 
+EVENT_WEIGHTS_ACCEPTED = (
+    "comma-separated TYPE=POINTS pairs such as 'purchase=4,dislike=-3' "
+    "(TYPE one of " + ", ".join(EVENT_TYPES) + "; points >= 0, a dislike's <= 0)"
+)
+
+
+def _event_weights(value: Any) -> EventWeights:
+    if isinstance(value, EventWeights):
+        return value
+    try:
+        return EventWeights.parse("" if value is None else str(value))
+    except ValueError as exc:
+        raise ValueError(f"{exc}; expected {EVENT_WEIGHTS_ACCEPTED}") from None
+
+
 # -- the types of settings ---------------------------------------------------------
 
 Count = Annotated[int, Field(ge=1), Accepts("an integer from 1 up")]
@@ -191,6 +208,11 @@ RedisUrl = Annotated[
     str | None, BeforeValidator(_redis_url), Accepts(REDIS_URL_ACCEPTED, own_message=True)
 ]
 RateLimit = Annotated[str | None, BeforeValidator(_rate_limit), Accepts(RATE_LIMIT_ACCEPTED)]
+EventWeightsValue = Annotated[
+    EventWeights,
+    BeforeValidator(_event_weights),
+    Accepts(EVENT_WEIGHTS_ACCEPTED, own_message=True),
+]
 # Its messages name the bad entry without repeating it: it may be a key pasted by mistake.
 ApiKeys = Annotated[
     KeyRing,

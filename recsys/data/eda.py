@@ -14,10 +14,18 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from recsys.data.catalog import catalog_beside, load_catalog
-from recsys.data.interactions import csv_header, load_interactions, read_csv_cells, read_data_file
+from recsys.data.interactions import (
+    EVENT_TYPES,
+    csv_header,
+    event_codes,
+    load_interactions,
+    read_csv_cells,
+    read_data_file,
+)
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD, detect_format, load_dataset
 from recsys.errors import DataFileError, quote
 
@@ -85,6 +93,15 @@ def overall_conversion(interactions: pd.DataFrame) -> float:
     return float(interactions["purchased"].mean())
 
 
+def events_by_type(interactions: pd.DataFrame) -> dict[str, int]:
+    """Return how many events of each type the log holds (every type, in ``EVENT_TYPES`` order).
+
+    A log without a ``type`` column holds clicks and purchases, as ``purchased`` says.
+    """
+    counts = np.bincount(event_codes(interactions), minlength=len(EVENT_TYPES))
+    return {name: int(count) for name, count in zip(EVENT_TYPES, counts, strict=True)}
+
+
 def clicks_per_user(interactions: pd.DataFrame) -> pd.Series:
     """Return summary statistics of the number of clicks per user."""
     return interactions.groupby("user_id").size().describe()
@@ -126,6 +143,8 @@ def eda_report(interactions: pd.DataFrame, catalog: pd.DataFrame | None = None) 
         f"Interactions: {len(interactions)} clicks by {interactions['user_id'].nunique()} users "
         f"on {interactions['product_clicked'].nunique()} products",
         f"Purchase conversion overall: {overall_conversion(interactions):.1%}",
+        "Events by type: "
+        + ", ".join(f"{name} {count}" for name, count in events_by_type(interactions).items()),
         "",
         "Most-clicked products:",
         per_product.head(10).to_string(index=False, **decimals),
@@ -246,6 +265,7 @@ def eda_summary(interactions: pd.DataFrame, catalog: pd.DataFrame | None = None)
             "products": 0,
             "catalog_products": None if catalog is None else len(catalog),
             "purchases": 0,
+            "events_by_type": dict.fromkeys(EVENT_TYPES, 0),
             "conversion": None,
             "clicks_per_user": None,
             "most_clicked": [],
@@ -260,6 +280,7 @@ def eda_summary(interactions: pd.DataFrame, catalog: pd.DataFrame | None = None)
         "products": int(interactions["product_clicked"].nunique()),
         "catalog_products": None if catalog is None else len(catalog),
         "purchases": int(interactions["purchased"].sum()),
+        "events_by_type": events_by_type(interactions),
         "conversion": _rounded(overall_conversion(interactions)),
         "clicks_per_user": {str(name): _rounded(value) for name, value in described.items()},
         "most_clicked": [

@@ -1,10 +1,14 @@
 """The interaction log: its schema, loading it with validation, and reading data files.
 
-The log has one row per click: ``user_id, product_clicked, purchased`` with
-positive integer ids and ``purchased`` 0 or 1, optionally followed by a
-``timestamp`` that follows ``recsys.data.timestamps.TIMESTAMP_RULE`` (the
-rule of the API). ``load_interactions`` checks a file against that schema and
-raises ``DataFileError`` naming the file, the line and the problem.
+The log has one row per event: ``user_id, product_clicked, purchased`` with
+positive integer ids and ``purchased`` 0 or 1 (a click, or a click that ended
+in a purchase), optionally followed, in any order, by a ``timestamp`` that
+follows ``recsys.data.timestamps.TIMESTAMP_RULE`` (the rule of the API), the
+event's ``type`` (one of ``EVENT_TYPES``; empty: click or purchase as
+``purchased`` says), its ``value`` (the 1-5 stars of a ``rating``) and an
+``event_id`` (what makes a second import of the file store nothing twice).
+``load_interactions`` checks a file against that schema and raises
+``DataFileError`` naming the file, the line and the problem.
 
 Every data file of the project (logs, MovieLens ratings, catalogs, parameter
 files) is read through ``read_data_file``, so one problem is worded one way
@@ -36,6 +40,21 @@ from recsys.errors import DataFileError, quote
 INTERACTION_COLUMNS = ("user_id", "product_clicked", "purchased")
 # An optional fourth column: when the click happened (TIMESTAMP_RULE; empty = unknown).
 TIMESTAMP_COLUMN = "timestamp"
+TYPE_COLUMN = "type"
+VALUE_COLUMN = "value"
+EVENT_ID_COLUMN = "event_id"
+# The optional columns after the three required ones, in any order.
+OPTIONAL_COLUMNS = (TIMESTAMP_COLUMN, TYPE_COLUMN, VALUE_COLUMN, EVENT_ID_COLUMN)
+
+# What a user can do with a product. The order is the codes' (a log frame's
+# ``type`` column is a categorical over it); new types go at the end.
+EVENT_TYPES = ("view", "click", "cart", "purchase", "rating", "dislike")
+CLICK, PURCHASE, RATING, DISLIKE = (
+    EVENT_TYPES.index(t) for t in ("click", "purchase", "rating", "dislike")
+)
+# A rating's value: whole stars.
+RATING_VALUES = (1, 5)
+MAX_EVENT_ID = 64
 MAX_ID = 2**63 - 1
 # What every id column of every data file accepts, in the words of the errors.
 ID_RULE = f"an integer from 1 to {MAX_ID}"
@@ -117,12 +136,18 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
 
     Args:
         path: A CSV file with the header ``user_id,product_clicked,purchased``,
-            optionally followed by ``timestamp`` (``TIMESTAMP_RULE``; empty
-            allowed, meaning unknown).
+            optionally followed, in any order, by ``timestamp``
+            (``TIMESTAMP_RULE``; empty allowed, meaning unknown), ``type``
+            (one of ``EVENT_TYPES``; empty: as ``purchased`` says, which may
+            then be empty), ``value`` (1-5 on a rating, empty otherwise) and
+            ``event_id`` (1 to 64 characters).
 
     Returns:
-        A frame with those three int64 columns in file order, plus a
-        ``timestamp`` column (naive UTC, NaT where empty) when the file has one.
+        A frame with those three int64 columns in file order (``purchased``
+        1 exactly for a purchase), plus a ``timestamp`` column (naive UTC, NaT
+        where empty), a ``type`` column (categorical over ``EVENT_TYPES``), a
+        ``value`` column (int64, 0 where none) and an ``event_id`` column
+        (text) for each the file has.
 
     Raises:
         DataFileError: The file is missing, unreadable, empty, or breaks the
@@ -130,7 +155,7 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
     """
     path = Path(path)
     text = read_data_file(path)
-    _check_header(path, csv_header(text))
+    _check_header(path, csv_header(text), OPTIONAL_COLUMNS)
     cells = read_csv_cells(path, text)
     if cells.empty:
         raise DataFileError(path, "the file has a header but no interactions", line=2)
@@ -139,10 +164,39 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
     if TIMESTAMP_COLUMN in columns:
         timestamps = _parse_timestamps(columns[TIMESTAMP_COLUMN])
     _raise_first_bad_row(path, columns, timestamps)
-    frame = pd.DataFrame({c: columns[c].astype(np.int64) for c in INTERACTION_COLUMNS})
+    frame = pd.DataFrame({c: columns[c] for c in INTERACTION_COLUMNS[:2]}).astype(np.int64)
+    if TYPE_COLUMN in columns:
+        named = columns[TYPE_COLUMN]
+        implied = np.where(columns["purchased"] == "1", "purchase", "click")
+        codes = pd.Categorical(named.where(named != "", implied), categories=EVENT_TYPES).codes
+        frame["purchased"] = (codes == PURCHASE).astype(np.int64)
+        frame[TYPE_COLUMN] = pd.Categorical.from_codes(codes, categories=EVENT_TYPES)
+    else:
+        frame["purchased"] = columns["purchased"].astype(np.int64)
     if timestamps is not None:
         frame[TIMESTAMP_COLUMN] = timestamps
+    if VALUE_COLUMN in columns:
+        frame[VALUE_COLUMN] = columns[VALUE_COLUMN].replace("", "0").astype(np.int64)
+    if EVENT_ID_COLUMN in columns:
+        frame[EVENT_ID_COLUMN] = columns[EVENT_ID_COLUMN]
     return frame
+
+
+def event_codes(log: pd.DataFrame) -> np.ndarray:
+    """Return each event's type as its index in ``EVENT_TYPES`` (int8).
+
+    A log without a ``type`` column holds clicks and purchases, as its
+    ``purchased`` column says.
+    """
+    if TYPE_COLUMN in log.columns:
+        types = log[TYPE_COLUMN]
+        if (
+            isinstance(types.dtype, pd.CategoricalDtype)
+            and tuple(types.cat.categories) == EVENT_TYPES
+        ):
+            return types.cat.codes.to_numpy(dtype=np.int8)
+        return pd.Categorical(types, categories=EVENT_TYPES).codes.astype(np.int8)
+    return np.where(log["purchased"].to_numpy() != 0, PURCHASE, CLICK).astype(np.int8)
 
 
 def _parse_timestamps(text: pd.Series) -> pd.Series:
@@ -165,8 +219,12 @@ def _raise_first_bad_row(
     path: Path, text: dict[str, pd.Series], timestamps: pd.Series | None
 ) -> None:
     """Raise a DataFileError for the earliest line that breaks the schema."""
-    bad = {c: ~text[c].str.fullmatch(r"\d{1,19}") for c in INTERACTION_COLUMNS}
-    bad["purchased"] = ~text["purchased"].isin(["0", "1"])
+    bad = {c: ~text[c].str.fullmatch(r"\d{1,19}") for c in INTERACTION_COLUMNS[:2]}
+    typed = TYPE_COLUMN in text
+    named = text[TYPE_COLUMN] if typed else pd.Series("", index=text["user_id"].index)
+    purchased = text["purchased"]
+    # With a type named, purchased may be empty; when given it must agree.
+    bad["purchased"] = ~(purchased.isin(["0", "1"]) | ((purchased == "") & (named != "")))
     for c in ("user_id", "product_clicked"):
         # 19 digits pass the regex; compare as Python ints to catch 0 and > 2^63-1.
         candidates = np.flatnonzero(~bad[c].to_numpy())
@@ -175,6 +233,21 @@ def _raise_first_bad_row(
         bad[c].iloc[out_of_range] = True
     if timestamps is not None:
         bad[TIMESTAMP_COLUMN] = timestamps.isna() & (text[TIMESTAMP_COLUMN] != "")
+    if typed:
+        contradicts = (
+            (named != "") & (purchased != "") & ((purchased == "1") != (named == "purchase"))
+        )
+        bad[TYPE_COLUMN] = ~named.isin(["", *EVENT_TYPES]) | contradicts
+    rating = named == "rating"
+    if VALUE_COLUMN in text:
+        value = text[VALUE_COLUMN]
+        stars = value.isin([str(v) for v in range(RATING_VALUES[0], RATING_VALUES[1] + 1)])
+        bad[VALUE_COLUMN] = (rating & ~stars) | (~rating & (value != ""))
+    elif rating.any():
+        bad[VALUE_COLUMN] = rating
+    if EVENT_ID_COLUMN in text:
+        ids = text[EVENT_ID_COLUMN]
+        bad[EVENT_ID_COLUMN] = (ids == "") | (ids.str.len() > MAX_EVENT_ID)
     any_bad = np.logical_or.reduce([mask.to_numpy() for mask in bad.values()])
     if not any_bad.any():
         return
@@ -183,39 +256,83 @@ def _raise_first_bad_row(
     if all(column.iloc[i] == "" for column in text.values()):
         raise DataFileError(path, "blank line; expected user_id,product_clicked,purchased", line)
     for c in bad:
-        if not bad[c].iloc[i]:
-            continue
-        value = text[c].iloc[i]
+        if bad[c].iloc[i]:
+            raise DataFileError(path, _problem(c, text, i), line)
+
+
+def _problem(column: str, text: dict[str, pd.Series], i: int) -> str:
+    """Return what is wrong with a bad cell of a log (the row's first bad column)."""
+    value = text[column].iloc[i] if column in text else ""
+    kind = text[TYPE_COLUMN].iloc[i] if TYPE_COLUMN in text else ""
+    if column == VALUE_COLUMN:
+        if kind == "rating":
+            low, high = RATING_VALUES
+            return f"value must be {low} to {high} on a rating, got {quote(value)}"
+        shown = quote(kind or "click")
+        return f"value is only for a rating; type {shown} takes none, got {quote(value)}"
+    if column == TYPE_COLUMN and value in EVENT_TYPES:
+        purchased = text["purchased"].iloc[i]
+        return f"purchased {purchased} contradicts type {quote(value)} (1 exactly for a purchase)"
+    if column == TYPE_COLUMN:
+        return f"type must be one of {', '.join(EVENT_TYPES)} (or empty), got {quote(value)}"
+    if column == EVENT_ID_COLUMN:
         if value == "":
-            raise DataFileError(path, f"{c} is missing", line)
-        if c == "purchased":
-            raise DataFileError(path, f"purchased must be 0 or 1, got {quote(value)}", line)
-        if c == TIMESTAMP_COLUMN:
-            raise DataFileError(
-                path, f"timestamp must be {TIMESTAMP_RULE}, got {quote(value)}", line
-            )
-        raise DataFileError(path, f"{c} must be {ID_RULE}, got {quote(value)}", line)
+            return "event_id is empty; give 1 to 64 characters or drop the column"
+        return f"event_id is {len(value)} characters long; at most {MAX_EVENT_ID}"
+    if value == "":
+        return f"{column} is missing"
+    if column == "purchased":
+        return f"purchased must be 0 or 1, got {quote(value)}"
+    if column == TIMESTAMP_COLUMN:
+        return f"timestamp must be {TIMESTAMP_RULE}, got {quote(value)}"
+    return f"{column} must be {ID_RULE}, got {quote(value)}"
 
 
-def _check_header(path: Path, header: list[str]) -> None:
+def _check_header(
+    path: Path, header: list[str], optional: tuple[str, ...] = (TIMESTAMP_COLUMN,)
+) -> None:
+    """Check a log's header: the three columns, then any of ``optional`` once each."""
     expected = list(INTERACTION_COLUMNS)
-    if header in (expected, [*expected, TIMESTAMP_COLUMN]):
+    rest = header[len(expected) :]
+    if (
+        header[: len(expected)] == expected
+        and all(c in optional for c in rest)
+        and len(set(rest)) == len(rest)
+    ):
         return
     missing = [c for c in expected if c not in header]
-    extra = [c for c in header if c not in (*expected, TIMESTAMP_COLUMN)]
+    extra = [c for c in header if c not in (*expected, *optional)]
+    repeated = sorted({c for c in header if header.count(c) > 1})
     if missing:
         problem = f"missing column(s) {quote(missing)}"
     elif extra:
         problem = f"unexpected column(s) {quote(extra)}"
+    elif repeated:
+        problem = f"repeated column(s) {quote(repeated)}"
     else:
         problem = f"columns out of order: {quote(header)}"
-    raise DataFileError(
-        path,
-        f"{problem}; expected the header {','.join(expected)} (optionally ,{TIMESTAMP_COLUMN})",
-        line=1,
+    then = (
+        f"optionally followed by {','.join(optional)} in any order"
+        if len(optional) > 1
+        else f"optionally ,{TIMESTAMP_COLUMN}"
     )
+    raise DataFileError(path, f"{problem}; expected the header {','.join(expected)} ({then})", 1)
 
 
 def write_interactions(frame: pd.DataFrame, path: str | Path | TextIO) -> None:
-    """Write an interactions frame as CSV with Unix line endings."""
-    frame.loc[:, list(INTERACTION_COLUMNS)].to_csv(path, index=False, lineterminator="\n")
+    """Write an interactions frame as CSV with Unix line endings.
+
+    A frame with event types other than click and purchase keeps them in a
+    ``type`` column (and its ratings in ``value``); one of clicks and
+    purchases alone is written in the three columns of the bundled log.
+    """
+    columns = list(INTERACTION_COLUMNS)
+    codes = event_codes(frame)
+    if ((codes != CLICK) & (codes != PURCHASE)).any():
+        columns.append(TYPE_COLUMN)
+        if VALUE_COLUMN in frame.columns and (codes == RATING).any():
+            columns.append(VALUE_COLUMN)
+    out = frame.loc[:, columns]
+    if VALUE_COLUMN in columns:
+        out = out.assign(value=out[VALUE_COLUMN].where(codes == RATING).astype("Int64"))
+    out.to_csv(path, index=False, lineterminator="\n")

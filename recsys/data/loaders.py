@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.interactions import ID_RULE, load_interactions, read_data_file
-from recsys.data.ratings import RATING_SCALE, RatingWeights, derive_ratings
+from recsys.data.ratings import RATING_SCALE, EventWeights, derive_ratings
 from recsys.errors import DataFileError, quote
 
 FORMATS = ("auto", "interactions", "movielens")
@@ -97,7 +97,7 @@ def relevant_mask(feedback: pd.DataFrame, threshold: float = DEFAULT_RELEVANCE_T
 def load_dataset(
     path: str | Path,
     file_format: str = "auto",
-    weights: RatingWeights | None = None,
+    weights: EventWeights | None = None,
 ) -> Dataset:
     """Read a feedback log in one of the supported formats.
 
@@ -105,9 +105,9 @@ def load_dataset(
         path: The file to read.
         file_format: "auto" (detect from the first line), "interactions" or
             "movielens" (either MovieLens layout, detected).
-        weights: For interactions files: the points per click and per purchase
+        weights: For interactions files: the points of each event type
             that make the derived rating and the engagement ALS uses (see
-            ``recsys.data.ratings.RatingWeights``); ignored for MovieLens.
+            ``recsys.data.ratings.EventWeights``); ignored for MovieLens.
 
     Returns:
         The dataset.
@@ -174,7 +174,7 @@ def detect_format(path: str | Path, first_line: str) -> str:
     )
 
 
-def _load_interactions(path: Path, weights: RatingWeights | None) -> Dataset:
+def _load_interactions(path: Path, weights: EventWeights | None) -> Dataset:
     feedback = derive_ratings(load_interactions(path), weights)
     return Dataset(
         name=path.name,

@@ -25,6 +25,8 @@ import numpy as np
 import pandas as pd
 from faker import Faker
 
+from recsys.data.interactions import EVENT_TYPES
+
 DEFAULT_SEED = 42
 DEFAULT_USERS = 100
 DEFAULT_PRODUCTS = 20
@@ -57,6 +59,12 @@ class SimulationConfig:
             lower means more focused users.
         popularity_exponent: Zipf exponent of product popularity.
         taste_strength: How strongly taste steers clicks (exponent on taste).
+        view_rate: Mean views of each product a user clicks, before the
+            clicks (Poisson). 0, the default, emits none: the log is the
+            clicks and purchases it always was (the bundled log's shape).
+        cart_rate: Chance that a purchase is preceded by a cart addition;
+            a click that ends in no purchase gets one (an abandoned cart)
+            with a fifth of that chance. 0 by default.
     """
 
     users: int = DEFAULT_USERS
@@ -67,8 +75,14 @@ class SimulationConfig:
     taste_concentration: float = 0.3
     popularity_exponent: float = 2.0
     taste_strength: float = 1.5
+    view_rate: float = 0.0
+    cart_rate: float = 0.0
 
     def __post_init__(self) -> None:
+        if not self.view_rate >= 0:
+            raise ValueError(f"view_rate must be a number >= 0, got {self.view_rate}")
+        if not 0 <= self.cart_rate <= 1:
+            raise ValueError(f"cart_rate must be from 0 to 1, got {self.cart_rate}")
         if self.users < 1:
             raise ValueError(f"users must be at least 1, got {self.users}")
         if self.products < 1:
@@ -224,9 +238,34 @@ def simulate_shop(config: SimulationConfig | None = None, progress: bool = False
             "purchased": np.concatenate(rows_purchased).astype(np.int64),
         }
     )
+    if config.view_rate or config.cart_rate:
+        interactions = with_views_and_carts(interactions, config)
     return SimulatedShop(
         catalog=catalog, users=users, interactions=interactions, taste=taste, popularity=popularity
     )
+
+
+def with_views_and_carts(clicks: pd.DataFrame, config: SimulationConfig) -> pd.DataFrame:
+    """Add views before each user's clicks and cart additions, as ``SimulationConfig`` says.
+
+    Drawn from a generator of their own, so the clicks and purchases are those
+    of the same config without views and carts. The log gains a ``type`` column.
+    """
+    rng = np.random.default_rng([config.seed, 1])
+    pairs = clicks.drop_duplicates(["user_id", "product_clicked"])
+    views = pairs.loc[pairs.index.repeat(rng.poisson(config.view_rate, len(pairs)))]
+    bought = clicks["purchased"].to_numpy() == 1
+    chance = np.where(bought, config.cart_rate, config.cart_rate / 5)
+    carts = clicks[rng.random(len(clicks)) < chance]
+    parts = [
+        views.assign(purchased=0, type="view"),
+        clicks.assign(type=np.where(bought, "purchase", "click")),
+        carts.assign(purchased=0, type="cart"),
+    ]
+    # Per user: views, then clicks and purchases, then carts (a stable sort keeps that order).
+    log = pd.concat(parts, ignore_index=True).sort_values("user_id", kind="stable")
+    log["type"] = pd.Categorical(log["type"], categories=EVENT_TYPES)
+    return log.reset_index(drop=True)
 
 
 def _users_loop(users: int, progress: bool) -> Iterable[int]:

@@ -42,6 +42,7 @@ from recsys.data.simulate import (
     CATEGORY_NOUNS,
     SimulationConfig,
     draw_latent_tastes,
+    with_views_and_carts,
 )
 
 # Draws per wanted visit (plus a constant): enough that almost every user
@@ -115,7 +116,8 @@ def simulate_large(
         config: The shop's knobs (``mean_products_per_user`` is replaced by
             what ``events`` asks for).
         events: Exactly how many clicks to return (fewer only when the users
-            cannot make that many distinct visits, in a tiny catalog).
+            cannot make that many distinct visits, in a tiny catalog); views
+            and cart additions (``config.view_rate``, ``cart_rate``) come on top.
         progress: Show a progress bar over user blocks on stderr (when a terminal).
 
     Returns:
@@ -160,6 +162,8 @@ def simulate_large(
             "purchased": purchased.astype(np.int8),
         }
     )
+    if config.view_rate or config.cart_rate:
+        interactions = with_views_and_carts(interactions, config)
     return LargeSimulation(catalog, interactions, taste, popularity)
 
 

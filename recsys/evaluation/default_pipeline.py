@@ -20,7 +20,7 @@ import pandas as pd
 
 from recsys.data.eda import clicks_by_product
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD, Dataset, simulated_dataset
-from recsys.data.ratings import RatingWeights, derive_ratings
+from recsys.data.ratings import EventWeights, derive_ratings
 from recsys.data.simulate import SimulatedShop, SimulationConfig, simulate_shop
 from recsys.evaluation import metrics
 from recsys.evaluation.evaluate import DEFAULT_K, score_split
@@ -131,17 +131,17 @@ class PipelineResult:
 
 
 def run_pipeline(
-    config: SimulationConfig | None = None, weights: RatingWeights | None = None
+    config: SimulationConfig | None = None, weights: EventWeights | None = None
 ) -> PipelineResult:
     """Simulate the shop, rank the top 5, train SVD and measure its RMSE (and the blend's).
 
     Args:
         config: The simulated shop (default: 100 users, 20 products, seed 42).
-        weights: How clicks and purchases become ratings.
+        weights: The points of each event type (``EventWeights``).
     """
     config = config or SimulationConfig()
     shop = simulate_shop(config)
-    feedback = derive_ratings(shop.interactions, weights or RatingWeights())
+    feedback = derive_ratings(shop.interactions, weights or EventWeights())
     dataset = simulated_dataset(feedback)
     top5 = (
         clicks_by_product(shop.interactions)

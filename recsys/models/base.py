@@ -2,9 +2,12 @@
 
 A model learns from a *feedback frame*: one row per (user, product) pair with
 the columns ``user_id``, ``product_id`` (positive integers), ``clicks``
-(how many times the user touched the product), ``engagement`` (a non-negative
-strength of interest, used as implicit confidence) and ``rating`` (1-5, used by
-rating models); an optional ``timestamp`` is ignored by models.
+(how many times the user touched the product), ``engagement`` (the strength
+of interest, used as implicit confidence; 0 or less where dislikes outweigh
+it) and ``rating`` (1-5, used by rating models); an optional ``timestamp`` is
+ignored by models. Only models that learn from negative feedback
+(``learns_dislikes``: SVD, through its lowest ratings) see the pairs of
+engagement 0 or less; the others learn and fold in without them.
 ``recsys.data.ratings.derive_ratings`` makes one from an interaction log; the
 MovieLens loader makes one from explicit ratings.
 
@@ -91,6 +94,10 @@ class Recommender(ABC):
     # Arrays of inner indices -> the size they index ("n_users" or "n_items");
     # checked to be integers in range, so a stored index can never point outside.
     index_arrays: ClassVar[Mapping[str, str]] = {}
+    # Whether pairs of engagement 0 or less (disliked more than liked) teach
+    # the model something; the others' confidences and similarities need
+    # positive interest, so those pairs are left out of their input.
+    learns_dislikes: ClassVar[bool] = False
 
     def __init__(self) -> None:
         # Sorted raw ids; empty until fitted (a fitted model knows at least one of each).
@@ -106,6 +113,11 @@ class Recommender(ABC):
             feedback: One row per (user, product); see the module docstring.
         """
         validate_feedback(feedback)
+        if not self.learns_dislikes:
+            liked = feedback["engagement"].to_numpy() > 0
+            if not liked.all():
+                feedback = feedback[liked]
+                validate_feedback(feedback)
         self.user_ids = np.unique(feedback["user_id"].to_numpy(dtype=np.int64))
         self.product_ids = np.unique(feedback["product_id"].to_numpy(dtype=np.int64))
         users = np.searchsorted(self.user_ids, feedback["user_id"].to_numpy(dtype=np.int64))
@@ -296,6 +308,8 @@ class Recommender(ABC):
         """Return a profile's products the model knows, as (inner items, engagement)."""
         self._require_fitted()
         inner, known = lookup_ids(self.product_ids, profile.product_ids)
+        if not self.learns_dislikes:
+            known = known & (profile.engagement > 0)
         return inner[known], profile.engagement[known]
 
     def rank_profile(

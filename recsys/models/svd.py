@@ -59,6 +59,8 @@ class SVDRecommender(Recommender):
 
     name = "svd"
     capabilities = frozenset({PREDICT, SIMILAR_ITEMS, EXPLAIN, FOLD_IN})
+    # A disliked pair is a rating of 1: the model learns the user's dislike.
+    learns_dislikes: ClassVar[bool] = True
     state_shapes: ClassVar[Mapping[str, ArrayShape]] = {
         "global_mean": (1,),
         "user_bias": ("n_users",),

@@ -253,7 +253,9 @@ class HistoryCache:
         # previous release and this one read each other's entries in a deploy.
         if isinstance(entry, dict) and entry.get("stamp") == [epoch, generation]:
             try:
-                history = UserHistory.of(entry["counts"])
+                # Only "typed" holds dislikes: an entry of a release before
+                # event types lacks it, and is a miss.
+                history = UserHistory.of_events(entry["typed"])
             except (KeyError, TypeError, ValueError):
                 pass  # not an entry this service wrote: a miss
             else:
@@ -266,13 +268,14 @@ class HistoryCache:
         """Cache a history read from the store after ``lookup`` returned ``generation``."""
         if generation is None or not self._usable():
             return
-        # "events" and "purchased" are what the previous release reads: kept
-        # for a deploy in which both serve; "counts" is what this one needs.
+        # "events", "purchased" and "counts" are what previous releases read:
+        # kept for a deploy in which both serve; "typed" is what this one needs.
         entry = {
             "stamp": list(generation),
             "events": history.has_events,
             "purchased": sorted(history.purchased),
             "counts": history.counts(),
+            "typed": history.event_rows(),
         }
         try:
             self._cache.set(f"user:{user_id}", entry)

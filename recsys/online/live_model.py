@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 from prometheus_client import Gauge
 
-from recsys.data.ratings import RatingWeights
+from recsys.data.ratings import EventWeights
 from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.ranked import RankedList, lookup_ids
@@ -80,17 +80,14 @@ class ServingModel:
         return self.metadata.version
 
     @functools.cached_property
-    def weights(self) -> RatingWeights:
-        """Return how clicks and purchases became engagement when this version was trained.
+    def weights(self) -> EventWeights:
+        """Return how events became engagement when this version was trained.
 
         Fold-in scores a user's history with the same weights, so a user
-        whose events have not changed is scored as at training time.
+        whose events have not changed is scored as at training time (a
+        version from before event types recorded a click's and a purchase's).
         """
-        training = self.metadata.training
-        return RatingWeights(
-            float(training.get("click_weight", RatingWeights.click_weight)),
-            float(training.get("purchase_weight", RatingWeights.purchase_weight)),
-        )
+        return EventWeights.from_record(self.metadata.training)
 
     def allowed(self, model: Recommender, categories: frozenset[str]) -> np.ndarray | None:
         """Return which of a model's products are in any of ``categories`` (a boolean mask).

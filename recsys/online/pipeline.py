@@ -102,7 +102,8 @@ class Pipeline:
         user_id = request.user_id
         ranker, fallback_reason = self.ranker.choose(version, user_id, history)
         model = ranker.model(version)
-        left_out = request.filters.left_out(history.purchased)
+        # A disliked product is never shown again, whatever the filters ask.
+        left_out = request.filters.left_out(history.purchased) | history.disliked
         ranked = _candidates(version, ranker, request, history, left_out, cache)
         wanted = request.offset + request.n
         ranked = _page(version.diversify(ranked, model, wanted, request.diversity), request.offset)

@@ -18,7 +18,7 @@ from typing import Protocol
 import numpy as np
 
 from recsys.models.base import FOLD_IN, Recommender
-from recsys.models.ranked import RankedList, lookup_ids
+from recsys.models.ranked import RankedList
 from recsys.online.answers import NOT_IN_MODEL, UNKNOWN_USER
 from recsys.online.live_model import ServingModel
 from recsys.store.events import UserHistory
@@ -135,9 +135,10 @@ class PersonalRanker:
     def knows(self, version: ServingModel, user_id: int | None, history: UserHistory) -> bool:
         model = self.model(version)
         if folds_in(model, history):
-            # Something to fold in: at least one of the user's products is in the model.
-            found = lookup_ids(model.product_ids, history.product_array)[1]
-            return bool(found.any())
+            # Something to fold in: at least one of the user's products is in
+            # the model (and, for a model that learns no dislikes, liked).
+            items, _ = model.profile_items(history.profile(version.weights))
+            return len(items) > 0
         return user_id is not None and model.knows_user(user_id)
 
     def rank(

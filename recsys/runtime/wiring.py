@@ -46,7 +46,6 @@ from prometheus_client import Counter
 
 from recsys.config import Settings
 from recsys.data.events import Event
-from recsys.data.ratings import RatingWeights
 from recsys.evaluation.model_params import load_model_params
 from recsys.experiments import ExperimentLayer, ExperimentStore, ExposureLog, Guardrails
 from recsys.models import AUTO
@@ -65,7 +64,7 @@ from recsys.runtime.refresh import LiveModelRefresher
 from recsys.runtime.startup import InitReport, bootstrap_if_empty, initialise
 from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
 from recsys.store.engine import STORE_OUTAGES
-from recsys.store.events import EventStore
+from recsys.store.events import EventStore, Ingested
 from recsys.store.impressions import ImpressionCounts
 from recsys.store.job_queue import JobQueue
 from recsys.training import (
@@ -122,7 +121,7 @@ def training_settings(settings: Settings) -> TrainingSettings:
     return TrainingSettings(
         model=model,
         model_params=params,
-        weights=RatingWeights(settings.training.click_weight, settings.training.purchase_weight),
+        weights=settings.training.event_weights,
     )
 
 
@@ -466,26 +465,28 @@ class ServingRuntime:
                 self.jobs.submit(trigger="auto")
         self.auto_retrain.record_events(count)
 
-    def add_interactions(self, events: Sequence[Event]) -> int:
+    def add_interactions(self, events: Sequence[Event]) -> Ingested:
         """Record a batch of events, all or nothing, and make every answer see them.
 
-        Once this returns, the users' purchases are left out of their next
-        answer by every worker and server: their cached histories are stale.
+        Once this returns, the users' purchases and dislikes are left out of
+        their next answer by every worker and server: their cached histories
+        are stale. Events the store already held (by event_id) are not
+        stored again.
 
         Returns:
-            How many events were written.
+            How many events were stored, and how many were already known.
 
         Raises:
             UnknownProductError: An event names a product not in the catalog;
                 nothing is written.
+            EventIdConflictError: An event_id names another event; nothing is written.
         """
-        accepted = self.store.add_interactions(events)
+        ingested = self.store.ingest(events)
         self.service.forget_histories(event.user_id for event in events)
-        purchases = sum(1 for event in events if event.purchased)
-        EVENTS_INGESTED.labels("1").inc(purchases)
-        EVENTS_INGESTED.labels("0").inc(accepted - purchases)
-        self.record_events(accepted)
-        return accepted
+        EVENTS_INGESTED.labels("1").inc(ingested.purchases)
+        EVENTS_INGESTED.labels("0").inc(ingested.new - ingested.purchases)
+        self.record_events(ingested.new)
+        return ingested
 
     def _serve_version(self, version: str) -> None:
         # A worker published it: serve it (or a newer one) unless already live.

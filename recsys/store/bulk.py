@@ -21,6 +21,7 @@ int64 arrays, instead of one Python object per row.
 
 from __future__ import annotations
 
+import hashlib
 import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -31,11 +32,18 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from recsys.data.interactions import INTERACTION_COLUMNS, TIMESTAMP_COLUMN
+from recsys.data.interactions import (
+    CLICK,
+    EVENT_TYPES,
+    INTERACTION_COLUMNS,
+    TIMESTAMP_COLUMN,
+    TYPE_COLUMN,
+    VALUE_COLUMN,
+)
 from recsys.data.log_files import DEFAULT_CHUNK_ROWS, count_rows, is_parquet, iter_log
-from recsys.data.timestamps import utc_now
+from recsys.data.timestamps import format_utc, utc_now
 from recsys.errors import DataFileError
-from recsys.store.tables import products
+from recsys.store.tables import imported_files, products
 
 READ_PAGE_ROWS = 1_000_000
 # SQLite's DateTime storage format, as SQLAlchemy writes and reads it.
@@ -48,6 +56,7 @@ def import_log(
     progress: bool = False,
     chunk_rows: int = DEFAULT_CHUNK_ROWS,
     on_chunk: Callable[[int], object] | None = None,
+    append: bool = False,
 ) -> int:
     """Stream a Parquet or CSV interaction log into the store, in one transaction.
 
@@ -57,23 +66,28 @@ def import_log(
         progress: Show a tqdm progress bar (rows) on stderr.
         chunk_rows: Rows read, checked and written at a time (bounds memory).
         on_chunk: Called with the row count after each written chunk.
+        append: Import the file even if the same bytes were imported before
+            (recognised by their SHA-256, ``claim_file``).
 
     Returns:
         How many interactions were written.
 
     Raises:
-        DataFileError: The file is unreadable, breaks the schema, or names a
-            product the catalog lacks; nothing is written.
+        DataFileError: The file is unreadable, breaks the schema, names a
+            product the catalog lacks, or was imported before (without
+            ``append``); nothing is written.
     """
     from tqdm import tqdm  # only the import command shows progress
 
     path = Path(path)
     now = utc_now()
     written = 0
+    digest = file_sha256(path) if path.is_file() else None
     with engine.connect() as conn, _driver_errors_wrapped(engine):
         if conn.dialect.name == "sqlite":
             conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         with conn.begin():
+            claimed = digest is not None and claim_file(conn, path, digest, 0, append)
             known = np.sort(
                 np.fromiter(conn.execute(sa.select(products.c.id)).scalars(), dtype=np.int64)
             )
@@ -93,7 +107,53 @@ def import_log(
                     bar.update(len(frame))
                     if on_chunk is not None:
                         on_chunk(len(frame))
+            if claimed:
+                conn.execute(
+                    imported_files.update()
+                    .where(imported_files.c.sha256 == digest)
+                    .values(events=written)
+                )
     return written
+
+
+def file_sha256(path: Path) -> str:
+    """Return the hex SHA-256 of a file's bytes (read in blocks)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def claim_file(conn: Connection, path: Path, digest: str, events: int, append: bool) -> bool:
+    """Record a log's import by its SHA-256, inside the import's transaction.
+
+    Returns:
+        Whether the file was new to the store (False: imported before, and
+        ``append`` asks for it again).
+
+    Raises:
+        DataFileError: The same bytes were imported before and ``append`` is off.
+    """
+    found = conn.execute(
+        sa.select(imported_files.c.imported_at, imported_files.c.events).where(
+            imported_files.c.sha256 == digest
+        )
+    ).first()
+    if found is not None:
+        if not append:
+            raise DataFileError(
+                path,
+                f"this file was imported on {format_utc(found.imported_at.replace(microsecond=0))} "
+                f"({found.events} "
+                "events; recognised by its SHA-256); pass --append to import it again",
+            )
+        return False
+    conn.execute(
+        imported_files.insert(),
+        {"sha256": digest, "name": path.name[:500], "events": events, "imported_at": utc_now()},
+    )
+    return True
 
 
 def _check_products(path: Path, frame: pd.DataFrame, first_row: int, known: np.ndarray) -> None:
@@ -133,9 +193,11 @@ def _write_sqlite(conn: Connection, frame: pd.DataFrame, created: pd.Series | No
         times,
         strict=True,
     )
+    # Streamed logs hold clicks and purchases (``iter_log``).
     cursor.executemany(
-        "INSERT INTO interactions (user_id, product_id, purchased, created_at) VALUES (?, ?, ?, ?)",
-        rows,
+        "INSERT INTO interactions (user_id, product_id, purchased, created_at, type) "
+        "VALUES (?, ?, ?, ?, CASE WHEN ? THEN 'purchase' ELSE 'click' END)",
+        ((*row, row[2]) for row in rows),
     )
 
 
@@ -163,21 +225,46 @@ class _PostgresWriter:
             out["created_at"] = (
                 now.isoformat(sep=" ") if created is None else created.dt.strftime(_SQLITE_DATETIME)
             )
+            # Streamed logs hold clicks and purchases (``iter_log``).
+            out["type"] = np.where(out["purchased"].to_numpy() != 0, "purchase", "click")
             buffer = io.StringIO()
             out.to_csv(buffer, header=False, index=False)
             with cursor.copy(
-                "COPY interactions (user_id, product_id, purchased, created_at) "
+                "COPY interactions (user_id, product_id, purchased, created_at, type) "
                 "FROM STDIN (FORMAT csv)"
             ) as copy:
                 copy.write(buffer.getvalue())
+
+
+TYPE_CODE_SQL = (
+    "CASE type "
+    + " ".join(f"WHEN '{name}' THEN {code}" for code, name in enumerate(EVENT_TYPES))
+    + f" ELSE {CLICK} END"
+)
+"""SQL for an interaction's type as its code (its index in ``EVENT_TYPES``)."""
+
+
+def log_frame(rows: np.ndarray) -> pd.DataFrame:
+    """Return the log frame of ``user_id, product_id, purchased, type code, value`` rows."""
+    return pd.DataFrame(
+        {
+            "user_id": rows[:, 0],
+            "product_clicked": rows[:, 1],
+            "purchased": rows[:, 2],
+            TYPE_COLUMN: pd.Categorical.from_codes(rows[:, 3].astype(np.int8), EVENT_TYPES),
+            VALUE_COLUMN: rows[:, 4],
+        }
+    )
 
 
 def read_interactions(engine: Engine, page_rows: int = READ_PAGE_ROWS) -> pd.DataFrame:
     """Return every interaction in insertion order, read in pages by primary key.
 
     Returns:
-        Columns ``user_id, product_clicked, purchased`` (int64), the shape of
-        ``EventStore.interactions_frame``, built without a Python object per row.
+        Columns ``user_id, product_clicked, purchased`` (int64), ``type``
+        (categorical over ``EVENT_TYPES``) and ``value`` (int64, 0 where
+        none), the shape of ``EventStore.interactions_frame``, built without
+        a Python object per row.
     """
     pages: list[np.ndarray] = []
     last_id = 0
@@ -185,7 +272,8 @@ def read_interactions(engine: Engine, page_rows: int = READ_PAGE_ROWS) -> pd.Dat
     # about ten times more per row, and a page is a million rows.
     marker = "%s" if engine.dialect.name == "postgresql" else "?"
     query = (
-        "SELECT id, user_id, product_id, CAST(purchased AS INTEGER) FROM interactions "
+        "SELECT id, user_id, product_id, CAST(purchased AS INTEGER), "
+        f"{TYPE_CODE_SQL}, COALESCE(value, 0) FROM interactions "
         f"WHERE id > {marker} ORDER BY id LIMIT {int(page_rows)}"
     )
     with engine.connect() as conn, _driver_errors_wrapped(engine):
@@ -205,8 +293,8 @@ def read_interactions(engine: Engine, page_rows: int = READ_PAGE_ROWS) -> pd.Dat
                     break
         finally:
             cursor.close()
-    data = np.concatenate(pages) if pages else np.empty((0, 3), dtype=np.int64)
-    return pd.DataFrame(data, columns=list(INTERACTION_COLUMNS))
+    data = np.concatenate(pages) if pages else np.empty((0, 5), dtype=np.int64)
+    return log_frame(data)
 
 
 def _lift_statement_timeout(cursor) -> None:

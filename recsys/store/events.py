@@ -14,19 +14,35 @@ from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
 
-from recsys.data.events import Event, events_from_log, read_interactions_csv
-from recsys.data.interactions import INTERACTION_COLUMNS, TIMESTAMP_COLUMN
-from recsys.data.ratings import RatingWeights
+from recsys.data.events import (
+    Event,
+    EventIdConflictError,
+    events_from_log,
+    read_interactions_csv,
+    unique_events,
+)
+from recsys.data.interactions import (
+    CLICK,
+    DISLIKE,
+    EVENT_TYPES,
+    INTERACTION_COLUMNS,
+    PURCHASE,
+    RATING,
+    TIMESTAMP_COLUMN,
+)
+from recsys.data.ratings import EventWeights
 from recsys.data.timestamps import format_utc, utc_now
 from recsys.errors import DataFileError, RecsysError
 from recsys.models.profile import Profile
+from recsys.store.bulk import TYPE_CODE_SQL, claim_file, file_sha256, log_frame
 from recsys.store.engine import create_store_engine, lock_for_startup, retry_conflicts
 from recsys.store.products import ProductCatalog, insert_products
 from recsys.store.tables import interactions, products, users
@@ -54,30 +70,69 @@ class UnknownProductError(RecsysError, LookupError):
 
 @dataclass(frozen=True)
 class UserHistory:
-    """What serving needs to know of one user: how often they clicked and bought each product.
+    """What serving needs to know of one user: what they did with each product, how often.
 
     Attributes:
-        product_ids: The products the user clicked, ascending.
-        clicks: How many times they clicked each (at least 1).
-        purchases: How many of those clicks ended in a purchase.
+        product_ids: The products the user had an event with, ascending.
+        tallies: Per product, how many events of each type (``EVENT_TYPES``
+            order) the user had with it.
+        stars: Per product, the sum of the stars of the user's ratings of it.
         unavailable: The store could not be read: the history is unknown, not
             empty (serving then ranks a user the model knows from their
             training-time row).
     """
 
     product_ids: tuple[int, ...] = ()
-    clicks: tuple[int, ...] = ()
-    purchases: tuple[int, ...] = ()
+    tallies: tuple[tuple[int, ...], ...] = ()
+    stars: tuple[int, ...] = ()
     unavailable: bool = False
 
     @classmethod
     def of(cls, counts: Iterable[Sequence[int]]) -> UserHistory:
-        """Return the history of (product id, clicks, purchases) rows, in any order."""
-        rows = sorted((int(p), int(c), int(b)) for p, c, b in counts)
-        if not rows:
+        """Return the history of (product id, clicks, purchases) rows, in any order.
+
+        The form from before event types: ``clicks`` counts every event of the
+        product, ``purchases`` those that were purchases.
+        """
+        return cls.of_events(
+            row
+            for p, c, b in counts
+            for row in ((p, CLICK, int(c) - int(b), 0), (p, PURCHASE, int(b), 0))
+            if row[2]
+        )
+
+    @classmethod
+    def of_events(cls, rows: Iterable[Sequence[Any]]) -> UserHistory:
+        """Return the history of (product id, type, count, stars) rows, in any order.
+
+        ``type`` is a name of ``EVENT_TYPES`` or its code; ``stars`` sums the
+        values of the rows' ratings (0 for other types); a product may come
+        in several rows.
+        """
+        by_product: dict[int, list[int]] = {}
+        for product_id, kind, count, stars in rows:
+            code = kind if isinstance(kind, int) else _TYPE_CODES.get(kind, CLICK)
+            tally = by_product.setdefault(int(product_id), [0] * (len(EVENT_TYPES) + 1))
+            tally[code] += int(count)
+            tally[-1] += int(stars or 0)
+        if not by_product:
             return cls()
-        product_ids, clicks, purchases = zip(*rows, strict=True)
-        return cls(product_ids, clicks, purchases)
+        product_ids = tuple(sorted(by_product))
+        return cls(
+            product_ids,
+            tuple(tuple(by_product[p][:-1]) for p in product_ids),
+            tuple(by_product[p][-1] for p in product_ids),
+        )
+
+    @property
+    def clicks(self) -> tuple[int, ...]:
+        """How many events of any type the user had with each product."""
+        return tuple(sum(tally) for tally in self.tallies)
+
+    @property
+    def purchases(self) -> tuple[int, ...]:
+        """How many times the user bought each product."""
+        return tuple(tally[PURCHASE] for tally in self.tallies)
 
     @property
     def has_events(self) -> bool:
@@ -92,7 +147,17 @@ class UserHistory:
     @cached_property
     def purchased(self) -> frozenset[int]:
         """The products the user bought."""
-        return frozenset(p for p, b in zip(self.product_ids, self.purchases, strict=True) if b)
+        return self._with(PURCHASE)
+
+    @cached_property
+    def disliked(self) -> frozenset[int]:
+        """The products the user disliked: never in their lists again."""
+        return self._with(DISLIKE)
+
+    def _with(self, code: int) -> frozenset[int]:
+        return frozenset(
+            p for p, tally in zip(self.product_ids, self.tallies, strict=True) if tally[code]
+        )
 
     def counts(self) -> list[list[int]]:
         """Return [product id, clicks, purchases] rows (``of``'s input; JSON-able)."""
@@ -100,18 +165,48 @@ class UserHistory:
             list(row) for row in zip(self.product_ids, self.clicks, self.purchases, strict=True)
         ]
 
+    def event_rows(self) -> list[list[int]]:
+        """Return [product id, type code, count, stars] rows (``of_events``'s input; JSON-able)."""
+        return [
+            [p, code, count, stars if code == RATING else 0]
+            for p, tally, stars in zip(self.product_ids, self.tallies, self.stars, strict=True)
+            for code, count in enumerate(tally)
+            if count
+        ]
+
     @cached_property
     def product_array(self) -> np.ndarray:
         """The product ids as an int64 array (made once per history)."""
         return np.array(self.product_ids, dtype=np.int64)
 
-    def profile(self, weights: RatingWeights) -> Profile:
-        """Return the user's products with their engagement, as the models were trained on it."""
-        return Profile(
-            self.product_array,
-            weights.click_weight * np.array(self.clicks, dtype=np.float64)
-            + weights.purchase_weight * np.array(self.purchases, dtype=np.float64),
-        )
+    def profile(self, weights: EventWeights) -> Profile:
+        """Return the user's products with their engagement, as the models were trained on it.
+
+        ``derive_ratings``'s sum: each event's points, a rating's times its stars.
+        """
+        points = weights.points()
+        tallies = np.array(self.tallies, dtype=np.float64).reshape(-1, len(EVENT_TYPES))
+        stars = np.array(self.stars, dtype=np.float64)
+        engagement = tallies @ points + (stars - tallies[:, RATING]) * points[RATING]
+        return Profile(self.product_array, engagement)
+
+
+_TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
+
+
+class Ingested(NamedTuple):
+    """What a batch of events did to the store.
+
+    Attributes:
+        new: Events stored by this batch.
+        known: Events whose event_id the store (or the batch) already held:
+            stored before, not again.
+        purchases: How many of the new events are purchases.
+    """
+
+    new: int
+    known: int
+    purchases: int = 0
 
 
 @dataclass(frozen=True)
@@ -121,14 +216,18 @@ class HistoryEntry:
     Attributes:
         id: The interaction's row id (with ``created_at``, the paging key).
         product_id: The product clicked.
-        purchased: Whether the click ended in a purchase.
+        purchased: Whether it is a purchase.
         created_at: When it happened, naive UTC.
+        type: One of ``EVENT_TYPES``.
+        value: A rating's stars; None for every other type.
     """
 
     id: int
     product_id: int
     purchased: bool
     created_at: datetime
+    type: str = "click"
+    value: int | None = None
 
 
 @dataclass(frozen=True)
@@ -145,11 +244,12 @@ class StoreCounts:
 _USER_HISTORY = (
     sa.select(
         interactions.c.product_id,
+        interactions.c.type,
         sa.func.count(),
-        sa.func.sum(sa.cast(interactions.c.purchased, sa.Integer)),
+        sa.func.sum(interactions.c.value),
     )
     .where(interactions.c.user_id == sa.bindparam("user_id"))
-    .group_by(interactions.c.product_id)
+    .group_by(interactions.c.product_id, interactions.c.type)
 )
 
 
@@ -197,32 +297,40 @@ class EventStore(ProductCatalog):
     # -- interactions ----------------------------------------------------------
 
     def add_interactions(self, events: Sequence[Event]) -> int:
+        """Record a batch of events (``ingest``) and return how many were new."""
+        return self.ingest(events).new
+
+    def ingest(self, events: Sequence[Event]) -> Ingested:
         """Record a batch of events in one transaction, or none of them.
 
         Unknown users are created on the fly; an unknown product rejects the
-        whole batch.
+        whole batch. An event whose event_id the store already holds, with the
+        same content, is not stored again (a retried batch stores nothing
+        twice); with other content it rejects the batch.
 
         Args:
             events: Validated events (``events_from_json`` makes them from JSON).
 
         Returns:
-            How many events were written.
+            How many events were stored, and how many were already known.
 
         Raises:
             UnknownProductError: An event names a product not in the catalog;
                 nothing is written.
+            EventIdConflictError: An event_id names another event (in the
+                store or earlier in the batch); nothing is written.
         """
         if not events:
-            return 0
+            return Ingested(0, 0)
 
-        def insert() -> int:
+        def insert() -> Ingested:
             with self._write() as conn:
                 return _insert_events(conn, events)
 
-        return retry_conflicts(insert)
+        return _retry_event_id_races(lambda: retry_conflicts(insert))
 
     def user_history(self, user_id: int) -> UserHistory:
-        """Return, in one query, how often the user clicked and bought each product.
+        """Return, in one query, how many events of each type the user had with each product.
 
         Every uncached answer makes this read. On SQLite it goes through the
         pooled driver connection itself: SQLAlchemy's per-statement work (the
@@ -235,7 +343,7 @@ class EventStore(ProductCatalog):
         else:
             with self.engine.connect() as conn:
                 rows = conn.execute(_USER_HISTORY, {"user_id": user_id}).all()
-        return UserHistory.of(rows)
+        return UserHistory.of_events(rows)
 
     def _read_driver(self, sql: str, params: tuple) -> Sequence[Sequence[Any]]:
         """Run one read on a pooled driver connection; errors become SQLAlchemy's own."""
@@ -279,6 +387,8 @@ class EventStore(ProductCatalog):
             interactions.c.product_id,
             interactions.c.purchased,
             interactions.c.created_at,
+            interactions.c.type,
+            interactions.c.value,
         ).where(interactions.c.user_id == user_id)
         if before is not None:
             query = query.where(
@@ -290,7 +400,9 @@ class EventStore(ProductCatalog):
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
         return [
-            HistoryEntry(int(r.id), int(r.product_id), bool(r.purchased), r.created_at)
+            HistoryEntry(
+                int(r.id), int(r.product_id), bool(r.purchased), r.created_at, r.type, r.value
+            )
             for r in rows
         ]
 
@@ -298,15 +410,21 @@ class EventStore(ProductCatalog):
         """Return every interaction in insertion order, in the log's schema.
 
         Returns:
-            Columns ``user_id, product_clicked, purchased`` (int64; purchased 0/1),
-            the shape ``recsys.data.interactions.load_interactions`` returns.
+            Columns ``user_id, product_clicked, purchased`` (int64; purchased
+            0/1), ``type`` (categorical over ``EVENT_TYPES``) and ``value``
+            (int64, 0 where none): ``read_interactions``'s frame.
         """
+        c = interactions.c
         query = sa.select(
-            interactions.c.user_id, interactions.c.product_id, interactions.c.purchased
-        ).order_by(interactions.c.id)
+            c.user_id,
+            c.product_id,
+            sa.cast(c.purchased, sa.Integer),
+            sa.literal_column(TYPE_CODE_SQL),
+            sa.func.coalesce(c.value, 0),
+        ).order_by(c.id)
         with self.engine.connect() as conn:
             rows = conn.execute(query).all()
-        return pd.DataFrame(rows, columns=list(INTERACTION_COLUMNS)).astype("int64")
+        return log_frame(np.array(rows, dtype=np.int64).reshape(-1, 5))
 
     def counts(self) -> StoreCounts:
         """Return the row count of every table."""
@@ -399,28 +517,47 @@ class EventStore(ProductCatalog):
             partial.unlink(missing_ok=True)
         return written
 
-    def import_interactions(self, path: str | Path, progress: bool = False) -> int:
+    def import_interactions(
+        self, path: str | Path, progress: bool = False, append: bool = False
+    ) -> Ingested:
         """Load an interactions CSV into the store in one transaction.
 
         The file must have the header ``user_id,product_clicked,purchased``,
-        optionally followed by ``timestamp``. Every line is checked before
-        anything is written.
+        optionally followed by ``timestamp``, ``type``, ``value`` and
+        ``event_id`` (``recsys.data.interactions.load_interactions``). Every
+        line is checked before anything is written. A file with event ids
+        stores only the events the store does not hold yet; a file without
+        them is recognised by its SHA-256 and refused a second time unless
+        ``append``.
 
         Args:
             path: The CSV file.
             progress: Show a tqdm progress bar on stderr.
+            append: Import a file without event ids even if it was imported before.
 
         Returns:
-            How many interactions were written.
+            How many interactions were written, and how many were already known.
 
         Raises:
-            DataFileError: The file is unreadable or a line is bad (named by
-                its 1-based line number, header = line 1); nothing is written.
+            DataFileError: The file is unreadable, a line is bad (named by
+                its 1-based line number, header = line 1), an event_id names
+                another event, or the file was imported before; nothing is written.
         """
+        path = Path(path)
         events = read_interactions_csv(path)
+        by_ids = all(e.event_id is not None for e in events)
+        digest = None if by_ids else file_sha256(path)
+
+        def insert() -> Ingested:
+            with self._write() as conn:
+                # Before the bar: a refused file shows nothing but its error.
+                if digest is not None:
+                    claim_file(conn, path, digest, len(events), append)
+                with _progress_bar(progress, len(events), "writing") as bar:
+                    return _insert_events(conn, events, on_chunk=bar.update)
+
         try:
-            with self._write() as conn, _progress_bar(progress, len(events), "writing") as bar:
-                return _insert_events(conn, events, on_chunk=bar.update)
+            return _retry_event_id_races(lambda: retry_conflicts(insert))
         except UnknownProductError as exc:
             # Data lines start at line 2 (line 1 is the header).
             raise DataFileError(
@@ -428,27 +565,66 @@ class EventStore(ProductCatalog):
                 f"unknown product_id {exc.product_id}: not in the catalog",
                 line=exc.index + 2,
             ) from None
+        except EventIdConflictError as exc:
+            earlier = f"line {exc.earlier + 2}" if exc.earlier is not None else ""
+            raise DataFileError(path, exc.problem(earlier), line=exc.index + 2) from None
+
+
+def _retry_event_id_races(transaction: Callable[[], Ingested]) -> Ingested:
+    """Run an ingest again when a concurrent batch stored one of its event_ids first.
+
+    On PostgreSQL two transactions may both find an event_id new; the unique
+    index makes the second wait for the first and then fail. Run again, it
+    finds the id stored and compares the contents like any retry.
+    """
+    for attempt in range(3):
+        try:
+            return transaction()
+        except sa.exc.IntegrityError as exc:
+            if attempt == 2 or "uq_interactions_event_id" not in str(exc.orig):
+                raise
+    raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
 
 def _insert_events(
     conn: Connection, events: Sequence[Event], on_chunk: Callable[[int], object] | None = None
-) -> int:
-    """Check every product exists, create missing users, insert the events.
+) -> Ingested:
+    """Check every product exists, skip the events already stored, create users, insert.
 
     Args:
         conn: A connection inside a write transaction.
         events: The events.
         on_chunk: Called with the number of rows after each inserted chunk.
+
+    Raises:
+        UnknownProductError: For the first event naming a product not in the catalog.
+        EventIdConflictError: For the first event whose event_id names another event.
     """
     now = utc_now()
-    known: set[int] = set()
+    catalog_ids: set[int] = set()
     for chunk in chunks(sorted({e.product_id for e in events})):
         found = conn.execute(sa.select(products.c.id).where(products.c.id.in_(chunk)))
-        known.update(found.scalars())
+        catalog_ids.update(found.scalars())
     for index, e in enumerate(events):
-        if e.product_id not in known:
+        if e.product_id not in catalog_ids:
             raise UnknownProductError(index, e.product_id)
-    new_users = [{"id": u, "created_at": now} for u in sorted({e.user_id for e in events})]
+    fresh, repeated = unique_events(events)
+    stored = _stored_events(conn, [events[i].event_id for i in fresh])
+    if stored:
+        kept = []
+        for index in fresh:
+            event = events[index]
+            previous = stored.get(event.event_id) if event.event_id is not None else None
+            if previous is None:
+                kept.append(index)
+                continue
+            difference = event.differs_from(previous)
+            if difference is not None:
+                raise EventIdConflictError(index, event.event_id or "", difference)
+        repeated += len(fresh) - len(kept)
+        fresh = kept
+    batch = [events[i] for i in fresh]
+    new_users = [{"id": u, "created_at": now} for u in sorted({e.user_id for e in batch})]
     insert_ignoring_duplicates(conn, users, new_users)
     rows = [
         {
@@ -456,14 +632,53 @@ def _insert_events(
             "product_id": e.product_id,
             "purchased": e.purchased,
             "created_at": e.created_at or now,
+            "type": e.type,
+            "value": e.value,
+            "event_id": e.event_id,
         }
-        for e in events
+        for e in batch
     ]
     for chunk in chunks(rows):
         conn.execute(interactions.insert(), list(chunk))
         if on_chunk is not None:
             on_chunk(len(chunk))
-    return len(events)
+    if on_chunk is not None and repeated:
+        on_chunk(repeated)
+    return Ingested(len(rows), repeated, sum(1 for e in batch if e.purchased))
+
+
+_STORED_COLUMNS = (
+    interactions.c.event_id,
+    interactions.c.user_id,
+    interactions.c.product_id,
+    interactions.c.type,
+    interactions.c.value,
+    interactions.c.created_at,
+)
+# PostgreSQL takes the whole batch's ids as one array parameter: an IN list
+# of a thousand parameters cost more to build and plan than the insert itself.
+_STORED_BY_ARRAY = sa.select(*_STORED_COLUMNS).where(
+    interactions.c.event_id == sa.any_(sa.bindparam("ids", type_=postgresql.ARRAY(sa.String)))
+)
+
+
+def _stored_events(conn: Connection, event_ids: list[str | None]) -> dict[str, Event]:
+    """Return the stored events of these event_ids (those the store holds), in one read."""
+    wanted = sorted({i for i in event_ids if i is not None})
+    if not wanted:
+        return {}
+    if conn.dialect.name == "postgresql":
+        results = [conn.execute(_STORED_BY_ARRAY, {"ids": wanted})]
+    else:
+        results = [
+            conn.execute(sa.select(*_STORED_COLUMNS).where(interactions.c.event_id.in_(chunk)))
+            for chunk in chunks(wanted)
+        ]
+    return {
+        event_id: Event(int(user_id), int(product_id), False, created_at, kind, value, event_id)
+        for result in results
+        for event_id, user_id, product_id, kind, value, created_at in result
+    }
 
 
 def _progress_bar(enabled: bool, total: int, description: str):

@@ -42,12 +42,34 @@ interactions = sa.Table(
     ),
     sa.Column("user_id", sa.BigInteger, sa.ForeignKey("users.id"), nullable=False),
     sa.Column("product_id", sa.BigInteger, sa.ForeignKey("products.id"), nullable=False),
+    # True exactly for a purchase: what readers from before event types read.
     sa.Column("purchased", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
-    # Covers the purchase read of every uncached answer (migration 0006).
-    sa.Index("ix_interactions_user_products", "user_id", "product_id", "purchased"),
+    # One of recsys.data.interactions.EVENT_TYPES (migration 0011: rows
+    # before it became click or purchase, as their purchased said). The
+    # default is for writers that name none (they wrote clicks).
+    sa.Column("type", sa.String(16), nullable=False, server_default="click"),
+    # A rating's stars (1-5); null for every other type.
+    sa.Column("value", sa.SmallInteger, nullable=True),
+    # The sender's id of the event: a batch sent again stores nothing twice.
+    sa.Column("event_id", sa.String(64), nullable=True),
+    # Covers the history read of every uncached answer (migrations 0006, 0011).
+    sa.Index("ix_interactions_user_product_types", "user_id", "product_id", "type", "value"),
     # A user's history, newest first, paged by (created_at, id).
     sa.Index("ix_interactions_user_created", "user_id", "created_at", "id"),
+    # Unique where given (null event_ids never collide, on both databases).
+    sa.Index("uq_interactions_event_id", "event_id", unique=True),
+)
+
+# The logs imported without event_ids, by the SHA-256 of their bytes: a
+# second import of one is refused unless asked for (``--append``).
+imported_files = sa.Table(
+    "imported_files",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("name", sa.String(500), nullable=False),
+    sa.Column("events", sa.BigInteger, nullable=False),
+    sa.Column("imported_at", sa.DateTime, nullable=False),
 )
 
 # Records of training jobs, so every server process (and a restarted one) can

@@ -17,7 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.data.ratings import RATING_SCALE, RatingWeights
+from recsys.data.interactions import CLICK, PURCHASE, RATING
+from recsys.data.ratings import RATING_SCALE, EventWeights
+from recsys.store.bulk import TYPE_CODE_SQL
 
 # PostgreSQL's JDBC driver class (Debian's libpostgresql-jdbc-java, or
 # spark-submit --packages org.postgresql:postgresql:<version> on a cluster).
@@ -100,10 +102,20 @@ def read_events(spark: Any, source: EventSource) -> Any:
             )
     else:
         frame = _read_jdbc_interactions(spark, str(source.jdbc_url), source.partitions)
+    # A Parquet log holds clicks and purchases, as its purchased column says.
+    typed = "type_code" in frame.columns
     return frame.select(
         sf.col("user_id").cast("long").alias("user_id"),
         sf.col("product_clicked").cast("long").alias("product_clicked"),
         sf.col("purchased").cast("int").alias("purchased"),
+        (
+            sf.col("type_code")
+            if typed
+            else sf.when(sf.col("purchased") == 1, PURCHASE).otherwise(CLICK)
+        )
+        .cast("int")
+        .alias("type_code"),
+        (sf.col("value") if typed else sf.lit(0)).cast("int").alias("value"),
     )
 
 
@@ -116,7 +128,8 @@ def _read_jdbc_interactions(spark: Any, url: str, partitions: int) -> Any:
     ).first()
     query = (
         "(SELECT id, user_id, product_id AS product_clicked, "
-        "CAST(purchased AS INTEGER) AS purchased FROM interactions) AS i"
+        f"CAST(purchased AS INTEGER) AS purchased, {TYPE_CODE_SQL} AS type_code, "
+        "COALESCE(value, 0) AS value FROM interactions) AS i"
     )
     if bounds is None or bounds["low"] is None:
         return spark.read.jdbc(url, query, properties=properties)
@@ -182,7 +195,7 @@ def summarise_events(events: Any, where: str) -> EventSummary:
     return EventSummary(events=int(row["events"]), fingerprint=digest)
 
 
-def spark_ratings(events: Any, weights: RatingWeights) -> Any:
+def spark_ratings(events: Any, weights: EventWeights) -> Any:
     """Return the feedback frame of ``derive_ratings``, computed by the executors.
 
     Returns:
@@ -190,20 +203,21 @@ def spark_ratings(events: Any, weights: RatingWeights) -> Any:
     """
     from pyspark.sql import functions as sf
 
+    points = sf.lit(0.0)
+    for code, weight in enumerate(weights.points().tolist()):
+        points = sf.when(sf.col("type_code") == code, sf.lit(weight)).otherwise(points)
+    # A rating is worth its weight times its stars (``event_points``).
+    points = sf.when(sf.col("type_code") == RATING, points * sf.col("value")).otherwise(points)
     pairs = events.groupBy("user_id", "product_clicked").agg(
-        sf.count(sf.lit(1)).alias("clicks"), sf.sum("purchased").cast("long").alias("purchases")
+        sf.count(sf.lit(1)).alias("clicks"),
+        sf.sum(sf.when(sf.col("type_code") == PURCHASE, 1).otherwise(0))
+        .cast("long")
+        .alias("purchases"),
+        sf.sum(points).cast("double").alias("engagement"),
     )
-    engagement = (
-        sf.lit(float(weights.click_weight)) * sf.col("clicks")
-        + sf.lit(float(weights.purchase_weight)) * sf.col("purchases")
-    ).cast("double")
     low, high = RATING_SCALE
-    return (
-        pairs.withColumnRenamed("product_clicked", "product_id")
-        .withColumn("engagement", engagement)
-        .withColumn(
-            "rating", sf.least(sf.greatest(sf.col("engagement"), sf.lit(low)), sf.lit(high))
-        )
+    return pairs.withColumnRenamed("product_clicked", "product_id").withColumn(
+        "rating", sf.least(sf.greatest(sf.col("engagement"), sf.lit(low)), sf.lit(high))
     )
 
 

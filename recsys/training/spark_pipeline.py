@@ -115,8 +115,7 @@ def train_on_spark(
 def _weights_and_source(settings: TrainingSettings, source: EventSource) -> dict[str, Any]:
     """Return the rest of the artifact's training record: the weights, the engine, the source."""
     return {
-        "click_weight": settings.weights.click_weight,
-        "purchase_weight": settings.weights.purchase_weight,
+        "event_weights": settings.weights.as_dict(),
         "engine": "spark",
         "source": source.describe(),
     }

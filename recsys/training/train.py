@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
-from recsys.data.ratings import RatingWeights, derive_ratings
+from recsys.data.ratings import EventWeights, derive_ratings
 from recsys.errors import RecsysError
 from recsys.evaluation.champion import Choice, choose_champion
 from recsys.evaluation.evaluate import score_split
@@ -65,7 +65,7 @@ class TrainingSettings:
             "auto", model name -> keyword arguments.
         candidates: The models "auto" compares, cheapest first (a tie goes
             to the cheaper).
-        weights: How clicks and purchases become ratings.
+        weights: The points of each event type (``EventWeights``).
         holdout_fraction: Share of each user's products held out to measure
             the model before the final fit on all data.
         metrics_k: Cut-off for the ranking metrics.
@@ -79,7 +79,7 @@ class TrainingSettings:
     model: str = "svd"
     model_params: Mapping[str, Any] = field(default_factory=dict)
     candidates: tuple[str, ...] = AUTO_CANDIDATES
-    weights: RatingWeights = field(default_factory=RatingWeights)
+    weights: EventWeights = field(default_factory=EventWeights)
     holdout_fraction: float = DEFAULT_TEST_FRACTION
     metrics_k: int = 10
     relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD
@@ -313,7 +313,7 @@ def _fit_on_all_data(
 
 
 def _training_record(
-    log: pd.DataFrame, feedback: pd.DataFrame, seconds: float, weights: RatingWeights
+    log: pd.DataFrame, feedback: pd.DataFrame, seconds: float, weights: EventWeights
 ) -> dict[str, Any]:
     """Return what the artifact records of its training: sizes, time and weights."""
     return {
@@ -321,8 +321,7 @@ def _training_record(
         "users": int(feedback["user_id"].nunique()),
         "products": int(feedback["product_id"].nunique()),
         "seconds": round(seconds, 3),
-        "click_weight": weights.click_weight,
-        "purchase_weight": weights.purchase_weight,
+        "event_weights": weights.as_dict(),
     }
 
 

@@ -150,23 +150,32 @@ def train_command(engine: str | None, spark_master: str | None, force: bool):
     "--stream",
     is_flag=True,
     help="read and write in chunks (bounded memory; COPY on PostgreSQL); "
-    "always on for Parquet files",
+    "always on for Parquet files; clicks and purchases only",
 )
-def import_command(file: Path, stream: bool):
-    """Load FILE (user_id,product_clicked,purchased[,timestamp]) into the store, all or nothing.
+@click.option(
+    "--append",
+    is_flag=True,
+    help="import FILE even though the same file (without event_id) was imported before",
+)
+def import_command(file: Path, stream: bool, append: bool):
+    """Load FILE into the store, all or nothing, each event once.
 
-    FILE is CSV, or Parquet (.parquet) for logs of millions of events.
+    FILE is CSV (user_id,product_clicked,purchased, then any of
+    timestamp,type,value,event_id), or Parquet (.parquet) for logs of
+    millions of events. Events whose event_id the store holds are not stored
+    again; a file without event_id imported before is refused unless --append.
     """
     runtime = _runtime()
     store = runtime.store
     with _reported(" (nothing was imported)"):
         if stream or is_parquet(file):
-            count = import_log(store.engine, file, progress=True)
+            count, known = import_log(store.engine, file, progress=True, append=append), 0
         else:
-            count = store.import_interactions(file, progress=True)
+            count, known, _ = store.import_interactions(file, progress=True, append=append)
     # Running servers cached histories and answers the import made stale.
     runtime.service.forget_everything()
-    click.echo(f"imported {count} interactions from {file}")
+    already = f" ({known} already recorded, by event_id)" if known else ""
+    click.echo(f"imported {count} interactions from {file}{already}")
 
 
 @click.command("import-catalog")

@@ -44,6 +44,8 @@ def user_history(user_id: int, query: HistoryPageQuery):
             "interactions": [
                 {
                     "product_id": e.product_id,
+                    "type": e.type,
+                    "value": e.value,
                     "purchased": e.purchased,
                     "timestamp": format_utc(e.created_at),
                 }

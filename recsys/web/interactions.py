@@ -1,4 +1,4 @@
-"""POST /interactions: record clicks and purchases, one event or a batch, all or nothing."""
+"""POST /interactions: record events, one or a batch, all or nothing, once per event_id."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 from flask import Blueprint, jsonify
 
-from recsys.data.events import InvalidEventError, events_from_json
+from recsys.data.events import EventIdConflictError, InvalidEventError, events_from_json
 from recsys.errors import quote
 from recsys.store.events import UnknownProductError
 from recsys.web.auth import requires
@@ -14,7 +14,7 @@ from recsys.web.bodies import json_body
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError
 from recsys.web.openapi import operation
-from recsys.web.schemas import Accepted, EventBatch
+from recsys.web.schemas import EventBatch, EventsAccepted
 
 bp = Blueprint("interactions", __name__)
 
@@ -26,10 +26,11 @@ MAX_BATCH = 10_000
 
 @bp.post("/interactions")
 @operation(
-    "Record clicks and purchases, all or nothing",
-    (201, Accepted),
+    "Record events (views, clicks, cart additions, purchases, ratings, dislikes), all or "
+    "nothing; an event_id stored before is not stored again",
+    (201, EventsAccepted),
     body=EventBatch,
-    errors=[413, 415, 422],
+    errors=[409, 413, 415, 422],
     tags=["events"],
 )
 @requires("ingest")
@@ -51,13 +52,15 @@ def record_interactions():
     except InvalidEventError as exc:
         raise ApiError(400, "invalid_event", str(exc)) from None
     try:
-        accepted = runtime().add_interactions(events)
+        ingested = runtime().add_interactions(events)
     except UnknownProductError as exc:
         raise ApiError(
             422,
             "unknown_product",
             f"event {exc.index}: product_id {exc.product_id} is not in the catalog",
         ) from None
+    except EventIdConflictError as exc:
+        raise ApiError(409, "event_id_conflict", str(exc)) from None
     if links:
         runtime().experiments.link_events(
             [
@@ -66,7 +69,8 @@ def record_interactions():
                 if recommendation_id is not None
             ]
         )
-    return jsonify({"accepted": accepted}), 201
+    body = {"accepted": len(events), "new": ingested.new, "known": ingested.known}
+    return jsonify(body), 201
 
 
 def _recommendation_ids(rows: list) -> tuple[list, list[str | None] | None]:

@@ -10,12 +10,12 @@ without breaking a client that validates against this document.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel
 
 from recsys.data.catalog import MAX_PRICE
-from recsys.data.interactions import MAX_ID
+from recsys.data.interactions import EVENT_TYPES, MAX_ID
 from recsys.data.timestamps import ISO_WITH_OFFSET
 
 MAX_PAGE = 1000
@@ -293,13 +293,30 @@ class ProductBatch(RootModel[list[ProductIn]]):
     root: list[ProductIn] = Field(min_length=1, max_length=MAX_PRODUCTS_PER_PUT)
 
 
+EventType = Literal["view", "click", "cart", "purchase", "rating", "dislike"]
+if get_args(EventType) != EVENT_TYPES:  # pragma: no cover - a type added in one place only
+    raise AssertionError("EventType must name recsys.data.interactions.EVENT_TYPES")
+
+
 class Accepted(BaseModel):
     accepted: int = Field(ge=1, description="how many were written")
 
 
+class EventsAccepted(BaseModel):
+    accepted: int = Field(ge=1, description="how many events the batch held: each is recorded")
+    new: int = Field(ge=0, description="how many were stored by this request")
+    known: int = Field(
+        ge=0,
+        description="how many the store already held by their event_id (a batch sent again): "
+        "not stored twice",
+    )
+
+
 class HistoryEntry(BaseModel):
     product_id: int = Field(ge=1, le=MAX_ID)
-    purchased: bool
+    type: EventType
+    value: int | None = Field(ge=1, le=5, description="a rating's stars; null for other types")
+    purchased: bool = Field(description="true exactly for a purchase")
     timestamp: str = Field(description="UTC, like 2026-11-29T10:00:00Z")
 
 
@@ -315,13 +332,35 @@ class History(BaseModel):
 
 
 class EventIn(BaseModel):
-    """One click, and whether it ended in a purchase."""
+    """One thing a user did with a product: a `type`, or (the older form) `purchased` alone."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"anyOf": [{"required": ["type"]}, {"required": ["purchased"]}]},
+    )
 
     user_id: int = Field(ge=1, le=MAX_ID)
     product_id: int = Field(ge=1, le=MAX_ID)
-    purchased: Literal[0, 1] | bool
+    type: EventType | None = Field(
+        None,
+        description="what the user did; a dislike keeps the product out of the user's lists "
+        "at once. Without it, `purchased` says: a click, or a purchase",
+    )
+    value: int | None = Field(
+        None, ge=1, le=5, description="the stars of a rating (1-5); only on a rating"
+    )
+    purchased: Literal[0, 1] | bool | None = Field(
+        None,
+        description="the older form of a click (0) or a purchase (1); next to a `type`, "
+        "1 exactly for a purchase",
+    )
+    event_id: str | None = Field(
+        None,
+        min_length=1,
+        max_length=64,
+        description="the sender's id of the event, unique per store: sent again (a retried "
+        "batch) it is not stored twice; reused for another event it is refused (409)",
+    )
     timestamp: str | None = Field(
         None,
         pattern=r"^" + ISO_WITH_OFFSET.pattern + "$",
@@ -455,6 +494,9 @@ class DataFigures(BaseModel):
     products: int = Field(description="products clicked at least once")
     catalog_products: int | None
     purchases: int
+    events_by_type: dict[EventType, int] = Field(
+        description="how many events of each type (view, click, cart, purchase, rating, dislike)"
+    )
     conversion: float | None = Field(description="purchases per click; null without clicks")
     clicks_per_user: dict[str, float] | None = Field(
         description="count, mean, std, min, 25%, 50%, 75%, max"

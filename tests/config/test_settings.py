@@ -132,6 +132,24 @@ def test_flat_config_names_reach_their_sections_and_flasks_own_keys_stay_aside(t
             None,
             "RECSYS_EXPLORATION: expected a number from 0 to 1, or 0 for off, got '1.5'",
         ),
+        (
+            {"RECSYS_EVENT_WEIGHTS": "dislike=2"},
+            None,
+            "RECSYS_EVENT_WEIGHTS: dislike must be a finite number <= 0, got 2.0; expected "
+            "comma-separated TYPE=POINTS pairs such as 'purchase=4,dislike=-3' (TYPE one of "
+            "view, click, cart, purchase, rating, dislike; points >= 0, a dislike's <= 0)",
+        ),
+        (
+            {"RECSYS_CLICK_WEIGHT": "1"},
+            None,
+            "RECSYS_CLICK_WEIGHT is no more: set RECSYS_EVENT_WEIGHTS=click=POINTS instead",
+        ),
+        (
+            {},
+            {"PURCHASE_WEIGHT": 2},
+            "RECSYS_PURCHASE_WEIGHT is no more: set RECSYS_EVENT_WEIGHTS=purchase=POINTS instead "
+            "(a purchase's whole points: the old click and purchase weights added)",
+        ),
     ],
 )
 def test_a_bad_value_is_one_line_naming_where_it_came_from(tmp_path, environ, config, message):
@@ -150,3 +168,9 @@ def test_every_setting_is_read_from_a_variable_of_its_own():
     variables = [name for s in SETTINGS for name in (s.env_name, *s.also_env)]
     assert len(variables) == len(set(variables))
     assert all(name.startswith("RECSYS_") for name in (s.env_name for s in SETTINGS))
+
+
+def test_event_weights_name_the_types_they_change_and_keep_the_other_defaults(tmp_path):
+    environ = {"RECSYS_EVENT_WEIGHTS": " purchase=5, dislike=-10 "}
+    weights = Settings.load(environ, None, tmp_path).training.event_weights
+    assert (weights.purchase, weights.dislike, weights.view, weights.click) == (5, -10, 0.5, 1)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from recsys.data.interactions import load_interactions
-from recsys.data.ratings import RatingWeights, derive_ratings
+from recsys.data.ratings import EventWeights, derive_ratings
 from recsys.data.timestamps import TIMESTAMP_RULE, parse_timestamp, utc_now
 from recsys.errors import DataFileError
 
@@ -162,11 +162,14 @@ def test_ratings_are_clipped_to_one_to_five():
 
 
 def test_click_and_purchase_weights_are_configurable():
-    feedback = derive_ratings(_log([(1, 5, 0), (1, 5, 1)]), RatingWeights(0.5, 1.5))
+    feedback = derive_ratings(_log([(1, 5, 0), (1, 5, 1)]), EventWeights(click=0.5, purchase=2))
     assert feedback["rating"].iloc[0] == pytest.approx(2.5)
 
 
-@pytest.mark.parametrize("weights", [RatingWeights(), RatingWeights(0.5, 3.0), RatingWeights(2, 0)])
+@pytest.mark.parametrize(
+    "weights",
+    [EventWeights(), EventWeights(click=0.5, purchase=3.5), EventWeights(click=2, purchase=2)],
+)
 def test_more_engagement_never_lowers_the_rating(weights):
     def rating(clicks: int, purchases: int) -> float:
         rows = [(1, 1, 1)] * purchases + [(1, 1, 0)] * (clicks - purchases)
@@ -183,11 +186,13 @@ def test_more_engagement_never_lowers_the_rating(weights):
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"click_weight": -1}, "click_weight must be a finite number >= 0"),
-        ({"purchase_weight": float("nan")}, "purchase_weight must be a finite number >= 0"),
-        ({"purchase_weight": "2"}, "purchase_weight must be a finite number >= 0"),
+        ({"click": -1}, "click must be a finite number >= 0"),
+        ({"purchase": float("nan")}, "purchase must be a finite number >= 0"),
+        ({"purchase": "2"}, "purchase must be a finite number >= 0"),
+        ({"view": True}, "view must be a finite number >= 0"),
+        ({"dislike": 1}, "dislike must be a finite number <= 0"),
     ],
 )
 def test_bad_weights_are_refused(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        RatingWeights(**kwargs)
+        EventWeights(**kwargs)

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from recsys.cli.main import main
+from recsys.data.interactions import INTERACTION_COLUMNS
 from recsys.data.log_files import iter_log, write_log
 from recsys.data.simulate import CATEGORIES, SimulationConfig, simulate_shop
 from recsys.data.simulate_large import make_large_catalog, simulate_large
@@ -133,7 +134,9 @@ def test_a_streamed_import_writes_every_row_in_file_order(catalog_store, tmp_pat
     path = tmp_path / f"log{suffix}"
     write_log(log, path)
     assert import_log(catalog_store.engine, path, chunk_rows=700) == len(log)
-    assert catalog_store.interactions_frame().equals(log.astype("int64"))
+    stored = catalog_store.interactions_frame()
+    assert stored[list(INTERACTION_COLUMNS)].equals(log.astype("int64"))
+    assert stored["type"].tolist() == ["purchase" if p else "click" for p in log["purchased"]]
     assert catalog_store.counts().users == log["user_id"].nunique()
 
 
@@ -141,8 +144,17 @@ def test_a_streamed_import_adds_to_what_the_store_has(catalog_store, tmp_path):
     path = tmp_path / "log.parquet"
     write_log(small_log(), path)
     import_log(catalog_store.engine, path)
-    import_log(catalog_store.engine, path)
+    import_log(catalog_store.engine, path, append=True)
     assert catalog_store.counts().interactions == 5000
+
+
+def test_a_streamed_file_imported_before_is_refused_without_append(catalog_store, tmp_path):
+    path = tmp_path / "log.parquet"
+    write_log(small_log(), path)
+    import_log(catalog_store.engine, path)
+    with pytest.raises(DataFileError, match=r"imported on .* pass --append"):
+        import_log(catalog_store.engine, path)
+    assert catalog_store.counts().interactions == 2500
 
 
 def test_an_unknown_product_in_a_late_chunk_writes_nothing(catalog_store, tmp_path):

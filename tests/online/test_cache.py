@@ -459,6 +459,27 @@ def test_a_history_the_previous_release_cached_is_read_again_from_the_store(
 
 
 @pytest.mark.redis
+def test_a_cached_history_keeps_each_event_type_and_a_release_before_types_is_a_miss(
+    redis_url, cache_prefix
+):
+    histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
+    generation = histories.lookup(9).generation
+    typed = UserHistory.of_events([(3, "dislike", 1, 0), (3, "view", 2, 0), (5, "rating", 2, 7)])
+    histories.save(9, typed, generation)
+    found = histories.lookup(9).history
+    assert found == typed and found.disliked == frozenset({3})
+    # What the release before event types wrote: counts, no dislikes.
+    before_types = {
+        "stamp": list(generation),
+        "events": True,
+        "purchased": [],
+        "counts": [[3, 3, 0]],
+    }
+    histories._cache.set("user:9", before_types)
+    assert histories.lookup(9).history is None
+
+
+@pytest.mark.redis
 def test_invalidations_lost_in_an_outage_drop_every_cached_history_when_redis_returns(
     redis_url, cache_prefix, monkeypatch, caplog
 ):

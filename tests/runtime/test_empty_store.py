@@ -98,7 +98,10 @@ def test_an_empty_store_takes_products_and_events(empty_app):
     products = client.put("/products", json=PRODUCTS)
     events = client.post("/interactions", json=FIRST_EVENTS)
     assert (products.status_code, products.get_json()) == (200, {"accepted": 5})
-    assert (events.status_code, events.get_json()) == (201, {"accepted": 3})
+    assert (events.status_code, events.get_json()) == (
+        201,
+        {"accepted": 3, "new": 3, "known": 0},
+    )
 
 
 def test_the_first_events_train_the_first_model_without_a_retrain_configured(empty_app):

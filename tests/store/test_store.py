@@ -30,10 +30,16 @@ def test_events_are_recorded_and_unknown_users_created(catalog_store):
 
 def test_interactions_frame_has_the_log_schema_in_insertion_order(catalog_store):
     catalog_store.add_interactions([Event(9, 3, True), Event(7, 1, False)])
+    catalog_store.add_interactions([Event(7, 2, type="rating", value=4)])
     frame = catalog_store.interactions_frame()
-    assert list(frame.columns) == ["user_id", "product_clicked", "purchased"]
-    assert frame.values.tolist() == [[9, 3, 1], [7, 1, 0]]
-    assert all(dtype == "int64" for dtype in frame.dtypes)
+    assert list(frame.columns) == ["user_id", "product_clicked", "purchased", "type", "value"]
+    assert frame[["user_id", "product_clicked", "purchased", "value"]].values.tolist() == [
+        [9, 3, 1, 0],
+        [7, 1, 0, 0],
+        [7, 2, 0, 4],
+    ]
+    assert frame["type"].tolist() == ["purchase", "click", "rating"]
+    assert all(frame[c].dtype == "int64" for c in ("user_id", "product_clicked", "purchased"))
 
 
 def test_a_purchase_is_visible_in_the_users_history_at_once(catalog_store):
@@ -71,13 +77,13 @@ def test_the_history_read_is_answered_from_an_index_alone(catalog_store):
     with catalog_store.engine.begin() as conn:
         if catalog_store.engine.dialect.name == "sqlite":
             plan = " ".join(row[-1] for row in conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}"))
-            assert "COVERING INDEX ix_interactions_user_products" in plan
+            assert "COVERING INDEX ix_interactions_user_product_types" in plan
         else:
             # The planner prefers a table scan on a tiny table; without it, the index alone.
             conn.exec_driver_sql("SET LOCAL enable_seqscan = off")
             conn.exec_driver_sql("SET LOCAL enable_bitmapscan = off")
             plan = " ".join(row[0] for row in conn.exec_driver_sql(f"EXPLAIN {sql}"))
-            assert "Index Only Scan using ix_interactions_user_products" in plan
+            assert "Index Only Scan using ix_interactions_user_product_types" in plan
 
 
 def test_history_reads_return_their_connections_to_the_pool(catalog_store):
@@ -186,9 +192,9 @@ def test_export_then_import_round_trips(catalog_store, tmp_path, with_timestamps
         ",timestamp" if with_timestamps else ""
     )
     assert header == expected_header
-    assert catalog_store.import_interactions(path) == 2
+    assert catalog_store.import_interactions(path).new == 2
     frame = catalog_store.interactions_frame()
-    assert frame.values.tolist() == [[7, 1, 0], [8, 5, 1], [7, 1, 0], [8, 5, 1]]
+    assert frame.values[:, :3].tolist() == [[7, 1, 0], [8, 5, 1], [7, 1, 0], [8, 5, 1]]
     if with_timestamps:
         with catalog_store.engine.connect() as conn:
             stamps = conn.execute(sa.text("SELECT created_at FROM interactions ORDER BY id"))
@@ -234,7 +240,7 @@ def test_importing_a_missing_file_is_a_data_file_error(catalog_store, tmp_path):
 def test_import_with_a_progress_bar_reports_on_stderr(catalog_store, tmp_path, capsys):
     path = tmp_path / "log.csv"
     path.write_text("user_id,product_clicked,purchased\n" + "3,2,1\n" * 200)
-    assert catalog_store.import_interactions(path, progress=True) == 200
+    assert catalog_store.import_interactions(path, progress=True).new == 200
     assert "200/200" in capsys.readouterr().err
 
 
@@ -243,16 +249,42 @@ def test_upgrading_from_the_first_revision_keeps_every_event(database_url):
     upgrade_to(old.engine, "0001")
     assert current_revision(old.engine) == "0001"
     old.upsert_products(SMALL_CATALOG)
-    old.add_interactions([Event(7, 1, True), Event(8, 2, False)])
-    before = (old.counts(), old.interactions_frame())
+    write_old_interactions(old.engine, [(7, 1, True), (8, 2, False)])
+    before = (old.counts(), _old_rows(old.engine))
 
     upgrade_to_head(old.engine)
     assert current_revision(old.engine) == head_revision() != "0001"
     assert old.counts() == before[0]
-    assert old.interactions_frame().equals(before[1])
+    assert _old_rows(old.engine) == before[1]
     upgrade_to_head(old.engine)  # a second start changes nothing
     assert old.counts() == before[0]
     old.dispose()
+
+
+def write_old_interactions(engine: sa.Engine, rows: list[tuple[int, int, bool]]) -> None:
+    """Write (user, product, purchased) rows as a store from before event types held them."""
+    now = datetime(2026, 11, 1, 12, 0)
+    with engine.begin() as conn:
+        for user in sorted({user for user, _, _ in rows}):
+            conn.execute(
+                sa.text("INSERT INTO users (id, created_at) VALUES (:id, :at)"),
+                {"id": user, "at": now},
+            )
+        conn.execute(
+            sa.text(
+                "INSERT INTO interactions (user_id, product_id, purchased, created_at) "
+                "VALUES (:user, :product, :purchased, :at)"
+            ),
+            [{"user": u, "product": p, "purchased": b, "at": now} for u, p, b in rows],
+        )
+
+
+def _old_rows(engine: sa.Engine) -> list[tuple]:
+    with engine.connect() as conn:
+        query = (
+            "SELECT id, user_id, product_id, purchased, created_at FROM interactions ORDER BY id"
+        )
+        return [tuple(row) for row in conn.execute(sa.text(query))]
 
 
 def test_upgrading_to_job_leases_keeps_every_job_record_and_expires_none(database_url):

@@ -147,7 +147,10 @@ def test_the_command_line_trains_a_log_file_with_spark(spark_engine, tmp_path, c
 @pytest.mark.postgres
 def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, tmp_path):
     from recsys.cli.main import main
+    from recsys.data.events import Event
+    from recsys.data.ratings import EventWeights, derive_ratings
     from recsys.store.artifacts import ModelRegistry
+    from recsys.store.bulk import read_interactions
     from recsys.store.events import EventStore
     from recsys.store.migrate import upgrade_to_head
     from recsys.training.spark import POSTGRES_JDBC_JAR
@@ -155,6 +158,7 @@ def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, 
         EventSource,
         read_events,
         read_jdbc_catalog,
+        spark_ratings,
         summarise_events,
     )
 
@@ -164,12 +168,24 @@ def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, 
     upgrade_to_head(store.engine)
     shop = simulate_large(SimulationConfig(users=150, products=25, seed=5), events=2000)
     store.bootstrap(shop.catalog, shop.interactions)
+    typed = [
+        Event(1, 1, type="rating", value=5),
+        Event(1, 2, type="dislike"),
+        Event(2, 3, type="view"),
+    ]
+    store.ingest(typed)
     jdbc = jdbc_url(postgres_url)
 
     source = EventSource(jdbc_url=jdbc, partitions=3)
     events = read_events(spark_engine.session, source)
     assert events.rdd.getNumPartitions() == 3
-    assert summarise_events(events, source.describe()).events == 2000
+    assert summarise_events(events, source.describe()).events == 2003
+    # The executors weigh each type as derive_ratings does (ratings by stars, dislikes negative).
+    columns = ["user_id", "product_id", "clicks", "purchases", "engagement", "rating"]
+    by_spark = spark_ratings(events, EventWeights()).toPandas()[columns]
+    by_spark = by_spark.sort_values(["user_id", "product_id"]).reset_index(drop=True)
+    local = derive_ratings(read_interactions(store.engine))[columns]
+    assert by_spark.astype(local.dtypes).equals(local)
     catalog = read_jdbc_catalog(spark_engine.session, jdbc)
     assert catalog["product_id"].tolist() == list(range(1, 26))
 
@@ -178,7 +194,7 @@ def test_spark_reads_the_postgresql_store_over_jdbc(spark_engine, postgres_url, 
     assert status == 0
     published = ModelRegistry(models).load_latest(model_type="als")
     assert published is not None
-    assert published.metadata.training["interactions"] == 2000
+    assert published.metadata.training["interactions"] == 2003
     store.dispose()
 
 

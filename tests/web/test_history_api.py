@@ -26,10 +26,34 @@ def test_interactions_are_listed_newest_first_with_utc_z_timestamps(history_clie
     assert body == {
         "user_id": 700,
         "interactions": [
-            {"product_id": 5, "purchased": True, "timestamp": "2026-01-03T09:00:00Z"},
-            {"product_id": 7, "purchased": False, "timestamp": "2026-01-02T10:00:00Z"},
-            {"product_id": 4, "purchased": False, "timestamp": "2026-01-02T10:00:00Z"},
-            {"product_id": 6, "purchased": False, "timestamp": "2026-01-01T10:00:00Z"},
+            {
+                "product_id": 5,
+                "type": "purchase",
+                "value": None,
+                "purchased": True,
+                "timestamp": "2026-01-03T09:00:00Z",
+            },
+            {
+                "product_id": 7,
+                "type": "click",
+                "value": None,
+                "purchased": False,
+                "timestamp": "2026-01-02T10:00:00Z",
+            },
+            {
+                "product_id": 4,
+                "type": "click",
+                "value": None,
+                "purchased": False,
+                "timestamp": "2026-01-02T10:00:00Z",
+            },
+            {
+                "product_id": 6,
+                "type": "click",
+                "value": None,
+                "purchased": False,
+                "timestamp": "2026-01-01T10:00:00Z",
+            },
         ],
         "next": None,
     }
@@ -125,3 +149,22 @@ def test_a_cursor_with_an_id_past_the_largest_is_read_as_the_largest(bundled_cli
     response = bundled_client.get("/users/17/history?cursor=1.9999999999999999999")
     assert response.status_code == 200
     assert response.get_json()["interactions"] == []
+
+
+def test_a_users_history_shows_each_events_type_and_a_ratings_stars(client):
+    events = [
+        {
+            "user_id": 702,
+            "product_id": 4,
+            "type": "rating",
+            "value": 4,
+            "timestamp": "2026-01-01T10:00:00Z",
+        },
+        {"user_id": 702, "product_id": 5, "type": "dislike", "timestamp": "2026-01-02T10:00:00Z"},
+    ]
+    assert client.post("/interactions", json=events).status_code == 201
+    listed = client.get("/users/702/history").get_json()["interactions"]
+    assert [(e["type"], e["value"], e["purchased"]) for e in listed] == [
+        ("dislike", None, False),
+        ("rating", 4, False),
+    ]

@@ -24,7 +24,7 @@ def test_one_event_is_accepted(any_app_factory):
     before = interaction_count(app)
     response = app.test_client().post("/interactions", json=GOOD)
     assert response.status_code == 201
-    assert response.get_json() == {"accepted": 1}
+    assert response.get_json() == {"accepted": 1, "new": 1, "known": 0}
     assert interaction_count(app) == before + 1
 
 
@@ -42,7 +42,10 @@ def test_a_batch_with_timestamps_and_boolean_purchases_is_accepted(any_app_facto
         {"user_id": 9002, "product_id": 2, "purchased": 1},
     ]
     response = app.test_client().post("/interactions", json=batch)
-    assert (response.status_code, response.get_json()) == (201, {"accepted": 3})
+    assert (response.status_code, response.get_json()) == (
+        201,
+        {"accepted": 3, "new": 3, "known": 0},
+    )
     assert interaction_count(app) == before + 3
     assert runtime_of(app).store.user_history(9001).purchased == {1}
 
@@ -108,7 +111,7 @@ def _too_many():
             {"user_id": 1, "product_id": 1},
             400,
             "invalid_event",
-            "missing field(s) ['purchased']",
+            "missing field(s) ['type (or purchased)']",
             id="missing-purchased",
         ),
         pytest.param(
@@ -482,7 +485,7 @@ def test_an_unreachable_store_is_a_json_503_not_a_500(app, client, monkeypatch):
     def database_down(events):
         raise sa.exc.OperationalError("INSERT", {}, ConnectionRefusedError("connection refused"))
 
-    monkeypatch.setattr(runtime_of(app).store, "add_interactions", database_down)
+    monkeypatch.setattr(runtime_of(app).store, "ingest", database_down)
     response = client.post("/interactions", json=GOOD)
     assert response.status_code == 503
     assert response.get_json()["error"]["code"] == "store_unavailable"
