@@ -30,6 +30,12 @@ What makes that safe when something fails:
   cache): they count as not published, so a request waits for a Redis that
   does not answer at most once.
 
+Two more kinds ride the same channel and the same confirmation: a deletion
+of users (their marks, and each process's ``on_erased`` handler, so that no
+version ranks them from a training-time row) and a change of products'
+availability (each process's ``on_catalog`` handler re-reads which products
+are hidden). Both handlers run before the process confirms.
+
 Announcements are JSON, never pickles; one that is not ours drops everything.
 """
 

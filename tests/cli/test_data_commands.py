@@ -1,4 +1,4 @@
-"""The data lifecycle's flask commands: delete-user, export-user, prune-events, export-recommendations.
+"""The lifecycle commands: delete-user, export-user, prune-events, export-recommendations.
 
 Each runs on SQLite and PostgreSQL (``any_app_factory``); bad input gets one line.
 """

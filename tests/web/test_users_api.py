@@ -1,4 +1,4 @@
-"""DELETE /users/<id> and GET /users/<id>/export, and PUT /products' availability, on both databases."""
+"""DELETE /users/<id>, GET /users/<id>/export and PUT /products' availability, on both databases."""
 
 from __future__ import annotations
 
