@@ -6,7 +6,8 @@ published. Then:
 
 1. ``flask --app app export-recommendations --n 20`` runs in a child process
    per model, as an operator runs it; the command reports its users a minute
-   (the export itself, after the model is loaded), and the child's peak RSS
+   (the export itself, after the model is loaded; and a minute of its CPU
+   time, which a machine busy with other work does not shrink), and the child's peak RSS
    is read from ``wait4``. A seeded sample of users' rows is compared with
    the answers the service gives ``GET /recommend`` for them.
 2. ``DELETE /users/<id>`` for users with 10,000 events each, through the
@@ -112,8 +113,8 @@ def app_environment(directory: Path, model_dir: Path, name: str) -> dict[str, st
     }
 
 
-def run_export(directory: Path, model_dir: Path, name: str, out: Path) -> tuple[float, int, str]:
-    """Run the export command in a child; return its users a minute, peak RSS and output."""
+def run_export(directory: Path, model_dir: Path, name: str, out: Path) -> tuple[float, float, int]:
+    """Run the export command in a child; return its users a minute (wall, CPU) and peak RSS."""
     command = [
         sys.executable, "-m", "flask", "--app", "app", "export-recommendations",
         "--out", str(out), "--n", "20", "--force",
@@ -132,10 +133,11 @@ def run_export(directory: Path, model_dir: Path, name: str, out: Path) -> tuple[
     child.returncode = os.waitstatus_to_exitcode(status)
     if child.returncode != 0:
         raise RuntimeError(f"export-recommendations failed: {output}")
-    rate = re.search(r"\(([\d,]+) users a minute\)", output)
-    assert rate is not None, output
+    rates = re.search(r"\(([\d,]+) users a minute, ([\d,]+) a CPU minute\)", output)
+    assert rates is not None, output
+    wall, cpu = (float(rates.group(i).replace(",", "")) for i in (1, 2))
     # ru_maxrss is in KiB on Linux.
-    return float(rate.group(1).replace(",", "")), usage.ru_maxrss * 1024, output.strip()
+    return wall, cpu, usage.ru_maxrss * 1024
 
 
 def equal_sample(store, model_dir: Path, out: Path, users: list[int]) -> int:
@@ -323,20 +325,25 @@ def main() -> int:
             .choice(feedback["user_id"].unique(), size=min(args.sample, users), replace=False)
             .tolist()
         )
-        print(f"  {'model':<8}{'users a minute':>16}{'peak RSS':>12}{'sample equal':>15}")
+        print(
+            f"  {'model':<8}{'users a minute':>16}{'a CPU minute':>14}{'peak RSS':>12}"
+            f"{'sample equal':>15}"
+        )
         for name in args.models.split(","):
             model_dir = publish(directory, name, feedback, catalog)
             out = directory / f"lists-{name}.parquet"
-            rate, rss, _ = run_export(directory, model_dir, name, out)
+            rate, cpu_rate, rss = run_export(directory, model_dir, name, out)
             equal = equal_sample(store, model_dir, out, sample)
             print(
-                f"  {name:<8}{rate:>16,.0f}{rss / 1024**2:>9,.0f} MiB{f'{equal}/{len(sample)}':>15}"
+                f"  {name:<8}{rate:>16,.0f}{cpu_rate:>14,.0f}{rss / 1024**2:>9,.0f} MiB"
+                f"{f'{equal}/{len(sample)}':>15}"
             )
             verdicts.check(
                 f"{name}: export at least {MIN_USERS_A_MINUTE:,} users a minute",
                 f"{rate:,.0f}",
                 rate >= MIN_USERS_A_MINUTE,
             )
+            verdicts.inform(f"{name}: users a minute of CPU time", f"{cpu_rate:,.0f}")
             verdicts.check(
                 f"{name}: the export's peak RSS under 2 GiB",
                 f"{rss / 1024**2:,.0f} MiB",

@@ -127,5 +127,6 @@ def export_lists_command(out: Path, n: int, users_file: Path | None, force: bool
             raise click.UsageError(str(exc)) from None
     click.echo(
         f"exported {report.rows} rows for {report.users} users to {out} with model "
-        f"{report.model_version} ({report.users_per_minute:,.0f} users a minute)"
+        f"{report.model_version} ({report.users_per_minute:,.0f} users a minute, "
+        f"{report.users_per_cpu_minute:,.0f} a CPU minute)"
     )
