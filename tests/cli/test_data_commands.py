@@ -77,6 +77,15 @@ def test_prune_events_deletes_the_events_past_the_retention(any_app_factory):
     assert store.user_history(17).events == 23  # the bundled log is recent
 
 
+def test_retraining_reads_only_the_events_within_the_retention(any_app_factory):
+    app = any_app_factory(EVENT_RETENTION_DAYS="30")
+    runtime = runtime_of(app)
+    old = utc_now() - timedelta(days=40)
+    runtime.store.add_interactions([Event(5000 + i, 3, False, old) for i in range(50)])
+    meta = runtime.train(force=True)
+    assert meta.training["interactions"] == 3223  # the bundled log, recorded now; none of the old
+
+
 def test_prune_events_without_a_retention_is_refused(runner):
     result = runner.invoke(args=["prune-events"])
     assert result.exit_code == 2
