@@ -55,6 +55,15 @@ class ErasedUsers:
             with self._lock:
                 self._last_audit_id = max(self._last_audit_id, max(row[0] for row in rows))
 
+    def deleted_since(self, user_id: int, moment: datetime) -> bool:
+        """Return whether the user was deleted at or after a moment (naive UTC).
+
+        A row about them made before then (an exposure waiting to be written)
+        must not outlive the deletion.
+        """
+        deleted_at = self._deleted.get(user_id)
+        return deleted_at is not None and deleted_at >= moment
+
     def forgets(self, user_id: int, version: ServingModel) -> bool:
         """Return whether a version must not use the user's training-time row.
 

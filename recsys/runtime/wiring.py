@@ -188,7 +188,9 @@ class ServingRuntime:
             last_trained=self.last_trained,
         )
         self.exposure_log = (
-            ExposureLog(self.experiment_store) if settings.experiments.exposure_log else None
+            ExposureLog(self.experiment_store, forgets=self.service.erased.deleted_since)
+            if settings.experiments.exposure_log
+            else None
         )
         self.experiments = ExperimentLayer(
             self.service,
@@ -506,6 +508,10 @@ class ServingRuntime:
         Returns:
             The audit record, or None when the store knows nothing of the user.
         """
+        if self.exposure_log is not None:
+            # Their exposures queued here go first, so the deletion takes them;
+            # any queued later (here or elsewhere) is dropped (ErasedUsers).
+            self.exposure_log.flush()
         record = self.store.delete_user(user_id, deleted_by)
         if record is not None:
             self.service.forget_deleted_users([user_id], record.deleted_at)

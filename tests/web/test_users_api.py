@@ -8,6 +8,7 @@ import time
 
 import pytest
 
+from recsys.data.timestamps import utc_now
 from tests.builders import runtime_of
 
 ADMIN_KEY = "test-admin-key-0123456789"
@@ -123,3 +124,31 @@ def test_a_product_is_shown_as_unavailable_and_then_available_again(client):
     assert client.get("/products/13").get_json()["available"] is False
     assert client.put("/products", json=[{**PRODUCT, "available": True}]).status_code == 200
     assert client.get("/products/13").get_json()["available"] is True
+
+
+def exposure(user_id: int, served_at) -> dict:
+    return {
+        "recommendation_id": f"r{served_at:%H%M%S%f}",
+        "experiment": "e",
+        "variant": "a",
+        "user_id": user_id,
+        "product_ids": "1 2",
+        "latency_ms": 1.0,
+        "failed": False,
+        "served_at": served_at,
+    }
+
+
+def test_exposures_queued_before_a_deletion_never_outlive_it(any_app_factory):
+    runtime = runtime_of(any_app_factory(AB_EXPOSURE_LOG="1"))
+    log = runtime.exposure_log
+    before = utc_now()
+    log.record(exposure(17, before))  # queued here: written, then deleted
+    record = runtime.delete_user(17, "test")
+    assert record is not None and record.rows["exposures"] == 1
+    log.record(exposure(17, before))  # queued elsewhere before the deletion, written after
+    log.flush()
+    assert runtime.store.export_user(17) is None
+    log.record(exposure(17, utc_now()))  # the user came back: kept
+    log.flush()
+    assert len(runtime.store.export_user(17)["exposures"]) == 1
