@@ -237,6 +237,13 @@ class StoreSection(Section):
         "its catalog (`product_id,name,category,price`); products without one are named by id",
         default_text="`NAME.products.csv`, else `products.csv`, beside `DATA_PATH` if present",
     )
+    event_retention_days: CountOrOff = setting(
+        "EVENT_RETENTION_DAYS",
+        None,
+        "keep events this many days: training reads only newer ones, and "
+        "`.venv/bin/flask --app app prune-events` deletes the older ones (0: keep every event)",
+        default_text="0 (off)",
+    )
 
 
 class RegistrySection(Section):

@@ -17,7 +17,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from prometheus_client import Counter
@@ -46,6 +47,9 @@ class ExposureLog:
         batch_size: Rows that make the writer write at once.
         flush_seconds: The longest a row waits when fewer are queued.
         max_queued: Rows kept waiting at most; past it new rows are dropped.
+        forgets: Whether a user was deleted after a moment (``ErasedUsers.deleted_since``):
+            a row of theirs queued before their deletion is dropped, never
+            written after it. None: no user is ever deleted.
     """
 
     def __init__(
@@ -54,8 +58,10 @@ class ExposureLog:
         batch_size: int = 500,
         flush_seconds: float = 0.5,
         max_queued: int = 100_000,
+        forgets: Callable[[int, datetime], bool] | None = None,
     ):
         self.store = store
+        self.forgets = forgets
         self.batch_size = batch_size
         self.flush_seconds = flush_seconds
         self._queue: queue.Queue[tuple[str, Mapping[str, Any]]] = queue.Queue(max_queued)
@@ -115,6 +121,13 @@ class ExposureLog:
         return taken
 
     def _write(self, batch: list[tuple[str, Mapping[str, Any]]]) -> int:
+        if self.forgets is not None:
+            forgets = self.forgets
+            batch = [
+                (table, row)
+                for table, row in batch
+                if not forgets(int(row["user_id"]), row.get("served_at") or row["created_at"])
+            ]
         exposures = [row for table, row in batch if table == EXPOSURE]
         events = [row for table, row in batch if table == LINKED_EVENT]
         try:

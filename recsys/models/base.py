@@ -21,7 +21,7 @@ every answer is refused before it can be served.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -343,7 +343,34 @@ class Recommender(ABC):
         items, engagement = self.profile_items(profile)
         if len(items) == 0:
             return None
-        row = self._score_profile(items, engagement)
+        return self.rank_scores(self._score_profile(items, engagement), n, exclude, allowed)
+
+    def score_profiles(self, profiles: Sequence[Profile]) -> list[np.ndarray | None]:
+        """Return the score rows ``rank_profile`` ranks, for many users at once (FOLD_IN).
+
+        A model that can scores them all in one matrix product (EASE); the
+        others one by one. Rank each row with ``rank_scores``.
+
+        Returns:
+            Per profile, its row over ``product_ids``, or None when it names
+            no product the model knows.
+        """
+        if FOLD_IN not in self.capabilities:
+            raise NotImplementedError(f"model {self.name!r} cannot fold a user in")
+        rows: list[np.ndarray | None] = []
+        for profile in profiles:
+            items, engagement = self.profile_items(profile)
+            rows.append(self._score_profile(items, engagement) if len(items) else None)
+        return rows
+
+    def rank_scores(
+        self,
+        row: np.ndarray,
+        n: int,
+        exclude: Collection[int] | np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> RankedList:
+        """Rank one user's score row as ``rank_profile`` does: masks, exclusions, then the top n."""
         scores = np.array(row, dtype=np.float64)
         if allowed is not None:
             np.copyto(scores, -np.inf, where=~allowed)
@@ -351,7 +378,9 @@ class Recommender(ABC):
             self._mask_products(scores, exclude)
         return self._top_n(scores, n)
 
-    def similar_items(self, product_id: int, n: int) -> RankedList:
+    def similar_items(
+        self, product_id: int, n: int, exclude: Collection[int] | np.ndarray | None = None
+    ) -> RankedList:
         """Rank the n products most similar to one product.
 
         Similarity is the cosine of item vectors, or a model's item-item
@@ -360,6 +389,7 @@ class Recommender(ABC):
         Args:
             product_id: A raw product id the model knows.
             n: How many products (the product itself is left out).
+            exclude: Raw product ids never to list (unavailable products).
 
         Raises:
             KeyError: The model does not know the product.
@@ -373,6 +403,8 @@ class Recommender(ABC):
             raise KeyError(product_id)
         scores = np.array(self._similarity_to(int(i)), dtype=np.float64)
         scores[i] = -np.inf
+        if exclude is not None and len(exclude) > 0:
+            self._mask_products(scores, exclude)
         return self._top_n(scores, n)
 
     def _similarity_to(self, item: int) -> np.ndarray:

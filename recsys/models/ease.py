@@ -24,7 +24,7 @@ minutes of inversion) use item-kNN or ALS instead.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -33,6 +33,7 @@ import scipy.sparse
 
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
+from recsys.models.profile import Profile
 from recsys.models.state import ArrayShape
 
 
@@ -105,6 +106,25 @@ class EASERecommender(Recommender):
         # whose products have not changed gets exactly the training scores.
         row = _one_row(engagement.astype(np.float32), items, len(self.product_ids))
         return np.asarray(row @ self.item_weights)[0]
+
+    def score_profiles(self, profiles: Sequence[Profile]) -> list[np.ndarray | None]:
+        """Return many users' fold-in rows in one sparse-times-dense product.
+
+        The rows are those ``_score_profile`` makes one by one, exactly:
+        each output row sums its own float32 products in the same order.
+        """
+        known = [self.profile_items(profile) for profile in profiles]
+        lengths = [len(items) for items, _ in known]
+        if not any(lengths):
+            return [None] * len(profiles)
+        indptr = np.concatenate([[0], np.cumsum(lengths)])
+        items = np.concatenate([items for items, _ in known])
+        values = np.concatenate([e for _, e in known]).astype(np.float32)
+        matrix = scipy.sparse.csr_matrix(
+            (values, items, indptr), shape=(len(profiles), len(self.product_ids))
+        )
+        scores = np.asarray(matrix @ self.item_weights)
+        return [scores[row] if lengths[row] else None for row in range(len(profiles))]
 
     def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
         return engagement * self.item_weights[past, item].astype(np.float64)

@@ -7,6 +7,7 @@ live model. A share of first pages explores new or rarely shown products,
 whose impressions every process counts. Nothing here trains, and nothing imports Flask.
 """
 
+from recsys.online.batch import recommend_users
 from recsys.online.history_cache import HistoryCache, RedisOutage
 from recsys.online.invalidation import InvalidationBus
 from recsys.online.service import (
@@ -42,5 +43,6 @@ __all__ = [
     "RedisOutage",
     "UnknownProductError",
     "compact_json",
+    "recommend_users",
     "similar_products",
 ]

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -132,8 +132,16 @@ class NoAnswerCache:
         """Return None: the pipeline ranks every request."""
         return None
 
-    def forget(self, user_ids: Iterable[int]) -> None:
+    def forget(self, user_ids: Iterable[int], erased: bool = False) -> None:
         """Forget nothing (nothing is kept)."""
+
+    def announce_catalog(self) -> None:
+        """Announce nothing (no other process is told: each refreshes its catalog in time)."""
+
+    def on_announcements(
+        self, erased: Callable[[list[int]], object], catalog: Callable[[], object]
+    ) -> None:
+        """Hear nothing (there is no bus)."""
 
     def forget_everything(self) -> None:
         """Forget nothing (nothing is kept)."""
@@ -258,7 +266,9 @@ class AnswerCache:
         hold exactly as long as it is unchanged.
         """
         person = (user_id, history) if ranker.per_user else None
-        key = (version.version, ranker.key, person, categories)
+        # The unavailable products too: hiding one replaces the version object,
+        # not its name, and candidates are kept by name.
+        key = (version.version, version.hidden, ranker.key, person, categories)
         found: Candidates | None = self._candidates.get(key)
         (_RANKING_MISS if found is None else _RANKING_HIT).inc()
         picked = found.pick(wanted, left_out) if found is not None else None
@@ -271,15 +281,29 @@ class AnswerCache:
         assert picked is not None, "ranked deep enough for the request"
         return picked
 
-    def forget(self, user_ids: Iterable[int]) -> None:
+    def forget(self, user_ids: Iterable[int], erased: bool = False) -> None:
         """Make the users' cached histories and answers stale for every worker and server.
 
         Call it after their new events are committed, before answering: the
         next request of any of them reads the store again.
+
+        Args:
+            user_ids: The users.
+            erased: The users were deleted: every process hears it too.
         """
         users = list(user_ids)
         self.histories.invalidate(users)
-        self.invalidations.announce(users)
+        self.invalidations.announce(users, erased=erased)
+
+    def announce_catalog(self) -> None:
+        """Tell every process that products' availability changed; wait until they know."""
+        self.invalidations.announce_catalog()
+
+    def on_announcements(
+        self, erased: Callable[[list[int]], object], catalog: Callable[[], object]
+    ) -> None:
+        """Set what this process does when another announces erased users or a catalog change."""
+        self.invalidations.on_announcements(erased, catalog)
 
     def forget_everything(self) -> None:
         """Make every cached history and answer stale (after events came in past the API)."""
@@ -362,8 +386,16 @@ class _NoAnnouncements:
     def history_version(self, user_id: int) -> HistoryVersion | None:
         return None
 
-    def announce(self, user_ids: Iterable[int]) -> bool:
+    def announce(self, user_ids: Iterable[int], erased: bool = False) -> bool:
         return True
+
+    def announce_catalog(self) -> bool:
+        return True
+
+    def on_announcements(
+        self, erased: Callable[[list[int]], object], catalog: Callable[[], object]
+    ) -> None:
+        pass
 
     def announce_everything(self) -> None:
         pass

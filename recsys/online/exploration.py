@@ -304,7 +304,15 @@ class Exploration:
             return ids
         # Products the user already clicked need no exploring: they have their feedback.
         banned = np.fromiter(left_out, np.int64, len(left_out))
-        seen = np.concatenate([ranked.product_ids, banned, np.array(history.product_ids, np.int64)])
+        # Unavailable products are never shown, explored or not.
+        seen = np.concatenate(
+            [
+                ranked.product_ids,
+                banned,
+                np.array(history.product_ids, np.int64),
+                version.hidden_ids,
+            ]
+        )
         keep = ~np.isin(ids, seen)
         categories = request.filters.categories
         if categories:

@@ -30,6 +30,12 @@ What makes that safe when something fails:
   cache): they count as not published, so a request waits for a Redis that
   does not answer at most once.
 
+Two more kinds ride the same channel and the same confirmation: a deletion
+of users (their marks, and each process's ``on_erased`` handler, so that no
+version ranks them from a training-time row) and a change of products'
+availability (each process's ``on_catalog`` handler re-reads which products
+are hidden). Both handlers run before the process confirms.
+
 Announcements are JSON, never pickles; one that is not ours drops everything.
 """
 
@@ -42,7 +48,7 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, cast
 
 import redis
@@ -122,6 +128,8 @@ class InvalidationBus:
         self._thread: threading.Thread | None = None
         self._thread_pid: int | None = None
         self._outage_logged = False
+        self._on_erased: Callable[[list[int]], object] = _ignore
+        self._on_catalog: Callable[[], object] = _ignore
 
     # -- request threads ------------------------------------------------------------
 
@@ -137,10 +145,15 @@ class InvalidationBus:
         epoch, marks = self._state
         return (epoch, marks.get(user_id, 0))
 
-    def announce(self, user_ids: Iterable[int]) -> bool:
+    def announce(self, user_ids: Iterable[int], erased: bool = False) -> bool:
         """Tell every process that these users' cached answers are stale, and wait until they know.
 
         Call it after the users' events are committed, before answering.
+
+        Args:
+            user_ids: The users.
+            erased: The users were deleted: every process also hears it
+                (``on_erased``) before it confirms.
 
         Returns:
             Whether every listener confirmed within ``ACK_SECONDS`` (those
@@ -151,6 +164,28 @@ class InvalidationBus:
         if not users:
             return True
         self._mark(users)  # this process knows at once
+        body: dict[str, Any] = {"users": users}
+        if erased:
+            body["erased"] = True
+        return self._announce(body)
+
+    def announce_catalog(self) -> bool:
+        """Tell every process that products' availability changed, and wait until they know.
+
+        Each process's ``on_catalog`` callback runs before it confirms.
+
+        Returns:
+            Whether every listener confirmed within ``ACK_SECONDS``.
+        """
+        return self._announce({"catalog": True})
+
+    def on_announcements(
+        self, erased: Callable[[list[int]], object], catalog: Callable[[], object]
+    ) -> None:
+        """Set what this process does, before confirming, on erased users and catalog changes."""
+        self._on_erased, self._on_catalog = erased, catalog
+
+    def _announce(self, body: dict[str, Any]) -> bool:
         if not self._redis.usable():
             self._lost = True
             return False
@@ -158,7 +193,7 @@ class InvalidationBus:
             if self._lost:
                 self._publish_drop_of_everything()
                 logger.info("Redis: announced a drop of every cached answer (some were lost)")
-            return self._publish({"users": users})
+            return self._publish(body)
         except redis.RedisError as exc:
             self._lost = True
             self._redis.failed()
@@ -334,23 +369,36 @@ class InvalidationBus:
         try:
             body = json.loads(message["data"])
             ack = str(body["ack"])
-            users = None if body.get("all") else [int(u) for u in body["users"]]
+            catalog = body.get("catalog") is True
+            users = None if body.get("all") or catalog else [int(u) for u in body["users"]]
         except (ValueError, TypeError, KeyError) as exc:
             logger.warning(
                 "an announcement that is not ours (%s): dropping every cached answer", exc
             )
             self._drop_everything("unknown_announcement")
             return
-        if users is None:
+        if catalog:
+            self._call(self._on_catalog)
+        elif users is None:
             self._drop_everything("announced")
         else:
             self._mark(users)
+            if body.get("erased") is True:
+                self._call(self._on_erased, users)
         # Confirmed only once handled: the announcer is waiting for this.
         ack_key = self._ack_prefix + ack
         pipeline = self._client().pipeline(transaction=False)
         pipeline.lpush(ack_key, 1)
         pipeline.pexpire(ack_key, _ACK_KEY_TTL_MS)
         pipeline.execute()
+
+    @staticmethod
+    def _call(callback: Callable[..., object], *args: Any) -> None:
+        # A failing callback must not stop the listener; the refresh period catches up.
+        try:
+            callback(*args)
+        except Exception:
+            logger.exception("an announcement's handler failed")
 
     # -- marks ----------------------------------------------------------------------
 
@@ -373,6 +421,10 @@ class InvalidationBus:
         self._state = (self._state[0] + 1, {})
         CACHED_ANSWERS_DROPPED.labels(reason).inc()
         return self._state
+
+
+def _ignore(*args: Any) -> None:
+    """Do nothing (no handler set)."""
 
 
 def _text(value: bytes | str) -> str:

@@ -16,6 +16,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import pandas as pd
 from prometheus_client import Gauge
 
 from recsys.data.ratings import EventWeights
+from recsys.data.timestamps import to_naive_utc
 from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.ranked import RankedList, lookup_ids
@@ -63,12 +65,15 @@ class ServingModel:
         popularity: The cold-start fallback fitted on the same data.
         names: Product id -> (name, category); missing ids are shown by id only.
         metadata: The artifact's metadata.
+        hidden: Products marked unavailable: never ranked, explored, named as
+            a reason or listed as similar.
     """
 
     model: Recommender
     popularity: PopularityRecommender
     names: dict[int, tuple[str | None, str | None]]
     metadata: ArtifactMetadata
+    hidden: frozenset[int] = frozenset()
     # Which products are in each asked-for set of categories, per model,
     # computed once per version and catalog (``dataclasses.replace`` starts anew).
     _allowed: dict[tuple[frozenset[str], bool], np.ndarray] = field(
@@ -89,23 +94,49 @@ class ServingModel:
         """
         return EventWeights.from_record(self.metadata.training)
 
+    @functools.cached_property
+    def training_began(self) -> datetime:
+        """Return when this version's training began (naive UTC): it read the events after.
+
+        ``trained_at`` minus the training's seconds; a version that does not
+        record them counts as begun at the earliest moment.
+        """
+        seconds = self.metadata.training.get("seconds")
+        try:
+            finished = to_naive_utc(datetime.fromisoformat(self.metadata.trained_at))
+        except (TypeError, ValueError):
+            return datetime.min
+        if not isinstance(seconds, int | float):
+            return datetime.min
+        return finished - timedelta(seconds=float(seconds))
+
+    @functools.cached_property
+    def hidden_ids(self) -> np.ndarray:
+        """The unavailable products' ids, sorted (an int64 array)."""
+        return np.array(sorted(self.hidden), dtype=np.int64)
+
     def allowed(self, model: Recommender, categories: frozenset[str]) -> np.ndarray | None:
-        """Return which of a model's products are in any of ``categories`` (a boolean mask).
+        """Return which of a model's products may be listed: available, in any of ``categories``.
 
         ``model`` is this version's personal model or its popularity model;
-        no categories allow every product (None).
+        no categories and no unavailable product allow every product (None).
         """
-        if not categories:
+        if not categories and not self.hidden:
             return None
         key = (categories, model is self.model)
         found = self._allowed.get(key)
         if found is None:
             names = self.names
-            found = np.fromiter(
-                (names.get(p, _UNNAMED)[1] in categories for p in model.product_ids.tolist()),
-                dtype=bool,
-                count=len(model.product_ids),
-            )
+            if categories:
+                found = np.fromiter(
+                    (names.get(p, _UNNAMED)[1] in categories for p in model.product_ids.tolist()),
+                    dtype=bool,
+                    count=len(model.product_ids),
+                )
+            else:
+                found = np.ones(len(model.product_ids), dtype=bool)
+            if self.hidden:
+                found &= ~np.isin(model.product_ids, self.hidden_ids)
             found.flags.writeable = False
             if len(self._allowed) >= _MAX_CATEGORY_SETS:
                 self._allowed.clear()  # requests name arbitrary sets: keep a bounded few
@@ -113,13 +144,19 @@ class ServingModel:
         return found
 
     @classmethod
-    def from_artifact(cls, artifact: LoadedArtifact, catalog: pd.DataFrame | None) -> ServingModel:
+    def from_artifact(
+        cls,
+        artifact: LoadedArtifact,
+        catalog: pd.DataFrame | None,
+        hidden: frozenset[int] = frozenset(),
+    ) -> ServingModel:
         """Build a serving version from a loaded artifact and the freshest catalog at hand.
 
         Args:
             artifact: The loaded artifact.
             catalog: ``product_id, name, category`` from the store, or None to
                 use the catalog saved with the artifact.
+            hidden: The products marked unavailable.
 
         Raises:
             ValueError: The artifact has no popularity model to serve unknown users.
@@ -132,7 +169,7 @@ class ServingModel:
             )
         source = catalog if catalog is not None else artifact.catalog
         names = catalog_names(source) if source is not None else {}
-        return cls(artifact.model, popularity, names, artifact.metadata)
+        return cls(artifact.model, popularity, names, artifact.metadata, frozenset(hidden))
 
     def unknown_products(self, product_ids: Iterable[int]) -> list[int]:
         """Return the ids, in order, that are neither in the catalog nor in the model."""
@@ -169,15 +206,17 @@ class ServingModel:
             return [[] for _ in ranked.product_ids]
         profile = history.profile(self.weights)
         reasons = []
+        hidden = self.hidden
         for product_id in ranked.product_ids.tolist():
-            because = model.explain(profile, product_id, EXPLAIN_TOP)
+            because = model.explain(profile, product_id, EXPLAIN_TOP + len(hidden))
             reasons.append(
                 [
                     Reason(int(past), self.names.get(int(past), (None, None))[0], round(w, 4))
                     for past, w in zip(
                         because.product_ids.tolist(), because.scores.tolist(), strict=True
                     )
-                ]
+                    if int(past) not in hidden
+                ][:EXPLAIN_TOP]
             )
         return reasons
 
@@ -268,12 +307,33 @@ class LiveModel:
         )
         return previous
 
-    def rename(self, names: dict[int, tuple[str | None, str | None]]) -> None:
+    def rename(
+        self,
+        names: dict[int, tuple[str | None, str | None]],
+        hidden: frozenset[int] | None = None,
+    ) -> None:
         """Make the live version show these product names and categories (same model).
 
-        Unchanged names keep the live version object itself, and with it every
-        answer cached for it (they are cached per version object).
+        Unchanged names (and unavailable products) keep the live version
+        object itself, and with it every answer cached for it (they are
+        cached per version object); a change replaces it, so no answer made
+        before it is served again.
+
+        Args:
+            names: Product id -> (name, category).
+            hidden: The products marked unavailable; None keeps the live version's.
         """
         with self._swap_lock:
-            if self._current is not None and self._current.names != names:
-                self._current = dataclasses.replace(self._current, names=names)
+            current = self._current
+            if current is None:
+                return
+            hidden = current.hidden if hidden is None else frozenset(hidden)
+            if current.names != names or current.hidden != hidden:
+                self._current = dataclasses.replace(current, names=names, hidden=hidden)
+
+    def hide(self, hidden: frozenset[int]) -> None:
+        """Make the live version leave out these products (and only these), same names."""
+        with self._swap_lock:
+            current = self._current
+            if current is not None and current.hidden != hidden:
+                self._current = dataclasses.replace(current, hidden=frozenset(hidden))

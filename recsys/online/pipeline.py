@@ -30,6 +30,7 @@ from prometheus_client import Counter
 from recsys.models.base import Recommender
 from recsys.models.ranked import RankedList
 from recsys.online.answers import RecommendationAnswer, RecommendRequest
+from recsys.online.erasures import ErasedUsers
 from recsys.online.exploration import Exploration, ShownList
 from recsys.online.live_model import LiveModel, ServingModel
 from recsys.online.rankers import FallbackRanker, Ranker, folds_in
@@ -75,12 +76,15 @@ class Pipeline:
         ranker: Who ranks a user: a primary ranker and its fallback.
         exploration: Gives a share of first pages to new or rarely shown
             products; None: none.
+        erased: The deleted users, whom no version ranks from a training-time
+            row that may hold their events; None: none.
     """
 
     name: str
     live: LiveModel
     ranker: FallbackRanker
     exploration: Exploration | None = None
+    erased: ErasedUsers | None = None
 
     def answer(
         self,
@@ -100,11 +104,20 @@ class Pipeline:
             cache: Where plain requests find their candidates.
         """
         user_id = request.user_id
-        ranker, fallback_reason = self.ranker.choose(version, user_id, history)
+        # A deleted user is ranked as a session is, from their history alone:
+        # the version may still hold their training-time row.
+        ranked_as = (
+            None
+            if user_id is not None
+            and self.erased is not None
+            and self.erased.forgets(user_id, version)
+            else user_id
+        )
+        ranker, fallback_reason = self.ranker.choose(version, ranked_as, history)
         model = ranker.model(version)
         # A disliked product is never shown again, whatever the filters ask.
         left_out = request.filters.left_out(history.purchased) | history.disliked
-        ranked = _candidates(version, ranker, request, history, left_out, cache)
+        ranked = _candidates(version, ranker, request, ranked_as, history, left_out, cache)
         wanted = request.offset + request.n
         ranked = _page(version.diversify(ranked, model, wanted, request.diversity), request.offset)
         shown = (
@@ -142,19 +155,23 @@ def _candidates(
     version: ServingModel,
     ranker: Ranker,
     request: RecommendRequest,
+    user_id: int | None,
     history: UserHistory,
     left_out: frozenset[int],
     cache: CandidateCache,
 ) -> RankedList:
-    """Return the user's best eligible products: enough to page, and to re-rank when asked."""
+    """Return the user's best eligible products: enough to page, and to re-rank when asked.
+
+    ``user_id`` is the user as the ranker knows them (None for a session or a deleted user).
+    """
     wanted = request.offset + request.n
     categories = request.filters.categories
     if request.plain:
-        found = cache.pick(version, ranker, request.user_id, history, categories, wanted, left_out)
+        found = cache.pick(version, ranker, user_id, history, categories, wanted, left_out)
         if found is not None:
             return found
     pool = wanted if request.diversity == 0 else max(wanted * _MMR_POOL_FACTOR, _MMR_POOL_MIN)
-    return ranker.rank(version, request.user_id, history, pool, left_out, categories)
+    return ranker.rank(version, user_id, history, pool, left_out, categories)
 
 
 def _page(ranked: RankedList, offset: int) -> RankedList:

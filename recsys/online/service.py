@@ -17,9 +17,12 @@ This module is the front of the answering path: callers import from it.
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 
+from recsys.data.timestamps import utc_now
 from recsys.online.answer_cache import AnswerCache, NoAnswerCache
 from recsys.online.answers import (
     NO_FILTER,
@@ -33,6 +36,7 @@ from recsys.online.answers import (
     RecommendRequest,
     compact_json,
 )
+from recsys.online.erasures import ErasedUsers
 from recsys.online.exploration import Exploration
 from recsys.online.impressions import ImpressionCounter
 from recsys.online.live_model import (
@@ -100,9 +104,18 @@ class RecommendationService:
         self.cache = cache if cache is not None else NoAnswerCache(store)
         self.exploration = exploration if exploration is not None else Exploration(0.0, 1)
         self.live = LiveModel()
-        self.pipeline = Pipeline(CHAMPION, self.live, PERSONAL_OR_POPULAR, self.exploration)
+        self.erased = ErasedUsers()
+        self.pipeline = Pipeline(
+            CHAMPION, self.live, PERSONAL_OR_POPULAR, self.exploration, self.erased
+        )
         # The live version's popularity list for everyone (the ``popular`` A/B strategy).
-        self.popular_pipeline = Pipeline(POPULAR, self.live, POPULAR_FOR_EVERYONE, self.exploration)
+        self.popular_pipeline = Pipeline(
+            POPULAR, self.live, POPULAR_FOR_EVERYONE, self.exploration, self.erased
+        )
+        # Every live model answering here (the A/B test's pinned versions too):
+        # each leaves out the unavailable products.
+        self._lives: weakref.WeakSet[LiveModel] = weakref.WeakSet([self.live])
+        self.cache.on_announcements(self._erased_elsewhere, self._catalog_changed)
 
     def serve(self, artifact: LoadedArtifact, only_if_newer: bool = False) -> ServingModel:
         """Build a serving version from an artifact and make it live in one step."""
@@ -117,8 +130,13 @@ class RecommendationService:
         """Return a pipeline that answers with one published version for good (an A/B variant)."""
         live = LiveModel()
         live.swap(self._serving_model(artifact))
+        self._lives.add(live)
         return Pipeline(
-            f"version {artifact.metadata.version}", live, PERSONAL_OR_POPULAR, self.exploration
+            f"version {artifact.metadata.version}",
+            live,
+            PERSONAL_OR_POPULAR,
+            self.exploration,
+            self.erased,
         )
 
     def refresh_names(self) -> None:
@@ -132,8 +150,66 @@ class RecommendationService:
             One of ``STORE_OUTAGES`` when the store is unavailable.
         """
         catalog = self.store.products_frame()
+        hidden = self.store.hidden_products()
         self.exploration.learn_catalog(catalog)
-        self.live.rename(catalog_names(catalog))
+        names = catalog_names(catalog)
+        for live in list(self._lives):
+            live.rename(names, hidden)
+
+    def refresh_hidden(self) -> None:
+        """Re-read which products are unavailable, so that no answer lists them from now on.
+
+        Raises:
+            One of ``STORE_OUTAGES`` when the store is unavailable.
+        """
+        hidden = self.store.hidden_products()
+        for live in list(self._lives):
+            live.hide(hidden)
+
+    def products_changed(self, availability_changed: bool) -> None:
+        """Show products as the store has them now; every process, at once, when hidden or shown.
+
+        Call it after ``PUT /products`` committed. This process re-reads the
+        catalog; when the batch made products unavailable or available again,
+        every other process re-reads which are before this returns (through
+        the invalidation bus; without Redis, within their refresh period).
+
+        Raises:
+            One of ``STORE_OUTAGES`` when the store is unavailable.
+        """
+        self.refresh_names()
+        if availability_changed:
+            self.cache.announce_catalog()
+
+    def forget_deleted_users(self, user_ids: Sequence[int], deleted_at: datetime) -> None:
+        """Answer deleted users as unknown from now on, in every process.
+
+        Call it after their deletion committed: their cached answers and
+        histories go stale everywhere, and no live version ranks them from a
+        training-time row (``ErasedUsers``).
+        """
+        self.erased.add(user_ids, deleted_at)
+        self.cache.forget(user_ids, erased=True)
+
+    def refresh_erased(self) -> None:
+        """Learn the deletions recorded since the last look (another process's, or before a start).
+
+        Raises:
+            One of ``STORE_OUTAGES`` when the store is unavailable.
+        """
+        self.erased.learn_audit(self.store.deletions_after(self.erased.last_audit_id))
+
+    def _erased_elsewhere(self, user_ids: list[int]) -> None:
+        # Heard on the bus: the audit row's own time comes with the next refresh;
+        # the time heard is later, so it covers every version the audit time does.
+        self.erased.add(user_ids, utc_now())
+
+    def _catalog_changed(self) -> None:
+        # Heard on the bus, before confirming: the announcer waits for this.
+        try:
+            self.refresh_hidden()
+        except STORE_OUTAGES as exc:
+            logger.warning("unavailable products not re-read: %s", type(exc).__name__)
 
     @property
     def metadata(self) -> ArtifactMetadata:
@@ -219,13 +295,16 @@ class RecommendationService:
         """Build a serving version from an artifact and the freshest catalog at hand."""
         try:
             catalog = self.store.products_frame()
+            hidden = self.store.hidden_products()
         except STORE_OUTAGES:
             logger.warning(
                 "event store unavailable: serving the catalog saved with %s",
                 artifact.metadata.version,
             )
             catalog = None
+            # The products hidden so far stay hidden.
+            hidden = self.live.current().hidden if self.live.is_live else frozenset()
         known = catalog if catalog is not None else artifact.catalog
         if known is not None:
             self.exploration.learn_catalog(known)
-        return ServingModel.from_artifact(artifact, catalog)
+        return ServingModel.from_artifact(artifact, catalog, hidden)

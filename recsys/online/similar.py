@@ -4,8 +4,9 @@ A model with the SIMILAR_ITEMS capability (SVD, ALS) ranks products by the
 cosine of their learned item vectors. When it cannot (a popularity model), or
 when it was trained before the product appeared, the answer is the most
 clicked products of the product's category, with a ``fallback_reason``. The
-product itself is never listed. The catalog is the live version's (refreshed
-when products are written), so the answer needs no database.
+product itself is never listed, nor is an unavailable product. The catalog is
+the live version's (refreshed when products are written), so the answer needs
+no database.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ def similar_products(version: ServingModel, product_id: int, n: int) -> SimilarA
     model = version.model
     can_compare = SIMILAR_ITEMS in model.capabilities
     if can_compare and lookup_ids(model.product_ids, np.array([product_id]))[1][0]:
-        ranked = model.similar_items(product_id, n)
+        ranked = model.similar_items(product_id, n, exclude=version.hidden_ids)
         return SimilarAnswer(product_id, model.name, version.describe(ranked), version.version)
     category = version.names[product_id][1]
     popularity = version.popularity
@@ -78,7 +79,7 @@ def similar_products(version: ServingModel, product_id: int, n: int) -> SimilarA
         for other in popularity.product_ids
         if category is not None and version.names.get(int(other), (None, None))[1] != category
     }
-    ranked = popularity.top(n, exclude=frozenset(elsewhere | {product_id}))
+    ranked = popularity.top(n, exclude=frozenset(elsewhere | {product_id}) | version.hidden)
     return SimilarAnswer(
         product_id,
         popularity.name,

@@ -13,16 +13,26 @@ from recsys.runtime.dashboard import (
     stats,
 )
 from recsys.runtime.memory import return_large_blocks_at_once
+from recsys.runtime.recommendation_export import (
+    ExportRefusedError,
+    ExportReport,
+    export_recommendations,
+    read_user_ids,
+)
 from recsys.runtime.startup import InitReport
 from recsys.runtime.wiring import ServingRuntime
 
 __all__ = [
+    "ExportRefusedError",
+    "ExportReport",
     "InitReport",
     "ServingRuntime",
     "StoreStats",
+    "export_recommendations",
     "last_gate_decision",
     "live_model_summary",
     "lookup_user",
+    "read_user_ids",
     "return_large_blocks_at_once",
     "running_experiment_report",
     "stats",

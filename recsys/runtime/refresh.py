@@ -63,6 +63,7 @@ class LiveModelRefresher:
         Returns:
             Whether a model is live.
         """
+        self._refresh_erased()
         artifact = self.registry.load_latest(model_type=self.model_type)
         if artifact is None:
             logger.warning(
@@ -174,6 +175,7 @@ class LiveModelRefresher:
             # A new version read the catalog as it went live: no second read.
             if not self._refresh_logging_errors():
                 self._refresh_names()
+            self._refresh_erased()
 
     def _refresh_logging_errors(self) -> bool:
         try:
@@ -188,6 +190,12 @@ class LiveModelRefresher:
         # When the store is down the names already live stay; the next period tries again.
         with contextlib.suppress(*STORE_OUTAGES):
             self.service.refresh_names()
+
+    def _refresh_erased(self) -> None:
+        # Deletions another process announced while this one was not listening
+        # (or before it started); when the store is down the next period tries again.
+        with contextlib.suppress(*STORE_OUTAGES):
+            self.service.refresh_erased()
 
     def sync_impressions(self) -> None:
         """Add this process's impression counts to the store's and read everyone's back."""

@@ -39,13 +39,14 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client import Counter
 
 from recsys.config import Settings
 from recsys.data.events import Event
+from recsys.data.timestamps import utc_now
 from recsys.evaluation.model_params import load_model_params
 from recsys.experiments import ExperimentLayer, ExperimentStore, ExposureLog, Guardrails
 from recsys.models import AUTO
@@ -67,6 +68,7 @@ from recsys.store.engine import STORE_OUTAGES
 from recsys.store.events import EventStore, Ingested
 from recsys.store.impressions import ImpressionCounts
 from recsys.store.job_queue import JobQueue
+from recsys.store.user_data import UserDeletion
 from recsys.training import (
     AutoRetrainer,
     GatePolicy,
@@ -122,6 +124,7 @@ def training_settings(settings: Settings) -> TrainingSettings:
         model=model,
         model_params=params,
         weights=settings.training.event_weights,
+        retention_days=settings.store.event_retention_days,
     )
 
 
@@ -184,7 +187,9 @@ class ServingRuntime:
             last_trained=self.last_trained,
         )
         self.exposure_log = (
-            ExposureLog(self.experiment_store) if settings.experiments.exposure_log else None
+            ExposureLog(self.experiment_store, forgets=self.service.erased.deleted_since)
+            if settings.experiments.exposure_log
+            else None
         )
         self.experiments = ExperimentLayer(
             self.service,
@@ -487,6 +492,53 @@ class ServingRuntime:
         EVENTS_INGESTED.labels("0").inc(ingested.new - ingested.purchases)
         self.record_events(ingested.new)
         return ingested
+
+    def delete_user(self, user_id: int, deleted_by: str) -> UserDeletion | None:
+        """Delete every row about a user and make every process answer them as unknown.
+
+        Once this returns, the user's next request, to any worker or server
+        sharing the store and Redis, gets the ``unknown_user`` list: their
+        cached answers and histories are stale everywhere, and no live
+        version ranks them from a training-time row. The next training
+        reads none of their events.
+
+        Args:
+            user_id: The user.
+            deleted_by: Who asks (an API key's name, or the command line), for the audit.
+
+        Returns:
+            The audit record, or None when the store knows nothing of the user.
+        """
+        if self.exposure_log is not None:
+            # Their exposures queued here go first, so the deletion takes them;
+            # any queued later (here or elsewhere) is dropped (ErasedUsers).
+            self.exposure_log.flush()
+        record = self.store.delete_user(user_id, deleted_by)
+        if record is not None:
+            self.service.forget_deleted_users([user_id], record.deleted_at)
+        return record
+
+    def retention_cutoff(self, days: int | None = None) -> datetime | None:
+        """Return the moment before which events are past their retention (None: kept for ever).
+
+        Args:
+            days: The retention in days; None: ``EVENT_RETENTION_DAYS``.
+        """
+        days = days if days is not None else self.settings.store.event_retention_days
+        return None if days is None else utc_now() - timedelta(days=days)
+
+    def prune_events(
+        self, before: datetime, on_chunk: Callable[[int, int], object] | None = None
+    ) -> int:
+        """Delete the events recorded before a moment, in short transactions; return how many.
+
+        Every cached history and answer is made stale afterwards, in every
+        process: pruned events no longer count in anyone's list.
+        """
+        deleted = self.store.prune_events(before, on_chunk=on_chunk)
+        if deleted:
+            self.service.forget_everything()
+        return deleted
 
     def _serve_version(self, version: str) -> None:
         # A worker published it: serve it (or a newer one) unless already live.

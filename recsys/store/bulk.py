@@ -25,6 +25,7 @@ import hashlib
 import io
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -257,8 +258,16 @@ def log_frame(rows: np.ndarray) -> pd.DataFrame:
     )
 
 
-def read_interactions(engine: Engine, page_rows: int = READ_PAGE_ROWS) -> pd.DataFrame:
+def read_interactions(
+    engine: Engine, page_rows: int = READ_PAGE_ROWS, since: datetime | None = None
+) -> pd.DataFrame:
     """Return every interaction in insertion order, read in pages by primary key.
+
+    Args:
+        engine: The store's engine.
+        page_rows: Rows per page.
+        since: Only the interactions recorded at or after this moment (naive
+            UTC; the retention window); None: all of them.
 
     Returns:
         Columns ``user_id, product_clicked, purchased`` (int64), ``type``
@@ -271,18 +280,25 @@ def read_interactions(engine: Engine, page_rows: int = READ_PAGE_ROWS) -> pd.Dat
     # The driver's cursor and plain tuples: SQLAlchemy's Row objects cost
     # about ten times more per row, and a page is a million rows.
     marker = "%s" if engine.dialect.name == "postgresql" else "?"
+    window = "" if since is None else f" AND created_at >= {marker}"
     query = (
         "SELECT id, user_id, product_id, CAST(purchased AS INTEGER), "
         f"{TYPE_CODE_SQL}, COALESCE(value, 0) FROM interactions "
-        f"WHERE id > {marker} ORDER BY id LIMIT {int(page_rows)}"
+        f"WHERE id > {marker}{window} ORDER BY id LIMIT {int(page_rows)}"
     )
+    bound: tuple = ()
+    if since is not None:
+        # SQLite keeps times as text in SQLAlchemy's format, which compares as time does.
+        bound = (
+            since if engine.dialect.name == "postgresql" else since.strftime(_SQLITE_DATETIME),
+        )
     with engine.connect() as conn, _driver_errors_wrapped(engine):
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if engine.dialect.name == "postgresql":
                 _lift_statement_timeout(cursor)
             while True:
-                cursor.execute(query, (last_id,))
+                cursor.execute(query, (last_id, *bound))
                 rows = cursor.fetchall()
                 if not rows:
                     break

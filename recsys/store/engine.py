@@ -38,8 +38,10 @@ STORE_OUTAGES: tuple[type[Exception], ...] = (
 
 # SQLSTATEs of a transaction PostgreSQL ended to settle a conflict with
 # another (deadlock_detected, serialization_failure): nothing of it was
-# written, and running it again succeeds.
-_CONFLICT_SQLSTATES = frozenset({"40P01", "40001"})
+# written, and running it again succeeds. Also foreign_key_violation: a batch
+# whose user row was there when it began, and deleted (DELETE /users/<id>)
+# before its events were checked against it; run again, it creates the user anew.
+_CONFLICT_SQLSTATES = frozenset({"40P01", "40001", "23503"})
 CONFLICT_ATTEMPTS = 4
 
 

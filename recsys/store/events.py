@@ -52,6 +52,7 @@ from recsys.store.transactions import (
     insert_ignoring_duplicates,
     write_transaction,
 )
+from recsys.store.user_data import UserData
 
 
 class UnknownProductError(RecsysError, LookupError):
@@ -253,11 +254,26 @@ _USER_HISTORY = (
 )
 
 
-class EventStore(ProductCatalog):
+# Many users' histories at once (batch recommendations): the same counts, by user.
+_USERS_HISTORIES = (
+    sa.select(
+        interactions.c.user_id,
+        interactions.c.product_id,
+        interactions.c.type,
+        sa.func.count(),
+        sa.func.sum(interactions.c.value),
+    )
+    .where(interactions.c.user_id.in_(sa.bindparam("user_ids", expanding=True)))
+    .group_by(interactions.c.user_id, interactions.c.product_id, interactions.c.type)
+)
+
+
+class EventStore(ProductCatalog, UserData):
     """Reads and writes products, users and interactions.
 
     The catalog's reads and writes come from ``ProductCatalog``
-    (``recsys.store.products``).
+    (``recsys.store.products``); deleting, exporting and pruning users' data
+    from ``UserData`` (``recsys.store.user_data``).
 
     Args:
         engine: From ``create_store_engine``; the schema must exist
@@ -344,6 +360,20 @@ class EventStore(ProductCatalog):
             with self.engine.connect() as conn:
                 rows = conn.execute(_USER_HISTORY, {"user_id": user_id}).all()
         return UserHistory.of_events(rows)
+
+    def user_histories(self, user_ids: Sequence[int]) -> dict[int, UserHistory]:
+        """Return many users' histories, as ``user_history`` makes each, in few queries.
+
+        Users without events are left out of the answer.
+        """
+        rows: dict[int, list[tuple[int, str, int, int | None]]] = {}
+        with self.engine.connect() as conn:
+            for chunk in chunks(sorted(set(user_ids))):
+                for user, product, kind, count, stars in conn.execute(
+                    _USERS_HISTORIES, {"user_ids": list(chunk)}
+                ):
+                    rows.setdefault(int(user), []).append((product, kind, count, stars))
+        return {user: UserHistory.of_events(events) for user, events in rows.items()}
 
     def _read_driver(self, sql: str, params: tuple) -> Sequence[Sequence[Any]]:
         """Run one read on a pooled driver connection; errors become SQLAlchemy's own."""

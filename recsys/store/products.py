@@ -22,6 +22,7 @@ _PRODUCT_COLUMNS = (
     products.c.name,
     products.c.category,
     products.c.price,
+    products.c.available,
 )
 
 
@@ -34,12 +35,15 @@ class ProductCatalog:
         """Add new products and update the name, category and price of known ones, in one go.
 
         Args:
-            catalog: Columns ``product_id, name, category, price``.
+            catalog: Columns ``product_id, name, category, price``, and
+                ``available`` (True, False, or None to keep a known product's
+                and make a new one available) when the batch sets it.
 
         Returns:
             How many products were written.
         """
         rows = _product_rows(catalog)
+        availability = _availability(catalog)
 
         def upsert() -> None:
             with write_transaction(self.engine) as conn:
@@ -56,6 +60,14 @@ class ProductCatalog:
                         ),
                         list(chunk),
                     )
+                for available in (True, False):
+                    ids = [i for i, a in availability if a is available]
+                    for chunk in chunks(ids):
+                        conn.execute(
+                            products.update()
+                            .where(products.c.id.in_(chunk))
+                            .values(available=available)
+                        )
 
         retry_conflicts(upsert)
         return len(rows)
@@ -73,8 +85,14 @@ class ProductCatalog:
         frame = pd.DataFrame(rows, columns=["product_id", "name", "category", "price"])
         return frame.astype({"product_id": "int64", "price": "float64"})
 
+    def hidden_products(self) -> frozenset[int]:
+        """Return the ids of the products marked unavailable (never recommended)."""
+        query = sa.select(products.c.id).where(products.c.available == sa.false())
+        with self.engine.connect() as conn:
+            return frozenset(int(p) for p in conn.execute(query).scalars())
+
     def product(self, product_id: int) -> dict[str, Any] | None:
-        """Return one product (``product_id, name, category, price``), or None."""
+        """Return one product (``product_id, name, category, price, available``), or None."""
         query = sa.select(*_PRODUCT_COLUMNS).where(products.c.id == product_id)
         with self.engine.connect() as conn:
             row = conn.execute(query).mappings().first()
@@ -121,6 +139,17 @@ def _product_rows(catalog: pd.DataFrame) -> list[dict[str, Any]]:
         for r in catalog.itertuples(index=False)
     ]
     return sorted(rows, key=lambda row: row["id"])
+
+
+def _availability(catalog: pd.DataFrame) -> list[tuple[int, bool]]:
+    """Return (product id, available) for the products whose availability the batch sets."""
+    if "available" not in catalog.columns:
+        return []
+    return sorted(
+        (int(product_id), bool(available))
+        for product_id, available in zip(catalog["product_id"], catalog["available"], strict=True)
+        if available is not None and not (isinstance(available, float) and pd.isna(available))
+    )
 
 
 def _text_or_none(value: Any) -> str | None:

@@ -18,6 +18,8 @@ products = sa.Table(
     sa.Column("name", sa.String(200), nullable=True),
     sa.Column("category", sa.String(100), nullable=True),
     sa.Column("price", sa.Float, nullable=True),
+    # False: never recommended, explained or listed as similar (migration 0012).
+    sa.Column("available", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 users = sa.Table(
@@ -135,6 +137,8 @@ exposures = sa.Table(
     sa.Column("failed", sa.Boolean, nullable=False),
     sa.Column("served_at", sa.DateTime, nullable=False),
     sa.Index("ix_exposures_experiment_user", "experiment", "user_id"),
+    # A user's exposures, for their deletion and export (migration 0012).
+    sa.Index("ix_exposures_user", "user_id"),
 )
 
 # Interactions posted with the recommendation_id of the list they came from.
@@ -153,6 +157,7 @@ exposure_events = sa.Table(
     sa.Column("purchased", sa.Boolean, nullable=False),
     sa.Column("created_at", sa.DateTime, nullable=False),
     sa.Index("ix_exposure_events_recommendation", "recommendation_id"),
+    sa.Index("ix_exposure_events_user", "user_id"),
 )
 
 # How often each product was shown in an answer, summed over every process
@@ -163,4 +168,22 @@ product_impressions = sa.Table(
     metadata,
     sa.Column("product_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("impressions", sa.BigInteger, nullable=False),
+)
+
+# One row per deleted user: who deleted them (an API key's name, or the
+# command line), when, and how many rows of each table went; never the data.
+user_deletions = sa.Table(
+    "user_deletions",
+    metadata,
+    sa.Column(
+        "id",
+        sa.BigInteger().with_variant(sa.Integer, "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    sa.Column("user_id", sa.BigInteger, nullable=False),
+    sa.Column("deleted_at", sa.DateTime, nullable=False),
+    sa.Column("deleted_by", sa.String(64), nullable=False),
+    # Table name -> rows deleted from it.
+    sa.Column("rows", sa.JSON, nullable=False),
 )

@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -21,6 +22,7 @@ import pandas as pd
 
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
 from recsys.data.ratings import EventWeights, derive_ratings
+from recsys.data.timestamps import utc_now
 from recsys.errors import RecsysError
 from recsys.evaluation.champion import Choice, choose_champion
 from recsys.evaluation.evaluate import score_split
@@ -74,6 +76,9 @@ class TrainingSettings:
         max_eval_users: Rank at most this many held-out users (a seeded
             sample) for the offline metrics: on a million users the metrics
             would cost more than the training; None ranks them all.
+        retention_days: Train on the events of the last this many days only
+            (``EVENT_RETENTION_DAYS``), whether or not older ones were pruned
+            yet; None: on every event.
     """
 
     model: str = "svd"
@@ -85,6 +90,7 @@ class TrainingSettings:
     relevance_threshold: float = DEFAULT_RELEVANCE_THRESHOLD
     seed: int = DEFAULT_SPLIT_SEED
     max_eval_users: int | None = 20_000
+    retention_days: int | None = None
 
 
 def fingerprint_interactions(log: pd.DataFrame) -> str:
@@ -140,10 +146,20 @@ def train_and_publish(
     steps.begin("reading the store")
     # Read in pages into int64 arrays: a ten-million-event log as Python rows
     # would cost gigabytes.
-    log = read_interactions(store.engine)
+    since = (
+        utc_now() - timedelta(days=settings.retention_days)
+        if settings.retention_days is not None
+        else None
+    )
+    log = read_interactions(store.engine, since=since)
     if log.empty:
+        window = (
+            f" of the last {settings.retention_days} days (EVENT_RETENTION_DAYS)"
+            if since is not None
+            else ""
+        )
         raise NoTrainingDataError(
-            "the event store has no interactions to train on; record some first "
+            f"the event store has no interactions{window} to train on; record some first "
             "(POST /interactions or `flask --app app import-interactions FILE`)"
         )
     return publish_trained(

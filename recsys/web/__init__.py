@@ -31,6 +31,7 @@ from recsys.web import (
     request_id,
     sessions,
     similar,
+    users,
 )
 
 RUNTIME_KEY = "recsys.runtime"
@@ -56,7 +57,7 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     recommend.init_app(app)
     for blueprint in (interactions.bp, admin.bp):
         app.register_blueprint(blueprint)
-    for blueprint in (sessions.bp, similar.bp, catalog.bp, history.bp):
+    for blueprint in (sessions.bp, similar.bp, catalog.bp, history.bp, users.bp):
         app.register_blueprint(blueprint)
     for blueprint in (dashboard.bp, experiments.bp):
         app.register_blueprint(blueprint)

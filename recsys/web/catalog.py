@@ -63,7 +63,7 @@ def show_product(product_id: int):
 
 @bp.put("/products")
 @operation(
-    "Add or update products, all or nothing",
+    "Add or update products, all or nothing; hide them (available: false) or show them again",
     (200, Accepted),
     body=ProductBatch,
     errors=[413, 415],
@@ -88,12 +88,15 @@ def put_products():
     products = validated_products(body)
     serving = runtime()
     written = serving.store.upsert_products(
-        pd.DataFrame([p.model_dump() for p in products], columns=list(CATALOG_COLUMNS))
+        pd.DataFrame(
+            [p.model_dump() for p in products], columns=[*CATALOG_COLUMNS, "available"]
+        ).astype({"available": object})
     )
     # The live version shows the new names now, other processes within a refresh
-    # period. The write is done: if the store fails just now, that period catches up.
+    # period; a product hidden or shown again, every process before this answers.
+    # The write is done: if the store fails just now, that period catches up.
     with contextlib.suppress(*STORE_OUTAGES):
-        serving.service.refresh_names()
+        serving.service.products_changed(any(p.available is not None for p in products))
     return jsonify({"accepted": written})
 
 
@@ -119,6 +122,10 @@ def validated_products(rows: list[Any]) -> list[ProductIn]:
     return products
 
 
+# Fields a product may leave out (an absent availability is left as it is).
+_OPTIONAL = frozenset({"available"})
+
+
 def _validated_product(index: int, row: Any) -> ProductIn:
     def refuse(reason: str) -> ApiError:
         return ApiError(400, "invalid_product", f"product {index}: {reason}")
@@ -129,7 +136,7 @@ def _validated_product(index: int, row: Any) -> ProductIn:
     extra = sorted(set(row) - set(fields))
     if extra:
         raise refuse(f"unexpected field(s) {quote(extra)}; accepted: {fields}")
-    missing = [name for name in fields if name not in row]
+    missing = [name for name in fields if name not in row and name not in _OPTIONAL]
     if missing:
         raise refuse(f"missing field(s) {missing}")
     try:

@@ -1,4 +1,4 @@
-"""The ``flask`` commands: init, train, import and export, create-key."""
+"""The ``flask`` commands: init, train, import and export, create-key (and ``data_commands``')."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ from recsys.training import (
 
 def init_app(app: Flask) -> None:
     """Register the commands on the app's CLI group."""
+    # Imported here: those commands use this module's helpers.
+    from recsys.web import data_commands
+
     for command in (
         init_command,
         train_command,
@@ -36,11 +39,12 @@ def init_app(app: Flask) -> None:
         export_command,
         create_key_command,
         worker_command,
+        *data_commands.commands(),
     ):
         app.cli.add_command(command)
 
 
-def _runtime() -> ServingRuntime:
+def runtime_of_command() -> ServingRuntime:
     # Commands work on the store and artifacts; they never start serving.
     return current_app.extensions["recsys.runtime"]
 
@@ -52,7 +56,7 @@ class StartupError(click.ClickException):
 
 
 @contextmanager
-def _reported(file_problem_suffix: str = "", startup: bool = False):
+def reported(file_problem_suffix: str = "", startup: bool = False):
     """Turn the set-up's failures into one-line command errors.
 
     Args:
@@ -80,8 +84,8 @@ def init_command():
     store (DATA_PATH empty) is ready too: the servers train the first model
     when the first events arrive.
     """
-    with _reported(startup=True):
-        report = _runtime().init()
+    with reported(startup=True):
+        report = runtime_of_command().init()
     if report.version is None:
         click.echo(
             "ready: no data yet (the event store has no interactions); the first model "
@@ -122,9 +126,9 @@ def train_command(engine: str | None, spark_master: str | None, force: bool):
     serving, and the new one is kept as rejected with both figures.
     """
     overrides = {k: v for k, v in (("engine", engine), ("spark_master", spark_master)) if v}
-    with _reported():
+    with reported():
         try:
-            meta = _runtime().train_exclusively(progress=True, force=force, **overrides)
+            meta = runtime_of_command().train_exclusively(progress=True, force=force, **overrides)
         except (ValueError, SparkUnavailableError, NoTrainingDataError) as exc:
             raise click.ClickException(str(exc)) from None
     done = "kept as rejected" if meta.rejected else "published"
@@ -165,9 +169,9 @@ def import_command(file: Path, stream: bool, append: bool):
     millions of events. Events whose event_id the store holds are not stored
     again; a file without event_id imported before is refused unless --append.
     """
-    runtime = _runtime()
+    runtime = runtime_of_command()
     store = runtime.store
-    with _reported(" (nothing was imported)"):
+    with reported(" (nothing was imported)"):
         if stream or is_parquet(file):
             count, known = import_log(store.engine, file, progress=True, append=append), 0
         else:
@@ -183,8 +187,8 @@ def import_command(file: Path, stream: bool, append: bool):
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 def import_catalog_command(file: Path):
     """Add or update the products of FILE (product_id,name,category,price), all or nothing."""
-    with _reported(" (nothing was imported)"):
-        count = _runtime().store.upsert_products(load_catalog(file))
+    with reported(" (nothing was imported)"):
+        count = runtime_of_command().store.upsert_products(load_catalog(file))
     click.echo(f"imported {count} products from {file}")
 
 
@@ -198,8 +202,9 @@ def export_command(file: Path, with_timestamps: bool, force: bool):
     if file.exists() and not force:
         # As `generate`: a log is never overwritten by accident.
         raise click.UsageError(f"{file} exists; pass --force to overwrite it")
-    with _reported():
-        count = _runtime().store.export_interactions(file, include_timestamps=with_timestamps)
+    with reported():
+        store = runtime_of_command().store
+        count = store.export_interactions(file, include_timestamps=with_timestamps)
     click.echo(f"exported {count} interactions to {file}")
 
 
@@ -219,17 +224,17 @@ def worker_command(once: bool, nice: int):
 
     Stops after the current job on SIGTERM or SIGINT.
     """
-    runtime = _runtime()
+    runtime = runtime_of_command()
     worker = runtime.worker()
     if nice:
         os.nice(nice)
-    with _reported(startup=True):
+    with reported(startup=True):
         closed = runtime.close_orphaned_jobs()
     if closed:
         click.echo(f"failed {closed} job(s) a dead process had left running")
     if once:
         ran = 0
-        with _reported():
+        with reported():
             while (job := worker.run_once()) is not None:
                 click.echo(f"job {job.id}: {job.state.value} {job.version or job.error or ''}")
                 ran += 1

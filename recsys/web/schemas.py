@@ -268,6 +268,7 @@ class Product(BaseModel):
     name: str | None
     category: str | None
     price: float | None
+    available: bool = Field(description="false: never recommended, explained or listed as similar")
 
 
 class ProductPage(BaseModel):
@@ -285,6 +286,12 @@ class ProductIn(BaseModel):
     category: str = Field(min_length=1, max_length=CATEGORY_CHARS, pattern=NAME_PATTERN)
     # strict: a JSON number, never a string or a boolean; ints are taken as floats.
     price: float = Field(ge=0, le=MAX_PRICE, allow_inf_nan=False)
+    # Optional: absent keeps a known product's availability (a new one is available).
+    available: bool | None = Field(
+        None,
+        description="false: never recommended, explained or listed as similar, from the "
+        "next request on every server; true: back again; absent: unchanged",
+    )
 
 
 class ProductBatch(RootModel[list[ProductIn]]):
@@ -326,6 +333,25 @@ class History(BaseModel):
     user_id: int = Field(ge=1, le=MAX_ID)
     interactions: list[HistoryEntry]
     next: str | None = Field(description="pass as cursor for the next page; null on the last")
+
+
+class UserDeletion(BaseModel):
+    """The audit record of a deletion (DELETE /users/<id>): who, when, how many rows; no data."""
+
+    user_id: int = Field(ge=1, le=MAX_ID)
+    deleted_at: str = Field(description="UTC, like 2026-11-29T10:00:00Z")
+    deleted_by: str = Field(description="the API key's name (key-...), or open when no key is set")
+    rows: dict[str, int] = Field(description="table -> rows deleted from it")
+
+
+class UserExport(BaseModel):
+    """Every stored fact about a user (GET /users/<id>/export), each row with all its columns."""
+
+    user_id: int = Field(ge=1, le=MAX_ID)
+    user: dict[str, Any] | None = Field(description="the user row; null when only events name them")
+    interactions: list[dict[str, Any]]
+    exposures: list[dict[str, Any]]
+    exposure_events: list[dict[str, Any]]
 
 
 # -- the existing endpoints' shapes (documented; parsed by recsys.web.query_params) ------------

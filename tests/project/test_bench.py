@@ -38,6 +38,18 @@ SMALLEST_RUNS = {
     "bench_gate.py": ["--users", "300", "--products", "30", "--models", "itemknn"],
     "bench_exploration.py": ["--requests", "200", "--users", "30", "--sync-every", "50"],
     "bench_realtime.py": ["--max-events", "60", "--http-check", "5"],
+    "bench_lifecycle.py": [
+        "--users",
+        "300",
+        "--products",
+        "50",
+        "--events",
+        "3000",
+        "--sample",
+        "20",
+        "--deletions",
+        "1",
+    ],
     # Reads the committed records: the capacity plan must still parse them.
     "bench_capacity.py": [],
 }

@@ -130,6 +130,7 @@ def test_products_are_paged_by_id_within_a_category(catalog_store):
         "name": "Mug",
         "category": "kitchen",
         "price": 8.5,
+        "available": True,
     }
     assert catalog_store.product(99) is None
 

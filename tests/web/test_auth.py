@@ -34,6 +34,8 @@ EVENT = {"user_id": 7, "product_id": 3, "purchased": 0}
 NEW_PRODUCT = {"product_id": 30, "name": "Grey Scarf", "category": "Fashion", "price": 12.0}
 PRODUCT_RULE = "/products/<int(min=1, max=9223372036854775807):product_id>"
 HISTORY_RULE = "/users/<int(min=1, max=9223372036854775807):user_id>/history"
+USER_RULE = "/users/<int(min=1, max=9223372036854775807):user_id>"
+EXPORT_RULE = "/users/<int(min=1, max=9223372036854775807):user_id>/export"
 
 
 def sha256_hex(key: str) -> str:
@@ -86,6 +88,9 @@ ENDPOINTS = {
     "PUT /products": ("PUT", "/products", [NEW_PRODUCT]),
     PRODUCT_RULE: ("GET", "/products/3", None),
     HISTORY_RULE: ("GET", "/users/17/history", None),
+    # A user the store does not know: the admin gets past the check to a 404.
+    "DELETE " + USER_RULE: ("DELETE", "/users/999999", None),
+    EXPORT_RULE: ("GET", "/users/999999/export", None),
     "/openapi.json": ("GET", "/openapi.json", None),
     "/docs": ("GET", "/docs", None),
     "/docs/<asset>": ("GET", "/docs/swagger-ui.css", None),
@@ -120,6 +125,8 @@ ROLE_MATRIX = [
     ("PUT /products",          401,  403,   200,   200),
     (PRODUCT_RULE,             401,  200,   403,   200),
     (HISTORY_RULE,             401,  200,   403,   200),
+    ("DELETE " + USER_RULE,    401,  403,   403,   404),  # 404: past the check, no such user
+    (EXPORT_RULE,              401,  403,   403,   404),
     ("/openapi.json",          200,  200,   200,   200),
     ("/docs",                  200,  200,   200,   200),
     ("/docs/<asset>",          200,  200,   200,   200),

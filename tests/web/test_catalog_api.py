@@ -24,7 +24,7 @@ def error_of(response) -> tuple[int, str, str]:
 def test_the_first_page_lists_products_by_id_with_their_fields(bundled_client):
     body = bundled_client.get("/products?limit=3").get_json()
     assert [p["product_id"] for p in body["products"]] == [1, 2, 3]
-    assert set(body["products"][0]) == {"product_id", "name", "category", "price"}
+    assert set(body["products"][0]) == {"product_id", "name", "category", "price", "available"}
     assert body["next"] == "3"
 
 
@@ -124,8 +124,8 @@ def test_put_adds_and_updates_products_in_one_batch(client):
     response = client.put("/products", json=[PRODUCT, renamed])
     assert response.status_code == 200
     assert response.get_json() == {"accepted": 2}
-    assert client.get("/products/21").get_json() == {**PRODUCT, "price": 30.0}
-    assert client.get("/products/13").get_json() == renamed
+    assert client.get("/products/21").get_json() == {**PRODUCT, "price": 30.0, "available": True}
+    assert client.get("/products/13").get_json() == {**renamed, "available": True}
 
 
 def test_renamed_products_show_at_once_in_the_live_models_answers(client):
@@ -176,7 +176,7 @@ ACCEPTS_PRICE = "price must be a number from 0 to 1000000000"
 ACCEPTS_NAME = (
     "name must be a string of 1 to 200 characters, not all white space, without control characters"
 )
-FIELDS = "['product_id', 'name', 'category', 'price']"
+FIELDS = "['product_id', 'name', 'category', 'price', 'available']"
 INVALID = (400, "invalid_product")
 
 
