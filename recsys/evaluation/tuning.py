@@ -218,6 +218,7 @@ def tune_on_training(
     name = canonical_model_name(model)
     if grid is not None:
         space = {key: [point[key] for point in grid if key in point] for p in grid for key in p}
+    space = _search_space(name) if space is None else space
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
     k = _check_metric(name, metric)

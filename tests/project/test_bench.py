@@ -150,3 +150,15 @@ def test_a_recorded_run_holds_its_date_commit_output_and_verdicts(
     assert "| rate >= 40 req/s | 42 | PASS |" in written
     assert "| p99 <= 10 ms | 12.0 ms | FAIL |" in written
     assert "figure: 42 req/s" in capsys.readouterr().out  # still shown as it ran
+
+
+def test_the_readme_quality_table_is_the_recorded_benchmarks():
+    """README.md's quality table is the one bench_quality.py printed in its record."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    record = (ROOT / "bench" / "records" / "bench_quality.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- quality:start -->\n", 1)[1].split("<!-- quality:end -->", 1)[0]
+    table = [line for line in block.splitlines() if line.startswith("| ")]
+    assert len(table) >= 3, "no quality table between the README's markers"
+    recorded = record.split("headline table (README):\n", 1)[1].splitlines()[: len(table)]
+    assert table == recorded
+    assert "random holdout" in table[0] and "time" in table[0]
