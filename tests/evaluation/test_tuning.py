@@ -124,7 +124,9 @@ def test_tuning_never_reads_a_test_row(protocol, monkeypatch):
     monkeypatch.setattr(tuning, "score_split", spying_score)
     tune(dataset, "als", "ndcg@5", n_trials=3, space=SMALL_ALS_SPACE, protocol=protocol)
     test_pairs = set(zip(outer.test["user_id"], outer.test["product_id"], strict=True))
-    read = {pair for frame in seen for pair in zip(frame["user_id"], frame["product_id"])}
+    read = {
+        pair for frame in seen for pair in zip(frame["user_id"], frame["product_id"], strict=True)
+    }
     assert seen and test_pairs and not read & test_pairs
 
 
