@@ -542,9 +542,11 @@ def main(argv: list[str] | None = None) -> int:
     table = headline_table(results, args.k)
     print("headline table (README):")
     print(table)
+    status = verdicts.finish()
+    # After the record: it names the commit, which the README edit would make dirty.
     if args.readme:
         write_readme(args.readme, table, args.k)
-    return verdicts.finish()
+    return status
 
 
 if __name__ == "__main__":
