@@ -70,7 +70,7 @@ test-fast: install
 # Every benchmark runs even after one fails; the recipe fails at the end if
 # any target it judged failed. `make bench RECORD=bench/records` also writes each
 # benchmark's output and verdict table to bench/records/<benchmark>.md (markdown, with
-# the run's date and commit) for the docs. BENCH_SCALE_SIZES=0.1M,1M,10M
+# the run's date and commit) for the docs, and the quality table into README.md. BENCH_SCALE_SIZES=0.1M,1M,10M
 # measures the 10M targets instead of projecting them.
 BENCH_SCALE_SIZES ?= 0.1M,1M
 bench: install
@@ -80,7 +80,7 @@ bench: install
 			|| failed="$$failed $$name"; }; \
 	run bench_import; \
 	run bench_ingestion; \
-	run bench_quality "$(MOVIELENS)"; \
+	run bench_quality "$(MOVIELENS)" $(if $(RECORD),--readme README.md); \
 	run bench_rating "$(MOVIELENS)"; \
 	run bench_scale --sizes "$(BENCH_SCALE_SIZES)" --spark-sizes 0.1M --retrain-sizes 1M; \
 	run bench_filters; \

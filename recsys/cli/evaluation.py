@@ -53,8 +53,22 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
         help=f"comma-separated model names, or 'all' ({', '.join(MODELS)}); 'popular' and "
         f"'popularity' are the same model (default: {DEFAULT_MODELS})",
     )
+    _add_protocol_option(evaluate_parser)
     evaluate_parser.add_argument(
-        "--protocol", choices=PROTOCOLS, default="holdout", help="how to split train and test"
+        "--repeats",
+        type=int_at_least(1),
+        metavar="N",
+        default=1,
+        help="splits to average over, with a 95%% interval when N > 1: seeds SEED..SEED+N-1 "
+        "for holdout, N test windows rolled back in time for time and time-global",
+    )
+    evaluate_parser.add_argument(
+        "--test-fraction",
+        type=_fraction,
+        metavar="F",
+        default=None,
+        help="holdout: share of each user's rows held out (default 0.2); time-global: share "
+        "of the log in each test window (default 0.1)",
     )
     evaluate_parser.add_argument(
         "--folds", type=int_at_least(2), default=5, metavar="N", help="folds of --protocol kfold"
@@ -65,6 +79,14 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
         metavar="N",
         default=1,
         help="rows per user held out by --protocol time",
+    )
+    evaluate_parser.add_argument(
+        "--train-min-rating",
+        type=float,
+        metavar="RATING",
+        default=None,
+        help="fit on training rows rated at least this only (default: every training row; "
+        "a user's low-rated products stay out of their list either way)",
     )
     evaluate_parser.add_argument(
         "--k", type=int_at_least(1), default=DEFAULT_K, help="ranking cut-off"
@@ -85,16 +107,25 @@ def add_evaluation_commands(commands: argparse._SubParsersAction) -> None:
     tune_parser = add_command(
         commands,
         "tune",
-        "search a model's hyper-parameters on evaluate's split and metric",
+        "search a model's hyper-parameters on validation rows of evaluate's training part",
         "Score the model's current defaults and up to --trials - 1 other candidates drawn "
-        "(seeded by --seed) from its search space, each fitted and scored exactly as "
-        "evaluate --protocol holdout --seed SEED scores a model, with rmse or ndcg@K; print "
-        "the best. Ties go to the earlier candidate, so the defaults stay unless something "
-        "is strictly better, and tune --save never makes the model worse than its defaults "
-        "on that split. The winner is picked on evaluate's test rows, so evaluate's figure "
-        "for it is optimistic: evaluate with another --seed for an unbiased check.",
+        "(seeded by --seed) from its search space, with rmse or ndcg@K, on a validation "
+        "split carved from the training rows of evaluate's split for --protocol and --seed "
+        "(the last 10%% in time for time-global and time, a seeded 10%% of each user's "
+        "training rows otherwise); print the best. The test rows are never read, so "
+        "evaluate with the same --protocol and --seed then gives an honest figure for the "
+        "winner. Ties go to the earlier candidate, so the defaults stay unless something "
+        "is strictly better on validation.",
     )
     _add_data_options(tune_parser)
+    _add_protocol_option(tune_parser, with_kfold=False)
+    tune_parser.add_argument(
+        "--leave-last",
+        type=int_at_least(1),
+        metavar="N",
+        default=1,
+        help="rows per user held out by --protocol time (test and validation)",
+    )
     tune_parser.add_argument(
         "--model", choices=sorted(SEARCH_SPACES), required=True, help="model to tune (required)"
     )
@@ -140,6 +171,9 @@ def cmd_evaluate(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
             folds=args.folds,
             leave_last=args.leave_last,
             progress=True,
+            repeats=args.repeats,
+            test_fraction=args.test_fraction,
+            train_min_rating=args.train_min_rating,
         )
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -161,6 +195,8 @@ def cmd_tune(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
             seed=args.seed,
             threshold=args.relevance_threshold,
             progress=True,
+            protocol=args.protocol,
+            leave_last=args.leave_last,
         )
         if args.save:
             save_model_params(args.save, result.model, result.best_params)
@@ -193,8 +229,34 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
         "--seed",
         type=int_at_least(0),
         default=DEFAULT_SPLIT_SEED,
-        help="seed of the holdout and k-fold splits (and of tune's candidate draw)",
+        help="seed of the holdout and k-fold splits, of validation's draw and of tune's "
+        "candidate draw",
     )
+
+
+def _add_protocol_option(parser: argparse.ArgumentParser, with_kfold: bool = True) -> None:
+    choices = [p for p in PROTOCOLS if with_kfold or p != "kfold"]
+    parser.add_argument(
+        "--protocol",
+        choices=choices,
+        default="holdout",
+        help="how to split train and test: holdout (a seeded share of each user's rows), "
+        + ("kfold, " if with_kfold else "")
+        + "time (each user's last --leave-last rows) or time-global (one cut in time: "
+        "train before it, test after it; needs timestamps)",
+    )
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected a number between 0 and 1, got {text!r}"
+        ) from None
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"expected a number between 0 and 1, got {text}")
+    return value
 
 
 def _dataset(args: argparse.Namespace, pipeline: Callable[[], Any]) -> Dataset:

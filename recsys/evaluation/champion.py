@@ -1,9 +1,24 @@
-"""Pick the model to serve from candidates scored on the same split."""
+"""Pick the model to serve from candidates scored on the same validation split.
+
+``choose_on_validation`` receives the training rows of an outer split and
+nothing else: it carves the validation split from them
+(``splits.validation_split``), measures every candidate there and picks the
+best, so the outer test rows stay unread until the champion's figure is
+reported on them.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, Split, validation_split
+
+# Measures one candidate (by name) on a split: its metrics, by name.
+Measure = Callable[[str, Split], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -19,6 +34,7 @@ class Choice:
     champion: str
     metric: str
     reason: str
+    candidates: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def choose_champion(
@@ -63,3 +79,43 @@ def choose_champion(
                 f"{scored[runner_up]:.4f} for {runner_up}, the runner-up"
             )
     return Choice(champion=champion, metric=metric, reason=reason)
+
+
+def choose_on_validation(
+    train: pd.DataFrame,
+    candidates: Sequence[str],
+    measure: Measure,
+    metric: str,
+    protocol: str = "holdout",
+    seed: int = DEFAULT_SPLIT_SEED,
+) -> Choice:
+    """Measure every candidate on a validation split of the training rows and pick the best.
+
+    Args:
+        train: The training rows of an outer split (never its test rows).
+        candidates: Model names, cheapest first (a tie goes to the cheaper).
+        measure: Fits a candidate on a split's training rows and scores it on
+            its held-out rows.
+        metric: For example "ndcg@10".
+        protocol: The outer protocol, whose rule the validation split follows.
+        seed: The outer split's seed.
+
+    Returns:
+        The choice, with every candidate's validation metrics; when validation
+        holds no row to rank (a tiny log), the cheapest candidate.
+    """
+    validation = validation_split(train, protocol, seed)
+    measured: dict[str, dict[str, Any]] = {}
+    if not validation.test.empty:
+        measured = {name: dict(measure(name, validation)) for name in candidates}
+    if any(metric in figures for figures in measured.values()):
+        choice = choose_champion(measured, metric, candidates)
+        return Choice(choice.champion, metric, f"{choice.reason} (on validation)", measured)
+    cheapest = candidates[0]
+    return Choice(
+        champion=cheapest,
+        metric=metric,
+        reason=f"too few interactions to measure {metric} on validation; "
+        f"{cheapest} is the cheapest candidate",
+        candidates=measured,
+    )

@@ -15,6 +15,7 @@ from recsys.evaluation import metrics
 from recsys.evaluation.splits import (
     DEFAULT_SPLIT_SEED,
     DEFAULT_TEST_FRACTION,
+    DEFAULT_TIME_WINDOW,
     Split,
     make_splits,
     products_by_user,
@@ -119,81 +120,153 @@ def evaluate(
     threshold: float | None = None,
     seed: int = DEFAULT_SPLIT_SEED,
     folds: int = 5,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
+    test_fraction: float | None = None,
     leave_last: int = 1,
     progress: bool = False,
+    repeats: int = 1,
+    train_min_rating: float | None = None,
 ) -> dict[str, Any]:
     """Train and measure several models on the same splits.
 
     Args:
         models: Report name -> a function returning a fresh, unfitted model.
         dataset: The data.
-        protocol: "holdout", "kfold" or "time".
+        protocol: "holdout", "kfold", "time" or "time-global".
         k: The ranking cut-off.
         threshold: Relevance threshold on ratings (default 4).
         seed: Seed of the split (models keep their own seeds).
         folds: For kfold: the number of folds.
-        test_fraction: For holdout: the share of each user's rows held out.
+        test_fraction: For holdout: the share of each user's rows held out
+            (default 0.2); for time-global: the share of the log in each test
+            window (default 0.1).
         leave_last: For time: the number of each user's latest rows held out.
         progress: Show a progress bar over (split, model) fits on stderr
             (when it is a terminal).
+        repeats: Splits to average over (seeds or time windows, see
+            ``make_splits``); with more than one the report holds a 95%
+            interval of each figure.
+        train_min_rating: Fit on training rows rated at least this only
+            (None: every training row). The candidate set is unchanged: a
+            user's low-rated training products stay excluded from the list.
 
     Returns:
-        ``{"dataset": {...}, "protocol": {...}, "models": {name: {metric: value}}}``;
-        with several folds, each figure is the mean over folds (as Surprise's
-        ``cross_validate`` reports it) and the split counts are per fold.
+        ``{"dataset": {...}, "protocol": {...}, "models": {name: {metric: value}},
+        "intervals": {name: {metric: half-width}}}``; with several splits, each
+        figure is the mean over splits (as Surprise's ``cross_validate`` reports
+        it), the interval its 95% Student-t interval, and the split counts are
+        per split.
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, got {k}")
     if not models:
         raise ValueError("no models to evaluate")
     threshold = DEFAULT_RELEVANCE_THRESHOLD if threshold is None else float(threshold)
-    splits = make_splits(dataset.feedback, protocol, seed, folds, test_fraction, leave_last)
+    splits = make_splits(
+        dataset.feedback, protocol, seed, folds, test_fraction, leave_last, repeats
+    )
     per_model: dict[str, list[dict[str, float | int]]] = {name: [] for name in models}
     runs = [(split, name) for split in splits for name in models]
     for split, name in with_progress(runs, progress, "evaluating", "fit"):
         start = time.perf_counter()
-        model = models[name]().fit(split.train)
+        model = models[name]().fit(training_rows(split.train, train_min_rating))
         fit_seconds = time.perf_counter() - start
         scores = score_split(model, split, k, threshold)
         scores["fit_seconds"] = fit_seconds
         per_model[name].append(scores)
 
-    protocol_facts = _protocol_facts(
-        protocol, seed, k, threshold, splits, folds, test_fraction, leave_last
+    protocol_facts = protocol_facts_of(
+        protocol, seed, k, threshold, splits, folds, test_fraction, leave_last, train_min_rating
     )
     return {
         "dataset": dataset.summary(),
         "protocol": protocol_facts,
         "models": {name: _mean_scores(runs) for name, runs in per_model.items()},
+        "intervals": {name: interval_half_widths(runs) for name, runs in per_model.items()},
     }
 
 
-def _protocol_facts(
+def training_rows(train: pd.DataFrame, min_rating: float | None) -> pd.DataFrame:
+    """Return the rows a model fits on: every training row, or those rated at least min_rating.
+
+    Args:
+        train: A split's training rows.
+        min_rating: None keeps every row (a low rating still says the user
+            saw the product); a number keeps the rows rated at least it.
+    """
+    if min_rating is None:
+        return train
+    return train[train["rating"] >= float(min_rating)]
+
+
+def relevance_rule(threshold: float) -> str:
+    """Return the relevance rule in words, as every report states it."""
+    return f"a test row is relevant when its rating is at least {threshold:g}"
+
+
+# What every ranked list is drawn from, in words (LensKit's checklist asks for it).
+CANDIDATE_SET = (
+    "every product of the training rows except the user's own training products "
+    "(whatever their rating); test products never seen in training cannot be ranked"
+)
+
+
+def protocol_facts_of(
     protocol: str,
     seed: int,
     k: int,
     threshold: float,
     splits: Sequence[Split],
-    folds: int,
-    test_fraction: float,
-    leave_last: int,
+    folds: int = 5,
+    test_fraction: float | None = None,
+    leave_last: int = 1,
+    train_min_rating: float | None = None,
 ) -> dict[str, Any]:
-    """Return what a report says of its protocol: the split, its knobs and its counts."""
+    """Return what a report says of its protocol: the split, its knobs, its counts and rules."""
     facts: dict[str, Any] = {
         "name": protocol,
         "seed": seed,
         "k": k,
         "relevance_threshold": threshold,
+        "relevance": relevance_rule(threshold),
+        "candidates": CANDIDATE_SET,
+        "training_input": "every training row"
+        if train_min_rating is None
+        else f"training rows rated at least {train_min_rating:g}",
+        "repeats": len(splits),
         "splits": [split.cold_counts() for split in splits],
     }
     if protocol == "kfold":
         facts["folds"] = folds
     elif protocol == "holdout":
-        facts["test_fraction"] = test_fraction
+        facts["test_fraction"] = DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction
+    elif protocol == "time-global":
+        facts["test_fraction"] = DEFAULT_TIME_WINDOW if test_fraction is None else test_fraction
     else:
         facts["leave_last"] = leave_last
     return facts
+
+
+def interval_half_widths(runs: Sequence[Mapping[str, float | int]]) -> dict[str, float]:
+    """Return the half-width of each figure's 95% Student-t interval over runs (splits).
+
+    mean +- t(0.975, n - 1) * sd / sqrt(n), sd with n - 1 in the denominator;
+    empty with a single run (no interval can be given).
+    """
+    if len(runs) < 2:
+        return {}
+    names = [name for name in runs[0] if all(name in run for run in runs)]
+    return {name: half_width([float(run[name]) for run in runs]) for name in names}
+
+
+def half_width(values: Sequence[float]) -> float:
+    """Return the half-width of the 95% Student-t interval of the mean of values."""
+    from scipy.stats import t  # only reports with repeats need it
+
+    n = len(values)
+    if n < 2:
+        return float("nan")
+    spread = float(np.std(values, ddof=1))
+    return float(t.ppf(0.975, n - 1) * spread / np.sqrt(n))
 
 
 def with_progress(

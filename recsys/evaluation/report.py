@@ -34,9 +34,26 @@ def format_report(report: Mapping[str, Any]) -> str:
     lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
     ndcg = f"ndcg@{protocol['k']}"
     if any(ndcg in scores for scores in report["models"].values()):
-        ranking = ", ".join(f"{name} {value:.4f}" for name, value in rank_models(report, ndcg))
+        intervals = report.get("intervals", {})
+        ranking = ", ".join(
+            f"{name} {value:.4f}{_plus_minus(intervals.get(name, {}).get(ndcg))}"
+            for name, value in rank_models(report, ndcg)
+        )
         lines.append(f"by {ndcg}, best first: {ranking}")
+    if protocol.get("repeats", 1) > 1:
+        lines.append(
+            f"figures: means over {protocol['repeats']} splits; +- the half-width of the "
+            "95% Student-t interval"
+        )
+    if "relevance" in protocol:
+        lines.append(f"relevance: {protocol['relevance']}")
+        lines.append(f"candidates: {protocol['candidates']}")
+        lines.append(f"training input: {protocol['training_input']}")
     return "\n".join(lines)
+
+
+def _plus_minus(half_width: float | None) -> str:
+    return "" if half_width is None else f" +- {half_width:.4f}"
 
 
 def _describe_protocol(protocol: Mapping[str, Any]) -> str:
@@ -49,6 +66,8 @@ def _describe_protocol(protocol: Mapping[str, Any]) -> str:
         "kfold": f"{protocol.get('folds')} folds (means over folds)",
         "holdout": f"{protocol.get('test_fraction')} of each user's rows held out",
         "time": f"each user's last {protocol.get('leave_last')} rows held out",
+        "time-global": f"one cut in time, the next {protocol.get('test_fraction')} of the log "
+        "held out (test users with no earlier row dropped)",
     }[protocol["name"]]
     return (
         f"protocol: {protocol['name']}, {detail}, seed {protocol['seed']}, k {protocol['k']}, "

@@ -12,6 +12,22 @@ share a (user, product) pair, because a feedback frame has one row per pair):
   timestamps the larger product id counts as later) are held out; needs
   timestamps. It is the usual per-user leave-last-n-out, not a global time
   cut: other users' later rows may be in training.
+- ``time-global``: one cut in time for everybody: training is every row before
+  the cut, the test the rows from the cut on (within a window), so training
+  never sees the future of anyone. Test rows of users with no row before the
+  cut are dropped (nobody can rank for a user never seen) and counted.
+
+Repeats (``repeats`` > 1, for a mean and an interval): ``holdout`` draws one
+split per seed (seed, seed + 1, ...); ``time-global`` rolls its cut back in
+time, one test window per repeat (the latest first, rows after a fold's
+window left out of that fold); ``time`` rolls back each user's window of
+``leave_last`` rows the same way.
+
+Validation (``validation_split``): tuning, the champion choice and every
+default are chosen on a validation split carved from a split's training rows
+only, by the same rule as the outer protocol (the last share in time for the
+time protocols, a seeded per-user holdout otherwise). It takes the training
+frame and nothing else, so what it returns cannot hold a test row.
 
 Users or products of the test set that training never saw are counted in
 each split's report, never dropped silently: rating errors include them (the
@@ -23,16 +39,23 @@ reported next to them.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
-PROTOCOLS = ("holdout", "kfold", "time")
+PROTOCOLS = ("holdout", "kfold", "time", "time-global")
 # One default for every holdout in the project (the pipeline, evaluate,
 # tune and the service's training), so that one data set gives one RMSE.
 DEFAULT_TEST_FRACTION = 0.2
 DEFAULT_SPLIT_SEED = 0
+# time-global: the share of all rows in each test window (the latest 10% of
+# the log; further repeats take the 10% before it, and so on).
+DEFAULT_TIME_WINDOW = 0.1
+# The share of a training part (its last in time, or a seeded per-user draw)
+# that validation holds out.
+DEFAULT_VALIDATION_FRACTION = 0.1
 
 
 @dataclass(frozen=True)
@@ -43,11 +66,14 @@ class Split:
         train: Rows to learn from.
         test: Held-out rows.
         index: The fold number (0 for single-split protocols).
+        facts: What else the protocol reports of this split (a time cut,
+            test rows dropped because their user had no training row).
     """
 
     train: pd.DataFrame
     test: pd.DataFrame
     index: int = 0
+    facts: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def cold_counts(self) -> dict[str, int]:
         """Return how much of the test set training never saw."""
@@ -62,6 +88,7 @@ class Split:
             "cold_test_users": int(self.test.loc[cold_user, "user_id"].nunique()),
             "cold_test_items": int(self.test.loc[cold_item, "product_id"].nunique()),
             "cold_test_rows": int((cold_user | cold_item).sum()),
+            **self.facts,
         }
 
 
@@ -124,16 +151,20 @@ def kfold_splits(feedback: pd.DataFrame, folds: int = 5, seed: int = 0) -> Itera
         yield Split(train=feedback.iloc[train], test=feedback.iloc[indices[start:stop]], index=fold)
 
 
-def time_split(feedback: pd.DataFrame, leave_last: int = 1) -> Split:
+def time_split(feedback: pd.DataFrame, leave_last: int = 1, window: int = 0) -> Split:
     """Hold out each user's latest rows by timestamp (ties: larger product id is later).
 
     A user with n rows gets min(leave_last, n - 1) test rows, so every user
-    keeps at least one training row.
+    keeps at least one training row. With ``window`` w > 0 the held-out rows
+    are the w-th window back instead: each user's latest w * leave_last rows
+    are left out, the leave_last before them are the test, the rest train
+    (users without a training row left are then left out of the test).
 
     Args:
         feedback: A feedback frame with a ``timestamp`` column (integers such
             as MovieLens seconds, or datetimes as interactions files give).
         leave_last: How many of each user's latest rows to hold out.
+        window: How many windows of leave_last rows to roll back (0: the latest).
 
     Raises:
         ValueError: No timestamp column, a row without a timestamp, or
@@ -148,11 +179,120 @@ def time_split(feedback: pd.DataFrame, leave_last: int = 1) -> Split:
     # Newest first within each user; lexsort's last key is the primary one.
     order = np.lexsort((-feedback["product_id"].to_numpy(), -times, users))
     counts = feedback["user_id"].map(feedback["user_id"].value_counts()).to_numpy()
-    n_test = np.minimum(leave_last, counts - 1)
     rank = np.empty(len(feedback), dtype=np.int64)
     rank[order] = _rank_within_groups(users[order])
-    in_test = rank < n_test
-    return Split(train=feedback[~in_test], test=feedback[in_test])
+    if window == 0:
+        n_test = np.minimum(leave_last, counts - 1)
+        in_test = rank < n_test
+        return Split(train=feedback[~in_test], test=feedback[in_test])
+    skipped = window * leave_last
+    in_test = (rank >= skipped) & (rank < skipped + leave_last)
+    in_train = rank >= skipped + leave_last
+    test = feedback[in_test]
+    train = feedback[in_train]
+    known = test["user_id"].isin(train["user_id"].unique())
+    return Split(
+        train=train,
+        test=test[known],
+        index=window,
+        facts={"window": window, "test_rows_of_users_without_training": int((~known).sum())},
+    )
+
+
+def global_time_split(
+    feedback: pd.DataFrame, window_fraction: float = DEFAULT_TIME_WINDOW, window: int = 0
+) -> Split:
+    """Cut the log once in time: train before the cut, test in the window after it.
+
+    Rows are ordered by timestamp; the latest ``window_fraction`` of them
+    (window 0) or the same share ``window`` windows further back is the test
+    window, everything before it is training, everything after it is left
+    out. The cut falls between two distinct timestamps (rows sharing the
+    cut's timestamp go to the test), so every training row is strictly older
+    than every test row. Test rows of users with no training row are dropped
+    and counted (``test_rows_of_users_without_training``); products first
+    seen in the window stay, as cold products no model can rank.
+
+    Args:
+        feedback: A feedback frame with timestamps.
+        window_fraction: The share of all rows in the test window, in (0, 1).
+        window: How many windows to roll back from the latest (0, 1, ...).
+
+    Raises:
+        ValueError: No timestamps, a bad fraction, or no row left to train on.
+    """
+    if "timestamp" not in feedback.columns:
+        raise ValueError("the time protocol needs timestamps, and this data has none")
+    if not 0 < window_fraction < 1:
+        raise ValueError(f"the time window must be between 0 and 1, got {window_fraction}")
+    if window < 0:
+        raise ValueError(f"window must be at least 0, got {window}")
+    times = _sortable_times(feedback["timestamp"])
+    ordered = np.sort(times)
+    n = len(ordered)
+    start = int(np.floor(n * (1 - window_fraction * (window + 1))))
+    stop = int(np.floor(n * (1 - window_fraction * window)))
+    if start <= 0:
+        raise ValueError(
+            f"{window + 1} time windows of {window_fraction:g} of the rows leave no row to train on"
+        )
+    cut = ordered[start]
+    end = ordered[stop] if stop < n else None
+    in_train = times < cut
+    in_window = (times >= cut) if end is None else (times >= cut) & (times < end)
+    train = feedback[in_train]
+    test = feedback[in_window]
+    if train.empty:
+        raise ValueError("the time cut leaves no row to train on (every row has the same time)")
+    known = test["user_id"].isin(train["user_id"].unique())
+    return Split(
+        train=train,
+        test=test[known],
+        index=window,
+        facts={
+            "window": window,
+            "test_rows_of_users_without_training": int((~known).sum()),
+        },
+    )
+
+
+def validation_split(
+    train: pd.DataFrame,
+    protocol: str,
+    seed: int = DEFAULT_SPLIT_SEED,
+    fraction: float = DEFAULT_VALIDATION_FRACTION,
+    leave_last: int = 1,
+) -> Split:
+    """Carve a validation split out of a split's training rows, by the outer protocol's rule.
+
+    The function receives the training frame only, never a test frame, so
+    what tuning and the champion choice see cannot contain a test row.
+
+    - ``time-global``: the last ``fraction`` of the training rows in time
+      (a global cut inside training);
+    - ``time``: each user's latest ``leave_last`` training rows;
+    - ``holdout`` and ``kfold``: a seeded ``fraction`` of each user's
+      training rows (the seed offset by 1000, so it never repeats the outer
+      draw).
+
+    Args:
+        train: The training rows of an outer split.
+        protocol: The outer protocol.
+        seed: The outer split's seed.
+        fraction: The share held out for validation.
+        leave_last: For ``time``: rows per user held out.
+
+    Returns:
+        A split whose ``train`` is what candidates fit on and whose ``test`` is
+        the validation rows.
+    """
+    if protocol == "time-global":
+        return global_time_split(train, fraction)
+    if protocol == "time":
+        return time_split(train, leave_last)
+    if protocol in ("holdout", "kfold"):
+        return holdout_split(train, fraction, seed + 1000)
+    raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
 
 
 def _sortable_times(timestamps: pd.Series) -> np.ndarray:
@@ -180,25 +320,41 @@ def make_splits(
     protocol: str,
     seed: int = DEFAULT_SPLIT_SEED,
     folds: int = 5,
-    test_fraction: float = DEFAULT_TEST_FRACTION,
+    test_fraction: float | None = None,
     leave_last: int = 1,
+    repeats: int = 1,
 ) -> list[Split]:
     """Return the splits of a protocol.
 
     Args:
         feedback: The feedback frame.
-        protocol: "holdout", "kfold" or "time".
-        seed: Seed of the random protocols.
+        protocol: "holdout", "kfold", "time" or "time-global".
+        seed: Seed of the random protocols (the first, for repeats).
         folds: For kfold: the number of folds.
-        test_fraction: For holdout: the share of each user's rows held out.
+        test_fraction: For holdout: the share of each user's rows held out
+            (default 0.2); for time-global: the share of all rows in each test
+            window (default 0.1).
         leave_last: For time: the number of each user's latest rows held out.
+        repeats: Splits to make (seeds for holdout, windows rolled back in time
+            for time and time-global); kfold makes ``folds`` splits anyway.
     """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, got {repeats}")
     if protocol == "holdout":
-        return [holdout_split(feedback, test_fraction, seed)]
+        fraction = DEFAULT_TEST_FRACTION if test_fraction is None else test_fraction
+        return [
+            Split(s.train, s.test, index=i, facts={"seed": seed + i})
+            for i, s in ((i, holdout_split(feedback, fraction, seed + i)) for i in range(repeats))
+        ]
     if protocol == "kfold":
         return list(kfold_splits(feedback, folds, seed))
     if protocol == "time":
-        return [time_split(feedback, leave_last)]
+        if repeats == 1:
+            return [time_split(feedback, leave_last)]
+        return [time_split(feedback, leave_last, window) for window in range(repeats)]
+    if protocol == "time-global":
+        fraction = DEFAULT_TIME_WINDOW if test_fraction is None else test_fraction
+        return [global_time_split(feedback, fraction, window) for window in range(repeats)]
     raise ValueError(f"unknown protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
 
 

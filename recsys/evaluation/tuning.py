@@ -1,23 +1,25 @@
-"""Hyper-parameter search for SVD and ALS, on the split and metric evaluate reports.
+"""Hyper-parameter search, on a validation split carved from the training rows only.
 
-A search scores candidates exactly as ``recommendation_system.py evaluate``
-scores a model (``--protocol holdout``, the same ``--seed``):
+A search never sees a test row. ``tune`` makes ``evaluate``'s outer split
+for the protocol and seed (``--protocol``, ``--seed``) and hands only its
+training rows to ``tune_on_training``, which carves the validation split
+from them (``splits.validation_split``: the last 10% in time for the time
+protocols, a seeded 10% of each user's training rows otherwise) and:
 
-- candidates: the model's current class defaults first, then up to
-  ``n_trials - 1`` distinct other points of its search space, drawn with
+- builds the candidates: the model's current class defaults first, then up
+  to ``n_trials - 1`` distinct other points of its search space, drawn with
   ``numpy.random.default_rng(seed)``; the models keep their own
   ``random_state``, so the same seed gives the same search on every run;
-- each candidate is built by ``model_factory`` (with the data's rating
-  scale), fitted on the training part of ``holdout_split(feedback,
-  DEFAULT_TEST_FRACTION, seed)`` and scored by ``score_split`` on its test
-  part with the metric asked for: "rmse" (lower is better) or "ndcg@k";
+- fits each (``model_factory``, with the data's rating scale) on the
+  validation split's fitting rows and scores it (``score_split``) on its
+  validation rows with the metric asked for: "rmse" (lower is better) or
+  "ndcg@k";
 - the best wins; on a tie the earlier candidate does, so the defaults are
-  only replaced by something strictly better.
+  only replaced by something strictly better on validation.
 
-So saving the winner (``save_model_params``) never makes the model worse than
-its defaults on evaluate's split for that seed. The price: the winner is
-picked on the rows evaluate tests on, so evaluate's figure for it is
-optimistic; ``evaluate --seed`` with another seed gives an unbiased check.
+``evaluate`` with the same protocol and seed then reports the winner on the
+test rows, which the search never read: an honest figure, which may be
+below the defaults' on a given test split (validation is not the test).
 """
 
 from __future__ import annotations
@@ -30,15 +32,16 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD, Dataset
 from recsys.evaluation.evaluate import DEFAULT_K, score_split, with_progress
 from recsys.evaluation.model_params import model_factory
 from recsys.evaluation.splits import (
     DEFAULT_SPLIT_SEED,
-    DEFAULT_TEST_FRACTION,
     Split,
-    holdout_split,
+    make_splits,
+    validation_split,
 )
 from recsys.models import MODELS, canonical_model_name
 from recsys.models.base import PREDICT, Recommender
@@ -55,8 +58,19 @@ ALS_SEARCH_SPACE: dict[str, list[Any]] = {
     "regularization": [0.1, 1.0, 5.0, 10.0, 15.0, 20.0, 50.0],
     "alpha": [0.25, 0.5, 1.0, 2.0, 5.0],
     "iterations": [15, 30],
+    "weighting": ["engagement", "binary"],
 }
-SEARCH_SPACES = {"svd": SVD_SEARCH_SPACE, "als": ALS_SEARCH_SPACE}
+EASE_SEARCH_SPACE: dict[str, list[Any]] = {"l2": [250.0, 500.0, 1000.0, 2500.0, 5000.0]}
+ITEMKNN_SEARCH_SPACE: dict[str, list[Any]] = {
+    "neighbours": [20, 50, 100, 200],
+    "shrinkage": [0.0, 10.0, 50.0],
+}
+SEARCH_SPACES = {
+    "svd": SVD_SEARCH_SPACE,
+    "als": ALS_SEARCH_SPACE,
+    "ease": EASE_SEARCH_SPACE,
+    "itemknn": ITEMKNN_SEARCH_SPACE,
+}
 
 _NDCG = re.compile(r"^ndcg@([1-9][0-9]*)$")
 
@@ -74,9 +88,10 @@ class TuningResult:
         defaults_score: The score of the model's class defaults.
         trials: Every candidate, as {"params", "score", "defaults"}, best
             first (ties in the order tried).
-        seed: Seed of the holdout split and of the candidate draw.
-        train_rows: Rows each candidate was fitted on.
-        test_rows: Held-out rows each candidate was scored on.
+        seed: Seed of the splits and of the candidate draw.
+        train_rows: Rows each candidate was fitted on (validation's fitting part).
+        validation_rows: Validation rows each candidate was scored on.
+        protocol: The outer protocol the validation split mirrors.
     """
 
     model: str
@@ -88,7 +103,8 @@ class TuningResult:
     trials: list[dict[str, Any]]
     seed: int
     train_rows: int
-    test_rows: int
+    validation_rows: int
+    protocol: str = "holdout"
 
     def to_dict(self) -> dict[str, Any]:
         """Return the result as JSON-able data."""
@@ -118,40 +134,106 @@ def tune(
     threshold: float | None = None,
     space: Mapping[str, Sequence[Any]] | None = None,
     progress: bool = False,
+    protocol: str = "holdout",
+    leave_last: int = 1,
 ) -> TuningResult:
-    """Search a model's hyper-parameters on evaluate's holdout split.
+    """Search a model's hyper-parameters on validation rows of evaluate's training part.
+
+    Only the training rows of evaluate's first split for ``protocol`` and
+    ``seed`` go on to ``tune_on_training``; the test rows are dropped here.
 
     Args:
         dataset: The data.
-        model: "svd" or "als" (or any registered model with a search space).
+        model: A model with a search space (``SEARCH_SPACES``).
         metric: "rmse" (models that predict ratings) or "ndcg@k" such as "ndcg@10".
         n_trials: How many candidates to score, the defaults included (fewer
             if the space is smaller).
-        seed: Seed of the holdout split (as ``evaluate --seed``) and of the
-            candidate draw.
+        seed: Seed of the splits (as ``evaluate --seed``) and of the candidate draw.
         threshold: For NDCG: relevance threshold on ratings (default 4).
         space: Values to try per parameter (default: the model's built-in space).
         progress: Show a progress bar over candidates on stderr (when it is a terminal).
+        protocol: The outer protocol ("holdout", "kfold", "time", "time-global").
+        leave_last: For ``time``: rows per user held out (outer and validation).
 
     Returns:
         The best candidate, the defaults' score and every candidate's score.
 
     Raises:
-        ValueError: Unknown model or metric, a model without a search space, a space key
-            it does not take, RMSE of a model without ratings, NDCG without relevant items.
+        ValueError: Unknown model, metric or protocol, a model without a search
+            space, a space key it does not take, RMSE of a model without
+            ratings, NDCG without relevant items.
+    """
+    outer = make_splits(dataset.feedback, protocol, seed, leave_last=leave_last)[0]
+    return tune_on_training(
+        outer.train,
+        model,
+        metric,
+        protocol=protocol,
+        n_trials=n_trials,
+        seed=seed,
+        threshold=threshold,
+        space=space,
+        progress=progress,
+        rating_scale=dataset.rating_scale,
+        leave_last=leave_last,
+    )
+
+
+def tune_on_training(
+    train: pd.DataFrame,
+    model: str,
+    metric: str = "rmse",
+    protocol: str = "holdout",
+    n_trials: int = 10,
+    seed: int = DEFAULT_SPLIT_SEED,
+    threshold: float | None = None,
+    space: Mapping[str, Sequence[Any]] | None = None,
+    progress: bool = False,
+    rating_scale: tuple[float, float] | None = None,
+    leave_last: int = 1,
+    grid: Sequence[Mapping[str, Any]] | None = None,
+) -> TuningResult:
+    """Search a model's hyper-parameters on a validation split of training rows.
+
+    It receives the training rows and nothing else: the validation split is
+    carved from them (``validation_split``), so no test row can inform the
+    choice.
+
+    Args:
+        train: The training rows of an outer split.
+        model: A model with a search space.
+        metric: "rmse" or "ndcg@k".
+        protocol: The outer protocol, whose rule the validation split follows.
+        n_trials: Candidates to score, the defaults included.
+        seed: Seed of the validation draw and of the candidate draw.
+        threshold: For NDCG: relevance threshold on ratings (default 4).
+        space: Values to try per parameter (default: the model's built-in space).
+        progress: Show a progress bar over candidates.
+        rating_scale: The data's rating scale, for models that clip predictions.
+        leave_last: For ``time``: rows per user held out for validation.
+        grid: Explicit candidates instead of draws from a space (parameters a
+            point leaves out keep the class default); the defaults still come
+            first, and at most ``n_trials`` are scored.
     """
     name = canonical_model_name(model)
+    if grid is not None:
+        space = {key: [point[key] for point in grid if key in point] for p in grid for key in p}
     space = _search_space(name) if space is None else space
     if n_trials < 1:
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
     k = _check_metric(name, metric)
     threshold = DEFAULT_RELEVANCE_THRESHOLD if threshold is None else float(threshold)
-    split = holdout_split(dataset.feedback, DEFAULT_TEST_FRACTION, seed)
+    split = validation_split(train, protocol, seed, leave_last=leave_last)
     defaults = class_defaults(name, space)
     trials = []
-    candidates = _candidates(defaults, space, n_trials, seed)
+    if grid is None:
+        candidates = _candidates(defaults, space, n_trials, seed)
+    else:
+        points = [_plain({**defaults, **point}) for point in grid]
+        others = [point for i, point in enumerate(points) if point not in [defaults, *points[:i]]]
+        candidates = [dict(defaults), *others[: n_trials - 1]]
     for params in with_progress(candidates, progress, "tuning", "candidate"):
-        fitted = model_factory(name, {name: params}, dataset.rating_scale)().fit(split.train)
+        fitted = model_factory(name, {name: params}, rating_scale)().fit(split.train)
         score, is_default = _score(fitted, split, metric, k, threshold), params == defaults
         trials.append({"params": params, "score": score, "defaults": is_default})
     ranked = rank_trials(trials, metric)
@@ -159,15 +241,17 @@ def tune(
         model=name,
         metric=metric,
         method=f"{len(trials)} candidates, the defaults first, each fitted on "
-        f"{len(split.train)} rows and scored on {len(split.test)} held-out rows of "
-        f"evaluate's holdout split, seed {seed}",
+        f"{len(split.train)} rows and scored on {len(split.test)} validation rows carved "
+        f"from the training part of evaluate's {protocol} split, seed {seed} "
+        "(the test rows are never read)",
         best_params=ranked[0]["params"],
         best_score=ranked[0]["score"],
         defaults_score=trials[0]["score"],
         trials=ranked,
         seed=seed,
         train_rows=len(split.train),
-        test_rows=len(split.test),
+        validation_rows=len(split.test),
+        protocol=protocol,
     )
 
 
@@ -193,8 +277,8 @@ def _score(fitted: Recommender, split: Split, metric: str, k: int, threshold: fl
     scores = score_split(fitted, split, k, threshold)
     if metric not in scores:
         raise ValueError(
-            f"no test user the model knows has a relevant item (rating >= {threshold:g}), "
-            f"so {metric} is undefined on this split"
+            f"no validation user the model knows has a relevant item "
+            f"(rating >= {threshold:g}), so {metric} is undefined on this split"
         )
     return float(scores[metric])
 

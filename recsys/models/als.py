@@ -2,10 +2,12 @@
 
 Training uses ``implicit``'s CPU ALS (Hu, Koren and Volinsky, "Collaborative
 Filtering for Implicit Feedback Datasets"). Every observed (user, product) pair
-is a positive preference with confidence ``1 + alpha * engagement``; unobserved
-pairs are negatives with confidence 1. ``engagement`` comes from the feedback
-frame: for our click logs ``recsys.data.ratings.derive_ratings`` builds it from clicks
-and purchases with configurable weights, for MovieLens it is the rating.
+is a positive preference with confidence ``1 + alpha * engagement``
+(``weighting="engagement"``) or ``1 + alpha`` (``weighting="binary"``: every
+observed pair alike, what implicit is usually given); unobserved pairs are
+negatives with confidence 1. ``engagement`` comes from the feedback frame: for
+our click logs ``recsys.data.ratings.derive_ratings`` builds it from clicks and
+purchases with configurable weights, for MovieLens it is the rating.
 
 Serving needs only the two factor matrices: scores are ``user_factors @
 item_factors.T`` in numpy, so a saved model loads without ``implicit``.
@@ -23,6 +25,8 @@ from scipy.linalg.lapack import dposv
 
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.state import ArrayShape
+
+WEIGHTINGS = ("engagement", "binary")
 
 
 class ALSRecommender(Recommender):
@@ -45,9 +49,12 @@ class ALSRecommender(Recommender):
     Args:
         factors: Size of the latent vectors.
         regularization: L2 penalty on the factors.
-        alpha: How much each unit of engagement raises a pair's confidence.
+        alpha: How much each unit of engagement (or, binary, each observed
+            pair) raises a pair's confidence.
         iterations: ALS sweeps (users then items) to run.
         random_state: Seed of the initial factors.
+        weighting: "engagement" (confidence grows with engagement) or
+            "binary" (every observed pair has confidence 1 + alpha).
     """
 
     name = "als"
@@ -68,8 +75,12 @@ class ALSRecommender(Recommender):
         alpha: float = 1.0,
         iterations: int = 15,
         random_state: int = 42,
+        weighting: str = "engagement",
     ) -> None:
         super().__init__()
+        if weighting not in WEIGHTINGS:
+            raise ValueError(f"weighting must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}")
+        self.weighting = weighting
         if factors < 1 or iterations < 1:
             raise ValueError(
                 f"factors and iterations must be at least 1, got {factors} and {iterations}"
@@ -94,12 +105,19 @@ class ALSRecommender(Recommender):
             "alpha": self.alpha,
             "iterations": self.iterations,
             "random_state": self.random_state,
+            "weighting": self.weighting,
         }
+
+    def confidence(self, engagement: np.ndarray) -> np.ndarray:
+        """Return the confidences of observed pairs: 1 + alpha * engagement, or 1 + alpha."""
+        if self.weighting == "binary":
+            return np.full(len(engagement), 1.0 + self.alpha)
+        return 1.0 + self.alpha * np.asarray(engagement, dtype=np.float64)
 
     def confidence_matrix(
         self, feedback: pd.DataFrame, users: np.ndarray, items: np.ndarray
     ) -> scipy.sparse.csr_matrix:
-        """Return the users x items CSR matrix of confidences 1 + alpha * engagement.
+        """Return the users x items CSR matrix of confidences (``confidence``).
 
         Args:
             feedback: The feedback frame (its ``engagement`` column is used).
@@ -109,7 +127,7 @@ class ALSRecommender(Recommender):
         engagement = feedback["engagement"].to_numpy(dtype=np.float64)
         if (engagement < 0).any():
             raise ValueError("engagement must be non-negative for ALS confidences")
-        confidence = (1.0 + self.alpha * engagement).astype(np.float32)
+        confidence = self.confidence(engagement).astype(np.float32)
         shape = (len(self.user_ids), len(self.product_ids))
         return scipy.sparse.csr_matrix((confidence, (users, items)), shape=shape)
 
@@ -153,10 +171,10 @@ class ALSRecommender(Recommender):
         """Return a user's factors solved from their products, the item factors fixed.
 
         The ALS user step for one user: x = W^-1 sum_j c_j y_j with
-        c_j = 1 + alpha * engagement_j (what implicit's ``recalculate_user``
-        computes).
+        c_j = 1 + alpha * engagement_j, or 1 + alpha when binary (what
+        implicit's ``recalculate_user`` computes).
         """
-        confidence = 1.0 + self.alpha * engagement
+        confidence = self.confidence(engagement)
         mine = self._items64[items]
         weight, rhs = self.user_weight(mine, confidence), mine.T @ confidence
         # W is symmetric positive definite when lambda > 0: LAPACK's Cholesky
@@ -174,7 +192,7 @@ class ALSRecommender(Recommender):
         The folded-in factors are x = W^-1 sum_j c_j y_j over the past
         products j, so the score y_i . x is the sum of c_j * y_i^T W^-1 y_j.
         """
-        confidence = 1.0 + self.alpha * engagement
+        confidence = self.confidence(engagement)
         mine = self._items64[past]
         solved = np.linalg.solve(self.user_weight(mine, confidence), mine.T)
         return confidence * (self._items64[item] @ solved)

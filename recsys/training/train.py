@@ -24,7 +24,7 @@ from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
 from recsys.data.ratings import EventWeights, derive_ratings
 from recsys.data.timestamps import utc_now
 from recsys.errors import RecsysError
-from recsys.evaluation.champion import Choice, choose_champion
+from recsys.evaluation.champion import choose_on_validation
 from recsys.evaluation.evaluate import score_split
 from recsys.evaluation.splits import (
     DEFAULT_SPLIT_SEED,
@@ -141,7 +141,7 @@ def train_and_publish(
     """
     started = time.perf_counter()
     settings = settings or TrainingSettings()
-    fits = len(settings.candidates) if settings.model == AUTO else 1
+    fits = len(settings.candidates) + 1 if settings.model == AUTO else 1
     steps = _Steps(progress, total=fits + 3 + (gate is not None))
     steps.begin("reading the store")
     # Read in pages into int64 arrays: a ten-million-event log as Python rows
@@ -293,19 +293,37 @@ def _choose_and_measure(
             steps.begin(f"measuring {name} on the holdout")
             metrics = holdout_metrics(name, params, split, settings, fitter)
         return _Chosen(name, params, metrics)
-    candidates = {}
-    for name in settings.candidates if measurable else ():
-        steps.begin(f"measuring {name} on the holdout")
-        candidates[name] = holdout_metrics(
-            name, settings.model_params.get(name, {}), split, settings, fitter
-        )
-    choice = choose_on_holdout(candidates, settings)
+
+    # The champion is chosen on validation rows carved from the holdout's
+    # training part; the holdout's test rows then measure the champion alone.
+    def measure(name: str, part: Split) -> dict[str, Any]:
+        steps.begin(f"measuring {name} on validation")
+        return holdout_metrics(name, settings.model_params.get(name, {}), part, settings, fitter)
+
+    choice = choose_on_validation(
+        split.train,
+        settings.candidates,
+        measure,
+        f"ndcg@{settings.metrics_k}",
+        "holdout",
+        settings.seed,
+    )
+    params = dict(settings.model_params.get(choice.champion, {}))
+    metrics = {}
+    if measurable:
+        steps.begin(f"measuring {choice.champion} on the holdout")
+        metrics = holdout_metrics(choice.champion, params, split, settings, fitter)
     return _Chosen(
         choice.champion,
-        dict(settings.model_params.get(choice.champion, {})),
-        dict(candidates.get(choice.champion, {})),
+        params,
+        metrics,
         selected_by=AUTO,
-        selection={"metric": choice.metric, "reason": choice.reason, "candidates": candidates},
+        selection={
+            "metric": choice.metric,
+            "reason": choice.reason,
+            "measured_on": "validation rows carved from the holdout's training part",
+            "candidates": choice.candidates,
+        },
     )
 
 
@@ -339,27 +357,6 @@ def _training_record(
         "seconds": round(seconds, 3),
         "event_weights": weights.as_dict(),
     }
-
-
-def choose_on_holdout(
-    candidates: Mapping[str, Mapping[str, Any]], settings: TrainingSettings
-) -> Choice:
-    """Return the candidate "auto" serves: the best by NDCG@k, or the cheapest when none has it.
-
-    Args:
-        candidates: Model name -> its holdout metrics (empty when nothing could be held out).
-        settings: The candidates, cheapest first, and the cut-off.
-    """
-    metric = f"ndcg@{settings.metrics_k}"
-    if any(metric in measured for measured in candidates.values()):
-        return choose_champion(candidates, metric, settings.candidates)
-    # Too few interactions to rank a held-out user: no figure to compare.
-    cheapest = settings.candidates[0]
-    return Choice(
-        champion=cheapest,
-        metric=metric,
-        reason=f"too few interactions to measure {metric}; {cheapest} is the cheapest candidate",
-    )
 
 
 def sample_test_users(split: Split, max_users: int | None, seed: int) -> Split:

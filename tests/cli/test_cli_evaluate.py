@@ -120,8 +120,15 @@ def test_the_table_has_one_row_per_model_with_every_metric(run):
         "fit_seconds",
         "recommend_seconds",
     ]
-    assert [line.split()[0] for line in lines[3:-1]] == ["popular", "als"]
-    assert lines[-1].startswith("by ndcg@5, best first: als ")
+    assert [line.split()[0] for line in lines[3:5]] == ["popular", "als"]
+    assert lines[5].startswith("by ndcg@5, best first: als ")
+    assert lines[6:] == [
+        "relevance: a test row is relevant when its rating is at least 4",
+        "candidates: every product of the training rows except the user's own training "
+        "products (whatever their rating); test products never seen in training cannot be "
+        "ranked",
+        "training input: every training row",
+    ]
 
 
 def test_all_models_compares_every_registered_model(run):
@@ -155,6 +162,60 @@ def test_evaluate_splits_an_exported_interactions_log_by_its_iso_timestamps(run,
     assert (split["train_rows"], split["test_rows"]) == (8 * 2, 8)
 
 
+def test_evaluate_cuts_movielens_once_in_time_and_repeats_over_earlier_windows(run, tmp_path):
+    # 12 users rate one movie each per day, so every user is in every day.
+    lines = ["userId,movieId,rating,timestamp"]
+    for step in range(8):
+        for user in range(1, 13):
+            movie = (user + step) % 10 + 1
+            lines.append(f"{user},{movie},{5.0 if movie <= 5 else 2.0},{86400 * step + user}")
+    path = tmp_path / "ratings.csv"
+    path.write_text("\n".join(lines) + "\n")
+    status, out, err = run(
+        "evaluate",
+        "--data",
+        str(path),
+        "--protocol",
+        "time-global",
+        "--test-fraction",
+        "0.25",
+        "--repeats",
+        "2",
+        "--models",
+        "popular,ease",
+        "--json",
+    )
+    report = json.loads(out)
+    assert status == 0, err
+    assert report["protocol"]["name"] == "time-global"
+    assert report["protocol"]["repeats"] == 2
+    assert [split["window"] for split in report["protocol"]["splits"]] == [0, 1]
+    assert [split["test_rows"] for split in report["protocol"]["splits"]] == [24, 24]
+    assert set(report["intervals"]["ease"]) >= {"ndcg@10", "precision@10"}
+
+
+def test_tune_on_the_time_split_reports_its_validation_rows(run, ratings_csv):
+    status, out, err = run(
+        "tune",
+        "--data",
+        str(ratings_csv),
+        "--model",
+        "ease",
+        "--metric",
+        "ndcg@5",
+        "--protocol",
+        "time-global",
+        "--trials",
+        "2",
+        "--json",
+    )
+    result = json.loads(out)
+    assert status == 0, err
+    assert result["protocol"] == "time-global"
+    assert result["validation_rows"] > 0
+    assert "the test rows are never read" in result["method"]
+
+
 def test_kfold_reports_the_number_of_folds(run, ratings_csv):
     status, out, _ = run(
         "evaluate", "--data", str(ratings_csv), "--protocol", "kfold", "--folds", "3", "--json"
@@ -175,6 +236,13 @@ def test_kfold_reports_the_number_of_folds(run, ratings_csv):
         (["evaluate", "--data", "missing.csv"], "missing.csv: file not found"),
         (["tune", "--model", "als", "--metric", "rmse"], "als predicts no ratings"),
         (["tune", "--model", "svd", "--metric", "auc"], "unknown metric 'auc'"),
+        (["evaluate", "--protocol", "time-global"], "the time protocol needs timestamps"),
+        (["tune", "--model", "ease", "--protocol", "time-global"], "needs timestamps"),
+        (["evaluate", "--protocol", "time_global"], "invalid choice: 'time_global'"),
+        (["evaluate", "--repeats", "0"], "expected an integer >= 1, got '0'"),
+        (["evaluate", "--test-fraction", "1.5"], "expected a number between 0 and 1, got 1.5"),
+        (["evaluate", "--test-fraction", "half"], "expected a number between 0 and 1, got 'half'"),
+        (["tune", "--model", "ease", "--protocol", "kfold"], "invalid choice: 'kfold'"),
     ],
 )
 def test_bad_arguments_exit_with_status_2_and_say_why(run, argv, message):
@@ -217,7 +285,7 @@ def test_tune_twice_with_the_same_seed_prints_the_same_result(run):
     assert run("tune", "--model", "svd", "--trials", "4", "--seed", "2", "--json") == first
 
 
-def test_tune_save_never_makes_evaluate_worse_than_the_defaults(run, tmp_path):
+def test_tune_save_gives_evaluate_the_parameters_chosen_on_validation(run, tmp_path):
     params_path = tmp_path / "model_params.json"
     status, out, _ = run(
         "tune", "--model", "svd", "--trials", "4", "--save", str(params_path), "--json"
@@ -228,7 +296,13 @@ def test_tune_save_never_makes_evaluate_worse_than_the_defaults(run, tmp_path):
         run("evaluate", "--models", "svd", "--params", str(params_path), "--json")[1]
     )["models"]["svd"]
     assert status == 0
-    assert tuned["rmse"] == result["best_score"] <= defaults["rmse"] == result["defaults_score"]
+    assert result["best_score"] <= result["defaults_score"]  # on validation, not the test
+    assert result["validation_rows"] > 0
+    saved = json.loads(params_path.read_text())["svd"]
+    assert saved == result["best_params"]
+    default_params = next(t["params"] for t in result["trials"] if t["defaults"])
+    # evaluate trains with what was saved: its test figure moves exactly when the choice did.
+    assert (tuned["rmse"] == defaults["rmse"]) == (saved == default_params)
 
 
 @pytest.mark.slow

@@ -38,13 +38,14 @@ def test_training_shows_each_step_it_takes(app):
     assert "training: 100%" in shown and "4/4" in shown
 
 
-def test_automatic_selection_counts_one_step_per_candidate(app):
+def test_automatic_selection_counts_one_step_per_candidate_and_the_champion(app):
     runtime = runtime_of(app)
     with on_a_terminal() as terminal:
         train_and_publish(runtime.store, runtime.registry, TrainingSettings("auto"), progress=True)
     shown = terminal.getvalue()
-    assert "measuring ease on the holdout" in shown
-    assert "8/8" in shown  # read, five candidates, the champion's fit, publish
+    assert "measuring ease on validation" in shown
+    # read, five candidates on validation, the champion on the holdout, its fit, publish
+    assert "9/9" in shown
 
 
 def test_training_without_progress_prints_nothing(app):

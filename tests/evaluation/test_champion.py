@@ -1,9 +1,12 @@
 """MODEL=auto: the champion is the best candidate by NDCG@k, a tie goes to the cheaper."""
 
+import inspect
+
+import pandas as pd
 import pytest
 
 from recsys.config import Settings, SettingsError
-from recsys.evaluation.champion import choose_champion
+from recsys.evaluation.champion import choose_champion, choose_on_validation
 from recsys.models import AUTO_CANDIDATES
 from recsys.training.train import TrainingSettings, train_and_publish
 from tests.builders import runtime_of
@@ -51,7 +54,7 @@ def test_the_model_setting_accepts_auto_and_names_it_when_refusing():
         Settings.load({}, {"MODEL": "best"}, "instance")
 
 
-def test_auto_training_serves_the_best_candidate_and_records_all(app_factory):
+def test_auto_training_serves_the_best_candidate_on_validation_and_records_all(app_factory):
     app = app_factory(MODEL="auto")
     runtime = runtime_of(app)
     meta = runtime.registry.load_latest(model_type="auto").metadata
@@ -60,11 +63,36 @@ def test_auto_training_serves_the_best_candidate_and_records_all(app_factory):
     assert sorted(candidates) == sorted(AUTO_CANDIDATES)
     best = max(candidates.values(), key=lambda m: m["ndcg@10"])["ndcg@10"]
     assert candidates[meta.model_type]["ndcg@10"] == best
-    assert meta.metrics["ndcg@10"] == best
+    assert meta.selection["measured_on"].startswith("validation rows")
+    # The published figures are the champion's on the holdout's test rows, which
+    # the choice never read: fewer training rows made the candidates' figures.
+    assert meta.metrics["train_rows"] > candidates[meta.model_type]["ranked_users"] >= 1
+    assert "ndcg@10" in meta.metrics
     body = app.test_client().get("/model").get_json()
     assert body["model_type"] == meta.model_type
     assert body["selected_by"] == "auto"
     assert body["selection"]["reason"].startswith(meta.model_type)
+
+
+def test_the_champion_choice_reads_the_training_rows_only():
+    train = pd.DataFrame(
+        {
+            "user_id": [1, 1, 1, 2, 2, 2, 3, 3, 3],
+            "product_id": [1, 2, 3, 1, 2, 4, 2, 3, 4],
+            "rating": [5.0] * 9,
+        }
+    )
+    seen: list[pd.DataFrame] = []
+
+    def measure(name, part):
+        seen.extend([part.train, part.test])
+        return {"ndcg@10": {"popular": 0.1, "svd": 0.2}[name]}
+
+    choice = choose_on_validation(train, ["popular", "svd"], measure, "ndcg@10")
+    assert choice.champion == "svd" and choice.reason.endswith("(on validation)")
+    pairs = {tuple(row) for frame in seen for row in frame[["user_id", "product_id"]].values}
+    assert pairs <= {tuple(row) for row in train[["user_id", "product_id"]].values}
+    assert "test" not in inspect.signature(choose_on_validation).parameters
 
 
 def test_a_retrain_can_change_the_champion(app_factory):

@@ -1,5 +1,7 @@
 """Protocols: no leakage, cold counts, determinism, and the report of evaluate."""
 
+import inspect
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -8,9 +10,18 @@ from surprise import Reader
 from surprise.model_selection import KFold
 
 from recsys.data.loaders import Dataset
-from recsys.evaluation.evaluate import evaluate, rank_models
+from recsys.evaluation.evaluate import evaluate, rank_models, training_rows
 from recsys.evaluation.report import format_report
-from recsys.evaluation.splits import Split, holdout_split, kfold_splits, make_splits, time_split
+from recsys.evaluation.splits import (
+    Split,
+    global_time_split,
+    holdout_split,
+    kfold_splits,
+    make_splits,
+    products_by_user,
+    time_split,
+    validation_split,
+)
 from recsys.models.als import ALSRecommender
 from recsys.models.popularity import PopularityRecommender
 
@@ -252,5 +263,144 @@ def test_format_report_has_one_row_per_model_and_names_the_cold_counts():
     report = evaluate({"popular": PopularityRecommender}, as_dataset(leave_last_feedback()), "time")
     table = format_report(report)
     assert "cold: 0 users, 1 products, 1 rows" in table
-    assert [line.split()[0] for line in table.splitlines()[3:-1]] == ["popular"]
-    assert table.splitlines()[-1].startswith("by ndcg@10, best first: popular")
+    assert [line.split()[0] for line in table.splitlines()[3:4]] == ["popular"]
+    assert table.splitlines()[4].startswith("by ndcg@10, best first: popular")
+    assert table.splitlines()[5].startswith("relevance: a test row is relevant when")
+
+
+@pytest.mark.parametrize("window", [0, 1, 2])
+def test_a_global_time_split_trains_strictly_before_it_tests(window):
+    split = global_time_split(FEEDBACK, 0.1, window)
+    assert split.train["timestamp"].max() < split.test["timestamp"].min()
+    assert set(split.test["user_id"]) <= set(split.train["user_id"])
+    assert not split.test.empty
+
+
+def test_the_latest_global_window_is_the_last_tenth_of_the_log_minus_unknown_users():
+    feedback = pd.DataFrame(
+        {
+            "user_id": [1, 1, 2, 2, 1, 3, 1, 2, 3, 1],
+            "product_id": [1, 2, 1, 3, 4, 5, 6, 7, 8, 9],
+            "rating": [5.0] * 10,
+            "timestamp": range(10),
+        }
+    )
+    split = global_time_split(feedback, 0.3)
+    # The last 3 rows (times 7, 8, 9); user 3's row at time 8 has a training row (time 5).
+    assert split.train["timestamp"].tolist() == list(range(7))
+    assert split.test["timestamp"].tolist() == [7, 8, 9]
+    earlier = global_time_split(feedback, 0.3, window=1)
+    assert earlier.train["timestamp"].tolist() == [0, 1, 2, 3]
+    # User 3's first row (time 5) is in the window, with no training row: dropped, counted.
+    assert earlier.test["timestamp"].tolist() == [4, 6]
+    assert earlier.cold_counts()["test_rows_of_users_without_training"] == 1
+
+
+def test_a_global_cut_never_splits_rows_of_the_same_time():
+    feedback = random_feedback().assign(timestamp=lambda f: f["timestamp"] // 200)
+    split = global_time_split(feedback, 0.1)
+    assert split.train["timestamp"].max() < split.test["timestamp"].min()
+
+
+@pytest.mark.parametrize(
+    ("fraction", "window", "message"),
+    [
+        (0.0, 0, "between 0 and 1"),
+        (1.0, 0, "between 0 and 1"),
+        (0.5, 1, "leave no row to train on"),
+        (0.1, -1, "at least 0"),
+    ],
+)
+def test_bad_global_time_windows_are_refused(fraction, window, message):
+    with pytest.raises(ValueError, match=message):
+        global_time_split(FEEDBACK, fraction, window)
+
+
+def test_a_global_time_split_needs_timestamps():
+    with pytest.raises(ValueError, match="needs timestamps"):
+        global_time_split(FEEDBACK.drop(columns="timestamp"))
+
+
+def test_rolled_back_per_user_windows_test_each_users_earlier_rows():
+    latest = time_split(FEEDBACK, leave_last=2)
+    earlier = time_split(FEEDBACK, leave_last=2, window=1)
+    for user, rows in FEEDBACK.groupby("user_id"):
+        newest_first = rows.sort_values(["timestamp", "product_id"], ascending=False)
+        # A user left without a training row (4 rows or fewer) is not tested.
+        expected = set(newest_first["product_id"].iloc[2:4]) if len(rows) > 4 else set()
+        assert set(earlier.test.loc[earlier.test["user_id"] == user, "product_id"]) == expected
+        assert set(latest.test.loc[latest.test["user_id"] == user, "product_id"]) == set(
+            newest_first["product_id"].iloc[:2]
+        )
+    # The latest window is out of that fold altogether, train and test.
+    assert pairs(earlier.train) | pairs(earlier.test) <= pairs(FEEDBACK) - pairs(latest.test)
+
+
+@pytest.mark.parametrize("protocol", ["holdout", "kfold", "time", "time-global"])
+def test_validation_is_carved_from_training_rows_only(protocol):
+    outer = make_splits(FEEDBACK, protocol, seed=2)[0]
+    validation = validation_split(outer.train, protocol, seed=2)
+    assert pairs(validation.train) | pairs(validation.test) <= pairs(outer.train)
+    assert not pairs(validation.test) & pairs(outer.test)
+    assert not validation.test.empty and not pairs(validation.train) & pairs(validation.test)
+    assert set(inspect.signature(validation_split).parameters) == {
+        "train",
+        "protocol",
+        "seed",
+        "fraction",
+        "leave_last",
+    }
+
+
+@pytest.mark.parametrize(
+    ("protocol", "seeds_or_windows"),
+    [("holdout", [{"seed": 4}, {"seed": 5}, {"seed": 6}]), ("time-global", [0, 1, 2])],
+)
+def test_repeats_make_one_split_per_seed_or_time_window(protocol, seeds_or_windows):
+    splits = make_splits(FEEDBACK, protocol, seed=4, repeats=3)
+    assert len(splits) == 3
+    if protocol == "holdout":
+        assert [split.facts for split in splits] == seeds_or_windows
+    else:
+        assert [split.facts["window"] for split in splits] == seeds_or_windows
+
+
+def test_repeated_evaluation_reports_a_mean_and_a_95_percent_interval():
+    report = evaluate(
+        {"popular": PopularityRecommender}, as_dataset(FEEDBACK), "holdout", k=5, repeats=3
+    )
+    per_seed = [
+        evaluate({"popular": PopularityRecommender}, as_dataset(FEEDBACK), "holdout", k=5, seed=s)
+        for s in range(3)
+    ]
+    values = [r["models"]["popular"]["ndcg@5"] for r in per_seed]
+    assert report["models"]["popular"]["ndcg@5"] == pytest.approx(np.mean(values))
+    expected = 4.302652729911275 * np.std(values, ddof=1) / np.sqrt(3)  # t(0.975, 2)
+    assert report["intervals"]["popular"]["ndcg@5"] == pytest.approx(expected)
+    assert report["protocol"]["repeats"] == 3
+    assert "+- " in format_report(report)
+
+
+def test_the_report_states_the_relevance_rule_candidates_and_training_input():
+    report = evaluate(
+        {"popular": PopularityRecommender},
+        as_dataset(FEEDBACK),
+        k=5,
+        threshold=3.5,
+        train_min_rating=4,
+    )
+    protocol = report["protocol"]
+    assert protocol["relevance"] == "a test row is relevant when its rating is at least 3.5"
+    assert protocol["candidates"].startswith("every product of the training rows except")
+    assert protocol["training_input"] == "training rows rated at least 4"
+
+
+def test_fitting_on_high_ratings_only_keeps_low_rated_products_out_of_the_list():
+    feedback = random_feedback(seed=3)
+    split = holdout_split(feedback, 0.2, seed=0)
+    fitted = PopularityRecommender().fit(training_rows(split.train, 4.0))
+    low = split.train[split.train["rating"] < 4]
+    user = int(low["user_id"].iloc[0])
+    lists = fitted.recommend([user], 25, exclude=products_by_user(split.train)).lists
+    assert not set(lists[user].product_ids.tolist()) & set(products_by_user(low)[user])
+    assert (training_rows(split.train, 4.0)["rating"] >= 4).all()

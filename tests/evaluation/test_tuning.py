@@ -8,13 +8,14 @@ import pytest
 
 from recsys.data.loaders import simulated_dataset
 from recsys.errors import DataFileError
-from recsys.evaluation.evaluate import evaluate
+from recsys.evaluation import tuning
+from recsys.evaluation.evaluate import evaluate, score_split
 from recsys.evaluation.model_params import (
     load_model_params,
     model_factory,
     save_model_params,
 )
-from recsys.evaluation.splits import holdout_split
+from recsys.evaluation.splits import holdout_split, make_splits, validation_split
 from recsys.evaluation.tuning import SEARCH_SPACES, rank_trials, tune
 from recsys.models import MODELS, canonical_model_name
 from recsys.models.als import ALSRecommender
@@ -72,29 +73,79 @@ def test_the_models_defaults_are_always_a_candidate(model, metric):
     assert marked[0]["score"] == result.defaults_score
 
 
-def _evaluated(model, metric, params=None, seed=0):
-    report = evaluate(
-        {model: model_factory(model, params, DATASET.rating_scale)}, DATASET, k=5, seed=seed
-    )
-    return report["models"][model][metric]
+def _on_validation(model, metric, params=None, seed=0, protocol="holdout"):
+    """Return a model's figure on the validation split tune carves (fit and scored there)."""
+    outer = make_splits(DATASET.feedback, protocol, seed)[0]
+    validation = validation_split(outer.train, protocol, seed)
+    fitted = model_factory(model, params, DATASET.rating_scale)().fit(validation.train)
+    return score_split(fitted, validation, 5, 4.0)[metric]
 
 
 @pytest.mark.parametrize(("model", "metric"), SEARCHES)
 @pytest.mark.parametrize("seed", [0, 4])
-def test_the_best_score_is_what_evaluate_reports_for_the_best_parameters(model, metric, seed):
+def test_the_best_score_is_the_best_parameters_figure_on_validation(model, metric, seed):
     result = tune(DATASET, model, metric, n_trials=4, seed=seed)
-    assert result.best_score == _evaluated(model, metric, {model: result.best_params}, seed)
-    assert result.defaults_score == _evaluated(model, metric, seed=seed)
+    assert result.best_score == _on_validation(model, metric, {model: result.best_params}, seed)
+    assert result.defaults_score == _on_validation(model, metric, seed=seed)
 
 
 @pytest.mark.parametrize(("model", "metric"), SEARCHES)
-def test_the_best_is_never_worse_than_the_defaults_on_evaluates_split(model, metric):
+def test_the_best_is_never_worse_than_the_defaults_on_validation(model, metric):
     result = tune(DATASET, model, metric, n_trials=6)
     tuned, defaults = (
-        _evaluated(model, metric, {model: result.best_params}),
-        _evaluated(model, metric),
+        _on_validation(model, metric, {model: result.best_params}),
+        _on_validation(model, metric),
     )
     assert tuned <= defaults if metric == "rmse" else tuned >= defaults
+
+
+def timed(feedback):
+    """Return the feedback with distinct seeded timestamps, so the time protocols apply."""
+    order = np.random.default_rng(5).permutation(len(feedback))
+    return feedback.assign(timestamp=order * 60)
+
+
+@pytest.mark.parametrize("protocol", ["holdout", "time", "time-global"])
+def test_tuning_never_reads_a_test_row(protocol, monkeypatch):
+    """Every frame a candidate is fitted or scored on holds training rows of the outer split only.
+
+    The search is spied on where it fits and scores; a test pair (user,
+    product) of evaluate's split in any of those frames fails the test.
+    """
+    dataset = simulated_dataset(timed(taste_feedback()), name="two groups")
+    outer = make_splits(dataset.feedback, protocol, 0)[0]
+    seen = []
+    real_score = tuning.score_split
+
+    def spying_score(model, split, k, threshold):
+        seen.extend([split.train, split.test])
+        return real_score(model, split, k, threshold)
+
+    monkeypatch.setattr(tuning, "score_split", spying_score)
+    tune(dataset, "als", "ndcg@5", n_trials=3, space=SMALL_ALS_SPACE, protocol=protocol)
+    test_pairs = set(zip(outer.test["user_id"], outer.test["product_id"], strict=True))
+    read = {
+        pair for frame in seen for pair in zip(frame["user_id"], frame["product_id"], strict=True)
+    }
+    assert seen and test_pairs and not read & test_pairs
+
+
+@pytest.mark.parametrize("protocol", ["holdout", "time", "time-global"])
+def test_rewriting_every_test_row_changes_nothing_in_the_search(protocol):
+    feedback = timed(taste_feedback())
+    outer = make_splits(feedback, protocol, 0)[0]
+    flipped = feedback.copy()
+    # Every test rating turned upside down (5 -> 1): relevance flips for every test row.
+    flipped.loc[outer.test.index, "rating"] = 6.0 - flipped.loc[outer.test.index, "rating"]
+    flipped["engagement"] = flipped["rating"]
+    results = [
+        tune(simulated_dataset(frame), "als", "ndcg@5", n_trials=4, protocol=protocol)
+        for frame in (feedback, flipped)
+    ]
+    assert results[0].trials == results[1].trials
+    assert evaluate(
+        {"als": model_factory("als")}, simulated_dataset(flipped), protocol, k=5
+    ) != evaluate({"als": model_factory("als")}, simulated_dataset(feedback), protocol, k=5)
 
 
 @pytest.mark.parametrize(
@@ -120,10 +171,11 @@ def test_svd_rmse_search_scores_the_whole_space_when_it_is_smaller_than_asked():
 
 
 @pytest.mark.parametrize("seed", [0, 7])
-def test_the_search_fits_on_evaluates_holdout_training_part(seed):
+def test_the_search_fits_and_scores_inside_evaluates_training_part(seed):
     result = tune(DATASET, "als", "ndcg@5", n_trials=1, seed=seed)
     split = holdout_split(DATASET.feedback, seed=seed)
-    assert (result.train_rows, result.test_rows) == (len(split.train), len(split.test))
+    assert result.train_rows + result.validation_rows == len(split.train)
+    assert "the test rows are never read" in result.method
 
 
 def test_svd_can_be_tuned_on_ndcg():

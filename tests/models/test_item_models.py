@@ -3,8 +3,10 @@
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 
 from recsys.models import MODELS
+from recsys.models.als import ALSRecommender
 from recsys.models.base import EXPLAIN
 from recsys.models.ease import EASERecommender, ease_weights
 from recsys.models.itemknn import ItemKNNRecommender
@@ -173,3 +175,60 @@ def test_popularity_cannot_explain():
 def profile_of(feedback, user_id: int) -> Profile:
     """Return one user's training rows as a profile."""
     return Profile.from_feedback(feedback[feedback["user_id"] == user_id])
+
+
+@pytest.mark.parametrize(
+    ("weighting", "alpha", "expected"),
+    [("engagement", 0.5, lambda e: 1 + 0.5 * e), ("binary", 4.0, lambda e: np.full(len(e), 5.0))],
+)
+def test_als_confidence_grows_with_engagement_or_is_one_value_when_binary(
+    weighting, alpha, expected
+):
+    model = ALSRecommender(alpha=alpha, weighting=weighting, iterations=1).fit(FEEDBACK)
+    engagement = FEEDBACK["engagement"].to_numpy(dtype=float)
+    users = np.searchsorted(model.user_ids, FEEDBACK["user_id"].to_numpy())
+    items = np.searchsorted(model.product_ids, FEEDBACK["product_id"].to_numpy())
+    matrix = model.confidence_matrix(FEEDBACK, users, items)
+    np.testing.assert_allclose(matrix[users, items].A1, expected(engagement), rtol=1e-6)
+
+
+def test_binary_als_is_implicits_als_on_binary_input():
+    """Ours with alpha a - 1 and binary weighting = implicit given 0/1 input and alpha a."""
+    from implicit.cpu.als import AlternatingLeastSquares
+    from threadpoolctl import threadpool_limits
+
+    ours = ALSRecommender(
+        factors=8, regularization=5.0, alpha=4.0, iterations=5, weighting="binary"
+    ).fit(FEEDBACK)
+    users = np.searchsorted(ours.user_ids, FEEDBACK["user_id"].to_numpy())
+    items = np.searchsorted(ours.product_ids, FEEDBACK["product_id"].to_numpy())
+    binary = scipy.sparse.csr_matrix(
+        (np.ones(len(users), dtype=np.float32), (users, items)),
+        shape=(len(ours.user_ids), len(ours.product_ids)),
+    )
+    with threadpool_limits(1, "blas"):
+        theirs = AlternatingLeastSquares(
+            factors=8, regularization=5.0, alpha=5.0, iterations=5, random_state=42, num_threads=1
+        )
+        theirs.fit(binary, show_progress=False)
+    np.testing.assert_allclose(ours.user_factors, theirs.user_factors, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours.item_factors, theirs.item_factors, rtol=1e-4, atol=1e-5)
+
+
+def test_binary_als_folds_in_a_history_whatever_its_engagement():
+    model = ALSRecommender(weighting="binary", iterations=3).fit(FEEDBACK)
+    items = np.array([0, 2, 5])
+    np.testing.assert_allclose(
+        model.fold_in(items, np.array([1.0, 1.0, 1.0])), model.fold_in(items, np.array([5.0, 2, 9]))
+    )
+
+
+def test_als_weighting_survives_the_artifact_round_trip():
+    model = ALSRecommender(weighting="binary", iterations=2).fit(FEEDBACK)
+    loaded = ALSRecommender.from_state(model.get_state())
+    assert loaded.weighting == "binary"
+
+
+def test_an_unknown_als_weighting_is_refused():
+    with pytest.raises(ValueError, match="weighting must be one of engagement, binary"):
+        ALSRecommender(weighting="log")

@@ -178,3 +178,15 @@ def test_the_capacity_plan_names_the_record_it_lacks(tmp_path):
     assert run.stderr.strip() == (
         f"bench_capacity.py: {tmp_path}/bench_scale.md is missing: run the benchmark that writes it"
     )
+
+
+def test_the_readme_quality_table_is_the_recorded_benchmarks():
+    """README.md's quality table is the one bench_quality.py printed in its record."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    record = (ROOT / "bench" / "records" / "bench_quality.md").read_text(encoding="utf-8")
+    block = readme.split("<!-- quality:start -->\n", 1)[1].split("<!-- quality:end -->", 1)[0]
+    table = [line for line in block.splitlines() if line.startswith("| ")]
+    assert len(table) >= 3, "no quality table between the README's markers"
+    recorded = record.split("headline table (README):\n", 1)[1].splitlines()[: len(table)]
+    assert table == recorded
+    assert "random holdout" in table[0] and "time" in table[0]
