@@ -5,6 +5,7 @@ from recsys.models.base import AUTO, Recommender
 from recsys.models.ease import EASERecommender
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.ranker import RankerRecommender
 from recsys.models.svd import SVDRecommender
 
 MODELS: dict[str, type[Recommender]] = {
@@ -13,6 +14,7 @@ MODELS: dict[str, type[Recommender]] = {
     ALSRecommender.name: ALSRecommender,
     EASERecommender.name: EASERecommender,
     ItemKNNRecommender.name: ItemKNNRecommender,
+    RankerRecommender.name: RankerRecommender,
 }
 
 # Other names users type for a registered model.
