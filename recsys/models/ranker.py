@@ -67,9 +67,7 @@ _STAGE_ONE_CLASSES: dict[str, type[Recommender]] = {
 _ID_SIZES = ("n_users", "n_items")
 
 
-def _prefixed_declarations() -> tuple[
-    dict[str, ArrayShape], dict[str, str], dict[str, str]
-]:
+def _prefixed_declarations() -> tuple[dict[str, ArrayShape], dict[str, str], dict[str, str]]:
     """Return the stage-1 models' array declarations under their names' prefixes."""
     shapes: dict[str, ArrayShape] = {}
     derived: dict[str, str] = {}
@@ -123,14 +121,14 @@ class RankerRecommender(Recommender):
 
     def __init__(
         self,
-        depth: int = 100,
+        depth: int = 50,
         validation_fraction: float = 0.1,
         validation_parts: int = 3,
         min_user_rows: int = 5,
         min_validation_users: int = 20,
-        trees: int = 100,
+        trees: int = 50,
         leaves: int = 7,
-        learning_rate: float = 0.05,
+        learning_rate: float = 0.1,
         random_state: int = 42,
     ) -> None:
         super().__init__()
@@ -243,7 +241,9 @@ class RankerRecommender(Recommender):
         """Train LightGBM on the validation users' candidates; return its text, or why not."""
         import lightgbm  # only training and serving a ranker need it
 
-        groups = [group for learn, held in parts for group in self._labelled_candidates(learn, held)]
+        groups = [
+            group for learn, held in parts for group in self._labelled_candidates(learn, held)
+        ]
         self.trained["validation_users"] = len(groups)
         if len(groups) < self.min_validation_users:
             return b"", (
@@ -282,7 +282,9 @@ class RankerRecommender(Recommender):
         popular = models["popular"]
         assert isinstance(popular, PopularityRecommender)
         self._popular_scores = np.log1p(np.asarray(popular.item_clicks, dtype=np.float64))
-        self._popular_order = np.lexsort((np.arange(len(popular.item_clicks)), -popular.item_clicks))
+        self._popular_order = np.lexsort(
+            (np.arange(len(popular.item_clicks)), -popular.item_clicks)
+        )
         # Non-candidates rank below every candidate, most popular first.
         self._tail = self._popular_scores / (self._popular_scores.max() + 1.0)
         ease = models["ease"]
@@ -386,10 +388,7 @@ class RankerRecommender(Recommender):
         scores = self._stage_two(np.vstack([c.features for c in found]))
         bounds = np.cumsum([0] + [len(c.items) for c in found])
         return np.vstack(
-            [
-                self._full_row(c, scores[bounds[i] : bounds[i + 1]])
-                for i, c in enumerate(found)
-            ]
+            [self._full_row(c, scores[bounds[i] : bounds[i + 1]]) for i, c in enumerate(found)]
         )
 
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
@@ -398,7 +397,9 @@ class RankerRecommender(Recommender):
 
     # -- explaining -----------------------------------------------------------
 
-    def feature_contributions(self, profile_items: tuple[np.ndarray, np.ndarray], item: int) -> dict[str, float]:
+    def feature_contributions(
+        self, profile_items: tuple[np.ndarray, np.ndarray], item: int
+    ) -> dict[str, float]:
         """Return each feature's contribution to an inner item's stage-2 score.
 
         LightGBM's SHAP values (``pred_contrib``) when stage 2 was trained,
@@ -417,7 +418,9 @@ class RankerRecommender(Recommender):
         terms = self._fusion_terms(row)[0]
         return {f"{name} rank": float(t) for name, t in zip(STAGE_ONE, terms, strict=True)}
 
-    def explain_features(self, profile: Any, product_id: int, n: int = 3) -> list[tuple[str, float]]:
+    def explain_features(
+        self, profile: Any, product_id: int, n: int = 3
+    ) -> list[tuple[str, float]]:
         """Return the n features that moved a product's score most, strongest first.
 
         Args:
@@ -475,7 +478,7 @@ class RankerRecommender(Recommender):
         return ModelState(arrays=state.arrays, params={**state.params, "trained": self.trained})
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
-        arrays = {
+        arrays: dict[str, np.ndarray] = {
             "item_features": self.item_table,
             "booster_length": np.array([len(self._booster_text)], dtype=np.int64),
             "booster_text": self._booster_text,

@@ -1,4 +1,4 @@
-"""The two-stage ranker: its validation parts, features, artifact, fold-in, explanations, fallback."""
+"""The two-stage ranker: validation parts, features, artifact, fold-in, explanations, fallback."""
 
 import functools
 import json
@@ -92,9 +92,7 @@ def test_candidates_are_each_models_best_unseen_products_with_their_ranks_and_sc
         ]
     )
     table = np.column_stack([np.log1p([6.0, 5, 4, 3, 2, 1]), np.zeros((6, 4))])
-    found = user_candidates(
-        rows, np.arange(6), table, np.array([0]), np.array([2.0]), depth=2
-    )
+    found = user_candidates(rows, np.arange(6), table, np.array([0]), np.array([2.0]), depth=2)
     assert found.items.tolist() == [1, 2, 3, 4]
     column = {name: found.features[:, i] for i, name in enumerate(FEATURES)}
     assert column["ease rank"].tolist() == [1, 2, 3, 3]  # past its depth: depth + 1
@@ -181,9 +179,9 @@ def test_a_new_users_history_folds_in_through_the_stage_one_models():
 def test_products_the_user_has_come_after_every_candidate():
     model = fitted_ranker()
     user = int(model.user_ids[0])
-    profile = Profile.from_feedback(random_feedback(n_users=60, n_items=40, seed=5).query(
-        f"user_id == {user}"
-    ))
+    profile = Profile.from_feedback(
+        random_feedback(n_users=60, n_items=40, seed=5).query(f"user_id == {user}")
+    )
     ranked = model.rank_profile(profile, len(model.product_ids))
     tail = ranked.product_ids[-len(profile) :].tolist()
     assert len(ranked) == len(model.product_ids)
