@@ -189,7 +189,7 @@ class TrainingSection(Section):
         "svd",
         "model behind `/recommend`: "
         + accepted_model_names(allow_auto=True, code=True)
-        + "; `auto` trains every model and serves the best by NDCG@10",
+        + "; `auto` trains every model but `ranker` and serves the best by NDCG@10",
     )
     params_path: OptionalPath = setting(
         "MODEL_PARAMS_PATH",
