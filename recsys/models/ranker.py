@@ -2,18 +2,20 @@
 
 Stage 1 is four of the other models, EASE, ALS, item-kNN and popularity,
 each proposing its ``depth`` best products the user has not touched (a
-union of some 150-350 per user at depth 100). Stage 2 is a LightGBM
+union of about 90 per user at depth 50 on a simulated shop). Stage 2 is a LightGBM
 ``lambdarank`` model over each candidate's features
 (``recsys.models.ranker_features``: every stage-1 score and rank, the
 product's popularity, mean rating and recency, the user's activity).
 
-Training never looks past the rows it is given. ``fit`` carves a validation
-part out of them, each user's latest tenth in time (a seeded random tenth
-without timestamps), fits the stage-1 models on the rest, makes candidates
-for the validation users and labels them from the validation rows
-(relevant = rating >= 4, the rule of ``recsys.evaluation``), and trains
-LightGBM on the users with at least one relevant candidate. It then refits
-the stage-1 models on all the rows, for serving. When too few users have a
+Training never looks past the rows it is given. ``fit`` carves validation
+parts out of them: each user's latest tenth in time (a seeded random tenth
+without timestamps), then the tenth before it, and so on
+(``validation_parts``). For each part it fits the stage-1 models on the
+rows before it, makes candidates for the part's users and labels them from
+the part's rows (relevant = rating >= 4, the rule of
+``recsys.evaluation``); LightGBM trains on every user with at least one
+relevant candidate. It then refits the stage-1 models on all the rows, for
+serving. When too few users have a
 relevant validation candidate (``min_validation_users``), stage 2 is not
 trained: the ranker orders candidates by reciprocal rank fusion of the
 stage-1 ranks (sum of 1 / (60 + rank), Cormack et al., SIGIR 2009), says
