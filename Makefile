@@ -92,6 +92,7 @@ bench: install
 	run bench_fold_in; \
 	run bench_gate; \
 	run bench_lifecycle; \
+	run bench_ranker "$(MOVIELENS)"; \
 	if command -v wrk >/dev/null 2>&1; then run bench_serving; run bench_memory; \
 	else echo "skipped bench_serving.py and bench_memory.py: they need wrk (apt-get install wrk)"; fi; \
 	if [ -f "$(MOVIELENS)" ]; then \

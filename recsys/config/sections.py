@@ -50,7 +50,7 @@ from recsys.config.values import (
 )
 from recsys.data.ratings import EventWeights
 from recsys.errors import quote
-from recsys.models import accepted_model_names
+from recsys.models import AUTO_CANDIDATES, accepted_model_names
 
 ENV_PREFIX = "RECSYS_"
 BUNDLED_LOG = Path(__file__).resolve().parents[2] / "interactions.csv"
@@ -191,7 +191,9 @@ class TrainingSection(Section):
         "svd",
         "model behind `/recommend`: "
         + accepted_model_names(allow_auto=True, code=True)
-        + "; `auto` trains every model and serves the best by NDCG@10",
+        + "; `auto` trains "
+        + ", ".join(f"`{name}`" for name in AUTO_CANDIDATES)
+        + " and serves the best by NDCG@10 on validation rows",
     )
     params_path: OptionalPath = setting(
         "MODEL_PARAMS_PATH",

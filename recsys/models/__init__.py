@@ -6,6 +6,7 @@ from recsys.models.blend import BlendRecommender
 from recsys.models.ease import EASERecommender
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.ranker import RankerRecommender
 from recsys.models.svd import SVDRecommender
 
 MODELS: dict[str, type[Recommender]] = {
@@ -15,6 +16,7 @@ MODELS: dict[str, type[Recommender]] = {
     EASERecommender.name: EASERecommender,
     ItemKNNRecommender.name: ItemKNNRecommender,
     BlendRecommender.name: BlendRecommender,
+    RankerRecommender.name: RankerRecommender,
 }
 
 # Other names users type for a registered model.

@@ -50,7 +50,7 @@ def test_auto_candidates_are_every_registered_model_cheapest_first():
 
 def test_the_model_setting_accepts_auto_and_names_it_when_refusing():
     assert Settings.load({}, {"MODEL": "auto"}, "instance").training.model == "auto"
-    with pytest.raises(SettingsError, match="ease, itemknn, popular, popularity, svd"):
+    with pytest.raises(SettingsError, match="ease, itemknn, popular, popularity, ranker, svd"):
         Settings.load({}, {"MODEL": "best"}, "instance")
 
 

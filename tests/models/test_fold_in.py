@@ -23,7 +23,7 @@ def profile_of(feedback: pd.DataFrame, user_id: int) -> Profile:
 
 
 def test_every_personal_model_folds_users_in():
-    assert FOLDING_MODELS == ["als", "ease", "itemknn", "svd"]
+    assert FOLDING_MODELS == ["als", "ease", "itemknn", "ranker", "svd"]
 
 
 @pytest.mark.parametrize("name", ["ease", "itemknn"])

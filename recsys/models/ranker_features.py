@@ -1,0 +1,224 @@
+"""The two-stage ranker's data: its validation part, candidates and features.
+
+The ranker (``recsys.models.ranker``) takes each user's candidates from its
+stage-1 models and scores them with a learning-to-rank model over the
+features this module computes. Everything here is plain numpy on inner
+indices, so the same code builds the features LightGBM learns from in ``fit``
+and the ones it scores when serving.
+
+Features, per (user, candidate product), in ``FEATURES`` order:
+
+- each stage-1 model's score, standardised among the user's candidates
+  (minus their mean, over their standard deviation), and its rank among the
+  products the user has not touched (1 = best; products past the model's ``depth`` best share rank
+  ``depth + 1``), for EASE, ALS, item-kNN and popularity (popularity's score
+  is log(1 + clicks));
+- the product's mean rating (shrunk toward the global mean by 10 ratings), its
+  users in the log's latest tenth of time, its age (days since its first
+  interaction) and idleness (days since its last one), both at the log's end;
+- the user's activity (log(1 + products)) and mean engagement, and how much
+  more popular the candidate is than the user's usual product (log
+  popularity minus their products' mean).
+
+The feedback frame carries no categories, so there is no category affinity:
+a model learns from the frame alone (``recsys.models.base``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+STAGE_ONE = ("ease", "als", "itemknn", "popular")
+ITEM_FEATURES = (
+    "product popularity",
+    "product mean rating",
+    "product recent users",
+    "product age days",
+    "product idle days",
+)
+USER_FEATURES = ("user activity", "user mean engagement", "popularity gap")
+FEATURES = (
+    *(f"{model} {kind}" for model in STAGE_ONE for kind in ("score", "rank")),
+    *ITEM_FEATURES,
+    *USER_FEATURES,
+)
+# The mean rating is shrunk toward the global mean as if by this many ratings.
+_RATING_PRIOR = 10.0
+# The latest share of the log's time span that counts as recent.
+_RECENT_SHARE = 0.1
+_DAY = 86_400.0
+
+
+def timestamp_seconds(values: pd.Series) -> np.ndarray:
+    """Return a timestamp column as float seconds (numbers as they are, dates converted)."""
+    if pd.api.types.is_numeric_dtype(values):
+        return values.to_numpy(dtype=np.float64)
+    stamps = pd.to_datetime(values, utc=True)
+    return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
+
+
+def has_timestamps(feedback: pd.DataFrame) -> bool:
+    """Return whether every row of a feedback frame carries a timestamp."""
+    return "timestamp" in feedback.columns and bool(feedback["timestamp"].notna().all())
+
+
+def validation_parts(
+    feedback: pd.DataFrame, fraction: float, min_rows: int, seed: int, parts: int = 1
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Return (learn, validation) row masks: each user's latest rows, a ``fraction`` at a time.
+
+    A user with at least ``min_rows`` rows gives ``floor(fraction * rows)``
+    of them to each validation part, at least one; a user with fewer gives
+    none (they stay whole in every part stage 1 learns from). Part 1 is each
+    user's latest ``fraction`` of rows and learns from all the earlier ones;
+    part 2 the ``fraction`` before that and learns from the rows before it;
+    and so on, so no part learns from rows later than those it is labelled
+    with. "Latest" is by timestamp when every row has one (ties: the larger
+    product id is later, as the time split orders them), else a seeded
+    random order.
+
+    Args:
+        feedback: The training feedback frame.
+        fraction: The share of each user's rows in one validation part (0 < fraction < 1).
+        min_rows: Users with fewer rows hold out nothing.
+        seed: Seed of the random order when there are no timestamps.
+        parts: How many validation parts.
+    """
+    users = feedback["user_id"].to_numpy(dtype=np.int64)
+    if has_timestamps(feedback):
+        when = timestamp_seconds(feedback["timestamp"])
+        products = feedback["product_id"].to_numpy(dtype=np.int64)
+        order = np.lexsort((products, when, users))
+    else:
+        shuffled = np.random.default_rng(seed).permutation(len(feedback))
+        order = shuffled[np.argsort(users[shuffled], kind="stable")]
+    sorted_users = users[order]
+    starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
+    counts = np.diff(np.r_[starts, len(order)])
+    held = np.where(counts >= min_rows, np.maximum(1, np.floor(fraction * counts)), 0)
+    # Each row's position within its user, counted from the user's last row
+    # (1 = latest), in the frame's row order.
+    from_end = np.empty(len(feedback), dtype=np.int64)
+    from_end[order] = np.repeat(starts + counts, counts) - np.arange(len(order))
+    held_of_row, rows_of_row = np.empty(len(feedback)), np.empty(len(feedback))
+    held_of_row[order] = np.repeat(held, counts)
+    rows_of_row[order] = np.repeat(counts, counts)
+    found = []
+    for part in range(parts):
+        validation = (from_end > part * held_of_row) & (from_end <= (part + 1) * held_of_row)
+        # A user's earliest row is never held out: each keeps a row to learn from.
+        found.append((from_end > (part + 1) * held_of_row, validation & (from_end < rows_of_row)))
+    return found
+
+
+def item_features(
+    feedback: pd.DataFrame, users: np.ndarray, items: np.ndarray, n_items: int
+) -> np.ndarray:
+    """Return the (n_items, len(ITEM_FEATURES)) product features of a feedback frame.
+
+    Args:
+        feedback: The frame (``rating``, and ``timestamp`` when it has them).
+        users: Inner user index of each row.
+        items: Inner item index of each row.
+        n_items: The number of products.
+
+    Without timestamps the three time features are 0 for every product.
+    """
+    table = np.zeros((n_items, len(ITEM_FEATURES)))
+    counts = np.bincount(items, minlength=n_items).astype(np.float64)
+    table[:, 0] = np.log1p(counts)
+    ratings = feedback["rating"].to_numpy(dtype=np.float64)
+    overall = float(ratings.mean())
+    sums = np.bincount(items, weights=ratings, minlength=n_items)
+    table[:, 1] = (sums + _RATING_PRIOR * overall) / (counts + _RATING_PRIOR)
+    if has_timestamps(feedback):
+        when = timestamp_seconds(feedback["timestamp"])
+        first, last = when.min(), when.max()
+        recent = when >= last - _RECENT_SHARE * (last - first)
+        table[:, 2] = np.log1p(np.bincount(items[recent], minlength=n_items))
+        earliest = np.full(n_items, last)
+        np.minimum.at(earliest, items, when)
+        latest = np.full(n_items, first)
+        np.maximum.at(latest, items, when)
+        table[:, 3] = (last - earliest) / _DAY
+        table[:, 4] = (last - latest) / _DAY
+    return table
+
+
+@dataclass(frozen=True)
+class Candidates:
+    """One user's candidates and their features.
+
+    Attributes:
+        items: Inner items, ascending.
+        features: (len(items), len(FEATURES)) float64.
+    """
+
+    items: np.ndarray
+    features: np.ndarray
+
+
+def user_candidates(
+    rows: np.ndarray,
+    popular_order: np.ndarray,
+    table: np.ndarray,
+    history: np.ndarray,
+    engagement: np.ndarray,
+    depth: int,
+) -> Candidates:
+    """Return one user's candidates: the union of each stage-1 model's ``depth`` best.
+
+    Products in the user's history are never candidates.
+
+    Args:
+        rows: (4, n_items): the user's EASE, ALS, item-kNN and popularity
+            scores (popularity's is log(1 + clicks)); history columns are
+            overwritten.
+        popular_order: Every inner item, most popular first (the same for every user).
+        table: ``item_features``' output.
+        history: The user's inner items (ascending, unique).
+        engagement: Their engagement with each.
+        depth: How many products each stage-1 model proposes.
+    """
+    n_models, n_items = rows.shape
+    personal = rows[: n_models - 1]
+    personal[:, history] = -np.inf
+    take = min(depth, n_items - len(history))
+    if take < 1:
+        return Candidates(np.empty(0, np.int64), np.empty((0, len(FEATURES))))
+    best = np.argpartition(-personal, take - 1, axis=1)[:, :take]
+    # The user's most popular unseen products (history is ascending: a binary search).
+    seen = popular_order[: take + len(history)]
+    if len(history):
+        at = np.minimum(np.searchsorted(history, seen), len(history) - 1)
+        seen = seen[history[at] != seen]
+    proposals = np.vstack([best, seen[None, :take]])
+    # Best first, ties by ascending item as the models' own rankings break them.
+    proposals.sort(axis=1)
+    order = np.argsort(-np.take_along_axis(rows, proposals, axis=1), axis=1, kind="stable")
+    ranked = np.take_along_axis(proposals, order, axis=1)
+    items = np.unique(ranked)
+
+    rank_of = np.full((n_models, n_items), depth + 1.0)
+    rank_of[np.arange(n_models)[:, None], ranked] = np.arange(1.0, take + 1.0)
+    features = np.empty((len(items), len(FEATURES)))
+    features[:, 1 : 2 * n_models : 2] = rank_of[:, items].T
+    # Scores standardised among the user's candidates: a model's raw scores
+    # grow with the user's history (and differ between the model stage 2
+    # learns from and the one refitted on every row); their spread does not.
+    scores = rows[:, items]
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    spread = np.sqrt((centred * centred).mean(axis=1, keepdims=True))
+    standard = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
+    features[:, 0 : 2 * n_models : 2] = standard.T
+    first_item = 2 * n_models
+    features[:, first_item : first_item + len(ITEM_FEATURES)] = table[items]
+    user = first_item + len(ITEM_FEATURES)
+    features[:, user] = np.log1p(len(history))
+    features[:, user + 1] = float(engagement.mean()) if len(engagement) else 0.0
+    usual = float(table[history, 0].mean()) if len(history) else 0.0
+    features[:, user + 2] = table[items, 0] - usual
+    return Candidates(items=items, features=features)

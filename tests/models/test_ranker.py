@@ -1,0 +1,283 @@
+"""The two-stage ranker: validation parts, features, artifact, fold-in, explanations, fallback."""
+
+import functools
+import json
+import logging
+import zipfile
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from recsys.models.profile import Profile
+from recsys.models.ranker import LAMBDARANK, RANK_FUSION, RankerRecommender
+from recsys.models.ranker_features import (
+    FEATURES,
+    item_features,
+    user_candidates,
+    validation_parts,
+)
+from recsys.store.artifact_files import MODEL_PREFIX
+from recsys.store.artifacts import ModelRegistry
+from tests.builders import BUNDLED_LOG, buy, listed
+from tests.models.test_model_contract import random_feedback, taste_group, two_taste_groups
+
+DAY = 86_400
+
+
+def timed_log(rows: list[tuple[int, int, float, int]]) -> pd.DataFrame:
+    """Return a feedback frame of (user, product, rating, day) rows."""
+    frame = pd.DataFrame(rows, columns=["user_id", "product_id", "rating", "timestamp"])
+    frame["timestamp"] *= DAY
+    return frame.assign(clicks=1, engagement=frame["rating"])
+
+
+@functools.cache
+def fitted_ranker() -> RankerRecommender:
+    return RankerRecommender().fit(random_feedback(n_users=60, n_items=40, seed=5))
+
+
+# -- the validation parts -----------------------------------------------------
+
+
+def test_each_validation_part_is_the_users_next_latest_rows_and_learns_from_earlier_ones():
+    # User 1 rated products 1-10 on days 1-10; user 2 only three products.
+    log = timed_log([(1, p, 4.0, p) for p in range(1, 11)] + [(2, p, 4.0, p) for p in (1, 2, 3)])
+    parts = validation_parts(log, fraction=0.1, min_rows=5, seed=0, parts=3)
+    products = log["product_id"].to_numpy()
+    user = log["user_id"].to_numpy()
+    for number, (learn, held) in enumerate(parts):
+        latest = 10 - number
+        assert products[held].tolist() == [latest] and user[held].tolist() == [1]
+        assert sorted(products[learn & (user == 1)].tolist()) == list(range(1, latest))
+        assert sorted(products[learn & (user == 2)].tolist()) == [1, 2, 3]
+
+
+def test_without_timestamps_the_validation_part_is_a_seeded_tenth_of_each_user():
+    feedback = random_feedback(n_users=10, n_items=40, density=0.5, seed=1)
+    first = validation_parts(feedback, 0.1, 5, seed=3)[0][1]
+    assert np.array_equal(first, validation_parts(feedback, 0.1, 5, seed=3)[0][1])
+    assert not np.array_equal(first, validation_parts(feedback, 0.1, 5, seed=4)[0][1])
+    rows = feedback.groupby("user_id").size()
+    held = feedback[first].groupby("user_id").size()
+    expected = np.maximum(1, np.floor(0.1 * rows))
+    assert held.to_dict() == expected.astype(int).to_dict()
+
+
+# -- the features ---------------------------------------------------------------
+
+
+def test_product_features_count_users_shrink_ratings_and_measure_age_in_days():
+    # Product 0 rated 5 by two users on days 0 and 10; product 1 rated 1 on day 4.
+    log = timed_log([(1, 10, 5.0, 0), (2, 10, 5.0, 10), (1, 11, 1.0, 4)])
+    users, items = np.array([0, 1, 0]), np.array([0, 0, 1])
+    table = item_features(log, users, items, 2)
+    overall = 11 / 3
+    np.testing.assert_allclose(table[:, 0], np.log1p([2, 1]))
+    np.testing.assert_allclose(table[:, 1], [(10 + 10 * overall) / 12, (1 + 10 * overall) / 11])
+    # Recent = the log's last tenth of time (day 9 on): one user of product 0.
+    np.testing.assert_allclose(table[:, 2], np.log1p([1, 0]))
+    np.testing.assert_allclose(table[:, 3], [10, 6])  # age: days since the first rating
+    np.testing.assert_allclose(table[:, 4], [0, 6])  # idle: days since the last rating
+
+
+def test_candidates_are_each_models_best_unseen_products_with_their_ranks_and_scores():
+    # Six products; the user has product 0. Each model proposes its 2 best unseen ones.
+    rows = np.array(
+        [
+            [9.0, 5.0, 4.0, 3.0, 0.0, 0.0],  # EASE: 1, 2
+            [9.0, 0.0, 0.0, 1.0, 2.0, 0.0],  # ALS: 4, 3
+            [9.0, 1.0, 0.0, 3.0, 0.0, 0.0],  # item-kNN: 3, 1
+            [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # popularity: 1, 2
+        ]
+    )
+    table = np.column_stack([np.log1p([6.0, 5, 4, 3, 2, 1]), np.zeros((6, 4))])
+    found = user_candidates(rows, np.arange(6), table, np.array([0]), np.array([2.0]), depth=2)
+    assert found.items.tolist() == [1, 2, 3, 4]
+    column = {name: found.features[:, i] for i, name in enumerate(FEATURES)}
+    assert column["ease rank"].tolist() == [1, 2, 3, 3]  # past its depth: depth + 1
+    assert column["als rank"].tolist() == [3, 3, 2, 1]
+    assert column["itemknn rank"].tolist() == [2, 3, 1, 3]
+    assert column["popular rank"].tolist() == [1, 2, 3, 3]
+    ease = np.array([5.0, 4.0, 3.0, 0.0])
+    np.testing.assert_allclose(column["ease score"], (ease - ease.mean()) / ease.std())
+    assert column["user activity"].tolist() == [np.log1p(1)] * 4
+    assert column["user mean engagement"].tolist() == [2.0] * 4
+    np.testing.assert_allclose(column["popularity gap"], np.log1p([5, 4, 3, 2]) - np.log1p(6))
+
+
+# -- training and its fallback --------------------------------------------------------
+
+
+def test_stage_two_is_lambdarank_trained_on_validation_users():
+    model = fitted_ranker()
+    assert model.trained["stage_two"] == LAMBDARANK
+    assert model.trained["validation_users"] >= model.min_validation_users
+    assert model._booster.num_trees() == model.trees
+
+
+@pytest.mark.parametrize(
+    ("feedback", "settings", "reason"),
+    [
+        (random_feedback(n_users=8, n_items=4, seed=2), {}, "no user has 5 rows"),
+        (random_feedback(seed=2), {"min_validation_users": 10_000}, "validation users have"),
+    ],
+    ids=["users too short to hold rows out", "too few validation users"],
+)
+def test_data_too_small_for_stage_two_falls_back_to_rank_fusion_and_says_why(
+    feedback, settings, reason, caplog
+):
+    with caplog.at_level(logging.WARNING, logger="recsys.models.ranker"):
+        model = RankerRecommender(**settings).fit(feedback)
+    assert model.trained["stage_two"] == RANK_FUSION
+    assert reason in model.trained["fallback_reason"]
+    assert "falls back to rank fusion" in caplog.text and reason in caplog.text
+    user = int(model.user_ids[0])
+    assert len(model.rank_user(user, 3)) == 3
+    restored = RankerRecommender.from_state(model.get_state())
+    assert restored.rank_user(user, 3).product_ids.tolist() == (
+        model.rank_user(user, 3).product_ids.tolist()
+    )
+
+
+def test_rank_fusion_orders_candidates_by_their_summed_reciprocal_ranks():
+    model = RankerRecommender(min_validation_users=10_000).fit(random_feedback(seed=2))
+    user = int(model.user_ids[0])
+    (found,) = model._candidates(np.array([0]))
+    ranks = found.features[:, [FEATURES.index(f"{m} rank") for m in model.models]]
+    fused = (1 / (60 + ranks)).sum(axis=1)
+    best = found.items[np.lexsort((found.items, -fused))][:5]
+    assert model.rank_user(user, 5).product_ids.tolist() == model.product_ids[best].tolist()
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"depth": 0}, "depth, trees and validation_parts must be at least 1"),
+        ({"validation_fraction": 1.0}, "validation_fraction must be in"),
+        ({"learning_rate": 0}, "learning_rate must be positive"),
+    ],
+)
+def test_bad_settings_are_refused(settings, message):
+    with pytest.raises(ValueError, match=message):
+        RankerRecommender(**settings)
+
+
+# -- serving ----------------------------------------------------------------------
+
+
+def test_a_new_users_history_folds_in_through_the_stage_one_models():
+    model = RankerRecommender().fit(two_taste_groups(users_per_group=40))
+    # A user the model never saw, who liked three products of the first group.
+    profile = Profile.of({1: 5.0, 2: 5.0, 3: 5.0})
+    ranked = model.rank_profile(profile, 3)
+    assert set(ranked.product_ids.tolist()) == taste_group(1) - {1, 2, 3}
+    other = model.rank_profile(Profile.of({7: 5.0, 8: 5.0, 9: 5.0}), 3)
+    assert set(other.product_ids.tolist()) == taste_group(60) - {7, 8, 9}
+
+
+def test_products_the_user_has_come_after_every_candidate():
+    model = fitted_ranker()
+    user = int(model.user_ids[0])
+    profile = Profile.from_feedback(
+        random_feedback(n_users=60, n_items=40, seed=5).query(f"user_id == {user}")
+    )
+    ranked = model.rank_profile(profile, len(model.product_ids))
+    tail = ranked.product_ids[-len(profile) :].tolist()
+    assert len(ranked) == len(model.product_ids)
+    assert set(profile.product_ids.tolist()) <= set(tail) | set(
+        ranked.product_ids[: -len(profile)].tolist()
+    )
+    found = model._profile_candidates(*model.profile_items(profile))
+    candidates = set(model.product_ids[found.items].tolist())
+    assert set(ranked.product_ids[: len(candidates)].tolist()) == candidates
+    assert not candidates & set(profile.product_ids.tolist())
+
+
+# -- explanations -------------------------------------------------------------------
+
+
+def test_feature_contributions_name_real_features_and_add_up_to_the_score():
+    model = fitted_ranker()
+    user = int(model.user_ids[2])
+    feedback = random_feedback(n_users=60, n_items=40, seed=5)
+    profile = Profile.from_feedback(feedback[feedback["user_id"] == user])
+    ranked = model.rank_profile(profile, 3)
+    for product, score in zip(ranked.product_ids.tolist(), ranked.scores.tolist(), strict=True):
+        named = model.explain_features(profile, product, n=len(FEATURES))
+        assert named and {name for name, _ in named} <= set(FEATURES)
+        strengths = [abs(value) for _, value in named]
+        assert strengths == sorted(strengths, reverse=True)
+        item = int(np.searchsorted(model.product_ids, product))
+        everything = model.feature_contributions(model.profile_items(profile), item)
+        bias = model._booster.predict(np.zeros((1, len(FEATURES))), pred_contrib=True)[0, -1]
+        # SHAP values: the contributions and the expected value make the score.
+        assert sum(everything.values()) + bias == pytest.approx(score, abs=1e-9)
+        assert len(model.explain_features(profile, product, n=2)) <= 2
+
+
+def test_explaining_an_unknown_product_raises_key_error():
+    with pytest.raises(KeyError):
+        fitted_ranker().explain_features(Profile.of({100: 1.0}), 999_999)
+
+
+# -- the artifact -----------------------------------------------------------------
+
+
+def test_the_artifact_round_trip_keeps_rankings_and_holds_no_pickle(tmp_path):
+    model = fitted_ranker()
+    store = ModelRegistry(tmp_path)
+    meta = store.publish(model.get_state(), data_fingerprint="test")
+    loaded = store.load(meta.version).model
+    assert isinstance(loaded, RankerRecommender)
+    assert loaded.trained == model.trained
+    for user in model.user_ids[:10].tolist():
+        assert loaded.rank_user(user, 10).product_ids.tolist() == (
+            model.rank_user(user, 10).product_ids.tolist()
+        )
+    profile = Profile.of({int(p): 3.0 for p in model.product_ids[:3]})
+    np.testing.assert_array_equal(
+        loaded.rank_profile(profile, 10).scores, model.rank_profile(profile, 10).scores
+    )
+    version = tmp_path / meta.version
+    with zipfile.ZipFile(version / "arrays.npz") as archive:
+        assert all(name.endswith(".npy") for name in archive.namelist())
+    with np.load(version / "arrays.npz", allow_pickle=False) as stored:
+        assert all(not stored[name].dtype.hasobject for name in stored.files)
+        text = bytes(stored[MODEL_PREFIX + "booster_text"]).decode()
+    assert text.startswith("tree\n") and "objective=lambdarank" in text
+    assert json.loads((version / "metadata.json").read_text())["params"]["trained"] == (
+        model.trained
+    )
+
+
+def test_a_damaged_booster_text_is_refused_on_load():
+    state = fitted_ranker().get_state()
+    damaged = np.frombuffer(b"not a model".ljust(len(state.arrays["booster_text"])), np.uint8)
+    arrays = {**state.arrays, "booster_text": damaged}
+    with pytest.raises(ValueError, match="booster_text is not a LightGBM model"):
+        RankerRecommender.from_state(type(state)(arrays=arrays, params=state.params))
+
+
+# -- through /recommend --------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_recommend_serves_and_explains_the_ranker_and_folds_in_a_new_user(app_factory):
+    app = app_factory(MODEL="ranker", DATA_PATH=str(BUNDLED_LOG))
+    client = app.test_client()
+    model = client.get("/model").get_json()
+    assert model["model_type"] == "ranker"
+    body = client.get("/recommend?user_id=1&n=5&explain=true").get_json()
+    assert body["strategy"] == "ranker" and "fallback_reason" not in body
+    assert len(body["recommendations"]) == 5
+    log = pd.read_csv(BUNDLED_LOG)
+    own = set(log.loc[log["user_id"] == 1, "product_clicked"].tolist())
+    for item in body["recommendations"]:
+        assert {reason["product_id"] for reason in item["because"]} <= own
+    # A user the model never saw buys one product: folded in, a personal list at once.
+    newcomer = int(log["user_id"].max()) + 1
+    buy(client, newcomer, 3)
+    answer = client.get(f"/recommend?user_id={newcomer}&n=5").get_json()
+    assert answer["strategy"] == "ranker", answer
+    assert 3 not in listed(client.get(f"/recommend?user_id={newcomer}&n=5"))
