@@ -140,14 +140,15 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
             (``TIMESTAMP_RULE``; empty allowed, meaning unknown), ``type``
             (one of ``EVENT_TYPES``; empty: as ``purchased`` says, which may
             then be empty), ``value`` (1-5 on a rating, empty otherwise) and
-            ``event_id`` (1 to 64 characters).
+            ``event_id`` (1 to 64 characters; empty: the event has none, as an
+            export of a store where only some events have one writes it).
 
     Returns:
         A frame with those three int64 columns in file order (``purchased``
         1 exactly for a purchase), plus a ``timestamp`` column (naive UTC, NaT
         where empty), a ``type`` column (categorical over ``EVENT_TYPES``), a
         ``value`` column (int64, 0 where none) and an ``event_id`` column
-        (text) for each the file has.
+        (text, None where empty) for each the file has.
 
     Raises:
         DataFileError: The file is missing, unreadable, empty, or breaks the
@@ -178,7 +179,8 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
     if VALUE_COLUMN in columns:
         frame[VALUE_COLUMN] = columns[VALUE_COLUMN].replace("", "0").astype(np.int64)
     if EVENT_ID_COLUMN in columns:
-        frame[EVENT_ID_COLUMN] = columns[EVENT_ID_COLUMN]
+        ids = columns[EVENT_ID_COLUMN]
+        frame[EVENT_ID_COLUMN] = ids.astype(object).where(ids != "", None)
     return frame
 
 
@@ -247,7 +249,7 @@ def _raise_first_bad_row(
         bad[VALUE_COLUMN] = rating
     if EVENT_ID_COLUMN in text:
         ids = text[EVENT_ID_COLUMN]
-        bad[EVENT_ID_COLUMN] = (ids == "") | (ids.str.len() > MAX_EVENT_ID)
+        bad[EVENT_ID_COLUMN] = ids.str.len() > MAX_EVENT_ID
     any_bad = np.logical_or.reduce([mask.to_numpy() for mask in bad.values()])
     if not any_bad.any():
         return
@@ -276,8 +278,6 @@ def _problem(column: str, text: dict[str, pd.Series], i: int) -> str:
     if column == TYPE_COLUMN:
         return f"type must be one of {', '.join(EVENT_TYPES)} (or empty), got {quote(value)}"
     if column == EVENT_ID_COLUMN:
-        if value == "":
-            return "event_id is empty; give 1 to 64 characters or drop the column"
         return f"event_id is {len(value)} characters long; at most {MAX_EVENT_ID}"
     if value == "":
         return f"{column} is missing"

@@ -32,11 +32,14 @@ from recsys.data.events import (
 from recsys.data.interactions import (
     CLICK,
     DISLIKE,
+    EVENT_ID_COLUMN,
     EVENT_TYPES,
     INTERACTION_COLUMNS,
     PURCHASE,
     RATING,
     TIMESTAMP_COLUMN,
+    TYPE_COLUMN,
+    VALUE_COLUMN,
 )
 from recsys.data.ratings import EventWeights
 from recsys.data.timestamps import format_utc, utc_now
@@ -505,24 +508,39 @@ class EventStore(ProductCatalog, UserData):
     def export_interactions(self, path: str | Path, include_timestamps: bool = False) -> int:
         """Write every interaction to a CSV file in the interactions.csv schema.
 
+        A store of clicks and purchases alone is written in the bundled log's
+        three columns. Whatever else the store holds comes in the optional
+        columns ``import_interactions`` reads back, so an export imports into
+        an empty store as the same events: ``type`` when any event is not a
+        click or a purchase, ``value`` when any is a rating, ``event_id``
+        when any has one.
+
         Args:
             path: Where to write. It is replaced only once every row is
                 written: a read that fails part-way leaves it as it was.
-            include_timestamps: Add a fourth column ``timestamp`` (ISO-8601 UTC),
+            include_timestamps: Add a column ``timestamp`` (ISO-8601 UTC),
                 which ``import_interactions`` reads back.
 
         Returns:
             How many rows were written.
         """
+        typed, rated, identified = self._optional_export_columns()
         columns = [
             interactions.c.user_id,
             interactions.c.product_id,
             interactions.c.purchased,
             interactions.c.created_at,
+            interactions.c.type,
+            interactions.c.value,
+            interactions.c.event_id,
         ]
-        header = list(INTERACTION_COLUMNS)
-        if include_timestamps:
-            header.append(TIMESTAMP_COLUMN)
+        optional = [
+            (include_timestamps, TIMESTAMP_COLUMN),
+            (typed, TYPE_COLUMN),
+            (rated, VALUE_COLUMN),
+            (identified, EVENT_ID_COLUMN),
+        ]
+        header = list(INTERACTION_COLUMNS) + [name for wanted, name in optional if wanted]
         written = 0
         target = Path(path)
         partial = target.with_name(f".{target.name}.partial")
@@ -536,16 +554,38 @@ class EventStore(ProductCatalog, UserData):
                 result = conn.execution_options(yield_per=10_000).execute(
                     sa.select(*columns).order_by(interactions.c.id)
                 )
-                for user_id, product_id, purchased, created_at in result:
+                for user_id, product_id, purchased, created_at, kind, value, event_id in result:
                     row = [user_id, product_id, int(purchased)]
                     if include_timestamps:
                         row.append(format_utc(created_at))
+                    if typed:
+                        row.append(kind)
+                    if rated:
+                        row.append("" if value is None else value)
+                    if identified:
+                        row.append("" if event_id is None else event_id)
                     writer.writerow(row)
                     written += 1
             os.replace(partial, target)
         finally:
             partial.unlink(missing_ok=True)
         return written
+
+    def _optional_export_columns(self) -> tuple[bool, bool, bool]:
+        """Return whether the store holds events of other types, ratings, event ids."""
+        plain = interactions.c.type.in_([EVENT_TYPES[CLICK], EVENT_TYPES[PURCHASE]])
+
+        def any_row(condition: sa.ColumnElement[bool]) -> sa.ColumnElement[bool]:
+            return sa.exists(sa.select(interactions.c.id).where(condition))
+
+        query = sa.select(
+            any_row(~plain),
+            any_row(interactions.c.type == EVENT_TYPES[RATING]),
+            any_row(interactions.c.event_id.is_not(None)),
+        )
+        with self.engine.connect() as conn:
+            typed, rated, identified = conn.execute(query).one()
+        return bool(typed), bool(rated), bool(identified)
 
     def import_interactions(
         self, path: str | Path, progress: bool = False, append: bool = False

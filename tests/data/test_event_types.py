@@ -240,6 +240,12 @@ def test_the_optional_columns_come_in_any_order(tmp_path):
     assert load_interactions(path)["type"].tolist() == ["view"]
 
 
+def test_an_empty_event_id_cell_means_the_event_has_none(tmp_path):
+    path = tmp_path / "log.csv"
+    path.write_text("user_id,product_clicked,purchased,event_id\n1,2,1,\n1,3,0,e-1\n")
+    assert load_interactions(path)["event_id"].tolist() == [None, "e-1"]
+
+
 @pytest.mark.parametrize(
     ("header", "line", "problem"),
     [
@@ -259,7 +265,6 @@ def test_the_optional_columns_come_in_any_order(tmp_path):
         ("purchased,type", "1,2,,rating", "line 2: value must be 1 to 5 on a rating"),
         ("purchased,type,value", "1,2,,cart,3", "line 2: value is only for a rating; type 'cart'"),
         ("purchased,value", "1,2,1,3", "line 2: value is only for a rating; type 'click'"),
-        ("purchased,event_id", "1,2,1,", "line 2: event_id is empty"),
         ("purchased,event_id", "1,2,1," + "x" * 65, "line 2: event_id is 65 characters long"),
         ("purchased,type,type", "1,2,1,,", "line 1: repeated column(s) ['type']"),
         ("purchased,kind", "1,2,1,x", "line 1: unexpected column(s) ['kind']"),

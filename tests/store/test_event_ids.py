@@ -97,6 +97,24 @@ def test_training_reads_the_types_and_values_back(catalog_store):
     assert derive_ratings(log)["engagement"].tolist() == [0.5, 4.0, -5.0, 3.0, 1.0]
 
 
+def test_an_exported_typed_store_imports_into_an_empty_one_as_the_same_events(
+    catalog_store, tmp_path
+):
+    catalog_store.ingest(BATCH)
+    path = tmp_path / "export.csv"
+    assert catalog_store.export_interactions(path, include_timestamps=True) == 5
+    header = path.read_text().splitlines()[0]
+    assert header == "user_id,product_clicked,purchased,timestamp,type,value,event_id"
+    with catalog_store.engine.begin() as conn:  # the same catalog, no events
+        conn.execute(sa.text("DELETE FROM interactions"))
+    assert catalog_store.import_interactions(path).new == 5
+    log = read_interactions(catalog_store.engine)
+    assert log["type"].tolist() == ["view", "rating", "dislike", "purchase", "click"]
+    assert log["value"].tolist() == [0, 4, 0, 0, 0]
+    # The ids came back too: the same batch sent again is known.
+    assert catalog_store.ingest(BATCH[:4]) == Ingested(new=0, known=4, purchases=0)
+
+
 def test_concurrent_retries_of_one_batch_store_it_once(catalog_store):
     batch = [Event(100 + i, 1 + i % 5, type="view", event_id=f"e-{i}") for i in range(300)]
     results: list[Ingested] = []
