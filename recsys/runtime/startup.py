@@ -120,7 +120,7 @@ def bootstrap_if_empty(store: EventStore, log_path: Path | None, catalog_path: P
         return False
     log = load_interactions(log_path)
     catalog = catalog_for_log(log, catalog_path)
-    filled = store.bootstrap(catalog, log)
+    filled = store.bootstrap(catalog, log, source=log_path)
     if filled:
         logger.info(
             "filled the empty event store: %d interactions from %s, %d products%s",

@@ -475,7 +475,9 @@ class EventStore(ProductCatalog, UserData):
         c = self.counts()
         return c.products == 0 and c.interactions == 0
 
-    def bootstrap(self, catalog: pd.DataFrame, log: pd.DataFrame) -> bool:
+    def bootstrap(
+        self, catalog: pd.DataFrame, log: pd.DataFrame, source: Path | None = None
+    ) -> bool:
         """Fill an empty store with a catalog and an interaction log.
 
         One transaction, under a lock, so servers starting together fill the
@@ -486,11 +488,15 @@ class EventStore(ProductCatalog, UserData):
                 price may be missing).
             log: ``user_id, product_clicked, purchased[, timestamp]`` (the
                 interactions.csv schema); users are created from it.
+            source: The log's file: recorded by its SHA-256 as
+                ``import_interactions`` records a file, so that importing it
+                later is refused unless meant (``--append``).
 
         Returns:
             Whether anything was written.
         """
         events = events_from_log(log)
+        digest = file_sha256(source) if source is not None else None
         with self._write() as conn:
             lock_for_startup(conn)
             has_rows = (
@@ -500,6 +506,8 @@ class EventStore(ProductCatalog, UserData):
             if has_rows:
                 return False
             insert_products(conn, catalog)
+            if source is not None and digest is not None:
+                claim_file(conn, source, digest, len(events), append=True)
             _insert_events(conn, events)
         return True
 

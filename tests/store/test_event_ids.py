@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from recsys.data.events import Event, EventIdConflictError
+from recsys.data.interactions import load_interactions
 from recsys.data.ratings import derive_ratings
 from recsys.errors import DataFileError
 from recsys.store.bulk import read_interactions
@@ -170,6 +171,14 @@ def test_a_file_without_event_ids_imported_twice_is_refused_unless_appended(
     assert catalog_store.counts().interactions == 2
     assert catalog_store.import_interactions(path, append=True).new == 2
     assert catalog_store.counts().interactions == 4
+
+
+def test_the_log_that_filled_an_empty_store_is_refused_when_imported_again(store, tmp_path):
+    path = _log(tmp_path, "user_id,product_clicked,purchased\n1,2,0\n1,3,1\n")
+    assert store.bootstrap(SMALL_CATALOG, load_interactions(path), source=path) is True
+    with pytest.raises(DataFileError, match=r"this file was imported on .* \(2 events"):
+        store.import_interactions(path)
+    assert store.counts().interactions == 2
 
 
 def test_a_refused_file_is_not_remembered_as_imported(catalog_store, tmp_path):
