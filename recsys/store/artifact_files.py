@@ -16,6 +16,7 @@ import hashlib
 import io
 import os
 import stat
+import struct
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -50,6 +51,17 @@ class ArtifactError(RecsysError):
 # whole checksum having been taken by the publisher as it wrote them.
 FULL_CHECK_BYTES = 64 * 1024 * 1024
 _SAMPLE_BLOCKS, _BLOCK_BYTES = 64, 64 * 1024
+
+# Where each array's data starts in the archive: a multiple of this. numpy
+# pads an .npy header to it; each member's local header is padded (an extra
+# field, as zipalign pads) so the member starts on it too. A mapped array at an
+# unaligned address is copied by every numpy operation that reads it (a
+# 5,000-product SVD's item factors, 1.3 MB, on every request it answered).
+ARRAY_ALIGNMENT = 64
+_PADDING_FIELD = 0xD935  # the extra-field id zipalign uses for padding
+# A member's local header: 30 fixed bytes, its name, its extra field (the
+# padding's 4-byte header and padding, then zipfile's 20-byte zip64 field).
+_LOCAL_HEADER_BYTES, _PADDING_HEADER_BYTES, _ZIP64_FIELD_BYTES = 30, 4, 20
 
 
 def archive_arrays(
@@ -105,11 +117,27 @@ def check_before_publishing(
 def write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> tuple[str, str]:
     """Write the arrays as an uncompressed ``.npz``, fsynced; return its checksums.
 
+    Each array's data starts at a multiple of ``ARRAY_ALIGNMENT`` in the
+    file, so that mapped it is aligned as numpy needs it to be read in place.
+
     Returns:
         The SHA-256 of the whole file, and of its sampled blocks (``sampled_sha256``).
     """
     with open(path, "wb") as f:
-        np.savez(f, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds badly
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
+            for name, array in arrays.items():
+                member = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+                header = (
+                    _LOCAL_HEADER_BYTES
+                    + len(member.filename.encode())
+                    + _PADDING_HEADER_BYTES
+                    + _ZIP64_FIELD_BYTES
+                )
+                padding = -(f.tell() + header) % ARRAY_ALIGNMENT
+                member.extra = struct.pack("<HH", _PADDING_FIELD, padding) + bytes(padding)
+                # force_zip64 as np.savez does: a member's size is unknown until written.
+                with archive.open(member, "w", force_zip64=True) as out:
+                    np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
     with open_regular_file(path) as f:
