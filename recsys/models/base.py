@@ -340,7 +340,36 @@ class Recommender(ABC):
             raise NotImplementedError(f"model {self.name!r} cannot fold a user in")
         if n < 1:
             raise ValueError(f"n must be at least 1, got {n}")
-        items, engagement = self.profile_items(profile)
+        return self.rank_resolved(*self.profile_items(profile), n, exclude, allowed)
+
+    def rank_resolved(
+        self,
+        items: np.ndarray,
+        engagement: np.ndarray,
+        n: int,
+        exclude: Collection[int] | np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> RankedList | None:
+        """Rank as ``rank_profile`` does a profile already resolved by ``profile_items``.
+
+        Serving resolves a user's products once per request (to tell whether
+        the model knows any of them, then to rank): this ranks them without
+        looking them up again.
+
+        Args:
+            items: The profile's inner items (``profile_items``).
+            engagement: The engagement with each.
+            n: How many products (fewer when fewer remain).
+            exclude: Raw product ids to leave out.
+            allowed: A boolean mask over ``product_ids`` (None allows all).
+
+        Returns:
+            The ranked list, or None when there is no item to fold in.
+        """
+        if FOLD_IN not in self.capabilities:
+            raise NotImplementedError(f"model {self.name!r} cannot fold a user in")
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
         if len(items) == 0:
             return None
         return self.rank_scores(self._score_profile(items, engagement), n, exclude, allowed)
@@ -506,11 +535,21 @@ class Recommender(ABC):
             order = np.argsort(-scores, kind="stable")[:n]
             order = order[np.isfinite(scores[order])]
             return RankedList(product_ids=self.product_ids[order], scores=scores[order])
-        allowed = np.flatnonzero(np.isfinite(scores))
-        if len(allowed) > n:
-            # Keep every item tied with the n-th best so the id tie-break is exact.
-            nth_best = np.partition(scores[allowed], len(allowed) - n)[len(allowed) - n]
-            allowed = allowed[scores[allowed] >= nth_best]
+        # The n-th best of the whole row first: excluded products (-inf) sort
+        # below every finite score, so when it is finite and at least n
+        # products reach it, they hold the n best finite ones (and every one
+        # tied with the n-th, so the id tie-break is exact) without first
+        # gathering the finite scores.
+        allowed = None
+        if n < len(scores):
+            nth_best = np.partition(scores, len(scores) - n)[len(scores) - n]
+            if np.isfinite(nth_best):
+                allowed = np.flatnonzero(scores >= nth_best)
+        if allowed is None or len(allowed) < n:  # few finite scores (or a NaN among the best)
+            allowed = np.flatnonzero(np.isfinite(scores))
+            if len(allowed) > n:
+                nth_best = np.partition(scores[allowed], len(allowed) - n)[len(allowed) - n]
+                allowed = allowed[scores[allowed] >= nth_best]
         # lexsort: last key is primary; inner index order equals product id order.
         order = allowed[np.lexsort((allowed, -scores[allowed]))][:n]
         return RankedList(product_ids=self.product_ids[order].copy(), scores=scores[order].copy())

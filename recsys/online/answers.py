@@ -200,10 +200,17 @@ class RecommendationAnswer:
     because: list[list[Reason]] | None = None
     history_events: int = 0
 
-    @functools.cached_property
+    @property
     def json_body(self) -> bytes:
         """Return the answer as compact JSON, encoded once however often it is served."""
-        return compact_json(self.to_dict())
+        # Kept as cached_property keeps a value, without its lock: Python
+        # 3.11's is one lock for every answer, which the request threads took
+        # in turn. Two threads encoding the same new answer at once both get
+        # the same bytes.
+        body = self.__dict__.get("_json_body")
+        if body is None:
+            body = self.__dict__["_json_body"] = compact_json(self.to_dict())
+        return body
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""

@@ -99,6 +99,24 @@ class ExplorationPool:
     new: np.ndarray
     fresh: np.ndarray
     vectors: sp.csr_matrix
+    # The pool's positions in ascending id order, and the ids in that order:
+    # a request finds its few seen products by binary search (np.isin over
+    # the whole pool cost more than the rest of the choice).
+    by_id: np.ndarray = field(init=False, repr=False, compare=False)
+    sorted_ids: np.ndarray = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_id = np.argsort(self.product_ids, kind="stable")
+        object.__setattr__(self, "by_id", by_id)
+        object.__setattr__(self, "sorted_ids", self.product_ids[by_id])
+
+    def unseen(self, seen: np.ndarray) -> np.ndarray:
+        """Return a mask over the pool: True for the products not in ``seen``."""
+        keep = np.ones(len(self.product_ids), dtype=bool)
+        if len(seen) and len(self.sorted_ids):
+            at = np.minimum(np.searchsorted(self.sorted_ids, seen), len(self.sorted_ids) - 1)
+            keep[self.by_id[at[self.sorted_ids[at] == seen]]] = False
+        return keep
 
     @classmethod
     def of(
@@ -144,6 +162,10 @@ class ExplorationState:
 
     def pool(self, model: Recommender) -> ExplorationPool:
         """Return the pool for the users of ``model`` (made once per model and sync)."""
+        # Made once, then read by every request: only its making takes the lock.
+        found = self._pools.get(model)
+        if found is not None:
+            return found
         with self._lock:
             found = self._pools.get(model)
             if found is None:
@@ -306,14 +328,9 @@ class Exploration:
         banned = np.fromiter(left_out, np.int64, len(left_out))
         # Unavailable products are never shown, explored or not.
         seen = np.concatenate(
-            [
-                ranked.product_ids,
-                banned,
-                np.array(history.product_ids, np.int64),
-                version.hidden_ids,
-            ]
+            [ranked.product_ids, banned, history.product_array, version.hidden_ids]
         )
-        keep = ~np.isin(ids, seen)
+        keep = pool.unseen(seen)
         categories = request.filters.categories
         if categories:
             keep &= np.fromiter((c in categories for c in pool.categories), bool, len(ids))
@@ -325,8 +342,7 @@ class Exploration:
         ids = ids[keep]
         priority = (similarity + pool.new[keep]) * pool.fresh[keep]
         priority += JITTER * _unit(seed ^ _PRODUCTS, ids)
-        best = np.lexsort((ids, -priority))[:slots]
-        return ids[best]
+        return ids[_best(priority, ids, slots)]
 
 
 # Salts of the draws made from one (user, version) seed.
@@ -358,11 +374,40 @@ def _unit(seed: int, keys: np.ndarray) -> np.ndarray:
     return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def _unit_of(seed: int, key: int) -> float:
+    """Return ``_unit(seed, [key])[0]`` in Python integers (one draw: no arrays to make)."""
+    z = (key + seed) & _MASK64
+    z = (z * 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    z = z ^ (z >> 31)
+    return (z >> 11) / float(1 << 53)
+
+
 def _slot_count(n: int, share: float, seed: int) -> int:
     """Return how many of n slots to explore: n x share, the fraction a seeded coin."""
     expected = n * share
     whole = int(expected)
-    return min(n, whole + int(_unit(seed ^ _SLOTS, np.array([0]))[0] < expected - whole))
+    return min(n, whole + int(_unit_of(seed ^ _SLOTS, 0) < expected - whole))
+
+
+def _best(priority: np.ndarray, ids: np.ndarray, k: int) -> np.ndarray:
+    """Return the positions of the k highest priorities, ties by ascending id, best first.
+
+    What ``np.lexsort((ids, -priority))[:k]`` gives, sorting only the
+    products that reach the k-th highest priority (one or two of a
+    thousand) instead of the whole pool.
+    """
+    if k >= len(priority):
+        return np.lexsort((ids, -priority))[:k]
+    kth = np.partition(priority, len(priority) - k)[len(priority) - k]
+    reached = np.flatnonzero(priority >= kth)
+    if len(reached) < k:  # a NaN among the highest: sort them all, as lexsort would
+        return np.lexsort((ids, -priority))[:k]
+    return reached[np.lexsort((ids[reached], -priority[reached]))][:k]
 
 
 def _fill(ranked: RankedList, picked: np.ndarray, n: int, seed: int) -> ShownList:

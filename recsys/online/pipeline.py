@@ -23,7 +23,7 @@ when no cached answer holds.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from prometheus_client import Counter
 
@@ -43,6 +43,8 @@ ANSWERS_MADE = Counter(
     "user's row at training time; fallback: the popular list)",
     ["requester", "ranking"],
 )
+# ANSWERS_MADE's series by (requester, ranking), looked up once each.
+_ANSWERS_MADE_BY: dict[tuple[str, str], Any] = {}
 
 # Candidates MMR chooses from: the model's best max(n * 3, 30).
 _MMR_POOL_FACTOR = 3
@@ -148,7 +150,13 @@ def _count(
         ranking = "fold_in"
     else:
         ranking = "training_row"
-    ANSWERS_MADE.labels("user" if request.user_id is not None else "session", ranking).inc()
+    requester = "user" if request.user_id is not None else "session"
+    counter = _ANSWERS_MADE_BY.get((requester, ranking))
+    if counter is None:  # labels() looks its child up under a lock: once per pair
+        counter = _ANSWERS_MADE_BY.setdefault(
+            (requester, ranking), ANSWERS_MADE.labels(requester, ranking)
+        )
+    counter.inc()
 
 
 def _candidates(

@@ -137,8 +137,7 @@ class PersonalRanker:
         if folds_in(model, history):
             # Something to fold in: at least one of the user's products is in
             # the model (and, for a model that learns no dislikes, liked).
-            items, _ = model.profile_items(history.profile(version.weights))
-            return len(items) > 0
+            return len(resolved_profile(model, version, history)[0]) > 0
         return user_id is not None and model.knows_user(user_id)
 
     def rank(
@@ -153,8 +152,8 @@ class PersonalRanker:
         model = self.model(version)
         allowed = version.allowed(model, categories)
         if folds_in(model, history):
-            profile = history.profile(version.weights)
-            ranked = model.rank_profile(profile, n, exclude=exclude, allowed=allowed)
+            items, engagement = resolved_profile(model, version, history)
+            ranked = model.rank_resolved(items, engagement, n, exclude=exclude, allowed=allowed)
         else:
             assert user_id is not None, "a model without fold-in ranks known users only"
             ranked = model.rank_user(user_id, n, exclude=exclude, allowed=allowed)
@@ -171,6 +170,29 @@ class PersonalRanker:
     ) -> Candidates:
         ranked = self.rank(version, user_id, history, depth, frozenset(), categories)
         return Candidates.of(ranked, complete=len(ranked) < depth)
+
+
+# Where a history keeps its products as one model resolved them (see resolved_profile).
+_RESOLVED = "_resolved_profile"
+
+
+def resolved_profile(
+    model: Recommender, version: ServingModel, history: UserHistory
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return the user's products the model knows, as (inner items, engagement).
+
+    Resolved once per history and model: choosing the ranker asks whether
+    any is known, ranking then folds them in, and both use this one lookup.
+    It is kept on the history beside its other derived values (an immutable
+    object, read once per request or cached with the answers of one version).
+    """
+    weights = version.weights
+    kept = history.__dict__.get(_RESOLVED)
+    if kept is not None and kept[0] is model and kept[1] == weights:
+        return kept[2]
+    resolved = model.profile_items(history.profile(weights))
+    history.__dict__[_RESOLVED] = (model, weights, resolved)
+    return resolved
 
 
 def folds_in(model: Recommender, history: UserHistory) -> bool:

@@ -3,10 +3,11 @@
 The archive is one uncompressed ``.npz`` of plain numeric and fixed-width text
 arrays (no pickles): the model's arrays, its fallback's and the catalog at
 training time, each under a prefix naming its role. It is written straight to
-its file, the bytes ``np.savez`` writes, and fsynced before a version is
-renamed into place; an array given in blocks (``ArrayChunks``, a cluster's
-user factors) is written block by block, and checked afterwards by reading
-the file back block by block, so it is never whole in memory. Loading maps
+its file, an ``.npz`` whose every array starts 64-byte aligned, and
+fsynced before a version is renamed into place; an array given in blocks
+(``ArrayChunks``, a cluster's user factors) is written block by block, and
+checked afterwards by reading the file back block by block, so it is never
+whole in memory. Loading maps
 each array of the file read-only (``map_arrays``) instead of reading it:
 every process that serves a version shares one copy of it, the kernel's page
 cache, however many workers a machine runs. Files are opened only when they
@@ -19,6 +20,7 @@ import hashlib
 import io
 import os
 import stat
+import struct
 import zipfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -59,6 +61,18 @@ READ_BACK_BYTES = 16 * 1024 * 1024
 
 def _stored(array: StateArray) -> StateArray:
     return array if isinstance(array, ArrayChunks) else np.ascontiguousarray(array)
+
+
+# Where each array's data starts in the archive: a multiple of this. numpy
+# pads an .npy header to it; each member's local header is padded (an extra
+# field, as zipalign pads) so the member starts on it too. A mapped array at an
+# unaligned address is copied by every numpy operation that reads it (a
+# 5,000-product SVD's item factors, 1.3 MB, on every request it answered).
+ARRAY_ALIGNMENT = 64
+_PADDING_FIELD = 0xD935  # the extra-field id zipalign uses for padding
+# A member's local header: 30 fixed bytes, its name, its extra field (the
+# padding's 4-byte header and padding, then zipfile's 20-byte zip64 field).
+_LOCAL_HEADER_BYTES, _PADDING_HEADER_BYTES, _ZIP64_FIELD_BYTES = 30, 4, 20
 
 
 def archive_arrays(
@@ -143,8 +157,9 @@ def check_streamed_arrays(
 def write_arrays(path: Path, arrays: Mapping[str, StateArray]) -> tuple[str, str]:
     """Write the arrays as an uncompressed ``.npz``, fsynced; return its checksums.
 
-    The file holds the bytes ``np.savez`` writes; an array in blocks is
-    written one block at a time, never whole in memory.
+    Each array's data starts at a multiple of ``ARRAY_ALIGNMENT`` in the
+    file, so that mapped it is aligned as numpy needs it to be read in place.
+    An array in blocks is written one block at a time, never whole in memory.
 
     Returns:
         The SHA-256 of the whole file, and of its sampled blocks (``sampled_sha256``).
@@ -154,17 +169,26 @@ def write_arrays(path: Path, arrays: Mapping[str, StateArray]) -> tuple[str, str
             and dtype (the file is then incomplete: the caller discards it).
     """
     with open(path, "wb") as f:
-        # np.savez's own layout: stored members, zip64 headers, numpy's .npy format.
-        with zipfile.ZipFile(f, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        with zipfile.ZipFile(f, "w", zipfile.ZIP_STORED, allowZip64=True) as archive:
             for name, array in arrays.items():
-                with zf.open(name + ".npy", mode="w", force_zip64=True) as member:
+                member = zipfile.ZipInfo(name + ".npy", date_time=(1980, 1, 1, 0, 0, 0))
+                header = (
+                    _LOCAL_HEADER_BYTES
+                    + len(member.filename.encode())
+                    + _PADDING_HEADER_BYTES
+                    + _ZIP64_FIELD_BYTES
+                )
+                padding = -(f.tell() + header) % ARRAY_ALIGNMENT
+                member.extra = struct.pack("<HH", _PADDING_FIELD, padding) + bytes(padding)
+                # force_zip64 as np.savez does: a member's size is unknown until written.
+                with archive.open(member, "w", force_zip64=True) as out:
                     if isinstance(array, ArrayChunks):
                         try:
-                            _write_blocks(member, array)
+                            _write_blocks(out, array)
                         except ValueError as exc:
                             raise ArtifactError(f"array {name!r}: {exc}") from None
                     else:
-                        np.lib.format.write_array(member, array, allow_pickle=False)
+                        np.lib.format.write_array(out, np.asanyarray(array), allow_pickle=False)
         f.flush()
         os.fsync(f.fileno())
     with open_regular_file(path) as f:

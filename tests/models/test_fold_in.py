@@ -151,3 +151,17 @@ def test_an_als_artifact_of_an_earlier_release_with_its_training_history_still_l
         profile_of(FEEDBACK, user), int(loaded.rank_user(user, 1).product_ids[0])
     )
     assert len(explained) > 0
+
+
+@pytest.mark.parametrize("name", FOLDING_MODELS)
+def test_a_profile_resolved_once_ranks_as_the_profile_itself(name):
+    model = MODELS[name]().fit(FEEDBACK)
+    allowed = np.arange(len(model.product_ids)) % 2 == 0
+    for user in model.user_ids.tolist()[:5]:
+        profile = profile_of(FEEDBACK, user)
+        banned = set(profile.product_ids.tolist()[:2])
+        whole = model.rank_profile(profile, 7, exclude=banned, allowed=allowed)
+        resolved = model.rank_resolved(*model.profile_items(profile), 7, banned, allowed)
+        assert whole is not None and resolved is not None
+        np.testing.assert_array_equal(resolved.product_ids, whole.product_ids)
+        np.testing.assert_array_equal(resolved.scores, whole.scores)

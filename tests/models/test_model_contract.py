@@ -257,3 +257,35 @@ def test_personal_models_rank_the_users_unseen_group_products_first(name):
 def test_personal_models_find_similar_products_in_the_same_group(name):
     model = MODELS[name]().fit(two_taste_groups())
     assert set(model.similar_items(1, 5).product_ids.tolist()) == taste_group(1) - {1}
+
+
+def full_sort_top_n(product_ids: np.ndarray, scores: np.ndarray, n: int) -> list[int]:
+    """The n best finite scores by a sort of the whole row, ties by ascending product id."""
+    pairs = zip(product_ids.tolist(), scores.tolist(), strict=True)
+    return [p for _, p in sorted((-s, p) for p, s in pairs if np.isfinite(s))][:n]
+
+
+@pytest.mark.parametrize(
+    ("row", "n"),
+    [
+        ("ties", 10),  # scores rounded to one decimal: many tied with the n-th best
+        ("excluded", 10),  # most products at -inf
+        ("few finite", 10),  # fewer than n finite scores
+        ("a NaN among the best", 5),
+        ("ties", 1_500),  # more asked for than the row holds
+    ],
+)
+def test_a_large_row_gives_the_n_best_finite_scores_ties_by_id(row, n):
+    rng = np.random.default_rng(3)
+    model = MODELS["popular"]().fit(random_feedback(n_items=1_200, density=0.05))
+    size = len(model.product_ids)
+    scores = np.round(rng.normal(size=size), 1)
+    if row == "excluded":
+        scores[rng.random(size) < 0.9] = -np.inf
+    elif row == "few finite":
+        scores[:] = -np.inf
+        scores[[5, 50, 500]] = [1.0, 2.0, 1.0]
+    elif row == "a NaN among the best":
+        scores[np.argsort(-scores)[:2]] = np.nan
+    ranked = model._top_n(scores.copy(), n)
+    assert ranked.product_ids.tolist() == full_sort_top_n(model.product_ids, scores, n)

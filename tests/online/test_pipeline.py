@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 from prometheus_client import REGISTRY
 
-from recsys.models.ranked import RankedList
+from recsys.models import base as models_base
+from recsys.models.ranked import RankedList, lookup_ids
+from recsys.online import rankers
 from recsys.online.answer_cache import NoAnswerCache
 from recsys.online.rankers import (
     PERSONAL_OR_POPULAR,
@@ -140,3 +142,24 @@ def test_a_session_answer_is_counted_as_a_session(app, version):
     before = made("session", "fold_in")
     runtime_of(app).service.recommend_session([3, 7], RecommendRequest(None, 3))
     assert made("session", "fold_in") == before + 1
+
+
+def test_an_answer_looks_the_users_products_up_in_the_model_once(app, version, monkeypatch):
+    # Choosing the ranker (does the model know any of them?) and ranking
+    # (fold them in) share one lookup of the history's products.
+    history = some_events(app)
+    lookups = []
+
+    def counted(sorted_ids, raw_ids):
+        if np.array_equal(np.asarray(raw_ids), history.product_array):
+            lookups.append(raw_ids)
+        return lookup_ids(sorted_ids, raw_ids)
+
+    monkeypatch.setattr(models_base, "lookup_ids", counted)
+    monkeypatch.setattr(rankers, "lookup_ids", counted, raising=False)
+    service = runtime_of(app).service
+    answer = service.pipeline.answer(
+        version, RecommendRequest(17, 5), history, None, NoAnswerCache(service.store)
+    )
+    assert answer.fallback_reason is None and len(answer.recommendations) == 5
+    assert len(lookups) == 1

@@ -458,6 +458,29 @@ def test_a_loaded_version_maps_its_arrays_file_instead_of_reading_it(tmp_path):
     assert not loaded.model.item_factors.flags.writeable  # read-only, shared with every reader
 
 
+def test_every_mapped_array_starts_aligned_so_numpy_reads_it_in_place(tmp_path):
+    # An unaligned mapped array is copied by every numpy operation that reads
+    # it: a model's factors once per answer.
+    registry = ModelRegistry(tmp_path / "models")
+    meta = registry.publish(
+        fitted_svd().get_state(),
+        data_fingerprint="x",
+        fallback=PopularityRecommender().fit(tiny_feedback()).get_state(),
+        catalog=tiny_catalog(),
+    )
+    arrays = artifact_files.map_arrays(
+        registry.root / meta.version / "arrays.npz", meta.arrays_sha256, None
+    )
+    assert len(arrays) > 10
+    for name, array in arrays.items():
+        assert array.ctypes.data % artifact_files.ARRAY_ALIGNMENT == 0, name
+        assert array.flags.aligned, name
+    with np.load(registry.root / meta.version / "arrays.npz", allow_pickle=False) as archive:
+        assert sorted(archive.files) == sorted(arrays)  # still an .npz numpy reads
+        for name in archive.files:
+            assert np.array_equal(archive[name], arrays[name]), name
+
+
 def test_a_large_file_is_checked_by_its_sampled_blocks(tmp_path, monkeypatch):
     monkeypatch.setattr(artifact_files, "FULL_CHECK_BYTES", 0)  # every file counts as large
     registry = ModelRegistry(tmp_path / "models")
