@@ -222,8 +222,11 @@ def test_migrating_a_store_with_old_rows_makes_them_clicks_and_purchases(databas
     rows = [(7, 1, True), (7, 1, False), (7, 2, False), (8, 2, True)]
     write_old_interactions(old.engine, rows)
     with old.engine.connect() as conn:
-        columns = "user_id, product_id AS product_clicked, CAST(purchased AS INTEGER) AS purchased"
-        before = pd.read_sql(sa.text(f"SELECT {columns} FROM interactions ORDER BY id"), conn)
+        query = (
+            "SELECT user_id, product_id AS product_clicked, "
+            "CAST(purchased AS INTEGER) AS purchased FROM interactions ORDER BY id"
+        )
+        before = pd.read_sql(sa.text(query), conn)
 
     upgrade_to_head(old.engine)
     log = old.interactions_frame()
