@@ -35,6 +35,9 @@ USER_PAGE = 10_000
 # What the audit records and the export holds, table by table, in deletion order.
 USER_TABLES = ("interactions", "exposure_events", "exposures", "users")
 
+# PostgreSQL's SQLSTATE for a table that does not exist.
+_UNDEFINED_TABLE = "42P01"
+
 
 @dataclass(frozen=True)
 class UserDeletion:
@@ -137,14 +140,24 @@ class UserData:
         return {"user_id": user_id, "user": _json_row(user) if user else None, **found}
 
     def deletions_after(self, after_id: int = 0) -> list[tuple[int, int, datetime]]:
-        """Return the deletions recorded after an audit row id: ``(id, user_id, deleted_at)``."""
+        """Return the deletions recorded after an audit row id: ``(id, user_id, deleted_at)``.
+
+        A store whose schema is not there yet (a server started before
+        ``init``) has recorded none; on SQLite its missing table is an
+        OperationalError, an outage the caller already waits out.
+        """
         query = (
             sa.select(user_deletions.c.id, user_deletions.c.user_id, user_deletions.c.deleted_at)
             .where(user_deletions.c.id > after_id)
             .order_by(user_deletions.c.id)
         )
-        with self.engine.connect() as conn:
-            return [(int(i), int(u), at) for i, u, at in conn.execute(query)]
+        try:
+            with self.engine.connect() as conn:
+                return [(int(i), int(u), at) for i, u, at in conn.execute(query)]
+        except sa.exc.ProgrammingError as exc:
+            if getattr(exc.orig, "sqlstate", None) == _UNDEFINED_TABLE:
+                return []
+            raise
 
     def deletions(self, user_id: int) -> list[UserDeletion]:
         """Return the audit records of a user's deletions, oldest first."""

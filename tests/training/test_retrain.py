@@ -217,7 +217,7 @@ def test_cli_train_publishes_a_new_version(app_factory):
     assert "rmse:" in result.output
 
 
-def test_cli_export_then_import_doubles_the_log(app_factory, tmp_path):
+def test_cli_export_then_import_doubles_the_log_only_when_asked_to_append(app_factory, tmp_path):
     app = app_factory()
     store = runtime_of(app).store
     rows = store.counts().interactions
@@ -226,7 +226,12 @@ def test_cli_export_then_import_doubles_the_log(app_factory, tmp_path):
     exported = runner.invoke(args=["export-interactions", str(path)])
     assert exported.exit_code == 0, exported.output
     assert path.read_text() == (PROJECT / "interactions.csv").read_text()
-    imported = runner.invoke(args=["import-interactions", str(path)])
+    # The same bytes as the log init loaded: recognised, and refused unless meant.
+    refused = runner.invoke(args=["import-interactions", str(path)])
+    assert refused.exit_code == 1
+    assert "this file was imported on" in refused.output
+    assert store.counts().interactions == rows
+    imported = runner.invoke(args=["import-interactions", str(path), "--append"])
     assert imported.exit_code == 0, imported.output
     assert f"imported {rows} interactions" in imported.output
     assert store.counts().interactions == 2 * rows
