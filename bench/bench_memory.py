@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -37,7 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from serving_kit import RECOMMEND_LUA, children, free_port, wrk  # noqa: E402
+from serving_kit import RECOMMEND_LUA, children, free_port, server_env, wrk  # noqa: E402
 from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from recsys.data.events import Event  # noqa: E402
@@ -99,25 +98,15 @@ class Service:
         self.port = free_port()
         self.workers = workers
         self.access_log = state / "access.log"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
-        env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        env.update(
-            {
-                "RECSYS_BIND": f"127.0.0.1:{self.port}",
-                "RECSYS_DATABASE_URL": f"sqlite:///{state / 'events.db'}",
-                "RECSYS_MODEL_DIR": str(state / "models"),
-                "RECSYS_DATA_PATH": "",
-                "RECSYS_MODEL": "ease",
-                "RECSYS_WORKERS": str(workers),
-                "RECSYS_MODEL_REFRESH_SECONDS": "1",
-                # The answer cache's entries would be measured with the model's.
-                "RECSYS_CACHE": "0",
-                "RECSYS_LOG_LEVEL": "WARNING",
-                "RECSYS_RATE_LIMIT": "",
-                "RECSYS_RATE_LIMIT_INGEST": "",
-                "RECSYS_RATE_LIMIT_ADDRESS": "",
-            }
-        )
+        settings = {
+            "RECSYS_DATA_PATH": "",
+            "RECSYS_MODEL": "ease",
+            "RECSYS_WORKERS": str(workers),
+            "RECSYS_MODEL_REFRESH_SECONDS": "1",
+            # The answer cache's entries would be measured with the model's.
+            "RECSYS_CACHE": "0",
+        }
+        env = server_env(state, self.port, settings)
         with open(self.access_log, "wb") as out, open(state / "server.log", "wb") as err:
             self.process = subprocess.Popen(
                 [sys.executable, "serve.py"], cwd=ROOT, env=env, stdout=out, stderr=err

@@ -203,6 +203,29 @@ def hit_ratio(before: dict, after: dict, cache: str) -> float | None:
     return hits / (hits + misses) if hits + misses else None
 
 
+def server_env(state: Path, port: int, settings: dict[str, str]) -> dict[str, str]:
+    """Return a benchmark server's environment: this one's without RECSYS_*, then its own.
+
+    The store and models under ``state``, the port, warnings only and no rate
+    limits (a benchmark measures serving, not the limiter's 429s), then ``settings``.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env.update(
+        {
+            "RECSYS_BIND": f"127.0.0.1:{port}",
+            "RECSYS_DATABASE_URL": f"sqlite:///{state / 'events.db'}",
+            "RECSYS_MODEL_DIR": str(state / "models"),
+            "RECSYS_LOG_LEVEL": "WARNING",
+            "RECSYS_RATE_LIMIT": "",
+            "RECSYS_RATE_LIMIT_INGEST": "",
+            "RECSYS_RATE_LIMIT_ADDRESS": "",
+            **settings,
+        }
+    )
+    return env
+
+
 class Server:
     """One server over one store and model directory: ``kind`` "granian" (serve.py) or "gunicorn".
 
@@ -214,23 +237,7 @@ class Server:
         self.kind = kind
         self.port = free_port()
         self.log = state / f"{kind}-{self.port}.log"
-        full_env = {k: v for k, v in os.environ.items() if not k.startswith("RECSYS_")}
-        full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-        full_env.update(
-            {
-                "RECSYS_BIND": f"127.0.0.1:{self.port}",
-                "RECSYS_DATABASE_URL": f"sqlite:///{state / 'events.db'}",
-                "RECSYS_MODEL_DIR": str(state / "models"),
-                "RECSYS_LOG_LEVEL": "WARNING",
-                # The benchmark measures serving, not the limiter's 429s.
-                "RECSYS_RATE_LIMIT": "",
-                "RECSYS_RATE_LIMIT_INGEST": "",
-                "RECSYS_RATE_LIMIT_ADDRESS": "",
-                # An automatic retrain would take the CPU mid-measurement.
-                "RECSYS_AUTO_RETRAIN": "0",
-                **env,
-            }
-        )
+        full_env = server_env(state, self.port, {"RECSYS_AUTO_RETRAIN": "0", **env})
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 SERVER_COMMANDS[kind],
