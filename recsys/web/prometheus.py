@@ -42,6 +42,10 @@ LATENCY = Histogram(
 # Requests that match no route are counted under one name, so a scan of
 # random paths cannot create a series per path.
 UNMATCHED = "unmatched"
+# Each series' child, found once: prometheus-client's ``labels`` checks and
+# locks on every call. As many as the series themselves.
+_COUNTED: dict[tuple[str, str, int], Counter] = {}
+_TIMED: dict[str, Histogram] = {}
 
 
 @bp.get("/metrics")
@@ -71,8 +75,15 @@ def init_app(app: Flask) -> None:
     def count_request(response):
         rule = request.url_rule
         endpoint = rule.rule if rule is not None else UNMATCHED
-        REQUESTS.labels(endpoint, request.method, str(response.status_code)).inc()
+        series = (endpoint, request.method, response.status_code)
+        counted = _COUNTED.get(series)
+        if counted is None:
+            counted = _COUNTED.setdefault(series, REQUESTS.labels(*series[:2], str(series[2])))
+        counted.inc()
         started = g.get("started")
         if started is not None:
-            LATENCY.labels(endpoint).observe(time.perf_counter() - started)
+            timed = _TIMED.get(endpoint)
+            if timed is None:
+                timed = _TIMED.setdefault(endpoint, LATENCY.labels(endpoint))
+            timed.observe(time.perf_counter() - started)
         return response

@@ -23,6 +23,9 @@ from recsys.web.schemas import (
 _DIGITS = re.compile(r"[0-9]{1,40}")
 _ID_LIST = re.compile(r"[0-9]{1,19}(?:,[0-9]{1,19})*")
 _SHORT_ID_LIST = re.compile(r"[0-9]{1,18}(?:,[0-9]{1,18})*")
+# A raw query string of printable ASCII without escapes: none of its decoded
+# names or values can hold a control character ("+" decodes to a space).
+_PLAIN_QUERY = re.compile(rb"[\x20-\x24\x26-\x7e]*")
 
 
 def refuse_control_characters() -> None:
@@ -34,8 +37,11 @@ def refuse_control_characters() -> None:
     Raises:
         ApiError: 400 ``invalid_parameter`` naming the parameter.
     """
-    path = [(name, v) for name, v in (request.view_args or {}).items() if isinstance(v, str)]
-    for name, value in [*path, *request.args.items(multi=True)]:
+    given = [(name, v) for name, v in (request.view_args or {}).items() if isinstance(v, str)]
+    if not _PLAIN_QUERY.fullmatch(request.query_string):
+        # Only a query with escapes or other bytes is decoded and searched.
+        given.extend(request.args.items(multi=True))
+    for name, value in given:
         if CONTROL_CHARACTERS.search(name) or CONTROL_CHARACTERS.search(value):
             raise ApiError(
                 400,

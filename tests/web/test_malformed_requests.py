@@ -384,6 +384,29 @@ def test_each_reported_malformed_request_is_a_400_family_json_error(
     assert response.get_json()["error"]["code"] == code
 
 
+# Query strings as a server hands them over, undecoded: the raw bytes as latin-1 text.
+@pytest.mark.parametrize(
+    ("raw_query", "status"),
+    [
+        ("user_id=1&x=\x01", 400),
+        ("user_id=1\x7f", 400),
+        ("x\x00=1&user_id=1", 400),
+        ("user_id=1&x=\xc2\x85", 400),  # U+0085 in UTF-8
+        ("user_id=1&x=%01", 400),
+        ("user_id=1&x=a+%C2%85", 400),
+        ("user_id=1&x=a+b~!*'()$,;:@/?", 200),
+        ("user_id=1&x=%C3%A9", 200),
+    ],
+)
+def test_a_query_string_is_refused_exactly_when_its_text_holds_a_control_character(
+    bundled_client, raw_query, status
+):
+    response = bundled_client.get("/recommend", environ_overrides={"QUERY_STRING": raw_query})
+    assert response.status_code == status, response.get_data(as_text=True)
+    if status == 400:
+        assert response.get_json()["error"]["code"] == "invalid_parameter"
+
+
 @pytest.mark.parametrize(
     ("method", "path", "request_body", "status"),
     [

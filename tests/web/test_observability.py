@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import re
 import signal
 import time
 import urllib.error
@@ -45,19 +46,19 @@ def value(samples, name: str, **labels) -> float:
 
 def test_requests_are_counted_by_endpoint_and_status_with_their_latency(client):
     before = metrics(client)
-    client.get("/recommend?user_id=17")
-    client.get("/recommend?user_id=abc")
-    client.get("/no/such/path/42")
+    for path in ("/recommend?user_id=17", "/recommend?user_id=abc", "/no/such/path/42"):
+        client.get(path)
+        client.get(path)  # each series counts every request, its first and the next
     after = metrics(client)
     for endpoint, status in (("/recommend", "200"), ("/recommend", "400"), ("unmatched", "404")):
         labels = {"endpoint": endpoint, "method": "GET", "status": status}
         assert value(after, "recsys_http_requests_total", **labels) == (
-            value(before, "recsys_http_requests_total", **labels) + 1
+            value(before, "recsys_http_requests_total", **labels) + 2
         )
     count = "recsys_http_request_duration_seconds_count"
     assert (
         value(after, count, endpoint="/recommend")
-        == value(before, count, endpoint="/recommend") + 2
+        == value(before, count, endpoint="/recommend") + 4
     )
 
 
@@ -120,7 +121,7 @@ def test_a_request_id_is_echoed_when_printable_and_short_else_replaced(bundled_c
     if kept:
         assert echoed == given
     else:
-        assert echoed != given and len(echoed) == 32
+        assert echoed != given and re.fullmatch("[0-9a-f]{32}", echoed)
 
 
 def test_every_answer_carries_a_request_id_even_errors(bundled_client):
@@ -129,6 +130,11 @@ def test_every_answer_carries_a_request_id_even_errors(bundled_client):
         for path in ("/healthz", "/recommend?user_id=abc", "/nowhere")
     }
     assert len(ids) == 3
+
+
+def test_a_request_without_an_id_gets_a_new_one_every_time(bundled_client):
+    ids = {bundled_client.get("/healthz").headers["X-Request-ID"] for _ in range(50)}
+    assert len(ids) == 50 and all(re.fullmatch("[0-9a-f]{32}", i) for i in ids)
 
 
 def test_log_records_name_the_request_they_were_written_for(app):
