@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable, Iterable
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -71,6 +71,8 @@ class Lookup(NamedTuple):
         version: The version the answer is made with.
         history_version: The user's history version when the request began,
             if the bus gave one.
+        history_rows: The store's rows ``history`` was counted from, if it
+            was read from the store.
     """
 
     answer: RecommendationAnswer | None
@@ -79,6 +81,7 @@ class Lookup(NamedTuple):
     key: tuple[str, AnswerKey] | None = None
     version: ServingModel | None = None
     history_version: HistoryVersion | None = None
+    history_rows: Sequence[Sequence[Any]] | None = None
 
 
 _NO_HISTORY = UserHistory()
@@ -88,21 +91,35 @@ _UNREAD_HISTORY = UserHistory(unavailable=True)
 
 @dataclass(frozen=True)
 class _CachedAnswer:
-    """A finished answer, and the version and history it was made with."""
+    """A finished answer, and the version and history it was made with.
+
+    ``history_rows``: the store's rows the history was counted from (None
+    when it came from Redis): rows read again and found equal are the same
+    history, without counting them again.
+    """
 
     version: ServingModel
     history: UserHistory
     history_version: HistoryVersion | None
     answer: RecommendationAnswer
+    history_rows: Sequence[Sequence[Any]] | None
 
 
 def read_history(store: EventStore, user_id: int) -> tuple[UserHistory, str | None]:
     """Return the user's history from the store, and why it is incomplete if it is."""
+    rows = read_history_rows(store, user_id)
+    if rows is None:
+        return _UNREAD_HISTORY, STORE_UNAVAILABLE
+    return UserHistory.of_events(rows), None
+
+
+def read_history_rows(store: EventStore, user_id: int) -> Sequence[Sequence[Any]] | None:
+    """Return the store's rows of the user's history, or None when the store is unavailable."""
     try:
-        return store.user_history(user_id), None
+        return store.user_history_rows(user_id)
     except STORE_OUTAGES as exc:
         logger.warning("event store unavailable for a user's history: %s", type(exc).__name__)
-        return _UNREAD_HISTORY, STORE_UNAVAILABLE
+        return None
 
 
 class NoAnswerCache:
@@ -231,19 +248,21 @@ class AnswerCache:
             # No event of the user was announced since: it holds without reading their history.
             _ANSWER_HIT.inc()
             return Lookup(cached.answer, _NO_HISTORY)
-        history, degraded = self._history(user_id, history_version)
+        history, degraded, rows = self._history(user_id, history_version, cached)
         if cached is not None and history_version is None and cached.history == history:
             _ANSWER_HIT.inc()
             return Lookup(cached.answer, history)
         if key is not None:
             _ANSWER_MISS.inc()
-        return Lookup(None, history, degraded, key, version, history_version)
+        return Lookup(None, history, degraded, key, version, history_version, rows)
 
     def keep(self, found: Lookup, answer: RecommendationAnswer) -> None:
         """Keep an answer made after ``found`` missed (unless it is degraded or not cached)."""
         if found.key is None or found.version is None or answer.degraded is not None:
             return
-        entry = _CachedAnswer(found.version, found.history, found.history_version, answer)
+        entry = _CachedAnswer(
+            found.version, found.history, found.history_version, answer, found.history_rows
+        )
         self._answers_of(found.key).set(found.key, entry)
 
     def pick(
@@ -335,33 +354,48 @@ class AnswerCache:
         return None if key is None else self._answers_of(key).get(key)
 
     def _history(
-        self, user_id: int, history_version: HistoryVersion | None
-    ) -> tuple[UserHistory, str | None]:
-        """Return the user's history, and why it is incomplete if it is.
+        self, user_id: int, history_version: HistoryVersion | None, cached: _CachedAnswer | None
+    ) -> _HistoryRead:
+        """Return the user's history, why it is incomplete if it is, and the store's rows of it.
 
         With a ``history_version`` (the bus vouches for this process), a
         history kept in the process under the same version is current; one
-        read from Redis or the store is kept under it.
+        read from Redis or the store is kept under it. Without one, a history
+        read from the store in the same rows as the ``cached`` answer's is
+        that answer's history object (a hit compares them at no cost).
         """
         if history_version is None:
-            return self._shared_history(user_id)
+            return self._shared_history(user_id, cached)
         found = self._versioned_histories.get(user_id)
         if found is not None and found[0] == history_version:
-            return found[1], None
-        history, degraded = self._shared_history(user_id)
-        if degraded is None:
-            self._versioned_histories.set(user_id, (history_version, history))
-        return history, degraded
+            return _HistoryRead(found[1], None, None)
+        read = self._shared_history(user_id, None)
+        if read.degraded is None:
+            self._versioned_histories.set(user_id, (history_version, read.history))
+        return read
 
-    def _shared_history(self, user_id: int) -> tuple[UserHistory, str | None]:
-        """Return the user's history from Redis or the store, and why it is incomplete if it is."""
+    def _shared_history(self, user_id: int, cached: _CachedAnswer | None) -> _HistoryRead:
+        """Return the user's history from Redis or the store (see ``_history``)."""
         lookup = self.histories.lookup(user_id)
         if lookup.history is not None:
-            return lookup.history, None
-        history, degraded = read_history(self.store, user_id)
-        if degraded is None:
-            self.histories.save(user_id, history, lookup.generation)
-        return history, degraded
+            return _HistoryRead(lookup.history, None, None)
+        rows = read_history_rows(self.store, user_id)
+        if rows is None:
+            return _HistoryRead(_UNREAD_HISTORY, STORE_UNAVAILABLE, None)
+        if cached is not None and cached.history_rows == rows:
+            history = cached.history  # the same events: counting them again finds the same
+        else:
+            history = UserHistory.of_events(rows)
+        self.histories.save(user_id, history, lookup.generation)
+        return _HistoryRead(history, None, rows)
+
+
+class _HistoryRead(NamedTuple):
+    """A user's history as read, why it is incomplete, and the store's rows of it (or None)."""
+
+    history: UserHistory
+    degraded: str | None
+    rows: Sequence[Sequence[Any]] | None
 
 
 class _NoSharedHistories:

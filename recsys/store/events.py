@@ -349,20 +349,24 @@ class EventStore(ProductCatalog, UserData):
         return _retry_event_id_races(lambda: retry_conflicts(insert))
 
     def user_history(self, user_id: int) -> UserHistory:
-        """Return, in one query, how many events of each type the user had with each product.
+        """Return, in one query, how many events of each type the user had with each product."""
+        return UserHistory.of_events(self.user_history_rows(user_id))
 
-        Every uncached answer makes this read. On SQLite it goes through the
-        pooled driver connection itself: SQLAlchemy's per-statement work (the
-        BEGIN it emits, events, result objects) cost three times the query.
-        PostgreSQL keeps the full path, where the statement deadline watches it.
+    def user_history_rows(self, user_id: int) -> Sequence[Sequence[Any]]:
+        """Return the rows ``user_history`` counts: (product id, type, count, stars).
+
+        Every uncached answer makes this read, and without Redis so does every
+        cached one: rows equal to those an answer was made from are the same
+        history, with no need to count them again. On SQLite it goes through
+        the pooled driver connection itself: SQLAlchemy's per-statement work
+        (the BEGIN it emits, events, result objects) cost three times the
+        query. PostgreSQL keeps the full path, where the statement deadline
+        watches it.
         """
-        rows: Sequence[Sequence[Any]]
         if self._history_sql is not None:
-            rows = self._read_driver(self._history_sql, (user_id,))
-        else:
-            with self.engine.connect() as conn:
-                rows = conn.execute(_USER_HISTORY, {"user_id": user_id}).all()
-        return UserHistory.of_events(rows)
+            return self._read_driver(self._history_sql, (user_id,))
+        with self.engine.connect() as conn:
+            return conn.execute(_USER_HISTORY, {"user_id": user_id}).all()
 
     def user_histories(self, user_ids: Sequence[int]) -> dict[int, UserHistory]:
         """Return many users' histories, as ``user_history`` makes each, in few queries.

@@ -58,6 +58,7 @@ def forbid_history_reads(monkeypatch, app, why: str) -> None:
 
     monkeypatch.setattr(service.cache.histories, "lookup", no_history_read)
     monkeypatch.setattr(service.store, "user_history", no_history_read)
+    monkeypatch.setattr(service.store, "user_history_rows", no_history_read)
 
 
 @pytest.fixture
@@ -71,6 +72,36 @@ def redis_apps(app_factory, redis_url, cache_prefix):
 
 
 # -- without Redis: rankings cached, histories read from the store ---------------------
+
+
+def test_without_redis_an_event_stored_through_another_app_makes_a_cached_answer_stale(
+    any_app_factory,
+):
+    client = any_app_factory().test_client()
+    other = any_app_factory(init=False).test_client()
+    first = listed(client.get("/recommend?user_id=17&n=3"))
+    assert listed(client.get("/recommend?user_id=17&n=3")) == first  # cached
+    buy(other, 17, first[0])  # another worker: nothing tells this one
+    hits = lookups("answer", "hit")
+    assert first[0] not in listed(client.get("/recommend?user_id=17&n=3"))
+    assert lookups("answer", "hit") == hits
+
+
+def test_without_redis_a_cached_answer_found_in_unchanged_rows_counts_them_no_more(
+    client, monkeypatch
+):
+    first = client.get("/recommend?user_id=17").get_data()
+    counted = []
+    count_events = UserHistory.of_events
+
+    def counting(cls, rows):
+        counted.append(rows)
+        return count_events(rows)
+
+    monkeypatch.setattr(UserHistory, "of_events", classmethod(counting))
+    hits = lookups("answer", "hit")
+    assert client.get("/recommend?user_id=17").get_data() == first
+    assert lookups("answer", "hit") == hits + 1 and counted == []
 
 
 def test_cached_answers_equal_uncached_ones_for_every_user_and_length(app_factory):
@@ -195,6 +226,7 @@ def test_a_users_history_comes_from_redis_after_the_first_request(redis_apps, mo
         raise AssertionError("the history should have come from Redis")
 
     monkeypatch.setattr(runtime_of(app).store, "user_history", no_store_read)
+    monkeypatch.setattr(runtime_of(app).store, "user_history_rows", no_store_read)
     hits = lookups("history", "hit")
     # Another length: not a cached answer, so the history is read (from Redis).
     again = client.get("/recommend?user_id=17&n=4").get_json()
