@@ -7,9 +7,10 @@ best of those products for the user:
 
 - the pool: products of the catalog shown fewer than ``EXPLORATION_IMPRESSIONS``
   times so far (every process's counts, ``recsys.online.impressions``), at
-  most ``POOL_SIZE`` of them (new ones first, then the least shown), made
-  once per model and sync; a request keeps those within its filters, not
-  already in the list and not in the user's history;
+  most ``POOL_SIZE`` of them (new ones first, then the least shown; the
+  unavailable ones then left out), made once per model and sync; a request
+  keeps those within its filters, not already in the list and not in the
+  user's history;
 - the priority: ``(content similarity + 1 if new) x (1 - impressions /
   target) + jitter``: products the model does not know first, those like
   what the user engaged with (their history's clicks and purchases, weighted
@@ -32,7 +33,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -41,7 +42,7 @@ import scipy.sparse as sp
 from prometheus_client import Counter
 
 from recsys.models.base import Recommender
-from recsys.models.content import ContentModel, cosine
+from recsys.models.content import ContentModel
 from recsys.models.ranked import RankedList
 from recsys.online.answers import Reason, RecommendationAnswer, RecommendedProduct, RecommendRequest
 from recsys.online.impressions import ImpressionCounter
@@ -86,12 +87,17 @@ class CatalogContent:
 class ExplorationPool:
     """The products one model's users may get in exploration slots, as of one sync.
 
+    Made once per model, sync and set of unavailable products, with what each
+    request reads from it laid out beforehand: where each product is, its
+    category as a code, its jitter key, its content vector as dense columns.
+
     Attributes:
         product_ids: Raw ids: new products first, then the least shown.
         categories: Each one's category (None when unknown).
         new: Whether the model never trained on it.
         fresh: 1 - impressions / target: 1 for a product never shown.
         vectors: Their content vectors (rows of the content model's).
+        hidden: The unavailable products left out of it.
     """
 
     product_ids: np.ndarray
@@ -99,36 +105,88 @@ class ExplorationPool:
     new: np.ndarray
     fresh: np.ndarray
     vectors: sp.csr_matrix
-    # The pool's positions in ascending id order, and the ids in that order:
-    # a request finds its few seen products by binary search (np.isin over
-    # the whole pool cost more than the rest of the choice).
-    by_id: np.ndarray = field(init=False, repr=False, compare=False)
-    sorted_ids: np.ndarray = field(init=False, repr=False, compare=False)
+    hidden: frozenset[int] = frozenset()
+    # Each product's position: a request finds its few seen products with a
+    # dictionary lookup each (numpy's fixed cost per call is the larger part
+    # of a search over twenty ids).
+    positions: dict[int, int] = field(init=False, repr=False, compare=False)
+    # The categories named once, and each product's as an index into them.
+    category_names: list[str | None] = field(init=False, repr=False, compare=False)
+    category_codes: np.ndarray = field(init=False, repr=False, compare=False)
+    # The ids as the jitter's hash reads them.
+    keys: np.ndarray = field(init=False, repr=False, compare=False)
+    # The content vectors column by column: row j holds every product's j-th
+    # stored feature and its weight (0 past a product's last). Summed down the
+    # rows they give the sparse product's sums in the same order, so the same
+    # bits, without scipy's cost per call.
+    features: np.ndarray = field(init=False, repr=False, compare=False)
+    weights: np.ndarray = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        by_id = np.argsort(self.product_ids, kind="stable")
-        object.__setattr__(self, "by_id", by_id)
-        object.__setattr__(self, "sorted_ids", self.product_ids[by_id])
+        ids = self.product_ids.tolist()
+        codes: dict[str | None, int] = {}
+        category_codes = np.fromiter(
+            (codes.setdefault(c, len(codes)) for c in self.categories.tolist()), np.int64, len(ids)
+        )
+        # Padded cells name feature 0 with weight 0: they add exactly nothing.
+        lengths = np.diff(self.vectors.indptr)
+        shape = (int(lengths.max(initial=0)), len(ids))
+        features, weights = np.zeros(shape, dtype=np.int64), np.zeros(shape)
+        places = np.arange(self.vectors.nnz) - np.repeat(self.vectors.indptr[:-1], lengths)
+        rows = np.repeat(np.arange(len(ids)), lengths)
+        features[places, rows] = self.vectors.indices
+        weights[places, rows] = self.vectors.data
+        for name, value in (
+            ("positions", {p: i for i, p in enumerate(ids)}),
+            ("category_names", list(codes)),
+            ("category_codes", category_codes),
+            ("keys", self.product_ids.astype(np.uint64)),
+            ("features", features),
+            ("weights", weights),
+        ):
+            object.__setattr__(self, name, value)
 
-    def unseen(self, seen: np.ndarray) -> np.ndarray:
-        """Return a mask over the pool: True for the products not in ``seen``."""
+    def unseen(self, *seen: Iterable[int]) -> np.ndarray:
+        """Return a mask over the pool: True for the products in none of the ``seen`` groups."""
         keep = np.ones(len(self.product_ids), dtype=bool)
-        if len(seen) and len(self.sorted_ids):
-            at = np.minimum(np.searchsorted(self.sorted_ids, seen), len(self.sorted_ids) - 1)
-            keep[self.by_id[at[self.sorted_ids[at] == seen]]] = False
+        position = self.positions.get
+        found = [at for group in seen for p in group if (at := position(p)) is not None]
+        if found:
+            keep[found] = False
         return keep
+
+    def in_categories(self, categories: frozenset[str]) -> np.ndarray:
+        """Return a mask over the pool: True for the products of any of ``categories``."""
+        chosen = np.array([name in categories for name in self.category_names], dtype=bool)
+        return chosen[self.category_codes]
+
+    def similarity(self, taste: np.ndarray) -> np.ndarray:
+        """Return each product's cosine to a user's taste: ``cosine(self.vectors, taste)``."""
+        return np.clip((self.weights * taste[self.features]).sum(axis=0), 0.0, 1.0)
 
     @classmethod
     def of(
-        cls, catalog: CatalogContent, impressions: np.ndarray, target: int, model: Recommender
+        cls,
+        catalog: CatalogContent,
+        impressions: np.ndarray,
+        target: int,
+        model: Recommender,
+        hidden: frozenset[int] = frozenset(),
     ) -> ExplorationPool:
-        """Return the pool of products shown fewer than ``target`` times, for one model."""
+        """Return the pool of products shown fewer than ``target`` times, for one model.
+
+        The unavailable products (``hidden``) are left out after the pool is
+        cut to its size: what is left is what a request would keep of the
+        whole pool, so hiding a product never brings another one in.
+        """
         ids = catalog.content.product_ids
         under = np.flatnonzero(impressions < target)
         new = ~np.isin(ids[under], model.product_ids)
         # New products first, then the fewest impressions, then by id; a bounded
         # pool keeps each answer's work the same however large the catalog.
         order = np.lexsort((ids[under], impressions[under], ~new))[:POOL_SIZE]
+        if hidden:
+            order = order[~np.isin(ids[under[order]], np.fromiter(hidden, np.int64, len(hidden)))]
         rows = under[order]
         return cls(
             ids[rows],
@@ -136,6 +194,7 @@ class ExplorationPool:
             new[order],
             1.0 - impressions[rows] / target,
             catalog.content.vectors[rows],
+            hidden,
         )
 
 
@@ -152,7 +211,8 @@ class ExplorationState:
     catalog: CatalogContent
     impressions: np.ndarray
     target: int
-    # Per model: its pool, made at the first request that needs it.
+    # Per model: its pool, made at the first request that needs it (again
+    # when the unavailable products change).
     _pools: weakref.WeakKeyDictionary = field(
         init=False, default_factory=weakref.WeakKeyDictionary, repr=False, compare=False
     )
@@ -160,16 +220,21 @@ class ExplorationState:
         init=False, default_factory=threading.Lock, repr=False, compare=False
     )
 
-    def pool(self, model: Recommender) -> ExplorationPool:
-        """Return the pool for the users of ``model`` (made once per model and sync)."""
+    def pool(self, model: Recommender, hidden: frozenset[int] = frozenset()) -> ExplorationPool:
+        """Return the pool for the users of ``model`` without the ``hidden`` products.
+
+        Made once per model, sync and set of unavailable products.
+        """
         # Made once, then read by every request: only its making takes the lock.
         found = self._pools.get(model)
-        if found is not None:
+        if found is not None and (found.hidden is hidden or found.hidden == hidden):
             return found
         with self._lock:
             found = self._pools.get(model)
-            if found is None:
-                found = ExplorationPool.of(self.catalog, self.impressions, self.target, model)
+            if found is None or found.hidden != hidden:
+                found = ExplorationPool.of(
+                    self.catalog, self.impressions, self.target, model, hidden
+                )
                 self._pools[model] = found
             return found
 
@@ -320,28 +385,23 @@ class Exploration:
         seed: int,
     ) -> np.ndarray:
         """Return the ids of the ``slots`` products of highest priority in the pool."""
-        pool = state.pool(version.model)
-        ids = pool.product_ids
-        if len(ids) == 0:  # every product was shown often enough
-            return ids
+        pool = state.pool(version.model, version.hidden)
+        if len(pool.product_ids) == 0:  # every product was shown often enough
+            return pool.product_ids
         # Products the user already clicked need no exploring: they have their feedback.
-        banned = np.fromiter(left_out, np.int64, len(left_out))
-        # Unavailable products are never shown, explored or not.
-        seen = np.concatenate(
-            [ranked.product_ids, banned, history.product_array, version.hidden_ids]
-        )
-        keep = pool.unseen(seen)
+        keep = pool.unseen(ranked.product_ids.tolist(), left_out, history.product_ids)
         categories = request.filters.categories
         if categories:
-            keep &= np.fromiter((c in categories for c in pool.categories), bool, len(ids))
+            keep &= pool.in_categories(categories)
         if not keep.any():
-            return ids[:0]
-        profile = history.profile(version.weights)
+            return pool.product_ids[:0]
+        profile = version.profile(history)
         taste = state.catalog.content.taste(profile.product_ids, profile.engagement)
-        similarity = cosine(pool.vectors, taste)[keep]
-        ids = ids[keep]
-        priority = (similarity + pool.new[keep]) * pool.fresh[keep]
-        priority += JITTER * _unit(seed ^ _PRODUCTS, ids)
+        # The whole pool's priorities, then the kept ones: the same numbers as
+        # keeping first, in fewer numpy calls.
+        priority = ((pool.similarity(taste) + pool.new) * pool.fresh)[keep]
+        ids = pool.product_ids[keep]
+        priority += JITTER * _unit(seed ^ _PRODUCTS, pool.keys[keep])
         return ids[_best(priority, ids, slots)]
 
 
@@ -365,13 +425,17 @@ def _seed(user_id: int | None, history: UserHistory, version: str) -> int:
 
 def _unit(seed: int, keys: np.ndarray) -> np.ndarray:
     """Return one number in [0, 1) per key, always the same for a seed and key (splitmix64)."""
-    with np.errstate(over="ignore"):
-        z = np.asarray(keys).astype(np.uint64) + np.uint64(seed)
-        z = z * np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-        z = z ^ (z >> np.uint64(31))
-    return (z >> np.uint64(11)).astype(np.float64) / float(1 << 53)
+    # In place, in one array (unsigned arrays wrap around without a warning).
+    z = np.asarray(keys).astype(np.uint64)
+    z += np.uint64(seed)
+    z *= np.uint64(0x9E3779B97F4A7C15)
+    z ^= z >> 30
+    z *= np.uint64(0xBF58476D1CE4E5B9)
+    z ^= z >> 27
+    z *= np.uint64(0x94D049BB133111EB)
+    z ^= z >> 31
+    z >>= 11
+    return z.astype(np.float64) / float(1 << 53)
 
 
 _MASK64 = (1 << 64) - 1
@@ -415,19 +479,20 @@ def _fill(ranked: RankedList, picked: np.ndarray, n: int, seed: int) -> ShownLis
     length = min(n, len(ranked) + len(picked))
     slots = len(picked)
     first = min(length // 2, length - slots)
-    candidates = np.arange(first, length)
-    places = set(candidates[np.argsort(_unit(seed ^ _PLACES, candidates))[:slots]].tolist())
-    model_ids, model_scores = ranked.product_ids, ranked.scores
-    ids = np.empty(length, np.int64)
-    scores = np.empty(length, np.float64)
-    taken = explored = 0
+    # The places of lowest draw. Python numbers throughout: a page is a few
+    # places, and numpy's cost per call is most of a few places' work.
+    draws = {place: _unit_of(seed ^ _PLACES, place) for place in range(first, length)}
+    places = frozenset(sorted(draws, key=draws.__getitem__)[:slots])
+    model_ids, model_scores = ranked.product_ids.tolist(), ranked.scores.tolist()
+    explored = iter(picked.tolist())
+    ids, scores = [], []
+    taken = 0
     for position in range(length):
         # An explored product carries the score of the model product it displaces.
-        score = model_scores[min(taken, len(model_scores) - 1)]
+        scores.append(model_scores[min(taken, len(model_scores) - 1)])
         if position in places:
-            ids[position], scores[position] = picked[explored], score
-            explored += 1
+            ids.append(next(explored))
         else:
-            ids[position], scores[position] = model_ids[taken], score
+            ids.append(model_ids[taken])
             taken += 1
-    return ShownList(RankedList(ids, scores), frozenset(places))
+    return ShownList(RankedList(np.array(ids, np.int64), np.array(scores, np.float64)), places)

@@ -27,6 +27,7 @@ from recsys.data.ratings import EventWeights
 from recsys.data.timestamps import to_naive_utc
 from recsys.models.base import EXPLAIN, SIMILAR_ITEMS, Recommender
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.profile import Profile
 from recsys.models.ranked import RankedList, lookup_ids
 from recsys.models.rerank import mmr_order
 from recsys.online.answers import Reason, RecommendedProduct
@@ -50,6 +51,9 @@ _MAX_CATEGORY_SETS = 256
 
 # Past products named per recommended product when asked to explain.
 EXPLAIN_TOP = 3
+
+# Where a history keeps its profile under one version's weights (see ServingModel.profile).
+_PROFILE = "_profile"
 
 
 class NoLiveModelError(RuntimeError):
@@ -93,6 +97,23 @@ class ServingModel:
         version from before event types recorded a click's and a purchase's).
         """
         return EventWeights.from_record(self.metadata.training)
+
+    def profile(self, history: UserHistory) -> Profile:
+        """Return the user's products and engagement as this version's weights make them.
+
+        Made once per history: choosing the ranker, folding the user in,
+        exploring and explaining all read it. It is kept on the history (an
+        immutable object, read once per request) beside its other derived
+        values, its arrays read-only since they are shared.
+        """
+        weights = self.weights
+        kept = history.__dict__.get(_PROFILE)
+        if kept is not None and (kept[0] is weights or kept[0] == weights):
+            return kept[1]
+        profile = history.profile(weights)
+        profile.engagement.flags.writeable = False
+        history.__dict__[_PROFILE] = (weights, profile)
+        return profile
 
     @functools.cached_property
     def training_began(self) -> datetime:
@@ -204,7 +225,7 @@ class ServingModel:
         """
         if EXPLAIN not in model.capabilities:
             return [[] for _ in ranked.product_ids]
-        profile = history.profile(self.weights)
+        profile = self.profile(history)
         reasons = []
         hidden = self.hidden
         for product_id in ranked.product_ids.tolist():

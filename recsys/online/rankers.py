@@ -190,7 +190,7 @@ def resolved_profile(
     kept = history.__dict__.get(_RESOLVED)
     if kept is not None and kept[0] is model and kept[1] == weights:
         return kept[2]
-    resolved = model.profile_items(history.profile(weights))
+    resolved = model.profile_items(version.profile(history))
     history.__dict__[_RESOLVED] = (model, weights, resolved)
     return resolved
 

@@ -12,8 +12,15 @@ import pandas as pd
 import pytest
 
 from recsys.data.ratings import derive_ratings
+from recsys.models.content import cosine
 from recsys.models.popularity import PopularityRecommender
-from recsys.online.exploration import POOL_SIZE, CatalogContent, ExplorationPool
+from recsys.online.exploration import (
+    POOL_SIZE,
+    CatalogContent,
+    ExplorationPool,
+    _unit,
+    _unit_of,
+)
 from tests.builders import AppFactory, runtime_of
 from tests.web.test_observability import metrics, value
 
@@ -201,3 +208,93 @@ def test_a_large_catalogs_pool_is_bounded_with_new_products_first():
     assert pool.new.tolist() == [True] * 5 + [False] * (POOL_SIZE - 5)
     shown = impressions[pool.product_ids[5:] - 1]
     assert (np.diff(shown) >= 0).all()  # then the least shown first
+
+
+def shop_catalog(size: int) -> pd.DataFrame:
+    """Return a catalog with names of one to nine words, some products without a category."""
+    rng = np.random.default_rng(size)
+    words = ["Coral", "Olive", "Atlas", "Lamp", "Perfume", "Cushion", "Silver", "Desk", "Mug"]
+    return pd.DataFrame(
+        {
+            "product_id": np.arange(1, size + 1) * 3,
+            "name": [" ".join(rng.choice(words, size=rng.integers(1, 10))) for _ in range(size)],
+            "category": [None if i % 7 == 0 else f"Category {i % 5}" for i in range(size)],
+            "price": rng.uniform(1, 50, size=size),
+        }
+    )
+
+
+def shop_pool(size: int, hidden: frozenset[int] = frozenset()) -> ExplorationPool:
+    """Return the pool of a shop whose model knows its first half, shown 0 to 9 times each."""
+    catalog = shop_catalog(size)
+    known = catalog["product_id"][: max(1, size // 2)]
+    log = pd.DataFrame({"user_id": 1, "product_clicked": known, "purchased": 0})
+    model = PopularityRecommender().fit(derive_ratings(log))
+    impressions = np.arange(size) % 10
+    return ExplorationPool.of(CatalogContent.fit(catalog), impressions, 10, model, hidden)
+
+
+@pytest.mark.parametrize("size", [1, 40, 1500])
+def test_a_pools_similarity_is_the_sparse_cosine_to_the_last_bit(size):
+    pool = shop_pool(size)
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        taste = rng.random(pool.vectors.shape[1]) * (rng.random(pool.vectors.shape[1]) < 0.3)
+        assert np.array_equal(pool.similarity(taste), cosine(pool.vectors, taste))
+
+
+def test_a_pool_of_products_with_no_content_is_similar_to_nothing():
+    catalog = pd.DataFrame(
+        {"product_id": [1, 2, 3], "name": [None] * 3, "category": [None] * 3, "price": [None] * 3}
+    )
+    log = pd.DataFrame({"user_id": 1, "product_clicked": [1], "purchased": 0})
+    model = PopularityRecommender().fit(derive_ratings(log))
+    pool = ExplorationPool.of(CatalogContent.fit(catalog), np.zeros(3, int), 10, model)
+    assert pool.similarity(np.zeros(0)).tolist() == [0.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "seen",
+    [
+        [],
+        [[3, 6, 999_999]],  # an id outside the pool is no matter
+        [[9, 12], frozenset({9, 30, 33}), (45,)],  # groups may overlap
+        [range(3, 3000, 3)],  # the whole catalog
+    ],
+)
+def test_a_pool_leaves_out_the_seen_products_as_a_search_of_its_ids_would(seen):
+    pool = shop_pool(1500)
+    everything = [p for group in seen for p in group]
+    expected = ~np.isin(pool.product_ids, np.array(everything, dtype=np.int64))
+    assert pool.unseen(*seen).tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize(
+    "categories",
+    [frozenset({"Category 1"}), frozenset({"Category 0", "Category 4"}), frozenset({"Other"})],
+)
+def test_a_pools_category_mask_is_each_products_own_category(categories):
+    pool = shop_pool(300)
+    expected = [category in categories for category in pool.categories.tolist()]
+    assert pool.in_categories(categories).tolist() == expected
+    assert None in pool.categories.tolist()  # a product without a category is in none
+
+
+def test_a_pool_made_without_the_hidden_products_is_the_pool_they_were_masked_from():
+    everything = shop_pool(1500)
+    hidden = frozenset(everything.product_ids[::7].tolist()) | {999_999}
+    pool = shop_pool(1500, hidden)
+    kept = ~np.isin(everything.product_ids, np.fromiter(hidden, np.int64))
+    assert pool.product_ids.tolist() == everything.product_ids[kept].tolist()
+    assert pool.new.tolist() == everything.new[kept].tolist()
+    assert pool.fresh.tolist() == everything.fresh[kept].tolist()
+    assert (pool.vectors != everything.vectors[kept]).nnz == 0
+    assert pool.hidden == hidden
+
+
+def test_one_draw_in_python_integers_is_the_arrays_draw():
+    keys = np.array([0, 1, 7, 2**40, 2**62], dtype=np.int64)
+    for seed in (0, 1, 2**63 + 12345, 2**64 - 1):
+        drawn = _unit(seed, keys)
+        assert ((drawn >= 0) & (drawn < 1)).all()
+        assert drawn.tolist() == [_unit_of(seed, key) for key in keys.tolist()]

@@ -163,3 +163,33 @@ def test_an_answer_looks_the_users_products_up_in_the_model_once(app, version, m
     )
     assert answer.fallback_reason is None and len(answer.recommendations) == 5
     assert len(lookups) == 1
+
+
+def test_an_answer_weighs_the_users_events_once(app, version, monkeypatch):
+    # Choosing the ranker, folding the user in and explaining read one profile.
+    history = some_events(app)
+    weighed = []
+    profile = UserHistory.profile
+
+    def counted(self, weights):
+        weighed.append(self)
+        return profile(self, weights)
+
+    monkeypatch.setattr(UserHistory, "profile", counted)
+    service = runtime_of(app).service
+    answer = service.pipeline.answer(
+        version, RecommendRequest(17, 5, explain=True), history, None, NoAnswerCache(service.store)
+    )
+    assert answer.because is not None and any(answer.because)
+    assert weighed == [history]
+
+
+def test_a_versions_profile_of_a_history_is_the_history_weighed_as_in_training(app, version):
+    history = some_events(app)
+    profile = version.profile(history)
+    expected = history.profile(version.weights)
+    assert profile.product_ids.tolist() == expected.product_ids.tolist()
+    assert profile.engagement.tolist() == expected.engagement.tolist()
+    assert version.profile(history) is profile
+    with pytest.raises(ValueError):  # shared by the answer's stages
+        profile.engagement[0] = 0.0
