@@ -16,9 +16,12 @@ Features, per (user, candidate product), in ``FEATURES`` order:
   log(1 + clicks)): EASE's and popularity's among the products the user has
   not touched (1 = best; products past the model's ``depth`` best share
   rank ``depth + 1``), ALS's and item-kNN's among the candidates;
-- the product's mean rating (shrunk toward the global mean by 10 ratings), its
-  users in the log's latest tenth of time, its age (days since its first
-  interaction) and idleness (days since its last one), both at the log's end;
+- the product's popularity and its popularity in the log's latest tenth of
+  time, each as log(1 + users per 1,000 rows) (a share, so a validation
+  part's fewer rows give the scale of the whole log's), its mean rating
+  (shrunk toward the global mean by 10 ratings), its age (days since its
+  first interaction) and idleness (days since its last one), both at the
+  log's end;
 - the user's activity (log(1 + products)) and mean engagement, and how much
   more popular the candidate is than the user's usual product (log
   popularity minus their products' mean).
@@ -155,7 +158,9 @@ def item_features(
     """
     table = np.zeros((n_items, len(ITEM_FEATURES)))
     counts = np.bincount(items, minlength=n_items).astype(np.float64)
-    table[:, 0] = np.log1p(counts)
+    # Popularity as a share of the log (log of users per 1,000 rows): the same
+    # scale in a validation part's rows and in all of them.
+    table[:, 0] = np.log1p(1000.0 * counts / max(len(items), 1))
     ratings = feedback["rating"].to_numpy(dtype=np.float64)
     overall = float(ratings.mean())
     sums = np.bincount(items, weights=ratings, minlength=n_items)
@@ -164,7 +169,9 @@ def item_features(
         when = timestamp_seconds(feedback["timestamp"])
         first, last = when.min(), when.max()
         recent = when >= last - _RECENT_SHARE * (last - first)
-        table[:, 2] = np.log1p(np.bincount(items[recent], minlength=n_items))
+        table[:, 2] = np.log1p(
+            1000.0 * np.bincount(items[recent], minlength=n_items) / max(int(recent.sum()), 1)
+        )
         earliest = np.full(n_items, last)
         np.minimum.at(earliest, items, when)
         latest = np.full(n_items, first)

@@ -91,7 +91,7 @@ def test_a_validation_parts_features_never_see_the_rows_it_is_labelled_with():
     assert labels.sum() == 1
     row = features[labels == 1][0]
     popularity = row[FEATURES.index("product popularity")]
-    assert popularity == np.log1p((learn["product_id"] == product).sum())
+    assert popularity == np.log1p(1000 * (learn["product_id"] == product).sum() / len(learn))
 
 
 # -- the features ---------------------------------------------------------------
@@ -103,10 +103,11 @@ def test_product_features_count_users_shrink_ratings_and_measure_age_in_days():
     users, items = np.array([0, 1, 0]), np.array([0, 0, 1])
     table = item_features(log, users, items, 2)
     overall = 11 / 3
-    np.testing.assert_allclose(table[:, 0], np.log1p([2, 1]))
+    # Popularity: users per 1,000 rows (2 and 1 of 3 rows).
+    np.testing.assert_allclose(table[:, 0], np.log1p(np.array([2, 1]) * 1000 / 3))
     np.testing.assert_allclose(table[:, 1], [(10 + 10 * overall) / 12, (1 + 10 * overall) / 11])
-    # Recent = the log's last tenth of time (day 9 on): one user of product 0.
-    np.testing.assert_allclose(table[:, 2], np.log1p([1, 0]))
+    # Recent = the log's last tenth of time (day 9 on): one row, product 0's.
+    np.testing.assert_allclose(table[:, 2], np.log1p([1000, 0]))
     np.testing.assert_allclose(table[:, 3], [10, 6])  # age: days since the first rating
     np.testing.assert_allclose(table[:, 4], [0, 6])  # idle: days since the last rating
 
