@@ -111,6 +111,12 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     "svd": [{"popularity_weight": w} for w in (0.5, 1.0, 2.0, 4.0, 8.0)],
     "ease": [{"l2": l2} for l2 in (500.0, 1000.0, 2500.0, 5000.0)],
     "itemknn": [{"neighbours": n} for n in (50, 100, 200)],
+    # Stage 2 learns from each user's latest rows, or from random shares of
+    # them (as a random holdout draws its test rows).
+    "ranker": [
+        {"validation_order": "time"},
+        {"validation_order": "random", "validation_fraction": 0.2},
+    ],
     # The same points as implicit's grid (binary input: implicit's confidence
     # is alpha, ours 1 + alpha), and rating-weighted ones beside them.
     "als": [

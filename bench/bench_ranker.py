@@ -13,6 +13,7 @@ stage-1 model and the ranker are fitted and scored by the project's
 ``evaluate`` on the ``time`` split (each user's latest rated film held out)
 and on the seeded holdout (a random 20% of each user's rows); NDCG@10 of the
 ranker over the best single model (EASE, ALS or item-kNN) on the same split.
+The ranker's validation parts follow the split's rule (``RANKER_SETTINGS``).
 The ranker's fit time is its longest fit on these splits, wall clock (CPU
 seconds beside it: the machine is shared).
 
@@ -26,6 +27,7 @@ Usage: python bench/bench_ranker.py [RATINGS] [--users 300] [--rounds 5] [--reco
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 import sys
 import tempfile
@@ -55,6 +57,13 @@ MIN_QUALITY_RATIO = 1.03
 MAX_FIT_SECONDS = 180.0
 MAX_COST_RATIO = 2.0
 SPLITS = {"time": {"protocol": "time"}, "holdout": {"protocol": "holdout"}}
+# The ranker's validation parts are drawn as each split draws its test rows
+# (the rule ``validation_split`` follows): each user's latest rows for the
+# time split; for the random holdout, random fifths, as its test rows are.
+RANKER_SETTINGS = {
+    "time": {},
+    "holdout": {"validation_order": "random", "validation_fraction": 0.2},
+}
 
 
 def quality(ratings: Path, verdicts: Verdicts) -> None:
@@ -66,7 +75,7 @@ def quality(ratings: Path, verdicts: Verdicts) -> None:
     fit_wall, fit_cpu = 0.0, 0.0
     for split, options in SPLITS.items():
         models = {name: MODELS[name] for name in names[:-1]}
-        models["ranker"] = _CPUTimedRanker
+        models["ranker"] = functools.partial(_CPUTimedRanker, **RANKER_SETTINGS[split])
         report = evaluate(models, dataset, **options)
         scores = {name: report["models"][name]["ndcg@10"] for name in names}
         best = max(SINGLE_MODELS, key=lambda name: scores[name])

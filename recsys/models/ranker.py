@@ -1,18 +1,23 @@
 """A two-stage ranker: stage-1 models propose candidates, LightGBM's LambdaRank orders them.
 
-Stage 1 is four of the other models, EASE, ALS, item-kNN and popularity,
-each proposing its ``depth`` best products the user has not touched (a
-union of about 90 per user at depth 50 on a simulated shop). Stage 2 is a LightGBM
-``lambdarank`` model over each candidate's features
+Stage 1 is four of the other models. EASE and popularity each propose their
+``depth`` best products the user has not touched (a union of about 75 per
+user at depth 50 on a simulated shop); ALS and item-kNN score those
+candidates only, so a served answer never ranks the catalog by them. Stage 2
+is a LightGBM ``lambdarank`` model over each candidate's features
 (``recsys.models.ranker_features``: every stage-1 score and rank, the
 product's popularity, mean rating and recency, the user's activity).
 
 Training never looks past the rows it is given. ``fit`` carves validation
-parts out of them: each user's latest tenth in time (a seeded random tenth
-without timestamps), then the tenth before it, and so on
-(``validation_parts``). For each part it fits the stage-1 models on the
-rows before it, makes candidates for the part's users and labels them from
-the part's rows (relevant = rating >= 4, the rule of
+parts out of them (``validation_parts``): in ``"time"`` order each user's
+latest tenth in time (a seeded random tenth without timestamps), then the
+tenth before it, and so on; in ``"random"`` order disjoint seeded random
+shares of each user's rows. Stage 2 learns what tells the held-out rows
+from the others, so the parts should be drawn as the rows the ranker is
+judged on are: the next events for serving and a time split, random rows
+for a random holdout. For each part it fits the stage-1 models on the rows
+the part learns from, makes candidates for the part's users and labels them
+from the part's rows (relevant = rating >= 4, the rule of
 ``recsys.evaluation``); LightGBM trains on every user with at least one
 relevant candidate. It then refits the stage-1 models on all the rows, for
 serving. When too few users have a
@@ -47,9 +52,12 @@ from recsys.models.ranker_features import (
     FEATURES,
     ITEM_FEATURES,
     STAGE_ONE,
+    TIME_ORDER,
+    VALIDATION_ORDERS,
     Candidates,
+    candidate_features,
     item_features,
-    user_candidates,
+    proposals,
     validation_parts,
 )
 from recsys.models.state import ArrayShape, ModelState, check_state_arrays
@@ -94,12 +102,19 @@ _SHAPES, _DERIVED, _INDICES = _prefixed_declarations()
 
 
 class RankerRecommender(Recommender):
-    """Candidates from EASE, ALS, item-kNN and popularity, ordered by LightGBM LambdaRank.
+    """Candidates from EASE and popularity, scored by them, ALS and item-kNN, ordered by LightGBM.
 
     Args:
-        depth: Products each stage-1 model proposes per user.
-        validation_fraction: The share of each user's latest rows ``fit``
-            holds out to train stage 2 on.
+        depth: Products EASE and popularity each propose per user.
+        validation_fraction: The share of each user's rows in one of the
+            validation parts ``fit`` holds out to train stage 2 on.
+        validation_parts: How many validation parts.
+        validation_order: Which rows the parts hold out: ``"time"``, each
+            user's latest (stage 2 learns to predict what comes next, as a
+            time split and serving ask); ``"random"``, seeded random rows of
+            each user (what a random holdout asks). Stage 2 learns what
+            separates the held-out rows from the rest, so it should be drawn
+            as the rows it will be judged on are.
         min_user_rows: Users with fewer rows hold nothing out.
         min_validation_users: Fewer validation users with a relevant
             candidate than this, and stage 2 falls back to rank fusion.
@@ -126,6 +141,7 @@ class RankerRecommender(Recommender):
         depth: int = 50,
         validation_fraction: float = 0.1,
         validation_parts: int = 3,
+        validation_order: str = TIME_ORDER,
         min_user_rows: int = 5,
         min_validation_users: int = 20,
         trees: int = 50,
@@ -142,11 +158,17 @@ class RankerRecommender(Recommender):
             )
         if not 0 < validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
+        if validation_order not in VALIDATION_ORDERS:
+            raise ValueError(
+                f"validation_order must be one of {', '.join(VALIDATION_ORDERS)}, "
+                f"got {validation_order!r}"
+            )
         if not learning_rate > 0:
             raise ValueError(f"learning_rate must be positive, got {learning_rate}")
         self.depth = int(depth)
         self.validation_fraction = float(validation_fraction)
         self.validation_parts = int(validation_parts)
+        self.validation_order = str(validation_order)
         self.min_user_rows = int(min_user_rows)
         self.min_validation_users = int(min_validation_users)
         self.trees = int(trees)
@@ -163,6 +185,7 @@ class RankerRecommender(Recommender):
             "depth": self.depth,
             "validation_fraction": self.validation_fraction,
             "validation_parts": self.validation_parts,
+            "validation_order": self.validation_order,
             "min_user_rows": self.min_user_rows,
             "min_validation_users": self.min_validation_users,
             "trees": self.trees,
@@ -187,6 +210,7 @@ class RankerRecommender(Recommender):
             self.min_user_rows,
             self.random_state,
             self.validation_parts,
+            self.validation_order,
         )
         parts = [(learn, held) for learn, held in parts if held.any()]
         self.trained = {
@@ -292,6 +316,7 @@ class RankerRecommender(Recommender):
         ease = models["ease"]
         assert isinstance(ease, EASERecommender)
         self._history_rows = ease._rows
+        self._ease_weights = ease.item_weights
         neighbours = models["itemknn"]
         assert isinstance(neighbours, ItemKNNRecommender)
         self._neighbour_weights = neighbours._weights
@@ -326,29 +351,52 @@ class RankerRecommender(Recommender):
         found = []
         for r, user in enumerate(users.tolist()):
             span = slice(indptr[user], indptr[user + 1])
-            stacked = np.vstack([rows[0][r], rows[1][r], rows[2][r], self._popular_scores])
-            found.append(self._candidates_of(stacked, indices[span], data[span]))
+            history = np.asarray(indices[span], dtype=np.int64)
+            items, ranks = proposals(
+                np.array(rows[0][r], dtype=np.float64), self._popular_order, history, self.depth
+            )
+            scores = np.vstack([row[r][items] for row in rows] + [self._popular_scores[items]])
+            found.append(self._features(items, ranks, scores, history, data[span]))
         return found
 
-    def _candidates_of(
-        self, rows: np.ndarray, items: np.ndarray, engagement: np.ndarray
+    def _features(
+        self,
+        items: np.ndarray,
+        ranks: np.ndarray,
+        scores: np.ndarray,
+        history: np.ndarray,
+        engagement: np.ndarray,
     ) -> Candidates:
-        return user_candidates(
-            rows,
-            self._popular_order,
+        return candidate_features(
+            items,
+            ranks,
+            np.asarray(scores, dtype=np.float64),
             self.item_table,
-            np.asarray(items, dtype=np.int64),
+            history,
             np.asarray(engagement, dtype=np.float64),
-            self.depth,
         )
 
     def _profile_candidates(self, items: np.ndarray, engagement: np.ndarray) -> Candidates:
-        rows = np.empty((len(STAGE_ONE), len(self.product_ids)))
-        rows[0] = self.models["ease"]._score_profile(items, engagement)
-        rows[1] = self.models["als"]._score_profile(items, engagement)
-        rows[2] = self._neighbour_scores(items, engagement)
-        rows[3] = self._popular_scores
-        return self._candidates_of(rows, items, engagement)
+        history = np.asarray(items, dtype=np.int64)
+        # EASE's fold-in row without building a one-row sparse matrix: the
+        # engagement-weighted sum of the history's rows of B.
+        weights = self._ease_weights[history]
+        ease = (engagement.astype(np.float32) @ weights).astype(np.float64)
+        found, ranks = proposals(ease, self._popular_order, history, self.depth)
+        als = self.models["als"]
+        assert isinstance(als, ALSRecommender)
+        # ALS and item-kNN score the candidates alone: a few dozen dot products
+        # instead of the whole catalog's.
+        factors = als.fold_in(history, engagement).astype(np.float32)
+        scores = np.vstack(
+            [
+                ease[found],
+                als.item_factors[found] @ factors,
+                self._neighbour_scores(history, engagement)[found],
+                self._popular_scores[found],
+            ]
+        )
+        return self._features(found, ranks, scores, history, engagement)
 
     def _neighbour_scores(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         """Return item-kNN's fold-in scores: its sparse row times W, without building the row.
@@ -358,9 +406,10 @@ class RankerRecommender(Recommender):
         """
         weights = self._neighbour_weights
         starts, stops = weights.indptr[items], weights.indptr[items + 1]
-        spans = [np.arange(a, b) for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]
-        at = np.concatenate(spans) if spans else np.empty(0, np.int64)
-        per_row = np.repeat(engagement, stops - starts)
+        lengths = stops - starts
+        # Every stored entry of the user's rows: each row's start, then counting up.
+        at = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
+        per_row = np.repeat(engagement, lengths)
         return np.bincount(
             weights.indices[at], weights=per_row * weights.data[at], minlength=weights.shape[1]
         )

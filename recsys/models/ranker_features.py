@@ -1,21 +1,27 @@
 """The two-stage ranker's data: its validation part, candidates and features.
 
-The ranker (``recsys.models.ranker``) takes each user's candidates from its
-stage-1 models and scores them with a learning-to-rank model over the
-features this module computes. Everything here is plain numpy on inner
-indices, so the same code builds the features LightGBM learns from in ``fit``
-and the ones it scores when serving.
+The ranker (``recsys.models.ranker``) takes each user's candidates from two
+of its stage-1 models, EASE and popularity (the union of each one's best
+unseen products), and scores them with a learning-to-rank model over the
+features this module computes; ALS and item-kNN score the candidates only,
+so a served answer never ranks the catalog by them. Everything here is
+plain numpy on inner indices, so the same code builds the features LightGBM
+learns from in ``fit`` and the ones it scores when serving.
 
 Features, per (user, candidate product), in ``FEATURES`` order:
 
 - each stage-1 model's score, standardised among the user's candidates
-  (minus their mean, over their standard deviation), and its rank among the
-  products the user has not touched (1 = best; products past the model's ``depth`` best share rank
-  ``depth + 1``), for EASE, ALS, item-kNN and popularity (popularity's score
-  is log(1 + clicks));
-- the product's mean rating (shrunk toward the global mean by 10 ratings), its
-  users in the log's latest tenth of time, its age (days since its first
-  interaction) and idleness (days since its last one), both at the log's end;
+  (minus their mean, over their standard deviation), and its rank, for
+  EASE, ALS, item-kNN and popularity (popularity's score is
+  log(1 + clicks)): EASE's and popularity's among the products the user has
+  not touched (1 = best; products past the model's ``depth`` best share
+  rank ``depth + 1``), ALS's and item-kNN's among the candidates;
+- the product's popularity and its popularity in the log's latest tenth of
+  time, each as log(1 + users per 1,000 rows) (a share, so a validation
+  part's fewer rows give the scale of the whole log's), its mean rating
+  (shrunk toward the global mean by 10 ratings), its age (days since its
+  first interaction) and idleness (days since its last one), both at the
+  log's end;
 - the user's activity (log(1 + products)) and mean engagement, and how much
   more popular the candidate is than the user's usual product (log
   popularity minus their products' mean).
@@ -32,6 +38,8 @@ import numpy as np
 import pandas as pd
 
 STAGE_ONE = ("ease", "als", "itemknn", "popular")
+# The stage-1 models whose best products are the candidates; the others only score them.
+PROPOSERS = ("ease", "popular")
 ITEM_FEATURES = (
     "product popularity",
     "product mean rating",
@@ -50,6 +58,10 @@ _RATING_PRIOR = 10.0
 # The latest share of the log's time span that counts as recent.
 _RECENT_SHARE = 0.1
 _DAY = 86_400.0
+# How validation parts are drawn from each user's rows.
+TIME_ORDER = "time"
+RANDOM_ORDER = "random"
+VALIDATION_ORDERS = (TIME_ORDER, RANDOM_ORDER)
 
 
 def timestamp_seconds(values: pd.Series) -> np.ndarray:
@@ -66,51 +78,68 @@ def has_timestamps(feedback: pd.DataFrame) -> bool:
 
 
 def validation_parts(
-    feedback: pd.DataFrame, fraction: float, min_rows: int, seed: int, parts: int = 1
+    feedback: pd.DataFrame,
+    fraction: float,
+    min_rows: int,
+    seed: int,
+    parts: int = 1,
+    order: str = TIME_ORDER,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Return (learn, validation) row masks: each user's latest rows, a ``fraction`` at a time.
+    """Return (learn, validation) row masks: a ``fraction`` of each user's rows at a time.
 
     A user with at least ``min_rows`` rows gives ``floor(fraction * rows)``
     of them to each validation part, at least one; a user with fewer gives
-    none (they stay whole in every part stage 1 learns from). Part 1 is each
-    user's latest ``fraction`` of rows and learns from all the earlier ones;
-    part 2 the ``fraction`` before that and learns from the rows before it;
-    and so on, so no part learns from rows later than those it is labelled
-    with. "Latest" is by timestamp when every row has one (ties: the larger
-    product id is later, as the time split orders them), else a seeded
-    random order.
+    none (they stay whole in every part stage 1 learns from).
+
+    In ``"time"`` order, part 1 is each user's latest ``fraction`` of rows
+    and learns from all the earlier ones; part 2 the ``fraction`` before
+    that and learns from the rows before it; and so on, so no part learns
+    from rows later than those it is labelled with. "Latest" is by timestamp
+    when every row has one (ties: the larger product id is later, as the
+    time split orders them), else a seeded random order.
+
+    In ``"random"`` order, each part is a seeded random ``fraction`` of
+    each user's rows, disjoint from the other parts, and learns from every
+    row outside it (folds, as a random holdout draws its test rows from
+    the whole of a user's history).
 
     Args:
         feedback: The training feedback frame.
         fraction: The share of each user's rows in one validation part (0 < fraction < 1).
         min_rows: Users with fewer rows hold out nothing.
-        seed: Seed of the random order when there are no timestamps.
+        seed: Seed of the random order.
         parts: How many validation parts.
+        order: ``"time"`` or ``"random"`` (``VALIDATION_ORDERS``).
     """
+    if order not in VALIDATION_ORDERS:
+        raise ValueError(f"order must be one of {', '.join(VALIDATION_ORDERS)}, got {order!r}")
+    folds = order == RANDOM_ORDER
     users = feedback["user_id"].to_numpy(dtype=np.int64)
-    if has_timestamps(feedback):
+    if order == TIME_ORDER and has_timestamps(feedback):
         when = timestamp_seconds(feedback["timestamp"])
         products = feedback["product_id"].to_numpy(dtype=np.int64)
-        order = np.lexsort((products, when, users))
+        ranked = np.lexsort((products, when, users))
     else:
         shuffled = np.random.default_rng(seed).permutation(len(feedback))
-        order = shuffled[np.argsort(users[shuffled], kind="stable")]
-    sorted_users = users[order]
+        ranked = shuffled[np.argsort(users[shuffled], kind="stable")]
+    sorted_users = users[ranked]
     starts = np.flatnonzero(np.r_[True, sorted_users[1:] != sorted_users[:-1]])
-    counts = np.diff(np.r_[starts, len(order)])
+    counts = np.diff(np.r_[starts, len(ranked)])
     held = np.where(counts >= min_rows, np.maximum(1, np.floor(fraction * counts)), 0)
     # Each row's position within its user, counted from the user's last row
     # (1 = latest), in the frame's row order.
     from_end = np.empty(len(feedback), dtype=np.int64)
-    from_end[order] = np.repeat(starts + counts, counts) - np.arange(len(order))
+    from_end[ranked] = np.repeat(starts + counts, counts) - np.arange(len(ranked))
     held_of_row, rows_of_row = np.empty(len(feedback)), np.empty(len(feedback))
-    held_of_row[order] = np.repeat(held, counts)
-    rows_of_row[order] = np.repeat(counts, counts)
+    held_of_row[ranked] = np.repeat(held, counts)
+    rows_of_row[ranked] = np.repeat(counts, counts)
     found = []
     for part in range(parts):
         validation = (from_end > part * held_of_row) & (from_end <= (part + 1) * held_of_row)
         # A user's earliest row is never held out: each keeps a row to learn from.
-        found.append((from_end > (part + 1) * held_of_row, validation & (from_end < rows_of_row)))
+        validation &= from_end < rows_of_row
+        learn = ~validation if folds else from_end > (part + 1) * held_of_row
+        found.append((learn, validation))
     return found
 
 
@@ -129,7 +158,9 @@ def item_features(
     """
     table = np.zeros((n_items, len(ITEM_FEATURES)))
     counts = np.bincount(items, minlength=n_items).astype(np.float64)
-    table[:, 0] = np.log1p(counts)
+    # Popularity as a share of the log (log of users per 1,000 rows): the same
+    # scale in a validation part's rows and in all of them.
+    table[:, 0] = np.log1p(1000.0 * counts / max(len(items), 1))
     ratings = feedback["rating"].to_numpy(dtype=np.float64)
     overall = float(ratings.mean())
     sums = np.bincount(items, weights=ratings, minlength=n_items)
@@ -138,7 +169,9 @@ def item_features(
         when = timestamp_seconds(feedback["timestamp"])
         first, last = when.min(), when.max()
         recent = when >= last - _RECENT_SHARE * (last - first)
-        table[:, 2] = np.log1p(np.bincount(items[recent], minlength=n_items))
+        table[:, 2] = np.log1p(
+            1000.0 * np.bincount(items[recent], minlength=n_items) / max(int(recent.sum()), 1)
+        )
         earliest = np.full(n_items, last)
         np.minimum.at(earliest, items, when)
         latest = np.full(n_items, first)
@@ -161,64 +194,96 @@ class Candidates:
     features: np.ndarray
 
 
-def user_candidates(
-    rows: np.ndarray,
-    popular_order: np.ndarray,
+def proposals(
+    ease_scores: np.ndarray, popular_order: np.ndarray, history: np.ndarray, depth: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return one user's candidates and their ranks by the proposers, EASE and popularity.
+
+    The candidates are the union of the ``depth`` best unseen products of
+    each proposer (``PROPOSERS``); the user's own products are never
+    candidates. A rank is among the products the user has not touched (1 =
+    best, ties by ascending item as the models' own rankings break them);
+    products past a proposer's ``depth`` best share rank ``depth + 1``.
+
+    Args:
+        ease_scores: (n_items,) EASE's score of every product for the user;
+            the history's entries are overwritten.
+        popular_order: Every inner item, most popular first (the same for every user).
+        history: The user's inner items (ascending, unique).
+        depth: How many products each proposer proposes.
+
+    Returns:
+        The candidates (inner items, ascending) and their (2, len(items))
+        ranks, EASE's then popularity's.
+    """
+    take = min(depth, len(ease_scores) - len(history))
+    if take < 1:
+        return np.empty(0, np.int64), np.empty((len(PROPOSERS), 0))
+    ease_scores[history] = -np.inf
+    best = np.argpartition(-ease_scores, take - 1)[:take]
+    best.sort()
+    best = best[np.argsort(-ease_scores[best], kind="stable")]
+    # The most popular unseen products (history is ascending: a binary search).
+    popular = popular_order[: take + len(history)]
+    if len(history):
+        at = np.minimum(np.searchsorted(history, popular), len(history) - 1)
+        popular = popular[history[at] != popular]
+    popular = popular[:take]
+    items = np.unique(np.concatenate([best, popular]))
+    ranks = np.full((len(PROPOSERS), len(items)), depth + 1.0)
+    ranked = np.arange(1.0, take + 1.0)
+    ranks[0, np.searchsorted(items, best)] = ranked
+    ranks[1, np.searchsorted(items, popular)] = ranked
+    return items, ranks
+
+
+def candidate_features(
+    items: np.ndarray,
+    proposer_ranks: np.ndarray,
+    scores: np.ndarray,
     table: np.ndarray,
     history: np.ndarray,
     engagement: np.ndarray,
-    depth: int,
 ) -> Candidates:
-    """Return one user's candidates: the union of each stage-1 model's ``depth`` best.
-
-    Products in the user's history are never candidates.
+    """Return one user's candidates with their features, in ``FEATURES`` order.
 
     Args:
-        rows: (4, n_items): the user's EASE, ALS, item-kNN and popularity
-            scores (popularity's is log(1 + clicks)); history columns are
-            overwritten.
-        popular_order: Every inner item, most popular first (the same for every user).
+        items: The candidates (inner items, ascending), from ``proposals``.
+        proposer_ranks: Their (2, len(items)) ranks by EASE and popularity, from ``proposals``.
+        scores: (4, len(items)): the candidates' scores by EASE, ALS,
+            item-kNN and popularity (``STAGE_ONE`` order; popularity's is
+            log(1 + clicks)). ALS and item-kNN rank the candidates by them.
         table: ``item_features``' output.
-        history: The user's inner items (ascending, unique).
+        history: The user's inner items.
         engagement: Their engagement with each.
-        depth: How many products each stage-1 model proposes.
     """
-    n_models, n_items = rows.shape
-    personal = rows[: n_models - 1]
-    personal[:, history] = -np.inf
-    take = min(depth, n_items - len(history))
-    if take < 1:
-        return Candidates(np.empty(0, np.int64), np.empty((0, len(FEATURES))))
-    best = np.argpartition(-personal, take - 1, axis=1)[:, :take]
-    # The user's most popular unseen products (history is ascending: a binary search).
-    seen = popular_order[: take + len(history)]
-    if len(history):
-        at = np.minimum(np.searchsorted(history, seen), len(history) - 1)
-        seen = seen[history[at] != seen]
-    proposals = np.vstack([best, seen[None, :take]])
-    # Best first, ties by ascending item as the models' own rankings break them.
-    proposals.sort(axis=1)
-    order = np.argsort(-np.take_along_axis(rows, proposals, axis=1), axis=1, kind="stable")
-    ranked = np.take_along_axis(proposals, order, axis=1)
-    items = np.unique(ranked)
-
-    rank_of = np.full((n_models, n_items), depth + 1.0)
-    rank_of[np.arange(n_models)[:, None], ranked] = np.arange(1.0, take + 1.0)
+    n_models = len(STAGE_ONE)
     features = np.empty((len(items), len(FEATURES)))
-    features[:, 1 : 2 * n_models : 2] = rank_of[:, items].T
+    if len(items) == 0:
+        return Candidates(items=np.asarray(items, np.int64), features=features)
+    # Column views, one per model: (candidates, models).
+    rank_columns = features[:, 1 : 2 * n_models : 2]
+    rank_columns[:, 0] = proposer_ranks[0]
+    rank_columns[:, n_models - 1] = proposer_ranks[1]
+    # ALS and item-kNN rank the candidates: best first, ties by ascending item
+    # (the items are ascending, so a stable sort breaks them so).
+    best_first = np.argsort(-scores[1 : n_models - 1], axis=1, kind="stable")
+    ranked = np.empty(best_first.shape)
+    np.put_along_axis(ranked, best_first, np.arange(1.0, len(items) + 1.0), axis=1)
+    rank_columns[:, 1 : n_models - 1] = ranked.T
     # Scores standardised among the user's candidates: a model's raw scores
     # grow with the user's history (and differ between the model stage 2
     # learns from and the one refitted on every row); their spread does not.
-    scores = rows[:, items]
     centred = scores - scores.mean(axis=1, keepdims=True)
-    spread = np.sqrt((centred * centred).mean(axis=1, keepdims=True))
+    spread = np.sqrt(np.einsum("ij,ij->i", centred, centred) / len(items))[:, None]
     standard = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
     features[:, 0 : 2 * n_models : 2] = standard.T
     first_item = 2 * n_models
-    features[:, first_item : first_item + len(ITEM_FEATURES)] = table[items]
+    item_columns = table[items]
+    features[:, first_item : first_item + len(ITEM_FEATURES)] = item_columns
     user = first_item + len(ITEM_FEATURES)
     features[:, user] = np.log1p(len(history))
-    features[:, user + 1] = float(engagement.mean()) if len(engagement) else 0.0
-    usual = float(table[history, 0].mean()) if len(history) else 0.0
-    features[:, user + 2] = table[items, 0] - usual
+    features[:, user + 1] = engagement.mean() if len(engagement) else 0.0
+    usual = table[history, 0].mean() if len(history) else 0.0
+    features[:, user + 2] = item_columns[:, 0] - usual
     return Candidates(items=items, features=features)

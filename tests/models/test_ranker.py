@@ -13,8 +13,9 @@ from recsys.models.profile import Profile
 from recsys.models.ranker import LAMBDARANK, RANK_FUSION, RankerRecommender
 from recsys.models.ranker_features import (
     FEATURES,
+    candidate_features,
     item_features,
-    user_candidates,
+    proposals,
     validation_parts,
 )
 from recsys.store.artifact_files import MODEL_PREFIX
@@ -64,6 +65,35 @@ def test_without_timestamps_the_validation_part_is_a_seeded_tenth_of_each_user()
     assert held.to_dict() == expected.astype(int).to_dict()
 
 
+def test_random_order_parts_are_disjoint_random_shares_that_learn_from_every_other_row():
+    # Ten products rated on days 1-10 by each of three users.
+    log = timed_log([(u, p, 4.0, p) for u in (1, 2, 3) for p in range(1, 11)])
+    parts = validation_parts(log, fraction=0.2, min_rows=5, seed=0, parts=3, order="random")
+    held = np.vstack([validation for _, validation in parts])
+    assert held.sum(axis=0).max() == 1  # no row is held out twice
+    for learn, validation in parts:
+        assert np.array_equal(learn, ~validation)
+        assert log[validation].groupby("user_id").size().tolist() == [2, 2, 2]
+    # Random, not the latest: some part holds out a row older than day 9.
+    assert (log.loc[held.any(axis=0), "timestamp"] < 9 * DAY).any()
+
+
+def test_a_validation_parts_features_never_see_the_rows_it_is_labelled_with():
+    learn = random_feedback(n_users=30, n_items=20, seed=4)
+    user = int(learn["user_id"].iloc[0])
+    # A product the user never rated, rated by others: the user's validation label.
+    others = set(learn["product_id"]) - set(learn.loc[learn["user_id"] == user, "product_id"])
+    product = max(others, key=lambda p: (learn["product_id"] == p).sum())
+    validation = pd.DataFrame(
+        {"user_id": [user], "product_id": [product], "clicks": [1], "engagement": [5.0]}
+    ).assign(rating=5.0)
+    ((features, labels),) = RankerRecommender()._labelled_candidates(learn, validation)
+    assert labels.sum() == 1
+    row = features[labels == 1][0]
+    popularity = row[FEATURES.index("product popularity")]
+    assert popularity == np.log1p(1000 * (learn["product_id"] == product).sum() / len(learn))
+
+
 # -- the features ---------------------------------------------------------------
 
 
@@ -73,37 +103,60 @@ def test_product_features_count_users_shrink_ratings_and_measure_age_in_days():
     users, items = np.array([0, 1, 0]), np.array([0, 0, 1])
     table = item_features(log, users, items, 2)
     overall = 11 / 3
-    np.testing.assert_allclose(table[:, 0], np.log1p([2, 1]))
+    # Popularity: users per 1,000 rows (2 and 1 of 3 rows).
+    np.testing.assert_allclose(table[:, 0], np.log1p(np.array([2, 1]) * 1000 / 3))
     np.testing.assert_allclose(table[:, 1], [(10 + 10 * overall) / 12, (1 + 10 * overall) / 11])
-    # Recent = the log's last tenth of time (day 9 on): one user of product 0.
-    np.testing.assert_allclose(table[:, 2], np.log1p([1, 0]))
+    # Recent = the log's last tenth of time (day 9 on): one row, product 0's.
+    np.testing.assert_allclose(table[:, 2], np.log1p([1000, 0]))
     np.testing.assert_allclose(table[:, 3], [10, 6])  # age: days since the first rating
     np.testing.assert_allclose(table[:, 4], [0, 6])  # idle: days since the last rating
 
 
-def test_candidates_are_each_models_best_unseen_products_with_their_ranks_and_scores():
-    # Six products; the user has product 0. Each model proposes its 2 best unseen ones.
-    rows = np.array(
+def test_candidates_are_the_best_unseen_products_of_ease_and_of_popularity_with_ranks():
+    # Six products; the user has product 0. Each proposer proposes its 2 best unseen ones.
+    ease = np.array([9.0, 5.0, 4.0, 3.0, 0.0, 0.0])  # 1, 2
+    popular_order = np.array([0, 4, 3, 1, 2, 5])  # unseen: 4, 3
+    items, ranks = proposals(ease, popular_order, np.array([0]), depth=2)
+    assert items.tolist() == [1, 2, 3, 4]
+    assert ranks.tolist() == [[1, 2, 3, 3], [3, 3, 2, 1]]  # past its depth: depth + 1
+
+
+def test_candidate_features_rank_by_als_and_itemknn_among_the_candidates_and_standardise():
+    items = np.array([1, 2, 3, 4])
+    scores = np.array(
         [
-            [9.0, 5.0, 4.0, 3.0, 0.0, 0.0],  # EASE: 1, 2
-            [9.0, 0.0, 0.0, 1.0, 2.0, 0.0],  # ALS: 4, 3
-            [9.0, 1.0, 0.0, 3.0, 0.0, 0.0],  # item-kNN: 3, 1
-            [6.0, 5.0, 4.0, 3.0, 2.0, 1.0],  # popularity: 1, 2
+            [5.0, 4.0, 3.0, 0.0],  # EASE
+            [0.0, 0.0, 1.0, 2.0],  # ALS: 4, 3, then 1 and 2 tied (ascending item)
+            [1.0, 0.0, 3.0, 0.0],  # item-kNN: 3, 1, then 2 and 4 tied
+            np.log1p([5.0, 4, 3, 2]),  # popularity
         ]
     )
+    ranks = np.array([[1.0, 2, 3, 3], [1, 2, 3, 3]])
     table = np.column_stack([np.log1p([6.0, 5, 4, 3, 2, 1]), np.zeros((6, 4))])
-    found = user_candidates(rows, np.arange(6), table, np.array([0]), np.array([2.0]), depth=2)
-    assert found.items.tolist() == [1, 2, 3, 4]
+    found = candidate_features(items, ranks, scores, table, np.array([0]), np.array([2.0]))
     column = {name: found.features[:, i] for i, name in enumerate(FEATURES)}
-    assert column["ease rank"].tolist() == [1, 2, 3, 3]  # past its depth: depth + 1
-    assert column["als rank"].tolist() == [3, 3, 2, 1]
-    assert column["itemknn rank"].tolist() == [2, 3, 1, 3]
+    assert column["ease rank"].tolist() == [1, 2, 3, 3]
+    assert column["als rank"].tolist() == [3, 4, 2, 1]
+    assert column["itemknn rank"].tolist() == [2, 3, 1, 4]
     assert column["popular rank"].tolist() == [1, 2, 3, 3]
-    ease = np.array([5.0, 4.0, 3.0, 0.0])
-    np.testing.assert_allclose(column["ease score"], (ease - ease.mean()) / ease.std())
+    np.testing.assert_allclose(column["ease score"], (scores[0] - 3.0) / scores[0].std())
     assert column["user activity"].tolist() == [np.log1p(1)] * 4
     assert column["user mean engagement"].tolist() == [2.0] * 4
     np.testing.assert_allclose(column["popularity gap"], np.log1p([5, 4, 3, 2]) - np.log1p(6))
+
+
+def test_a_served_answer_has_the_training_time_rows_candidates_and_features_but_als():
+    model = fitted_ranker()
+    user = int(model.user_ids[3])
+    profile = Profile.from_feedback(
+        random_feedback(n_users=60, n_items=40, seed=5).query(f"user_id == {user}")
+    )
+    (at_fit,) = model._candidates(np.array([3]))
+    served = model._profile_candidates(*model.profile_items(profile))
+    assert served.items.tolist() == at_fit.items.tolist()
+    # ALS's fit-time user factors come from its last sweep; a fold-in solves them anew.
+    same = [i for i, name in enumerate(FEATURES) if not name.startswith("als")]
+    np.testing.assert_allclose(served.features[:, same], at_fit.features[:, same], atol=1e-6)
 
 
 # -- training and its fallback --------------------------------------------------------
@@ -156,6 +209,7 @@ def test_rank_fusion_orders_candidates_by_their_summed_reciprocal_ranks():
         ({"depth": 0}, "depth, trees and validation_parts must be at least 1"),
         ({"validation_fraction": 1.0}, "validation_fraction must be in"),
         ({"learning_rate": 0}, "learning_rate must be positive"),
+        ({"validation_order": "latest"}, "validation_order must be one of time, random"),
     ],
 )
 def test_bad_settings_are_refused(settings, message):
