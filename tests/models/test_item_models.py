@@ -233,6 +233,36 @@ def test_binary_als_folds_in_a_history_whatever_its_engagement():
     )
 
 
+def test_als_with_a_minimum_engagement_learns_what_it_learns_from_the_liked_pairs_alone():
+    liked = FEEDBACK[FEEDBACK["engagement"] >= 4]
+    ours = ALSRecommender(iterations=3, min_engagement=4.0).fit(FEEDBACK)
+    alone = ALSRecommender(iterations=3).fit(liked)
+    np.testing.assert_array_equal(ours.product_ids, alone.product_ids)
+    np.testing.assert_array_equal(ours.item_factors, alone.item_factors)
+
+
+def test_als_with_a_minimum_engagement_folds_in_and_explains_only_the_liked_pairs():
+    model = ALSRecommender(iterations=3, min_engagement=4.0).fit(FEEDBACK)
+    items, engagement = np.array([0, 2, 5, 7]), np.array([5.0, 1.0, 4.0, 2.0])
+    liked = engagement >= 4
+    np.testing.assert_array_equal(
+        model.fold_in(items, engagement), model.fold_in(items[liked], engagement[liked])
+    )
+    contributions = model._contributions(items, engagement, 3)
+    np.testing.assert_array_equal(contributions[~liked], 0.0)
+    assert contributions[liked].sum() == pytest.approx(
+        float(model._items64[3] @ model.fold_in(items, engagement))
+    )
+
+
+@pytest.mark.parametrize(
+    "params", [{"regularization": -1.0}, {"alpha": -0.5}, {"min_engagement": -1.0}]
+)
+def test_negative_als_settings_are_refused_with_their_names(params):
+    with pytest.raises(ValueError, match="regularization, alpha and min_engagement must be"):
+        ALSRecommender(**params)
+
+
 def test_als_weighting_survives_the_artifact_round_trip():
     model = ALSRecommender(weighting="binary", iterations=2).fit(FEEDBACK)
     loaded = ALSRecommender.from_state(model.get_state())
