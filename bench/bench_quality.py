@@ -50,6 +50,7 @@ headline table is written between the quality markers of FILE.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import time
@@ -106,9 +107,19 @@ IMPLICIT_GRID = [
     for reg in (5.0, 10.0, 20.0)
     for alpha in (1.0, 5.0)
 ]
+# The rating models' ranking score (recsys.models.rating_rank): the weight of
+# the liked-count prior up to its limit, popularity's own ranking (inf), so
+# validation can never choose below popularity fitted on liked ratings; the
+# support shrinkage; what counts as liked. One fit serves every point.
+RATING_RANK_GRID = [
+    {"popularity_weight": w, "support_shrinkage": k, "liked_rating": liked}
+    for liked in (4.0, None)
+    for w in (0.5, 1.0, 2.0, 4.0, 8.0, 16.0, math.inf)
+    for k in (0.0, 10.0, 50.0, 200.0)
+]
 GRIDS: dict[str, list[dict[str, Any]]] = {
-    # Large weights rank nearly by popularity, tilted by the user's factors.
-    "svd": [{"popularity_weight": w} for w in (0.5, 1.0, 2.0, 4.0, 8.0)],
+    "svd": RATING_RANK_GRID,
+    "blend": RATING_RANK_GRID,
     "ease": [{"l2": l2} for l2 in (500.0, 1000.0, 2500.0, 5000.0)],
     "itemknn": [{"neighbours": n} for n in (50, 100, 200)],
     # Stage 2 learns from each user's latest rows, or from random shares of
@@ -129,6 +140,19 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
             {"factors": 64, "regularization": reg, "alpha": alpha, "weighting": "engagement"}
             for reg in (10.0, 20.0)
             for alpha in (1.0,)
+        ),
+        # Confidence 2 between implicit's 1 and 5, and every binary point on
+        # liked pairs only (min_engagement 4): the training input chosen with
+        # the other settings, not after them.
+        *(
+            {"factors": 64, "regularization": reg, "alpha": 1.0, "weighting": "binary"}
+            for reg in (10.0, 20.0)
+        ),
+        *(
+            {"factors": 64, "regularization": reg, "alpha": alpha, "weighting": "binary"}
+            | {"min_engagement": THRESHOLD}
+            for reg in (5.0, 10.0, 20.0)
+            for alpha in (0.0, 1.0, 4.0)
         ),
     ],
 }

@@ -13,7 +13,9 @@ protocols, a seeded 10% of each user's training rows otherwise) and:
 - fits each (``model_factory``, with the data's rating scale) on the
   validation split's fitting rows and scores it (``score_split``) on its
   validation rows with the metric asked for: "rmse" (lower is better) or
-  "ndcg@k";
+  "ndcg@k"; candidates that differ only in a model's ``ranking_params``
+  (parameters of its ranking score alone) share one fit, re-ranked with
+  ``rank_with``, which gives the figures of separate fits;
 - the best wins; on a tie the earlier candidate does, so the defaults are
   only replaced by something strictly better on validation.
 
@@ -232,8 +234,18 @@ def tune_on_training(
         points = [_plain({**defaults, **point}) for point in grid]
         others = [point for i, point in enumerate(points) if point not in [defaults, *points[:i]]]
         candidates = [dict(defaults), *others[: n_trials - 1]]
+    # Candidates that differ only in a model's ranking parameters share one fit.
+    ranking_params = getattr(MODELS[name], "ranking_params", ())
+    fits: dict[str, Recommender] = {}
     for params in with_progress(candidates, progress, "tuning", "candidate"):
-        fitted = model_factory(name, {name: params}, rating_scale)().fit(split.train)
+        learned = repr(sorted((key, v) for key, v in params.items() if key not in ranking_params))
+        if learned in fits:
+            fitted = fits[learned]
+            ranking = {key: v for key, v in params.items() if key in ranking_params}
+            fitted.rank_with(**ranking)  # type: ignore[attr-defined]
+        else:
+            fitted = model_factory(name, {name: params}, rating_scale)().fit(split.train)
+            fits[learned] = fitted
         score, is_default = _score(fitted, split, metric, k, threshold), params == defaults
         trials.append({"params": params, "score": score, "defaults": is_default})
     ranked = rank_trials(trials, metric)

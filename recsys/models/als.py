@@ -5,7 +5,9 @@ Filtering for Implicit Feedback Datasets"). Every observed (user, product) pair
 is a positive preference with confidence ``1 + alpha * engagement``
 (``weighting="engagement"``) or ``1 + alpha`` (``weighting="binary"``: every
 observed pair alike, what implicit is usually given); unobserved pairs are
-negatives with confidence 1. ``engagement`` comes from the feedback frame: for
+negatives with confidence 1. With ``min_engagement`` set, pairs of less
+engagement are left out first, as if never observed (4 on MovieLens: only
+liked ratings are preferences). ``engagement`` comes from the feedback frame: for
 our click logs ``recsys.data.ratings.derive_ratings`` builds it from clicks and
 purchases with configurable weights, for MovieLens it is the rating.
 
@@ -16,7 +18,7 @@ item_factors.T`` in numpy, so a saved model loads without ``implicit``.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import pandas as pd
@@ -55,6 +57,9 @@ class ALSRecommender(Recommender):
         random_state: Seed of the initial factors.
         weighting: "engagement" (confidence grows with engagement) or
             "binary" (every observed pair has confidence 1 + alpha).
+        min_engagement: Pairs of less engagement are left out of training and
+            of a folded-in history (0: none; 4: only ratings of 4 or more on
+            MovieLens, only clicks that ended in a purchase on the shop).
     """
 
     name = "als"
@@ -76,6 +81,7 @@ class ALSRecommender(Recommender):
         iterations: int = 15,
         random_state: int = 42,
         weighting: str = "engagement",
+        min_engagement: float = 0.0,
     ) -> None:
         super().__init__()
         if weighting not in WEIGHTINGS:
@@ -85,15 +91,17 @@ class ALSRecommender(Recommender):
             raise ValueError(
                 f"factors and iterations must be at least 1, got {factors} and {iterations}"
             )
-        if regularization < 0 or alpha < 0:
+        if regularization < 0 or alpha < 0 or min_engagement < 0:
             raise ValueError(
-                f"regularization and alpha must be non-negative, got {regularization} and {alpha}"
+                "regularization, alpha and min_engagement must be non-negative, got "
+                f"{regularization}, {alpha} and {min_engagement}"
             )
         self.factors = int(factors)
         self.regularization = float(regularization)
         self.alpha = float(alpha)
         self.iterations = int(iterations)
         self.random_state = int(random_state)
+        self.min_engagement = float(min_engagement)
         self.user_factors: np.ndarray = np.empty((0, self.factors), dtype=np.float32)
         self.item_factors: np.ndarray = np.empty((0, self.factors), dtype=np.float32)
 
@@ -106,7 +114,18 @@ class ALSRecommender(Recommender):
             "iterations": self.iterations,
             "random_state": self.random_state,
             "weighting": self.weighting,
+            "min_engagement": self.min_engagement,
         }
+
+    def fit(self, feedback: pd.DataFrame) -> Self:
+        """Learn from the feedback's pairs of at least ``min_engagement`` and return self."""
+        if self.min_engagement > 0:
+            feedback = feedback[feedback["engagement"].to_numpy() >= self.min_engagement]
+        return super().fit(feedback)
+
+    def _kept(self, engagement: np.ndarray) -> np.ndarray:
+        """Return which of a history's pairs count (engagement at least ``min_engagement``)."""
+        return np.asarray(engagement, dtype=np.float64) >= self.min_engagement
 
     def confidence(self, engagement: np.ndarray) -> np.ndarray:
         """Return the confidences of observed pairs: 1 + alpha * engagement, or 1 + alpha."""
@@ -172,10 +191,12 @@ class ALSRecommender(Recommender):
 
         The ALS user step for one user: x = W^-1 sum_j c_j y_j with
         c_j = 1 + alpha * engagement_j, or 1 + alpha when binary (what
-        implicit's ``recalculate_user`` computes).
+        implicit's ``recalculate_user`` computes), over the pairs of at least
+        ``min_engagement``.
         """
-        confidence = self.confidence(engagement)
-        mine = self._items64[items]
+        kept = self._kept(engagement)
+        confidence = self.confidence(np.asarray(engagement)[kept])
+        mine = self._items64[np.asarray(items)[kept]]
         weight, rhs = self.user_weight(mine, confidence), mine.T @ confidence
         # W is symmetric positive definite when lambda > 0: LAPACK's Cholesky
         # solve, a third cheaper than np.linalg.solve on a 32 x 32 system.
@@ -190,12 +211,16 @@ class ALSRecommender(Recommender):
         """Split the item's score into one term per past product (as ``implicit``'s explain).
 
         The folded-in factors are x = W^-1 sum_j c_j y_j over the past
-        products j, so the score y_i . x is the sum of c_j * y_i^T W^-1 y_j.
+        products j, so the score y_i . x is the sum of c_j * y_i^T W^-1 y_j;
+        a product below ``min_engagement`` contributes nothing.
         """
-        confidence = self.confidence(engagement)
-        mine = self._items64[past]
+        kept = self._kept(engagement)
+        confidence = self.confidence(np.asarray(engagement)[kept])
+        mine = self._items64[np.asarray(past)[kept]]
         solved = np.linalg.solve(self.user_weight(mine, confidence), mine.T)
-        return confidence * (self._items64[item] @ solved)
+        contributions = np.zeros(len(kept))
+        contributions[kept] = confidence * (self._items64[item] @ solved)
+        return contributions
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return self.user_factors[users] @ self.item_factors.T

@@ -30,9 +30,11 @@ frame, each predicted by members fitted on the others); one of fewer rows
 than that, or ``validation_fraction=0``, fits no weights: the blend is the
 members' plain mean (``validation_rows`` is then 0).
 
-Ranking adds the log of each product's rating count to the blended
-prediction, as ``SVDRecommender`` does (a predicted rating alone ranks
-products with one enthusiastic rating first).
+Ranking scores the blended prediction as ``SVDRecommender`` does
+(``recsys.models.rating_rank``): its deviation from the user's baseline
+shrunk by the product's support, plus the log of how many users liked the
+product (a predicted rating alone ranks products with one enthusiastic
+rating first).
 
 Everything learned is arrays (biases, factors, each row's neighbours and
 similarities, the training ratings, the weights), so the model is saved and
@@ -51,6 +53,7 @@ from recsys.models.base import PREDICT, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
 from recsys.models.neighbourhood import Neighbours, fit_knn_baseline, neighbourhood_offsets
 from recsys.models.ranked import lookup_ids
+from recsys.models.rating_rank import RANKING_PARAMS, RankingScore
 from recsys.models.state import ArrayShape
 from recsys.models.surprise_trainset import trainset_from_arrays
 from recsys.models.svd import SVDRecommender
@@ -166,7 +169,12 @@ class BlendRecommender(Recommender):
         random_state: Seed of the SVD member and of the validation carve.
         rating_scale: (lowest, highest) rating; predictions are clipped to it.
             None takes the lowest and highest rating seen in training.
-        popularity_weight: Weight of ln(rating count) in the ranking score.
+        popularity_weight: Weight of ln(1 + liked count) in the ranking score
+            (0: no popularity; inf: popularity's ranking alone).
+        support_shrinkage: k of the support n / (n + k) that shrinks a
+            product's predicted deviation from the user's baseline (0: none).
+        liked_rating: The lowest training rating that counts a product as
+            liked (None: every rating counts).
     """
 
     name = "blend"
@@ -193,6 +201,8 @@ class BlendRecommender(Recommender):
         "user_neighbours": "n_users",
         "item_neighbours": "n_items",
     }
+    # Parameters of the ranking score alone: ``rank_with`` changes them without a refit.
+    ranking_params: ClassVar[tuple[str, ...]] = RANKING_PARAMS
 
     def __init__(
         self,
@@ -208,7 +218,9 @@ class BlendRecommender(Recommender):
         blend_regularization: float = 1.0,
         random_state: int | None = 0,
         rating_scale: tuple[float, float] | list[float] | None = None,
-        popularity_weight: float = 1.0,
+        popularity_weight: float = 0.5,
+        support_shrinkage: float = 10.0,
+        liked_rating: float | None = None,
     ) -> None:
         super().__init__()
         if not 0 <= validation_fraction < 1:
@@ -217,8 +229,6 @@ class BlendRecommender(Recommender):
             raise ValueError(f"k and max_neighbours must be at least 1, got {k}, {max_neighbours}")
         if min_validation_rows < 1:
             raise ValueError(f"min_validation_rows must be at least 1, got {min_validation_rows}")
-        if popularity_weight < 0:
-            raise ValueError(f"popularity_weight must be non-negative, got {popularity_weight}")
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.lr_all = lr_all
@@ -233,9 +243,19 @@ class BlendRecommender(Recommender):
         self.rating_scale: tuple[float, float] | None = (
             (float(rating_scale[0]), float(rating_scale[1])) if rating_scale is not None else None
         )
-        self.popularity_weight = float(popularity_weight)
+        self.ranking = RankingScore.of(
+            {
+                "popularity_weight": popularity_weight,
+                "support_shrinkage": support_shrinkage,
+                "liked_rating": liked_rating,
+            }
+        )
         # How many carved validation rows the weights were fitted on (0: the plain mean).
         self.validation_rows = 0
+        # Each scored user's clipped blended predictions, kept once ``rank_with``
+        # has been called: a search over the ranking parameters scores the same
+        # users again, and the blend, not the ranking, is the cost of a score.
+        self._blended_rows: dict[int, np.ndarray] | None = None
 
     def params(self) -> dict[str, Any]:
         return {
@@ -251,8 +271,21 @@ class BlendRecommender(Recommender):
             "blend_regularization": self.blend_regularization,
             "random_state": self.random_state,
             "rating_scale": list(self.rating_scale) if self.rating_scale else None,
-            "popularity_weight": self.popularity_weight,
+            **self.ranking.params(),
         }
+
+    def rank_with(self, **ranking: Any) -> BlendRecommender:
+        """Change the ranking score's parameters (``ranking_params``) in place, without a refit.
+
+        Returns:
+            The model itself, ranking as one fitted with these parameters would.
+        """
+        self.ranking = RankingScore.of({**self.ranking.params(), **ranking})
+        if self.is_fitted:
+            self._prepare_ranking()
+            if self._blended_rows is None:
+                self._blended_rows = {}
+        return self
 
     # -- learning -------------------------------------------------------------
 
@@ -334,7 +367,16 @@ class BlendRecommender(Recommender):
         self._row_starts = np.concatenate([[0], np.cumsum(self.history.lengths)])
         self._user_support = np.log1p(self.history.lengths.astype(np.float64))
         self._item_support = np.log1p(self.item_counts.astype(np.float64))
-        self._popularity = self.popularity_weight * np.log(np.maximum(self.item_counts, 1))
+        self._blended_rows = None
+        self._prepare_ranking()
+
+    def _prepare_ranking(self) -> None:
+        """Derive each product's support factor and popularity term of the ranking score."""
+        liked = self.ranking.liked_counts(
+            self.history.items, self.history.weights, len(self.product_ids)
+        )
+        self._support = self.ranking.support(self.item_counts)
+        self._popularity = self.ranking.prior(liked)
 
     # -- predicting -------------------------------------------------------------
 
@@ -418,6 +460,18 @@ class BlendRecommender(Recommender):
 
     def _score_one(self, user: int) -> np.ndarray:
         """Return one inner user's ranking scores for every product."""
+        kept = self._blended_rows
+        blended = kept.get(user) if kept is not None else None
+        if blended is None:
+            blended = self._blended_row(user)
+            if kept is not None:
+                kept[user] = blended
+        # The deviation from the user's baseline, trusted as far as the product's support.
+        base = self.global_mean + self.baseline_user_bias[user]
+        return base + self._support * (blended - base) + self._popularity
+
+    def _blended_row(self, user: int) -> np.ndarray:
+        """Return one inner user's clipped blended prediction of every product."""
         n_items = len(self.product_ids)
         baseline = self.global_mean + self.baseline_user_bias[user] + self.baseline_item_bias
         svd = (
@@ -450,7 +504,7 @@ class BlendRecommender(Recommender):
             [np.ones(n_items), np.full(n_items, self._user_support[user]), self._item_support]
         )
         blended = np.einsum("nm,nf,mf->n", _with_one(predictions), meta, self.blend_weights)
-        return np.clip(blended, *self._scale()) + self._popularity
+        return np.clip(blended, *self._scale())
 
     def _scale(self) -> tuple[float, float]:
         return self.rating_scale if self.rating_scale is not None else (-np.inf, np.inf)

@@ -8,14 +8,16 @@ real catalogs.
 Ranking is not by the predicted rating alone: a predicted rating is the
 rating a user would give *if* they tried the product, and its highest values
 go to products rated by one or two enthusiasts (on ml-latest-small that ranks
-worse than popularity: NDCG@10 0.0004 against 0.1533). The ranking score adds
-the log of how many training users rated the product::
+worse than popularity: NDCG@10 0.0004 against 0.1533). The ranking score
+(``recsys.models.rating_rank``) shrinks the predicted deviation from the
+user's baseline by the product's support and adds the log of how many
+training users liked the product::
 
-    score = predicted rating + popularity_weight * ln(rating count)
+    score = mu + b_u + n / (n + support_shrinkage) * (b_i + p_u . q_i)
+            + popularity_weight * ln(1 + liked count)
 
-so a product rated by e times as many users ranks like one predicted
-``popularity_weight`` stars higher. Predictions (``predict``, RMSE) are
-unchanged.
+``popularity_weight=inf`` is popularity's own ranking. Predictions
+(``predict``, RMSE) are unchanged.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from surprise import SVD
 from recsys.models.base import EXPLAIN, FOLD_IN, PREDICT, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
 from recsys.models.ranked import lookup_ids
+from recsys.models.rating_rank import RANKING_PARAMS, RankingScore
 from recsys.models.state import ArrayShape
 from recsys.models.surprise_trainset import trainset_from_arrays
 
@@ -52,9 +55,12 @@ class SVDRecommender(Recommender):
         random_state: Seed of the initial factors.
         rating_scale: (lowest, highest) rating; predictions are clipped to it.
             None takes the lowest and highest rating seen in training.
-        popularity_weight: Weight of ln(rating count) in the ranking score
-            (0: rank by predicted rating alone). 1 was the best of 0-2 on
-            ml-latest-small and on the simulated shop (docs/models.md).
+        popularity_weight: Weight of ln(1 + liked count) in the ranking score
+            (0: no popularity; inf: popularity's ranking alone).
+        support_shrinkage: k of the support n / (n + k) that shrinks a
+            product's predicted deviation from the user's baseline (0: none).
+        liked_rating: The lowest training rating that counts a product as
+            liked (None: every rating counts).
     """
 
     name = "svd"
@@ -72,6 +78,8 @@ class SVDRecommender(Recommender):
     }
     derived_sizes = HISTORY_SIZES
     index_arrays = HISTORY_INDICES
+    # Parameters of the ranking score alone: ``rank_with`` changes them without a refit.
+    ranking_params: ClassVar[tuple[str, ...]] = RANKING_PARAMS
 
     def __init__(
         self,
@@ -82,7 +90,9 @@ class SVDRecommender(Recommender):
         init_std_dev: float = 0.1,
         random_state: int | None = 0,
         rating_scale: tuple[float, float] | list[float] | None = None,
-        popularity_weight: float = 1.0,
+        popularity_weight: float = 0.5,
+        support_shrinkage: float = 10.0,
+        liked_rating: float | None = None,
     ) -> None:
         super().__init__()
         self.n_factors = n_factors
@@ -94,9 +104,13 @@ class SVDRecommender(Recommender):
         self.rating_scale: tuple[float, float] | None = (
             (float(rating_scale[0]), float(rating_scale[1])) if rating_scale is not None else None
         )
-        if popularity_weight < 0:
-            raise ValueError(f"popularity_weight must be non-negative, got {popularity_weight}")
-        self.popularity_weight = float(popularity_weight)
+        self.ranking = RankingScore.of(
+            {
+                "popularity_weight": popularity_weight,
+                "support_shrinkage": support_shrinkage,
+                "liked_rating": liked_rating,
+            }
+        )
 
     def params(self) -> dict[str, Any]:
         return {
@@ -107,8 +121,19 @@ class SVDRecommender(Recommender):
             "init_std_dev": self.init_std_dev,
             "random_state": self.random_state,
             "rating_scale": list(self.rating_scale) if self.rating_scale else None,
-            "popularity_weight": self.popularity_weight,
+            **self.ranking.params(),
         }
+
+    def rank_with(self, **ranking: Any) -> SVDRecommender:
+        """Change the ranking score's parameters (``ranking_params``) in place, without a refit.
+
+        Returns:
+            The model itself, ranking as one fitted with these parameters would.
+        """
+        self.ranking = RankingScore.of({**self.ranking.params(), **ranking})
+        if self.is_fitted:
+            self._prepare_ranking()
+        return self
 
     def surprise_algorithm(self) -> SVD:
         """Return an unfitted Surprise SVD with this model's hyper-parameters."""
@@ -132,7 +157,7 @@ class SVDRecommender(Recommender):
         self.load_surprise_factors(algo, trainset)
         self.item_counts = np.bincount(items, minlength=len(self.product_ids)).astype(np.int64)
         self.history = TrainingHistory.from_rows(users, items, ratings, len(self.user_ids))
-        self._item_offsets = self._ranking_offsets()
+        self._prepare_ranking()
 
     def load_surprise_factors(self, algo: SVD, trainset) -> None:
         """Copy a fitted Surprise SVD's parameters into our inner-index order.
@@ -153,22 +178,27 @@ class SVDRecommender(Recommender):
         self.user_factors = np.asarray(algo.pu, dtype=np.float64)[user_order]
         self.item_factors = np.asarray(algo.qi, dtype=np.float64)[item_order]
 
-    def _ranking_offsets(self) -> np.ndarray:
-        """Return each product's part of the score that no user changes.
+    def _prepare_ranking(self) -> None:
+        """Derive each product's part of the score that no user changes.
 
-        That is the global mean, the item bias and the popularity term;
-        computed once per fit or load, not per request (a logarithm per
-        product is most of scoring one user on a large catalog).
+        That is the global mean, the shrunk item bias and the popularity
+        term, and the item factors scaled by the support; computed once per
+        fit or load, not per request (a logarithm per product is most of
+        scoring one user on a large catalog). The liked counts come from the
+        stored training ratings, so an artifact needs no array for them.
         """
-        # Every trained product has a count of at least 1, so the log is finite.
-        popularity = self.popularity_weight * np.log(np.maximum(self.item_counts, 1))
-        return self.global_mean + self.item_bias + popularity
+        support = self.ranking.support(self.item_counts)
+        liked = self.ranking.liked_counts(
+            self.history.items, self.history.weights, len(self.product_ids)
+        )
+        self._item_offsets = self.global_mean + support * self.item_bias + self.ranking.prior(liked)
+        self._ranking_factors = self.item_factors * support[:, None]
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return (
             self._item_offsets[None, :]
             + self.user_bias[users, None]
-            + self.user_factors[users] @ self.item_factors.T
+            + self.user_factors[users] @ self._ranking_factors.T
         )
 
     def fold_in(self, items: np.ndarray, engagement: np.ndarray) -> tuple[float, np.ndarray]:
@@ -200,7 +230,7 @@ class SVDRecommender(Recommender):
         bias, factors = self.fold_in(items, engagement)
         # (offsets + bias) + factors' scores, summed in place: one array, not two.
         scores = self._item_offsets + bias
-        scores += self.item_factors @ factors
+        scores += self._ranking_factors @ factors
         return scores
 
     def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
@@ -259,4 +289,4 @@ class SVDRecommender(Recommender):
         self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float64)
         self.item_counts = np.asarray(arrays["item_counts"], dtype=np.int64)
         self.history = TrainingHistory.from_arrays(arrays)
-        self._item_offsets = self._ranking_offsets()
+        self._prepare_ranking()

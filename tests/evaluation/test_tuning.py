@@ -1,6 +1,7 @@
 """Hyper-parameter search and the parameter files the service trains with."""
 
 import json
+import math
 
 import numpy as np
 import pandas as pd
@@ -19,6 +20,7 @@ from recsys.evaluation.splits import holdout_split, make_splits, validation_spli
 from recsys.evaluation.tuning import SEARCH_SPACES, rank_trials, tune
 from recsys.models import MODELS, canonical_model_name
 from recsys.models.als import ALSRecommender
+from recsys.models.popularity import PopularityRecommender
 from recsys.models.svd import SVDRecommender
 
 
@@ -183,6 +185,29 @@ def test_svd_can_be_tuned_on_ndcg():
     result = tune(DATASET, "svd", "ndcg@5", n_trials=2, space=space)
     assert result.metric == "ndcg@5"
     assert 0 <= result.best_score <= 1
+
+
+RANKING_SPACE = {
+    "popularity_weight": [0.0, 2.0, math.inf],
+    "support_shrinkage": [0.0, 5.0],
+    "liked_rating": [4.0],
+}
+
+
+def test_candidates_differing_only_in_the_ranking_score_score_as_separate_fits():
+    result = tune(DATASET, "svd", "ndcg@5", n_trials=7, space=RANKING_SPACE)
+    assert len(result.trials) == 7
+    for trial in result.trials:
+        assert trial["score"] == _on_validation("svd", "ndcg@5", {"svd": trial["params"]})
+
+
+def test_a_search_reaching_the_infinite_popularity_weight_never_ends_below_popularity():
+    result = tune(DATASET, "svd", "ndcg@5", n_trials=7, space=RANKING_SPACE)
+    outer = make_splits(DATASET.feedback, "holdout", 0)[0]
+    validation = validation_split(outer.train, "holdout", 0)
+    liked = validation.train[validation.train["rating"] >= 4].assign(clicks=1)
+    popular = score_split(PopularityRecommender().fit(liked), validation, 5, 4.0)["ndcg@5"]
+    assert result.best_score >= popular
 
 
 @pytest.mark.parametrize(

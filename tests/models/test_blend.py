@@ -166,7 +166,6 @@ def test_ratings_all_alike_predict_that_rating_instead_of_failing():
         ({"k": 0}, "k and max_neighbours must be at least 1"),
         ({"max_neighbours": 0}, "k and max_neighbours must be at least 1"),
         ({"min_validation_rows": 0}, "min_validation_rows must be at least 1"),
-        ({"popularity_weight": -1}, "popularity_weight must be non-negative"),
     ],
 )
 def test_bad_settings_are_refused_with_their_name(params, message):
@@ -202,16 +201,29 @@ def test_the_neighbourhood_members_predict_what_surprises_knnbaseline_predicts(u
     np.testing.assert_allclose(ours[:, column], theirs, atol=1e-9)
 
 
-def test_a_users_ranking_scores_are_the_predicted_ratings_plus_the_popularity_term(
-    structured_blend,
+def test_a_users_ranking_scores_are_the_shrunk_predicted_ratings_plus_the_popularity_term(
+    structured_split, structured_blend
 ):
     model = structured_blend
     user = int(model.user_ids[3])
     ranked = model.rank_user(user, len(model.product_ids))
     assert ranked is not None
     predicted = model.predict(np.full(len(ranked), user), ranked.product_ids)
-    counts = model.item_counts[np.searchsorted(model.product_ids, ranked.product_ids)]
-    np.testing.assert_allclose(ranked.scores, predicted + np.log(counts))
+    inner = np.searchsorted(model.product_ids, ranked.product_ids)
+    train = structured_split.train
+    liked_rating = model.ranking.liked_rating
+    liked = (
+        (train if liked_rating is None else train[train["rating"] >= liked_rating])
+        .groupby("product_id")
+        .size()
+        .reindex(ranked.product_ids, fill_value=0)
+        .to_numpy()
+    )
+    counts = model.item_counts[inner]
+    baseline = model.global_mean + model.baseline_user_bias[3]
+    k, weight = model.ranking.support_shrinkage, model.ranking.popularity_weight
+    shrunk = baseline + counts / (counts + k) * (predicted - baseline)
+    np.testing.assert_allclose(ranked.scores, shrunk + weight * np.log1p(liked))
 
 
 def test_a_published_blend_loads_with_the_same_predictions_and_lists(

@@ -103,21 +103,31 @@ def test_itemknn_scores_equal_a_brute_force_reference(neighbours, shrinkage):
     np.testing.assert_allclose(model._score(np.arange(12)), expected, atol=1e-12)
 
 
-def test_svd_ranks_by_predicted_rating_plus_log_rating_count():
-    model = SVDRecommender(popularity_weight=0.5).fit(FEEDBACK)
+def test_svd_ranks_by_shrunk_predicted_rating_plus_log_liked_count():
+    model = SVDRecommender(popularity_weight=0.5, support_shrinkage=3.0, liked_rating=4.0)
+    model.fit(FEEDBACK)
     user = int(model.user_ids[0])
     scores = model._score(np.array([0]))[0]
     predicted = model.predict(np.full(len(model.product_ids), user), model.product_ids)
     counts = FEEDBACK.groupby("product_id").size().reindex(model.product_ids).to_numpy()
+    liked = (
+        FEEDBACK[FEEDBACK["rating"] >= 4]
+        .groupby("product_id")
+        .size()
+        .reindex(model.product_ids, fill_value=0)
+        .to_numpy()
+    )
+    baseline = model.global_mean + model.user_bias[0]
+    expected = baseline + counts / (counts + 3.0) * (predicted - baseline)
     # predict clips to the rating scale; the ranking score does not.
     unclipped = (predicted > 1) & (predicted < 5)
     np.testing.assert_allclose(
-        scores[unclipped], (predicted + 0.5 * np.log(counts))[unclipped], rtol=1e-12
+        scores[unclipped], (expected + 0.5 * np.log1p(liked))[unclipped], rtol=1e-12
     )
 
 
-def test_svd_with_popularity_weight_zero_ranks_by_predicted_rating():
-    model = SVDRecommender(popularity_weight=0.0).fit(FEEDBACK)
+def test_svd_without_popularity_or_shrinkage_ranks_by_predicted_rating():
+    model = SVDRecommender(popularity_weight=0.0, support_shrinkage=0.0).fit(FEEDBACK)
     ranked = model.recommend([int(model.user_ids[0])], 5).lists[int(model.user_ids[0])]
     predicted = model.predict(np.full(5, model.user_ids[0]), ranked.product_ids)
     assert list(predicted) == sorted(predicted, reverse=True)
@@ -221,6 +231,36 @@ def test_binary_als_folds_in_a_history_whatever_its_engagement():
     np.testing.assert_allclose(
         model.fold_in(items, np.array([1.0, 1.0, 1.0])), model.fold_in(items, np.array([5.0, 2, 9]))
     )
+
+
+def test_als_with_a_minimum_engagement_learns_what_it_learns_from_the_liked_pairs_alone():
+    liked = FEEDBACK[FEEDBACK["engagement"] >= 4]
+    ours = ALSRecommender(iterations=3, min_engagement=4.0).fit(FEEDBACK)
+    alone = ALSRecommender(iterations=3).fit(liked)
+    np.testing.assert_array_equal(ours.product_ids, alone.product_ids)
+    np.testing.assert_array_equal(ours.item_factors, alone.item_factors)
+
+
+def test_als_with_a_minimum_engagement_folds_in_and_explains_only_the_liked_pairs():
+    model = ALSRecommender(iterations=3, min_engagement=4.0).fit(FEEDBACK)
+    items, engagement = np.array([0, 2, 5, 7]), np.array([5.0, 1.0, 4.0, 2.0])
+    liked = engagement >= 4
+    np.testing.assert_array_equal(
+        model.fold_in(items, engagement), model.fold_in(items[liked], engagement[liked])
+    )
+    contributions = model._contributions(items, engagement, 3)
+    np.testing.assert_array_equal(contributions[~liked], 0.0)
+    assert contributions[liked].sum() == pytest.approx(
+        float(model._items64[3] @ model.fold_in(items, engagement))
+    )
+
+
+@pytest.mark.parametrize(
+    "params", [{"regularization": -1.0}, {"alpha": -0.5}, {"min_engagement": -1.0}]
+)
+def test_negative_als_settings_are_refused_with_their_names(params):
+    with pytest.raises(ValueError, match="regularization, alpha and min_engagement must be"):
+        ALSRecommender(**params)
 
 
 def test_als_weighting_survives_the_artifact_round_trip():
