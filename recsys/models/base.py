@@ -51,6 +51,8 @@ _SCORE_CHUNK_CELLS = 8_000_000
 # Up to this many products a ranking sorts the whole row; past it, a
 # partition finds the n best first (measured: equal at about 1,000 products).
 _SORT_WHOLE_ROW = 500
+# Products left out of a row up to which each is looked up alone (a user's few purchases).
+_MASK_ONE_BY_ONE = 8
 
 
 class NotFittedError(RuntimeError):
@@ -134,7 +136,10 @@ class Recommender(ABC):
         """Return a (len(users), n_items) score matrix for inner user indices."""
 
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
-        """Return one user's score row from their inner items and engagement (FOLD_IN)."""
+        """Return one user's score row from their inner items and engagement (FOLD_IN).
+
+        The row is a new array: ranking masks it in place.
+        """
         raise NotImplementedError(f"model {self.name!r} cannot fold a user in")
 
     def _item_vectors(self) -> np.ndarray:
@@ -372,7 +377,9 @@ class Recommender(ABC):
             raise ValueError(f"n must be at least 1, got {n}")
         if len(items) == 0:
             return None
-        return self.rank_scores(self._score_profile(items, engagement), n, exclude, allowed)
+        # The row is the model's new array: masked in place, not copied first.
+        row = np.asarray(self._score_profile(items, engagement), dtype=np.float64)
+        return self._rank_row(row, n, exclude, allowed)
 
     def score_profiles(self, profiles: Sequence[Profile]) -> list[np.ndarray | None]:
         """Return the score rows ``rank_profile`` ranks, for many users at once (FOLD_IN).
@@ -400,7 +407,16 @@ class Recommender(ABC):
         allowed: np.ndarray | None = None,
     ) -> RankedList:
         """Rank one user's score row as ``rank_profile`` does: masks, exclusions, then the top n."""
-        scores = np.array(row, dtype=np.float64)
+        return self._rank_row(np.array(row, dtype=np.float64), n, exclude, allowed)
+
+    def _rank_row(
+        self,
+        scores: np.ndarray,
+        n: int,
+        exclude: Collection[int] | np.ndarray | None,
+        allowed: np.ndarray | None,
+    ) -> RankedList:
+        """Rank a float64 score row of the caller's own, masking it in place."""
         if allowed is not None:
             np.copyto(scores, -np.inf, where=~allowed)
         if exclude is not None and len(exclude) > 0:
@@ -524,6 +540,14 @@ class Recommender(ABC):
 
     def _mask_products(self, row_scores: np.ndarray, banned: Collection[int] | np.ndarray) -> None:
         """Set the scores of raw product ids (the known ones) to -inf in one user's row."""
+        if len(banned) <= _MASK_ONE_BY_ONE and not isinstance(banned, np.ndarray):
+            # A user's few purchases: a search each costs less than the arrays of lookup_ids.
+            ids, count = self.product_ids, len(self.product_ids)
+            for product_id in banned:
+                at = int(ids.searchsorted(product_id))
+                if at < count and ids[at] == product_id:
+                    row_scores[at] = -np.inf
+            return
         pos, hit = lookup_ids(self.product_ids, id_array(banned))
         row_scores[pos[hit]] = -np.inf
 

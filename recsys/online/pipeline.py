@@ -118,7 +118,9 @@ class Pipeline:
         ranker, fallback_reason = self.ranker.choose(version, ranked_as, history)
         model = ranker.model(version)
         # A disliked product is never shown again, whatever the filters ask.
-        left_out = request.filters.left_out(history.purchased) | history.disliked
+        left_out = request.filters.left_out(history.purchased)
+        if history.disliked:
+            left_out |= history.disliked
         ranked = _candidates(version, ranker, request, ranked_as, history, left_out, cache)
         wanted = request.offset + request.n
         ranked = _page(version.diversify(ranked, model, wanted, request.diversity), request.offset)

@@ -188,7 +188,7 @@ def resolved_profile(
     """
     weights = version.weights
     kept = history.__dict__.get(_RESOLVED)
-    if kept is not None and kept[0] is model and kept[1] == weights:
+    if kept is not None and kept[0] is model and (kept[1] is weights or kept[1] == weights):
         return kept[2]
     resolved = model.profile_items(version.profile(history))
     history.__dict__[_RESOLVED] = (model, weights, resolved)
