@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -37,6 +37,8 @@ CATEGORY_WEIGHT = 1.0
 PRICE_WEIGHT = 0.4
 PRICE_BANDS = 5
 CATALOG_COLUMNS = ("product_id", "name", "category", "price")
+# Padded rows are kept up to this many cells however long a row is (a small catalog).
+_PADDED_MIN_CELLS = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -51,6 +53,26 @@ class ContentModel:
 
     product_ids: np.ndarray
     vectors: sp.csr_matrix
+    # Each product's stored features and weights as one row of a dense table
+    # (feature 0 and weight 0 past its last): a user's rows are one gather
+    # each. None when padding every row to the longest would more than double
+    # the stored entries (one product with a very long name).
+    row_features: np.ndarray | None = field(init=False, repr=False, compare=False)
+    row_weights: np.ndarray | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        vectors = self.vectors
+        lengths = np.diff(vectors.indptr)
+        shape = (len(lengths), int(lengths.max(initial=0)))
+        features = weights = None
+        if shape[0] * shape[1] <= max(2 * vectors.nnz, _PADDED_MIN_CELLS):
+            features, weights = np.zeros(shape, dtype=np.int64), np.zeros(shape)
+            rows = np.repeat(np.arange(shape[0]), lengths)
+            places = np.arange(vectors.nnz) - np.repeat(vectors.indptr[:-1], lengths)
+            features[rows, places] = vectors.indices
+            weights[rows, places] = vectors.data
+        object.__setattr__(self, "row_features", features)
+        object.__setattr__(self, "row_weights", weights)
 
     @classmethod
     def fit(cls, catalog: pd.DataFrame) -> ContentModel:
@@ -103,22 +125,34 @@ class ContentModel:
             return np.zeros(features)
         positions, found = lookup_ids(self.product_ids, np.asarray(history_ids, dtype=np.int64))
         rows, row_weights = positions[found], np.asarray(weights, dtype=np.float64)[found]
-        # The rows' entries straight from the CSR arrays: scipy's row indexing
-        # costs more than the sum itself, and every explored answer makes one.
+        if self.row_features is not None and self.row_weights is not None:
+            # The same entries in the same order, each row's padding adding
+            # exactly nothing to feature 0: the same sums, in fewer numpy calls.
+            taste = np.bincount(
+                self.row_features[rows].ravel(),
+                weights=(self.row_weights[rows] * row_weights[:, None]).ravel(),
+                minlength=features,
+            )
+        else:
+            taste = self._summed_rows(rows, row_weights, features)
+        # np.linalg.norm's own sum, without its checks (a few microseconds a call).
+        norm = math.sqrt(taste.dot(taste))
+        return taste / norm if norm > 0 else taste
+
+    def _summed_rows(self, rows: np.ndarray, row_weights: np.ndarray, features: int) -> np.ndarray:
+        """Return the weighted sum of some rows, from the CSR arrays themselves."""
+        # scipy's row indexing costs more than the sum itself.
         indptr = self.vectors.indptr
         starts = indptr[rows]
         lengths = indptr[rows + 1] - starts
         ends = np.cumsum(lengths)
         total = int(ends[-1]) if len(ends) else 0
         entries = np.arange(total) + np.repeat(starts - ends + lengths, lengths)
-        taste = np.bincount(
+        return np.bincount(
             self.vectors.indices[entries],
             weights=self.vectors.data[entries] * np.repeat(row_weights, lengths),
             minlength=features,
         )
-        # np.linalg.norm's own sum, without its checks (a few microseconds a call).
-        norm = math.sqrt(taste.dot(taste))
-        return taste / norm if norm > 0 else taste
 
     def similarity(
         self,

@@ -89,3 +89,33 @@ def test_sparse_catalogs_fit_and_score_without_error(catalog):
 def test_a_catalog_without_usable_ids_is_refused(catalog, message):
     with pytest.raises(ValueError, match=message):
         ContentModel.fit(catalog)
+
+
+@pytest.mark.parametrize("products", [20, 3000])
+def test_a_users_taste_from_padded_rows_is_the_sparse_sums_bits(products):
+    rng = np.random.default_rng(products)
+    words = ["Navy", "Gray", "Cushion", "Lamp", "Mug", "Deluxe", "Travel", "Set"]
+    names = [" ".join(rng.choice(words, rng.integers(1, 5))) for _ in range(products)]
+    # One name far longer than the rest: with 3,000 products, padding to it is refused.
+    names[0] = " ".join(f"word{i}" for i in range(60))
+    catalog = pd.DataFrame(
+        {
+            "product_id": np.arange(1, products + 1),
+            "name": names,
+            "category": [f"Category {i % 4}" for i in range(products)],
+            "price": rng.uniform(1, 100, products),
+        }
+    )
+    model = ContentModel.fit(catalog)
+    assert (model.row_features is None) == (products == 3000)
+    history = rng.choice(np.arange(1, products + 3), 12, replace=False)  # two ids unknown
+    weights = rng.uniform(-5, 6, 12)
+    positions = np.searchsorted(model.product_ids, history)
+    found = positions < products
+    sparse = np.asarray(model.vectors[positions[found]].T @ weights[found]).ravel()
+    taste = model.taste(history, weights)
+    assert np.allclose(taste * np.linalg.norm(sparse), sparse)
+    rows = positions[found]
+    summed = model._summed_rows(rows, weights[found], model.vectors.shape[1])
+    norm = np.sqrt(summed.dot(summed))
+    assert np.array_equal(taste, summed / norm)
