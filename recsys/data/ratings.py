@@ -106,8 +106,16 @@ class EventWeights:
         return ",".join(f"{f.name}={getattr(self, f.name):g}" for f in fields(self))
 
     def points(self) -> np.ndarray:
-        """Return each type's points in ``EVENT_TYPES`` order (float64)."""
-        return np.array([getattr(self, name) for name in EVENT_TYPES], dtype=np.float64)
+        """Return each type's points in ``EVENT_TYPES`` order (float64, read-only).
+
+        Made once per weights: every fold-in of a user's history reads them.
+        """
+        found = self.__dict__.get("_points")
+        if found is None:
+            found = np.array([getattr(self, name) for name in EVENT_TYPES], dtype=np.float64)
+            found.flags.writeable = False
+            self.__dict__["_points"] = found  # frozen: kept beside the fields, not as one
+        return found
 
 
 RATING_SCALE = (1.0, 5.0)

@@ -162,7 +162,8 @@ class ExplorationPool:
 
     def similarity(self, taste: np.ndarray) -> np.ndarray:
         """Return each product's cosine to a user's taste: ``cosine(self.vectors, taste)``."""
-        return np.clip((self.weights * taste[self.features]).sum(axis=0), 0.0, 1.0)
+        # np.clip's numbers without its Python wrapper.
+        return np.minimum(np.maximum((self.weights * taste[self.features]).sum(axis=0), 0.0), 1.0)
 
     @classmethod
     def of(

@@ -251,6 +251,8 @@ class ServingModel:
         similarity; a model with neither keeps its plain ranking.
         """
         if diversity == 0 or len(ranked) <= 1:
+            if len(ranked) <= n:
+                return ranked  # already the page (a new list would cost a microsecond or two)
             return RankedList(ranked.product_ids[:n], ranked.scores[:n])
         ids = ranked.product_ids
         categories = [self.names.get(int(p), (None, None))[1] for p in ids.tolist()]
