@@ -212,6 +212,20 @@ class RecommendationAnswer:
             body = self.__dict__["_json_body"] = compact_json(self.to_dict())
         return body
 
+    @property
+    def shown(self) -> tuple[tuple[int, ...], int]:
+        """Return the listed products' ids and how many of them fill exploration slots.
+
+        Worked out once per answer (as ``json_body``): every serving of a
+        cached answer counts them.
+        """
+        shown = self.__dict__.get("_shown")
+        if shown is None:
+            items = self.recommendations
+            ids = tuple([item.product_id for item in items])
+            shown = self.__dict__["_shown"] = (ids, sum([item.explored for item in items]))
+        return shown
+
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""
         body: dict[str, Any] = {} if self.user_id is None else {"user_id": self.user_id}
