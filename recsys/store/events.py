@@ -372,8 +372,9 @@ class EventStore(ProductCatalog, UserData):
         BEGIN it emits, events, result objects) cost three times the query,
         and on a file each thread keeps its own connection
         (``ThreadConnections``), which spares the pool's checkout and checkin
-        too. PostgreSQL keeps the full path, where the statement deadline
-        watches it.
+        too, and returns the rows it read before while nothing was committed
+        to the database since. PostgreSQL keeps the full path, where the
+        statement deadline watches it. Callers must not change the rows.
         """
         if self._history_reads is not None:
             return self._history_reads.read(self._history_sql, (user_id,))

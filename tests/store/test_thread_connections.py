@@ -1,4 +1,4 @@
-"""History reads on an SQLite file: each thread's own connection, never one across a fork."""
+"""History reads on an SQLite file: each thread's own connection, read again after any commit."""
 
 from __future__ import annotations
 
@@ -100,3 +100,21 @@ def test_a_forked_child_takes_its_own_connection_and_the_parent_keeps_reading(
     file_store.add_interactions([Event(7, 5, True)])
     assert file_store.user_history(7).purchased == {4, 5}
     assert len(connections_taken) == 1, "the parent kept reading on its own connection"
+
+
+def test_a_read_repeated_while_nothing_was_committed_returns_the_rows_it_read(file_store):
+    file_store.add_interactions([Event(7, 4, True)])
+    first = file_store.user_history_rows(7)
+    assert file_store.user_history_rows(7) is first
+
+
+def test_a_commit_through_another_store_makes_the_next_read_run_again(file_store, sqlite_url):
+    other = EventStore.from_url(sqlite_url)  # another server: nothing tells this one
+    file_store.add_interactions([Event(7, 4, True)])
+    first = file_store.user_history_rows(7)
+    other.add_interactions([Event(7, 5, True)])
+    assert file_store.user_history(7).purchased == {4, 5}
+    other.add_interactions([Event(8, 1, False)])  # another user's event
+    again = file_store.user_history_rows(7)
+    assert again == file_store.user_history_rows(7) and again is not first
+    other.dispose()
