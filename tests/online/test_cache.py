@@ -396,6 +396,16 @@ def test_the_query_memo_weighs_a_request_by_its_exclusion_list():
     assert sum(memo.get(digest) is not None for digest in plain) == 200 - 11
 
 
+def test_a_request_heavier_than_the_whole_query_memo_is_not_kept_and_pushes_nothing_out():
+    memo = QueryMemo(5)
+    plain = QueryMemo.digest(b"user_id=1")
+    memo.put(plain, RecommendRequest(1, 10))
+    many = RecommendRequest(1, 10, filters=ListFilter(exclude=frozenset(range(1, 1001))))
+    memo.put(QueryMemo.digest(b"many"), many)
+    assert memo.get(QueryMemo.digest(b"many")) is None
+    assert memo.get(plain) == RecommendRequest(1, 10)
+
+
 def test_the_query_memo_holds_every_users_standing_list_beside_their_plain_request():
     users = 100
     memo = QueryMemo(3 * users)  # two entries a user with CACHE_MAX_ENTRIES at 1.5 users
@@ -416,7 +426,7 @@ def test_the_query_memo_holds_an_entry_for_every_cached_answer_of_either_kind(tm
     app = create_app(
         {"DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}", "CACHE_MAX_ENTRIES": "300"}
     )
-    assert app.extensions[MEMO_KEY]._requests.maxsize == 600
+    assert app.extensions[MEMO_KEY]._max_weight == 600
 
 
 @pytest.mark.redis
