@@ -130,9 +130,17 @@ class RecommendRequest:
 
     @property
     def key(self) -> AnswerKey:
-        """Return what names the request among cached answers (plain requests of users only)."""
-        assert self.user_id is not None, "a session's answers are not cached"
-        return AnswerKey(self.user_id, self.n, self.offset, self.filters.key)
+        """Return what names the request among cached answers (plain requests of users only).
+
+        Made once per request object: /recommend memoises its parsed requests.
+        """
+        key = self.__dict__.get("_key")
+        if key is None:
+            assert self.user_id is not None, "a session's answers are not cached"
+            key = self.__dict__["_key"] = AnswerKey(
+                self.user_id, self.n, self.offset, self.filters.key
+            )
+        return key
 
 
 @dataclass(frozen=True)
