@@ -270,7 +270,12 @@ class AnswerCache:
             _ANSWER_HIT.inc()
             return Lookup(cached.answer, _NO_HISTORY)
         history, degraded, rows = self._history(user_id, history_version, cached)
-        if cached is not None and history_version is None and cached.history == history:
+        if (
+            cached is not None
+            and history_version is None
+            and (cached.history is history or cached.history == history)
+        ):
+            # Rows read the same gave the cached history itself: no comparing needed.
             _ANSWER_HIT.inc()
             return Lookup(cached.answer, history)
         if key is not None:
@@ -419,11 +424,14 @@ class _HistoryRead(NamedTuple):
     rows: Sequence[Sequence[Any]] | None
 
 
+_NOT_SHARED = HistoryLookup(None, None)
+
+
 class _NoSharedHistories:
     """Histories without Redis: none shared, every one read from the store."""
 
     def lookup(self, user_id: int) -> HistoryLookup:
-        return HistoryLookup(None, None)
+        return _NOT_SHARED
 
     def save(self, user_id: int, history: UserHistory, generation: tuple | None) -> None:
         pass
