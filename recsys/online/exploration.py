@@ -333,9 +333,9 @@ class Exploration:
         """Count an answer's impressions and explored slots (cached answers too)."""
         if not self.enabled:
             return
+        product_ids, explored = answer.shown
         if self.impressions is not None:
-            self.impressions.count(item.product_id for item in answer.recommendations)
-        explored = sum(1 for item in answer.recommendations if item.explored)
+            self.impressions.count(product_ids)
         if explored:
             EXPLORED_SLOTS.inc(explored)
 

@@ -49,6 +49,7 @@ from recsys.store.bulk import TYPE_CODE_SQL, claim_file, file_sha256, log_frame
 from recsys.store.engine import create_store_engine, lock_for_startup, retry_conflicts
 from recsys.store.products import ProductCatalog, insert_products
 from recsys.store.tables import interactions, products, users
+from recsys.store.thread_connections import ThreadConnections
 from recsys.store.transactions import (
     WriteTransaction,
     chunks,
@@ -289,6 +290,13 @@ class EventStore(ProductCatalog, UserData):
         self._history_sql = (
             str(_USER_HISTORY.compile(engine)) if engine.dialect.name == "sqlite" else None
         )
+        # An SQLite file's history reads each go through their thread's own
+        # connection (an in-memory database's pool already keeps one per thread).
+        self._history_reads = (
+            ThreadConnections(engine)
+            if self._history_sql is not None and isinstance(engine.pool, sa.pool.QueuePool)
+            else None
+        )
 
     @classmethod
     def from_url(cls, url: str, timeout_seconds: float = 5.0) -> EventStore:
@@ -306,8 +314,10 @@ class EventStore(ProductCatalog, UserData):
             conn.execute(sa.text("SELECT 1"))
 
     def dispose(self) -> None:
-        """Close every pooled connection."""
+        """Close every pooled connection (and the threads' own, once they are done with them)."""
         self.engine.dispose()
+        if self._history_reads is not None:
+            self._history_reads.forget()
 
     def _write(self) -> WriteTransaction:
         """Begin a write transaction (eagerly locked on SQLite)."""
@@ -358,11 +368,16 @@ class EventStore(ProductCatalog, UserData):
         Every uncached answer makes this read, and without Redis so does every
         cached one: rows equal to those an answer was made from are the same
         history, with no need to count them again. On SQLite it goes through
-        the pooled driver connection itself: SQLAlchemy's per-statement work
-        (the BEGIN it emits, events, result objects) cost three times the
-        query. PostgreSQL keeps the full path, where the statement deadline
-        watches it.
+        a driver connection itself: SQLAlchemy's per-statement work (the
+        BEGIN it emits, events, result objects) cost three times the query,
+        and on a file each thread keeps its own connection
+        (``ThreadConnections``), which spares the pool's checkout and checkin
+        too, and returns the rows it read before while nothing was committed
+        to the database since. PostgreSQL keeps the full path, where the
+        statement deadline watches it. Callers must not change the rows.
         """
+        if self._history_reads is not None:
+            return self._history_reads.read(self._history_sql, (user_id,))
         if self._history_sql is not None:
             return self._read_driver(self._history_sql, (user_id,))
         with self.engine.connect() as conn:

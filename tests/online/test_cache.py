@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import logging
 import time
+from types import SimpleNamespace
 
 import pytest
 import redis
 from prometheus_client import REGISTRY
 
 from app import create_app
+from recsys.online import answer_cache as answer_cache_module
 from recsys.online import history_cache as cache_module
 from recsys.online.history_cache import HistoryCache
 from recsys.online.service import ListFilter, RecommendRequest
@@ -394,6 +396,16 @@ def test_the_query_memo_weighs_a_request_by_its_exclusion_list():
     assert sum(memo.get(digest) is not None for digest in plain) == 200 - 11
 
 
+def test_a_request_heavier_than_the_whole_query_memo_is_not_kept_and_pushes_nothing_out():
+    memo = QueryMemo(5)
+    plain = QueryMemo.digest(b"user_id=1")
+    memo.put(plain, RecommendRequest(1, 10))
+    many = RecommendRequest(1, 10, filters=ListFilter(exclude=frozenset(range(1, 1001))))
+    memo.put(QueryMemo.digest(b"many"), many)
+    assert memo.get(QueryMemo.digest(b"many")) is None
+    assert memo.get(plain) == RecommendRequest(1, 10)
+
+
 def test_the_query_memo_holds_every_users_standing_list_beside_their_plain_request():
     users = 100
     memo = QueryMemo(3 * users)  # two entries a user with CACHE_MAX_ENTRIES at 1.5 users
@@ -414,7 +426,7 @@ def test_the_query_memo_holds_an_entry_for_every_cached_answer_of_either_kind(tm
     app = create_app(
         {"DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}", "CACHE_MAX_ENTRIES": "300"}
     )
-    assert app.extensions[MEMO_KEY]._requests.maxsize == 600
+    assert app.extensions[MEMO_KEY]._max_weight == 600
 
 
 @pytest.mark.redis
@@ -556,3 +568,45 @@ def test_a_redis_outage_degrades_to_answers_from_the_store(
     warnings = [r.name for r in caplog.records if r.message.startswith("Redis unavailable")]
     # Once per outage by each user of Redis: the history cache and the announcements.
     assert sorted(warnings) == ["recsys.online.history_cache", "recsys.online.invalidation"]
+
+
+# -- the process's bounded caches -------------------------------------------------------
+
+
+@pytest.fixture
+def clock(monkeypatch):
+    """Return a settable clock that the answer cache's entries are timed by."""
+    now = [1000.0]
+    monkeypatch.setattr(answer_cache_module, "time", SimpleNamespace(monotonic=lambda: now[0]))
+    return now
+
+
+def test_a_full_cache_lets_the_least_recently_used_entry_go_first(clock):
+    entries = answer_cache_module._BoundedTTLCache(max_entries=2, ttl_seconds=60)
+    entries.set("a", 1)
+    entries.set("b", 2)
+    assert entries.get("a") == 1  # "b" is now the least recently used
+    entries.set("c", 3)
+    assert [entries.get(key) for key in "abc"] == [1, None, 3]
+
+
+def test_an_entry_is_gone_once_its_ttl_has_passed(clock):
+    entries = answer_cache_module._BoundedTTLCache(max_entries=10, ttl_seconds=60)
+    entries.set("a", 1)
+    clock[0] += 30
+    entries.set("b", 2)
+    clock[0] += 29.9
+    assert (entries.get("a"), entries.get("b")) == (1, 2)
+    clock[0] += 0.1
+    assert (entries.get("a"), entries.get("b")) == (None, 2)
+    clock[0] += 30
+    assert entries.get("b") is None
+
+
+def test_setting_an_entry_drops_the_expired_ones_at_the_old_end(clock):
+    entries = answer_cache_module._BoundedTTLCache(max_entries=10, ttl_seconds=60)
+    entries.set("a", 1)
+    entries.set("b", 2)
+    clock[0] += 60
+    entries.set("c", 3)
+    assert list(entries._entries) == ["c"]

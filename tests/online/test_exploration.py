@@ -165,6 +165,21 @@ def test_metrics_count_explored_slots_and_impressions(factory):
     assert value(after, impressions) - value(before, impressions) == 100
 
 
+def test_a_cached_answer_counts_its_explored_slots_and_impressions_each_time_it_is_served(factory):
+    client = factory().test_client()
+    for user_id in range(1, 11):
+        recommendations(client, user_id)
+    before = metrics(client)
+    for _ in range(2):
+        for user_id in range(1, 11):
+            recommendations(client, user_id)  # cached answers
+    after = metrics(client)
+    slots = "recsys_explored_slots_total"
+    impressions = "recsys_impressions_total"
+    assert value(after, slots) - value(before, slots) == 20
+    assert value(after, impressions) - value(before, impressions) == 200
+
+
 def test_a_new_product_like_what_the_user_clicked_comes_first(factory):
     client = factory().test_client()
     book = {"product_id": 22, "name": "Coral Atlas", "category": "Books", "price": 12.0}
