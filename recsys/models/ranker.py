@@ -45,6 +45,7 @@ import pandas as pd
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
 from recsys.models.als import ALSRecommender
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
+from recsys.models.booster_scoring import BoosterScorer
 from recsys.models.ease import EASERecommender
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.popularity import PopularityRecommender
@@ -178,6 +179,7 @@ class RankerRecommender(Recommender):
         # What fit did: stage two's kind, why it fell back, the validation part's size.
         self.trained: dict[str, Any] = {}
         self._booster: Any = None
+        self._scorer: BoosterScorer | None = None
         self._booster_text = np.empty(0, dtype=np.uint8)
 
     def params(self) -> dict[str, Any]:
@@ -320,10 +322,13 @@ class RankerRecommender(Recommender):
         neighbours = models["itemknn"]
         assert isinstance(neighbours, ItemKNNRecommender)
         self._neighbour_weights = neighbours._weights
+        # W's row starts as Python ints: serving slices a few rows per answer.
+        self._neighbour_starts = neighbours._weights.indptr.tolist()
 
     def _load_booster(self, text: np.ndarray) -> None:
         self._booster_text = np.ascontiguousarray(text, dtype=np.uint8)
         self._booster = None
+        self._scorer = None
         if len(text) == 0:
             return
         import lightgbm
@@ -337,6 +342,7 @@ class RankerRecommender(Recommender):
                 f"booster_text scores {self._booster.num_feature()} features, "
                 f"expected {len(FEATURES)}"
             )
+        self._scorer = BoosterScorer(self._booster)
 
     # -- scoring --------------------------------------------------------------
 
@@ -378,6 +384,7 @@ class RankerRecommender(Recommender):
 
     def _profile_candidates(self, items: np.ndarray, engagement: np.ndarray) -> Candidates:
         history = np.asarray(items, dtype=np.int64)
+        engagement = np.asarray(engagement, dtype=np.float64)
         # EASE's fold-in row without building a one-row sparse matrix: the
         # engagement-weighted sum of the history's rows of B.
         weights = self._ease_weights[history]
@@ -386,40 +393,38 @@ class RankerRecommender(Recommender):
         als = self.models["als"]
         assert isinstance(als, ALSRecommender)
         # ALS and item-kNN score the candidates alone: a few dozen dot products
-        # instead of the whole catalog's.
+        # instead of the whole catalog's. EASE's scores are the row above.
         factors = als.fold_in(history, engagement).astype(np.float32)
-        scores = np.vstack(
-            [
-                ease[found],
-                als.item_factors[found] @ factors,
-                self._neighbour_scores(history, engagement)[found],
-                self._popular_scores[found],
-            ]
-        )
-        return self._features(found, ranks, scores, history, engagement)
+        scores = np.empty((len(STAGE_ONE), len(found)))
+        scores[0] = ease[found]
+        scores[1] = als.item_factors[found] @ factors
+        scores[2] = self._neighbour_scores(history, engagement)[found]
+        scores[3] = self._popular_scores[found]
+        return candidate_features(found, ranks, scores, self.item_table, history, engagement)
 
     def _neighbour_scores(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         """Return item-kNN's fold-in scores: its sparse row times W, without building the row.
 
-        The same sum as ``ItemKNNRecommender._score_profile``; building a
-        one-row sparse matrix costs more than the product at serving sizes.
+        The same sum as ``ItemKNNRecommender._score_profile``, in the same
+        order (each history row's entries in turn); building a one-row sparse
+        matrix costs more than the product at serving sizes, and slicing a
+        few rows of W costs less than computing where their entries are.
         """
         weights = self._neighbour_weights
-        starts, stops = weights.indptr[items], weights.indptr[items + 1]
-        lengths = stops - starts
-        # Every stored entry of the user's rows: each row's start, then counting up.
-        at = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
-        per_row = np.repeat(engagement, lengths)
-        return np.bincount(
-            weights.indices[at], weights=per_row * weights.data[at], minlength=weights.shape[1]
-        )
+        if len(items) == 0:
+            return np.zeros(weights.shape[1])
+        spans = [(self._neighbour_starts[i], self._neighbour_starts[i + 1]) for i in items.tolist()]
+        targets = np.concatenate([weights.indices[a:b] for a, b in spans])
+        terms = np.concatenate([weights.data[a:b] for a, b in spans])
+        terms *= np.repeat(engagement, [b - a for a, b in spans])
+        return np.bincount(targets, weights=terms, minlength=weights.shape[1])
 
     def _stage_two(self, features: np.ndarray) -> np.ndarray:
         """Return stage 2's score of candidate features: LightGBM's, or rank fusion's."""
         if len(features) == 0:
             return np.empty(0)
-        if self._booster is not None:
-            return np.asarray(self._booster.predict(features, num_threads=1), dtype=np.float64)
+        if self._scorer is not None:
+            return self._scorer.scores(features)
         return self._fusion_terms(features).sum(axis=1)
 
     def _fusion_terms(self, features: np.ndarray) -> np.ndarray:
