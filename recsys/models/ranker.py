@@ -26,6 +26,10 @@ trained: the ranker orders candidates by reciprocal rank fusion of the
 stage-1 ranks (sum of 1 / (60 + rank), Cormack et al., SIGIR 2009), says
 so in a warning and records it in the state's ``trained`` facts.
 
+Serving runs a scorer (ALS, item-kNN) only when the trees read its
+features: one no tree splits on could change no score, so its scores are
+left at 0 (rank fusion reads every rank, so it runs them all).
+
 Products outside a user's candidates (their own history among them) are
 ranked after every candidate, most popular first, so a list is never
 shorter than the catalog allows. The state is the stage-1 models' arrays
@@ -35,6 +39,7 @@ LightGBM's own text format of the trees as a byte array: no pickle.
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
@@ -52,6 +57,7 @@ from recsys.models.popularity import PopularityRecommender
 from recsys.models.ranker_features import (
     FEATURES,
     ITEM_FEATURES,
+    PROPOSERS,
     STAGE_ONE,
     TIME_ORDER,
     VALIDATION_ORDERS,
@@ -76,6 +82,8 @@ _STAGE_ONE_CLASSES: dict[str, type[Recommender]] = {
     "popular": PopularityRecommender,
 }
 _ID_SIZES = ("n_users", "n_items")
+# The stage-1 models that only score the candidates (the others propose them).
+_SCORERS = tuple(name for name in STAGE_ONE if name not in PROPOSERS)
 
 
 def _prefixed_declarations() -> tuple[dict[str, ArrayShape], dict[str, str], dict[str, str]]:
@@ -180,6 +188,7 @@ class RankerRecommender(Recommender):
         self.trained: dict[str, Any] = {}
         self._booster: Any = None
         self._scorer: BoosterScorer | None = None
+        self._unread: frozenset[str] = frozenset()
         self._booster_text = np.empty(0, dtype=np.uint8)
 
     def params(self) -> dict[str, Any]:
@@ -321,14 +330,20 @@ class RankerRecommender(Recommender):
         self._ease_weights = ease.item_weights
         neighbours = models["itemknn"]
         assert isinstance(neighbours, ItemKNNRecommender)
-        self._neighbour_weights = neighbours._weights
-        # W's row starts as Python ints: serving slices a few rows per answer.
-        self._neighbour_starts = neighbours._weights.indptr.tolist()
+        # W's rows as (columns, weights) views, and their lengths: serving
+        # joins a few rows per answer.
+        weights = neighbours._weights
+        starts = weights.indptr.tolist()
+        self._neighbour_rows = [
+            (weights.indices[a:b], weights.data[a:b]) for a, b in itertools.pairwise(starts)
+        ]
+        self._neighbour_counts = np.diff(weights.indptr)
 
     def _load_booster(self, text: np.ndarray) -> None:
         self._booster_text = np.ascontiguousarray(text, dtype=np.uint8)
         self._booster = None
         self._scorer = None
+        self._unread = frozenset()
         if len(text) == 0:
             return
         import lightgbm
@@ -343,6 +358,15 @@ class RankerRecommender(Recommender):
                 f"expected {len(FEATURES)}"
             )
         self._scorer = BoosterScorer(self._booster)
+        # Stage-1 scorers none of whose features the trees split on: serving
+        # need not run them, their features change no tree's path (rank fusion
+        # reads every rank, so it runs them all).
+        splits = dict(
+            zip(FEATURES, self._booster.feature_importance("split").tolist(), strict=True)
+        )
+        self._unread = frozenset(
+            name for name in _SCORERS if not splits[f"{name} score"] and not splits[f"{name} rank"]
+        )
 
     # -- scoring --------------------------------------------------------------
 
@@ -390,15 +414,18 @@ class RankerRecommender(Recommender):
         weights = self._ease_weights[history]
         ease = (engagement.astype(np.float32) @ weights).astype(np.float64)
         found, ranks = proposals(ease, self._popular_order, history, self.depth)
-        als = self.models["als"]
-        assert isinstance(als, ALSRecommender)
         # ALS and item-kNN score the candidates alone: a few dozen dot products
-        # instead of the whole catalog's. EASE's scores are the row above.
-        factors = als.fold_in(history, engagement).astype(np.float32)
-        scores = np.empty((len(STAGE_ONE), len(found)))
+        # instead of the whole catalog's. EASE's scores are the row above. A
+        # scorer stage 2 never reads scores 0 (features no tree looks at).
+        scores = np.zeros((len(STAGE_ONE), len(found)))
         scores[0] = ease[found]
-        scores[1] = als.item_factors[found] @ factors
-        scores[2] = self._neighbour_scores(history, engagement)[found]
+        if "als" not in self._unread:
+            als = self.models["als"]
+            assert isinstance(als, ALSRecommender)
+            factors = als.fold_in(history, engagement).astype(np.float32)
+            scores[1] = als.item_factors[found] @ factors
+        if "itemknn" not in self._unread:
+            scores[2] = self._neighbour_scores(history, engagement)[found]
         scores[3] = self._popular_scores[found]
         return candidate_features(found, ranks, scores, self.item_table, history, engagement)
 
@@ -407,17 +434,17 @@ class RankerRecommender(Recommender):
 
         The same sum as ``ItemKNNRecommender._score_profile``, in the same
         order (each history row's entries in turn); building a one-row sparse
-        matrix costs more than the product at serving sizes, and slicing a
+        matrix costs more than the product at serving sizes, and joining a
         few rows of W costs less than computing where their entries are.
         """
-        weights = self._neighbour_weights
+        n_items = len(self._neighbour_rows)
         if len(items) == 0:
-            return np.zeros(weights.shape[1])
-        spans = [(self._neighbour_starts[i], self._neighbour_starts[i + 1]) for i in items.tolist()]
-        targets = np.concatenate([weights.indices[a:b] for a, b in spans])
-        terms = np.concatenate([weights.data[a:b] for a, b in spans])
-        terms *= np.repeat(engagement, [b - a for a, b in spans])
-        return np.bincount(targets, weights=terms, minlength=weights.shape[1])
+            return np.zeros(n_items)
+        rows = [self._neighbour_rows[i] for i in items.tolist()]
+        targets = np.concatenate([targets for targets, _ in rows])
+        terms = np.concatenate([weights for _, weights in rows])
+        terms *= np.repeat(engagement, self._neighbour_counts[items])
+        return np.bincount(targets, weights=terms, minlength=n_items)
 
     def _stage_two(self, features: np.ndarray) -> np.ndarray:
         """Return stage 2's score of candidate features: LightGBM's, or rank fusion's."""

@@ -68,6 +68,16 @@ _EASE_RANK, _ALS_RANK, _ITEMKNN_RANK, _POPULAR_RANK = range(1, 2 * len(STAGE_ONE
 _ITEMS = slice(2 * len(STAGE_ONE), 2 * len(STAGE_ONE) + len(ITEM_FEATURES))
 
 
+# 1, 2, 3, ...: ranks, sliced rather than made anew for each user.
+_COUNTING = np.arange(1.0, 1025.0)
+_COUNTING.flags.writeable = False
+
+
+def _counting(n: int) -> np.ndarray:
+    """Return the ranks 1.0, 2.0, ..., n."""
+    return _COUNTING[:n] if n <= len(_COUNTING) else np.arange(1.0, n + 1.0)
+
+
 def timestamp_seconds(values: pd.Series) -> np.ndarray:
     """Return a timestamp column as float seconds (numbers as they are, dates converted)."""
     if pd.api.types.is_numeric_dtype(values):
@@ -238,12 +248,13 @@ def proposals(
     proposed[best] = True
     proposed[popular] = True
     items = proposed.nonzero()[0]
-    ranks = np.empty((len(PROPOSERS), len(items)))
+    # Each proposer's ranks over the catalog, then the candidates' columns.
+    ranks = np.empty((len(PROPOSERS), len(ease_scores)))
     ranks.fill(depth + 1.0)
-    ranked = np.arange(1.0, take + 1.0)
-    ranks[0][items.searchsorted(best)] = ranked
-    ranks[1][items.searchsorted(popular)] = ranked
-    return items, ranks
+    ranked = _counting(take)
+    ranks[0][best] = ranked
+    ranks[1][popular] = ranked
+    return items, ranks[:, items]
 
 
 def candidate_features(
@@ -278,7 +289,7 @@ def candidate_features(
     columns[_POPULAR_RANK] = proposer_ranks[1]
     # ALS and item-kNN rank the candidates: best first, ties by ascending item
     # (the items are ascending, so a stable sort breaks them so).
-    ranked = np.arange(1.0, n + 1.0)
+    ranked = _counting(n)
     columns[_ALS_RANK][(-scores[1]).argsort(kind="stable")] = ranked
     columns[_ITEMKNN_RANK][(-scores[2]).argsort(kind="stable")] = ranked
     # Scores standardised among the user's candidates: a model's raw scores
@@ -287,7 +298,7 @@ def candidate_features(
     centred = scores - np.add.reduce(scores, axis=1, keepdims=True) / n
     spread = np.sqrt(np.einsum("ij,ij->i", centred, centred) / n)[:, None]
     standard = columns[_SCORES]
-    if all(value > 0 for value in spread[:, 0].tolist()):
+    if spread.min() > 0:  # (False when a spread is NaN)
         np.divide(centred, spread, out=standard)
     else:  # a model scores every candidate alike: 0
         standard[...] = 0.0

@@ -5,6 +5,7 @@ import json
 import logging
 import zipfile
 
+import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
@@ -246,6 +247,54 @@ def test_products_the_user_has_come_after_every_candidate():
     candidates = set(model.product_ids[found.items].tolist())
     assert set(ranked.product_ids[: len(candidates)].tolist()) == candidates
     assert not candidates & set(profile.product_ids.tolist())
+
+
+def ranker_whose_trees_never_read(model_name: str) -> RankerRecommender:
+    """Return a fitted ranker whose stage 2 was retrained without one scorer's features.
+
+    The scorer's score and rank are constant where the trees learn, so no
+    tree splits on them.
+    """
+    model = RankerRecommender().fit(random_feedback(n_users=60, n_items=40, seed=5))
+    found = model._candidates(np.arange(len(model.user_ids)))
+    features = np.vstack([c.features for c in found])
+    features[:, [FEATURES.index(f"{model_name} score"), FEATURES.index(f"{model_name} rank")]] = 0
+    ease_rank = features[:, FEATURES.index("ease rank")]
+    data = lightgbm.Dataset(
+        features, label=(ease_rank <= 3).astype(float), group=[len(c.items) for c in found]
+    )
+    trees = lightgbm.train(
+        {"objective": "lambdarank", "num_leaves": 7, "min_data_in_leaf": 5, "verbose": -1},
+        data,
+        num_boost_round=10,
+    )
+    model._load_booster(np.frombuffer(trees.model_to_string().encode(), dtype=np.uint8))
+    return model
+
+
+@pytest.mark.parametrize("unread", ["als", "itemknn"])
+def test_a_scorer_the_trees_never_split_on_is_not_run_and_changes_no_score(unread, monkeypatch):
+    model = ranker_whose_trees_never_read(unread)
+    assert model._unread == {unread}
+    feedback = random_feedback(n_users=60, n_items=40, seed=5)
+    profiles = [
+        model.profile_items(Profile.from_feedback(feedback[feedback["user_id"] == user]))
+        for user in model.user_ids[:10].tolist()
+    ]
+    skipping = [model._score_profile(*profile) for profile in profiles]
+    model._unread = frozenset()  # run every scorer, as before the trees were read
+    for profile, row in zip(profiles, skipping, strict=True):
+        assert model._score_profile(*profile).tobytes() == row.tobytes()
+    model._load_booster(model._booster_text)  # reading the trees again skips it again
+    never = functools.partial(pytest.fail, f"{unread} ran")
+    scorer = {"als": (model.models["als"], "fold_in"), "itemknn": (model, "_neighbour_scores")}
+    monkeypatch.setattr(*scorer[unread], never)
+    assert model._score_profile(*profiles[0]).tobytes() == skipping[0].tobytes()
+
+
+def test_rank_fusion_runs_every_scorer():
+    model = RankerRecommender(min_validation_users=10_000).fit(random_feedback(seed=2))
+    assert model._unread == frozenset()
 
 
 # -- explanations -------------------------------------------------------------------
