@@ -63,6 +63,7 @@ from recsys.models.ranker_features import (
     VALIDATION_ORDERS,
     Candidates,
     candidate_features,
+    feature_rows,
     item_features,
     proposals,
     validation_parts,
@@ -316,6 +317,7 @@ class RankerRecommender(Recommender):
         """Keep fitted stage-1 models and product features, and what scoring reads of them."""
         self.models = models
         self.item_table = np.asarray(table, dtype=np.float64)
+        self._feature_rows = feature_rows(self.item_table)
         popular = models["popular"]
         assert isinstance(popular, PopularityRecommender)
         self._popular_scores = np.log1p(np.asarray(popular.item_clicks, dtype=np.float64))
@@ -401,7 +403,7 @@ class RankerRecommender(Recommender):
             items,
             ranks,
             np.asarray(scores, dtype=np.float64),
-            self.item_table,
+            self._feature_rows,
             history,
             np.asarray(engagement, dtype=np.float64),
         )
@@ -427,7 +429,7 @@ class RankerRecommender(Recommender):
         if "itemknn" not in self._unread:
             scores[2] = self._neighbour_scores(history, engagement)[found]
         scores[3] = self._popular_scores[found]
-        return candidate_features(found, ranks, scores, self.item_table, history, engagement)
+        return candidate_features(found, ranks, scores, self._feature_rows, history, engagement)
 
     def _neighbour_scores(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         """Return item-kNN's fold-in scores: its sparse row times W, without building the row.
@@ -443,7 +445,7 @@ class RankerRecommender(Recommender):
         rows = [self._neighbour_rows[i] for i in items.tolist()]
         targets = np.concatenate([targets for targets, _ in rows])
         terms = np.concatenate([weights for _, weights in rows])
-        terms *= np.repeat(engagement, self._neighbour_counts[items])
+        terms *= engagement.repeat(self._neighbour_counts[items])
         return np.bincount(targets, weights=terms, minlength=n_items)
 
     def _stage_two(self, features: np.ndarray) -> np.ndarray:

@@ -65,6 +65,7 @@ VALIDATION_ORDERS = (TIME_ORDER, RANDOM_ORDER)
 # Where each kind of feature sits in a row of FEATURES.
 _SCORES = slice(0, 2 * len(STAGE_ONE), 2)
 _EASE_RANK, _ALS_RANK, _ITEMKNN_RANK, _POPULAR_RANK = range(1, 2 * len(STAGE_ONE), 2)
+_PROPOSER_RANKS = slice(_EASE_RANK, _POPULAR_RANK + 1, _POPULAR_RANK - _EASE_RANK)
 _ITEMS = slice(2 * len(STAGE_ONE), 2 * len(STAGE_ONE) + len(ITEM_FEATURES))
 
 
@@ -257,11 +258,25 @@ def proposals(
     return items, ranks[:, items]
 
 
+def feature_rows(table: np.ndarray) -> np.ndarray:
+    """Return each product's row of ``FEATURES`` with its product features, the rest 0.
+
+    A user's candidate rows start as a copy of their products' rows, so the
+    product features cost one gather per user.
+
+    Args:
+        table: ``item_features``' output.
+    """
+    rows = np.zeros((len(table), len(FEATURES)))
+    rows[:, _ITEMS] = table
+    return rows
+
+
 def candidate_features(
     items: np.ndarray,
     proposer_ranks: np.ndarray,
     scores: np.ndarray,
-    table: np.ndarray,
+    rows: np.ndarray,
     history: np.ndarray,
     engagement: np.ndarray,
 ) -> Candidates:
@@ -273,25 +288,25 @@ def candidate_features(
         scores: (4, len(items)): the candidates' scores by EASE, ALS,
             item-kNN and popularity (``STAGE_ONE`` order; popularity's is
             log(1 + clicks)). ALS and item-kNN rank the candidates by them.
-        table: ``item_features``' output.
+        rows: ``feature_rows`` of the product features.
         history: The user's inner items.
         engagement: Their engagement with each.
     """
     n = len(items)
-    features = np.empty((n, len(FEATURES)))
+    features = rows[items]
     if n == 0:
         return Candidates(items=np.asarray(items, np.int64), features=features)
     # Written through the transpose, one feature a row: few, whole-row numpy
     # calls (serving pays per call at this size). Means are sums over the
     # row divided by its length, as ndarray.mean computes them.
     columns = features.T
-    columns[_EASE_RANK] = proposer_ranks[0]
-    columns[_POPULAR_RANK] = proposer_ranks[1]
+    columns[_PROPOSER_RANKS] = proposer_ranks
     # ALS and item-kNN rank the candidates: best first, ties by ascending item
     # (the items are ascending, so a stable sort breaks them so).
+    best_first = (-scores[1:3]).argsort(axis=1, kind="stable")
     ranked = _counting(n)
-    columns[_ALS_RANK][(-scores[1]).argsort(kind="stable")] = ranked
-    columns[_ITEMKNN_RANK][(-scores[2]).argsort(kind="stable")] = ranked
+    columns[_ALS_RANK][best_first[0]] = ranked
+    columns[_ITEMKNN_RANK][best_first[1]] = ranked
     # Scores standardised among the user's candidates: a model's raw scores
     # grow with the user's history (and differ between the model stage 2
     # learns from and the one refitted on every row); their spread does not.
@@ -303,10 +318,10 @@ def candidate_features(
     else:  # a model scores every candidate alike: 0
         standard[...] = 0.0
         np.divide(centred, spread, out=standard, where=spread > 0)
-    columns[_ITEMS] = table[items].T
     user = _ITEMS.stop
     columns[user] = np.log1p(len(history))
     columns[user + 1] = np.add.reduce(engagement) / len(engagement) if len(engagement) else 0.0
-    usual = np.add.reduce(table[:, 0][history]) / len(history) if len(history) else 0.0
-    columns[user + 2] = columns[_ITEMS.start] - usual
+    popularity = _ITEMS.start
+    usual = np.add.reduce(rows[:, popularity][history]) / len(history) if len(history) else 0.0
+    columns[user + 2] = columns[popularity] - usual
     return Candidates(items=items, features=features)

@@ -14,7 +14,9 @@ from recsys.models.profile import Profile
 from recsys.models.ranker import LAMBDARANK, RANK_FUSION, RankerRecommender
 from recsys.models.ranker_features import (
     FEATURES,
+    STAGE_ONE,
     candidate_features,
+    feature_rows,
     item_features,
     proposals,
     validation_parts,
@@ -134,7 +136,8 @@ def test_candidate_features_rank_by_als_and_itemknn_among_the_candidates_and_sta
     )
     ranks = np.array([[1.0, 2, 3, 3], [1, 2, 3, 3]])
     table = np.column_stack([np.log1p([6.0, 5, 4, 3, 2, 1]), np.zeros((6, 4))])
-    found = candidate_features(items, ranks, scores, table, np.array([0]), np.array([2.0]))
+    rows = feature_rows(table)
+    found = candidate_features(items, ranks, scores, rows, np.array([0]), np.array([2.0]))
     column = {name: found.features[:, i] for i, name in enumerate(FEATURES)}
     assert column["ease rank"].tolist() == [1, 2, 3, 3]
     assert column["als rank"].tolist() == [3, 4, 2, 1]
@@ -144,6 +147,22 @@ def test_candidate_features_rank_by_als_and_itemknn_among_the_candidates_and_sta
     assert column["user activity"].tolist() == [np.log1p(1)] * 4
     assert column["user mean engagement"].tolist() == [2.0] * 4
     np.testing.assert_allclose(column["popularity gap"], np.log1p([5, 4, 3, 2]) - np.log1p(6))
+
+
+def test_standardised_scores_are_exactly_minus_the_mean_over_the_spread_or_0_when_alike():
+    rng = np.random.default_rng(3)
+    items = np.arange(75)
+    scores = rng.normal(size=(4, 75))
+    scores[1] = 2.5  # ALS scores every candidate alike
+    ranks = np.ones((2, 75))
+    rows = feature_rows(rng.normal(size=(75, 5)))
+    found = candidate_features(items, ranks, scores, rows, np.array([0]), np.array([1.0]))
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    spread = np.sqrt(np.einsum("ij,ij->i", centred, centred) / 75)[:, None]
+    expected = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
+    standard = found.features[:, [FEATURES.index(f"{m} score") for m in STAGE_ONE]]
+    assert standard.T.tobytes() == expected.tobytes()
+    assert not standard[:, 1].any()
 
 
 def test_a_served_answer_has_the_training_time_rows_candidates_and_features_but_als():
