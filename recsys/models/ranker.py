@@ -413,7 +413,7 @@ class RankerRecommender(Recommender):
         engagement = np.asarray(engagement, dtype=np.float64)
         # EASE's fold-in row without building a one-row sparse matrix: the
         # engagement-weighted sum of the history's rows of B.
-        weights = self._ease_weights[history]
+        weights = self._ease_weights.take(history, axis=0)
         ease = (engagement.astype(np.float32) @ weights).astype(np.float64)
         found, ranks = proposals(ease, self._popular_order, history, self.depth)
         # ALS and item-kNN score the candidates alone: a few dozen dot products
@@ -425,7 +425,7 @@ class RankerRecommender(Recommender):
             als = self.models["als"]
             assert isinstance(als, ALSRecommender)
             factors = als.fold_in(history, engagement).astype(np.float32)
-            scores[1] = als.item_factors[found] @ factors
+            scores[1] = als.item_factors.take(found, axis=0) @ factors
         if "itemknn" not in self._unread:
             scores[2] = self._neighbour_scores(history, engagement)[found]
         scores[3] = self._popular_scores[found]

@@ -255,7 +255,7 @@ def proposals(
     ranked = _counting(take)
     ranks[0][best] = ranked
     ranks[1][popular] = ranked
-    return items, ranks[:, items]
+    return items, ranks.take(items, axis=1)
 
 
 def feature_rows(table: np.ndarray) -> np.ndarray:
@@ -293,7 +293,7 @@ def candidate_features(
         engagement: Their engagement with each.
     """
     n = len(items)
-    features = rows[items]
+    features = rows.take(items, axis=0)
     if n == 0:
         return Candidates(items=np.asarray(items, np.int64), features=features)
     # Written through the transpose, one feature a row: few, whole-row numpy
