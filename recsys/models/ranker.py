@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -54,6 +54,7 @@ from recsys.models.booster_scoring import BoosterScorer
 from recsys.models.ease import EASERecommender
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.ranked import RankedList, id_array, lookup_ids
 from recsys.models.ranker_features import (
     FEATURES,
     ITEM_FEATURES,
@@ -479,6 +480,40 @@ class RankerRecommender(Recommender):
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         found = self._profile_candidates(items, engagement)
         return self._full_row(found, self._stage_two(found.features))
+
+    def rank_resolved(
+        self,
+        items: np.ndarray,
+        engagement: np.ndarray,
+        n: int,
+        exclude: Collection[int] | np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> RankedList | None:
+        """Rank as ``Recommender.rank_resolved`` does: among the candidates when they fill n.
+
+        Every candidate scores above every other product (``_full_row``), so
+        when at least n candidates pass the masks, the n best of the catalog's
+        row are the n best of them, ties by ascending product id: the same
+        list, without building and sorting the catalog's row.
+        """
+        if n < 1 or len(items) == 0:
+            return super().rank_resolved(items, engagement, n, exclude, allowed)
+        found = self._profile_candidates(items, engagement)
+        scores = self._stage_two(found.features)
+        eligible = np.isfinite(scores)
+        if allowed is not None:
+            eligible &= allowed[found.items]
+        if exclude is not None and len(exclude) > 0 and len(found.items):
+            inner, known = lookup_ids(self.product_ids, id_array(exclude))
+            banned = inner[known]
+            at = np.minimum(found.items.searchsorted(banned), len(found.items) - 1)
+            eligible[at[found.items[at] == banned]] = False
+        kept = eligible.nonzero()[0]
+        if len(kept) < n:
+            return self.rank_scores(self._full_row(found, scores), n, exclude, allowed)
+        # The candidates are ascending: a stable sort breaks ties by product id.
+        best = kept[(-scores[kept]).argsort(kind="stable")[:n]]
+        return RankedList(product_ids=self.product_ids[found.items[best]], scores=scores[best])
 
     # -- explaining -----------------------------------------------------------
 

@@ -316,6 +316,27 @@ def test_rank_fusion_runs_every_scorer():
     assert model._unread == frozenset()
 
 
+def test_ranking_among_the_candidates_gives_the_catalog_rows_list_under_any_mask():
+    model = fitted_ranker()
+    feedback = random_feedback(n_users=60, n_items=40, seed=5)
+    rng = np.random.default_rng(7)
+    products = model.product_ids.tolist()
+    for user in model.user_ids[:12].tolist():
+        items, engagement = model.profile_items(
+            Profile.from_feedback(feedback[feedback["user_id"] == user])
+        )
+        candidates = len(model._profile_candidates(items, engagement).items)
+        for n in (1, 5, candidates - 2, candidates, len(products)):
+            exclude = rng.choice([*products, 999_999], size=rng.integers(0, 12)).tolist()
+            allowed = rng.random(len(products)) < 0.8 if rng.random() < 0.5 else None
+            fast = model.rank_resolved(items, engagement, max(n, 1), exclude, allowed)
+            row = model.rank_scores(
+                model._score_profile(items, engagement), max(n, 1), exclude, allowed
+            )
+            assert fast.product_ids.tolist() == row.product_ids.tolist()
+            assert fast.scores.tobytes() == row.scores.tobytes()
+
+
 # -- explanations -------------------------------------------------------------------
 
 
