@@ -26,6 +26,10 @@ trained: the ranker orders candidates by reciprocal rank fusion of the
 stage-1 ranks (sum of 1 / (60 + rank), Cormack et al., SIGIR 2009), says
 so in a warning and records it in the state's ``trained`` facts.
 
+Serving runs a scorer (ALS, item-kNN) only when the trees read its
+features: one no tree splits on could change no score, so its scores are
+left at 0 (rank fusion reads every rank, so it runs them all).
+
 Products outside a user's candidates (their own history among them) are
 ranked after every candidate, most popular first, so a list is never
 shorter than the catalog allows. The state is the stage-1 models' arrays
@@ -35,8 +39,9 @@ LightGBM's own text format of the trees as a byte array: no pickle.
 
 from __future__ import annotations
 
+import itertools
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -45,17 +50,21 @@ import pandas as pd
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
 from recsys.models.als import ALSRecommender
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
+from recsys.models.booster_scoring import BoosterScorer
 from recsys.models.ease import EASERecommender
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.popularity import PopularityRecommender
+from recsys.models.ranked import RankedList, id_array, lookup_ids
 from recsys.models.ranker_features import (
     FEATURES,
     ITEM_FEATURES,
+    PROPOSERS,
     STAGE_ONE,
     TIME_ORDER,
     VALIDATION_ORDERS,
     Candidates,
     candidate_features,
+    feature_rows,
     item_features,
     proposals,
     validation_parts,
@@ -75,6 +84,8 @@ _STAGE_ONE_CLASSES: dict[str, type[Recommender]] = {
     "popular": PopularityRecommender,
 }
 _ID_SIZES = ("n_users", "n_items")
+# The stage-1 models that only score the candidates (the others propose them).
+_SCORERS = tuple(name for name in STAGE_ONE if name not in PROPOSERS)
 
 
 def _prefixed_declarations() -> tuple[dict[str, ArrayShape], dict[str, str], dict[str, str]]:
@@ -178,6 +189,8 @@ class RankerRecommender(Recommender):
         # What fit did: stage two's kind, why it fell back, the validation part's size.
         self.trained: dict[str, Any] = {}
         self._booster: Any = None
+        self._scorer: BoosterScorer | None = None
+        self._unread: frozenset[str] = frozenset()
         self._booster_text = np.empty(0, dtype=np.uint8)
 
     def params(self) -> dict[str, Any]:
@@ -305,6 +318,7 @@ class RankerRecommender(Recommender):
         """Keep fitted stage-1 models and product features, and what scoring reads of them."""
         self.models = models
         self.item_table = np.asarray(table, dtype=np.float64)
+        self._feature_rows = feature_rows(self.item_table)
         popular = models["popular"]
         assert isinstance(popular, PopularityRecommender)
         self._popular_scores = np.log1p(np.asarray(popular.item_clicks, dtype=np.float64))
@@ -319,11 +333,20 @@ class RankerRecommender(Recommender):
         self._ease_weights = ease.item_weights
         neighbours = models["itemknn"]
         assert isinstance(neighbours, ItemKNNRecommender)
-        self._neighbour_weights = neighbours._weights
+        # W's rows as (columns, weights) views, and their lengths: serving
+        # joins a few rows per answer.
+        weights = neighbours._weights
+        starts = weights.indptr.tolist()
+        self._neighbour_rows = [
+            (weights.indices[a:b], weights.data[a:b]) for a, b in itertools.pairwise(starts)
+        ]
+        self._neighbour_counts = np.diff(weights.indptr)
 
     def _load_booster(self, text: np.ndarray) -> None:
         self._booster_text = np.ascontiguousarray(text, dtype=np.uint8)
         self._booster = None
+        self._scorer = None
+        self._unread = frozenset()
         if len(text) == 0:
             return
         import lightgbm
@@ -337,6 +360,16 @@ class RankerRecommender(Recommender):
                 f"booster_text scores {self._booster.num_feature()} features, "
                 f"expected {len(FEATURES)}"
             )
+        self._scorer = BoosterScorer(self._booster)
+        # Stage-1 scorers none of whose features the trees split on: serving
+        # need not run them, their features change no tree's path (rank fusion
+        # reads every rank, so it runs them all).
+        splits = dict(
+            zip(FEATURES, self._booster.feature_importance("split").tolist(), strict=True)
+        )
+        self._unread = frozenset(
+            name for name in _SCORERS if not splits[f"{name} score"] and not splits[f"{name} rank"]
+        )
 
     # -- scoring --------------------------------------------------------------
 
@@ -371,55 +404,57 @@ class RankerRecommender(Recommender):
             items,
             ranks,
             np.asarray(scores, dtype=np.float64),
-            self.item_table,
+            self._feature_rows,
             history,
             np.asarray(engagement, dtype=np.float64),
         )
 
     def _profile_candidates(self, items: np.ndarray, engagement: np.ndarray) -> Candidates:
         history = np.asarray(items, dtype=np.int64)
+        engagement = np.asarray(engagement, dtype=np.float64)
         # EASE's fold-in row without building a one-row sparse matrix: the
         # engagement-weighted sum of the history's rows of B.
-        weights = self._ease_weights[history]
+        weights = self._ease_weights.take(history, axis=0)
         ease = (engagement.astype(np.float32) @ weights).astype(np.float64)
         found, ranks = proposals(ease, self._popular_order, history, self.depth)
-        als = self.models["als"]
-        assert isinstance(als, ALSRecommender)
         # ALS and item-kNN score the candidates alone: a few dozen dot products
-        # instead of the whole catalog's.
-        factors = als.fold_in(history, engagement).astype(np.float32)
-        scores = np.vstack(
-            [
-                ease[found],
-                als.item_factors[found] @ factors,
-                self._neighbour_scores(history, engagement)[found],
-                self._popular_scores[found],
-            ]
-        )
-        return self._features(found, ranks, scores, history, engagement)
+        # instead of the whole catalog's. EASE's scores are the row above. A
+        # scorer stage 2 never reads scores 0 (features no tree looks at).
+        scores = np.zeros((len(STAGE_ONE), len(found)))
+        scores[0] = ease[found]
+        if "als" not in self._unread:
+            als = self.models["als"]
+            assert isinstance(als, ALSRecommender)
+            factors = als.fold_in(history, engagement).astype(np.float32)
+            scores[1] = als.item_factors.take(found, axis=0) @ factors
+        if "itemknn" not in self._unread:
+            scores[2] = self._neighbour_scores(history, engagement)[found]
+        scores[3] = self._popular_scores[found]
+        return candidate_features(found, ranks, scores, self._feature_rows, history, engagement)
 
     def _neighbour_scores(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         """Return item-kNN's fold-in scores: its sparse row times W, without building the row.
 
-        The same sum as ``ItemKNNRecommender._score_profile``; building a
-        one-row sparse matrix costs more than the product at serving sizes.
+        The same sum as ``ItemKNNRecommender._score_profile``, in the same
+        order (each history row's entries in turn); building a one-row sparse
+        matrix costs more than the product at serving sizes, and joining a
+        few rows of W costs less than computing where their entries are.
         """
-        weights = self._neighbour_weights
-        starts, stops = weights.indptr[items], weights.indptr[items + 1]
-        lengths = stops - starts
-        # Every stored entry of the user's rows: each row's start, then counting up.
-        at = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(lengths.sum())
-        per_row = np.repeat(engagement, lengths)
-        return np.bincount(
-            weights.indices[at], weights=per_row * weights.data[at], minlength=weights.shape[1]
-        )
+        n_items = len(self._neighbour_rows)
+        if len(items) == 0:
+            return np.zeros(n_items)
+        rows = [self._neighbour_rows[i] for i in items.tolist()]
+        targets = np.concatenate([targets for targets, _ in rows])
+        terms = np.concatenate([weights for _, weights in rows])
+        terms *= engagement.repeat(self._neighbour_counts[items])
+        return np.bincount(targets, weights=terms, minlength=n_items)
 
     def _stage_two(self, features: np.ndarray) -> np.ndarray:
         """Return stage 2's score of candidate features: LightGBM's, or rank fusion's."""
         if len(features) == 0:
             return np.empty(0)
-        if self._booster is not None:
-            return np.asarray(self._booster.predict(features, num_threads=1), dtype=np.float64)
+        if self._scorer is not None:
+            return self._scorer.scores(features)
         return self._fusion_terms(features).sum(axis=1)
 
     def _fusion_terms(self, features: np.ndarray) -> np.ndarray:
@@ -445,6 +480,40 @@ class RankerRecommender(Recommender):
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         found = self._profile_candidates(items, engagement)
         return self._full_row(found, self._stage_two(found.features))
+
+    def rank_resolved(
+        self,
+        items: np.ndarray,
+        engagement: np.ndarray,
+        n: int,
+        exclude: Collection[int] | np.ndarray | None = None,
+        allowed: np.ndarray | None = None,
+    ) -> RankedList | None:
+        """Rank as ``Recommender.rank_resolved`` does: among the candidates when they fill n.
+
+        Every candidate scores above every other product (``_full_row``), so
+        when at least n candidates pass the masks, the n best of the catalog's
+        row are the n best of them, ties by ascending product id: the same
+        list, without building and sorting the catalog's row.
+        """
+        if n < 1 or len(items) == 0:
+            return super().rank_resolved(items, engagement, n, exclude, allowed)
+        found = self._profile_candidates(items, engagement)
+        scores = self._stage_two(found.features)
+        eligible = np.isfinite(scores)
+        if allowed is not None:
+            eligible &= allowed[found.items]
+        if exclude is not None and len(exclude) > 0 and len(found.items):
+            inner, known = lookup_ids(self.product_ids, id_array(exclude))
+            banned = inner[known]
+            at = np.minimum(found.items.searchsorted(banned), len(found.items) - 1)
+            eligible[at[found.items[at] == banned]] = False
+        kept = eligible.nonzero()[0]
+        if len(kept) < n:
+            return self.rank_scores(self._full_row(found, scores), n, exclude, allowed)
+        # The candidates are ascending: a stable sort breaks ties by product id.
+        best = kept[(-scores[kept]).argsort(kind="stable")[:n]]
+        return RankedList(product_ids=self.product_ids[found.items[best]], scores=scores[best])
 
     # -- explaining -----------------------------------------------------------
 

@@ -62,6 +62,21 @@ _DAY = 86_400.0
 TIME_ORDER = "time"
 RANDOM_ORDER = "random"
 VALIDATION_ORDERS = (TIME_ORDER, RANDOM_ORDER)
+# Where each kind of feature sits in a row of FEATURES.
+_SCORES = slice(0, 2 * len(STAGE_ONE), 2)
+_EASE_RANK, _ALS_RANK, _ITEMKNN_RANK, _POPULAR_RANK = range(1, 2 * len(STAGE_ONE), 2)
+_PROPOSER_RANKS = slice(_EASE_RANK, _POPULAR_RANK + 1, _POPULAR_RANK - _EASE_RANK)
+_ITEMS = slice(2 * len(STAGE_ONE), 2 * len(STAGE_ONE) + len(ITEM_FEATURES))
+
+
+# 1, 2, 3, ...: ranks, sliced rather than made anew for each user.
+_COUNTING = np.arange(1.0, 1025.0)
+_COUNTING.flags.writeable = False
+
+
+def _counting(n: int) -> np.ndarray:
+    """Return the ranks 1.0, 2.0, ..., n."""
+    return _COUNTING[:n] if n <= len(_COUNTING) else np.arange(1.0, n + 1.0)
 
 
 def timestamp_seconds(values: pd.Series) -> np.ndarray:
@@ -220,28 +235,48 @@ def proposals(
     if take < 1:
         return np.empty(0, np.int64), np.empty((len(PROPOSERS), 0))
     ease_scores[history] = -np.inf
-    best = np.argpartition(-ease_scores, take - 1)[:take]
+    negated = -ease_scores
+    best = negated.argpartition(take - 1)[:take]
     best.sort()
-    best = best[np.argsort(-ease_scores[best], kind="stable")]
-    # The most popular unseen products (history is ascending: a binary search).
+    best = best[negated[best].argsort(kind="stable")]
+    # The most popular unseen products: the first take + len(history) hold take of them.
+    seen = np.zeros(len(ease_scores), dtype=bool)
+    seen[history] = True
     popular = popular_order[: take + len(history)]
-    if len(history):
-        at = np.minimum(np.searchsorted(history, popular), len(history) - 1)
-        popular = popular[history[at] != popular]
-    popular = popular[:take]
-    items = np.unique(np.concatenate([best, popular]))
-    ranks = np.full((len(PROPOSERS), len(items)), depth + 1.0)
-    ranked = np.arange(1.0, take + 1.0)
-    ranks[0, np.searchsorted(items, best)] = ranked
-    ranks[1, np.searchsorted(items, popular)] = ranked
-    return items, ranks
+    popular = popular[~seen[popular]][:take]
+    # The union, ascending, marked over the catalog: cheaper than np.unique at this size.
+    proposed = np.zeros(len(ease_scores), dtype=bool)
+    proposed[best] = True
+    proposed[popular] = True
+    items = proposed.nonzero()[0]
+    # Each proposer's ranks over the catalog, then the candidates' columns.
+    ranks = np.empty((len(PROPOSERS), len(ease_scores)))
+    ranks.fill(depth + 1.0)
+    ranked = _counting(take)
+    ranks[0][best] = ranked
+    ranks[1][popular] = ranked
+    return items, ranks.take(items, axis=1)
+
+
+def feature_rows(table: np.ndarray) -> np.ndarray:
+    """Return each product's row of ``FEATURES`` with its product features, the rest 0.
+
+    A user's candidate rows start as a copy of their products' rows, so the
+    product features cost one gather per user.
+
+    Args:
+        table: ``item_features``' output.
+    """
+    rows = np.zeros((len(table), len(FEATURES)))
+    rows[:, _ITEMS] = table
+    return rows
 
 
 def candidate_features(
     items: np.ndarray,
     proposer_ranks: np.ndarray,
     scores: np.ndarray,
-    table: np.ndarray,
+    rows: np.ndarray,
     history: np.ndarray,
     engagement: np.ndarray,
 ) -> Candidates:
@@ -253,37 +288,40 @@ def candidate_features(
         scores: (4, len(items)): the candidates' scores by EASE, ALS,
             item-kNN and popularity (``STAGE_ONE`` order; popularity's is
             log(1 + clicks)). ALS and item-kNN rank the candidates by them.
-        table: ``item_features``' output.
+        rows: ``feature_rows`` of the product features.
         history: The user's inner items.
         engagement: Their engagement with each.
     """
-    n_models = len(STAGE_ONE)
-    features = np.empty((len(items), len(FEATURES)))
-    if len(items) == 0:
+    n = len(items)
+    features = rows.take(items, axis=0)
+    if n == 0:
         return Candidates(items=np.asarray(items, np.int64), features=features)
-    # Column views, one per model: (candidates, models).
-    rank_columns = features[:, 1 : 2 * n_models : 2]
-    rank_columns[:, 0] = proposer_ranks[0]
-    rank_columns[:, n_models - 1] = proposer_ranks[1]
+    # Written through the transpose, one feature a row: few, whole-row numpy
+    # calls (serving pays per call at this size). Means are sums over the
+    # row divided by its length, as ndarray.mean computes them.
+    columns = features.T
+    columns[_PROPOSER_RANKS] = proposer_ranks
     # ALS and item-kNN rank the candidates: best first, ties by ascending item
     # (the items are ascending, so a stable sort breaks them so).
-    best_first = np.argsort(-scores[1 : n_models - 1], axis=1, kind="stable")
-    ranked = np.empty(best_first.shape)
-    np.put_along_axis(ranked, best_first, np.arange(1.0, len(items) + 1.0), axis=1)
-    rank_columns[:, 1 : n_models - 1] = ranked.T
+    best_first = (-scores[1:3]).argsort(axis=1, kind="stable")
+    ranked = _counting(n)
+    columns[_ALS_RANK][best_first[0]] = ranked
+    columns[_ITEMKNN_RANK][best_first[1]] = ranked
     # Scores standardised among the user's candidates: a model's raw scores
     # grow with the user's history (and differ between the model stage 2
     # learns from and the one refitted on every row); their spread does not.
-    centred = scores - scores.mean(axis=1, keepdims=True)
-    spread = np.sqrt(np.einsum("ij,ij->i", centred, centred) / len(items))[:, None]
-    standard = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
-    features[:, 0 : 2 * n_models : 2] = standard.T
-    first_item = 2 * n_models
-    item_columns = table[items]
-    features[:, first_item : first_item + len(ITEM_FEATURES)] = item_columns
-    user = first_item + len(ITEM_FEATURES)
-    features[:, user] = np.log1p(len(history))
-    features[:, user + 1] = engagement.mean() if len(engagement) else 0.0
-    usual = table[history, 0].mean() if len(history) else 0.0
-    features[:, user + 2] = item_columns[:, 0] - usual
+    centred = scores - np.add.reduce(scores, axis=1, keepdims=True) / n
+    spread = np.sqrt(np.einsum("ij,ij->i", centred, centred) / n)[:, None]
+    standard = columns[_SCORES]
+    if spread.min() > 0:  # (False when a spread is NaN)
+        np.divide(centred, spread, out=standard)
+    else:  # a model scores every candidate alike: 0
+        standard[...] = 0.0
+        np.divide(centred, spread, out=standard, where=spread > 0)
+    user = _ITEMS.stop
+    columns[user] = np.log1p(len(history))
+    columns[user + 1] = np.add.reduce(engagement) / len(engagement) if len(engagement) else 0.0
+    popularity = _ITEMS.start
+    usual = np.add.reduce(rows[:, popularity][history]) / len(history) if len(history) else 0.0
+    columns[user + 2] = columns[popularity] - usual
     return Candidates(items=items, features=features)

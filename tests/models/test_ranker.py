@@ -5,6 +5,7 @@ import json
 import logging
 import zipfile
 
+import lightgbm
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +14,9 @@ from recsys.models.profile import Profile
 from recsys.models.ranker import LAMBDARANK, RANK_FUSION, RankerRecommender
 from recsys.models.ranker_features import (
     FEATURES,
+    STAGE_ONE,
     candidate_features,
+    feature_rows,
     item_features,
     proposals,
     validation_parts,
@@ -133,7 +136,8 @@ def test_candidate_features_rank_by_als_and_itemknn_among_the_candidates_and_sta
     )
     ranks = np.array([[1.0, 2, 3, 3], [1, 2, 3, 3]])
     table = np.column_stack([np.log1p([6.0, 5, 4, 3, 2, 1]), np.zeros((6, 4))])
-    found = candidate_features(items, ranks, scores, table, np.array([0]), np.array([2.0]))
+    rows = feature_rows(table)
+    found = candidate_features(items, ranks, scores, rows, np.array([0]), np.array([2.0]))
     column = {name: found.features[:, i] for i, name in enumerate(FEATURES)}
     assert column["ease rank"].tolist() == [1, 2, 3, 3]
     assert column["als rank"].tolist() == [3, 4, 2, 1]
@@ -143,6 +147,22 @@ def test_candidate_features_rank_by_als_and_itemknn_among_the_candidates_and_sta
     assert column["user activity"].tolist() == [np.log1p(1)] * 4
     assert column["user mean engagement"].tolist() == [2.0] * 4
     np.testing.assert_allclose(column["popularity gap"], np.log1p([5, 4, 3, 2]) - np.log1p(6))
+
+
+def test_standardised_scores_are_exactly_minus_the_mean_over_the_spread_or_0_when_alike():
+    rng = np.random.default_rng(3)
+    items = np.arange(75)
+    scores = rng.normal(size=(4, 75))
+    scores[1] = 2.5  # ALS scores every candidate alike
+    ranks = np.ones((2, 75))
+    rows = feature_rows(rng.normal(size=(75, 5)))
+    found = candidate_features(items, ranks, scores, rows, np.array([0]), np.array([1.0]))
+    centred = scores - scores.mean(axis=1, keepdims=True)
+    spread = np.sqrt(np.einsum("ij,ij->i", centred, centred) / 75)[:, None]
+    expected = np.divide(centred, spread, out=np.zeros_like(centred), where=spread > 0)
+    standard = found.features[:, [FEATURES.index(f"{m} score") for m in STAGE_ONE]]
+    assert standard.T.tobytes() == expected.tobytes()
+    assert not standard[:, 1].any()
 
 
 def test_a_served_answer_has_the_training_time_rows_candidates_and_features_but_als():
@@ -246,6 +266,75 @@ def test_products_the_user_has_come_after_every_candidate():
     candidates = set(model.product_ids[found.items].tolist())
     assert set(ranked.product_ids[: len(candidates)].tolist()) == candidates
     assert not candidates & set(profile.product_ids.tolist())
+
+
+def ranker_whose_trees_never_read(model_name: str) -> RankerRecommender:
+    """Return a fitted ranker whose stage 2 was retrained without one scorer's features.
+
+    The scorer's score and rank are constant where the trees learn, so no
+    tree splits on them.
+    """
+    model = RankerRecommender().fit(random_feedback(n_users=60, n_items=40, seed=5))
+    found = model._candidates(np.arange(len(model.user_ids)))
+    features = np.vstack([c.features for c in found])
+    features[:, [FEATURES.index(f"{model_name} score"), FEATURES.index(f"{model_name} rank")]] = 0
+    ease_rank = features[:, FEATURES.index("ease rank")]
+    data = lightgbm.Dataset(
+        features, label=(ease_rank <= 3).astype(float), group=[len(c.items) for c in found]
+    )
+    trees = lightgbm.train(
+        {"objective": "lambdarank", "num_leaves": 7, "min_data_in_leaf": 5, "verbose": -1},
+        data,
+        num_boost_round=10,
+    )
+    model._load_booster(np.frombuffer(trees.model_to_string().encode(), dtype=np.uint8))
+    return model
+
+
+@pytest.mark.parametrize("unread", ["als", "itemknn"])
+def test_a_scorer_the_trees_never_split_on_is_not_run_and_changes_no_score(unread, monkeypatch):
+    model = ranker_whose_trees_never_read(unread)
+    assert model._unread == {unread}
+    feedback = random_feedback(n_users=60, n_items=40, seed=5)
+    profiles = [
+        model.profile_items(Profile.from_feedback(feedback[feedback["user_id"] == user]))
+        for user in model.user_ids[:10].tolist()
+    ]
+    skipping = [model._score_profile(*profile) for profile in profiles]
+    model._unread = frozenset()  # run every scorer, as before the trees were read
+    for profile, row in zip(profiles, skipping, strict=True):
+        assert model._score_profile(*profile).tobytes() == row.tobytes()
+    model._load_booster(model._booster_text)  # reading the trees again skips it again
+    never = functools.partial(pytest.fail, f"{unread} ran")
+    scorer = {"als": (model.models["als"], "fold_in"), "itemknn": (model, "_neighbour_scores")}
+    monkeypatch.setattr(*scorer[unread], never)
+    assert model._score_profile(*profiles[0]).tobytes() == skipping[0].tobytes()
+
+
+def test_rank_fusion_runs_every_scorer():
+    model = RankerRecommender(min_validation_users=10_000).fit(random_feedback(seed=2))
+    assert model._unread == frozenset()
+
+
+def test_ranking_among_the_candidates_gives_the_catalog_rows_list_under_any_mask():
+    model = fitted_ranker()
+    feedback = random_feedback(n_users=60, n_items=40, seed=5)
+    rng = np.random.default_rng(7)
+    products = model.product_ids.tolist()
+    for user in model.user_ids[:12].tolist():
+        items, engagement = model.profile_items(
+            Profile.from_feedback(feedback[feedback["user_id"] == user])
+        )
+        candidates = len(model._profile_candidates(items, engagement).items)
+        for n in (1, 5, candidates - 2, candidates, len(products)):
+            exclude = rng.choice([*products, 999_999], size=rng.integers(0, 12)).tolist()
+            allowed = rng.random(len(products)) < 0.8 if rng.random() < 0.5 else None
+            fast = model.rank_resolved(items, engagement, max(n, 1), exclude, allowed)
+            row = model.rank_scores(
+                model._score_profile(items, engagement), max(n, 1), exclude, allowed
+            )
+            assert fast.product_ids.tolist() == row.product_ids.tolist()
+            assert fast.scores.tobytes() == row.scores.tobytes()
 
 
 # -- explanations -------------------------------------------------------------------
