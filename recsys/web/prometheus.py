@@ -61,29 +61,30 @@ def metrics():
 
 
 def init_app(app: Flask) -> None:
-    """Serve ``/metrics`` and count every request's endpoint, status and duration."""
+    """Serve ``/metrics`` (``request_hooks`` counts every request with the functions below)."""
     # The *_created series (a timestamp per series) only add noise; multiprocess
     # mode has none, so without them one server looks the same either way.
     disable_created_metrics()
     app.register_blueprint(bp)
 
-    @app.before_request
-    def start_clock():
-        g.started = time.perf_counter()
 
-    @app.after_request
-    def count_request(response):
-        rule = request.url_rule
-        endpoint = rule.rule if rule is not None else UNMATCHED
-        series = (endpoint, request.method, response.status_code)
-        counted = _COUNTED.get(series)
-        if counted is None:
-            counted = _COUNTED.setdefault(series, REQUESTS.labels(*series[:2], str(series[2])))
-        counted.inc()
-        started = g.get("started")
-        if started is not None:
-            timed = _TIMED.get(endpoint)
-            if timed is None:
-                timed = _TIMED.setdefault(endpoint, LATENCY.labels(endpoint))
-            timed.observe(time.perf_counter() - started)
-        return response
+def start_clock() -> None:
+    """Note when the current request reached its first hook."""
+    g.started = time.perf_counter()
+
+
+def count_request(response: Response) -> None:
+    """Count the current request by endpoint, method and status, and time it."""
+    rule = request.url_rule
+    endpoint = rule.rule if rule is not None else UNMATCHED
+    series = (endpoint, request.method, response.status_code)
+    counted = _COUNTED.get(series)
+    if counted is None:
+        counted = _COUNTED.setdefault(series, REQUESTS.labels(*series[:2], str(series[2])))
+    counted.inc()
+    started = g.get("started")
+    if started is not None:
+        timed = _TIMED.get(endpoint)
+        if timed is None:
+            timed = _TIMED.setdefault(endpoint, LATENCY.labels(endpoint))
+        timed.observe(time.perf_counter() - started)
