@@ -43,8 +43,8 @@ class FiniteJSONProvider(DefaultJSONProvider):
         """Return a JSON answer (``jsonify``): the same text as Flask's, non-finite numbers as null.
 
         Compact answers (out of debug mode) reuse one encoder: ``json.dumps``
-        with any option builds a new one per call, more than half the cost of
-        a small answer such as /healthz's.
+        with any option builds a new one per call, about 3 us of the 13 that
+        a small answer such as /healthz's took.
         """
         if (self.compact is None and self._app.debug) or self.compact is False:
             return super().response(*args, **kwargs)
