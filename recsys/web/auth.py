@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import current_app, g, request
+from flask import Request, current_app, g, request
 
 from recsys.config.api_keys import ADMIN, ROLES, ApiKey, KeyRing
 from recsys.web.context import settings_of
@@ -112,8 +112,12 @@ def authenticated_key() -> ApiKey | None:
     return g.get("api_key")
 
 
-def check_api_key() -> None:
-    """Let the request through or raise the 401/403 ``ApiError`` that refuses it."""
+def check_api_key(request: Request) -> None:
+    """Let the request through or raise the 401/403 ``ApiError`` that refuses it.
+
+    Args:
+        request: The request being handled (the current one: the helpers read it too).
+    """
     if request.url_rule is None:
         return  # an unknown path or method: the routing error answers
     keys: KeyRing = settings_of(current_app).security.api_keys
@@ -148,13 +152,16 @@ def check_api_key() -> None:
     g.api_key = key
 
 
-def refuse_form_posts() -> None:
+def refuse_form_posts(request: Request) -> None:
     """Refuse bodies a cross-site HTML form could send: every endpoint takes JSON or nothing.
 
     A page on another site can make a browser POST a form (or text/plain)
     here without asking; any other content type needs a CORS preflight,
     which this service never grants. So refusing these three types keeps
     other sites from triggering writes, even when the service runs open.
+
+    Args:
+        request: The request being handled.
     """
     if request.url_rule is None:
         return
