@@ -27,6 +27,7 @@ from recsys.config.open_bind import open_bind_refusal, warn_if_open
 from recsys.errors import RecsysError
 from recsys.runtime import ServingRuntime
 from recsys.store.engine import STORE_OUTAGES, describe_outage
+from recsys.web.application import ServiceFlask
 from recsys.web.request_id import RequestIdFilter
 
 
@@ -42,7 +43,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
             exits with status 2 instead.
     """
     # No static folder: the service answers JSON only, and every route needs a declared role.
-    app = Flask(__name__, instance_relative_config=True, static_folder=None)
+    app = ServiceFlask(__name__, instance_relative_config=True, static_folder=None)
     try:
         settings = Settings.load(os.environ, config, app.instance_path)
         runtime = ServingRuntime(settings)

@@ -13,7 +13,7 @@ from flask import Flask
 from recsys.runtime import ServingRuntime
 from recsys.web import (
     admin,
-    auth,
+    answer_headers,
     catalog,
     commands,
     dashboard,
@@ -26,9 +26,8 @@ from recsys.web import (
     limits,
     openapi,
     prometheus,
-    query_params,
     recommend,
-    request_id,
+    request_hooks,
     sessions,
     similar,
     users,
@@ -46,12 +45,12 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     """
     app.extensions[RUNTIME_KEY] = runtime
     app.json = json_provider.FiniteJSONProvider(app)
-    request_id.init_app(app)
+    # Around Flask: every request's id, every answer's id and security headers.
+    app.wsgi_app = answer_headers.AnswerHeaders(app.wsgi_app)  # type: ignore[method-assign]
     prometheus.init_app(app)
     errors.init_app(app)
-    # The key check runs first, so that the limiter counts a request against its key.
-    auth.init_app(app)
-    app.before_request(query_params.refuse_control_characters)
+    # Before the limiter's hooks: it counts a request against the key it was let in with.
+    request_hooks.init_app(app)
     limits.init_app(app)
     app.register_blueprint(health.bp)
     recommend.init_app(app)

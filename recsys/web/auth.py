@@ -1,11 +1,12 @@
 """Who may call what: API keys and roles, checked before every request.
 
 Each view declares the role it needs with ``@requires(ROLE)``; the few
-endpoints that answer anyone are listed in ``OPEN_PATHS``. One
-``before_request`` hook applies both: a missing key is 401
-``missing_api_key``, an unknown one 401 ``invalid_api_key`` (both with
-``WWW-Authenticate: ApiKey``), a key without the role 403 ``forbidden``. With
-no key configured the service is open and the hook lets everything through.
+endpoints that answer anyone are listed in ``OPEN_PATHS``. One check before
+every view (``check_api_key``, run by ``request_hooks``) applies both: a
+missing key is 401 ``missing_api_key``, an unknown one 401 ``invalid_api_key``
+(both with ``WWW-Authenticate: ApiKey``), a key without the role 403
+``forbidden``. With no key configured the service is open and the check lets
+everything through.
 An endpoint that declares nothing needs ``admin`` (and a test walks the URL
 map so that none is left undeclared).
 
@@ -21,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from flask import Flask, current_app, g, request
+from flask import Request, current_app, g, request
 
 from recsys.config.api_keys import ADMIN, ROLES, ApiKey, KeyRing
 from recsys.web.context import settings_of
@@ -111,14 +112,12 @@ def authenticated_key() -> ApiKey | None:
     return g.get("api_key")
 
 
-def init_app(app: Flask) -> None:
-    """Check the API key, then refuse cross-site form posts, before every request."""
-    app.before_request(check_api_key)
-    app.before_request(refuse_form_posts)
+def check_api_key(request: Request) -> None:
+    """Let the request through or raise the 401/403 ``ApiError`` that refuses it.
 
-
-def check_api_key() -> None:
-    """Let the request through or raise the 401/403 ``ApiError`` that refuses it."""
+    Args:
+        request: The request being handled (the current one: the helpers read it too).
+    """
     if request.url_rule is None:
         return  # an unknown path or method: the routing error answers
     keys: KeyRing = settings_of(current_app).security.api_keys
@@ -153,13 +152,16 @@ def check_api_key() -> None:
     g.api_key = key
 
 
-def refuse_form_posts() -> None:
+def refuse_form_posts(request: Request) -> None:
     """Refuse bodies a cross-site HTML form could send: every endpoint takes JSON or nothing.
 
     A page on another site can make a browser POST a form (or text/plain)
     here without asking; any other content type needs a CORS preflight,
     which this service never grants. So refusing these three types keeps
     other sites from triggering writes, even when the service runs open.
+
+    Args:
+        request: The request being handled.
     """
     if request.url_rule is None:
         return

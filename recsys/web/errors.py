@@ -63,15 +63,6 @@ def handle_store_outage(exc: Exception):
 def init_app(app: Flask) -> None:
     """Register JSON handlers for API errors, HTTP errors, outages and crashes."""
 
-    @app.after_request
-    def no_sniffing(response):
-        # Every answer is JSON; browsers must never guess otherwise.
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        # Lists, histories and figures are personal or change by the second:
-        # no cache keeps them unless the view says how long one may.
-        response.headers.setdefault("Cache-Control", "no-store")
-        return response
-
     for outage in STORE_OUTAGES:
         app.register_error_handler(outage, handle_store_outage)
 

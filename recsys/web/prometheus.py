@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 
-from flask import Blueprint, Flask, Response, current_app, g, request
+from flask import Blueprint, Flask, Request, Response, current_app
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -46,6 +46,8 @@ UNMATCHED = "unmatched"
 # locks on every call. As many as the series themselves.
 _COUNTED: dict[tuple[str, str, int], Counter] = {}
 _TIMED: dict[str, Histogram] = {}
+# Where a request's start is kept (the WSGI environment: no context lookup).
+_STARTED_KEY = "recsys.started"
 
 
 @bp.get("/metrics")
@@ -61,29 +63,30 @@ def metrics():
 
 
 def init_app(app: Flask) -> None:
-    """Serve ``/metrics`` and count every request's endpoint, status and duration."""
+    """Serve ``/metrics`` (``request_hooks`` counts every request with the functions below)."""
     # The *_created series (a timestamp per series) only add noise; multiprocess
     # mode has none, so without them one server looks the same either way.
     disable_created_metrics()
     app.register_blueprint(bp)
 
-    @app.before_request
-    def start_clock():
-        g.started = time.perf_counter()
 
-    @app.after_request
-    def count_request(response):
-        rule = request.url_rule
-        endpoint = rule.rule if rule is not None else UNMATCHED
-        series = (endpoint, request.method, response.status_code)
-        counted = _COUNTED.get(series)
-        if counted is None:
-            counted = _COUNTED.setdefault(series, REQUESTS.labels(*series[:2], str(series[2])))
-        counted.inc()
-        started = g.get("started")
-        if started is not None:
-            timed = _TIMED.get(endpoint)
-            if timed is None:
-                timed = _TIMED.setdefault(endpoint, LATENCY.labels(endpoint))
-            timed.observe(time.perf_counter() - started)
-        return response
+def start_clock(request: Request) -> None:
+    """Note when a request reached its first hook."""
+    request.environ[_STARTED_KEY] = time.perf_counter()
+
+
+def count_request(request: Request, response: Response) -> None:
+    """Count a request by endpoint, method and status, and time it."""
+    rule = request.url_rule
+    endpoint = rule.rule if rule is not None else UNMATCHED
+    series = (endpoint, request.method, response.status_code)
+    counted = _COUNTED.get(series)
+    if counted is None:
+        counted = _COUNTED.setdefault(series, REQUESTS.labels(*series[:2], str(series[2])))
+    counted.inc()
+    started = request.environ.get(_STARTED_KEY)
+    if started is not None:
+        timed = _TIMED.get(endpoint)
+        if timed is None:
+            timed = _TIMED.setdefault(endpoint, LATENCY.labels(endpoint))
+        timed.observe(time.perf_counter() - started)

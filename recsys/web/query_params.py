@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import numpy as np
-from flask import request
+from flask import Request
 from werkzeug.datastructures import MultiDict
 
 from recsys.data.interactions import MAX_ID
@@ -28,11 +28,14 @@ _SHORT_ID_LIST = re.compile(r"[0-9]{1,18}(?:,[0-9]{1,18})*")
 _PLAIN_QUERY = re.compile(rb"[\x20-\x24\x26-\x7e]*")
 
 
-def refuse_control_characters() -> None:
+def refuse_control_characters(request: Request) -> None:
     """Refuse a request whose path or query holds a control character (400).
 
     Runs before every view, so no text parameter reaches a database (which
     cannot store NUL) or a log with one.
+
+    Args:
+        request: The request being handled.
 
     Raises:
         ApiError: 400 ``invalid_parameter`` naming the parameter.

@@ -2,8 +2,10 @@
 
 A caller's id is kept when it is 1 to 128 printable ASCII characters; any
 other value is replaced by a new one rather than refused, so that a proxy's
-odd ids never cost an answer. Every answer carries the id, and every log
-record written while the request is handled names it (``RequestIdFilter``).
+odd ids never cost an answer. ``answer_headers.AnswerHeaders`` gives every
+request its id (in the WSGI environment) and echoes it on every answer, and
+every log record written while the request is handled names it
+(``RequestIdFilter``).
 """
 
 from __future__ import annotations
@@ -12,10 +14,12 @@ import logging
 import os
 import re
 
-from flask import Flask, g, has_request_context, request
+from flask import has_request_context, request
 
 HEADER = "X-Request-ID"
-_ENVIRON_KEY = "HTTP_X_REQUEST_ID"
+# Where the caller's id arrives, and where the request's own id is kept.
+GIVEN_ENVIRON_KEY = "HTTP_X_REQUEST_ID"
+ENVIRON_KEY = "recsys.request_id"
 MAX_LENGTH = 128
 _ACCEPTED = re.compile(rf"[\x20-\x7e]{{1,{MAX_LENGTH}}}")
 
@@ -32,7 +36,7 @@ def current_id() -> str | None:
     """Return the id of the request being handled, or None outside a request."""
     if not has_request_context():
         return None
-    return g.get("request_id")
+    return request.environ.get(ENVIRON_KEY)
 
 
 class RequestIdFilter(logging.Filter):
@@ -41,19 +45,3 @@ class RequestIdFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.request_id = current_id()
         return True
-
-
-def init_app(app: Flask) -> None:
-    """Give every request an id and echo it on every answer."""
-
-    @app.before_request
-    def assign_request_id():
-        g.request_id = accepted_id(request.environ.get(_ENVIRON_KEY))
-
-    @app.after_request
-    def echo_request_id(response):
-        request_id = g.get("request_id")
-        if request_id is None:  # answered before the hooks ran
-            request_id = g.request_id = accepted_id(request.environ.get(_ENVIRON_KEY))
-        response.headers[HEADER] = request_id
-        return response

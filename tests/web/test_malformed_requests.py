@@ -439,3 +439,19 @@ def test_an_answer_never_carries_nan_or_infinity(bundled_app):
     with bundled_app.test_request_context():
         body = jsonify({"rate": float("nan"), "lift": [float("inf"), 1.5]}).get_data()
     assert orjson.loads(body) == {"rate": None, "lift": [None, 1.5]}
+
+
+def test_an_answer_is_the_compact_json_text_flask_writes_with_keys_in_order(bundled_app):
+    value = {"z": 1, "caf\u00e9": ["\u2603", 2.5, None, True], "a": {"n": -0.0}}
+    with bundled_app.test_request_context():
+        body = jsonify(value).get_data(as_text=True)
+    assert body == json.dumps(value, separators=(",", ":")) + "\n"
+    assert body == '{"z":1,"caf\\u00e9":["\\u2603",2.5,null,true],"a":{"n":-0.0}}\n'
+
+
+def test_debug_answers_are_indented_as_flask_writes_them(app_factory: AppFactory):
+    app = app_factory(init=False)
+    app.debug = True
+    with app.test_request_context():
+        body = jsonify({"b": 1, "a": float("inf")}).get_data(as_text=True)
+    assert body == '{\n  "b": 1,\n  "a": null\n}\n'

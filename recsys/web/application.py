@@ -1,0 +1,38 @@
+"""The Flask class the service runs on: Flask, checking each hook and view for ``async`` once."""
+
+from __future__ import annotations
+
+import contextlib
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from flask import Flask
+
+
+class ServiceFlask(Flask):
+    """Flask, remembering which hooks and views are plain functions.
+
+    Flask passes every hook and view through ``ensure_sync`` on every
+    request, and each time ``inspect`` checks whether it is a coroutine
+    function: about 2 us of a /healthz request here. The answer never
+    changes for a function, so a plain one is remembered (weakly: a function
+    made for one request is forgotten with it) and passed through at once; a
+    coroutine function still goes to Flask, which runs it or says why it
+    cannot.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._plain_functions: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+
+    def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        """Return ``func`` itself if it is a plain function, else Flask's synchronous wrapper."""
+        if func in self._plain_functions:
+            return func
+        wrapped = super().ensure_sync(func)
+        if wrapped is func:
+            # An object that cannot be weakly referenced is checked at every call, as Flask does.
+            with contextlib.suppress(TypeError):
+                self._plain_functions.add(func)
+        return wrapped
