@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import cached_property
+from itertools import chain
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -122,12 +123,29 @@ class UserHistory:
             tally[-1] += int(stars or 0)
         if not by_product:
             return cls()
-        product_ids = tuple(sorted(by_product))
-        return cls(
-            product_ids,
-            tuple(tuple(by_product[p][:-1]) for p in product_ids),
-            tuple(by_product[p][-1] for p in product_ids),
+        # One pass over the products makes the fields and what every answer
+        # reads of them besides, instead of a pass for each of those.
+        product_ids = sorted(by_product)
+        tallies = []
+        stars = []
+        purchased = []
+        disliked = []
+        events = 0
+        for product_id in product_ids:
+            tally = by_product[product_id]
+            stars.append(tally.pop())
+            events += sum(tally)
+            if tally[PURCHASE]:
+                purchased.append(product_id)
+            if tally[DISLIKE]:
+                disliked.append(product_id)
+            tallies.append(tuple(tally))
+        history = cls(tuple(product_ids), tuple(tallies), tuple(stars))
+        # Kept where the cached properties keep them (frozen: beside the fields).
+        history.__dict__.update(
+            purchased=frozenset(purchased), disliked=frozenset(disliked), events=events
         )
+        return history
 
     @property
     def clicks(self) -> tuple[int, ...]:
@@ -144,7 +162,7 @@ class UserHistory:
         """Whether any interaction of the user is recorded."""
         return bool(self.product_ids)
 
-    @property
+    @cached_property
     def events(self) -> int:
         """How many interactions of the user are recorded."""
         return sum(self.clicks)
@@ -190,7 +208,11 @@ class UserHistory:
         ``derive_ratings``'s sum: each event's points, a rating's times its stars.
         """
         points = weights.points()
-        tallies = np.array(self.tallies, dtype=np.float64).reshape(-1, len(EVENT_TYPES))
+        # From one flat run of counts: building it from the nested tuples cost twice as much.
+        width = len(EVENT_TYPES)
+        tallies = np.fromiter(
+            chain.from_iterable(self.tallies), np.float64, len(self.tallies) * width
+        ).reshape(-1, width)
         stars = np.array(self.stars, dtype=np.float64)
         engagement = tallies @ points + (stars - tallies[:, RATING]) * points[RATING]
         return Profile(self.product_array, engagement)

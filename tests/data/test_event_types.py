@@ -183,6 +183,22 @@ def test_a_history_is_scored_as_training_scored_the_same_events():
     assert history.disliked == frozenset({3}) and history.purchased == frozenset({1})
 
 
+def test_a_history_counted_from_rows_knows_what_one_made_from_its_fields_knows():
+    counted = UserHistory.of_events(
+        [
+            (3, "dislike", 1, None),
+            (1, "purchase", 2, None),
+            (3, "click", 1, None),
+            (2, "rating", 2, 8),
+            (1, "click", 1, None),
+        ]
+    )
+    made = UserHistory(counted.product_ids, counted.tallies, counted.stars)
+    assert counted.purchased == made.purchased == frozenset({1})
+    assert counted.disliked == made.disliked == frozenset({3})
+    assert counted.events == made.events == 7
+
+
 # -- which models learn from a dislike --------------------------------------------------
 
 
