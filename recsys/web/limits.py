@@ -31,7 +31,7 @@ from typing import Any
 
 import redis
 from flask import Flask, Response, current_app, request
-from flask_limiter import Limit, Limiter
+from flask_limiter import ExemptionScope, Limit, Limiter
 from flask_limiter.errors import RateLimitExceeded
 from limits.storage import MemoryStorage, RedisStorage
 from redis.backoff import NoBackoff
@@ -198,12 +198,42 @@ def init_app(app: Flask) -> None:
             or any(key.rate for key in security.api_keys.keys)
         ),
     )
+    _remember_route_scopes(limiter)
     limiter.init_app(app)
     # A request filter, not ``limiter.exempt(health.bp)``: it ends the
     # limiter's work on a probe before any limit is resolved.
     limiter.request_filter(_is_health_probe)
     app.extensions[LIMITER_KEY] = limiter
     app.register_error_handler(RateLimitExceeded, _rate_limited)
+
+
+def _remember_route_scopes(limiter: Limiter) -> None:
+    """Work out each endpoint's exemptions and blueprint limits once, not on every request.
+
+    Flask-Limiter recomputes both from its registries on every request (the
+    exemptions twice), though they change only while the app is set up: none
+    is registered once it serves. The limiter serves one app, so the endpoint
+    and its blueprint name the answer.
+    """
+    manager = limiter.limit_manager
+    exemption_scope, blueprint_limits = manager.exemption_scope, manager.blueprint_limits
+    scopes: dict[tuple[str | None, str | None], ExemptionScope] = {}
+    limits: dict[str, list[Any]] = {}
+
+    def remembered_exemption_scope(
+        app: Flask, endpoint: str | None, blueprint: str | None
+    ) -> ExemptionScope:
+        if (endpoint, blueprint) not in scopes:
+            scopes[endpoint, blueprint] = exemption_scope(app, endpoint, blueprint)
+        return scopes[endpoint, blueprint]
+
+    def remembered_blueprint_limits(app: Flask, blueprint: str) -> list[Any]:
+        if blueprint not in limits:
+            limits[blueprint] = blueprint_limits(app, blueprint)
+        return list(limits[blueprint])
+
+    manager.exemption_scope = remembered_exemption_scope  # type: ignore[method-assign]
+    manager.blueprint_limits = remembered_blueprint_limits  # type: ignore[method-assign]
 
 
 def _is_health_probe() -> bool:
