@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 
 import pytest
@@ -112,6 +113,27 @@ def test_requests_without_a_key_have_a_default_of_their_own(app_factory):
 def test_the_health_probes_are_never_limited(limited):
     client = limited(RATE_LIMIT="1 per minute").test_client()
     assert {client.get(path).status_code for path in ["/healthz", "/readyz"] * 5} == {200}
+
+
+def test_a_counter_starts_again_once_its_window_is_over(limited):
+    client = limited(RATE_LIMIT="1 per second").test_client()
+    statuses = [client.get("/popular", headers=key("read")).status_code for _ in range(2)]
+    time.sleep(1.1)
+    statuses.append(client.get("/popular", headers=key("read")).status_code)
+    assert statuses == [200, 429, 200]
+
+
+def test_counting_in_memory_starts_no_thread_per_request(limited, monkeypatch):
+    # limits' own memory storage starts a timer thread 10 ms after the last one.
+    client = limited(RATE_LIMIT="100 per minute").test_client()
+    client.get("/popular", headers=key("read"))
+    started = []
+    start = threading.Thread.start
+    monkeypatch.setattr(threading.Thread, "start", lambda t: (started.append(t), start(t)))
+    for _ in range(5):
+        time.sleep(0.02)
+        assert client.get("/popular", headers=key("read")).status_code == 200
+    assert len(started) <= 1
 
 
 def test_an_empty_limit_means_none(limited):
