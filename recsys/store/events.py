@@ -398,10 +398,11 @@ class EventStore(ProductCatalog, UserData):
         to the database since. PostgreSQL keeps the full path, where the
         statement deadline watches it. Callers must not change the rows.
         """
-        if self._history_reads is not None:
-            return self._history_reads.read(self._history_sql, (user_id,))
-        if self._history_sql is not None:
-            return self._read_driver(self._history_sql, (user_id,))
+        sql = self._history_sql
+        if sql is not None:
+            if self._history_reads is not None:
+                return self._history_reads.read(sql, (user_id,))
+            return self._read_driver(sql, (user_id,))
         with self.engine.connect() as conn:
             return conn.execute(_USER_HISTORY, {"user_id": user_id}).all()
 

@@ -67,7 +67,8 @@ class _SweepingMemoryStorage(MemoryStorage):
     def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 (limits' private hook)
         if not self.timer.is_alive():
             # A daemon thread: a pending sweep never holds up the process's exit.
-            self.timer = threading.Timer(_SWEEP_SECONDS, self._MemoryStorage__expire_events)
+            sweep = self._MemoryStorage__expire_events  # type: ignore[attr-defined]
+            self.timer = threading.Timer(_SWEEP_SECONDS, sweep)
             self.timer.daemon = True
             self.timer.start()
 

@@ -90,7 +90,8 @@ def init_app(app: Flask) -> None:
 )
 @requires("read")
 def recommend():
-    app = current_app._get_current_object()  # one look-up through the proxy, used twice
+    # One look-up through the proxy, used twice (werkzeug's documented way to unwrap it).
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
     memo: QueryMemo = app.extensions[MEMO_KEY]
     query = QueryMemo.digest(request.query_string)
     parsed = memo.get(query)
