@@ -117,6 +117,30 @@ def ndcg_at_k(recommended: RankedLists, relevant: RelevantSets, k: int) -> float
     Raises:
         ValueError: k < 1, or no user has a relevant item.
     """
+    return _mean_over_users(recommended, relevant, k, _ndcg_of_user(k))
+
+
+def ndcg_by_user(recommended: RankedLists, relevant: RelevantSets, k: int) -> dict[int, float]:
+    """Return each user's NDCG@k (the values ``ndcg_at_k`` averages).
+
+    Users without a relevant item are left out, as ``ndcg_at_k`` leaves them
+    out of its mean; paired comparisons of two models resample these values.
+
+    Args:
+        recommended: Ranked product ids per user, best first.
+        relevant: Relevant held-out product ids per user.
+        k: The cut-off.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    ndcg = _ndcg_of_user(k)
+    users = [user for user, targets in relevant.items() if len(targets)]
+    values = [ndcg(hits, n_rel) for hits, n_rel in _user_hits(recommended, relevant, k)]
+    return {int(user): float(value) for user, value in zip(users, values, strict=True)}
+
+
+def _ndcg_of_user(k: int):
+    """Return the NDCG@k of one user's hits (binary relevance)."""
     discounts = 1.0 / np.log2(np.arange(2, k + 2))
     ideal_dcg = np.cumsum(discounts)
 
@@ -124,7 +148,7 @@ def ndcg_at_k(recommended: RankedLists, relevant: RelevantSets, k: int) -> float
         dcg = discounts[: len(hits)][hits].sum()
         return dcg / ideal_dcg[min(k, n_rel) - 1]
 
-    return _mean_over_users(recommended, relevant, k, ndcg)
+    return ndcg
 
 
 def map_at_k(recommended: RankedLists, relevant: RelevantSets, k: int) -> float:

@@ -141,3 +141,14 @@ def test_ranking_metrics_reject_a_cut_off_below_one(metric):
 def test_coverage_rejects_empty_input(lists, size, message):
     with pytest.raises(ValueError, match=message):
         metrics.catalog_coverage(lists, size)
+
+
+def test_ndcg_by_user_gives_the_values_ndcg_averages():
+    by_user = metrics.ndcg_by_user(MANY_LISTS, MANY_RELEVANT, 4)
+    # User 3 has nothing relevant; user 4 has no list and scores 0.
+    assert set(by_user) == {1, 2, 4}
+    assert by_user[2] == pytest.approx(1 / math.log2(3))
+    assert by_user[4] == 0.0
+    assert sum(by_user.values()) / 3 == pytest.approx(
+        metrics.ndcg_at_k(MANY_LISTS, MANY_RELEVANT, 4)
+    )
