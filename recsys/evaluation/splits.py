@@ -53,6 +53,12 @@ DEFAULT_SPLIT_SEED = 0
 # time-global: the share of all rows in each test window (the latest 10% of
 # the log; further repeats take the 10% before it, and so on).
 DEFAULT_TIME_WINDOW = 0.1
+# time-global's rule for how many windows to roll back: as many as leave every
+# window's training part at least this share of the log. A cut only tests
+# the few users active on both sides of it (on MovieLens some 20 a window,
+# whatever the window's width), so more cuts are what adds test users; the
+# floor keeps the rolled-back training parts close to the latest one in size.
+DEFAULT_MIN_TRAIN_SHARE = 0.5
 # The share of a training part (its last in time, or a seeded per-user draw)
 # that validation holds out.
 DEFAULT_VALIDATION_FRACTION = 0.1
@@ -254,6 +260,35 @@ def global_time_split(
             "test_rows_of_users_without_training": int((~known).sum()),
         },
     )
+
+
+def global_time_windows(
+    window_fraction: float = DEFAULT_TIME_WINDOW,
+    min_train_share: float = DEFAULT_MIN_TRAIN_SHARE,
+) -> int:
+    """Return how many time-global windows fit while training keeps ``min_train_share``.
+
+    Window w (0 the latest) trains on the first 1 - (w + 1) * window_fraction
+    of the rows; the count is the number of windows whose training part keeps
+    at least ``min_train_share`` of them. It depends on the two shares only,
+    never on the data or on any model's figures.
+
+    Args:
+        window_fraction: The share of all rows in each test window, in (0, 1).
+        min_train_share: The smallest share of rows a training part may keep,
+            in (0, 1 - window_fraction].
+
+    Raises:
+        ValueError: Shares out of range, or no window fits.
+    """
+    if not 0 < window_fraction < 1:
+        raise ValueError(f"the time window must be between 0 and 1, got {window_fraction}")
+    if not 0 < min_train_share <= 1 - window_fraction:
+        raise ValueError(
+            f"min_train_share must be in (0, {1 - window_fraction:g}], got {min_train_share}"
+        )
+    # The tolerance keeps 0.5 / 0.1 at 5 despite floating point.
+    return int(np.floor((1 - min_train_share) / window_fraction + 1e-9))
 
 
 def validation_split(

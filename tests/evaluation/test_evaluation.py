@@ -15,6 +15,7 @@ from recsys.evaluation.report import format_report
 from recsys.evaluation.splits import (
     Split,
     global_time_split,
+    global_time_windows,
     holdout_split,
     kfold_splits,
     make_splits,
@@ -294,6 +295,24 @@ def test_the_latest_global_window_is_the_last_tenth_of_the_log_minus_unknown_use
     # User 3's first row (time 5) is in the window, with no training row: dropped, counted.
     assert earlier.test["timestamp"].tolist() == [4, 6]
     assert earlier.cold_counts()["test_rows_of_users_without_training"] == 1
+
+
+@pytest.mark.parametrize(
+    ("fraction", "min_train", "windows"),
+    [(0.1, 0.5, 5), (0.1, 0.9, 1), (0.2, 0.5, 2), (0.05, 0.7, 6)],
+)
+def test_global_time_windows_roll_back_while_training_keeps_its_share(fraction, min_train, windows):
+    assert global_time_windows(fraction, min_train) == windows
+    # The last window counted trains on the share (to a row), one more would not.
+    last = global_time_split(FEEDBACK, fraction, windows - 1)
+    assert len(last.train) >= min_train * len(FEEDBACK) - 1
+    assert 1 - fraction * (windows + 1) < min_train
+
+
+@pytest.mark.parametrize("min_train", [0.0, 0.95])
+def test_global_time_windows_refuse_a_share_that_leaves_no_window(min_train):
+    with pytest.raises(ValueError, match="min_train_share"):
+        global_time_windows(0.1, min_train)
 
 
 def test_a_global_cut_never_splits_rows_of_the_same_time():
