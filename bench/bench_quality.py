@@ -1,7 +1,11 @@
 """Benchmark of recommendation quality: every ranking model, tuned on validation only.
 
 Usage: python bench/bench_quality.py [PATH] [--seed S] [--k K] [--repeats N]
+       [--time-windows N] [--protocol NAME ...] [--per-user FILE]
        [--record FILE] [--readme FILE]
+
+``--protocol`` (repeatable) runs only the protocols named (ml-time-global,
+ml-time, ml-holdout, sim-time, sim-holdout); the default runs every one.
 
 PATH defaults to ../shared/datasets/ml-latest-small/ratings.csv relative to the
 repository root; when it is absent, MovieLens is skipped with a message and
@@ -11,7 +15,10 @@ The protocol (docs/evaluation.md states it in full):
 
 - headline: a time split. On MovieLens a global cut (``time-global``): train
   on every rating before the cut, test on the next 10% of the log, users with
-  no rating before the cut left out; three test windows rolled back in time.
+  no rating before the cut left out; test windows rolled back in time, as many
+  as keep at least half the log for training (five; ``--time-windows``). A
+  cut tests only the users active on both sides of it, some 20 a window on
+  MovieLens whatever the window's width, so more cuts are what add test users.
   The simulated shop has no global clock (its users are simulated one after
   the other), so there the time split is each user's last 2 products in the
   order the user found them (``time``), three windows rolled back. Beside it,
@@ -24,8 +31,10 @@ The protocol (docs/evaluation.md states it in full):
   rows); the test rows are read once, to report.
 - relevance: a test rating >= 4; candidates: every training product except
   the user's own training products; NDCG@k as ``recsys.evaluation.metrics``.
-- figures: mean over the three splits +- the half-width of the 95% Student-t
-  interval.
+- figures: mean over the splits +- the half-width of the 95% Student-t
+  interval; the headline's ratio targets also with a paired bootstrap interval
+  over the test users (``recsys.evaluation.paired``) and the share of
+  resamples that reach the target.
 
 The models are the registry's (``recsys.models.MODELS``): a model added there
 appears in the table; models without a grid here are scored with their
@@ -50,6 +59,7 @@ headline table is written between the quality markers of FILE.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import re
 import sys
@@ -69,7 +79,12 @@ sys.path.insert(0, str(REPO / "bench"))
 
 from verdicts import Verdicts, add_record_option  # noqa: E402
 
-from recsys.data.loaders import Dataset, load_dataset, simulated_dataset  # noqa: E402
+from recsys.data.loaders import (  # noqa: E402
+    Dataset,
+    load_dataset,
+    relevant_mask,
+    simulated_dataset,
+)
 from recsys.data.ratings import derive_ratings  # noqa: E402
 from recsys.data.simulate import SimulationConfig, simulate_shop  # noqa: E402
 from recsys.evaluation import metrics  # noqa: E402
@@ -81,8 +96,12 @@ from recsys.evaluation.evaluate import (  # noqa: E402
     training_rows,
 )
 from recsys.evaluation.model_params import model_factory  # noqa: E402
+from recsys.evaluation.paired import paired_bootstrap_ratio  # noqa: E402
 from recsys.evaluation.splits import (  # noqa: E402
+    DEFAULT_MIN_TRAIN_SHARE,
+    DEFAULT_TIME_WINDOW,
     Split,
+    global_time_windows,
     make_splits,
     products_by_user,
     validation_split,
@@ -96,10 +115,14 @@ MIN_BEST_RATIO = 2.0
 MIN_PERSONAL_RATIO = 1.0
 MAX_ALS_GAP = 0.01
 MIN_COMBINED_RATIO = 1.03
+PAIRED_RESAMPLES = 2000
+PAIRED_CONFIDENCE = 0.95
 SINGLE_MODELS = ("ease", "als", "itemknn")
 # Models that are neither popularity nor one of today's single models: a
 # ranker built over them is judged against the best single model.
 TODAY = ("popular", "svd", *SINGLE_MODELS)
+# What --protocol can run alone: MovieLens' three protocols, the shop's two.
+PROTOCOL_NAMES = ("ml-time-global", "ml-time", "ml-holdout", "sim-time", "sim-holdout")
 
 # The grids each model is tuned over on validation (its defaults first).
 IMPLICIT_GRID = [
@@ -167,6 +190,8 @@ class ModelRuns:
     """One model's figures over the splits of a protocol."""
 
     test: list[float] = field(default_factory=list)
+    # Each split's test users and their NDCG (the values ``test`` averages).
+    test_by_user: list[dict[int, float]] = field(default_factory=list)
     params: list[dict[str, Any]] = field(default_factory=list)
     input_choice: list[str] = field(default_factory=list)
     # Training input -> validation and test NDCG per split.
@@ -198,6 +223,14 @@ def ranking_models() -> list[str]:
 def ndcg_on(fitted, split: Split, k: int) -> float:
     scores = score_split(fitted, split, k, THRESHOLD)
     return float(scores.get(f"ndcg@{k}", 0.0))
+
+
+def ndcg_by_user_on(fitted, split: Split, k: int) -> dict[int, float]:
+    """Return each ranked test user's NDCG@k, ranked as ``score_split`` ranks."""
+    relevant = products_by_user(split.test[relevant_mask(split.test, THRESHOLD)])
+    batch = fitted.recommend(relevant, k, exclude=products_by_user(split.train))
+    lists = {user: ranked.product_ids for user, ranked in batch.lists.items()}
+    return metrics.ndcg_by_user(lists, {user: relevant[user] for user in lists}, k)
 
 
 def implicit_ndcg(train: pd.DataFrame, split: Split, params: Mapping[str, Any], k: int) -> float:
@@ -301,12 +334,14 @@ def run_protocol(
                 start = time.perf_counter()
                 fitted = factory().fit(training_rows(split.train, minimum))
                 seconds = time.perf_counter() - start
-                test_ndcg = ndcg_on(fitted, split, k)
+                by_user = ndcg_by_user_on(fitted, split, k)
+                test_ndcg = float(np.mean(list(by_user.values()))) if by_user else 0.0
                 record = runs.by_input.setdefault(choice, {"validation": [], "test": []})
                 record["validation"].append(figures[choice])
                 record["test"].append(test_ndcg)
                 if choice == chosen:
                     runs.test.append(test_ndcg)
+                    runs.test_by_user.append(by_user)
                     runs.fit_seconds.append(seconds)
             runs.params.append(params)
             runs.input_choice.append(chosen)
@@ -330,7 +365,11 @@ def mean_pm(values: Sequence[float]) -> str:
 
 def print_protocol(name: str, result: ProtocolResult, k: int) -> None:
     users = [s["test_users"] for s in result.splits]
-    print(f"  {result.label}: {len(result.splits)} splits; test users per split {users}")
+    ranked = [len(by_user) for by_user in result.models["popular"].test_by_user]
+    print(
+        f"  {result.label}: {len(result.splits)} splits; test users per split {users} "
+        f"(with a relevant test row, ranked by popularity: {ranked}, {sum(ranked)} in all)"
+    )
     header = ["model", f"ndcg@{k} (mean +- 95%)", "x popular", "training input", "settings"]
     popular = float(np.mean(result.models["popular"].test))
     rows = []
@@ -415,6 +454,8 @@ def judge(
                     f"no model beyond {', '.join(TODAY)} is registered ({ratio:.3f}x today)",
                 )
                 print(f"    {tag}: {line} (judged once a model beyond these is registered)")
+        if headline and position == 0:
+            judge_paired(tag, result, best, single, k, verdicts)
         if result.implicit:
             ours, theirs = (
                 float(np.mean(result.models["als"].test)),
@@ -435,6 +476,64 @@ def judge(
                 f"    {tag}: als {ours:.4f} / implicit {theirs:.4f} = {ratio:.3f} "
                 f"(target >= {1 - MAX_ALS_GAP:.2f})  {verdict(ok)}"
             )
+
+
+def paired_users(
+    first: Sequence[Mapping[int, float]], second: Sequence[Mapping[int, float]]
+) -> tuple[list[dict[int, float]], list[dict[int, float]], int]:
+    """Return two models' per-user figures on the users both ranked, split by split.
+
+    A model trained on ratings >= 4 only does not know a user whose training
+    ratings are all below 4, so two models' ranked users can differ by a few;
+    the pairing keeps the users both ranked and counts the others.
+    """
+    left, right, dropped = [], [], 0
+    for a, b in zip(first, second, strict=True):
+        both = a.keys() & b.keys()
+        dropped += len(a.keys() | b.keys()) - len(both)
+        left.append({user: a[user] for user in both})
+        right.append({user: b[user] for user in both})
+    return left, right, dropped
+
+
+def judge_paired(
+    tag: str, result: ProtocolResult, best: str, single: str, k: int, verdicts: Verdicts
+) -> None:
+    """Print the ratio targets with a paired bootstrap interval over the test users.
+
+    The users of each split are resampled (the same draw for both models), so
+    the interval says how far a ratio could move by which users happen to be
+    in the test windows alone; the share of resamples that reach the target
+    says how clear a PASS or a FAIL is.
+    """
+    pairs = [
+        (model, "popular", MIN_PERSONAL_RATIO) for model in result.models if model != "popular"
+    ]
+    pairs += [(best, "popular", MIN_BEST_RATIO), (best, single, MIN_COMBINED_RATIO)]
+    print(
+        f"    {tag}: ratios with a {PAIRED_CONFIDENCE:.0%} paired bootstrap interval over "
+        f"test users ({PAIRED_RESAMPLES} resamples, users drawn within each split)"
+    )
+    for model, other, target in pairs:
+        if model == other:
+            continue
+        left, right, dropped = paired_users(
+            result.models[model].test_by_user, result.models[other].test_by_user
+        )
+        interval = paired_bootstrap_ratio(left, right, PAIRED_RESAMPLES, PAIRED_CONFIDENCE, seed=0)
+        share = interval.share_at_least(target)
+        measured = (
+            f"{interval.ratio:.3f}x [{interval.low:.3f}, {interval.high:.3f}], "
+            f"{share:.0%} of resamples >= {target:g}"
+        )
+        verdicts.inform(
+            f"{tag}: {model} / {other} ndcg@{k} (target >= {target:g}x), paired bootstrap",
+            measured,
+        )
+        print(
+            f"      {model} / {other}: {measured} (users per split "
+            f"{list(interval.users)}, {dropped} ranked by one model only)"
+        )
 
 
 def simulated_with_order() -> Dataset:
@@ -475,19 +574,35 @@ def headline_table(results: Mapping[str, list[ProtocolResult]], k: int) -> str:
     return "\n".join(lines)
 
 
-def write_readme(path: Path, table: str, k: int) -> None:
+def write_readme(path: Path, table: str, k: int, splits: str) -> None:
     """Replace the table between the quality markers of a README."""
     text = path.read_text(encoding="utf-8")
     pattern = re.compile(r"(<!-- quality:start -->\n).*?(<!-- quality:end -->)", re.S)
     if not pattern.search(text):
         raise SystemExit(f"{path}: no <!-- quality:start --> ... <!-- quality:end --> markers")
     block = (
-        f"NDCG@{k} (mean +- 95% interval over 3 splits; x popularity), every model tuned "
+        f"NDCG@{k} (mean +- 95% interval over the splits: {splits}; x popularity), every "
+        "model tuned "
         "on validation rows carved from the training part only; relevant = a test rating "
         ">= 4, candidates = every product but the user's own training products. Written by "
         "`bench/bench_quality.py --readme README.md`:\n\n" + table + "\n"
     )
     path.write_text(pattern.sub(lambda m: m.group(1) + block + m.group(2), text), "utf-8")
+
+
+def write_per_user(path: Path, results: Mapping[str, list[ProtocolResult]]) -> None:
+    """Write each model's per-user test NDCG, split by split, as JSON."""
+    data = {
+        f"{name}, {result.label}": {
+            model: [
+                {str(user): value for user, value in split.items()} for split in runs.test_by_user
+            ]
+            for model, runs in result.models.items()
+        }
+        for name, runs in results.items()
+        for result in runs
+    }
+    path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -496,7 +611,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument(
-        "--repeats", type=int, default=3, help="splits per protocol (seeds or time windows)"
+        "--repeats",
+        type=int,
+        default=3,
+        help="splits per protocol (seeds, or windows of the last-n splits)",
     )
     parser.add_argument(
         "--readme",
@@ -505,10 +623,38 @@ def main(argv: list[str] | None = None) -> int:
         metavar="FILE",
         help="write the headline table between FILE's quality markers",
     )
+    parser.add_argument(
+        "--time-windows",
+        type=int,
+        default=None,
+        metavar="N",
+        help=(
+            "test windows of MovieLens' global time split (default: as many as keep "
+            f"{DEFAULT_MIN_TRAIN_SHARE * 100:g}%% of the log for training: {global_time_windows()})"
+        ),
+    )
+    parser.add_argument(
+        "--protocol",
+        action="append",
+        choices=PROTOCOL_NAMES,
+        default=None,
+        help="run only this protocol (repeatable; default: every one)",
+    )
+    parser.add_argument(
+        "--per-user",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="write every model's per-user test NDCG, split by split, to FILE as JSON",
+    )
     add_record_option(parser)
     args = parser.parse_args(argv)
     if args.repeats < 2:
         parser.error("--repeats must be at least 2 (an interval needs two splits)")
+    time_windows = global_time_windows() if args.time_windows is None else args.time_windows
+    if time_windows < 2:
+        parser.error("--time-windows must be at least 2 (an interval needs two splits)")
+    chosen = set(args.protocol or PROTOCOL_NAMES)
     verdicts = Verdicts("bench_quality.py", record=args.record)
     print(f"relevance: {relevance_rule(THRESHOLD)}; candidates: {CANDIDATE_SET}")
     print(
@@ -516,66 +662,110 @@ def main(argv: list[str] | None = None) -> int:
         "rows carved from each split's training rows; the test rows are read only to report"
     )
     results: dict[str, list[ProtocolResult]] = {}
-    if args.path.is_file():
+    movielens_runs = [name for name in PROTOCOL_NAMES[:3] if name in chosen]
+    if movielens_runs and args.path.is_file():
         movielens = load_dataset(args.path)
         print(f"{movielens.name}: {len(movielens.feedback)} ratings")
-        results["ml-latest-small"] = [
-            run_protocol(
-                movielens,
-                "time-global",
-                "global time split",
-                args.seed,
-                args.k,
-                args.repeats,
-                with_implicit=True,
-                compare_inputs=True,
-            ),
-            run_protocol(
-                movielens,
-                "time",
-                "last 5 per user",
-                args.seed,
-                args.k,
-                args.repeats,
-                5,
-                with_implicit=True,
-            ),
-            run_protocol(
-                movielens,
-                "holdout",
-                "random holdout",
-                args.seed,
-                args.k,
-                args.repeats,
-                with_implicit=True,
-            ),
-        ]
-    else:
+        runs = []
+        if "ml-time-global" in chosen:
+            print(
+                f"global time split: {time_windows} test windows of {DEFAULT_TIME_WINDOW:.0%} "
+                "of the log rolled back in time"
+                + (
+                    f", as many as keep at least {DEFAULT_MIN_TRAIN_SHARE:.0%} of the log for "
+                    "training (a cut tests only the users active on both sides of it, some "
+                    "20 a window here: more cuts are what adds test users)"
+                    if args.time_windows is None
+                    else " (--time-windows)"
+                )
+            )
+            runs.append(
+                run_protocol(
+                    movielens,
+                    "time-global",
+                    "global time split",
+                    args.seed,
+                    args.k,
+                    time_windows,
+                    with_implicit=True,
+                    compare_inputs=True,
+                )
+            )
+        if "ml-time" in chosen:
+            runs.append(
+                run_protocol(
+                    movielens,
+                    "time",
+                    "last 5 per user",
+                    args.seed,
+                    args.k,
+                    args.repeats,
+                    5,
+                    with_implicit=True,
+                )
+            )
+        if "ml-holdout" in chosen:
+            runs.append(
+                run_protocol(
+                    movielens,
+                    "holdout",
+                    "random holdout",
+                    args.seed,
+                    args.k,
+                    args.repeats,
+                    with_implicit=True,
+                )
+            )
+        results["ml-latest-small"] = runs
+    elif movielens_runs:
         verdicts.not_run("MovieLens targets", f"no ratings file at {args.path}")
         print(
             f"skipping MovieLens: no ratings file at {args.path} (pass the path of "
             "ml-latest-small/ratings.csv as the first argument)"
         )
-    shop = simulated_with_order()
-    results["simulated"] = [
-        run_protocol(
-            shop, "time", "last 2 per user", args.seed, args.k, args.repeats, 2, compare_inputs=True
-        ),
-        run_protocol(shop, "holdout", "random holdout", args.seed, args.k, args.repeats),
-    ]
+    shop_runs = []
+    if {"sim-time", "sim-holdout"} & chosen:
+        shop = simulated_with_order()
+        if "sim-time" in chosen:
+            shop_runs.append(
+                run_protocol(
+                    shop,
+                    "time",
+                    "last 2 per user",
+                    args.seed,
+                    args.k,
+                    args.repeats,
+                    2,
+                    compare_inputs=True,
+                )
+            )
+        if "sim-holdout" in chosen:
+            shop_runs.append(
+                run_protocol(shop, "holdout", "random holdout", args.seed, args.k, args.repeats)
+            )
+        results["simulated"] = shop_runs
     for name, runs in results.items():
         print(f"{name}:")
         for result in runs:
             print_protocol(name, result, args.k)
         print_inputs(runs[0], args.k)
-        judge(name, runs, name == "ml-latest-small", args.k, verdicts)
+        # The headline targets belong to the global time split only.
+        headline = name == "ml-latest-small" and "ml-time-global" in chosen
+        judge(name, runs, headline, args.k, verdicts)
+    if args.per_user:
+        write_per_user(args.per_user, results)
     table = headline_table(results, args.k)
     print("headline table (README):")
     print(table)
     status = verdicts.finish()
     # After the record: it names the commit, which the README edit would make dirty.
     if args.readme:
-        write_readme(args.readme, table, args.k)
+        counts = "; ".join(
+            f"{len(result.splits)} on {name}, {result.label}"
+            for name, runs in results.items()
+            for result in runs
+        )
+        write_readme(args.readme, table, args.k, counts)
     return status
 
 
