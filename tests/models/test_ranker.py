@@ -327,7 +327,9 @@ def test_ranking_among_the_candidates_gives_the_catalog_rows_list_under_any_mask
         )
         candidates = len(model._profile_candidates(items, engagement).items)
         for n in (1, 5, candidates - 2, candidates, len(products)):
-            exclude = rng.choice([*products, 999_999], size=rng.integers(0, 12)).tolist()
+            chosen = rng.choice([*products, 999_999], size=rng.integers(0, 12))
+            # Exclusions come as a request's set, a list (repeats too) or an array.
+            exclude = (frozenset(chosen.tolist()), chosen.tolist(), chosen)[int(rng.integers(3))]
             allowed = rng.random(len(products)) < 0.8 if rng.random() < 0.5 else None
             fast = model.rank_resolved(items, engagement, max(n, 1), exclude, allowed)
             row = model.rank_scores(
