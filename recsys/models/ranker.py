@@ -413,9 +413,11 @@ class RankerRecommender(Recommender):
         history = np.asarray(items, dtype=np.int64)
         engagement = np.asarray(engagement, dtype=np.float64)
         # EASE's fold-in row without building a one-row sparse matrix: the
-        # engagement-weighted sum of the history's rows of B.
+        # engagement-weighted sum of the history's rows of B. Kept in float32:
+        # float64 would order the catalog the same, and the candidates' scores
+        # widen exactly where they are written below.
         weights = self._ease_weights.take(history, axis=0)
-        ease = (engagement.astype(np.float32) @ weights).astype(np.float64)
+        ease = engagement.astype(np.float32) @ weights
         found, ranks = proposals(ease, self._popular_order, history, self.depth)
         # ALS and item-kNN score the candidates alone: a few dozen dot products
         # instead of the whole catalog's. EASE's scores are the row above. A
