@@ -54,7 +54,7 @@ from recsys.models.booster_scoring import BoosterScorer
 from recsys.models.ease import EASERecommender
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.popularity import PopularityRecommender
-from recsys.models.ranked import RankedList, id_array, lookup_ids
+from recsys.models.ranked import RankedList, id_array
 from recsys.models.ranker_features import (
     FEATURES,
     ITEM_FEATURES,
@@ -413,9 +413,11 @@ class RankerRecommender(Recommender):
         history = np.asarray(items, dtype=np.int64)
         engagement = np.asarray(engagement, dtype=np.float64)
         # EASE's fold-in row without building a one-row sparse matrix: the
-        # engagement-weighted sum of the history's rows of B.
+        # engagement-weighted sum of the history's rows of B. Kept in float32:
+        # float64 would order the catalog the same, and the candidates' scores
+        # widen exactly where they are written below.
         weights = self._ease_weights.take(history, axis=0)
-        ease = (engagement.astype(np.float32) @ weights).astype(np.float64)
+        ease = engagement.astype(np.float32) @ weights
         found, ranks = proposals(ease, self._popular_order, history, self.depth)
         # ALS and item-kNN score the candidates alone: a few dozen dot products
         # instead of the whole catalog's. EASE's scores are the row above. A
@@ -500,20 +502,50 @@ class RankerRecommender(Recommender):
             return super().rank_resolved(items, engagement, n, exclude, allowed)
         found = self._profile_candidates(items, engagement)
         scores = self._stage_two(found.features)
-        eligible = np.isfinite(scores)
-        if allowed is not None:
-            eligible &= allowed[found.items]
-        if exclude is not None and len(exclude) > 0 and len(found.items):
-            inner, known = lookup_ids(self.product_ids, id_array(exclude))
-            banned = inner[known]
-            at = np.minimum(found.items.searchsorted(banned), len(found.items) - 1)
-            eligible[at[found.items[at] == banned]] = False
-        kept = eligible.nonzero()[0]
-        if len(kept) < n:
+        ranked = self._best_candidates(found.items, scores, n, exclude, allowed)
+        if ranked is None:
             return self.rank_scores(self._full_row(found, scores), n, exclude, allowed)
-        # The candidates are ascending: a stable sort breaks ties by product id.
-        best = kept[(-scores[kept]).argsort(kind="stable")[:n]]
-        return RankedList(product_ids=self.product_ids[found.items[best]], scores=scores[best])
+        return ranked
+
+    def _best_candidates(
+        self,
+        items: np.ndarray,
+        scores: np.ndarray,
+        n: int,
+        exclude: Collection[int] | np.ndarray | None,
+        allowed: np.ndarray | None,
+    ) -> RankedList | None:
+        """Return the n best candidates the masks let through, or None when fewer pass.
+
+        The candidates sorted once, best first (a stable sort of ascending
+        items: ties by product id), then walked until n pass: an excluded
+        product is skipped where it comes, so only the first n plus the
+        exclusions are looked at. The same list as sorting the passing ones.
+        """
+        order = (-scores).argsort(kind="stable")
+        if not np.isfinite(scores).all():  # (never from the trees or rank fusion)
+            order = order[np.isfinite(scores.take(order))]
+        inner = items.take(order)
+        if allowed is not None:
+            passing = allowed.take(inner)
+            order, inner = order[passing], inner[passing]
+        if exclude is None or len(exclude) == 0:
+            if len(order) < n:
+                return None
+            best = order[:n]
+            return RankedList(product_ids=self.product_ids.take(inner[:n]), scores=scores[best])
+        banned = (
+            exclude if isinstance(exclude, (set, frozenset)) else set(id_array(exclude).tolist())
+        )
+        # At most len(banned) of the first n + len(banned) are excluded.
+        head = self.product_ids.take(inner[: n + len(banned)]).tolist()
+        kept = [at for at, product_id in enumerate(head) if product_id not in banned][:n]
+        if len(kept) < n:
+            return None
+        return RankedList(
+            product_ids=np.array([head[at] for at in kept], dtype=self.product_ids.dtype),
+            scores=scores.take(order.take(kept)),
+        )
 
     # -- explaining -----------------------------------------------------------
 

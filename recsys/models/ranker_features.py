@@ -298,7 +298,10 @@ def candidate_features(
         return Candidates(items=np.asarray(items, np.int64), features=features)
     # Written through the transpose, one feature a row: few, whole-row numpy
     # calls (serving pays per call at this size). Means are sums over the
-    # row divided by its length, as ndarray.mean computes them.
+    # row divided by its length, as ndarray.mean computes them; lengths are
+    # divided by as floats (the same quotients: a Python int costs numpy a
+    # conversion per call).
+    count = float(n)
     columns = features.T
     columns[_PROPOSER_RANKS] = proposer_ranks
     # ALS and item-kNN rank the candidates: best first, ties by ascending item
@@ -310,8 +313,8 @@ def candidate_features(
     # Scores standardised among the user's candidates: a model's raw scores
     # grow with the user's history (and differ between the model stage 2
     # learns from and the one refitted on every row); their spread does not.
-    centred = scores - np.add.reduce(scores, axis=1, keepdims=True) / n
-    spread = np.sqrt(np.einsum("ij,ij->i", centred, centred) / n)[:, None]
+    centred = scores - np.add.reduce(scores, axis=1, keepdims=True) / count
+    spread = np.sqrt(np.einsum("ij,ij->i", centred, centred) / count)[:, None]
     standard = columns[_SCORES]
     if spread.min() > 0:  # (False when a spread is NaN)
         np.divide(centred, spread, out=standard)
@@ -319,9 +322,13 @@ def candidate_features(
         standard[...] = 0.0
         np.divide(centred, spread, out=standard, where=spread > 0)
     user = _ITEMS.stop
-    columns[user] = np.log1p(len(history))
-    columns[user + 1] = np.add.reduce(engagement) / len(engagement) if len(engagement) else 0.0
+    columns[user] = np.log1p(float(len(history)))
+    columns[user + 1] = (
+        np.add.reduce(engagement) / float(len(engagement)) if len(engagement) else 0.0
+    )
     popularity = _ITEMS.start
-    usual = np.add.reduce(rows[:, popularity][history]) / len(history) if len(history) else 0.0
-    columns[user + 2] = columns[popularity] - usual
+    usual = (
+        np.add.reduce(rows[:, popularity][history]) / float(len(history)) if len(history) else 0.0
+    )
+    np.subtract(columns[popularity], usual, out=columns[user + 2])
     return Candidates(items=items, features=features)

@@ -40,6 +40,17 @@ def test_rows_in_any_memory_layout_score_as_their_values(booster):
     np.testing.assert_array_equal(scorer.scores(np.asfortranarray(rows)), expected)
 
 
+def test_read_only_and_float32_rows_score_as_their_values(booster):
+    rows = np.random.default_rng(3).normal(size=(8, 6))
+    expected = booster.predict(rows, num_threads=1)
+    read_only = rows.copy()
+    read_only.flags.writeable = False
+    scorer = BoosterScorer(booster)
+    assert scorer.scores(read_only).tobytes() == expected.tobytes()
+    narrow = rows.astype(np.float32)
+    assert scorer.scores(narrow).tobytes() == booster.predict(narrow, num_threads=1).tobytes()
+
+
 def test_no_rows_score_nothing(booster):
     assert BoosterScorer(booster).scores(np.empty((0, 6))).shape == (0,)
 

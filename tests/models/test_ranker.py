@@ -14,6 +14,7 @@ from recsys.models.profile import Profile
 from recsys.models.ranker import LAMBDARANK, RANK_FUSION, RankerRecommender
 from recsys.models.ranker_features import (
     FEATURES,
+    ITEM_FEATURES,
     STAGE_ONE,
     candidate_features,
     feature_rows,
@@ -163,6 +164,52 @@ def test_standardised_scores_are_exactly_minus_the_mean_over_the_spread_or_0_whe
     standard = found.features[:, [FEATURES.index(f"{m} score") for m in STAGE_ONE]]
     assert standard.T.tobytes() == expected.tobytes()
     assert not standard[:, 1].any()
+
+
+def plain_candidate_features(items, proposer_ranks, scores, table, history, engagement):
+    """Return the candidates' features one feature at a time, by their definitions."""
+    n = len(items)
+    column = {}
+    for m, model in enumerate(STAGE_ONE):
+        centred = scores[m] - scores[m].mean()
+        spread = np.sqrt(np.einsum("i,i->", centred, centred) / n)
+        column[f"{model} score"] = centred / spread if spread > 0 else np.zeros(n)
+    column["ease rank"], column["popular rank"] = proposer_ranks
+    for m, model in ((1, "als"), (2, "itemknn")):
+        best_first = sorted(range(n), key=lambda c, m=m: (-scores[m][c], items[c]))
+        column[f"{model} rank"] = np.empty(n)
+        column[f"{model} rank"][best_first] = np.arange(1, n + 1)
+    for f, name in enumerate(ITEM_FEATURES):
+        column[name] = table[items, f]
+    column["user activity"] = np.full(n, np.log1p(len(history)))
+    column["user mean engagement"] = np.full(n, engagement.mean() if len(engagement) else 0.0)
+    usual = table[history, 0].mean() if len(history) else 0.0
+    column["popularity gap"] = table[items, 0] - usual
+    return np.column_stack([column[name] for name in FEATURES])
+
+
+def test_candidate_features_are_each_features_plain_computation_to_the_bit():
+    rng = np.random.default_rng(11)
+    n_items = 300
+    table = np.column_stack(
+        [np.log1p(rng.integers(0, 500, n_items)), rng.normal(size=(n_items, 4))]
+    )
+    rows = feature_rows(table)
+    for _ in range(200):
+        history = np.sort(rng.choice(n_items, rng.integers(0, 20), replace=False))
+        engagement = rng.random(len(history)) * 5
+        ease = rng.normal(size=n_items)
+        items, ranks = proposals(ease.copy(), np.argsort(-table[:, 0], kind="stable"), history, 40)
+        scores = np.vstack(
+            [ease[items], rng.normal(size=len(items)), rng.normal(size=len(items)), table[items, 0]]
+        )
+        if rng.random() < 0.3:  # a scorer the trees never read scores every candidate 0
+            scores[rng.integers(1, 3)] = 0.0
+        if rng.random() < 0.3:  # and ties in a ranking
+            scores[2] = np.round(scores[2])
+        found = candidate_features(items, ranks, scores, rows, history, engagement)
+        expected = plain_candidate_features(items, ranks, scores, table, history, engagement)
+        assert found.features.tobytes() == expected.tobytes()
 
 
 def test_a_served_answer_has_the_training_time_rows_candidates_and_features_but_als():
@@ -327,7 +374,9 @@ def test_ranking_among_the_candidates_gives_the_catalog_rows_list_under_any_mask
         )
         candidates = len(model._profile_candidates(items, engagement).items)
         for n in (1, 5, candidates - 2, candidates, len(products)):
-            exclude = rng.choice([*products, 999_999], size=rng.integers(0, 12)).tolist()
+            chosen = rng.choice([*products, 999_999], size=rng.integers(0, 12))
+            # Exclusions come as a request's set, a list (repeats too) or an array.
+            exclude = (frozenset(chosen.tolist()), chosen.tolist(), chosen)[int(rng.integers(3))]
             allowed = rng.random(len(products)) < 0.8 if rng.random() < 0.5 else None
             fast = model.rank_resolved(items, engagement, max(n, 1), exclude, allowed)
             row = model.rank_scores(
