@@ -14,7 +14,7 @@ prune, an import, a periodic impressions sync) makes every read run again;
 a read-mostly spell spares the query. What tells is the WAL index header
 (``WalIndexWatch``): every commit of any connection, of any process,
 rewrites it in the ``-shm`` file SQLite shares between them, which each
-connection maps. Reading it from the same shared memory is a copy of 48
+connection maps. Reading it from the same shared memory is a copy of 96
 bytes; asking SQLite (``PRAGMA data_version``, the fallback) is a statement
 that lets go of the GIL, and under a threaded server each such hand-over
 cost more than the rest of a cached answer's history check.
@@ -126,9 +126,10 @@ class _ThreadReader:
 
 
 # The WAL index header as SQLite writes it (https://www.sqlite.org/walformat.html):
-# its first copy, 48 bytes at the start of the -shm file; a reader that finds
-# a header SQLite's own checks would refuse does not trust the file.
-_HEADER_BYTES = 48
+# two copies of 48 bytes at the start of the -shm file, the second written
+# first. Both are compared: a commit under way shows in either. A reader
+# that finds a header SQLite's own checks would refuse does not trust the file.
+_HEADER_BYTES = 96
 _WAL_INDEX_VERSION = 3007000
 
 
