@@ -10,7 +10,12 @@ from recsys.runtime import ServingRuntime
 
 def runtime() -> ServingRuntime:
     """Return the current app's runtime, started (its model served) on first use."""
-    found: ServingRuntime = current_app.extensions["recsys.runtime"]
+    return runtime_of(current_app)
+
+
+def runtime_of(app: Flask) -> ServingRuntime:
+    """Return an app's runtime, started on first use (for a view that holds its app already)."""
+    found: ServingRuntime = app.extensions["recsys.runtime"]
     found.start()
     return found
 

@@ -12,7 +12,7 @@ from werkzeug.datastructures import MultiDict
 from recsys.online import NO_FILTER, ListFilter, RecommendRequest
 from recsys.web import query_params
 from recsys.web.auth import requires
-from recsys.web.context import runtime, settings_of
+from recsys.web.context import runtime, runtime_of, settings_of
 from recsys.web.openapi import operation
 from recsys.web.schemas import ListLengthQuery, PopularProducts, Recommendations, RecommendQuery
 
@@ -90,7 +90,7 @@ def init_app(app: Flask) -> None:
 )
 @requires("read")
 def recommend():
-    # One look-up through the proxy, used twice (werkzeug's documented way to unwrap it).
+    # One look-up through the proxy, used thrice (werkzeug's documented way to unwrap it).
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     memo: QueryMemo = app.extensions[MEMO_KEY]
     query = QueryMemo.digest(request.query_string)
@@ -99,7 +99,7 @@ def recommend():
         parsed = _parse(request.args)
         memo.put(query, parsed)
     # Through the running A/B test's variant when there is one; else the live model's pipeline.
-    answer = runtime().experiments.recommend(parsed)
+    answer = runtime_of(app).experiments.recommend(parsed)
     # The answer encodes itself once: a cached one is served as it was. (A
     # content type, unlike a mimetype, is not checked for a charset to add.)
     return app.response_class(answer.json_body, content_type="application/json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
 
 import pytest
@@ -11,6 +12,7 @@ import sqlalchemy as sa
 from recsys.data.events import Event
 from recsys.store.events import EventStore, UserHistory
 from recsys.store.migrate import upgrade_to_head
+from recsys.store.thread_connections import WalIndexWatch
 from tests.builders import SMALL_CATALOG
 
 
@@ -118,3 +120,55 @@ def test_a_commit_through_another_store_makes_the_next_read_run_again(file_store
     again = file_store.user_history_rows(7)
     assert again == file_store.user_history_rows(7) and again is not first
     other.dispose()
+
+
+def _statements_on_thread_connection(file_store) -> list[str]:
+    """Return a list that grows by each statement this thread's history connection runs."""
+    file_store.user_history(1)  # the thread's connection exists from here on
+    run: list[str] = []
+    file_store._history_reads._local.reader.connection.set_trace_callback(run.append)
+    return run
+
+
+def test_a_repeated_read_on_a_wal_file_runs_no_statement_at_all(file_store):
+    file_store.add_interactions([Event(7, 4, True)])
+    file_store.user_history_rows(7)
+    run = _statements_on_thread_connection(file_store)
+    file_store.user_history_rows(7)
+    file_store.user_history_rows(1)
+    assert run == [], "the WAL index in shared memory says nothing was committed"
+
+
+def test_a_commit_of_another_process_makes_the_next_read_run_again(file_store, sqlite_url):
+    file_store.add_interactions([Event(7, 4, True)])
+    first = file_store.user_history_rows(7)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child only writes
+        try:
+            other = EventStore.from_url(sqlite_url)
+            other.add_interactions([Event(7, 5, True)])
+            other.dispose()
+        finally:
+            os._exit(0)
+    os.waitpid(child, 0)
+    assert file_store.user_history(7).purchased == {4, 5}
+    assert file_store.user_history_rows(7) is not first
+
+
+def test_without_a_wal_index_to_watch_a_read_asks_sqlite_and_sees_commits(file_store):
+    file_store.user_history(7)
+    reader = file_store._history_reads._local.reader
+    reader._changes = None  # as on a database SQLite keeps no shared WAL index for
+    file_store.user_history(7)
+    run = _statements_on_thread_connection(file_store)
+    file_store.user_history(7)
+    assert run == ["PRAGMA data_version"]
+    file_store.add_interactions([Event(7, 4, True)])
+    assert file_store.user_history(7).purchased == {4}
+
+
+def test_a_database_not_in_wal_mode_is_not_watched(tmp_path):
+    connection = sqlite3.connect(tmp_path / "rollback.db", isolation_level=None)
+    connection.execute("CREATE TABLE t (x)")
+    assert WalIndexWatch.of(connection) is None
+    connection.close()
