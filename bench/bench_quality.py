@@ -121,8 +121,31 @@ SINGLE_MODELS = ("ease", "als", "itemknn")
 # Models that are neither popularity nor one of today's single models: a
 # ranker built over them is judged against the best single model.
 TODAY = ("popular", "svd", *SINGLE_MODELS)
-# What --protocol can run alone: MovieLens' three protocols, the shop's two.
-PROTOCOL_NAMES = ("ml-time-global", "ml-time", "ml-holdout", "sim-time", "sim-holdout")
+
+
+@dataclass(frozen=True)
+class ProtocolPlan:
+    """One protocol the bench can run: its data set, split and what it compares besides."""
+
+    protocol: str
+    label: str
+    leave_last: int = 1
+    with_implicit: bool = False
+    compare_inputs: bool = False
+
+
+# What --protocol can run alone, in the order the bench runs them: MovieLens'
+# three protocols ("ml-") and the shop's two ("sim-").
+PROTOCOLS = {
+    "ml-time-global": ProtocolPlan(
+        "time-global", "global time split", with_implicit=True, compare_inputs=True
+    ),
+    "ml-time": ProtocolPlan("time", "last 5 per user", 5, with_implicit=True),
+    "ml-holdout": ProtocolPlan("holdout", "random holdout", with_implicit=True),
+    "sim-time": ProtocolPlan("time", "last 2 per user", 2, compare_inputs=True),
+    "sim-holdout": ProtocolPlan("holdout", "random holdout"),
+}
+PROTOCOL_NAMES = tuple(PROTOCOLS)
 
 # The grids each model is tuned over on validation (its defaults first).
 IMPLICIT_GRID = [
@@ -605,6 +628,24 @@ def write_per_user(path: Path, results: Mapping[str, list[ProtocolResult]]) -> N
     path.write_text(json.dumps(data, indent=1), encoding="utf-8")
 
 
+def run_plan(
+    dataset: Dataset, name: str, args: argparse.Namespace, time_windows: int
+) -> ProtocolResult:
+    """Run the protocol ``--protocol name`` names on a data set."""
+    plan = PROTOCOLS[name]
+    return run_protocol(
+        dataset,
+        plan.protocol,
+        plan.label,
+        args.seed,
+        args.k,
+        time_windows if plan.protocol == "time-global" else args.repeats,
+        plan.leave_last,
+        with_implicit=plan.with_implicit,
+        compare_inputs=plan.compare_inputs,
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, default=DEFAULT_PATH)
@@ -666,7 +707,6 @@ def main(argv: list[str] | None = None) -> int:
     if movielens_runs and args.path.is_file():
         movielens = load_dataset(args.path)
         print(f"{movielens.name}: {len(movielens.feedback)} ratings")
-        runs = []
         if "ml-time-global" in chosen:
             print(
                 f"global time split: {time_windows} test windows of {DEFAULT_TIME_WINDOW:.0%} "
@@ -679,43 +719,11 @@ def main(argv: list[str] | None = None) -> int:
                     else " (--time-windows)"
                 )
             )
-            runs.append(
-                run_protocol(
-                    movielens,
-                    "time-global",
-                    "global time split",
-                    args.seed,
-                    args.k,
-                    time_windows,
-                    with_implicit=True,
-                    compare_inputs=True,
-                )
-            )
-        if "ml-time" in chosen:
-            runs.append(
-                run_protocol(
-                    movielens,
-                    "time",
-                    "last 5 per user",
-                    args.seed,
-                    args.k,
-                    args.repeats,
-                    5,
-                    with_implicit=True,
-                )
-            )
-        if "ml-holdout" in chosen:
-            runs.append(
-                run_protocol(
-                    movielens,
-                    "holdout",
-                    "random holdout",
-                    args.seed,
-                    args.k,
-                    args.repeats,
-                    with_implicit=True,
-                )
-            )
+        runs = [
+            run_plan(movielens, name, args, time_windows)
+            for name in PROTOCOL_NAMES
+            if name.startswith("ml-") and name in chosen
+        ]
         results["ml-latest-small"] = runs
     elif movielens_runs:
         verdicts.not_run("MovieLens targets", f"no ratings file at {args.path}")
@@ -723,26 +731,13 @@ def main(argv: list[str] | None = None) -> int:
             f"skipping MovieLens: no ratings file at {args.path} (pass the path of "
             "ml-latest-small/ratings.csv as the first argument)"
         )
-    shop_runs = []
     if {"sim-time", "sim-holdout"} & chosen:
         shop = simulated_with_order()
-        if "sim-time" in chosen:
-            shop_runs.append(
-                run_protocol(
-                    shop,
-                    "time",
-                    "last 2 per user",
-                    args.seed,
-                    args.k,
-                    args.repeats,
-                    2,
-                    compare_inputs=True,
-                )
-            )
-        if "sim-holdout" in chosen:
-            shop_runs.append(
-                run_protocol(shop, "holdout", "random holdout", args.seed, args.k, args.repeats)
-            )
+        shop_runs = [
+            run_plan(shop, name, args, time_windows)
+            for name in PROTOCOL_NAMES
+            if name.startswith("sim-") and name in chosen
+        ]
         results["simulated"] = shop_runs
     for name, runs in results.items():
         print(f"{name}:")
