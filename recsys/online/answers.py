@@ -8,10 +8,10 @@ plain request (no explanation or re-ranking) among cached answers.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import numpy as np
 import orjson
@@ -35,6 +35,35 @@ def compact_json(body: dict[str, Any]) -> bytes:
     return orjson.dumps(body, option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_SERIALIZE_NUMPY)
 
 
+_Value = TypeVar("_Value")
+
+
+class kept_property(Generic[_Value]):  # noqa: N801 (named as the decorator it stands for)
+    """``functools.cached_property`` without its lock, for the answers' frozen dataclasses.
+
+    Python 3.11's cached_property takes one lock for every instance of the
+    class while it computes, which the request threads took in turn. The value
+    is made on first use and kept in the instance's ``__dict__`` (beside the
+    fields, which a frozen dataclass would refuse), where later reads find it
+    before this descriptor. Two threads asking at once both compute it and
+    keep equal values.
+    """
+
+    def __init__(self, make: Callable[[Any], _Value]):
+        self._make = make
+        self._name = make.__name__
+        self.__doc__ = make.__doc__
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, instance: Any, owner: type | None = None) -> _Value:
+        if instance is None:
+            return self  # type: ignore[return-value]  # read on the class: the descriptor
+        value = instance.__dict__[self._name] = self._make(instance)
+        return value
+
+
 @dataclass(frozen=True)
 class ListFilter:
     """Which products a list may hold, besides what the model ranks.
@@ -50,7 +79,7 @@ class ListFilter:
     exclude: frozenset[int] = frozenset()
     include_purchased: bool = False
 
-    @functools.cached_property
+    @kept_property
     def key(self) -> FilterKey:
         """Return what identifies these filters among cached answers, in bounded memory.
 
@@ -128,19 +157,14 @@ class RecommendRequest:
         """Whether the request asks for the ranking as it is (such answers are cached)."""
         return not self.explain and self.diversity == 0
 
-    @property
+    @kept_property
     def key(self) -> AnswerKey:
         """Return what names the request among cached answers (plain requests of users only).
 
         Made once per request object: /recommend memoises its parsed requests.
         """
-        key = self.__dict__.get("_key")
-        if key is None:
-            assert self.user_id is not None, "a session's answers are not cached"
-            key = self.__dict__["_key"] = AnswerKey(
-                self.user_id, self.n, self.offset, self.filters.key
-            )
-        return key
+        assert self.user_id is not None, "a session's answers are not cached"
+        return AnswerKey(self.user_id, self.n, self.offset, self.filters.key)
 
 
 @dataclass(frozen=True)
@@ -208,31 +232,20 @@ class RecommendationAnswer:
     because: list[list[Reason]] | None = None
     history_events: int = 0
 
-    @property
+    @kept_property
     def json_body(self) -> bytes:
         """Return the answer as compact JSON, encoded once however often it is served."""
-        # Kept as cached_property keeps a value, without its lock: Python
-        # 3.11's is one lock for every answer, which the request threads took
-        # in turn. Two threads encoding the same new answer at once both get
-        # the same bytes.
-        body = self.__dict__.get("_json_body")
-        if body is None:
-            body = self.__dict__["_json_body"] = compact_json(self.to_dict())
-        return body
+        return compact_json(self.to_dict())
 
-    @property
+    @kept_property
     def shown(self) -> tuple[tuple[int, ...], int]:
         """Return the listed products' ids and how many of them fill exploration slots.
 
         Worked out once per answer (as ``json_body``): every serving of a
         cached answer counts them.
         """
-        shown = self.__dict__.get("_shown")
-        if shown is None:
-            items = self.recommendations
-            ids = tuple([item.product_id for item in items])
-            shown = self.__dict__["_shown"] = (ids, sum([item.explored for item in items]))
-        return shown
+        items = self.recommendations
+        return tuple([item.product_id for item in items]), sum([item.explored for item in items])
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON shape of the answer."""
