@@ -188,6 +188,9 @@ def test_metrics_add_up_across_two_workers_of_the_production_server(tmp_path):
     base = f"http://127.0.0.1:{server.port}"
     try:
         server.wait_ready(within=90)
+        # Ready is one worker's answer; the other may still be starting (a
+        # worker gets connections once it listens). Probes count no /recommend.
+        server.ask_every_worker("/healthz")
 
         # A new connection per request, many at once: both workers answer.
         with ThreadPoolExecutor(16) as pool:
