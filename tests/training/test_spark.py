@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from datetime import timedelta
 
 import pytest
 
@@ -17,7 +18,7 @@ from recsys.data.simulate import SimulationConfig
 from recsys.data.simulate_large import simulate_large
 from recsys.evaluation.splits import holdout_split
 from recsys.training.train import TrainingSettings, holdout_metrics
-from tests.builders import generate_small_log, runtime_of
+from tests.builders import AppFactory, generate_small_log, runtime_of
 from tests.store_fixtures import jdbc_url
 
 # Spark regularises each solve by the row's count (ALS-WR) and implicit does
@@ -308,8 +309,6 @@ OLD_EVENTS = [(OLD_ONLY_USER, product) for product in (1, 2, 3, 4)] + [
 
 def store_with_events_past_the_retention(url: str, recent: bool = True):
     """Return a migrated store of recent events (none if not ``recent``) and 400-day-old ones."""
-    from datetime import timedelta
-
     import pandas as pd
 
     from recsys.data.events import Event
@@ -396,3 +395,33 @@ def test_spark_refuses_to_train_when_every_event_is_past_the_retention(
     with pytest.raises(NoTrainingDataError, match=f"of the last {RETENTION_DAYS} days"):
         train_and_publish(store, ModelRegistry(tmp_path / "local"), settings)
     store.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.postgres
+def test_flask_train_with_spark_says_it_read_only_the_window_of_the_store(
+    spark_engine, postgres_url, tmp_path
+):
+    from recsys.data.events import Event
+    from recsys.data.timestamps import utc_now
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training.spark import POSTGRES_JDBC_JAR
+
+    if not POSTGRES_JDBC_JAR.is_file():
+        skip_or_fail(f"no PostgreSQL JDBC driver at {POSTGRES_JDBC_JAR}")
+    factory = AppFactory(postgres_url, tmp_path / "models")
+    try:
+        app = factory(MODEL="als", EVENT_RETENTION_DAYS=str(RETENTION_DAYS))
+        long_ago = utc_now() - timedelta(days=400)
+        runtime_of(app).store.ingest([Event(OLD_ONLY_USER, 1, created_at=long_ago)])
+        result = app.test_cli_runner().invoke(
+            args=["train", "--engine", "spark", "--spark-master", "local[1]"]
+        )
+    finally:
+        factory.close()
+    assert result.exit_code == 0, result.output
+    # The bundled log, recorded at start-up; not the old event.
+    assert "trained on 3223 interactions recorded since" in result.output
+    trained = ModelRegistry(tmp_path / "models").load_latest(model_type="als")
+    assert OLD_ONLY_USER not in trained.model.user_ids
