@@ -425,3 +425,20 @@ def test_flask_train_with_spark_says_it_read_only_the_window_of_the_store(
     assert "trained on 3223 interactions recorded since" in result.output
     trained = ModelRegistry(tmp_path / "models").load_latest(model_type="als")
     assert OLD_ONLY_USER not in trained.model.user_ids
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_spark_refuses_a_retention_window_on_a_parquet_log_without_timestamps(
+    spark_engine, tmp_path
+):
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training import EventSource, train_on_spark
+
+    log = tmp_path / "log.parquet"
+    generate_small_log(log)
+    settings = TrainingSettings(model="als", retention_days=RETENTION_DAYS)
+    with pytest.raises(ValueError, match="no timestamp column"):
+        train_on_spark(
+            spark_engine, EventSource(parquet=str(log)), ModelRegistry(tmp_path / "m"), settings
+        )
