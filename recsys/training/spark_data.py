@@ -3,10 +3,12 @@
 Nothing here brings the log to the driver. A Parquet dataset (a file, a
 directory or a URI such as ``s3a://`` or ``hdfs://``) is read by the
 executors; PostgreSQL is read over JDBC in ranges of the primary key, one
-range per task. The ratings (``derive_ratings``'s rule) and the holdout
-split (``holdout_split``'s rule: round(fraction x n) of each user's n pairs,
-at least 1 and at most n - 1) are computed in Spark; only small results
-(counts, the catalog) reach the driver.
+range per task. Either read can keep to the retention window (the events
+recorded at or after a cutoff), as local training does. The ratings
+(``derive_ratings``'s rule) and the holdout split (``holdout_split``'s
+rule: round(fraction x n) of each user's n pairs, at least 1 and at most
+n - 1) are computed in Spark; only small results (counts, the catalog)
+reach the driver.
 """
 
 from __future__ import annotations
