@@ -50,7 +50,11 @@ def write_log(frame: pd.DataFrame, path: str | Path) -> None:
     if TIMESTAMP_COLUMN in frame.columns:
         columns.append(TIMESTAMP_COLUMN)
     table = pa.Table.from_pandas(frame.loc[:, columns], preserve_index=False)
-    pq.write_table(table, path, compression="zstd")
+    # Microseconds, the timestamps' own precision (TIMESTAMP_RULE): Spark
+    # refuses Parquet's nanosecond timestamps, pandas' default unit.
+    pq.write_table(
+        table, path, compression="zstd", coerce_timestamps="us", allow_truncated_timestamps=True
+    )
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,22 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def retention_cutoff(days: int | None, now: datetime | None = None) -> datetime | None:
+    """Return the moment before which events are past a retention of ``days`` days.
+
+    The one rule for the window: training (either engine) reads the events
+    recorded at or after it, and pruning deletes those recorded before it.
+
+    Args:
+        days: The retention in days (``EVENT_RETENTION_DAYS``); None: kept for ever.
+        now: The current naive-UTC time (default: the clock).
+
+    Returns:
+        The cutoff, naive UTC; None when events are kept for ever.
+    """
+    return None if days is None else (now or utc_now()) - timedelta(days=days)
+
+
 def to_naive_utc(value: datetime) -> datetime:
     """Return an aware datetime as naive UTC; a naive one is taken as UTC already."""
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value

@@ -46,7 +46,7 @@ from prometheus_client import Counter
 
 from recsys.config import Settings
 from recsys.data.events import Event
-from recsys.data.timestamps import utc_now
+from recsys.data.timestamps import retention_cutoff
 from recsys.evaluation.model_params import load_model_params
 from recsys.experiments import ExperimentLayer, ExperimentStore, ExposureLog, Guardrails
 from recsys.models import AUTO
@@ -524,8 +524,9 @@ class ServingRuntime:
         Args:
             days: The retention in days; None: ``EVENT_RETENTION_DAYS``.
         """
-        days = days if days is not None else self.settings.store.event_retention_days
-        return None if days is None else utc_now() - timedelta(days=days)
+        if days is None:
+            days = self.settings.store.event_retention_days
+        return retention_cutoff(days)
 
     def prune_events(
         self, before: datetime, on_chunk: Callable[[int, int], object] | None = None

@@ -3,22 +3,26 @@
 Nothing here brings the log to the driver. A Parquet dataset (a file, a
 directory or a URI such as ``s3a://`` or ``hdfs://``) is read by the
 executors; PostgreSQL is read over JDBC in ranges of the primary key, one
-range per task. The ratings (``derive_ratings``'s rule) and the holdout
-split (``holdout_split``'s rule: round(fraction x n) of each user's n pairs,
-at least 1 and at most n - 1) are computed in Spark; only small results
-(counts, the catalog) reach the driver.
+range per task. Either read can keep to the retention window (the events
+recorded at or after a cutoff), as local training does. The ratings
+(``derive_ratings``'s rule) and the holdout split (``holdout_split``'s
+rule: round(fraction x n) of each user's n pairs, at least 1 and at most
+n - 1) are computed in Spark; only small results (counts, the catalog)
+reach the driver.
 """
 
 from __future__ import annotations
 
 import urllib.parse
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import pandas as pd
 
-from recsys.data.interactions import CLICK, PURCHASE, RATING
+from recsys.data.interactions import CLICK, PURCHASE, RATING, TIMESTAMP_COLUMN
 from recsys.data.ratings import RATING_SCALE, EventWeights
+from recsys.data.timestamps import format_utc
 from recsys.store.bulk import TYPE_CODE_SQL
 
 # PostgreSQL's JDBC driver class (Debian's libpostgresql-jdbc-java, or
@@ -84,11 +88,22 @@ def jdbc_url_of(database_url: str) -> str | None:
     return f"jdbc:postgresql://{address}/{url.database or ''}?{urllib.parse.urlencode(query)}"
 
 
-def read_events(spark: Any, source: EventSource) -> Any:
+def read_events(spark: Any, source: EventSource, since: datetime | None = None) -> Any:
     """Return the events as a DataFrame ``user_id, product_clicked, purchased`` (longs, ints).
 
+    Args:
+        spark: The Spark session.
+        source: Where the events are.
+        since: Only the events recorded at or after this moment (naive UTC;
+            the retention window, ``retention_cutoff``); None: all of them.
+            The store filters on ``created_at`` in the query Spark sends; a
+            Parquet dataset on its ``timestamp`` column, where an event of
+            unknown time (null) is left out, as it cannot be shown to be
+            inside the window.
+
     Raises:
-        ValueError: The Parquet dataset lacks one of the columns.
+        ValueError: The Parquet dataset lacks one of the columns, or its
+            ``timestamp`` column when a window is to be applied.
     """
     from pyspark.sql import functions as sf
 
@@ -100,8 +115,10 @@ def read_events(spark: Any, source: EventSource) -> Any:
                 f"{source.parquet}: the events lack column(s) {missing}; "
                 "expected user_id, product_clicked, purchased"
             )
+        if since is not None:
+            frame = _parquet_events_since(frame, since, source.parquet)
     else:
-        frame = _read_jdbc_interactions(spark, str(source.jdbc_url), source.partitions)
+        frame = _read_jdbc_interactions(spark, str(source.jdbc_url), source.partitions, since)
     # A Parquet log holds clicks and purchases, as its purchased column says.
     typed = "type_code" in frame.columns
     return frame.select(
@@ -119,17 +136,54 @@ def read_events(spark: Any, source: EventSource) -> Any:
     )
 
 
-def _read_jdbc_interactions(spark: Any, url: str, partitions: int) -> Any:
+def _parquet_events_since(frame: Any, since: datetime, where: str) -> Any:
+    """Return the rows of a Parquet log whose ``timestamp`` is at or after ``since`` (naive UTC).
+
+    The column may be naive (``timestamp_ntz``: UTC, as ``write_log`` writes
+    it), an instant (``timestamp``), or ISO-8601 text with an offset; the
+    cutoff is compared as the same kind of value, so the session's time zone
+    never shifts it.
+
+    Raises:
+        ValueError: The log has no ``timestamp`` column.
+    """
+    from pyspark.sql import functions as sf
+
+    if TIMESTAMP_COLUMN not in frame.columns:
+        raise ValueError(
+            f"{where}: the events have no {TIMESTAMP_COLUMN} column, so the retention "
+            "window (EVENT_RETENTION_DAYS) cannot be applied to them"
+        )
+    kind = frame.schema[TIMESTAMP_COLUMN].dataType.simpleString()
+    stamps = sf.col(TIMESTAMP_COLUMN)
+    if kind == "timestamp_ntz":
+        cutoff = sf.lit(since.isoformat(sep=" ", timespec="microseconds")).cast("timestamp_ntz")
+    else:
+        # An instant, or text (unparsable text becomes null: of unknown time).
+        stamps = stamps if kind == "timestamp" else stamps.try_cast("timestamp")
+        cutoff = sf.lit(format_utc(since)).cast("timestamp")
+    return frame.where(stamps >= cutoff)
+
+
+def _read_jdbc_interactions(
+    spark: Any, url: str, partitions: int, since: datetime | None = None
+) -> Any:
+    """Return the store's interactions over JDBC, read in ``partitions`` ranges of ids.
+
+    The window is part of both queries Spark sends, so PostgreSQL leaves the
+    old events out and the id ranges span only the events inside it.
+    """
     properties = {"driver": JDBC_DRIVER}
+    window = "" if since is None else f" WHERE {_created_since_sql(since)}"
     bounds = spark.read.jdbc(
         url,
-        "(SELECT min(id) AS low, max(id) AS high FROM interactions) AS b",
+        f"(SELECT min(id) AS low, max(id) AS high FROM interactions{window}) AS b",
         properties=properties,
     ).first()
     query = (
         "(SELECT id, user_id, product_id AS product_clicked, "
         f"CAST(purchased AS INTEGER) AS purchased, {TYPE_CODE_SQL} AS type_code, "
-        "COALESCE(value, 0) AS value FROM interactions) AS i"
+        f"COALESCE(value, 0) AS value FROM interactions{window}) AS i"
     )
     if bounds is None or bounds["low"] is None:
         return spark.read.jdbc(url, query, properties=properties)
@@ -142,6 +196,15 @@ def _read_jdbc_interactions(spark: Any, url: str, partitions: int) -> Any:
         numPartitions=partitions,
         properties=properties,
     )
+
+
+def _created_since_sql(since: datetime) -> str:
+    """Return the SQL condition "recorded at or after ``since``" on the store's naive-UTC times.
+
+    Spark's JDBC reader takes a query, not parameters; the literal is built
+    from a datetime, never from text, so nothing can be injected through it.
+    """
+    return f"created_at >= TIMESTAMP '{since.isoformat(sep=' ', timespec='microseconds')}'"
 
 
 def read_jdbc_catalog(spark: Any, url: str) -> pd.DataFrame:

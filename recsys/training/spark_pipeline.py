@@ -13,6 +13,7 @@ neither with the log's length nor with its users.
 from __future__ import annotations
 
 import time
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.catalog import catalog_for_log
+from recsys.data.timestamps import format_utc, retention_cutoff
 from recsys.models.als import ALSRecommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.state import ModelState
@@ -41,7 +43,7 @@ from recsys.training.spark_data import (
     summarise_events,
 )
 from recsys.training.spark_metrics import spark_ranking_metrics
-from recsys.training.train import NoTrainingDataError, TrainingSettings
+from recsys.training.train import NoTrainingDataError, TrainingSettings, describe_window
 
 
 def train_on_spark(
@@ -57,15 +59,18 @@ def train_on_spark(
         engine: A started engine (inside its ``with``).
         source: The events: a Parquet dataset or the store over JDBC.
         registry: Where the artifact goes (a directory of the driver's).
-        settings: The model's parameters, weights, holdout and metrics (model ``als``).
+        settings: The model's parameters, weights, holdout and metrics (model
+            ``als``), and the retention window the events are read in.
         catalog_path: A Parquet source's catalog file (JDBC: the store's own).
 
     Returns:
         The published artifact's metadata.
 
     Raises:
-        NoTrainingDataError: There is no event.
-        ValueError: The model is not ALS, or the events are invalid.
+        NoTrainingDataError: There is no event (in the retention window,
+            ``settings.retention_days``, when there is one).
+        ValueError: The model is not ALS, the events are invalid, or a
+            Parquet dataset has no ``timestamp`` to apply the window to.
     """
     from pyspark import StorageLevel
     from pyspark.sql import functions as sf
@@ -75,10 +80,15 @@ def train_on_spark(
     if settings.model != ALSRecommender.name:
         raise ValueError(f"the spark engine trains als, not {settings.model!r}")
     template = ALSRecommender(**dict(settings.model_params))
-    events = read_events(engine.session, source).persist(StorageLevel.MEMORY_AND_DISK)
+    # The window local training reads (``train_and_publish``), whether or not
+    # the events before it were pruned yet.
+    since = retention_cutoff(settings.retention_days)
+    events = read_events(engine.session, source, since).persist(StorageLevel.MEMORY_AND_DISK)
     summary = summarise_events(events, source.describe())
     if summary.events == 0:
-        raise NoTrainingDataError(f"{source.describe()} holds no events to train on")
+        raise NoTrainingDataError(
+            f"{source.describe()} holds no events{describe_window(settings)} to train on"
+        )
     rows = _indexed_feedback(events, settings).persist(StorageLevel.MEMORY_AND_DISK)
     n_users, n_items, n_pairs = rows.agg(
         sf.max("user") + 1, sf.max("item") + 1, sf.count(sf.lit(1))
@@ -106,6 +116,7 @@ def train_on_spark(
                 "products": int(n_items),
                 "seconds": round(time.perf_counter() - started, 3),
                 **_weights_and_source(settings, source),
+                **_window(settings, since),
             },
         )
     finally:
@@ -119,6 +130,13 @@ def _weights_and_source(settings: TrainingSettings, source: EventSource) -> dict
         "engine": "spark",
         "source": source.describe(),
     }
+
+
+def _window(settings: TrainingSettings, since: datetime | None) -> dict[str, Any]:
+    """Return the artifact's record of the retention window the events were read in (none: {})."""
+    if since is None:
+        return {}
+    return {"retention_days": settings.retention_days, "events_since": format_utc(since)}
 
 
 def _model_states(

@@ -13,7 +13,6 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -22,7 +21,7 @@ import pandas as pd
 
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
 from recsys.data.ratings import EventWeights, derive_ratings
-from recsys.data.timestamps import utc_now
+from recsys.data.timestamps import retention_cutoff
 from recsys.errors import RecsysError
 from recsys.evaluation.champion import choose_on_validation
 from recsys.evaluation.evaluate import score_split
@@ -93,6 +92,16 @@ class TrainingSettings:
     retention_days: int | None = None
 
 
+def describe_window(settings: TrainingSettings) -> str:
+    """Return the phrase naming the retention window training reads ("" without one).
+
+    Both engines' messages use it, so they name the window alike.
+    """
+    if settings.retention_days is None:
+        return ""
+    return f" of the last {settings.retention_days} days (EVENT_RETENTION_DAYS)"
+
+
 def fingerprint_interactions(log: pd.DataFrame) -> str:
     """Return a digest that changes whenever the training interactions change.
 
@@ -146,20 +155,11 @@ def train_and_publish(
     steps.begin("reading the store")
     # Read in pages into int64 arrays: a ten-million-event log as Python rows
     # would cost gigabytes.
-    since = (
-        utc_now() - timedelta(days=settings.retention_days)
-        if settings.retention_days is not None
-        else None
-    )
-    log = read_interactions(store.engine, since=since)
+    log = read_interactions(store.engine, since=retention_cutoff(settings.retention_days))
     if log.empty:
-        window = (
-            f" of the last {settings.retention_days} days (EVENT_RETENTION_DAYS)"
-            if since is not None
-            else ""
-        )
         raise NoTrainingDataError(
-            f"the event store has no interactions{window} to train on; record some first "
+            f"the event store has no interactions{describe_window(settings)} to train on; "
+            "record some first "
             "(POST /interactions or `flask --app app import-interactions FILE`)"
         )
     return publish_trained(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+from datetime import timedelta
 
 import pytest
 
@@ -17,7 +18,7 @@ from recsys.data.simulate import SimulationConfig
 from recsys.data.simulate_large import simulate_large
 from recsys.evaluation.splits import holdout_split
 from recsys.training.train import TrainingSettings, holdout_metrics
-from tests.builders import generate_small_log, runtime_of
+from tests.builders import AppFactory, generate_small_log, runtime_of
 from tests.store_fixtures import jdbc_url
 
 # Spark regularises each solve by the row's count (ALS-WR) and implicit does
@@ -293,3 +294,151 @@ def test_the_users_arrays_stream_from_the_executors_in_blocks_of_the_stated_size
     expected[10] = 0  # as dense_factors leaves a user without factors
     np.testing.assert_array_equal(np.concatenate(blocks), expected)
     np.testing.assert_array_equal(np.concatenate(id_blocks), user_ids)
+
+
+# The retention window: events older than RETENTION_DAYS were not pruned yet,
+# and neither engine may train on them.
+RETENTION_DAYS = 30
+RECENT_EVENTS = 600
+# A user whose only events are past the retention, and users with some old events too.
+OLD_ONLY_USER = 9999
+OLD_EVENTS = [(OLD_ONLY_USER, product) for product in (1, 2, 3, 4)] + [
+    (user, 5) for user in (1, 2, 3)
+]
+
+
+def store_with_events_past_the_retention(url: str, recent: bool = True):
+    """Return a migrated store of recent events (none if not ``recent``) and 400-day-old ones."""
+    import pandas as pd
+
+    from recsys.data.events import Event
+    from recsys.data.timestamps import utc_now
+    from recsys.store.events import EventStore
+    from recsys.store.migrate import upgrade_to_head
+
+    store = EventStore.from_url(url)
+    upgrade_to_head(store.engine)
+    shop = simulate_large(SimulationConfig(users=60, products=20, seed=3), events=RECENT_EVENTS)
+    log = shop.interactions if recent else pd.DataFrame(columns=shop.interactions.columns)
+    store.bootstrap(shop.catalog, log)
+    long_ago = utc_now() - timedelta(days=400)
+    store.ingest([Event(user, product, created_at=long_ago) for user, product in OLD_EVENTS])
+    return store
+
+
+def source_of(where: str, url: str, store, tmp_path):
+    """Return an EventSource reading the store's events over JDBC, or its Parquet export."""
+    from recsys.data.log_files import iter_log, write_log
+    from recsys.training import EventSource
+    from recsys.training.spark import POSTGRES_JDBC_JAR
+
+    if where == "jdbc":
+        if not POSTGRES_JDBC_JAR.is_file():
+            skip_or_fail(f"no PostgreSQL JDBC driver at {POSTGRES_JDBC_JAR}")
+        return EventSource(jdbc_url=jdbc_url(url), partitions=2)
+    # The store's export with its times, as a Parquet log (naive UTC timestamps).
+    store.export_interactions(tmp_path / "export.csv", include_timestamps=True)
+    (chunk,) = iter_log(tmp_path / "export.csv")
+    write_log(chunk.frame, tmp_path / "events.parquet")
+    return EventSource(parquet=str(tmp_path / "events.parquet"))
+
+
+@pytest.fixture(params=["parquet", pytest.param("jdbc", marks=pytest.mark.postgres)])
+def event_location(request, tmp_path):
+    """Return where Spark reads the events (parquet, jdbc) and the store's URL to fill."""
+    if request.param == "jdbc":
+        return "jdbc", request.getfixturevalue("postgres_url")
+    return "parquet", f"sqlite:///{tmp_path / 'events.db'}"
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_spark_and_local_training_both_leave_out_the_events_past_the_retention(
+    spark_engine, event_location, tmp_path
+):
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training import train_and_publish, train_on_spark
+
+    where, url = event_location
+    store = store_with_events_past_the_retention(url)
+    source = source_of(where, url, store, tmp_path)
+    settings = TrainingSettings(model="als", retention_days=RETENTION_DAYS)
+
+    spark = train_on_spark(spark_engine, source, ModelRegistry(tmp_path / "spark"), settings)
+    local = train_and_publish(store, ModelRegistry(tmp_path / "local"), settings)
+
+    assert spark.training["interactions"] == local.training["interactions"] == RECENT_EVENTS
+    assert spark.training["users"] == local.training["users"]
+    assert spark.training["retention_days"] == RETENTION_DAYS
+    for models in ("spark", "local"):
+        trained = ModelRegistry(tmp_path / models).load_latest(model_type="als")
+        assert OLD_ONLY_USER not in trained.model.user_ids, models
+    store.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_spark_refuses_to_train_when_every_event_is_past_the_retention(
+    spark_engine, event_location, tmp_path
+):
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training import NoTrainingDataError, train_and_publish, train_on_spark
+
+    where, url = event_location
+    store = store_with_events_past_the_retention(url, recent=False)
+    source = source_of(where, url, store, tmp_path)
+    settings = TrainingSettings(model="als", retention_days=RETENTION_DAYS)
+    window = f"no events of the last {RETENTION_DAYS} days \\(EVENT_RETENTION_DAYS\\)"
+
+    with pytest.raises(NoTrainingDataError, match=window):
+        train_on_spark(spark_engine, source, ModelRegistry(tmp_path / "spark"), settings)
+    with pytest.raises(NoTrainingDataError, match=f"of the last {RETENTION_DAYS} days"):
+        train_and_publish(store, ModelRegistry(tmp_path / "local"), settings)
+    store.dispose()
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+@pytest.mark.postgres
+def test_flask_train_with_spark_says_it_read_only_the_window_of_the_store(
+    spark_engine, postgres_url, tmp_path
+):
+    from recsys.data.events import Event
+    from recsys.data.timestamps import utc_now
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training.spark import POSTGRES_JDBC_JAR
+
+    if not POSTGRES_JDBC_JAR.is_file():
+        skip_or_fail(f"no PostgreSQL JDBC driver at {POSTGRES_JDBC_JAR}")
+    factory = AppFactory(postgres_url, tmp_path / "models")
+    try:
+        app = factory(MODEL="als", EVENT_RETENTION_DAYS=str(RETENTION_DAYS))
+        long_ago = utc_now() - timedelta(days=400)
+        runtime_of(app).store.ingest([Event(OLD_ONLY_USER, 1, created_at=long_ago)])
+        result = app.test_cli_runner().invoke(
+            args=["train", "--engine", "spark", "--spark-master", "local[1]"]
+        )
+    finally:
+        factory.close()
+    assert result.exit_code == 0, result.output
+    # The bundled log, recorded at start-up; not the old event.
+    assert "trained on 3223 interactions recorded since" in result.output
+    trained = ModelRegistry(tmp_path / "models").load_latest(model_type="als")
+    assert OLD_ONLY_USER not in trained.model.user_ids
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_spark_refuses_a_retention_window_on_a_parquet_log_without_timestamps(
+    spark_engine, tmp_path
+):
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training import EventSource, train_on_spark
+
+    log = tmp_path / "log.parquet"
+    generate_small_log(log)
+    settings = TrainingSettings(model="als", retention_days=RETENTION_DAYS)
+    with pytest.raises(ValueError, match="no timestamp column"):
+        train_on_spark(
+            spark_engine, EventSource(parquet=str(log)), ModelRegistry(tmp_path / "m"), settings
+        )
