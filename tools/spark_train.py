@@ -27,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import create_app
+from recsys.training import NoTrainingDataError, SparkUnavailableError
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,7 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.jdbc_partitions:
         os.environ["RECSYS_SPARK_JDBC_PARTITIONS"] = str(args.jdbc_partitions)
     runtime = create_app().extensions["recsys.runtime"]
-    meta = runtime.train_exclusively(engine="spark", data=args.data)
+    try:
+        meta = runtime.train_exclusively(engine="spark", data=args.data)
+    except (ValueError, SparkUnavailableError, NoTrainingDataError) as exc:
+        # As `flask train` says it: one line, not a driver's traceback.
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(
         f"published {meta.version} ({meta.model_type}) on {meta.training['interactions']} "
         f"events; ndcg@10 {meta.metrics.get('ndcg@10')} over "

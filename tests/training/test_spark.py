@@ -18,7 +18,7 @@ from recsys.data.simulate import SimulationConfig
 from recsys.data.simulate_large import simulate_large
 from recsys.evaluation.splits import holdout_split
 from recsys.training.train import TrainingSettings, holdout_metrics
-from tests.builders import AppFactory, generate_small_log, runtime_of
+from tests.builders import ROOT, AppFactory, generate_small_log, runtime_of
 from tests.store_fixtures import jdbc_url
 
 # Spark regularises each solve by the row's count (ALS-WR) and implicit does
@@ -442,3 +442,27 @@ def test_spark_refuses_a_retention_window_on_a_parquet_log_without_timestamps(
         train_on_spark(
             spark_engine, EventSource(parquet=str(log)), ModelRegistry(tmp_path / "m"), settings
         )
+
+
+@pytest.mark.slow
+@pytest.mark.spark
+def test_the_spark_submit_entry_point_states_a_refusal_in_one_line(
+    spark_engine, tmp_path, monkeypatch, capsys
+):
+    log = tmp_path / "log.parquet"
+    generate_small_log(log)
+    for name, value in {
+        "MODEL": "als",
+        "EVENT_RETENTION_DAYS": str(RETENTION_DAYS),
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}",
+        "MODEL_DIR": str(tmp_path / "models"),
+    }.items():
+        monkeypatch.setenv(f"RECSYS_{name}", value)
+    spec = importlib.util.spec_from_file_location("spark_train", ROOT / "tools" / "spark_train.py")
+    assert spec is not None and spec.loader is not None
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    status = tool.main(["--data", str(log)])
+    error = capsys.readouterr().err.strip()
+    assert status == 2
+    assert error.startswith("error: ") and "no timestamp column" in error and "\n" not in error
