@@ -13,7 +13,6 @@ neither with the log's length nor with its users.
 from __future__ import annotations
 
 import time
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from recsys.data.catalog import catalog_for_log
-from recsys.data.timestamps import format_utc, retention_cutoff
+from recsys.data.timestamps import retention_cutoff
 from recsys.models.als import ALSRecommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.state import ModelState
@@ -43,7 +42,12 @@ from recsys.training.spark_data import (
     summarise_events,
 )
 from recsys.training.spark_metrics import spark_ranking_metrics
-from recsys.training.train import NoTrainingDataError, TrainingSettings, describe_window
+from recsys.training.train import (
+    NoTrainingDataError,
+    TrainingSettings,
+    describe_window,
+    window_record,
+)
 
 
 def train_on_spark(
@@ -116,7 +120,7 @@ def train_on_spark(
                 "products": int(n_items),
                 "seconds": round(time.perf_counter() - started, 3),
                 **_weights_and_source(settings, source),
-                **_window(settings, since),
+                **window_record(settings, since),
             },
         )
     finally:
@@ -130,13 +134,6 @@ def _weights_and_source(settings: TrainingSettings, source: EventSource) -> dict
         "engine": "spark",
         "source": source.describe(),
     }
-
-
-def _window(settings: TrainingSettings, since: datetime | None) -> dict[str, Any]:
-    """Return the artifact's record of the retention window the events were read in (none: {})."""
-    if since is None:
-        return {}
-    return {"retention_days": settings.retention_days, "events_since": format_utc(since)}
 
 
 def _model_states(

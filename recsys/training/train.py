@@ -13,6 +13,7 @@ import hashlib
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from functools import partial
 from typing import Any
 
@@ -21,7 +22,7 @@ import pandas as pd
 
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
 from recsys.data.ratings import EventWeights, derive_ratings
-from recsys.data.timestamps import retention_cutoff
+from recsys.data.timestamps import format_utc, retention_cutoff
 from recsys.errors import RecsysError
 from recsys.evaluation.champion import choose_on_validation
 from recsys.evaluation.evaluate import score_split
@@ -102,6 +103,13 @@ def describe_window(settings: TrainingSettings) -> str:
     return f" of the last {settings.retention_days} days (EVENT_RETENTION_DAYS)"
 
 
+def window_record(settings: TrainingSettings, since: datetime | None) -> dict[str, Any]:
+    """Return an artifact's record of the retention window its events were read in ({}: none)."""
+    if since is None:
+        return {}
+    return {"retention_days": settings.retention_days, "events_since": format_utc(since)}
+
+
 def fingerprint_interactions(log: pd.DataFrame) -> str:
     """Return a digest that changes whenever the training interactions change.
 
@@ -155,7 +163,8 @@ def train_and_publish(
     steps.begin("reading the store")
     # Read in pages into int64 arrays: a ten-million-event log as Python rows
     # would cost gigabytes.
-    log = read_interactions(store.engine, since=retention_cutoff(settings.retention_days))
+    since = retention_cutoff(settings.retention_days)
+    log = read_interactions(store.engine, since=since)
     if log.empty:
         raise NoTrainingDataError(
             f"the event store has no interactions{describe_window(settings)} to train on; "
@@ -163,7 +172,15 @@ def train_and_publish(
             "(POST /interactions or `flask --app app import-interactions FILE`)"
         )
     return publish_trained(
-        log, store.products_frame, registry, settings, fitter, started, steps=steps, gate=gate
+        log,
+        store.products_frame,
+        registry,
+        settings,
+        fitter,
+        started,
+        steps=steps,
+        gate=gate,
+        since=since,
     )
 
 
@@ -176,6 +193,7 @@ def publish_trained(
     started: float | None = None,
     steps: _Steps | None = None,
     gate: GatePolicy | None = None,
+    since: datetime | None = None,
 ) -> ArtifactMetadata:
     """Train on an interaction log and publish the model (``train_and_publish`` after its read).
 
@@ -188,6 +206,8 @@ def publish_trained(
         started: ``time.perf_counter()`` when training began (default: now).
         steps: The progress bar to move along (default: none shown).
         gate: Compare with the live version first (None: publish unjudged).
+        since: The retention window's cutoff the log was read from (None: no
+            window), recorded with the artifact.
 
     Returns:
         The published artifact's metadata; a version the gate rejected is
@@ -219,7 +239,10 @@ def publish_trained(
         catalog=catalog(),
         data_fingerprint=fingerprint_interactions(log),
         metrics=metrics,
-        training=_training_record(log, feedback, seconds, settings.weights),
+        training={
+            **_training_record(log, feedback, seconds, settings.weights),
+            **window_record(settings, since),
+        },
         selected_by=chosen.selected_by,
         selection=chosen.selection,
         gate=judged,

@@ -132,7 +132,7 @@ def train_command(engine: str | None, spark_master: str | None, force: bool):
         except (ValueError, SparkUnavailableError, NoTrainingDataError) as exc:
             raise click.ClickException(str(exc)) from None
     done = "kept as rejected" if meta.rejected else "published"
-    # The spark engine records the retention window it read the events in.
+    # Either engine records the retention window it read the events in.
     since = meta.training.get("events_since")
     click.echo(
         f"{done} {meta.version} ({meta.model_type}) trained on "

@@ -84,6 +84,22 @@ def test_retraining_reads_only_the_events_within_the_retention(any_app_factory):
     runtime.store.add_interactions([Event(5000 + i, 3, False, old) for i in range(50)])
     meta = runtime.train(force=True)
     assert meta.training["interactions"] == 3223  # the bundled log, recorded now; none of the old
+    assert meta.training["retention_days"] == 30
+
+
+def test_flask_train_says_which_window_of_the_store_it_read(any_app_factory):
+    app = any_app_factory(EVENT_RETENTION_DAYS="30")
+    result = app.test_cli_runner().invoke(args=["train", "--force"])
+    assert result.exit_code == 0, result.output
+    assert "trained on 3223 interactions recorded since " in result.output
+    assert "(EVENT_RETENTION_DAYS)" in result.output
+
+
+def test_flask_train_without_a_retention_names_no_window(any_app_factory):
+    result = any_app_factory().test_cli_runner().invoke(args=["train", "--force"])
+    assert result.exit_code == 0, result.output
+    assert "trained on 3223 interactions" in result.output
+    assert "recorded since" not in result.output
 
 
 def test_prune_events_without_a_retention_is_refused(runner):

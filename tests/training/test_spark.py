@@ -369,7 +369,7 @@ def test_spark_and_local_training_both_leave_out_the_events_past_the_retention(
 
     assert spark.training["interactions"] == local.training["interactions"] == RECENT_EVENTS
     assert spark.training["users"] == local.training["users"]
-    assert spark.training["retention_days"] == RETENTION_DAYS
+    assert spark.training["retention_days"] == local.training["retention_days"] == RETENTION_DAYS
     for models in ("spark", "local"):
         trained = ModelRegistry(tmp_path / models).load_latest(model_type="als")
         assert OLD_ONLY_USER not in trained.model.user_ids, models
