@@ -27,7 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app import create_app
-from recsys.training import NoTrainingDataError, SparkUnavailableError
+from recsys.training import TRAINING_REFUSALS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     runtime = create_app().extensions["recsys.runtime"]
     try:
         meta = runtime.train_exclusively(engine="spark", data=args.data)
-    except (ValueError, SparkUnavailableError, NoTrainingDataError) as exc:
+    except TRAINING_REFUSALS as exc:
         # As `flask train` says it: one line, not a driver's traceback.
         print(f"error: {exc}", file=sys.stderr)
         return 2

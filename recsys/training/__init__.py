@@ -26,8 +26,13 @@ from recsys.training.train import (
 )
 from recsys.training.worker import QueuedTrainingJobs, TrainingWorker
 
+# What a training may be refused with, said to an operator in one line: unusable
+# settings or events, no Spark, or nothing to train on (in the retention window).
+TRAINING_REFUSALS = (ValueError, SparkUnavailableError, NoTrainingDataError)
+
 __all__ = [
     "DEFAULT_MASTER",
+    "TRAINING_REFUSALS",
     "AutoRetrainer",
     "EventSource",
     "GatePolicy",

@@ -157,7 +157,7 @@ def _parquet_events_since(frame: Any, since: datetime, where: str) -> Any:
     kind = frame.schema[TIMESTAMP_COLUMN].dataType.simpleString()
     stamps = sf.col(TIMESTAMP_COLUMN)
     if kind == "timestamp_ntz":
-        cutoff = sf.lit(since.isoformat(sep=" ", timespec="microseconds")).cast("timestamp_ntz")
+        cutoff = sf.lit(_naive_text(since)).cast("timestamp_ntz")
     else:
         # An instant, or text (unparsable text becomes null: of unknown time).
         stamps = stamps if kind == "timestamp" else stamps.try_cast("timestamp")
@@ -204,7 +204,12 @@ def _created_since_sql(since: datetime) -> str:
     Spark's JDBC reader takes a query, not parameters; the literal is built
     from a datetime, never from text, so nothing can be injected through it.
     """
-    return f"created_at >= TIMESTAMP '{since.isoformat(sep=' ', timespec='microseconds')}'"
+    return f"created_at >= TIMESTAMP '{_naive_text(since)}'"
+
+
+def _naive_text(moment: datetime) -> str:
+    """Return a naive-UTC moment as SQL's and Spark's timestamp text, to the microsecond."""
+    return moment.isoformat(sep=" ", timespec="microseconds")
 
 
 def read_jdbc_catalog(spark: Any, url: str) -> pd.DataFrame:

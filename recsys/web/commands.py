@@ -18,12 +18,7 @@ from recsys.errors import DataFileError
 from recsys.runtime import ServingRuntime
 from recsys.store.bulk import import_log
 from recsys.store.engine import STORE_OUTAGES, describe_outage
-from recsys.training import (
-    NoTrainingDataError,
-    RetrainInProgressError,
-    SparkUnavailableError,
-    describe_gate,
-)
+from recsys.training import TRAINING_REFUSALS, RetrainInProgressError, describe_gate
 
 
 def init_app(app: Flask) -> None:
@@ -129,7 +124,7 @@ def train_command(engine: str | None, spark_master: str | None, force: bool):
     with reported():
         try:
             meta = runtime_of_command().train_exclusively(progress=True, force=force, **overrides)
-        except (ValueError, SparkUnavailableError, NoTrainingDataError) as exc:
+        except TRAINING_REFUSALS as exc:
             raise click.ClickException(str(exc)) from None
     done = "kept as rejected" if meta.rejected else "published"
     # Either engine records the retention window it read the events in.
