@@ -8,6 +8,7 @@ import scipy.sparse
 from recsys.models import MODELS
 from recsys.models.als import ALSRecommender
 from recsys.models.base import FOLD_IN
+from recsys.models.ease import weighted_row_sum
 from recsys.models.history import TrainingHistory
 from recsys.models.profile import Profile
 from recsys.models.state import ModelState
@@ -33,6 +34,22 @@ def test_an_unchanged_user_gets_exactly_the_training_time_scores(name):
         items, engagement = model.profile_items(profile_of(FEEDBACK, user))
         trained = np.asarray(model._score(np.array([inner]))[0])
         assert np.array_equal(model._score_profile(items, engagement), trained), user
+
+
+@pytest.mark.parametrize(
+    ("n_items", "history"),
+    [(1, 1), (2, 2), (20, 0), (20, 1), (20, 9), (200, 64), (200, 65), (200, 200)],
+)
+def test_eases_fold_in_sum_is_a_sparse_row_times_its_weights_bit_for_bit(n_items, history):
+    rng = np.random.default_rng(n_items + history)
+    # Rows of very different sizes: any other order of the additions rounds differently.
+    scale = 10.0 ** rng.uniform(-4, 4, size=(n_items, 1))
+    weights = (rng.standard_normal((n_items, n_items)) * scale).astype(np.float32)
+    items = np.sort(rng.choice(n_items, size=history, replace=False))
+    values = rng.uniform(0.5, 5, size=history).astype(np.float32)
+    row = scipy.sparse.csr_matrix((values, items, [0, history]), shape=(1, n_items))
+    expected = np.asarray(row @ weights)[0]
+    assert weighted_row_sum(weights, items, values).tobytes() == expected.tobytes()
 
 
 @pytest.mark.parametrize("name", ["ease", "itemknn"])
