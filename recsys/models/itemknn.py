@@ -15,6 +15,7 @@ the catalog; the similarity pass is a sparse X^T X, done in blocks of products.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -116,16 +117,34 @@ class ItemKNNRecommender(Recommender):
             (self.neighbour_weights.ravel(), (self.neighbour_items.ravel(), targets)),
             shape=(n_items, n_items),
         )
+        # W's rows as (columns, weights) views, and their lengths: a fold-in
+        # joins the rows of the user's few products.
+        starts = self._weights.indptr.tolist()
+        self._weight_rows = [
+            (self._weights.indices[a:b], self._weights.data[a:b])
+            for a, b in itertools.pairwise(starts)
+        ]
+        self._weight_counts = np.diff(self._weights.indptr)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self._rows[users] @ self._weights).todense())
 
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
-        # The same sparse row times W as a training-time row (exact for an unchanged user).
-        row = scipy.sparse.csr_matrix(
-            (engagement, items, [0, len(items)]), shape=(1, len(self.product_ids))
-        )
-        return np.asarray((row @ self._weights).todense())[0]
+        """Return the user's sparse row times W, without building the row.
+
+        The sum a training-time row makes, in scipy's order (each of the
+        user's products' rows of W in turn, added to zeros), so an unchanged
+        user gets exactly the training scores. Building a one-row sparse
+        matrix costs more than the product at serving sizes.
+        """
+        n_items = len(self._weight_rows)
+        if len(items) == 0:
+            return np.zeros(n_items)
+        rows = [self._weight_rows[i] for i in items.tolist()]
+        targets = np.concatenate([targets for targets, _ in rows])
+        terms = np.concatenate([weights for _, weights in rows])
+        terms *= np.asarray(engagement, dtype=np.float64).repeat(self._weight_counts[items])
+        return np.bincount(targets, weights=terms, minlength=n_items)
 
     def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
         column = np.asarray(self._weights[:, [item]].todense()).ravel()

@@ -39,7 +39,6 @@ LightGBM's own text format of the trees as a byte array: no pickle.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Collection, Mapping
 from typing import Any, ClassVar, Self
@@ -331,16 +330,6 @@ class RankerRecommender(Recommender):
         assert isinstance(ease, EASERecommender)
         self._history_rows = ease._rows
         self._ease_weights = ease.item_weights
-        neighbours = models["itemknn"]
-        assert isinstance(neighbours, ItemKNNRecommender)
-        # W's rows as (columns, weights) views, and their lengths: serving
-        # joins a few rows per answer.
-        weights = neighbours._weights
-        starts = weights.indptr.tolist()
-        self._neighbour_rows = [
-            (weights.indices[a:b], weights.data[a:b]) for a, b in itertools.pairwise(starts)
-        ]
-        self._neighbour_counts = np.diff(weights.indptr)
 
     def _load_booster(self, text: np.ndarray) -> None:
         self._booster_text = np.ascontiguousarray(text, dtype=np.uint8)
@@ -430,26 +419,9 @@ class RankerRecommender(Recommender):
             factors = als.fold_in(history, engagement).astype(np.float32)
             scores[1] = als.item_factors.take(found, axis=0) @ factors
         if "itemknn" not in self._unread:
-            scores[2] = self._neighbour_scores(history, engagement)[found]
+            scores[2] = self.models["itemknn"]._score_profile(history, engagement)[found]
         scores[3] = self._popular_scores[found]
         return candidate_features(found, ranks, scores, self._feature_rows, history, engagement)
-
-    def _neighbour_scores(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
-        """Return item-kNN's fold-in scores: its sparse row times W, without building the row.
-
-        The same sum as ``ItemKNNRecommender._score_profile``, in the same
-        order (each history row's entries in turn); building a one-row sparse
-        matrix costs more than the product at serving sizes, and joining a
-        few rows of W costs less than computing where their entries are.
-        """
-        n_items = len(self._neighbour_rows)
-        if len(items) == 0:
-            return np.zeros(n_items)
-        rows = [self._neighbour_rows[i] for i in items.tolist()]
-        targets = np.concatenate([targets for targets, _ in rows])
-        terms = np.concatenate([weights for _, weights in rows])
-        terms *= engagement.repeat(self._neighbour_counts[items])
-        return np.bincount(targets, weights=terms, minlength=n_items)
 
     def _stage_two(self, features: np.ndarray) -> np.ndarray:
         """Return stage 2's score of candidate features: LightGBM's, or rank fusion's."""

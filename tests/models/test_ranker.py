@@ -353,7 +353,10 @@ def test_a_scorer_the_trees_never_split_on_is_not_run_and_changes_no_score(unrea
         assert model._score_profile(*profile).tobytes() == row.tobytes()
     model._load_booster(model._booster_text)  # reading the trees again skips it again
     never = functools.partial(pytest.fail, f"{unread} ran")
-    scorer = {"als": (model.models["als"], "fold_in"), "itemknn": (model, "_neighbour_scores")}
+    scorer = {
+        "als": (model.models["als"], "fold_in"),
+        "itemknn": (model.models["itemknn"], "_score_profile"),
+    }
     monkeypatch.setattr(*scorer[unread], never)
     assert model._score_profile(*profiles[0]).tobytes() == skipping[0].tobytes()
 
