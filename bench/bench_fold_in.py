@@ -10,11 +10,11 @@ service now), and from the user's training-time row (as before fold-in; the
 path the service keeps for a store outage). CPU time per answer, each mode
 timed in alternating rounds, best round kept.
 
-Target: for EASE and ALS, a folded-in answer costs at most 1.3x a
+Target: for EASE, ALS and item-kNN, a folded-in answer costs at most 1.3x a
 training-time-row answer (the history read included in both). Exits 1 if a
 target fails.
 
-Usage: python bench/bench_fold_in.py [--users 400] [--rounds 5] [--models ease,als]
+Usage: python bench/bench_fold_in.py [--users 400] [--rounds 5] [--models ease,als,itemknn]
        [--record FILE]
 """
 
@@ -91,7 +91,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", type=int, default=400, help="users sampled for requests")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--models", default="ease,als")
+    parser.add_argument("--models", default="ease,als,itemknn")
     add_record_option(parser)
     args = parser.parse_args()
     verdicts = Verdicts("bench_fold_in.py", record=args.record)
