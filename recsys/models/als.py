@@ -194,9 +194,13 @@ class ALSRecommender(Recommender):
         implicit's ``recalculate_user`` computes), over the pairs of at least
         ``min_engagement``.
         """
-        kept = self._kept(engagement)
-        confidence = self.confidence(np.asarray(engagement)[kept])
-        mine = self._items64[np.asarray(items)[kept]]
+        engagement = np.asarray(engagement, dtype=np.float64)
+        items = np.asarray(items)
+        if self.min_engagement > 0:  # (with none, every pair counts: no mask to make)
+            kept = self._kept(engagement)
+            engagement, items = engagement[kept], items[kept]
+        confidence = self.confidence(engagement)
+        mine = self._items64.take(items, axis=0)
         weight, rhs = self.user_weight(mine, confidence), mine.T @ confidence
         # W is symmetric positive definite when lambda > 0: LAPACK's Cholesky
         # solve, a third cheaper than np.linalg.solve on a 32 x 32 system.
