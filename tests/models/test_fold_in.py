@@ -82,6 +82,20 @@ def test_als_fold_in_solves_the_same_factors_as_implicits_recalculate_user():
         )
 
 
+def test_als_fold_in_without_regularisation_falls_back_to_least_squares():
+    # Five products cannot span eight factors: without lambda, W is singular
+    # and the Cholesky solve refuses it.
+    feedback = random_feedback(n_users=30, n_items=5, density=0.6, seed=3)
+    model = ALSRecommender(factors=8, regularization=0.0, iterations=3).fit(feedback)
+    items, engagement = model.profile_items(profile_of(feedback, int(model.user_ids[0])))
+    confidence = model.confidence(engagement)
+    mine = model._items64[items]
+    expected = np.linalg.lstsq(
+        model.user_weight(mine, confidence), mine.T @ confidence, rcond=None
+    )[0]
+    np.testing.assert_allclose(model.fold_in(items, engagement), expected, rtol=1e-9, atol=1e-12)
+
+
 def test_als_fold_in_of_a_training_user_is_close_to_their_trained_factors():
     model = ALSRecommender(factors=8, iterations=15).fit(FEEDBACK)
     user = int(model.user_ids[0])
