@@ -229,7 +229,11 @@ class ALSRecommender(Recommender):
         kept = self._kept(engagement)
         confidence = self.confidence(np.asarray(engagement)[kept])
         mine = self._items64[np.asarray(past)[kept]]
-        solved = np.linalg.solve(self.user_weight(mine, confidence), mine.T)
+        weight = self.user_weight(mine, confidence)
+        try:
+            solved = np.linalg.solve(weight, mine.T)
+        except np.linalg.LinAlgError:  # singular without regularisation: as fold_in, least squares
+            solved = np.linalg.lstsq(weight, mine.T, rcond=None)[0]
         contributions = np.zeros(len(kept))
         contributions[kept] = confidence * (self._items64[item] @ solved)
         return contributions

@@ -22,11 +22,13 @@ training users liked the product::
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
+from scipy.linalg.lapack import dposv
 from surprise import SVD
 
 from recsys.models.base import EXPLAIN, FOLD_IN, PREDICT, SIMILAR_ITEMS, Recommender
@@ -95,6 +97,17 @@ class SVDRecommender(Recommender):
         liked_rating: float | None = None,
     ) -> None:
         super().__init__()
+        if not (isinstance(n_factors, int) and n_factors >= 1):
+            raise ValueError(f"n_factors must be a whole number of at least 1, got {n_factors!r}")
+        if not (isinstance(n_epochs, int) and n_epochs >= 1):
+            raise ValueError(f"n_epochs must be a whole number of at least 1, got {n_epochs!r}")
+        if not (0 < lr_all < math.inf):
+            raise ValueError(f"lr_all must be a positive number, got {lr_all!r}")
+        if not (0 <= reg_all < math.inf and 0 <= init_std_dev < math.inf):
+            raise ValueError(
+                "reg_all and init_std_dev must be non-negative numbers, "
+                f"got {reg_all!r} and {init_std_dev!r}"
+            )
         self.n_factors = n_factors
         self.n_epochs = n_epochs
         self.lr_all = lr_all
@@ -227,9 +240,16 @@ class SVDRecommender(Recommender):
         mine = self._fold_in_rows[items]
         gram = mine.T @ mine
         gram += self._fold_in_ridge
-        solved = np.linalg.solve(
-            gram, mine.T @ (ratings - self.global_mean - self.item_bias[items])
-        )
+        target = ratings - self.global_mean - self.item_bias[items]
+        # With reg_all > 0 the system is symmetric positive definite: LAPACK's
+        # Cholesky solve on the Fortran-ordered transpose (the same matrix),
+        # overwriting this call's own arrays, a fraction of np.linalg.solve's
+        # time. Without regularisation a short history leaves it singular:
+        # then the least-squares solution of smallest norm.
+        _, solved, info = dposv(gram.T, mine.T @ target, overwrite_a=True, overwrite_b=True)
+        if info != 0:
+            gram = mine.T @ mine + self._fold_in_ridge
+            solved = np.linalg.lstsq(gram, mine.T @ target, rcond=None)[0]
         return float(solved[0]), solved[1:]
 
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:

@@ -268,6 +268,7 @@ def test_model_factory_gives_the_datas_rating_scale_only_to_models_that_take_one
         ('{"knn": {}}', None, "unknown model 'knn'"),
         ('{"als": {"depth": 3}}', None, "bad parameters for 'als'"),
         ('{"als": {"factors": 0}}', None, "bad parameters for 'als'"),
+        ('{"svd": {"reg_all": -0.1}}', None, "reg_all and init_std_dev must be non-negative"),
     ],
 )
 def test_bad_parameter_files_name_the_file_and_problem(tmp_path, text, line, problem):

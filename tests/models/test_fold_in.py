@@ -96,6 +96,38 @@ def test_als_fold_in_without_regularisation_falls_back_to_least_squares():
     np.testing.assert_allclose(model.fold_in(items, engagement), expected, rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"n_factors": 0}, "n_factors must be a whole number of at least 1"),
+        ({"n_factors": 2.5}, "n_factors must be a whole number of at least 1"),
+        ({"n_epochs": 0}, "n_epochs must be a whole number of at least 1"),
+        ({"lr_all": 0.0}, "lr_all must be a positive number"),
+        ({"lr_all": float("nan")}, "lr_all must be a positive number"),
+        ({"reg_all": -0.1}, "reg_all and init_std_dev must be non-negative numbers"),
+        ({"reg_all": float("inf")}, "reg_all and init_std_dev must be non-negative numbers"),
+        ({"init_std_dev": -1.0}, "reg_all and init_std_dev must be non-negative numbers"),
+    ],
+)
+def test_svd_refuses_settings_it_cannot_learn_with_by_their_name(params, message):
+    with pytest.raises(ValueError, match=message):
+        SVDRecommender(**params)
+
+
+def test_svd_without_regularisation_folds_in_a_one_product_user_by_least_squares():
+    # One rating cannot fix a bias and five factors: without reg_all the system
+    # is singular, and the user still gets a list (the smallest-norm solution).
+    model = SVDRecommender(reg_all=0.0, n_epochs=5).fit(FEEDBACK)
+    product = int(model.product_ids[0])
+    ranked = model.rank_profile(Profile.of({product: 4.0}), 5)
+    assert len(ranked) == 5
+    rows = model._fold_in_rows[[0]]
+    target = np.array([4.0 - model.global_mean - model.item_bias[0]])
+    expected = np.linalg.lstsq(rows.T @ rows, rows.T @ target, rcond=None)[0]
+    bias, factors = model.fold_in(np.array([0]), np.array([4.0]))
+    np.testing.assert_allclose([bias, *factors], expected, rtol=1e-9, atol=1e-12)
+
+
 def test_als_fold_in_of_a_training_user_is_close_to_their_trained_factors():
     model = ALSRecommender(factors=8, iterations=15).fit(FEEDBACK)
     user = int(model.user_ids[0])

@@ -188,6 +188,17 @@ def test_the_service_trains_with_the_tuned_parameters_file(app_factory, tmp_path
     assert model["params"]["n_factors"] == 3 and model["params"]["n_epochs"] == 7
 
 
+def test_svd_without_regularisation_answers_a_new_visitor_after_one_click(app_factory, tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text('{"svd": {"reg_all": 0.0}}')
+    client = app_factory(MODEL_PARAMS_PATH=str(params)).test_client()
+    event = {"user_id": 777_001, "product_id": 3, "purchased": 0}
+    assert client.post("/interactions", json=event).status_code == 201
+    answer = client.get("/recommend?user_id=777001")
+    assert answer.status_code == 200
+    assert answer.get_json()["strategy"] == "svd"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [
