@@ -17,6 +17,7 @@ item_factors.T`` in numpy, so a saved model loads without ``implicit``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar, Self
 
@@ -91,9 +92,9 @@ class ALSRecommender(Recommender):
             raise ValueError(
                 f"factors and iterations must be at least 1, got {factors} and {iterations}"
             )
-        if regularization < 0 or alpha < 0 or min_engagement < 0:
+        if not all(0 <= value < math.inf for value in (regularization, alpha, min_engagement)):
             raise ValueError(
-                "regularization, alpha and min_engagement must be non-negative, got "
+                "regularization, alpha and min_engagement must be non-negative numbers, got "
                 f"{regularization}, {alpha} and {min_engagement}"
             )
         self.factors = int(factors)

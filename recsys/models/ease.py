@@ -24,6 +24,7 @@ minutes of inversion) use item-kNN or ALS instead.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -84,8 +85,8 @@ class EASERecommender(Recommender):
 
     def __init__(self, l2: float = 2500.0) -> None:
         super().__init__()
-        if not l2 > 0:
-            raise ValueError(f"l2 must be positive, got {l2}")
+        if not 0 < l2 < math.inf:
+            raise ValueError(f"l2 must be a positive number, got {l2}")
         self.l2 = float(l2)
 
     def params(self) -> dict[str, Any]:

@@ -16,6 +16,7 @@ the catalog; the similarity pass is a sparse X^T X, done in blocks of products.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -86,8 +87,8 @@ class ItemKNNRecommender(Recommender):
         super().__init__()
         if neighbours < 1:
             raise ValueError(f"neighbours must be at least 1, got {neighbours}")
-        if shrinkage < 0:
-            raise ValueError(f"shrinkage must be non-negative, got {shrinkage}")
+        if not 0 <= shrinkage < math.inf:
+            raise ValueError(f"shrinkage must be a non-negative number, got {shrinkage}")
         self.neighbours = int(neighbours)
         self.shrinkage = float(shrinkage)
 

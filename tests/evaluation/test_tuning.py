@@ -269,6 +269,11 @@ def test_model_factory_gives_the_datas_rating_scale_only_to_models_that_take_one
         ('{"als": {"depth": 3}}', None, "bad parameters for 'als'"),
         ('{"als": {"factors": 0}}', None, "bad parameters for 'als'"),
         ('{"svd": {"reg_all": -0.1}}', None, "reg_all and init_std_dev must be non-negative"),
+        # Python's json reads NaN and Infinity: a model would learn NaN from them.
+        ('{"als": {"regularization": NaN}}', None, "must be non-negative numbers"),
+        ('{"als": {"alpha": Infinity}}', None, "must be non-negative numbers"),
+        ('{"itemknn": {"shrinkage": NaN}}', None, "shrinkage must be a non-negative number"),
+        ('{"ease": {"l2": Infinity}}', None, "l2 must be a positive number"),
     ],
 )
 def test_bad_parameter_files_name_the_file_and_problem(tmp_path, text, line, problem):
