@@ -40,6 +40,7 @@ LightGBM's own text format of the trees as a byte array: no pickle.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Collection, Mapping
 from typing import Any, ClassVar, Self
 
@@ -173,8 +174,8 @@ class RankerRecommender(Recommender):
                 f"validation_order must be one of {', '.join(VALIDATION_ORDERS)}, "
                 f"got {validation_order!r}"
             )
-        if not learning_rate > 0:
-            raise ValueError(f"learning_rate must be positive, got {learning_rate}")
+        if not 0 < learning_rate < math.inf:
+            raise ValueError(f"learning_rate must be a positive number, got {learning_rate}")
         self.depth = int(depth)
         self.validation_fraction = float(validation_fraction)
         self.validation_parts = int(validation_parts)

@@ -23,6 +23,7 @@ training users liked the product::
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -97,10 +98,9 @@ class SVDRecommender(Recommender):
         liked_rating: float | None = None,
     ) -> None:
         super().__init__()
-        if not (isinstance(n_factors, int) and n_factors >= 1):
-            raise ValueError(f"n_factors must be a whole number of at least 1, got {n_factors!r}")
-        if not (isinstance(n_epochs, int) and n_epochs >= 1):
-            raise ValueError(f"n_epochs must be a whole number of at least 1, got {n_epochs!r}")
+        for name, count in (("n_factors", n_factors), ("n_epochs", n_epochs)):
+            if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+                raise ValueError(f"{name} must be a whole number of at least 1, got {count!r}")
         if not (0 < lr_all < math.inf):
             raise ValueError(f"lr_all must be a positive number, got {lr_all!r}")
         if not (0 <= reg_all < math.inf and 0 <= init_std_dev < math.inf):
@@ -108,8 +108,8 @@ class SVDRecommender(Recommender):
                 "reg_all and init_std_dev must be non-negative numbers, "
                 f"got {reg_all!r} and {init_std_dev!r}"
             )
-        self.n_factors = n_factors
-        self.n_epochs = n_epochs
+        self.n_factors = int(n_factors)
+        self.n_epochs = int(n_epochs)
         self.lr_all = lr_all
         self.reg_all = reg_all
         self.init_std_dev = init_std_dev

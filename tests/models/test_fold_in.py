@@ -102,6 +102,7 @@ def test_als_fold_in_without_regularisation_falls_back_to_least_squares():
         ({"n_factors": 0}, "n_factors must be a whole number of at least 1"),
         ({"n_factors": 2.5}, "n_factors must be a whole number of at least 1"),
         ({"n_epochs": 0}, "n_epochs must be a whole number of at least 1"),
+        ({"n_epochs": True}, "n_epochs must be a whole number of at least 1"),
         ({"lr_all": 0.0}, "lr_all must be a positive number"),
         ({"lr_all": float("nan")}, "lr_all must be a positive number"),
         ({"reg_all": -0.1}, "reg_all and init_std_dev must be non-negative numbers"),
@@ -112,6 +113,12 @@ def test_als_fold_in_without_regularisation_falls_back_to_least_squares():
 def test_svd_refuses_settings_it_cannot_learn_with_by_their_name(params, message):
     with pytest.raises(ValueError, match=message):
         SVDRecommender(**params)
+
+
+def test_svd_takes_numpy_whole_numbers_as_counts():
+    model = SVDRecommender(n_factors=np.int64(3), n_epochs=np.int32(2))
+    assert (model.n_factors, model.n_epochs) == (3, 2)
+    assert type(model.n_factors) is int and type(model.n_epochs) is int
 
 
 def test_svd_without_regularisation_folds_in_a_one_product_user_by_least_squares():

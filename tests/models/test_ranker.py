@@ -275,7 +275,8 @@ def test_rank_fusion_orders_candidates_by_their_summed_reciprocal_ranks():
     [
         ({"depth": 0}, "depth, trees and validation_parts must be at least 1"),
         ({"validation_fraction": 1.0}, "validation_fraction must be in"),
-        ({"learning_rate": 0}, "learning_rate must be positive"),
+        ({"learning_rate": 0}, "learning_rate must be a positive number"),
+        ({"learning_rate": float("inf")}, "learning_rate must be a positive number"),
         ({"validation_order": "latest"}, "validation_order must be one of time, random"),
     ],
 )
