@@ -15,7 +15,6 @@ the catalog; the similarity pass is a sparse X^T X, done in blocks of products.
 
 from __future__ import annotations
 
-import itertools
 import math
 from collections.abc import Mapping
 from typing import Any, ClassVar
@@ -118,14 +117,6 @@ class ItemKNNRecommender(Recommender):
             (self.neighbour_weights.ravel(), (self.neighbour_items.ravel(), targets)),
             shape=(n_items, n_items),
         )
-        # W's rows as (columns, weights) views, and their lengths: a fold-in
-        # joins the rows of the user's few products.
-        starts = self._weights.indptr.tolist()
-        self._weight_rows = [
-            (self._weights.indices[a:b], self._weights.data[a:b])
-            for a, b in itertools.pairwise(starts)
-        ]
-        self._weight_counts = np.diff(self._weights.indptr)
 
     def _score(self, users: np.ndarray) -> np.ndarray:
         return np.asarray((self._rows[users] @ self._weights).todense())
@@ -138,14 +129,15 @@ class ItemKNNRecommender(Recommender):
         user gets exactly the training scores. Building a one-row sparse
         matrix costs more than the product at serving sizes.
         """
-        n_items = len(self._weight_rows)
+        weights = self._weights
         if len(items) == 0:
-            return np.zeros(n_items)
-        rows = [self._weight_rows[i] for i in items.tolist()]
-        targets = np.concatenate([targets for targets, _ in rows])
-        terms = np.concatenate([weights for _, weights in rows])
-        terms *= np.asarray(engagement, dtype=np.float64).repeat(self._weight_counts[items])
-        return np.bincount(targets, weights=terms, minlength=n_items)
+            return np.zeros(weights.shape[1])
+        starts, stops = weights.indptr[items], weights.indptr[items + 1]
+        spans = [slice(a, b) for a, b in zip(starts.tolist(), stops.tolist(), strict=True)]
+        targets = np.concatenate([weights.indices[span] for span in spans])
+        terms = np.concatenate([weights.data[span] for span in spans])
+        terms *= np.asarray(engagement, dtype=np.float64).repeat(stops - starts)
+        return np.bincount(targets, weights=terms, minlength=weights.shape[1])
 
     def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
         column = np.asarray(self._weights[:, [item]].todense()).ravel()
