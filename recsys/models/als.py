@@ -24,9 +24,9 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import pandas as pd
 import scipy.sparse
-from scipy.linalg.lapack import dposv
 
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
+from recsys.models.linear import solve_ridge
 from recsys.models.state import ArrayShape
 
 WEIGHTINGS = ("engagement", "binary")
@@ -202,19 +202,7 @@ class ALSRecommender(Recommender):
             engagement, items = engagement[kept], items[kept]
         confidence = self.confidence(engagement)
         mine = self._items64.take(items, axis=0)
-        weight, rhs = self.user_weight(mine, confidence), mine.T @ confidence
-        # W is symmetric positive definite when lambda > 0: LAPACK's Cholesky
-        # solve, a fifth of np.linalg.solve's time on a 32 x 32 system. W's
-        # transpose is the Fortran-ordered matrix LAPACK reads (W is
-        # symmetric), and both arrays are this call's own to overwrite: no
-        # copy is made of either.
-        _, solved, info = dposv(weight.T, rhs, overwrite_a=True, overwrite_b=True)
-        if info == 0:
-            return solved
-        # Not positive definite (lambda 0 and too few products): least squares
-        # on W made anew (the solve overwrote it).
-        rhs = mine.T @ confidence
-        return np.linalg.lstsq(self.user_weight(mine, confidence), rhs, rcond=None)[0]
+        return solve_ridge(self.user_weight(mine, confidence), mine.T @ confidence)
 
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         # Solved in float64, scored in float32 as training-time rows are (a third of the time).
@@ -230,11 +218,7 @@ class ALSRecommender(Recommender):
         kept = self._kept(engagement)
         confidence = self.confidence(np.asarray(engagement)[kept])
         mine = self._items64[np.asarray(past)[kept]]
-        weight = self.user_weight(mine, confidence)
-        try:
-            solved = np.linalg.solve(weight, mine.T)
-        except np.linalg.LinAlgError:  # singular without regularisation: as fold_in, least squares
-            solved = np.linalg.lstsq(weight, mine.T, rcond=None)[0]
+        solved = solve_ridge(self.user_weight(mine, confidence), mine.T)
         contributions = np.zeros(len(kept))
         contributions[kept] = confidence * (self._items64[item] @ solved)
         return contributions

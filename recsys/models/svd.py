@@ -29,11 +29,11 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from scipy.linalg.lapack import dposv
 from surprise import SVD
 
 from recsys.models.base import EXPLAIN, FOLD_IN, PREDICT, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
+from recsys.models.linear import solve_ridge
 from recsys.models.ranked import lookup_ids
 from recsys.models.rating_rank import RANKING_PARAMS, RankingScore
 from recsys.models.state import ArrayShape
@@ -240,16 +240,7 @@ class SVDRecommender(Recommender):
         mine = self._fold_in_rows[items]
         gram = mine.T @ mine
         gram += self._fold_in_ridge
-        target = ratings - self.global_mean - self.item_bias[items]
-        # With reg_all > 0 the system is symmetric positive definite: LAPACK's
-        # Cholesky solve on the Fortran-ordered transpose (the same matrix),
-        # overwriting this call's own arrays, a fraction of np.linalg.solve's
-        # time. Without regularisation a short history leaves it singular:
-        # then the least-squares solution of smallest norm.
-        _, solved, info = dposv(gram.T, mine.T @ target, overwrite_a=True, overwrite_b=True)
-        if info != 0:
-            gram = mine.T @ mine + self._fold_in_ridge
-            solved = np.linalg.lstsq(gram, mine.T @ target, rcond=None)[0]
+        solved = solve_ridge(gram, mine.T @ (ratings - self.global_mean - self.item_bias[items]))
         return float(solved[0]), solved[1:]
 
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
