@@ -93,8 +93,9 @@ bench: install
 	run bench_gate; \
 	run bench_lifecycle; \
 	run bench_ranker "$(MOVIELENS)"; \
-	if command -v wrk >/dev/null 2>&1; then run bench_serving; run bench_memory; \
-	else echo "skipped bench_serving.py and bench_memory.py: they need wrk (apt-get install wrk)"; fi; \
+	if command -v wrk >/dev/null 2>&1; then run bench_serving; run bench_memory; run bench_limits; \
+	else echo "skipped bench_serving.py, bench_memory.py and bench_limits.py: they need wrk" \
+	          "(apt-get install wrk)"; fi; \
 	if [ -f "$(MOVIELENS)" ]; then \
 		run bench_movielens "$(MOVIELENS)"; \
 	else \

@@ -56,7 +56,7 @@ class RedisPlace:
 
     Attributes:
         url: The server.
-        prefix: A key prefix no other test uses (Flask-Limiter's ``RATELIMIT_KEY_PREFIX``).
+        prefix: A key prefix no other test uses (``RATELIMIT_KEY_PREFIX``).
         client: A client of the server, to look at the keys.
     """
 

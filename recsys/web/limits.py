@@ -1,4 +1,4 @@
-"""Rate limits with Flask-Limiter: per API key, or per client address when the service is open.
+"""Rate limits with the ``limits`` library: per API key, or per client address when open.
 
 A key's calls are counted per role of the endpoint: the ``read`` endpoints
 share one counter, ``POST /interactions`` has its own, and so do the
@@ -15,14 +15,23 @@ Counters live in Redis when ``RECSYS_REDIS_URL`` is set, so every worker and
 server shares them; in memory (per process) otherwise. When Redis fails
 (refused, or silent past ``RECSYS_REDIS_TIMEOUT_SECONDS``, connecting or
 answering), the limiter counts in memory and logs a warning, and goes back to
-Redis once it answers again (Flask-Limiter tries it after 1, 2, 4 ... 32
-seconds): an outage never turns a request into a 500. The limiter's Redis
-storage shares the process's ``RedisOutage`` with the history cache and the
-announcements, so a request waits for a failing Redis once in all.
+Redis once it answers again: an outage never turns a request into a 500. The
+limiter's Redis storage shares the process's ``RedisOutage`` with the history
+cache and the announcements, so a request waits for a failing Redis once in
+all, and every user of Redis tries it again after the same pause.
+
+Why ``limits`` alone, without Flask-Limiter around it: Flask-Limiter works
+out each request's limits, exemptions and scopes anew, through Flask's
+context proxies, from registries this service never uses (decorated views,
+blueprint limits). Measured in one process, a limited cached ``/recommend``
+cost 2.1 times an unlimited one's CPU (171 us against 82). The rule here is one
+counter per key and role, found from what the key check already knows, then
+one ``hit`` of the ``limits`` fixed window on its storage.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -30,24 +39,29 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Flask, Response, current_app, request
-from flask_limiter import ExemptionScope, Limit, Limiter
-from flask_limiter.errors import RateLimitExceeded
+from flask import Flask, Request, request
+from limits import RateLimitItem, parse_many
+from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage
+from limits.strategies import FixedWindowRateLimiter
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from recsys.config.api_keys import INGEST
+from recsys.config.sections import SecuritySection
 from recsys.online import RedisOutage
 from recsys.web import health
 from recsys.web.auth import authenticated_key, endpoint_role
 from recsys.web.context import settings_of
-from recsys.web.errors import error_response
+from recsys.web.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 LIMITER_KEY = "recsys.limiter"
+# The counter of requests to an endpoint that needs no role (counted per address).
 _OPEN_SCOPE = "open"
-# The scheme of the storages below: "recsys+" before a REDIS_URL, or "memory://".
-_SCHEME_PREFIX = "recsys+"
+# What a failing Redis raises through the storage (ours raises redis' errors).
+_STORAGE_FAILURES = (redis.RedisError, StorageError, OSError)
 # How often the in-memory counters drop expired windows.
 _SWEEP_SECONDS = 1.0
 
@@ -62,8 +76,6 @@ class _SweepingMemoryStorage(MemoryStorage):
     changes no answer; it only keeps forgotten counters a little longer.
     """
 
-    STORAGE_SCHEME = [_SCHEME_PREFIX + "memory"]  # noqa: RUF012
-
     def _MemoryStorage__schedule_expiry(self) -> None:  # noqa: N802 (limits' private hook)
         if not self.timer.is_alive():
             # A daemon thread: a pending sweep never holds up the process's exit.
@@ -76,24 +88,21 @@ class _SweepingMemoryStorage(MemoryStorage):
 class _SharedOutageRedisStorage(RedisStorage):
     """limits' Redis storage that skips Redis while the process's ``RedisOutage`` says so.
 
-    It raises at once instead, which Flask-Limiter takes as an outage (it
-    counts in memory), and reports every failure of its own to the outage,
-    so the history cache skips Redis too. Covers what the fixed-window
-    strategy uses.
+    It raises at once instead, which ``RequestLimiter`` takes as an outage
+    (it counts in memory), and reports every failure of its own to the
+    outage, so the history cache skips Redis too. Covers what the
+    fixed-window strategy uses.
 
     Args:
-        uri: ``recsys+`` and a ``REDIS_URL``.
+        uri: A ``REDIS_URL``.
         outage: The process's ``RedisOutage``.
         options: redis-py's client options.
     """
 
-    # The registry of limits reads the class attribute.
-    STORAGE_SCHEME = [_SCHEME_PREFIX + s for s in ("redis", "rediss", "redis+unix")]  # noqa: RUF012
-
     def __init__(self, uri: str, outage: RedisOutage, **options: Any):
         self._outage = outage
         self._failures = outage.failures
-        super().__init__(uri.removeprefix(_SCHEME_PREFIX), **options)
+        super().__init__(uri, **options)
 
     def _usable(self) -> bool:
         if not self._outage.usable():
@@ -123,142 +132,148 @@ class _SharedOutageRedisStorage(RedisStorage):
     def get_expiry(self, key: str) -> float:
         return self._guarded(super().get_expiry, key)
 
-    def clear(self, key: str) -> None:
-        self._guarded(super().clear, key)
 
-    def check(self) -> bool:
-        """Ping Redis, unless it is left alone (False without asking)."""
-        if not self._usable():
-            return False
-        if super().check():
-            return True
-        self._outage.failed()
-        return False
+class RequestLimiter:
+    """Counts each request against its counter and refuses one past its limit (429).
+
+    A request's counter is its key's (``ApiKey.limit_key``) or its client
+    address's, for the role of its endpoint; its limits are the key's own
+    rate, else the role's default (see the module's docstring).
+
+    Args:
+        security: The service's security settings (the default limits).
+        shared: Counters in Redis, or None to count in this process's memory.
+        key_prefix: Put before every counter's name (``RATELIMIT_KEY_PREFIX``;
+            several services sharing one Redis keep their counters apart).
+        outage: The process's ``RedisOutage`` (with ``shared``).
+    """
+
+    def __init__(
+        self,
+        security: SecuritySection,
+        shared: RedisStorage | None = None,
+        key_prefix: str = "",
+        outage: RedisOutage | None = None,
+    ) -> None:
+        self._security = security
+        self._shared = FixedWindowRateLimiter(shared) if shared is not None else None
+        self._outage = outage if outage is not None else RedisOutage()
+        self._memory = FixedWindowRateLimiter(_SweepingMemoryStorage())
+        self._prefix = (key_prefix,) if key_prefix else ()
+        # Each limit's text parsed once: a handful of distinct texts (defaults, keys' rates).
+        self._parsed: dict[str, list[RateLimitItem]] = {}
+        # Whether the last count fell back to memory (its warning is logged once).
+        self._in_memory = False
+
+    def check(self, request: Request) -> None:
+        """Count the request; raise 429 ``rate_limited`` with ``Retry-After`` past its limit.
+
+        The health probes and requests no route answers are not counted.
+
+        Raises:
+            ApiError: 429, the request is past one of its counter's limits.
+        """
+        if request.url_rule is None or request.blueprint == health.bp.name:
+            return
+        role = endpoint_role()
+        key = authenticated_key()
+        security = self._security
+        if role == INGEST:
+            default = security.rate_limit_ingest
+        else:
+            default = security.rate_limit if key is not None else security.rate_limit_address
+        text = key.rate if key is not None and key.rate else default
+        if not text:
+            return
+        who = key.limit_key if key is not None else f"addr-{request.remote_addr or 'unknown'}"
+        counter = (*self._prefix, who, role or _OPEN_SCOPE)
+        for limit in self._limits(text):
+            allowed, limiter = self._hit(limit, counter)
+            if not allowed:
+                retry_after = _seconds_until_reset(limiter, limit, counter)
+                per = "API key" if key is not None else "client address"
+                log.info("rate limit %s exceeded by %s at %s", limit, who, request.path)
+                raise ApiError(
+                    429,
+                    "rate_limited",
+                    f"too many requests: at most {limit} per {per}; retry in {retry_after} s",
+                    headers={"Retry-After": str(retry_after)},
+                )
+
+    def _limits(self, text: str) -> list[RateLimitItem]:
+        found = self._parsed.get(text)
+        if found is None:
+            found = self._parsed[text] = parse_many(text)
+        return found
+
+    def _hit(
+        self, limit: RateLimitItem, counter: tuple[str, ...]
+    ) -> tuple[bool, FixedWindowRateLimiter]:
+        """Count one request in Redis, or in memory while Redis fails; return if it is allowed."""
+        if self._shared is not None and self._outage.usable():
+            try:
+                allowed = self._shared.hit(limit, *counter)
+            except _STORAGE_FAILURES as exc:
+                if not self._in_memory:
+                    self._in_memory = True
+                    log.warning(
+                        "rate limits: Redis failed (%s); counting in memory, in each process, "
+                        "until it answers again",
+                        exc,
+                    )
+            else:
+                if self._in_memory:
+                    self._in_memory = False
+                    log.warning("rate limits: Redis answers again; counting there")
+                return allowed, self._shared
+        return self._memory.hit(limit, *counter), self._memory
 
 
-def limit_key() -> str:
-    """Return whose counter a request counts against: its key's digest prefix, or its address."""
-    key = authenticated_key()
-    if key is not None:
-        return key.limit_key
-    return f"addr-{request.remote_addr or 'unknown'}"
-
-
-def _scope(_endpoint: str = "") -> str:
-    return endpoint_role() or _OPEN_SCOPE
-
-
-def _limit() -> str:
-    security = settings_of(current_app).security
-    if _scope() == INGEST:
-        default = security.rate_limit_ingest
-    else:
-        default = security.rate_limit if authenticated_key() else security.rate_limit_address
-    key = authenticated_key()
-    return (key.rate if key is not None and key.rate else default) or ""
+def _seconds_until_reset(
+    limiter: FixedWindowRateLimiter, limit: RateLimitItem, counter: tuple[str, ...]
+) -> int:
+    """Return the whole seconds until the counter's window ends (at least 1)."""
+    try:
+        reset = limiter.get_window_stats(limit, *counter).reset_time
+    except _STORAGE_FAILURES:
+        return max(1, limit.get_expiry())  # Redis failed in between: a whole window is safe
+    return max(1, math.ceil(reset - time.time()))
 
 
 def init_app(app: Flask) -> None:
-    """Attach a limiter configured from the app's settings (after ``auth.init_app``).
+    """Count requests with a limiter configured from the app's settings (after ``request_hooks``).
 
     Its check runs after the API key check, so that a request is counted
-    against the key it was let in with.
+    against the key it was let in with. With no limit configured anywhere
+    there is nothing to count, and no check is registered.
     """
     settings = settings_of(app)
-    redis_url = settings.redis.url
-    # Passed on to the storage (Flask-Limiter types the values as text or numbers).
-    redis_options: dict[str, Any] = {
-        "outage": app.extensions["recsys.runtime"].redis_outage,
-        # Past the timeout, connecting or answering, the limiter counts in
-        # memory. No retries: redis-py's default retries three times with
-        # back-off, seconds per request while Redis is silent.
-        "socket_connect_timeout": settings.redis.timeout_seconds,
-        "socket_timeout": settings.redis.timeout_seconds,
-        "retry": Retry(NoBackoff(), 0),
-    }
-    limiter = Limiter(
-        limit_key,
-        default_limits=[Limit(_limit, scope=_scope, shared=True)],
-        storage_uri=_SCHEME_PREFIX + (redis_url or "memory://"),
-        storage_options=redis_options if redis_url else {},
-        strategy="fixed-window",
-        in_memory_fallback_enabled=True,
-        swallow_errors=True,
-        # Retry-After is set on 429 answers only (below), not on every answer.
-        headers_enabled=False,
-    )
-    # With no limit set there is nothing to count: the limiter's per-request
-    # work (it resolves its limits on every request) is skipped entirely.
     security = settings.security
-    app.config.setdefault(
-        "RATELIMIT_ENABLED",
-        bool(
-            security.rate_limit
-            or security.rate_limit_ingest
-            or security.rate_limit_address
-            or any(key.rate for key in security.api_keys.keys)
-        ),
-    )
-    _remember_route_scopes(limiter)
-    limiter.init_app(app)
-    # A request filter, not ``limiter.exempt(health.bp)``: it ends the
-    # limiter's work on a probe before any limit is resolved.
-    limiter.request_filter(_is_health_probe)
+    if not (
+        security.rate_limit
+        or security.rate_limit_ingest
+        or security.rate_limit_address
+        or any(key.rate for key in security.api_keys.keys)
+    ):
+        app.extensions[LIMITER_KEY] = None
+        return
+    outage = app.extensions["recsys.runtime"].redis_outage
+    shared = None
+    if settings.redis.url:
+        shared = _SharedOutageRedisStorage(
+            settings.redis.url,
+            outage,
+            # Past the timeout, connecting or answering, the limiter counts in
+            # memory. No retries: redis-py's default retries three times with
+            # back-off, seconds per request while Redis is silent.
+            socket_connect_timeout=settings.redis.timeout_seconds,
+            socket_timeout=settings.redis.timeout_seconds,
+            retry=Retry(NoBackoff(), 0),
+        )
+    limiter = RequestLimiter(security, shared, app.config.get("RATELIMIT_KEY_PREFIX", ""), outage)
     app.extensions[LIMITER_KEY] = limiter
-    app.register_error_handler(RateLimitExceeded, _rate_limited)
 
+    def check_rate_limit() -> None:
+        limiter.check(request._get_current_object())  # type: ignore[attr-defined]
 
-def _remember_route_scopes(limiter: Limiter) -> None:
-    """Work out each endpoint's exemptions and blueprint limits once, not on every request.
-
-    Flask-Limiter recomputes both from its registries on every request (the
-    exemptions twice), though they change only while the app is set up: none
-    is registered once it serves. The limiter serves one app, so the endpoint
-    and its blueprint name the answer.
-    """
-    manager = limiter.limit_manager
-    exemption_scope, blueprint_limits = manager.exemption_scope, manager.blueprint_limits
-    scopes: dict[tuple[str | None, str | None], ExemptionScope] = {}
-    limits: dict[str, list[Any]] = {}
-
-    def remembered_exemption_scope(
-        app: Flask, endpoint: str | None, blueprint: str | None
-    ) -> ExemptionScope:
-        if (endpoint, blueprint) not in scopes:
-            scopes[endpoint, blueprint] = exemption_scope(app, endpoint, blueprint)
-        return scopes[endpoint, blueprint]
-
-    def remembered_blueprint_limits(app: Flask, blueprint: str) -> list[Any]:
-        if blueprint not in limits:
-            limits[blueprint] = blueprint_limits(app, blueprint)
-        return list(limits[blueprint])
-
-    manager.exemption_scope = remembered_exemption_scope  # type: ignore[method-assign]
-    manager.blueprint_limits = remembered_blueprint_limits  # type: ignore[method-assign]
-
-
-def _is_health_probe() -> bool:
-    return request.blueprint == health.bp.name
-
-
-def _rate_limited(exc: RateLimitExceeded) -> Response:
-    retry_after = _seconds_until_reset(exc)
-    per = "API key" if authenticated_key() is not None else "client address"
-    response = error_response(
-        429,
-        "rate_limited",
-        f"too many requests: at most {exc.description} per {per}; retry in {retry_after} s",
-    )
-    response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
-def _seconds_until_reset(exc: RateLimitExceeded) -> int:
-    limiter: Limiter = current_app.extensions[LIMITER_KEY]
-    breached = limiter.current_limit
-    if breached is not None:
-        try:
-            return max(1, math.ceil(breached.window.reset_time - time.time()))
-        except Exception:
-            pass  # the storage failed in between: a whole window is a safe answer
-    return max(1, exc.limit.limit.get_expiry())
+    app.before_request(check_rate_limit)

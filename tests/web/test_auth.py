@@ -402,7 +402,7 @@ def test_no_log_record_holds_a_presented_key(keyed_factory, caplog):
         assert client.get("/popular", headers=with_key("read")).status_code == 429
     # The limiter names the key by its digest prefix.
     limit_key = f"key-{sha256_hex(KEYS['read'])[:16]}"
-    assert any(limit_key in r.getMessage() for r in caplog.records if r.name == "flask-limiter")
+    assert any(limit_key in r.getMessage() for r in caplog.records if r.name == "recsys.web.limits")
     logged = "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
     assert wrong not in logged
     assert KEYS["read"] not in logged

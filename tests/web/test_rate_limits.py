@@ -110,6 +110,30 @@ def test_requests_without_a_key_have_a_default_of_their_own(app_factory):
     assert statuses == [200, 200, 429]
 
 
+@pytest.mark.parametrize(
+    ("limits", "statuses", "named"),
+    [
+        ("5 per minute;1 per second", [200, 429], "1 per 1 second"),
+        ("1 per second;2 per minute", [200, 429], "1 per 1 second"),
+        ("10 per second;1 per minute", [200, 429], "1 per 1 minute"),
+    ],
+)
+def test_every_limit_of_a_list_counts_and_the_429_names_the_one_passed(
+    limited, limits, statuses, named
+):
+    client = limited(RATE_LIMIT=limits).test_client()
+    answers = [client.get("/popular", headers=key("read")) for _ in statuses]
+    assert [answer.status_code for answer in answers] == statuses
+    assert f"at most {named} per API key" in answers[-1].get_json()["error"]["message"]
+
+
+def test_requests_no_route_answers_are_not_counted(app_factory):
+    client = app_factory(RATE_LIMIT_ADDRESS="1 per minute").test_client()
+    assert {client.get("/no-such-page").status_code for _ in range(3)} == {404}
+    assert client.post("/popular").status_code == 405
+    assert [client.get("/popular").status_code for _ in range(2)] == [200, 429]
+
+
 def test_the_health_probes_are_never_limited(limited):
     client = limited(RATE_LIMIT="1 per minute").test_client()
     assert {client.get(path).status_code for path in ["/healthz", "/readyz"] * 5} == {200}
@@ -220,15 +244,16 @@ def test_a_redis_outage_falls_back_to_memory_and_recovers(limited, own_redis, ca
     assert own_redis.client().dbsize() == 1  # counted in Redis
 
     own_redis.stop()
-    with caplog.at_level(logging.WARNING, logger="flask-limiter"):
+    with caplog.at_level(logging.WARNING, logger="recsys.web.limits"):
         # Still limited, now in memory (which starts counting afresh): never a 500.
         assert [popular() for _ in range(4)] == [200, 200, 200, 429]
-    assert any("falling back to in-memory" in r.getMessage() for r in caplog.records)
+    # One warning for the outage, not one per request.
+    assert len([r for r in caplog.records if "counting in memory" in r.getMessage()]) == 1
 
     own_redis.start()  # the same port, empty
     deadline = time.monotonic() + 15
     while own_redis.client().dbsize() == 0:
-        # The limiter probes Redis again after 1, 2, 4... seconds.
+        # Redis is tried again a moment after its last failure (REDIS_RETRY_SECONDS).
         assert popular() in (200, 429)
         assert time.monotonic() < deadline, "the limiter did not return to Redis within 15 s"
         time.sleep(0.25)
