@@ -127,6 +127,25 @@ def test_every_limit_of_a_list_counts_and_the_429_names_the_one_passed(
     assert f"at most {named} per API key" in answers[-1].get_json()["error"]["message"]
 
 
+def test_threads_counting_at_once_never_let_more_through_than_the_limit(limited):
+    app = limited(RATE_LIMIT="100 per minute")
+    statuses: list[int] = []
+
+    def send() -> None:
+        client = app.test_client()
+        found = [client.get("/popular", headers=key("read")).status_code for _ in range(40)]
+        statuses.extend(found)
+
+    threads = [threading.Thread(target=send) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(statuses) == 320 and set(statuses) == {200, 429}
+    # (Two counts at the very limit may both read the later total: fewer, never more.)
+    assert 90 <= statuses.count(200) <= 100
+
+
 def test_requests_no_route_answers_are_not_counted(app_factory):
     client = app_factory(RATE_LIMIT_ADDRESS="1 per minute").test_client()
     assert {client.get("/no-such-page").status_code for _ in range(3)} == {404}
