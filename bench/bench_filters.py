@@ -35,7 +35,6 @@ Usage: python bench/bench_filters.py [--users 2000] [--rounds 5] [--record FILE]
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import statistics
 import sys
@@ -51,7 +50,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from bench_ingestion import REDIS_URL, wait_for_listener  # noqa: E402
-from bench_serving import delete_redis_keys, prepare_synthetic, redis_answers  # noqa: E402
+from serving_kit import (  # noqa: E402
+    delete_redis_keys,
+    prepare_synthetic,
+    redis_answers,
+    wsgi_environ,
+)
 from verdicts import Verdicts, add_record_option  # noqa: E402
 
 from app import create_app  # noqa: E402
@@ -61,18 +65,7 @@ TARGET = 1.10
 
 
 def call(app, query: str) -> None:
-    environ = {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": "/recommend",
-        "QUERY_STRING": query,
-        "SERVER_NAME": "bench",
-        "SERVER_PORT": "80",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(),
-        "wsgi.errors": sys.stderr,
-    }
+    environ = wsgi_environ("/recommend", query)
     statuses = []
     body = app(environ, lambda status, headers, exc_info=None: statuses.append(status))
     b"".join(body)

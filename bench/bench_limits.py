@@ -25,7 +25,6 @@ Part "server" needs wrk (apt-get install wrk).
 from __future__ import annotations
 
 import argparse
-import io
 import logging
 import shutil
 import statistics
@@ -49,6 +48,7 @@ from serving_kit import (  # noqa: E402
     process_cpu_seconds,
     redis_answers,
     wrk,
+    wsgi_environ,
 )
 from verdicts import Verdicts, add_record_option  # noqa: E402
 
@@ -63,26 +63,6 @@ LIMITS_COUNTED = {
 USERS = 100
 MAX_PROCESS_RATIO = 1.3
 MIN_SERVER_RATIO = 0.85
-
-
-def wsgi_environ(path: str, query: str = "") -> dict:
-    """Return a WSGI environ of a GET from 127.0.0.1 (what a server hands the app)."""
-    return {
-        "REQUEST_METHOD": "GET",
-        "PATH_INFO": path,
-        "QUERY_STRING": query,
-        "SERVER_NAME": "127.0.0.1",
-        "SERVER_PORT": "8000",
-        "SERVER_PROTOCOL": "HTTP/1.1",
-        "REMOTE_ADDR": "127.0.0.1",
-        "HTTP_HOST": "127.0.0.1:8000",
-        "wsgi.url_scheme": "http",
-        "wsgi.input": io.BytesIO(b""),
-        "wsgi.errors": sys.stderr,
-        "wsgi.multithread": True,
-        "wsgi.multiprocess": True,
-        "wsgi.run_once": False,
-    }
 
 
 class InProcessApp:

@@ -9,6 +9,7 @@ between servers whatever else the machine runs.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import socket
@@ -118,6 +119,26 @@ class Run:
     errors: int
     cpu_us: float = 0.0  # CPU time of the workers (and Redis) per request
     answer_hits: float | None = None  # share of cached answers among the run's lookups
+
+
+def wsgi_environ(path: str, query: str = "") -> dict:
+    """Return a WSGI environ of a GET from 127.0.0.1 (what a server hands the app)."""
+    return {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "REMOTE_ADDR": "127.0.0.1",
+        "HTTP_HOST": "127.0.0.1:8000",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(b""),
+        "wsgi.errors": sys.stderr,
+        "wsgi.multithread": True,
+        "wsgi.multiprocess": True,
+        "wsgi.run_once": False,
+    }
 
 
 def process_cpu_seconds(pids: list[int]) -> float:
