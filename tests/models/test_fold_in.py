@@ -88,11 +88,9 @@ def test_als_fold_in_without_regularisation_falls_back_to_least_squares():
     feedback = random_feedback(n_users=30, n_items=5, density=0.6, seed=3)
     model = ALSRecommender(factors=8, regularization=0.0, iterations=3).fit(feedback)
     items, engagement = model.profile_items(profile_of(feedback, int(model.user_ids[0])))
-    confidence = model.confidence(engagement)
+    gain = model.confidence_gain(engagement)
     mine = model._items64[items]
-    expected = np.linalg.lstsq(
-        model.user_weight(mine, confidence), mine.T @ confidence, rcond=None
-    )[0]
+    expected = np.linalg.lstsq(model.user_weight(mine, gain), mine.T @ (gain + 1.0), rcond=None)[0]
     np.testing.assert_allclose(model.fold_in(items, engagement), expected, rtol=1e-9, atol=1e-12)
 
 
