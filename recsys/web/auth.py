@@ -43,6 +43,8 @@ FORM_MIMETYPES = frozenset(
 )
 
 _ROLE_ATTRIBUTE = "required_role"
+# Where an app keeps each route's role, by the route's path and endpoint (``endpoint_role``).
+_ROUTE_ROLES_KEY = "recsys.route_roles"
 KEY_COOKIE = "recsys_key"
 _COOKIE_ATTRIBUTE = "accepts_key_cookie"
 View = TypeVar("View", bound=Callable[..., Any])
@@ -99,12 +101,23 @@ def required_role(path: str, view: Callable[..., Any] | None, metrics_open: bool
 
 
 def endpoint_role() -> str | None:
-    """Return the role the current request's route needs (None: open or no route)."""
+    """Return the role the current request's route needs (None: open or no route).
+
+    Found once per route and app: the key check and the rate limiter ask on
+    every request, and a route's view and path never change once it serves.
+    """
     rule = request.url_rule
     if rule is None:
         return None
-    view = current_app.view_functions.get(request.endpoint or "")
-    return required_role(rule.rule, view, settings_of(current_app).security.metrics_open)
+    roles = current_app.extensions.setdefault(_ROUTE_ROLES_KEY, {})
+    route = (rule.rule, rule.endpoint)
+    try:
+        return roles[route]
+    except KeyError:
+        view = current_app.view_functions.get(rule.endpoint or "")
+        role = required_role(rule.rule, view, settings_of(current_app).security.metrics_open)
+        roles[route] = role
+        return role
 
 
 def authenticated_key() -> ApiKey | None:

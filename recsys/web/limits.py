@@ -162,8 +162,6 @@ class RequestLimiter:
         self._prefix = (key_prefix,) if key_prefix else ()
         # Each limit's text parsed once: a handful of distinct texts (defaults, keys' rates).
         self._parsed: dict[str, list[RateLimitItem]] = {}
-        # Each route's role by its path and endpoint (what decides it), found once.
-        self._roles: dict[tuple[str, str | None], str | None] = {}
         # Whether the last count fell back to memory (its warning is logged once).
         self._in_memory = False
 
@@ -175,14 +173,9 @@ class RequestLimiter:
         Raises:
             ApiError: 429, the request is past one of its counter's limits.
         """
-        rule = request.url_rule
-        if rule is None or request.blueprint == health.bp.name:
+        if request.url_rule is None or request.blueprint == health.bp.name:
             return
-        route = (rule.rule, rule.endpoint)
-        try:
-            role = self._roles[route]
-        except KeyError:
-            role = self._roles[route] = endpoint_role()
+        role = endpoint_role()
         key = authenticated_key()
         security = self._security
         if role == INGEST:
