@@ -56,10 +56,12 @@ def loaded_heavy_modules(code: str, cwd) -> list[str]:
     return [name for name in last_line.split(",") if name]
 
 
+@pytest.mark.slow
 def test_importing_the_pipeline_loads_no_command_line_charts_or_statistics(tmp_path):
     assert loaded_heavy_modules("import recommendation_system", tmp_path) == []
 
 
+@pytest.mark.slow
 def test_the_command_line_help_loads_no_charts_statistics_or_serving(tmp_path):
     code = (
         "import contextlib, io, runpy, sys\n"
@@ -70,6 +72,7 @@ def test_the_command_line_help_loads_no_charts_statistics_or_serving(tmp_path):
     assert loaded_heavy_modules(code, tmp_path) == ["recsys.cli.main"]
 
 
+@pytest.mark.slow
 def test_importing_builds_the_pipeline_in_memory_without_writing_files(tmp_path):
     code = (
         "import recommendation_system as r, json;"
@@ -92,6 +95,7 @@ def test_importing_builds_the_pipeline_in_memory_without_writing_files(tmp_path)
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_running_the_script_prints_svd_and_baseline_rmse_with_svd_lower():
     result = subprocess.run(
         [sys.executable, str(ROOT / "recommendation_system.py")],

@@ -37,6 +37,7 @@ def test_the_configuration_page_shows_the_settings_table():
     assert between(page, "<!-- settings:start -->", "<!-- settings:end -->") == settings_table()
 
 
+@pytest.mark.slow
 def test_the_api_reference_is_the_document_the_app_serves():
     result = subprocess.run(
         [sys.executable, "tools/docs_reference.py", "--check"],

@@ -74,6 +74,7 @@ print(resident_kib() - before)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(memory._LIBC is None, reason="mallopt is glibc's")
 @pytest.mark.parametrize(("mode", "most_kib"), [("fixed", 32 * 1024), ("default", None)])
 def test_with_large_blocks_returned_at_once_freed_arrays_leave_without_a_trim(mode, most_kib):

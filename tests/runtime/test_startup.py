@@ -20,6 +20,7 @@ def run(args: list[str], env: dict[str, str], cwd: Path = ROOT) -> subprocess.Co
     )
 
 
+@pytest.mark.slow
 def test_listing_routes_on_an_empty_instance_creates_no_file_and_trains_nothing(tmp_path):
     # A copy of the entry point, so that its instance folder is inside tmp_path.
     project = tmp_path / "project"

@@ -423,6 +423,7 @@ def _call(url: str, key: str) -> int:
         return error.code
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "command",
     [
@@ -523,6 +524,7 @@ def _open_env() -> dict[str, str]:
     }
 
 
+@pytest.mark.slow
 def test_python_app_py_refuses_a_public_address_without_keys():
     result = subprocess.run(
         [sys.executable, "app.py", "--host", "0.0.0.0"],
@@ -539,6 +541,7 @@ def test_python_app_py_refuses_a_public_address_without_keys():
     assert "0.0.0.0" in lines[0]
 
 
+@pytest.mark.slow
 def test_gunicorn_refuses_a_public_bind_without_keys():
     result = subprocess.run(
         [sys.executable, "-m", "gunicorn", "--bind", f"0.0.0.0:{_free_port()}", "app:create_app()"],

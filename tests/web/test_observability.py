@@ -180,6 +180,7 @@ def _recommend_requests(counter_file: Path) -> float:
     return 0.0
 
 
+@pytest.mark.slow
 def test_metrics_add_up_across_two_workers_of_the_production_server(tmp_path):
     metrics_dir = tmp_path / "metrics"
     env = service_env(f"sqlite:///{tmp_path / 'events.db'}", tmp_path / "models", WORKERS=2)

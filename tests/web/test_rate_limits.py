@@ -252,6 +252,7 @@ def test_redis_counters_are_named_by_digest_prefix_never_by_key(limited, redis_u
     assert KEYS["read"] not in stored[0] and digest not in stored[0]
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_a_redis_outage_falls_back_to_memory_and_recovers(limited, own_redis, caplog):
     client = limited(RATE_LIMIT="3 per minute", REDIS_URL=own_redis.url).test_client()
