@@ -56,14 +56,14 @@ docs: install
 reference: install
 	$(PY) tools/docs_reference.py
 
-# Both cores (pytest-xdist): the whole suite in about four minutes instead of seven;
+# Both cores (pytest-xdist): the whole suite in fifteen to twenty minutes, a third of it Spark's;
 # loadgroup keeps the tests of one xdist_group (the Spark cluster's) on one worker.
 # The Spark tests also need Java 17 or newer; without it they skip with the reason.
 test: lint $(VENV)/.installed-spark
 	$(PY) -m pytest -n 2 --dist loadgroup
 
-# The core only, in about a minute: no slow (real servers, subprocesses,
-# concurrency, fault injection) tests.
+# The core only, in about three minutes: no test marked slow (real servers,
+# commands run as subprocesses, fault injection, the docs' commands, Spark).
 test-fast: install
 	$(PY) -m pytest -m "not slow" -n 2
 
