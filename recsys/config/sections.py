@@ -31,6 +31,7 @@ from recsys.config.values import (
     Count,
     CountOrOff,
     DatabaseUrl,
+    DaysOrOff,
     EventWeightsValue,
     ModelName,
     NonNegative,
@@ -40,6 +41,7 @@ from recsys.config.values import (
     RateLimit,
     RedisUrl,
     Seconds,
+    SecondsOrNever,
     SecondsOrOff,
     SettingsError,
     ShareOrOff,
@@ -239,7 +241,7 @@ class StoreSection(Section):
         "its catalog (`product_id,name,category,price`); products without one are named by id",
         default_text="`NAME.products.csv`, else `products.csv`, beside `DATA_PATH` if present",
     )
-    event_retention_days: CountOrOff = setting(
+    event_retention_days: DaysOrOff = setting(
         "EVENT_RETENTION_DAYS",
         None,
         "keep events this many days: training reads only newer ones, and "
@@ -328,7 +330,7 @@ class JobsSection(Section):
         "beats every third of it): a killed worker's job is failed within this plus "
         "WORKER_POLL_SECONDS by a live worker, or by the first retrain request after it",
     )
-    model_refresh_seconds: NonNegative = setting(
+    model_refresh_seconds: SecondsOrNever = setting(
         "MODEL_REFRESH_SECONDS",
         10.0,
         "how often a worker looks for a version another process published (0: never)",

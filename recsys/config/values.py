@@ -170,9 +170,27 @@ def _event_weights(value: Any) -> EventWeights:
 
 # -- the types of settings ---------------------------------------------------------
 
+# The longest duration a setting takes, in its own unit (seconds, minutes or
+# hours): the service waits on timers, sets socket timeouts and adds durations
+# to dates, which overflow far below what a float holds (a socket timeout
+# past about 292 years, a date past the year 9999). A million is 11 days of
+# seconds, 1.9 years of minutes and 114 years of hours.
+MAX_DURATION = 1_000_000
+# The longest event retention: its cutoff, that many days before now, must be a date.
+MAX_RETENTION_DAYS = 36_500
+
 Count = Annotated[int, Field(ge=1), Accepts("an integer from 1 up")]
 Port = Annotated[int, Field(ge=1, le=65535), Accepts("an integer from 1 to 65535")]
-Seconds = Annotated[float, Field(gt=0, allow_inf_nan=False), Accepts("a number > 0")]
+Seconds = Annotated[
+    float,
+    Field(gt=0, le=MAX_DURATION, allow_inf_nan=False),
+    Accepts(f"a number > 0 and at most {MAX_DURATION}"),
+]
+SecondsOrNever = Annotated[
+    float,
+    Field(ge=0, le=MAX_DURATION, allow_inf_nan=False),
+    Accepts(f"a number from 0 to {MAX_DURATION}"),
+]
 NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False), Accepts("a number >= 0")]
 ShareOrOff = Annotated[
     float,
@@ -185,10 +203,15 @@ CountOrOff = Annotated[
     BeforeValidator(_off_is_none),
     Accepts("an integer from 1 up, or 0 for off"),
 ]
-SecondsOrOff = Annotated[
-    Annotated[float, Field(gt=0, allow_inf_nan=False)] | None,
+DaysOrOff = Annotated[
+    Annotated[int, Field(ge=1, le=MAX_RETENTION_DAYS)] | None,
     BeforeValidator(_off_is_none),
-    Accepts("a number > 0, or 0 for off"),
+    Accepts(f"an integer from 1 to {MAX_RETENTION_DAYS}, or 0 for off"),
+]
+SecondsOrOff = Annotated[
+    Annotated[float, Field(gt=0, le=MAX_DURATION, allow_inf_nan=False)] | None,
+    BeforeValidator(_off_is_none),
+    Accepts(f"a number > 0 and at most {MAX_DURATION}, or 0 for off"),
 ]
 Switch = Annotated[bool, BeforeValidator(lowercase), Accepts("1 or 0 (true/false, yes/no, on/off)")]
 Text = Annotated[

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 from flask.cli import with_appcontext
 
+from recsys.config.values import MAX_RETENTION_DAYS
 from recsys.data.interactions import MAX_ID
 from recsys.runtime import ExportRefusedError, export_recommendations, read_user_ids
 from recsys.web.commands import reported, runtime_of_command
@@ -65,7 +66,7 @@ def export_user_command(user_id: int, out: Path | None):
 @with_appcontext
 @click.option(
     "--days",
-    type=click.IntRange(1),
+    type=click.IntRange(1, MAX_RETENTION_DAYS),
     default=None,
     help="keep this many days of events (default: RECSYS_EVENT_RETENTION_DAYS)",
 )

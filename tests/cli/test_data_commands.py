@@ -102,6 +102,15 @@ def test_flask_train_without_a_retention_names_no_window(any_app_factory):
     assert "recorded since" not in result.output
 
 
+def test_prune_events_keeps_at_most_a_century_and_refuses_more_by_name(runner):
+    kept = runner.invoke(args=["prune-events", "--days", "36500"])
+    assert kept.exit_code == 0, kept.output
+    assert "deleted 0 events recorded before 19" in kept.output
+    refused = runner.invoke(args=["prune-events", "--days", "99999999999"])
+    assert refused.exit_code == 2, refused.output
+    assert "'--days': 99999999999 is not in the range 1<=x<=36500" in refused.output
+
+
 def test_prune_events_without_a_retention_is_refused(runner):
     result = runner.invoke(args=["prune-events"])
     assert result.exit_code == 2

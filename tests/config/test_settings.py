@@ -120,7 +120,29 @@ def test_flat_config_names_reach_their_sections_and_flasks_own_keys_stay_aside(t
         (
             {"RECSYS_AB_ATTRIBUTION_HOURS": "inf"},
             None,
-            "RECSYS_AB_ATTRIBUTION_HOURS: expected a number > 0, got 'inf'",
+            "RECSYS_AB_ATTRIBUTION_HOURS: expected a number > 0 and at most 1000000, got 'inf'",
+        ),
+        (
+            {"RECSYS_REDIS_TIMEOUT_SECONDS": "1e10"},
+            None,
+            "RECSYS_REDIS_TIMEOUT_SECONDS: expected a number > 0 and at most 1000000, got '1e10'",
+        ),
+        (
+            {"RECSYS_MODEL_REFRESH_SECONDS": "1e300"},
+            None,
+            "RECSYS_MODEL_REFRESH_SECONDS: expected a number from 0 to 1000000, got '1e300'",
+        ),
+        (
+            {"RECSYS_RETRAIN_EVERY_MINUTES": "2000000"},
+            None,
+            "RECSYS_RETRAIN_EVERY_MINUTES: expected a number > 0 and at most 1000000, or 0 for "
+            "off, got '2000000'",
+        ),
+        (
+            {"RECSYS_EVENT_RETENTION_DAYS": "800000"},
+            None,
+            "RECSYS_EVENT_RETENTION_DAYS: expected an integer from 1 to 36500, or 0 for off, "
+            "got '800000'",
         ),
         (
             {"RECSYS_RETRAIN_EVERY_EVENTS": "-5"},

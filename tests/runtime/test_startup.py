@@ -5,11 +5,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from recsys.config import Settings, SettingsError, database_url
+from recsys.config.values import MAX_DURATION, MAX_RETENTION_DAYS
+from recsys.web.context import runtime_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -45,7 +48,10 @@ def test_listing_routes_on_an_empty_instance_creates_no_file_and_trains_nothing(
         ({"RECSYS_MODEL": "magic"}, "RECSYS_MODEL: unknown model 'magic'; expected one of"),
         ({"RECSYS_PORT": "abc"}, "RECSYS_PORT: expected an integer from 1 to 65535, got 'abc'"),
         ({"RECSYS_DATABASE_URL": "mysql://x/y"}, "RECSYS_DATABASE_URL: expected sqlite:///FILE"),
-        ({"RECSYS_DB_TIMEOUT_SECONDS": "-1"}, "RECSYS_DB_TIMEOUT_SECONDS: expected a number > 0"),
+        (
+            {"RECSYS_DB_TIMEOUT_SECONDS": "-1"},
+            "RECSYS_DB_TIMEOUT_SECONDS: expected a number > 0 and at most 1000000",
+        ),
         ({"RECSYS_MODEL_PARAMS_PATH": "/nonexistent.json"}, "/nonexistent.json: file not found"),
         (
             {"RECSYS_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/test"},
@@ -133,3 +139,47 @@ def test_the_database_waits_well_under_the_production_worker_timeout(tmp_path, m
         busy_ms = conn.exec_driver_sql("PRAGMA busy_timeout").scalar_one()
     engine.dispose()
     assert busy_ms == db_timeout * 1000
+
+
+# Every setting that is a duration (seconds, minutes or hours).
+DURATIONS = (
+    "DB_TIMEOUT_SECONDS",
+    "RETRAIN_EVERY_MINUTES",
+    "WORKER_POLL_SECONDS",
+    "JOB_LEASE_SECONDS",
+    "MODEL_REFRESH_SECONDS",
+    "REDIS_TIMEOUT_SECONDS",
+    "EXPLORATION_SYNC_SECONDS",
+    "AB_ATTRIBUTION_HOURS",
+    "AB_REFRESH_SECONDS",
+)
+
+
+@pytest.mark.redis
+def test_a_service_with_every_duration_and_the_retention_at_their_longest_serves_without_errors(
+    app_factory, redis_url, cache_prefix, monkeypatch
+):
+    # A longer socket timeout, timer or date than these overflows inside
+    # Python: every request answered 500 and background threads died.
+    failed_threads = []
+    monkeypatch.setattr(threading, "excepthook", failed_threads.append)
+    app = app_factory(
+        REDIS_URL=redis_url.url,
+        CACHE_KEY_PREFIX=cache_prefix,
+        RATELIMIT_KEY_PREFIX=cache_prefix,
+        RATE_LIMIT_ADDRESS="100000 per second",  # counted in Redis
+        EVENT_RETENTION_DAYS=str(MAX_RETENTION_DAYS),
+        **dict.fromkeys(DURATIONS, str(MAX_DURATION)),
+    )
+    client = app.test_client()
+    event = {"user_id": 17, "product_id": 3, "type": "click"}
+    statuses = [
+        client.get("/recommend?user_id=17").status_code,
+        client.post("/interactions", json=event).status_code,
+        client.get("/recommend?user_id=17").status_code,
+        client.get("/readyz").status_code,
+        client.post("/admin/retrain").status_code,
+    ]
+    runtime_of(app).jobs.wait_all(timeout=60)
+    assert statuses == [200, 201, 200, 200, 202]
+    assert [(hook.thread.name, repr(hook.exc_value)) for hook in failed_threads] == []
