@@ -1,4 +1,4 @@
-"""The Flask class the service runs on: Flask, checking each hook and view for ``async`` once."""
+"""The Flask class the service runs on: Flask, with ``async`` checked once and ASCII path ids."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from flask import Flask
+from werkzeug.routing import IntegerConverter
 
 
 class ServiceFlask(Flask):
@@ -25,6 +26,8 @@ class ServiceFlask(Flask):
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._plain_functions: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
+        # Before any route exists: every <int:...> of the service is ASCII digits only.
+        self.url_map.converters["int"] = AsciiIntegerConverter
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Return ``func`` itself if it is a plain function, else Flask's synchronous wrapper."""
@@ -36,3 +39,15 @@ class ServiceFlask(Flask):
             with contextlib.suppress(TypeError):
                 self._plain_functions.add(func)
         return wrapped
+
+
+class AsciiIntegerConverter(IntegerConverter):
+    """Werkzeug's ``int`` path converter, matching the digits 0-9 only.
+
+    Werkzeug's matches ``\\d``, every Unicode digit, and ``int()`` reads them:
+    ``/products/%D9%A1`` (U+0661, the Arabic-Indic digit one) was product 1,
+    where the query parameters refuse such an id. A path id is now what a
+    query id is; any other spelling matches no route (404).
+    """
+
+    regex = r"[0-9]+"

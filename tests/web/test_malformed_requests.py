@@ -455,3 +455,22 @@ def test_debug_answers_are_indented_as_flask_writes_them(app_factory: AppFactory
     with app.test_request_context():
         body = jsonify({"b": 1, "a": float("inf")}).get_data(as_text=True)
     assert body == '{\n  "b": 1,\n  "a": null\n}\n'
+
+
+@pytest.mark.parametrize("path", ["/products/{}", "/users/{}/history"])
+@pytest.mark.parametrize(
+    ("digits", "meaning"),
+    [
+        ("%D9%A1", "U+0661, the Arabic-Indic digit one"),
+        ("%EF%BC%91", "U+FF11, the full-width digit one"),
+        ("%E0%A5%A7", "U+0967, the Devanagari digit one"),
+        ("%D9%A1%D9%A7", "17 in Arabic-Indic digits"),
+    ],
+)
+def test_a_path_id_in_digits_other_than_0_to_9_matches_no_route(
+    bundled_client, path, digits, meaning
+):
+    assert bundled_client.get(path.format("1")).status_code == 200
+    response = bundled_client.get(path.format(digits))
+    assert response.status_code == 404, meaning
+    assert response.get_json()["error"]["code"] == "not_found"
