@@ -44,6 +44,7 @@ from recsys.data.interactions import (
 from recsys.data.log_files import DEFAULT_CHUNK_ROWS, count_rows, is_parquet, iter_log
 from recsys.data.timestamps import format_utc, utc_now
 from recsys.errors import DataFileError
+from recsys.store.engine import is_missing_schema
 from recsys.store.tables import imported_files, products
 
 READ_PAGE_ROWS = 1_000_000
@@ -337,3 +338,8 @@ def _driver_errors_wrapped(engine: Engine) -> Iterator[None]:
             else sa.exc.InterfaceError
         )
         raise wrapper(None, None, exc) from exc
+    except dbapi.ProgrammingError as exc:  # type: ignore[union-attr]
+        # A missing table or column is an outage, as the engine raises it (PostgreSQL).
+        if not is_missing_schema(exc):
+            raise
+        raise sa.exc.OperationalError(None, None, exc) from exc

@@ -71,11 +71,50 @@ def retry_conflicts(transaction: Callable[[], T], attempts: int = CONFLICT_ATTEM
     raise AssertionError("unreachable: the last attempt returns or raises")  # pragma: no cover
 
 
+# SQLSTATEs of a statement naming a table or column the database lacks
+# (undefined_table, undefined_column): a store nobody initialised, or one
+# older than the code. SQLite says "no such table" or "no such column".
+_MISSING_SCHEMA_SQLSTATES = frozenset({"42P01", "42703"})
+
+
+def is_missing_schema(exc: BaseException) -> bool:
+    """Return whether the database lacks a table or column the service uses."""
+    orig = getattr(exc, "orig", None) or exc
+    if getattr(orig, "sqlstate", None) in _MISSING_SCHEMA_SQLSTATES:
+        return True
+    return str(orig).startswith(("no such table", "no such column"))
+
+
 def describe_outage(exc: Exception) -> str:
     """Return one line saying why the database could not be used (no SQL, no password)."""
     orig = getattr(exc, "orig", None) or exc
     first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
+    if is_missing_schema(exc):
+        return (
+            f"the event store lacks the service's tables ({first_line}): run "
+            "`.venv/bin/flask --app app init` to create or migrate them "
+            "(or check RECSYS_DATABASE_URL)"
+        )
     return f"the event store is unavailable: {first_line} (check RECSYS_DATABASE_URL)"
+
+
+def _missing_schema_is_an_outage(engine: Engine) -> None:
+    """Raise PostgreSQL's missing table or column as an ``OperationalError``, as SQLite does.
+
+    psycopg raises them as programming errors, which the service would
+    answer 500 and the commands print as tracebacks; a store that is not
+    initialised (or not migrated) is unavailable until ``init`` runs.
+    """
+
+    @event.listens_for(engine, "handle_error")
+    def _on_error(context):  # pragma: no cover - trivial wiring
+        if is_missing_schema(context.original_exception) and not isinstance(
+            context.sqlalchemy_exception, sa.exc.OperationalError
+        ):
+            return sa.exc.OperationalError(
+                context.statement, context.parameters, context.original_exception
+            )
+        return None
 
 
 # Any fixed number: the advisory lock that serialises server start-ups on PostgreSQL.
@@ -175,6 +214,7 @@ def create_store_engine(url: str, timeout_seconds: float = 5.0) -> Engine:
             pool_timeout=timeout_seconds,
         )
         StatementDeadline(timeout_seconds).attach(engine)
+        _missing_schema_is_an_outage(engine)
         return engine
     raise ValueError(
         f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "

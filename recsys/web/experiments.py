@@ -35,6 +35,7 @@ from recsys.store.artifacts import ArtifactError
 from recsys.training import NoTrainingDataError, RetrainInProgressError
 from recsys.web.auth import requires
 from recsys.web.bodies import json_body
+from recsys.web.commands import reported
 from recsys.web.context import runtime
 from recsys.web.errors import ApiError
 from recsys.web.openapi import operation
@@ -230,8 +231,9 @@ def _command_layer() -> ExperimentLayer:
 
 
 def _run(action: Callable[[], Any]) -> Any:
+    # An unreachable or uninitialised store is one line, as for every other command.
     try:
-        with _as_api_errors():
+        with reported(), _as_api_errors():
             return action()
     except ApiError as exc:
         raise click.ClickException(exc.message) from None

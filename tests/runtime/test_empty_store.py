@@ -229,3 +229,48 @@ def test_python_app_py_on_an_empty_store_serves_and_says_what_is_missing(tmp_pat
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# -- a store nobody initialised: no tables at all ----------------------------------------------
+
+# Every read or write of the store's tables, before `init` made them.
+STORE_REQUESTS = [
+    ("POST", "/interactions", {"user_id": 1, "product_id": 2, "type": "click"}),
+    ("GET", "/products", None),
+    ("GET", "/products/1", None),
+    ("GET", "/stats", None),
+    ("GET", "/users/1/history", None),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body"), STORE_REQUESTS)
+def test_a_store_without_its_tables_answers_503_never_500(any_app_factory, method, path, body):
+    client = any_app_factory(init=False).test_client()
+    response = client.open(path, method=method, json=body)
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "store_unavailable"
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["train"],
+        ["import-catalog", str(ROOT / "products.csv")],
+        ["import-interactions", str(BUNDLED_LOG)],
+        ["export-user", "1"],
+        ["delete-user", "1"],
+        ["prune-events", "--days", "30"],
+        ["experiment", "list"],
+        ["worker", "--once"],
+    ],
+    ids=lambda command: " ".join(command[:2]),
+)
+def test_a_command_on_a_store_without_its_tables_says_to_run_init_in_one_line(
+    any_app_factory, command
+):
+    app = any_app_factory(init=False, TRAINING_MODE="worker")
+    result = app.test_cli_runner().invoke(args=command)
+    assert result.exit_code == 2, result.output
+    assert "the event store lacks the service's tables" in result.output
+    assert "run `.venv/bin/flask --app app init` to create or migrate them" in result.output
+    assert "Traceback" not in result.output
