@@ -365,6 +365,15 @@ class ServerSection(Section):
     log_level: Text = setting(
         "LOG_LEVEL", "INFO", "logging level of the service's messages (on stderr)"
     )
+    trusted_proxies: CountOrOff = setting(
+        "TRUSTED_PROXIES",
+        None,
+        "proxies in front of the service that append the client's address to "
+        "`X-Forwarded-For` (nginx with `deploy/nginx.conf`: 1); the client address the "
+        "per-address rate limit counts and the access log shows is then taken from it "
+        "(0: the connection's own address; never trust a header nobody in front sets)",
+        default_text="0",
+    )
 
 
 class SecuritySection(Section):

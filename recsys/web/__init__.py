@@ -9,6 +9,7 @@ process's first request.
 from __future__ import annotations
 
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from recsys.runtime import ServingRuntime
 from recsys.web import (
@@ -47,6 +48,13 @@ def init_app(app: Flask, runtime: ServingRuntime) -> None:
     app.json = json_provider.FiniteJSONProvider(app)
     # Around Flask: every request's id, every answer's id and security headers.
     app.wsgi_app = answer_headers.AnswerHeaders(app.wsgi_app)  # type: ignore[method-assign]
+    proxies = runtime.settings.server.trusted_proxies
+    if proxies:
+        # The client's address (and scheme) as the proxies in front saw it,
+        # for the per-address rate limit and the access log.
+        app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            app.wsgi_app, x_for=proxies, x_proto=proxies
+        )
     prometheus.init_app(app)
     errors.init_app(app)
     # Before the limiter's hooks: it counts a request against the key it was let in with.
