@@ -94,6 +94,14 @@ def test_an_open_service_limits_each_client_address(app_factory):
     assert "per client address" in response.get_json()["error"]["message"]
 
 
+def status_through_proxy(client, forwarded_for: str) -> int:
+    """GET /popular as a proxy at 10.0.0.9 forwards it, with its X-Forwarded-For."""
+    headers = {"X-Forwarded-For": forwarded_for}
+    return client.get(
+        "/popular", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.9"}
+    ).status_code
+
+
 @pytest.mark.parametrize(
     ("proxies", "statuses"),
     [
@@ -109,27 +117,15 @@ def test_behind_a_trusted_proxy_each_forwarded_client_address_is_limited_alone(
     client = app_factory(
         RATE_LIMIT_ADDRESS="1 per minute", TRUSTED_PROXIES=str(proxies)
     ).test_client()
-
-    def get(forwarded_for: str) -> int:
-        return client.get(
-            "/popular",
-            headers={"X-Forwarded-For": forwarded_for},
-            environ_base={"REMOTE_ADDR": "10.0.0.9"},  # the proxy
-        ).status_code
-
-    assert [get("198.51.100.1"), get("198.51.100.1"), get("198.51.100.2")] == statuses
+    browsers = ["198.51.100.1", "198.51.100.1", "198.51.100.2"]
+    assert [status_through_proxy(client, browser) for browser in browsers] == statuses
 
 
 def test_a_client_cannot_pass_for_another_by_writing_x_forwarded_for_itself(app_factory):
     # nginx appends the address it saw: the trusted value is the last one.
     client = app_factory(RATE_LIMIT_ADDRESS="1 per minute", TRUSTED_PROXIES="1").test_client()
-
-    def get(forwarded_for: str) -> int:
-        headers = {"X-Forwarded-For": forwarded_for}
-        return client.get("/popular", headers=headers, environ_base={"REMOTE_ADDR": "10.0.0.9"})
-
-    assert get("198.51.100.7").status_code == 200
-    assert get("203.0.113.5, 198.51.100.7").status_code == 429
+    assert status_through_proxy(client, "198.51.100.7") == 200
+    assert status_through_proxy(client, "203.0.113.5, 198.51.100.7") == 429
 
 
 def test_a_key_of_its_own_rate_is_limited_by_it_not_by_its_roles_default(limited):
