@@ -64,7 +64,7 @@ from recsys.runtime.memory import then_give_back_memory
 from recsys.runtime.refresh import LiveModelRefresher
 from recsys.runtime.startup import InitReport, bootstrap_if_empty, initialise
 from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
-from recsys.store.engine import STORE_OUTAGES
+from recsys.store.engine import INIT_REMEDY, STORE_OUTAGES, is_missing_schema
 from recsys.store.events import EventStore, Ingested
 from recsys.store.impressions import ImpressionCounts
 from recsys.store.job_queue import JobQueue
@@ -327,15 +327,26 @@ class ServingRuntime:
         """
         return self.refresher.refresh()
 
-    def check_ready(self) -> list[str]:
-        """Return what keeps this process from answering fully (empty: ready)."""
-        missing = []
+    def check_ready(self) -> dict[str, str | None]:
+        """Return what keeps this process from answering fully, each with why if known.
+
+        Returns:
+            ``model`` and ``database``, in that order, for those missing (empty:
+            ready). The database's why is the remedy when the store lacks the
+            service's tables, else None: the driver's own words (a host, a
+            port) are for the logs, not for whoever calls the probe.
+        """
+        missing: dict[str, str | None] = {}
         if not self.start():
-            missing.append("model")
+            missing["model"] = None
         try:
             self.store.ping()
-        except STORE_OUTAGES:
-            missing.append("database")
+        except STORE_OUTAGES as exc:
+            missing["database"] = (
+                f"the event store lacks the service's tables: {INIT_REMEDY}"
+                if is_missing_schema(exc)
+                else None
+            )
         return missing
 
     # -- training ----------------------------------------------------------------

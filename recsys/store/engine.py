@@ -77,6 +77,10 @@ def retry_conflicts(transaction: Callable[[], T], attempts: int = CONFLICT_ATTEM
 _MISSING_SCHEMA_SQLSTATES = frozenset({"42P01", "42703"})
 
 
+# What an operator does about a store that lacks the service's tables.
+INIT_REMEDY = "run `.venv/bin/flask --app app init` to create or migrate them"
+
+
 def is_missing_schema(exc: BaseException) -> bool:
     """Return whether the database lacks a table or column the service uses."""
     orig = getattr(exc, "orig", None) or exc
@@ -91,8 +95,7 @@ def describe_outage(exc: Exception) -> str:
     first_line = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
     if is_missing_schema(exc):
         return (
-            f"the event store lacks the service's tables ({first_line}): run "
-            "`.venv/bin/flask --app app init` to create or migrate them "
+            f"the event store lacks the service's tables ({first_line}): {INIT_REMEDY} "
             "(or check RECSYS_DATABASE_URL)"
         )
     return f"the event store is unavailable: {first_line} (check RECSYS_DATABASE_URL)"

@@ -331,9 +331,14 @@ class EventStore(ProductCatalog, UserData):
         return cls(create_store_engine(url, timeout_seconds))
 
     def ping(self) -> None:
-        """Run a trivial query; raise one of ``STORE_OUTAGES`` if the database does not answer."""
+        """Read no row of the events table; raise one of ``STORE_OUTAGES`` if that fails.
+
+        Naming the table and its columns, not ``SELECT 1``: a database that
+        answers but lacks the service's tables (nobody ran ``init``), or holds
+        them as an older schema had them, cannot serve either.
+        """
         with self.engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
+            conn.execute(sa.select(interactions).limit(0))
 
     def dispose(self) -> None:
         """Close every pooled connection (and the threads' own, once they are done with them)."""

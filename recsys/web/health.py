@@ -30,9 +30,14 @@ def readyz():
     # The code names what is missing, as the message does: no_model (an empty
     # store before its first events, or no valid version), no_database, or both.
     absent = " and no ".join(missing)
+    # Why the database failed, when it says: a store nobody initialised is told to run init.
+    reasons = "".join(f": {why}" for why in missing.values() if why)
     body = {
         "status": "not_ready",
-        "missing": missing,
-        "error": {"code": "no_" + absent.replace(" ", "_"), "message": f"not ready: no {absent}"},
+        "missing": list(missing),
+        "error": {
+            "code": "no_" + absent.replace(" ", "_"),
+            "message": f"not ready: no {absent}{reasons}",
+        },
     }
     return jsonify(body), 503, {"Retry-After": "5"}

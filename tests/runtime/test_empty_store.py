@@ -14,6 +14,7 @@ import time
 import pytest
 
 from recsys.store.artifacts import ModelRegistry
+from recsys.store.migrate import upgrade_to
 from recsys.training.train import NoTrainingDataError, TrainingSettings, train_and_publish
 from tests.builders import BUNDLED_LOG, ROOT, SMALL_CATALOG, runtime_of
 from tests.servers import free_port, http_request
@@ -249,6 +250,22 @@ def test_a_store_without_its_tables_answers_503_never_500(any_app_factory, metho
     response = client.open(path, method=method, json=body)
     assert response.status_code == 503, response.get_data(as_text=True)
     assert response.get_json()["error"]["code"] == "store_unavailable"
+
+
+def test_a_store_older_than_the_code_is_not_ready_and_the_probe_says_to_run_init(
+    any_app_factory,
+):
+    # Migrated up to 0010: the events table lacks the type and value columns 0011 adds.
+    app = any_app_factory(init=False, DATA_PATH="")
+    upgrade_to(runtime_of(app).store.engine, "0010")
+    response = app.test_client().get("/readyz")
+    assert (response.status_code, response.get_json()["missing"]) == (503, ["model", "database"])
+    assert response.get_json()["error"]["message"].endswith(
+        "no database: the event store lacks the service's tables: "
+        "run `.venv/bin/flask --app app init` to create or migrate them"
+    )
+    runtime_of(app).init()
+    assert app.test_client().get("/readyz").get_json()["missing"] == ["model"]
 
 
 @pytest.mark.parametrize(

@@ -233,13 +233,30 @@ def test_the_service_names_products_from_the_catalog_beside_the_log(app_factory,
     assert names == {3: "Teal Mug", 4: None}
 
 
-def test_readyz_names_the_missing_model_before_init(app_factory):
+def test_readyz_before_init_names_the_missing_model_and_tables_and_says_to_run_init(app_factory):
     app = app_factory(init=False)
     response = app.test_client().get("/readyz")
     assert response.status_code == 503
-    assert response.get_json()["missing"] == ["model"]
-    assert response.get_json()["error"]["code"] == "no_model"
+    assert response.get_json() == {
+        "status": "not_ready",
+        "missing": ["model", "database"],
+        "error": {
+            "code": "no_model_and_no_database",
+            "message": "not ready: no model and no database: the event store lacks the "
+            "service's tables: run `.venv/bin/flask --app app init` to create or migrate them",
+        },
+    }
     assert app.test_client().get("/healthz").status_code == 200
+
+
+def test_readyz_on_a_refused_database_keeps_the_drivers_words_to_itself(app_factory):
+    # The probe is unauthenticated: the database's host and port stay in the logs.
+    app = app_factory(init=False, DATABASE_URL="postgresql+psycopg://127.0.0.1:1/recsys")
+    error = app.test_client().get("/readyz").get_json()["error"]
+    assert error == {
+        "code": "no_model_and_no_database",
+        "message": "not ready: no model and no database",
+    }
 
 
 def test_readyz_is_200_when_a_model_is_loaded_and_the_database_answers(bundled_client):
