@@ -416,7 +416,8 @@ class SecuritySection(Section):
         "RATE_LIMIT_ADDRESS",
         "50 per second",
         "requests per client address without an API key (a service without keys, browsers) "
-        "to the `read` and `admin` endpoints; `''` for none",
+        "to the `read` and `admin` endpoints, and, counted apart, requests refused for their "
+        "key (401); `''` for none",
     )
 
 

@@ -8,8 +8,12 @@ was made: ``create-key --rate``), else its role's default:
 for ``ingest``. A request without a key (a service without keys) counts
 against its client address, with ``RECSYS_RATE_LIMIT_ADDRESS`` (ingest:
 ``RECSYS_RATE_LIMIT_INGEST``). Counters are named by a prefix of the key's
-SHA-256 (``ApiKey.limit_key``), never by the key. The health probes are never
-limited. Over the limit: 429 ``rate_limited`` with ``Retry-After``.
+SHA-256 (``ApiKey.limit_key``), never by the key. A request refused for its
+key (401: none, or not a configured one) is an anonymous one: it counts
+against its client address too, with ``RECSYS_RATE_LIMIT_ADDRESS``, on a
+counter of its own, so keys cannot be guessed at the service's full speed.
+The health probes are never limited. Over the limit: 429 ``rate_limited``
+with ``Retry-After``.
 
 Counters live in Redis when ``RECSYS_REDIS_URL`` is set, so every worker and
 server shares them; in memory (per process) otherwise. When Redis fails
@@ -39,7 +43,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from flask import Flask, Request, request
+from flask import Flask, Request, current_app, request
 from limits import RateLimitItem, parse_many
 from limits.errors import StorageError
 from limits.storage import MemoryStorage, RedisStorage
@@ -60,6 +64,8 @@ log = logging.getLogger(__name__)
 LIMITER_KEY = "recsys.limiter"
 # The counter of requests to an endpoint that needs no role (counted per address).
 _OPEN_SCOPE = "open"
+# The counter of an address's requests refused for their key (401).
+_REFUSED_SCOPE = "refused"
 # What a failing Redis raises through the storage (ours raises redis' errors).
 _STORAGE_FAILURES = (redis.RedisError, StorageError, OSError)
 # How often the in-memory counters drop expired windows.
@@ -183,15 +189,33 @@ class RequestLimiter:
         else:
             default = security.rate_limit if key is not None else security.rate_limit_address
         text = key.rate if key is not None and key.rate else default
+        if key is not None:
+            self._count(request, text, key.limit_key, role or _OPEN_SCOPE, "API key")
+        else:
+            self._count(request, text, _address(request), role or _OPEN_SCOPE, "client address")
+
+    def check_refused(self, request: Request) -> None:
+        """Count a request refused for its key (401) against its client address.
+
+        No key let it in, so it is an anonymous request, limited as one
+        (``RATE_LIMIT_ADDRESS``); its own counter, so that guessing keys from
+        an address never spends that address's open endpoints' budget.
+
+        Raises:
+            ApiError: 429 instead of the 401, the address is past its limit.
+        """
+        text = self._security.rate_limit_address
+        self._count(request, text, _address(request), _REFUSED_SCOPE, "client address")
+
+    def _count(self, request: Request, text: str | None, who: str, scope: str, per: str) -> None:
+        """Count one request on ``who``'s counter for ``scope``; 429 past a limit in ``text``."""
         if not text:
             return
-        who = key.limit_key if key is not None else f"addr-{request.remote_addr or 'unknown'}"
-        counter = (*self._prefix, who, role or _OPEN_SCOPE)
+        counter = (*self._prefix, who, scope)
         for limit in self._limits(text):
             allowed, limiter = self._hit(limit, counter)
             if not allowed:
                 retry_after = _seconds_until_reset(limiter, limit, counter)
-                per = "API key" if key is not None else "client address"
                 log.info("rate limit %s exceeded by %s at %s", limit, who, request.path)
                 raise ApiError(
                     429,
@@ -229,6 +253,10 @@ class RequestLimiter:
         return self._memory.hit(limit, *counter), self._memory
 
 
+def _address(request: Request) -> str:
+    return f"addr-{request.remote_addr or 'unknown'}"
+
+
 def _seconds_until_reset(
     limiter: FixedWindowRateLimiter, limit: RateLimitItem, counter: tuple[str, ...]
 ) -> int:
@@ -238,6 +266,13 @@ def _seconds_until_reset(
     except _STORAGE_FAILURES:
         return max(1, limit.get_expiry())  # Redis failed in between: a whole window is safe
     return max(1, math.ceil(reset - time.time()))
+
+
+def check_refused(request: Request) -> None:
+    """Count a request refused for its key against its address, if limits are on (429 past it)."""
+    limiter: RequestLimiter | None = current_app.extensions.get(LIMITER_KEY)
+    if limiter is not None:
+        limiter.check_refused(request)
 
 
 def init_app(app: Flask) -> None:

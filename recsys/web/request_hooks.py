@@ -4,14 +4,16 @@ Flask calls each registered hook through ``ensure_sync`` (an ``inspect``
 check per call) and its own loops: one hook per side that calls the steps in
 order costs a fraction of one hook per step. The steps stay in their modules.
 The request id and the security headers are added around Flask
-(``answer_headers``); the rate limiter registers its own hooks, after these.
+(``answer_headers``); the rate limiter registers its own hooks, after these,
+and counts here only a request the key check refuses (401).
 """
 
 from __future__ import annotations
 
 from flask import Flask, Request, Response, request
 
-from recsys.web import auth, prometheus, query_params
+from recsys.web import auth, limits, prometheus, query_params
+from recsys.web.errors import ApiError
 
 
 def init_app(app: Flask) -> None:
@@ -30,7 +32,12 @@ def before_every_view() -> None:
     current = _current_request()
     prometheus.start_clock(current)
     # The key check first: the limiter counts a request against the key it was let in with.
-    auth.check_api_key(current)
+    try:
+        auth.check_api_key(current)
+    except ApiError as refused:
+        if refused.status == 401:
+            limits.check_refused(current)  # past the address's limit: 429 instead
+        raise
     auth.refuse_form_posts(current)
     query_params.refuse_control_characters(current)
 

@@ -144,6 +144,49 @@ def test_requests_without_a_key_have_a_default_of_their_own(app_factory):
     assert statuses == [200, 200, 429]
 
 
+# Requests an API key check refuses (401), each as a guesser would send it.
+REFUSED_REQUESTS = {
+    "no key": ("GET", "/popular", {}),
+    "a wrong key": ("GET", "/popular", {"X-API-Key": "a-guessed-key"}),
+    "a wrong key posting events": ("POST", "/interactions", {"X-API-Key": "a-guessed-key"}),
+}
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "headers"), REFUSED_REQUESTS.values(), ids=list(REFUSED_REQUESTS)
+)
+def test_requests_refused_for_their_key_count_against_the_address_and_then_get_429(
+    limited, method, path, headers
+):
+    client = limited(RATE_LIMIT_ADDRESS="2 per minute").test_client()
+
+    def send(address: str):
+        return client.open(
+            path, method=method, json=EVENT, headers=headers, environ_base={"REMOTE_ADDR": address}
+        )
+
+    assert [send("10.0.0.1").status_code for _ in range(3)] == [401, 401, 429]
+    refused = send("10.0.0.1")
+    assert refused.get_json()["error"]["code"] == "rate_limited"
+    assert "per client address" in refused.get_json()["error"]["message"]
+    assert 1 <= int(refused.headers["Retry-After"]) <= 60
+    assert send("10.0.0.2").status_code == 401  # another address has its own count
+
+
+def test_refused_guesses_from_an_address_do_not_hold_up_a_right_key_from_it(limited):
+    client = limited(RATE_LIMIT_ADDRESS="1 per minute").test_client()
+    guessed = {"X-API-Key": "a-guessed-key"}
+    assert [client.get("/popular", headers=guessed).status_code for _ in range(2)] == [401, 429]
+    assert client.get("/popular", headers=key("read")).status_code == 200
+    # A key let in but without the role is no guess: 403, never counted as one.
+    assert client.post("/interactions", json=EVENT, headers=key("read")).status_code == 403
+
+
+def test_refused_requests_are_not_counted_when_the_address_has_no_limit(limited):
+    client = limited(RATE_LIMIT_ADDRESS="").test_client()
+    assert {client.get("/popular").status_code for _ in range(20)} == {401}
+
+
 @pytest.mark.parametrize(
     ("limits", "statuses", "named"),
     [
