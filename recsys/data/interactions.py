@@ -22,6 +22,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TextIO
 
@@ -96,6 +97,39 @@ def csv_header(text: str) -> list[str]:
     return [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
 
 
+def csv_parse_error(path: Path, exc: pd.errors.ParserError, text: Iterable[str]) -> DataFileError:
+    """Return the error naming the file and line of CSV that pandas could not parse.
+
+    Args:
+        path: The file.
+        exc: pandas' error.
+        text: The file's lines again, read from the start: pandas counts
+            records, and a record may span lines (a quoted field holding a
+            line break), so its line is found by reading up to it.
+    """
+    message = str(exc).strip()
+    found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", message)
+    if found:
+        expected, line, saw = (int(g) for g in found.groups())
+        return DataFileError(path, f"expected {expected} fields, found {saw}", line=line)
+    unclosed = re.search(r"EOF inside string starting at row (\d+)", message)
+    if unclosed:
+        return DataFileError(
+            path,
+            "a quoted field starts on this line and is never closed (a stray '\"'?)",
+            line=_first_line_of_record(text, int(unclosed.group(1))),
+        )
+    return DataFileError(path, f"malformed CSV: {message}")
+
+
+def _first_line_of_record(text: Iterable[str], record: int) -> int:
+    """Return the 1-based line where CSV record ``record`` (the header is record 0) starts."""
+    reader = csv.reader(text)
+    for _ in range(record):
+        next(reader, None)
+    return reader.line_num + 1
+
+
 def read_csv_cells(path: Path, text: str) -> pd.DataFrame:
     """Parse CSV text into stripped text cells, so checks see what the file says.
 
@@ -114,13 +148,7 @@ def read_csv_cells(path: Path, text: str) -> pd.DataFrame:
             io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False
         )
     except pd.errors.ParserError as exc:
-        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        if found:
-            expected, line, saw = (int(g) for g in found.groups())
-            raise DataFileError(
-                path, f"expected {expected} fields, found {saw}", line=line
-            ) from None
-        raise DataFileError(path, f"malformed CSV: {str(exc).strip()}") from None
+        raise csv_parse_error(path, exc, io.StringIO(text)) from None
     if not isinstance(raw.index, pd.RangeIndex):
         # pandas takes the extra leading fields of line 2 as an index rather than failing.
         fields = len(raw.columns)

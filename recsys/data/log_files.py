@@ -25,6 +25,7 @@ from recsys.data.interactions import (
     _check_header,
     _parse_timestamps,
     _raise_first_bad_row,
+    csv_parse_error,
     write_interactions,
 )
 from recsys.errors import DataFileError, quote
@@ -115,7 +116,8 @@ def _iter_csv(path: Path, chunk_rows: int) -> Iterator[LogChunk]:
                 yield LogChunk(first_row, _checked_csv_cells(path, cells, first_row))
                 first_row += len(cells)
         except pd.errors.ParserError as exc:
-            raise DataFileError(path, f"malformed CSV: {str(exc).strip()}") from None
+            handle.seek(0)
+            raise csv_parse_error(path, exc, handle) from None
     if first_row == 0:
         raise DataFileError(path, "the file has a header but no interactions", line=2)
 

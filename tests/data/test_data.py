@@ -68,6 +68,7 @@ def test_the_largest_64_bit_id_is_accepted(write_csv):
         (HEADER + "1,2,0\n\n1,2,0\n", 3, "blank line"),
         (HEADER + "1,2,0\n1,2,0,9\n", 3, "expected 3 fields, found 4"),
         (HEADER + "1,2,0,9\n1,2,0\n", 2, "expected 3 fields, found 4"),
+        (HEADER + '1,2,0\n1,2,0\n"1,2,0\n1,2,0\n', 4, "quoted field starts on this line"),
         (HEADER + "1,2,0\n5,x,0\n0,2,0\n", 3, "product_clicked must be an integer"),
         (
             STAMPED_HEADER + "1,2,0,\n1,2,0,soon\n",

@@ -218,6 +218,13 @@ def test_export_then_import_round_trips(catalog_store, tmp_path, with_timestamps
         ("user_id,product_clicked,purchased\n1,1,0\n1,1\n", 3, "purchased is missing"),
         ("user_id,product_clicked,purchased\n1,1,0\n1,1,0,9\n", 3, "expected 3 fields, found 4"),
         ("user_id,product_clicked,purchased\n1,1,0\n2,42,1\n", 3, "unknown product_id 42"),
+        ('user_id,product_clicked,purchased\n1,1,0\n"1,1,0\n1,1,0\n', 3, "never closed"),
+        (
+            # A quoted field may hold a line break: the unclosed quote is on line 5, record 3.
+            'user_id,product_clicked,purchased,event_id\n1,1,0,"a\nb"\n1,1,0,c\n"1,1,0,d\n',
+            5,
+            "a quoted field starts on this line and is never closed",
+        ),
         ("user_id,product_clicked,purchased,timestamp\n1,1,0,yesterday\n", 2, "ISO-8601"),
     ],
 )
