@@ -27,6 +27,7 @@ from flask.cli import get_load_dotenv, load_dotenv
 from gunicorn import glogging
 
 from recsys.config import Settings, SettingsError
+from recsys.errors import RecsysError
 
 
 def server_settings(environ) -> Settings:
@@ -169,7 +170,12 @@ def on_starting(server):
     if server.cfg.reuse_port:
         refuse_a_taken_port(server)
     runtime = runtime_of(server.app.wsgi())
-    if runtime.init_before_workers():
+    try:
+        prepared = runtime.init_before_workers()
+    except RecsysError as exc:  # a data file or model directory init cannot use: one line
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    if prepared:
         preload_live_model(runtime)
     release_database(runtime)
 

@@ -61,10 +61,12 @@ def initialise(runtime: ServingRuntime) -> InitReport:
 
     Raises:
         One of ``STORE_OUTAGES`` when the database is unreachable,
-        ``DataFileError`` when the bootstrap log is unusable.
+        ``DataFileError`` when the bootstrap log is unusable,
+        ``ModelDirectoryError`` when the model directory cannot be written.
     """
     started = time.perf_counter()
     settings, registry = runtime.settings, runtime.registry
+    registry.ensure_root()  # the lock below lives there
     with exclusive_file_lock(settings.model_dir / ".init.lock"):
         upgrade_to_head(runtime.store.engine)
         logger.info("event store ready: %s", _safe_url(settings.database_url))

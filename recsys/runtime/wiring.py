@@ -441,7 +441,9 @@ class ServingRuntime:
 
         Raises:
             RetrainInProgressError: The training lock is held.
+            ModelDirectoryError: The model directory (where the lock lives) cannot be written.
         """
+        self.registry.ensure_root()
         return self.trainer.now(lambda: self.train(progress, force=force, **engine))
 
     def last_trained(self) -> datetime | None:

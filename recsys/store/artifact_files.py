@@ -50,6 +50,19 @@ class ArtifactError(RecsysError):
     """An artifact is missing, incomplete, damaged or of an unknown model type."""
 
 
+class ModelDirectoryError(RecsysError):
+    """The model directory cannot be created or written (a start-up error, not a damaged model).
+
+    Args:
+        root: The directory.
+        exc: What the operating system said.
+    """
+
+    def __init__(self, root: Path, exc: OSError):
+        self.root = root
+        super().__init__(f"cannot write the model directory {root}: {exc.strerror or exc}")
+
+
 # Arrays files up to this size are checked against their whole SHA-256 at
 # every load (under 0.1 s); larger ones by size and a sample of blocks, their
 # whole checksum having been taken by the publisher as it wrote them.

@@ -31,6 +31,7 @@ cannot be loaded from elsewhere.
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -52,6 +53,7 @@ from recsys.store.artifact_files import (
     FALLBACK_PREFIX,
     MODEL_PREFIX,
     ArtifactError,
+    ModelDirectoryError,
     archive_arrays,
     catalog_from_arrays,
     check_before_publishing,
@@ -133,6 +135,19 @@ class ModelRegistry:
         # to load. Published versions do not change, so newer_than can pass
         # over them until their metadata records other arrays.
         self._rejected: dict[str, str] = {}
+
+    def ensure_root(self) -> None:
+        """Create the directory if it is missing, and check that this process can write in it.
+
+        Raises:
+            ModelDirectoryError: It cannot be created, or files cannot be made in it.
+        """
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ModelDirectoryError(self.root, exc) from None
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            raise ModelDirectoryError(self.root, PermissionError(errno.EACCES, "Permission denied"))
 
     @property
     def model_classes(self) -> Mapping[str, type[Recommender]]:
@@ -230,7 +245,7 @@ class ModelRegistry:
         model_type = state.params.get("model")
         if model_type is None or (fallback is not None and "model" not in fallback.params):
             raise ArtifactError("model state has no params['model'] naming its type")
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.ensure_root()
         self._remove_stale_temporaries()
         finished = (trained_at or datetime.now(UTC)).astimezone(UTC)
 

@@ -16,6 +16,7 @@ from recsys.data.catalog import load_catalog
 from recsys.data.log_files import is_parquet
 from recsys.errors import DataFileError
 from recsys.runtime import ServingRuntime
+from recsys.store.artifact_files import ModelDirectoryError
 from recsys.store.bulk import import_log
 from recsys.store.engine import STORE_OUTAGES, describe_outage
 from recsys.training import TRAINING_REFUSALS, RetrainInProgressError, describe_gate
@@ -66,6 +67,8 @@ def reported(file_problem_suffix: str = "", startup: bool = False):
         raise error(f"{exc}{file_problem_suffix}") from None
     except STORE_OUTAGES as exc:
         raise StartupError(describe_outage(exc)) from None
+    except ModelDirectoryError as exc:
+        raise StartupError(str(exc)) from None
     except RetrainInProgressError as exc:
         raise click.ClickException(f"{exc}; try again when it has finished") from None
 

@@ -178,6 +178,24 @@ def test_gunicorn_stops_on_an_unusable_setting_with_one_line_and_status_2(
     assert started.stderr.startswith(message)
 
 
+@pytest.mark.slow
+def test_a_log_init_cannot_read_stops_gunicorn_with_one_line(sqlite_url, tmp_path):
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,product_clicked,purchased\n1,2,maybe\n")
+    started = subprocess.run(
+        [GUNICORN, "app:create_app()", "--no-control-socket"],
+        cwd=ROOT,
+        env=service_env(sqlite_url, tmp_path / "models", DATA_PATH=str(bad)),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert "Traceback" not in started.stderr
+    (line,) = [line for line in started.stderr.splitlines() if line.startswith("error:")]
+    assert line == f"error: {bad}, line 2: purchased must be 0 or 1, got 'maybe'"
+
+
 # -- the runtime across a fork -----------------------------------------------------
 
 

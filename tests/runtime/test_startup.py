@@ -13,6 +13,7 @@ import pytest
 from recsys.config import Settings, SettingsError, database_url
 from recsys.config.values import MAX_DURATION, MAX_RETENTION_DAYS
 from recsys.web.context import runtime_of
+from tests.servers import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -67,6 +68,51 @@ def test_a_bad_setting_is_one_line_and_exit_status_2(tmp_path, env, message, com
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1, result.stderr
     assert message in lines[0]
+
+
+# Every entry point that writes the model directory, as an operator starts it.
+MODEL_DIR_USERS = {
+    "flask init": ["-m", "flask", "--app", "app", "init"],
+    "flask train": ["-m", "flask", "--app", "app", "train"],
+    "python app.py": ["app.py", "--port", "{port}"],
+    "python serve.py": ["serve.py", "--port", "{port}"],
+    "gunicorn": [
+        "-m",
+        "gunicorn",
+        "-c",
+        "gunicorn.conf.py",
+        "-b",
+        "127.0.0.1:{port}",
+        "app:create_app()",
+    ],
+    "recommendation_system.py train": ["recommendation_system.py", "train"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", MODEL_DIR_USERS.values(), ids=list(MODEL_DIR_USERS))
+def test_a_model_directory_that_cannot_be_made_stops_every_entry_point_in_one_line(
+    tmp_path, command
+):
+    # A folder inside a file: no user, root included, can create it.
+    (tmp_path / "a-file").write_text("")
+    models = tmp_path / "a-file" / "models"
+    env = {
+        "RECSYS_MODEL_DIR": str(models),
+        "RECSYS_DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}",
+        "RECSYS_AUTO_RETRAIN": "0",
+    }
+    args = [part.format(port=free_port()) for part in command]
+    if args[0] == "recommendation_system.py":
+        args += ["--model-dir", str(models)]
+    result = run([sys.executable, *args], env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    said = [line for line in result.stderr.splitlines() if "model directory" in line]
+    assert said == [
+        f"{'Error' if args[0] == '-m' and args[1] == 'flask' else 'error'}: "
+        f"cannot write the model directory {models}: Not a directory"
+    ]
 
 
 @pytest.mark.parametrize(

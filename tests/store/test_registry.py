@@ -16,6 +16,7 @@ import pytest
 
 from recsys.models.base import Recommender
 from recsys.models.state import ArrayShape
+from recsys.store.artifact_files import ModelDirectoryError
 from recsys.store.artifacts import ArtifactError, ModelRegistry
 from tests.builders import ROOT, kill_mid_write
 
@@ -142,6 +143,16 @@ def test_nothing_is_deleted_when_the_versions_in_use_cannot_be_told(tmp_path, ca
         publish(registry)
     assert len(registry.versions()) == 3
     assert "none deleted" in caplog.text
+
+
+def test_publishing_into_a_directory_that_cannot_be_made_says_so_in_one_line(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    unusable = ModelRegistry(tmp_path / "a-file" / "models")
+    with pytest.raises(ModelDirectoryError) as caught:
+        publish(unusable)
+    assert str(caught.value) == (
+        f"cannot write the model directory {tmp_path / 'a-file' / 'models'}: Not a directory"
+    )
 
 
 def test_publish_leaves_no_temporary_directory(registry):
