@@ -2,11 +2,28 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 
 class RecsysError(Exception):
     """Base class of every error the project raises on purpose."""
+
+
+class OutputFileError(RecsysError):
+    """A file or folder cannot be written: a folder missing or read-only, or the disk full.
+
+    Args:
+        path: What was to be written (a file's own name, not its temporary one).
+        exc: What the operating system said.
+        what: Said before the path ("the model directory ").
+    """
+
+    def __init__(self, path: str | Path, exc: OSError, what: str = ""):
+        self.path = str(path)
+        # The reason alone: pyarrow's messages name the temporary file, not the one asked for.
+        reason = os.strerror(exc.errno) if exc.errno else str(exc)
+        super().__init__(f"cannot write {what}{path}: {reason}")
 
 
 class DataFileError(RecsysError, ValueError):

@@ -11,6 +11,7 @@ place once complete.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -23,7 +24,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
 from recsys.data.interactions import MAX_ID
-from recsys.errors import DataFileError, RecsysError
+from recsys.errors import DataFileError, OutputFileError, RecsysError
 from recsys.online import RecommendationAnswer, RecommendationService, recommend_users
 
 # Users per chunk: their scores over 5,000 products take 20 MB.
@@ -145,6 +146,7 @@ def export_recommendations(
     Raises:
         ExportRefusedError: See ``check_target``; nothing is written.
         NoLiveModelError: No version is live.
+        OutputFileError: The file could not be written; nothing is left of it.
     """
     check_target(out, force)
     version = service.live.current().version
@@ -167,8 +169,12 @@ def export_recommendations(
                 rows += table.num_rows
                 bar.update(len(answers))
         os.replace(partial, out)
+    except OSError as exc:  # the folder read-only, the disk full
+        raise OutputFileError(out, exc) from None
     finally:
-        partial.unlink(missing_ok=True)
+        # Never there when its folder is not: that must not hide why the write failed.
+        with contextlib.suppress(OSError):
+            partial.unlink()
     return ExportReport(
         out,
         answered,
@@ -221,17 +227,25 @@ class _TableWriter:
         self._path, self._suffix = path, suffix
 
     def __enter__(self):
-        if self._suffix == ".parquet":
-            self._file = pq.ParquetWriter(self._path, SCHEMA, compression="zstd")
-        else:
-            self._file = pa_csv.CSVWriter(str(self._path), SCHEMA)
+        # Opened here, not by pyarrow: Python's errors carry the system's reason
+        # (pyarrow's own, for a path it cannot open, name the temporary file).
+        self._handle = open(self._path, "wb")  # closed in __exit__
+        try:
+            if self._suffix == ".parquet":
+                self._file = pq.ParquetWriter(self._handle, SCHEMA, compression="zstd")
+            else:
+                self._file = pa_csv.CSVWriter(self._handle, SCHEMA)
+        except BaseException:
+            self._handle.close()
+            raise
         return self._file.write_table
 
     def __exit__(self, *exc_info) -> None:
-        self._file.close()
-        if exc_info[0] is None:
-            with open(self._path, "rb") as written:
-                os.fsync(written.fileno())
+        with self._handle:
+            self._file.close()
+            if exc_info[0] is None:
+                self._handle.flush()
+                os.fsync(self._handle.fileno())
 
 
 def _progress_bar(enabled: bool, total: int):

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.errors import RecsysError
+from recsys.errors import OutputFileError, RecsysError
 from recsys.models.state import ArrayChunks, ModelState, StateArray
 
 # Array names in the archive are prefixed by the role of the model they belong to.
@@ -50,7 +50,7 @@ class ArtifactError(RecsysError):
     """An artifact is missing, incomplete, damaged or of an unknown model type."""
 
 
-class ModelDirectoryError(RecsysError):
+class ModelDirectoryError(OutputFileError):
     """The model directory cannot be created or written (a start-up error, not a damaged model).
 
     Args:
@@ -59,8 +59,7 @@ class ModelDirectoryError(RecsysError):
     """
 
     def __init__(self, root: Path, exc: OSError):
-        self.root = root
-        super().__init__(f"cannot write the model directory {root}: {exc.strerror or exc}")
+        super().__init__(root, exc, what="the model directory ")
 
 
 # Arrays files up to this size are checked against their whole SHA-256 at

@@ -7,6 +7,7 @@ transaction, so a rejected batch leaves no row behind.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 from collections.abc import Callable, Iterable, Sequence
@@ -44,7 +45,7 @@ from recsys.data.interactions import (
 )
 from recsys.data.ratings import EventWeights
 from recsys.data.timestamps import format_utc, utc_now
-from recsys.errors import DataFileError, RecsysError
+from recsys.errors import DataFileError, OutputFileError, RecsysError
 from recsys.models.profile import Profile
 from recsys.store.bulk import TYPE_CODE_SQL, claim_file, file_sha256, log_frame
 from recsys.store.engine import create_store_engine, lock_for_startup, retry_conflicts
@@ -622,8 +623,12 @@ class EventStore(ProductCatalog, UserData):
                     writer.writerow(row)
                     written += 1
             os.replace(partial, target)
+        except OSError as exc:  # the folder missing or read-only, the disk full
+            raise OutputFileError(target, exc) from None
         finally:
-            partial.unlink(missing_ok=True)
+            # Never there when its folder is not: that must not hide why the write failed.
+            with contextlib.suppress(OSError):
+                partial.unlink()
         return written
 
     def _optional_export_columns(self) -> tuple[bool, bool, bool]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from flask.cli import with_appcontext
 from recsys.config.api_keys import ROLES, check_rate, new_key
 from recsys.data.catalog import load_catalog
 from recsys.data.log_files import is_parquet
-from recsys.errors import DataFileError
+from recsys.errors import DataFileError, OutputFileError
 from recsys.runtime import ServingRuntime
 from recsys.store.artifact_files import ModelDirectoryError
 from recsys.store.bulk import import_log
@@ -69,8 +70,28 @@ def reported(file_problem_suffix: str = "", startup: bool = False):
         raise StartupError(describe_outage(exc)) from None
     except ModelDirectoryError as exc:
         raise StartupError(str(exc)) from None
+    except OutputFileError as exc:  # a file the command writes
+        raise click.ClickException(f"{exc}{file_problem_suffix}") from None
     except RetrainInProgressError as exc:
         raise click.ClickException(f"{exc}; try again when it has finished") from None
+
+
+def write_whole(path: Path, text: str) -> None:
+    """Write a text file under a temporary name, then rename it: never half a file.
+
+    Raises:
+        OutputFileError: It could not be written (nothing is left of it).
+    """
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        partial.write_text(text, encoding="utf-8")
+        os.replace(partial, path)
+    except OSError as exc:
+        raise OutputFileError(path, exc) from None
+    finally:
+        # Never there when its folder is not: that must not hide why the write failed.
+        with contextlib.suppress(OSError):
+            partial.unlink()
 
 
 @click.command("init")

@@ -12,7 +12,7 @@ from flask.cli import with_appcontext
 from recsys.config.values import MAX_RETENTION_DAYS
 from recsys.data.interactions import MAX_ID
 from recsys.runtime import ExportRefusedError, export_recommendations, read_user_ids
-from recsys.web.commands import reported, runtime_of_command
+from recsys.web.commands import reported, runtime_of_command, write_whole
 
 USER_ID = click.IntRange(1, MAX_ID)
 
@@ -58,7 +58,8 @@ def export_user_command(user_id: int, out: Path | None):
     if out is None:
         click.echo(text)
     else:
-        out.write_text(text + "\n", encoding="utf-8")
+        with reported():
+            write_whole(out, text + "\n")
         click.echo(f"exported user {user_id} to {out}")
 
 

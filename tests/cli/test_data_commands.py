@@ -204,3 +204,35 @@ def test_an_export_that_fails_part_way_leaves_nothing_behind(runner, tmp_path, m
     result = runner.invoke(args=["export-recommendations", "--out", str(folder / "lists.parquet")])
     assert result.exit_code != 0
     assert list(folder.iterdir()) == []
+
+
+# Each command that writes a file, with where it writes.
+FILE_WRITERS = {
+    "export-interactions": lambda target: ["export-interactions", str(target)],
+    "export-recommendations": lambda target: ["export-recommendations", "--out", str(target)],
+    "export-user": lambda target: ["export-user", "1", "--out", str(target)],
+}
+
+
+@pytest.mark.parametrize("command", FILE_WRITERS.values(), ids=list(FILE_WRITERS))
+def test_a_file_that_cannot_be_written_is_one_line_and_leaves_nothing(runner, tmp_path, command):
+    target = tmp_path / "out" / "written.csv"
+    target.parent.mkdir()
+    # Its temporary name taken by a folder: writing fails as a full disk would.
+    (target.parent / f".{target.name}.partial").mkdir()
+    result = runner.invoke(args=command(target))
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: cannot write {target}: Is a directory")
+    assert result.output.count("\n") == 1
+    assert not target.exists()
+
+
+@pytest.mark.parametrize("name", ["export-interactions", "export-user"])
+def test_a_file_in_a_folder_that_is_a_file_is_one_line(runner, tmp_path, name):
+    (tmp_path / "a-file").write_text("")
+    target = tmp_path / "a-file" / "written.csv"
+    result = runner.invoke(args=FILE_WRITERS[name](target))
+    assert (result.exit_code, result.output) == (
+        1,
+        f"Error: cannot write {target}: Not a directory\n",
+    )
