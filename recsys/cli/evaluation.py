@@ -24,6 +24,7 @@ from recsys.data.loaders import (
 )
 from recsys.evaluation.evaluate import DEFAULT_K, evaluate
 from recsys.evaluation.model_params import (
+    check_params_target,
     load_model_params,
     model_factory,
     save_model_params,
@@ -186,6 +187,8 @@ def cmd_tune(args: argparse.Namespace, pipeline: Callable[[], Any]) -> int:
     """Run ``tune``, print the best parameters and optionally save them."""
     metric = args.metric or ("rmse" if args.model == "svd" else f"ndcg@{DEFAULT_K}")
     try:
+        if args.save:
+            check_params_target(args.save)  # now, not after the search
         dataset = _dataset(args, pipeline)
         result = tune(
             dataset,

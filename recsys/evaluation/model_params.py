@@ -19,6 +19,8 @@ Models absent from the file keep their class defaults.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import inspect
 import json
 import os
@@ -28,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from recsys.data.interactions import read_data_file
-from recsys.errors import DataFileError, quote
+from recsys.errors import DataFileError, OutputFileError, quote
 from recsys.models import MODELS, canonical_model_name
 from recsys.models.base import Recommender
 
@@ -104,9 +106,43 @@ def save_model_params(path: str | Path, name: str, params: Mapping[str, Any]) ->
     name = canonical_model_name(name)
     content = load_model_params(path) if path.exists() else {}
     content[name] = dict(params)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as out:
-        json.dump(content, out, indent=2, sort_keys=True)
-        out.write("\n")
-    os.replace(temp, path)
+    _write_atomically(path, json.dumps(content, indent=2, sort_keys=True) + "\n")
+
+
+def check_params_target(path: str | Path) -> None:
+    """Check that ``save_model_params`` can write a file, before a long search ends in it.
+
+    Raises:
+        DataFileError: The file exists and is not a parameter file.
+        OutputFileError: Its folder cannot be made, or files cannot be written in it.
+    """
+    path = Path(path)
+    if path.exists():
+        load_model_params(path)
+    _write_atomically(path, None)
+
+
+def _write_atomically(path: Path, text: str | None) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it (None: only try).
+
+    Raises:
+        OutputFileError: The folder cannot be made or written (nothing is left).
+    """
+    temp = None
+    try:
+        if path.parent.exists() and not path.parent.is_dir():
+            # mkdir would say "File exists", of the folder, which reads as if of the file.
+            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            if text is not None:
+                out.write(text)
+        if text is not None:
+            os.replace(temp, path)
+    except OSError as exc:
+        raise OutputFileError(path, exc) from None
+    finally:
+        if temp is not None:
+            with contextlib.suppress(OSError):  # gone once renamed
+                os.unlink(temp)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from recsys.cli import evaluation as cli_evaluation
 from recsys.cli.main import main
 from recsys.evaluation.default_pipeline import run_pipeline
 from recsys.evaluation.model_params import load_model_params
@@ -270,6 +271,37 @@ def test_tune_saves_the_best_parameters_where_evaluate_can_use_them(run, tmp_pat
     status, out, _ = run("evaluate", "--models", "als", "--params", str(params_path), "--json")
     assert status == 0
     assert "ndcg@10" in json.loads(out)["models"]["als"]
+
+
+@pytest.mark.parametrize(
+    ("existing", "target", "problem"),
+    [
+        ({"a-file": ""}, "a-file/params.json", "cannot write {target}: Not a directory"),
+        ({"params.json": "{bad"}, "params.json", "{target}, line 1: not valid JSON"),
+        (
+            {"params.json": '{"svd": 3}'},
+            "params.json",
+            "{target}: expected an object mapping model names to parameter objects",
+        ),
+    ],
+    ids=["a folder that is a file", "a damaged file", "not a parameter file"],
+)
+def test_tune_refuses_a_save_target_it_could_not_write_before_it_searches(
+    run, tmp_path, monkeypatch, existing, target, problem
+):
+    for name, text in existing.items():
+        (tmp_path / name).write_text(text)
+
+    def search(*args, **kwargs):
+        raise AssertionError("searched before checking where the result goes")
+
+    monkeypatch.setattr(cli_evaluation, "tune", search)
+    status, out, err = run(
+        "tune", "--model", "svd", "--trials", "2", "--save", str(tmp_path / target)
+    )
+    assert (status, out) == (2, "")
+    assert err.startswith("error: " + problem.format(target=tmp_path / target))
+    assert err.count("\n") == 1
 
 
 def test_tune_svd_on_rmse_prints_the_best_parameters(run):
