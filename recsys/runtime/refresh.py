@@ -15,7 +15,7 @@ from recsys.config import Settings
 from recsys.experiments import ExperimentLayer, ExposureLog
 from recsys.online import RecommendationService
 from recsys.store.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
-from recsys.store.engine import STORE_OUTAGES
+from recsys.store.engine import STORE_OUTAGES, describe_outage
 from recsys.training import AutoRetrainer
 
 logger = logging.getLogger(__name__)
@@ -216,6 +216,9 @@ class LiveModelRefresher:
     def _refresh_experiment(self) -> None:
         try:
             self.experiments.refresh()
+        except STORE_OUTAGES as exc:
+            # The next period tries again; the requests' own 503s say more.
+            logger.warning("could not refresh the running experiment: %s", describe_outage(exc))
         except Exception:
-            # A store outage or a missing pinned version: the next period tries again.
+            # A missing pinned version: the next period tries again.
             logger.exception("could not refresh the running experiment")

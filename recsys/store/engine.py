@@ -101,19 +101,32 @@ def describe_outage(exc: Exception) -> str:
     return f"the event store is unavailable: {first_line} (check RECSYS_DATABASE_URL)"
 
 
-def _missing_schema_is_an_outage(engine: Engine) -> None:
-    """Raise PostgreSQL's missing table or column as an ``OperationalError``, as SQLite does.
+def is_damaged_sqlite_file(exc: BaseException) -> bool:
+    """Return whether SQLite found its file is no database, or a damaged one."""
+    orig = getattr(exc, "orig", None) or exc
+    return str(getattr(orig, "sqlite_errorname", "")).startswith(_DAMAGED_SQLITE_ERRORS)
 
-    psycopg raises them as programming errors, which the service would
-    answer 500 and the commands print as tracebacks; a store that is not
-    initialised (or not migrated) is unavailable until ``init`` runs.
+
+# SQLite's codes for a file that is not a database (a log named by mistake) or a damaged one.
+_DAMAGED_SQLITE_ERRORS = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
+
+
+def _unusable_store_is_an_outage(engine: Engine) -> None:
+    """Raise a store the service cannot use as an ``OperationalError``, as a database down is.
+
+    A missing table or column: psycopg raises it as a programming error
+    (SQLite as an operational one); a store that is not initialised (or not
+    migrated) is unavailable until ``init`` runs. An SQLite file that is no
+    database, or is damaged: sqlite3 raises a plain ``DatabaseError``. Else
+    the service would answer 500 and the commands print tracebacks.
     """
 
     @event.listens_for(engine, "handle_error")
     def _on_error(context):  # pragma: no cover - trivial wiring
-        if is_missing_schema(context.original_exception) and not isinstance(
-            context.sqlalchemy_exception, sa.exc.OperationalError
-        ):
+        unusable = is_missing_schema(context.original_exception) or is_damaged_sqlite_file(
+            context.original_exception
+        )
+        if unusable and not isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
             return sa.exc.OperationalError(
                 context.statement, context.parameters, context.original_exception
             )
@@ -187,6 +200,7 @@ def create_store_engine(url: str, timeout_seconds: float = 5.0) -> Engine:
             url, connect_args={"check_same_thread": False, "timeout": timeout_seconds}, **pool
         )
         _configure_sqlite(engine, busy_timeout_ms=round(timeout_seconds * 1000))
+        _unusable_store_is_an_outage(engine)
         return engine
     if parsed.drivername == "postgresql+psycopg":
         millis = round(timeout_seconds * 1000)
@@ -217,7 +231,7 @@ def create_store_engine(url: str, timeout_seconds: float = 5.0) -> Engine:
             pool_timeout=timeout_seconds,
         )
         StatementDeadline(timeout_seconds).attach(engine)
-        _missing_schema_is_an_outage(engine)
+        _unusable_store_is_an_outage(engine)
         return engine
     raise ValueError(
         f"unsupported database URL {parsed.render_as_string(hide_password=True)!r}: "

@@ -38,6 +38,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from recsys.store.engine import is_damaged_sqlite_file
+
 
 class ThreadConnections:
     """Each thread's own driver connection to an SQLite file, for single autocommitted reads.
@@ -65,16 +67,22 @@ class ThreadConnections:
                 it (a locked or missing database: ``OperationalError``, one of
                 ``STORE_OUTAGES``); the thread opens a new connection next time.
         """
+        reader = getattr(self._local, "reader", None)
         try:
-            reader = self._local.reader
-        except AttributeError:
-            reader = self._open()
-        try:
+            if reader is None:
+                # Opening fails as reading does (a file gone or damaged since
+                # the pool last connected): the engine's error handling is not
+                # on this path, so the same conversion below applies to both.
+                reader = self._open()
             return reader.read(sql, params)
         except self._error as exc:
-            del self._local.reader
-            reader.connection.close()
-            raise sa.exc.DBAPIError.instance(sql, params, exc, self._error) from exc
+            if reader is not None:
+                del self._local.reader
+                reader.connection.close()
+            error = sa.exc.DBAPIError.instance(sql, params, exc, self._error)
+            if is_damaged_sqlite_file(exc) and not isinstance(error, sa.exc.OperationalError):
+                error = sa.exc.OperationalError(sql, params, exc)  # an outage, as elsewhere
+            raise error from exc
 
     def forget(self) -> None:
         """Make every thread open a new connection (the engine was disposed)."""

@@ -291,3 +291,62 @@ def test_a_command_on_a_store_without_its_tables_says_to_run_init_in_one_line(
     assert "the event store lacks the service's tables" in result.output
     assert "run `.venv/bin/flask --app app init` to create or migrate them" in result.output
     assert "Traceback" not in result.output
+
+
+# -- an SQLite file that is no database, or a damaged one ------------------------------------
+
+
+def damage(path, how: str) -> None:
+    """Make an SQLite store unusable: a log named by mistake, or its first page overwritten."""
+    if how == "not a database":
+        path.write_text("user_id,product_clicked,purchased\n1,2,0\n")
+        return
+    with open(path, "r+b") as file:  # past the 100-byte header: the schema's page
+        file.seek(100)
+        file.write(b"\xff" * 3000)
+
+
+@pytest.fixture(params=["not a database", "damaged"])
+def unusable_sqlite(request, app_factory, tmp_path):
+    """Yield a served app (its model published) whose SQLite file was then made unusable."""
+    app = app_factory(DATA_PATH=str(BUNDLED_LOG))
+    runtime_of(app).store.dispose()
+    path = tmp_path / "events.db"
+    for leftover in (tmp_path / "events.db-wal", tmp_path / "events.db-shm"):
+        leftover.unlink(missing_ok=True)
+    damage(path, request.param)
+    return app, request.param
+
+
+@pytest.mark.parametrize(("method", "path", "body"), STORE_REQUESTS)
+def test_an_unusable_sqlite_file_answers_503_never_500(unusable_sqlite, method, path, body):
+    app, _ = unusable_sqlite
+    response = app.test_client().open(path, method=method, json=body)
+    assert response.status_code == 503, response.get_data(as_text=True)
+    assert response.get_json()["error"]["code"] == "store_unavailable"
+
+
+def test_on_an_unusable_sqlite_file_lists_come_from_the_model_and_the_probe_says_no_database(
+    unusable_sqlite,
+):
+    app, _ = unusable_sqlite
+    client = app.test_client()
+    answer = client.get("/recommend?user_id=1")
+    assert (answer.status_code, answer.get_json()["degraded"]) == (200, "store_unavailable")
+    ready = client.get("/readyz").get_json()
+    assert ready["error"] == {"code": "no_database", "message": "not ready: no database"}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["init"], ["train"], ["import-interactions", str(BUNDLED_LOG)], ["export-user", "1"]],
+    ids=lambda command: command[0],
+)
+def test_a_command_on_an_unusable_sqlite_file_says_so_in_one_line(unusable_sqlite, command):
+    app, how = unusable_sqlite
+    result = app.test_cli_runner().invoke(args=command)
+    reason = "file is not a database" if how == "not a database" else "malformed"
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("Error: the event store is unavailable: ")
+    assert reason in result.output and "(check RECSYS_DATABASE_URL)" in result.output
+    assert "Traceback" not in result.output
