@@ -143,6 +143,9 @@ class ModelRegistry:
             ModelDirectoryError: It cannot be created, or files cannot be made in it.
         """
         try:
+            if self.root.exists() and not self.root.is_dir():
+                # mkdir says "File exists", which reads as if nothing were wrong.
+                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise ModelDirectoryError(self.root, exc) from None

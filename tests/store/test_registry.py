@@ -145,13 +145,14 @@ def test_nothing_is_deleted_when_the_versions_in_use_cannot_be_told(tmp_path, ca
     assert "none deleted" in caplog.text
 
 
-def test_publishing_into_a_directory_that_cannot_be_made_says_so_in_one_line(tmp_path):
+@pytest.mark.parametrize("where", ["a-file/models", "a-file"], ids=["inside a file", "a file"])
+def test_publishing_into_a_directory_that_cannot_be_made_says_so_in_one_line(tmp_path, where):
     (tmp_path / "a-file").write_text("")
-    unusable = ModelRegistry(tmp_path / "a-file" / "models")
+    unusable = ModelRegistry(tmp_path / where)
     with pytest.raises(ModelDirectoryError) as caught:
         publish(unusable)
-    assert str(caught.value) == (
-        f"cannot write the model directory {tmp_path / 'a-file' / 'models'}: Not a directory"
+    assert (
+        str(caught.value) == f"cannot write the model directory {tmp_path / where}: Not a directory"
     )
 
 
