@@ -64,7 +64,7 @@ from recsys.runtime.memory import then_give_back_memory
 from recsys.runtime.refresh import LiveModelRefresher
 from recsys.runtime.startup import InitReport, bootstrap_if_empty, initialise
 from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
-from recsys.store.engine import INIT_REMEDY, STORE_OUTAGES, is_missing_schema
+from recsys.store.engine import INIT_REMEDY, STORE_OUTAGES, describe_outage, is_missing_schema
 from recsys.store.events import EventStore, Ingested
 from recsys.store.impressions import ImpressionCounts
 from recsys.store.job_queue import JobQueue
@@ -251,10 +251,7 @@ class ServingRuntime:
         try:
             self.init()
         except STORE_OUTAGES as exc:
-            logger.warning(
-                "database unavailable at start (%s): serving the published model",
-                type(exc).__name__,
-            )
+            logger.warning("serving the published model: %s", describe_outage(exc))
             return False
         return True
 

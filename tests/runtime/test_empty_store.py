@@ -350,3 +350,14 @@ def test_a_command_on_an_unusable_sqlite_file_says_so_in_one_line(unusable_sqlit
     assert result.output.startswith("Error: the event store is unavailable: ")
     assert reason in result.output and "(check RECSYS_DATABASE_URL)" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_production_server_starts_on_an_unusable_sqlite_file_and_logs_why(
+    unusable_sqlite, caplog
+):
+    app, how = unusable_sqlite
+    assert runtime_of(app).init_before_workers() is False
+    reason = "file is not a database" if how == "not a database" else "malformed"
+    (warning,) = [r.getMessage() for r in caplog.records if r.name == "recsys.runtime.wiring"]
+    assert warning.startswith("serving the published model: the event store is unavailable: ")
+    assert reason in warning
