@@ -251,6 +251,7 @@ def worker_command(once: bool, nice: int):
     if nice:
         os.nice(nice)
     with reported(startup=True):
+        runtime.registry.ensure_root()  # every job would fail to publish
         closed = runtime.close_orphaned_jobs()
     if closed:
         click.echo(f"failed {closed} job(s) a dead process had left running")

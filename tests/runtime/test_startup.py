@@ -74,6 +74,7 @@ def test_a_bad_setting_is_one_line_and_exit_status_2(tmp_path, env, message, com
 MODEL_DIR_USERS = {
     "flask init": ["-m", "flask", "--app", "app", "init"],
     "flask train": ["-m", "flask", "--app", "app", "train"],
+    "flask worker": ["-m", "flask", "--app", "app", "worker", "--once"],
     "python app.py": ["app.py", "--port", "{port}"],
     "python serve.py": ["serve.py", "--port", "{port}"],
     "gunicorn": [
