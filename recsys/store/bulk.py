@@ -44,7 +44,7 @@ from recsys.data.interactions import (
 from recsys.data.log_files import DEFAULT_CHUNK_ROWS, count_rows, is_parquet, iter_log
 from recsys.data.timestamps import format_utc, utc_now
 from recsys.errors import DataFileError
-from recsys.store.engine import is_damaged_sqlite_file, is_missing_schema
+from recsys.store.engine import is_unusable_store
 from recsys.store.tables import imported_files, products
 
 READ_PAGE_ROWS = 1_000_000
@@ -339,8 +339,8 @@ def _driver_errors_wrapped(engine: Engine) -> Iterator[None]:
         )
         raise wrapper(None, None, exc) from exc
     except dbapi.DatabaseError as exc:  # type: ignore[union-attr]
-        # A missing table or column (PostgreSQL), or an SQLite file that is no
-        # database or a damaged one, is an outage, as the engine raises it.
-        if not (is_missing_schema(exc) or is_damaged_sqlite_file(exc)):
+        # A store the service cannot use (``is_unusable_store``) is an
+        # outage, as the engine raises it.
+        if not is_unusable_store(exc):
             raise
         raise sa.exc.OperationalError(None, None, exc) from exc

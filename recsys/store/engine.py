@@ -110,6 +110,26 @@ def is_damaged_sqlite_file(exc: BaseException) -> bool:
 # SQLite's codes for a file that is not a database (a log named by mistake) or a damaged one.
 _DAMAGED_SQLITE_ERRORS = ("SQLITE_NOTADB", "SQLITE_CORRUPT")
 
+# SQLSTATEs of statements PostgreSQL refuses for the role or the server, not
+# for the statement: read_only_sql_transaction (a standby, or a server made
+# read-only) and insufficient_privilege (a role that may not write the tables).
+_REFUSED_SQLSTATES = frozenset({"25006", "42501"})
+
+
+def is_refused_by_the_server(exc: BaseException) -> bool:
+    """Return whether PostgreSQL refused a statement for the role or the server it reached."""
+    orig = getattr(exc, "orig", None) or exc
+    return getattr(orig, "sqlstate", None) in _REFUSED_SQLSTATES
+
+
+def is_unusable_store(exc: BaseException) -> bool:
+    """Return whether a store error is the store's state, not the statement's: an outage.
+
+    Tables missing, an SQLite file that is no database or is damaged, or a
+    PostgreSQL server that refuses the role's writes.
+    """
+    return is_missing_schema(exc) or is_damaged_sqlite_file(exc) or is_refused_by_the_server(exc)
+
 
 def _unusable_store_is_an_outage(engine: Engine) -> None:
     """Raise a store the service cannot use as an ``OperationalError``, as a database down is.
@@ -117,15 +137,15 @@ def _unusable_store_is_an_outage(engine: Engine) -> None:
     A missing table or column: psycopg raises it as a programming error
     (SQLite as an operational one); a store that is not initialised (or not
     migrated) is unavailable until ``init`` runs. An SQLite file that is no
-    database, or is damaged: sqlite3 raises a plain ``DatabaseError``. Else
-    the service would answer 500 and the commands print tracebacks.
+    database, or is damaged: sqlite3 raises a plain ``DatabaseError``. A
+    standby, or a role without the privileges: psycopg raises internal or
+    programming errors. Else the service would answer 500 and the commands
+    print tracebacks.
     """
 
     @event.listens_for(engine, "handle_error")
     def _on_error(context):  # pragma: no cover - trivial wiring
-        unusable = is_missing_schema(context.original_exception) or is_damaged_sqlite_file(
-            context.original_exception
-        )
+        unusable = is_unusable_store(context.original_exception)
         if unusable and not isinstance(context.sqlalchemy_exception, sa.exc.OperationalError):
             return sa.exc.OperationalError(
                 context.statement, context.parameters, context.original_exception

@@ -14,9 +14,10 @@ import time
 import pytest
 
 from recsys.store.artifacts import ModelRegistry
+from recsys.store.engine import is_unusable_store
 from recsys.store.migrate import upgrade_to
 from recsys.training.train import NoTrainingDataError, TrainingSettings, train_and_publish
-from tests.builders import BUNDLED_LOG, ROOT, SMALL_CATALOG, runtime_of
+from tests.builders import BUNDLED_LOG, ROOT, SMALL_CATALOG, AppFactory, runtime_of
 from tests.servers import free_port, http_request
 
 PRODUCTS = SMALL_CATALOG.assign(price=SMALL_CATALOG["price"].astype(float)).to_dict("records")
@@ -361,3 +362,71 @@ def test_a_production_server_starts_on_an_unusable_sqlite_file_and_logs_why(
     (warning,) = [r.getMessage() for r in caplog.records if r.name == "recsys.runtime.wiring"]
     assert warning.startswith("serving the published model: the event store is unavailable: ")
     assert reason in warning
+
+
+# -- a PostgreSQL server that refuses the service's writes --------------------------------------
+
+
+@pytest.fixture
+def read_only_app(postgres_url, tmp_path):
+    """Yield a served app whose PostgreSQL takes reads only (a standby, or made read-only)."""
+    writable = AppFactory(postgres_url, tmp_path / "models")
+    writable(DATA_PATH=str(BUNDLED_LOG))  # tables, events and a published model
+    read_only = AppFactory(
+        f"{postgres_url}%20-cdefault_transaction_read_only%3Don", tmp_path / "models"
+    )
+    yield read_only(init=False)
+    read_only.close()
+    writable.close()
+
+
+def test_a_read_only_postgresql_refuses_events_with_503_and_still_answers_lists(read_only_app):
+    client = read_only_app.test_client()
+    posted = client.post("/interactions", json={"user_id": 1, "product_id": 2, "type": "click"})
+    assert posted.status_code == 503, posted.get_data(as_text=True)
+    assert posted.get_json()["error"]["code"] == "store_unavailable"
+    answer = client.get("/recommend?user_id=1")
+    assert answer.status_code == 200
+    assert "degraded" not in answer.get_json()  # reads still work
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["import-interactions", str(BUNDLED_LOG), "--append"], ["delete-user", "1"]],
+    ids=lambda command: command[0],
+)
+def test_a_command_a_read_only_postgresql_refuses_says_so_in_one_line(read_only_app, command):
+    result = read_only_app.test_cli_runner().invoke(args=command)
+    assert result.exit_code == 2, result.output
+    assert "Traceback" not in result.output
+    said = result.output.splitlines()[-1]  # after the import's progress bar
+    assert said.startswith("Error: the event store is unavailable: cannot execute ")
+    assert said.endswith(" in a read-only transaction (check RECSYS_DATABASE_URL)")
+
+
+class _DriverError(Exception):
+    """A driver's error as psycopg and sqlite3 describe one: an SQLSTATE, or SQLite's code name."""
+
+    def __init__(self, sqlstate: str | None = None, sqlite_errorname: str | None = None):
+        super().__init__("refused")
+        self.sqlstate = sqlstate
+        self.sqlite_errorname = sqlite_errorname
+
+
+@pytest.mark.parametrize(
+    ("error", "unusable"),
+    [
+        (_DriverError(sqlstate="42P01"), True),  # undefined_table
+        (_DriverError(sqlstate="42703"), True),  # undefined_column
+        (_DriverError(sqlstate="25006"), True),  # read_only_sql_transaction
+        (_DriverError(sqlstate="42501"), True),  # insufficient_privilege
+        (_DriverError(sqlite_errorname="SQLITE_NOTADB"), True),
+        (_DriverError(sqlite_errorname="SQLITE_CORRUPT_INDEX"), True),
+        (_DriverError(sqlstate="23505"), False),  # unique_violation: the statement's own
+        (_DriverError(sqlstate="22003"), False),  # numeric_value_out_of_range
+        (_DriverError(sqlite_errorname="SQLITE_CONSTRAINT"), False),
+    ],
+    ids=lambda value: getattr(value, "sqlstate", None) or getattr(value, "sqlite_errorname", ""),
+)
+def test_which_store_errors_are_the_stores_state_and_so_an_outage(error, unusable):
+    assert is_unusable_store(error) is unusable
