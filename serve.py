@@ -80,8 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     refusal = open_bind_refusal(keys, runtime.settings.security.allow_open, shown)
     if refusal:
         return refuse(refusal)
-    if isinstance(address, tuple) and not port_is_free(*address):
-        return refuse(f"cannot listen on {shown[0]}: address already in use")
+    problem = why_not_listen(*address) if isinstance(address, tuple) else None
+    if problem is not None:
+        return refuse(f"cannot listen on {shown[0]}: {problem}")
     warn_if_open(keys, shown)
     try:
         prepared = runtime.init_before_workers()
@@ -146,17 +147,22 @@ def format_address(address: tuple[str, int] | Path) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def port_is_free(host: str, port: int) -> bool:
-    """Whether nothing listens on host:port (granian's own socket would share a taken one)."""
+def why_not_listen(host: str, port: int) -> str | None:
+    """Return why host:port cannot be listened on, or None when it can.
+
+    Taken, a name that resolves to nothing, an address of another machine:
+    checked before granian starts, whose own socket would share a port
+    another server holds.
+    """
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         # As servers bind: a port whose last connections wait in TIME_WAIT is free.
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind((host, port))
-        except OSError:
-            return False
-    return True
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    return None
 
 
 # -- the workers ---------------------------------------------------------------------

@@ -180,7 +180,20 @@ def test_the_server_refuses_a_port_another_one_listens_on(sqlite_url, tmp_path):
         started = start_and_wait(env)
     assert started.returncode == 2, started.stderr[-2000:]
     assert started.stderr.strip().endswith(
-        f"error: cannot listen on 127.0.0.1:{port}: address already in use"
+        f"error: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+
+
+@pytest.mark.slow
+def test_the_server_names_why_it_cannot_listen_on_an_address_of_another_machine(
+    sqlite_url, tmp_path
+):
+    # 192.0.2.1 is reserved for documentation: never an address of this machine.
+    env = service_env(sqlite_url, tmp_path / "models", BIND="192.0.2.1:8999", ALLOW_OPEN="1")
+    started = start_and_wait(env)
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert started.stderr.strip().endswith(
+        "error: cannot listen on 192.0.2.1:8999: Cannot assign requested address"
     )
 
 
