@@ -16,10 +16,8 @@ The access log goes to standard output, one JSON object per line.
 import gc
 import json
 import os
-import shutil
 import socket
 import sys
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -27,6 +25,7 @@ from flask.cli import get_load_dotenv, load_dotenv
 from gunicorn import glogging
 
 from recsys.config import Settings, SettingsError
+from recsys.config.metrics_dir import prepare_metrics_dir, remove_own_metrics_dir
 from recsys.errors import RecsysError
 
 
@@ -81,31 +80,14 @@ preload_app = True
 # -- metrics shared by the workers ---------------------------------------------------
 
 
-_OWN_METRICS_DIR = "recsys-metrics-"
-
-
-def prepare_metrics_dir() -> Path:
-    """Give the workers an empty directory to share their metrics in (prometheus-client).
-
-    Runs when gunicorn reads this file, before the preloaded app imports
-    prometheus-client, which reads PROMETHEUS_MULTIPROC_DIR at import. An
-    operator's own directory is kept, emptied of the series files of a previous
-    run (they would be added to this run's); otherwise a new temporary one,
-    removed on exit.
-    """
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    path = Path(given) if given else Path(tempfile.mkdtemp(prefix=_OWN_METRICS_DIR))
-    path.mkdir(parents=True, exist_ok=True)
-    for series in path.glob("*.db"):
-        series.unlink()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    return path
-
-
 # gunicorn loads this file as the module __config__; a test that only reads the
 # settings (runpy) must not switch its own process's metrics to files.
 if __name__ == "__config__":
-    prepare_metrics_dir()
+    try:
+        prepare_metrics_dir()
+    except RecsysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
 
 
 # -- the access log: one JSON object per line ------------------------------------
@@ -281,9 +263,7 @@ def child_exit(server, worker):
 
 def on_exit(server):
     """Remove the metrics directory made for this run (an operator's own stays)."""
-    path = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"])
-    if path.name.startswith(_OWN_METRICS_DIR):
-        shutil.rmtree(path, ignore_errors=True)
+    remove_own_metrics_dir(Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]))
 
 
 def runtime_of(app):

@@ -28,10 +28,8 @@ from __future__ import annotations
 import argparse
 import gc
 import os
-import shutil
 import socket
 import sys
-import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,6 +39,7 @@ import orjson
 from flask.cli import get_load_dotenv, load_dotenv
 
 from recsys.config import Settings, SettingsError
+from recsys.config.metrics_dir import prepare_metrics_dir, remove_own_metrics_dir
 from recsys.errors import RecsysError
 
 # Headers larger than this are refused by granian before they reach Flask; bodies
@@ -51,7 +50,6 @@ RESTART_OVERLAP_SECONDS = 2.0
 # A stopping worker finishes its answers in flight for at most this long (a
 # request's database work is bounded far below it).
 STOP_SECONDS = 30
-_OWN_METRICS_DIR = "recsys-metrics-"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,7 +62,10 @@ def main(argv: list[str] | None = None) -> int:
         address = listening_address(settings.server.bind, args.host, args.port)
     except (SettingsError, ValueError) as exc:
         return refuse(str(exc))
-    metrics_dir = prepare_metrics_dir()
+    try:
+        metrics_dir = prepare_metrics_dir()
+    except RecsysError as exc:
+        return refuse(str(exc))
     # Before any model is loaded or trained: large temporaries leave nothing behind.
     from recsys.runtime import return_large_blocks_at_once
 
@@ -250,27 +251,6 @@ def pid_alive(pid: int) -> bool:
 
 
 # -- metrics shared by the workers ---------------------------------------------------
-
-
-def prepare_metrics_dir() -> Path:
-    """Give the workers an empty directory to share their metrics in (prometheus-client).
-
-    An operator's own directory (PROMETHEUS_MULTIPROC_DIR) is kept, emptied of
-    the series files of a previous run (they would be added to this run's);
-    otherwise a new temporary one, removed on exit.
-    """
-    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
-    path = Path(given) if given else Path(tempfile.mkdtemp(prefix=_OWN_METRICS_DIR))
-    path.mkdir(parents=True, exist_ok=True)
-    for series in path.glob("*.db"):
-        series.unlink()
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(path)
-    return path
-
-
-def remove_own_metrics_dir(path: Path) -> None:
-    if path.name.startswith(_OWN_METRICS_DIR):
-        shutil.rmtree(path, ignore_errors=True)
 
 
 # -- the access log: one JSON object per line ------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from recsys.config import Settings, SettingsError, database_url
+from recsys.config.metrics_dir import prepare_metrics_dir, remove_own_metrics_dir
 from recsys.config.values import MAX_DURATION, MAX_RETENTION_DAYS
 from recsys.web.context import runtime_of
 from tests.servers import free_port
@@ -114,6 +115,45 @@ def test_a_model_directory_that_cannot_be_made_stops_every_entry_point_in_one_li
         f"{'Error' if args[0] == '-m' and args[1] == 'flask' else 'error'}: "
         f"cannot write the model directory {models}: Not a directory"
     ]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "command",
+    [MODEL_DIR_USERS["python serve.py"], MODEL_DIR_USERS["gunicorn"]],
+    ids=["python serve.py", "gunicorn"],
+)
+def test_a_metrics_directory_that_is_a_file_stops_the_server_in_one_line(tmp_path, command):
+    (tmp_path / "a-file").write_text("")
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "a-file"),
+        "RECSYS_MODEL_DIR": str(tmp_path / "models"),
+        "RECSYS_DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}",
+    }
+    result = run([sys.executable, *[part.format(port=free_port()) for part in command]], env)
+    assert result.returncode == 2, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"error: cannot write PROMETHEUS_MULTIPROC_DIR {tmp_path / 'a-file'}: Not a directory"
+    )
+
+
+def test_the_metrics_directory_is_made_or_emptied_and_named_in_the_environment(
+    tmp_path, monkeypatch
+):
+    own = tmp_path / "metrics"
+    own.mkdir()
+    (own / "counter_123.db").write_bytes(b"a previous run's series")
+    (own / "notes.txt").write_text("kept")
+    monkeypatch.setenv("PROMETHEUS_MULTIPROC_DIR", str(own))
+    assert prepare_metrics_dir() == own
+    assert sorted(p.name for p in own.iterdir()) == ["notes.txt"]
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR")
+    made = prepare_metrics_dir()
+    assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(made) and made.is_dir()
+    remove_own_metrics_dir(made)
+    remove_own_metrics_dir(own)  # an operator's own is kept
+    assert not made.exists() and own.exists()
 
 
 @pytest.mark.parametrize(
