@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -92,9 +93,19 @@ def count_rows(path: str | Path) -> int | None:
     """Return how many data rows a Parquet file has (from its footer); None for CSV."""
     if not is_parquet(path):
         return None
+    return int(_parquet_file(Path(path)).metadata.num_rows)
+
+
+def _parquet_file(path: Path) -> Any:
+    """Open a Parquet file (its footer); ``DataFileError`` if it is not one."""
     import pyarrow.parquet as pq
 
-    return int(pq.ParquetFile(path).metadata.num_rows)
+    try:
+        return pq.ParquetFile(path)
+    except FileNotFoundError:
+        raise DataFileError(path, "file not found") from None
+    except Exception as exc:  # pyarrow raises its own ArrowInvalid for a non-Parquet file
+        raise DataFileError(path, f"not a Parquet file: {exc}") from None
 
 
 def _iter_csv(path: Path, chunk_rows: int) -> Iterator[LogChunk]:
@@ -141,12 +152,7 @@ def _checked_csv_cells(path: Path, cells: pd.DataFrame, first_row: int) -> pd.Da
 
 
 def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[LogChunk]:
-    import pyarrow.parquet as pq
-
-    try:
-        parquet = pq.ParquetFile(path)
-    except Exception as exc:  # pyarrow raises its own ArrowInvalid for a non-Parquet file
-        raise DataFileError(path, f"not a Parquet file: {exc}") from None
+    parquet = _parquet_file(path)
     names = parquet.schema_arrow.names
     missing = [c for c in INTERACTION_COLUMNS if c not in names]
     if missing:

@@ -202,6 +202,27 @@ def test_the_import_command_streams_a_parquet_file(app_factory, tmp_path):
     assert runtime_store.counts().interactions == before + len(log)
 
 
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (b"user_id,product_clicked,purchased\n1,2,0\n", "not a Parquet file: "),
+        (b"PAR1 a footer that lies PAR1", "not a Parquet file: "),
+        (None, "file not found"),
+    ],
+    ids=["a CSV named .parquet", "a damaged footer", "no file"],
+)
+def test_the_import_command_names_a_parquet_file_it_cannot_read_in_one_line(
+    app_factory, tmp_path, content, problem
+):
+    path = tmp_path / "log.parquet"
+    if content is not None:
+        path.write_bytes(content)
+    result = app_factory().test_cli_runner().invoke(args=["import-interactions", str(path)])
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {path}: {problem}")
+    assert result.output.endswith(" (nothing was imported)\n")
+
+
 # -- training from a log file -----------------------------------------------------
 
 
