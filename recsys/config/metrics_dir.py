@@ -7,12 +7,12 @@ imported, so ``serve.py`` and ``gunicorn.conf.py`` prepare it before the app
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
+from recsys.data.files import make_writable_dir
 from recsys.errors import OutputFileError
 
 VARIABLE = "PROMETHEUS_MULTIPROC_DIR"
@@ -33,14 +33,9 @@ def prepare_metrics_dir() -> Path:
     given = os.environ.get(VARIABLE)
     try:
         path = Path(given) if given else Path(tempfile.mkdtemp(prefix=OWN_PREFIX))
-        if path.exists() and not path.is_dir():
-            # mkdir would say "File exists", which reads as if nothing were wrong.
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        path.mkdir(parents=True, exist_ok=True)
+        make_writable_dir(path)
         for series in path.glob("*.db"):
             series.unlink()
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
     except OSError as exc:
         raise OutputFileError(given or tempfile.gettempdir(), exc, what=f"{VARIABLE} ") from None
     os.environ[VARIABLE] = str(path)

@@ -20,7 +20,6 @@ Models absent from the file keep their class defaults.
 from __future__ import annotations
 
 import contextlib
-import errno
 import inspect
 import json
 import os
@@ -29,6 +28,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from recsys.data.files import make_writable_dir
 from recsys.data.interactions import read_data_file
 from recsys.errors import DataFileError, OutputFileError, quote
 from recsys.models import MODELS, canonical_model_name
@@ -119,27 +119,33 @@ def check_params_target(path: str | Path) -> None:
     path = Path(path)
     if path.exists():
         load_model_params(path)
-    _write_atomically(path, None)
+    _writable_folder_of(path)
 
 
-def _write_atomically(path: Path, text: str | None) -> None:
-    """Write ``text`` to a temporary file beside ``path``, then rename it (None: only try).
+def _writable_folder_of(path: Path) -> None:
+    """Make the file's folder if it is missing; ``OutputFileError`` naming the file if unusable."""
+    try:
+        make_writable_dir(path.parent)
+    except OSError as exc:
+        raise OutputFileError(path, exc) from None
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to a temporary file beside ``path``, then rename it.
+
+    A temporary name of its own (``mkstemp``): two searches saving into one
+    file at once never write the same temporary file.
 
     Raises:
         OutputFileError: The folder cannot be made or written (nothing is left).
     """
+    _writable_folder_of(path)
     temp = None
     try:
-        if path.parent.exists() and not path.parent.is_dir():
-            # mkdir would say "File exists", of the folder, which reads as if of the file.
-            raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-        path.parent.mkdir(parents=True, exist_ok=True)
         fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
         with os.fdopen(fd, "w", encoding="utf-8") as out:
-            if text is not None:
-                out.write(text)
-        if text is not None:
-            os.replace(temp, path)
+            out.write(text)
+        os.replace(temp, path)
     except OSError as exc:
         raise OutputFileError(path, exc) from None
     finally:

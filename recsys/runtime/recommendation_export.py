@@ -11,7 +11,6 @@ place once complete.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Iterator, Sequence
@@ -23,8 +22,9 @@ import pyarrow as pa
 import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 
+from recsys.data.files import whole_file
 from recsys.data.interactions import MAX_ID
-from recsys.errors import DataFileError, OutputFileError, RecsysError
+from recsys.errors import DataFileError, RecsysError
 from recsys.online import RecommendationAnswer, RecommendationService, recommend_users
 
 # Users per chunk: their scores over 5,000 products take 20 MB.
@@ -155,26 +155,18 @@ def export_recommendations(
     chunks = (
         _chunks(users, chunk_users) if users is not None else _store_chunks(service, chunk_users)
     )
-    partial = out.with_name(f".{out.name}.partial")
     answered = rows = 0
-    try:
-        with (
-            _TableWriter(partial, out.suffix.lower()) as write,
-            _progress_bar(progress, total) as bar,
-        ):
-            for answers in recommend_users(service, chunks, n):
-                table = _table(answers)
-                write(table)
-                answered += len(answers)
-                rows += table.num_rows
-                bar.update(len(answers))
-        os.replace(partial, out)
-    except OSError as exc:  # the folder read-only, the disk full
-        raise OutputFileError(out, exc) from None
-    finally:
-        # Never there when its folder is not: that must not hide why the write failed.
-        with contextlib.suppress(OSError):
-            partial.unlink()
+    with (
+        whole_file(out) as partial,
+        _TableWriter(partial, out.suffix.lower()) as write,
+        _progress_bar(progress, total) as bar,
+    ):
+        for answers in recommend_users(service, chunks, n):
+            table = _table(answers)
+            write(table)
+            answered += len(answers)
+            rows += table.num_rows
+            bar.update(len(answers))
     return ExportReport(
         out,
         answered,

@@ -31,7 +31,6 @@ cannot be loaded from elsewhere.
 from __future__ import annotations
 
 import dataclasses
-import errno
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from recsys.data.files import make_writable_dir
 from recsys.models.base import Recommender
 from recsys.models.state import ModelState, StateArray
 from recsys.store.artifact_files import (
@@ -143,14 +143,9 @@ class ModelRegistry:
             ModelDirectoryError: It cannot be created, or files cannot be made in it.
         """
         try:
-            if self.root.exists() and not self.root.is_dir():
-                # mkdir says "File exists", which reads as if nothing were wrong.
-                raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR))
-            self.root.mkdir(parents=True, exist_ok=True)
+            make_writable_dir(self.root)
         except OSError as exc:
             raise ModelDirectoryError(self.root, exc) from None
-        if not os.access(self.root, os.W_OK | os.X_OK):
-            raise ModelDirectoryError(self.root, PermissionError(errno.EACCES, "Permission denied"))
 
     @property
     def model_classes(self) -> Mapping[str, type[Recommender]]:

@@ -7,9 +7,7 @@ transaction, so a rejected batch leaves no row behind.
 
 from __future__ import annotations
 
-import contextlib
 import csv
-import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,6 +29,7 @@ from recsys.data.events import (
     read_interactions_csv,
     unique_events,
 )
+from recsys.data.files import whole_file
 from recsys.data.interactions import (
     CLICK,
     DISLIKE,
@@ -45,7 +44,7 @@ from recsys.data.interactions import (
 )
 from recsys.data.ratings import EventWeights
 from recsys.data.timestamps import format_utc, utc_now
-from recsys.errors import DataFileError, OutputFileError, RecsysError
+from recsys.errors import DataFileError, RecsysError
 from recsys.models.profile import Profile
 from recsys.store.bulk import TYPE_CODE_SQL, claim_file, file_sha256, log_frame
 from recsys.store.engine import create_store_engine, lock_for_startup, retry_conflicts
@@ -598,37 +597,28 @@ class EventStore(ProductCatalog, UserData):
         ]
         header = list(INTERACTION_COLUMNS) + [name for wanted, name in optional if wanted]
         written = 0
-        target = Path(path)
-        partial = target.with_name(f".{target.name}.partial")
-        try:
-            with (
-                self.engine.connect() as conn,
-                open(partial, "w", newline="", encoding="utf-8") as out,
-            ):
-                writer = csv.writer(out, lineterminator="\n")
-                writer.writerow(header)
-                result = conn.execution_options(yield_per=10_000).execute(
-                    sa.select(*columns).order_by(interactions.c.id)
-                )
-                for user_id, product_id, purchased, created_at, kind, value, event_id in result:
-                    row = [user_id, product_id, int(purchased)]
-                    if include_timestamps:
-                        row.append(format_utc(created_at))
-                    if typed:
-                        row.append(kind)
-                    if rated:
-                        row.append("" if value is None else value)
-                    if identified:
-                        row.append("" if event_id is None else event_id)
-                    writer.writerow(row)
-                    written += 1
-            os.replace(partial, target)
-        except OSError as exc:  # the folder missing or read-only, the disk full
-            raise OutputFileError(target, exc) from None
-        finally:
-            # Never there when its folder is not: that must not hide why the write failed.
-            with contextlib.suppress(OSError):
-                partial.unlink()
+        with (
+            whole_file(Path(path)) as partial,
+            self.engine.connect() as conn,
+            open(partial, "w", newline="", encoding="utf-8") as out,
+        ):
+            writer = csv.writer(out, lineterminator="\n")
+            writer.writerow(header)
+            result = conn.execution_options(yield_per=10_000).execute(
+                sa.select(*columns).order_by(interactions.c.id)
+            )
+            for user_id, product_id, purchased, created_at, kind, value, event_id in result:
+                row = [user_id, product_id, int(purchased)]
+                if include_timestamps:
+                    row.append(format_utc(created_at))
+                if typed:
+                    row.append(kind)
+                if rated:
+                    row.append("" if value is None else value)
+                if identified:
+                    row.append("" if event_id is None else event_id)
+                writer.writerow(row)
+                written += 1
         return written
 
     def _optional_export_columns(self) -> tuple[bool, bool, bool]:

@@ -38,7 +38,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from recsys.store.engine import is_damaged_sqlite_file
+from recsys.store.engine import is_unusable_store
 
 
 class ThreadConnections:
@@ -80,7 +80,7 @@ class ThreadConnections:
                 del self._local.reader
                 reader.connection.close()
             error = sa.exc.DBAPIError.instance(sql, params, exc, self._error)
-            if is_damaged_sqlite_file(exc) and not isinstance(error, sa.exc.OperationalError):
+            if is_unusable_store(exc) and not isinstance(error, sa.exc.OperationalError):
                 error = sa.exc.OperationalError(sql, params, exc)  # an outage, as elsewhere
             raise error from exc
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 from contextlib import contextmanager
@@ -74,24 +73,6 @@ def reported(file_problem_suffix: str = "", startup: bool = False):
         raise click.ClickException(f"{exc}{file_problem_suffix}") from None
     except RetrainInProgressError as exc:
         raise click.ClickException(f"{exc}; try again when it has finished") from None
-
-
-def write_whole(path: Path, text: str) -> None:
-    """Write a text file under a temporary name, then rename it: never half a file.
-
-    Raises:
-        OutputFileError: It could not be written (nothing is left of it).
-    """
-    partial = path.with_name(f".{path.name}.partial")
-    try:
-        partial.write_text(text, encoding="utf-8")
-        os.replace(partial, path)
-    except OSError as exc:
-        raise OutputFileError(path, exc) from None
-    finally:
-        # Never there when its folder is not: that must not hide why the write failed.
-        with contextlib.suppress(OSError):
-            partial.unlink()
 
 
 @click.command("init")

@@ -10,9 +10,10 @@ import click
 from flask.cli import with_appcontext
 
 from recsys.config.values import MAX_RETENTION_DAYS
+from recsys.data.files import whole_file
 from recsys.data.interactions import MAX_ID
 from recsys.runtime import ExportRefusedError, export_recommendations, read_user_ids
-from recsys.web.commands import reported, runtime_of_command, write_whole
+from recsys.web.commands import reported, runtime_of_command
 
 USER_ID = click.IntRange(1, MAX_ID)
 
@@ -58,8 +59,8 @@ def export_user_command(user_id: int, out: Path | None):
     if out is None:
         click.echo(text)
     else:
-        with reported():
-            write_whole(out, text + "\n")
+        with reported(), whole_file(out) as partial:
+            partial.write_text(text + "\n", encoding="utf-8")
         click.echo(f"exported user {user_id} to {out}")
 
 
