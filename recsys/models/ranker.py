@@ -50,7 +50,7 @@ import pandas as pd
 from recsys.data.loaders import DEFAULT_RELEVANCE_THRESHOLD
 from recsys.models.als import ALSRecommender
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
-from recsys.models.booster_scoring import BoosterScorer
+from recsys.models.booster_scoring import MAX_LEAVES, BoosterScorer
 from recsys.models.ease import EASERecommender
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.popularity import PopularityRecommender
@@ -130,7 +130,7 @@ class RankerRecommender(Recommender):
         min_validation_users: Fewer validation users with a relevant
             candidate than this, and stage 2 falls back to rank fusion.
         trees: LightGBM boosting rounds.
-        leaves: Leaves per tree.
+        leaves: Leaves per tree (2 to 64).
         learning_rate: LightGBM's shrinkage.
         random_state: Seed of the validation part (without timestamps), of
             ALS and of LightGBM.
@@ -167,6 +167,8 @@ class RankerRecommender(Recommender):
                 f"min_user_rows at least 2; got {depth}, {trees}, {validation_parts}, "
                 f"{leaves} and {min_user_rows}"
             )
+        if leaves > MAX_LEAVES:
+            raise ValueError(f"leaves must be at most {MAX_LEAVES} (the scorer's), got {leaves}")
         if not 0 < validation_fraction < 1:
             raise ValueError(f"validation_fraction must be in (0, 1), got {validation_fraction}")
         if validation_order not in VALIDATION_ORDERS:
@@ -331,14 +333,23 @@ class RankerRecommender(Recommender):
         assert isinstance(ease, EASERecommender)
         self._history_rows = ease._rows
         self._ease_weights = ease.item_weights
+        itemknn = models["itemknn"]
+        assert isinstance(itemknn, ItemKNNRecommender)
+        self._itemknn_weights = itemknn._weights
 
     def _load_booster(self, text: np.ndarray) -> None:
         self._booster_text = np.ascontiguousarray(text, dtype=np.uint8)
         self._booster = None
         self._scorer = None
         self._unread = frozenset()
-        if len(text) == 0:
-            return
+        if len(text):
+            self._load_trees()
+        # The serving path's compiled loops are compiled on their first call:
+        # made here, a few seconds once per process, not on the first answer.
+        if len(self.product_ids):
+            self._score_profile(np.zeros(1, dtype=np.int64), np.ones(1))
+
+    def _load_trees(self) -> None:
         import lightgbm
 
         try:
@@ -400,6 +411,8 @@ class RankerRecommender(Recommender):
         )
 
     def _profile_candidates(self, items: np.ndarray, engagement: np.ndarray) -> Candidates:
+        from recsys.models.compiled import weighted_row_sums_at  # numba: only a ranker needs it
+
         history = np.asarray(items, dtype=np.int64)
         engagement = np.asarray(engagement, dtype=np.float64)
         # EASE's fold-in row without building a one-row sparse matrix: the
@@ -420,7 +433,11 @@ class RankerRecommender(Recommender):
             factors = als.fold_in(history, engagement).astype(np.float32)
             scores[1] = als.item_factors.take(found, axis=0) @ factors
         if "itemknn" not in self._unread:
-            scores[2] = self.models["itemknn"]._score_profile(history, engagement)[found]
+            # Item-kNN's _score_profile at the candidates alone, the same sums.
+            knn = self._itemknn_weights
+            scores[2] = weighted_row_sums_at(
+                knn.indptr, knn.indices, knn.data, history, engagement, found, knn.shape[1]
+            )
         scores[3] = self._popular_scores[found]
         return candidate_features(found, ranks, scores, self._feature_rows, history, engagement)
 

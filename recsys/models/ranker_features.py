@@ -4,8 +4,9 @@ The ranker (``recsys.models.ranker``) takes each user's candidates from two
 of its stage-1 models, EASE and popularity (the union of each one's best
 unseen products), and scores them with a learning-to-rank model over the
 features this module computes; ALS and item-kNN score the candidates only,
-so a served answer never ranks the catalog by them. Everything here is
-plain numpy on inner indices, so the same code builds the features LightGBM
+so a served answer never ranks the catalog by them. Everything here works
+on inner indices, and the same code (the candidates and their features by
+compiled loops, ``recsys.models.compiled``) builds the features LightGBM
 learns from in ``fit`` and the ones it scores when serving.
 
 Features, per (user, candidate product), in ``FEATURES`` order:
@@ -62,21 +63,13 @@ _DAY = 86_400.0
 TIME_ORDER = "time"
 RANDOM_ORDER = "random"
 VALIDATION_ORDERS = (TIME_ORDER, RANDOM_ORDER)
-# Where each kind of feature sits in a row of FEATURES.
-_SCORES = slice(0, 2 * len(STAGE_ONE), 2)
-_EASE_RANK, _ALS_RANK, _ITEMKNN_RANK, _POPULAR_RANK = range(1, 2 * len(STAGE_ONE), 2)
-_PROPOSER_RANKS = slice(_EASE_RANK, _POPULAR_RANK + 1, _POPULAR_RANK - _EASE_RANK)
+# Where each kind of feature sits in a row of FEATURES (the compiled loops
+# of recsys.models.compiled write them there).
+SCORE_COLUMNS = tuple(range(0, 2 * len(STAGE_ONE), 2))
+EASE_RANK, ALS_RANK, ITEMKNN_RANK, POPULAR_RANK = range(1, 2 * len(STAGE_ONE), 2)
 _ITEMS = slice(2 * len(STAGE_ONE), 2 * len(STAGE_ONE) + len(ITEM_FEATURES))
-
-
-# 1, 2, 3, ...: ranks, sliced rather than made anew for each user.
-_COUNTING = np.arange(1.0, 1025.0)
-_COUNTING.flags.writeable = False
-
-
-def _counting(n: int) -> np.ndarray:
-    """Return the ranks 1.0, 2.0, ..., n."""
-    return _COUNTING[:n] if n <= len(_COUNTING) else np.arange(1.0, n + 1.0)
+POPULARITY_COLUMN = _ITEMS.start
+USER_COLUMNS = tuple(range(_ITEMS.stop, _ITEMS.stop + len(USER_FEATURES)))
 
 
 def timestamp_seconds(values: pd.Series) -> np.ndarray:
@@ -217,12 +210,13 @@ def proposals(
     The candidates are the union of the ``depth`` best unseen products of
     each proposer (``PROPOSERS``); the user's own products are never
     candidates. A rank is among the products the user has not touched (1 =
-    best, ties by ascending item as the models' own rankings break them);
-    products past a proposer's ``depth`` best share rank ``depth + 1``.
+    best, ties by ascending item as the models' own rankings break them,
+    also at the ``depth``-th score); products past a proposer's ``depth``
+    best share rank ``depth + 1``. A compiled loop (``recsys.models.compiled``).
 
     Args:
-        ease_scores: (n_items,) EASE's score of every product for the user;
-            the history's entries are overwritten.
+        ease_scores: (n_items,) EASE's score of every product for the user
+            (read only; a NaN counts as -inf).
         popular_order: Every inner item, most popular first (the same for every user).
         history: The user's inner items (ascending, unique).
         depth: How many products each proposer proposes.
@@ -231,31 +225,9 @@ def proposals(
         The candidates (inner items, ascending) and their (2, len(items))
         ranks, EASE's then popularity's.
     """
-    take = min(depth, len(ease_scores) - len(history))
-    if take < 1:
-        return np.empty(0, np.int64), np.empty((len(PROPOSERS), 0))
-    ease_scores[history] = -np.inf
-    negated = -ease_scores
-    best = negated.argpartition(take - 1)[:take]
-    best.sort()
-    best = best[negated[best].argsort(kind="stable")]
-    # The most popular unseen products: the first take + len(history) hold take of them.
-    seen = np.zeros(len(ease_scores), dtype=bool)
-    seen[history] = True
-    popular = popular_order[: take + len(history)]
-    popular = popular[~seen[popular]][:take]
-    # The union, ascending, marked over the catalog: cheaper than np.unique at this size.
-    proposed = np.zeros(len(ease_scores), dtype=bool)
-    proposed[best] = True
-    proposed[popular] = True
-    items = proposed.nonzero()[0]
-    # Each proposer's ranks over the catalog, then the candidates' columns.
-    ranks = np.empty((len(PROPOSERS), len(ease_scores)))
-    ranks.fill(depth + 1.0)
-    ranked = _counting(take)
-    ranks[0][best] = ranked
-    ranks[1][popular] = ranked
-    return items, ranks.take(items, axis=1)
+    from recsys.models.compiled import propose
+
+    return propose(ease_scores, popular_order, np.asarray(history, dtype=np.int64), int(depth))
 
 
 def feature_rows(table: np.ndarray) -> np.ndarray:
@@ -291,44 +263,20 @@ def candidate_features(
         rows: ``feature_rows`` of the product features.
         history: The user's inner items.
         engagement: Their engagement with each.
+
+    One compiled loop (``recsys.models.compiled``): the same for the rows
+    stage 2 learns from and the ones it scores when serving.
     """
-    n = len(items)
-    features = rows.take(items, axis=0)
-    if n == 0:
-        return Candidates(items=np.asarray(items, np.int64), features=features)
-    # Written through the transpose, one feature a row: few, whole-row numpy
-    # calls (serving pays per call at this size). Means are sums over the
-    # row divided by its length, as ndarray.mean computes them; lengths are
-    # divided by as floats (the same quotients: a Python int costs numpy a
-    # conversion per call).
-    count = float(n)
-    columns = features.T
-    columns[_PROPOSER_RANKS] = proposer_ranks
-    # ALS and item-kNN rank the candidates: best first, ties by ascending item
-    # (the items are ascending, so a stable sort breaks them so).
-    best_first = (-scores[1:3]).argsort(axis=1, kind="stable")
-    ranked = _counting(n)
-    columns[_ALS_RANK][best_first[0]] = ranked
-    columns[_ITEMKNN_RANK][best_first[1]] = ranked
-    # Scores standardised among the user's candidates: a model's raw scores
-    # grow with the user's history (and differ between the model stage 2
-    # learns from and the one refitted on every row); their spread does not.
-    centred = scores - np.add.reduce(scores, axis=1, keepdims=True) / count
-    spread = np.sqrt(np.einsum("ij,ij->i", centred, centred) / count)[:, None]
-    standard = columns[_SCORES]
-    if spread.min() > 0:  # (False when a spread is NaN)
-        np.divide(centred, spread, out=standard)
-    else:  # a model scores every candidate alike: 0
-        standard[...] = 0.0
-        np.divide(centred, spread, out=standard, where=spread > 0)
-    user = _ITEMS.stop
-    columns[user] = np.log1p(float(len(history)))
-    columns[user + 1] = (
-        np.add.reduce(engagement) / float(len(engagement)) if len(engagement) else 0.0
+    from recsys.models.compiled import candidate_feature_rows
+
+    features = candidate_feature_rows(
+        np.asarray(items, dtype=np.int64),
+        np.asarray(proposer_ranks, dtype=np.float64),
+        np.asarray(scores, dtype=np.float64),
+        rows,
+        np.asarray(history, dtype=np.int64),
+        np.asarray(engagement, dtype=np.float64),
+        # numpy's log1p: numba's may differ in the last bit.
+        float(np.log1p(float(len(history)))),
     )
-    popularity = _ITEMS.start
-    usual = (
-        np.add.reduce(rows[:, popularity][history]) / float(len(history)) if len(history) else 0.0
-    )
-    np.subtract(columns[popularity], usual, out=columns[user + 2])
-    return Candidates(items=items, features=features)
+    return Candidates(items=np.asarray(items, dtype=np.int64), features=features)

@@ -1,4 +1,4 @@
-"""BoosterScorer: LightGBM's scores by one prepared C call, the same numbers as Booster.predict."""
+"""BoosterScorer: the trees compiled and scored at once, the same numbers as Booster.predict."""
 
 import lightgbm
 import numpy as np
@@ -58,3 +58,70 @@ def test_no_rows_score_nothing(booster):
 def test_rows_of_another_width_are_refused(booster):
     with pytest.raises(ValueError, match="the booster scores 6"):
         BoosterScorer(booster).scores(np.zeros((2, 5)))
+
+
+def _trained(rows, labels, **params):
+    """A booster trained on rows with LightGBM's defaults but the given settings."""
+    settings = {"objective": "regression", "num_leaves": 7, "min_data_in_leaf": 5, "verbose": -1}
+    data = lightgbm.Dataset(rows, label=labels, params={"verbose": -1})
+    return lightgbm.train({**settings, **params}, data, num_boost_round=15)
+
+
+@pytest.mark.parametrize(
+    "missing",
+    [
+        pytest.param({}, id="missing values read as 0 (no NaN in training)"),
+        pytest.param({"nan_in_training": True}, id="NaN sent the default way"),
+        pytest.param({"zero_as_missing": True}, id="zeros sent the default way"),
+    ],
+)
+def test_every_missing_value_rule_scores_as_booster_predict(missing):
+    rng = np.random.default_rng(4)
+    rows = rng.normal(size=(800, 4))
+    rows[rng.random(800) < 0.2, 1] = 0.0
+    if missing.pop("nan_in_training", False):
+        rows[rng.random(800) < 0.2, 2] = np.nan
+    booster = _trained(rows, np.nan_to_num(rows[:, 1] + 2 * rows[:, 2]) + rows[:, 0], **missing)
+    asked = rng.normal(size=(60, 4))
+    asked[::3, 1] = 0.0
+    asked[1::4, 2] = np.nan
+    asked[2::5, 0] = 1e-40  # LightGBM reads a value this close to 0 as 0
+    asked[3::7, 1] = -0.0
+    expected = booster.predict(asked, num_threads=1)
+    assert BoosterScorer(booster).scores(asked).tobytes() == expected.tobytes()
+
+
+def test_a_tree_without_a_split_adds_its_one_leaf():
+    rows = np.random.default_rng(5).normal(size=(40, 3))
+    booster = _trained(rows, rows[:, 0], min_data_in_leaf=100)  # too few rows to split
+    assert booster.dump_model()["tree_info"][0]["num_leaves"] == 1
+    asked = rows[:7]
+    assert BoosterScorer(booster).scores(asked).tobytes() == booster.predict(asked).tobytes()
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"objective": "binary"}, "objective 'binary' transforms its scores"),
+        ({"linear_tree": True}, "linear leaves"),
+        ({"num_leaves": 80, "min_data_in_leaf": 2}, "leaves; at most 64"),
+    ],
+)
+def test_trees_it_cannot_score_as_lightgbm_does_are_refused(params, message):
+    rng = np.random.default_rng(6)
+    rows = rng.normal(size=(2000, 3))
+    labels = (rng.random(2000) < 0.5 + 0.1 * rows[:, 0]).astype(float)  # noisy: trees grow deep
+    booster = _trained(rows, labels, **params)
+    with pytest.raises(ValueError, match=message):
+        BoosterScorer(booster)
+
+
+def test_a_categorical_split_is_refused():
+    rng = np.random.default_rng(7)
+    rows = np.column_stack([rng.integers(0, 6, 600), rng.normal(size=600)]).astype(float)
+    data = lightgbm.Dataset(rows, label=(rows[:, 0] % 2), categorical_feature=[0])
+    booster = lightgbm.train(
+        {"objective": "regression", "min_data_in_leaf": 5, "verbose": -1}, data, 3
+    )
+    with pytest.raises(ValueError, match="categorical"):
+        BoosterScorer(booster)

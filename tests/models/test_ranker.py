@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.models.compiled import numpy_sum, numpy_sum_of_squares, weighted_row_sums_at
 from recsys.models.profile import Profile
 from recsys.models.ranker import LAMBDARANK, RANK_FUSION, RankerRecommender
 from recsys.models.ranker_features import (
@@ -125,6 +126,56 @@ def test_candidates_are_the_best_unseen_products_of_ease_and_of_popularity_with_
     assert ranks.tolist() == [[1, 2, 3, 3], [3, 3, 2, 1]]  # past its depth: depth + 1
 
 
+def plain_proposals(ease, popular_order, history, depth):
+    """Return the candidates and their proposer ranks by their definitions."""
+    unseen = [i for i in range(len(ease)) if i not in set(history.tolist())]
+    take = min(depth, len(unseen))
+    by_ease = sorted(unseen, key=lambda i: (-np.nan_to_num(ease[i], nan=-np.inf), i))[:take]
+    by_popularity = [i for i in popular_order.tolist() if i in set(unseen)][:take]
+    items = sorted(set(by_ease) | set(by_popularity))
+    ranks = [
+        [ranked.index(i) + 1.0 if i in ranked else depth + 1.0 for i in items]
+        for ranked in (by_ease, by_popularity)
+    ]
+    return items, ranks
+
+
+@pytest.mark.parametrize(
+    ("ease", "history", "depth", "items", "ease_ranks"),
+    [
+        # Ties at the depth-th score: the lower items, ranked by item.
+        ([1.0, 1, 5, 1, 1, 0], [2], 2, [0, 1, 4, 5], [1, 2, 3, 3]),
+        # Products above the cut at higher items than the tie taken: still ascending.
+        ([2.0, 0, 5, 2, 9, 0], [], 3, [0, 2, 3, 4, 5], [3, 2, 4, 1, 4]),
+        # NaN scores count as -inf, after every number.
+        ([np.nan, 1, np.nan, 0, 3, 2], [4, 5], 3, [0, 1, 2, 3], [3, 1, 4, 2]),
+    ],
+)
+def test_ease_proposes_its_best_unseen_products_ties_by_ascending_item(
+    ease, history, depth, items, ease_ranks
+):
+    popular_order = np.array([5, 4, 3, 2, 1, 0])
+    found, ranks = proposals(np.array(ease), popular_order, np.array(history), depth)
+    assert found.tolist() == items
+    assert ranks[0].tolist() == ease_ranks
+
+
+def test_proposals_are_the_proposers_definitions_with_many_ties():
+    rng = np.random.default_rng(12)
+    for _ in range(300):
+        n_items = int(rng.integers(1, 120))
+        history = np.sort(rng.choice(n_items, rng.integers(0, n_items + 1), replace=False))
+        ease = np.round(rng.normal(size=n_items), int(rng.integers(0, 3)))
+        ease[rng.random(n_items) < 0.05] = np.nan
+        popular_order = rng.permutation(n_items)
+        depth = int(rng.integers(1, 40))
+        for scores in (ease, ease.astype(np.float32)):
+            found, ranks = proposals(scores, popular_order, history, depth)
+            items, expected = plain_proposals(scores, popular_order, history, depth)
+            assert found.tolist() == items
+            assert ranks.tolist() == expected
+
+
 def test_candidate_features_rank_by_als_and_itemknn_among_the_candidates_and_standardise():
     items = np.array([1, 2, 3, 4])
     scores = np.array(
@@ -164,6 +215,15 @@ def test_standardised_scores_are_exactly_minus_the_mean_over_the_spread_or_0_whe
     standard = found.features[:, [FEATURES.index(f"{m} score") for m in STAGE_ONE]]
     assert standard.T.tobytes() == expected.tobytes()
     assert not standard[:, 1].any()
+
+
+def test_the_compiled_sums_are_numpys_to_the_bit():
+    # The features must be the numbers stage 2 was trained on, whichever code made them.
+    rng = np.random.default_rng(13)
+    for n in [*range(0, 140), 255, 256, 257, 1000]:
+        values = rng.normal(size=n) * 10.0 ** rng.uniform(-3, 3)
+        assert numpy_sum(values, 0, n) == np.add.reduce(values)
+        assert numpy_sum_of_squares(values) == np.einsum("i,i->", values, values)
 
 
 def plain_candidate_features(items, proposer_ranks, scores, table, history, engagement):
@@ -226,6 +286,23 @@ def test_a_served_answer_has_the_training_time_rows_candidates_and_features_but_
     np.testing.assert_allclose(served.features[:, same], at_fit.features[:, same], atol=1e-6)
 
 
+def test_item_knn_sums_at_the_candidates_are_its_catalog_rows_sums_there():
+    model = fitted_ranker()
+    knn = model.models["itemknn"]
+    weights = knn._weights
+    feedback = random_feedback(n_users=60, n_items=40, seed=5)
+    rng = np.random.default_rng(8)
+    for user in model.user_ids[:20].tolist():
+        items, engagement = model.profile_items(
+            Profile.from_feedback(feedback[feedback["user_id"] == user])
+        )
+        at = np.sort(rng.choice(len(model.product_ids), 15, replace=False))
+        sums = weighted_row_sums_at(
+            weights.indptr, weights.indices, weights.data, items, engagement, at, weights.shape[1]
+        )
+        assert sums.tobytes() == knn._score_profile(items, engagement)[at].tobytes()
+
+
 # -- training and its fallback --------------------------------------------------------
 
 
@@ -274,6 +351,7 @@ def test_rank_fusion_orders_candidates_by_their_summed_reciprocal_ranks():
     ("settings", "message"),
     [
         ({"depth": 0}, "depth, trees and validation_parts must be at least 1"),
+        ({"leaves": 65}, "leaves must be at most 64"),
         ({"validation_fraction": 1.0}, "validation_fraction must be in"),
         ({"learning_rate": 0}, "learning_rate must be a positive number"),
         ({"learning_rate": float("inf")}, "learning_rate must be a positive number"),
