@@ -21,7 +21,7 @@ Targets: NDCG@10 at least 1.03x the best single model on each split; a fit
 under 3 minutes on ml-latest-small; an uncached answer at most 2x EASE's CPU
 time at 5,000 products. Exits 1 if a target fails.
 
-Usage: python bench/bench_ranker.py [RATINGS] [--users 300] [--rounds 5] [--record FILE]
+Usage: python bench/bench_ranker.py [RATINGS] [--users 300] [--rounds 15] [--record FILE]
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def main() -> int:
         "ratings", nargs="?", type=Path, default=None, help="MovieLens ratings.csv (quality, fit)"
     )
     parser.add_argument("--users", type=int, default=300, help="users sampled for requests")
-    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=15, help="alternating rounds; best kept")
     add_record_option(parser)
     args = parser.parse_args()
     verdicts = Verdicts("bench_ranker.py", record=args.record)
