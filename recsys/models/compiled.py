@@ -13,6 +13,11 @@ with each type) are paid only by a process that uses a ranker, and a
 ranker pays them when it is loaded (``RankerRecommender``), not on its
 first answer. Nothing is cached on disk: numba's cache raises when it
 cannot write (a read-only install, a full disk), which would fail answers.
+
+The loops index without bounds checks (numba's default): every index they
+are given is a model's own inner index (artifacts' index arrays are
+checked when loaded, ``recsys.models.state``), and ``BoosterScorer``
+checks that every split reads a column of the rows.
 """
 
 from __future__ import annotations

@@ -344,12 +344,13 @@ class RankerRecommender(Recommender):
         self._unread = frozenset()
         if len(text):
             self._load_trees()
-        # The serving path's compiled loops are compiled on their first call:
-        # made here, a few seconds once per process, not on the first answer.
+        # The serving path's loops are compiled on their first call: made
+        # here (some ten seconds, once per process), not on the first answer.
         if len(self.product_ids):
             self._score_profile(np.zeros(1, dtype=np.int64), np.ones(1))
 
     def _load_trees(self) -> None:
+        """Load stage 2's trees from ``booster_text``; refuse a text that is not one."""
         import lightgbm
 
         try:
