@@ -25,10 +25,11 @@ import numpy as np
 
 # A tree's leaves are the bits of one unsigned 64-bit mask.
 MAX_LEAVES = 64
-# LightGBM's missing-value rules of a split (its "missing_type"): None reads a
-# missing value as 0; Zero sends zeros (and missing values) the default way;
-# NaN sends NaN the default way.
-_MISSING_TYPES = {"None": 0, "Zero": 1, "NaN": 2}
+# LightGBM's missing-value rules of a split (its "missing_type"), numbered for
+# the compiled loop: None reads a missing value as 0; Zero sends zeros (and
+# missing values) the default way; NaN sends NaN the default way.
+MISSING_NONE, MISSING_ZERO, MISSING_NAN = 0, 1, 2
+_MISSING_TYPES = {"None": MISSING_NONE, "Zero": MISSING_ZERO, "NaN": MISSING_NAN}
 _ALL_LEAVES = (1 << MAX_LEAVES) - 1
 # Objectives whose prediction is the trees' raw sum (no sigmoid, no exponent).
 _RAW_OBJECTIVES = frozenset({"lambdarank", "rank_xendcg", "regression"})
@@ -126,6 +127,9 @@ def _flatten(
         )
     if "left_child" not in node or "right_child" not in node:
         raise ValueError("the booster has a split node without two children")
+    missing = _MISSING_TYPES.get(node.get("missing_type", ""))
+    if missing is None:
+        raise ValueError(f"the booster has a split of missing type {node.get('missing_type')!r}")
     at = len(nodes)
     nodes.append((0, 0.0, 0, 0, 0, 0))  # its place, before its subtrees' nodes
     left = _flatten(node["left_child"], tree, nodes, leaf_values)
@@ -137,7 +141,7 @@ def _flatten(
         int(node["split_feature"]),
         float(node["threshold"]),
         tree,
-        _MISSING_TYPES[node["missing_type"]],
+        missing,
         int(bool(node["default_left"])),
         mask,
     )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from recsys.models.booster_scoring import MISSING_NONE, MISSING_ZERO
 from recsys.models.ranker_features import (
     ALS_RANK,
     EASE_RANK,
@@ -37,8 +38,6 @@ from recsys.models.ranker_features import (
 
 # LightGBM reads a value within this of 0 as 0 (kZeroThreshold, its dense rows' reading).
 _ZERO_THRESHOLD = 1e-35
-# A split's missing-value rule, as booster_scoring numbers them.
-_MISSING_NONE, _MISSING_ZERO = 0, 1
 _ALL_LEAVES = np.uint64(0xFFFFFFFFFFFFFFFF)
 # The lowest set bit of a mask times this de Bruijn sequence, shifted right by
 # 58, is a distinct 6-bit number for each bit (Leiserson, Prokop and Randall,
@@ -83,9 +82,9 @@ def forest_scores(
         default_right = not node_default_left[j]
         for r in range(n):
             v = column[r]
-            if missing == _MISSING_NONE:
+            if missing == MISSING_NONE:
                 right = (0.0 if np.isnan(v) else v) > threshold
-            elif missing == _MISSING_ZERO:
+            elif missing == MISSING_ZERO:
                 right = default_right if (np.isnan(v) or v == 0.0) else v > threshold
             else:  # NaN is missing
                 right = default_right if np.isnan(v) else v > threshold
