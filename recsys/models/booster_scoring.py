@@ -88,12 +88,12 @@ class BoosterScorer:
         """
         from recsys.models.compiled import forest_scores
 
-        rows = np.asarray(rows)
+        # LightGBM reads float32 rows as float64 too (exactly).
+        rows = np.asarray(rows, dtype=np.float64)
         if rows.ndim != 2 or rows.shape[1] != self._features:
             raise ValueError(f"rows of shape {rows.shape}; the booster scores {self._features}")
-        # LightGBM reads float32 rows as float64 too (exactly).
         return forest_scores(
-            np.asarray(rows, dtype=np.float64),
+            rows,
             self._node_feature,
             self._node_threshold,
             self._node_tree,

@@ -114,7 +114,8 @@ def best_first(values):
     """Return the positions of values, largest first, ties by ascending position.
 
     ``np.argsort(-values, kind="stable")``, as a merge sort of our own:
-    numba compiles numpy's sorts in seconds, this in a tenth of one.
+    numba compiled numpy's sort in 1.9 s here, this in 0.9 (each process
+    that loads a ranker pays it).
     """
     n = values.shape[0]
     order = np.arange(n)
