@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -205,3 +206,39 @@ def kill_mid_write(script: str, paths: list[str], env: dict[str, str] | None = N
     finally:
         child.wait(timeout=30)
     return child.returncode
+
+
+def expose(
+    store, user_id: int, served_at: datetime | None = None, clicked_at: datetime | None = None
+) -> None:
+    """Record one A/B exposure of the user and one event linked to it (both now by default)."""
+    from recsys.data.timestamps import utc_now
+    from recsys.experiments.records import ExperimentStore
+
+    records = ExperimentStore(store.engine)
+    now = utc_now()
+    records.add_exposures(
+        [
+            {
+                "recommendation_id": f"r{user_id}",
+                "experiment": "e",
+                "variant": "a",
+                "user_id": user_id,
+                "product_ids": "1 2",
+                "latency_ms": 1.0,
+                "failed": False,
+                "served_at": served_at or now,
+            }
+        ]
+    )
+    records.add_exposure_events(
+        [
+            {
+                "recommendation_id": f"r{user_id}",
+                "user_id": user_id,
+                "product_id": 1,
+                "purchased": True,
+                "created_at": clicked_at or served_at or now,
+            }
+        ]
+    )

@@ -245,7 +245,8 @@ class StoreSection(Section):
         "EVENT_RETENTION_DAYS",
         None,
         "keep events this many days: training reads only newer ones, and "
-        "`.venv/bin/flask --app app prune-events` deletes the older ones (0: keep every event)",
+        "`.venv/bin/flask --app app prune-events` deletes the older ones, and the A/B "
+        "exposures of that age (0: keep every event)",
         default_text="0 (off)",
     )
 

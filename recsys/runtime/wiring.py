@@ -68,7 +68,7 @@ from recsys.store.engine import INIT_REMEDY, STORE_OUTAGES, describe_outage, is_
 from recsys.store.events import EventStore, Ingested
 from recsys.store.impressions import ImpressionCounts
 from recsys.store.job_queue import JobQueue
-from recsys.store.user_data import UserDeletion
+from recsys.store.user_data import PrunedExposures, UserDeletion
 from recsys.training import (
     AutoRetrainer,
     GatePolicy,
@@ -540,16 +540,20 @@ class ServingRuntime:
 
     def prune_events(
         self, before: datetime, on_chunk: Callable[[int, int], object] | None = None
-    ) -> int:
-        """Delete the events recorded before a moment, in short transactions; return how many.
+    ) -> tuple[int, PrunedExposures]:
+        """Delete the events, A/B exposures and linked events from before a moment.
 
-        Every cached history and answer is made stale afterwards, in every
-        process: pruned events no longer count in anyone's list.
+        In short transactions. Every cached history and answer is made stale
+        afterwards, in every process: pruned events no longer count in
+        anyone's list.
+
+        Returns:
+            How many events went, and how many exposures and linked events.
         """
         deleted = self.store.prune_events(before, on_chunk=on_chunk)
         if deleted:
             self.service.forget_everything()
-        return deleted
+        return deleted, self.store.prune_exposures(before)
 
     def _serve_version(self, version: str) -> None:
         # A worker published it: serve it (or a newer one) unless already live.

@@ -139,6 +139,8 @@ exposures = sa.Table(
     sa.Index("ix_exposures_experiment_user", "experiment", "user_id"),
     # A user's exposures, for their deletion and export (migration 0012).
     sa.Index("ix_exposures_user", "user_id"),
+    # The oldest exposures first, for the retention's prune (migration 0013).
+    sa.Index("ix_exposures_served_at", "served_at"),
 )
 
 # Interactions posted with the recommendation_id of the list they came from.

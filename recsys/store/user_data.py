@@ -10,7 +10,9 @@
   an event acknowledged before the deletion never survives it.
 - ``export_user`` returns every stored fact about a user.
 - ``prune_events`` deletes the events older than a moment, a short
-  transaction per range of ids, so ingestion never waits long for it.
+  transaction per range of ids, so ingestion never waits long for it;
+  ``prune_exposures`` deletes the A/B exposures and the events linked to
+  them older than it in the same way.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -37,6 +39,18 @@ USER_TABLES = ("interactions", "exposure_events", "exposures", "users")
 
 # PostgreSQL's SQLSTATE for a table that does not exist.
 _UNDEFINED_TABLE = "42P01"
+
+
+class PrunedExposures(NamedTuple):
+    """What ``prune_exposures`` deleted.
+
+    Attributes:
+        exposures: A/B exposures (lists served inside an experiment).
+        linked_events: Events posted with the recommendation id of a list.
+    """
+
+    exposures: int
+    linked_events: int
 
 
 @dataclass(frozen=True)
@@ -205,19 +219,60 @@ class UserData:
         Returns:
             How many events were deleted.
         """
+        return self._prune_id_ranges(interactions, before, chunk_ids, on_chunk)
+
+    def prune_exposures(
+        self, before: datetime, chunk_rows: int = PRUNE_CHUNK_IDS
+    ) -> PrunedExposures:
+        """Delete the A/B exposures served before a moment and the linked events recorded before it.
+
+        The linked events are copies of users' interactions, so the
+        retention that prunes the events prunes them too, each by its own
+        time. An exposure goes by the moment it was served, a few thousand a
+        transaction, found by ``served_at``'s index.
+
+        Args:
+            before: Exposures with ``served_at``, and linked events with
+                ``created_at``, before this (naive UTC) go.
+            chunk_rows: Exposures (and ids of linked events) per transaction.
+        """
+        linked = self._prune_id_ranges(exposure_events, before, chunk_rows)
+        oldest = (
+            sa.select(exposures.c.recommendation_id)
+            .where(exposures.c.served_at < before)
+            .limit(chunk_rows)
+        )
+        statement = exposures.delete().where(exposures.c.recommendation_id.in_(oldest))
+
+        def prune_oldest() -> int:
+            with write_transaction(self.engine) as conn:
+                return int(conn.execute(statement).rowcount)
+
+        served = 0
+        # Nothing served now is older than the cutoff, so the loop ends.
+        while count := retry_conflicts(prune_oldest):
+            served += count
+        return PrunedExposures(exposures=served, linked_events=linked)
+
+    def _prune_id_ranges(
+        self,
+        table: sa.Table,
+        before: datetime,
+        chunk_ids: int,
+        on_chunk: Callable[[int, int], object] | None = None,
+    ) -> int:
+        """Delete the rows with ``created_at`` before a moment, one range of ids a transaction."""
         with self.engine.connect() as conn:
             low, high = conn.execute(
-                sa.select(sa.func.min(interactions.c.id), sa.func.max(interactions.c.id))
+                sa.select(sa.func.min(table.c.id), sa.func.max(table.c.id))
             ).one()
         if low is None:
             return 0
         deleted = 0
         for start in range(int(low), int(high) + 1, chunk_ids):
             end = start + chunk_ids
-            statement = interactions.delete().where(
-                interactions.c.id >= start,
-                interactions.c.id < end,
-                interactions.c.created_at < before,
+            statement = table.delete().where(
+                table.c.id >= start, table.c.id < end, table.c.created_at < before
             )
 
             def prune_range(statement: sa.Delete = statement) -> int:

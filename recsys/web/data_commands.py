@@ -73,7 +73,7 @@ def export_user_command(user_id: int, out: Path | None):
     help="keep this many days of events (default: RECSYS_EVENT_RETENTION_DAYS)",
 )
 def prune_command(days: int | None):
-    """Delete the events older than the retention, in short transactions.
+    """Delete the events older than the retention, and the A/B exposures and linked events.
 
     Ingestion waits a moment at most: each transaction deletes one range of ids.
     """
@@ -86,8 +86,12 @@ def prune_command(days: int | None):
     from tqdm import tqdm  # only this command shows progress
 
     with reported(), tqdm(unit="ids", desc="pruning") as bar:
-        deleted = runtime.prune_events(before, on_chunk=lambda ids, _: bar.update(ids))
+        deleted, exposed = runtime.prune_events(before, on_chunk=lambda ids, _: bar.update(ids))
     click.echo(f"deleted {deleted} events recorded before {before:%Y-%m-%dT%H:%M:%S}Z")
+    click.echo(
+        f"deleted {exposed.exposures} A/B exposures served before it"
+        f" and {exposed.linked_events} events linked to exposures"
+    )
 
 
 @click.command("export-recommendations")

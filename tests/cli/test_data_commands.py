@@ -14,7 +14,7 @@ import pytest
 from recsys.data.events import Event
 from recsys.data.timestamps import utc_now
 from recsys.runtime import recommendation_export
-from tests.builders import runtime_of
+from tests.builders import expose, runtime_of
 
 
 @pytest.fixture
@@ -70,9 +70,15 @@ def test_prune_events_deletes_the_events_past_the_retention(any_app_factory):
     store = runtime_of(app).store
     old = utc_now() - timedelta(days=40)
     store.add_interactions([Event(5000, 3, False, old), Event(5001, 4, True, old)])
+    expose(store, 5000, served_at=old)
+    expose(store, 17)
     result = app.test_cli_runner().invoke(args=["prune-events"])
     assert result.exit_code == 0, result.output
     assert "deleted 2 events recorded before" in result.output
+    assert "deleted 1 A/B exposures served before it and 1 events linked to exposures" in (
+        result.output
+    )
+    assert len(store.export_user(17)["exposures"]) == 1
     assert store.count_events_before(utc_now() - timedelta(days=30)) == 0
     assert store.user_history(17).events == 23  # the bundled log is recent
 

@@ -15,9 +15,8 @@ import sqlalchemy as sa
 
 from recsys.data.events import Event
 from recsys.data.timestamps import utc_now
-from recsys.experiments.records import ExperimentStore
 from recsys.store.tables import interactions, user_deletions
-from tests.builders import SMALL_CATALOG
+from tests.builders import SMALL_CATALOG, expose
 
 LONG_AGO = datetime(2020, 1, 1)
 
@@ -28,37 +27,6 @@ def events(user_id: int, count: int, start: datetime | None = None) -> list[Even
     return [
         Event(user_id, 1 + i % 5, i % 3 == 0, start + timedelta(seconds=i)) for i in range(count)
     ]
-
-
-def expose(store, user_id: int) -> None:
-    """Record one A/B exposure of the user and one event linked to it."""
-    records = ExperimentStore(store.engine)
-    now = utc_now()
-    records.add_exposures(
-        [
-            {
-                "recommendation_id": f"r{user_id}",
-                "experiment": "e",
-                "variant": "a",
-                "user_id": user_id,
-                "product_ids": "1 2",
-                "latency_ms": 1.0,
-                "failed": False,
-                "served_at": now,
-            }
-        ]
-    )
-    records.add_exposure_events(
-        [
-            {
-                "recommendation_id": f"r{user_id}",
-                "user_id": user_id,
-                "product_id": 1,
-                "purchased": True,
-                "created_at": now,
-            }
-        ]
-    )
 
 
 def test_deleting_a_user_removes_every_row_about_them_and_no_one_elses(catalog_store):
@@ -168,6 +136,24 @@ def test_pruning_deletes_only_the_events_older_than_the_moment_in_chunks(catalog
 
 def test_pruning_an_empty_store_deletes_nothing(catalog_store):
     assert catalog_store.prune_events(utc_now()) == 0
+    assert catalog_store.prune_exposures(utc_now()) == (0, 0)
+
+
+def test_pruning_exposures_deletes_the_lists_and_linked_events_from_before_the_moment(
+    catalog_store,
+):
+    for user in range(1, 8):  # seven lists served long ago, clicked then
+        expose(catalog_store, user, served_at=LONG_AGO)
+    expose(catalog_store, 8, served_at=LONG_AGO, clicked_at=utc_now())  # clicked only now
+    expose(catalog_store, 9)  # served and clicked now
+    pruned = catalog_store.prune_exposures(datetime(2021, 1, 1), chunk_rows=3)
+    assert pruned == (8, 7)
+    assert pruned.exposures == 8 and pruned.linked_events == 7
+    kept = {user: catalog_store.export_user(user) for user in (1, 8, 9)}
+    assert kept[1] is None  # nothing of that user is left
+    assert (len(kept[8]["exposures"]), len(kept[8]["exposure_events"])) == (0, 1)
+    assert (len(kept[9]["exposures"]), len(kept[9]["exposure_events"])) == (1, 1)
+    assert catalog_store.prune_exposures(datetime(2021, 1, 1)) == (0, 0)
 
 
 def test_many_histories_read_together_equal_each_read_alone(catalog_store):
