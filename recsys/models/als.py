@@ -27,9 +27,26 @@ import scipy.sparse
 
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.linear import solve_ridge
+from recsys.models.seeded import seeded_units
 from recsys.models.state import ArrayShape
 
 WEIGHTINGS = ("engagement", "binary")
+# implicit's initial factors are uniform in [0, 0.01).
+_INITIAL_SCALE = 0.01
+# Salts of the users' and the products' draws from one seed.
+_USER_DRAWS, _ITEM_DRAWS = 0x55, 0x1E
+
+
+def seeded_factors(ids: np.ndarray, factors: int, seed: int) -> np.ndarray:
+    """Return implicit's start (uniform in [0, 0.01), float32), each id's row drawn from it alone.
+
+    Args:
+        ids: Raw user or product ids.
+        factors: The length of each row.
+        seed: The draws' seed.
+    """
+    keys = ids.astype(np.uint64)[:, None] * np.uint64(factors) + np.arange(factors, dtype=np.uint64)
+    return (seeded_units(seed, keys) * _INITIAL_SCALE).astype(np.float32)
 
 
 class ALSRecommender(Recommender):
@@ -55,7 +72,12 @@ class ALSRecommender(Recommender):
         alpha: How much each unit of engagement (or, binary, each observed
             pair) raises a pair's confidence.
         iterations: ALS sweeps (users then items) to run.
-        random_state: Seed of the initial factors.
+        random_state: Seed of the initial factors. Each product's (and
+            user's) initial vector is drawn from the seed and its id alone,
+            not from its place in the matrix, so a refit on more data starts
+            every known product where the previous fit started it: refits
+            agree with each other, and the quality gate compares like with
+            like.
         weighting: "engagement" (confidence grows with engagement) or
             "binary" (every observed pair has confidence 1 + alpha).
         min_engagement: Pairs of less engagement are left out of training and
@@ -178,10 +200,21 @@ class ALSRecommender(Recommender):
                 random_state=self.random_state,
                 num_threads=1,
             )
+            # implicit's own start draws the factors in matrix order: one new
+            # product or user ahead shifts every draw after it, and two fits of
+            # nearly the same data ended 2-4% apart in NDCG@10.
+            model.user_factors, model.item_factors = self.initial_factors()
             model.fit(matrix, show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
         self._prepare_fold_in()
+
+    def initial_factors(self) -> tuple[np.ndarray, np.ndarray]:
+        """Return the user and product factors a fit starts from (``seeded_factors``)."""
+        return (
+            seeded_factors(self.user_ids, self.factors, self.random_state ^ _USER_DRAWS),
+            seeded_factors(self.product_ids, self.factors, self.random_state ^ _ITEM_DRAWS),
+        )
 
     def user_weight(self, mine: np.ndarray, gain: np.ndarray) -> np.ndarray:
         """Return W = Y^T Y + sum_j (c_j - 1) y_j y_j^T + lambda I for a user's past products.

@@ -44,6 +44,7 @@ from prometheus_client import Counter
 from recsys.models.base import Recommender
 from recsys.models.content import ContentModel
 from recsys.models.ranked import RankedList
+from recsys.models.seeded import seeded_unit, seeded_units
 from recsys.online.answers import Reason, RecommendationAnswer, RecommendedProduct, RecommendRequest
 from recsys.online.impressions import ImpressionCounter
 from recsys.online.live_model import ServingModel
@@ -402,7 +403,7 @@ class Exploration:
         # keeping first, in fewer numpy calls.
         priority = ((pool.similarity(taste) + pool.new) * pool.fresh)[keep]
         ids = pool.product_ids[keep]
-        priority += JITTER * _unit(seed ^ _PRODUCTS, pool.keys[keep])
+        priority += JITTER * seeded_units(seed ^ _PRODUCTS, pool.keys[keep])
         return ids[_best(priority, ids, slots)]
 
 
@@ -424,39 +425,11 @@ def _seed(user_id: int | None, history: UserHistory, version: str) -> int:
     return int.from_bytes(digest, "little")
 
 
-def _unit(seed: int, keys: np.ndarray) -> np.ndarray:
-    """Return one number in [0, 1) per key, always the same for a seed and key (splitmix64)."""
-    # In place, in one array (unsigned arrays wrap around without a warning).
-    z = np.asarray(keys).astype(np.uint64)
-    z += np.uint64(seed)
-    z *= np.uint64(0x9E3779B97F4A7C15)
-    z ^= z >> 30
-    z *= np.uint64(0xBF58476D1CE4E5B9)
-    z ^= z >> 27
-    z *= np.uint64(0x94D049BB133111EB)
-    z ^= z >> 31
-    z >>= 11
-    return z.astype(np.float64) / float(1 << 53)
-
-
-_MASK64 = (1 << 64) - 1
-
-
-def _unit_of(seed: int, key: int) -> float:
-    """Return ``_unit(seed, [key])[0]`` in Python integers (one draw: no arrays to make)."""
-    z = (key + seed) & _MASK64
-    z = (z * 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    z = z ^ (z >> 31)
-    return (z >> 11) / float(1 << 53)
-
-
 def _slot_count(n: int, share: float, seed: int) -> int:
     """Return how many of n slots to explore: n x share, the fraction a seeded coin."""
     expected = n * share
     whole = int(expected)
-    return min(n, whole + int(_unit_of(seed ^ _SLOTS, 0) < expected - whole))
+    return min(n, whole + int(seeded_unit(seed ^ _SLOTS, 0) < expected - whole))
 
 
 # Up to this many kept products, choosing sorts them all (measured: equal at about 300).
@@ -487,7 +460,7 @@ def _fill(ranked: RankedList, picked: np.ndarray, n: int, seed: int) -> ShownLis
     first = min(length // 2, length - slots)
     # The places of lowest draw. Python numbers throughout: a page is a few
     # places, and numpy's cost per call is most of a few places' work.
-    draws = {place: _unit_of(seed ^ _PLACES, place) for place in range(first, length)}
+    draws = {place: seeded_unit(seed ^ _PLACES, place) for place in range(first, length)}
     places = frozenset(sorted(draws, key=draws.__getitem__)[:slots])
     model_ids, model_scores = ranked.product_ids.tolist(), ranked.scores.tolist()
     explored = iter(picked.tolist())

@@ -5,13 +5,15 @@ import pandas as pd
 import pytest
 import scipy.sparse
 
+from recsys.data.loaders import load_dataset
 from recsys.models import MODELS
-from recsys.models.als import ALSRecommender
+from recsys.models.als import ALSRecommender, seeded_factors
 from recsys.models.base import EXPLAIN
 from recsys.models.ease import EASERecommender, ease_weights
 from recsys.models.itemknn import ItemKNNRecommender
 from recsys.models.profile import Profile
 from recsys.models.svd import SVDRecommender
+from tests.builders import BUNDLED_LOG
 from tests.models.test_model_contract import FEEDBACK, random_feedback
 
 EXPLAINING_MODELS = sorted(name for name, cls in MODELS.items() if EXPLAIN in cls.capabilities)
@@ -203,7 +205,7 @@ def test_als_confidence_grows_with_engagement_or_is_one_value_when_binary(
 
 
 def test_binary_als_is_implicits_als_on_binary_input():
-    """Ours with alpha a - 1 and binary weighting = implicit given 0/1 input and alpha a."""
+    """Ours with alpha a - 1 and binary weighting = implicit given 0/1 input, alpha a, our start."""
     from implicit.cpu.als import AlternatingLeastSquares
     from threadpoolctl import threadpool_limits
 
@@ -218,11 +220,31 @@ def test_binary_als_is_implicits_als_on_binary_input():
     )
     with threadpool_limits(1, "blas"):
         theirs = AlternatingLeastSquares(
-            factors=8, regularization=5.0, alpha=5.0, iterations=5, random_state=42, num_threads=1
+            factors=8, regularization=5.0, alpha=5.0, iterations=5, num_threads=1
         )
+        theirs.user_factors, theirs.item_factors = ours.initial_factors()
         theirs.fit(binary, show_progress=False)
     np.testing.assert_allclose(ours.user_factors, theirs.user_factors, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(ours.item_factors, theirs.item_factors, rtol=1e-4, atol=1e-5)
+
+
+def test_als_starts_each_id_from_its_own_draws_whatever_ids_come_with_it():
+    few = seeded_factors(np.array([5, 9]), 8, seed=42)
+    many = seeded_factors(np.array([1, 5, 7, 9]), 8, seed=42)
+    np.testing.assert_array_equal(few, many[[1, 3]])
+    assert few.dtype == np.float32 and ((few >= 0) & (few < 0.01)).all()
+    assert not np.array_equal(few, seeded_factors(np.array([5, 9]), 8, seed=43))
+
+
+def test_an_als_refit_without_its_first_user_learns_nearly_the_same_product_factors():
+    feedback = load_dataset(BUNDLED_LOG).feedback
+    first = ALSRecommender().fit(feedback)
+    # Without the lowest user id, every other user sits one row higher.
+    again = ALSRecommender().fit(feedback[feedback["user_id"] != feedback["user_id"].min()])
+    np.testing.assert_array_equal(first.product_ids, again.product_ids)
+    moved = np.abs(again.item_factors - first.item_factors).max()
+    # implicit's own start (drawn in matrix order) moved them by 1.25x their largest.
+    assert moved < 0.1 * np.abs(first.item_factors).max()
 
 
 def test_binary_als_folds_in_a_history_whatever_its_engagement():

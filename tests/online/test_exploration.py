@@ -14,13 +14,7 @@ import pytest
 from recsys.data.ratings import derive_ratings
 from recsys.models.content import cosine
 from recsys.models.popularity import PopularityRecommender
-from recsys.online.exploration import (
-    POOL_SIZE,
-    CatalogContent,
-    ExplorationPool,
-    _unit,
-    _unit_of,
-)
+from recsys.online.exploration import POOL_SIZE, CatalogContent, ExplorationPool
 from tests.builders import AppFactory, runtime_of
 from tests.web.test_observability import metrics, value
 
@@ -305,11 +299,3 @@ def test_a_pool_made_without_the_hidden_products_is_the_pool_they_were_masked_fr
     assert pool.fresh.tolist() == everything.fresh[kept].tolist()
     assert (pool.vectors != everything.vectors[kept]).nnz == 0
     assert pool.hidden == hidden
-
-
-def test_one_draw_in_python_integers_is_the_arrays_draw():
-    keys = np.array([0, 1, 7, 2**40, 2**62], dtype=np.int64)
-    for seed in (0, 1, 2**63 + 12345, 2**64 - 1):
-        drawn = _unit(seed, keys)
-        assert ((drawn >= 0) & (drawn < 1)).all()
-        assert drawn.tolist() == [_unit_of(seed, key) for key in keys.tolist()]
