@@ -83,11 +83,14 @@ def bench_model(model: str, log, catalog, folder: Path, verdicts: Verdicts) -> N
         registry, live = publish(case, first)
         (_, meta), seconds = timed(lambda case=case, fitter=fitter: publish(case, log, fitter))
         g = meta.gate
-        print(
-            f"{model:8} {case:8} {g['decision']:9} candidate {g['candidate']} live {g['live']} "
-            f"bar {g['least']} se {g['standard_error']} users {g['split']['test_users']} "
-            f"({seconds:.2f} s)"
-        )
+        if "least" in g:
+            print(
+                f"{model:8} {case:8} {g['decision']:9} candidate {g['candidate']} "
+                f"live {g['live']} bar {g['least']} se {g['standard_error']} "
+                f"users {g['split']['test_users']} ({seconds:.2f} s)"
+            )
+        else:  # passed without a comparison (a model that cannot fold in, too few users)
+            print(f"{model:8} {case:8} {g['decision']:9} {g['reason']} ({seconds:.2f} s)")
         newest = registry.versions()[0]
         if case == "fair":
             verdicts.check(f"{model}: a fair retrain goes live", g["decision"], not meta.rejected)
