@@ -208,6 +208,20 @@ def kill_mid_write(script: str, paths: list[str], env: dict[str, str] | None = N
     return child.returncode
 
 
+def exposure_row(user_id: int, served_at: datetime, recommendation_id: str) -> dict:
+    """Return one list served inside experiment "e" (variant "a") as an ``exposures`` row."""
+    return {
+        "recommendation_id": recommendation_id,
+        "experiment": "e",
+        "variant": "a",
+        "user_id": user_id,
+        "product_ids": "1 2",
+        "latency_ms": 1.0,
+        "failed": False,
+        "served_at": served_at,
+    }
+
+
 def expose(
     store, user_id: int, served_at: datetime | None = None, clicked_at: datetime | None = None
 ) -> None:
@@ -217,20 +231,7 @@ def expose(
 
     records = ExperimentStore(store.engine)
     now = utc_now()
-    records.add_exposures(
-        [
-            {
-                "recommendation_id": f"r{user_id}",
-                "experiment": "e",
-                "variant": "a",
-                "user_id": user_id,
-                "product_ids": "1 2",
-                "latency_ms": 1.0,
-                "failed": False,
-                "served_at": served_at or now,
-            }
-        ]
-    )
+    records.add_exposures([exposure_row(user_id, served_at or now, f"r{user_id}")])
     records.add_exposure_events(
         [
             {

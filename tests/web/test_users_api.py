@@ -9,7 +9,7 @@ import time
 import pytest
 
 from recsys.data.timestamps import utc_now
-from tests.builders import runtime_of
+from tests.builders import exposure_row, runtime_of
 
 ADMIN_KEY = "test-admin-key-0123456789"
 ADMIN_KEYS = f"admin:{hashlib.sha256(ADMIN_KEY.encode()).hexdigest()}"
@@ -127,16 +127,7 @@ def test_a_product_is_shown_as_unavailable_and_then_available_again(client):
 
 
 def exposure(user_id: int, served_at) -> dict:
-    return {
-        "recommendation_id": f"r{served_at:%H%M%S%f}",
-        "experiment": "e",
-        "variant": "a",
-        "user_id": user_id,
-        "product_ids": "1 2",
-        "latency_ms": 1.0,
-        "failed": False,
-        "served_at": served_at,
-    }
+    return exposure_row(user_id, served_at, f"r{served_at:%H%M%S%f}")
 
 
 def test_exposures_queued_before_a_deletion_never_outlive_it(any_app_factory):
