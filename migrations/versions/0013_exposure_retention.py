@@ -2,7 +2,7 @@
 
 ``prune-events`` deletes the exposures served before the retention's cutoff
 as it deletes the events: with this index each of its transactions finds the
-next few thousand of them without reading the whole table.
+next thousand of them without reading the whole table.
 
 Revision ID: 0013
 Revises: 0012

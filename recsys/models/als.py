@@ -197,12 +197,11 @@ class ALSRecommender(Recommender):
                 regularization=self.regularization,
                 alpha=1.0,
                 iterations=self.iterations,
-                random_state=self.random_state,
                 num_threads=1,
             )
-            # implicit's own start draws the factors in matrix order: one new
-            # product or user ahead shifts every draw after it, and two fits of
-            # nearly the same data ended 2-4% apart in NDCG@10.
+            # Our start, not implicit's (it draws the factors in matrix order:
+            # one new product or user ahead shifts every draw after it, and two
+            # fits of nearly the same data ended 2-4% apart in NDCG@10).
             model.user_factors, model.item_factors = self.initial_factors()
             model.fit(matrix, show_progress=False)
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)

@@ -232,7 +232,7 @@ class UserData:
 
         The linked events are copies of users' interactions, so the
         retention that prunes the events prunes them too, each by its own
-        time. An exposure goes by the moment it was served, a few thousand a
+        time. An exposure goes by the moment it was served, ``chunk_rows`` a
         transaction, found by ``served_at``'s index.
 
         Args:
