@@ -17,6 +17,11 @@ The ranker's validation parts follow the split's rule (``RANKER_SETTINGS``).
 The ranker's fit time is its longest fit on these splits, wall clock (CPU
 seconds beside it: the machine is shared).
 
+How stage 2's parts are drawn (with ``RATINGS``): each user's latest rows
+(the default), random fifths and rank fusion (no stage 2), scored on
+validation rows carved from the training rows of ``bench_quality``'s two time
+splits as it carves them; no test row is read.
+
 Targets: NDCG@10 at least 1.03x the best single model on each split; a fit
 under 3 minutes on ml-latest-small; an uncached answer at most 2x EASE's CPU
 time at 5,000 products. Exits 1 if a target fails.
@@ -43,8 +48,13 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_fold_in import build_store, cpu_per_answer, version_of  # noqa: E402
 from verdicts import Verdicts, add_record_option  # noqa: E402
 
-from recsys.data.loaders import load_dataset  # noqa: E402
-from recsys.evaluation.evaluate import evaluate  # noqa: E402
+from recsys.data.loaders import Dataset, load_dataset  # noqa: E402
+from recsys.evaluation.evaluate import evaluate, score_split  # noqa: E402
+from recsys.evaluation.splits import (  # noqa: E402
+    global_time_windows,
+    make_splits,
+    validation_split,
+)
 from recsys.models import MODELS  # noqa: E402
 from recsys.models.popularity import PopularityRecommender  # noqa: E402
 from recsys.models.ranker import RankerRecommender  # noqa: E402
@@ -63,6 +73,19 @@ SPLITS = {"time": {"protocol": "time"}, "holdout": {"protocol": "holdout"}}
 RANKER_SETTINGS = {
     "time": {},
     "holdout": {"validation_order": "random", "validation_fraction": 0.2},
+}
+# Ways of drawing the parts stage 2 learns from, compared on validation rows
+# only: the default (each user's latest rows), random fifths of each user's
+# rows, and no stage 2 at all (rank fusion of the stage-1 ranks).
+ORDERS = {
+    "latest rows": {},
+    "random fifths": {"validation_order": "random", "validation_fraction": 0.2},
+    "rank fusion": {"min_validation_users": 10**9},
+}
+# bench_quality's time splits: (protocol, held-out rows per user, splits).
+ORDER_SPLITS = {
+    "global time split": ("time-global", 1, global_time_windows()),
+    "last 5 per user": ("time", 5, 3),
 }
 
 
@@ -95,6 +118,29 @@ def quality(ratings: Path, verdicts: Verdicts) -> None:
         f"{fit_wall:.1f} s",
         fit_wall < MAX_FIT_SECONDS,
     )
+
+
+def validation_orders(dataset: Dataset) -> None:
+    """Print the ranker's NDCG@10 on validation rows for each way of drawing stage 2's parts.
+
+    Each split's validation rows are carved from its training rows as
+    ``bench_quality`` carves them (``validation_split``); the ranker learns
+    from the rest of the training rows and never reads a test row.
+    """
+    print(
+        "\nstage 2's training parts on bench_quality's time splits: NDCG@10 on validation "
+        "rows carved from each split's training rows (mean over splits; no test row read)"
+    )
+    print(f"  {'split':<19}" + "".join(f"{name:>15}" for name in ORDERS))
+    for label, (protocol, leave_last, repeats) in ORDER_SPLITS.items():
+        splits = make_splits(dataset.feedback, protocol, 0, leave_last=leave_last, repeats=repeats)
+        found: dict[str, list[float]] = {name: [] for name in ORDERS}
+        for index, split in enumerate(splits):
+            validation = validation_split(split.train, protocol, index, leave_last=leave_last)
+            for name, settings in ORDERS.items():
+                fitted = RankerRecommender(**settings).fit(validation.train)
+                found[name].append(score_split(fitted, validation, 10, 4.0)["ndcg@10"])
+        print(f"  {label:<19}" + "".join(f"{np.mean(found[name]):>15.4f}" for name in ORDERS))
 
 
 class _CPUTimedRanker(RankerRecommender):
@@ -154,6 +200,7 @@ def main() -> int:
     logging.disable(logging.WARNING)
     if args.ratings is not None and args.ratings.is_file():
         quality(args.ratings, verdicts)
+        validation_orders(load_dataset(args.ratings))
     else:
         why = f"no MovieLens ratings at {args.ratings}" if args.ratings else "no RATINGS given"
         verdicts.not_run("ranker NDCG@10 and fit time on MovieLens", why)
