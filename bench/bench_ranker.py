@@ -89,9 +89,8 @@ ORDER_SPLITS = {
 }
 
 
-def quality(ratings: Path, verdicts: Verdicts) -> None:
+def quality(dataset: Dataset, verdicts: Verdicts) -> None:
     """Score the stage-1 models and the ranker on each split; judge NDCG@10 and fit time."""
-    dataset = load_dataset(ratings)
     names = [*SINGLE_MODELS, "popular", "ranker"]
     print(f"{dataset.name}: {len(dataset.feedback):,} ratings; NDCG@10 by split (evaluate)")
     print(f"  {'split':<9}" + "".join(f"{n:>10}" for n in names) + f"{'ratio':>8}")
@@ -199,8 +198,9 @@ def main() -> int:
     verdicts = Verdicts("bench_ranker.py", record=args.record)
     logging.disable(logging.WARNING)
     if args.ratings is not None and args.ratings.is_file():
-        quality(args.ratings, verdicts)
-        validation_orders(load_dataset(args.ratings))
+        dataset = load_dataset(args.ratings)
+        quality(dataset, verdicts)
+        validation_orders(dataset)
     else:
         why = f"no MovieLens ratings at {args.ratings}" if args.ratings else "no RATINGS given"
         verdicts.not_run("ranker NDCG@10 and fit time on MovieLens", why)
