@@ -86,17 +86,9 @@ def main(argv: list[str] | None = None) -> int:
         return refuse(f"cannot listen on {shown[0]}: {problem}")
     warn_if_open(keys, shown)
     try:
-        prepared = runtime.init_before_workers()
+        prepare_before_workers(app)
     except RecsysError as exc:  # a data file or setting init cannot use: one line
         return refuse(str(exc))
-    if prepared:
-        runtime.load_live_model()
-        # Everything so far goes to a generation the collector never scans: a
-        # collection in a worker then writes nothing into the inherited
-        # objects, so their pages stay shared instead of being copied.
-        gc.freeze()
-    # Two processes must never share a pooled connection: each worker opens its own.
-    runtime.store.dispose()
     server = granian_server(address, settings, app)
     server.on_startup(notify_systemd_ready)
     server.on_shutdown(lambda: remove_own_metrics_dir(metrics_dir))
@@ -208,6 +200,23 @@ GRANIAN_LOG_CONFIG = {
         "access": {"formatter": "access", "class": "logging.StreamHandler"},
     },
 }
+
+
+def prepare_before_workers(app: Any) -> None:
+    """In the main process: the start-up work once, the newest model loaded, no connection kept.
+
+    Raises:
+        RecsysError: A data file or setting the start-up work cannot use.
+    """
+    runtime = app.extensions["recsys.runtime"]
+    if runtime.init_before_workers():
+        runtime.load_live_model()
+        # Everything so far goes to a generation the collector never scans: a
+        # collection in a worker then writes nothing into the inherited
+        # objects, so their pages stay shared instead of being copied.
+        gc.freeze()
+    # Two processes must never share a pooled connection: each worker opens its own.
+    runtime.store.dispose()
 
 
 def worker_app(app: Any, metrics_dir: Path) -> Any:

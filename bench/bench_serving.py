@@ -5,7 +5,9 @@ Part "servers" (bench/server_comparison.py): gunicorn with gunicorn.conf.py
 server now), started in turn on the same app, data and cores, on /healthz,
 /recommend (cache off and on; bundled data and 5,000 products) and POST
 /interactions (single events and batches of 100): requests/s, p50, p99 and
-the server's CPU per request, and the targets of the choice.
+the server's CPU per request, and the targets of the choice. ``--servers
+uwsgi,socketify`` adds those servers to the tables (for information; they
+need requirements-bench-servers.txt).
 
 Part "ratios": the production server (serve.py: granian, 2 workers;
 ``flask --app app init`` runs once before they start) over a fresh
@@ -33,7 +35,8 @@ PASS or FAIL per target (targets a run leaves out: "not run"); exits 1 if
 any fails.
 
 Usage: python bench/bench_serving.py [--duration 10] [--rounds 2] [--only default,synthetic]
-       [--parts servers,ratios] [--compare-rounds 2] [--record FILE]
+       [--parts servers,ratios] [--compare-rounds 2] [--servers uwsgi,socketify]
+       [--record FILE]
 Needs wrk (apt-get install wrk).
 """
 
@@ -215,6 +218,11 @@ def main() -> int:
         "--compare-rounds", type=int, default=2, help="rounds of the servers' comparison"
     )
     parser.add_argument("--threads", type=int, default=8, help="threads per worker")
+    parser.add_argument(
+        "--servers",
+        default="",
+        help="other servers to compare beside gunicorn and granian: uwsgi, socketify",
+    )
     parser.add_argument("--only", default="default,synthetic", help="data sets to run")
     parser.add_argument("--configs", default="0,1,2", help="indexes of " + str(CONFIGS))
     parser.add_argument(

@@ -9,15 +9,23 @@ data per server, so that one server's events never lengthen the histories
 the other reads. Rounds alternate the order of the servers (gunicorn then
 granian, then granian then gunicorn): a machine that speeds up or slows down
 favours neither, and each comparison is the median of the rounds' ratios.
+
+``--servers`` adds other servers over the same app, started as serve.py
+starts granian (bench/other_servers.py): uWSGI and socketify, when
+requirements-bench-servers.txt is installed. Their rows join each table and
+their ratios to gunicorn and granian are printed for information; the
+targets judge granian, the production server, against gunicorn.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import statistics
 import time
 from pathlib import Path
 
+from other_servers import uwsgi_command
 from serving_kit import (
     HEALTHZ_LUA,
     POST_EVENTS_LUA,
@@ -34,6 +42,11 @@ from verdicts import Verdicts
 
 REFERENCE, CHOSEN = "gunicorn", "granian"
 SERVERS = (REFERENCE, CHOSEN)
+# Servers --servers may add, each with what it needs installed.
+OTHER_SERVERS = {
+    "uwsgi": lambda: Path(uwsgi_command("", 0, 1, 1)[0]).is_file(),
+    "socketify": lambda: importlib.util.find_spec("socketify") is not None,
+}
 # The bundled data's users and products (every posted event is valid).
 BUNDLED_USERS, BUNDLED_PRODUCTS = 100, 20
 # A cached-answer warm-up stops at this share of cached answers (or after --warmup-large).
@@ -111,11 +124,27 @@ def print_runs(kind: str, rounds: list[dict]) -> None:
 
 def per_round(found: dict, value) -> float:
     """Return the median over rounds of ``value(round's runs by server)``."""
-    rounds = zip(*(found[kind] for kind in SERVERS), strict=True)
-    return statistics.median(value(dict(zip(SERVERS, r, strict=True))) for r in rounds)
+    rounds = zip(*found.values(), strict=True)
+    return statistics.median(value(dict(zip(found, r, strict=True))) for r in rounds)
 
 
-def run_comparison(tmp: Path, args: argparse.Namespace) -> dict[tuple[str, str], dict]:
+def servers_to_compare(names: str) -> tuple[str, ...]:
+    """Return gunicorn, granian and the other servers named (comma-separated) that are installed."""
+    kinds = list(SERVERS)
+    for name in [n for n in names.split(",") if n and n not in SERVERS]:
+        if name not in OTHER_SERVERS:
+            known = ", ".join(OTHER_SERVERS)
+            raise SystemExit(f"--servers: unknown server {name!r} (known: {known})")
+        if OTHER_SERVERS[name]():
+            kinds.append(name)
+        else:
+            print(f"{name} is not installed: pip install -r requirements-bench-servers.txt")
+    return tuple(kinds)
+
+
+def run_comparison(
+    tmp: Path, args: argparse.Namespace, servers: tuple[str, ...]
+) -> dict[tuple[str, str], dict]:
     """Measure every server on every data set and cache setting; return the runs by case."""
     scripts = {}
     for name, text in (
@@ -136,15 +165,15 @@ def run_comparison(tmp: Path, args: argparse.Namespace) -> dict[tuple[str, str],
             users = 10_000
         for cache in ("0", "1"):
             env = {**common, "RECSYS_CACHE": cache, "RECSYS_CACHE_MAX_ENTRIES": "30000"}
-            found: dict = {kind: [] for kind in SERVERS}
+            found: dict = {kind: [] for kind in servers}
             for number in range(args.compare_rounds):
-                for kind in SERVERS if number % 2 == 0 else SERVERS[::-1]:
+                for kind in servers if number % 2 == 0 else servers[::-1]:
                     found[kind].append(measure_reads(kind, state, env, users, scripts, args))
             cases[(dataset, cache)] = found
     if "default" in args.only.split(","):
-        found = {kind: [] for kind in SERVERS}
+        found = {kind: [] for kind in servers}
         for number in range(args.compare_rounds):
-            for kind in SERVERS if number % 2 == 0 else SERVERS[::-1]:
+            for kind in servers if number % 2 == 0 else servers[::-1]:
                 state = tmp / f"compare-ingest-{kind}-{number}"
                 found[kind].append(measure_writes(kind, state, common, scripts, args))
         cases[("default", "ingest")] = found
@@ -152,13 +181,16 @@ def run_comparison(tmp: Path, args: argparse.Namespace) -> dict[tuple[str, str],
 
 
 def compare_servers(tmp: Path, args: argparse.Namespace, verdicts: Verdicts) -> None:
-    """Measure gunicorn and granian in turn, print the table and judge the servers' targets."""
+    """Measure the servers in turn, print the table and judge the servers' targets."""
+    servers = servers_to_compare(args.servers)
+    others = "".join(f", {kind} (bench/other_servers.py)" for kind in servers[2:])
     print(
-        f"\nServers compared: {REFERENCE} (gunicorn.conf.py, gthread) and {CHOSEN} (serve.py), "
-        f"each {args.workers} workers x {args.threads} threads, access log on; "
-        f"{args.compare_rounds} round(s), servers in alternating order; medians over rounds"
+        f"\nServers compared: {REFERENCE} (gunicorn.conf.py, gthread), {CHOSEN} (serve.py)"
+        f"{others}, each {args.workers} workers x {args.threads} threads (socketify: one "
+        f"thread), access log on; {args.compare_rounds} round(s), servers in alternating "
+        "order; medians over rounds"
     )
-    cases = run_comparison(tmp, args)
+    cases = run_comparison(tmp, args, servers)
     titles = {
         ("default", "0"): "bundled data, cache off",
         ("default", "1"): "bundled data, cache on (no Redis)",
@@ -172,9 +204,29 @@ def compare_servers(tmp: Path, args: argparse.Namespace, verdicts: Verdicts) -> 
             f"  {'server':<10}{'request':<12}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
             f"{'CPU us/req':>12}   rounds' req/s"
         )
-        for kind in SERVERS:
+        for kind in servers:
             print_runs(kind, found[kind])
     judge(cases, verdicts)
+    for kind in servers[2:]:
+        compare_other(kind, cases, verdicts)
+
+
+def compare_other(kind: str, cases: dict, verdicts: Verdicts) -> None:
+    """Print another server's rates against gunicorn's and granian's (information only)."""
+    for case, name, text in (
+        (("default", "1"), "healthz", "/healthz, bundled"),
+        (("default", "1"), "recommend", "/recommend, cache on, bundled"),
+        (("default", "0"), "recommend", "/recommend, cache off, bundled"),
+        (("synthetic", "0"), "recommend", "/recommend, cache off, 5,000 products"),
+        (("default", "ingest"), "post 1", "POST /interactions, 1 event"),
+    ):
+        if case not in cases:
+            continue
+        for versus in (REFERENCE, CHOSEN):
+            measured = per_round(
+                cases[case], lambda runs, v=versus, n=name: runs[kind][n].rate / runs[v][n].rate
+            )
+            verdicts.inform(f"{text}: rate ({kind} / {versus})", f"{measured:.2f}")
 
 
 def judge(cases: dict, verdicts: Verdicts) -> None:
@@ -194,6 +246,8 @@ def judge(cases: dict, verdicts: Verdicts) -> None:
     targets = [
         (("default", "1"), rate("recommend"), 2.5, "/recommend, cache on, bundled: rate"),
         (("default", "1"), cpu("recommend"), None, "/recommend, cache on, bundled: by CPU"),
+        # The two servers' floors: a cached answer costs at least /healthz's work.
+        (("default", "1"), rate("healthz"), None, "/healthz, bundled: rate"),
         (
             ("default", "1"),
             lambda r: r[CHOSEN]["recommend"].p99_ms / r[REFERENCE]["recommend"].p99_ms,

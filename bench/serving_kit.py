@@ -9,9 +9,11 @@ between servers whatever else the machine runs.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -35,7 +37,12 @@ ROOT = Path(__file__).resolve().parent.parent
 SERVER_COMMANDS = {
     "granian": [sys.executable, "serve.py"],
     "gunicorn": [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "app:create_app()"],
+    # Compared only (bench/other_servers.py; requirements-bench-servers.txt).
+    "uwsgi": [sys.executable, "bench/other_servers.py", "uwsgi"],
+    "socketify": [sys.executable, "bench/other_servers.py", "socketify"],
 }
+# Servers whose first process does not stop the others: stopped as a process group.
+_STOPPED_AS_GROUP = {"socketify"}
 
 # The result of one wrk run as one JSON line (latencies in microseconds).
 _DONE = """
@@ -266,6 +273,7 @@ class Server:
                 env=full_env,
                 stdout=log,
                 stderr=subprocess.STDOUT,
+                start_new_session=kind in _STOPPED_AS_GROUP,
             )
         self._wait_ready()
 
@@ -290,6 +298,11 @@ class Server:
         raise RuntimeError(f"{self.kind} did not become ready:\n{self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
+        if self.kind in _STOPPED_AS_GROUP:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+            return
         if self.process.poll() is None:
             self.process.terminate()
             try:
