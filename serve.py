@@ -1,9 +1,10 @@
 """Production server: ``python serve.py`` (``make serve``) runs granian's workers over the app.
 
 Why granian: measured by bench/bench_serving.py on the same app, data and
-cores, its Rust HTTP layer answers 2.4 to 3.4 times the /healthz requests of
-gunicorn's threaded workers, 2 to 2.5 times the /recommend ones
-(docs/operations/running.md has the table).
+cores, its Rust HTTP layer answers about 2.4 times the /healthz requests of
+gunicorn's threaded workers and 1.5 to 2.3 times the /recommend ones; uWSGI
+answered fewer, socketify about as many (docs/operations/running.md has the
+table).
 
 What this launcher adds around it, in the main process before any worker
 exists, so that several workers never race for it:
