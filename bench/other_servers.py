@@ -32,6 +32,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from recsys.config import SettingsError  # noqa: E402
+
 SERVER_NAMES = ("uwsgi", "socketify")
 # The largest request head uWSGI takes (serve.py's granian limit).
 HEADER_BYTES = 16 * 1024
@@ -65,11 +67,15 @@ def uwsgi_command(host: str, port: int, workers: int, threads: int) -> list[str]
 
 
 def _listening(environ: dict[str, str]) -> tuple[str, int, int, int]:
+    """Return (host, port, workers, threads) from the settings, as serve.py reads them."""
     from recsys.config import Settings
+    from serve import listening_address
 
     settings = Settings.load(environ, None, "instance")
-    host, port = settings.server.bind[0].rsplit(":", 1)
-    return host, int(port), settings.server.workers, settings.server.threads
+    address = listening_address(settings.server.bind, None, None)
+    if not isinstance(address, tuple):
+        raise ValueError(f"RECSYS_BIND: the compared servers listen on HOST:PORT, got {address}")
+    return address[0], address[1], settings.server.workers, settings.server.threads
 
 
 class _PreparedApp:
@@ -109,7 +115,11 @@ def main(argv: list[str]) -> int:
     if len(argv) != 1 or argv[0] not in SERVER_NAMES:
         print(__doc__.split("\n\n")[1], file=sys.stderr)
         return 2
-    host, port, workers, threads = _listening(dict(os.environ))
+    try:
+        host, port, workers, threads = _listening(dict(os.environ))
+    except (SettingsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     if argv[0] == "uwsgi":
         command = uwsgi_command(host, port, workers, threads)
         os.execv(command[0], command)
