@@ -184,11 +184,12 @@ def compare_servers(tmp: Path, args: argparse.Namespace, verdicts: Verdicts) -> 
     """Measure the servers in turn, print the table and judge the servers' targets."""
     servers = servers_to_compare(args.servers)
     others = "".join(f", {kind} (bench/other_servers.py)" for kind in servers[2:])
+    one_thread = " (socketify: one thread)" if "socketify" in servers else ""
     print(
         f"\nServers compared: {REFERENCE} (gunicorn.conf.py, gthread), {CHOSEN} (serve.py)"
-        f"{others}, each {args.workers} workers x {args.threads} threads (socketify: one "
-        f"thread), access log on; {args.compare_rounds} round(s), servers in alternating "
-        "order; medians over rounds"
+        f"{others}, each {args.workers} workers x {args.threads} threads{one_thread}, "
+        f"access log on; {args.compare_rounds} round(s), servers in alternating order; "
+        "medians over rounds"
     )
     cases = run_comparison(tmp, args, servers)
     titles = {
