@@ -33,17 +33,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from recsys.config import SettingsError  # noqa: E402
+from serve import MAX_HEADER_BYTES  # noqa: E402
 
 SERVER_NAMES = ("uwsgi", "socketify")
-# The largest request head uWSGI takes (serve.py's granian limit).
-HEADER_BYTES = 16 * 1024
+# pip installs uWSGI's binary beside this interpreter.
+UWSGI_BINARY = Path(sys.executable).with_name("uwsgi")
 
 
 def uwsgi_command(host: str, port: int, workers: int, threads: int) -> list[str]:
     """Return uWSGI's command over this module's ``application``."""
-    binary = Path(sys.executable).with_name("uwsgi")
     return [
-        str(binary),
+        str(UWSGI_BINARY),
         "--http11-socket",  # HTTP/1.1 with keep-alive, as the other servers
         f"{host}:{port}",
         "--pythonpath",
@@ -55,8 +55,8 @@ def uwsgi_command(host: str, port: int, workers: int, threads: int) -> list[str]
         str(workers),
         "--threads",
         str(threads),
-        "--buffer-size",
-        str(HEADER_BYTES),
+        "--buffer-size",  # the largest request head, granian's limit in serve.py
+        str(MAX_HEADER_BYTES),
         "--need-app",
         "--die-on-term",  # SIGTERM stops uWSGI 2.0 (its default is a reload)
         "--disable-logging",  # its own request log: the app writes the JSON one
@@ -93,19 +93,17 @@ class _PreparedApp:
         prepare_before_workers(self.app)
         self._lock = threading.Lock()
         self._served: Any = None
-        self._pid = 0
+        self._pid = 0  # the process ``_served`` was made in (0: none yet)
 
     def __call__(self, environ: dict, start_response: Any) -> Any:
-        served = self._served
-        if served is None or self._pid != os.getpid():
-            served = self._worker()
+        served = self._served if self._pid == os.getpid() else self._worker()
         return served(environ, start_response)
 
     def _worker(self) -> Any:
         from serve import worker_app
 
         with self._lock:
-            if self._served is None or self._pid != os.getpid():
+            if self._pid != os.getpid():
                 self._served = worker_app(self.app, self.metrics_dir)
                 self._pid = os.getpid()
             return self._served

@@ -25,7 +25,7 @@ import statistics
 import time
 from pathlib import Path
 
-from other_servers import uwsgi_command
+from other_servers import UWSGI_BINARY
 from serving_kit import (
     HEALTHZ_LUA,
     POST_EVENTS_LUA,
@@ -44,7 +44,7 @@ REFERENCE, CHOSEN = "gunicorn", "granian"
 SERVERS = (REFERENCE, CHOSEN)
 # Servers --servers may add, each with what it needs installed.
 OTHER_SERVERS = {
-    "uwsgi": lambda: Path(uwsgi_command("", 0, 1, 1)[0]).is_file(),
+    "uwsgi": UWSGI_BINARY.is_file,
     "socketify": lambda: importlib.util.find_spec("socketify") is not None,
 }
 # The bundled data's users and products (every posted event is valid).
