@@ -11,13 +11,16 @@ holds none of the pool's slots.
 A read repeated while nothing was committed to the database returns the
 rows it returned before, without running again. Any commit (an event, a
 prune, an import, a periodic impressions sync) makes every read run again;
-a read-mostly spell spares the query. What tells is the WAL index header
-(``WalIndexWatch``): every commit of any connection, of any process,
-rewrites it in the ``-shm`` file SQLite shares between them, which each
-connection maps. Reading it from the same shared memory is a copy of 96
-bytes; asking SQLite (``PRAGMA data_version``, the fallback) is a statement
-that lets go of the GIL, and under a threaded server each such hand-over
-cost more than the rest of a cached answer's history check.
+a read-mostly spell spares the query. What tells is ``PRAGMA data_version``
+(a few microseconds), which changes on a connection whenever another
+connection, of any process, committed.
+
+The WAL index header in the ``-shm`` file would tell the same from shared
+memory, but mapping it means opening that file, and SQLite's WAL locks are
+POSIX record locks on it: closing any descriptor of the file (a mapping's
+too) drops every lock the process holds on it, a writer's mid-transaction
+among them, so another process could write the WAL beside it and commits
+were lost.
 
 A connection never crosses a fork: a forked child opens its own and leaves
 the ones it inherited alone, unclosed (closing them there could disturb the
@@ -27,10 +30,7 @@ open a new one; the old ones close once no thread uses them.
 
 from __future__ import annotations
 
-import mmap
 import os
-import sqlite3
-import sys
 import threading
 import weakref
 from typing import Any
@@ -110,13 +110,12 @@ class _ThreadReader:
 
     def __init__(self, connection: Any):
         self.connection = connection
-        self._changes = WalIndexWatch.of(connection)
-        self._seen: bytes | int | None = None
+        self._seen: int | None = None
         self._rows: dict[tuple[str, tuple], list[tuple]] = {}
 
     def read(self, sql: str, params: tuple) -> list[tuple]:
         # Asked before the read: a commit between the two runs it again next time.
-        seen = self._changes.header() if self._changes is not None else self._data_version()
+        seen = self._data_version()
         if seen != self._seen:
             self._rows.clear()
             self._seen = seen
@@ -131,70 +130,6 @@ class _ThreadReader:
 
     def _data_version(self) -> int:
         return self.connection.execute("PRAGMA data_version").fetchone()[0]
-
-
-# The WAL index header as SQLite writes it (https://www.sqlite.org/walformat.html):
-# two copies of 48 bytes at the start of the -shm file, the second written
-# first. Both are compared: a commit under way shows in either. A reader
-# that finds a header SQLite's own checks would refuse does not trust the file.
-_HEADER_BYTES = 96
-_WAL_INDEX_VERSION = 3007000
-
-
-class WalIndexWatch:
-    """The WAL index header of an SQLite database, read from its shared ``-shm`` file.
-
-    Every committed transaction of any connection in WAL mode rewrites the
-    header (its change counter and last frame), after the transaction's
-    frames are in the WAL: equal headers read before two reads mean nothing
-    was committed between them. The file stays in place while the
-    connection that found it is open (SQLite removes or truncates it only
-    for a connection that is the database's only one), so the map is read
-    only through that connection's reader.
-    """
-
-    def __init__(self, mapped: mmap.mmap):
-        self._mapped = mapped
-
-    @classmethod
-    def of(cls, connection: Any) -> WalIndexWatch | None:
-        """Return the watch of a connection's main database, or None where it cannot tell.
-
-        None for a database not in WAL mode, in memory, or whose ``-shm``
-        file does not hold a live WAL index (SQLite keeps it in private
-        memory in exclusive locking mode): its reads ask ``PRAGMA data_version``.
-        """
-        try:
-            # A read of the database itself: the connection maps the WAL index for it.
-            connection.execute("PRAGMA schema_version").fetchone()
-            mode = connection.execute("PRAGMA journal_mode").fetchone()[0]
-            locking = connection.execute("PRAGMA locking_mode").fetchone()[0]
-            path = next(
-                (row[2] for row in connection.execute("PRAGMA database_list") if row[1] == "main"),
-                "",
-            )
-            if mode.lower() != "wal" or locking.lower() != "normal" or not path:
-                return None
-            fd = os.open(path + "-shm", os.O_RDONLY)
-            try:
-                if os.fstat(fd).st_size < _HEADER_BYTES:
-                    return None
-                mapped = mmap.mmap(fd, _HEADER_BYTES, mmap.MAP_SHARED, mmap.PROT_READ)
-            finally:
-                os.close(fd)
-        except (OSError, ValueError, sqlite3.Error):
-            return None
-        watch = cls(mapped)
-        header = watch.header()
-        version = int.from_bytes(header[:4], sys.byteorder)  # in the machine's own order
-        if version != _WAL_INDEX_VERSION or header[12] != 1:  # iVersion, isInit
-            mapped.close()
-            return None
-        return watch
-
-    def header(self) -> bytes:
-        """Return the header as it is now (a copy)."""
-        return self._mapped[:_HEADER_BYTES]
 
 
 _EVERY: weakref.WeakSet[ThreadConnections] = weakref.WeakSet()

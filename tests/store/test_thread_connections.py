@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -12,7 +15,6 @@ import sqlalchemy as sa
 from recsys.data.events import Event
 from recsys.store.events import EventStore, UserHistory
 from recsys.store.migrate import upgrade_to_head
-from recsys.store.thread_connections import WalIndexWatch
 from tests.builders import SMALL_CATALOG
 
 
@@ -130,13 +132,13 @@ def _statements_on_thread_connection(file_store) -> list[str]:
     return run
 
 
-def test_a_repeated_read_on_a_wal_file_runs_no_statement_at_all(file_store):
+def test_a_repeated_read_while_nothing_was_committed_runs_only_the_version_check(file_store):
     file_store.add_interactions([Event(7, 4, True)])
     file_store.user_history_rows(7)
     run = _statements_on_thread_connection(file_store)
     file_store.user_history_rows(7)
     file_store.user_history_rows(1)
-    assert run == [], "the WAL index in shared memory says nothing was committed"
+    assert run == ["PRAGMA data_version", "PRAGMA data_version"]
 
 
 def test_a_commit_of_another_process_makes_the_next_read_run_again(file_store, sqlite_url):
@@ -155,20 +157,50 @@ def test_a_commit_of_another_process_makes_the_next_read_run_again(file_store, s
     assert file_store.user_history_rows(7) is not first
 
 
-def test_without_a_wal_index_to_watch_a_read_asks_sqlite_and_sees_commits(file_store):
-    file_store.user_history(7)
-    reader = file_store._history_reads._local.reader
-    reader._changes = None  # as on a database SQLite keeps no shared WAL index for
-    file_store.user_history(7)
-    run = _statements_on_thread_connection(file_store)
-    file_store.user_history(7)
-    assert run == ["PRAGMA data_version"]
-    file_store.add_interactions([Event(7, 4, True)])
-    assert file_store.user_history(7).purchased == {4}
+# A second process that tries to begin writing, without waiting: it reports
+# whether the file's write lock was free.
+_TRY_TO_WRITE = """
+import sqlite3, sys
+connection = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=0)
+try:
+    connection.execute("BEGIN IMMEDIATE")
+    print("free")
+except sqlite3.OperationalError as exc:
+    print(exc)
+"""
 
 
-def test_a_database_not_in_wal_mode_is_not_watched(tmp_path):
-    connection = sqlite3.connect(tmp_path / "rollback.db", isolation_level=None)
-    connection.execute("CREATE TABLE t (x)")
-    assert WalIndexWatch.of(connection) is None
-    connection.close()
+def another_process_can_write(path) -> str:
+    return subprocess.run(
+        [sys.executable, "-c", _TRY_TO_WRITE, str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+    ).stdout.strip()
+
+
+def test_history_reads_never_release_a_write_lock_another_connection_of_the_process_holds(
+    file_store, tmp_path
+):
+    # SQLite's WAL locks are POSIX locks, which a process drops whole when it
+    # closes any descriptor of the locked file: a history read that opened and
+    # closed the -shm file let a second process write beside this one.
+    path = tmp_path / "events.db"
+    writer = sqlite3.connect(path, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    assert another_process_can_write(path) == "database is locked"
+
+    def read_on_a_new_thread() -> None:
+        file_store.user_history(7)
+
+    for _ in range(3):  # each thread takes, then leaves, a connection of its own
+        reader = threading.Thread(target=read_on_a_new_thread)
+        reader.start()
+        reader.join()
+    gc.collect()
+    file_store.dispose()
+    assert another_process_can_write(path) == "database is locked"
+    writer.execute("COMMIT")
+    writer.close()
+    assert another_process_can_write(path) == "free"
