@@ -1,4 +1,4 @@
-"""The Flask class the service runs on: Flask, with ``async`` checked once and ASCII path ids."""
+"""The Flask class the service runs on: Flask, with ``async`` checked once and strict paths."""
 
 from __future__ import annotations
 
@@ -28,6 +28,9 @@ class ServiceFlask(Flask):
         self._plain_functions: weakref.WeakSet[Callable[..., Any]] = weakref.WeakSet()
         # Before any route exists: every <int:...> of the service is ASCII digits only.
         self.url_map.converters["int"] = AsciiIntegerConverter
+        # A doubled slash (or an encoded one, %2F) matches no route, a JSON
+        # 404, where werkzeug would answer a 308 redirect with an HTML page.
+        self.url_map.merge_slashes = False
 
     def ensure_sync(self, func: Callable[..., Any]) -> Callable[..., Any]:
         """Return ``func`` itself if it is a plain function, else Flask's synchronous wrapper."""
