@@ -18,7 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from recsys.data.timestamps import format_utc, utc_now
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, quote
 from recsys.experiments import abstats
 from recsys.models import canonical_model_name
 
@@ -137,11 +137,13 @@ def experiment_from_spec(spec: Any, now: datetime | None = None) -> Experiment:
     name = _name(spec.get("name"), "name")
     metric = spec.get("metric", CONVERSION)
     if metric not in METRICS:
-        raise InvalidExperimentError(f"metric must be one of {', '.join(METRICS)}, got {metric!r}")
+        raise InvalidExperimentError(
+            f"metric must be one of {', '.join(METRICS)}, got {quote(metric)}"
+        )
     baseline = _rate(spec.get("baseline_rate"), "baseline_rate")
     mde = _rate(spec.get("mde"), "mde")
     if mde < MIN_MDE:
-        raise InvalidExperimentError(f"mde must be at least {MIN_MDE}, got {mde!r}")
+        raise InvalidExperimentError(f"mde must be at least {MIN_MDE}, got {quote(mde)}")
     try:
         planned = abstats.sample_size_per_variant(baseline, mde)
     except ValueError as exc:
@@ -175,14 +177,16 @@ def _name(value: Any, field: str) -> str:
     ):
         raise InvalidExperimentError(
             f"{field} must be 1 to {NAME_CHARS} ASCII letters, digits, '-', '_' or '.', "
-            f"got {value!r}"
+            f"got {quote(value)}"
         )
     return value
 
 
 def _rate(value: Any, field: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise InvalidExperimentError(f"{field} must be a number between 0 and 1, got {value!r}")
+        raise InvalidExperimentError(
+            f"{field} must be a number between 0 and 1, got {quote(value)}"
+        )
     return float(value)
 
 
@@ -201,12 +205,13 @@ def _variant(value: Any, index: int) -> Variant:
         or not MIN_WEIGHT <= weight <= MAX_WEIGHT
     ):
         raise InvalidExperimentError(
-            f"{where}.weight must be a number from {MIN_WEIGHT} to {MAX_WEIGHT:g}, got {weight!r}"
+            f"{where}.weight must be a number from {MIN_WEIGHT} to {MAX_WEIGHT:g}, "
+            f"got {quote(weight)}"
         )
     strategy = value.get("strategy")
     if strategy not in STRATEGIES:
         raise InvalidExperimentError(
-            f"{where}.strategy must be one of {', '.join(STRATEGIES)}, got {strategy!r}"
+            f"{where}.strategy must be one of {', '.join(STRATEGIES)}, got {quote(strategy)}"
         )
     model = value.get("model")
     version = value.get("version")
@@ -221,8 +226,11 @@ def _variant(value: Any, index: int) -> Variant:
     elif model is not None:
         raise InvalidExperimentError(f"{where}.model is only for strategy model")
     if strategy == VERSION:
-        if not isinstance(version, str) or not version:
-            raise InvalidExperimentError(f"{where}.version names the published version to serve")
+        if not isinstance(version, str) or not 1 <= len(version) <= NAME_CHARS:
+            raise InvalidExperimentError(
+                f"{where}.version names the published version to serve "
+                f"(1 to {NAME_CHARS} characters)"
+            )
     elif version is not None and strategy != MODEL:
         raise InvalidExperimentError(f"{where}.version is only for strategy version")
     return Variant(name, float(weight), strategy, model, version)

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from recsys.data.timestamps import utc_now
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, quote
 from recsys.experiments.assignment import Assigner
 from recsys.experiments.definitions import (
     CHAMPION,
@@ -221,7 +221,7 @@ class ExperimentLayer:
         """
         row = self.store.get(name)
         if row is None:
-            raise NoSuchExperimentError(f"no experiment named {name!r}")
+            raise NoSuchExperimentError(f"no experiment named {quote(name)}")
         return Experiment.from_row(row)
 
     def list(self) -> list[Experiment]:
@@ -251,7 +251,7 @@ class ExperimentLayer:
         try:
             self.store.start(name, pinned, utc_now())
         except LookupError:
-            raise NoSuchExperimentError(f"no experiment named {name!r}") from None
+            raise NoSuchExperimentError(f"no experiment named {quote(name)}") from None
         self.refresh()
         return self.get(name)
 
@@ -260,7 +260,7 @@ class ExperimentLayer:
         try:
             self.store.stop(name, utc_now())
         except LookupError:
-            raise NoSuchExperimentError(f"no experiment named {name!r}") from None
+            raise NoSuchExperimentError(f"no experiment named {quote(name)}") from None
         self.refresh()
         return self.get(name)
 

@@ -18,7 +18,7 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from recsys.errors import RecsysError
+from recsys.errors import RecsysError, quote
 from recsys.store.tables import (
     experiments,
     exposure_events,
@@ -65,7 +65,9 @@ class ExperimentStore:
             # The primary key refused the name; anything else the table refuses is a bug.
             if self.get(record["name"]) is None:
                 raise
-            raise ExperimentExistsError(f"an experiment named {record['name']!r} exists") from None
+            raise ExperimentExistsError(
+                f"an experiment named {quote(record['name'])} exists"
+            ) from None
 
     def get(self, name: str) -> dict[str, Any] | None:
         """Return one experiment's row, or None."""
@@ -255,7 +257,7 @@ def _status(conn: Connection, name: str) -> str | None:
 def _wrong_status(status: str, name: str, actual: str | None) -> ExperimentStateError:
     verb = "start" if status == DRAFT else "stop"
     article = "a draft" if status == DRAFT else "a running one"
-    return ExperimentStateError(f"experiment {name!r} is {actual}; only {article} can {verb}")
+    return ExperimentStateError(f"experiment {quote(name)} is {actual}; only {article} can {verb}")
 
 
 def _another_runs(other: str | None) -> ExperimentStateError:
@@ -264,7 +266,7 @@ def _another_runs(other: str | None) -> ExperimentStateError:
             "another experiment started at the same moment; one runs at a time"
         )
     return ExperimentStateError(
-        f"experiment {other!r} is running; stop it first (one runs at a time)"
+        f"experiment {quote(other)} is running; stop it first (one runs at a time)"
     )
 
 

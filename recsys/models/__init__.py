@@ -1,5 +1,6 @@
 """Stage 2: recommenders behind one interface; ``MODELS`` maps each name to its class."""
 
+from recsys.errors import quote
 from recsys.models.als import ALSRecommender
 from recsys.models.base import AUTO, Recommender
 from recsys.models.blend import BlendRecommender
@@ -43,7 +44,7 @@ def canonical_model_name(name: str, allow_auto: bool = False) -> str:
         return AUTO
     if name not in MODELS:
         known = sorted([*MODELS, *MODEL_ALIASES, *([AUTO] if allow_auto else [])])
-        raise ValueError(f"unknown model {name!r}; expected one of {', '.join(known)}")
+        raise ValueError(f"unknown model {quote(name)}; expected one of {', '.join(known)}")
     return name
 
 

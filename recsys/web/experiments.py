@@ -72,9 +72,14 @@ class VariantIn(BaseModel):
         "version of `model` (trained at start if none); version: one published version"
     )
     model: str | None = Field(
-        None, pattern=TEXT_PATTERN, description="for strategy model: svd, als, ease, ..."
+        None,
+        pattern=TEXT_PATTERN,
+        max_length=NAME_CHARS,
+        description="for strategy model: svd, als, ease, ...",
     )
-    version: str | None = Field(None, pattern=TEXT_PATTERN, description="for strategy version")
+    version: str | None = Field(
+        None, pattern=TEXT_PATTERN, max_length=NAME_CHARS, description="for strategy version"
+    )
 
 
 class ExperimentIn(BaseModel):

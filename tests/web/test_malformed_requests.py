@@ -346,6 +346,13 @@ def _raw(text: str | bytes, **headers: str) -> dict[str, Any]:
             400, "invalid_product", id="product-name-blank",
         ),
         pytest.param("GET", "/experiments/%00", {}, 400, "invalid_parameter", id="experiment-nul"),
+        pytest.param("GET", "/users//1/history", {}, 404, "not_found", id="doubled-slash"),
+        pytest.param("GET", "/products/%2F1", {}, 404, "not_found", id="encoded-slash"),
+        pytest.param("GET", "//admin//jobs/1", {}, 404, "not_found", id="doubled-slashes"),
+        pytest.param(
+            "POST", "/experiments", _json(_experiment(strategy="version", version="v" * 65)), 400,
+            "invalid_experiment", id="version-too-long",
+        ),
         pytest.param("GET", "/admin/jobs/%00", {}, 400, "invalid_parameter", id="job-nul"),
         pytest.param(
             "POST", "/dashboard/session", _raw("[" * 100_000 + "]" * 100_000), 400, "invalid_json",
@@ -382,6 +389,29 @@ def test_each_reported_malformed_request_is_a_400_family_json_error(
     )
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.get_json()["error"]["code"] == code
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "request_body"),
+    [
+        ("GET", "/experiments/" + "a" * 500, {}),
+        ("POST", "/experiments/" + "a" * 500 + "/start", _json({})),
+        ("POST", "/experiments", _json({**_experiment(), "name": "a" * 500})),
+        ("POST", "/experiments", _json({**_experiment(), "metric": "m" * 500})),
+        ("POST", "/experiments", _json(_experiment(strategy="model", model="m" * 10_000))),
+    ],
+)
+def test_an_error_message_quotes_at_most_a_hundred_characters_of_what_was_sent(
+    keyed_app, method, path, request_body
+):
+    response = keyed_app.test_client().open(
+        path,
+        method=method,
+        data=request_body.get("data"),
+        headers={**HEADERS, **request_body.get("headers", {})},
+    )
+    assert 400 <= response.status_code < 500
+    assert len(response.get_json()["error"]["message"]) < 300
 
 
 # Query strings as a server hands them over, undecoded: the raw bytes as latin-1 text.
