@@ -19,6 +19,7 @@ its sign-in sets (``recsys.web.dashboard``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -159,10 +160,19 @@ def check_api_key(request: Request) -> None:
         raise ApiError(
             403,
             "forbidden",
-            f"{request.method} {request.url_rule.rule} needs an API key with the {role!r} role; "
+            f"{request.method} {readable_rule(request.url_rule.rule)} needs an API key with "
+            f"the {role!r} role; "
             f"this key has {', '.join(key.roles)}",
         )
     g.api_key = key
+
+
+_CONVERTER = re.compile(r"<(?:[^<>:]*:)?(\w+)>")
+
+
+def readable_rule(rule: str) -> str:
+    """Return a route's rule as the docs write it: ``/users/<user_id>``, no converter."""
+    return _CONVERTER.sub(r"<\1>", rule)
 
 
 def refuse_form_posts(request: Request) -> None:

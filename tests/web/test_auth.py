@@ -258,6 +258,14 @@ def test_a_key_without_the_role_is_403_naming_the_role_needed(keyed_client):
     }
 
 
+def test_a_refusal_names_the_route_as_the_docs_write_it_without_its_converter(keyed_client):
+    response = keyed_client.delete("/users/17", headers=with_key("read"))
+    assert response.status_code == 403
+    assert response.get_json()["error"]["message"].startswith(
+        "DELETE /users/<user_id> needs an API key with the 'admin' role"
+    )
+
+
 def test_a_key_is_not_taken_from_the_query_string(keyed_client):
     response = keyed_client.get(f"/popular?api_key={KEYS['read']}")
     assert response.get_json()["error"]["code"] == "missing_api_key"
