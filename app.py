@@ -83,7 +83,7 @@ def configure_logging(level: str) -> None:
         )
     )
     logger.addHandler(handler)
-    logger.setLevel(level.upper() if level.upper() in logging.getLevelNamesMapping() else "INFO")
+    logger.setLevel(level)  # a name the settings checked
 
 
 def load_dotenv_files() -> None:

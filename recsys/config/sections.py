@@ -33,6 +33,7 @@ from recsys.config.values import (
     DatabaseUrl,
     DaysOrOff,
     EventWeightsValue,
+    LogLevel,
     ModelName,
     NonNegative,
     OptionalPath,
@@ -49,6 +50,7 @@ from recsys.config.values import (
     Text,
     TrainingEngine,
     TrainingMode,
+    WholeSeconds,
 )
 from recsys.data.ratings import EventWeights
 from recsys.errors import quote
@@ -363,7 +365,7 @@ class ServerSection(Section):
     threads: Count = setting(
         "THREADS", 8, "threads per worker that run the app (requests each serves at once)"
     )
-    log_level: Text = setting(
+    log_level: LogLevel = setting(
         "LOG_LEVEL", "INFO", "logging level of the service's messages (on stderr)"
     )
     trusted_proxies: CountOrOff = setting(
@@ -452,7 +454,7 @@ class CacheSection(Section):
         "(in each process) and, with `REDIS_URL`, users' histories (in Redis)",
         default_text="1",
     )
-    ttl_seconds: Count = setting(
+    ttl_seconds: WholeSeconds = setting(
         "CACHE_TTL_SECONDS", 600, "how long a cached ranking or history is kept at most"
     )
     max_entries: Count = setting(

@@ -63,6 +63,17 @@ def lowercase(value: Any) -> Any:
     return value.strip().lower() if isinstance(value, str) else value
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def _log_level(value: Any) -> str:
+    """Return a logging level's name in capitals; a misspelt one is refused, not read as INFO."""
+    level = str(value).strip().upper()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
 def _model_name(value: Any) -> str:
     return canonical_model_name(str(value), allow_auto=True)
 
@@ -186,6 +197,12 @@ Seconds = Annotated[
     Field(gt=0, le=MAX_DURATION, allow_inf_nan=False),
     Accepts(f"a number > 0 and at most {MAX_DURATION}"),
 ]
+# Redis counts a key's time to live in whole seconds.
+WholeSeconds = Annotated[
+    int,
+    Field(ge=1, le=MAX_DURATION),
+    Accepts(f"an integer from 1 to {MAX_DURATION}"),
+]
 SecondsOrNever = Annotated[
     float,
     Field(ge=0, le=MAX_DURATION, allow_inf_nan=False),
@@ -217,6 +234,7 @@ Switch = Annotated[bool, BeforeValidator(lowercase), Accepts("1 or 0 (true/false
 Text = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1), Accepts("a non-empty text")
 ]
+LogLevel = Annotated[str, BeforeValidator(_log_level), Accepts(f"one of {', '.join(LOG_LEVELS)}")]
 OptionalText = Annotated[
     str | None, BeforeValidator(_empty_is_none), Accepts("a non-empty text, or empty for none")
 ]

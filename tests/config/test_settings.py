@@ -106,7 +106,21 @@ def test_flat_config_names_reach_their_sections_and_flasks_own_keys_stay_aside(t
     [
         ({"RECSYS_PORT": "0"}, None, "RECSYS_PORT: expected an integer from 1 to 65535, got '0'"),
         ({"PORT": "http"}, None, "PORT: expected an integer from 1 to 65535, got 'http'"),
-        ({}, {"CACHE_TTL_SECONDS": 0}, "CACHE_TTL_SECONDS: expected an integer from 1 up, got 0"),
+        (
+            {},
+            {"CACHE_TTL_SECONDS": 0},
+            "CACHE_TTL_SECONDS: expected an integer from 1 to 1000000, got 0",
+        ),
+        (
+            {"RECSYS_CACHE_TTL_SECONDS": "99999999999"},
+            None,
+            "RECSYS_CACHE_TTL_SECONDS: expected an integer from 1 to 1000000, got '99999999999'",
+        ),
+        (
+            {"RECSYS_LOG_LEVEL": "DEBG"},
+            None,
+            "RECSYS_LOG_LEVEL: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL, got 'DEBG'",
+        ),
         (
             {"RECSYS_CACHE": "maybe"},
             None,
