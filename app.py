@@ -21,6 +21,15 @@ from flask.json.provider import DefaultJSONProvider
 from pythonjsonlogger.json import JsonFormatter
 from werkzeug.serving import make_server
 
+from recsys.config.metrics_dir import metrics_dir_refusal
+
+# The modules below define their Prometheus metrics when imported, and with
+# PROMETHEUS_MULTIPROC_DIR set prometheus-client writes a file there for each:
+# a directory it cannot write is one line, before them, not a traceback.
+if (_refusal := metrics_dir_refusal()) is not None:
+    print(f"error: {_refusal}", file=sys.stderr)
+    raise SystemExit(2)
+
 from recsys import web
 from recsys.config import Settings
 from recsys.config.open_bind import open_bind_refusal, warn_if_open
@@ -106,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
     Without API keys it listens only on a loopback address, unless ``ALLOW_OPEN`` is set.
     """
     parser = argparse.ArgumentParser(
-        description="Serve the recommendation API (development server; see the README "
-        "for gunicorn)."
+        description="Serve the recommendation API (development server; for production, "
+        "serve.py: see docs/operations/running.md)."
     )
     parser.add_argument("--host", default=None, help="default: RECSYS_HOST or 127.0.0.1")
     parser.add_argument("--port", default=None, help="default: RECSYS_PORT or 5000")

@@ -42,6 +42,23 @@ def prepare_metrics_dir() -> Path:
     return path
 
 
+def metrics_dir_refusal() -> str | None:
+    """Return why ``PROMETHEUS_MULTIPROC_DIR`` cannot be used; None when unset or writable.
+
+    For the processes that do not prepare the directory (``app.py`` and the
+    ``flask`` commands): they make it if it is missing, as ``serve.py`` does,
+    but never empty it, since a running server's series may be in it.
+    """
+    given = os.environ.get(VARIABLE)
+    if not given:
+        return None
+    try:
+        make_writable_dir(Path(given))
+    except OSError as exc:
+        return str(OutputFileError(given, exc, what=f"{VARIABLE} "))
+    return None
+
+
 def remove_own_metrics_dir(path: Path) -> None:
     """Remove the directory if the server made it (an operator's own is kept)."""
     if path.name.startswith(OWN_PREFIX):

@@ -117,13 +117,17 @@ def test_a_model_directory_that_cannot_be_made_stops_every_entry_point_in_one_li
     ]
 
 
+# Every entry point that imports the app, and with it prometheus-client's metrics.
+METRICS_DIR_USERS = {
+    name: command
+    for name, command in MODEL_DIR_USERS.items()
+    if name != "recommendation_system.py train"
+}
+
+
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "command",
-    [MODEL_DIR_USERS["python serve.py"], MODEL_DIR_USERS["gunicorn"]],
-    ids=["python serve.py", "gunicorn"],
-)
-def test_a_metrics_directory_that_is_a_file_stops_the_server_in_one_line(tmp_path, command):
+@pytest.mark.parametrize("command", METRICS_DIR_USERS.values(), ids=list(METRICS_DIR_USERS))
+def test_a_metrics_directory_that_is_a_file_stops_every_entry_point_in_one_line(tmp_path, command):
     (tmp_path / "a-file").write_text("")
     env = {
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "a-file"),
@@ -136,6 +140,19 @@ def test_a_metrics_directory_that_is_a_file_stops_the_server_in_one_line(tmp_pat
     assert result.stderr.strip().splitlines()[-1] == (
         f"error: cannot write PROMETHEUS_MULTIPROC_DIR {tmp_path / 'a-file'}: Not a directory"
     )
+
+
+@pytest.mark.slow
+def test_a_flask_command_makes_a_metrics_directory_not_yet_made_and_runs(tmp_path):
+    metrics = tmp_path / "not-yet" / "metrics"
+    env = {
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics),
+        "RECSYS_MODEL_DIR": str(tmp_path / "models"),
+        "RECSYS_DATABASE_URL": f"sqlite:///{tmp_path / 'events.db'}",
+    }
+    result = run([sys.executable, *MODEL_DIR_USERS["flask init"]], env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert metrics.is_dir()
 
 
 def test_the_metrics_directory_is_made_or_emptied_and_named_in_the_environment(
