@@ -82,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     refusal = open_bind_refusal(keys, runtime.settings.security.allow_open, shown)
     if refusal:
         return refuse(refusal)
-    problem = why_not_listen(*address) if isinstance(address, tuple) else None
+    if isinstance(address, tuple):
+        problem = why_not_listen(*address)
+    else:
+        problem = why_not_listen_on_socket(address)
     if problem is not None:
         return refuse(f"cannot listen on {shown[0]}: {problem}")
     warn_if_open(keys, shown)
@@ -156,6 +159,30 @@ def why_not_listen(host: str, port: int) -> str | None:
             probe.bind((host, port))
         except OSError as exc:
             return exc.strerror or str(exc)
+    return None
+
+
+def why_not_listen_on_socket(path: Path) -> str | None:
+    """Return why a Unix socket cannot be made at ``path``, or None when it can.
+
+    Its folder missing or read-only, a file in its place or a server
+    listening there: granian would stop with a traceback. The socket a
+    stopped server left behind is removed, as gunicorn does. A probe socket
+    is bound there and removed.
+    """
+    if path.exists() and not path.is_socket():
+        return "a file that is not a socket is in its place"
+    if path.exists():
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+            if probe.connect_ex(str(path)) == 0:
+                return "another server listens there"
+        path.unlink(missing_ok=True)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(str(path))
+        except OSError as exc:
+            return exc.strerror or str(exc)
+    path.unlink(missing_ok=True)
     return None
 
 

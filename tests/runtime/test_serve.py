@@ -155,6 +155,29 @@ def test_an_address_granian_cannot_bind_is_refused_by_name(bind, message):
         serve.listening_address(bind, None, None)
 
 
+def test_a_unix_socket_in_a_missing_folder_or_over_a_file_is_refused_by_reason(tmp_path):
+    (tmp_path / "a-file").write_text("")
+    assert serve.why_not_listen_on_socket(tmp_path / "missing" / "s.sock") == (
+        "No such file or directory"
+    )
+    assert serve.why_not_listen_on_socket(tmp_path / "a-file") == (
+        "a file that is not a socket is in its place"
+    )
+
+
+def test_a_unix_socket_a_server_listens_on_is_refused_and_a_stopped_ones_is_removed(tmp_path):
+    live, stale = tmp_path / "live.sock", tmp_path / "stale.sock"
+    with socket.socket(socket.AF_UNIX) as listening, socket.socket(socket.AF_UNIX) as left:
+        listening.bind(str(live))
+        listening.listen()
+        left.bind(str(stale))  # bound, never listening: what a stopped server leaves
+        assert serve.why_not_listen_on_socket(live) == "another server listens there"
+        assert serve.why_not_listen_on_socket(stale) is None
+    assert live.exists() and not stale.exists()
+    assert serve.why_not_listen_on_socket(tmp_path / "new.sock") is None
+    assert not (tmp_path / "new.sock").exists(), "the probe leaves nothing behind"
+
+
 # -- a real server -------------------------------------------------------------------
 
 
@@ -194,6 +217,18 @@ def test_the_server_names_why_it_cannot_listen_on_an_address_of_another_machine(
     assert started.returncode == 2, started.stderr[-2000:]
     assert started.stderr.strip().endswith(
         "error: cannot listen on 192.0.2.1:8999: Cannot assign requested address"
+    )
+
+
+@pytest.mark.slow
+def test_the_server_refuses_a_unix_socket_in_a_missing_folder_in_one_line(sqlite_url, tmp_path):
+    socket_path = tmp_path / "missing" / "recsys.sock"
+    env = service_env(sqlite_url, tmp_path / "models", BIND=f"unix:{socket_path}")
+    started = start_and_wait(env)
+    assert started.returncode == 2, started.stderr[-2000:]
+    assert "Traceback" not in started.stderr
+    assert started.stderr.strip().endswith(
+        f"error: cannot listen on unix:{socket_path}: No such file or directory"
     )
 
 
