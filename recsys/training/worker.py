@@ -31,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
+from recsys.store.engine import STORE_OUTAGES, describe_outage
 from recsys.store.job_queue import JobQueue, JobState, TrainingJob
 from recsys.training.jobs import RetrainInProgressError, Trainer
 
@@ -199,14 +200,31 @@ class TrainingWorker:
             yield
 
     def run_forever(self) -> None:
-        """Run queued jobs until ``stop`` is called; sleep between polls when idle."""
+        """Run queued jobs until ``stop`` is called; sleep between polls when idle.
+
+        An outage of the database does not end the worker: it says so once,
+        in one line, polls on, and says when the database answers again.
+        """
+        outage: str | None = None
         while not self._stop.is_set():
             try:
                 ran = self.run_once()
+            except STORE_OUTAGES as exc:
+                reason = describe_outage(exc)
+                if reason != outage:
+                    logger.warning(
+                        "could not claim or record a training job: %s; trying again every %g s",
+                        reason,
+                        self._poll_seconds,
+                    )
+                outage, ran = reason, None
             except Exception:
-                # An outage of the database must not end the worker: log, wait, retry.
                 logger.exception("could not claim or record a training job")
                 ran = None
+            else:
+                if outage is not None:
+                    logger.info("the event store answers again: training jobs are claimed")
+                    outage = None
             if ran is None:
                 self._stop.wait(self._poll_seconds)
 

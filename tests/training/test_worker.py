@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
@@ -11,7 +12,9 @@ import time
 import pytest
 import sqlalchemy as sa
 
+from recsys.store.engine import create_store_engine
 from recsys.store.job_queue import JobQueue
+from recsys.training.worker import TrainingWorker
 from tests.builders import ROOT, runtime_of
 
 WORKER = {"TRAINING_MODE": "worker"}
@@ -272,3 +275,33 @@ def test_a_worker_that_lost_its_lease_records_what_really_happened(app_factory, 
     assert job["state"] == "succeeded"
     assert server.test_client().get("/model").get_json()["version"] == job["version"]
     assert "after another process failed it" in caplog.text
+
+
+def test_a_worker_says_once_in_one_line_that_the_store_is_down_and_when_it_is_back(
+    app_factory, tmp_path, caplog
+):
+    app_factory(**WORKER)  # init: the store's tables
+    worker_runtime = runtime_of(app_factory(init=False, **WORKER))
+    queue = worker_runtime.worker()._queue
+    down = create_store_engine(f"sqlite:///{tmp_path / 'missing' / 'events.db'}")
+    queue.engine = down  # a database the worker cannot open, as when it is down
+    worker = TrainingWorker(worker_runtime.worker()._trainer, queue, poll_seconds=0.01)
+    runner = threading.Thread(target=worker.run_forever)
+    with caplog.at_level(logging.INFO, logger="recsys.training.worker"):
+        runner.start()
+        time.sleep(0.5)  # some fifty polls, every one refused
+        queue.engine = worker_runtime.store.engine
+        time.sleep(0.2)
+        worker.stop()
+        runner.join(timeout=10)
+    said = [
+        (r.levelname, r.getMessage(), r.exc_info)
+        for r in caplog.records
+        if r.name == "recsys.training.worker"
+    ]
+    assert [(level, exc_info) for level, _, exc_info in said] == [
+        ("WARNING", None),
+        ("INFO", None),
+    ]
+    assert said[0][1].startswith("could not claim or record a training job: the event store")
+    assert said[1][1] == "the event store answers again: training jobs are claimed"
