@@ -49,9 +49,28 @@ class DataFileError(RecsysError, ValueError):
 MAX_ECHO_CHARS = 100
 
 
+# Texts longer than this are cut before repr: a gigabyte line would need
+# gigabytes more to be written out whole, only to be capped.
+_LONGEST_TEXT_WRITTEN = 1 << 16
+
+
 def quote(value: object) -> str:
     """Return ``repr(value)`` capped at ``MAX_ECHO_CHARS`` characters, for error messages."""
-    text = repr(value)
+    shortened, cut = _shortened(value)
+    text = repr(shortened)
+    if cut:
+        return f"{text[: MAX_ECHO_CHARS - 3]}... (more than {_LONGEST_TEXT_WRITTEN} characters)"
     if len(text) <= MAX_ECHO_CHARS:
         return text
     return f"{text[: MAX_ECHO_CHARS - 3]}... ({len(text)} characters)"
+
+
+def _shortened(value: object) -> tuple[object, bool]:
+    """Return the value with its long texts cut (in lists and tuples too), and whether any was."""
+    if isinstance(value, str | bytes) and len(value) > _LONGEST_TEXT_WRITTEN:
+        return value[:_LONGEST_TEXT_WRITTEN], True
+    if isinstance(value, list | tuple):
+        items = [_shortened(item) for item in value]
+        if any(cut for _, cut in items):
+            return type(value)(item for item, _ in items), True
+    return value, False

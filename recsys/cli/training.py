@@ -165,5 +165,5 @@ def _train_with_spark(
 
 
 def _read_log(args: argparse.Namespace) -> tuple[pd.DataFrame, pd.DataFrame]:
-    log = pd.concat([chunk.frame for chunk in iter_log(args.data)], ignore_index=True)
+    log = pd.concat([chunk.frame for chunk in iter_log(args.data, typed=True)], ignore_index=True)
     return log, catalog_for_log(log, args.catalog or catalog_beside(args.data))

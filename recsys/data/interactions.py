@@ -77,24 +77,85 @@ def read_data_file(path: Path) -> str:
     """
     try:
         data = path.read_bytes()
-    except FileNotFoundError:
-        raise DataFileError(path, "file not found") from None
     except OSError as exc:
-        # strerror ("Is a directory") without the errno and the path the message already names.
-        raise DataFileError(path, f"cannot read the file: {exc.strerror or exc}") from None
+        raise unreadable_file(path, exc) from None
     try:
         text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise DataFileError(path, "not UTF-8 text", line=line) from None
+    except UnicodeDecodeError:
+        raise not_utf8(path, [data]) from None
     if not text.strip():
         raise DataFileError(path, "the file is empty", line=1)
     return text
 
 
+def unreadable_file(path: Path, exc: OSError) -> DataFileError:
+    """Return the error of a data file the system would not open or read.
+
+    Args:
+        path: The file.
+        exc: What opening or reading it raised.
+
+    Returns:
+        "file not found", or "cannot read the file: <reason>".
+    """
+    if isinstance(exc, FileNotFoundError):
+        return DataFileError(path, "file not found")
+    # strerror ("Is a directory") without the errno and the path the message already names.
+    return DataFileError(path, f"cannot read the file: {exc.strerror or exc}")
+
+
+def not_utf8(path: Path, blocks: Iterable[bytes]) -> DataFileError:
+    """Return the "not UTF-8 text" error naming the line of a file's first bad byte.
+
+    Args:
+        path: The file.
+        blocks: Its bytes from the start, whole or in blocks (a file read
+            in chunks is decoded by pieces, and the decoder's offset is the
+            piece's, not the file's).
+
+    Returns:
+        The error, at the line of the first byte that is not UTF-8 (the
+        last line when the file ends inside a character).
+    """
+    line = 1
+    pending = b""
+    for block in blocks:
+        data = pending + block
+        try:
+            data.decode("utf-8")
+            pending = b""
+        except UnicodeDecodeError as exc:
+            if exc.reason != "unexpected end of data" or exc.end != len(data):
+                return DataFileError(
+                    path, "not UTF-8 text", line=line + data.count(b"\n", 0, exc.start)
+                )
+            # A character cut by the block's end: decode it with the next block.
+            pending = data[exc.start :]
+            data = data[: exc.start]
+        line += data.count(b"\n")
+    return DataFileError(path, "not UTF-8 text", line=line)
+
+
 def csv_header(text: str) -> list[str]:
-    """Return the first line of CSV text as stripped column names."""
-    return [name.strip() for name in next(csv.reader(io.StringIO(text)), [])]
+    """Return the column names of CSV text: its first line's fields, stripped.
+
+    Every reader of a data file takes its header here, whether it holds the
+    whole text or only the first line of a file read in chunks, so a header
+    is judged by one rule. The first line alone is read: a header is one line.
+
+    Args:
+        text: The file's text, or its first line.
+    """
+    first_line = text.partition("\n")[0].rstrip("\r")
+    try:
+        fields = next(csv.reader([first_line]), [])
+    except csv.Error:
+        # The csv module refuses a field longer than its limit (131,072
+        # characters) or a bare carriage return. No column name is either, so
+        # the commas alone split the line and the caller's check of the names
+        # says what is wrong, at line 1.
+        fields = first_line.split(",")
+    return [name.strip() for name in fields]
 
 
 def csv_parse_error(path: Path, exc: pd.errors.ParserError, text: Iterable[str]) -> DataFileError:
@@ -193,6 +254,17 @@ def load_interactions(path: str | Path) -> pd.DataFrame:
     if TIMESTAMP_COLUMN in columns:
         timestamps = _parse_timestamps(columns[TIMESTAMP_COLUMN])
     _raise_first_bad_row(path, columns, timestamps)
+    return _frame_of_cells(columns, timestamps)
+
+
+def _frame_of_cells(columns: dict[str, pd.Series], timestamps: pd.Series | None) -> pd.DataFrame:
+    """Return the log frame of checked cells (``load_interactions``'s columns and types).
+
+    Args:
+        columns: A log's stripped text cells by column, every row checked
+            by ``_raise_first_bad_row``.
+        timestamps: The parsed ``timestamp`` column, or None when there is none.
+    """
     frame = pd.DataFrame({c: columns[c] for c in INTERACTION_COLUMNS[:2]}).astype(np.int64)
     if TYPE_COLUMN in columns:
         named = columns[TYPE_COLUMN]
@@ -339,11 +411,14 @@ def _check_header(
         problem = f"repeated column(s) {quote(repeated)}"
     else:
         problem = f"columns out of order: {quote(header)}"
-    then = (
-        f"optionally followed by {','.join(optional)} in any order"
-        if len(optional) > 1
-        else f"optionally ,{TIMESTAMP_COLUMN}"
-    )
+    then = f"optionally followed by {','.join(optional)} in any order"
+    if optional == (TIMESTAMP_COLUMN,):
+        # Said, not left to guess: the other readers of a log take these columns.
+        untaken = ",".join(c for c in OPTIONAL_COLUMNS if c != TIMESTAMP_COLUMN)
+        then = (
+            f"optionally ,{TIMESTAMP_COLUMN}; not {untaken}: this reader streams "
+            "clicks and purchases alone"
+        )
     raise DataFileError(path, f"{problem}; expected the header {','.join(expected)} ({then})", 1)
 
 

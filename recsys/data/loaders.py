@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recsys.data.interactions import ID_RULE, load_interactions, read_data_file
+from recsys.data.interactions import ID_RULE, csv_header, load_interactions, read_data_file
 from recsys.data.ratings import RATING_SCALE, EventWeights, derive_ratings
 from recsys.errors import DataFileError, quote
 
@@ -160,7 +160,7 @@ def detect_format(path: str | Path, first_line: str) -> str:
     first_line = first_line.rstrip("\r")
     if "\t" in first_line:
         return "movielens-udata"
-    first_field = first_line.split(",", 1)[0].strip()
+    first_field = csv_header(first_line)[0]
     if first_field == MOVIELENS_CSV_HEADER[0]:
         return "movielens-csv"
     if first_field == INTERACTIONS_FIRST_COLUMN:
@@ -207,8 +207,7 @@ def _load_movielens(path: Path, text: str, layout: str) -> Dataset:
 
 
 def _check_csv_header(path: Path, header: str) -> None:
-    fields = tuple(f.strip() for f in header.split(","))
-    if fields != MOVIELENS_CSV_HEADER:
+    if tuple(csv_header(header)) != MOVIELENS_CSV_HEADER:
         raise DataFileError(
             path,
             f"expected the header {','.join(MOVIELENS_CSV_HEADER)}, got {quote(header)}",

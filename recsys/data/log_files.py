@@ -3,7 +3,8 @@
 ``load_interactions`` reads a whole CSV into memory, fine for the bundled log
 and the API's batches; a log of ten million clicks is read here instead, one
 chunk at a time, each checked with the same rules (positive integer ids,
-``purchased`` 0 or 1, an optional ``timestamp``). A bad value raises
+``purchased`` 0 or 1, an optional ``timestamp``; with ``typed``, the
+``type``, ``value`` and ``event_id`` columns as well). A bad value raises
 ``DataFileError`` naming the file and the line (CSV, header = line 1) or the
 row (Parquet, first row = 1). Parquet goes through pyarrow: columnar and
 compressed, it is about four times smaller than the CSV and reads in a
@@ -22,11 +23,16 @@ import pandas as pd
 
 from recsys.data.interactions import (
     INTERACTION_COLUMNS,
+    OPTIONAL_COLUMNS,
     TIMESTAMP_COLUMN,
     _check_header,
+    _frame_of_cells,
     _parse_timestamps,
     _raise_first_bad_row,
+    csv_header,
     csv_parse_error,
+    not_utf8,
+    unreadable_file,
     write_interactions,
 )
 from recsys.errors import DataFileError, quote
@@ -73,20 +79,36 @@ class LogChunk:
     frame: pd.DataFrame
 
 
-def iter_log(path: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS) -> Iterator[LogChunk]:
+def iter_log(
+    path: str | Path, chunk_rows: int = DEFAULT_CHUNK_ROWS, typed: bool = False
+) -> Iterator[LogChunk]:
     """Read a Parquet or CSV log in validated chunks of at most ``chunk_rows`` rows.
 
+    Args:
+        path: The log.
+        chunk_rows: Rows read and checked at a time.
+        typed: Accept a CSV's ``type``, ``value`` and ``event_id`` columns
+            too (``load_interactions``'s rules), which the chunks then carry.
+            Off, they are refused: a caller that stores clicks and purchases
+            alone (the streamed import) would lose the events' types.
+
     Raises:
-        DataFileError: The file is missing, has the wrong columns, or a value
-            breaks the schema (naming the line or row).
+        DataFileError: The file is missing, unreadable, not UTF-8, has the
+            wrong columns, or a value breaks the schema (naming the line or row).
     """
     path = Path(path)
-    if not path.is_file():
-        raise DataFileError(path, "file not found" if not path.exists() else "not a file")
     if is_parquet(path):
         yield from _iter_parquet(path, chunk_rows)
-    else:
-        yield from _iter_csv(path, chunk_rows)
+        return
+    optional = OPTIONAL_COLUMNS if typed else (TIMESTAMP_COLUMN,)
+    try:
+        yield from _iter_csv(path, chunk_rows, optional)
+    except OSError as exc:
+        raise unreadable_file(path, exc) from None
+    except UnicodeDecodeError:
+        # pandas decodes by blocks; its offset is not the file's.
+        with open(path, "rb") as handle:
+            raise not_utf8(path, iter(lambda: handle.read(1 << 20), b"")) from None
 
 
 def count_rows(path: str | Path) -> int | None:
@@ -108,10 +130,12 @@ def _parquet_file(path: Path) -> Any:
         raise DataFileError(path, f"not a Parquet file: {exc}") from None
 
 
-def _iter_csv(path: Path, chunk_rows: int) -> Iterator[LogChunk]:
+def _iter_csv(path: Path, chunk_rows: int, optional: tuple[str, ...]) -> Iterator[LogChunk]:
     with open(path, encoding="utf-8-sig", newline="") as handle:
-        header = [name.strip() for name in handle.readline().rstrip("\r\n").split(",")]
-        _check_header(path, header)
+        first_line = handle.readline()
+        if not first_line.strip() and not any(line.strip() for line in handle):
+            raise DataFileError(path, "the file is empty", line=1)
+        _check_header(path, csv_header(first_line), optional)
         handle.seek(0)
         reader = pd.read_csv(
             handle,
@@ -134,24 +158,22 @@ def _iter_csv(path: Path, chunk_rows: int) -> Iterator[LogChunk]:
 
 
 def _checked_csv_cells(path: Path, cells: pd.DataFrame, first_row: int) -> pd.DataFrame:
-    text = {name: cells[name].str.strip() for name in cells.columns}
+    text = {name: cells[name].str.strip().reset_index(drop=True) for name in cells.columns}
     timestamps = None
     if TIMESTAMP_COLUMN in text:
-        timestamps = _parse_timestamps(text[TIMESTAMP_COLUMN]).reset_index(drop=True)
-    text = {name: column.reset_index(drop=True) for name, column in text.items()}
+        timestamps = _parse_timestamps(text[TIMESTAMP_COLUMN])
     try:
         _raise_first_bad_row(path, text, timestamps)
     except DataFileError as exc:
         # The check counts lines from the chunk's start; the file has rows before it.
         line = None if exc.line is None else exc.line + first_row
         raise DataFileError(path, exc.problem, line=line) from None
-    frame = pd.DataFrame({c: text[c].astype(np.int64) for c in INTERACTION_COLUMNS})
-    if timestamps is not None:
-        frame[TIMESTAMP_COLUMN] = timestamps
-    return frame
+    return _frame_of_cells(text, timestamps)
 
 
 def _iter_parquet(path: Path, chunk_rows: int) -> Iterator[LogChunk]:
+    if path.exists() and not path.is_file():
+        raise DataFileError(path, "not a file")
     parquet = _parquet_file(path)
     names = parquet.schema_arrow.names
     missing = [c for c in INTERACTION_COLUMNS if c not in names]

@@ -296,3 +296,39 @@ def test_train_into_a_model_dir_goes_through_the_quality_gate(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "quality gate accepted: " in out and "too few to compare" in out
     assert len(list(models.glob("v*"))) == 2
+
+
+@pytest.mark.parametrize(
+    ("content", "line", "problem"),
+    [
+        (b"user_id,product_clicked,purchased\n1,2,0\n1,\xff,0\n", 3, "not UTF-8 text"),
+        (b"user_id,product_clicked,purchased," + b"x" * 200_000 + b"\n1,2,0\n", 1, "unexpected"),
+        # Neither a MovieLens file nor a log: each command names the header it wants.
+        (b"\0" * 200_000, 1, "user_id"),
+    ],
+    ids=["bad UTF-8 on line 3", "a 200,000-character header", "NUL bytes, no newline"],
+)
+@pytest.mark.parametrize("command", ["train", "eda", "evaluate"])
+def test_a_bad_log_is_one_error_line_naming_file_and_line(
+    tmp_path, command, content, line, problem
+):
+    path = tmp_path / "bad.csv"
+    path.write_bytes(content)
+    extra = ["--model-dir", str(tmp_path / "models"), "--model", "popular"]
+    result = run_cli(command, "--data", str(path), *(extra if command == "train" else []))
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert result.stderr.startswith(f"error: {path}, line {line}: ")
+    assert problem in result.stderr
+
+
+def test_train_reads_a_log_with_event_types_as_the_other_commands_do(tmp_path):
+    path = tmp_path / "typed.csv"
+    path.write_text(
+        "user_id,product_clicked,purchased,type,value\n"
+        + "".join(f"{u},{p},0,view,\n{u},{p + 1},,rating,4\n" for u in range(1, 30) for p in (1, 3))
+    )
+    result = run_cli(
+        "train", "--data", str(path), "--model-dir", str(tmp_path / "m"), "--model", "popular"
+    )
+    assert result.returncode == 0, result.stderr

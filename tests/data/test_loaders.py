@@ -1,11 +1,15 @@
 """MovieLens loading: both layouts, autodetection, and bad files named by line."""
 
+import csv
+
 import numpy as np
+import pandas as pd
 import pytest
 
 from recsys.data.catalog import load_catalog
 from recsys.data.interactions import load_interactions
 from recsys.data.loaders import load_dataset, relevant_mask
+from recsys.data.log_files import iter_log
 from recsys.errors import DataFileError, quote
 from recsys.evaluation.model_params import load_model_params
 
@@ -173,6 +177,7 @@ LOADERS = {
     "dataset": load_dataset,
     "catalog": load_catalog,
     "model params": load_model_params,
+    "log in chunks": lambda path: list(iter_log(path)),
 }
 
 
@@ -252,3 +257,82 @@ def test_an_interactions_file_is_refused_when_movielens_is_asked_for(tmp_path):
 def test_an_unknown_format_name_is_refused(tmp_path):
     with pytest.raises(ValueError, match="expected one of auto, interactions, movielens"):
         load_dataset(write(tmp_path, "ratings.csv", RATINGS_CSV), "parquet")
+
+
+# Past the csv module's field limit (131,072 characters).
+OVERLONG = "x" * (csv.field_size_limit() + 1)
+
+
+@pytest.mark.parametrize(
+    "loader",
+    [load_interactions, load_dataset, load_catalog, lambda path: list(iter_log(path))],
+    ids=["interactions", "dataset", "catalog", "log in chunks"],
+)
+@pytest.mark.parametrize(
+    "header",
+    [
+        OVERLONG,
+        f"user_id,product_clicked,purchased,{OVERLONG}",
+        f"product_id,name,category,{OVERLONG}",
+        "\0" * (csv.field_size_limit() + 1),
+    ],
+    ids=["one long name", "a long extra column", "a long catalog column", "NUL bytes"],
+)
+def test_a_header_longer_than_the_csv_field_limit_is_refused_at_line_1(tmp_path, loader, header):
+    path = write(tmp_path, "long.csv", f"{header}\n1,2,0,3\n")
+    with pytest.raises(DataFileError) as raised:
+        loader(path)
+    assert raised.value.line == 1
+    assert len(raised.value.problem) < 1000  # the long name is quoted, capped
+
+
+def test_a_quoted_header_is_read_by_every_log_reader(tmp_path):
+    path = write(tmp_path, "log.csv", '"user_id","product_clicked","purchased"\n1,2,0\n')
+    (chunk,) = iter_log(path)
+    pd.testing.assert_frame_equal(chunk.frame, load_interactions(path))
+
+
+def test_a_bad_byte_past_the_first_block_is_named_by_its_line(tmp_path):
+    path = tmp_path / "log.csv"
+    # A three-byte character straddles the 1 MiB block boundary before the bad byte.
+    rows = "1,2,0\n" * 200_000
+    path.write_bytes(
+        b"user_id,product_clicked,purchased\n" + rows.encode() + b"1,2,0 # \xe2\x82\xac\n\xff\n"
+    )
+    with pytest.raises(DataFileError) as raised:
+        list(iter_log(path))
+    assert (raised.value.problem, raised.value.line) == ("not UTF-8 text", 200_003)
+
+
+TYPED_LOG = (
+    "user_id,product_clicked,purchased,type,value,event_id\n"
+    "1,2,0,view,,e-1\n"
+    "1,3,,rating,5,\n"
+    "2,2,1,purchase,,e-3\n"
+    "2,3,0,,,\n"
+    "3,1,,dislike,,\n"
+)
+
+
+def test_a_log_read_in_typed_chunks_is_the_frame_load_interactions_reads(tmp_path):
+    path = write(tmp_path, "typed.csv", TYPED_LOG)
+    chunks = [chunk.frame for chunk in iter_log(path, chunk_rows=2, typed=True)]
+    pd.testing.assert_frame_equal(pd.concat(chunks, ignore_index=True), load_interactions(path))
+
+
+def test_a_typed_chunk_names_a_bad_line_by_its_file_line(tmp_path):
+    path = write(tmp_path, "typed.csv", TYPED_LOG + "4,1,,rating,9,\n")
+    with pytest.raises(DataFileError, match=r"line 7: value must be 1 to 5 on a rating, got '9'"):
+        list(iter_log(path, chunk_rows=2, typed=True))
+
+
+def test_a_log_read_in_untyped_chunks_names_the_columns_it_refuses_and_why(tmp_path):
+    path = write(tmp_path, "typed.csv", TYPED_LOG)
+    with pytest.raises(DataFileError) as raised:
+        list(iter_log(path))
+    assert raised.value.line == 1
+    assert raised.value.problem == (
+        "unexpected column(s) ['type', 'value', 'event_id']; expected the header "
+        "user_id,product_clicked,purchased (optionally ,timestamp; not type,value,event_id: "
+        "this reader streams clicks and purchases alone)"
+    )
