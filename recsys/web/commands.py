@@ -12,6 +12,7 @@ from flask import Flask, current_app
 from flask.cli import with_appcontext
 
 from recsys.config.api_keys import ROLES, check_rate, new_key
+from recsys.config.sections import BUNDLED_LOG
 from recsys.data.catalog import load_catalog
 from recsys.data.log_files import is_parquet
 from recsys.errors import DataFileError, OutputFileError
@@ -84,19 +85,26 @@ def init_command():
     store (DATA_PATH empty) is ready too: the servers train the first model
     when the first events arrive.
     """
+    runtime = runtime_of_command()
     with reported(startup=True):
-        report = runtime_of_command().init()
+        report = runtime.init()
     if report.version is None:
         click.echo(
             "ready: no data yet (the event store has no interactions); the first model "
             "is trained when events arrive (POST /interactions)"
         )
         return
+    log = runtime.settings.store.data_path
     click.echo(
         f"ready: model {report.version}"
         + (" (trained now)" if report.trained else "")
-        + (", store filled from the bundled log" if report.filled else "")
+        + (f", store filled from {log_name(log)}" if report.filled and log else "")
     )
+
+
+def log_name(log: Path) -> str:
+    """Name the log ``init`` filled the store from: the bundled one, or the file's path."""
+    return "the bundled log" if log.resolve() == BUNDLED_LOG else str(log)
 
 
 @click.command("train")

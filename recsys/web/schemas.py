@@ -93,7 +93,8 @@ class Recommendations(BaseModel):
     fallback_reason: Literal["unknown_user", "not_in_model"] | None = Field(
         None,
         description="unknown_user: no event of the user is recorded; not_in_model: their "
-        "events are only on products the model was not trained on",
+        "events are only on products the model was not trained on (with blend, which does "
+        "not fold users in: the user was not in its training)",
     )
     degraded: Literal["store_unavailable"] | None = None
     model_version: str
