@@ -170,9 +170,9 @@ def why_not_listen_on_socket(path: Path) -> str | None:
     stopped server left behind is removed, as gunicorn does. A probe socket
     is bound there and removed.
     """
-    if path.exists() and not path.is_socket():
-        return "a file that is not a socket is in its place"
     if path.exists():
+        if not path.is_socket():
+            return "a file that is not a socket is in its place"
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
             if probe.connect_ex(str(path)) == 0:
                 return "another server listens there"

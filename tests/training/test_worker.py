@@ -282,10 +282,10 @@ def test_a_worker_says_once_in_one_line_that_the_store_is_down_and_when_it_is_ba
 ):
     app_factory(**WORKER)  # init: the store's tables
     worker_runtime = runtime_of(app_factory(init=False, **WORKER))
-    queue = worker_runtime.worker()._queue
+    queue = worker_runtime.job_queue
     down = create_store_engine(f"sqlite:///{tmp_path / 'missing' / 'events.db'}")
     queue.engine = down  # a database the worker cannot open, as when it is down
-    worker = TrainingWorker(worker_runtime.worker()._trainer, queue, poll_seconds=0.01)
+    worker = TrainingWorker(worker_runtime.trainer, queue, poll_seconds=0.01)
     runner = threading.Thread(target=worker.run_forever)
     with caplog.at_level(logging.INFO, logger="recsys.training.worker"):
         runner.start()
