@@ -2,7 +2,8 @@
 
 ``choose_on_validation`` receives the training rows of an outer split and
 nothing else: it carves the validation split from them
-(``splits.validation_split``), measures every candidate there and picks the
+(``splits.validation_splits``: three windows for a global time split, whose
+figures are averaged), measures every candidate there and picks the
 best, so the outer test rows stay unread until the champion's figure is
 reported on them.
 """
@@ -15,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, Split, validation_split
+from recsys.evaluation.splits import DEFAULT_SPLIT_SEED, Split, validation_splits
 
 # Measures one candidate (by name) on a split: its metrics, by name.
 Measure = Callable[[str, Split], Mapping[str, Any]]
@@ -104,10 +105,10 @@ def choose_on_validation(
         The choice, with every candidate's validation metrics; when validation
         holds no row to rank (a tiny log), the cheapest candidate.
     """
-    validation = validation_split(train, protocol, seed)
+    windows = [part for part in validation_splits(train, protocol, seed) if not part.test.empty]
     measured: dict[str, dict[str, Any]] = {}
-    if not validation.test.empty:
-        measured = {name: dict(measure(name, validation)) for name in candidates}
+    if windows:
+        measured = {name: _mean_figures([measure(name, w) for w in windows]) for name in candidates}
     if any(metric in figures for figures in measured.values()):
         choice = choose_champion(measured, metric, candidates)
         return Choice(choice.champion, metric, f"{choice.reason} (on validation)", measured)
@@ -119,3 +120,18 @@ def choose_on_validation(
         f"{cheapest} is the cheapest candidate",
         candidates=measured,
     )
+
+
+def _mean_figures(figures: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Return one candidate's figures over validation windows: each number's mean.
+
+    A figure missing from a window (the candidate ranked none of its users)
+    is averaged over the windows that have it; a value that is not a number
+    is the first window's.
+    """
+    merged: dict[str, Any] = {}
+    for name in dict.fromkeys(key for window in figures for key in window):
+        values = [window[name] for window in figures if name in window]
+        numbers = all(isinstance(v, int | float) and not isinstance(v, bool) for v in values)
+        merged[name] = sum(values) / len(values) if numbers else values[0]
+    return merged

@@ -62,6 +62,8 @@ DEFAULT_MIN_TRAIN_SHARE = 0.5
 # The share of a training part (its last in time, or a seeded per-user draw)
 # that validation holds out.
 DEFAULT_VALIDATION_FRACTION = 0.1
+# Validation cuts of a global time split (``validation_splits``).
+DEFAULT_VALIDATION_WINDOWS = 3
 
 
 @dataclass(frozen=True)
@@ -289,6 +291,48 @@ def global_time_windows(
         )
     # The tolerance keeps 0.5 / 0.1 at 5 despite floating point.
     return int(np.floor((1 - min_train_share) / window_fraction + 1e-9))
+
+
+def validation_splits(
+    train: pd.DataFrame,
+    protocol: str,
+    seed: int = DEFAULT_SPLIT_SEED,
+    fraction: float = DEFAULT_VALIDATION_FRACTION,
+    leave_last: int = 1,
+    windows: int = DEFAULT_VALIDATION_WINDOWS,
+) -> list[Split]:
+    """Return the validation splits a choice is made on: several windows for ``time-global``.
+
+    A global cut validates only the users active on both sides of it, some
+    20 on ml-latest-small whatever the window's width, and a choice made on
+    20 users is mostly chance. So for ``time-global`` the validation is
+    ``windows`` cuts rolled back inside the training rows, as the outer test
+    windows are (each the ``fraction`` of the training rows before the
+    last; fewer when the rows run out), and a candidate's figure is its mean
+    over them. Every other protocol has one validation split
+    (``validation_split``), which already holds every user.
+
+    Args:
+        train: The training rows of an outer split (never its test rows).
+        protocol: The outer protocol.
+        seed: The outer split's seed.
+        fraction: The share held out by each validation split.
+        leave_last: For ``time``: rows per user held out.
+        windows: For ``time-global``: how many cuts (at least 1).
+    """
+    if protocol != "time-global":
+        return [validation_split(train, protocol, seed, fraction, leave_last)]
+    if windows < 1:
+        raise ValueError(f"windows must be at least 1, got {windows}")
+    splits = [global_time_split(train, fraction)]
+    for window in range(1, windows):
+        try:
+            split = global_time_split(train, fraction, window)
+        except ValueError:
+            break  # a log too short for more windows validates on those it has
+        if not split.test.empty:
+            splits.append(split)
+    return splits
 
 
 def validation_split(

@@ -3,8 +3,9 @@
 A search never sees a test row. ``tune`` makes ``evaluate``'s outer split
 for the protocol and seed (``--protocol``, ``--seed``) and hands only its
 training rows to ``tune_on_training``, which carves the validation split
-from them (``splits.validation_split``: the last 10% in time for the time
-protocols, a seeded 10% of each user's training rows otherwise) and:
+from them (``splits.validation_splits``: the last 10% in time, three such
+windows rolled back for the global time split, each user's latest rows for
+``time``, a seeded 10% of each user's training rows otherwise) and:
 
 - builds the candidates: the model's current class defaults first, then up
   to ``n_trials - 1`` distinct other points of its search space, drawn with
@@ -12,10 +13,11 @@ protocols, a seeded 10% of each user's training rows otherwise) and:
   ``random_state``, so the same seed gives the same search on every run;
 - fits each (``model_factory``, with the data's rating scale) on the
   validation split's fitting rows and scores it (``score_split``) on its
-  validation rows with the metric asked for: "rmse" (lower is better) or
-  "ndcg@k"; candidates that differ only in a model's ``ranking_params``
-  (parameters of its ranking score alone) share one fit, re-ranked with
-  ``rank_with``, which gives the figures of separate fits;
+  validation rows (the mean over the windows when there are several) with
+  the metric asked for: "rmse" (lower is better) or "ndcg@k"; candidates
+  that differ only in a model's ``ranking_params`` (parameters of its
+  ranking score alone) share one fit, re-ranked with ``rank_with``, which
+  gives the figures of separate fits;
 - the best wins; on a tie the earlier candidate does, so the defaults are
   only replaced by something strictly better on validation.
 
@@ -43,7 +45,7 @@ from recsys.evaluation.splits import (
     DEFAULT_SPLIT_SEED,
     Split,
     make_splits,
-    validation_split,
+    validation_splits,
 )
 from recsys.models import MODELS, canonical_model_name
 from recsys.models.base import PREDICT, Recommender
@@ -62,7 +64,11 @@ ALS_SEARCH_SPACE: dict[str, list[Any]] = {
     "iterations": [15, 30],
     "weighting": ["engagement", "binary"],
 }
-EASE_SEARCH_SPACE: dict[str, list[Any]] = {"l2": [250.0, 500.0, 1000.0, 2500.0, 5000.0]}
+EASE_SEARCH_SPACE: dict[str, list[Any]] = {
+    "l2": [250.0, 500.0, 1000.0, 2500.0, 5000.0],
+    # 0 weights every product alike; the others share one fit per l2 (rank_with).
+    "recency": [0.0, 5.0, 10.0, 20.0, 50.0],
+}
 ITEMKNN_SEARCH_SPACE: dict[str, list[Any]] = {
     "neighbours": [20, 50, 100, 200],
     "shrinkage": [0.0, 10.0, 50.0],
@@ -225,7 +231,7 @@ def tune_on_training(
         raise ValueError(f"n_trials must be at least 1, got {n_trials}")
     k = _check_metric(name, metric)
     threshold = DEFAULT_RELEVANCE_THRESHOLD if threshold is None else float(threshold)
-    split = validation_split(train, protocol, seed, leave_last=leave_last)
+    splits = validation_splits(train, protocol, seed, leave_last=leave_last)
     defaults = class_defaults(name, space)
     trials = []
     if grid is None:
@@ -236,25 +242,40 @@ def tune_on_training(
         candidates = [dict(defaults), *others[: n_trials - 1]]
     # Candidates that differ only in a model's ranking parameters share one fit.
     ranking_params = getattr(MODELS[name], "ranking_params", ())
-    fits: dict[str, Recommender] = {}
+    fits: dict[str, list[Recommender]] = {}
     for params in with_progress(candidates, progress, "tuning", "candidate"):
         learned = repr(sorted((key, v) for key, v in params.items() if key not in ranking_params))
         if learned in fits:
             fitted = fits[learned]
             ranking = {key: v for key, v in params.items() if key in ranking_params}
-            fitted.rank_with(**ranking)  # type: ignore[attr-defined]
+            for candidate in fitted:
+                candidate.rank_with(**ranking)  # type: ignore[attr-defined]
         else:
-            fitted = model_factory(name, {name: params}, rating_scale)().fit(split.train)
+            factory = model_factory(name, {name: params}, rating_scale)
+            fitted = [factory().fit(split.train) for split in splits]
             fits[learned] = fitted
-        score, is_default = _score(fitted, split, metric, k, threshold), params == defaults
-        trials.append({"params": params, "score": score, "defaults": is_default})
+        score = float(
+            np.mean(
+                [
+                    _score(candidate, split, metric, k, threshold)
+                    for candidate, split in zip(fitted, splits, strict=True)
+                ]
+            )
+        )
+        trials.append({"params": params, "score": score, "defaults": params == defaults})
     ranked = rank_trials(trials, metric)
+    split = splits[0]
+    windows = (
+        f"; the mean over {len(splits)} validation windows rolled back in time"
+        if len(splits) > 1
+        else ""
+    )
     return TuningResult(
         model=name,
         metric=metric,
         method=f"{len(trials)} candidates, the defaults first, each fitted on "
         f"{len(split.train)} rows and scored on {len(split.test)} validation rows carved "
-        f"from the training part of evaluate's {protocol} split, seed {seed} "
+        f"from the training part of evaluate's {protocol} split, seed {seed}{windows} "
         "(the test rows are never read)",
         best_params=ranked[0]["params"],
         best_score=ranked[0]["score"],

@@ -95,6 +95,29 @@ def test_the_champion_choice_reads_the_training_rows_only():
     assert "test" not in inspect.signature(choose_on_validation).parameters
 
 
+def test_on_the_global_cut_each_candidate_is_measured_on_three_windows_and_averaged():
+    train = pd.DataFrame(
+        {
+            "user_id": [1, 2, 3] * 20,
+            "product_id": [p % 7 + 1 for p in range(60)],
+            "rating": [5.0] * 60,
+            "timestamp": range(60),
+        }
+    )
+    windows: list[int] = []
+
+    def measure(name, part):
+        windows.append(part.facts["window"])
+        figure = {"popular": [0.3, 0.1, 0.1], "svd": [0.2, 0.2, 0.2]}[name][part.facts["window"]]
+        return {"ndcg@10": figure, "model": name}
+
+    choice = choose_on_validation(train, ["popular", "svd"], measure, "ndcg@10", "time-global")
+    assert windows == [0, 1, 2, 0, 1, 2]
+    # popular wins the latest window alone, svd the mean.
+    assert choice.champion == "svd"
+    assert choice.candidates["popular"] == {"ndcg@10": pytest.approx(0.5 / 3), "model": "popular"}
+
+
 def test_a_retrain_can_change_the_champion(app_factory):
     app = app_factory(MODEL="auto")
     runtime = runtime_of(app)

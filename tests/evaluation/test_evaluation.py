@@ -22,6 +22,7 @@ from recsys.evaluation.splits import (
     products_by_user,
     time_split,
     validation_split,
+    validation_splits,
 )
 from recsys.models.als import ALSRecommender
 from recsys.models.popularity import PopularityRecommender
@@ -369,6 +370,33 @@ def test_validation_is_carved_from_training_rows_only(protocol):
         "fraction",
         "leave_last",
     }
+
+
+@pytest.mark.parametrize("protocol", ["holdout", "kfold", "time"])
+def test_protocols_other_than_the_global_cut_validate_on_one_split(protocol):
+    outer = make_splits(FEEDBACK, protocol, seed=2)[0]
+    (only,) = validation_splits(outer.train, protocol, seed=2)
+    expected = validation_split(outer.train, protocol, seed=2)
+    assert pairs(only.train) == pairs(expected.train) and pairs(only.test) == pairs(expected.test)
+
+
+def test_the_global_cut_validates_on_three_windows_rolled_back_inside_training():
+    outer = make_splits(FEEDBACK, "time-global", seed=2)[0]
+    windows = validation_splits(outer.train, "time-global", seed=2)
+    assert [window.facts["window"] for window in windows] == [0, 1, 2]
+    for window in windows:
+        assert pairs(window.train) | pairs(window.test) <= pairs(outer.train)
+        assert window.train["timestamp"].max() < window.test["timestamp"].min()
+    # Each window ends where the next one back begins.
+    for later, earlier in zip(windows, windows[1:], strict=False):
+        assert earlier.test["timestamp"].max() < later.test["timestamp"].min()
+        assert pairs(earlier.train) < pairs(later.train)
+
+
+def test_a_log_too_short_for_three_windows_validates_on_those_it_has():
+    few = FEEDBACK.sort_values("timestamp").iloc[:12]
+    windows = validation_splits(few, "time-global", fraction=0.4)
+    assert len(windows) == 1 and not windows[0].test.empty
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,12 @@ from recsys.evaluation.model_params import (
     model_factory,
     save_model_params,
 )
-from recsys.evaluation.splits import holdout_split, make_splits, validation_split
+from recsys.evaluation.splits import (
+    holdout_split,
+    make_splits,
+    validation_split,
+    validation_splits,
+)
 from recsys.evaluation.tuning import SEARCH_SPACES, rank_trials, tune
 from recsys.models import MODELS, canonical_model_name
 from recsys.models.als import ALSRecommender
@@ -130,6 +135,19 @@ def test_tuning_never_reads_a_test_row(protocol, monkeypatch):
         pair for frame in seen for pair in zip(frame["user_id"], frame["product_id"], strict=True)
     }
     assert seen and test_pairs and not read & test_pairs
+
+
+def test_on_the_global_cut_a_candidates_figure_is_its_mean_over_the_validation_windows():
+    dataset = simulated_dataset(timed(taste_feedback()), name="two groups")
+    result = tune(dataset, "ease", "ndcg@5", n_trials=3, protocol="time-global")
+    outer = make_splits(dataset.feedback, "time-global", 0)[0]
+    windows = validation_splits(outer.train, "time-global", 0)
+    assert len(windows) == 3
+    for trial in result.trials:
+        factory = model_factory("ease", {"ease": trial["params"]})
+        figures = [score_split(factory().fit(w.train), w, 5, 4.0)["ndcg@5"] for w in windows]
+        assert trial["score"] == pytest.approx(np.mean(figures))
+    assert "the mean over 3 validation windows" in result.method
 
 
 @pytest.mark.parametrize("protocol", ["holdout", "time", "time-global"])
