@@ -26,9 +26,11 @@ The protocol (docs/evaluation.md states it in full):
   back), and on both the random per-user 20% holdout, seeds S, S+1, S+2.
 - validation: for each split, every model's settings (``tune_on_training``
   over a small grid), its training input (every rating, or ratings >= 4 only)
-  and the champion are chosen on a validation split carved from that split's
-  training rows only (the last 10% in time, or a seeded 10% of each user's
-  rows); the test rows are read once, to report.
+  and the champion are chosen on validation splits carved from that split's
+  training rows only (``validation_splits``: on the global time split three
+  cuts rolled back, each the last 10% of what precedes it, figures averaged;
+  each user's latest rows for the last-n split; a seeded 10% of each user's
+  rows for the holdout); the test rows are read once, to report.
 - relevance: a test rating >= 4; candidates: every training product except
   the user's own training products; NDCG@k as ``recsys.evaluation.metrics``.
 - figures: mean over the splits +- the half-width of the 95% Student-t
@@ -38,7 +40,9 @@ The protocol (docs/evaluation.md states it in full):
 
 The models are the registry's (``recsys.models.MODELS``): a model added there
 appears in the table; models without a grid here are scored with their
-defaults. Then the targets, with PASS or FAIL (exit 1 if any fails):
+defaults. Beside them, "ease (no recency)": EASE tuned over l2 alone, as it
+was before its recency option, the single model the recency-weighted EASE is
+judged against. Then the targets, with PASS or FAIL (exit 1 if any fails):
 
 - MovieLens headline: the best model at least 2.0x popularity's NDCG@k;
 - every personal model at least 1.0x popularity's, on each data set and
@@ -47,8 +51,12 @@ defaults. Then the targets, with PASS or FAIL (exit 1 if any fails):
   regularisation and training input chosen on validation) within 1% of
   implicit's AlternatingLeastSquares tuned on the same validation split
   (binary input of every rating, a grid around regularisation 10);
-- best model vs best single model (ease, als, itemknn) >= 1.03x, judged only
-  when a model other than these and popularity and SVD is registered.
+- MovieLens headline: the best model vs the best single model of before
+  (EASE without recency, ALS, item-kNN) >= 1.03x, judged only when a model
+  other than these and popularity and SVD is run (the ranker, EASE with
+  recency).
+
+The other protocols print the same two ratios for information.
 
 It also prints the measured comparison of the training input (every rating
 against ratings >= 4 only) per model, on validation and on the test.
@@ -104,7 +112,7 @@ from recsys.evaluation.splits import (  # noqa: E402
     global_time_windows,
     make_splits,
     products_by_user,
-    validation_split,
+    validation_splits,
 )
 from recsys.evaluation.tuning import tune_on_training  # noqa: E402
 from recsys.models import MODELS  # noqa: E402
@@ -117,9 +125,15 @@ MAX_ALS_GAP = 0.01
 MIN_COMBINED_RATIO = 1.03
 PAIRED_RESAMPLES = 2000
 PAIRED_CONFIDENCE = 0.95
-SINGLE_MODELS = ("ease", "als", "itemknn")
-# Models that are neither popularity nor one of today's single models: a
-# ranker built over them is judged against the best single model.
+# EASE as it was before its recency option: tuned over l2 alone, every
+# product of a user weighed alike. It is run beside the registry's models
+# (under this name, with the registry's "ease"), so that the recency-weighted
+# EASE is judged against the single model it improves on.
+PLAIN_EASE = "ease (no recency)"
+VARIANTS = {PLAIN_EASE: "ease"}
+SINGLE_MODELS = (PLAIN_EASE, "als", "itemknn")
+# Models that are neither popularity nor one of today's single models (the
+# ranker, EASE weighted by recency): judged against the best single model.
 TODAY = ("popular", "svd", *SINGLE_MODELS)
 
 
@@ -166,7 +180,13 @@ RATING_RANK_GRID = [
 GRIDS: dict[str, list[dict[str, Any]]] = {
     "svd": RATING_RANK_GRID,
     "blend": RATING_RANK_GRID,
-    "ease": [{"l2": l2} for l2 in (500.0, 1000.0, 2500.0, 5000.0)],
+    # One fit per l2 serves every recency (EASERecommender.rank_with).
+    "ease": [
+        {"l2": l2, "recency": recency}
+        for l2 in (500.0, 1000.0, 2500.0, 5000.0)
+        for recency in (0.0, 5.0, 10.0, 20.0, 50.0)
+    ],
+    PLAIN_EASE: [{"l2": l2, "recency": 0.0} for l2 in (500.0, 1000.0, 2500.0, 5000.0)],
     "itemknn": [{"neighbours": n} for n in (50, 100, 200)],
     # Stage 2 learns from each user's latest rows, or from random shares of
     # them (as a random holdout draws its test rows).
@@ -239,8 +259,11 @@ def verdict(ok: bool) -> str:
 
 
 def ranking_models() -> list[str]:
-    """Return the registry's models, popularity first (every registered model ranks)."""
-    return sorted(MODELS, key=lambda name: (name != "popular", list(MODELS).index(name)))
+    """Return the registry's models, popularity first, and the variants after their model."""
+    names = sorted(MODELS, key=lambda name: (name != "popular", list(MODELS).index(name)))
+    for variant, model in VARIANTS.items():
+        names.insert(names.index(model) + 1, variant)
+    return names
 
 
 def ndcg_on(fitted, split: Split, k: int) -> float:
@@ -297,11 +320,12 @@ def tuned_implicit(
     train: pd.DataFrame, split: Split, protocol: str, seed: int, k: int, leave_last: int
 ):
     """Return implicit's best grid point on validation and its test NDCG."""
-    validation = validation_split(train, protocol, seed, leave_last=leave_last)
-    best = max(
-        IMPLICIT_GRID,
-        key=lambda p: (implicit_ndcg(validation.train, validation, p, k), -IMPLICIT_GRID.index(p)),
-    )
+    windows = validation_splits(train, protocol, seed, leave_last=leave_last)
+
+    def on_validation(params: Mapping[str, Any]) -> float:
+        return float(np.mean([implicit_ndcg(w.train, w, params, k) for w in windows]))
+
+    best = max(IMPLICIT_GRID, key=lambda p: (on_validation(p), -IMPLICIT_GRID.index(p)))
     return best, implicit_ndcg(train, split, best, k)
 
 
@@ -322,15 +346,16 @@ def run_protocol(
     for index, split in enumerate(splits):
         started = time.perf_counter()
         split_seed = seed + index
-        validation = validation_split(split.train, protocol, split_seed, leave_last=leave_last)
+        windows = validation_splits(split.train, protocol, split_seed, leave_last=leave_last)
         for name, runs in models.items():
+            model = VARIANTS.get(name, name)
             params: dict[str, Any] = {}
             # The training input, chosen on validation: every rating, or >= 4 only.
             figures: dict[str, float] = {}
             if name in GRIDS:
                 tuned = tune_on_training(
                     split.train,
-                    name,
+                    model,
                     f"ndcg@{k}",
                     protocol=protocol,
                     n_trials=len(GRIDS[name]) + 1,
@@ -343,11 +368,17 @@ def run_protocol(
                 params = tuned.best_params
                 # The winner's fit on every validation rating is the search's own.
                 figures["all ratings"] = tuned.best_score
-            factory = model_factory(name, {name: params}, dataset.rating_scale)
+            factory = model_factory(model, {model: params}, dataset.rating_scale)
             for choice, minimum in INPUTS:
                 if choice not in figures:
-                    fitted = factory().fit(training_rows(validation.train, minimum))
-                    figures[choice] = ndcg_on(fitted, validation, k)
+                    figures[choice] = float(
+                        np.mean(
+                            [
+                                ndcg_on(factory().fit(training_rows(w.train, minimum)), w, k)
+                                for w in windows
+                            ]
+                        )
+                    )
             chosen = max(figures, key=lambda c: (figures[c], c == "all ratings"))
             for choice, minimum in INPUTS:
                 # The input not chosen is fitted on the test split only for the
@@ -417,12 +448,13 @@ def print_inputs(result: ProtocolResult, k: int) -> None:
         f"  training input on {result.label}: ndcg@{k} fitted on every rating vs on "
         "ratings >= 4 only (validation | test, means over splits)"
     )
+    width = max(len(model) for model in result.models)
     for model, runs in result.models.items():
         if len(runs.by_input) < len(INPUTS):
             continue
         every, high = runs.by_input["all ratings"], runs.by_input[">= 4 only"]
         print(
-            f"    {model:8s} all {np.mean(every['validation']):.4f} | "
+            f"    {model:{width}s} all {np.mean(every['validation']):.4f} | "
             f"{np.mean(every['test']):.4f}   >=4 {np.mean(high['validation']):.4f} | "
             f"{np.mean(high['test']):.4f}   chosen on validation: "
             f"{', '.join(sorted(set(runs.input_choice)))}"
@@ -479,6 +511,15 @@ def judge(
                 print(f"    {tag}: {line} (judged once a model beyond these is registered)")
         if headline and position == 0:
             judge_paired(tag, result, best, single, k, verdicts)
+        else:
+            # The targets belong to the headline; the same ratios elsewhere inform.
+            single = max(SINGLE_MODELS, key=means.__getitem__)
+            measured = (
+                f"best model {best} {means[best] / popular:.2f}x popular; "
+                f"{best} / {single} = {means[best] / means[single]:.3f}x the best single model"
+            )
+            verdicts.inform(f"{tag}: best model vs popular and vs best single model", measured)
+            print(f"    {tag}: {measured} (information)")
         if result.implicit:
             ours, theirs = (
                 float(np.mean(result.models["als"].test)),

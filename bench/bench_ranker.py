@@ -122,9 +122,10 @@ def quality(dataset: Dataset, verdicts: Verdicts) -> None:
 def validation_orders(dataset: Dataset) -> None:
     """Print the ranker's NDCG@10 on validation rows for each way of drawing stage 2's parts.
 
-    Each split's validation rows are carved from its training rows as
-    ``bench_quality`` carves them (``validation_split``); the ranker learns
-    from the rest of the training rows and never reads a test row.
+    Each split's validation rows are carved from its training rows by
+    ``validation_split``: one cut on the global time split, where
+    ``bench_quality`` averages three (``validation_splits``); the ranker
+    learns from the rest of the training rows and never reads a test row.
     """
     print(
         "\nstage 2's training parts on bench_quality's time splits: NDCG@10 on validation "
