@@ -1,6 +1,7 @@
 """Protocols: no leakage, cold counts, determinism, and the report of evaluate."""
 
 import inspect
+import itertools
 
 import numpy as np
 import pandas as pd
@@ -388,7 +389,7 @@ def test_the_global_cut_validates_on_three_windows_rolled_back_inside_training()
         assert pairs(window.train) | pairs(window.test) <= pairs(outer.train)
         assert window.train["timestamp"].max() < window.test["timestamp"].min()
     # Each window ends where the next one back begins.
-    for later, earlier in zip(windows, windows[1:], strict=False):
+    for later, earlier in itertools.pairwise(windows):
         assert earlier.test["timestamp"].max() < later.test["timestamp"].min()
         assert pairs(earlier.train) < pairs(later.train)
 
