@@ -254,13 +254,16 @@ class HistoryCache:
         if isinstance(entry, dict) and entry.get("stamp") == [epoch, generation]:
             try:
                 # Only "typed" holds dislikes: an entry of a release before
-                # event types lacks it, and is a miss.
+                # event types lacks it, and is a miss. Only this release's
+                # rows hold each product's latest time: a history with events
+                # but without the times (the previous release's) is a miss too.
                 history = UserHistory.of_events(entry["typed"])
             except (KeyError, TypeError, ValueError):
                 pass  # not an entry this service wrote: a miss
             else:
-                _HISTORY_HIT.inc()
-                return HistoryLookup(history, current)
+                if history.latest or not history.has_events:
+                    _HISTORY_HIT.inc()
+                    return HistoryLookup(history, current)
         _HISTORY_MISS.inc()
         return HistoryLookup(None, current)
 
@@ -268,8 +271,13 @@ class HistoryCache:
         """Cache a history read from the store after ``lookup`` returned ``generation``."""
         if generation is None or not self._usable():
             return
-        # "events", "purchased" and "counts" are what previous releases read:
-        # kept for a deploy in which both serve; "typed" is what this one needs.
+        # "events", "purchased" and "counts" are what releases before event
+        # types read: kept for a deploy in which both serve; "typed" is what
+        # this one needs. Its rows carry the products' latest times as a fifth
+        # element, which the release before them cannot read: in a deploy it
+        # counts this one's entries as misses, and this one its entries, so
+        # each reads the store instead (a separate field of times would make
+        # every lookup parse twice the JSON, for the length of a deploy).
         entry = {
             "stamp": list(generation),
             "events": history.has_events,

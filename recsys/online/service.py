@@ -18,10 +18,10 @@ from __future__ import annotations
 
 import logging
 import weakref
-from collections import Counter
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
+from recsys.data.interactions import CLICK
 from recsys.data.timestamps import utc_now
 from recsys.online.answer_cache import AnswerCache, NoAnswerCache
 from recsys.online.answers import (
@@ -254,9 +254,11 @@ class RecommendationService:
         """Return a list for an anonymous session from its products alone.
 
         Each of ``items`` counts as one click (a product twice, two), folded
-        into the live model as a user's history is; nothing is written, and
-        no A/B test routes a session. A session none of whose products the
-        model knows gets the most popular products (``not_in_model``).
+        into the live model as a user's history is; a product's latest time
+        is the position of its last click, so a later one is more recent.
+        Nothing is written, and no A/B test routes a session. A session none
+        of whose products the model knows gets the most popular products
+        (``not_in_model``).
 
         Args:
             items: The session's product ids (catalog products), most recent last.
@@ -266,7 +268,8 @@ class RecommendationService:
             NoLiveModelError: No version is live yet.
         """
         version = self.pipeline.live.current()
-        history = UserHistory.of((p, clicks, 0) for p, clicks in Counter(items).items())
+        # One row a click: the counts add up, and the latest is the last position.
+        history = UserHistory.of_events((p, CLICK, 1, 0, i) for i, p in enumerate(items))
         answer = self.pipeline.answer(version, request, history, None, self.cache)
         self.exploration.served(answer)
         return answer

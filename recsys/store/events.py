@@ -21,6 +21,8 @@ import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 from recsys.data.events import (
     Event,
@@ -86,12 +88,18 @@ class UserHistory:
         unavailable: The store could not be read: the history is unknown, not
             empty (serving then ranks a user the model knows from their
             training-time row).
+        latest: Per product, when the user last had an event of any type
+            with it: whole seconds since the epoch, rounded down, as
+            ``recsys.models.profile.epoch_seconds`` makes them from training
+            frames (an anonymous session's: the position of the product's
+            last click). Empty when unknown.
     """
 
     product_ids: tuple[int, ...] = ()
     tallies: tuple[tuple[int, ...], ...] = ()
     stars: tuple[int, ...] = ()
     unavailable: bool = False
+    latest: tuple[int, ...] = ()
 
     @classmethod
     def of(cls, counts: Iterable[Sequence[int]]) -> UserHistory:
@@ -109,18 +117,36 @@ class UserHistory:
 
     @classmethod
     def of_events(cls, rows: Iterable[Sequence[Any]]) -> UserHistory:
-        """Return the history of (product id, type, count, stars) rows, in any order.
+        """Return the history of (product id, type, count, stars[, latest]) rows, in any order.
 
         ``type`` is a name of ``EVENT_TYPES`` or its code; ``stars`` sums the
-        values of the rows' ratings (0 for other types); a product may come
-        in several rows.
+        values of the rows' ratings (0 for other types); ``latest`` is when
+        the row's latest event happened (whole seconds since the epoch). A
+        product may come in several rows: its latest is the largest of
+        theirs, and when any row lacks one, every product's is unknown.
         """
+        # Per product: a count per type, then the stars, then the latest time.
         by_product: dict[int, list[int]] = {}
-        for product_id, kind, count, stars in rows:
+        timed = True
+        for row in rows:
+            # The store's rows have the time: trying them first costs nothing
+            # (a length test before every row cost a sixth of the loop).
+            try:
+                product_id, kind, count, stars, seconds = row
+            except ValueError:
+                product_id, kind, count, stars = row
+                seconds = None
             code = kind if isinstance(kind, int) else _TYPE_CODES.get(kind, CLICK)
-            tally = by_product.setdefault(int(product_id), [0] * (len(EVENT_TYPES) + 1))
+            tally = by_product.get(product_id)
+            if tally is None:
+                tally = by_product.setdefault(int(product_id), _NO_TALLY.copy())
             tally[code] += int(count)
-            tally[-1] += int(stars or 0)
+            if stars:
+                tally[-2] += int(stars)
+            if seconds is None:
+                timed = False
+            elif seconds > tally[-1]:
+                tally[-1] = int(seconds)
         if not by_product:
             return cls()
         # One pass over the products makes the fields and what every answer
@@ -128,11 +154,13 @@ class UserHistory:
         product_ids = sorted(by_product)
         tallies = []
         stars = []
+        latest = []
         purchased = []
         disliked = []
         events = 0
         for product_id in product_ids:
             tally = by_product[product_id]
+            latest.append(tally.pop())
             stars.append(tally.pop())
             events += sum(tally)
             if tally[PURCHASE]:
@@ -140,7 +168,9 @@ class UserHistory:
             if tally[DISLIKE]:
                 disliked.append(product_id)
             tallies.append(tuple(tally))
-        history = cls(tuple(product_ids), tuple(tallies), tuple(stars))
+        history = cls(
+            tuple(product_ids), tuple(tallies), tuple(stars), latest=tuple(latest) if timed else ()
+        )
         # Kept where the cached properties keep them (frozen: beside the fields).
         history.__dict__.update(
             purchased=frozenset(purchased), disliked=frozenset(disliked), events=events
@@ -189,10 +219,23 @@ class UserHistory:
         ]
 
     def event_rows(self) -> list[list[int]]:
-        """Return [product id, type code, count, stars] rows (``of_events``'s input; JSON-able)."""
+        """Return [product id, type code, count, stars[, latest]] rows (``of_events``'s input).
+
+        JSON-able. Each row of a product carries the product's latest time,
+        when it is known.
+        """
+        if not self.latest:
+            return [
+                [p, code, count, stars if code == RATING else 0]
+                for p, tally, stars in zip(self.product_ids, self.tallies, self.stars, strict=True)
+                for code, count in enumerate(tally)
+                if count
+            ]
         return [
-            [p, code, count, stars if code == RATING else 0]
-            for p, tally, stars in zip(self.product_ids, self.tallies, self.stars, strict=True)
+            [p, code, count, stars if code == RATING else 0, seconds]
+            for p, tally, stars, seconds in zip(
+                self.product_ids, self.tallies, self.stars, self.latest, strict=True
+            )
             for code, count in enumerate(tally)
             if count
         ]
@@ -215,10 +258,14 @@ class UserHistory:
         ).reshape(-1, width)
         stars = np.array(self.stars, dtype=np.float64)
         engagement = tallies @ points + (stars - tallies[:, RATING]) * points[RATING]
-        return Profile(self.product_array, engagement)
+        latest = np.array(self.latest, dtype=np.int64) if self.latest else None
+        return Profile(self.product_array, engagement, latest)
 
 
 _TYPE_CODES = {name: code for code, name in enumerate(EVENT_TYPES)}
+# A product's tally before its first row: no event of any type, no stars, no
+# time (below every time, so that the first row's is the largest so far).
+_NO_TALLY = [0] * (len(EVENT_TYPES) + 1) + [-(2**63)]
 
 
 class Ingested(NamedTuple):
@@ -266,6 +313,33 @@ class StoreCounts:
     interactions: int
 
 
+class _EpochSeconds(FunctionElement[int]):
+    """SQL: a naive UTC timestamp as whole seconds since the epoch, rounded down.
+
+    The number ``recsys.models.profile.epoch_seconds`` makes of the same
+    timestamp in a training frame, computed by the database.
+    """
+
+    type = sa.BigInteger()
+    inherit_cache = True
+
+
+@compiles(_EpochSeconds, "sqlite")
+def _sqlite_epoch_seconds(element: _EpochSeconds, compiler: Any, **kw: Any) -> str:
+    # SQLite keeps the text "YYYY-MM-DD HH:MM:SS.ffffff". Its first 19
+    # characters, the whole seconds: strftime reads a time to the millisecond,
+    # rounded, so that .9996 s would count as the next second.
+    timestamp = compiler.process(element.clauses, **kw)
+    return f"CAST(strftime('%s', substr({timestamp}, 1, 19)) AS INTEGER)"
+
+
+@compiles(_EpochSeconds, "postgresql")
+def _postgresql_epoch_seconds(element: _EpochSeconds, compiler: Any, **kw: Any) -> str:
+    # A timestamp without time zone counts from 1970-01-01 00:00 as if in UTC.
+    timestamp = compiler.process(element.clauses, **kw)
+    return f"CAST(floor(extract(epoch FROM {timestamp})) AS BIGINT)"
+
+
 # Built once: the serving path runs it on every uncached answer, and building
 # and keying a statement costs about a fifth of running it.
 _USER_HISTORY = (
@@ -274,13 +348,14 @@ _USER_HISTORY = (
         interactions.c.type,
         sa.func.count(),
         sa.func.sum(interactions.c.value),
+        _EpochSeconds(sa.func.max(interactions.c.created_at)),
     )
     .where(interactions.c.user_id == sa.bindparam("user_id"))
     .group_by(interactions.c.product_id, interactions.c.type)
 )
 
 
-# Many users' histories at once (batch recommendations): the same counts, by user.
+# Many users' histories at once (batch recommendations): the same rows, by user.
 _USERS_HISTORIES = (
     sa.select(
         interactions.c.user_id,
@@ -288,6 +363,7 @@ _USERS_HISTORIES = (
         interactions.c.type,
         sa.func.count(),
         sa.func.sum(interactions.c.value),
+        _EpochSeconds(sa.func.max(interactions.c.created_at)),
     )
     .where(interactions.c.user_id.in_(sa.bindparam("user_ids", expanding=True)))
     .group_by(interactions.c.user_id, interactions.c.product_id, interactions.c.type)
@@ -390,7 +466,10 @@ class EventStore(ProductCatalog, UserData):
         return UserHistory.of_events(self.user_history_rows(user_id))
 
     def user_history_rows(self, user_id: int) -> Sequence[Sequence[Any]]:
-        """Return the rows ``user_history`` counts: (product id, type, count, stars).
+        """Return the rows ``user_history`` counts: (product id, type, count, stars, latest).
+
+        ``latest``: the time of the latest event of the row, in whole seconds
+        since the epoch, rounded down (``recsys.models.profile.epoch_seconds``).
 
         Every uncached answer makes this read, and without Redis so does every
         cached one: rows equal to those an answer was made from are the same
@@ -416,13 +495,13 @@ class EventStore(ProductCatalog, UserData):
 
         Users without events are left out of the answer.
         """
-        rows: dict[int, list[tuple[int, str, int, int | None]]] = {}
+        rows: dict[int, list[tuple[int, str, int, int | None, int]]] = {}
         with self.engine.connect() as conn:
             for chunk in chunks(sorted(set(user_ids))):
-                for user, product, kind, count, stars in conn.execute(
+                for user, product, kind, count, stars, latest in conn.execute(
                     _USERS_HISTORIES, {"user_ids": list(chunk)}
                 ):
-                    rows.setdefault(int(user), []).append((product, kind, count, stars))
+                    rows.setdefault(int(user), []).append((product, kind, count, stars, latest))
         return {user: UserHistory.of_events(events) for user, events in rows.items()}
 
     def _read_driver(self, sql: str, params: tuple) -> Sequence[Sequence[Any]]:

@@ -55,8 +55,15 @@ interactions = sa.Table(
     sa.Column("value", sa.SmallInteger, nullable=True),
     # The sender's id of the event: a batch sent again stores nothing twice.
     sa.Column("event_id", sa.String(64), nullable=True),
-    # Covers the history read of every uncached answer (migrations 0006, 0011).
-    sa.Index("ix_interactions_user_product_types", "user_id", "product_id", "type", "value"),
+    # Covers the history read of every uncached answer (migrations 0006, 0011, 0014).
+    sa.Index(
+        "ix_interactions_user_product_history",
+        "user_id",
+        "product_id",
+        "type",
+        "value",
+        "created_at",
+    ),
     # A user's history, newest first, paged by (created_at, id).
     sa.Index("ix_interactions_user_created", "user_id", "created_at", "id"),
     # Unique where given (null event_ids never collide, on both databases).

@@ -483,7 +483,8 @@ def test_a_history_read_before_a_purchase_is_never_saved_over_it(redis_url, cach
     histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
     slow_reader = histories.lookup(7)  # a request reads the store just before a purchase...
     histories.invalidate([7])  # ... the purchase commits and invalidates ...
-    histories.save(7, UserHistory.of([(1, 1, 0)]), slow_reader.generation)  # ... then it saves
+    read = UserHistory.of_events([(1, "click", 1, 0, 100)])
+    histories.save(7, read, slow_reader.generation)  # ... then it saves what it read
     assert histories.lookup(7).history is None
 
 
@@ -497,7 +498,9 @@ def test_a_history_the_previous_release_cached_is_read_again_from_the_store(
     old = {"stamp": list(generation), "events": True, "purchased": [3]}
     histories._cache.set("user:9", old)
     assert histories.lookup(9).history is None
-    counted = UserHistory.of([(3, 2, 1), (5, 1, 0)])
+    counted = UserHistory.of_events(
+        [(3, "click", 1, 0, 100), (3, "purchase", 1, 0, 200), (5, "click", 1, 0, 50)]
+    )
     histories.save(9, counted, generation)
     assert histories.lookup(9).history == counted
 
@@ -508,7 +511,9 @@ def test_a_cached_history_keeps_each_event_type_and_a_release_before_types_is_a_
 ):
     histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
     generation = histories.lookup(9).generation
-    typed = UserHistory.of_events([(3, "dislike", 1, 0), (3, "view", 2, 0), (5, "rating", 2, 7)])
+    typed = UserHistory.of_events(
+        [(3, "dislike", 1, 0, 90), (3, "view", 2, 0, 80), (5, "rating", 2, 7, 70)]
+    )
     histories.save(9, typed, generation)
     found = histories.lookup(9).history
     assert found == typed and found.disliked == frozenset({3})
@@ -524,12 +529,47 @@ def test_a_cached_history_keeps_each_event_type_and_a_release_before_types_is_a_
 
 
 @pytest.mark.redis
+def test_a_cached_history_keeps_each_products_latest_time(redis_url, cache_prefix):
+    histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
+    history = UserHistory.of_events(
+        [(3, "view", 1, 0, 1_772_356_542), (3, "click", 1, 0, 7), (5, "cart", 1, 0, 9)]
+    )
+    histories.save(9, history, histories.lookup(9).generation)
+    found = histories.lookup(9).history
+    assert found == history and found.latest == (1_772_356_542, 9)
+
+
+@pytest.mark.redis
+def test_a_cached_history_without_latest_times_is_a_miss(redis_url, cache_prefix):
+    histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
+    generation = histories.lookup(9).generation
+    # What the release before the times wrote: typed rows of four.
+    untimed = UserHistory.of_events([(3, "view", 1, 0), (5, "cart", 1, 0)])
+    previous = {
+        "stamp": list(generation),
+        "events": True,
+        "purchased": [],
+        "counts": untimed.counts(),
+        "typed": untimed.event_rows(),
+    }
+    histories._cache.set("user:9", previous)
+    assert histories.lookup(9).history is None
+
+
+@pytest.mark.redis
+def test_a_cached_history_without_events_needs_no_times(redis_url, cache_prefix):
+    histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
+    histories.save(9, UserHistory(), histories.lookup(9).generation)
+    assert histories.lookup(9).history == UserHistory()
+
+
+@pytest.mark.redis
 def test_invalidations_lost_in_an_outage_drop_every_cached_history_when_redis_returns(
     redis_url, cache_prefix, monkeypatch, caplog
 ):
     monkeypatch.setattr(cache_module, "REDIS_RETRY_SECONDS", 0)
     histories = HistoryCache(redis_url.url, cache_prefix, ttl_seconds=60)
-    stale = UserHistory.of([(3, 1, 1)])
+    stale = UserHistory.of_events([(3, "purchase", 1, 0, 100)])
     histories.save(8, stale, histories.lookup(8).generation)
     assert histories.lookup(8).history == stale
 

@@ -18,13 +18,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.models.ease import EASERecommender
+from recsys.models.profile import Profile
 from recsys.store.artifacts import ModelRegistry
 from recsys.store.job_queue import JobQueue, JobState, TrainingJob
 from recsys.training import GatePolicy, describe_gate
-from recsys.training.gate import VERSIONS_REJECTED, compare, decide
+from recsys.training.gate import VERSIONS_REJECTED, compare, decide, rank_from_history
 from recsys.training.jobs import Trainer
 from recsys.training.train import TrainingSettings, fit_locally, train_and_publish
 from tests.builders import fit_on_shuffled_events, generate_shop_log
+from tests.models.test_ease_recency import timed_feedback
 
 ITEMKNN = TrainingSettings(model="itemknn")
 
@@ -224,3 +227,17 @@ def test_the_bar_is_the_live_figure_minus_the_tolerance_and_the_error_is_paired(
     assert figures["least"] == 0.49
     assert figures["candidate"] == 0.4
     assert figures["standard_error"] == 0.0  # every user 0.1 worse: no spread
+
+
+def test_the_gate_folds_users_in_with_their_products_times_as_serving_does():
+    train = timed_feedback()
+    model = EASERecommender(l2=50.0, recency=2.0).fit(train)
+    users = train["user_id"].unique()[:8].tolist()
+    lists = rank_from_history(model, train, users, 5)
+    for user in users:
+        profile = Profile.from_feedback(train[train["user_id"] == user])
+        expected = model.rank_profile(profile, 5, exclude=profile.product_ids)
+        assert lists[user].tolist() == expected.product_ids.tolist(), user
+    # Without the times, the recent products would not weigh more: other lists.
+    untimed = rank_from_history(model, train.drop(columns="timestamp"), users, 5)
+    assert any(untimed[u].tolist() != lists[u].tolist() for u in users)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
+from recsys.online import RecommendRequest
+from recsys.online.pipeline import Pipeline
 from recsys.store.tables import interactions
 from tests.builders import runtime_of
 
@@ -39,6 +42,23 @@ def test_a_sessions_later_product_changes_its_list(bundled_client):
     assert [i["score"] for i in one["recommendations"]] != [
         i["score"] for i in two["recommendations"]
     ]
+
+
+def test_a_sessions_profile_orders_its_products_by_their_last_position(app, monkeypatch):
+    answer = Pipeline.answer
+    folded = []
+
+    def answer_and_keep_profile(pipeline, version, request, history, *rest):
+        folded.append(version.profile(history))
+        return answer(pipeline, version, request, history, *rest)
+
+    monkeypatch.setattr(Pipeline, "answer", answer_and_keep_profile)
+    runtime_of(app).start()
+    runtime_of(app).service.recommend_session([12, 3, 7, 3], RecommendRequest(None, 5))
+    [profile] = folded
+    assert profile.product_ids.tolist() == [3, 7, 12]
+    assert profile.latest is not None and profile.latest.tolist() == [3, 2, 0]
+    assert profile.product_ids[np.argsort(profile.latest)].tolist() == [12, 7, 3]
 
 
 def test_a_session_writes_nothing(app):

@@ -1,0 +1,44 @@
+"""EASE's recency through the API: a visitor's latest events steer their list."""
+
+import pytest
+
+from tests.builders import listed
+
+
+def visit(client, user_id: int, products: list[int]) -> None:
+    """Record one click on each product, a minute apart, in the order given."""
+    events = [
+        {
+            "user_id": user_id,
+            "product_id": p,
+            "purchased": 0,
+            "timestamp": f"2026-11-29T10:{m:02d}:00Z",
+        }
+        for m, p in enumerate(products)
+    ]
+    assert client.post("/interactions", json=events).status_code == 201
+
+
+@pytest.mark.parametrize(("recency", "same_lists"), [(0.5, False), (0.0, True)])
+def test_two_visitors_with_the_same_clicks_in_opposite_orders_differ_only_with_recency(
+    app_factory, tmp_path, recency, same_lists
+):
+    params = tmp_path / "params.json"
+    params.write_text(f'{{"ease": {{"l2": 50, "recency": {recency}}}}}')
+    client = app_factory(MODEL="ease", MODEL_PARAMS_PATH=str(params)).test_client()
+    products = [1, 7, 15]
+    visit(client, 900_001, products)
+    visit(client, 900_002, products[::-1])
+    first, second = (client.get(f"/recommend?user_id={u}&n=5") for u in (900_001, 900_002))
+    assert first.status_code == second.status_code == 200
+    assert first.get_json()["strategy"] == "ease"
+    assert (listed(first) == listed(second)) is same_lists
+
+
+def test_the_latest_click_is_the_strongest_reason_when_recency_is_short(app_factory, tmp_path):
+    params = tmp_path / "params.json"
+    params.write_text('{"ease": {"l2": 50, "recency": 0.25}}')
+    client = app_factory(MODEL="ease", MODEL_PARAMS_PATH=str(params)).test_client()
+    visit(client, 900_003, [1, 7, 15])
+    body = client.get("/recommend?user_id=900003&n=3&explain=true").get_json()
+    assert [item["because"][0]["product_id"] for item in body["recommendations"]] == [15, 15, 15]
