@@ -29,13 +29,18 @@ cut within 10% of their fold-in hit@10. Exploration is off (its share of
 slots goes to rarely shown films; ``bench_exploration.py`` measures it).
 Exits 1 if a target fails.
 
-Usage: python bench/bench_realtime.py [RATINGS] [--model ease] [--max-events 8000]
-       [--http-check 200] [--record FILE]
+Then, for EASE, the same replay with its recency (``--recency``, 5 by
+default: a user's latest films weigh the most), printed beside for
+information.
+
+Usage: python bench/bench_realtime.py [RATINGS] [--model ease] [--params FILE]
+       [--recency 5] [--max-events 8000] [--http-check 200] [--record FILE]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import math
 import socket
@@ -60,7 +65,6 @@ from verdicts import Verdicts, add_record_option  # noqa: E402
 from app import create_app  # noqa: E402
 from recsys.data.catalog import CATALOG_FILE, write_catalog  # noqa: E402
 from recsys.data.eda import MOVIELENS_MOVIES_FILE, load_eda_log  # noqa: E402
-from recsys.data.interactions import write_interactions  # noqa: E402
 
 DEFAULT_RATINGS = ROOT.parent / "shared" / "datasets" / "ml-latest-small" / "ratings.csv"
 K = 10
@@ -136,15 +140,32 @@ def shop_files(ratings: Path, directory: Path) -> tuple[Path, pd.DataFrame]:
     train, rest = events.iloc[:cut], events.iloc[cut:]
     catalog = catalog.assign(category=catalog["category"].fillna("(no genres listed)"), price=0.0)
     path = directory / "interactions.csv"
-    write_interactions(
-        train.assign(timestamp=train["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")), path
+    # With each rating's time, as the replayed events have theirs: without it
+    # every imported event would happen at the import, after all of them.
+    train.assign(timestamp=train["timestamp"].dt.strftime("%Y-%m-%dT%H:%M:%SZ")).to_csv(
+        path, index=False, lineterminator="\n"
     )
     write_catalog(catalog, directory / CATALOG_FILE)
     return path, rest
 
 
-def settings_for(state: Path, log: Path, model: str) -> dict[str, str]:
+def event_of(row) -> dict:
+    """Return the replayed rating as the shop's event: a purchase, at the rating's own time.
+
+    Its own time, not the moment of the replay: a model that weights a
+    user's recent products (EASE's recency) then orders them as they happened.
+    """
     return {
+        "user_id": int(row.user_id),
+        "product_id": int(row.product_clicked),
+        "purchased": 1,
+        "timestamp": row.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+
+
+def settings_for(state: Path, log: Path, model: str, params: Path | None) -> dict[str, str]:
+    return {
+        **({"MODEL_PARAMS_PATH": str(params)} if params is not None else {}),
         "DATABASE_URL": f"sqlite:///{state / 'events.db'}",
         "MODEL_DIR": str(state / "models"),
         "DATA_PATH": str(log),
@@ -201,9 +222,7 @@ def replay(app, rest: pd.DataFrame, max_events: int) -> tuple[Replay, list[list[
             )
         else:
             result.add(groups, "session", user, popular, film)
-        posted = client.post(
-            "/interactions", json={"user_id": user, "product_id": film, "purchased": 1}
-        )
+        posted = client.post("/interactions", json=event_of(row))
         assert posted.status_code == 201, posted.get_data(as_text=True)
         seen[user].add(film)
         since_cut[user].append(film)
@@ -211,13 +230,13 @@ def replay(app, rest: pd.DataFrame, max_events: int) -> tuple[Replay, list[list[
 
 
 def http_check(
-    state: Path, log: Path, model: str, rest: pd.DataFrame, count: int
+    state: Path, log: Path, model: str, params: Path | None, rest: pd.DataFrame, count: int
 ) -> list[list[int]]:
     """Replay the first ``count`` events through app.py over HTTP; return its lists in order."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    env = {f"RECSYS_{k}": v for k, v in settings_for(state, log, model).items()}
+    env = {f"RECSYS_{k}": v for k, v in settings_for(state, log, model, params).items()}
     env.update({"PATH": "/usr/bin:/bin", "HOME": str(state)})
     server = subprocess.Popen(
         [sys.executable, "app.py", "--port", str(port)],
@@ -240,11 +259,10 @@ def http_check(
             time.sleep(0.5)
         lists = []
         for row in rest.head(count).itertuples(index=False):
-            user, film = int(row.user_id), int(row.product_clicked)
+            user = int(row.user_id)
             body = requests.get(f"{base}/recommend?user_id={user}&n={K}", timeout=30).json()
             lists.append([item["product_id"] for item in body["recommendations"]])
-            event = {"user_id": user, "product_id": film, "purchased": 1}
-            requests.post(f"{base}/interactions", json=event, timeout=30).raise_for_status()
+            requests.post(f"{base}/interactions", json=event_of(row), timeout=30).raise_for_status()
         return lists
     finally:
         server.terminate()
@@ -255,6 +273,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("ratings", nargs="?", default=str(DEFAULT_RATINGS))
     parser.add_argument("--model", default="ease")
+    parser.add_argument(
+        "--params",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the model's parameters, a file as tune --save writes (RECSYS_MODEL_PARAMS_PATH)",
+    )
+    parser.add_argument(
+        "--recency",
+        type=float,
+        default=5.0,
+        metavar="R",
+        help="with --model ease, replay again with EASE's recency R beside (0: not)",
+    )
     parser.add_argument("--max-events", type=int, default=8000, help="replayed events at most")
     parser.add_argument("--http-check", type=int, default=200, help="events replayed over HTTP")
     add_record_option(parser)
@@ -271,7 +303,7 @@ def main() -> int:
         log, rest = shop_files(ratings, state)
         (state / "inproc").mkdir()
         (state / "http").mkdir()
-        app = create_app(settings_for(state / "inproc", log, args.model))
+        app = create_app(settings_for(state / "inproc", log, args.model, args.params))
         runtime = app.extensions["recsys.runtime"]
         runtime.init()
         runtime.start()
@@ -290,7 +322,9 @@ def main() -> int:
             f"averaged over users);\n  {len(lists):,} replayed in {seconds:.0f} s in process"
         )
         if args.http_check:
-            over_http = http_check(state / "http", log, args.model, rest, args.http_check)
+            over_http = http_check(
+                state / "http", log, args.model, args.params, rest, args.http_check
+            )
             same = sum(a == b for a, b in zip(over_http, lists, strict=False))
             print(f"  HTTP check: {same} of {len(over_http)} lists equal the in-process ones")
             verdicts.check(
@@ -298,8 +332,45 @@ def main() -> int:
                 f"{same} of {len(over_http)}",
                 same == len(over_http),
             )
+        if args.model == "ease" and args.recency > 0:
+            recency_beside(state, log, args, rest, result, verdicts)
     judge(result, verdicts)
     return verdicts.finish()
+
+
+def recency_beside(
+    state: Path,
+    log: Path,
+    args: argparse.Namespace,
+    rest: pd.DataFrame,
+    plain: Replay,
+    verdicts: Verdicts,
+) -> None:
+    """Replay the same events with EASE weighting recency (``--recency``), and compare."""
+    params = json.loads(args.params.read_text(encoding="utf-8")) if args.params else {}
+    params.setdefault("ease", {})["recency"] = args.recency
+    path = state / "recency.json"
+    path.write_text(json.dumps(params), encoding="utf-8")
+    (state / "recency").mkdir()
+    app = create_app(settings_for(state / "recency", log, "ease", path))
+    runtime = app.extensions["recsys.runtime"]
+    runtime.init()
+    runtime.start()
+    result, _ = replay(app, rest, args.max_events)
+    runtime.close()
+    print(
+        f"\nthe same replay, EASE with recency {args.recency:g} (a user's k-th most recent "
+        f"film weighs exp(-k / {args.recency:g})):"
+    )
+    print_table(result)
+    for group in (TRAINED, NEW_3_PLUS):
+        for mode in ("fold-in", "session"):
+            verdicts.inform(
+                f"{group}, {mode}: hit@{K} per user with recency {args.recency:g} / without",
+                f"{result.user_hit(group, mode):.3f} / {plain.user_hit(group, mode):.3f} = "
+                f"{result.user_hit(group, mode) / plain.user_hit(group, mode):.2f}x "
+                f"({result.hit(group, mode) / plain.hit(group, mode):.2f}x per request)",
+            )
 
 
 def print_table(result: Replay) -> None:
