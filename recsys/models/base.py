@@ -101,6 +101,15 @@ class Recommender(ABC):
     # positive interest, so those pairs are left out of their input.
     learns_dislikes: ClassVar[bool] = False
 
+    @property
+    def reads_times(self) -> bool:
+        """Whether the model reads when a user touched each product (a frame's ``timestamp``).
+
+        Training then reads each event's time from the store, which it
+        otherwise spares (EASE with ``recency``).
+        """
+        return False
+
     def __init__(self) -> None:
         # Sorted raw ids; empty until fitted (a fitted model knows at least one of each).
         self.user_ids: np.ndarray = np.empty(0, dtype=np.int64)

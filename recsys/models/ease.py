@@ -112,6 +112,10 @@ class EASERecommender(Recommender):
     def params(self) -> dict[str, Any]:
         return {"l2": self.l2, "recency": self.recency}
 
+    @property
+    def reads_times(self) -> bool:
+        return self.recency > 0
+
     def _fit(self, feedback: pd.DataFrame, users: np.ndarray, items: np.ndarray) -> None:
         engagement = feedback["engagement"].to_numpy(dtype=np.float64)
         n_users = len(self.user_ids)

@@ -48,7 +48,13 @@ from recsys.data.ratings import EventWeights
 from recsys.data.timestamps import format_utc, utc_now
 from recsys.errors import DataFileError, RecsysError
 from recsys.models.profile import Profile
-from recsys.store.bulk import TYPE_CODE_SQL, claim_file, file_sha256, log_frame
+from recsys.store.bulk import (
+    TYPE_CODE_SQL,
+    claim_file,
+    epoch_seconds_sql,
+    file_sha256,
+    log_frame,
+)
 from recsys.store.engine import create_store_engine, lock_for_startup, retry_conflicts
 from recsys.store.products import ProductCatalog, insert_products
 from recsys.store.tables import interactions, products, users
@@ -314,30 +320,15 @@ class StoreCounts:
 
 
 class _EpochSeconds(FunctionElement[int]):
-    """SQL: a naive UTC timestamp as whole seconds since the epoch, rounded down.
-
-    The number ``recsys.models.profile.epoch_seconds`` makes of the same
-    timestamp in a training frame, computed by the database.
-    """
+    """SQL: a naive UTC timestamp as whole seconds since the epoch (``epoch_seconds_sql``)."""
 
     type = sa.BigInteger()
     inherit_cache = True
 
 
-@compiles(_EpochSeconds, "sqlite")
-def _sqlite_epoch_seconds(element: _EpochSeconds, compiler: Any, **kw: Any) -> str:
-    # SQLite keeps the text "YYYY-MM-DD HH:MM:SS.ffffff". Its first 19
-    # characters, the whole seconds: strftime reads a time to the millisecond,
-    # rounded, so that .9996 s would count as the next second.
-    timestamp = compiler.process(element.clauses, **kw)
-    return f"CAST(strftime('%s', substr({timestamp}, 1, 19)) AS INTEGER)"
-
-
-@compiles(_EpochSeconds, "postgresql")
-def _postgresql_epoch_seconds(element: _EpochSeconds, compiler: Any, **kw: Any) -> str:
-    # A timestamp without time zone counts from 1970-01-01 00:00 as if in UTC.
-    timestamp = compiler.process(element.clauses, **kw)
-    return f"CAST(floor(extract(epoch FROM {timestamp})) AS BIGINT)"
+@compiles(_EpochSeconds)
+def _compile_epoch_seconds(element: _EpochSeconds, compiler: Any, **kw: Any) -> str:
+    return epoch_seconds_sql(compiler.dialect.name, compiler.process(element.clauses, **kw))
 
 
 # Built once: the serving path runs it on every uncached answer, and building

@@ -93,6 +93,15 @@ class TrainingSettings:
     retention_days: int | None = None
 
 
+def reads_times(settings: TrainingSettings) -> bool:
+    """Return whether a model these settings fit reads its events' times (``reads_times``)."""
+    if settings.model == AUTO:
+        fitted = {name: settings.model_params.get(name, {}) for name in settings.candidates}
+    else:
+        fitted = {settings.model: settings.model_params}
+    return any(MODELS[name](**dict(params)).reads_times for name, params in fitted.items())
+
+
 def describe_window(settings: TrainingSettings) -> str:
     """Return the phrase naming the retention window training reads ("" without one).
 
@@ -164,7 +173,7 @@ def train_and_publish(
     # Read in pages into int64 arrays: a ten-million-event log as Python rows
     # would cost gigabytes.
     since = retention_cutoff(settings.retention_days)
-    log = read_interactions(store.engine, since=since)
+    log = read_interactions(store.engine, since=since, times=reads_times(settings))
     if log.empty:
         raise NoTrainingDataError(
             f"the event store has no interactions{describe_window(settings)} to train on; "

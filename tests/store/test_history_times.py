@@ -11,8 +11,10 @@ import pytest
 from recsys.data.events import Event
 from recsys.data.ratings import EventWeights
 from recsys.models.profile import epoch_seconds
+from recsys.store.bulk import read_interactions
 from recsys.store.events import EventStore, UserHistory
 from recsys.store.migrate import upgrade_to_head
+from recsys.training.train import TrainingSettings, reads_times
 from tests.builders import SMALL_CATALOG
 
 # Several types per product, fractions of a second, one a microsecond before
@@ -100,3 +102,24 @@ def test_the_profile_carries_the_latest_times_as_int64():
 
 def test_the_profile_of_a_history_without_times_has_none():
     assert UserHistory.of([(1, 2, 0)]).profile(EventWeights()).latest is None
+
+
+def test_training_reads_each_events_time_in_the_same_seconds_when_asked(catalog_store):
+    catalog_store.ingest(EVENTS)
+    timed = read_interactions(catalog_store.engine, times=True)
+    expected = epoch_seconds(pd.Series([e.created_at for e in EVENTS])).tolist()
+    assert timed["timestamp"].tolist() == expected
+    assert "timestamp" not in read_interactions(catalog_store.engine).columns
+
+
+def test_only_settings_that_fit_a_model_weighing_recency_read_the_times():
+    assert not reads_times(TrainingSettings(model="ease"))
+    assert reads_times(TrainingSettings(model="ease", model_params={"recency": 5.0}))
+    assert reads_times(
+        TrainingSettings(
+            model="auto", model_params={"ease": {"recency": 5.0}}, candidates=("ease",)
+        )
+    )
+    assert not reads_times(
+        TrainingSettings(model="auto", model_params={"ease": {"recency": 5.0}}, candidates=("svd",))
+    )

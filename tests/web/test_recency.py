@@ -1,8 +1,10 @@
 """EASE's recency through the API: a visitor's latest events steer their list."""
 
+import numpy as np
 import pytest
 
-from tests.builders import listed
+from recsys.training.train import TrainingSettings, train_and_publish
+from tests.builders import listed, runtime_of
 
 
 def visit(client, user_id: int, products: list[int]) -> None:
@@ -42,3 +44,24 @@ def test_the_latest_click_is_the_strongest_reason_when_recency_is_short(app_fact
     visit(client, 900_003, [1, 7, 15])
     body = client.get("/recommend?user_id=900003&n=3&explain=true").get_json()
     assert [item["because"][0]["product_id"] for item in body["recommendations"]] == [15, 15, 15]
+
+
+def test_a_retrained_ease_with_recency_scores_an_unchanged_user_as_their_training_row(
+    app_factory, tmp_path
+):
+    params = tmp_path / "params.json"
+    params.write_text('{"ease": {"l2": 50, "recency": 0.5}}')
+    app = app_factory(MODEL="ease", MODEL_PARAMS_PATH=str(params))
+    client = app.test_client()
+    visit(client, 900_004, [1, 7, 15, 3])
+    runtime = runtime_of(app)
+    settings = TrainingSettings(model="ease", model_params={"l2": 50.0, "recency": 0.5})
+    train_and_publish(runtime.store, runtime.registry, settings)
+    assert runtime.refresh()
+    version = runtime.service.live.current()
+    model = version.model
+    (inner,) = np.flatnonzero(model.user_ids == 900_004)
+    folded = model._score_profile(
+        *model.profile_items(version.profile(runtime.store.user_history(900_004)))
+    )
+    assert np.array_equal(folded, model._score(np.array([inner]))[0])
