@@ -233,36 +233,43 @@ def tune_on_training(
     threshold = DEFAULT_RELEVANCE_THRESHOLD if threshold is None else float(threshold)
     splits = validation_splits(train, protocol, seed, leave_last=leave_last)
     defaults = class_defaults(name, space)
-    trials = []
     if grid is None:
         candidates = _candidates(defaults, space, n_trials, seed)
     else:
         points = [_plain({**defaults, **point}) for point in grid]
         others = [point for i, point in enumerate(points) if point not in [defaults, *points[:i]]]
         candidates = [dict(defaults), *others[: n_trials - 1]]
-    # Candidates that differ only in a model's ranking parameters share one fit.
+    # Candidates that differ only in a model's ranking parameters share one
+    # fit per validation split: scored together, so that only one set of
+    # fits is held at a time, and listed in the order drawn (ties go to the
+    # earlier candidate).
     ranking_params = getattr(MODELS[name], "ranking_params", ())
-    fits: dict[str, list[Recommender]] = {}
-    for params in with_progress(candidates, progress, "tuning", "candidate"):
-        learned = repr(sorted((key, v) for key, v in params.items() if key not in ranking_params))
-        if learned in fits:
-            fitted = fits[learned]
-            ranking = {key: v for key, v in params.items() if key in ranking_params}
-            for candidate in fitted:
-                candidate.rank_with(**ranking)  # type: ignore[attr-defined]
-        else:
+
+    def learned(params: Mapping[str, Any]) -> str:
+        return repr(sorted((key, v) for key, v in params.items() if key not in ranking_params))
+
+    groups: dict[str, list[int]] = {}
+    for index, params in enumerate(candidates):
+        groups.setdefault(learned(params), []).append(index)
+    order = [index for indices in groups.values() for index in indices]
+    scores: dict[int, float] = {}
+    fitted_for, fitted = "", list[Recommender]()
+    for index in with_progress(order, progress, "tuning", "candidate"):
+        params = candidates[index]
+        if learned(params) != fitted_for:
+            fitted = []  # the previous group's fits go before the next are made
             factory = model_factory(name, {name: params}, rating_scale)
             fitted = [factory().fit(split.train) for split in splits]
-            fits[learned] = fitted
-        score = float(
-            np.mean(
-                [
-                    _score(candidate, split, metric, k, threshold)
-                    for candidate, split in zip(fitted, splits, strict=True)
-                ]
-            )
-        )
-        trials.append({"params": params, "score": score, "defaults": params == defaults})
+            fitted_for = learned(params)
+        else:
+            ranking = {key: v for key, v in params.items() if key in ranking_params}
+            for fit in fitted:
+                fit.rank_with(**ranking)  # type: ignore[attr-defined]
+        scores[index] = _mean_score(fitted, splits, metric, k, threshold)
+    trials: list[dict[str, Any]] = [
+        {"params": params, "score": scores[index], "defaults": params == defaults}
+        for index, params in enumerate(candidates)
+    ]
     ranked = rank_trials(trials, metric)
     split = splits[0]
     windows = (
@@ -299,6 +306,26 @@ def _search_space(name: str) -> Mapping[str, Sequence[Any]]:
             f"no search space for {name!r}; tunable: {', '.join(sorted(SEARCH_SPACES))}"
         )
     return SEARCH_SPACES[name]
+
+
+def _mean_score(
+    fitted: Sequence[Recommender], splits: Sequence[Split], metric: str, k: int, threshold: float
+) -> float:
+    """Return a candidate's mean figure over the validation splits where it is defined.
+
+    Raises:
+        ValueError: It is defined on none of them (``_score``'s error).
+    """
+    figures, error = [], None
+    for fit, split in zip(fitted, splits, strict=True):
+        try:
+            figures.append(_score(fit, split, metric, k, threshold))
+        except ValueError as exc:
+            error = exc  # a cut with no user to rank here: the others decide
+    if not figures:
+        assert error is not None
+        raise error
+    return float(np.mean(figures))
 
 
 def _score(fitted: Recommender, split: Split, metric: str, k: int, threshold: float) -> float:

@@ -83,8 +83,8 @@ class EASERecommender(Recommender):
             holdout (the same as lambda 100 on ratings / 5).
         recency: How many of a user's latest products count almost fully:
             the k-th most recent weighs exp(-k / recency). 0 (the default)
-            weights every product alike; without timestamps in the training
-            data or a profile's ``latest``, every product counts fully.
+            weights every product alike. Training rows without a timestamp,
+            and a profile without ``latest``, count every product fully.
     """
 
     name = "ease"
@@ -104,13 +104,17 @@ class EASERecommender(Recommender):
             raise ValueError(f"l2 must be a positive number, got {l2}")
         self.l2 = float(l2)
         self.recency = _checked_recency(recency)
-        # Kept by a fit, for rank_with: the rows unweighted, and per row how
-        # many of the user's products are newer (None without timestamps).
+        # Kept by a fit, for rank_with: the rows unweighted, and the training
+        # frame's times (users, items, timestamps), read into per-row counts
+        # of newer products only once a recency asks for them.
         self._unweighted: TrainingHistory | None = None
+        self._times: tuple[np.ndarray, np.ndarray, pd.Series] | None = None
         self._newer: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
-        return {"l2": self.l2, "recency": self.recency}
+        # Without recency, the parameters of the release before it: a version
+        # trained now still loads there (a rollback, a deploy in which both serve).
+        return {"l2": self.l2, **({"recency": self.recency} if self.recency else {})}
 
     @property
     def reads_times(self) -> bool:
@@ -125,20 +129,32 @@ class EASERecommender(Recommender):
         self.item_weights = ease_weights(rows, self.l2).astype(np.float32)
         del rows
         self._newer = None
+        self._times = None
         if "timestamp" in feedback.columns and feedback["timestamp"].notna().all():
-            # Per row, how many of the user's products are newer, in the history's order.
-            latest = pd.Series(epoch_seconds(feedback["timestamp"]), index=feedback.index)
-            newer = latest.groupby(users).rank(method="min", ascending=False).to_numpy() - 1
-            self._newer = TrainingHistory.from_rows(users, items, newer, n_users).weights
+            self._times = (users, items, feedback["timestamp"])
         self._weight_rows(self._unweighted)
+
+    def _newer_counts(self) -> np.ndarray | None:
+        """Return, per training row in the history's order, how many newer products its user has.
+
+        None when the training rows had no timestamps. Read from the frame's
+        times on first use, so a fit without recency never parses them.
+        """
+        if self._newer is None and self._times is not None:
+            users, items, timestamps = self._times
+            latest = pd.Series(epoch_seconds(timestamps), index=timestamps.index)
+            newer = latest.groupby(users).rank(method="min", ascending=False).to_numpy() - 1
+            self._newer = TrainingHistory.from_rows(users, items, newer, len(self.user_ids)).weights
+        return self._newer
 
     def _weight_rows(self, history: TrainingHistory) -> None:
         """Make the rows users are scored with: engagement, weighted by recency when asked.
 
         The weights B learn from the unweighted rows; only the query is weighted.
         """
-        if self.recency and self._newer is not None:
-            weights = history.weights * recency_weights(self._newer, self.recency)
+        newer = self._newer_counts() if self.recency else None
+        if newer is not None:
+            weights = history.weights * recency_weights(newer, self.recency)
             history = TrainingHistory(history.lengths, history.items, weights)
         self.history = history
         self._rows = self.history.matrix(len(self.product_ids), np.float32)
@@ -150,10 +166,11 @@ class EASERecommender(Recommender):
             ValueError: The model was loaded from an artifact, which keeps
                 only the rows weighted as trained.
         """
-        self.recency = _checked_recency(recency)
-        if self.is_fitted:
-            if self._unweighted is None:
-                raise ValueError("recency can change only on a model fitted in this process")
+        checked = _checked_recency(recency)
+        if self.is_fitted and self._unweighted is None:
+            raise ValueError("recency can change only on a model fitted in this process")
+        self.recency = checked
+        if self._unweighted is not None:
             self._weight_rows(self._unweighted)
         return self
 

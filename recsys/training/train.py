@@ -36,7 +36,7 @@ from recsys.models import AUTO, AUTO_CANDIDATES, MODELS
 from recsys.models.base import Recommender
 from recsys.models.popularity import PopularityRecommender
 from recsys.models.state import ModelState
-from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
+from recsys.store.artifacts import ArtifactError, ArtifactMetadata, ModelRegistry
 from recsys.store.bulk import read_interactions
 from recsys.store.events import EventStore
 from recsys.training.gate import VERSIONS_REJECTED, GatePolicy, Measure, judge
@@ -100,6 +100,30 @@ def reads_times(settings: TrainingSettings) -> bool:
     else:
         fitted = {settings.model: settings.model_params}
     return any(MODELS[name](**dict(params)).reads_times for name, params in fitted.items())
+
+
+def live_reads_times(registry: ModelRegistry, model_type: str) -> bool:
+    """Return whether the version the gate would judge against reads its events' times.
+
+    The gate ranks the live version on the same frame as the candidate: it
+    must carry the times if the live model weighs them, or the live version
+    would be judged weaker than it serves. Read from the newest metadata
+    that serves ``model_type`` (the version ``load_latest`` returns, unless
+    it is damaged).
+    """
+    for version in registry.versions():
+        try:
+            metadata = registry.read_metadata(version)
+        except ArtifactError:
+            continue
+        if not metadata.serves(model_type):
+            continue
+        model_class = MODELS.get(metadata.model_type)
+        try:
+            return model_class is not None and model_class(**metadata.params).reads_times
+        except (TypeError, ValueError):
+            return False  # parameters this release does not build: the gate skips it too
+    return False
 
 
 def describe_window(settings: TrainingSettings) -> str:
@@ -173,7 +197,10 @@ def train_and_publish(
     # Read in pages into int64 arrays: a ten-million-event log as Python rows
     # would cost gigabytes.
     since = retention_cutoff(settings.retention_days)
-    log = read_interactions(store.engine, since=since, times=reads_times(settings))
+    times = reads_times(settings) or (
+        gate is not None and live_reads_times(registry, settings.model)
+    )
+    log = read_interactions(store.engine, since=since, times=times)
     if log.empty:
         raise NoTrainingDataError(
             f"the event store has no interactions{describe_window(settings)} to train on; "

@@ -307,3 +307,19 @@ def test_bad_parameter_files_name_the_file_and_problem(tmp_path, text, line, pro
 @pytest.mark.parametrize(("name", "canonical"), [("popularity", "popular"), (" als ", "als")])
 def test_model_aliases_resolve_to_registry_names(name, canonical):
     assert canonical_model_name(name) == canonical
+
+
+def test_a_global_cut_with_no_user_to_rank_leaves_the_choice_to_the_other_cuts():
+    rows = pd.DataFrame(
+        {
+            "user_id": np.tile(np.arange(1, 11), 20),
+            "product_id": [(i * 7) % 40 + 1 for i in range(200)],
+        }
+    ).drop_duplicates()
+    rows = rows.assign(timestamp=np.arange(len(rows)), clicks=1, engagement=5.0, rating=5.0)
+    # The second validation cut (80-90% of the rows in time) holds only ratings of 1.
+    low = slice(int(len(rows) * 0.8), int(len(rows) * 0.9))
+    rows.iloc[low, rows.columns.get_loc("rating")] = 1.0
+    rows["engagement"] = rows["rating"]
+    result = tuning.tune_on_training(rows, "ease", "ndcg@10", protocol="time-global", n_trials=2)
+    assert all(np.isfinite(trial["score"]) for trial in result.trials)

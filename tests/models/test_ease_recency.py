@@ -177,3 +177,29 @@ def test_a_recency_that_is_not_zero_or_positive_is_refused(recency):
 )
 def test_epoch_seconds_rounds_every_kind_of_time_down_to_whole_utc_seconds(times, expected):
     assert epoch_seconds(times).tolist() == expected
+
+
+def test_without_recency_the_parameters_are_those_a_release_before_recency_reads():
+    assert EASERecommender(l2=50.0).fit(TINY).get_state().params == {"model": "ease", "l2": 50.0}
+    assert EASERecommender(l2=50.0, recency=2.0).params() == {"l2": 50.0, "recency": 2.0}
+
+
+def test_a_refused_change_of_recency_leaves_the_loaded_model_as_it_was():
+    state = EASERecommender(l2=50.0, recency=5.0).fit(timed_feedback()).get_state()
+    loaded = EASERecommender.from_state(ModelState(state.arrays, state.params))
+    with pytest.raises(ValueError, match="fitted in this process"):
+        loaded.rank_with(recency=1.0)
+    assert loaded.recency == 5.0
+
+
+@pytest.mark.parametrize(
+    "timestamps",
+    [["yesterday"] * 8, [1, "2026-03-01", 2, 3, 4, 5, 6, 7]],
+    ids=["not a time", "numbers and text"],
+)
+def test_without_recency_the_training_times_are_never_read(timestamps):
+    feedback = TINY.assign(timestamp=timestamps)
+    plain = EASERecommender(l2=1.0).fit(feedback)
+    assert np.array_equal(
+        plain._score(np.arange(3)), EASERecommender(l2=1.0).fit(TINY)._score(np.arange(3))
+    )

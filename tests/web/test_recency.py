@@ -3,7 +3,10 @@
 import numpy as np
 import pytest
 
-from recsys.training.train import TrainingSettings, train_and_publish
+from recsys.store.bulk import read_interactions
+from recsys.training import train as train_module
+from recsys.training.gate import GatePolicy
+from recsys.training.train import TrainingSettings, live_reads_times, train_and_publish
 from tests.builders import listed, runtime_of
 
 
@@ -65,3 +68,25 @@ def test_a_retrained_ease_with_recency_scores_an_unchanged_user_as_their_trainin
         *model.profile_items(version.profile(runtime.store.user_history(900_004)))
     )
     assert np.array_equal(folded, model._score(np.array([inner]))[0])
+
+
+def test_the_gate_reads_the_times_when_the_live_version_weighs_recency(
+    app_factory, tmp_path, monkeypatch
+):
+    params = tmp_path / "params.json"
+    params.write_text('{"ease": {"l2": 50, "recency": 0.5}}')
+    runtime = runtime_of(app_factory(MODEL="ease", MODEL_PARAMS_PATH=str(params)))
+    assert live_reads_times(runtime.registry, "ease")
+    assert not live_reads_times(runtime.registry, "als")
+    read = []
+
+    def reading(engine, **kwargs):
+        read.append(kwargs["times"])
+        return read_interactions(engine, **kwargs)
+
+    monkeypatch.setattr(train_module, "read_interactions", reading)
+    # Recency turned off: the candidate needs no times, the live version it is judged against does.
+    plain = TrainingSettings(model="ease", model_params={"l2": 50.0})
+    train_and_publish(runtime.store, runtime.registry, plain, gate=GatePolicy(min_users=1))
+    train_and_publish(runtime.store, runtime.registry, plain)
+    assert read == [True, False]
