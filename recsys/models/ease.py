@@ -42,7 +42,7 @@ import scipy.sparse
 
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.history import HISTORY_INDICES, HISTORY_SHAPES, HISTORY_SIZES, TrainingHistory
-from recsys.models.profile import Profile, epoch_seconds
+from recsys.models.profile import Profile, epoch_seconds, has_timestamps
 from recsys.models.ranked import lookup_ids
 from recsys.models.state import ArrayShape
 
@@ -130,7 +130,7 @@ class EASERecommender(Recommender):
         del rows
         self._newer = None
         self._times = None
-        if "timestamp" in feedback.columns and feedback["timestamp"].notna().all():
+        if has_timestamps(feedback):
             self._times = (users, items, feedback["timestamp"])
         self._weight_rows(self._unweighted)
 

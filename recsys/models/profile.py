@@ -76,6 +76,11 @@ class Profile:
         return cls(np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float64))
 
 
+def has_timestamps(feedback: pd.DataFrame) -> bool:
+    """Return whether every row of a feedback frame carries a timestamp."""
+    return "timestamp" in feedback.columns and bool(feedback["timestamp"].notna().all())
+
+
 def epoch_seconds(times: pd.Series) -> np.ndarray:
     """Return timestamps as whole seconds since the epoch (int64), rounded down.
 

@@ -38,6 +38,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from recsys.models.profile import has_timestamps
+
 STAGE_ONE = ("ease", "als", "itemknn", "popular")
 # The stage-1 models whose best products are the candidates; the others only score them.
 PROPOSERS = ("ease", "popular")
@@ -78,11 +80,6 @@ def timestamp_seconds(values: pd.Series) -> np.ndarray:
         return values.to_numpy(dtype=np.float64)
     stamps = pd.to_datetime(values, utc=True)
     return (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
-
-
-def has_timestamps(feedback: pd.DataFrame) -> bool:
-    """Return whether every row of a feedback frame carries a timestamp."""
-    return "timestamp" in feedback.columns and bool(feedback["timestamp"].notna().all())
 
 
 def validation_parts(

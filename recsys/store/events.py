@@ -230,17 +230,12 @@ class UserHistory:
         JSON-able. Each row of a product carries the product's latest time,
         when it is known.
         """
-        if not self.latest:
-            return [
-                [p, code, count, stars if code == RATING else 0]
-                for p, tally, stars in zip(self.product_ids, self.tallies, self.stars, strict=True)
-                for code, count in enumerate(tally)
-                if count
-            ]
+        # A known time is the rows' fifth element; an unknown one leaves rows of four.
+        times: list[tuple[int, ...]] = [(t,) for t in self.latest] or [()] * len(self.product_ids)
         return [
-            [p, code, count, stars if code == RATING else 0, seconds]
-            for p, tally, stars, seconds in zip(
-                self.product_ids, self.tallies, self.stars, self.latest, strict=True
+            [p, code, count, stars if code == RATING else 0, *time]
+            for p, tally, stars, time in zip(
+                self.product_ids, self.tallies, self.stars, times, strict=True
             )
             for code, count in enumerate(tally)
             if count

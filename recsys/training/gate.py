@@ -35,7 +35,7 @@ from prometheus_client import Counter
 
 from recsys.evaluation.splits import Split, products_by_user
 from recsys.models.base import FOLD_IN, Recommender
-from recsys.models.profile import Profile, epoch_seconds
+from recsys.models.profile import Profile, epoch_seconds, has_timestamps
 from recsys.store.artifacts import LoadedArtifact
 
 logger = logging.getLogger(__name__)
@@ -285,9 +285,8 @@ def rank_from_history(
     products = np.split(rows["product_id"].to_numpy(dtype=np.int64), starts[1:])
     engagement = np.split(rows["engagement"].to_numpy(dtype=np.float64), starts[1:])
     # Each product's latest time, as serving reads it (EASE's recency ranks by it).
-    timed = "timestamp" in rows.columns and bool(rows["timestamp"].notna().all())
     latest: list[np.ndarray | None] = [None] * len(starts)
-    if timed:
+    if has_timestamps(rows):
         latest = list(np.split(epoch_seconds(rows["timestamp"]), starts[1:]))
     lists = {}
     for user, ids, weights, times in zip(
