@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,10 +38,14 @@ def cluster_missing_reason() -> str | None:
     return None
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+# What the master's log says once it listens (Spark 3 and 4 word them so).
+MASTER_URL = re.compile(r"Starting Spark master at (spark://\S+)")
+MASTER_UI_PORT = re.compile(r"Bound MasterWebUI to \S+, and started at http://\S+:(\d+)")
+
+
+def _first(pattern: re.Pattern[str], text: str) -> str:
+    found = pattern.search(text)
+    return found.group(1) if found else ""
 
 
 class SparkCluster:
@@ -59,16 +63,20 @@ class SparkCluster:
         self.shared = shared
         self.workers = workers
         self.memory = memory
-        self.port = free_port()
-        self.ui_port = free_port()
-        self.url = f"spark://127.0.0.1:{self.port}"
+        # Set by start() from what the master reports it bound: a port chosen
+        # here could be taken by another process before the JVM binds it, and
+        # Spark then quietly moves to the next port.
+        self.url = ""
+        self.ui_url = ""
         self._processes: list[subprocess.Popen] = []
         # A folder outside /tmp through which a worker reaches the host's /tmp
         # while it binds back what it may see (its own namespace only).
         self._holders: list[Path] = []
 
-    def start(self, timeout: float = 90.0) -> SparkCluster:
+    def start(self, timeout: float = 180.0) -> SparkCluster:
+        """Start the master, then the workers; return once every worker has registered."""
         self.logs.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + timeout
         self._spawn(
             "master",
             [
@@ -77,22 +85,39 @@ class SparkCluster:
                 "--host",
                 "127.0.0.1",
                 "--port",
-                str(self.port),
+                "0",
                 "--webui-port",
-                str(self.ui_port),
+                "0",
             ],
         )
+        while not (self.url and self.ui_url):
+            self._wait_a_little(deadline, "the Spark master did not start")
+            master_log = (self.logs / "master.log").read_text(errors="replace")
+            self.url = _first(MASTER_URL, master_log)
+            ui_port = _first(MASTER_UI_PORT, master_log)
+            # The log names the host "localhost"; the UI listens on 127.0.0.1 only.
+            self.ui_url = f"http://127.0.0.1:{ui_port}" if ui_port else ""
         for number in range(self.workers):
             self._spawn(f"worker-{number}", self._worker_command())
-        deadline = time.monotonic() + timeout
         while self.alive_workers() < self.workers:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the Spark workers did not register; see {self.logs}")
-            for process in self._processes:
-                if process.poll() is not None:
-                    raise RuntimeError(f"a Spark daemon exited ({process.args}); see {self.logs}")
-            time.sleep(0.5)
+            self._wait_a_little(deadline, "the Spark workers did not register")
         return self
+
+    def _wait_a_little(self, deadline: float, failure: str) -> None:
+        """Sleep briefly; past the deadline, or if a daemon exited, raise with the logs' tails."""
+        exited = [process.args for process in self._processes if process.poll() is not None]
+        if exited or time.monotonic() > deadline:
+            why = f"a Spark daemon exited ({exited[0]})" if exited else failure
+            raise RuntimeError(f"{why}; the daemons' last log lines:\n{self.log_tails()}")
+        time.sleep(0.5)
+
+    def log_tails(self, lines: int = 15) -> str:
+        """Return the last ``lines`` lines of each daemon's log, each under its file's name."""
+        tails = []
+        for log in sorted(self.logs.glob("*.log")):
+            tail = log.read_text(errors="replace").splitlines()[-lines:]
+            tails.append("\n".join([f"== {log}", *tail]))
+        return "\n".join(tails)
 
     def _worker_command(self) -> list[str]:
         holder = Path(tempfile.mkdtemp(prefix="recsys-spark-worker-", dir="/var/tmp"))
@@ -127,7 +152,7 @@ class SparkCluster:
 
     def alive_workers(self) -> int:
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.ui_port}/json/", timeout=2) as r:
+            with urllib.request.urlopen(f"{self.ui_url}/json/", timeout=2) as r:
                 return int(json.load(r).get("aliveworkers", 0))
         except OSError:
             return 0
