@@ -130,10 +130,13 @@ PAIRED_CONFIDENCE = 0.95
 # (under this name, with the registry's "ease"), so that the recency-weighted
 # EASE is judged against the single model it improves on.
 PLAIN_EASE = "ease (no recency)"
-VARIANTS = {PLAIN_EASE: "ease"}
-SINGLE_MODELS = (PLAIN_EASE, "als", "itemknn")
+# ALS as it was before new arrivals were lifted, likewise.
+PLAIN_ALS = "als (no arrivals)"
+VARIANTS = {PLAIN_EASE: "ease", PLAIN_ALS: "als"}
+SINGLE_MODELS = (PLAIN_EASE, PLAIN_ALS, "itemknn")
 # Models that are neither popularity nor one of today's single models (the
-# ranker, EASE weighted by recency): judged against the best single model.
+# ranker, EASE weighted by recency, ALS lifting new arrivals): judged against
+# the best single model.
 TODAY = ("popular", "svd", *SINGLE_MODELS)
 
 
@@ -196,7 +199,7 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
     ],
     # The same points as implicit's grid (binary input: implicit's confidence
     # is alpha, ours 1 + alpha), and rating-weighted ones beside them.
-    "als": [
+    PLAIN_ALS: [
         *(
             {"factors": 64, "regularization": p["regularization"], "alpha": p["alpha"] - 1.0}
             | {"weighting": "binary"}
@@ -222,6 +225,24 @@ GRIDS: dict[str, list[dict[str, Any]]] = {
         ),
     ],
 }
+# ALS: each point above without arrivals, and each on liked pairs only (the
+# points validation chose before arrivals) with each of these; points that
+# differ only in them share one fit (rank_with).
+ARRIVAL_GRID = [
+    {"arrival_days": days, "arrival_lift": lift, "uptake_lift": uptake}
+    for days in (180.0, 365.0, 730.0)
+    for lift in (0.5, 1.0, 2.0)
+    for uptake in (0.0, 1.0, 2.0)
+]
+GRIDS["als"] = [
+    *GRIDS[PLAIN_ALS],
+    *(
+        point | arrivals
+        for point in GRIDS[PLAIN_ALS]
+        if "min_engagement" in point
+        for arrivals in ARRIVAL_GRID
+    ),
+]
 
 
 # The training inputs compared: every training rating, or ratings >= 4 only.

@@ -13,6 +13,11 @@ purchases with configurable weights, for MovieLens it is the rating.
 
 Serving needs only the two factor matrices: scores are ``user_factors @
 item_factors.T`` in numpy, so a saved model loads without ``implicit``.
+
+With ``arrival_days`` > 0, products first seen in the training log's last
+``arrival_days`` are lifted in every user's ranking (``recsys.models.arrivals``):
+what a returning user missed while away. The artifact then also holds each
+product's age and uptake, so the lift can be re-set without a refit.
 """
 
 from __future__ import annotations
@@ -25,10 +30,12 @@ import numpy as np
 import pandas as pd
 import scipy.sparse
 
+from recsys.models.arrivals import ARRIVAL_PARAMS, arrival_facts, arrival_lifts, lifted
 from recsys.models.base import EXPLAIN, FOLD_IN, SIMILAR_ITEMS, Recommender
 from recsys.models.linear import solve_ridge
+from recsys.models.profile import has_timestamps
 from recsys.models.seeded import seeded_units
-from recsys.models.state import ArrayShape
+from recsys.models.state import ArrayShape, ModelState, check_state_arrays
 
 WEIGHTINGS = ("engagement", "binary")
 # implicit's initial factors are uniform in [0, 0.01).
@@ -83,6 +90,14 @@ class ALSRecommender(Recommender):
         min_engagement: Pairs of less engagement are left out of training and
             of a folded-in history (0: none; 4: only ratings of 4 or more on
             MovieLens, only clicks that ended in a purchase on the shop).
+        arrival_days: Products first seen at most this many days before the
+            training log's last event are new arrivals and lifted in every
+            ranking (0, the default: none). Needs the rows' timestamps;
+            without them no product is new.
+        arrival_lift: Each new product's lift, in standard deviations of
+            the user's scores.
+        uptake_lift: A new product's further lift per unit of its uptake,
+            log(1 + users per 30 days since it appeared).
     """
 
     name = "als"
@@ -95,6 +110,13 @@ class ALSRecommender(Recommender):
         "user_factors": ("n_users", "k"),
         "item_factors": ("n_items", "k"),
     }
+    # Stored with arrival_days > 0 and timestamps to learn them from (see validate_state).
+    arrival_shapes: ClassVar[Mapping[str, ArrayShape]] = {
+        "item_age_days": ("n_items",),
+        "item_uptake": ("n_items",),
+    }
+    # Parameters of the ranking alone: ``rank_with`` changes them without a refit.
+    ranking_params: ClassVar[tuple[str, ...]] = ARRIVAL_PARAMS
 
     def __init__(
         self,
@@ -105,6 +127,9 @@ class ALSRecommender(Recommender):
         random_state: int = 42,
         weighting: str = "engagement",
         min_engagement: float = 0.0,
+        arrival_days: float = 0.0,
+        arrival_lift: float = 0.0,
+        uptake_lift: float = 0.0,
     ) -> None:
         super().__init__()
         if weighting not in WEIGHTINGS:
@@ -125,8 +150,16 @@ class ALSRecommender(Recommender):
         self.iterations = int(iterations)
         self.random_state = int(random_state)
         self.min_engagement = float(min_engagement)
+        self.arrival_days, self.arrival_lift, self.uptake_lift = _checked_arrivals(
+            arrival_days, arrival_lift, uptake_lift
+        )
         self.user_factors: np.ndarray = np.empty((0, self.factors), dtype=np.float32)
         self.item_factors: np.ndarray = np.empty((0, self.factors), dtype=np.float32)
+        # Each product's (age in days, uptake) at the end of the training rows,
+        # None until asked for (or without timestamps); the lifts they give.
+        self._arrival_facts: tuple[np.ndarray, np.ndarray] | None = None
+        self._arrival_rows: tuple[pd.Series, np.ndarray] | None = None
+        self._lifts: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
         """Return the hyper-parameters as a JSON-able dict."""
@@ -138,7 +171,32 @@ class ALSRecommender(Recommender):
             "random_state": self.random_state,
             "weighting": self.weighting,
             "min_engagement": self.min_engagement,
+            # Without arrivals, the parameters of the release before them: a
+            # version trained without them loads there too.
+            **({name: getattr(self, name) for name in ARRIVAL_PARAMS} if self.arrival_days else {}),
         }
+
+    @property
+    def reads_times(self) -> bool:
+        return self.arrival_days > 0
+
+    def rank_with(self, **ranking: Any) -> ALSRecommender:
+        """Change the arrival parameters (``ranking_params``) in place, without a refit.
+
+        Returns:
+            The model itself, ranking as one fitted with these parameters would.
+
+        Raises:
+            ValueError: A value is refused (the model is left as it was).
+        """
+        unknown = set(ranking) - set(ARRIVAL_PARAMS)
+        if unknown:
+            raise ValueError(f"rank_with takes {', '.join(ARRIVAL_PARAMS)}; got {sorted(unknown)}")
+        current = {name: getattr(self, name) for name in ARRIVAL_PARAMS}
+        checked = _checked_arrivals(**{**current, **ranking})
+        self.arrival_days, self.arrival_lift, self.uptake_lift = checked
+        self._prepare_lifts()
+        return self
 
     def fit(self, feedback: pd.DataFrame) -> Self:
         """Learn from the feedback's pairs of at least ``min_engagement`` and return self."""
@@ -207,6 +265,23 @@ class ALSRecommender(Recommender):
         self.user_factors = np.asarray(model.user_factors, dtype=np.float32)
         self.item_factors = np.asarray(model.item_factors, dtype=np.float32)
         self._prepare_fold_in()
+        # The times are parsed only when arrivals are asked for (now or by rank_with).
+        self._arrival_facts = None
+        self._arrival_rows = (feedback["timestamp"], items) if has_timestamps(feedback) else None
+        self._prepare_lifts()
+
+    def _prepare_lifts(self) -> None:
+        """Set the products' lifts from the arrival parameters (None: no product lifted)."""
+        if self.arrival_days and self._arrival_facts is None and self._arrival_rows is not None:
+            timestamps, items = self._arrival_rows
+            self._arrival_facts = arrival_facts(timestamps, items, len(self.product_ids))
+        if self._arrival_facts is None:
+            self._lifts = None
+            return
+        age_days, uptake = self._arrival_facts
+        self._lifts = arrival_lifts(
+            age_days, uptake, self.arrival_days, self.arrival_lift, self.uptake_lift
+        )
 
     def initial_factors(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the user and product factors a fit starts from (``seeded_factors``)."""
@@ -248,7 +323,8 @@ class ALSRecommender(Recommender):
 
     def _score_profile(self, items: np.ndarray, engagement: np.ndarray) -> np.ndarray:
         # Solved in float64, scored in float32 as training-time rows are (a third of the time).
-        return self.item_factors @ self.fold_in(items, engagement).astype(np.float32)
+        row = self.item_factors @ self.fold_in(items, engagement).astype(np.float32)
+        return lifted(row, self._lifts)
 
     def _contributions(self, past: np.ndarray, engagement: np.ndarray, item: int) -> np.ndarray:
         """Split the item's score into one term per past product (as ``implicit``'s explain).
@@ -267,21 +343,55 @@ class ALSRecommender(Recommender):
         return contributions
 
     def _score(self, users: np.ndarray) -> np.ndarray:
-        return self.user_factors[users] @ self.item_factors.T
+        return lifted(self.user_factors[users] @ self.item_factors.T, self._lifts)
 
     def _item_vectors(self) -> np.ndarray:
         return self.item_factors
 
+    @classmethod
+    def validate_state(cls, state: ModelState) -> None:
+        """Check the factors, and the arrival facts when the state holds them (see the base)."""
+        super().validate_state(state)
+        if any(name in state.arrays for name in cls.arrival_shapes):
+            shapes = {**cls.state_shapes, **cls.arrival_shapes}
+            check_state_arrays(state.all_arrays(), shapes, cls.derived_sizes, cls.index_arrays)
+
     def _learned_arrays(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors}
+        if self.arrival_days and self._arrival_facts is not None:
+            age_days, uptake = self._arrival_facts
+            arrays |= {"item_age_days": age_days, "item_uptake": uptake}
+        return arrays
 
     def _load_learned_arrays(self, arrays: Mapping[str, np.ndarray]) -> None:
         self.user_factors = np.asarray(arrays["user_factors"], dtype=np.float32)
         self.item_factors = np.asarray(arrays["item_factors"], dtype=np.float32)
         self._prepare_fold_in()
+        self._arrival_rows = None
+        self._arrival_facts = (
+            (
+                np.asarray(arrays["item_age_days"], dtype=np.float64),
+                np.asarray(arrays["item_uptake"], dtype=np.float64),
+            )
+            if "item_age_days" in arrays
+            else None
+        )
+        self._prepare_lifts()
 
     def _prepare_fold_in(self) -> None:
         """Keep the item factors in float64 and Y^T Y + lambda I for fold-in."""
         self._items64 = self.item_factors.astype(np.float64)
         self._gram = self._items64.T @ self._items64
         self._gram[np.diag_indices_from(self._gram)] += self.regularization
+
+
+def _checked_arrivals(
+    arrival_days: float, arrival_lift: float, uptake_lift: float
+) -> tuple[float, float, float]:
+    values = (arrival_days, arrival_lift, uptake_lift)
+    if not all(0 <= value < math.inf for value in values):
+        raise ValueError(
+            "arrival_days, arrival_lift and uptake_lift must be non-negative numbers, got "
+            f"{arrival_days}, {arrival_lift} and {uptake_lift}"
+        )
+    return float(arrival_days), float(arrival_lift), float(uptake_lift)
