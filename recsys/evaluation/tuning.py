@@ -63,6 +63,10 @@ ALS_SEARCH_SPACE: dict[str, list[Any]] = {
     "alpha": [0.25, 0.5, 1.0, 2.0, 5.0],
     "iterations": [15, 30],
     "weighting": ["engagement", "binary"],
+    # 0 lifts no product; the others share one fit per learned setting (rank_with).
+    "arrival_days": [0.0, 180.0, 365.0, 730.0],
+    "arrival_lift": [0.5, 1.0, 2.0],
+    "uptake_lift": [0.0, 1.0, 2.0],
 }
 EASE_SEARCH_SPACE: dict[str, list[Any]] = {
     "l2": [250.0, 500.0, 1000.0, 2500.0, 5000.0],

@@ -76,7 +76,9 @@ def test_a_product_arriving_late_rises_in_every_users_list_with_arrivals_on():
     plain = ALSRecommender(factors=8, iterations=5).fit(feedback)
     with_arrivals = ALSRecommender(factors=8, iterations=5, **ARRIVALS).fit(feedback)
     users = [
-        u for u in plain.user_ids if LATE not in set(feedback.loc[feedback.user_id == u, "product_id"])
+        u
+        for u in plain.user_ids
+        if LATE not in set(feedback.loc[feedback.user_id == u, "product_id"])
     ]
     ranks = {}
     for name, model in (("plain", plain), ("arrivals", with_arrivals)):
@@ -174,7 +176,9 @@ def test_a_stored_model_with_broken_arrival_facts_is_refused_before_it_serves(ar
     ],
 )
 def test_refused_arrival_values_name_the_parameters_and_leave_the_model_as_it_was(values, message):
-    model = ALSRecommender(factors=8, iterations=5, **ARRIVALS).fit(timed_feedback(late_product=LATE))
+    model = ALSRecommender(factors=8, iterations=5, **ARRIVALS).fit(
+        timed_feedback(late_product=LATE)
+    )
     before = model._lifts.copy()
     with pytest.raises(ValueError, match=message):
         ALSRecommender(**values)
