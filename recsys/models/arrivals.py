@@ -1,28 +1,32 @@
 """New arrivals: a lift for the products that appeared late in the training log.
 
-A shop's returning customer has not seen what arrived while they were away,
+A customer coming back after months has not seen what arrived meanwhile,
 and what arrived is what the others are taking up now; a model learnt from
-the whole log ranks those products low, having few events of theirs. On
-ml-latest-small's global time split (train before a moment, test the users
-active on both sides of it) the test users had been away a median of 100 to
-350 days, and the films they rated were often ones first rated while they
-were away.
+the whole log ranks those products low, having few events of theirs. It is
+what ml-latest-small's global time split asks (train before a moment, test
+the users active on both sides of it, most of them back after months away),
+where ALS with this lift, chosen on validation, is the best model
+(``bench/bench_quality.py``).
 
 A product is new when its first event in the training rows is at most
 ``days`` before the rows' last event. Its lift is::
 
     lift = arrival_lift + uptake_lift * uptake
-    uptake = log(1 + events per 30 days since its first event)
+    uptake = log(1 + users per 30 days since its first event)
 
-(the days since its first event counted as at least 30, so a product of one
-day is not judged on one day's events); every other product's lift is 0.
+(a feedback frame has one row per user and product; the days since its
+first event count as at least 30, so a product of one day is not judged on
+one day's users); every other product's lift is 0.
 A user's score row ``s`` is ranked as ``s + std(s) * lift``, which orders as
 the user's standardised scores ``(s - mean(s)) / std(s)`` plus the lift: a
 lift of 1 moves a product up by one standard deviation of that user's
 scores, whatever the scale of the model's scores.
 
 The lift is the same for every user and fixed by the training rows, so a
-retrain is what moves the window on.
+retrain is what moves the window on. A log imported without timestamps has
+every event stamped with the import's time, so its products all appear at
+once: within the window they are lifted alike, apart from ``uptake_lift``,
+which then favours the most popular.
 """
 
 from __future__ import annotations
@@ -51,7 +55,7 @@ def arrival_facts(
     Returns:
         Two float64 arrays over the products: the age in days (from the
         product's first row to the last row of all) and its uptake,
-        log(1 + rows per 30 days of that age, at least 30 days).
+        log(1 + rows, one per user, per 30 days of that age, at least 30).
     """
     seconds = epoch_seconds(timestamps).astype(np.float64)
     end = seconds.max()

@@ -392,6 +392,9 @@ class ServingRuntime:
             )
         # Imported here: pyspark is an optional requirement of this engine alone.
         from recsys.training import EventSource, SparkALSEngine, jdbc_url_of, train_on_spark
+        from recsys.training.spark import refuse_arrivals
+
+        refuse_arrivals(self.training.model_params)  # before Spark starts
 
         jobs = self.settings.jobs
         jdbc = jdbc_url_of(self.settings.database_url)

@@ -221,6 +221,7 @@ class SparkALSEngine:
             feedback: ``user_id, product_id, engagement`` (a feedback frame).
             **params: ``ALSRecommender``'s parameters.
         """
+        refuse_arrivals(params)
         template = ALSRecommender(**params)
         user_ids = np.unique(feedback["user_id"].to_numpy(dtype=np.int64))
         product_ids = np.unique(feedback["product_id"].to_numpy(dtype=np.int64))
@@ -255,6 +256,19 @@ class SparkALSEngine:
             params={"model": ALSRecommender.name, **template.params()},
         )
         return ALSRecommender.from_state(state)
+
+
+def refuse_arrivals(params: Mapping[str, Any]) -> None:
+    """Raise ``ValueError`` when ALS's parameters ask for new arrivals, which Spark does not learn.
+
+    The lift needs each product's first event and uptake, which the Spark
+    pipeline does not compute: a model trained there would rank without it.
+    """
+    if float(params.get("arrival_days", 0.0)) > 0:
+        raise ValueError(
+            "the spark engine trains als without new arrivals: set arrival_days to 0 in "
+            "its parameters, or train with the local engine"
+        )
 
 
 def spark_reg_param(regularization: float, rows: int, users: int, items: int) -> float:

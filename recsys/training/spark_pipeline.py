@@ -28,6 +28,7 @@ from recsys.store.artifacts import ArtifactMetadata, ModelRegistry
 from recsys.training.spark import (
     SparkALSEngine,
     dense_factors,
+    refuse_arrivals,
     spark_reg_param,
     user_arrays,
     user_table,
@@ -83,6 +84,7 @@ def train_on_spark(
     settings = settings or TrainingSettings(model="als")
     if settings.model != ALSRecommender.name:
         raise ValueError(f"the spark engine trains als, not {settings.model!r}")
+    refuse_arrivals(settings.model_params)
     template = ALSRecommender(**dict(settings.model_params))
     # The window local training reads (``train_and_publish``), whether or not
     # the events before it were pruned yet.

@@ -119,6 +119,25 @@ def test_the_spark_engine_refuses_a_model_other_than_als_before_starting_spark(a
     assert "the spark engine trains als" in result.output
 
 
+def test_the_spark_engine_refuses_als_with_new_arrivals_before_starting_spark(
+    app_factory, tmp_path
+):
+    params = tmp_path / "params.json"
+    params.write_text('{"als": {"arrival_days": 365, "arrival_lift": 1}}')
+    server = app_factory(MODEL="als", MODEL_PARAMS_PATH=str(params))
+    result = server.test_cli_runner().invoke(args=["train", "--engine", "spark"])
+    assert result.exit_code == 1
+    assert "the spark engine trains als without new arrivals" in result.output
+
+
+def test_the_spark_pipeline_refuses_new_arrivals_in_the_settings_it_is_given():
+    from recsys.training.spark import refuse_arrivals
+
+    refuse_arrivals({"arrival_days": 0.0, "arrival_lift": 2.0})  # off: accepted
+    with pytest.raises(ValueError, match="set arrival_days to 0"):
+        refuse_arrivals({"arrival_days": 30})
+
+
 @pytest.mark.slow
 @pytest.mark.spark
 def test_the_command_line_trains_a_log_file_with_spark(spark_engine, tmp_path, capsys):
