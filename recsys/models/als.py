@@ -183,6 +183,11 @@ class ALSRecommender(Recommender):
     def rank_with(self, **ranking: Any) -> ALSRecommender:
         """Change the arrival parameters (``ranking_params``) in place, without a refit.
 
+        A model fitted here learns the products' ages and uptakes from its
+        training rows when first asked; a loaded one has them only if it was
+        trained with arrivals (they are in its artifact), else no product is
+        lifted.
+
         Returns:
             The model itself, ranking as one fitted with these parameters would.
 

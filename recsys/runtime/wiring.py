@@ -391,8 +391,13 @@ class ServingRuntime:
                 "(set RECSYS_MODEL=als, which the servers then serve)"
             )
         # Imported here: pyspark is an optional requirement of this engine alone.
-        from recsys.training import EventSource, SparkALSEngine, jdbc_url_of, train_on_spark
-        from recsys.training.spark import refuse_arrivals
+        from recsys.training import (
+            EventSource,
+            SparkALSEngine,
+            jdbc_url_of,
+            refuse_arrivals,
+            train_on_spark,
+        )
 
         refuse_arrivals(self.training.model_params)  # before Spark starts
 

@@ -15,7 +15,12 @@ from recsys.training.jobs import (
     TrainingJobRunner,
     TrainingLock,
 )
-from recsys.training.spark import DEFAULT_MASTER, SparkALSEngine, SparkUnavailableError
+from recsys.training.spark import (
+    DEFAULT_MASTER,
+    SparkALSEngine,
+    SparkUnavailableError,
+    refuse_arrivals,
+)
 from recsys.training.spark_data import EventSource, jdbc_url_of
 from recsys.training.spark_pipeline import train_on_spark
 from recsys.training.train import (
@@ -49,6 +54,7 @@ __all__ = [
     "describe_gate",
     "jdbc_url_of",
     "publish_trained",
+    "refuse_arrivals",
     "train_and_publish",
     "train_on_spark",
 ]

@@ -131,7 +131,7 @@ def test_the_spark_engine_refuses_als_with_new_arrivals_before_starting_spark(
 
 
 def test_the_spark_pipeline_refuses_new_arrivals_in_the_settings_it_is_given():
-    from recsys.training.spark import refuse_arrivals
+    from recsys.training import refuse_arrivals
 
     refuse_arrivals({"arrival_days": 0.0, "arrival_lift": 2.0})  # off: accepted
     with pytest.raises(ValueError, match="set arrival_days to 0"):
