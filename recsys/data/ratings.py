@@ -138,12 +138,14 @@ def derive_ratings(interactions: pd.DataFrame, weights: EventWeights | None = No
         interactions: ``user_id, product_clicked, purchased`` and optionally
             ``type`` and ``value`` (without ``type``, each row is a click or,
             with ``purchased`` 1, a purchase), and a ``timestamp``, of which
-            the latest per pair is kept.
+            the latest per pair is kept (``timestamp``) and the earliest
+            (``first_timestamp``).
         weights: Points per event type; see ``EventWeights``.
 
     Returns:
         ``user_id, product_id, clicks, purchases, engagement, rating``, sorted
-        by user then product. ``clicks`` counts the pair's events of any type,
+        by user then product (with ``timestamp`` and ``first_timestamp`` after
+        ``purchases`` when the log has times). ``clicks`` counts the pair's events of any type,
         ``purchases`` its purchases; ``engagement`` is the unclipped sum of
         points (0 or less when dislikes outweigh the rest), the confidence
         implicit-feedback models use.
@@ -168,10 +170,13 @@ def derive_ratings(interactions: pd.DataFrame, weights: EventWeights | None = No
     }
     if "timestamp" in frame.columns:
         aggregations["timestamp"] = ("timestamp", "max")
+        # When the pair began: when a product first appeared is the earliest of these
+        # (``recsys.models.arrivals``), not of the latest times, which repeats move on.
+        aggregations["first_timestamp"] = ("timestamp", "min")
     feedback = grouped.agg(**aggregations).reset_index()
     feedback["engagement"] = feedback["engagement"].astype(np.float64)
     feedback["rating"] = feedback["engagement"].clip(*RATING_SCALE)
     columns = ["user_id", "product_id", "clicks", "purchases", "engagement", "rating"]
     if "timestamp" in feedback.columns:
-        columns.insert(4, "timestamp")
+        columns[4:4] = ["timestamp", "first_timestamp"]
     return feedback.loc[:, columns]

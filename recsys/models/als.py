@@ -158,7 +158,7 @@ class ALSRecommender(Recommender):
         # Each product's (age in days, uptake) at the end of the training rows,
         # None until asked for (or without timestamps); the lifts they give.
         self._arrival_facts: tuple[np.ndarray, np.ndarray] | None = None
-        self._arrival_rows: tuple[pd.Series, np.ndarray] | None = None
+        self._arrival_rows: tuple[pd.Series, pd.Series, np.ndarray] | None = None
         self._lifts: np.ndarray | None = None
 
     def params(self) -> dict[str, Any]:
@@ -199,8 +199,9 @@ class ALSRecommender(Recommender):
             raise ValueError(f"rank_with takes {', '.join(ARRIVAL_PARAMS)}; got {sorted(unknown)}")
         current = {name: getattr(self, name) for name in ARRIVAL_PARAMS}
         checked = _checked_arrivals(**{**current, **ranking})
+        # The lifts first, then the parameters: a failure leaves both as they were.
+        self._lifts = self._lifts_for(*checked)
         self.arrival_days, self.arrival_lift, self.uptake_lift = checked
-        self._prepare_lifts()
         return self
 
     def fit(self, feedback: pd.DataFrame) -> Self:
@@ -272,21 +273,31 @@ class ALSRecommender(Recommender):
         self._prepare_fold_in()
         # The times are parsed only when arrivals are asked for (now or by rank_with).
         self._arrival_facts = None
-        self._arrival_rows = (feedback["timestamp"], items) if has_timestamps(feedback) else None
-        self._prepare_lifts()
+        self._arrival_rows = None
+        if has_timestamps(feedback):
+            began = "first_timestamp" if "first_timestamp" in feedback.columns else "timestamp"
+            # Copies of the two columns: a column of the frame could keep all of it alive.
+            self._arrival_rows = (
+                feedback[began].copy(),
+                feedback["timestamp"].copy(),
+                items,
+            )
+        self._lifts = self._lifts_for(self.arrival_days, self.arrival_lift, self.uptake_lift)
 
-    def _prepare_lifts(self) -> None:
-        """Set the products' lifts from the arrival parameters (None: no product lifted)."""
-        if self.arrival_days and self._arrival_facts is None and self._arrival_rows is not None:
-            timestamps, items = self._arrival_rows
-            self._arrival_facts = arrival_facts(timestamps, items, len(self.product_ids))
+    def _lifts_for(self, days: float, arrival_lift: float, uptake_lift: float) -> np.ndarray | None:
+        """Return the products' lifts for these arrival parameters (None: none lifted).
+
+        The products' ages and uptakes are computed from the training rows the
+        first time arrivals are asked for, and kept; the rows are then let go.
+        """
+        if days and self._arrival_facts is None and self._arrival_rows is not None:
+            first, last, items = self._arrival_rows
+            self._arrival_facts = arrival_facts(first, last, items, len(self.product_ids))
+            self._arrival_rows = None
         if self._arrival_facts is None:
-            self._lifts = None
-            return
+            return None
         age_days, uptake = self._arrival_facts
-        self._lifts = arrival_lifts(
-            age_days, uptake, self.arrival_days, self.arrival_lift, self.uptake_lift
-        )
+        return arrival_lifts(age_days, uptake, days, arrival_lift, uptake_lift)
 
     def initial_factors(self) -> tuple[np.ndarray, np.ndarray]:
         """Return the user and product factors a fit starts from (``seeded_factors``)."""
@@ -358,8 +369,7 @@ class ALSRecommender(Recommender):
         """Check the factors, and the arrival facts when the state holds them (see the base)."""
         super().validate_state(state)
         if any(name in state.arrays for name in cls.arrival_shapes):
-            shapes = {**cls.state_shapes, **cls.arrival_shapes}
-            check_state_arrays(state.all_arrays(), shapes, cls.derived_sizes, cls.index_arrays)
+            check_state_arrays(state.all_arrays(), cls.arrival_shapes, {}, {})
 
     def _learned_arrays(self) -> dict[str, np.ndarray]:
         arrays = {"user_factors": self.user_factors, "item_factors": self.item_factors}
@@ -381,7 +391,7 @@ class ALSRecommender(Recommender):
             if "item_age_days" in arrays
             else None
         )
-        self._prepare_lifts()
+        self._lifts = self._lifts_for(self.arrival_days, self.arrival_lift, self.uptake_lift)
 
     def _prepare_fold_in(self) -> None:
         """Keep the item factors in float64 and Y^T Y + lambda I for fold-in."""

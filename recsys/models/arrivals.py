@@ -9,7 +9,10 @@ where ALS with this lift, chosen on validation, is the best model
 (``bench/bench_quality.py``).
 
 A product is new when its first event in the training rows is at most
-``days`` before the rows' last event. Its lift is::
+``days`` before the rows' last event. A row's first event is its
+``first_timestamp`` when the frame has one (``derive_ratings`` keeps both
+ends of each pair's events), else its ``timestamp``: a log of one event per
+pair, such as MovieLens' ratings. Its lift is::
 
     lift = arrival_lift + uptake_lift * uptake
     uptake = log(1 + users per 30 days since its first event)
@@ -43,25 +46,25 @@ _UPTAKE_DAYS = 30.0
 
 
 def arrival_facts(
-    timestamps: pd.Series, items: np.ndarray, n_items: int
+    first: pd.Series, last: pd.Series, items: np.ndarray, n_items: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return each product's (days since its first event, uptake) at the rows' last event.
 
     Args:
-        timestamps: Each training row's time.
+        first: When each training row's pair began (its first event).
+        last: Each row's latest event (the training rows end at the latest).
         items: Each row's inner item index.
         n_items: The number of products.
 
     Returns:
         Two float64 arrays over the products: the age in days (from the
-        product's first row to the last row of all) and its uptake,
+        product's first event to the last event of all) and its uptake,
         log(1 + rows, one per user, per 30 days of that age, at least 30).
     """
-    seconds = epoch_seconds(timestamps).astype(np.float64)
-    end = seconds.max()
-    first = np.full(n_items, end)
-    np.minimum.at(first, items, seconds)
-    age_days = (end - first) / _DAY
+    end = float(epoch_seconds(last).max())
+    began = np.full(n_items, end)
+    np.minimum.at(began, items, epoch_seconds(first).astype(np.float64))
+    age_days = (end - began) / _DAY
     rows = np.bincount(items, minlength=n_items).astype(np.float64)
     uptake = np.log1p(rows * _UPTAKE_DAYS / np.maximum(age_days, _UPTAKE_DAYS))
     return age_days, uptake

@@ -4,8 +4,10 @@ A model learns from a *feedback frame*: one row per (user, product) pair with
 the columns ``user_id``, ``product_id`` (positive integers), ``clicks``
 (how many times the user touched the product), ``engagement`` (the strength
 of interest, used as implicit confidence; 0 or less where dislikes outweigh
-it) and ``rating`` (1-5, used by rating models); an optional ``timestamp`` is
-ignored by models. Only models that learn from negative feedback
+it) and ``rating`` (1-5, used by rating models); an optional ``timestamp``
+(the pair's latest event) and ``first_timestamp`` (its first) are read only
+by models that weigh time (``reads_times``: EASE's recency, ALS's new
+arrivals). Only models that learn from negative feedback
 (``learns_dislikes``: SVD, through its lowest ratings) see the pairs of
 engagement 0 or less; the others learn and fold in without them.
 ``recsys.data.ratings.derive_ratings`` makes one from an interaction log; the

@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from recsys.data.ratings import derive_ratings
 from recsys.models.als import ALSRecommender
 from recsys.models.arrivals import arrival_facts, arrival_lifts, lifted
 from recsys.models.profile import Profile
@@ -34,11 +35,29 @@ def test_a_products_age_and_uptake_are_counted_from_its_first_row_to_the_logs_la
     # Product 0 first seen on day 0, product 1 on day 390; the log ends on day 400.
     timestamps = pd.Series(START + DAY * np.array([0, 200, 390, 395, 400, 400]))
     items = np.array([0, 0, 1, 1, 1, 0])
-    age_days, uptake = arrival_facts(timestamps, items, 3)
+    age_days, uptake = arrival_facts(timestamps, timestamps, items, 3)
     assert age_days.tolist() == [400.0, 10.0, 0.0]  # product 2 has no row: as new as the end
     # Product 0: 3 rows over 400 days; product 1: 3 rows over 10 days, counted as 30.
     assert uptake[:2] == pytest.approx([math.log1p(3 * 30 / 400), math.log1p(3.0)])
     assert uptake[2] == 0.0
+
+
+def test_an_old_product_bought_again_lately_by_all_its_buyers_is_not_new():
+    # Five customers bought product 5 on day 0 and again on day 395; product 6 arrived on day 390.
+    days = [0, 395] * 5 + [390, 400]
+    log = pd.DataFrame(
+        {
+            "user_id": [u for u in range(1, 6) for _ in range(2)] + [1, 2],
+            "product_clicked": [5] * 10 + [6, 6],
+            "purchased": 1,
+            "timestamp": START + DAY * np.array(days),
+        }
+    )
+    feedback = derive_ratings(log)
+    assert (feedback["first_timestamp"] <= feedback["timestamp"]).all()
+    model = ALSRecommender(factors=2, iterations=2, arrival_days=30.0, arrival_lift=1.0)
+    model.fit(feedback)
+    assert model._lifts.tolist() == [0.0, 1.0]  # product 6 only: product 5 began on day 0
 
 
 @pytest.mark.parametrize(
@@ -104,16 +123,16 @@ def test_rank_with_gives_the_ranking_of_a_fit_with_those_arrivals():
 def test_a_folded_in_user_is_lifted_as_a_known_user_is():
     feedback = timed_feedback(late_product=LATE)
     model = ALSRecommender(factors=8, iterations=5, **ARRIVALS).fit(feedback)
-    user = int(model.user_ids[0])
-    profile = Profile.from_feedback(feedback[feedback["user_id"] == user])
-    folded = model.rank_profile(profile, 5)
-    row = model.item_factors @ model.fold_in(*model.profile_items(profile)).astype(np.float32)
-    expected = lifted(row, model._lifts)
-    assert not np.array_equal(expected, row)
-    assert (
-        folded.product_ids.tolist()
-        == model.product_ids[np.argsort(-expected, kind="stable")[:5]].tolist()
-    )
+    (user,) = np.flatnonzero(model.user_ids == model.user_ids[0])
+    profile = Profile.from_feedback(feedback[feedback["user_id"] == model.user_ids[0]])
+    folded = model._score_profile(*model.profile_items(profile))
+    # The same lift on both paths: each row less its own unlifted scores is std(row) x lift.
+    unlifted = model.item_factors @ model.fold_in(*model.profile_items(profile)).astype(np.float32)
+    known = model._score(np.array([user]))[0]
+    factors_only = model.user_factors[user] @ model.item_factors.T
+    for row, plain in ((folded, unlifted), (known, factors_only)):
+        assert row - plain == pytest.approx(plain.std() * model._lifts, rel=1e-5, abs=1e-6)
+    assert model._lifts.max() > 0
 
 
 def test_the_artifact_keeps_the_arrival_facts_and_a_loaded_model_ranks_alike():
@@ -187,3 +206,12 @@ def test_refused_arrival_values_name_the_parameters_and_leave_the_model_as_it_wa
     assert np.array_equal(model._lifts, before) and model.params()["arrival_days"] == 100.0
     with pytest.raises(ValueError, match="rank_with takes"):
         model.rank_with(factors=3)
+
+
+def test_a_rank_with_whose_times_cannot_be_read_leaves_the_model_as_it_was():
+    feedback = timed_feedback().assign(timestamp="not a time")
+    model = ALSRecommender(factors=8, iterations=5).fit(feedback)
+    with pytest.raises(ValueError):
+        model.rank_with(arrival_days=30.0, arrival_lift=1.0)
+    assert model.arrival_days == 0.0 and "arrival_days" not in model.params()
+    assert model._lifts is None
