@@ -219,6 +219,35 @@ def test_candidates_differing_only_in_the_ranking_score_score_as_separate_fits()
         assert trial["score"] == _on_validation("svd", "ndcg@5", {"svd": trial["params"]})
 
 
+ARRIVAL_SPACE = {
+    "factors": [4],
+    "arrival_days": [0.0, 3.0, 8.0],
+    "arrival_lift": [0.5, 2.0],
+    "uptake_lift": [0.0, 1.0],
+}
+
+
+def test_als_candidates_differing_only_in_their_arrivals_score_as_separate_fits():
+    # An hour between rows, over 15 days; products 6 and 12 arrive in the last two.
+    feedback = timed(taste_feedback())
+    feedback = feedback.assign(timestamp=feedback["timestamp"] * 60)
+    late = feedback["product_id"].isin([6, 12])
+    feedback.loc[late, "timestamp"] = (
+        feedback["timestamp"].max() - 2 * 86_400 + np.arange(late.sum()) * 3_000
+    )
+    dataset = simulated_dataset(feedback)
+    result = tune(dataset, "als", "ndcg@5", n_trials=8, space=ARRIVAL_SPACE, protocol="time-global")
+    outer = make_splits(dataset.feedback, "time-global", 0)[0]
+    windows = validation_splits(outer.train, "time-global", 0)
+    for trial in result.trials:
+        factory = model_factory("als", {"als": trial["params"]})
+        figures = [score_split(factory().fit(w.train), w, 5, 4.0)["ndcg@5"] for w in windows]
+        assert trial["score"] == np.mean(figures)
+    # The arrivals change the figures of one fit (factors=4) on validation.
+    fours = {trial["score"] for trial in result.trials if trial["params"]["factors"] == 4}
+    assert len(fours) > 2
+
+
 def test_a_search_reaching_the_infinite_popularity_weight_never_ends_below_popularity():
     result = tune(DATASET, "svd", "ndcg@5", n_trials=7, space=RANKING_SPACE)
     outer = make_splits(DATASET.feedback, "holdout", 0)[0]

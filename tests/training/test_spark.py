@@ -130,12 +130,16 @@ def test_the_spark_engine_refuses_als_with_new_arrivals_before_starting_spark(
     assert "the spark engine trains als without new arrivals" in result.output
 
 
-def test_the_spark_pipeline_refuses_new_arrivals_in_the_settings_it_is_given():
-    from recsys.training import refuse_arrivals
+def test_the_spark_pipeline_refuses_new_arrivals_before_it_reads_an_event(tmp_path):
+    pytest.importorskip("pyspark")
+    from recsys.store.artifacts import ModelRegistry
+    from recsys.training import EventSource, train_on_spark
 
-    refuse_arrivals({"arrival_days": 0.0, "arrival_lift": 2.0})  # off: accepted
+    settings = TrainingSettings(model="als", model_params={"arrival_days": 30.0})
+    source = EventSource(parquet=str(tmp_path / "absent.parquet"))
+    # No engine at all: the refusal comes before Spark is asked for anything.
     with pytest.raises(ValueError, match="set arrival_days to 0"):
-        refuse_arrivals({"arrival_days": 30})
+        train_on_spark(None, source, ModelRegistry(tmp_path / "models"), settings)
 
 
 @pytest.mark.slow
