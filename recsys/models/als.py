@@ -275,13 +275,14 @@ class ALSRecommender(Recommender):
         self._arrival_facts = None
         self._arrival_rows = None
         if has_timestamps(feedback):
-            began = "first_timestamp" if "first_timestamp" in feedback.columns else "timestamp"
-            # Copies of the two columns: a column of the frame could keep all of it alive.
-            self._arrival_rows = (
-                feedback[began].copy(),
-                feedback["timestamp"].copy(),
-                items,
+            # Copies of the columns: a column of the frame could keep all of it alive.
+            last = feedback["timestamp"].copy()
+            first = (
+                feedback["first_timestamp"].copy()
+                if "first_timestamp" in feedback.columns
+                else last  # one event per pair: the same column, read once
             )
+            self._arrival_rows = (first, last, items)
         self._lifts = self._lifts_for(self.arrival_days, self.arrival_lift, self.uptake_lift)
 
     def _lifts_for(self, days: float, arrival_lift: float, uptake_lift: float) -> np.ndarray | None:

@@ -52,7 +52,8 @@ def arrival_facts(
 
     Args:
         first: When each training row's pair began (its first event).
-        last: Each row's latest event (the training rows end at the latest).
+        last: Each row's latest event (the training rows end at the latest);
+            ``first`` itself when each pair has one event, read once then.
         items: Each row's inner item index.
         n_items: The number of products.
 
@@ -61,9 +62,10 @@ def arrival_facts(
         product's first event to the last event of all) and its uptake,
         log(1 + rows, one per user, per 30 days of that age, at least 30).
     """
-    end = float(epoch_seconds(last).max())
+    first_seconds = epoch_seconds(first)
+    end = float((first_seconds if last is first else epoch_seconds(last)).max())
     began = np.full(n_items, end)
-    np.minimum.at(began, items, epoch_seconds(first).astype(np.float64))
+    np.minimum.at(began, items, first_seconds.astype(np.float64))
     age_days = (end - began) / _DAY
     rows = np.bincount(items, minlength=n_items).astype(np.float64)
     uptake = np.log1p(rows * _UPTAKE_DAYS / np.maximum(age_days, _UPTAKE_DAYS))

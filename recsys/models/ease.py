@@ -106,7 +106,7 @@ class EASERecommender(Recommender):
         self.recency = _checked_recency(recency)
         # Kept by a fit, for rank_with: the rows unweighted, and the training
         # frame's times (users, items, timestamps), read into per-row counts
-        # of newer products only once a recency asks for them.
+        # of newer products only once a recency asks for them, then let go.
         self._unweighted: TrainingHistory | None = None
         self._times: tuple[np.ndarray, np.ndarray, pd.Series] | None = None
         self._newer: np.ndarray | None = None
@@ -131,7 +131,8 @@ class EASERecommender(Recommender):
         self._newer = None
         self._times = None
         if has_timestamps(feedback):
-            self._times = (users, items, feedback["timestamp"])
+            # A copy of the column: a column of the frame could keep all of it alive.
+            self._times = (users, items, feedback["timestamp"].copy())
         self._weight_rows(self._unweighted)
 
     def _newer_counts(self) -> np.ndarray | None:
@@ -145,6 +146,7 @@ class EASERecommender(Recommender):
             latest = pd.Series(epoch_seconds(timestamps), index=timestamps.index)
             newer = latest.groupby(users).rank(method="min", ascending=False).to_numpy() - 1
             self._newer = TrainingHistory.from_rows(users, items, newer, len(self.user_ids)).weights
+            self._times = None  # read once: the counts are what rank_with needs
         return self._newer
 
     def _weight_rows(self, history: TrainingHistory) -> None:
